@@ -1,0 +1,185 @@
+"""Configuration of the lesson's Vision Transformer.
+
+The field names are the lesson's (`dim`, `depth`, `heads`, `dim_head`,
+`mlp_dim`, `pool`); transformers' standard names (`hidden_size`,
+`num_hidden_layers`, ...) resolve to them through `attribute_map`.
+
+This file is copied next to saved weights as remote code, so it imports
+nothing from `hf_vit` (only `transformers`).
+"""
+
+from transformers import PretrainedConfig
+
+# CIFAR-10 class names in the order of the Hub dataset `uoft-cs/cifar10`.
+CIFAR10_LABELS = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+
+# CIFAR-10 per-channel statistics of the training images (RGB, in [0, 1]);
+# the usual published figures, saved into the image processor.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _pair(value):
+    """`32` -> `(32, 32)`; `(32, 24)` stays as it is (the lesson's `pair`)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return (value, value)
+
+
+class HfViTConfig(PretrainedConfig):
+    r"""Configuration of [`HfViTModel`] and [`HfViTForImageClassification`].
+
+    Args:
+        image_size (`int` or `(int, int)`, defaults to 32): input height/width.
+        patch_size (`int` or `(int, int)`, defaults to 4): patch height/width; must divide `image_size`.
+        num_channels (`int`, defaults to 3): input channels (the lesson's `channels`).
+        dim (`int`, defaults to 192): token width (`hidden_size`).
+        depth (`int`, defaults to 6): number of encoder blocks (`num_hidden_layers`).
+        heads (`int`, defaults to 3): attention heads (`num_attention_heads`).
+        dim_head (`int`, defaults to 64): width of one head; `heads * dim_head` need not equal `dim`.
+        mlp_dim (`int`, defaults to 768): hidden width of the feed-forward block (`intermediate_size`).
+        pool (`str`, defaults to `"cls"`): `"cls"` takes the [CLS] token, `"mean"` averages all tokens.
+        dropout (`float`, defaults to 0.0): dropout in attention weights, attention output and FFN.
+        emb_dropout (`float`, defaults to 0.0): dropout after adding positional embeddings.
+        layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon (PyTorch's default, as in the lesson).
+        initializer_range (`float`, defaults to 0.02): std of the truncated-normal weight init.
+        id2label (`dict`, defaults to the 10 CIFAR-10 classes).
+    """
+
+    model_type = "hf_vit"
+    attribute_map = {
+        "hidden_size": "dim",
+        "num_hidden_layers": "depth",
+        "num_attention_heads": "heads",
+        "head_dim": "dim_head",
+        "intermediate_size": "mlp_dim",
+        "hidden_dropout_prob": "dropout",
+        "attention_probs_dropout_prob": "dropout",
+        "channels": "num_channels",
+    }
+
+    def __init__(
+        self,
+        image_size=32,
+        patch_size=4,
+        num_channels=3,
+        dim=192,
+        depth=6,
+        heads=3,
+        dim_head=64,
+        mlp_dim=768,
+        pool="cls",
+        dropout=0.0,
+        emb_dropout=0.0,
+        layer_norm_eps=1e-5,
+        initializer_range=0.02,
+        **kwargs,
+    ):
+        # The lesson's `channels` and `num_classes` are accepted as aliases.
+        if "channels" in kwargs:
+            num_channels = kwargs.pop("channels")
+        num_classes = kwargs.pop("num_classes", None)
+        if num_classes is not None and kwargs.get("num_labels") is None:
+            kwargs["num_labels"] = num_classes
+        id2label = kwargs.get("id2label")
+        num_labels = kwargs.get("num_labels")
+        if id2label is not None and num_labels is not None and len(id2label) != num_labels:
+            raise ValueError(
+                f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
+                "entries. Pass only one of them, or make `id2label` list exactly `num_labels` classes."
+            )
+        if id2label is None and num_labels is None:
+            kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
+        if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
+            kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
+
+        self.image_size = list(image_size) if isinstance(image_size, (list, tuple)) else image_size
+        self.patch_size = list(patch_size) if isinstance(patch_size, (list, tuple)) else patch_size
+        self.num_channels = num_channels
+        self.dim = dim
+        self.depth = depth
+        self.heads = heads
+        self.dim_head = dim_head
+        self.mlp_dim = mlp_dim
+        self.pool = pool
+        self.dropout = dropout
+        self.emb_dropout = emb_dropout
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(**kwargs)
+        self.validate_hf_vit()
+
+    # -- derived sizes -------------------------------------------------------
+    @property
+    def grid_size(self):
+        """Patches along height and width: `(H // p1, W // p2)`."""
+        (ih, iw), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        return ih // ph, iw // pw
+
+    @property
+    def num_patches(self):
+        """N, the number of patch tokens (the sequence has N + 1 with [CLS])."""
+        gh, gw = self.grid_size
+        return gh * gw
+
+    @property
+    def num_classes(self):
+        """The lesson's name for `num_labels`."""
+        return self.num_labels
+
+    # -- validation ----------------------------------------------------------
+    def validate_hf_vit(self):
+        """Raise `ValueError` naming the bad field and the fix."""
+
+        def positive_int(name, value):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"HfViTConfig: `{name}` must be a positive integer, got {value!r}. Set {name} >= 1.")
+
+        for name in ("image_size", "patch_size"):
+            value = getattr(self, name)
+            parts = _pair(value)
+            if len(parts) != 2:
+                raise ValueError(
+                    f"HfViTConfig: `{name}` must be an int or a pair (height, width), got {value!r}."
+                )
+            for part in parts:
+                positive_int(name, part)
+        for name in ("num_channels", "dim", "depth", "heads", "dim_head", "mlp_dim"):
+            positive_int(name, getattr(self, name))
+
+        (ih, iw), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        if ih % ph or iw % pw:
+            raise ValueError(
+                f"HfViTConfig: `patch_size` {self.patch_size!r} does not divide `image_size` {self.image_size!r}: "
+                "the image must cut into a whole grid of patches. Choose a patch size that divides the image size "
+                f"(for {ih}x{iw}: e.g. {', '.join(str(p) for p in (2, 4, 8, 16) if ih % p == 0 and iw % p == 0)})."
+            )
+        if self.pool not in ("cls", "mean"):
+            raise ValueError(
+                f"HfViTConfig: unknown `pool` {self.pool!r}. Use pool='cls' (the [CLS] token) or pool='mean' "
+                "(the average of all tokens)."
+            )
+        for name in ("dropout", "emb_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"HfViTConfig: `{name}` must be a probability in [0, 1), got {value!r}.")
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"HfViTConfig: `{name}` must be a positive number, got {value!r}.")
+        if self.num_labels is None or self.num_labels < 1:
+            raise ValueError("HfViTConfig: the model needs at least one class: pass `id2label` or `num_labels`.")
+
+
+__all__ = ["HfViTConfig", "CIFAR10_LABELS", "CIFAR10_MEAN", "CIFAR10_STD"]

@@ -1,0 +1,77 @@
+"""Import weights saved from the lesson's `ViT` module (its `state_dict()`).
+
+The lesson's keys (vit-pytorch helpers of its era) and ours differ only in
+where the Pre-LN and the sub-layer sit inside a block:
+
+    lesson                                   hf_vit
+    to_patch_embedding.1.*                   vit.embeddings.to_patch_embedding.1.*
+    cls_token / pos_embedding                vit.embeddings.cls_token / pos_embedding
+    transformer.layers.i.0.norm.*            vit.transformer.layers.i.attn_norm.*
+    transformer.layers.i.0.fn.<rest>         vit.transformer.layers.i.attn.<rest>   (to_qkv, to_out.0)
+    transformer.layers.i.1.norm.*            vit.transformer.layers.i.ff_norm.*
+    transformer.layers.i.1.fn.<rest>         vit.transformer.layers.i.ff.<rest>     (net.0, net.3)
+    mlp_head.*                               mlp_head.*
+"""
+
+import re
+
+import torch
+
+_RULES = [
+    (re.compile(r"^to_patch_embedding\.(.*)$"), r"vit.embeddings.to_patch_embedding.\1"),
+    (re.compile(r"^(cls_token|pos_embedding)$"), r"vit.embeddings.\1"),
+    (re.compile(r"^transformer\.layers\.(\d+)\.0\.norm\.(.*)$"), r"vit.transformer.layers.\1.attn_norm.\2"),
+    (re.compile(r"^transformer\.layers\.(\d+)\.0\.fn\.(.*)$"), r"vit.transformer.layers.\1.attn.\2"),
+    (re.compile(r"^transformer\.layers\.(\d+)\.1\.norm\.(.*)$"), r"vit.transformer.layers.\1.ff_norm.\2"),
+    (re.compile(r"^transformer\.layers\.(\d+)\.1\.fn\.(.*)$"), r"vit.transformer.layers.\1.ff.\2"),
+    (re.compile(r"^(mlp_head\..*)$"), r"\1"),
+]
+
+
+def convert_lesson_state_dict(state_dict: dict) -> dict:
+    """Rename a lesson `ViT.state_dict()` to `HfViTForImageClassification` keys.
+
+    Keys that match no rule are kept as they are, so that loading reports them
+    as unexpected instead of dropping them silently.
+    """
+    converted = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")  # saved from a DDP-wrapped model
+        for pattern, replacement in _RULES:
+            if pattern.match(key):
+                key = pattern.sub(replacement, key)
+                break
+        converted[key] = value
+    return converted
+
+
+def load_lesson_state_dict(model, state_dict: dict) -> None:
+    """Load a lesson state dict into an `HfViTForImageClassification`, strictly.
+
+    Raises `ValueError` listing the missing and unexpected keys (in the
+    lesson's naming where possible) and any shape mismatch, naming the config
+    field to change.
+    """
+    converted = convert_lesson_state_dict(state_dict)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(converted))
+    unexpected = sorted(set(converted) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(converted[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(converted))
+        if tuple(converted[k].shape) != tuple(expected[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        lines = ["The state dict does not fit this HfViT model (is it the lesson's ViT with the same config?)."]
+        if missing:
+            lines.append(f"Missing keys ({len(missing)}): " + ", ".join(missing))
+        if unexpected:
+            lines.append(f"Unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
+        if mismatched:
+            lines.append(
+                "Shape mismatches (set dim/depth/heads/dim_head/mlp_dim/patch_size/num_labels to the lesson's "
+                "values): " + "; ".join(mismatched)
+            )
+        raise ValueError("\n".join(lines))
+    with torch.no_grad():
+        model.load_state_dict(converted, strict=True)

@@ -1,0 +1,31 @@
+"""The image processor saved beside every model: resize to the model's size,
+scale to [0, 1], normalise with the CIFAR-10 statistics.
+
+Training normalises with the numbers stored here too (see `hf_vit.data`), so
+inference through `pipeline(...)` sees exactly what training saw.
+"""
+
+from transformers import ViTImageProcessor
+
+from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, _pair
+
+
+def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD) -> ViTImageProcessor:
+    """A `ViTImageProcessor` for `config.image_size` with the given (default CIFAR-10) statistics."""
+    height, width = _pair(config.image_size)
+    if len(image_mean) != config.num_channels or len(image_std) != config.num_channels:
+        raise ValueError(
+            f"image_mean/image_std need one value per channel ({config.num_channels}), "
+            f"got {len(image_mean)} and {len(image_std)}."
+        )
+    return ViTImageProcessor(
+        do_resize=True,
+        size={"height": height, "width": width},
+        resample=2,  # PIL bilinear: 32x32 CIFAR images pass through unchanged
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=list(image_mean),
+        image_std=list(image_std),
+        do_convert_rgb=config.num_channels == 3,
+    )

@@ -1,0 +1,359 @@
+"""The lesson's Vision Transformer as a transformers model.
+
+Read top to bottom, it is the lesson's network:
+
+    image (B, C, H, W)
+      -> patch embedding: Rearrange into N patches + Linear       (B, N, dim)
+      -> prepend [CLS], add learned positions, dropout            (B, N+1, dim)
+      -> depth x Pre-LN block:  x = x + MHSA(LN(x))
+                                x = x + FFN(LN(x))                (B, N+1, dim)
+      -> pool: the [CLS] token or the mean of all tokens          (B, dim)
+      -> head: LayerNorm + Linear                                  (B, num_labels)
+
+Module names inside a block follow the lesson (`to_qkv`, `to_out`, `net`),
+so its weights map one to one (see `convert_lesson_state_dict`).
+
+This file is copied next to saved weights as remote code: it imports only
+installed libraries and its sibling `configuration_hf_vit` (relative import).
+"""
+
+from collections.abc import Callable
+
+import torch
+from einops import rearrange, repeat
+from einops.layers.torch import Rearrange
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_hf_vit import HfViTConfig, _pair
+
+
+# ---------------------------------------------------------------------------
+# 1. Patch embedding, [CLS] token and positions
+# ---------------------------------------------------------------------------
+class HfViTEmbeddings(nn.Module):
+    """Image -> patch tokens -> [CLS] + tokens + positions."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__()
+        (image_height, image_width), (patch_height, patch_width) = _pair(config.image_size), _pair(config.patch_size)
+        self.image_size = (image_height, image_width)
+        self.patch_size = (patch_height, patch_width)
+        self.num_channels = config.num_channels
+        num_patches = (image_height // patch_height) * (image_width // patch_width)
+        patch_dim = config.num_channels * patch_height * patch_width
+
+        # Cut the image into a grid of p1 x p2 patches, flatten each patch, project it to `dim`.
+        self.to_patch_embedding = nn.Sequential(
+            Rearrange("b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=patch_height, p2=patch_width),
+            nn.Linear(patch_dim, config.dim),
+        )
+        # [CLS]: one learned token whose final state summarises the image.
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.dim))
+        # Attention is order-blind: a learned vector per position tells tokens where they are.
+        self.pos_embedding = nn.Parameter(torch.zeros(1, num_patches + 1, config.dim))
+        self.dropout = nn.Dropout(config.emb_dropout)
+
+    def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
+        """Resize the patch positions bicubically to a (height, width) image's grid."""
+        grid_h, grid_w = self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1]
+        new_h, new_w = height // self.patch_size[0], width // self.patch_size[1]
+        cls_pos, patch_pos = self.pos_embedding[:, :1], self.pos_embedding[:, 1:]
+        if (new_h, new_w) == (grid_h, grid_w):
+            return self.pos_embedding
+        patch_pos = rearrange(patch_pos, "1 (h w) d -> 1 d h w", h=grid_h, w=grid_w)
+        patch_pos = nn.functional.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)
+        patch_pos = rearrange(patch_pos, "1 d h w -> 1 (h w) d")
+        return torch.cat((cls_pos, patch_pos), dim=1)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}. "
+                "Add a batch dimension with `pixel_values.unsqueeze(0)` for a single image."
+            )
+        _, channels, height, width = pixel_values.shape
+        if channels != self.num_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels but the model was built for {self.num_channels} "
+                f"(config.num_channels). Convert the images (e.g. `image.convert('RGB')`) or build the model "
+                f"with num_channels={channels}."
+            )
+        if interpolate_pos_encoding:
+            if height % self.patch_size[0] or width % self.patch_size[1]:
+                raise ValueError(
+                    f"Input image size {height}x{width} is not a multiple of the patch size {self.patch_size}; "
+                    "resize the image so that the patches tile it."
+                )
+            pos_embedding = self.interpolate_pos_encoding(height, width)
+        else:
+            if (height, width) != self.image_size:
+                raise ValueError(
+                    f"Input image size {height}x{width} does not match the model's {self.image_size[0]}x"
+                    f"{self.image_size[1]} (config.image_size). Resize the images (the image processor does), "
+                    "or pass interpolate_pos_encoding=True to interpolate the positional embedding."
+                )
+            pos_embedding = self.pos_embedding
+
+        x = self.to_patch_embedding(pixel_values)  # (B, N, dim)
+        b, n, _ = x.shape
+        cls_tokens = repeat(self.cls_token, "1 1 d -> b 1 d", b=b)  # (B, 1, dim)
+        x = torch.cat((cls_tokens, x), dim=1)  # (B, N+1, dim)
+        x = x + pos_embedding[:, : n + 1]  # (B, N+1, dim) + (1, N+1, dim), broadcast over B
+        return self.dropout(x)
+
+
+# ---------------------------------------------------------------------------
+# 2. Multi-head self-attention
+# ---------------------------------------------------------------------------
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """softmax(q k^T * scale) v, written out; returns the weights too."""
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, heads, N+1, N+1)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    attn = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    attn = nn.functional.dropout(attn, p=dropout, training=module.training)
+    out = torch.matmul(attn, value)  # (B, heads, N+1, dim_head)
+    return out.transpose(1, 2).contiguous(), attn  # (B, N+1, heads, dim_head)
+
+
+class HfViTAttention(nn.Module):
+    """`heads` heads of width `dim_head`; one fused projection for q, k and v (no bias)."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__()
+        self.config = config
+        self.heads = config.heads
+        self.dim_head = config.dim_head
+        self.scaling = config.dim_head**-0.5
+        self.dropout = config.dropout
+        self.is_causal = False  # every token sees every token
+        inner_dim = config.heads * config.dim_head
+        self.to_qkv = nn.Linear(config.dim, inner_dim * 3, bias=False)
+        # As in the lesson: a single head as wide as `dim` needs no output projection.
+        project_out = not (config.heads == 1 and config.dim_head == config.dim)
+        self.to_out = (
+            nn.Sequential(nn.Linear(inner_dim, config.dim), nn.Dropout(config.dropout))
+            if project_out
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+        qkv = self.to_qkv(x).chunk(3, dim=-1)  # 3 x (B, N+1, heads*dim_head)
+        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in qkv)  # (B, heads, N+1, dim_head)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        if output_attentions:
+            # SDPA and flash kernels never materialise the weights; the eager path does.
+            attention_interface = eager_attention_forward
+        out, attn = attention_interface(
+            self, q, k, v, None, scaling=self.scaling, dropout=self.dropout if self.training else 0.0
+        )
+        out = rearrange(out, "b n h d -> b n (h d)")  # (B, N+1, heads*dim_head)
+        return self.to_out(out), attn  # (B, N+1, dim)
+
+
+# ---------------------------------------------------------------------------
+# 3. Feed-forward network
+# ---------------------------------------------------------------------------
+class HfViTFeedForward(nn.Module):
+    """Linear -> GELU -> Dropout -> Linear -> Dropout, applied to each token alone."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(config.dim, config.mlp_dim),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.mlp_dim, config.dim),
+            nn.Dropout(config.dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, N+1, dim)
+
+
+# ---------------------------------------------------------------------------
+# 4. One Pre-LN encoder block
+# ---------------------------------------------------------------------------
+class HfViTLayer(GradientCheckpointingLayer):
+    """x = x + MHSA(LN(x)); x = x + FFN(LN(x))  (the lesson's PreNorm + residual)."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.attn = HfViTAttention(config)
+        self.ff_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
+        self.ff = HfViTFeedForward(config)
+
+    def forward(self, x: torch.Tensor, output_attentions: bool = False):
+        attn_out, attn = self.attn(self.attn_norm(x), output_attentions=output_attentions)
+        x = attn_out + x  # residual around attention     (B, N+1, dim)
+        x = self.ff(self.ff_norm(x)) + x  # residual around the FFN  (B, N+1, dim)
+        return x, attn
+
+
+class HfViTEncoder(nn.Module):
+    """`depth` blocks in a row (the lesson's `Transformer`)."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__()
+        self.layers = nn.ModuleList([HfViTLayer(config) for _ in range(config.depth)])
+        self.gradient_checkpointing = False
+
+    def forward(self, x: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False):
+        all_hidden_states = (x,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            x, attn = layer(x, output_attentions=output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (x,)
+            if output_attentions:
+                all_attentions += (attn,)
+        return x, all_hidden_states, all_attentions
+
+
+# ---------------------------------------------------------------------------
+# 5. transformers plumbing: weight init, base model, classifier
+# ---------------------------------------------------------------------------
+# Written into every saved config, so that a folder saved from the classifier
+# also loads with AutoModel (transformers only records the saved class's own).
+AUTO_MAP = {
+    "AutoConfig": "configuration_hf_vit.HfViTConfig",
+    "AutoModel": "modeling_hf_vit.HfViTModel",
+    "AutoModelForImageClassification": "modeling_hf_vit.HfViTForImageClassification",
+}
+
+
+class HfViTPreTrainedModel(PreTrainedModel):
+    config_class = HfViTConfig
+    config: HfViTConfig
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["HfViTEmbeddings", "HfViTLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: HfViTConfig, *inputs, **kwargs):
+        super().__init__(config, *inputs, **kwargs)
+        # Entries already present (e.g. "repo--module.Class" from the Hub) win.
+        self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+
+    def _init_weights(self, module):
+        # Linear and LayerNorm get transformers' defaults (normal(0, initializer_range), zero bias, unit scale).
+        super()._init_weights(module)
+        # Our own parameters need their init spelled out (transformers does not know them).
+        if isinstance(module, HfViTEmbeddings):
+            init.trunc_normal_(module.cls_token, mean=0.0, std=self.config.initializer_range)
+            init.trunc_normal_(module.pos_embedding, mean=0.0, std=self.config.initializer_range)
+
+
+class HfViTModel(HfViTPreTrainedModel):
+    """The ViT without a head: token states and the pooled image vector."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__(config)
+        self.embeddings = HfViTEmbeddings(config)
+        self.transformer = HfViTEncoder(config)
+        self.pool = config.pool
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.to_patch_embedding
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        if pixel_values is None:
+            raise ValueError("You have to specify pixel_values (a float tensor of shape (batch, channels, H, W)).")
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        expected_dtype = self.embeddings.to_patch_embedding[1].weight.dtype
+        x = self.embeddings(pixel_values.to(expected_dtype), interpolate_pos_encoding)  # (B, N+1, dim)
+        x, hidden_states, attentions = self.transformer(
+            x, output_attentions=output_attentions, output_hidden_states=output_hidden_states
+        )  # (B, N+1, dim)
+        pooled = x[:, 0] if self.pool == "cls" else x.mean(dim=1)  # (B, dim)
+
+        if not return_dict:
+            return tuple(v for v in (x, pooled, hidden_states, attentions) if v is not None)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions
+        )
+
+
+class HfViTForImageClassification(HfViTPreTrainedModel):
+    """HfViTModel + the lesson's `mlp_head` (LayerNorm + Linear) on the pooled vector."""
+
+    def __init__(self, config: HfViTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.vit = HfViTModel(config)
+        self.mlp_head = nn.Sequential(
+            nn.LayerNorm(config.dim, eps=config.layer_norm_eps),
+            nn.Linear(config.dim, config.num_labels),
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        interpolate_pos_encoding: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput | tuple:
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.vit(
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            return_dict=True,
+        )
+        logits = self.mlp_head(outputs.pooler_output)  # (B, num_labels)
+
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
+
+        if not return_dict:
+            output = tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
+            return ((loss,) + output) if loss is not None else output
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = ["HfViTPreTrainedModel", "HfViTModel", "HfViTForImageClassification"]

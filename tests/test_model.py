@@ -1,0 +1,133 @@
+"""The model matches the lesson's maths; SDPA == eager; attentions, hidden states, checkpointing."""
+
+import pytest
+import torch
+from lesson_vit import ViT, ViTConfig
+
+from hf_vit import HfViTConfig, HfViTForImageClassification, HfViTModel
+from hf_vit.convert_lesson import load_lesson_state_dict
+
+# (image, patch, dim, depth, heads, dim_head, mlp_dim): heads * dim_head != dim in most rows.
+SHAPES = [
+    (32, 4, 64, 2, 4, 16, 128),  # heads*dim_head == dim
+    (32, 8, 48, 3, 3, 24, 96),  # 72 != 48
+    (24, 4, 32, 2, 2, 40, 64),  # 80 != 32, non-CIFAR image size
+    (16, 4, 32, 1, 1, 32, 64),  # one head as wide as dim: no output projection (lesson's Identity)
+]
+
+
+def make_pair(shape, pool, seed=0):
+    image, patch, dim, depth, heads, dim_head, mlp_dim = shape
+    torch.manual_seed(seed)
+    ref = ViT(
+        ViTConfig(
+            image_size=image, patch_size=patch, dim=dim, depth=depth, heads=heads,
+            dim_head=dim_head, mlp_dim=mlp_dim, pool=pool, num_classes=10,
+        )
+    ).eval()
+    config = HfViTConfig(
+        image_size=image, patch_size=patch, dim=dim, depth=depth, heads=heads,
+        dim_head=dim_head, mlp_dim=mlp_dim, pool=pool,
+    )
+    model = HfViTForImageClassification(config).eval()
+    load_lesson_state_dict(model, ref.state_dict())
+    return ref, model
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_same_logits_as_lesson(shape, pool):
+    ref, model = make_pair(shape, pool)
+    x = torch.randn(5, 3, shape[0], shape[0])
+    with torch.no_grad():
+        expected = ref(x)
+        got = model(pixel_values=x).logits
+    assert got.shape == (5, 10)
+    assert (got - expected).abs().max().item() <= 1e-5
+    # The pools really differ: the comparison above would catch a swapped pool.
+    if pool == "mean":
+        ref.pool = "cls"
+        assert (ref(x) - got).abs().max().item() > 1e-4
+
+
+@pytest.mark.parametrize("shape", SHAPES[:3])
+def test_sdpa_equals_eager(shape):
+    _, sdpa = make_pair(shape, "cls")
+    assert sdpa.config._attn_implementation == "sdpa"
+    eager_model = HfViTForImageClassification(sdpa.config).eval()
+    eager_model.load_state_dict(sdpa.state_dict())
+    eager_model.set_attn_implementation("eager")
+    assert eager_model.config._attn_implementation == "eager"
+    x = torch.randn(4, 3, shape[0], shape[0])
+    with torch.no_grad():
+        diff = (sdpa(pixel_values=x).logits - eager_model(pixel_values=x).logits).abs().max().item()
+    assert diff <= 1e-5
+
+
+def test_output_attentions_and_hidden_states():
+    shape = SHAPES[1]
+    _, model = make_pair(shape, "cls")
+    image, patch, dim, depth, heads = shape[:5]
+    n = (image // patch) ** 2
+    x = torch.randn(2, 3, image, image)
+    with torch.no_grad():
+        out = model(pixel_values=x, output_attentions=True, output_hidden_states=True)
+        plain = model(pixel_values=x).logits
+    assert len(out.attentions) == depth
+    for attn in out.attentions:
+        assert attn.shape == (2, heads, n + 1, n + 1)
+        assert torch.allclose(attn.sum(-1), torch.ones(2, heads, n + 1), atol=1e-5)
+        assert (attn >= 0).all()
+    assert len(out.hidden_states) == depth + 1
+    assert all(h.shape == (2, n + 1, dim) for h in out.hidden_states)
+    # Asking for weights switches to the eager path but not the result.
+    assert (out.logits - plain).abs().max().item() <= 1e-5
+    # The model default (SDPA) returns no weights unless asked.
+    assert model(pixel_values=x).attentions is None
+
+
+def test_base_model_outputs():
+    config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, pool="mean")
+    model = HfViTModel(config).eval()
+    x = torch.randn(3, 3, 32, 32)
+    out = model(pixel_values=x)
+    assert out.last_hidden_state.shape == (3, 65, 32)
+    assert torch.allclose(out.pooler_output, out.last_hidden_state.mean(dim=1), atol=1e-6)
+
+
+def test_loss_is_cross_entropy():
+    _, model = make_pair(SHAPES[0], "cls")
+    x = torch.randn(4, 3, 32, 32)
+    labels = torch.tensor([0, 3, 9, 1])
+    out = model(pixel_values=x, labels=labels)
+    assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits, labels), atol=1e-6)
+
+
+def test_gradient_checkpointing_gives_same_gradients():
+    _, model = make_pair(SHAPES[1], "cls")
+    model.train()
+    x = torch.randn(4, 3, 32, 32)
+    labels = torch.tensor([0, 1, 2, 3])
+
+    def grads():
+        model.zero_grad()
+        model(pixel_values=x, labels=labels).loss.backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters()}
+
+    plain = grads()
+    model.gradient_checkpointing_enable()
+    assert model.is_gradient_checkpointing
+    assert all(layer.gradient_checkpointing for layer in model.vit.transformer.layers)
+    checkpointed = grads()
+    for k in plain:
+        assert torch.allclose(plain[k], checkpointed[k], atol=1e-6), k
+
+
+def test_wrong_input_shapes_are_explained():
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    with pytest.raises(ValueError, match="4 channels but the model was built for 3"):
+        model(pixel_values=torch.randn(1, 4, 32, 32))
+    with pytest.raises(ValueError, match="interpolate_pos_encoding=True"):
+        model(pixel_values=torch.randn(1, 3, 64, 64))
+    out = model(pixel_values=torch.randn(1, 3, 64, 64), interpolate_pos_encoding=True)
+    assert out.logits.shape == (1, 10)
