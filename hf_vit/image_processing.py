@@ -5,13 +5,14 @@ Training normalises with the numbers stored here too (see `hf_vit.data`), so
 inference through `pipeline(...)` sees exactly what training saw.
 """
 
-from transformers import ViTImageProcessor
-
 from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, _pair
 
 
-def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD) -> ViTImageProcessor:
+def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD):
     """A `ViTImageProcessor` for `config.image_size` with the given (default CIFAR-10) statistics."""
+    # Imported here: without torchvision transformers warns that it falls back to the PIL backend.
+    from transformers import ViTImageProcessor
+
     height, width = _pair(config.image_size)
     if len(image_mean) != config.num_channels or len(image_std) != config.num_channels:
         raise ValueError(

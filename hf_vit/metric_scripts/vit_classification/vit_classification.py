@@ -1,0 +1,99 @@
+"""An `evaluate` metric module for image classification from class scores.
+
+Loaded from this folder with `evaluate.load(<path>)`, so it needs no Hub
+(`evaluate.load("accuracy")` downloads its script and fails offline). It
+takes the model's scores (logits or probabilities) for each example, so that
+top-k accuracy comes out of the same pass as accuracy, per-class precision,
+recall, F1 and the confusion matrix. Only numpy: no scikit-learn needed.
+"""
+
+import datasets
+import evaluate
+import numpy as np
+
+_DESCRIPTION = """Accuracy, top-k accuracy, per-class precision/recall/F1 and the confusion
+matrix of a single-label classifier, computed from per-class scores."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions (`list` of `list` of `float`): per-class scores (logits or probabilities), one row per example.
+    references (`list` of `int`): the true class of each example.
+    top_k (`list` of `int`, defaults to [1, 3, 5]): the k of the top-k accuracies (k above the class count are skipped).
+    label_names (`list` of `str`, optional): class names, for the `per_class` table; defaults to "0", "1", ...
+Returns:
+    accuracy, top{k}_accuracy for each k, macro_precision, macro_recall, macro_f1,
+    per_class {name: {precision, recall, f1, support}}, confusion_matrix (rows: true, columns: predicted),
+    labels (the names), num_examples.
+Examples:
+    >>> metric = evaluate.load("hf_vit/metric_scripts/vit_classification")
+    >>> metric.compute(predictions=[[0.1, 0.9], [0.8, 0.2]], references=[1, 1])["accuracy"]
+    0.5
+"""
+
+
+class VitClassification(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation="",
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Sequence(datasets.Value("float32")), "references": datasets.Value("int64")}
+            ),
+        )
+
+    def _compute(self, predictions, references, top_k=(1, 3, 5), label_names=None):
+        scores = np.asarray(predictions, dtype=np.float64)
+        refs = np.asarray(references, dtype=np.int64)
+        if scores.ndim != 2 or len(scores) != len(refs):
+            raise ValueError(
+                f"predictions must be one row of class scores per example: got shape {scores.shape} "
+                f"for {len(refs)} references."
+            )
+        if len(refs) == 0:
+            raise ValueError("No examples to score: the split is empty.")
+        num_classes = scores.shape[1]
+        if refs.min() < 0 or refs.max() >= num_classes:
+            raise ValueError(
+                f"references must be class ids in 0..{num_classes - 1}, got values from {refs.min()} to {refs.max()}."
+            )
+        names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
+        if len(names) != num_classes:
+            raise ValueError(f"label_names has {len(names)} names for {num_classes} classes of scores.")
+
+        preds = scores.argmax(axis=1)
+        confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        np.add.at(confusion, (refs, preds), 1)
+        true_pos = np.diag(confusion).astype(np.float64)
+        predicted = confusion.sum(axis=0).astype(np.float64)  # column sums
+        support = confusion.sum(axis=1).astype(np.float64)  # row sums
+        # A class never predicted has precision 0 (scikit-learn's zero_division=0 convention).
+        precision = np.divide(true_pos, predicted, out=np.zeros(num_classes), where=predicted > 0)
+        recall = np.divide(true_pos, support, out=np.zeros(num_classes), where=support > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros(num_classes), where=denom > 0)
+
+        result = {"accuracy": float((preds == refs).mean()), "num_examples": int(len(refs))}
+        # Rank of the true class: how many classes score strictly higher.
+        true_scores = scores[np.arange(len(refs)), refs]
+        rank = (scores > true_scores[:, None]).sum(axis=1)
+        for k in top_k:
+            if 1 < k <= num_classes:
+                result[f"top{k}_accuracy"] = float((rank < k).mean())
+        result.update(
+            macro_precision=float(precision.mean()),
+            macro_recall=float(recall.mean()),
+            macro_f1=float(f1.mean()),
+            per_class={
+                name: {
+                    "precision": float(precision[i]),
+                    "recall": float(recall[i]),
+                    "f1": float(f1[i]),
+                    "support": int(support[i]),
+                }
+                for i, name in enumerate(names)
+            },
+            confusion_matrix=confusion.tolist(),
+            labels=names,
+        )
+        return result

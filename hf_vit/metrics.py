@@ -1,0 +1,34 @@
+"""Metrics through the `evaluate` library, offline.
+
+`evaluate.load("accuracy")` fetches its script from the Hub; our metric
+script ships inside the package (`metric_scripts/vit_classification`) and
+loads from that path, so training and evaluation work without network.
+"""
+
+from pathlib import Path
+
+import evaluate
+import numpy as np
+
+METRIC_PATH = str(Path(__file__).parent / "metric_scripts" / "vit_classification")
+
+
+def load_metric(**kwargs) -> evaluate.EvaluationModule:
+    """The package's classification metric as an `evaluate` module (supports add_batch / compute)."""
+    return evaluate.load(METRIC_PATH, **kwargs)
+
+
+def classification_metrics(scores, references, label_names=None, top_k=(1, 3, 5)) -> dict:
+    """Accuracy, top-k, per-class precision/recall/F1 and confusion matrix of (N, C) scores."""
+    metric = load_metric()
+    scores = np.asarray(scores, dtype=np.float32)
+    return metric.compute(predictions=scores, references=np.asarray(references), top_k=list(top_k), label_names=label_names)
+
+
+def compute_metrics(eval_pred) -> dict:
+    """`Trainer(compute_metrics=...)`: accuracy and top-3 accuracy of the logits."""
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    if isinstance(logits, tuple):  # hidden states or attentions may ride along
+        logits = logits[0]
+    result = classification_metrics(logits, labels, top_k=(3,))
+    return {k: result[k] for k in ("accuracy", "top3_accuracy", "macro_f1") if k in result}
