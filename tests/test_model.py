@@ -131,3 +131,21 @@ def test_wrong_input_shapes_are_explained():
         model(pixel_values=torch.randn(1, 3, 64, 64))
     out = model(pixel_values=torch.randn(1, 3, 64, 64), interpolate_pos_encoding=True)
     assert out.logits.shape == (1, 10)
+
+
+def test_attention_rollout_matches_hand_computation():
+    from hf_vit.attention_maps import attention_rollout, cls_attention
+
+    torch.manual_seed(0)
+    # Two layers, two heads, three tokens: random row-stochastic matrices.
+    attns = tuple(torch.rand(1, 2, 3, 3).softmax(-1) for _ in range(2))
+    by_hand = None
+    for a in attns:
+        m = a[0].mean(0)
+        m = (m + torch.eye(3)) / 2
+        m = m / m.sum(-1, keepdim=True)
+        by_hand = m if by_hand is None else m @ by_hand
+    got = attention_rollout(attns)[0]
+    assert torch.allclose(got, by_hand, atol=1e-6)
+    assert torch.allclose(got.sum(-1), torch.ones(3), atol=1e-6)
+    assert torch.allclose(cls_attention(attns, layer=-1)[0], attns[-1][0].mean(0)[0, 1:])
