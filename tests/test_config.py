@@ -1,0 +1,65 @@
+"""Config fields, aliases and validation messages."""
+
+import pytest
+
+from hf_vit import CIFAR10_LABELS, HfViTConfig
+
+
+def test_defaults_and_standard_names():
+    c = HfViTConfig()
+    assert c.id2label == dict(enumerate(CIFAR10_LABELS))
+    assert c.label2id["truck"] == 9
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (c.dim, c.depth, c.heads)
+    assert (c.intermediate_size, c.head_dim, c.hidden_dropout_prob) == (c.mlp_dim, c.dim_head, c.dropout)
+    assert c.num_patches == 64 and c.grid_size == (8, 8)
+    # Setting through the standard name writes the lesson's field.
+    c.hidden_size = 96
+    assert c.dim == 96
+
+
+def test_lesson_aliases():
+    c = HfViTConfig(channels=1, num_classes=4)
+    assert c.num_channels == 1 and c.num_labels == 4 and c.num_classes == 4
+
+
+def test_round_trip(tmp_path):
+    c = HfViTConfig(image_size=(24, 32), patch_size=(4, 8), dim=48, heads=2, dim_head=40, pool="mean")
+    c.save_pretrained(tmp_path)
+    d = HfViTConfig.from_pretrained(tmp_path)
+    assert d.to_dict() == c.to_dict()
+    assert d.grid_size == (6, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"image_size": 32, "patch_size": 5}, r"`patch_size` 5 does not divide `image_size` 32.*e\.g\. 2, 4, 8, 16"),
+        ({"image_size": (32, 30), "patch_size": 4}, r"does not divide `image_size`"),
+        ({"pool": "max"}, r"unknown `pool` 'max'. Use pool='cls'.*pool='mean'"),
+        ({"dim": 0}, r"`dim` must be a positive integer, got 0"),
+        ({"depth": -1}, r"`depth` must be a positive integer, got -1"),
+        ({"heads": 0}, r"`heads` must be a positive integer"),
+        ({"dim_head": -8}, r"`dim_head` must be a positive integer"),
+        ({"mlp_dim": 0}, r"`mlp_dim` must be a positive integer"),
+        ({"patch_size": 0}, r"`patch_size` must be a positive integer"),
+        ({"image_size": -32}, r"`image_size` must be a positive integer"),
+        ({"num_channels": 0}, r"`num_channels` must be a positive integer"),
+        ({"dim": 64.0}, r"`dim` must be a positive integer, got 64.0"),
+        ({"dropout": 1.5}, r"`dropout` must be a probability in \[0, 1\)"),
+        ({"emb_dropout": -0.1}, r"`emb_dropout` must be a probability"),
+        ({"layer_norm_eps": 0}, r"`layer_norm_eps` must be a positive number"),
+        ({"num_labels": 3, "id2label": {0: "a", 1: "b"}}, r"`num_labels=3` disagrees with `id2label`, which has 2"),
+    ],
+)
+def test_invalid_values_are_explained(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        HfViTConfig(**kwargs)
+
+
+def test_invalid_config_file_is_explained(tmp_path):
+    c = HfViTConfig()
+    c.save_pretrained(tmp_path)
+    text = (tmp_path / "config.json").read_text().replace('"pool": "cls"', '"pool": "avg"')
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(ValueError, match="unknown `pool` 'avg'"):
+        HfViTConfig.from_pretrained(tmp_path)
