@@ -1,0 +1,161 @@
+"""Side-by-side speed measurements (used by `scripts/benchmark.py`).
+
+Every model is timed on the same config, threads, batch and inputs, each in
+its own fresh process so that peak memory (RSS on CPU, allocator peak on
+CUDA) belongs to that model alone.
+"""
+
+import gc
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .configuration_hf_vit import HfViTConfig, _pair
+
+
+def forward_flops(config: HfViTConfig, batch: int) -> float:
+    """Multiply-adds x 2 of one forward pass (matmuls only; norms and softmax are noise)."""
+    (ih, iw), (ph, pw) = _pair(config.image_size), _pair(config.patch_size)
+    n = (ih // ph) * (iw // pw)
+    t = n + 1  # tokens with [CLS]
+    inner = config.heads * config.dim_head
+    patch = 2 * n * (config.num_channels * ph * pw) * config.dim
+    per_layer = (
+        2 * t * config.dim * 3 * inner  # to_qkv
+        + 2 * 2 * t * t * inner  # q k^T and attn v
+        + 2 * t * inner * config.dim  # to_out
+        + 2 * 2 * t * config.dim * config.mlp_dim  # FFN
+    )
+    head = 2 * config.dim * config.num_labels
+    return float(batch * (patch + config.depth * per_layer + head))
+
+
+def matmul_peak_gflops(device: str = "cpu", n: int = 2048, dtype=torch.float32, seconds: float = 2.0) -> float:
+    """Measured GFLOP/s of an n x n x n matmul: the machine's practical ceiling."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    _sync(device)
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def build_model(kind: str, config: HfViTConfig):
+    """'hf_vit', 'transformers' (built-in ViTForImageClassification, SDPA) or 'lesson' (the reference)."""
+    if kind == "hf_vit":
+        from .modeling_hf_vit import HfViTForImageClassification
+
+        return HfViTForImageClassification(config)
+    if kind == "transformers":
+        from transformers import ViTConfig, ViTForImageClassification
+
+        if config.heads * config.dim_head != config.dim:
+            raise ValueError("transformers' ViT needs heads * dim_head == dim for a like-for-like comparison.")
+        vit_config = ViTConfig(
+            hidden_size=config.dim, num_hidden_layers=config.depth, num_attention_heads=config.heads,
+            intermediate_size=config.mlp_dim, image_size=config.image_size, patch_size=config.patch_size,
+            num_channels=config.num_channels, qkv_bias=False, layer_norm_eps=config.layer_norm_eps,
+            num_labels=config.num_labels, hidden_act="gelu",
+        )
+        model = ViTForImageClassification(vit_config)  # transformers picks SDPA by default
+        if model.config._attn_implementation != "sdpa":
+            raise RuntimeError(f"expected SDPA attention, got {model.config._attn_implementation!r}")
+        return model
+    if kind == "lesson":
+        root = Path(__file__).resolve().parents[1]
+        sys.path.insert(0, str(root / "tests"))
+        from lesson_vit import ViT, ViTConfig as LessonConfig
+
+        return ViT(
+            LessonConfig(
+                image_size=config.image_size, patch_size=config.patch_size, num_classes=config.num_labels,
+                dim=config.dim, depth=config.depth, heads=config.heads, mlp_dim=config.mlp_dim,
+                pool=config.pool, channels=config.num_channels, dim_head=config.dim_head,
+            )
+        )
+    raise ValueError(f"unknown model kind {kind!r}: use 'hf_vit', 'transformers' or 'lesson'.")
+
+
+def _logits(model, x):
+    out = model(x) if not hasattr(model, "config") else model(pixel_values=x)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+def time_model(kind, config_dict, batch, steps, device, threads, dtype_name, result_queue):
+    """Child process: train-step and inference img/s and peak memory of one model."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = HfViTConfig(**config_dict)
+    device = torch.device(device)
+    autocast = dtype_name == "bf16"
+    model = build_model(kind, config).to(device)
+    x = torch.randn(batch, config.num_channels, *_pair(config.image_size), device=device)
+    y = torch.randint(0, config.num_labels, (batch,), device=device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def train_step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(_logits(model, x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def infer_step():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            _logits(model, x)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    results = {"model": kind}
+    for name, step in (("train", train_step), ("infer", infer_step)):
+        model.train(name == "train")
+        for _ in range(max(2, steps // 5)):  # warm-up
+            step()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        results[f"{name}_img_s"] = batch * steps / (time.perf_counter() - start)
+    if device.type == "cuda":
+        results["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        results["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fwd = forward_flops(config, 1)
+    results["train_gflops"] = results["train_img_s"] * 3 * fwd / 1e9  # backward ~ 2x forward
+    results["infer_gflops"] = results["infer_img_s"] * fwd / 1e9
+    del model, optimizer
+    gc.collect()
+    result_queue.put(json.dumps(results))
+
+
+def compare_models(config: HfViTConfig, kinds, batch=128, steps=10, device="cpu", threads=None, dtype="fp32"):
+    """Time each model kind in a fresh process; returns a list of result dicts (same order as `kinds`)."""
+    threads = threads or torch.get_num_threads()
+    ctx = mp.get_context("spawn")
+    results = []
+    config_dict = {k: v for k, v in config.to_dict().items() if k in HfViTConfig().to_dict()}
+    for kind in kinds:
+        queue = ctx.Queue()
+        proc = ctx.Process(target=time_model, args=(kind, config_dict, batch, steps, device, threads, dtype, queue))
+        proc.start()
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"timing {kind!r} failed (exit code {proc.exitcode}); see the output above.")
+        results.append(json.loads(queue.get()))
+    return results

@@ -1,0 +1,28 @@
+"""The README's tour points at lines that really hold the code it quotes."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW = re.compile(r"^\|[^|]*\|(?P<links>[^|]*)\|\s*`(?P<code>.+?)`\s*\|$")
+LINK = re.compile(r"\((?P<path>[\w/.]+)#L(?P<start>\d+)(?:-L(?P<end>\d+))?\)")
+
+
+def test_tour_line_numbers():
+    rows = 0
+    for line in (ROOT / "README.md").read_text().splitlines():
+        match = ROW.match(line)
+        if not match or "#L" not in match["links"]:
+            continue
+        links = list(LINK.finditer(match["links"]))
+        spans = []
+        for link in links:
+            source = (ROOT / link["path"]).read_text().splitlines()
+            start, end = int(link["start"]), int(link["end"] or link["start"])
+            spans.append("\n".join(source[start - 1 : end]))
+        # The quoted code sits in the last linked span.
+        assert match["code"] in spans[-1], f"README row points at the wrong lines: {line}"
+        # Every linked line is code, not a blank line.
+        assert all(s.strip() for s in spans), line
+        rows += 1
+    assert rows >= 10
