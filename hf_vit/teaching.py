@@ -208,6 +208,7 @@ def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> 
     size = max(8, min(cell_h, cell_w) // 3)
     font = _font(size)
     draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"  # crisp, unsmoothed digits: legible at 8 px
     for index, (left, top, _, _) in cells:
         text = str(index)
         draw.rectangle((left + 1, top + 1, left + 2 + _text_width(text, font), top + 2 + size), fill=(0, 0, 0))
