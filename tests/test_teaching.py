@@ -284,3 +284,25 @@ def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args
         load_script().main([*args, "--output_dir", str(tmp_path / "out")])
     assert exc.value.code != 0
     assert message in f"{exc.value.code} {capsys.readouterr().err}"
+
+
+# ---------------------------------------------------------------------------
+# The README walkthrough points at the right lines
+# ---------------------------------------------------------------------------
+def test_readme_walkthrough_line_references_hold_the_quoted_code():
+    """Each table row "`code` | [hf_vit/modeling_hf_vit.py:A-B](...)" must find `code` within lines A..B."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    assert "## Walkthrough: the lesson's four goals" in readme
+    source = (REPO / "hf_vit/modeling_hf_vit.py").read_text().splitlines()
+    rows = re.findall(r"`([^`]+)`\s*\|\s*\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]\(hf_vit/modeling_hf_vit\.py#L(\d+)", readme)
+    assert len(rows) >= 15
+    for code, first, last, anchor in rows:
+        first, last = int(first), int(last or first)
+        assert int(anchor) == first, f"link anchor L{anchor} != {first} for {code!r}"
+        assert 1 <= first <= last <= len(source)
+        assert code in "\n".join(source[first - 1 : last]), f"{code!r} is not in modeling_hf_vit.py:{first}-{last}"
+    # Links in the prose (no quoted code) must at least point inside the file.
+    for first, last in re.findall(r"\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]", readme):
+        assert 1 <= int(first) <= int(last or first) <= len(source)
