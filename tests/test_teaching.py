@@ -306,3 +306,20 @@ def test_readme_walkthrough_line_references_hold_the_quoted_code():
     # Links in the prose (no quoted code) must at least point inside the file.
     for first, last in re.findall(r"\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]", readme):
         assert 1 <= int(first) <= int(last or first) <= len(source)
+
+
+def test_pictures_from_a_saved_model_folder(tmp_path):
+    """load_model reads a folder as training writes it (weights, remote code, processor)."""
+    from hf_vit import make_image_processor
+    from hf_vit.teaching import load_model
+
+    model = tiny_model(seed=5, image_size=16, patch_size=4)
+    model.save_pretrained(tmp_path / "model")
+    make_image_processor(model.config).save_pretrained(tmp_path / "model")
+    loaded, processor = load_model(tmp_path / "model")
+    assert processor is not None and loaded.config.grid_size == (4, 4)
+    np.testing.assert_allclose(pos_embedding_similarity(loaded), pos_embedding_similarity(model), atol=1e-6)
+    written = write_pictures(loaded, noise_image(16, 16), tmp_path / "pictures", processor=processor, label="cat")
+    assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"])
+    summary = json.loads((tmp_path / "pictures" / "pictures.json").read_text())
+    assert summary["label"] == "cat" and summary["predicted"] in model.config.id2label.values()
