@@ -200,11 +200,10 @@ def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
 def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> Image.Image:
     """The image upscaled `scale` times, 1-px grid lines on every cell's left/top edge (and the right/bottom
     border), each cell numbered with its token index. Caption below."""
-    image = model_image(image, config).resize(
-        (_pair(config.image_size)[1] * scale, _pair(config.image_size)[0] * scale), Image.NEAREST
-    )
+    (image_h, image_w), (patch_h, patch_w) = _pair(config.image_size), _pair(config.patch_size)
+    image = model_image(image, config).resize((image_w * scale, image_h * scale), Image.NEAREST)  # square pixels
     cells = patch_grid_cells(config, scale)
-    cell_h, cell_w = _pair(config.patch_size)[0] * scale, _pair(config.patch_size)[1] * scale
+    cell_h, cell_w = patch_h * scale, patch_w * scale
     size = max(8, min(cell_h, cell_w) // 3)
     font = _font(size)
     draw = ImageDraw.Draw(image)
@@ -223,7 +222,7 @@ def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> 
     return _with_footer(
         image,
         [
-            f"{gh} x {gw} = {gh * gw} patches of {cell_h // scale}x{cell_w // scale} px",
+            f"{gh} x {gw} = {gh * gw} patches of {patch_h}x{patch_w} px",
             f"tokens 1..{gh * gw}: row by row (token 0 = [CLS])",
         ],
     )
@@ -329,10 +328,8 @@ def draw_feature_norms(norms: np.ndarray, grid_size, cell: int | None = None) ->
     stages = norms.shape[0]
     cell = cell or max(2, 64 // max(grid_size))
     vmax = float(norms[:, 1:].max())
-    tiles = [[
-        Image.fromarray(magnitude_colors(norms[s, 1:].reshape(gh, gw), vmax)).resize((gw * cell, gh * cell), Image.NEAREST)
-        for s in range(stages)
-    ]]
+    maps = [magnitude_colors(norms[s, 1:].reshape(gh, gw), vmax) for s in range(stages)]  # (gh, gw, 3) each
+    tiles = [[Image.fromarray(m).resize((gw * cell, gh * cell), Image.NEAREST) for m in maps]]
     col_labels = ["emb"] + [f"L{s}" for s in range(1, stages)]
     canvas = _labelled_grid(tiles, [""], col_labels)
     return _with_footer(canvas, [
@@ -408,7 +405,9 @@ def load_dataset_image(dataset: str, index: int, split: str = "test") -> tuple[I
             "(e.g. ../shared/data/cifar10) and an existing split (--split train/test)."
         ) from err
     if not 0 <= index < len(ds):
-        raise ValueError(f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1}).")
+        raise ValueError(
+            f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."
+        )
     image_cols = [name for name, f in ds.features.items() if isinstance(f, datasets.Image)]
     if not image_cols:
         raise ValueError(f"Dataset {dataset} has no image column (columns: {list(ds.features)}).")

@@ -10,7 +10,15 @@ feature norms (see hf_vit/teaching.py).
 import argparse
 import sys
 
-from hf_vit.teaching import PICTURES, PRESETS, fresh_model, load_dataset_image, load_image_file, load_model, write_pictures
+from hf_vit.teaching import (
+    PICTURES,
+    PRESETS,
+    fresh_model,
+    load_dataset_image,
+    load_image_file,
+    load_model,
+    write_pictures,
+)
 
 CONFIG_FLAGS = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim")
 
@@ -30,7 +38,9 @@ def parse_args(argv=None):
     image.add_argument("--split", default="test", help="dataset split (default: test)")
     image.add_argument("--index", type=int, help="row of the split to draw (with --dataset)")
     parser.add_argument("--output_dir", required=True, help="where the PNGs and pictures.json go")
-    parser.add_argument("--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}")
+    parser.add_argument(
+        "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
+    )
     parser.add_argument("--scale", type=int, default=8, help="upscaling of the patch grid picture (default: 8)")
     args = parser.parse_args(argv)
 

@@ -217,7 +217,8 @@ def test_token_norms_follow_the_residual_stream():
     norms = token_norms(outputs.hidden_states)
     assert norms.shape == (3, 17)  # embeddings + 2 blocks, [CLS] + 16 patches
     for stage, hidden in enumerate(outputs.hidden_states):
-        np.testing.assert_allclose(norms[stage], torch.linalg.vector_norm(hidden[0], dim=-1).detach().numpy(), rtol=1e-6)
+        want = torch.linalg.vector_norm(hidden[0], dim=-1).detach().numpy()
+        np.testing.assert_allclose(norms[stage], want, rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -296,7 +297,8 @@ def test_readme_walkthrough_line_references_hold_the_quoted_code():
     readme = (REPO / "README.md").read_text()
     assert "## Walkthrough: the lesson's four goals" in readme
     source = (REPO / "hf_vit/modeling_hf_vit.py").read_text().splitlines()
-    rows = re.findall(r"`([^`]+)`\s*\|\s*\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]\(hf_vit/modeling_hf_vit\.py#L(\d+)", readme)
+    link = r"\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]\(hf_vit/modeling_hf_vit\.py#L(\d+)"
+    rows = re.findall(r"`([^`]+)`\s*\|\s*" + link, readme)
     assert len(rows) >= 15
     for code, first, last, anchor in rows:
         first, last = int(first), int(last or first)
