@@ -1,0 +1,505 @@
+"""Pictures for the lesson's learning goals, drawn with PIL only.
+
+For one image and one model (a trained folder or a fresh model) this writes:
+
+    patch_grid.png       the image cut into its patch grid, each cell numbered in token order
+    pos_similarity.png   cosine similarity of the learned positional embeddings, one map per position
+    cls_attention.png    what [CLS] attends to, per layer (rows) and head (columns, + their mean)
+    rollout.png          attention rollout across all layers, next to the last layer's [CLS] map
+    feature_norms.png    the norm of every token in the residual stream after each block
+
+The numbers behind each picture come from pure functions returning arrays
+(`patch_grid_cells`, `pos_embedding_similarity`, `cls_attention_maps`,
+`rollout_map`, `token_norms`); the `draw_*` functions only turn those arrays
+into pixels, so the tests can check both.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, patch_map_to_grid
+from .configuration_hf_vit import HfViTConfig, _pair
+
+PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
+
+# Fresh-model presets: "default" is HfViTConfig() (the package's CIFAR-10 ViT), "tiny" is small enough
+# for a quick look on any CPU. Flags such as --patch_size override single fields.
+PRESETS = {
+    "default": {},
+    "tiny": {"dim": 64, "depth": 2, "heads": 4, "dim_head": 16, "mlp_dim": 128},
+}
+
+GRID_COLOR = (255, 255, 0)  # patch grid lines: yellow stands out on CIFAR images
+BACKGROUND = (255, 255, 255)
+GAP_COLOR = (128, 128, 128)  # between tiles
+TEXT_COLOR = (0, 0, 0)
+
+
+# ---------------------------------------------------------------------------
+# Numbers (pure functions; the pictures are drawn from these)
+# ---------------------------------------------------------------------------
+def _base_model(model):
+    """The ViT body of a classifier (`model.vit`) or the body itself; works for remote-code classes too."""
+    base = getattr(model, "vit", model)
+    if not hasattr(base, "embeddings") or not hasattr(base.embeddings, "pos_embedding"):
+        raise ValueError(
+            f"{type(model).__name__} is not an hf_vit model (no `embeddings.pos_embedding`). Load a folder "
+            "saved by hf_vit (AutoModelForImageClassification with trust_remote_code=True) or build HfViTConfig."
+        )
+    return base
+
+
+def patch_grid_cells(config: HfViTConfig, scale: int = 1) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """Token index (1..N) and pixel box (left, top, right, bottom; right/bottom exclusive) of every patch.
+
+    The order is the Rearrange's `b c (h p1) (w p2) -> b (h w) (p1 p2 c)`: row by row, left to right.
+    Token 0 is [CLS], which has no patch. `scale` multiplies the boxes (for an upscaled picture).
+    """
+    (ph, pw), (gh, gw) = _pair(config.patch_size), config.grid_size
+    cells = []
+    for row in range(gh):
+        for col in range(gw):
+            box = (col * pw * scale, row * ph * scale, (col + 1) * pw * scale, (row + 1) * ph * scale)
+            cells.append((1 + row * gw + col, box))
+    return cells
+
+
+def pos_embedding_similarity(model) -> np.ndarray:
+    """(N, N) cosine similarity between the learned positional embeddings of the N patch positions.
+
+    Row i, reshaped to the (gh, gw) grid, is the map drawn for patch i+1. The [CLS] position (row 0 of
+    `pos_embedding`) is left out: it belongs to no place in the image.
+    """
+    pos = _base_model(model).embeddings.pos_embedding.detach().float()[0, 1:]  # (N, dim)
+    pos = torch.nn.functional.normalize(pos, dim=-1)
+    return (pos @ pos.T).cpu().numpy()  # (N, N)
+
+
+def cls_attention_maps(attentions, grid_size) -> np.ndarray:
+    """(depth, heads, gh, gw): [CLS]'s attention to each patch, per layer and head, for the first image."""
+    depth, heads = len(attentions), attentions[0].shape[1]
+    maps = np.zeros((depth, heads, *grid_size), dtype=np.float32)
+    for layer in range(depth):
+        for head in range(heads):
+            maps[layer, head] = patch_map_to_grid(cls_attention(attentions, layer=layer, head=head)[0], grid_size)
+    return maps
+
+
+def rollout_map(attentions, grid_size) -> np.ndarray:
+    """(gh, gw): attention rollout from the input to [CLS] over the patches, for the first image."""
+    return patch_map_to_grid(attention_rollout(attentions)[0, 0, 1:], grid_size)
+
+
+def token_norms(hidden_states) -> np.ndarray:
+    """(depth+1, N+1) L2 norm of every token (column 0 = [CLS]) in the residual stream, first image.
+
+    Row 0 is the embedding output (patches + positions), row l the output of block l.
+    """
+    return torch.stack([h[0].detach().float().norm(dim=-1) for h in hidden_states]).cpu().numpy()
+
+
+@torch.no_grad()
+def run_model(model, pixel_values: torch.Tensor) -> dict:
+    """One forward pass with attentions and hidden states: {logits, probs, attentions, hidden_states}."""
+    model.eval()
+    out = model(pixel_values=pixel_values, output_attentions=True, output_hidden_states=True)
+    return {
+        "logits": out.logits,
+        "probs": out.logits.float().softmax(dim=-1),
+        "attentions": out.attentions,  # depth x (B, heads, N+1, N+1)
+        "hidden_states": out.hidden_states,  # (depth+1) x (B, N+1, dim)
+    }
+
+
+# ---------------------------------------------------------------------------
+# Colours and layout
+# ---------------------------------------------------------------------------
+def similarity_colors(values) -> np.ndarray:
+    """Diverging colours for values in [-1, 1]: -1 blue, 0 white, +1 red. Returns uint8 (..., 3)."""
+    v = np.clip(np.asarray(values, dtype=np.float64), -1.0, 1.0)
+    pos, neg = np.clip(v, 0, 1), np.clip(-v, 0, 1)
+    rgb = np.stack([1 - neg, 1 - pos - neg, 1 - pos], axis=-1)  # red keeps R, blue keeps B
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def magnitude_colors(values, vmax: float) -> np.ndarray:
+    """Sequential colours for values in [0, vmax]: dark blue (0) to yellow (vmax). Returns uint8 (..., 3)."""
+    t = np.clip(np.asarray(values, dtype=np.float64) / max(vmax, 1e-12), 0, 1)[..., None]
+    low, high = np.array([20, 20, 80.0]), np.array([255, 230, 0.0])
+    return np.round(low + t * (high - low)).astype(np.uint8)
+
+
+def tile_boxes(rows: int, cols: int, tile_w: int, tile_h: int, left: int = 0, top: int = 0, gap: int = 2):
+    """Box (left, top, right, bottom) of tile (r, c) in a rows x cols layout with `gap` px around tiles."""
+    return {
+        (r, c): (
+            left + gap + c * (tile_w + gap),
+            top + gap + r * (tile_h + gap),
+            left + gap + c * (tile_w + gap) + tile_w,
+            top + gap + r * (tile_h + gap) + tile_h,
+        )
+        for r in range(rows)
+        for c in range(cols)
+    }
+
+
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+def _text_width(text: str, font) -> int:
+    return int(font.getbbox(text)[2]) if text else 0
+
+
+MIN_WIDTH = 256  # every picture is at least this wide, so its caption has room
+FOOTER_FONT, FOOTER_LINE, FOOTER_PAD = 11, 15, 4
+
+
+def _wrap(text: str, font, width: int) -> list[str]:
+    """Greedy word wrap of `text` to `width` pixels."""
+    lines, line = [], ""
+    for word in text.split():
+        candidate = f"{line} {word}".strip()
+        if line and _text_width(candidate, font) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    return lines + ([line] if line else [])
+
+
+def _with_footer(image: Image.Image, paragraphs: list[str]) -> Image.Image:
+    """`image` at the top left of a canvas max(image.width, MIN_WIDTH) wide, the caption wrapped below it."""
+    font = _font(FOOTER_FONT)
+    width = max(image.width, MIN_WIDTH)
+    lines = [line for text in paragraphs for line in _wrap(text, font, width - 2 * FOOTER_PAD)]
+    canvas = Image.new("RGB", (width, image.height + FOOTER_PAD + len(lines) * FOOTER_LINE), BACKGROUND)
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(lines):
+        draw.text((FOOTER_PAD, image.height + FOOTER_PAD // 2 + i * FOOTER_LINE), text, fill=TEXT_COLOR, font=font)
+    return canvas
+
+
+def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
+    """The picture the model sees (before normalisation): RGB at config.image_size, resized bilinearly."""
+    height, width = _pair(config.image_size)
+    image = image.convert("RGB")
+    return image if image.size == (width, height) else image.resize((width, height), Image.BILINEAR)
+
+
+# ---------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------
+def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> Image.Image:
+    """The image upscaled `scale` times, 1-px grid lines on every cell's left/top edge (and the right/bottom
+    border), each cell numbered with its token index. Caption below."""
+    (image_h, image_w), (patch_h, patch_w) = _pair(config.image_size), _pair(config.patch_size)
+    image = model_image(image, config).resize((image_w * scale, image_h * scale), Image.NEAREST)  # square pixels
+    cells = patch_grid_cells(config, scale)
+    cell_h, cell_w = patch_h * scale, patch_w * scale
+    size = max(8, min(cell_h, cell_w) // 3)
+    font = _font(size)
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"  # crisp, unsmoothed digits: legible at 8 px
+    for index, (left, top, _, _) in cells:
+        text = str(index)
+        draw.rectangle((left + 1, top + 1, left + 2 + _text_width(text, font), top + 2 + size), fill=(0, 0, 0))
+        draw.text((left + 2, top + 1), text, fill=(255, 255, 255), font=font)
+    # Lines last, so a number never hides one.
+    for _, (left, top, right, bottom) in cells:
+        draw.line((left, top, right - 1, top), fill=GRID_COLOR)
+        draw.line((left, top, left, bottom - 1), fill=GRID_COLOR)
+    draw.line((image.width - 1, 0, image.width - 1, image.height - 1), fill=GRID_COLOR)
+    draw.line((0, image.height - 1, image.width - 1, image.height - 1), fill=GRID_COLOR)
+    gh, gw = config.grid_size
+    return _with_footer(
+        image,
+        [
+            f"{gh} x {gw} = {gh * gw} patches of {patch_h}x{patch_w} px",
+            f"tokens 1..{gh * gw}: row by row (token 0 = [CLS])",
+        ],
+    )
+
+
+def similarity_tile_size(grid_size, target: int = 32) -> int:
+    """Pixels per cell inside one similarity tile, so that a tile is about `target` px wide."""
+    return max(2, target // max(grid_size))
+
+
+def draw_pos_similarity(similarity: np.ndarray, grid_size, cell: int | None = None, gap: int = 2) -> Image.Image:
+    """gh x gw tiles; tile (r, c) is the (gh, gw) map of cos(pos[r, c], pos[every patch]), coloured by
+    `similarity_colors` (fixed range -1..1, so tiles compare). Tiles sit at `tile_boxes(...)`."""
+    gh, gw = grid_size
+    n = gh * gw
+    if similarity.shape != (n, n):
+        raise ValueError(f"similarity has shape {similarity.shape}, expected ({n}, {n}) for a {gh}x{gw} grid.")
+    cell = cell or similarity_tile_size(grid_size)
+    tile_w, tile_h = gw * cell, gh * cell
+    boxes = tile_boxes(gh, gw, tile_w, tile_h, gap=gap)
+    canvas = Image.new("RGB", (gap + gw * (tile_w + gap), gap + gh * (tile_h + gap)), GAP_COLOR)
+    for i in range(n):
+        colors = similarity_colors(similarity[i].reshape(gh, gw))  # (gh, gw, 3)
+        tile = Image.fromarray(colors).resize((tile_w, tile_h), Image.NEAREST)
+        left, top, _, _ = boxes[(i // gw, i % gw)]
+        canvas.paste(tile, (left, top))
+    return _with_footer(
+        canvas,
+        [
+            "tile (r,c): cosine similarity of patch (r,c)'s positional embedding with every patch's "
+            "([CLS] left out).",
+            "-1 blue, 0 white, +1 red; the red cell is the patch itself.",
+        ],
+    )
+
+
+LABEL_LEFT, LABEL_TOP = 28, 16  # margins of a labelled grid (row labels on the left, column labels on top)
+
+
+def _labelled_grid(tiles: list[list[Image.Image]], row_labels, col_labels, gap: int = 2) -> Image.Image:
+    """Tiles (all one size) in rows and columns, labels on the left (if any) and on top.
+
+    Tile (r, c) sits at `tile_boxes(rows, cols, w, h, left=LABEL_LEFT or 0, top=LABEL_TOP, gap)[(r, c)]`.
+    """
+    font = _font(11)
+    left = LABEL_LEFT if any(row_labels) else 0
+    tile_w, tile_h = tiles[0][0].size
+    rows, cols = len(tiles), len(tiles[0])
+    boxes = tile_boxes(rows, cols, tile_w, tile_h, left=left, top=LABEL_TOP, gap=gap)
+    canvas = Image.new("RGB", (left + gap + cols * (tile_w + gap), LABEL_TOP + gap + rows * (tile_h + gap)), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    for (r, c), (x0, y0, _, _) in boxes.items():
+        canvas.paste(tiles[r][c], (x0, y0))
+    for r, text in enumerate(row_labels):
+        draw.text((3, boxes[(r, 0)][1] + tile_h // 2 - 6), text, fill=TEXT_COLOR, font=font)
+    for c, text in enumerate(col_labels):
+        draw.text((boxes[(0, c)][0] + 2, 2), text, fill=TEXT_COLOR, font=font)
+    return canvas
+
+
+def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alpha: float = 0.6) -> Image.Image:
+    """Rows = layers, columns = heads and their mean; each tile = `overlay_heatmap(image, map, alpha, scale)`."""
+    depth, heads = maps.shape[:2]
+    tiles = [
+        [overlay_heatmap(image, maps[layer, head], alpha=alpha, scale=scale) for head in range(heads)]
+        + [overlay_heatmap(image, maps[layer].mean(axis=0), alpha=alpha, scale=scale)]
+        for layer in range(depth)
+    ]
+    canvas = _labelled_grid(
+        tiles, [f"L{layer + 1}" for layer in range(depth)], [f"h{h + 1}" for h in range(heads)] + ["mean"]
+    )
+    return _with_footer(
+        canvas,
+        [
+            "[CLS]'s attention to the patches: row = layer, column = head",
+            "red = most attended, blue = least (scaled per tile)",
+        ],
+    )
+
+
+def model_image_scaled(image: Image.Image, scale: int) -> Image.Image:
+    """The image upscaled with square pixels (what the overlays sit on)."""
+    image = image.convert("RGB")
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray, scale: int = 4, alpha: float = 0.6,
+                 caption: list[str] | None = None) -> Image.Image:
+    """Three panels: the input, rollout over all layers, the last layer's [CLS] attention (mean of heads)."""
+    tiles = [[
+        model_image_scaled(image, scale),
+        overlay_heatmap(image, rollout, alpha=alpha, scale=scale),
+        overlay_heatmap(image, last_layer, alpha=alpha, scale=scale),
+    ]]
+    canvas = _labelled_grid(tiles, [""], ["input", "rollout", "last layer"])
+    return _with_footer(canvas, (caption or []) + ["rollout: (A+I)/2 per layer, heads averaged, multiplied"])
+
+
+def draw_feature_norms(norms: np.ndarray, grid_size, cell: int | None = None) -> Image.Image:
+    """One tile per stage (embeddings, after block 1..L): the patch tokens' norms on the grid, one colour
+    scale for all tiles (`magnitude_colors` up to the largest patch norm); [CLS]'s norm written below."""
+    gh, gw = grid_size
+    stages = norms.shape[0]
+    cell = cell or max(2, 64 // max(grid_size))
+    vmax = float(norms[:, 1:].max())
+    maps = [magnitude_colors(norms[s, 1:].reshape(gh, gw), vmax) for s in range(stages)]  # (gh, gw, 3) each
+    tiles = [[Image.fromarray(m).resize((gw * cell, gh * cell), Image.NEAREST) for m in maps]]
+    col_labels = ["emb"] + [f"L{s}" for s in range(1, stages)]
+    canvas = _labelled_grid(tiles, [""], col_labels)
+    return _with_footer(canvas, [
+        f"norm of each patch token after each block (blue 0 -> yellow {vmax:.2f}); each block adds its "
+        "output to this residual stream, which no LayerNorm rescales",
+        "[CLS] norms: " + ", ".join(f"{name} {norms[s, 0]:.2f}" for s, name in enumerate(col_labels)),
+    ])
+
+
+# ---------------------------------------------------------------------------
+# Models, images, the whole set of pictures
+# ---------------------------------------------------------------------------
+def fresh_model(preset: str = "default", seed: int = 0, **overrides):
+    """A freshly initialised HfViTForImageClassification from a preset plus field overrides (None = keep)."""
+    from .modeling_hf_vit import HfViTForImageClassification
+
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}. Choose one of: {', '.join(PRESETS)}.")
+    fields = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    torch.manual_seed(seed)
+    return HfViTForImageClassification(HfViTConfig(**fields)).eval()
+
+
+def load_model(model_dir):
+    """(model, image processor or None) from a folder written by training (or a Hub id, if reachable)."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    path = Path(model_dir)
+    if path.exists() and not (path / "config.json").is_file():
+        raise ValueError(
+            f"{model_dir} has no config.json, so it is not a model folder. Pass the folder training wrote "
+            "(config.json, model.safetensors, modeling_hf_vit.py, ...), e.g. runs/cpu."
+        )
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            str(model_dir), trust_remote_code=True, attn_implementation="eager"
+        )
+    except OSError as err:
+        raise ValueError(
+            f"Could not load a model from {model_dir!r}: {err}. Pass a local model folder (config.json + "
+            "model.safetensors) or a Hub id you can reach."
+        ) from err
+    processor = None
+    if not path.exists() or (path / "preprocessor_config.json").is_file():
+        try:
+            processor = AutoImageProcessor.from_pretrained(str(model_dir))
+        except OSError:
+            processor = None  # fall back to the package's processor for the config
+    _base_model(model)
+    return model.eval(), processor
+
+
+def load_image_file(path) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file {path} does not exist. Pass an existing PNG/JPEG with --image.")
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except OSError as err:
+        raise ValueError(f"{path} is not an image PIL can read ({err}). Pass a PNG or JPEG file.") from err
+
+
+def load_dataset_image(dataset: str, index: int, split: str = "test") -> tuple[Image.Image, str | None]:
+    """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset, split=split)
+    except Exception as err:  # load_dataset raises many types (missing path, unknown split, offline hub)
+        raise ValueError(
+            f"Could not load split {split!r} of dataset {dataset!r}: {err}. Pass a folder load_dataset reads "
+            "(e.g. ../shared/data/cifar10) and an existing split (--split train/test)."
+        ) from err
+    if not 0 <= index < len(ds):
+        raise ValueError(
+            f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."
+        )
+    image_cols = [name for name, f in ds.features.items() if isinstance(f, datasets.Image)]
+    if not image_cols:
+        raise ValueError(f"Dataset {dataset} has no image column (columns: {list(ds.features)}).")
+    label_cols = [name for name, f in ds.features.items() if isinstance(f, datasets.ClassLabel)]
+    row = ds[index]
+    label = ds.features[label_cols[0]].int2str(row[label_cols[0]]) if label_cols else None
+    return row[image_cols[0]].convert("RGB"), label
+
+
+def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor:
+    """(1, C, H, W) normalised input, through the model folder's processor or the package default."""
+    if processor is None:
+        from .image_processing import make_image_processor
+
+        processor = make_image_processor(config)
+    return processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+
+
+def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
+                   label: str | None = None, source: str | None = None) -> dict:
+    """Run the model on `image` and write the chosen PNGs plus pictures.json; returns {name: path}."""
+    unknown = [p for p in pictures if p not in PICTURES]
+    if unknown:
+        raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
+    config = model.config
+    if config.num_channels != 3:
+        raise ValueError(f"The pictures need an RGB model (num_channels=3), this one has {config.num_channels}.")
+    _base_model(model)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    shown = model_image(image, config)
+    result = run_model(model, pixel_values_for(image, config, processor))
+    grid = config.grid_size
+    probs = result["probs"][0]
+    top = int(probs.argmax())
+    predicted = config.id2label.get(top, str(top)) if config.id2label else str(top)
+    caption = [f"predicted {predicted} ({probs[top]:.0%})" + (f", true {label}" if label else "")]
+
+    written = {}
+    for name in pictures:
+        if name == "patch_grid":
+            picture = draw_patch_grid(shown, config, scale=scale)
+        elif name == "pos_similarity":
+            picture = draw_pos_similarity(pos_embedding_similarity(model), grid)
+        elif name == "cls_attention":
+            picture = draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid))
+        elif name == "rollout":
+            last = patch_map_to_grid(cls_attention(result["attentions"], layer=-1)[0], grid)
+            picture = draw_rollout(shown, rollout_map(result["attentions"], grid), last, caption=caption)
+        else:
+            picture = draw_feature_norms(token_norms(result["hidden_states"]), grid)
+        written[name] = output_dir / f"{name}.png"
+        picture.save(written[name])
+
+    summary = {
+        "source": source,
+        "label": label,
+        "predicted": predicted,
+        "probability": round(float(probs[top]), 4),
+        "image_size": list(_pair(config.image_size)),
+        "patch_size": list(_pair(config.patch_size)),
+        "grid_size": list(grid),
+        "num_patches": config.num_patches,
+        "depth": config.depth,
+        "heads": config.heads,
+        "pictures": {name: path.name for name, path in written.items()},
+    }
+    (output_dir / "pictures.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return written
+
+
+__all__ = [
+    "PICTURES",
+    "PRESETS",
+    "cls_attention_maps",
+    "draw_cls_attention",
+    "draw_feature_norms",
+    "draw_patch_grid",
+    "draw_pos_similarity",
+    "draw_rollout",
+    "fresh_model",
+    "load_dataset_image",
+    "load_image_file",
+    "load_model",
+    "magnitude_colors",
+    "patch_grid_cells",
+    "pixel_values_for",
+    "pos_embedding_similarity",
+    "rollout_map",
+    "run_model",
+    "similarity_colors",
+    "tile_boxes",
+    "token_norms",
+    "write_pictures",
+]

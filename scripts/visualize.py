@@ -1,0 +1,84 @@
+"""Teaching pictures for one image: patch grid, positional-embedding similarity, [CLS] attention, rollout,
+feature norms (see hf_vit/teaching.py).
+
+    # a fresh (untrained) model and an image file
+    python scripts/visualize.py --preset tiny --image cat.png --output_dir pictures/fresh
+    # a trained model folder and test image 3 of CIFAR-10
+    python scripts/visualize.py --model runs/cpu --dataset ../shared/data/cifar10 --index 3 --output_dir pictures/cpu
+"""
+
+import argparse
+import sys
+
+from hf_vit.teaching import (
+    PICTURES,
+    PRESETS,
+    fresh_model,
+    load_dataset_image,
+    load_image_file,
+    load_model,
+    write_pictures,
+)
+
+CONFIG_FLAGS = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = parser.add_argument_group("model: a trained folder, or a fresh model from a preset and flags")
+    model.add_argument("--model", help="model folder (config.json, model.safetensors, remote code) or Hub id")
+    model.add_argument("--preset", choices=sorted(PRESETS), help="fresh model preset (default: 'default')")
+    model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation")
+    for name in CONFIG_FLAGS:
+        model.add_argument(f"--{name}", type=int, help=f"fresh model: override config.{name}")
+    image = parser.add_argument_group("image: a file, or one image of a dataset split")
+    source = image.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="an image file (PNG/JPEG); resized to the model's image size")
+    source.add_argument("--dataset", help="dataset folder or Hub id that datasets.load_dataset reads")
+    image.add_argument("--split", default="test", help="dataset split (default: test)")
+    image.add_argument("--index", type=int, help="row of the split to draw (with --dataset)")
+    parser.add_argument("--output_dir", required=True, help="where the PNGs and pictures.json go")
+    parser.add_argument(
+        "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
+    )
+    parser.add_argument("--scale", type=int, default=8, help="upscaling of the patch grid picture (default: 8)")
+    args = parser.parse_args(argv)
+
+    overrides = [f"--{n}" for n in CONFIG_FLAGS if getattr(args, n) is not None]
+    if args.model and (args.preset or overrides):
+        parser.error(f"--model loads a trained model; {' '.join(overrides) or '--preset'} only apply to a fresh model.")
+    if args.dataset and args.index is None:
+        parser.error("--dataset needs --index N (which image of the split to draw).")
+    if args.image and args.index is not None:
+        parser.error("--index only applies with --dataset.")
+    if args.scale < 1:
+        parser.error(f"--scale must be >= 1, got {args.scale}.")
+    args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.model:
+            model, processor = load_model(args.model)
+        else:
+            fields = {n: getattr(args, n) for n in CONFIG_FLAGS}
+            model, processor = fresh_model(args.preset or "default", seed=args.seed, **fields), None
+        if args.image:
+            image, label, source = load_image_file(args.image), None, args.image
+        else:
+            image, label = load_dataset_image(args.dataset, args.index, split=args.split)
+            source = f"{args.dataset} [{args.split}][{args.index}]"
+        written = write_pictures(
+            model, image, args.output_dir, processor=processor, pictures=args.pictures,
+            scale=args.scale, label=label, source=source,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    for path in written.values():
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

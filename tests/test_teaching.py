@@ -1,0 +1,327 @@
+"""The teaching pictures show what they claim: checked on the arrays and on the pixels of the PNGs."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hf_vit import HfViTConfig, HfViTForImageClassification
+from hf_vit.attention_maps import overlay_heatmap
+from hf_vit.teaching import (
+    GRID_COLOR,
+    cls_attention_maps,
+    patch_grid_cells,
+    pos_embedding_similarity,
+    rollout_map,
+    run_model,
+    token_norms,
+    write_pictures,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
+
+
+def tiny_model(seed=0, **fields):
+    torch.manual_seed(seed)
+    return HfViTForImageClassification(HfViTConfig(**{**TINY, **fields})).eval()
+
+
+def noise_image(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def load_png(path):
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB")).astype(int)
+
+
+# ---------------------------------------------------------------------------
+# (1) image -> patch tokens
+# ---------------------------------------------------------------------------
+def test_patch_grid_cells_tile_the_image_in_token_order():
+    config = HfViTConfig(**TINY, image_size=(16, 24), patch_size=(4, 8))  # 4 x 3 grid, non-square patches
+    cells = patch_grid_cells(config)
+    assert len(cells) == (16 // 4) * (24 // 8) == 12
+    assert [index for index, _ in cells] == list(range(1, 13))
+    cover = np.zeros((16, 24), dtype=int)
+    for index, (left, top, right, bottom) in cells:
+        assert (right - left, bottom - top) == (8, 4)
+        row, col = divmod(index - 1, 3)  # row by row
+        assert (left, top) == (col * 8, row * 4)
+        cover[top:bottom, left:right] += 1
+    assert (cover == 1).all()  # every pixel in exactly one cell
+    assert patch_grid_cells(config, scale=8)[4][1] == (8 * 8, 1 * 4 * 8, 16 * 8, 2 * 4 * 8)
+
+
+def test_cell_numbers_are_the_models_token_order():
+    """Token k of the model's Rearrange holds exactly the pixels of the cell numbered k."""
+    model = tiny_model(image_size=(16, 24), patch_size=(4, 8))
+    x = torch.randn(1, 3, 16, 24)
+    tokens = model.vit.embeddings.to_patch_embedding[0](x)[0]  # (N, p1*p2*c)
+    for index, (left, top, right, bottom) in patch_grid_cells(model.config):
+        patch = x[0, :, top:bottom, left:right].permute(1, 2, 0).reshape(-1)  # (p1 p2 c)
+        assert torch.equal(tokens[index - 1], patch)
+
+
+def test_patch_grid_png_has_grid_lines_at_the_cell_edges(tmp_path):
+    config_fields = dict(image_size=(16, 24), patch_size=(4, 8))
+    model = tiny_model(**config_fields)
+    image = Image.new("RGB", (24, 16), (40, 80, 120))
+    scale = 4
+    write_pictures(model, image, tmp_path, pictures=["patch_grid"], scale=scale)
+    png = load_png(tmp_path / "patch_grid.png")
+    height, width = 16 * scale, 24 * scale
+    assert png.shape[1] == max(width, 256) and png.shape[0] > height  # caption below the picture
+    region = png[:height, :width]
+    is_line = (region == GRID_COLOR).all(axis=-1)  # (H, W)
+    line_cols = sorted(np.flatnonzero(is_line.all(axis=0)))
+    line_rows = sorted(np.flatnonzero(is_line.all(axis=1)))
+    assert line_cols == [0, 32, 64, width - 1]  # left edge of each of the 3 cells + right border
+    assert line_rows == [0, 16, 32, 48, height - 1]  # top edge of each of the 4 cells + bottom border
+    # Inside the cells: the image colour, and a white-on-black number at each cell's top left.
+    for index, (left, top, right, bottom) in patch_grid_cells(model.config, scale):
+        assert (region[bottom - 3, right - 3] == (40, 80, 120)).all()
+        label = region[top + 1 : top + 10, left + 1 : left + 12]
+        assert (label == 255).all(axis=-1).any() and (label == 0).all(axis=-1).any(), f"cell {index} unlabelled"
+
+
+# ---------------------------------------------------------------------------
+# (2) positional embeddings
+# ---------------------------------------------------------------------------
+def expected_color(v):
+    """-1 blue, 0 white, +1 red, linear in between (written out independently of the module)."""
+    if v >= 0:
+        return (255, round(255 * (1 - v)), round(255 * (1 - v)))
+    return (round(255 * (1 + v)), round(255 * (1 + v)), 255)
+
+
+def set_positions(model, patch_vectors, cls_vector):
+    with torch.no_grad():
+        pos = model.vit.embeddings.pos_embedding
+        pos.zero_()
+        pos[0, 0] = cls_vector
+        pos[0, 1:, : patch_vectors.shape[1]] = patch_vectors
+
+
+@pytest.mark.parametrize("kind", ["one_hot", "angles"])
+def test_pos_similarity_of_known_embeddings(tmp_path, kind):
+    model = tiny_model(image_size=16, patch_size=4)  # 4 x 4 grid, N = 16
+    n = 16
+    if kind == "one_hot":
+        vectors = torch.eye(n)
+        expected = np.eye(n)
+    else:
+        # Position i points at angle i*pi/8 (length i+1: cosine ignores length): cos = cos(angle difference).
+        angles = torch.arange(n) * math.pi / 8
+        vectors = torch.stack([angles.cos(), angles.sin()], dim=1) * (torch.arange(n)[:, None] + 1)
+        expected = np.cos(angles[:, None] - angles[None, :]).numpy()
+    set_positions(model, vectors, cls_vector=torch.full((32,), 7.0))  # [CLS] must not enter the maps
+    sim = pos_embedding_similarity(model)
+    assert sim.shape == (n, n)
+    np.testing.assert_allclose(sim, expected, atol=1e-5)
+
+    write_pictures(model, noise_image(16, 16), tmp_path, pictures=["pos_similarity"])
+    png = load_png(tmp_path / "pos_similarity.png")
+    cell, gap = 32 // 4, 2  # tiles of 4 x 4 cells, 8 px each, 2 px gaps
+    tile_size = 4 * cell
+    assert png.shape[1] == max(gap + 4 * (tile_size + gap), 256)
+    for i in (0, 5, 14):  # a few query positions
+        r, c = divmod(i, 4)
+        left, top = gap + c * (tile_size + gap), gap + r * (tile_size + gap)
+        for j in range(n):
+            rr, cc = divmod(j, 4)
+            block = png[top + rr * cell : top + (rr + 1) * cell, left + cc * cell : left + (cc + 1) * cell]
+            want = expected_color(float(expected[i, j]))
+            assert (np.abs(block - want) <= 1).all(), (i, j, block[0, 0], want)
+    # The gaps between tiles are grey, so the tiles are where the test looked.
+    assert (png[gap + tile_size, gap : gap + tile_size] == 128).all()
+
+
+# ---------------------------------------------------------------------------
+# (3) attention and the residual stream
+# ---------------------------------------------------------------------------
+def test_attention_rows_sum_to_one_and_cls_maps(tmp_path):
+    model = tiny_model(image_size=16, patch_size=4)  # 2 layers, 2 heads, 16 patches
+    image = noise_image(16, 16, seed=1)
+    from hf_vit.image_processing import make_image_processor
+
+    pixels = make_image_processor(model.config)(images=image, return_tensors="pt")["pixel_values"]
+    attentions = run_model(model, pixels)["attentions"]
+    assert len(attentions) == 2
+    for attn in attentions:
+        assert attn.shape == (1, 2, 17, 17)
+        torch.testing.assert_close(attn.sum(dim=-1), torch.ones(1, 2, 17), atol=1e-5, rtol=0)
+    maps = cls_attention_maps(attentions, (4, 4))
+    assert maps.shape == (2, 2, 4, 4)
+    for layer in range(2):
+        for head in range(2):
+            np.testing.assert_array_equal(maps[layer, head], attentions[layer][0, head, 0, 1:].reshape(4, 4).numpy())
+
+    # The PNG: tile (layer, head) is exactly that map laid over the image; the last column is the heads' mean.
+    write_pictures(model, image, tmp_path, pictures=["cls_attention"])
+    png = load_png(tmp_path / "cls_attention.png")
+    tile, left, top, gap = 16 * 3, 28, 16, 2
+    for layer, column, heat in [(0, 0, maps[0, 0]), (1, 1, maps[1, 1]), (1, 2, maps[1].mean(axis=0))]:
+        x0, y0 = left + gap + column * (tile + gap), top + gap + layer * (tile + gap)
+        want = np.asarray(overlay_heatmap(image, heat, alpha=0.6, scale=3)).astype(int)
+        assert np.abs(png[y0 : y0 + tile, x0 : x0 + tile] - want).max() <= 1
+
+
+def test_rollout_matches_a_hand_computation_on_two_layers(tmp_path):
+    model = tiny_model(seed=3, image_size=16, patch_size=4)
+    # Sharper attention than at init, so layers differ and the product matters.
+    with torch.no_grad():
+        for layer in model.vit.transformer.layers:
+            layer.attn.to_qkv.weight.mul_(25)
+    image = noise_image(16, 16, seed=2)
+    from hf_vit.image_processing import make_image_processor
+
+    pixels = make_image_processor(model.config)(images=image, return_tensors="pt")["pixel_values"]
+    attentions = run_model(model, pixels)["attentions"]
+
+    # By hand: heads averaged, (A + I) / 2 with rows renormalised, layer 2 @ layer 1, [CLS]'s row over patches.
+    a1, a2 = (a[0].double().mean(dim=0).numpy() for a in attentions)
+    eye = np.eye(17)
+    b1, b2 = (a1 + eye) / 2, (a2 + eye) / 2
+    b1, b2 = b1 / b1.sum(1, keepdims=True), b2 / b2.sum(1, keepdims=True)
+    hand = (b2 @ b1)[0, 1:].reshape(4, 4)
+    got = rollout_map(attentions, (4, 4))
+    np.testing.assert_allclose(got, hand, atol=1e-6)
+    assert abs(hand.sum() + (b2 @ b1)[0, 0] - 1) < 1e-9  # a flow: [CLS]'s row still sums to 1
+    one_layer = (b2[0, 1:]).reshape(4, 4)
+    assert np.abs(hand - one_layer).max() > 1e-3  # the first layer changed the result
+
+    write_pictures(model, image, tmp_path, pictures=["rollout"])
+    png = load_png(tmp_path / "rollout.png")
+    tile, top, gap = 16 * 4, 16, 2
+    x0 = gap + 1 * (tile + gap)  # second panel: no row labels, so no left margin
+    want = np.asarray(overlay_heatmap(image, hand, alpha=0.6, scale=4)).astype(int)
+    assert np.abs(png[top + gap : top + gap + tile, x0 : x0 + tile] - want).max() <= 1
+    first = np.asarray(image.resize((64, 64), Image.NEAREST)).astype(int)
+    assert (png[top + gap : top + gap + tile, gap : gap + tile] == first).all()
+
+
+def test_token_norms_follow_the_residual_stream():
+    model = tiny_model(image_size=16, patch_size=4)
+    outputs = model(pixel_values=torch.randn(1, 3, 16, 16), output_hidden_states=True)
+    norms = token_norms(outputs.hidden_states)
+    assert norms.shape == (3, 17)  # embeddings + 2 blocks, [CLS] + 16 patches
+    for stage, hidden in enumerate(outputs.hidden_states):
+        want = torch.linalg.vector_norm(hidden[0], dim=-1).detach().numpy()
+        np.testing.assert_allclose(norms[stage], want, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# The script, end to end
+# ---------------------------------------------------------------------------
+def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
+    image_path = tmp_path / "input.png"
+    noise_image(30, 40).save(image_path)  # not the model's size: the script resizes
+    out = tmp_path / "pictures"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [
+        sys.executable, str(REPO / "scripts/visualize.py"), "--preset", "tiny", "--depth", "2", "--heads", "2",
+        "--image", str(image_path), "--output_dir", str(out), "--scale", "8",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "pictures.json").read_text())
+    assert summary["grid_size"] == [8, 8] and summary["num_patches"] == 64 and summary["depth"] == 2
+    sizes = {}
+    for name in ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"):
+        with Image.open(out / f"{name}.png") as img:
+            img.load()
+            assert img.format == "PNG"
+            sizes[name] = img.size
+    # Widths from the layouts (32 px image, 8 x 8 grid); heights add a wrapped caption under the content.
+    assert sizes["patch_grid"][0] == 32 * 8 and sizes["patch_grid"][1] > 32 * 8
+    assert sizes["pos_similarity"][0] == 2 + 8 * (8 * 4 + 2) and sizes["pos_similarity"][1] > 2 + 8 * 34
+    # cls_attention: 28 px row labels + (2 heads + mean) tiles of 96 px; 2 layer rows under a 16 px header.
+    assert sizes["cls_attention"][0] == 28 + 2 + 3 * (96 + 2) and sizes["cls_attention"][1] > 16 + 2 + 2 * 98
+    assert sizes["rollout"][0] == 2 + 3 * (128 + 2) and sizes["rollout"][1] > 16 + 2 + 130
+    # feature_norms: 3 stages (embeddings + 2 blocks) of 64 px tiles = 200 px, widened to the 256 px minimum.
+    assert sizes["feature_norms"][0] == 256 and sizes["feature_norms"][1] > 16 + 2 + 66
+    # A picture drawn from the run: the patch grid's right border line at x = 32*8 - 1.
+    grid = load_png(out / "patch_grid.png")
+    assert (grid[: 32 * 8, 32 * 8 - 1] == GRID_COLOR).all()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("visualize_script", REPO / "scripts/visualize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "tiny", "--image", "missing.png"], "does not exist"),
+        (["--preset", "tiny", "--image", "not_an_image.png"], "not an image"),
+        (["--dataset", "somewhere"], "--dataset needs --index"),
+        (["--image", "a.png", "--index", "3"], "--index only applies with --dataset"),
+        (["--model", "runs/x", "--patch_size", "8", "--image", "a.png"], "only apply to a fresh model"),
+        (["--model", ".", "--image", "a.png"], "has no config.json"),
+        (["--preset", "tiny", "--patch_size", "5", "--image", "a.png"], "does not divide"),
+        (["--preset", "tiny", "--image", "a.png", "--pictures", "patch_grid,nope"], "Unknown picture"),
+    ],
+)
+def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args, message):
+    """In-process (main(argv)), so each case costs no interpreter start."""
+    monkeypatch.chdir(tmp_path)
+    noise_image(8, 8).save(tmp_path / "a.png")
+    (tmp_path / "not_an_image.png").write_text("plain text")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main([*args, "--output_dir", str(tmp_path / "out")])
+    assert exc.value.code != 0
+    assert message in f"{exc.value.code} {capsys.readouterr().err}"
+
+
+# ---------------------------------------------------------------------------
+# The README walkthrough points at the right lines
+# ---------------------------------------------------------------------------
+def test_readme_walkthrough_line_references_hold_the_quoted_code():
+    """Each table row "`code` | [hf_vit/modeling_hf_vit.py:A-B](...)" must find `code` within lines A..B."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    assert "## Walkthrough: the lesson's four goals" in readme
+    source = (REPO / "hf_vit/modeling_hf_vit.py").read_text().splitlines()
+    link = r"\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]\(hf_vit/modeling_hf_vit\.py#L(\d+)"
+    rows = re.findall(r"`([^`]+)`\s*\|\s*" + link, readme)
+    assert len(rows) >= 15
+    for code, first, last, anchor in rows:
+        first, last = int(first), int(last or first)
+        assert int(anchor) == first, f"link anchor L{anchor} != {first} for {code!r}"
+        assert 1 <= first <= last <= len(source)
+        assert code in "\n".join(source[first - 1 : last]), f"{code!r} is not in modeling_hf_vit.py:{first}-{last}"
+    # Links in the prose (no quoted code) must at least point inside the file.
+    for first, last in re.findall(r"\[hf_vit/modeling_hf_vit\.py:(\d+)(?:-(\d+))?\]", readme):
+        assert 1 <= int(first) <= int(last or first) <= len(source)
+
+
+def test_pictures_from_a_saved_model_folder(tmp_path):
+    """load_model reads a folder as training writes it (weights, remote code, processor)."""
+    from hf_vit import make_image_processor
+    from hf_vit.teaching import load_model
+
+    model = tiny_model(seed=5, image_size=16, patch_size=4)
+    model.save_pretrained(tmp_path / "model")
+    make_image_processor(model.config).save_pretrained(tmp_path / "model")
+    loaded, processor = load_model(tmp_path / "model")
+    assert processor is not None and loaded.config.grid_size == (4, 4)
+    np.testing.assert_allclose(pos_embedding_similarity(loaded), pos_embedding_similarity(model), atol=1e-6)
+    written = write_pictures(loaded, noise_image(16, 16), tmp_path / "pictures", processor=processor, label="cat")
+    assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"])
+    summary = json.loads((tmp_path / "pictures" / "pictures.json").read_text())
+    assert summary["label"] == "cat" and summary["predicted"] in model.config.id2label.values()
