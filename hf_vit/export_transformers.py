@@ -25,6 +25,7 @@ The exported folder loads with `AutoModelForImageClassification` and
 `pipeline("image-classification")` without `trust_remote_code`.
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -172,6 +173,11 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: pass an hf_vit model folder (what training wrote).")
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type != HfViTConfig.model_type:
+        raise ValueError(f"{model_dir} holds a {model_type!r} model, not hf_vit: nothing to export.")
+    config = HfViTConfig.from_pretrained(model_dir)
+    check_exportable(config)  # before anything else: fail fast with the reason
     if not (model_dir / "preprocessor_config.json").is_file():
         raise FileNotFoundError(
             f"{model_dir} has no preprocessor_config.json, which the exported model needs for pipeline(). Save one "
@@ -182,10 +188,6 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass overwrite=True (--overwrite).")
 
-    config = HfViTConfig.from_pretrained(model_dir)
-    if config.model_type != HfViTConfig.model_type:
-        raise ValueError(f"{model_dir} holds a {config.model_type!r} model, not hf_vit: nothing to export.")
-    check_exportable(config)  # before loading weights: fail fast with the reason
     model = HfViTForImageClassification.from_pretrained(model_dir).eval()
     vit = convert_to_vit(model)
     diff = max_logit_difference(model, vit)
