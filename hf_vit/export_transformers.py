@@ -26,6 +26,7 @@ The exported folder loads with `AutoModelForImageClassification` and
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -131,12 +132,39 @@ def convert_state_dict(model: HfViTForImageClassification) -> dict:
     return out
 
 
+# transformers' ViT before its 5.x renaming (and the names its save_pretrained still writes to disk):
+# new name fragment -> old one. Used when the installed ViT has the old parameter names.
+_LEGACY_NAMES = (
+    (re.compile(r"^vit\.layers\.(\d+)\."), r"vit.encoder.layer.\1."),
+    (re.compile(r"\.attention\.([qkv])_proj\."), None),
+    (re.compile(r"\.attention\.o_proj\."), ".attention.output.dense."),
+    (re.compile(r"\.mlp\.fc1\."), ".intermediate.dense."),
+    (re.compile(r"\.mlp\.fc2\."), ".output.dense."),
+)
+_QKV_OLD = {"q": "query", "k": "key", "v": "value"}
+
+
+def to_legacy_names(state_dict: dict) -> dict:
+    """Rename transformers 5.x ViT keys to the 4.x layout (`encoder.layer.i.attention.attention.query`, ...)."""
+    renamed = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in _LEGACY_NAMES:
+            if replacement is None:
+                key = pattern.sub(lambda m: f".attention.attention.{_QKV_OLD[m.group(1)]}.", key)
+            else:
+                key = pattern.sub(replacement, key)
+        renamed[key] = value
+    return renamed
+
+
 def convert_to_vit(model: HfViTForImageClassification) -> ViTForImageClassification:
     """A `ViTForImageClassification` computing the same logits as `model`."""
     check_exportable(model.config)
     vit = ViTForImageClassification(vit_config_from(model.config))
     converted = convert_state_dict(model)
     expected = vit.state_dict()
+    if set(expected) != set(converted) and set(expected) == set(to_legacy_names(converted)):
+        converted = to_legacy_names(converted)  # an older transformers: its ViT uses the 4.x names
     missing, unexpected = sorted(set(expected) - set(converted)), sorted(set(converted) - set(expected))
     if missing or unexpected:  # the installed transformers names its ViT parameters differently
         raise RuntimeError(
@@ -216,6 +244,7 @@ __all__ = [
     "vit_config_from",
     "convert_state_dict",
     "convert_to_vit",
+    "to_legacy_names",
     "max_logit_difference",
     "export_to_transformers_vit",
 ]

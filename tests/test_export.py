@@ -84,3 +84,22 @@ def test_errors_say_why(tmp_path):
         load_script("export_to_transformers_vit").main([str(folder), str(tmp_path / "out")])
     assert "differs from dim" in str(exit_info.value.code)
     assert not (tmp_path / "out").exists()
+
+
+def test_legacy_names_match_what_save_pretrained_writes(tmp_path):
+    """transformers writes ViT weights under the 4.x names; the exporter's fallback for an older
+    transformers (whose ViT has those names in memory too) must produce exactly them."""
+    from safetensors import safe_open
+
+    from hf_vit.export_transformers import convert_state_dict, to_legacy_names
+
+    model = random_model(CONFIGS[0])
+    convert_to_vit(model).save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        on_disk = set(f.keys())
+    legacy = set(to_legacy_names(convert_state_dict(model)))
+    assert "vit.encoder.layer.1.attention.attention.query.weight" in legacy
+    if any(".encoder.layer." in k for k in on_disk):  # transformers 5.x up to at least 5.24 saves the old names
+        assert on_disk == legacy
+    else:  # a later transformers that saves its in-memory names
+        assert on_disk == set(convert_state_dict(model))
