@@ -1,0 +1,403 @@
+"""The model card: `write_model_card(model_dir)` fills the top-level `model_card.md`.
+
+It reads what training and evaluation left in the model folder (every piece but
+config.json is optional; a missing one becomes a sentence saying so):
+
+    config.json                 architecture table (hf_vit's or an exported ViT's)
+    model.safetensors           parameter count, from the header alone
+    metrics.json                test metrics, best validation accuracy, training time
+    training_recipe.json        the resolved arguments of the run, and which dataset copy it used
+    evaluation/metrics.json     test metrics written by the evaluation (preferred over metrics.json)
+    evaluation/*.png            gallery, confusion matrix, per-class accuracy pictures
+
+and writes `<model_dir>/README.md` with the metadata the Hub reads (model-index
+with the test accuracy, pipeline tag, library, license).
+"""
+
+import json
+import math
+import re
+import struct
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE_NAME = "model_card.md"
+HUB_DATASET = "uoft-cs/cifar10"
+
+# (file under evaluation/, caption) in the order the card shows them.
+PICTURES = (
+    ("gallery.png", "Test images with the model's predictions"),
+    ("confusion_matrix.png", "Confusion matrix (test set)"),
+    ("per_class_accuracy.png", "Accuracy per class (test set)"),
+)
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+def find_template(template_path=None) -> Path:
+    """The card template: `template_path`, else `model_card.md` at the repository root.
+
+    The root copy is found from a source checkout or an editable install
+    (`pip install -e .`), both of which keep `hf_vit/` next to it; a copy
+    packaged as `hf_vit/model_card.md` (wheel builds) is the fallback.
+    """
+    if template_path is not None:
+        path = Path(template_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Model card template {path} does not exist. Pass the path of a model_card.md file.")
+        return path
+    package_dir = Path(__file__).resolve().parent
+    for path in (package_dir.parent / TEMPLATE_NAME, package_dir / TEMPLATE_NAME):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"Could not find the model card template {TEMPLATE_NAME} (looked in {package_dir.parent} and {package_dir}). "
+        "Run from a checkout of the hf-vit repository (or `pip install -e .` it), or pass template_path=."
+    )
+
+
+def _read_json(path: Path):
+    """The JSON in `path`, or None when the file is absent; a broken file is an error naming it."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}). Re-create it (or delete it) and write the card again.") from err
+
+
+def _safetensors_numel(path: Path) -> int:
+    """Number of values in a .safetensors file, from its JSON header (no tensor is read)."""
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+
+
+def count_parameters(model_dir) -> int | None:
+    """Parameter count of the weights in `model_dir` (single or sharded safetensors), or None."""
+    model_dir = Path(model_dir)
+    single = model_dir / "model.safetensors"
+    if single.is_file():
+        return _safetensors_numel(single)
+    index = _read_json(model_dir / "model.safetensors.index.json")
+    if index and "weight_map" in index:
+        shards = sorted(set(index["weight_map"].values()))
+        if all((model_dir / shard).is_file() for shard in shards):
+            return sum(_safetensors_numel(model_dir / shard) for shard in shards)
+    return None
+
+
+def _count_by_building(config: dict) -> int | None:
+    """Fallback without weights: build the model on the meta device and count."""
+    try:
+        import torch
+
+        if config.get("model_type") == "vit":
+            from transformers import ViTConfig, ViTForImageClassification as model_class
+
+            config_obj = ViTConfig(**{k: v for k, v in config.items() if k not in ("architectures",)})
+        else:
+            from .configuration_hf_vit import HfViTConfig
+            from .modeling_hf_vit import HfViTForImageClassification as model_class
+
+            config_obj = HfViTConfig(**{k: v for k, v in config.items() if k not in ("auto_map", "architectures")})
+        with torch.device("meta"):
+            model = model_class(config_obj)
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # a count is nice to have; the card says "unknown" instead
+        return None
+
+
+def architecture(config: dict) -> dict:
+    """The lesson's architecture fields from an hf_vit config or an exported transformers ViT config."""
+    if config.get("model_type") == "vit":
+        dim, heads = config.get("hidden_size", 768), config.get("num_attention_heads", 12)
+        return {
+            "image_size": config.get("image_size", 224),
+            "patch_size": config.get("patch_size", 16),
+            "num_channels": config.get("num_channels", 3),
+            "dim": dim,
+            "depth": config.get("num_hidden_layers", 12),
+            "heads": heads,
+            "dim_head": dim // heads,
+            "mlp_dim": config.get("intermediate_size", 3072),
+            "pool": "cls",
+            "dropout": config.get("hidden_dropout_prob", 0.0),
+            "emb_dropout": config.get("hidden_dropout_prob", 0.0),
+            "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
+        }
+    defaults = {"image_size": 32, "patch_size": 4, "num_channels": 3, "dim": 192, "depth": 6, "heads": 3,
+                "dim_head": 64, "mlp_dim": 768, "pool": "cls", "dropout": 0.0, "emb_dropout": 0.0,
+                "layer_norm_eps": 1e-5}
+    return {key: config.get(key, default) for key, default in defaults.items()}
+
+
+def _labels(config: dict) -> list[str]:
+    id2label = config.get("id2label") or {}
+    return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
+
+
+def _recipe_dataset(recipe) -> str | None:
+    """The dataset the recipe trained on (a Hub id or a local path), searched anywhere in the recipe."""
+    if isinstance(recipe, dict):
+        for key in ("dataset_name", "dataset", "dataset_path", "data_dir"):
+            if isinstance(recipe.get(key), str) and recipe[key]:
+                return recipe[key]
+        for value in recipe.values():
+            found = _recipe_dataset(value)
+            if found:
+                return found
+    return None
+
+
+def _is_local_path(name: str) -> bool:
+    """A local folder rather than a Hub dataset id (`owner/name` or a bare canonical name)."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).expanduser().is_dir()
+
+
+# ---------------------------------------------------------------------------
+# Formatting
+# ---------------------------------------------------------------------------
+def _pct(value) -> str:
+    return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def _cell(value) -> str:
+    """A value as a markdown table cell."""
+    if value is None:
+        text = "-"
+    elif isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(_cell(v) for v in value) if value else "[]"
+    elif isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True)
+    else:
+        text = str(value)
+    text = text.replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _size(value) -> str:
+    return "x".join(str(v) for v in value) if isinstance(value, (list, tuple)) else f"{value}x{value}"
+
+
+def _most_confused(metrics: dict, labels: list[str], top: int = 5) -> list[dict]:
+    matrix = metrics.get("confusion_matrix")
+    if not matrix:
+        return []
+    names = metrics.get("labels") or labels
+    pairs = []
+    for t, row in enumerate(matrix):
+        total = sum(row)
+        for p, count in enumerate(row):
+            if t != p and count > 0:
+                pairs.append((count, t, p, total))
+    pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
+    name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+    return [
+        {"true": name(t), "pred": name(p), "count": count, "share": _pct(count / total) if total else "n/a"}
+        for count, t, p, total in pairs[:top]
+    ]
+
+
+# ---------------------------------------------------------------------------
+# The card
+# ---------------------------------------------------------------------------
+def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
+    """The card's metadata and the template's variables, from the files in `model_dir`."""
+    model_dir = Path(model_dir)
+    config = _read_json(model_dir / "config.json")
+    if config is None:
+        raise FileNotFoundError(
+            f"{model_dir} has no config.json: it is not a model folder. Pass the folder that training wrote "
+            "(the one with config.json and model.safetensors)."
+        )
+    exported = config.get("model_type") == "vit"
+    arch = architecture(config)
+    labels = _labels(config)
+    train_metrics = _read_json(model_dir / "metrics.json") or {}
+    eval_metrics = _read_json(model_dir / "evaluation" / "metrics.json") or {}
+    recipe = _read_json(model_dir / "training_recipe.json")
+
+    model_name = repo_id.split("/")[-1] if repo_id else model_dir.resolve().name
+    model_ref = repo_id or f"your-username/{model_name}"
+
+    # -- architecture --------------------------------------------------------
+    (ih, iw) = arch["image_size"] if isinstance(arch["image_size"], (list, tuple)) else (arch["image_size"],) * 2
+    (ph, pw) = arch["patch_size"] if isinstance(arch["patch_size"], (list, tuple)) else (arch["patch_size"],) * 2
+    num_patches = (ih // ph) * (iw // pw)
+    arch_rows = [
+        ("image_size", _size(arch["image_size"]), "input height x width (pixels)"),
+        ("patch_size", _size(arch["patch_size"]), f"patch height x width: {num_patches} patches + [CLS] = {num_patches + 1} tokens"),
+        ("num_channels", arch["num_channels"], "input colour channels"),
+        ("dim", arch["dim"], "token width (hidden size)"),
+        ("depth", arch["depth"], "encoder blocks"),
+        ("heads", arch["heads"], "attention heads per block"),
+        ("dim_head", arch["dim_head"], f"width of one head (heads x dim_head = {arch['heads'] * arch['dim_head']})"),
+        ("mlp_dim", arch["mlp_dim"], "hidden width of the feed-forward network"),
+        ("pool", arch["pool"], "image vector: the [CLS] token (`cls`) or the mean of all tokens (`mean`)"),
+        ("dropout", arch["dropout"], "dropout in attention and feed-forward"),
+        ("emb_dropout", arch["emb_dropout"], "dropout after adding positions"),
+        ("layer_norm_eps", arch["layer_norm_eps"], "LayerNorm epsilon"),
+        ("num_labels", len(labels), "output classes"),
+    ]
+    num_params = count_parameters(model_dir)
+    if num_params is None:
+        num_params = _count_by_building(config)
+    num_params_text = f"{num_params:,} ({num_params / 1e6:.2f} M)" if num_params is not None else "unknown (no weights found)"
+    pool_text = (
+        "The final [CLS] token, after a LayerNorm, goes through a linear classifier."
+        if arch["pool"] == "cls"
+        else "The mean of all final tokens, after a LayerNorm, goes through a linear classifier."
+    )
+
+    # -- data ------------------------------------------------------------------
+    dataset = _recipe_dataset(recipe) or (train_metrics.get("dataset") if isinstance(train_metrics.get("dataset"), str) else None)
+    jpeg_copy = bool(dataset) and _is_local_path(dataset)
+    if jpeg_copy:
+        dataset_label = "CIFAR-10 (JPEG copy)"
+        data_text = (
+            f"**CIFAR-10 (JPEG copy)**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
+            f"(folder `{Path(dataset).name}`) whose images were re-encoded as JPEG, with the Hub's splits: "
+            "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
+        )
+    else:
+        dataset_label = "CIFAR-10"
+        source = f"`{dataset}`" if dataset else f"`{HUB_DATASET}` (assumed: no training_recipe.json names the dataset)"
+        data_text = (
+            f"**CIFAR-10** from the Hugging Face Hub, {source}: 50,000 training and 10,000 test colour images of "
+            "32x32 pixels in 10 classes."
+        )
+    if isinstance(train_metrics.get("validation"), dict):
+        data_text += " Checkpoints were chosen on a validation set (see the recipe); the results below are on the test split."
+
+    # -- recipe ----------------------------------------------------------------
+    recipe_sections = []
+    if isinstance(recipe, dict):
+        nested = {k: v for k, v in recipe.items() if isinstance(v, dict)}
+        flat = [(k, _cell(v)) for k, v in recipe.items() if not isinstance(v, dict)]
+        if flat:
+            recipe_sections.append(("", flat))
+        for title, section in nested.items():
+            recipe_sections.append((title.replace("_", " ").capitalize(), [(k, _cell(v)) for k, v in section.items()]))
+    train_info = train_metrics.get("train") or {}
+    train_rows = []
+    if isinstance(train_info, dict):
+        if "runtime_s" in train_info:
+            train_rows.append(("Training time", f"{train_info['runtime_s'] / 60:.1f} min"))
+        for key, name in (("steps", "Optimizer steps"), ("epochs", "Epochs"), ("train_samples_per_second", "Training images per second")):
+            if key in train_info:
+                train_rows.append((name, _cell(train_info[key])))
+
+    # -- results ---------------------------------------------------------------
+    metrics, metrics_file = (eval_metrics, "evaluation/metrics.json") if "accuracy" in eval_metrics else (train_metrics, "metrics.json")
+    accuracy = metrics.get("accuracy")
+    result_rows = []
+    if accuracy is not None:
+        result_rows.append(("Top-1 accuracy", _pct(accuracy)))
+        for key, name in (("top3_accuracy", "Top-3 accuracy"), ("top5_accuracy", "Top-5 accuracy"),
+                          ("macro_precision", "Macro precision"), ("macro_recall", "Macro recall"), ("macro_f1", "Macro F1")):
+            if key in metrics:
+                result_rows.append((name, _pct(metrics[key])))
+        if "num_examples" in metrics:
+            result_rows.append(("Test images", f"{metrics['num_examples']:,}"))
+    val_acc = (train_metrics.get("validation") or {}).get("accuracy") if isinstance(train_metrics.get("validation"), dict) else None
+    if val_acc is not None:
+        result_rows.append(("Best validation accuracy", _pct(val_acc)))
+    split = metrics.get("split", "test")
+    results_intro = f"On the {split} split of {dataset_label} (from `{metrics_file}`)."
+    per_class_rows = [
+        {"name": name, "recall": _pct(v.get("recall")), "precision": _pct(v.get("precision")),
+         "f1": _pct(v.get("f1")), "support": v.get("support", "-")}
+        for name, v in (metrics.get("per_class") or {}).items()
+    ]
+    pictures = [(caption, f"evaluation/{name}") for name, caption in PICTURES if (model_dir / "evaluation" / name).is_file()]
+
+    # -- metadata ----------------------------------------------------------------
+    eval_results = None
+    if accuracy is not None:
+        eval_results = [
+            EvalResult(
+                task_type="image-classification",
+                task_name="Image Classification",
+                dataset_type=HUB_DATASET,
+                dataset_name=dataset_label,
+                dataset_config="plain_text",
+                dataset_split="test",
+                metric_type="accuracy",
+                metric_name="Test accuracy",
+                metric_value=accuracy,
+            )
+        ]
+    tags = ["image-classification", "vision", "vit", "cifar10", "hf_vit"]
+    if not exported:
+        tags.append("custom_code")
+    card_data = ModelCardData(
+        model_name=model_name,
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=tags,
+        datasets=[HUB_DATASET],
+        metrics=["accuracy"],
+        eval_results=eval_results,
+    )
+
+    image_size_text = _size(arch["image_size"])
+    summary = (
+        f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
+        f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "
+        f"{image_size_text} images into the {len(labels)} CIFAR-10 classes"
+        + (f"; test accuracy **{_pct(accuracy)}**." if accuracy is not None else ".")
+    )
+    variables = dict(
+        title=f"{model_name}: a Vision Transformer for CIFAR-10",
+        summary=summary,
+        exported=exported,
+        can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],
+        patch_text=_size(arch["patch_size"]),
+        depth_text=f"{arch['depth']} Pre-LayerNorm encoder block" + ("s" if arch["depth"] != 1 else ""),
+        pool_text=pool_text,
+        arch_rows=[(n, _cell(v), m) for n, v, m in arch_rows],
+        num_params_text=num_params_text,
+        data_text=data_text,
+        labels=labels,
+        jpeg_copy=jpeg_copy,
+        recipe_intro="The resolved arguments of the training run (`training_recipe.json`):",
+        recipe_sections=recipe_sections,
+        train_rows=train_rows,
+        accuracy_text=_pct(accuracy) if accuracy is not None else "",
+        results_intro=results_intro,
+        result_rows=result_rows,
+        per_class_rows=per_class_rows,
+        confused_pairs=_most_confused(metrics, labels),
+        pictures=pictures,
+        model_ref=model_ref,
+        image_size_text=image_size_text,
+    )
+    return card_data, variables
+
+
+def render_model_card(model_dir, repo_id=None, template_path=None) -> ModelCard:
+    """The filled card (not written anywhere)."""
+    card_data, variables = card_inputs(model_dir, repo_id=repo_id)
+    card = ModelCard.from_template(card_data, template_path=str(find_template(template_path)), **variables)
+    # Template control lines leave runs of blank lines; markdown needs at most one.
+    return ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).strip() + "\n")
+
+
+def write_model_card(model_dir, repo_id=None, template_path=None) -> Path:
+    """Fill the card template from `model_dir` and write `<model_dir>/README.md`; returns its path."""
+    card = render_model_card(model_dir, repo_id=repo_id, template_path=template_path)
+    path = Path(model_dir) / "README.md"
+    path.write_text(str(card), encoding="utf-8")
+    return path
+
+
+__all__ = ["write_model_card", "render_model_card", "card_inputs", "count_parameters", "find_template"]

@@ -1,0 +1,250 @@
+"""Export an hf_vit model to transformers' built-in `ViTForImageClassification`.
+
+The lesson's ViT and transformers' ViT are the same network when the model
+pools the [CLS] token and `heads * dim_head == dim`; only the parameter layout
+differs:
+
+    hf_vit                                          transformers ViT
+    embeddings.to_patch_embedding.1 (Linear over    embeddings.patch_embeddings.projection
+      a patch flattened as (p1 p2 c))                 (Conv2d, weight (dim, c, p1, p2))
+    embeddings.cls_token / pos_embedding            embeddings.cls_token / position_embeddings
+    transformer.layers.i.attn_norm                  layers.i.layernorm_before
+    transformer.layers.i.attn.to_qkv (one matrix)   layers.i.attention.{q,k,v}_proj (qkv_bias=False)
+    transformer.layers.i.attn.to_out.0              layers.i.attention.o_proj (identity if to_out is Identity)
+    transformer.layers.i.ff_norm                    layers.i.layernorm_after
+    transformer.layers.i.ff.net.0 / net.3           layers.i.mlp.fc1 / fc2
+    mlp_head.0 (LayerNorm on the [CLS] vector)      vit.layernorm (LayerNorm on every token)
+    mlp_head.1                                      classifier
+
+The head's LayerNorm moves in front of the token selection: LayerNorm acts on
+each token alone, so LN(x)[:, 0] == LN(x[:, 0]). A mean-pooled model has no such
+equivalent (the mean of normalised tokens is not the normalised mean), and
+transformers' ViT always classifies the [CLS] token.
+
+The exported folder loads with `AutoModelForImageClassification` and
+`pipeline("image-classification")` without `trust_remote_code`.
+"""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import ViTConfig, ViTForImageClassification
+
+from .configuration_hf_vit import HfViTConfig, _pair
+from .modeling_hf_vit import HfViTForImageClassification
+
+
+class NotExportable(ValueError):
+    """The hf_vit model has no exact equivalent in transformers' ViT."""
+
+
+def check_exportable(config: HfViTConfig) -> None:
+    """Raise `NotExportable` saying why, when transformers' ViT cannot hold this model exactly."""
+    if config.pool != "cls":
+        raise NotExportable(
+            f"Cannot export a model with pool={config.pool!r} to transformers' ViT: it averages all tokens before "
+            "the head, while ViTForImageClassification always classifies the [CLS] token (and normalises every "
+            "token first), so no ViT gives the same logits. Keep this model with its remote code "
+            "(trust_remote_code=True), or train with pool='cls' to export."
+        )
+    inner = config.heads * config.dim_head
+    if inner != config.dim:
+        raise NotExportable(
+            f"Cannot export: heads * dim_head = {config.heads} * {config.dim_head} = {inner} differs from dim = "
+            f"{config.dim}. transformers' ViT gives each head hidden_size / num_attention_heads = "
+            f"{config.dim // config.heads if config.dim % config.heads == 0 else config.dim / config.heads} "
+            "features, so its q/k/v projections are dim x dim and this model's attention does not fit. "
+            f"Keep this model with its remote code, or train with dim_head = dim / heads."
+        )
+
+
+def _plain_size(value):
+    """A square size as one int (what every transformers version's ViTConfig takes), else [height, width]."""
+    height, width = _pair(value)
+    return height if height == width else [height, width]
+
+
+def vit_config_from(config: HfViTConfig) -> ViTConfig:
+    """The `ViTConfig` of the same network (call `check_exportable` first)."""
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    return ViTConfig(
+        hidden_size=config.dim,
+        num_hidden_layers=config.depth,
+        num_attention_heads=config.heads,
+        intermediate_size=config.mlp_dim,
+        hidden_act="gelu",  # ACT2FN["gelu"] is the exact erf GELU, as torch's nn.GELU()
+        # ViT has one dropout rate for embeddings, sub-layer outputs and the MLP; emb_dropout folds into it.
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+        initializer_range=config.initializer_range,
+        layer_norm_eps=config.layer_norm_eps,
+        image_size=_plain_size(config.image_size),
+        patch_size=_plain_size(config.patch_size),
+        num_channels=config.num_channels,
+        qkv_bias=False,  # to_qkv has no bias
+        id2label=id2label,
+        label2id={name: i for i, name in id2label.items()},
+    )
+
+
+def convert_state_dict(model: HfViTForImageClassification) -> dict:
+    """hf_vit parameters renamed and reshaped to `ViTForImageClassification` keys."""
+    config = model.config
+    sd = model.state_dict()
+    ph, pw = _pair(config.patch_size)
+    dim, channels, inner = config.dim, config.num_channels, config.heads * config.dim_head
+    out = {}
+
+    # A patch enters the Linear flattened as (p1 p2 c) (einops "b c (h p1) (w p2) -> b (h w) (p1 p2 c)");
+    # the Conv2d kernel is indexed [out, c, p1, p2].
+    linear = sd["vit.embeddings.to_patch_embedding.1.weight"]  # (dim, p1*p2*c)
+    out["vit.embeddings.patch_embeddings.projection.weight"] = (
+        linear.reshape(dim, ph, pw, channels).permute(0, 3, 1, 2).contiguous()
+    )  # (dim, c, p1, p2)
+    out["vit.embeddings.patch_embeddings.projection.bias"] = sd["vit.embeddings.to_patch_embedding.1.bias"]
+    out["vit.embeddings.cls_token"] = sd["vit.embeddings.cls_token"]  # (1, 1, dim)
+    out["vit.embeddings.position_embeddings"] = sd["vit.embeddings.pos_embedding"]  # (1, N+1, dim)
+
+    for i in range(config.depth):
+        src, dst = f"vit.transformer.layers.{i}.", f"vit.layers.{i}."
+        q, k, v = sd[src + "attn.to_qkv.weight"].split(inner, dim=0)  # 3 x (heads*dim_head, dim), heads as (h d)
+        out[dst + "attention.q_proj.weight"] = q
+        out[dst + "attention.k_proj.weight"] = k
+        out[dst + "attention.v_proj.weight"] = v
+        if src + "attn.to_out.0.weight" in sd:
+            out[dst + "attention.o_proj.weight"] = sd[src + "attn.to_out.0.weight"]
+            out[dst + "attention.o_proj.bias"] = sd[src + "attn.to_out.0.bias"]
+        else:  # one head as wide as dim: the lesson skips the output projection; ViT gets an identity one
+            out[dst + "attention.o_proj.weight"] = torch.eye(dim, dtype=q.dtype)
+            out[dst + "attention.o_proj.bias"] = torch.zeros(dim, dtype=q.dtype)
+        for ours, theirs in (("attn_norm", "layernorm_before"), ("ff_norm", "layernorm_after"),
+                             ("ff.net.0", "mlp.fc1"), ("ff.net.3", "mlp.fc2")):
+            out[dst + theirs + ".weight"] = sd[src + ours + ".weight"]
+            out[dst + theirs + ".bias"] = sd[src + ours + ".bias"]
+
+    out["vit.layernorm.weight"] = sd["mlp_head.0.weight"]
+    out["vit.layernorm.bias"] = sd["mlp_head.0.bias"]
+    out["classifier.weight"] = sd["mlp_head.1.weight"]
+    out["classifier.bias"] = sd["mlp_head.1.bias"]
+    return out
+
+
+# transformers' ViT before its 5.x renaming (and the names its save_pretrained still writes to disk):
+# new name fragment -> old one. Used when the installed ViT has the old parameter names.
+_LEGACY_NAMES = (
+    (re.compile(r"^vit\.layers\.(\d+)\."), r"vit.encoder.layer.\1."),
+    (re.compile(r"\.attention\.([qkv])_proj\."), None),
+    (re.compile(r"\.attention\.o_proj\."), ".attention.output.dense."),
+    (re.compile(r"\.mlp\.fc1\."), ".intermediate.dense."),
+    (re.compile(r"\.mlp\.fc2\."), ".output.dense."),
+)
+_QKV_OLD = {"q": "query", "k": "key", "v": "value"}
+
+
+def to_legacy_names(state_dict: dict) -> dict:
+    """Rename transformers 5.x ViT keys to the 4.x layout (`encoder.layer.i.attention.attention.query`, ...)."""
+    renamed = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in _LEGACY_NAMES:
+            if replacement is None:
+                key = pattern.sub(lambda m: f".attention.attention.{_QKV_OLD[m.group(1)]}.", key)
+            else:
+                key = pattern.sub(replacement, key)
+        renamed[key] = value
+    return renamed
+
+
+def convert_to_vit(model: HfViTForImageClassification) -> ViTForImageClassification:
+    """A `ViTForImageClassification` computing the same logits as `model`."""
+    check_exportable(model.config)
+    vit = ViTForImageClassification(vit_config_from(model.config))
+    converted = convert_state_dict(model)
+    expected = vit.state_dict()
+    if set(expected) != set(converted) and set(expected) == set(to_legacy_names(converted)):
+        converted = to_legacy_names(converted)  # an older transformers: its ViT uses the 4.x names
+    missing, unexpected = sorted(set(expected) - set(converted)), sorted(set(converted) - set(expected))
+    if missing or unexpected:  # the installed transformers names its ViT parameters differently
+        raise RuntimeError(
+            "transformers' ViTForImageClassification has other parameter names than this exporter expects "
+            f"(transformers version mismatch?). Missing: {missing}. Unexpected: {unexpected}."
+        )
+    vit.load_state_dict(converted, strict=True)
+    return vit.to(next(model.parameters()).dtype).eval()
+
+
+@torch.no_grad()
+def max_logit_difference(model, vit, batch_size: int = 4, seed: int = 0) -> float:
+    """Largest |logit difference| of the two models on random normalised images."""
+    height, width = _pair(model.config.image_size)
+    generator = torch.Generator().manual_seed(seed)
+    pixels = torch.randn(batch_size, model.config.num_channels, height, width, generator=generator)
+    return (model.eval()(pixel_values=pixels).logits - vit(pixel_values=pixels).logits).abs().max().item()
+
+
+# Files of the source folder that describe these same weights, copied beside the export.
+_CARRIED_FILES = ("preprocessor_config.json", "metrics.json", "training_recipe.json", "evaluation/metrics.json")
+
+
+def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite=False, atol=1e-4) -> Path:
+    """Convert the hf_vit folder `model_dir` into a transformers ViT folder `output_dir`; returns it.
+
+    Writes config.json + model.safetensors (transformers' ViT, no .py files),
+    preprocessor_config.json, the source's metrics and evaluation pictures, and
+    README.md (the card, marked as exported). The logits are compared before
+    anything is written; a difference above `atol` is an error.
+    """
+    from .card import write_model_card
+
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} has no config.json: pass an hf_vit model folder (what training wrote).")
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type != HfViTConfig.model_type:
+        raise ValueError(f"{model_dir} holds a {model_type!r} model, not hf_vit: nothing to export.")
+    config = HfViTConfig.from_pretrained(model_dir)
+    check_exportable(config)  # before anything else: fail fast with the reason
+    if not (model_dir / "preprocessor_config.json").is_file():
+        raise FileNotFoundError(
+            f"{model_dir} has no preprocessor_config.json, which the exported model needs for pipeline(). Save one "
+            "with `hf_vit.make_image_processor(config).save_pretrained(model_dir)` and export again."
+        )
+    if output_dir.resolve() == model_dir.resolve():
+        raise ValueError("output_dir must differ from model_dir: the export is a separate model folder.")
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass overwrite=True (--overwrite).")
+
+    model = HfViTForImageClassification.from_pretrained(model_dir).eval()
+    vit = convert_to_vit(model)
+    diff = max_logit_difference(model, vit)
+    if diff > atol:
+        raise RuntimeError(f"The exported ViT differs from the hf_vit model by {diff:.2e} in the logits (> {atol}); not writing it.")
+
+    if output_dir.exists() and overwrite:
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    vit.save_pretrained(output_dir)
+    for name in _CARRIED_FILES:
+        if (model_dir / name).is_file():
+            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(model_dir / name, output_dir / name)
+    if (model_dir / "evaluation").is_dir():
+        for picture in (model_dir / "evaluation").glob("*.png"):
+            (output_dir / "evaluation").mkdir(exist_ok=True)
+            shutil.copy2(picture, output_dir / "evaluation" / picture.name)
+    write_model_card(output_dir, repo_id=repo_id)
+    return output_dir
+
+
+__all__ = [
+    "NotExportable",
+    "check_exportable",
+    "vit_config_from",
+    "convert_state_dict",
+    "convert_to_vit",
+    "to_legacy_names",
+    "max_logit_difference",
+    "export_to_transformers_vit",
+]

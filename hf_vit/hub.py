@@ -1,0 +1,200 @@
+"""Push a finished model folder to the Hugging Face Hub in one commit.
+
+What goes up (`upload_plan`): everything a user needs to run and judge the model,
+
+    config.json, model.safetensors (or its shards + index), the remote-code *.py files,
+    preprocessor_config.json, README.md (the card), metrics.json, training_recipe.json,
+    *_results.json / trainer_state.json when present,
+    evaluation/: metrics.json, misclassified.csv, report.html, *.png, attention/*.png
+
+and what stays home: checkpoint-*/ (optimizer and scheduler states), the
+thousands of evaluation/misclassified/*.png, pickles (training_args.bin, *.pt),
+caches and anything else not listed.
+
+Every check (folder complete, repo id well formed, a token available) runs
+before the first network call, so a bad call fails at once and uploads nothing.
+"""
+
+import fnmatch
+import json
+import re
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+# Top-level files that go up when present (config.json, weights and preprocessor are also required).
+TOP_LEVEL_FILES = (
+    "config.json",
+    "preprocessor_config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "README.md",
+    "metrics.json",
+    "training_recipe.json",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "trainer_state.json",
+)
+TOP_LEVEL_PATTERNS = ("model-*-of-*.safetensors", "*.py")
+# Under evaluation/: the summary files and pictures, not the per-image misclassified/ folder.
+EVALUATION_PATTERNS = (
+    "evaluation/metrics.json",
+    "evaluation/misclassified.csv",
+    "evaluation/report.html",
+    "evaluation/*.png",
+    "evaluation/attention/*.png",
+)
+_ABSOLUTE_IMPORT = re.compile(r"^\s*(from\s+hf_vit[\s.]|import\s+hf_vit\b)", re.MULTILINE)
+
+
+class IncompleteModelFolder(ValueError):
+    """The folder lacks something a Hub user needs to load the model."""
+
+
+def _weight_files(model_dir: Path) -> list[str]:
+    """Names of the safetensors weight files (single file or the shards of the index)."""
+    if (model_dir / "model.safetensors").is_file():
+        return ["model.safetensors"]
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return ["model.safetensors.index.json", *shards]
+    return []
+
+
+def check_model_folder(model_dir) -> list[str]:
+    """Problems that would make the pushed repository unusable (empty list: good to go)."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return [f"{model_dir} is not a folder. Pass the model folder that training wrote (its final output_dir)."]
+    problems = []
+    config = None
+    config_path = model_dir / "config.json"
+    if not config_path.is_file():
+        problems.append("config.json is missing: save the model with `model.save_pretrained(folder)`.")
+    else:
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            problems.append(f"config.json is not valid JSON ({err}): save the model again.")
+
+    weights = _weight_files(model_dir)
+    if not weights:
+        hint = (
+            " (found pytorch_model.bin, a pickle: load it and save again with `save_pretrained`, which writes safetensors)"
+            if (model_dir / "pytorch_model.bin").is_file()
+            else ""
+        )
+        problems.append(f"model.safetensors is missing{hint}: save the model with `model.save_pretrained(folder)`.")
+    else:
+        missing_shards = [name for name in weights if not (model_dir / name).is_file()]
+        if missing_shards:
+            problems.append(f"weight shards listed in model.safetensors.index.json are missing: {', '.join(missing_shards)}.")
+
+    if not (model_dir / "preprocessor_config.json").is_file():
+        problems.append(
+            "preprocessor_config.json is missing (pipeline('image-classification') needs it): "
+            "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+        )
+
+    # Remote code: every module auto_map names must sit next to the weights and stand alone.
+    if isinstance(config, dict) and config.get("auto_map"):
+        modules = sorted({ref.split("--")[-1].split(".")[0] for ref in _auto_map_refs(config["auto_map"])})
+        for module in modules:
+            path = model_dir / f"{module}.py"
+            if not path.is_file():
+                problems.append(
+                    f"{module}.py is missing: config.json's auto_map loads it as remote code. Save the model with "
+                    "`import hf_vit` done first (it registers the classes so save_pretrained copies their files)."
+                )
+            elif _ABSOLUTE_IMPORT.search(path.read_text(encoding="utf-8")):
+                problems.append(
+                    f"{module}.py imports hf_vit absolutely; remote code must only use `from .sibling import X` "
+                    "(hf_vit is not installed where the model is downloaded)."
+                )
+    return problems
+
+
+def _auto_map_refs(auto_map: dict) -> list[str]:
+    refs = []
+    for value in auto_map.values():
+        refs.extend(v for v in (value if isinstance(value, (list, tuple)) else [value]) if v)
+    return refs
+
+
+def upload_plan(model_dir) -> list[str]:
+    """The files (relative POSIX paths, sorted) that a push of `model_dir` uploads."""
+    model_dir = Path(model_dir)
+    selected = set()
+    for path in model_dir.iterdir():
+        if path.is_file() and (path.name in TOP_LEVEL_FILES or any(fnmatch.fnmatch(path.name, p) for p in TOP_LEVEL_PATTERNS)):
+            selected.add(path.name)
+    evaluation = model_dir / "evaluation"
+    if evaluation.is_dir():
+        for path in evaluation.rglob("*"):
+            relative = path.relative_to(model_dir).as_posix()
+            # fnmatch's * crosses "/", so compare the depth too: evaluation/*.png must not take misclassified/x.png.
+            if path.is_file() and any(
+                fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in EVALUATION_PATTERNS
+            ):
+                selected.add(relative)
+    return sorted(selected)
+
+
+def push_model_folder(
+    model_dir,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str | None = None,
+    write_card: bool = True,
+    dry_run: bool = False,
+):
+    """Upload the model folder to `repo_id` in one commit; returns (files, CommitInfo or None on dry_run).
+
+    `token`: None takes the usual places (the HF_TOKEN variable, then the
+    `hf auth login` cache). `private` applies when the repository is created;
+    an existing repository keeps its visibility. `write_card` (re)writes
+    README.md from the folder with this repo id before uploading.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    model_dir = Path(model_dir)
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(f"Bad repo id {repo_id!r}: {err} Use 'your-username/model-name'.") from err
+    problems = check_model_folder(model_dir)
+    if problems:
+        raise IncompleteModelFolder(
+            f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
+        )
+    if write_card:
+        from .card import write_model_card
+
+        write_model_card(model_dir, repo_id=repo_id)
+    files = upload_plan(model_dir)
+    if dry_run:
+        return files, None
+
+    token = token or get_token()
+    if not token:
+        raise PermissionError(
+            "No Hugging Face token found. Log in with `hf auth login` (or `huggingface-cli login`), set the "
+            "HF_TOKEN environment variable, or pass --token. The token needs write access."
+        )
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(model_dir / name)) for name in files]
+    info = api.create_commit(
+        repo_id=repo_id,
+        repo_type="model",
+        operations=operations,
+        commit_message=commit_message or f"Upload {model_dir.name} (hf_vit model, card, evaluation)",
+    )
+    return files, info
+
+
+__all__ = ["IncompleteModelFolder", "check_model_folder", "upload_plan", "push_model_folder"]

@@ -1,0 +1,146 @@
+"""Import a `state_dict` saved from the lesson's `ViT` module into a complete hf_vit model folder.
+
+    state dict file (.pt/.pth via torch.load(weights_only=True), or .safetensors)
+      + the lesson's cfg fields (given, or read off the weight shapes)
+      -> HfViTForImageClassification, loaded strictly (hf_vit.convert_lesson)
+      -> model folder: config.json, model.safetensors, remote code, preprocessor_config.json, README.md
+
+Most cfg fields can be read from the shapes (dim, depth, mlp_dim, num_classes,
+patch and image size for square images); the split of the attention width
+into `heads` x `dim_head` cannot, so `heads` must be given unless the block has
+no output projection (one head as wide as `dim`). `pool` and the dropouts leave
+no trace in the weights: `pool` defaults to 'cls' like the lesson's cfg.
+"""
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from .configuration_hf_vit import HfViTConfig
+from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict
+
+# The lesson's cfg fields (its ViTConfig) and hf_vit's own names for them.
+LESSON_FIELDS = {
+    "image_size": "image_size", "patch_size": "patch_size", "num_classes": "num_labels", "dim": "dim",
+    "depth": "depth", "heads": "heads", "mlp_dim": "mlp_dim", "pool": "pool", "channels": "num_channels",
+    "dim_head": "dim_head", "dropout": "dropout", "emb_dropout": "emb_dropout",
+}
+# Keys under which training loops often nest the weights in a checkpoint dict.
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def read_state_dict(path) -> dict:
+    """Tensors from a .safetensors file or a torch.save'd state dict (never unpickling arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. Pass the file written by torch.save(model.state_dict(), ...).")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        # weights_only: only tensors and plain containers load; a pickled class or function is refused.
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"Could not load {path} as a state dict with torch.load(weights_only=True): {err}\n"
+            "Save the weights alone, `torch.save(model.state_dict(), path)`, or as .safetensors; a pickled whole "
+            "model is refused because unpickling can run arbitrary code."
+        ) from err
+    if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        for key in _NESTED_KEYS:
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor); got {type(obj).__name__}.")
+    return obj
+
+
+def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
+    """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(LESSON_FIELDS) - set(LESSON_FIELDS.values()))
+    if unknown:
+        raise ValueError(f"Unknown config fields {unknown}. The lesson's cfg fields are: {', '.join(LESSON_FIELDS)}.")
+    cfg = {LESSON_FIELDS.get(k, k): v for k, v in cfg.items()}
+    sd = convert_lesson_state_dict(state_dict)
+
+    def shape(key):
+        return tuple(sd[key].shape) if key in sd else None
+
+    found = {}
+    if shape("vit.embeddings.cls_token"):
+        found["dim"] = shape("vit.embeddings.cls_token")[-1]
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"vit\.transformer\.layers\.(\d+)\.", k))}
+    if layers:
+        found["depth"] = max(layers) + 1
+    if shape("vit.transformer.layers.0.ff.net.0.weight"):
+        found["mlp_dim"] = shape("vit.transformer.layers.0.ff.net.0.weight")[0]
+    if shape("mlp_head.1.weight"):
+        found["num_labels"] = shape("mlp_head.1.weight")[0]
+    channels = cfg.get("num_channels", 3)
+    patch_dim = shape("vit.embeddings.to_patch_embedding.1.weight")
+    positions = shape("vit.embeddings.pos_embedding")
+    if patch_dim and "patch_size" not in cfg:
+        side = math.isqrt(patch_dim[1] // channels)
+        if side * side * channels == patch_dim[1]:
+            found["patch_size"] = side
+    if positions and "image_size" not in cfg:
+        grid = math.isqrt(positions[1] - 1)
+        patch = cfg.get("patch_size", found.get("patch_size"))
+        if grid * grid == positions[1] - 1 and isinstance(patch, int):
+            found["image_size"] = grid * patch
+    qkv = shape("vit.transformer.layers.0.attn.to_qkv.weight")
+    has_out = "vit.transformer.layers.0.attn.to_out.0.weight" in sd
+    if qkv and not has_out and "dim" in found:  # the lesson drops to_out only for one head as wide as dim
+        found.update(heads=1, dim_head=found["dim"])
+    elif qkv:
+        inner = qkv[0] // 3
+        if "heads" in cfg and "dim_head" not in cfg and inner % cfg["heads"] == 0:
+            found["dim_head"] = inner // cfg["heads"]
+        elif "dim_head" in cfg and "heads" not in cfg and inner % cfg["dim_head"] == 0:
+            found["heads"] = inner // cfg["dim_head"]
+        elif "heads" not in cfg and "dim_head" not in cfg:
+            raise ValueError(
+                f"The weights give the attention width heads * dim_head = {inner} but not how it splits into heads. "
+                "Pass the lesson's `heads` (e.g. --heads 8, or \"heads\" in the config JSON)."
+            )
+    merged = {**found, **cfg}
+    merged.setdefault("pool", "cls")
+    return HfViTConfig(**merged)
+
+
+def import_lesson_weights(weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True) -> Path:
+    """Load a lesson state dict file strictly into hf_vit and save a complete model folder; returns it.
+
+    Raises `ValueError` listing missing and unexpected keys (and shape
+    mismatches) when the weights do not fit the config.
+    """
+    from . import make_image_processor  # the package __init__ registers the classes for save_pretrained
+    from .modeling_hf_vit import HfViTForImageClassification
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass --overwrite.")
+    state_dict = read_state_dict(weights)
+    config = lesson_config(state_dict, cfg)
+    model = HfViTForImageClassification(config).eval()
+    load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys
+
+    if output_dir.exists() and overwrite:
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    make_image_processor(config).save_pretrained(output_dir)
+    if write_card:
+        from .card import write_model_card
+
+        write_model_card(output_dir)
+    return output_dir
+
+
+__all__ = ["read_state_dict", "lesson_config", "import_lesson_weights", "LESSON_FIELDS"]

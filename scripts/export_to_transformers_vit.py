@@ -1,0 +1,31 @@
+"""Convert a trained hf_vit folder into transformers' built-in ViTForImageClassification.
+
+    python scripts/export_to_transformers_vit.py runs/cpu runs/cpu-vit
+
+The result loads with AutoModelForImageClassification / pipeline("image-classification")
+WITHOUT trust_remote_code (no .py files), with the same logits (checked before writing).
+Needs pool='cls' and heads * dim_head == dim; otherwise it stops and says why.
+"""
+
+import argparse
+import sys
+
+from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="the hf_vit model folder (config.json, model.safetensors, preprocessor_config.json)")
+    parser.add_argument("output_dir", help="where to write the transformers ViT folder")
+    parser.add_argument("--repo_id", default=None, help="repo id to show in the card's usage example")
+    parser.add_argument("--overwrite", action="store_true", help="replace output_dir if it exists")
+    args = parser.parse_args(argv)
+    try:
+        out = export_to_transformers_vit(args.model_dir, args.output_dir, repo_id=args.repo_id, overwrite=args.overwrite)
+    except (NotExportable, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
+        sys.exit(f"error: {err}")
+    print(f"exported to {out} (transformers ViTForImageClassification, no remote code)")
+
+
+if __name__ == "__main__":
+    main()

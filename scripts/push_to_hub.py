@@ -1,0 +1,40 @@
+"""Push a trained hf_vit model folder to the Hugging Face Hub, in one commit.
+
+    python scripts/push_to_hub.py runs/cpu your-username/vit-cifar10 [--private] [--token hf_...]
+
+Uploads config, weights, remote code, image processor, the model card (rewritten
+for this repo id) and the evaluation summary and pictures; never checkpoints or
+the per-image misclassified/ folder. --dry_run lists the files and stops.
+The token comes from --token, else HF_TOKEN, else the `hf auth login` cache.
+"""
+
+import argparse
+import sys
+
+from hf_vit.hub import IncompleteModelFolder, push_model_folder
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="the model folder that training wrote (config.json, model.safetensors, ...)")
+    parser.add_argument("repo_id", help="target repository, e.g. your-username/vit-cifar10 (created if absent)")
+    parser.add_argument("--private", action="store_true", help="create the repository private (an existing one keeps its visibility)")
+    parser.add_argument("--token", default=None, help="a write token (default: HF_TOKEN or the login cache)")
+    parser.add_argument("--commit_message", default=None)
+    parser.add_argument("--keep_card", action="store_true", help="upload README.md as it is instead of rewriting it")
+    parser.add_argument("--dry_run", action="store_true", help="check the folder, write the card, list the files; no network")
+    args = parser.parse_args(argv)
+    try:
+        files, info = push_model_folder(
+            args.model_dir, args.repo_id, private=args.private, token=args.token,
+            commit_message=args.commit_message, write_card=not args.keep_card, dry_run=args.dry_run,
+        )
+    except (IncompleteModelFolder, ValueError, PermissionError, FileNotFoundError) as err:
+        sys.exit(f"error: {err}")
+    print(f"{len(files)} files:\n  " + "\n  ".join(files))
+    if info is not None:
+        print(f"pushed: {info.commit_url}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Export to transformers' built-in ViTForImageClassification: same logits, no remote code."""
+
+import json
+
+import pytest
+import torch
+from test_hub import load_script, make_model_folder, run_as_hub_user
+from transformers import ViTForImageClassification
+
+from hf_vit import HfViTConfig, HfViTForImageClassification
+from hf_vit.export_transformers import NotExportable, convert_to_vit, export_to_transformers_vit
+
+# (image, patch, dim, depth, heads, dim_head, mlp_dim); heads * dim_head == dim in each.
+CONFIGS = [
+    (32, 4, 32, 2, 4, 8, 64),
+    (32, 8, 48, 1, 3, 16, 96),
+    (24, (4, 6), 40, 2, 2, 20, 80),  # non-square patches: the Conv2d kernel order must be right
+    (16, 4, 32, 1, 1, 32, 64),  # one head as wide as dim: to_out is Identity -> o_proj = identity
+]
+
+
+def random_model(shape, seed=0):
+    image, patch, dim, depth, heads, dim_head, mlp_dim = shape
+    config = HfViTConfig(image_size=image, patch_size=patch, dim=dim, depth=depth, heads=heads,
+                         dim_head=dim_head, mlp_dim=mlp_dim, layer_norm_eps=1e-6)
+    torch.manual_seed(seed)
+    model = HfViTForImageClassification(config).eval()
+    with torch.no_grad():  # every parameter random (LayerNorms included), so every mapping matters
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return model
+
+
+@pytest.mark.parametrize("shape", CONFIGS)
+def test_same_logits(shape):
+    model = random_model(shape)
+    vit = convert_to_vit(model)
+    assert type(vit) is ViTForImageClassification
+    assert vit.config.layer_norm_eps == 1e-6 and vit.config.hidden_act == "gelu" and not vit.config.qkv_bias
+    x = torch.randn(3, 3, shape[0], shape[0])
+    with torch.no_grad():
+        ours, theirs = model(pixel_values=x).logits, vit(pixel_values=x).logits
+    assert ours.abs().max().item() > 0.1  # logits large enough for the comparison to mean something
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+
+def test_exported_folder_runs_without_remote_code(tmp_path):
+    source = make_model_folder(tmp_path / "run", extras=False)
+    out = tmp_path / "vit"
+    load_script("export_to_transformers_vit").main([str(source), str(out), "--repo_id", "someone/vit-plain"])
+
+    assert not list(out.glob("*.py"))  # nothing to trust
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "vit" and config["architectures"] == ["ViTForImageClassification"]
+    assert "auto_map" not in config
+    assert (out / "preprocessor_config.json").is_file() and (out / "evaluation" / "gallery.png").is_file()
+    card = (out / "README.md").read_text()
+    assert "Exported to transformers' built-in ViT, no remote code" in card
+    assert "trust_remote_code=True" not in card.split("## How to use")[1].split("## Limitations")[0]
+
+    got = run_as_hub_user(out, tmp_path, remote=False)  # no trust_remote_code, hf_vit unimportable
+    assert got["class"] == "ViTForImageClassification"
+    assert got["module"] == "transformers.models.vit.modeling_vit"
+    model = HfViTForImageClassification.from_pretrained(source).eval()
+    x = torch.linspace(-2, 2, 3 * 32 * 32).reshape(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixel_values=x).logits[0]
+    assert (torch.tensor(got["logits"]) - expected).abs().max().item() <= 1e-4
+    assert len(got["preds"]) == 3 and got["preds"][0]["label"] in model.config.id2label.values()
+
+
+def test_errors_say_why(tmp_path):
+    mean_model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="mean"))
+    with pytest.raises(NotExportable, match="pool='mean'.*always classifies the \\[CLS\\] token"):
+        convert_to_vit(mean_model)
+    wide = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=3, dim_head=16, mlp_dim=64))
+    with pytest.raises(NotExportable, match="heads \\* dim_head = 3 \\* 16 = 48 differs from dim = 32"):
+        convert_to_vit(wide)
+
+    # Through the script: a clear message, and nothing written.
+    folder = tmp_path / "wide"
+    wide.save_pretrained(folder)
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("export_to_transformers_vit").main([str(folder), str(tmp_path / "out")])
+    assert "differs from dim" in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
+
+
+def test_legacy_names_match_what_save_pretrained_writes(tmp_path):
+    """transformers writes ViT weights under the 4.x names; the exporter's fallback for an older
+    transformers (whose ViT has those names in memory too) must produce exactly them."""
+    from safetensors import safe_open
+
+    from hf_vit.export_transformers import convert_state_dict, to_legacy_names
+
+    model = random_model(CONFIGS[0])
+    convert_to_vit(model).save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        on_disk = set(f.keys())
+    legacy = set(to_legacy_names(convert_state_dict(model)))
+    assert "vit.encoder.layer.1.attention.attention.query.weight" in legacy
+    if any(".encoder.layer." in k for k in on_disk):  # transformers 5.x up to at least 5.24 saves the old names
+        assert on_disk == legacy
+    else:  # a later transformers that saves its in-memory names
+        assert on_disk == set(convert_state_dict(model))

@@ -1,0 +1,288 @@
+"""Model card and Hub push.
+
+The network is the only thing mocked: `HfApi.create_repo` and `HfApi.create_commit`
+(the two calls that would reach huggingface.co) are replaced by recorders. The
+files of the recorded commit are then copied into a fresh folder and loaded in a
+fresh Python process that cannot import hf_vit, as a Hub user would after download.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from PIL import Image
+
+from hf_vit import CIFAR10_LABELS, HfViTConfig, HfViTForImageClassification, make_image_processor
+from hf_vit.card import find_template, write_model_card
+from hf_vit.hub import IncompleteModelFolder, push_model_folder, upload_plan
+from hf_vit.metrics import classification_metrics
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# What a Hub user runs after download, in a fresh process. hf_vit is made unimportable
+# (an editable install would otherwise find it), so only the folder's own code can load the model.
+USER_SCRIPT = r"""
+import json, sys
+sys.modules["hf_vit"] = None  # `import hf_vit` now raises ImportError
+import torch
+from PIL import Image
+from transformers import AutoModelForImageClassification, pipeline
+
+folder, remote = sys.argv[1], sys.argv[2] == "1"
+kwargs = {"trust_remote_code": True} if remote else {}
+model = AutoModelForImageClassification.from_pretrained(folder, **kwargs).eval()
+x = torch.linspace(-2, 2, 3 * 32 * 32).reshape(1, 3, 32, 32)
+with torch.no_grad():
+    logits = model(pixel_values=x).logits[0].tolist()
+classifier = pipeline("image-classification", model=folder, **kwargs)
+preds = classifier(Image.new("RGB", (40, 28), (200, 30, 60)), top_k=3)
+print("RESULT " + json.dumps({"class": type(model).__name__, "module": type(model).__module__,
+                               "logits": logits, "preds": preds}))
+"""
+
+
+def run_as_hub_user(folder: Path, tmp_path: Path, remote: bool) -> dict:
+    """Load `folder` in a fresh process: fresh HF_HOME, offline, no PYTHONPATH, cwd elsewhere."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", USER_SCRIPT, str(folder), "1" if remote else "0"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+def make_model_folder(folder: Path, seed=0, recipe_dataset="/work/shared/data/cifar10", extras=True) -> Path:
+    """A trained-model folder as training + evaluation leave it (tiny model, real metrics)."""
+    torch.manual_seed(seed)
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    model = HfViTForImageClassification(config)
+    with torch.no_grad():  # non-trivial logits
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(folder)
+    make_image_processor(config).save_pretrained(folder)
+
+    rng = np.random.RandomState(seed)
+    labels = rng.randint(0, 10, 60)
+    scores = rng.randn(60, 10)
+    scores[np.arange(60), labels] += 1.5  # about half right
+    scores[labels == 3, 5] += 3.0  # cats mostly called dogs: the top confused pair
+    test = classification_metrics(scores, labels, label_names=list(CIFAR10_LABELS))
+    train_side = classification_metrics(rng.randn(60, 10), labels, label_names=list(CIFAR10_LABELS))
+    (folder / "evaluation").mkdir()
+    (folder / "evaluation" / "metrics.json").write_text(
+        json.dumps({**test, "dataset": recipe_dataset, "split": "test", "model": str(folder)})
+    )
+    (folder / "metrics.json").write_text(json.dumps({
+        **train_side, "dataset": recipe_dataset, "split": "test", "validation": {"accuracy": 0.61},
+        "train": {"runtime_s": 600.0, "steps": 1000, "epochs": 3, "train_samples_per_second": 250.0},
+    }))
+    (folder / "training_recipe.json").write_text(json.dumps({
+        "model": {"dim": 32, "depth": 1, "heads": 2, "dim_head": 16, "mlp_dim": 64, "pool": "cls"},
+        "data": {"dataset_name": recipe_dataset, "validation_size": 5000},
+        "training": {"learning_rate": 0.001, "num_train_epochs": 3, "per_device_train_batch_size": 128},
+    }))
+    for name in ("gallery.png", "confusion_matrix.png"):
+        Image.new("RGB", (64, 64), (10, 120, 200)).save(folder / "evaluation" / name)
+    if extras:  # what must NOT be uploaded
+        (folder / "evaluation" / "misclassified.csv").write_text("index,true,pred\n1,cat,dog\n")
+        (folder / "evaluation" / "report.html").write_text("<html><body>report</body></html>")
+        (folder / "evaluation" / "misclassified").mkdir()
+        for i in range(3):
+            Image.new("RGB", (32, 32)).save(folder / "evaluation" / "misclassified" / f"{i:05d}.png")
+        ckpt = folder / "checkpoint-1000"
+        ckpt.mkdir()
+        (ckpt / "optimizer.pt").write_bytes(b"not uploaded")
+        (ckpt / "model.safetensors").write_bytes(b"not uploaded")
+        (folder / "training_args.bin").write_bytes(b"pickle")
+        (folder / "runs").mkdir()
+        (folder / "runs" / "events.out").write_text("tb")
+    return folder
+
+
+# ---------------------------------------------------------------------------
+# Card
+# ---------------------------------------------------------------------------
+def test_template_found_from_checkout():
+    assert find_template() == REPO_ROOT / "model_card.md"
+
+
+def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    path = write_model_card(folder, repo_id="someone/vit-cifar10")
+    assert path == folder / "README.md"
+
+    card = ModelCard.load(path)
+    eval_acc = json.loads((folder / "evaluation" / "metrics.json").read_text())["accuracy"]
+    train_acc = json.loads((folder / "metrics.json").read_text())["accuracy"]
+    assert eval_acc != train_acc  # so the check below proves the evaluation's file is the one used
+    (result,) = card.data.eval_results
+    assert result.metric_type == "accuracy" and result.metric_value == eval_acc
+    assert (result.task_type, result.dataset_type, result.dataset_config, result.dataset_split) == (
+        "image-classification", "uoft-cs/cifar10", "plain_text", "test",
+    )
+    assert card.data.pipeline_tag == "image-classification"
+    assert card.data.library_name == "transformers"
+    assert card.data.license == "apache-2.0"
+    assert card.data.datasets == ["uoft-cs/cifar10"]
+    assert card.data.model_name == "vit-cifar10"
+
+    text = card.text
+    assert f"{100 * eval_acc:.2f}%" in text
+    assert "CIFAR-10 (JPEG copy)" in text  # the recipe trained on a local folder
+    assert "| cat | dog |" in text  # most confused pair from the confusion matrix
+    assert "| `depth` | 1 |" in text and "| `heads` | 2 |" in text
+    n_params = sum(p.numel() for p in HfViTForImageClassification.from_pretrained(folder).parameters())
+    assert f"{n_params:,}" in text
+    assert "![Test images with the model's predictions](evaluation/gallery.png)" in text
+    assert "per_class_accuracy.png" not in text  # absent picture, not linked
+    assert 'trust_remote_code=True, revision=REVISION' in text and "someone/vit-cifar10" in text
+    assert "| `learning_rate` | 0.001 |" in text and "61.00%" in text  # recipe and validation accuracy
+    for name in CIFAR10_LABELS:
+        assert f"| {name} |" in text  # per-class table
+
+
+def test_card_with_only_a_config(tmp_path):
+    config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, pool="mean")
+    config.save_pretrained(tmp_path)
+    card = ModelCard.load(write_model_card(tmp_path))
+    assert card.data.eval_results is None  # no metrics, no model-index
+    assert "No test metrics were found" in card.text
+    assert "No `training_recipe.json`" in card.text
+    assert "JPEG copy" not in card.text and "uoft-cs/cifar10" in card.text
+    n_params = sum(p.numel() for p in HfViTForImageClassification(config).parameters())
+    assert f"{n_params:,}" in card.text  # counted by building the model when there are no weights
+
+
+def test_card_hub_dataset_and_broken_json(tmp_path):
+    folder = make_model_folder(tmp_path / "run", recipe_dataset="uoft-cs/cifar10", extras=False)
+    text = ModelCard.load(write_model_card(folder)).text
+    assert "JPEG" not in text
+    (folder / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match="metrics.json is not valid JSON"):
+        write_model_card(folder)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        write_model_card(tmp_path / "empty")
+
+
+# ---------------------------------------------------------------------------
+# Push
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """Replace the two network calls of HfApi with recorders (the only mock in these tests)."""
+    calls = {"create_repo": [], "create_commit": []}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"].append({"repo_id": repo_id, **kwargs})
+        return f"https://huggingface.co/{repo_id}"
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        calls["create_commit"].append({"repo_id": repo_id, "operations": list(operations), **kwargs})
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    def upload_folder(self, *args, **kwargs):  # must not be used: the plan is explicit
+        raise AssertionError("upload_folder called")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+EXPECTED_FILES = {
+    "README.md", "config.json", "model.safetensors", "configuration_hf_vit.py", "modeling_hf_vit.py",
+    "preprocessor_config.json", "metrics.json", "training_recipe.json", "evaluation/metrics.json",
+    "evaluation/gallery.png", "evaluation/confusion_matrix.png", "evaluation/misclassified.csv",
+    "evaluation/report.html",
+}
+
+
+def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, monkeypatch):
+    folder = make_model_folder(tmp_path / "run")
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
+    load_script("push_to_hub").main([str(folder), "someone/vit-cifar10", "--private"])
+
+    (repo_call,) = fake_hub["create_repo"]
+    assert repo_call["repo_id"] == "someone/vit-cifar10"
+    assert repo_call["private"] is True and repo_call["exist_ok"] is True
+    (commit,) = fake_hub["create_commit"]  # ONE commit
+    assert commit["repo_id"] == "someone/vit-cifar10"
+    pushed = {op.path_in_repo for op in commit["operations"]}
+    assert pushed == EXPECTED_FILES
+    assert pushed == set(upload_plan(folder))
+    # The card was rewritten for this repo id before the upload.
+    assert ModelCard.load(folder / "README.md").data.model_name == "vit-cifar10"
+
+    # Materialise exactly the committed files, as `snapshot_download` would.
+    download = tmp_path / "download"
+    for op in commit["operations"]:
+        target = download / op.path_in_repo
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(Path(op.path_or_fileobj).read_bytes())
+    got = run_as_hub_user(download, tmp_path, remote=True)
+
+    assert got["class"] == "HfViTForImageClassification"
+    assert got["module"].startswith("transformers_modules"), got["module"]  # the folder's code, not hf_vit
+    model = HfViTForImageClassification.from_pretrained(folder).eval()
+    x = torch.linspace(-2, 2, 3 * 32 * 32).reshape(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixel_values=x).logits[0]
+    assert (torch.tensor(got["logits"]) - expected).abs().max().item() <= 1e-5
+    # The pipeline's top label is the model's prediction on the processed image.
+    image = Image.new("RGB", (40, 28), (200, 30, 60))
+    pixels = make_image_processor(model.config)(images=image, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        top = model(pixel_values=pixels).logits[0].argmax().item()
+    assert len(got["preds"]) == 3
+    assert got["preds"][0]["label"] == CIFAR10_LABELS[top]
+
+
+def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    (folder / "modeling_hf_vit.py").unlink()
+    (folder / "preprocessor_config.json").unlink()
+    with pytest.raises(IncompleteModelFolder) as err:
+        push_model_folder(folder, "someone/x")
+    assert "modeling_hf_vit.py is missing" in str(err.value)
+    assert "preprocessor_config.json is missing" in str(err.value)
+
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("push_to_hub").main([str(folder), "someone/x"])
+    assert "model.safetensors is missing" in str(exit_info.value.code)
+    with pytest.raises(ValueError, match="Bad repo id"):
+        push_model_folder(folder, "not a repo id!")
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+
+
+def test_push_without_token_says_how_to_log_in(tmp_path, fake_hub, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    with pytest.raises(PermissionError, match="hf auth login"):
+        push_model_folder(folder, "someone/x")
+    assert fake_hub == {"create_repo": [], "create_commit": []}

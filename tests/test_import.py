@@ -1,0 +1,97 @@
+"""Import of the lesson's state dicts (tests/lesson_vit.py is the lesson's module) into hf_vit folders."""
+
+import pytest
+import torch
+from lesson_vit import ViT, ViTConfig
+from safetensors.torch import save_file
+from test_hub import load_script
+
+from hf_vit import HfViTForImageClassification
+from hf_vit.import_lesson import import_lesson_weights, lesson_config, read_state_dict
+
+
+def lesson_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    cfg = ViTConfig(**{"image_size": 32, "patch_size": 4, "dim": 48, "depth": 2, "heads": 3, "dim_head": 24,
+                       "mlp_dim": 96, **overrides})
+    return cfg, ViT(cfg).eval()
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors"])
+def test_import_gives_equal_logits(tmp_path, fmt):
+    cfg, ref = lesson_model()
+    weights = tmp_path / f"vit.{fmt}"
+    if fmt == "pt":
+        torch.save(ref.state_dict(), weights)
+    else:
+        save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, weights)
+    out = tmp_path / "imported"
+    # heads is the one field the shapes cannot tell (inner width 72 = 3 x 24 or 6 x 12 ...).
+    load_script("import_lesson_weights").main([str(weights), str(out), "--heads", "3"])
+
+    for name in ("config.json", "model.safetensors", "modeling_hf_vit.py", "configuration_hf_vit.py",
+                 "preprocessor_config.json", "README.md"):
+        assert (out / name).is_file(), name
+    model = HfViTForImageClassification.from_pretrained(out).eval()
+    assert (model.config.dim, model.config.depth, model.config.heads, model.config.dim_head) == (48, 2, 3, 24)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_mean_pool_and_identity_out_from_config_file(tmp_path):
+    cfg, ref = lesson_model(seed=1, dim=32, heads=1, dim_head=32, mlp_dim=64, pool="mean", patch_size=8)
+    weights = tmp_path / "vit.pt"
+    torch.save({"epoch": 3, "model_state_dict": ref.state_dict()}, weights)  # a training checkpoint dict
+    config_file = tmp_path / "cfg.json"
+    config_file.write_text('{"pool": "mean", "num_classes": 10}')
+    out = import_lesson_weights(weights, tmp_path / "out", {"pool": "mean"})
+    load_script("import_lesson_weights").main([str(weights), str(tmp_path / "out2"), "--config", str(config_file)])
+    x = torch.randn(2, 3, 32, 32)
+    for folder in (out, tmp_path / "out2"):
+        model = HfViTForImageClassification.from_pretrained(folder).eval()
+        assert model.config.pool == "mean" and model.config.patch_size == 8 and model.config.heads == 1
+        with torch.no_grad():
+            assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_wrong_or_partial_state_dict_lists_missing_and_unexpected_keys(tmp_path):
+    _, ref = lesson_model()
+    sd = ref.state_dict()
+    del sd["transformer.layers.1.1.fn.net.3.weight"]
+    sd["transformer.layers.0.0.fn.to_q.weight"] = torch.zeros(3)
+    with pytest.raises(ValueError) as err:
+        import_lesson_weights_from(sd, tmp_path, heads=3)
+    message = str(err.value)
+    assert "Missing keys (1): vit.transformer.layers.1.ff.net.3.weight" in message
+    assert "Unexpected keys (1): vit.transformer.layers.0.attn.to_q.weight" in message
+    assert not (tmp_path / "out").exists()  # nothing half-written
+
+    # Through the script, with a wrong config: shape mismatches named, exit with a message.
+    weights = tmp_path / "vit.pt"
+    torch.save(ref.state_dict(), weights)
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("import_lesson_weights").main([str(weights), str(tmp_path / "o"), "--heads", "3", "--mlp_dim", "64"])
+    assert "Shape mismatches" in str(exit_info.value.code) and "ff.net.0.weight" in str(exit_info.value.code)
+
+    # Partial: the script reports the missing keys too.
+    torch.save({k: v for k, v in ref.state_dict().items() if not k.startswith("mlp_head")}, weights)
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("import_lesson_weights").main([str(weights), str(tmp_path / "o"), "--heads", "3"])
+    assert "Missing keys (4): mlp_head.0.bias, mlp_head.0.weight, mlp_head.1.bias, mlp_head.1.weight" in str(exit_info.value.code)
+
+
+def import_lesson_weights_from(sd, tmp_path, **cfg):
+    weights = tmp_path / "bad.pt"
+    torch.save(sd, weights)
+    return import_lesson_weights(weights, tmp_path / "out", cfg)
+
+
+def test_heads_required_and_pickles_refused(tmp_path):
+    _, ref = lesson_model()
+    with pytest.raises(ValueError, match="heads \\* dim_head = 72 .* Pass the lesson's `heads`"):
+        lesson_config(ref.state_dict())
+    pickled = tmp_path / "model.pt"
+    torch.save(ref, pickled)  # the whole module: unpickling it could run code
+    with pytest.raises(ValueError, match="weights_only=True"):
+        read_state_dict(pickled)
