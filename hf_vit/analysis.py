@@ -324,7 +324,7 @@ def evaluate_model(
     num_threads: int | None = None,
     image_column: str | None = None,
     label_column: str | None = None,
-    max_attention_maps: int | None = 1000,
+    max_attention_maps: int | None = 500,
     gallery_size: int = 32,
     trust_remote_code: bool = True,
     progress: bool = True,
@@ -483,5 +483,5 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
                 image, patch_map_to_grid(rollout[b], grid), patch_map_to_grid(last[b], grid), caption=caption
             )
             row["attention"] = f"attention/{Path(row['image']).name}"
-            strip.save(output_dir / row["attention"])
+            strip.save(output_dir / row["attention"], compress_level=1)  # fast; these are many
     return ""

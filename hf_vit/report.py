@@ -67,11 +67,12 @@ SCRIPT = """
     const params = new URLSearchParams(location.hash.slice(1));
     for (const [sel, key] of [[selTrue, 'true'], [selPred, 'pred']]) {
       const v = params.get(key);
-      if (v !== null && Array.from(sel.options).some(o => o.value === v)) sel.value = v;
+      sel.value = v !== null && Array.from(sel.options).some(o => o.value === v) ? v : '';
     }
   }
   selTrue.addEventListener('change', apply);
   selPred.addEventListener('change', apply);
+  window.addEventListener('hashchange', () => { fromHash(); apply(); });
   fromHash();
   apply();
 })();

@@ -25,7 +25,7 @@ def parse_args(argv=None):
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--image_column", default=None, help="default: the dataset's Image column")
     p.add_argument("--label_column", default=None, help="default: the dataset's ClassLabel column")
-    p.add_argument("--max_attention_maps", type=int, default=1000,
+    p.add_argument("--max_attention_maps", type=int, default=500,
                    help="attention maps for at most this many mistakes, most confident first (-1: all)")
     p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png")
     p.add_argument("--no_report", action="store_true", help="skip report.html")
