@@ -110,11 +110,9 @@ def load_split(dataset: str, split: str = "test"):
     is_local = Path(dataset).exists()
     try:
         ds = load_dataset(str(dataset), split=split)
-    except ValueError as err:
-        if "split" in str(err).lower() or "Unknown split" in str(err):
-            raise ValueError(f"Dataset {dataset!r} has no split {split!r} ({err}). Pass --split test (or train).") from err
-        raise
     except Exception as err:  # network errors come in many classes (ConnectionError, HfHubHTTPError, ...)
+        if isinstance(err, ValueError) and "split" in str(err).lower():
+            raise ValueError(f"Dataset {dataset!r} has no split {split!r} ({err}). Pass e.g. --split test.") from err
         if is_local:
             raise
         raise ConnectionError(
@@ -348,24 +346,24 @@ def evaluate_model(
     label_feature = ds.features[label_column]
     remap = match_labels(label_feature.names, names) if hasattr(label_feature, "names") else None
     preprocess = BatchPreprocessor(processor, getattr(model.config, "num_channels", 3))
-
-    # -- pass 1: logits for every image --------------------------------------
-    num = len(ds)
-    logits = np.zeros((num, model.config.num_labels), dtype=np.float32)
-    labels = np.zeros(num, dtype=np.int64)
-    loader = _loader(ds, np.arange(num), image_column, label_column, preprocess, batch_size, num_workers)
-    for pixel_values, y, idx in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
-        out = model(pixel_values=pixel_values.to(device))
-        logits[idx.numpy()] = out.logits.float().cpu().numpy()
-        labels[idx.numpy()] = y.numpy()
-    if remap is not None:
-        labels = remap[labels]
+    labels = np.asarray(ds.with_format("numpy")[label_column], dtype=np.int64)  # (N,), one column read
     if labels.min() < 0 or labels.max() >= len(names):
         raise ValueError(
             f"Labels of {dataset!r}/{split} run from {labels.min()} to {labels.max()}, but the model knows "
             f"{len(names)} classes (0..{len(names) - 1}); a split without labels (-1) cannot be evaluated."
         )
-    inference_s = time.perf_counter() - start
+    if remap is not None:
+        labels = remap[labels]
+    load_s = time.perf_counter() - start
+
+    # -- pass 1: logits for every image --------------------------------------
+    num = len(ds)
+    logits = np.zeros((num, model.config.num_labels), dtype=np.float32)
+    loader = _loader(ds, np.arange(num), image_column, label_column, preprocess, batch_size, num_workers)
+    for pixel_values, _, idx in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
+        out = model(pixel_values=pixel_values.to(device))
+        logits[idx.numpy()] = out.logits.float().cpu().numpy()
+    inference_s = time.perf_counter() - start - load_s
 
     metrics = classification_metrics(logits, labels, label_names=names)
     metrics.update(dataset=str(dataset), split=split, model=str(model_name_or_path))
@@ -440,6 +438,7 @@ def evaluate_model(
         "num_misclassified": len(rows),
         "attention_maps": sum(1 for r in rows if r["attention"]),
         "attention_note": attention_note,
+        "load_s": round(load_s, 3),
         "inference_s": round(inference_s, 3),
         "total_s": round(elapsed, 3),
         "images_per_second": round(num / max(inference_s, 1e-9), 1),
@@ -458,6 +457,12 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
 
     if not rows:
         return ""
+    if getattr(model.config, "model_type", "") != "hf_vit" and getattr(model.config, "_attn_implementation", "eager") != "eager":
+        # Other models (e.g. transformers' ViT) return attention weights only from the eager kernel.
+        try:
+            model.set_attn_implementation("eager")
+        except (AttributeError, ValueError) as err:
+            return f"Could not switch {type(model).__name__} to eager attention ({err}); no attention maps were drawn."
     grid = getattr(model.config, "grid_size", None)
     indices = np.array([r["index"] for r in rows], dtype=np.int64)
     row_of = {r["index"]: r for r in rows}
