@@ -41,8 +41,10 @@ def processor_pixels(processor, images) -> torch.Tensor:
     return processor(images=list(images), return_tensors="pt")["pixel_values"]
 
 
-def make_controlled_model(folder: Path, data_dir: Path):
-    """Save a model that classifies by mean colour (see the module docstring); returns (model, processor)."""
+def make_controlled_model(folder: Path, data_dir: Path, confuse: bool = True):
+    """Save a model that classifies by mean colour (see the module docstring); returns (model, processor).
+
+    With `confuse=False` it is a plain nearest-class-mean classifier, right on every tiny test image."""
     config = hf_vit.HfViTConfig(
         image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32, pool="mean"
     )
@@ -74,8 +76,9 @@ def make_controlled_model(folder: Path, data_dir: Path):
         labels = torch.tensor(list(train["label"]))
         centres = torch.stack([feats[labels == c].mean(0) for c in range(10)])  # (10, dim)
         weight, bias = centres, -0.5 * (centres**2).sum(-1)  # logit_c = -|x - centre_c|^2 / 2 + const
-        weight[[CAT, DOG]], bias[[CAT, DOG]] = weight[[DOG, CAT]].clone(), bias[[DOG, CAT]].clone()
-        bias[TRUCK] = -1e4  # truck is never predicted: a class with precision 0
+        if confuse:
+            weight[[CAT, DOG]], bias[[CAT, DOG]] = weight[[DOG, CAT]].clone(), bias[[DOG, CAT]].clone()
+            bias[TRUCK] = -1e4  # truck is never predicted: a class with precision 0
         model.mlp_head[1].weight.copy_(weight)
         model.mlp_head[1].bias.copy_(bias)
     model.save_pretrained(folder)
@@ -186,6 +189,21 @@ def test_metrics_equal_a_hand_computation(evaluated):
     assert saved["per_class"]["truck"]["precision"] == 0.0 and saved["per_class"]["cat"]["recall"] == 0.0
     assert saved["macro_f1"] == pytest.approx(np.mean(f1s))
     assert saved["evaluation"]["num_misclassified"] == (preds != labels).sum()
+
+
+def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
+    make_controlled_model(tmp_path / "model", evaluated["data_dir"], confuse=False)
+    out = tmp_path / "out"
+    metrics = evaluate_model(
+        str(tmp_path / "model"), dataset=str(evaluated["data_dir"]), output_dir=out, device="cpu", progress=False
+    )
+    assert metrics["accuracy"] == 1.0
+    assert read_csv(out / "misclassified.csv") == []
+    assert not any((out / "misclassified").iterdir()) and not any((out / "attention").iterdir())
+    for name in ("gallery.png", "confusion_matrix.png", "per_class_accuracy.png"):
+        with Image.open(out / name) as im:
+            im.load()
+    assert 'id="cards"' in (out / "report.html").read_text()
 
 
 def test_batched_preprocessing_matches_the_image_processor(tmp_path):
