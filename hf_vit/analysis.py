@@ -25,6 +25,7 @@ from PIL import Image
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
 from .eval_pictures import (
     BLACK,
+    GREY,
     RED,
     attention_strip,
     confusion_matrix_image,
@@ -424,7 +425,11 @@ def evaluate_model(
     shown = by_confidence[:gallery_size]
     gallery_images = [Image.open(output_dir / r["image"]) for r in shown]
     captions = [
-        [(f"#{r['index']} true: {r['true_label']}", BLACK), (f"pred: {r['predicted_label']} {100 * r['confidence']:.0f}%", RED)]
+        [
+            (f"true: {r['true_label']}", BLACK),
+            (f"pred: {r['predicted_label']}", RED),
+            (f"{100 * r['confidence']:.0f}% sure, #{r['index']}", GREY),
+        ]
         for r in shown
     ]
     title = f"The {len(shown)} most confident mistakes (of {len(rows)})"
