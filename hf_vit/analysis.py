@@ -400,7 +400,8 @@ def evaluate_model(
 
     # Each wrong image as stored in the dataset (not the normalised tensor).
     row_of = {r["index"]: r for r in rows}
-    for start_k in tqdm(range(0, len(wrong), batch_size), desc="save mistakes", unit="batch", disable=not progress or not len(wrong)):
+    starts = range(0, len(wrong), batch_size)
+    for start_k in tqdm(starts, desc="save mistakes", unit="batch", disable=not progress or not len(wrong)):
         chunk = wrong[start_k : start_k + batch_size]
         for i, image in zip(chunk, ds[chunk.tolist()][image_column]):
             _as_rgb(image).save(output_dir / row_of[int(i)]["image"])
@@ -462,7 +463,8 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
 
     if not rows:
         return ""
-    if getattr(model.config, "model_type", "") != "hf_vit" and getattr(model.config, "_attn_implementation", "eager") != "eager":
+    attn_impl = getattr(model.config, "_attn_implementation", "eager")
+    if getattr(model.config, "model_type", "") != "hf_vit" and attn_impl != "eager":
         # Other models (e.g. transformers' ViT) return attention weights only from the eager kernel.
         try:
             model.set_attn_implementation("eager")
@@ -488,7 +490,9 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
         for b, i in enumerate(idx.tolist()):
             row = row_of[i]
             image = Image.open(output_dir / row["image"])
-            caption = f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({100 * row['confidence']:.0f}%)"
+            caption = (
+                f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({100 * row['confidence']:.0f}%)"
+            )
             strip = attention_strip(
                 image, patch_map_to_grid(rollout[b], grid), patch_map_to_grid(last[b], grid), caption=caption
             )

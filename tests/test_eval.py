@@ -152,7 +152,8 @@ def test_every_png_named_in_the_csv_exists_and_decodes(evaluated):
                 im.load()
         # The exported image is the dataset's image itself, not the normalised tensor.
         with Image.open(out / r["image"]) as im:
-            assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(test[int(r["index"])]["img"].convert("RGB")))
+            original = test[int(r["index"])]["img"].convert("RGB")
+            assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(original))
     # Nothing else in the folders: a PNG per row.
     assert {p.name for p in (out / "misclassified").iterdir()} == {Path(r["image"]).name for r in rows}
     assert {p.name for p in (out / "attention").iterdir()} == {Path(r["attention"]).name for r in rows}
