@@ -1,0 +1,501 @@
+"""Evaluate a trained classifier on a labelled split, and study what it gets wrong.
+
+    model folder / Hub id ──> AutoModelForImageClassification + AutoImageProcessor
+    dataset folder / Hub id ─> split ──> batches of decoded images
+        pass 1: logits for every image (no attention weights: fast kernels)   (N, C)
+        -> metrics.json (accuracy, top-k, per-class P/R/F1, confusion matrix)
+        -> misclassified.csv + misclassified/<index>_<true>_as_<pred>.png
+        pass 2: only the mistakes, with output_attentions=True
+        -> attention/<index>_<true>_as_<pred>.png (rollout and last-layer [CLS] attention)
+        -> gallery.png, confusion_matrix.png, per_class_accuracy.png, report.html
+
+`evaluate_model(...)` does it all; `scripts/evaluate_model.py` is its command line.
+"""
+
+import csv
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
+from .eval_pictures import (
+    BLACK,
+    GREY,
+    RED,
+    attention_strip,
+    confusion_matrix_image,
+    gallery_image,
+    per_class_accuracy_image,
+)
+from .metrics import classification_metrics
+
+DEFAULT_DATASET = "uoft-cs/cifar10"
+LOCAL_CIFAR10_HINT = "../shared/data/cifar10"
+CSV_FIELDS = [
+    "index",
+    "true_label",
+    "predicted_label",
+    "confidence",
+    "true_class_probability",
+    "top1_label",
+    "top1_probability",
+    "top2_label",
+    "top2_probability",
+    "top3_label",
+    "top3_probability",
+    "image",
+    "attention",
+]
+
+
+# ---------------------------------------------------------------------------
+# Loading: model, processor, dataset
+# ---------------------------------------------------------------------------
+def resolve_device(device: str | None) -> torch.device:
+    """"auto" (or None) -> cuda, then mps, then cpu; anything else as given."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine. Use --device cpu.")
+    return torch.device(device)
+
+
+def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = True):
+    """The classifier (eval mode, on `device`) and its saved image processor."""
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    from . import HfViTConfig  # noqa: F401  (importing hf_vit registers the Auto classes)
+
+    path = Path(model_name_or_path)
+    is_local = path.exists()
+    if is_local and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path} is not a model folder: it has no config.json. Pass the folder training wrote "
+            "(config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>, or a Hub id."
+        )
+    try:
+        model = AutoModelForImageClassification.from_pretrained(
+            str(model_name_or_path), trust_remote_code=trust_remote_code
+        )
+    except OSError as err:
+        if is_local:
+            raise
+        raise OSError(
+            f"Could not load the model {model_name_or_path!r} from the Hugging Face Hub ({err}). "
+            "Without network access pass a local model folder instead (config.json + model.safetensors)."
+        ) from err
+    try:
+        processor = AutoImageProcessor.from_pretrained(str(model_name_or_path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(
+            f"No image processor for {model_name_or_path!r} ({err}). Save one beside the weights: "
+            "`hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes preprocessor_config.json."
+        ) from err
+    model.to(device).eval()
+    return model, processor
+
+
+def load_split(dataset: str, split: str = "test"):
+    """One split of a dataset folder (Hub layout) or Hub id, with a clear message when it cannot load."""
+    from datasets import load_dataset
+
+    is_local = Path(dataset).exists()
+    try:
+        ds = load_dataset(str(dataset), split=split)
+    except Exception as err:  # network errors come in many classes (ConnectionError, HfHubHTTPError, ...)
+        if isinstance(err, ValueError) and "split" in str(err).lower():
+            raise ValueError(f"Dataset {dataset!r} has no split {split!r} ({err}). Pass e.g. --split test.") from err
+        if is_local:
+            raise
+        raise ConnectionError(
+            f"Could not load the dataset {dataset!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            f"Without network access pass a local copy in the Hub layout instead, e.g. --dataset {LOCAL_CIFAR10_HINT}."
+        ) from err
+    if len(ds) == 0:
+        raise ValueError(f"Split {split!r} of {dataset!r} is empty: nothing to evaluate.")
+    return ds
+
+
+def find_columns(ds, image_column: str | None = None, label_column: str | None = None) -> tuple[str, str]:
+    """The image column (an `Image` feature) and the label column (a `ClassLabel`, else an int column)."""
+    from datasets import ClassLabel, Image as ImageFeature, Value
+
+    features = ds.features
+    for name, wanted in (("image_column", image_column), ("label_column", label_column)):
+        if wanted is not None and wanted not in features:
+            raise ValueError(f"--{name} {wanted!r} is not a column of the dataset; columns: {list(features)}.")
+    if image_column is None:
+        found = [k for k, f in features.items() if isinstance(f, ImageFeature)]
+        if not found:
+            raise ValueError(f"No image column found (columns: {list(features)}). Name it with --image_column.")
+        image_column = found[0]
+    if label_column is None:
+        found = [k for k, f in features.items() if isinstance(f, ClassLabel)]
+        found = found or [
+            k for k, f in features.items() if isinstance(f, Value) and f.dtype.startswith("int") and "label" in k
+        ]
+        if not found:
+            raise ValueError(f"No label column found (columns: {list(features)}). Name it with --label_column.")
+        label_column = found[0]
+    return image_column, label_column
+
+
+def model_label_names(config) -> list[str]:
+    return [str(config.id2label[i]) for i in range(config.num_labels)]
+
+
+def match_labels(dataset_names, model_names) -> np.ndarray | None:
+    """A dataset-id -> model-id lookup table, None when the ids already agree.
+
+    Same names in another order are re-mapped by name; anything else is an
+    error naming both lists (the model would be scored against the wrong classes).
+    """
+    dataset_names, model_names = list(dataset_names), list(model_names)
+    if dataset_names == model_names:
+        return None
+    generic = all(re.fullmatch(r"LABEL_\d+", n) for n in model_names)
+    if generic and len(dataset_names) == len(model_names):
+        return None  # the model has no names of its own: take the dataset's ids as they are
+    if sorted(dataset_names) == sorted(model_names):
+        return np.array([model_names.index(n) for n in dataset_names], dtype=np.int64)
+    raise ValueError(
+        "The dataset's class names do not match the model's id2label, so its predictions cannot be scored:\n"
+        f"  dataset ({len(dataset_names)}): {dataset_names}\n"
+        f"  model   ({len(model_names)}): {model_names}\n"
+        "Evaluate on the dataset the model was trained on (e.g. --dataset ../shared/data/cifar10), "
+        "or train a model on this dataset's classes."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Fast preprocessing: the saved processor's statistics, applied to whole batches
+# ---------------------------------------------------------------------------
+class BatchPreprocessor:
+    """Turn a list of PIL images into the processor's `pixel_values`, one tensor operation per batch.
+
+    Calling the image processor per image through PIL costs more than a small
+    model's forward pass; here each image is only decoded (and resized when its
+    size differs from the model's, with the processor's resampling filter),
+    then rescaling and normalisation run on the stacked uint8 batch in torch.
+    Processors this does not understand (crops, shortest-edge resizes) are
+    called as they are.
+    """
+
+    def __init__(self, processor, num_channels: int = 3):
+        self.processor = processor
+        self.num_channels = num_channels
+        size = getattr(processor, "size", None)
+        height = size.get("height") if hasattr(size, "get") else None
+        width = size.get("width") if hasattr(size, "get") else None
+        self.fast = (
+            height is not None
+            and width is not None
+            and not getattr(processor, "do_center_crop", False)
+            and not getattr(processor, "do_pad", False)
+        )
+        self.size = (int(height), int(width)) if self.fast else None
+        self.do_resize = bool(getattr(processor, "do_resize", True))
+        self.resample = getattr(processor, "resample", Image.BILINEAR)
+        self.resample = Image.BILINEAR if self.resample is None else int(self.resample)
+        scale = getattr(processor, "rescale_factor", 1 / 255) if getattr(processor, "do_rescale", True) else 1.0
+        do_norm = getattr(processor, "do_normalize", True)
+        mean = getattr(processor, "image_mean", None) if do_norm else None
+        std = getattr(processor, "image_std", None) if do_norm else None
+        mean = [0.0] * num_channels if mean is None else list(np.broadcast_to(mean, (num_channels,)))
+        std = [1.0] * num_channels if std is None else list(np.broadcast_to(std, (num_channels,)))
+        # (x * scale - mean) / std  ==  x * (scale / std) - mean / std, one fused multiply-add per pixel
+        self.mul = (scale / torch.tensor(std, dtype=torch.float32)).view(1, -1, 1, 1)  # (1, C, 1, 1)
+        self.add = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(1, -1, 1, 1)
+
+    def to_array(self, image: Image.Image) -> np.ndarray:
+        """One image as (H, W, C) uint8 at the model's size."""
+        mode = "RGB" if self.num_channels == 3 else "L"
+        if image.mode != mode:
+            image = image.convert(mode)
+        height, width = self.size
+        if self.do_resize and (image.height, image.width) != (height, width):
+            image = image.resize((width, height), resample=self.resample)
+        array = np.asarray(image)
+        return array[..., None] if array.ndim == 2 else array
+
+    def __call__(self, images) -> torch.Tensor:
+        if not self.fast:
+            return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+        arrays = [self.to_array(im) for im in images]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"Images of different sizes {sorted(shapes)} with do_resize=False in the image processor: "
+                "set do_resize=True in preprocessor_config.json so every image gets the model's size."
+            )
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()  # (B, C, H, W)
+        return batch * self.mul + self.add  # (B, C, H, W)
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Item k = batch k of the split, decoded and preprocessed (so DataLoader workers can share the work)."""
+
+    def __init__(self, ds, indices, image_column, label_column, preprocess, batch_size):
+        self.ds, self.indices = ds, np.asarray(indices, dtype=np.int64)
+        self.image_column, self.label_column = image_column, label_column
+        self.preprocess, self.batch_size = preprocess, batch_size
+
+    def __len__(self):
+        return (len(self.indices) + self.batch_size - 1) // self.batch_size
+
+    def __getitem__(self, k):
+        idx = self.indices[k * self.batch_size : (k + 1) * self.batch_size]
+        rows = self.ds[idx.tolist()]  # one Arrow read per batch
+        pixel_values = self.preprocess(rows[self.image_column])  # (B, C, H, W)
+        return pixel_values, torch.as_tensor(rows[self.label_column]), torch.from_numpy(idx)
+
+
+def _loader(ds, indices, image_column, label_column, preprocess, batch_size, num_workers):
+    batches = _Batches(ds, indices, image_column, label_column, preprocess, batch_size)
+    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=num_workers)
+
+
+# ---------------------------------------------------------------------------
+# Small helpers for names and files
+# ---------------------------------------------------------------------------
+def safe_name(label: str) -> str:
+    """A class name usable in a file name: `"pick-up truck"` -> `"pick-up-truck"`."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(label)).strip("-") or "class"
+
+
+def mistake_file_name(index: int, true_label: str, predicted_label: str) -> str:
+    """`000123_cat_as_dog.png`: dataset index, true class, predicted class."""
+    return f"{index:06d}_{safe_name(true_label)}_as_{safe_name(predicted_label)}.png"
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode in ("RGB", "L") else image.convert("RGB")
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """The headline numbers and the per-class table, as plain text."""
+    lines = [f"examples: {metrics['num_examples']}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
+    for k in ("top3_accuracy", "top5_accuracy"):
+        if k in metrics:
+            lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
+    lines.append(
+        f"macro precision / recall / F1: {metrics['macro_precision']:.4f} / "
+        f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}"
+    )
+    width = max(len("class"), *(len(n) for n in metrics["per_class"]))
+    lines.append(f"{'class':<{width}}  precision  recall     f1  support")
+    for name, row in metrics["per_class"].items():
+        lines.append(
+            f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  {row['support']:7d}"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# The whole evaluation
+# ---------------------------------------------------------------------------
+def default_output_dir(model_name_or_path: str) -> Path:
+    """`<model_dir>/evaluation` for a local folder, `evaluation-<owner>--<name>` here for a Hub id."""
+    path = Path(model_name_or_path)
+    if path.exists():
+        return path / "evaluation"
+    return Path(f"evaluation-{str(model_name_or_path).replace('/', '--')}")
+
+
+@torch.inference_mode()
+def evaluate_model(
+    model_name_or_path: str,
+    dataset: str = DEFAULT_DATASET,
+    split: str = "test",
+    output_dir: str | Path | None = None,
+    batch_size: int = 256,
+    device: str | None = "auto",
+    num_workers: int = 0,
+    num_threads: int | None = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    max_attention_maps: int | None = 500,
+    gallery_size: int = 32,
+    trust_remote_code: bool = True,
+    progress: bool = True,
+    report: bool = True,
+) -> dict:
+    """Run the evaluation and write every output (see the module docstring); returns the metrics dict."""
+    from tqdm import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    start = time.perf_counter()
+    device = resolve_device(device)
+    output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_name_or_path)
+
+    model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code)
+    ds = load_split(dataset, split)
+    image_column, label_column = find_columns(ds, image_column, label_column)
+    names = model_label_names(model.config)
+    label_feature = ds.features[label_column]
+    remap = match_labels(label_feature.names, names) if hasattr(label_feature, "names") else None
+    preprocess = BatchPreprocessor(processor, getattr(model.config, "num_channels", 3))
+    labels = np.asarray(ds.with_format("numpy")[label_column], dtype=np.int64)  # (N,), one column read
+    if labels.min() < 0 or labels.max() >= len(names):
+        raise ValueError(
+            f"Labels of {dataset!r}/{split} run from {labels.min()} to {labels.max()}, but the model knows "
+            f"{len(names)} classes (0..{len(names) - 1}); a split without labels (-1) cannot be evaluated."
+        )
+    if remap is not None:
+        labels = remap[labels]
+    load_s = time.perf_counter() - start
+
+    # -- pass 1: logits for every image --------------------------------------
+    num = len(ds)
+    logits = np.zeros((num, model.config.num_labels), dtype=np.float32)
+    loader = _loader(ds, np.arange(num), image_column, label_column, preprocess, batch_size, num_workers)
+    for pixel_values, _, idx in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
+        out = model(pixel_values=pixel_values.to(device))
+        logits[idx.numpy()] = out.logits.float().cpu().numpy()
+    inference_s = time.perf_counter() - start - load_s
+
+    metrics = classification_metrics(logits, labels, label_names=names)
+    metrics.update(dataset=str(dataset), split=split, model=str(model_name_or_path))
+
+    # -- the mistakes ------------------------------------------------------------
+    probs = torch.from_numpy(logits).softmax(dim=-1).numpy()  # (N, C)
+    preds = probs.argmax(axis=1)
+    wrong = np.flatnonzero(preds != labels)
+    top3 = np.argsort(-probs, axis=1, kind="stable")[:, :3]  # (N, 3)
+    rows = []
+    for i in wrong:
+        row = {
+            "index": int(i),
+            "true_label": names[labels[i]],
+            "predicted_label": names[preds[i]],
+            "confidence": float(probs[i, preds[i]]),
+            "true_class_probability": float(probs[i, labels[i]]),
+        }
+        for r in range(3):
+            has = r < top3.shape[1]
+            row[f"top{r + 1}_label"] = names[top3[i, r]] if has else ""
+            row[f"top{r + 1}_probability"] = float(probs[i, top3[i, r]]) if has else ""
+        row["image"] = f"misclassified/{mistake_file_name(int(i), row['true_label'], row['predicted_label'])}"
+        row["attention"] = ""
+        rows.append(row)
+    by_confidence = sorted(rows, key=lambda r: -r["confidence"])
+
+    for sub in ("misclassified", "attention"):
+        folder = output_dir / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.png"):  # a rerun must not leave a previous run's mistakes behind
+            old.unlink()
+
+    # Each wrong image as stored in the dataset (not the normalised tensor).
+    row_of = {r["index"]: r for r in rows}
+    starts = range(0, len(wrong), batch_size)
+    for start_k in tqdm(starts, desc="save mistakes", unit="batch", disable=not progress or not len(wrong)):
+        chunk = wrong[start_k : start_k + batch_size]
+        for i, image in zip(chunk, ds[chunk.tolist()][image_column]):
+            _as_rgb(image).save(output_dir / row_of[int(i)]["image"])
+
+    # -- pass 2: attention maps, only for the (most confident) mistakes ----------
+    n_maps = len(by_confidence) if max_attention_maps is None or max_attention_maps < 0 else max_attention_maps
+    attention_rows = by_confidence[:n_maps]
+    attention_note = _attention_maps(
+        model, ds, attention_rows, image_column, label_column, preprocess, batch_size, device, output_dir, progress
+    )
+
+    # -- files -------------------------------------------------------------------
+    with open(output_dir / "misclassified.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    confusion_matrix_image(metrics["confusion_matrix"], names).save(output_dir / "confusion_matrix.png")
+    recalls = [metrics["per_class"][n]["recall"] for n in names]
+    per_class_accuracy_image(recalls, names, overall=metrics["accuracy"]).save(output_dir / "per_class_accuracy.png")
+    shown = by_confidence[:gallery_size]
+    gallery_images = [Image.open(output_dir / r["image"]) for r in shown]
+    captions = [
+        [
+            (f"true: {r['true_label']}", BLACK),
+            (f"pred: {r['predicted_label']}", RED),
+            (f"{100 * r['confidence']:.0f}% sure, #{r['index']}", GREY),
+        ]
+        for r in shown
+    ]
+    title = f"The {len(shown)} most confident mistakes (of {len(rows)})"
+    gallery_image(gallery_images, captions, title=title).save(output_dir / "gallery.png")
+
+    elapsed = time.perf_counter() - start
+    metrics["evaluation"] = {
+        "output_dir": str(output_dir),
+        "device": str(device),
+        "batch_size": batch_size,
+        "num_misclassified": len(rows),
+        "attention_maps": sum(1 for r in rows if r["attention"]),
+        "attention_note": attention_note,
+        "load_s": round(load_s, 3),
+        "inference_s": round(inference_s, 3),
+        "total_s": round(elapsed, 3),
+        "images_per_second": round(num / max(inference_s, 1e-9), 1),
+    }
+    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if report:
+        from .report import write_report
+
+        write_report(output_dir)
+    return metrics
+
+
+def _attention_maps(model, ds, rows, image_column, label_column, preprocess, batch_size, device, output_dir, progress):
+    """Second pass over `rows` with output_attentions=True; writes attention/<name>.png, fills row["attention"]."""
+    from tqdm import tqdm
+
+    if not rows:
+        return ""
+    attn_impl = getattr(model.config, "_attn_implementation", "eager")
+    if getattr(model.config, "model_type", "") != "hf_vit" and attn_impl != "eager":
+        # Other models (e.g. transformers' ViT) return attention weights only from the eager kernel.
+        try:
+            model.set_attn_implementation("eager")
+        except (AttributeError, ValueError) as err:
+            return f"Could not switch {type(model).__name__} to eager attention ({err}); no attention maps were drawn."
+    grid = getattr(model.config, "grid_size", None)
+    indices = np.array([r["index"] for r in rows], dtype=np.int64)
+    row_of = {r["index"]: r for r in rows}
+    loader = _loader(ds, indices, image_column, label_column, preprocess, batch_size, 0)
+    for pixel_values, _, idx in tqdm(loader, desc="attention maps", unit="batch", disable=not progress):
+        out = model(pixel_values=pixel_values.to(device), output_attentions=True)
+        if not out.attentions:
+            return f"{type(model).__name__} returned no attention weights; no attention maps were drawn."
+        attentions = [a.float().cpu() for a in out.attentions]  # depth x (B, heads, N+1, N+1)
+        rollout = attention_rollout(attentions)[:, 0, 1:]  # (B, N)
+        last = cls_attention(attentions)  # (B, N)
+        num_patches = last.shape[1]
+        if grid is None or grid[0] * grid[1] != num_patches:
+            side = int(round(num_patches**0.5))
+            if side * side != num_patches:
+                return f"Cannot place {num_patches} attention weights on a patch grid; no attention maps were drawn."
+            grid = (side, side)
+        for b, i in enumerate(idx.tolist()):
+            row = row_of[i]
+            image = Image.open(output_dir / row["image"])
+            caption = (
+                f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({100 * row['confidence']:.0f}%)"
+            )
+            strip = attention_strip(
+                image, patch_map_to_grid(rollout[b], grid), patch_map_to_grid(last[b], grid), caption=caption
+            )
+            row["attention"] = f"attention/{Path(row['image']).name}"
+            strip.save(output_dir / row["attention"], compress_level=1)  # fast; these are many
+    return ""

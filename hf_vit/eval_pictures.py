@@ -1,0 +1,180 @@
+"""Pictures for the evaluation, drawn with PIL only (no plotting library).
+
+- `confusion_matrix_image`: a heatmap with counts and class names,
+- `per_class_accuracy_image`: a horizontal bar chart,
+- `gallery_image`: a grid of (mistaken) images with their labels,
+- `attention_strip`: an image next to its attention rollout and last-layer [CLS] attention.
+"""
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .attention_maps import overlay_heatmap
+
+WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (120, 120, 120)
+DARK_BLUE = np.array([8, 48, 107], dtype=np.float64)
+BAR_BLUE = (49, 130, 189)
+RED = (200, 40, 40)
+
+
+def font(size: int) -> ImageFont.ImageFont:
+    """Pillow's bundled font at `size` px (a fixed-size bitmap font if FreeType is missing)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def text_size(draw: ImageDraw.ImageDraw, text: str, fnt) -> tuple[int, int]:
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=fnt)
+    return right - left, bottom - top
+
+
+def _measure(texts, fnt) -> int:
+    """Width in px of the widest text."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return max((text_size(draw, t, fnt)[0] for t in texts), default=0)
+
+
+def _rotated_text(text: str, fnt, fill=BLACK) -> Image.Image:
+    """`text` turned 90 degrees counter-clockwise (reads bottom to top), on a transparent background."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=fnt)
+    img = Image.new("RGBA", (right - left + 2, bottom - top + 2), (255, 255, 255, 0))
+    ImageDraw.Draw(img).text((-left + 1, -top + 1), text, font=fnt, fill=fill)
+    return img.rotate(90, expand=True)
+
+
+def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") -> Image.Image:
+    """Heatmap of a (C, C) count matrix (rows: true class, columns: predicted class).
+
+    Colour is the row-normalised share (the recall of each cell), so small and
+    large classes read alike; the number in each cell is the raw count.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    num_classes = cm.shape[0]
+    cell = int(max(14, min(48, 640 // max(num_classes, 1))))
+    f_names, f_cell, f_title = font(13), font(max(8, min(14, cell // 3))), font(16)
+    name_w = _measure(names, f_names) + 10
+    left, top = name_w + 24, name_w + 52  # room for the names, the axis captions and the title
+    width, height = left + num_classes * cell + 10, top + num_classes * cell + 10
+    img = Image.new("RGB", (width, height), WHITE)
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 8), title, font=f_title, fill=BLACK)
+    draw.text((left, 30), "predicted class ->", font=f_names, fill=GREY)
+    caption = _rotated_text("true class ->", f_names, GREY)
+    img.paste(caption, (4, top), caption)
+
+    row_sums = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=np.float64), where=row_sums > 0)
+    for i in range(num_classes):
+        for j in range(num_classes):
+            colour = tuple(int(c) for c in np.array(WHITE) + share[i, j] * (DARK_BLUE - np.array(WHITE)))
+            x0, y0 = left + j * cell, top + i * cell
+            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(220, 220, 220))
+            if cell >= 20:
+                text = str(cm[i, j])
+                tw, th = text_size(draw, text, f_cell)
+                draw.text(
+                    (x0 + (cell - tw) / 2, y0 + (cell - th) / 2 - 1),
+                    text,
+                    font=f_cell,
+                    fill=WHITE if share[i, j] > 0.5 else BLACK,
+                )
+    for k, name in enumerate(names):
+        tw, th = text_size(draw, name, f_names)
+        draw.text((left - tw - 6, top + k * cell + (cell - th) / 2 - 2), name, font=f_names, fill=BLACK)
+        rotated = _rotated_text(name, f_names)
+        img.paste(rotated, (left + k * cell + (cell - rotated.width) // 2, top - rotated.height - 6), rotated)
+    return img
+
+
+def per_class_accuracy_image(accuracies, names, overall: float | None = None, title: str = "Accuracy per class"):
+    """Horizontal bars: the share of each class's images classified correctly (its recall)."""
+    f_names, f_title = font(13), font(16)
+    bar_h, gap, bar_max = 18, 6, 320
+    name_w = _measure(names, f_names) + 12
+    left, top = name_w + 10, 40
+    width = left + bar_max + 70
+    height = top + len(names) * (bar_h + gap) + 30
+    img = Image.new("RGB", (width, height), WHITE)
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 8), title, font=f_title, fill=BLACK)
+    for k, (name, acc) in enumerate(zip(names, accuracies)):
+        y = top + k * (bar_h + gap)
+        tw, th = text_size(draw, name, f_names)
+        draw.text((left - tw - 8, y + (bar_h - th) / 2 - 2), name, font=f_names, fill=BLACK)
+        draw.rectangle([left, y, left + bar_max, y + bar_h], fill=(240, 240, 240))
+        draw.rectangle([left, y, left + round(bar_max * float(acc)), y + bar_h], fill=BAR_BLUE)
+        draw.text((left + bar_max + 6, y + 1), f"{100 * float(acc):.1f}%", font=f_names, fill=BLACK)
+    axis_y = top + len(names) * (bar_h + gap)
+    for frac in (0, 0.5, 1):
+        x = left + round(bar_max * frac)
+        draw.line([x, axis_y, x, axis_y + 4], fill=GREY)
+        draw.text((x - 8, axis_y + 6), f"{int(frac * 100)}%", font=font(11), fill=GREY)
+    if overall is not None:
+        # The overall accuracy as a red line, to spot the classes below it.
+        x = left + round(bar_max * float(overall))
+        draw.line([x, top - 4, x, axis_y], fill=RED, width=2)
+        draw.text((x + 4, top - 16), f"overall {100 * float(overall):.1f}%", font=font(11), fill=RED)
+    return img
+
+
+def _upscale(image: Image.Image, target: int) -> tuple[Image.Image, int]:
+    """Enlarge a small image by a whole factor (nearest: the pixels stay honest) to about `target` px."""
+    scale = max(1, math.ceil(target / max(image.width, image.height)))
+    if scale == 1:
+        image = image.copy()
+        image.thumbnail((target, target))
+        return image, 1
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST), scale
+
+
+def gallery_image(images, captions, columns: int = 8, tile: int = 96, title: str = "Most confident mistakes"):
+    """A grid of images, each with caption lines under it (`captions[i]` is a list of (text, colour))."""
+    f_text, f_title = font(12), font(16)
+    lines = max((len(c) for c in captions), default=0)
+    caption_h = 15 * lines + 4
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, math.ceil(len(images) / columns))
+    pad = 8
+    cell_w, cell_h = tile + pad, tile + caption_h + pad
+    img = Image.new("RGB", (2 * pad + columns * cell_w, 34 + rows * cell_h), WHITE)
+    draw = ImageDraw.Draw(img)
+    draw.text((pad, 8), title if images else f"{title}: none", font=f_title, fill=BLACK)
+    for k, (image, caption) in enumerate(zip(images, captions)):
+        r, c = divmod(k, columns)
+        x, y = pad + c * cell_w, 34 + r * cell_h
+        thumb, _ = _upscale(image.convert("RGB"), tile)
+        img.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
+        for n, (text, colour) in enumerate(caption):
+            # Trim long names so that neighbours stay readable.
+            while text and text_size(draw, text, f_text)[0] > tile + pad - 2:
+                text = text[:-3] + ".." if len(text) > 2 else ""
+            draw.text((x, y + tile + 2 + 15 * n), text, font=f_text, fill=colour)
+    return img
+
+
+def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "", target: int = 128) -> Image.Image:
+    """[image | attention rollout | last-layer [CLS] attention], overlays on the image, with titles."""
+    image = image.convert("RGB")
+    base, scale = _upscale(image, target)
+    if scale == 1:  # a large image: shrink once, then overlay at that size
+        image = base
+    panels = [base, overlay_heatmap(image, rollout_map, alpha=0.55, scale=scale),
+              overlay_heatmap(image, cls_map, alpha=0.55, scale=scale)]
+    titles = ["image", "attention rollout", "last layer [CLS]"]
+    f_text = font(12)
+    pad, head, foot = 4, 18, 20 if caption else 0
+    w, h = panels[0].size
+    strip = Image.new("RGB", (pad + 3 * (w + pad), head + h + foot + pad), WHITE)
+    draw = ImageDraw.Draw(strip)
+    for k, (panel, name) in enumerate(zip(panels, titles)):
+        x = pad + k * (w + pad)
+        strip.paste(panel.resize((w, h)), (x, head))
+        draw.text((x, 2), name, font=f_text, fill=BLACK)
+    if caption:
+        draw.text((pad, head + h + 3), caption, font=f_text, fill=BLACK)
+    return strip

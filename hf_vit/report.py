@@ -1,0 +1,196 @@
+"""A self-contained HTML report of an evaluation folder: open report.html from disk, no server, no network.
+
+`write_report(output_dir)` reads what `hf_vit.analysis.evaluate_model` wrote
+(metrics.json, misclassified.csv, the pictures) and writes report.html: the
+metrics, the per-class table, the summary pictures (embedded as data URIs),
+and one card per mistake, sorted by confidence and filterable by true and
+predicted class with two <select>s. The cards point at misclassified/ and
+attention/ by relative path (thousands of images would make one huge file),
+so keep report.html inside its folder. A filter can also come in the URL:
+report.html#true=cat&pred=dog.
+"""
+
+import base64
+import csv
+import html
+import json
+from pathlib import Path
+
+SUMMARY_PICTURES = (
+    ("confusion_matrix.png", "Confusion matrix"),
+    ("per_class_accuracy.png", "Accuracy per class"),
+    ("gallery.png", "Most confident mistakes"),
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; } th { background: #f3f3f3; }
+figure { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
+figure img { border: 1px solid #ddd; max-width: 100%; } figcaption { color: #666; font-size: 0.9em; }
+.filters { position: sticky; top: 0; background: #fff; padding: 0.6em 0; border-bottom: 1px solid #ddd; }
+.filters label { margin-right: 1.2em; }
+#cards { display: flex; flex-wrap: wrap; gap: 10px; margin-top: 1em; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 430px; display: flex; gap: 8px; }
+.card img { image-rendering: pixelated; } .card .thumb { width: 64px; height: 64px; }
+.card .att { width: 300px; } .card p { margin: 2px 0; font-size: 0.85em; }
+.wrong { color: #c82828; font-weight: bold; } .muted { color: #777; }
+"""
+
+SCRIPT = """
+(function () {
+  const cards = Array.from(document.querySelectorAll('#cards .card'));
+  const selTrue = document.getElementById('filter-true');
+  const selPred = document.getElementById('filter-pred');
+  const count = document.getElementById('shown-count');
+  // Highest confidence first (the page is written in that order; sort again to be safe).
+  cards.sort((a, b) => parseFloat(b.dataset.confidence) - parseFloat(a.dataset.confidence));
+  const box = document.getElementById('cards');
+  cards.forEach(c => box.appendChild(c));
+  function apply() {
+    let shown = 0;
+    for (const c of cards) {
+      const ok = (!selTrue.value || c.dataset.true === selTrue.value) &&
+                 (!selPred.value || c.dataset.pred === selPred.value);
+      c.style.display = ok ? '' : 'none';
+      if (ok) shown++;
+    }
+    count.textContent = shown + ' of ' + cards.length;
+    const parts = [];
+    if (selTrue.value) parts.push('true=' + encodeURIComponent(selTrue.value));
+    if (selPred.value) parts.push('pred=' + encodeURIComponent(selPred.value));
+    history.replaceState(null, '', parts.length ? '#' + parts.join('&') : location.pathname + location.search);
+  }
+  function fromHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    for (const [sel, key] of [[selTrue, 'true'], [selPred, 'pred']]) {
+      const v = params.get(key);
+      sel.value = v !== null && Array.from(sel.options).some(o => o.value === v) ? v : '';
+    }
+  }
+  selTrue.addEventListener('change', apply);
+  selPred.addEventListener('change', apply);
+  window.addEventListener('hashchange', () => { fromHash(); apply(); });
+  fromHash();
+  apply();
+})();
+"""
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _pct(x) -> str:
+    return f"{100 * float(x):.2f}%"
+
+
+def _metrics_table(metrics: dict) -> str:
+    rows = [("accuracy", _pct(metrics["accuracy"]))]
+    for k in sorted(key for key in metrics if key.startswith("top") and key.endswith("_accuracy")):
+        rows.append((k.replace("_", " "), _pct(metrics[k])))
+    rows += [
+        ("macro precision", f"{metrics['macro_precision']:.4f}"),
+        ("macro recall", f"{metrics['macro_recall']:.4f}"),
+        ("macro F1", f"{metrics['macro_f1']:.4f}"),
+        ("examples", str(metrics["num_examples"])),
+    ]
+    if "evaluation" in metrics:
+        rows.append(("misclassified", str(metrics["evaluation"].get("num_misclassified", ""))))
+    body = "".join(f'<tr><th>{html.escape(k)}</th><td class="metric">{html.escape(v)}</td></tr>' for k, v in rows)
+    return f'<table id="metrics">{body}</table>'
+
+
+def _per_class_table(metrics: dict) -> str:
+    head = "<tr><th>class</th><th>precision</th><th>recall (accuracy)</th><th>F1</th><th>support</th></tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{r['precision']:.4f}</td><td>{r['recall']:.4f}</td>"
+        f"<td>{r['f1']:.4f}</td><td>{r['support']}</td></tr>"
+        for name, r in metrics["per_class"].items()
+    )
+    return f'<table id="per-class">{head}{body}</table>'
+
+
+def _card(row: dict) -> str:
+    e = html.escape
+    tops = ", ".join(
+        f"{e(row[f'top{k}_label'])} {100 * float(row[f'top{k}_probability']):.1f}%"
+        for k in (1, 2, 3)
+        if row.get(f"top{k}_label")
+    )
+    attention = (
+        f'<img class="att" loading="lazy" src="{e(row["attention"])}" alt="attention map of #{e(row["index"])}">'
+        if row.get("attention")
+        else '<p class="muted">(no attention map: see --max_attention_maps)</p>'
+    )
+    return (
+        f'<div class="card" data-true="{e(row["true_label"])}" data-pred="{e(row["predicted_label"])}" '
+        f'data-confidence="{e(row["confidence"])}" data-index="{e(row["index"])}">'
+        f'<div><img class="thumb" loading="lazy" src="{e(row["image"])}" alt="image #{e(row["index"])}">'
+        f'<p>#{e(row["index"])}</p></div><div>'
+        f'<p>true: <b>{e(row["true_label"])}</b></p>'
+        f'<p>predicted: <span class="wrong">{e(row["predicted_label"])}</span> '
+        f"({100 * float(row['confidence']):.1f}%)</p>"
+        f"<p>p(true class): {100 * float(row['true_class_probability']):.1f}%</p>"
+        f'<p class="muted">top 3: {tops}</p>{attention}</div></div>'
+    )
+
+
+def write_report(output_dir, title: str | None = None) -> Path:
+    """Write `<output_dir>/report.html` from the evaluation files there; returns its path."""
+    output_dir = Path(output_dir)
+    metrics_path, csv_path = output_dir / "metrics.json", output_dir / "misclassified.csv"
+    for path in (metrics_path, csv_path):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: write_report reads an evaluation folder. Run scripts/evaluate_model.py first."
+            )
+    metrics = json.loads(metrics_path.read_text())
+    with open(csv_path, newline="") as f:
+        rows = sorted(csv.DictReader(f), key=lambda r: -float(r["confidence"]))
+    names = list(metrics.get("labels") or metrics["per_class"])
+    e = html.escape
+    title = title or f"Evaluation of {metrics.get('model', 'a model')}"
+
+    figures = "".join(
+        f'<figure><img id="{name.removesuffix(".png").replace("_", "-")}" src="{_data_uri(output_dir / name)}" '
+        f'alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
+        for name, caption in SUMMARY_PICTURES
+        if (output_dir / name).is_file()
+    )
+    options = '<option value="">(any)</option>' + "".join(f'<option value="{e(n)}">{e(n)}</option>' for n in names)
+    note = metrics.get("evaluation", {}).get("attention_note")
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{e(title)}</h1>
+<p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>, split <b>{e(str(metrics.get("split", "?")))}</b>,
+model <b>{e(str(metrics.get("model", "?")))}</b></p>
+<h2>Metrics</h2>
+{_metrics_table(metrics)}
+<h2>Per class</h2>
+{_per_class_table(metrics)}
+<h2>Pictures</h2>
+{figures}
+<h2>Misclassified images</h2>
+<p>Each card: the image, what it is, what the model said and how sure it was, and where it looked
+(attention rollout through all layers, and the last layer's [CLS] attention; red = more attention).</p>
+{f'<p class="muted">{e(note)}</p>' if note else ""}
+<div class="filters">
+<label>true class <select id="filter-true">{options}</select></label>
+<label>predicted class <select id="filter-pred">{options}</select></label>
+showing <span id="shown-count">{len(rows)} of {len(rows)}</span>, most confident first
+</div>
+<div id="cards">
+{"".join(_card(r) for r in rows)}
+</div>
+<script>{SCRIPT}</script>
+</body></html>
+"""
+    out = output_dir / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out

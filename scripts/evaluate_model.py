@@ -1,0 +1,64 @@
+"""Evaluate a trained model on a labelled split and write its mistakes, pictures and an HTML report.
+
+    python scripts/evaluate_model.py --model runs/vit-cifar10 --dataset ../shared/data/cifar10
+
+Named evaluate_model.py, not evaluate.py: a script called evaluate.py would shadow
+the `evaluate` library for everything it imports. The work is in hf_vit.analysis.
+"""
+
+import argparse
+import sys
+
+from hf_vit.analysis import DEFAULT_DATASET, evaluate_model, format_metrics_table
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, ...) or Hub id")
+    p.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset folder in the Hub layout or Hub id "
+                   f"(default {DEFAULT_DATASET}; offline, pass a local copy such as ../shared/data/cifar10)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation")
+    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
+    p.add_argument("--num_workers", type=int, default=0, help="DataLoader processes decoding images")
+    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--image_column", default=None, help="default: the dataset's Image column")
+    p.add_argument("--label_column", default=None, help="default: the dataset's ClassLabel column")
+    p.add_argument("--max_attention_maps", type=int, default=500,
+                   help="attention maps for at most this many mistakes, most confident first (-1: all)")
+    p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png")
+    p.add_argument("--no_report", action="store_true", help="skip report.html")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        metrics = evaluate_model(
+            args.model,
+            dataset=args.dataset,
+            split=args.split,
+            output_dir=args.output_dir,
+            batch_size=args.batch_size,
+            device=args.device,
+            num_workers=args.num_workers,
+            num_threads=args.num_threads,
+            image_column=args.image_column,
+            label_column=args.label_column,
+            max_attention_maps=args.max_attention_maps,
+            gallery_size=args.gallery_size,
+            progress=not args.no_progress,
+            report=not args.no_report,
+        )
+    except (ValueError, OSError, ConnectionError) as err:
+        sys.exit(f"error: {err}")
+    print(format_metrics_table(metrics))
+    ev = metrics["evaluation"]
+    print(f"{ev['num_misclassified']} mistakes; {ev['inference_s']:.1f} s inference, {ev['total_s']:.1f} s in all")
+    print(f"wrote {ev['output_dir']}/ (metrics.json, misclassified.csv, report.html)")
+
+
+if __name__ == "__main__":
+    main()

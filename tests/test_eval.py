@@ -1,0 +1,409 @@
+"""Evaluation: metrics, the misclassification export, the pictures and the HTML report.
+
+The model is a real HfViTForImageClassification saved to a folder, with
+weights set by hand so that its predictions are a known function of the
+image: the encoder's residual branches are zeroed, so the pooled vector is
+the mean patch embedding, which is set to the image's mean colour; the head
+is a nearest-class-mean classifier on that colour, with two classes' rows
+swapped (cat <-> dog) and truck never predicted. The expected predictions
+are then recomputed here through the official image processor and a direct
+forward pass, independently of the evaluation's own (batched) path.
+"""
+
+import csv
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import load_dataset
+from PIL import Image
+from tiny_data import CIFAR10_NAMES, make_tiny_cifar
+
+import hf_vit
+from hf_vit.analysis import BatchPreprocessor, evaluate_model, match_labels, mistake_file_name
+from hf_vit.report import write_report
+
+REPO = Path(__file__).resolve().parents[1]
+CAT, DOG, TRUCK = 3, 5, 9
+
+
+def processor_pixels(processor, images) -> torch.Tensor:
+    """The reference preprocessing: the saved image processor, as `pipeline` would call it."""
+    return processor(images=list(images), return_tensors="pt")["pixel_values"]
+
+
+def make_controlled_model(folder: Path, data_dir: Path, confuse: bool = True):
+    """Save a model that classifies by mean colour (see the module docstring); returns (model, processor).
+
+    With `confuse=False` it is a plain nearest-class-mean classifier, right on every tiny test image."""
+    config = hf_vit.HfViTConfig(
+        image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32, pool="mean"
+    )
+    torch.manual_seed(0)
+    model = hf_vit.HfViTForImageClassification(config).eval()
+    processor = hf_vit.make_image_processor(config)
+    with torch.no_grad():
+        # Residual branches add nothing: each token stays its patch embedding (+ zero position).
+        for layer in model.vit.transformer.layers:
+            layer.attn.to_out[0].weight.zero_()
+            layer.attn.to_out[0].bias.zero_()
+            layer.ff.net[3].weight.zero_()
+            layer.ff.net[3].bias.zero_()
+        model.vit.embeddings.cls_token.zero_()
+        model.vit.embeddings.pos_embedding.zero_()
+        # Patch embedding: dims 0-2 = the patch's mean R, G, B (patch layout (p1 p2 c)), dim 3 = 1, dims 4-7
+        # their negatives, so the vector's mean is 0 and the head's LayerNorm only rescales it.
+        lin = model.vit.embeddings.to_patch_embedding[1]
+        lin.weight.zero_()
+        lin.bias.zero_()
+        for c in range(3):
+            lin.weight[c, c::3] = 1 / 64
+            lin.weight[4 + c, c::3] = -1 / 64
+        lin.bias[3], lin.bias[7] = 1.0, -1.0
+        # Head: nearest class mean of the normalised features, fitted on the train split.
+        train = load_dataset(str(data_dir), split="train")
+        pixels = processor_pixels(processor, train["img"])
+        feats = model.mlp_head[0](model.vit(pixel_values=pixels).pooler_output)  # (n, dim)
+        labels = torch.tensor(list(train["label"]))
+        centres = torch.stack([feats[labels == c].mean(0) for c in range(10)])  # (10, dim)
+        weight, bias = centres, -0.5 * (centres**2).sum(-1)  # logit_c = -|x - centre_c|^2 / 2 + const
+        if confuse:
+            weight[[CAT, DOG]], bias[[CAT, DOG]] = weight[[DOG, CAT]].clone(), bias[[DOG, CAT]].clone()
+            bias[TRUCK] = -1e4  # truck is never predicted: a class with precision 0
+        model.mlp_head[1].weight.copy_(weight)
+        model.mlp_head[1].bias.copy_(bias)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    data_dir = make_tiny_cifar(root / "data", n_train=100, n_test=60, seed=1)
+    model_dir = root / "model"
+    model, processor = make_controlled_model(model_dir, data_dir)
+
+    test = load_dataset(str(data_dir), split="test")
+    with torch.no_grad():
+        logits = model(pixel_values=processor_pixels(processor, test["img"])).logits.numpy()  # (60, 10)
+    labels = np.array(list(test["label"]))
+    preds = logits.argmax(1)
+    # The fixture is only useful if it makes the mistakes it was built for.
+    assert (preds[np.isin(labels, [CAT])] == DOG).all() and (preds[np.isin(labels, [DOG])] == CAT).all()
+    assert (preds != TRUCK).all() and (labels == TRUCK).any()
+    assert (preds == labels).sum() >= 30
+
+    metrics = evaluate_model(
+        str(model_dir), dataset=str(data_dir), split="test", batch_size=16, device="cpu", progress=False,
+        max_attention_maps=-1, gallery_size=12,
+    )
+    return {
+        "out": model_dir / "evaluation", "metrics": metrics, "logits": logits, "labels": labels, "preds": preds,
+        "test": test, "model_dir": model_dir, "data_dir": data_dir,
+    }
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_holds_exactly_the_wrong_predictions(evaluated):
+    out, labels, preds, logits = evaluated["out"], evaluated["labels"], evaluated["preds"], evaluated["logits"]
+    rows = read_csv(out / "misclassified.csv")
+    wrong = np.flatnonzero(preds != labels)
+    assert len(rows) == len(wrong)
+    assert sorted(int(r["index"]) for r in rows) == wrong.tolist()
+
+    probs = torch.from_numpy(logits).softmax(-1).numpy()
+    for r in rows:
+        i = int(r["index"])
+        assert r["true_label"] == CIFAR10_NAMES[labels[i]]
+        assert r["predicted_label"] == CIFAR10_NAMES[preds[i]] != r["true_label"]
+        assert float(r["confidence"]) == pytest.approx(probs[i].max(), abs=1e-4)
+        assert float(r["true_class_probability"]) == pytest.approx(probs[i, labels[i]], abs=1e-4)
+        assert r["top1_label"] == r["predicted_label"]
+        # The three most probable classes, in order (compared by probability: near-ties may swap names).
+        listed = [float(r[f"top{k}_probability"]) for k in (1, 2, 3)]
+        assert listed == pytest.approx(np.sort(probs[i])[::-1][:3], abs=1e-4)
+        for k in (1, 2, 3):
+            assert probs[i, CIFAR10_NAMES.index(r[f"top{k}_label"])] == pytest.approx(listed[k - 1], abs=1e-4)
+        assert r["image"] == "misclassified/" + mistake_file_name(i, r["true_label"], r["predicted_label"])
+        assert r["image"].endswith(f"{i:06d}_{r['true_label']}_as_{r['predicted_label']}.png")
+
+
+def test_every_png_named_in_the_csv_exists_and_decodes(evaluated):
+    out, test = evaluated["out"], evaluated["test"]
+    rows = read_csv(out / "misclassified.csv")
+    for r in rows:
+        for column in ("image", "attention"):
+            assert r[column], f"row {r['index']} has no {column}"
+            with Image.open(out / r[column]) as im:
+                im.load()
+        # The exported image is the dataset's image itself, not the normalised tensor.
+        with Image.open(out / r["image"]) as im:
+            original = test[int(r["index"])]["img"].convert("RGB")
+            assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(original))
+    # Nothing else in the folders: a PNG per row.
+    assert {p.name for p in (out / "misclassified").iterdir()} == {Path(r["image"]).name for r in rows}
+    assert {p.name for p in (out / "attention").iterdir()} == {Path(r["attention"]).name for r in rows}
+    for name in ("gallery.png", "confusion_matrix.png", "per_class_accuracy.png"):
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.width > 100 and im.height > 100
+
+
+def test_metrics_equal_a_hand_computation(evaluated):
+    out, labels, preds, logits = evaluated["out"], evaluated["labels"], evaluated["preds"], evaluated["logits"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["dataset"] == str(evaluated["data_dir"]) and saved["split"] == "test"
+    assert saved["model"] == str(evaluated["model_dir"])
+
+    assert saved["num_examples"] == len(labels)
+    assert saved["accuracy"] == pytest.approx((preds == labels).mean())
+    rank = (logits > logits[np.arange(len(labels)), labels][:, None]).sum(1)
+    assert saved["top3_accuracy"] == pytest.approx((rank < 3).mean())
+    confusion = np.zeros((10, 10), dtype=int)
+    for t, p in zip(labels, preds):
+        confusion[t, p] += 1
+    assert saved["confusion_matrix"] == confusion.tolist()
+    f1s = []
+    for c, name in enumerate(CIFAR10_NAMES):
+        tp = ((preds == c) & (labels == c)).sum()
+        precision = tp / (preds == c).sum() if (preds == c).any() else 0.0
+        recall = tp / (labels == c).sum()
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1s.append(f1)
+        row = saved["per_class"][name]
+        assert row["precision"] == pytest.approx(precision) and row["recall"] == pytest.approx(recall)
+        assert row["f1"] == pytest.approx(f1) and row["support"] == (labels == c).sum()
+    assert saved["per_class"]["truck"]["precision"] == 0.0 and saved["per_class"]["cat"]["recall"] == 0.0
+    assert saved["macro_f1"] == pytest.approx(np.mean(f1s))
+    assert saved["evaluation"]["num_misclassified"] == (preds != labels).sum()
+
+
+def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
+    make_controlled_model(tmp_path / "model", evaluated["data_dir"], confuse=False)
+    out = tmp_path / "out"
+    metrics = evaluate_model(
+        str(tmp_path / "model"), dataset=str(evaluated["data_dir"]), output_dir=out, device="cpu", progress=False
+    )
+    assert metrics["accuracy"] == 1.0
+    assert read_csv(out / "misclassified.csv") == []
+    assert not any((out / "misclassified").iterdir()) and not any((out / "attention").iterdir())
+    for name in ("gallery.png", "confusion_matrix.png", "per_class_accuracy.png"):
+        with Image.open(out / name) as im:
+            im.load()
+    assert 'id="cards"' in (out / "report.html").read_text()
+
+
+def test_batched_preprocessing_matches_the_image_processor(tmp_path):
+    """The fast path must feed the model what `pipeline(...)` would, also when images need resizing."""
+    config = hf_vit.HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32)
+    processor = hf_vit.make_image_processor(config)
+    fast = BatchPreprocessor(processor)
+    assert fast.fast
+    for size in (32, 40):
+        images = list(load_dataset(str(make_tiny_cifar(tmp_path / f"d{size}", 4, 8, size=size)), split="test")["img"])
+        images[0] = images[0].convert("L")  # a grayscale image is converted to RGB as the processor does
+        got, want = fast(images), processor_pixels(processor, images)
+        assert got.shape == want.shape == (8, 3, 32, 32)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_label_names_must_match_the_model():
+    assert match_labels(CIFAR10_NAMES, CIFAR10_NAMES) is None
+    # Same names in another order: re-mapped by name.
+    shuffled = CIFAR10_NAMES[::-1]
+    assert match_labels(shuffled, CIFAR10_NAMES).tolist() == list(range(9, -1, -1))
+    with pytest.raises(ValueError) as err:
+        match_labels(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], CIFAR10_NAMES)
+    message = str(err.value)
+    assert "'airplane'" in message and "'0'" in message and "--dataset" in message
+
+
+def test_mismatched_dataset_is_refused(evaluated, tmp_path):
+    data_dir = make_tiny_cifar(tmp_path / "fruit", 4, 6, names=["apple", "pear", "plum"])
+    with pytest.raises(ValueError, match=r"dataset \(3\): \['apple', 'pear', 'plum'\]"):
+        evaluate_model(str(evaluated["model_dir"]), dataset=str(data_dir), output_dir=tmp_path / "o", progress=False)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        evaluate_model(str(tmp_path), dataset=str(data_dir), progress=False)
+
+
+def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path):
+    """The default dataset is a Hub id; offline (forced here with HF_*_OFFLINE: the only thing mocked is the
+    network to the Hub), the script says to pass a local copy."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts/evaluate_model.py"), "--model", str(evaluated["model_dir"]),
+         "--output_dir", str(tmp_path / "o"), "--no_progress"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "uoft-cs/cifar10" in proc.stderr and "--dataset ../shared/data/cifar10" in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# The report in a real headless Chromium, driven over the DevTools protocol
+# (--remote-debugging-pipe: JSON messages on fds 3/4, Python's stdlib only).
+# ---------------------------------------------------------------------------
+CHROMIUM = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+class Chromium:
+    def __init__(self, user_data_dir: Path):
+        to_chrome_r, self.to_chrome = os.pipe()
+        self.from_chrome, from_chrome_w = os.pipe()
+        # Chromium's ends move above 9 first, so that placing them on 3 and 4 cannot clobber one another.
+        to_chrome_r, from_chrome_w = (self._above_9(fd) for fd in (to_chrome_r, from_chrome_w))
+        args = [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--remote-debugging-pipe", f"--user-data-dir={user_data_dir}", "about:blank",
+        ]
+        # Chromium reads commands on fd 3 and writes on fd 4; bash moves the pipe ends there (dash only knows fds 0-9).
+        script = f'exec "$0" "$@" 3<&{to_chrome_r} 4>&{from_chrome_w} {to_chrome_r}<&- {from_chrome_w}>&-'
+        self.proc = subprocess.Popen(
+            ["bash", "-c", script, CHROMIUM, *args], pass_fds=(to_chrome_r, from_chrome_w),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self.buffer, self.next_id, self.session = b"", 0, None
+
+    @staticmethod
+    def _above_9(fd):
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+        os.close(fd)
+        return high
+
+    def send(self, method, params=None, session=True, timeout=30):
+        self.next_id += 1
+        message = {"id": self.next_id, "method": method, "params": params or {}}
+        if session and self.session:
+            message["sessionId"] = self.session
+        os.write(self.to_chrome, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self.buffer:
+                raw, self.buffer = self.buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self.next_id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.from_chrome], [], [], left)[0]:
+                raise TimeoutError(f"Chromium did not answer {method} in {timeout} s")
+            chunk = os.read(self.from_chrome, 1 << 16)
+            if not chunk:
+                raise RuntimeError("Chromium closed the DevTools pipe")
+            self.buffer += chunk
+
+    def open(self, url):
+        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)[
+            "sessionId"
+        ]
+        self.send("Page.navigate", {"url": url})
+        self.wait_for("document.readyState === 'complete' && !!document.getElementById('cards')")
+
+    def eval(self, expression):
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not self.eval(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"page never satisfied: {expression}")
+            time.sleep(0.1)
+
+    def close(self):
+        try:
+            self.send("Browser.close", session=False, timeout=5)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self.to_chrome)
+        os.close(self.from_chrome)
+
+
+VISIBLE_CARDS = "Array.from(document.querySelectorAll('#cards .card')).filter(c => c.offsetParent !== null)"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+def test_report_in_headless_chromium(evaluated, tmp_path):
+    out = evaluated["out"]
+    report = write_report(out)  # rewriting it from the folder's files alone works too
+    rows = read_csv(out / "misclassified.csv")
+    metrics = json.loads((out / "metrics.json").read_text())
+    browser = Chromium(tmp_path / "profile")
+    try:
+        browser.open(report.as_uri())
+        # The metrics are rendered.
+        table = browser.eval("document.getElementById('metrics').innerText")
+        assert f"{100 * metrics['accuracy']:.2f}%" in table and str(metrics["num_examples"]) in table
+        assert "truck" in browser.eval("document.getElementById('per-class').innerText")
+        # The gallery is shown: decoded, at its real size, and laid out on the page.
+        browser.wait_for("document.getElementById('gallery').complete")
+        with Image.open(out / "gallery.png") as g:
+            assert browser.eval("document.getElementById('gallery').naturalWidth") == g.width
+        assert browser.eval("document.getElementById('gallery').getBoundingClientRect().height") > 50
+        # A card per mistake, most confident first; a card's image (a relative path) loads from disk.
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == len(rows)
+        shown = browser.eval(f"{VISIBLE_CARDS}.map(c => parseFloat(c.dataset.confidence))")
+        assert shown == sorted(shown, reverse=True)
+        browser.eval("document.querySelector('#cards .card img.thumb').scrollIntoView()")
+        browser.wait_for("(i => i.complete && i.naturalWidth === 32)(document.querySelector('#cards .card img.thumb'))")
+
+        # Filter by true class: only that class's mistakes remain.
+        def choose(select_id, value):
+            browser.eval(
+                f"(s => {{ s.value = {json.dumps(value)}; s.dispatchEvent(new Event('change')); }})"
+                f"(document.getElementById({json.dumps(select_id)}))"
+            )
+
+        choose("filter-true", "cat")
+        cats = [r for r in rows if r["true_label"] == "cat"]
+        assert 0 < len(cats) < len(rows)
+        assert browser.eval(f"{VISIBLE_CARDS}.map(c => c.dataset.index)") == [
+            r["index"] for r in sorted(cats, key=lambda r: -float(r["confidence"]))
+        ]
+        assert browser.eval("document.getElementById('shown-count').textContent") == f"{len(cats)} of {len(rows)}"
+        # Both filters: a combination with no mistakes shows nothing.
+        choose("filter-pred", "truck")
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == 0
+        choose("filter-true", "")
+        choose("filter-pred", "")
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == len(rows)
+
+        # A filter in the URL (a link to "all dogs") is applied on load.
+        browser.send("Page.navigate", {"url": report.as_uri() + "#true=dog"})
+        browser.wait_for("document.getElementById('filter-true').value === 'dog'")
+        dogs = [r for r in rows if r["true_label"] == "dog"]
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == len(dogs) > 0
+    finally:
+        browser.close()
