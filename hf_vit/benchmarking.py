@@ -159,3 +159,108 @@ def compare_models(config: HfViTConfig, kinds, batch=128, steps=10, device="cpu"
             raise RuntimeError(f"timing {kind!r} failed (exit code {proc.exitcode}); see the output above.")
         results.append(json.loads(queue.get()))
     return results
+
+
+# ---------------------------------------------------------------------------
+# End to end: a real short Trainer run
+# ---------------------------------------------------------------------------
+def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, extra_args=()) -> dict:
+    """img/s of `steps` Trainer steps with the real input pipeline (decode cached, batched augmentation)."""
+    from .training import parse_args, train
+
+    argv = [
+        "--preset", preset, "--dataset_name", str(dataset), "--output_dir", str(output_dir),
+        "--max_steps", str(steps), "--per_device_train_batch_size", str(batch),
+        "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+        "--validation_size", "0", "--max_test_samples", "200", "--logging_steps", str(max(1, steps // 2)),
+        "--warmup_steps", "0", "--report_to", "none",
+    ]
+    if device == "cpu":
+        argv += ["--use_cpu", "true"]
+    if dtype == "bf16":
+        argv += ["--bf16", "true"]
+    metrics = train(*parse_args(argv + list(extra_args)))
+    return {"train_img_s": metrics["train"]["train_samples_per_second"], "runtime_s": metrics["train"]["runtime_s"]}
+
+
+def _print_table(rows, peak, dtype):
+    print(f"\n{'model':<14}{'train img/s':>13}{'infer img/s':>13}{'peak MB':>10}{'train GFLOP/s':>15}{'% of peak':>11}")
+    for r in rows:
+        print(
+            f"{r['model']:<14}{r['train_img_s']:>13.1f}{r['infer_img_s']:>13.1f}{r['peak_mem_mb']:>10.0f}"
+            f"{r['train_gflops']:>15.1f}{100 * r['train_gflops'] / peak:>10.0f}%"
+        )
+    print(f"matmul peak ({dtype}, 2048^3): {peak:.1f} GFLOP/s")
+
+
+def main(argv=None) -> int:
+    import argparse
+    import tempfile
+
+    from .training import PRESETS
+
+    parser = argparse.ArgumentParser(description="hf_vit speed, side by side")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model shape (cpu recipe: small)")
+    parser.add_argument("--pool", default=None, help="override the preset's pool")
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--models", default="hf_vit,transformers,lesson")
+    parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
+    parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
+    args = parser.parse_args(argv)
+
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    shape = dict(PRESETS[args.preset])
+    if args.pool:
+        shape["pool"] = args.pool
+    config = HfViTConfig(**shape)
+    print(
+        f"config {args.preset}: {shape}; batch {args.batch_size}; {threads} threads; device {args.device}; "
+        f"{args.dtype}; forward {forward_flops(config, 1) / 1e6:.1f} MFLOP/image"
+    )
+    kinds = [k for k in args.models.split(",") if k]
+    if "transformers" in kinds and (config.pool != "cls" or config.heads * config.dim_head != config.dim):
+        # transformers' ViT has CLS pooling and heads * head_dim == hidden_size; time hf_vit like-for-like.
+        config = HfViTConfig(**{**shape, "pool": "cls"})
+        print("note: transformers' ViT pools [CLS]; all models are timed with pool='cls'")
+    peak = matmul_peak_gflops(args.device, dtype=torch.bfloat16 if args.dtype == "bf16" else torch.float32)
+    rows = compare_models(config, kinds, args.batch_size, args.steps, args.device, threads, args.dtype)
+    _print_table(rows, peak, args.dtype)
+    by_model = {r["model"]: r for r in rows}
+    base = by_model.get("hf_vit")
+    if base:
+        for other in ("transformers", "lesson"):
+            if other in by_model:
+                print(
+                    f"hf_vit / {other}: train {base['train_img_s'] / by_model[other]['train_img_s']:.2f}x, "
+                    f"inference {base['infer_img_s'] / by_model[other]['infer_img_s']:.2f}x"
+                )
+        print(f"hf_vit achieved {100 * base['train_gflops'] / peak:.0f}% of the matmul peak in training")
+
+    if args.e2e_steps > 0:
+        dataset = args.dataset or _default_dataset()
+        if dataset is None:
+            print("end-to-end: skipped (no dataset: pass --dataset or put the CIFAR-10 copy at ../shared/data/cifar10)")
+            return 0
+        # The bare step of exactly the model the Trainer trains (its own pool), for the ratio.
+        bare = compare_models(HfViTConfig(**shape), ["hf_vit"], args.batch_size, args.steps, args.device, threads, args.dtype)[0]
+        with tempfile.TemporaryDirectory() as tmp:
+            e2e = end_to_end_img_s(args.preset, dataset, args.batch_size, args.e2e_steps, args.device, args.dtype, tmp)
+        print(
+            f"\nend-to-end Trainer run ({args.e2e_steps} steps, {dataset}): {e2e['train_img_s']:.1f} img/s vs bare "
+            f"model step {bare['train_img_s']:.1f} img/s -> {100 * e2e['train_img_s'] / bare['train_img_s']:.0f}% "
+            "(input pipeline + Trainer overhead is the rest)"
+        )
+    return 0
+
+
+def _default_dataset():
+    """The CIFAR-10 copy: $HF_VIT_CIFAR10, else ../shared/data/cifar10 beside the checkout."""
+    import os
+
+    candidate = Path(os.environ.get("HF_VIT_CIFAR10") or Path(__file__).resolve().parents[2] / "shared/data/cifar10")
+    return candidate if candidate.is_dir() else None

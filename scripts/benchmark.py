@@ -1,0 +1,19 @@
+"""Side-by-side speed figures, all from ONE run on the same config, threads, batch and inputs.
+
+    python scripts/benchmark.py                       # cpu recipe's model shape, this machine's threads
+    python scripts/benchmark.py --preset lesson --batch_size 128 --steps 10
+    python scripts/benchmark.py --device cuda --dtype bf16 --batch_size 512
+
+Prints, for (a) hf_vit, (b) transformers' ViTForImageClassification of the same shape (SDPA) and
+(c) the lesson's reference module: training-step img/s (forward + backward + AdamW), inference
+img/s, peak memory and achieved GFLOP/s next to a measured matmul peak; then the end-to-end
+img/s of a real short `Trainer` run (real input pipeline, the CIFAR-10 copy when present) next
+to the bare model step. The work is in `hf_vit.benchmarking`.
+"""
+
+import sys
+
+from hf_vit.benchmarking import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
