@@ -189,7 +189,10 @@ def parse_args(argv=None):
             )
         defaults.update(values)
     parser.set_defaults(**defaults)
-    model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
+    try:
+        model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
+    except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
+        raise SetupError(str(err).strip()) from None
     training_args._hf_vit_sources = [str(p) for p in sources]
     return model_args, data_args, run_args, training_args
 
