@@ -17,6 +17,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
@@ -233,7 +234,9 @@ class HfViTTrainer(Trainer):
         inputs = dict(inputs)
         seed = inputs.pop("aug_seed", None)
         if seed is not None:
-            inputs.update(self.batch_augment(inputs["pixel_values"], inputs["labels"], int(seed)))
+            images = inputs["pixel_values"]
+            with torch.autocast(images.device.type, enabled=False):  # augment in fp32 even under bf16
+                inputs.update(self.batch_augment(images, inputs["labels"], int(seed)))
         labels = inputs.pop("labels")
         labels_b, lam = inputs.pop("labels_b", None), inputs.pop("mix_lam", None)
         outputs = model(pixel_values=inputs["pixel_values"])

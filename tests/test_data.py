@@ -132,3 +132,15 @@ def test_prepared_batches_come_whole_and_eval_is_not_augmented(tiny):
     assert torch.equal(first["pixel_values"], again["pixel_values"])  # no augmentation on validation
     train_batch = data.collator(data.train.__getitems__([0, 1, 2, 3]))
     assert not torch.equal(train_batch["pixel_values"], data.collator(data.train.__getitems__([1, 0, 2, 3]))["pixel_values"][[1, 0, 2, 3]])
+
+
+def test_on_device_batches_augment_to_the_same_pixels(tiny):
+    """--augment_on_device hands the Trainer uint8 + a seed; augmenting there gives the collator's pixels."""
+    cfg = AugmentConfig(randaugment_ops=2, random_erasing=0.5, mixup_alpha=0.8, cutmix_alpha=1.0)
+    on_cpu = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, cfg, validation_size=20)
+    on_dev = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, cfg, validation_size=20, augment_on_device=True)
+    raw = on_dev.collator(on_dev.train.__getitems__([5, 3, 9, 1]))
+    assert raw["pixel_values"].dtype == torch.uint8 and "aug_seed" in raw
+    later = on_dev.collator.augment(raw["pixel_values"], raw["labels"], int(raw["aug_seed"]))
+    now = on_cpu.collator(on_cpu.train.__getitems__([5, 3, 9, 1]))
+    assert torch.equal(later["pixel_values"], now["pixel_values"]) and torch.equal(later["labels"], now["labels"])

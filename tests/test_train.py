@@ -192,11 +192,12 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_COPY.is_dir(), reason=f"no CIFAR-10 copy at {REAL_COPY} (set HF_VIT_CIFAR10)")
 def test_cpu_recipe_learns_on_real_cifar10(tmp_path):
-    """The cpu recipe for 300 steps (its schedule shrunk to fit) lifts validation accuracy well above chance."""
+    """The cpu recipe for 500 steps (its schedule shrunk to fit; ~1.4 epochs, 2-4 minutes on 2 cores) lifts
+    validation accuracy well above chance (300 steps measured only 31-32%: too close to the bar)."""
     out = tmp_path / "model"
     proc = run([sys.executable, TRAIN, "--recipe", "cpu", "--dataset_name", str(REAL_COPY), "--output_dir", str(out),
-                "--max_steps", "300", "--eval_strategy", "steps", "--eval_steps", "300", "--save_strategy", "steps",
-                "--save_steps", "300", "--max_eval_samples", "1000", "--max_test_samples", "1000",
+                "--max_steps", "500", "--eval_strategy", "steps", "--eval_steps", "500", "--save_strategy", "steps",
+                "--save_steps", "500", "--max_eval_samples", "1000", "--max_test_samples", "1000",
                 "--disable_tqdm", "true"], timeout=1800, OMP_NUM_THREADS=str(torch.get_num_threads()))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
