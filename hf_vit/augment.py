@@ -54,7 +54,10 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator, p: float = 0.
 
 # ---------------------------------------------------------------------------
 # RandAugment-style policy on float images in [0, 1]
-# Each op gets the sub-batch that drew it and a per-image strength in [0, 1].
+# Each op gets images and a per-image signed strength v in [-1, 1]; ops without
+# a direction use |v|. Ops draw no random numbers themselves, so the CPU path
+# (each op on the images that drew it) and the accelerator path (every op on
+# the whole batch, then a select: no host-device syncs) give the same result.
 # ---------------------------------------------------------------------------
 def _gray(x):  # (B, 3, H, W) -> (B, 1, H, W), ITU-R 601 luma as PIL uses
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x.mean(1, keepdim=True)
@@ -64,50 +67,45 @@ def _blend(a, b, factor):  # factor (B,): 0 -> b, 1 -> a (PIL ImageEnhance seman
     return (b + factor[:, None, None, None] * (a - b)).clamp(0, 1)
 
 
-def _signed(m, generator):  # strength in [0, 1] -> random sign
-    sign = torch.where(torch.rand(m.shape, generator=generator, device=m.device) < 0.5, -1.0, 1.0)
-    return m * sign
+def _brightness(x, v):
+    return _blend(x, torch.zeros_like(x), 1 + 0.9 * v)
 
 
-def _brightness(x, m, g):
-    return _blend(x, torch.zeros_like(x), 1 + 0.9 * _signed(m, g))
-
-
-def _contrast(x, m, g):
+def _contrast(x, v):
     mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(x, mean.expand_as(x), 1 + 0.9 * _signed(m, g))
+    return _blend(x, mean.expand_as(x), 1 + 0.9 * v)
 
 
-def _color(x, m, g):
-    return _blend(x, _gray(x).expand_as(x), 1 + 0.9 * _signed(m, g))
+def _color(x, v):
+    return _blend(x, _gray(x).expand_as(x), 1 + 0.9 * v)
 
 
-def _sharpness(x, m, g):
+def _sharpness(x, v):
     kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype, device=x.device) / 13
     c = x.shape[1]
     blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(c, 1, 3, 3), groups=c)
-    return _blend(x, blurred, 1 + 0.9 * _signed(m, g))
+    return _blend(x, blurred, 1 + 0.9 * v)
 
 
-def _posterize(x, m, g):
-    bits = (8 - (m * 4).round()).clamp(4, 8)  # 8 bits (no-op) .. 4 bits
+def _posterize(x, v):
+    bits = (8 - (v.abs() * 4).round()).clamp(4, 8)  # 8 bits (no-op) .. 4 bits
     levels = (2 ** bits)[:, None, None, None]
     return torch.floor(x * 255 / (256 / levels)) * (256 / levels) / 255
 
 
-def _solarize(x, m, g):
-    threshold = (1 - m)[:, None, None, None]  # strength 0: nothing inverted
+def _solarize(x, v):
+    threshold = (1 - v.abs())[:, None, None, None]  # strength 0: nothing inverted
     return torch.where(x >= threshold, 1 - x, x)
 
 
-def _autocontrast(x, m, g):
+def _autocontrast(x, v):
     lo = x.amin(dim=(2, 3), keepdim=True)
     hi = x.amax(dim=(2, 3), keepdim=True)
     scale = torch.where(hi > lo, 1 / (hi - lo).clamp_min(1e-6), torch.ones_like(hi))
     return torch.where(hi > lo, (x - lo) * scale, x).clamp(0, 1)
 
 
-def _equalize_like(x, m, g):
+def _equalize_like(x, v):
     # Per-image, per-channel standardisation to a fixed spread: a cheap stand-in for histogram equalisation.
     mean = x.mean(dim=(2, 3), keepdim=True)
     std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
@@ -119,8 +117,8 @@ def _affine(x, theta):
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _rotate(x, m, g):
-    angle = _signed(m, g) * math.radians(30)
+def _rotate(x, v):
+    angle = v * math.radians(30)
     cos, sin = angle.cos(), angle.sin()
     zero = torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (B, 2, 3)
@@ -128,8 +126,8 @@ def _rotate(x, m, g):
 
 
 def _shear(axis):
-    def op(x, m, g):
-        s = _signed(m, g) * 0.3
+    def op(x, v):
+        s = v * 0.3
         one, zero = torch.ones_like(s), torch.zeros_like(s)
         row0 = torch.stack([one, s if axis == 0 else zero, zero], 1)
         row1 = torch.stack([s if axis == 1 else zero, one, zero], 1)
@@ -139,8 +137,8 @@ def _shear(axis):
 
 
 def _translate(axis):
-    def op(x, m, g):
-        t = _signed(m, g) * 0.45 * 2  # up to 45% of the side (affine_grid spans [-1, 1])
+    def op(x, v):
+        t = v * 0.45 * 2  # up to 45% of the side (affine_grid spans [-1, 1])
         one, zero = torch.ones_like(t), torch.zeros_like(t)
         row0 = torch.stack([one, zero, t if axis == 0 else zero], 1)
         row1 = torch.stack([zero, one, t if axis == 1 else zero], 1)
@@ -150,7 +148,7 @@ def _translate(axis):
 
 
 RANDAUGMENT_OPS = {
-    "identity": lambda x, m, g: x,
+    "identity": lambda x, v: x,
     "autocontrast": _autocontrast,
     "equalize": _equalize_like,
     "brightness": _brightness,
@@ -167,18 +165,29 @@ RANDAUGMENT_OPS = {
 }
 
 
-def rand_augment(x: torch.Tensor, num_ops: int, magnitude: float, generator: torch.Generator) -> torch.Tensor:
-    """Apply `num_ops` randomly chosen ops per image; strength uniform in [0, magnitude/10] per image."""
+def rand_augment(x: torch.Tensor, num_ops: int, magnitude: float, generator: torch.Generator, dense=None) -> torch.Tensor:
+    """Apply `num_ops` randomly chosen ops per image; strength uniform in [0, magnitude/10], random sign.
+
+    `dense` (default: off on CPU, on elsewhere) runs every op on the whole batch and selects per image.
+    """
     ops = list(RANDAUGMENT_OPS.values())
     b = x.shape[0]
+    dense = x.device.type != "cpu" if dense is None else dense
     for _ in range(num_ops):
         choice = torch.randint(0, len(ops), (b,), generator=generator, device=x.device)  # (B,)
         strength = torch.rand(b, generator=generator, device=x.device) * (magnitude / 10)
-        out = x.clone()
-        for k, op in enumerate(ops):
-            idx = (choice == k).nonzero(as_tuple=True)[0]
-            if idx.numel():
-                out[idx] = op(x[idx], strength[idx], generator)
+        sign = torch.where(torch.rand(b, generator=generator, device=x.device) < 0.5, -1.0, 1.0)
+        v = strength * sign  # (B,) in [-1, 1]
+        if not dense:  # cheapest on a CPU: each op on its own images only
+            out = x.clone()
+            for k, op in enumerate(ops):
+                idx = (choice == k).nonzero(as_tuple=True)[0]
+                if idx.numel():
+                    out[idx] = op(x[idx], v[idx])
+        else:  # on an accelerator: every op on the whole batch, no data-dependent shapes, no syncs
+            out = x
+            for k, op in enumerate(ops):
+                out = torch.where((choice == k)[:, None, None, None], op(x, v), out)
         x = out
     return x
 

@@ -309,7 +309,7 @@ class BatchCollator:
             self.images_seen += len(labels)
             seed = seed_for_batch(self.seed, batch["index"].tolist())
             if self.on_device:
-                return {"pixel_values": images, "labels": labels, "aug_seed": torch.tensor(seed, dtype=torch.long)}
+                return {"pixel_values": images, "labels": labels, "aug_seed": seed}  # an int: no device sync
             return self.augment(images, labels, seed)
 
 

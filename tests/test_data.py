@@ -8,7 +8,7 @@ import torch
 from tiny_data import make_tiny_cifar
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, make_image_processor
-from hf_vit.augment import AugmentConfig, BatchAugment, mix_batch, random_crop, seed_for_batch
+from hf_vit.augment import AugmentConfig, BatchAugment, mix_batch, rand_augment, random_crop, seed_for_batch
 from hf_vit.data import (
     DatasetError,
     decode_images,
@@ -144,3 +144,12 @@ def test_on_device_batches_augment_to_the_same_pixels(tiny):
     later = on_dev.collator.augment(raw["pixel_values"], raw["labels"], int(raw["aug_seed"]))
     now = on_cpu.collator(on_cpu.train.__getitems__([5, 3, 9, 1]))
     assert torch.equal(later["pixel_values"], now["pixel_values"]) and torch.equal(later["labels"], now["labels"])
+
+
+def test_randaugment_dense_path_equals_the_subset_path():
+    """The accelerator path (every op on the whole batch + select) gives the CPU path's pixels."""
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    subset = rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=False)
+    dense = rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=True)
+    assert torch.allclose(subset, dense, atol=1e-5)
+    assert not torch.allclose(subset, x) and subset.min() >= 0 and subset.max() <= 1
