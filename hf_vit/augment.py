@@ -1,0 +1,291 @@
+"""Batched data augmentation with torch ops (no torchvision, no per-image PIL).
+
+Every function takes a whole batch and a `torch.Generator`, so one batch costs a
+handful of tensor ops and the result depends only on the generator's seed:
+
+    uint8 (B, 3, H, W)
+      -> random crop with zero padding, horizontal flip          (always, `pad`/`hflip`)
+      -> RandAugment-style policy: `num_ops` random ops per image (optional)
+      -> float in [0, 1] -> normalise with the image processor's mean/std
+      -> random erasing (optional)
+      -> Mixup or CutMix: pairs image b with image B-1-b          (optional)
+
+`BatchAugment` chains them; `seed_for_batch` derives the generator's seed from
+the run's seed and the batch's dataset indices, so a resumed run (which replays
+the same sampler order) sees exactly the same augmented pixels.
+"""
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def seed_for_batch(seed: int, indices) -> int:
+    """A 63-bit seed from the run seed and the (ordered) dataset indices of a batch."""
+    digest = zlib.crc32(np.asarray(indices, dtype=np.int64).tobytes())
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, digest]).generate_state(2, np.uint64)[0] >> 1)
+
+
+# ---------------------------------------------------------------------------
+# Base: random crop with padding + horizontal flip (uint8 or float)
+# ---------------------------------------------------------------------------
+def random_crop(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by `pad` pixels and cut a random H x W window per image."""
+    if pad <= 0:
+        return images
+    b, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=images.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=images.device)
+    rows = (oy[:, None] + torch.arange(h, device=images.device))[:, :, None]  # (B, H, 1)
+    cols = (ox[:, None] + torch.arange(w, device=images.device))[:, None, :]  # (B, 1, W)
+    batch = torch.arange(b, device=images.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+
+
+def random_hflip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    flip = torch.rand(images.shape[0], generator=generator, device=images.device) < p
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+# ---------------------------------------------------------------------------
+# RandAugment-style policy on float images in [0, 1]
+# Each op gets images and a per-image signed strength v in [-1, 1]; ops without
+# a direction use |v|. Ops draw no random numbers themselves, so the CPU path
+# (each op on the images that drew it) and the accelerator path (every op on
+# the whole batch, then a select: no host-device syncs) give the same result.
+# ---------------------------------------------------------------------------
+def _gray(x):  # (B, 3, H, W) -> (B, 1, H, W), ITU-R 601 luma as PIL uses
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x.mean(1, keepdim=True)
+
+
+def _blend(a, b, factor):  # factor (B,): 0 -> b, 1 -> a (PIL ImageEnhance semantics)
+    return (b + factor[:, None, None, None] * (a - b)).clamp(0, 1)
+
+
+def _brightness(x, v):
+    return _blend(x, torch.zeros_like(x), 1 + 0.9 * v)
+
+
+def _contrast(x, v):
+    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(x, mean.expand_as(x), 1 + 0.9 * v)
+
+
+def _color(x, v):
+    return _blend(x, _gray(x).expand_as(x), 1 + 0.9 * v)
+
+
+def _sharpness(x, v):
+    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype, device=x.device) / 13
+    c = x.shape[1]
+    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(c, 1, 3, 3), groups=c)
+    return _blend(x, blurred, 1 + 0.9 * v)
+
+
+def _posterize(x, v):
+    bits = (8 - (v.abs() * 4).round()).clamp(4, 8)  # 8 bits (no-op) .. 4 bits
+    levels = (2 ** bits)[:, None, None, None]
+    return torch.floor(x * 255 / (256 / levels)) * (256 / levels) / 255
+
+
+def _solarize(x, v):
+    threshold = (1 - v.abs())[:, None, None, None]  # strength 0: nothing inverted
+    return torch.where(x >= threshold, 1 - x, x)
+
+
+def _autocontrast(x, v):
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    scale = torch.where(hi > lo, 1 / (hi - lo).clamp_min(1e-6), torch.ones_like(hi))
+    return torch.where(hi > lo, (x - lo) * scale, x).clamp(0, 1)
+
+
+def _equalize_like(x, v):
+    # Per-image, per-channel standardisation to a fixed spread: a cheap stand-in for histogram equalisation.
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    return ((x - mean) / std * 0.25 + 0.5).clamp(0, 1)
+
+
+def _affine(x, theta):
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _rotate(x, v):
+    angle = v * math.radians(30)
+    cos, sin = angle.cos(), angle.sin()
+    zero = torch.zeros_like(angle)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (B, 2, 3)
+    return _affine(x, theta)
+
+
+def _shear(axis):
+    def op(x, v):
+        s = v * 0.3
+        one, zero = torch.ones_like(s), torch.zeros_like(s)
+        row0 = torch.stack([one, s if axis == 0 else zero, zero], 1)
+        row1 = torch.stack([s if axis == 1 else zero, one, zero], 1)
+        return _affine(x, torch.stack([row0, row1], 1))
+
+    return op
+
+
+def _translate(axis):
+    def op(x, v):
+        t = v * 0.45 * 2  # up to 45% of the side (affine_grid spans [-1, 1])
+        one, zero = torch.ones_like(t), torch.zeros_like(t)
+        row0 = torch.stack([one, zero, t if axis == 0 else zero], 1)
+        row1 = torch.stack([zero, one, t if axis == 1 else zero], 1)
+        return _affine(x, torch.stack([row0, row1], 1))
+
+    return op
+
+
+RANDAUGMENT_OPS = {
+    "identity": lambda x, v: x,
+    "autocontrast": _autocontrast,
+    "equalize": _equalize_like,
+    "brightness": _brightness,
+    "contrast": _contrast,
+    "color": _color,
+    "sharpness": _sharpness,
+    "posterize": _posterize,
+    "solarize": _solarize,
+    "rotate": _rotate,
+    "shear_x": _shear(0),
+    "shear_y": _shear(1),
+    "translate_x": _translate(0),
+    "translate_y": _translate(1),
+}
+
+
+def rand_augment(x: torch.Tensor, num_ops: int, magnitude: float, generator: torch.Generator, dense=None) -> torch.Tensor:
+    """Apply `num_ops` randomly chosen ops per image; strength uniform in [0, magnitude/10], random sign.
+
+    `dense` (default: off on CPU, on elsewhere) runs every op on the whole batch and selects per image.
+    """
+    ops = list(RANDAUGMENT_OPS.values())
+    b = x.shape[0]
+    dense = x.device.type != "cpu" if dense is None else dense
+    for _ in range(num_ops):
+        choice = torch.randint(0, len(ops), (b,), generator=generator, device=x.device)  # (B,)
+        strength = torch.rand(b, generator=generator, device=x.device) * (magnitude / 10)
+        sign = torch.where(torch.rand(b, generator=generator, device=x.device) < 0.5, -1.0, 1.0)
+        v = strength * sign  # (B,) in [-1, 1]
+        if not dense:  # cheapest on a CPU: each op on its own images only
+            out = x.clone()
+            for k, op in enumerate(ops):
+                idx = (choice == k).nonzero(as_tuple=True)[0]
+                if idx.numel():
+                    out[idx] = op(x[idx], v[idx])
+        else:  # on an accelerator: every op on the whole batch, no data-dependent shapes, no syncs
+            out = x
+            for k, op in enumerate(ops):
+                out = torch.where((choice == k)[:, None, None, None], op(x, v), out)
+        x = out
+    return x
+
+
+# ---------------------------------------------------------------------------
+# Random erasing and Mixup / CutMix on normalised float images
+# ---------------------------------------------------------------------------
+def random_erasing(x: torch.Tensor, p: float, generator: torch.Generator, scale=(0.02, 0.25)) -> torch.Tensor:
+    """With probability p per image, replace a random rectangle by Gaussian noise."""
+    b, _, h, w = x.shape
+    dev = x.device
+    area = torch.empty(b, device=dev).uniform_(*scale, generator=generator) * h * w
+    log_ratio = torch.empty(b, device=dev).uniform_(math.log(0.3), math.log(3.3), generator=generator)
+    eh = (area * log_ratio.exp()).sqrt().round().clamp(1, h)
+    ew = (area / log_ratio.exp()).sqrt().round().clamp(1, w)
+    y0 = (torch.rand(b, generator=generator, device=dev) * (h - eh + 1)).floor()
+    x0 = (torch.rand(b, generator=generator, device=dev) * (w - ew + 1)).floor()
+    apply = torch.rand(b, generator=generator, device=dev) < p
+    ys = torch.arange(h, device=dev)[None, :, None]
+    xs = torch.arange(w, device=dev)[None, None, :]
+    box = (
+        (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None]) & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+    )  # (B, H, W)
+    mask = (box & apply[:, None, None])[:, None]  # (B, 1, H, W)
+    noise = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype)
+    return torch.where(mask, noise, x)
+
+
+def mix_batch(x, labels, mixup_alpha, cutmix_alpha, prob, switch_prob, rng: np.random.Generator):
+    """Mixup or CutMix of image b with image B-1-b. Returns (x, labels_b, lam (B,)) or (x, None, None)."""
+    use_mixup, use_cutmix = mixup_alpha > 0, cutmix_alpha > 0
+    if not (use_mixup or use_cutmix) or rng.random() >= prob:
+        return x, None, None
+    cutmix = use_cutmix and (not use_mixup or rng.random() < switch_prob)
+    lam = float(rng.beta(cutmix_alpha, cutmix_alpha) if cutmix else rng.beta(mixup_alpha, mixup_alpha))
+    flipped = x.flip(0)
+    if cutmix:
+        h, w = x.shape[-2:]
+        cut = math.sqrt(1 - lam)
+        ch, cw = int(h * cut), int(w * cut)
+        cy, cx = int(rng.integers(h)), int(rng.integers(w))
+        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x = x.clone()
+        x[:, :, y0:y1, x0:x1] = flipped[:, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the share of image b actually left
+    else:
+        x = lam * x + (1 - lam) * flipped
+    return x, labels.flip(0), torch.full((x.shape[0],), lam, dtype=torch.float32, device=x.device)
+
+
+# ---------------------------------------------------------------------------
+# The whole policy
+# ---------------------------------------------------------------------------
+@dataclass
+class AugmentConfig:
+    pad: int = 4
+    hflip: bool = True
+    randaugment_ops: int = 0  # 0 = off
+    randaugment_magnitude: float = 9.0  # 0..10 scale of RandAugment
+    random_erasing: float = 0.0  # probability per image
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0  # probability that a batch is mixed at all
+    mix_switch_prob: float = 0.5  # with both on: probability of CutMix over Mixup
+
+
+class BatchAugment:
+    """uint8 (B, C, H, W) + labels -> normalised float batch (+ Mixup/CutMix partners)."""
+
+    def __init__(self, mean, std, config: AugmentConfig | None = None):
+        self.config = config or AugmentConfig()
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 or [0, 1] float -> (x - mean) / std, exactly the image processor's arithmetic."""
+        if images.dtype == torch.uint8:
+            images = images.float() * (1 / 255)
+        mean, std = self.mean.to(images.device), self.std.to(images.device)
+        return (images - mean) / std
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
+        cfg = self.config
+        dev = images.device
+        generator = torch.Generator(device=dev).manual_seed(seed)
+        rng = np.random.default_rng(seed)  # per-batch scalars (Beta draws, CutMix box)
+        x = random_crop(images, cfg.pad, generator)
+        if cfg.hflip:
+            x = random_hflip(x, generator)
+        x = x.float() * (1 / 255)  # (B, C, H, W) in [0, 1]
+        if cfg.randaugment_ops > 0:
+            x = rand_augment(x, cfg.randaugment_ops, cfg.randaugment_magnitude, generator)
+        x = self.normalize(x)
+        if cfg.random_erasing > 0:
+            x = random_erasing(x, cfg.random_erasing, generator)
+        batch = {"pixel_values": x, "labels": labels}
+        x, labels_b, lam = mix_batch(x, labels, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob, cfg.mix_switch_prob, rng)
+        if labels_b is not None:
+            batch.update(pixel_values=x, labels_b=labels_b, mix_lam=lam)
+        return batch

@@ -1,0 +1,451 @@
+"""Training with the transformers `Trainer`: arguments, recipes, the run, the final model folder.
+
+    parse_args(argv)       HfArgumentParser over (ModelArguments, DataArguments, RunArguments, TrainingArguments);
+                           a recipe file (--recipe cpu | --config_file x.yaml) sets defaults, CLI flags win
+    train(...)             data (hf_vit.data) -> HfViTForImageClassification -> HfViTTrainer.train()
+                           -> best checkpoint by validation accuracy -> test metrics -> model folder
+
+The same code runs under `python`, `accelerate launch` and `torchrun`: the Trainer reads the launcher's
+environment, and only the main process writes the final files.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .augment import AugmentConfig, BatchAugment
+from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
+from .data import DEFAULT_DATASET, DatasetError, prepare_data
+from .image_processing import make_image_processor
+from .metrics import classification_metrics, compute_metrics
+from .modeling_hf_vit import HfViTForImageClassification
+
+logger = logging.getLogger(__name__)
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+# Model shapes by name; explicit config fields given next to a preset override it.
+PRESETS = {
+    "tiny": dict(dim=64, depth=2, heads=2, dim_head=32, mlp_dim=128),  # tests, smoke runs
+    "lesson": dict(dim=192, depth=6, heads=3, dim_head=64, mlp_dim=768),  # the lesson's (HfViTConfig defaults)
+    "small": dict(dim=128, depth=6, heads=4, dim_head=32, mlp_dim=256, pool="mean"),  # 2 CPU cores
+    "base": dict(dim=384, depth=9, heads=12, dim_head=32, mlp_dim=1536),  # one GPU, from scratch
+}
+
+# Our defaults for TrainingArguments (a recipe file or the command line overrides each).
+TRAINING_DEFAULTS = dict(
+    output_dir="runs/hf-vit",
+    eval_strategy="epoch",
+    save_strategy="epoch",
+    load_best_model_at_end=True,
+    metric_for_best_model="accuracy",
+    greater_is_better=True,
+    save_total_limit=2,
+    remove_unused_columns=False,  # our batches are tensors, not dataset columns
+    report_to="none",
+    logging_steps=50,
+    lr_scheduler_type="cosine",
+    ddp_find_unused_parameters=False,
+)
+
+
+class SetupError(ValueError):
+    """A bad recipe, argument or output folder; the message says how to fix it."""
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(default="lesson", metadata={"help": f"model shape by name: {', '.join(PRESETS)}"})
+    image_size: int | None = field(default=None, metadata={"help": "input size (default 32)"})
+    patch_size: int | None = field(default=None, metadata={"help": "patch size (default 4)"})
+    dim: int | None = field(default=None, metadata={"help": "token width"})
+    depth: int | None = field(default=None, metadata={"help": "number of encoder blocks"})
+    heads: int | None = field(default=None, metadata={"help": "attention heads"})
+    dim_head: int | None = field(default=None, metadata={"help": "width of one head"})
+    mlp_dim: int | None = field(default=None, metadata={"help": "feed-forward hidden width"})
+    pool: str | None = field(default=None, metadata={"help": "'cls' or 'mean'"})
+    dropout: float | None = field(default=None, metadata={"help": "dropout in attention and feed-forward"})
+    emb_dropout: float | None = field(default=None, metadata={"help": "dropout after the position embedding"})
+    image_mean: list[float] | None = field(default=None, metadata={"help": "normalisation mean (default CIFAR-10)"})
+    image_std: list[float] | None = field(default=None, metadata={"help": "normalisation std (default CIFAR-10)"})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default=DEFAULT_DATASET, metadata={"help": "Hub id or a local folder in the Hub layout (../shared/data/cifar10)"}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "dataset configuration name"})
+    image_column: str | None = field(default=None, metadata={"help": "image column (default: img or image)"})
+    label_column: str | None = field(default=None, metadata={"help": "label column (default: label or labels)"})
+    train_split: str = field(default="train")
+    test_split: str = field(default="test")
+    validation_size: int = field(default=5000, metadata={"help": "images carved (stratified) from train for selection"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "use a random subset of the training images"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use a random subset of the validation images"})
+    max_test_samples: int | None = field(default=None, metadata={"help": "use a random subset of the test images"})
+    pad: int = field(default=4, metadata={"help": "random crop: zero padding in pixels (0 = no crop)"})
+    hflip: bool = field(default=True, metadata={"help": "random horizontal flip"})
+    randaugment_ops: int = field(default=0, metadata={"help": "RandAugment: ops per image (0 = off)"})
+    randaugment_magnitude: float = field(default=9.0, metadata={"help": "RandAugment: max strength, 0..10"})
+    random_erasing: float = field(default=0.0, metadata={"help": "random erasing probability per image"})
+    mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup Beta(alpha, alpha) (0 = off)"})
+    cutmix_alpha: float = field(default=0.0, metadata={"help": "CutMix Beta(alpha, alpha) (0 = off)"})
+    mix_prob: float = field(default=1.0, metadata={"help": "probability that a batch is mixed"})
+    mix_switch_prob: float = field(default=0.5, metadata={"help": "with both on: probability of CutMix"})
+    augment_on_device: bool = field(
+        default=False, metadata={"help": "augment on the accelerator inside the training step (GPU)"}
+    )
+
+    def augment_config(self) -> AugmentConfig:
+        return AugmentConfig(
+            pad=self.pad,
+            hflip=self.hflip,
+            randaugment_ops=self.randaugment_ops,
+            randaugment_magnitude=self.randaugment_magnitude,
+            random_erasing=self.random_erasing,
+            mixup_alpha=self.mixup_alpha,
+            cutmix_alpha=self.cutmix_alpha,
+            mix_prob=self.mix_prob,
+            mix_switch_prob=self.mix_switch_prob,
+        )
+
+
+@dataclass
+class RunArguments:
+    stop_after_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "end this session after this many global steps with a checkpoint, keeping the full run's "
+            "schedule; continue later with --resume_from_checkpoint (for time-limited machines)"
+        },
+    )
+
+
+# ---------------------------------------------------------------------------
+# Arguments and recipes
+# ---------------------------------------------------------------------------
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def read_recipe(path) -> dict:
+    """A recipe file (YAML or JSON) as a flat dict of argument names to values."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SetupError(f"no recipe file at {str(path)!r}. Pass an existing .yaml/.json file to --config_file.")
+    text = path.read_text()
+    try:
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise SetupError(f"cannot parse the recipe {str(path)!r}: {err}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise SetupError(f"the recipe {str(path)!r} must be a mapping of argument names to values.")
+    return values
+
+
+def parse_args(argv=None):
+    """(model_args, data_args, run_args, training_args) from a recipe file and/or the command line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe")
+    pre.add_argument("--config_file")
+    known, rest = pre.parse_known_args(argv)
+    # A single positional .yaml/.json is a config file too (HfArgumentParser's own convention).
+    if known.config_file is None and len(rest) == 1 and rest[0].endswith((".yaml", ".yml", ".json")):
+        known.config_file, rest = rest[0], []
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, TrainingArguments))
+    parser.add_argument("--recipe", help=f"a shipped recipe: {', '.join(available_recipes())}")
+    parser.add_argument("--config_file", help="a recipe file (.yaml or .json); command-line flags override it")
+    defaults = dict(TRAINING_DEFAULTS)
+    sources = []
+    if known.recipe:
+        path = RECIPES_DIR / f"{known.recipe}.yaml"
+        if not path.is_file():
+            raise SetupError(f"no recipe named {known.recipe!r}; the shipped recipes are {available_recipes()}.")
+        sources.append(path)
+    if known.config_file:
+        sources.append(Path(known.config_file))
+    dests = {a.dest for a in parser._actions}
+    for path in sources:
+        values = read_recipe(path)
+        unknown = sorted(set(values) - dests)
+        if unknown:
+            raise SetupError(
+                f"unknown argument(s) {unknown} in the recipe {str(path)!r}; see `scripts/train.py --help`."
+            )
+        defaults.update(values)
+    parser.set_defaults(**defaults)
+    try:
+        model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
+    except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
+        raise SetupError(str(err).strip()) from None
+    training_args._hf_vit_sources = [str(p) for p in sources]
+    return model_args, data_args, run_args, training_args
+
+
+def build_config(model_args: ModelArguments, label_names=None, num_labels=None) -> HfViTConfig:
+    if model_args.preset not in PRESETS:
+        raise SetupError(f"unknown --preset {model_args.preset!r}; choose one of {list(PRESETS)}.")
+    fields = dict(PRESETS[model_args.preset])
+    for name in ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool", "dropout", "emb_dropout"):
+        value = getattr(model_args, name)
+        if value is not None:
+            fields[name] = value
+    if label_names:
+        fields["id2label"] = dict(enumerate(label_names))
+    elif num_labels is not None and num_labels != len(CIFAR10_LABELS):
+        fields["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+    return HfViTConfig(**fields)
+
+
+# ---------------------------------------------------------------------------
+# The Trainer
+# ---------------------------------------------------------------------------
+class HfViTTrainer(Trainer):
+    """`Trainer` with a loss that understands Mixup/CutMix pairs and optional on-device augmentation.
+
+    Batches may carry `labels_b` and `mix_lam` (B,): loss = lam * CE(y_a) + (1 - lam) * CE(y_b), both with the
+    run's label smoothing. A batch with `aug_seed` holds raw uint8 images and is augmented here, on the model's
+    device, with the same seeded policy the CPU collator would use.
+    """
+
+    def __init__(self, *args, batch_augment: BatchAugment | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batch_augment = batch_augment
+        # Our loss is a per-batch mean: let the Trainer scale it for gradient accumulation itself.
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        seed = inputs.pop("aug_seed", None)
+        if seed is not None:
+            images = inputs["pixel_values"]
+            with torch.autocast(images.device.type, enabled=False):  # augment in fp32 even under bf16
+                inputs.update(self.batch_augment(images, inputs["labels"], int(seed)))
+        labels = inputs.pop("labels")
+        labels_b, lam = inputs.pop("labels_b", None), inputs.pop("mix_lam", None)
+        outputs = model(pixel_values=inputs["pixel_values"])
+        logits = outputs.logits.float()  # (B, C)
+        eps = self.args.label_smoothing_factor
+        loss = F.cross_entropy(logits, labels, label_smoothing=eps, reduction="none")  # (B,)
+        if labels_b is not None:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, labels_b, label_smoothing=eps, reduction="none")
+        loss = loss.mean()
+        return (loss, outputs) if return_outputs else loss
+
+
+class StopAfterSteps(TrainerCallback):
+    """Save a checkpoint and end the session at a given global step (the LR schedule is the full run's)."""
+
+    def __init__(self, steps: int):
+        self.steps, self.stopped = steps, False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.steps and state.global_step < state.max_steps:
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped = True
+
+
+class RankReport(TrainerCallback):
+    """Each process prints one line when training ends: its rank, its steps, the images it augmented."""
+
+    def __init__(self, collator):
+        self.collator, self.steps = collator, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.steps += 1
+
+    def on_train_end(self, args, state, control, **kwargs):
+        print(
+            f"[hf_vit] rank {args.process_index}/{args.world_size}: {self.steps} steps this session "
+            f"(global step {state.global_step}), {self.collator.images_seen} training images on this rank",
+            flush=True,
+        )
+
+
+# ---------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------
+def check_output_dir(path):
+    """Fail now, not after hours of training, if the output folder cannot be written."""
+    path = Path(path)
+    probe = path / f".hf_vit-write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise SetupError(
+            f"cannot write the output folder {str(path)!r} ({err.strerror or err}). "
+            "Choose a writable --output_dir."
+        ) from None
+
+
+def write_json(path, obj):
+    """Write JSON through a temporary file, so that a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def resolve_resume(value, output_dir):
+    """--resume_from_checkpoint: a checkpoint folder, or 'true'/'last' for the newest one in output_dir."""
+    if value is None or value == "":
+        return None
+    if str(value).lower() in ("true", "last", "latest"):
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is None:
+            raise SetupError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {str(output_dir)!r}.")
+        return last
+    if not (Path(value) / "trainer_state.json").is_file():
+        raise SetupError(
+            f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no trainer_state.json). Pass one of "
+            f"the {str(output_dir)!r}/checkpoint-* folders, or 'last'."
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArguments, training_args: TrainingArguments):
+    """Train, select by validation accuracy, test, and write the model folder. Returns the test metrics (or None)."""
+    output_dir = Path(training_args.output_dir)
+    check_output_dir(output_dir)
+    resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
+    training_args.remove_unused_columns = False  # batches are tensors; column removal would break them
+    if data_args.validation_size <= 0:  # nothing to select on: keep the last model
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+    set_seed(training_args.seed)
+
+    probe_config = build_config(model_args)
+    image_mean = model_args.image_mean or list(CIFAR10_MEAN)
+    image_std = model_args.image_std or list(CIFAR10_STD)
+    processor = make_image_processor(probe_config, image_mean, image_std)
+    # Rank 0 decodes first and caches; the other ranks then read its cache.
+    with training_args.main_process_first(desc="decoding the dataset"):
+        data = prepare_data(
+            data_args.dataset_name,
+            image_size=probe_config.image_size,
+            num_channels=probe_config.num_channels,
+            image_mean=processor.image_mean,  # the processor's numbers: inference sees what training saw
+            image_std=processor.image_std,
+            augment=data_args.augment_config(),
+            seed=training_args.seed,
+            validation_size=data_args.validation_size,
+            dataset_config=data_args.dataset_config,
+            image_column=data_args.image_column,
+            label_column=data_args.label_column,
+            train_split=data_args.train_split,
+            test_split=data_args.test_split,
+            max_train_samples=data_args.max_train_samples,
+            max_eval_samples=data_args.max_eval_samples,
+            max_test_samples=data_args.max_test_samples,
+            augment_on_device=data_args.augment_on_device,
+        )
+    config = build_config(model_args, data.label_names, data.num_labels)
+    model = HfViTForImageClassification(config)
+
+    callbacks = [RankReport(data.collator)]
+    stopper = StopAfterSteps(run_args.stop_after_steps) if run_args.stop_after_steps else None
+    if stopper:
+        callbacks.append(stopper)
+    trainer = HfViTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.validation,
+        data_collator=data.collator,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        batch_augment=data.collator.augment,
+    )
+    if trainer.is_world_process_zero():
+        n_params = sum(p.numel() for p in model.parameters())
+        print(
+            f"[hf_vit] {n_params / 1e6:.2f}M parameters; train {len(data.train)}, validation "
+            f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
+            f"{training_args.world_size} process(es)",
+            flush=True,
+        )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    if stopper and stopper.stopped:
+        if trainer.is_world_process_zero():
+            print(
+                f"[hf_vit] session ended at step {trainer.state.global_step} of {trainer.state.max_steps}; continue "
+                f"with --resume_from_checkpoint {output_dir / f'checkpoint-{trainer.state.global_step}'}",
+                flush=True,
+            )
+        return None
+
+    # The best model (by validation accuracy) is loaded now; score it on the test split on every rank.
+    prediction = trainer.predict(data.test, metric_key_prefix="test")
+    best_val = trainer.state.best_metric
+    if best_val is None and data.validation is not None:
+        best_val = trainer.evaluate()["eval_accuracy"]
+    trainer.save_model(str(output_dir))  # config (auto_map), weights, remote code, preprocessor_config.json
+    if not trainer.is_world_process_zero():
+        return None
+
+    metrics = classification_metrics(prediction.predictions, prediction.label_ids, label_names=data.label_names)
+    metrics.update(
+        dataset=data_args.dataset_name,
+        split=data_args.test_split,
+        validation={"accuracy": best_val},
+        train={
+            "runtime_s": train_result.metrics.get("train_runtime"),
+            "steps": trainer.state.global_step,
+            "epochs": trainer.state.epoch,
+            "train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
+        },
+    )
+    write_json(output_dir / "metrics.json", metrics)
+    write_json(
+        output_dir / "training_recipe.json",
+        {
+            "recipe_files": training_args._hf_vit_sources,
+            "model": {**asdict(model_args), "config": config.to_diff_dict()},
+            "data": asdict(data_args),
+            "run": asdict(run_args),
+            "training": json.loads(training_args.to_json_string()),
+        },
+    )
+    from .card import write_model_card
+
+    write_model_card(output_dir)
+    print(
+        f"[hf_vit] test accuracy {metrics['accuracy']:.4f} (best validation accuracy "
+        f"{best_val if best_val is None else round(best_val, 4)}); model folder: {output_dir}",
+        flush=True,
+    )
+    return metrics
+
+
+def main(argv=None) -> int:
+    """Entry point of scripts/train.py: user errors become one line on stderr and exit status 2."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    try:
+        train(*parse_args(argv))
+    except (DatasetError, SetupError) as err:
+        print(f"train.py: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0

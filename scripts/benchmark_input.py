@@ -1,0 +1,88 @@
+"""Input pipeline vs training speed for a recipe's model on this machine.
+
+    python scripts/benchmark_input.py                      # cpu recipe; the real copy if ../shared/data/cifar10 exists
+    python scripts/benchmark_input.py --recipe gpu --steps 20
+
+Pipeline img/s = the Trainer's path without the model: DataLoader over the decoded (cached) images,
+batch fetched with one indexing op, augmented and normalised by the collator. Training img/s = forward +
+backward + AdamW step of the recipe's model on those batches. The pipeline should be >= 5x faster.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTForImageClassification
+from hf_vit.data import BatchCollator, ImageTensorDataset, prepare_data
+from hf_vit.augment import BatchAugment
+from hf_vit.training import build_config, parse_args
+
+REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # the repo is a sibling of shared/
+
+
+def main():
+    cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_argument("--recipe", default="cpu")
+    cli.add_argument("--dataset_name", default=os.environ.get("HF_VIT_CIFAR10", str(REAL_COPY)))
+    cli.add_argument("--batches", type=int, default=100, help="batches timed through the pipeline")
+    cli.add_argument("--steps", type=int, default=10, help="training steps timed")
+    args = cli.parse_args()
+
+    model_args, data_args, _, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
+    config = build_config(model_args)
+    batch_size = training_args.per_device_train_batch_size
+    print(f"recipe {args.recipe}: batch {batch_size}, torch threads {torch.get_num_threads()}")
+
+    if Path(args.dataset_name).is_dir():
+        t0 = time.perf_counter()
+        data = prepare_data(
+            args.dataset_name, config.image_size, config.num_channels, CIFAR10_MEAN, CIFAR10_STD,
+            augment=data_args.augment_config(), validation_size=data_args.validation_size,
+        )
+        print(f"data: {args.dataset_name} (load + decode/cache: {time.perf_counter() - t0:.1f} s)")
+        train_set, collator = data.train, data.collator
+    else:  # synthetic stand-in with the same shapes
+        print(f"data: synthetic ({args.dataset_name} not found)")
+        pixels = torch.randint(0, 256, (45000, 3, 32, 32), dtype=torch.uint8)
+        train_set = ImageTensorDataset(pixels, torch.randint(0, 10, (45000,)), augment=True)
+        collator = BatchCollator(BatchAugment(CIFAR10_MEAN, CIFAR10_STD, data_args.augment_config()))
+
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=batch_size, shuffle=True, collate_fn=collator, drop_last=True
+    )
+    batches, it = [], iter(loader)
+    n = min(args.batches, len(loader))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        batches.append(next(it))
+    pipe = n * batch_size / (time.perf_counter() - t0)
+
+    model = HfViTForImageClassification(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+
+    def step(batch):
+        logits = model(pixel_values=batch["pixel_values"]).logits
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(batches[0])  # warm-up
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        step(batches[(i + 1) % len(batches)])
+    trainer = args.steps * batch_size / (time.perf_counter() - t0)
+
+    ratio = pipe / trainer
+    print(f"input pipeline: {pipe:9.0f} img/s  (decoded cache -> batch fetch -> augment -> normalise)")
+    print(f"training step : {trainer:9.0f} img/s  (forward + backward + AdamW, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params)")
+    print(f"ratio         : {ratio:9.1f}x  ({'OK' if ratio >= 5 else 'BELOW'} the 5x target)")
+    return 0 if ratio >= 5 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Data loading, the validation carve, decoding and batched augmentation (hf_vit.data, hf_vit.augment)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_data import make_tiny_cifar
+
+from hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, make_image_processor
+from hf_vit.augment import AugmentConfig, BatchAugment, mix_batch, rand_augment, random_crop, seed_for_batch
+from hf_vit.data import (
+    DatasetError,
+    decode_images,
+    find_columns,
+    get_labels,
+    load_dataset,
+    prepare_data,
+    stratified_split,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_cifar(tmp_path_factory.mktemp("tiny"), n_train=100, n_test=20)
+
+
+def test_columns_found_by_name_or_given(tmp_path, tiny):
+    assert find_columns(load_dataset(str(tiny))["train"]) == ("img", "label")
+    other = load_dataset(str(make_tiny_cifar(tmp_path / "o", 20, 10, image_column="image", label_column="labels")))
+    assert find_columns(other["train"]) == ("image", "labels")
+    with pytest.raises(DatasetError, match=r"no image column 'pixels'.*columns are \['image', 'labels'\]"):
+        find_columns(other["train"], image_column="pixels")
+    renamed = other["train"].rename_column("image", "picture")
+    with pytest.raises(DatasetError, match=r"found no image column.*'picture'.*--image_column"):
+        find_columns(renamed)
+
+
+def test_labels_out_of_range_and_empty_split(tmp_path, tiny):
+    ds = load_dataset(str(tiny))["train"]
+    with pytest.raises(DatasetError, match=r"outside 0\.\.4.*5 classes"):
+        get_labels(ds, "label", 5, "train")
+    empty = make_tiny_cifar(tmp_path / "e", n_train=20, n_test=0)
+    with pytest.raises(DatasetError, match="'test' split .* is empty"):
+        prepare_data(str(empty), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10)
+    with pytest.raises(DatasetError, match="no split 'valid'.*'test', 'train'"):
+        prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, test_split="valid")
+
+
+def test_missing_local_folder_is_named(tmp_path):
+    with pytest.raises(DatasetError, match="no dataset folder at .*nope"):
+        load_dataset(str(tmp_path / "nope"))
+
+
+def test_stratified_split_is_exact_balanced_and_seeded():
+    labels = np.repeat(np.arange(10), [600, 500, 500, 500, 500, 500, 500, 500, 500, 400])  # 5000
+    train, val = stratified_split(labels, 500, seed=3)
+    assert len(val) == 500 and len(train) == 4500 and not set(train) & set(val)
+    counts = np.bincount(labels[val], minlength=10)
+    assert counts[0] == 60 and counts[9] == 40 and (counts[1:9] == 50).all()
+    assert np.array_equal(val, stratified_split(labels, 500, seed=3)[1])
+    assert not np.array_equal(val, stratified_split(labels, 500, seed=4)[1])
+    # uneven quotas still sum exactly
+    assert len(stratified_split(labels, 333, seed=0)[1]) == 333
+    with pytest.raises(DatasetError, match="leaves no training images"):
+        stratified_split(labels, 5000)
+
+
+def test_decode_once_matches_pil_and_is_cached(tiny):
+    from hf_vit import data as data_module
+
+    ds = load_dataset(str(tiny))["train"]
+    pixels = decode_images(ds, "img", 32)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (100, 3, 32, 32)
+    assert torch.equal(pixels[7], torch.from_numpy(np.array(ds[7]["img"].convert("RGB"))).permute(2, 0, 1))
+    assert list(Path(ds.cache_files[0]["filename"]).parent.glob(f"hf_vit-pixels-{ds._fingerprint}-RGB32x32.npy"))
+    data_module._MEMORY_CACHE.clear()  # the second call reads the .npy file
+    assert torch.equal(decode_images(ds, "img", 32), pixels)
+
+
+def test_normalisation_equals_the_image_processor(tiny):
+    """Training and inference see the same numbers: our batched normalise == the saved processor."""
+    ds = load_dataset(str(tiny))["test"]
+    processor = make_image_processor(HfViTConfig())
+    pixels = decode_images(ds, "img", 32)[:8]
+    ours = BatchAugment(processor.image_mean, processor.image_std).normalize(pixels)
+    theirs = processor([ds[i]["img"] for i in range(8)], return_tensors="pt")["pixel_values"]
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_crop_is_a_window_of_the_padded_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = random_crop(x, 2, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):
+        windows = [padded[b, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
+        assert any(torch.equal(out[b], w) for w in windows)
+
+
+def test_augment_is_seeded_and_strong_options_work():
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(16) % 10
+    cfg = AugmentConfig(randaugment_ops=2, random_erasing=0.5, mixup_alpha=0.8, cutmix_alpha=1.0)
+    aug = BatchAugment(CIFAR10_MEAN, CIFAR10_STD, cfg)
+    a, b, c = aug(images, labels, 1), aug(images, labels, 1), aug(images, labels, 2)
+    assert torch.equal(a["pixel_values"], b["pixel_values"])
+    assert not torch.equal(a["pixel_values"], c["pixel_values"])
+    assert a["pixel_values"].shape == (16, 3, 32, 32) and torch.isfinite(a["pixel_values"]).all()
+    assert torch.equal(a["labels_b"], labels.flip(0)) and 0 <= float(a["mix_lam"][0]) <= 1
+    # the seed of a batch depends on its indices, in order
+    assert seed_for_batch(0, [1, 2, 3]) == seed_for_batch(0, [1, 2, 3]) != seed_for_batch(0, [3, 2, 1])
+
+
+def test_cutmix_lambda_is_the_kept_area():
+    x = torch.zeros(4, 1, 10, 10)
+    x[1] = 1.0  # image 1 pairs with image 2 (B-1-b); image 2 pairs with image 1
+    rng = np.random.default_rng(0)
+    out, labels_b, lam = mix_batch(x, torch.arange(4), 0.0, 1.0, 1.0, 0.5, rng)
+    pasted = float(out[2].mean())  # share of image 2's pixels taken from image 1
+    assert abs((1 - float(lam[2])) - pasted) < 1e-6
+    assert torch.equal(labels_b, torch.tensor([3, 2, 1, 0]))
+
+
+def test_prepared_batches_come_whole_and_eval_is_not_augmented(tiny):
+    data = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, AugmentConfig(), validation_size=20)
+    assert len(data.train) == 80 and len(data.validation) == 20 and len(data.test) == 20
+    assert data.num_labels == 10 and data.label_names[0] == "airplane"
+    loader = torch.utils.data.DataLoader(data.validation, batch_size=8, collate_fn=data.collator)
+    first = next(iter(loader))
+    assert first["pixel_values"].dtype == torch.float32 and first["pixel_values"].shape == (8, 3, 32, 32)
+    again = next(iter(loader))
+    assert torch.equal(first["pixel_values"], again["pixel_values"])  # no augmentation on validation
+    train_batch = data.collator(data.train.__getitems__([0, 1, 2, 3]))
+    assert not torch.equal(train_batch["pixel_values"], data.collator(data.train.__getitems__([1, 0, 2, 3]))["pixel_values"][[1, 0, 2, 3]])
+
+
+def test_on_device_batches_augment_to_the_same_pixels(tiny):
+    """--augment_on_device hands the Trainer uint8 + a seed; augmenting there gives the collator's pixels."""
+    cfg = AugmentConfig(randaugment_ops=2, random_erasing=0.5, mixup_alpha=0.8, cutmix_alpha=1.0)
+    on_cpu = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, cfg, validation_size=20)
+    on_dev = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, cfg, validation_size=20, augment_on_device=True)
+    raw = on_dev.collator(on_dev.train.__getitems__([5, 3, 9, 1]))
+    assert raw["pixel_values"].dtype == torch.uint8 and "aug_seed" in raw
+    later = on_dev.collator.augment(raw["pixel_values"], raw["labels"], int(raw["aug_seed"]))
+    now = on_cpu.collator(on_cpu.train.__getitems__([5, 3, 9, 1]))
+    assert torch.equal(later["pixel_values"], now["pixel_values"]) and torch.equal(later["labels"], now["labels"])
+
+
+def test_randaugment_dense_path_equals_the_subset_path():
+    """The accelerator path (every op on the whole batch + select) gives the CPU path's pixels."""
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    subset = rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=False)
+    dense = rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=True)
+    assert torch.allclose(subset, dense, atol=1e-5)
+    assert not torch.allclose(subset, x) and subset.min() >= 0 and subset.max() <= 1
