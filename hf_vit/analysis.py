@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
+from .dataset_cache import local_cache_dir
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -118,7 +119,8 @@ def load_split(dataset: str, split: str = "test"):
 
     is_local = Path(dataset).exists()
     try:
-        ds = load_dataset(str(dataset), split=split)
+        # A local folder gets a cache of its own: datasets would otherwise reuse another same-named folder's rows.
+        ds = load_dataset(str(dataset), split=split, cache_dir=local_cache_dir(dataset) if is_local else None)
     except Exception as err:  # network errors come in many classes (ConnectionError, HfHubHTTPError, ...)
         if isinstance(err, ValueError) and "split" in str(err).lower():
             raise ValueError(f"Dataset {dataset!r} has no split {split!r} ({err}). Pass e.g. --split test.") from err

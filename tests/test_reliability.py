@@ -55,14 +55,13 @@ def copy_of(folder, tmp_path, name="copy"):
 
 
 def rewrite_split(dataset_dir, split, edit):
-    """Apply `edit(dataset) -> dataset` to one split's parquet file (images kept as raw bytes)."""
+    """Apply `edit(dataset) -> dataset` to one split's parquet file ("*": every split)."""
     import datasets
 
-    (path,) = (dataset_dir / "plain_text").glob(f"{split}-*.parquet")
-    ds = datasets.Dataset.from_parquet(str(path))
-    ds = edit(ds)
-    path.unlink()
-    ds.to_parquet(str(path))
+    for path in (dataset_dir / "plain_text").glob(f"{split}-*.parquet"):
+        ds = edit(datasets.Dataset.from_parquet(str(path)))
+        path.unlink()
+        ds.to_parquet(str(path))
 
 
 def replace_image_bytes(ds, row, data):
@@ -221,7 +220,7 @@ def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_p
     data = copy_of(dataset_dir, tmp_path, "data")
     import datasets
 
-    rewrite_split(data, "test", lambda ds: ds.rename_column("label", "target").cast_column("target", datasets.Value("int64")))
+    rewrite_split(data, "*", lambda ds: ds.rename_column("label", "target").cast_column("target", datasets.Value("int64")))
     # The README still declares `label`: use the parquet file alone, as a user with such a file would.
     (data / "README.md").unlink()
     message = evaluate_error(model_dir, data, tmp_path)
@@ -237,7 +236,7 @@ def test_evaluation_labels_outside_the_models_classes(dataset_dir, tmp_path):
     data = copy_of(dataset_dir, tmp_path, "data")
     import datasets
 
-    rewrite_split(data, "test", lambda ds: ds.cast_column("label", datasets.Value("int64")))
+    rewrite_split(data, "*", lambda ds: ds.cast_column("label", datasets.Value("int64")))
     (data / "README.md").unlink()
     message = evaluate_error(folder, data, tmp_path)
     assert message == (
@@ -345,3 +344,16 @@ def test_remote_code_files_are_the_packages_own(model_dir):
         "modeling_hf_vit.HfViTModel",
         "modeling_hf_vit.HfViTForImageClassification",
     }
+
+
+def test_a_changed_dataset_folder_is_read_again(tmp_path):
+    from hf_vit.analysis import load_split
+
+    first = make_tiny_cifar(tmp_path / "a" / "tiny", n_train=4, n_test=7)
+    assert len(load_split(str(first), "test")) == 7
+    # Another folder with the same name: datasets alone would hand back the 7 cached rows.
+    second = make_tiny_cifar(tmp_path / "b" / "tiny", n_train=4, n_test=9)
+    assert len(load_split(str(second), "test")) == 9
+    # The first folder's files replaced in place.
+    make_tiny_cifar(first, n_train=4, n_test=5)
+    assert len(load_split(str(first), "test")) == 5
