@@ -95,6 +95,28 @@ def evaluate_error(model, dataset, tmp_path, *extra):
     )
 
 
+def train_args(data, out, *extra, steps=40):
+    """A tiny, fast training run: no validation, a checkpoint every 4 steps, 8 test images."""
+    return [
+        "--preset", "tiny", "--dim", "32", "--mlp_dim", "64", "--depth", "1", "--dataset_name", str(data),
+        "--output_dir", str(out), "--validation_size", "0", "--max_steps", str(steps),
+        "--per_device_train_batch_size", "16", "--use_cpu", "--save_strategy", "steps", "--save_steps", "4",
+        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--logging_steps", "1000",
+        "--max_test_samples", "8", "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+def train_error(capsys, argv):
+    """Run hf_vit.training.main in this process; it must refuse with exit status 2. Returns its error line
+    (the other stderr lines are progress bars)."""
+    from hf_vit.training import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    (line,) = re.findall(r"train\.py: error: [^\r\n]*", capsys.readouterr().err)
+    return line
+
+
 # ---------------------------------------------------------------------------
 # Config
 # ---------------------------------------------------------------------------
@@ -213,9 +235,43 @@ def test_truncated_jpeg_in_a_dataset_at_evaluation(model_dir, dataset_dir, tmp_p
     assert "Re-encode or drop that row" in message
 
 
+def test_truncated_jpeg_in_a_dataset_at_training(dataset_dir, tmp_path, capsys):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    good = jpeg_bytes()
+    rewrite_split(data, "train", lambda ds: replace_image_bytes(ds, 5, good[: len(good) // 2]))
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err.startswith(
+        "train.py: error: row 5 of the 'train' split cannot be decoded: its 'img' cell is not a readable image ("
+    )
+    assert err.endswith("). Re-encode or drop that row.")
+
+
 # ---------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------
+def test_training_dataset_without_an_image_column(dataset_dir, tmp_path, capsys):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.rename_column("img", "picture"))
+    (data / "README.md").unlink()  # it declares `img`; the parquet files alone load with their own columns
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err == (
+        "train.py: error: found no image column (looked for img / image); the dataset's columns are "
+        "['picture', 'label']. Name it with --image_column <column>."
+    )
+
+
+def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
+    # A test split without labels: the Hub convention is -1, which a ClassLabel column accepts.
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "test", lambda ds: ds.map(lambda ex, i: {"label": -1 if i % 4 == 0 else ex["label"]},
+                                                  with_indices=True))
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err == (
+        "train.py: error: 5 labels in the 'test' split lie outside 0..9 (e.g. -1): the model has 10 classes. "
+        "Pass a matching id2label/num_labels or fix the labels."
+    )
+
+
 def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_path):
     data = copy_of(dataset_dir, tmp_path, "data")
     import datasets
@@ -257,6 +313,12 @@ def test_evaluation_label_names_disagree_with_id2label(model_dir, tmp_path):
     )
 
 
+def test_an_empty_split(tmp_path, capsys):
+    data = make_tiny_cifar(tmp_path / "empty", n_train=20, n_test=0)
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err == f"train.py: error: the 'test' split of {str(data)!r} is empty: every split needs at least one image."
+
+
 # ---------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------
@@ -289,6 +351,17 @@ def test_model_folder_without_preprocessor_config(model_dir, dataset_dir, tmp_pa
     assert message.endswith(
         "Save one beside the weights: `hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes "
         "preprocessor_config.json."
+    )
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # A dataset that does not exist either: the output folder is checked first, before any data is read.
+    err = train_error(capsys, train_args(tmp_path / "no_such_dataset", blocker / "run"))
+    assert err == (
+        f"train.py: error: cannot write the output folder {str(blocker / 'run')!r} (Not a directory). "
+        "Choose a writable --output_dir."
     )
 
 
@@ -357,3 +430,173 @@ def test_a_changed_dataset_folder_is_read_again(tmp_path):
     # The first folder's files replaced in place.
     make_tiny_cifar(first, n_train=4, n_test=5)
     assert len(load_split(str(first), "test")) == 5
+
+
+# ---------------------------------------------------------------------------
+# Training faults: real subprocesses of scripts/train.py, killed with SIGKILL
+# ---------------------------------------------------------------------------
+# Runs scripts/train.py's main() with two test-only instruments, both set through the environment:
+# HF_VIT_TEST_LOAD_LOG records every torch.load call (file, weights_only) as a JSON line, and
+# HF_VIT_TEST_STALL_SAVE=checkpoint-N makes the weight write of that checkpoint stop half-way (half the bytes on
+# disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint.
+WRAPPER = """
+import json, os, sys, time
+import torch
+
+log, stall = os.environ.get("HF_VIT_TEST_LOAD_LOG"), os.environ.get("HF_VIT_TEST_STALL_SAVE")
+if log:
+    real_load = torch.load
+    def recording_load(f, *args, **kwargs):
+        with open(log, "a") as out:
+            out.write(json.dumps({"file": str(f), "weights_only": kwargs.get("weights_only")}) + "\\n")
+        return real_load(f, *args, **kwargs)
+    torch.load = recording_load
+if stall:
+    import transformers.modeling_utils as modeling_utils
+    from safetensors.torch import save
+    real_save = modeling_utils.safe_save_file
+    def stalling_save(tensors, filename, metadata=None):
+        if os.path.basename(os.path.dirname(str(filename))) == stall:
+            data = save(tensors, metadata=metadata)
+            with open(filename, "wb") as f:
+                f.write(data[: len(data) // 2])
+            print("STALLED-IN-SAVE", filename, flush=True)
+            time.sleep(600)
+        return real_save(tensors, filename, metadata=metadata)
+    modeling_utils.safe_save_file = stalling_save
+from hf_vit.training import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_training(tmp_path, argv, **env):
+    wrapper = tmp_path / "train_wrapper.py"
+    wrapper.write_text(WRAPPER)
+    full_env = dict(
+        os.environ,
+        PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        OMP_NUM_THREADS="1",  # one thread per run: the same arithmetic in every run, and two runs fit 2 cores
+        HF_DATASETS_CACHE=str(tmp_path.parent / "datasets-cache"),
+        **env,
+    )
+    return subprocess.Popen(
+        [sys.executable, str(wrapper), *argv], cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def finish(proc, timeout=240):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def weights(folder):
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def max_abs_diff(a, b):
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+RUN_STEPS = 100  # ~1 s of steps on this machine after start-up: time enough to kill the run in the middle
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset_dir, tmp_path_factory):
+    """The reference: the same run, never interrupted."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    out = tmp / "run"
+    finish(start_training(tmp, train_args(dataset_dir, out, steps=RUN_STEPS)))
+    return out
+
+
+def test_nan_loss_stops_the_run_naming_the_step(dataset_dir, tmp_path, capsys):
+    # SGD with an absurd learning rate and no clipping: step 1 is finite, its update makes step 2's loss NaN.
+    argv = train_args(dataset_dir, tmp_path / "out", "--optim", "sgd", "--learning_rate", "1e30",
+                      "--max_grad_norm", "0")
+    err = train_error(capsys, argv)
+    assert err == (
+        "train.py: error: the training loss is nan at step 2 (epoch 0.25); training stopped. Lower --learning_rate, "
+        "keep --max_grad_norm on, check the images and --image_mean/--image_std, and resume from a checkpoint "
+        "saved before that step."
+    )
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    log = tmp_path / "loads.jsonl"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS))
+    deadline = time.time() + 180
+    while not (out / "checkpoint-8" / "trainer_state.json").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()  # it really stopped mid-run
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert 8 <= killed_at < RUN_STEPS
+
+    text = finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS),
+                                 HF_VIT_TEST_LOAD_LOG=str(log)))
+    assert "test accuracy" in text
+    assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
+    # The resume really read the checkpoint's optimizer and RNG states (safely: see the security row).
+    loaded = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r["file"].endswith("optimizer.pt") for r in loaded)
+    assert any(r["file"].endswith("rng_state.pth") for r in loaded)
+
+
+def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
+    deadline = time.time() + 180
+    line = ""
+    while "STALLED-IN-SAVE" not in line:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, "the run ended without reaching checkpoint-12"
+        assert time.time() < deadline
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    partial = out / "checkpoint-12"
+    assert (partial / "model.safetensors").stat().st_size > 0 and not (partial / "trainer_state.json").exists()
+    from hf_vit.training import last_complete_checkpoint
+
+    previous = out / "checkpoint-8"
+    assert last_complete_checkpoint(out) == str(previous)
+    model = HfViTForImageClassification.from_pretrained(previous)  # the previous checkpoint loads
+    assert model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.isfinite().all()
+
+    text = finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS)))
+    assert f"skipping {partial}: incomplete" in text
+    assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
+
+
+def test_training_output_holds_no_pickled_model_files(uninterrupted):
+    final = sorted(p.name for p in uninterrupted.iterdir() if p.is_file())
+    assert not [n for n in final if n.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"))], final
+    assert "model.safetensors" in final and "training_recipe.json" in final
+    # Checkpoints are for resuming: the weights are safetensors; the Trainer's own resume state is torch.save'd
+    # (optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin), read back only with weights_only=True.
+    for checkpoint in uninterrupted.glob("checkpoint-*"):
+        pickles = sorted(p.name for p in checkpoint.iterdir() if not p.name.endswith((".json", ".safetensors", ".py")))
+        assert pickles == ["optimizer.pt", "rng_state.pth", "scheduler.pt", "training_args.bin"], pickles
+
+
+def test_resume_reads_checkpoint_state_with_weights_only(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    older = min(uninterrupted.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))  # not the last step
+    shutil.copytree(older, out / older.name)
+    log = tmp_path / "loads.jsonl"
+    finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS),
+                          HF_VIT_TEST_LOAD_LOG=str(log)))
+    loaded = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {Path(r["file"]).name for r in loaded} >= {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
+    assert all(r["weights_only"] is True for r in loaded), loaded
+    assert not any(r["file"].endswith("training_args.bin") for r in loaded)
