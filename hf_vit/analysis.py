@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
+from .dataset_cache import local_cache_dir
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -82,9 +83,17 @@ def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote
             f"{path} is not a model folder: it has no config.json. Pass the folder training wrote "
             "(config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>, or a Hub id."
         )
+    if is_local:
+        from .hub import check_weights
+
+        problem = check_weights(path)
+        if problem:
+            missing = not any(path.glob("*.safetensors"))
+            raise (FileNotFoundError if missing else ValueError)(f"{path}: {problem}")
     try:
+        # use_safetensors: weights are never unpickled (a pytorch_model.bin alone is refused).
         model = AutoModelForImageClassification.from_pretrained(
-            str(model_name_or_path), trust_remote_code=trust_remote_code
+            str(model_name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True
         )
     except OSError as err:
         if is_local:
@@ -110,7 +119,8 @@ def load_split(dataset: str, split: str = "test"):
 
     is_local = Path(dataset).exists()
     try:
-        ds = load_dataset(str(dataset), split=split)
+        # A local folder gets a cache of its own: datasets would otherwise reuse another same-named folder's rows.
+        ds = load_dataset(str(dataset), split=split, cache_dir=local_cache_dir(dataset) if is_local else None)
     except Exception as err:  # network errors come in many classes (ConnectionError, HfHubHTTPError, ...)
         if isinstance(err, ValueError) and "split" in str(err).lower():
             raise ValueError(f"Dataset {dataset!r} has no split {split!r} ({err}). Pass e.g. --split test.") from err
@@ -254,9 +264,30 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, k):
         idx = self.indices[k * self.batch_size : (k + 1) * self.batch_size]
-        rows = self.ds[idx.tolist()]  # one Arrow read per batch
+        try:
+            rows = self.ds[idx.tolist()]  # one Arrow read per batch
+        except (OSError, SyntaxError) as err:  # PIL: truncated or not an image (UnidentifiedImageError is an OSError)
+            raise ValueError(_undecodable_row_message(self.ds, idx, self.image_column, err)) from err
         pixel_values = self.preprocess(rows[self.image_column])  # (B, C, H, W)
         return pixel_values, torch.as_tensor(rows[self.label_column]), torch.from_numpy(idx)
+
+
+def _undecodable_row_message(ds, indices, image_column, err) -> str:
+    """Find which row of a batch failed to decode, and say so."""
+    bad = next((int(i) for i in indices if not _decodes(ds, int(i))), None)
+    where = f"Row {bad}" if bad is not None else f"A row among {int(indices[0])}..{int(indices[-1])}"
+    return (
+        f"{where} of the dataset cannot be decoded: its {image_column!r} cell is not a readable image ({err}). "
+        "Re-encode or drop that row (e.g. `ds.select(...)` without it) and evaluate again."
+    )
+
+
+def _decodes(ds, i: int) -> bool:
+    try:
+        ds[i]
+        return True
+    except (OSError, SyntaxError):
+        return False
 
 
 def _loader(ds, indices, image_column, label_column, preprocess, batch_size, num_workers):

@@ -63,6 +63,34 @@ def _weight_files(model_dir: Path) -> list[str]:
     return []
 
 
+def check_weights(model_dir) -> str | None:
+    """What is wrong with the folder's safetensors weights (missing, only a pickle, cut short), or None."""
+    from safetensors import safe_open
+
+    model_dir = Path(model_dir)
+    weights = _weight_files(model_dir)
+    if not weights:
+        hint = (
+            " (found pytorch_model.bin, a pickle: load it and save again with `save_pretrained`, which writes safetensors)"
+            if (model_dir / "pytorch_model.bin").is_file()
+            else ""
+        )
+        return f"model.safetensors is missing{hint}: save the model with `model.save_pretrained(folder)`."
+    missing_shards = [name for name in weights if not (model_dir / name).is_file()]
+    if missing_shards:
+        return f"weight shards listed in model.safetensors.index.json are missing: {', '.join(missing_shards)}."
+    for name in (w for w in weights if w.endswith(".safetensors")):
+        try:  # reads only the header, and checks that the file is as long as the header says
+            with safe_open(str(model_dir / name), framework="pt"):
+                pass
+        except Exception as err:  # safetensors raises its own SafetensorError (not an OSError)
+            return (
+                f"{name} is damaged ({err}): it was probably cut short by an interrupted copy or save. "
+                "Copy it again, or save the model again with `model.save_pretrained(folder)`."
+            )
+    return None
+
+
 def check_model_folder(model_dir) -> list[str]:
     """Problems that would make the pushed repository unusable (empty list: good to go)."""
     model_dir = Path(model_dir)
@@ -79,18 +107,9 @@ def check_model_folder(model_dir) -> list[str]:
         except json.JSONDecodeError as err:
             problems.append(f"config.json is not valid JSON ({err}): save the model again.")
 
-    weights = _weight_files(model_dir)
-    if not weights:
-        hint = (
-            " (found pytorch_model.bin, a pickle: load it and save again with `save_pretrained`, which writes safetensors)"
-            if (model_dir / "pytorch_model.bin").is_file()
-            else ""
-        )
-        problems.append(f"model.safetensors is missing{hint}: save the model with `model.save_pretrained(folder)`.")
-    else:
-        missing_shards = [name for name in weights if not (model_dir / name).is_file()]
-        if missing_shards:
-            problems.append(f"weight shards listed in model.safetensors.index.json are missing: {', '.join(missing_shards)}.")
+    weights_problem = check_weights(model_dir)
+    if weights_problem:
+        problems.append(weights_problem)
 
     if not (model_dir / "preprocessor_config.json").is_file():
         problems.append(

@@ -398,7 +398,10 @@ def load_dataset_image(dataset: str, index: int, split: str = "test") -> tuple[I
     import datasets
 
     try:
-        ds = datasets.load_dataset(dataset, split=split)
+        from .dataset_cache import local_cache_dir
+
+        cache_dir = local_cache_dir(dataset) if Path(dataset).is_dir() else None  # see hf_vit.dataset_cache
+        ds = datasets.load_dataset(dataset, split=split, cache_dir=cache_dir)
     except Exception as err:  # load_dataset raises many types (missing path, unknown split, offline hub)
         raise ValueError(
             f"Could not load split {split!r} of dataset {dataset!r}: {err}. Pass a folder load_dataset reads "

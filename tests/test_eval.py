@@ -24,13 +24,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datasets import load_dataset
+from datasets import load_dataset as datasets_load_dataset
 from PIL import Image
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
 from hf_vit.analysis import BatchPreprocessor, evaluate_model, match_labels, mistake_file_name
+from hf_vit.dataset_cache import local_cache_dir
 from hf_vit.report import write_report
+
+
+def load_dataset(path, **kwargs):
+    """As the package reads a local folder: through a cache of its own (see hf_vit.dataset_cache)."""
+    return datasets_load_dataset(path, cache_dir=local_cache_dir(path), **kwargs)
+
 
 REPO = Path(__file__).resolve().parents[1]
 CAT, DOG, TRUCK = 3, 5, 9

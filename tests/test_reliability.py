@@ -1,0 +1,602 @@
+"""Reliability: each row of README's "Reliability: bad inputs and faults" table, one test each.
+
+Everything is real: the config and model classes, `pipeline(...)`, `datasets.load_dataset` on folders in
+the Hub layout, the evaluation and training entry points (called in-process where they fail before any
+work, as real subprocesses where they are killed). Nothing is mocked; there is no network.
+"""
+
+import importlib.util
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from tiny_data import make_tiny_cifar
+
+import hf_vit
+from hf_vit import HfViTConfig, HfViTForImageClassification, make_image_processor
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+
+
+# ---------------------------------------------------------------------------
+# Shared fixtures and helpers
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A small untrained model folder as training writes it (weights, remote code, processor)."""
+    folder = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(**TINY))
+    model.save_pretrained(folder)
+    make_image_processor(model.config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    return make_tiny_cifar(tmp_path_factory.mktemp("data") / "tiny", n_train=60, n_test=20)
+
+
+def copy_of(folder, tmp_path, name="copy"):
+    return Path(shutil.copytree(folder, tmp_path / name))
+
+
+def rewrite_split(dataset_dir, split, edit):
+    """Apply `edit(dataset) -> dataset` to one split's parquet file ("*": every split)."""
+    import datasets
+
+    for path in (dataset_dir / "plain_text").glob(f"{split}-*.parquet"):
+        ds = edit(datasets.Dataset.from_parquet(str(path)))
+        path.unlink()
+        ds.to_parquet(str(path))
+
+
+def replace_image_bytes(ds, row, data):
+    import datasets
+
+    raw = ds.cast_column("img", datasets.Image(decode=False))
+    return raw.map(lambda ex, i: {"img": {"bytes": data, "path": None} if i == row else ex["img"]}, with_indices=True)
+
+
+def jpeg_bytes(seed=0):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def run_script_main(script, argv):
+    """Call scripts/<script>'s main(argv) in this process; return the message of its `sys.exit(...)`."""
+    spec = importlib.util.spec_from_file_location(f"_script_{Path(script).stem}", ROOT / "scripts" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    return str(exit_info.value.code)
+
+
+def evaluate_error(model, dataset, tmp_path, *extra):
+    return run_script_main(
+        "evaluate_model.py",
+        ["--model", str(model), "--dataset", str(dataset), "--output_dir", str(tmp_path / "eval"),
+         "--no_progress", "--no_report", "--device", "cpu", *extra],
+    )
+
+
+def train_args(data, out, *extra, steps=40):
+    """A tiny, fast training run: no validation, a checkpoint every 4 steps, 8 test images."""
+    return [
+        "--preset", "tiny", "--dim", "32", "--mlp_dim", "64", "--depth", "1", "--dataset_name", str(data),
+        "--output_dir", str(out), "--validation_size", "0", "--max_steps", str(steps),
+        "--per_device_train_batch_size", "16", "--use_cpu", "--save_strategy", "steps", "--save_steps", "4",
+        "--eval_strategy", "no", "--load_best_model_at_end", "false", "--logging_steps", "1000",
+        "--max_test_samples", "8", "--seed", "0", *extra,
+    ]  # fmt: skip
+
+
+def train_error(capsys, argv):
+    """Run hf_vit.training.main in this process; it must refuse with exit status 2. Returns its error line
+    (the other stderr lines are progress bars)."""
+    from hf_vit.training import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    (line,) = re.findall(r"train\.py: error: [^\r\n]*", capsys.readouterr().err)
+    return line
+
+
+# ---------------------------------------------------------------------------
+# Config
+# ---------------------------------------------------------------------------
+def test_config_patch_not_dividing_image():
+    with pytest.raises(ValueError) as err:
+        HfViTConfig(image_size=32, patch_size=5)
+    assert str(err.value) == (
+        "HfViTConfig: `patch_size` 5 does not divide `image_size` 32: the image must cut into a whole grid of "
+        "patches. Choose a patch size that divides the image size (for 32x32: e.g. 2, 4, 8, 16)."
+    )
+
+
+def test_config_unknown_pool():
+    with pytest.raises(ValueError) as err:
+        HfViTConfig(pool="max")
+    assert str(err.value) == (
+        "HfViTConfig: unknown `pool` 'max'. Use pool='cls' (the [CLS] token) or pool='mean' (the average of all "
+        "tokens)."
+    )
+
+
+@pytest.mark.parametrize("field", ["image_size", "patch_size", "num_channels", "dim", "depth", "heads", "dim_head",
+                                   "mlp_dim"])
+def test_config_zero_or_negative_sizes(field):
+    for value in (0, -4):
+        with pytest.raises(ValueError) as err:
+            HfViTConfig(**{field: value})
+        assert str(err.value) == (
+            f"HfViTConfig: `{field}` must be a positive integer, got {value}. Set {field} >= 1."
+        )
+
+
+def test_config_id2label_and_num_labels_disagree():
+    with pytest.raises(ValueError) as err:
+        HfViTConfig(num_labels=3, id2label={0: "cat", 1: "dog"})
+    assert str(err.value).startswith("HfViTConfig: `num_labels=3` disagrees with `id2label`, which has 2 entries.")
+    assert "Pass only one of them" in str(err.value)
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+def test_wrong_number_of_channels():
+    model = HfViTForImageClassification(HfViTConfig(**TINY)).eval()
+    with pytest.raises(ValueError) as err:
+        model(pixel_values=torch.randn(2, 4, 32, 32))
+    assert str(err.value) == (
+        "pixel_values has 4 channels but the model was built for 3 (config.num_channels). Convert the images "
+        "(e.g. `image.convert('RGB')`) or build the model with num_channels=4."
+    )
+
+
+def test_image_size_the_model_was_not_built_for():
+    model = HfViTForImageClassification(HfViTConfig(**TINY)).eval()
+    x = torch.randn(2, 3, 48, 64)
+    with pytest.raises(ValueError) as err:
+        model(pixel_values=x)
+    assert str(err.value) == (
+        "Input image size 48x64 does not match the model's 32x32 (config.image_size). Resize the images (the image "
+        "processor does), or pass interpolate_pos_encoding=True to interpolate the positional embedding."
+    )
+    with torch.no_grad():
+        out = model(pixel_values=x, interpolate_pos_encoding=True, output_hidden_states=True)
+    assert out.logits.shape == (2, 10)
+    assert out.hidden_states[-1].shape == (2, 1 + 12 * 16, 32)  # a 12 x 16 patch grid
+    # At the model's own size, interpolation is the identity.
+    y = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=y).logits, model(pixel_values=y, interpolate_pos_encoding=True).logits)
+    with pytest.raises(ValueError, match="is not a multiple of the patch size"):
+        model(pixel_values=torch.randn(1, 3, 30, 32), interpolate_pos_encoding=True)
+
+
+def test_grayscale_rgba_palette_images_through_the_pipeline(model_dir):
+    from transformers import pipeline
+
+    pipe = pipeline("image-classification", model=str(model_dir), trust_remote_code=True, device="cpu")
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    for mode in ("L", "RGBA", "P", "LA", "CMYK"):
+        image = rgb.convert(mode)
+        got = pipe(image, top_k=10)
+        expected = pipe(image.convert("RGB"), top_k=10)
+        assert [r["label"] for r in got] == [r["label"] for r in expected], mode
+        assert np.allclose([r["score"] for r in got], [r["score"] for r in expected], atol=1e-6), mode
+    # The conversion really changes something: grey and colour inputs score differently.
+    assert not np.allclose([r["score"] for r in pipe(rgb.convert("L"), top_k=10)],
+                           [r["score"] for r in pipe(rgb, top_k=10)], atol=1e-6)
+
+
+def test_a_file_that_is_not_an_image(model_dir, tmp_path):
+    from PIL import UnidentifiedImageError
+    from transformers import pipeline
+
+    notes = tmp_path / "notes.png"
+    notes.write_text("not pixels")
+    message = run_script_main("visualize.py", ["--preset", "tiny", "--image", str(notes), "--output_dir",
+                                               str(tmp_path / "pictures")])
+    assert message == (
+        f"error: {notes} is not an image PIL can read (cannot identify image file '{notes}'). Pass a PNG or JPEG "
+        "file."
+    )
+    pipe = pipeline("image-classification", model=str(model_dir), trust_remote_code=True, device="cpu")
+    with pytest.raises(UnidentifiedImageError, match=re.escape(f"cannot identify image file '{notes}'")):
+        pipe(str(notes))
+
+
+def test_truncated_jpeg_in_a_dataset_at_evaluation(model_dir, dataset_dir, tmp_path):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    good = jpeg_bytes()
+    rewrite_split(data, "test", lambda ds: replace_image_bytes(ds, 13, good[: len(good) // 2]))
+    message = evaluate_error(model_dir, data, tmp_path, "--batch_size", "8")
+    assert message.startswith(
+        "error: Row 13 of the dataset cannot be decoded: its 'img' cell is not a readable image ("
+    )
+    assert "Re-encode or drop that row" in message
+
+
+def test_truncated_jpeg_in_a_dataset_at_training(dataset_dir, tmp_path, capsys):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    good = jpeg_bytes()
+    rewrite_split(data, "train", lambda ds: replace_image_bytes(ds, 5, good[: len(good) // 2]))
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err.startswith(
+        "train.py: error: row 5 of the 'train' split cannot be decoded: its 'img' cell is not a readable image ("
+    )
+    assert err.endswith("). Re-encode or drop that row.")
+
+
+# ---------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------
+def test_training_dataset_without_an_image_column(dataset_dir, tmp_path, capsys):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.rename_column("img", "picture"))
+    (data / "README.md").unlink()  # it declares `img`; the parquet files alone load with their own columns
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err == (
+        "train.py: error: found no image column (looked for img / image); the dataset's columns are "
+        "['picture', 'label']. Name it with --image_column <column>."
+    )
+
+
+def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
+    # A test split without labels: the Hub convention is -1, which a ClassLabel column accepts.
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "test", lambda ds: ds.map(lambda ex, i: {"label": -1 if i % 4 == 0 else ex["label"]},
+                                                  with_indices=True))
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err == (
+        "train.py: error: 5 labels in the 'test' split lie outside 0..9 (e.g. -1): the model has 10 classes. "
+        "Pass a matching id2label/num_labels or fix the labels."
+    )
+
+
+def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_path):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    import datasets
+
+    rewrite_split(data, "*", lambda ds: ds.rename_column("label", "target").cast_column("target", datasets.Value("int64")))
+    # The README still declares `label`: use the parquet file alone, as a user with such a file would.
+    (data / "README.md").unlink()
+    message = evaluate_error(model_dir, data, tmp_path)
+    assert message == "error: No label column found (columns: ['img', 'target']). Name it with --label_column."
+
+
+def test_evaluation_labels_outside_the_models_classes(dataset_dir, tmp_path):
+    # A model with 3 anonymous classes, a dataset whose labels run to 9.
+    folder = tmp_path / "three"
+    model = HfViTForImageClassification(HfViTConfig(num_labels=3, **TINY))
+    model.save_pretrained(folder)
+    make_image_processor(model.config).save_pretrained(folder)
+    data = copy_of(dataset_dir, tmp_path, "data")
+    import datasets
+
+    rewrite_split(data, "*", lambda ds: ds.cast_column("label", datasets.Value("int64")))
+    (data / "README.md").unlink()
+    message = evaluate_error(folder, data, tmp_path)
+    assert message == (
+        f"error: Labels of {str(data)!r}/test run from 0 to 9, but the model knows 3 classes (0..2); a split "
+        "without labels (-1) cannot be evaluated."
+    )
+
+
+def test_evaluation_label_names_disagree_with_id2label(model_dir, tmp_path):
+    data = make_tiny_cifar(tmp_path / "fruit", n_train=6, n_test=6, names=["apple", "pear", "plum"])
+    message = evaluate_error(model_dir, data, tmp_path)
+    assert message == (
+        "error: The dataset's class names do not match the model's id2label, so its predictions cannot be scored:\n"
+        "  dataset (3): ['apple', 'pear', 'plum']\n"
+        "  model   (10): ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']\n"
+        "Evaluate on the dataset the model was trained on (e.g. --dataset ../shared/data/cifar10), or train a model "
+        "on this dataset's classes."
+    )
+
+
+def test_an_empty_split(tmp_path, capsys):
+    data = make_tiny_cifar(tmp_path / "empty", n_train=20, n_test=0)
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err == f"train.py: error: the 'test' split of {str(data)!r} is empty: every split needs at least one image."
+
+
+# ---------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------
+def test_model_folder_without_model_safetensors(model_dir, dataset_dir, tmp_path):
+    folder = copy_of(model_dir, tmp_path)
+    (folder / "model.safetensors").unlink()
+    message = evaluate_error(folder, dataset_dir, tmp_path)
+    assert message == (
+        f"error: {folder}: model.safetensors is missing: save the model with `model.save_pretrained(folder)`."
+    )
+
+
+def test_model_folder_with_a_truncated_model_safetensors(model_dir, dataset_dir, tmp_path):
+    folder = copy_of(model_dir, tmp_path)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    message = evaluate_error(folder, dataset_dir, tmp_path)
+    assert message.startswith(f"error: {folder}: model.safetensors is damaged (")
+    assert message.endswith(
+        "): it was probably cut short by an interrupted copy or save. Copy it again, or save the model again with "
+        "`model.save_pretrained(folder)`."
+    )
+
+
+def test_model_folder_without_preprocessor_config(model_dir, dataset_dir, tmp_path):
+    folder = copy_of(model_dir, tmp_path)
+    (folder / "preprocessor_config.json").unlink()
+    message = evaluate_error(folder, dataset_dir, tmp_path)
+    assert message.startswith(f"error: No image processor for {str(folder)!r} (")
+    assert message.endswith(
+        "Save one beside the weights: `hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes "
+        "preprocessor_config.json."
+    )
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # A dataset that does not exist either: the output folder is checked first, before any data is read.
+    err = train_error(capsys, train_args(tmp_path / "no_such_dataset", blocker / "run"))
+    assert err == (
+        f"train.py: error: cannot write the output folder {str(blocker / 'run')!r} (Not a directory). "
+        "Choose a writable --output_dir."
+    )
+
+
+# ---------------------------------------------------------------------------
+# Security
+# ---------------------------------------------------------------------------
+def test_a_pickled_pytorch_model_bin_is_refused(model_dir, dataset_dir, tmp_path):
+    folder = copy_of(model_dir, tmp_path)
+    state = load_file(folder / "model.safetensors")
+    torch.save(state, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    message = evaluate_error(folder, dataset_dir, tmp_path)
+    assert message == (
+        f"error: {folder}: model.safetensors is missing (found pytorch_model.bin, a pickle: load it and save again "
+        "with `save_pretrained`, which writes safetensors): save the model with `model.save_pretrained(folder)`."
+    )
+
+
+PICKLE_LOADERS = [
+    (re.compile(r"\bimport\s+(pickle|cPickle|dill|joblib)\b|\bfrom\s+(pickle|dill|joblib)\s+import"), "pickle import"),
+    (re.compile(r"\bpickle\.loads?\("), "pickle.load"),
+    (re.compile(r"allow_pickle\s*=\s*True"), "numpy allow_pickle=True"),
+    (re.compile(r"use_safetensors\s*=\s*False"), "use_safetensors=False"),
+    (re.compile(r"weights_only\s*=\s*False"), "weights_only=False"),
+]
+
+
+def test_no_pickle_loading_in_the_package_source():
+    sources = sorted((ROOT / "hf_vit").rglob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+    assert len(sources) >= 10
+    problems = []
+    for path in sources:
+        text = path.read_text()
+        for pattern, what in PICKLE_LOADERS:
+            problems += [f"{path.relative_to(ROOT)}: {what}" for _ in pattern.finditer(text)]
+        # Every torch.load call must pass weights_only=True (tensors only, no arbitrary objects).
+        for match in re.finditer(r"\btorch\.load\(", text):
+            call = text[match.start(): text.find(")", match.start()) + 1]
+            if "weights_only=True" not in call:
+                problems.append(f"{path.relative_to(ROOT)}: torch.load without weights_only=True: {call}")
+    assert problems == []
+
+
+def test_remote_code_files_are_the_packages_own(model_dir):
+    package = Path(hf_vit.__file__).parent
+    saved = sorted(p.name for p in model_dir.glob("*.py"))
+    assert saved == ["configuration_hf_vit.py", "modeling_hf_vit.py"]
+    for name in saved:
+        assert (model_dir / name).read_bytes() == (package / name).read_bytes(), name
+    config = json.loads((model_dir / "config.json").read_text())
+    assert set(config["auto_map"].values()) == {
+        "configuration_hf_vit.HfViTConfig",
+        "modeling_hf_vit.HfViTModel",
+        "modeling_hf_vit.HfViTForImageClassification",
+    }
+
+
+def test_a_changed_dataset_folder_is_read_again(tmp_path):
+    from hf_vit.analysis import load_split
+
+    first = make_tiny_cifar(tmp_path / "a" / "tiny", n_train=4, n_test=7)
+    assert len(load_split(str(first), "test")) == 7
+    # Another folder with the same name: datasets alone would hand back the 7 cached rows.
+    second = make_tiny_cifar(tmp_path / "b" / "tiny", n_train=4, n_test=9)
+    assert len(load_split(str(second), "test")) == 9
+    # The first folder's files replaced in place.
+    make_tiny_cifar(first, n_train=4, n_test=5)
+    assert len(load_split(str(first), "test")) == 5
+
+
+# ---------------------------------------------------------------------------
+# Training faults: real subprocesses of scripts/train.py, killed with SIGKILL
+# ---------------------------------------------------------------------------
+# Runs scripts/train.py's main() with two test-only instruments, both set through the environment:
+# HF_VIT_TEST_LOAD_LOG records every torch.load call (file, weights_only) as a JSON line, and
+# HF_VIT_TEST_STALL_SAVE=checkpoint-N makes the weight write of that checkpoint stop half-way (half the bytes on
+# disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint.
+WRAPPER = """
+import json, os, sys, time
+import torch
+
+log, stall = os.environ.get("HF_VIT_TEST_LOAD_LOG"), os.environ.get("HF_VIT_TEST_STALL_SAVE")
+if log:
+    real_load = torch.load
+    def recording_load(f, *args, **kwargs):
+        with open(log, "a") as out:
+            out.write(json.dumps({"file": str(f), "weights_only": kwargs.get("weights_only")}) + "\\n")
+        return real_load(f, *args, **kwargs)
+    torch.load = recording_load
+if stall:
+    import transformers.modeling_utils as modeling_utils
+    from safetensors.torch import save
+    real_save = modeling_utils.safe_save_file
+    def stalling_save(tensors, filename, metadata=None):
+        if os.path.basename(os.path.dirname(str(filename))) == stall:
+            data = save(tensors, metadata=metadata)
+            with open(filename, "wb") as f:
+                f.write(data[: len(data) // 2])
+            print("STALLED-IN-SAVE", filename, flush=True)
+            time.sleep(600)
+        return real_save(tensors, filename, metadata=metadata)
+    modeling_utils.safe_save_file = stalling_save
+from hf_vit.training import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_training(tmp_path, argv, **env):
+    wrapper = tmp_path / "train_wrapper.py"
+    wrapper.write_text(WRAPPER)
+    full_env = dict(
+        os.environ,
+        PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        OMP_NUM_THREADS="1",  # one thread per run: the same arithmetic in every run, and two runs fit 2 cores
+        HF_DATASETS_CACHE=str(tmp_path.parent / "datasets-cache"),
+        **env,
+    )
+    return subprocess.Popen(
+        [sys.executable, str(wrapper), *argv], cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def finish(proc, timeout=240):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def weights(folder):
+    return load_file(Path(folder) / "model.safetensors")
+
+
+def max_abs_diff(a, b):
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+RUN_STEPS = 100  # ~1 s of steps on this machine after start-up: time enough to kill the run in the middle
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(dataset_dir, tmp_path_factory):
+    """The reference: the same run, never interrupted."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    out = tmp / "run"
+    finish(start_training(tmp, train_args(dataset_dir, out, steps=RUN_STEPS)))
+    return out
+
+
+def test_nan_loss_stops_the_run_naming_the_step(dataset_dir, tmp_path, capsys):
+    # SGD with an absurd learning rate and no clipping: step 1 is finite, its update makes step 2's loss NaN.
+    argv = train_args(dataset_dir, tmp_path / "out", "--optim", "sgd", "--learning_rate", "1e30",
+                      "--max_grad_norm", "0")
+    err = train_error(capsys, argv)
+    assert err == (
+        "train.py: error: the training loss is nan at step 2 (epoch 0.25); training stopped. Lower --learning_rate, "
+        "keep --max_grad_norm on, check the images and --image_mean/--image_std, and resume from a checkpoint "
+        "saved before that step."
+    )
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    log = tmp_path / "loads.jsonl"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS))
+    deadline = time.time() + 180
+    while not (out / "checkpoint-8" / "trainer_state.json").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()  # it really stopped mid-run
+    killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert 8 <= killed_at < RUN_STEPS
+
+    text = finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS),
+                                 HF_VIT_TEST_LOAD_LOG=str(log)))
+    assert "test accuracy" in text
+    assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
+    # The resume really read the checkpoint's optimizer and RNG states (safely: see the security row).
+    loaded = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r["file"].endswith("optimizer.pt") for r in loaded)
+    assert any(r["file"].endswith("rng_state.pth") for r in loaded)
+
+
+def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
+    deadline = time.time() + 180
+    line = ""
+    while "STALLED-IN-SAVE" not in line:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, "the run ended without reaching checkpoint-12"
+        assert time.time() < deadline
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    partial = out / "checkpoint-12"
+    assert (partial / "model.safetensors").stat().st_size > 0 and not (partial / "trainer_state.json").exists()
+    from hf_vit.training import last_complete_checkpoint
+
+    previous = out / "checkpoint-8"
+    assert last_complete_checkpoint(out) == str(previous)
+    model = HfViTForImageClassification.from_pretrained(previous)  # the previous checkpoint loads
+    assert model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.isfinite().all()
+
+    text = finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS)))
+    assert f"skipping {partial}: incomplete" in text
+    assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
+
+
+def test_training_output_holds_no_pickled_model_files(uninterrupted):
+    final = sorted(p.name for p in uninterrupted.iterdir() if p.is_file())
+    assert not [n for n in final if n.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"))], final
+    assert "model.safetensors" in final and "training_recipe.json" in final
+    # Checkpoints are for resuming: the weights are safetensors; the Trainer's own resume state is torch.save'd
+    # (optimizer.pt, scheduler.pt, rng_state.pth, training_args.bin), read back only with weights_only=True.
+    for checkpoint in uninterrupted.glob("checkpoint-*"):
+        pickles = sorted(p.name for p in checkpoint.iterdir() if not p.name.endswith((".json", ".safetensors", ".py")))
+        assert pickles == ["optimizer.pt", "rng_state.pth", "scheduler.pt", "training_args.bin"], pickles
+
+
+def test_resume_reads_checkpoint_state_with_weights_only(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    older = min(uninterrupted.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))  # not the last step
+    shutil.copytree(older, out / older.name)
+    log = tmp_path / "loads.jsonl"
+    finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS),
+                          HF_VIT_TEST_LOAD_LOG=str(log)))
+    loaded = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {Path(r["file"]).name for r in loaded} >= {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
+    assert all(r["weights_only"] is True for r in loaded), loaded
+    assert not any(r["file"].endswith("training_args.bin") for r in loaded)
