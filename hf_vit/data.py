@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
+from .dataset_cache import local_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
                 f"--dataset_name {dataset_name!r} is a file; pass the dataset's folder (the one holding README.md)."
             )
         try:
-            return datasets.load_dataset(str(path), dataset_config)
+            # A cache of its own per folder state: datasets would reuse a same-named folder's rows.
+            return datasets.load_dataset(str(path), dataset_config, cache_dir=local_cache_dir(path))
         except ValueError as err:
             if "corresponds to no data" in str(err):  # datasets' wording for a split without rows
                 split = str(err).split('"')[1] if '"' in str(err) else "?"
@@ -179,7 +181,9 @@ def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 
 
-def decode_images(ds, image_column: str, image_size, num_channels: int = 3, cache: bool = True) -> torch.Tensor:
+def decode_images(
+    ds, image_column: str, image_size, num_channels: int = 3, cache: bool = True, split: str | None = None
+) -> torch.Tensor:
     """Every image of `ds` as one uint8 tensor (N, C, H, W), decoded once.
 
     The result is cached as a .npy next to the dataset's Arrow cache, keyed by the dataset's fingerprint, so
@@ -211,7 +215,14 @@ def decode_images(ds, image_column: str, image_size, num_channels: int = 3, cach
     chunk = 4096
     for start in range(0, len(ds), chunk):
         for i, value in enumerate(raw[start : start + chunk][image_column].to_pylist()):
-            out[start + i] = _decode_one(value, mode, (height, width))
+            try:
+                out[start + i] = _decode_one(value, mode, (height, width))
+            except (OSError, SyntaxError) as err:  # PIL: truncated file, or not an image at all
+                where = f"the {split!r} split" if split else "the dataset"
+                raise DatasetError(
+                    f"row {start + i} of {where} cannot be decoded: its {image_column!r} cell is not a readable "
+                    f"image ({err}). Re-encode or drop that row."
+                ) from None
     pixels = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))  # (N, C, H, W)
 
     if cache_path is not None:
@@ -373,8 +384,8 @@ def prepare_data(
 
     train_labels = get_labels(train_ds, label_column, num_labels, train_split)
     test_labels = get_labels(test_ds, label_column, num_labels, test_split)
-    train_pixels = decode_images(train_ds, image_column, image_size, num_channels)
-    test_pixels = decode_images(test_ds, image_column, image_size, num_channels)
+    train_pixels = decode_images(train_ds, image_column, image_size, num_channels, split=train_split)
+    test_pixels = decode_images(test_ds, image_column, image_size, num_channels, split=test_split)
 
     train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
     rng = np.random.default_rng(seed)

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from .augment import AugmentConfig, BatchAugment
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
@@ -60,6 +59,10 @@ TRAINING_DEFAULTS = dict(
 
 class SetupError(ValueError):
     """A bad recipe, argument or output folder; the message says how to fix it."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the message names the step."""
 
 
 @dataclass
@@ -246,6 +249,12 @@ class HfViTTrainer(Trainer):
         if labels_b is not None:
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits, labels_b, label_smoothing=eps, reduction="none")
         loss = loss.mean()
+        if model.training and not torch.isfinite(loss):  # the Trainer syncs on the loss every step anyway
+            raise NonFiniteLossError(
+                f"the training loss is {loss.item()} at step {self.state.global_step + 1} (epoch "
+                f"{self.state.epoch or 0:.2f}); training stopped. Lower --learning_rate, keep --max_grad_norm on, "
+                "check the images and --image_mean/--image_std, and resume from a checkpoint saved before that step."
+            )
         return (loss, outputs) if return_outputs else loss
 
 
@@ -305,14 +314,35 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+def last_complete_checkpoint(output_dir) -> str | None:
+    """The newest checkpoint-* folder with a readable trainer_state.json, which the Trainer writes last.
+
+    A run killed while saving leaves a newer folder without it; transformers' `get_last_checkpoint` would pick
+    that half-written folder, this skips it (and says so).
+    """
+    steps = []
+    for path in Path(output_dir).glob("checkpoint-*"):
+        if path.is_dir() and path.name.split("-", 1)[1].isdigit():
+            steps.append((int(path.name.split("-", 1)[1]), path))
+    for _, path in sorted(steps, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            print(f"[hf_vit] skipping {path}: incomplete (no readable trainer_state.json), a save cut short", flush=True)
+    return None
+
+
 def resolve_resume(value, output_dir):
     """--resume_from_checkpoint: a checkpoint folder, or 'true'/'last' for the newest one in output_dir."""
     if value is None or value == "":
         return None
     if str(value).lower() in ("true", "last", "latest"):
-        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        last = last_complete_checkpoint(output_dir) if Path(output_dir).is_dir() else None
         if last is None:
-            raise SetupError(f"--resume_from_checkpoint {value}: no checkpoint-* folder in {str(output_dir)!r}.")
+            raise SetupError(
+                f"--resume_from_checkpoint {value}: no complete checkpoint-* folder in {str(output_dir)!r}."
+            )
         return last
     if not (Path(value) / "trainer_state.json").is_file():
         raise SetupError(
@@ -403,6 +433,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
     if best_val is None and data.validation is not None:
         best_val = trainer.evaluate()["eval_accuracy"]
     trainer.save_model(str(output_dir))  # config (auto_map), weights, remote code, preprocessor_config.json
+    # save_model also pickles the TrainingArguments; the model folder holds no pickles (training_recipe.json has them).
+    if trainer.is_world_process_zero():
+        (output_dir / "training_args.bin").unlink(missing_ok=True)
     if not trainer.is_world_process_zero():
         return None
 
@@ -445,7 +478,7 @@ def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
         train(*parse_args(argv))
-    except (DatasetError, SetupError) as err:
+    except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0
