@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -132,6 +133,24 @@ class RunArguments:
             "schedule; continue later with --resume_from_checkpoint (for time-limited machines)"
         },
     )
+    num_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "CPU training: torch threads per process (default: the CPUs this process may use divided by the "
+            "processes on this machine; `accelerate launch` would otherwise leave one thread per process)"
+        },
+    )
+
+
+def set_cpu_threads(requested: int | None, local_processes: int) -> int:
+    """Threads for CPU training. `accelerate launch` exports OMP_NUM_THREADS=1 unless told otherwise, which
+    halves the speed of a one-process run on 2 cores (measured: 230 vs 370 img/s for the cpu recipe)."""
+    if requested is not None and requested < 1:
+        raise SetupError(f"--num_threads must be at least 1, got {requested}.")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = requested or max(1, cpus // max(1, local_processes))
+    torch.set_num_threads(threads)
+    return threads
 
 
 # ---------------------------------------------------------------------------
@@ -288,6 +307,27 @@ class RankReport(TrainerCallback):
         )
 
 
+class AccuracyCurve(TrainerCallback):
+    """Validation accuracy against wall time since training began (time-to-accuracy, in metrics.json)."""
+
+    def __init__(self):
+        self.start, self.points = None, []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self.start is not None and metrics and "eval_accuracy" in metrics:
+            self.points.append(
+                {
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 3),
+                    "elapsed_s": round(time.perf_counter() - self.start, 1),
+                    "accuracy": metrics["eval_accuracy"],
+                }
+            )
+
+
 # ---------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------
@@ -365,6 +405,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
     set_seed(training_args.seed)
+    if training_args.device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", training_args.world_size))
+        set_cpu_threads(run_args.num_threads, local)
 
     probe_config = build_config(model_args)
     image_mean = model_args.image_mean or list(CIFAR10_MEAN)
@@ -394,7 +437,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
     config = build_config(model_args, data.label_names, data.num_labels)
     model = HfViTForImageClassification(config)
 
-    callbacks = [RankReport(data.collator)]
+    curve = AccuracyCurve()
+    callbacks = [RankReport(data.collator), curve]
     stopper = StopAfterSteps(run_args.stop_after_steps) if run_args.stop_after_steps else None
     if stopper:
         callbacks.append(stopper)
@@ -414,7 +458,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         print(
             f"[hf_vit] {n_params / 1e6:.2f}M parameters; train {len(data.train)}, validation "
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
-            f"{training_args.world_size} process(es)",
+            f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on {training_args.device}",
             flush=True,
         )
     train_result = trainer.train(resume_from_checkpoint=resume)
@@ -449,6 +493,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
             "steps": trainer.state.global_step,
             "epochs": trainer.state.epoch,
             "train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
+            # validation accuracy after each evaluation, with seconds since this session's training began
+            "curve": curve.points,
         },
     )
     write_json(output_dir / "metrics.json", metrics)

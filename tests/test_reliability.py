@@ -100,7 +100,7 @@ def train_args(data, out, *extra, steps=40):
     return [
         "--preset", "tiny", "--dim", "32", "--mlp_dim", "64", "--depth", "1", "--dataset_name", str(data),
         "--output_dir", str(out), "--validation_size", "0", "--max_steps", str(steps),
-        "--per_device_train_batch_size", "16", "--use_cpu", "--save_strategy", "steps", "--save_steps", "4",
+        "--per_device_train_batch_size", "16", "--use_cpu", "--num_threads", "1", "--save_strategy", "steps", "--save_steps", "4",
         "--eval_strategy", "no", "--load_best_model_at_end", "false", "--logging_steps", "1000",
         "--max_test_samples", "8", "--seed", "0", *extra,
     ]  # fmt: skip

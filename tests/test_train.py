@@ -37,7 +37,7 @@ def tiny_args(data, out, *more):
         "--dataset_name", str(data), "--output_dir", str(out), "--preset", "tiny", "--validation_size", "50",
         "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "50", "--learning_rate", "3e-3",
         "--max_steps", str(STEPS), "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "steps",
-        "--save_steps", "4", "--logging_steps", "4", "--warmup_steps", "2", "--seed", "7", "--use_cpu", "true",
+        "--save_steps", "4", "--logging_steps", "4", "--warmup_steps", "2", "--seed", "7", "--use_cpu", "true", "--num_threads", "1",
         "--disable_tqdm", "true", "--randaugment_ops", "2", "--mixup_alpha", "0.8", "--cutmix_alpha", "1.0",
         "--random_erasing", "0.25", "--label_smoothing_factor", "0.1", *more,
     ]  # fmt: skip
@@ -80,6 +80,19 @@ def full_run(tiny, tmp_path_factory):
     proc = run(accelerate("--num_processes", "1", "--cpu", TRAIN, *tiny_args(tiny, out)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
+
+
+def test_accelerate_launch_uses_the_cpus(tiny, tmp_path):
+    """`accelerate launch` exports OMP_NUM_THREADS=1; training on CPU still uses every CPU it may."""
+    args = tiny_args(tiny, tmp_path / "m")
+    i = args.index("--num_threads")
+    del args[i : i + 2]  # no thread count given: the default must not be accelerate's one thread
+    args += ["--validation_size", "0", "--load_best_model_at_end", "false", "--eval_strategy", "no",
+             "--save_strategy", "no", "--max_steps", "1"]  # fmt: skip
+    proc = run(accelerate("--num_processes", "1", "--cpu", TRAIN, *args))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cpus = len(os.sched_getaffinity(0))
+    assert f"1 process(es), {cpus} thread(s) each on cpu" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_accelerate_launch_writes_a_complete_model_folder(full_run):
