@@ -183,7 +183,7 @@ def test_unwritable_output_folder_fails_before_training(tiny, tmp_path):
 
 def test_recipes_parse_and_command_line_overrides(tmp_path):
     model_args, data_args, _, args = parse_args(["--recipe", "cpu", "--learning_rate", "5e-4", "--output_dir", str(tmp_path)])
-    assert model_args.preset == "small" and data_args.randaugment_ops == 1
+    assert model_args.preset == "small" and data_args.randaugment_ops == 0 and data_args.pad == 4
     assert args.learning_rate == 5e-4 and args.weight_decay == 0.05 and args.label_smoothing_factor == 0.1
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy"
     # the GPU recipe: every key is a real argument (bf16/compile switched off to parse on a CPU)
