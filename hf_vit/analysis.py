@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
-from .dataset_cache import local_cache_dir
+from .data import DEFAULT_DATASET, find_columns, get_split, load_dataset
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -35,8 +35,6 @@ from .eval_pictures import (
 )
 from .metrics import classification_metrics
 
-DEFAULT_DATASET = "uoft-cs/cifar10"
-LOCAL_CIFAR10_HINT = "../shared/data/cifar10"
 CSV_FIELDS = [
     "index",
     "true_label",
@@ -114,49 +112,8 @@ def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote
 
 
 def load_split(dataset: str, split: str = "test"):
-    """One split of a dataset folder (Hub layout) or Hub id, with a clear message when it cannot load."""
-    from datasets import load_dataset
-
-    is_local = Path(dataset).exists()
-    try:
-        # A local folder gets a cache of its own: datasets would otherwise reuse another same-named folder's rows.
-        ds = load_dataset(str(dataset), split=split, cache_dir=local_cache_dir(dataset) if is_local else None)
-    except Exception as err:  # network errors come in many classes (ConnectionError, HfHubHTTPError, ...)
-        if isinstance(err, ValueError) and "split" in str(err).lower():
-            raise ValueError(f"Dataset {dataset!r} has no split {split!r} ({err}). Pass e.g. --split test.") from err
-        if is_local:
-            raise
-        raise ConnectionError(
-            f"Could not load the dataset {dataset!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
-            f"Without network access pass a local copy in the Hub layout instead, e.g. --dataset {LOCAL_CIFAR10_HINT}."
-        ) from err
-    if len(ds) == 0:
-        raise ValueError(f"Split {split!r} of {dataset!r} is empty: nothing to evaluate.")
-    return ds
-
-
-def find_columns(ds, image_column: str | None = None, label_column: str | None = None) -> tuple[str, str]:
-    """The image column (an `Image` feature) and the label column (a `ClassLabel`, else an int column)."""
-    from datasets import ClassLabel, Image as ImageFeature, Value
-
-    features = ds.features
-    for name, wanted in (("image_column", image_column), ("label_column", label_column)):
-        if wanted is not None and wanted not in features:
-            raise ValueError(f"--{name} {wanted!r} is not a column of the dataset; columns: {list(features)}.")
-    if image_column is None:
-        found = [k for k, f in features.items() if isinstance(f, ImageFeature)]
-        if not found:
-            raise ValueError(f"No image column found (columns: {list(features)}). Name it with --image_column.")
-        image_column = found[0]
-    if label_column is None:
-        found = [k for k, f in features.items() if isinstance(f, ClassLabel)]
-        found = found or [
-            k for k, f in features.items() if isinstance(f, Value) and f.dtype.startswith("int") and "label" in k
-        ]
-        if not found:
-            raise ValueError(f"No label column found (columns: {list(features)}). Name it with --label_column.")
-        label_column = found[0]
-    return image_column, label_column
+    """One split of a dataset folder (Hub layout) or Hub id; `hf_vit.data` says what is wrong and how to fix it."""
+    return get_split(load_dataset(dataset, flag="--dataset"), split, dataset, flag="--split")
 
 
 def model_label_names(config) -> list[str]:

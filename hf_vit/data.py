@@ -40,10 +40,10 @@ class DatasetError(ValueError):
 # ---------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------
-def _offline_message(name: str, reason: str) -> str:
+def _offline_message(name: str, reason: str, flag: str = "--dataset_name") -> str:
     return (
         f"cannot load the dataset '{name}' from the Hugging Face Hub ({reason}). "
-        "Pass a local copy in the Hub layout instead, e.g. `--dataset_name ../shared/data/cifar10` "
+        f"Pass a local copy in the Hub layout instead, e.g. `{flag} ../shared/data/cifar10` "
         "(a folder with README.md and plain_text/{train,test}-*.parquet; on a connected machine: "
         f"`hf download {name} --repo-type dataset --local-dir DIR`)."
     )
@@ -62,8 +62,11 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None):
-    """`datasets.load_dataset` on a local Hub-layout folder or a Hub id, with clear errors offline."""
+def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, flag: str = "--dataset_name"):
+    """`datasets.load_dataset` on a local Hub-layout folder or a Hub id, with clear errors offline.
+
+    `flag` is the command-line option that named the dataset, for the messages.
+    """
     import datasets
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub import constants
@@ -72,7 +75,7 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
     if path.exists():
         if not path.is_dir():
             raise DatasetError(
-                f"--dataset_name {dataset_name!r} is a file; pass the dataset's folder (the one holding README.md)."
+                f"{flag} {dataset_name!r} is a file; pass the dataset's folder (the one holding README.md)."
             )
         try:
             # A cache of its own per folder state: datasets would reuse a same-named folder's rows.
@@ -86,25 +89,25 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
             raise
     if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
         raise DatasetError(
-            f"no dataset folder at {str(path.resolve())!r} (from --dataset_name {dataset_name!r}). "
+            f"no dataset folder at {str(path.resolve())!r} (from {flag} {dataset_name!r}). "
             "Check the path, or pass a Hub id such as 'uoft-cs/cifar10'."
         )
     if not constants.HF_HUB_OFFLINE and not _hub_reachable():
-        raise DatasetError(_offline_message(dataset_name, f"no connection to {constants.ENDPOINT}"))
+        raise DatasetError(_offline_message(dataset_name, f"no connection to {constants.ENDPOINT}", flag))
     try:
         # Offline mode still finds a copy in the Hugging Face cache, if there is one.
         return datasets.load_dataset(dataset_name, dataset_config)
     except (OSError, DatasetNotFoundError) as err:  # ConnectionError is an OSError
         if constants.HF_HUB_OFFLINE:
-            raise DatasetError(_offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache")) from None
-        raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0])) from None
+            raise DatasetError(_offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", flag)) from None
+        raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], flag)) from None
 
 
-def get_split(dataset_dict, split: str, dataset_name: str):
+def get_split(dataset_dict, split: str, dataset_name: str, flag: str = "--train_split / --test_split"):
     if split not in dataset_dict:
         raise DatasetError(
             f"the dataset {dataset_name!r} has no split {split!r}; its splits are {sorted(dataset_dict)}. "
-            "Choose one with --train_split / --test_split."
+            f"Choose one with {flag}."
         )
     ds = dataset_dict[split]
     if len(ds) == 0:

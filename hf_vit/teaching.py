@@ -397,16 +397,9 @@ def load_dataset_image(dataset: str, index: int, split: str = "test") -> tuple[I
     """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled."""
     import datasets
 
-    try:
-        from .dataset_cache import local_cache_dir
+    from .data import get_split, load_dataset
 
-        cache_dir = local_cache_dir(dataset) if Path(dataset).is_dir() else None  # see hf_vit.dataset_cache
-        ds = datasets.load_dataset(dataset, split=split, cache_dir=cache_dir)
-    except Exception as err:  # load_dataset raises many types (missing path, unknown split, offline hub)
-        raise ValueError(
-            f"Could not load split {split!r} of dataset {dataset!r}: {err}. Pass a folder load_dataset reads "
-            "(e.g. ../shared/data/cifar10) and an existing split (--split train/test)."
-        ) from err
+    ds = get_split(load_dataset(dataset, flag="--dataset"), split, dataset, flag="--split")
     if not 0 <= index < len(ds):
         raise ValueError(
             f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."

@@ -280,7 +280,10 @@ def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_p
     # The README still declares `label`: use the parquet file alone, as a user with such a file would.
     (data / "README.md").unlink()
     message = evaluate_error(model_dir, data, tmp_path)
-    assert message == "error: No label column found (columns: ['img', 'target']). Name it with --label_column."
+    assert message == (
+        "error: found no label column (looked for label / labels); the dataset's columns are ['img', 'target']. "
+        "Name it with --label_column <column>."
+    )
 
 
 def test_evaluation_labels_outside_the_models_classes(dataset_dir, tmp_path):
