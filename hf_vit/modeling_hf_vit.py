@@ -124,7 +124,7 @@ def eager_attention_forward(
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, heads, N+1, N+1)
     if attention_mask is not None:
         scores = scores + attention_mask
-    attn = scores.softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    attn = scores.softmax(dim=-1).to(query.dtype)  # bf16/fp16 softmax kernels accumulate in fp32
     attn = nn.functional.dropout(attn, p=dropout, training=module.training)
     out = torch.matmul(attn, value)  # (B, heads, N+1, dim_head)
     return out.transpose(1, 2).contiguous(), attn  # (B, N+1, heads, dim_head)

@@ -79,6 +79,11 @@ class ModelArguments:
     pool: str | None = field(default=None, metadata={"help": "'cls' or 'mean'"})
     dropout: float | None = field(default=None, metadata={"help": "dropout in attention and feed-forward"})
     emb_dropout: float | None = field(default=None, metadata={"help": "dropout after the position embedding"})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "attention kernel: 'sdpa' (transformers' default), 'eager', 'flash_attention_2', ... "
+                  "(eager is the faster one on CPU at 65 tokens: scripts/benchmark.py)"},
+    )
     image_mean: list[float] | None = field(default=None, metadata={"help": "normalisation mean (default CIFAR-10)"})
     image_std: list[float] | None = field(default=None, metadata={"help": "normalisation std (default CIFAR-10)"})
 
@@ -232,7 +237,18 @@ def build_config(model_args: ModelArguments, label_names=None, num_labels=None) 
         fields["id2label"] = dict(enumerate(label_names))
     elif num_labels is not None and num_labels != len(CIFAR10_LABELS):
         fields["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
-    return HfViTConfig(**fields)
+    config = HfViTConfig(**fields)
+    if model_args.attn_implementation is not None:
+        config._attn_implementation = model_args.attn_implementation
+        try:  # transformers checks the name (and that its kernel is installed) when a model is built
+            with torch.device("meta"):
+                HfViTForImageClassification(config)
+        except (ValueError, ImportError) as err:
+            raise SetupError(
+                f"--attn_implementation {model_args.attn_implementation!r} cannot be used here: "
+                f"{str(err).splitlines()[0]} Use 'sdpa' (the default) or 'eager'."
+            ) from None
+    return config
 
 
 # ---------------------------------------------------------------------------
@@ -458,7 +474,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, run_args: RunArg
         print(
             f"[hf_vit] {n_params / 1e6:.2f}M parameters; train {len(data.train)}, validation "
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
-            f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on {training_args.device}",
+            f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on {training_args.device}; "
+            f"{model.config._attn_implementation} attention, {'bf16 autocast' if training_args.bf16 else 'fp32'}",
             flush=True,
         )
     train_result = trainer.train(resume_from_checkpoint=resume)

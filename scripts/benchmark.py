@@ -2,13 +2,15 @@
 
     python scripts/benchmark.py                       # cpu recipe's model shape, this machine's threads
     python scripts/benchmark.py --preset lesson --batch_size 128 --steps 10
-    python scripts/benchmark.py --device cuda --dtype bf16 --batch_size 512
+    python scripts/benchmark.py --device cuda --dtype bf16 --attn sdpa --batch_size 512
 
-Prints, for (a) hf_vit, (b) transformers' ViTForImageClassification of the same shape (SDPA) and
+Prints, for (a) hf_vit, (b) transformers' ViTForImageClassification of the same shape and
 (c) the lesson's reference module: training-step img/s (forward + backward + AdamW), inference
-img/s, peak memory and achieved GFLOP/s next to a measured matmul peak; then the end-to-end
-img/s of a real short `Trainer` run (real input pipeline, the CIFAR-10 copy when present) next
-to the bare model step. The work is in `hf_vit.benchmarking`.
+img/s, peak memory and achieved GFLOP/s next to a measured matmul peak, one table per dtype
+(fp32, bf16 autocast), with hf_vit and transformers' ViT each timed with SDPA and with the eager
+attention; then the end-to-end img/s of a real short `Trainer` run (real input pipeline, the
+CIFAR-10 copy when present) with the fastest hf_vit setting, next to its bare model step. The
+work is in `hf_vit.benchmarking`.
 """
 
 import sys

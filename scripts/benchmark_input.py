@@ -20,7 +20,7 @@ from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.benchmarking import compare_models
 from hf_vit.data import BatchCollator, ImageTensorDataset, prepare_data
 from hf_vit.augment import BatchAugment
-from hf_vit.training import build_config, parse_args
+from hf_vit.training import RECIPES_DIR, build_config, parse_args, read_recipe
 
 REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # the repo is a sibling of shared/
 
@@ -36,7 +36,9 @@ def main():
     model_args, data_args, _, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
     config = build_config(model_args)
     batch_size = training_args.per_device_train_batch_size
-    print(f"recipe {args.recipe}: batch {batch_size}, torch threads {torch.get_num_threads()}")
+    dtype = "bf16" if read_recipe(RECIPES_DIR / f"{args.recipe}.yaml").get("bf16") else "fp32"
+    attn = config._attn_implementation or "sdpa"
+    print(f"recipe {args.recipe}: batch {batch_size}, {dtype}, {attn} attention, torch threads {torch.get_num_threads()}")
 
     if Path(args.dataset_name).is_dir():
         t0 = time.perf_counter()
@@ -63,7 +65,7 @@ def main():
     pipe = n * batch_size / (time.perf_counter() - t0)
 
     # The model step, timed the way scripts/benchmark.py times it (fresh process, same batch size).
-    trainer = compare_models(config, ["hf_vit"], batch=batch_size, steps=args.steps)[0]["train_img_s"]
+    trainer = compare_models(config, ["hf_vit"], batch=batch_size, steps=args.steps, dtype=dtype, attn=attn)[0]["train_img_s"]
 
     ratio = pipe / trainer
     print(f"input pipeline: {pipe:9.0f} img/s  (decoded cache -> batch fetch -> augment -> normalise)")

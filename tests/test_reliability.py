@@ -368,6 +368,17 @@ def test_an_output_folder_that_cannot_be_written_fails_before_training(tmp_path,
     )
 
 
+def test_an_attention_kernel_that_cannot_be_used(tmp_path, capsys):
+    # A dataset that does not exist: the kernel is checked before any data is read.
+    err = train_error(capsys, train_args(tmp_path / "no_such_dataset", tmp_path / "run", "--attn_implementation", "bogus"))
+    assert err.startswith(
+        "train.py: error: --attn_implementation 'bogus' cannot be used here: "
+        'Specified `attn_implementation="bogus"` is not supported.'
+    )
+    assert err.endswith("Use 'sdpa' (the default) or 'eager'.")
+    assert not any((tmp_path / "run").iterdir())  # nothing written
+
+
 # ---------------------------------------------------------------------------
 # Security
 # ---------------------------------------------------------------------------

@@ -88,11 +88,12 @@ def test_accelerate_launch_uses_the_cpus(tiny, tmp_path):
     i = args.index("--num_threads")
     del args[i : i + 2]  # no thread count given: the default must not be accelerate's one thread
     args += ["--validation_size", "0", "--load_best_model_at_end", "false", "--eval_strategy", "no",
-             "--save_strategy", "no", "--max_steps", "1"]  # fmt: skip
+             "--save_strategy", "no", "--max_steps", "1", "--attn_implementation", "eager", "--bf16", "true"]  # fmt: skip
     proc = run(accelerate("--num_processes", "1", "--cpu", TRAIN, *args))
     assert proc.returncode == 0, proc.stderr[-3000:]
     cpus = len(os.sched_getaffinity(0))
-    assert f"1 process(es), {cpus} thread(s) each on cpu" in proc.stdout, proc.stdout[-2000:]
+    # ... and the cpu recipe's speed settings reach the model: the eager kernel under bf16 autocast
+    assert f"1 process(es), {cpus} thread(s) each on cpu; eager attention, bf16 autocast" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_accelerate_launch_writes_a_complete_model_folder(full_run):
@@ -184,6 +185,7 @@ def test_unwritable_output_folder_fails_before_training(tiny, tmp_path):
 def test_recipes_parse_and_command_line_overrides(tmp_path):
     model_args, data_args, _, args = parse_args(["--recipe", "cpu", "--learning_rate", "5e-4", "--output_dir", str(tmp_path)])
     assert model_args.preset == "small" and data_args.randaugment_ops == 0 and data_args.pad == 4
+    assert model_args.attn_implementation == "eager" and args.bf16 and args.use_cpu
     assert args.learning_rate == 5e-4 and args.weight_decay == 0.05 and args.label_smoothing_factor == 0.1
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy"
     # the GPU recipe: every key is a real argument (bf16/compile switched off to parse on a CPU)
