@@ -165,7 +165,7 @@ class HfViTAttention(nn.Module):
             self, q, k, v, None, scaling=self.scaling, dropout=self.dropout if self.training else 0.0
         )
         out = rearrange(out, "b n h d -> b n (h d)")  # (B, N+1, heads*dim_head)
-        return self.to_out(out), attn  # (B, N+1, dim)
+        return self.to_out(out), (attn if output_attentions else None)  # weights die here unless asked for
 
 
 # ---------------------------------------------------------------------------

@@ -84,6 +84,15 @@ def test_output_attentions_and_hidden_states():
     assert (out.logits - plain).abs().max().item() <= 1e-5
     # The model default (SDPA) returns no weights unless asked.
     assert model(pixel_values=x).attentions is None
+    # Nor does the eager path: a block that kept its (B, heads, N+1, N+1) weights alive until the next
+    # block ran cost ~7% of fp32 inference on CPU (the allocator could not reuse their memory).
+    model.set_attn_implementation("eager")
+    block = model.vit.transformer.layers[0]
+    with torch.no_grad():
+        tokens, weights = block(torch.randn(2, n + 1, dim))
+        assert weights is None and tokens.shape == (2, n + 1, dim)
+        assert block(torch.randn(2, n + 1, dim), output_attentions=True)[1].shape == (2, heads, n + 1, n + 1)
+        assert model(pixel_values=x).attentions is None
 
 
 def test_base_model_outputs():
