@@ -56,8 +56,11 @@ def random_hflip(images: torch.Tensor, generator: torch.Generator, p: float = 0.
 # RandAugment-style policy on float images in [0, 1]
 # Each op gets images and a per-image signed strength v in [-1, 1]; ops without
 # a direction use |v|. Ops draw no random numbers themselves, so the CPU path
-# (each op on the images that drew it) and the accelerator path (every op on
-# the whole batch, then a select: no host-device syncs) give the same result.
+# (each op on the images that drew it) and the accelerator path (each family of
+# ops once on the whole batch, then a select: no host-device syncs) give the
+# same result. Two families share one computation on the accelerator:
+#   blends  (brightness, contrast, color, sharpness): x -> target + f (x - target)
+#   affine  (rotate, shear, translate): one warp with each image's own matrix
 # ---------------------------------------------------------------------------
 def _gray(x):  # (B, 3, H, W) -> (B, 1, H, W), ITU-R 601 luma as PIL uses
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x.mean(1, keepdim=True)
@@ -67,24 +70,18 @@ def _blend(a, b, factor):  # factor (B,): 0 -> b, 1 -> a (PIL ImageEnhance seman
     return (b + factor[:, None, None, None] * (a - b)).clamp(0, 1)
 
 
-def _brightness(x, v):
-    return _blend(x, torch.zeros_like(x), 1 + 0.9 * v)
-
-
-def _contrast(x, v):
-    mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(x, mean.expand_as(x), 1 + 0.9 * v)
-
-
-def _color(x, v):
-    return _blend(x, _gray(x).expand_as(x), 1 + 0.9 * v)
-
-
-def _sharpness(x, v):
+def _blurred(x):  # PIL's SMOOTH kernel, the reference image of ImageEnhance.Sharpness
     kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype, device=x.device) / 13
     c = x.shape[1]
-    blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(c, 1, 3, 3), groups=c)
-    return _blend(x, blurred, 1 + 0.9 * v)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(c, 1, 3, 3), groups=c)
+
+
+BLEND_TARGETS = {  # what each blend moves the image towards (factor 1 + 0.9 v: v < 0 towards it, v > 0 away)
+    "brightness": lambda x: torch.zeros_like(x),
+    "contrast": lambda x: _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x),
+    "color": lambda x: _gray(x).expand_as(x),
+    "sharpness": _blurred,
+}
 
 
 def _posterize(x, v):
@@ -112,63 +109,93 @@ def _equalize_like(x, v):
     return ((x - mean) / std * 0.25 + 0.5).clamp(0, 1)
 
 
+def _matrix(a, b, c, d, e, f):  # (B,) each -> (B, 2, 3) rows [a b c], [d e f] in affine_grid's [-1, 1] frame
+    return torch.stack([torch.stack([a, b, c], 1), torch.stack([d, e, f], 1)], 1)
+
+
+def _rotate_theta(v):
+    angle = v * math.radians(30)
+    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
+    return _matrix(cos, -sin, zero, sin, cos, zero)
+
+
+def _shear_theta(axis):
+    def theta(v):
+        s, one, zero = v * 0.3, torch.ones_like(v), torch.zeros_like(v)
+        return _matrix(one, s, zero, zero, one, zero) if axis == 0 else _matrix(one, zero, zero, s, one, zero)
+
+    return theta
+
+
+def _translate_theta(axis):
+    def theta(v):
+        t, one, zero = v * 0.45 * 2, torch.ones_like(v), torch.zeros_like(v)  # up to 45% of the side
+        return _matrix(one, zero, t, zero, one, zero) if axis == 0 else _matrix(one, zero, zero, zero, one, t)
+
+    return theta
+
+
+AFFINE_THETAS = {
+    "rotate": _rotate_theta,
+    "shear_x": _shear_theta(0),
+    "shear_y": _shear_theta(1),
+    "translate_x": _translate_theta(0),
+    "translate_y": _translate_theta(1),
+}
+
+
 def _affine(x, theta):
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _rotate(x, v):
-    angle = v * math.radians(30)
-    cos, sin = angle.cos(), angle.sin()
-    zero = torch.zeros_like(angle)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)  # (B, 2, 3)
-    return _affine(x, theta)
+def _blend_op(target):
+    return lambda x, v: _blend(x, target(x), 1 + 0.9 * v)
 
 
-def _shear(axis):
-    def op(x, v):
-        s = v * 0.3
-        one, zero = torch.ones_like(s), torch.zeros_like(s)
-        row0 = torch.stack([one, s if axis == 0 else zero, zero], 1)
-        row1 = torch.stack([s if axis == 1 else zero, one, zero], 1)
-        return _affine(x, torch.stack([row0, row1], 1))
-
-    return op
-
-
-def _translate(axis):
-    def op(x, v):
-        t = v * 0.45 * 2  # up to 45% of the side (affine_grid spans [-1, 1])
-        one, zero = torch.ones_like(t), torch.zeros_like(t)
-        row0 = torch.stack([one, zero, t if axis == 0 else zero], 1)
-        row1 = torch.stack([zero, one, t if axis == 1 else zero], 1)
-        return _affine(x, torch.stack([row0, row1], 1))
-
-    return op
+def _affine_op(theta):
+    return lambda x, v: _affine(x, theta(v))
 
 
 RANDAUGMENT_OPS = {
     "identity": lambda x, v: x,
     "autocontrast": _autocontrast,
     "equalize": _equalize_like,
-    "brightness": _brightness,
-    "contrast": _contrast,
-    "color": _color,
-    "sharpness": _sharpness,
+    **{name: _blend_op(target) for name, target in BLEND_TARGETS.items()},
     "posterize": _posterize,
     "solarize": _solarize,
-    "rotate": _rotate,
-    "shear_x": _shear(0),
-    "shear_y": _shear(1),
-    "translate_x": _translate(0),
-    "translate_y": _translate(1),
+    **{name: _affine_op(theta) for name, theta in AFFINE_THETAS.items()},
 }
+_OP_INDEX = {name: k for k, name in enumerate(RANDAUGMENT_OPS)}
+
+
+def _select(mask, a, b):  # per image: a where mask (B,), else b
+    return torch.where(mask[:, None, None, None], a, b)
+
+
+def _dense_round(x, choice, v):
+    """One round on the whole batch, each op family computed once: a few dozen kernels, no syncs."""
+    picked = {name: choice == k for name, k in _OP_INDEX.items()}  # (B,) bool each
+    # blends: every image moves towards its own op's target (brightness unless it drew another blend)
+    target = torch.zeros_like(x)
+    for name in ("contrast", "color", "sharpness"):
+        target = _select(picked[name], BLEND_TARGETS[name](x), target)
+    out = _blend(x, target, 1 + 0.9 * v)
+    # affine: one warp, each image with its own op's matrix (identity for the images that drew no affine op)
+    theta = torch.eye(2, 3, dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+    for name, op_theta in AFFINE_THETAS.items():
+        theta = torch.where(picked[name][:, None, None], op_theta(v), theta)
+    is_affine = torch.stack([picked[name] for name in AFFINE_THETAS]).any(0)
+    out = _select(is_affine, _affine(x, theta), out)
+    for name in ("identity", "autocontrast", "equalize", "posterize", "solarize"):
+        out = _select(picked[name], RANDAUGMENT_OPS[name](x, v), out)
+    return out
 
 
 def rand_augment(x: torch.Tensor, num_ops: int, magnitude: float, generator: torch.Generator, dense=None) -> torch.Tensor:
     """Apply `num_ops` randomly chosen ops per image; strength uniform in [0, magnitude/10], random sign.
 
-    `dense` (default: off on CPU, on elsewhere) runs every op on the whole batch and selects per image.
+    `dense` (default: off on CPU, on elsewhere) computes each op family on the whole batch and selects per image.
     """
     ops = list(RANDAUGMENT_OPS.values())
     b = x.shape[0]
@@ -178,16 +205,14 @@ def rand_augment(x: torch.Tensor, num_ops: int, magnitude: float, generator: tor
         strength = torch.rand(b, generator=generator, device=x.device) * (magnitude / 10)
         sign = torch.where(torch.rand(b, generator=generator, device=x.device) < 0.5, -1.0, 1.0)
         v = strength * sign  # (B,) in [-1, 1]
-        if not dense:  # cheapest on a CPU: each op on its own images only
-            out = x.clone()
-            for k, op in enumerate(ops):
-                idx = (choice == k).nonzero(as_tuple=True)[0]
-                if idx.numel():
-                    out[idx] = op(x[idx], v[idx])
-        else:  # on an accelerator: every op on the whole batch, no data-dependent shapes, no syncs
-            out = x
-            for k, op in enumerate(ops):
-                out = torch.where((choice == k)[:, None, None, None], op(x, v), out)
+        if dense:  # on an accelerator: no data-dependent shapes, no syncs
+            x = _dense_round(x, choice, v)
+            continue
+        out = x.clone()  # cheapest on a CPU: each op on its own images only
+        for k, op in enumerate(ops):
+            idx = (choice == k).nonzero(as_tuple=True)[0]
+            if idx.numel():
+                out[idx] = op(x[idx], v[idx])
         x = out
     return x
 

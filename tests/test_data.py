@@ -153,3 +153,15 @@ def test_randaugment_dense_path_equals_the_subset_path():
     dense = rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=True)
     assert torch.allclose(subset, dense, atol=1e-5)
     assert not torch.allclose(subset, x) and subset.min() >= 0 and subset.max() <= 1
+
+
+def test_randaugment_dense_path_warps_once_per_round(monkeypatch):
+    """On an accelerator every kernel counts: the five affine ops share one grid_sample per round."""
+    import hf_vit.augment as augment
+
+    calls = []
+    real = augment.F.grid_sample
+    monkeypatch.setattr(augment.F, "grid_sample", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=True)
+    assert len(calls) == 2
