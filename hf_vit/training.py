@@ -12,6 +12,7 @@ environment, and only the main process writes the final files.
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -267,6 +268,12 @@ class HfViTTrainer(Trainer):
         self.batch_augment = batch_augment
         # Our loss is a per-batch mean: let the Trainer scale it for gradient accumulation itself.
         self.model_accepts_loss_kwargs = False
+        self._bad_step = self._bad_loss = None  # first non-finite loss since the last check (device tensors)
+        self._epochs = {}  # step -> epoch, for the message
+
+    def _defer_loss_check(self) -> bool:
+        """On an accelerator, reading the loss every step stalls the queue: record it there, read it now and then."""
+        return self.args.device.type != "cpu"
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
@@ -284,13 +291,50 @@ class HfViTTrainer(Trainer):
         if labels_b is not None:
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits, labels_b, label_smoothing=eps, reduction="none")
         loss = loss.mean()
-        if model.training and not torch.isfinite(loss):  # the Trainer syncs on the loss every step anyway
-            raise NonFiniteLossError(
-                f"the training loss is {loss.item()} at step {self.state.global_step + 1} (epoch "
-                f"{self.state.epoch or 0:.2f}); training stopped. Lower --learning_rate, keep --max_grad_norm on, "
-                "check the images and --image_mean/--image_std, and resume from a checkpoint saved before that step."
-            )
+        if model.training:
+            self._watch_loss(loss.detach())
         return (loss, outputs) if return_outputs else loss
+
+    def _watch_loss(self, loss):
+        step = self.state.global_step + 1
+        if not self._defer_loss_check():  # on a CPU, checking every step costs nothing
+            if not torch.isfinite(loss):
+                self._stop_on_loss(loss.item(), step, self.state.epoch or 0.0)
+            return
+        # No host-device sync here: keep the first bad step and its loss on the device.
+        self._epochs.setdefault(step, self.state.epoch or 0.0)
+        if self._bad_step is None:
+            self._bad_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+            self._bad_loss = torch.zeros((), dtype=loss.dtype, device=loss.device)
+        first = ~torch.isfinite(loss) & (self._bad_step < 0)
+        self._bad_step = torch.where(first, step, self._bad_step)
+        self._bad_loss = torch.where(first, loss, self._bad_loss)
+        if step % max(1, int(self.args.logging_steps)) == 0:  # the Trainer syncs at logging steps anyway
+            self.check_loss()
+
+    def check_loss(self):
+        """Read the deferred record; raise if a step since the last check had a non-finite loss."""
+        if self._bad_step is None:
+            return
+        bad_step, epochs, self._epochs = int(self._bad_step), self._epochs, {}
+        if bad_step >= 0:
+            self._stop_on_loss(float(self._bad_loss), bad_step, epochs.get(bad_step, 0.0))
+
+    def _stop_on_loss(self, loss, step, epoch):
+        raise NonFiniteLossError(
+            f"the training loss is {loss} at step {step} (epoch {epoch:.2f}); training stopped. Lower "
+            "--learning_rate, keep --max_grad_norm on, check the images and --image_mean/--image_std, and resume "
+            "from a checkpoint saved before that step."
+        )
+
+    def _save_checkpoint(self, model, trial):
+        self.check_loss()  # never save weights a non-finite step has already spoiled
+        return super()._save_checkpoint(model, trial)
+
+    def train(self, *args, **kwargs):
+        result = super().train(*args, **kwargs)
+        self.check_loss()  # the steps since the last check
+        return result
 
 
 class StopAfterSteps(TrainerCallback):

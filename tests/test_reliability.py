@@ -539,6 +539,20 @@ def test_nan_loss_stops_the_run_naming_the_step(dataset_dir, tmp_path, capsys):
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+def test_nan_loss_on_an_accelerator_is_read_later_but_still_names_its_step(dataset_dir, tmp_path, capsys, monkeypatch):
+    # On a GPU the check is deferred (no host-device sync per step): the record of the first bad step stays on the
+    # device and is read at logging steps and before each checkpoint. Here the CPU takes that path.
+    from hf_vit.training import HfViTTrainer
+
+    monkeypatch.setattr(HfViTTrainer, "_defer_loss_check", lambda self: True)
+    argv = train_args(dataset_dir, tmp_path / "out", "--optim", "sgd", "--learning_rate", "1e30",
+                      "--max_grad_norm", "0")
+    err = train_error(capsys, argv)
+    assert err.startswith("train.py: error: the training loss is nan at step 2 (epoch 0.25); training stopped.")
+    # The first checkpoint (step 4) would hold the spoiled weights: it is never written.
+    assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
 def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset_dir, uninterrupted, tmp_path):
     out = tmp_path / "run"
     log = tmp_path / "loads.jsonl"
