@@ -5,10 +5,11 @@ its own fresh process so that peak memory (RSS on CPU, allocator peak on
 CUDA) belongs to that model alone.
 """
 
-import gc
+import copy
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,7 +64,7 @@ def build_model(kind: str, config: HfViTConfig, attn: str = "sdpa"):
     if kind == "hf_vit":
         from .modeling_hf_vit import HfViTForImageClassification
 
-        model = HfViTForImageClassification(config)
+        model = HfViTForImageClassification(copy.deepcopy(config))  # the model keeps the object: one each
         model.set_attn_implementation(attn)
         return model
     if kind == "transformers":
@@ -102,70 +103,123 @@ def _logits(model, x):
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-def time_model(kind, config_dict, batch, steps, device, threads, dtype_name, attn, result_queue):
-    """Child process: train-step and inference img/s and peak memory of one model."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    config = HfViTConfig(**config_dict)
-    device = torch.device(device)
-    autocast = dtype_name == "bf16"
-    model = build_model(kind, config, attn).to(device)
-    x = torch.randn(batch, config.num_channels, *_pair(config.image_size), device=device)
-    y = torch.randint(0, config.num_labels, (batch,), device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
+class _Bench:
+    """One model with its optimizer and inputs: a training step and an inference step."""
 
-    def train_step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            loss = loss_fn(_logits(model, x), y)
+    def __init__(self, kind, attn, config, batch, device, autocast, compiled=False):
+        torch.manual_seed(0)  # same weights and inputs for every model of a kind
+        self.name, self.kind, self.attn, self.compiled = _name(kind, attn, compiled), kind, attn, compiled
+        self.model = build_model(kind, config, attn).to(device)
+        if compiled:  # what --torch_compile does in the Trainer; the warm-up steps pay for the compilation
+            self.model = torch.compile(self.model)
+        self.x = torch.randn(batch, config.num_channels, *_pair(config.image_size), device=device)
+        self.y = torch.randint(0, config.num_labels, (batch,), device=device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
+        self.device_type, self.autocast = torch.device(device).type, autocast
+
+    def train_step(self):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
+            loss = torch.nn.functional.cross_entropy(_logits(self.model, self.x), self.y)
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
-    def infer_step():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            _logits(model, x)
+    def infer_step(self):
+        with torch.inference_mode(), torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.autocast):
+            _logits(self.model, self.x)
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    results = {"model": _name(kind, attn), "kind": kind, "attn": attn, "dtype": dtype_name}
-    for name, step in (("train", train_step), ("infer", infer_step)):
-        model.train(name == "train")
-        for _ in range(max(3, steps // 4)):  # warm-up
-            step()
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        _sync(device)
-        results[f"{name}_img_s"] = batch * steps / (time.perf_counter() - start)
-    if device.type == "cuda":
-        results["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        results["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_name, result_queue):
+    """Child process: all models side by side, in interleaved windows of `steps` steps.
+
+    Round r times one window per model, in an order rotated by r, so that a slow spell of a shared
+    machine hits every model alike. Each figure is the median window; each ratio the median of the
+    per-round ratios (paired: both windows of a pair ran next to each other).
+    """
+    torch.set_num_threads(threads)
+    config = HfViTConfig(**config_dict)
+    benches = [_Bench(kind, attn, config, batch, device, dtype_name == "bf16", compiled) for kind, attn, compiled in jobs]
+    seconds = {(b.name, phase): [] for b in benches for phase in ("train", "infer")}
+    for phase in ("train", "infer"):
+        for b in benches:
+            b.model.train(phase == "train")
+            for _ in range(3):  # warm-up: allocator, kernels, optimizer state
+                getattr(b, f"{phase}_step")()
+        for round_ in range(rounds):
+            shift = round_ % len(benches)
+            for b in benches[shift:] + benches[:shift]:
+                step = getattr(b, f"{phase}_step")
+                _sync(device)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                _sync(device)
+                seconds[b.name, phase].append((time.perf_counter() - start) / steps)
+
     fwd = forward_flops(config, 1)
-    results["train_gflops"] = results["train_img_s"] * 3 * fwd / 1e9  # backward ~ 2x forward
-    results["infer_gflops"] = results["infer_img_s"] * fwd / 1e9
-    del model, optimizer
-    gc.collect()
-    result_queue.put(json.dumps(results))
+    rows = []
+    for b in benches:
+        row = {"model": b.name, "kind": b.kind, "attn": b.attn, "compiled": b.compiled, "dtype": dtype_name, "paired": {}}
+        for phase in ("train", "infer"):
+            row[f"{phase}_img_s"] = batch / statistics.median(seconds[b.name, phase])
+            for other in benches:  # how much faster b is than `other`, round by round
+                if other is not b:
+                    ratios = [o / m for m, o in zip(seconds[b.name, phase], seconds[other.name, phase])]
+                    row["paired"].setdefault(other.name, {})[phase] = statistics.median(ratios)
+        row["train_gflops"] = row["train_img_s"] * 3 * fwd / 1e9  # backward ~ 2x forward
+        row["infer_gflops"] = row["infer_img_s"] * fwd / 1e9
+        rows.append(row)
+    result_queue.put(json.dumps(rows))
 
 
-def compare_models(config: HfViTConfig, kinds, batch=128, steps=10, device="cpu", threads=None, dtype="fp32", attn="sdpa"):
-    """Time each model kind in a fresh process; returns a list of result dicts (same order as `kinds`)."""
+def peak_memory(kind, attn, compiled, config_dict, batch, device, threads, dtype_name, result_queue):
+    """Child process, one model alone: peak memory (RSS on CPU, allocator peak on CUDA) of train + infer steps."""
+    torch.set_num_threads(threads)
+    if str(device).startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled)
+    for phase in ("train", "infer"):
+        bench.model.train(phase == "train")
+        for _ in range(3):
+            getattr(bench, f"{phase}_step")()
+    if str(device).startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result_queue.put(json.dumps(peak))
+
+
+def _child(target, args):
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no state (threads, allocator, compiled kernels) carried over
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()  # before join(): a child blocks on exit until its queue is drained
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"benchmark child {target.__name__} failed (exit code {proc.exitcode}); see the output above.")
+    return json.loads(result)
+
+
+def compare_models(
+    config: HfViTConfig, kinds, batch=128, steps=4, rounds=10, device="cpu", threads=None, dtype="fp32",
+    attns=("sdpa",), memory=True, compiled=False,
+):
+    """Time the models side by side; one result dict per (kind, attention kernel).
+
+    hf_vit and transformers' ViT are timed with each kernel in `attns`; the lesson's module has one
+    way only (matmul + softmax, what 'eager' also does). `compiled` adds hf_vit under `torch.compile`
+    for each kernel. Speed comes from one process with interleaved windows (`time_models`); peak memory
+    from a fresh process per model (`peak_memory`).
+    """
     threads = threads or torch.get_num_threads()
-    ctx = mp.get_context("spawn")
-    results = []
+    jobs = [(k, a, False) for a in attns for k in kinds if k != "lesson"] + [("lesson", "eager", False)] * ("lesson" in kinds)
+    jobs += [("hf_vit", a, True) for a in attns] if compiled and "hf_vit" in kinds else []
     config_dict = {k: v for k, v in config.to_dict().items() if k in HfViTConfig().to_dict()}
-    for kind in kinds:
-        queue = ctx.Queue()
-        proc = ctx.Process(target=time_model, args=(kind, config_dict, batch, steps, device, threads, dtype, attn, queue))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"timing {kind!r} failed (exit code {proc.exitcode}); see the output above.")
-        results.append(json.loads(queue.get()))
-    return results
+    rows = _child(time_models, (jobs, config_dict, batch, steps, rounds, device, threads, dtype))
+    for row, job in zip(rows, jobs):
+        row["peak_mem_mb"] = _child(peak_memory, (*job, config_dict, batch, device, threads, dtype)) if memory else None
+    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -190,41 +244,30 @@ def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, e
     return {"train_img_s": metrics["train"]["train_samples_per_second"], "runtime_s": metrics["train"]["runtime_s"]}
 
 
-def _print_table(rows, peak, dtype, rounds=1):
-    print(f"\n{dtype}" + (f" (best of {rounds} rounds):" if rounds > 1 else ":"))
+def _print_table(rows, peak, dtype, rounds, steps):
+    print(f"\n{dtype} (median of {rounds} interleaved windows of {steps} steps):")
     print(f"{'model':<20}{'train img/s':>13}{'infer img/s':>13}{'peak MB':>10}{'train GFLOP/s':>15}{'% of peak':>11}")
     for r in rows:
+        mem = f"{r['peak_mem_mb']:>10.0f}" if r["peak_mem_mb"] is not None else f"{'-':>10}"
         print(
-            f"{r['model']:<20}{r['train_img_s']:>13.1f}{r['infer_img_s']:>13.1f}{r['peak_mem_mb']:>10.0f}"
+            f"{r['model']:<20}{r['train_img_s']:>13.1f}{r['infer_img_s']:>13.1f}{mem}"
             f"{r['train_gflops']:>15.1f}{100 * r['train_gflops'] / peak:>10.0f}%"
         )
     print(f"matmul peak ({dtype}, 2048^3): {peak:.1f} GFLOP/s")
 
 
-def _name(kind, attn):
-    return kind if kind == "lesson" else f"{kind}/{attn}"
-
-
-def _best(old, new):
-    """Best of rounds: the least disturbed measurement of each figure (fastest img/s, largest memory seen)."""
-    if old is None:
-        return dict(new)
-    merged = dict(old)
-    for key in ("train_img_s", "infer_img_s", "train_gflops", "infer_gflops", "peak_mem_mb"):
-        merged[key] = max(old[key], new[key])
-    return merged
+def _name(kind, attn, compiled=False):
+    return kind if kind == "lesson" else f"{kind}/{attn}" + ("+compile" if compiled else "")
 
 
 def _print_ratios(rows, peak):
-    """hf_vit against each peer: transformers' ViT with the same attention kernel, and the lesson."""
+    """hf_vit against each peer (paired ratios): transformers' ViT with either kernel, and the lesson."""
     for base in (r for r in rows if r["kind"] == "hf_vit"):
         for other in rows:
-            if other["kind"] == "hf_vit" or (other["kind"] == "transformers" and other["attn"] != base["attn"]):
+            if other["kind"] == "hf_vit":
                 continue
-            print(
-                f"{base['model']} / {other['model']}: train {base['train_img_s'] / other['train_img_s']:.2f}x, "
-                f"inference {base['infer_img_s'] / other['infer_img_s']:.2f}x"
-            )
+            pair = base["paired"][other["model"]]
+            print(f"{base['model']} / {other['model']}: train {pair['train']:.2f}x, inference {pair['infer']:.2f}x")
         print(f"{base['model']} achieved {100 * base['train_gflops'] / peak:.0f}% of the matmul peak in training")
 
 
@@ -246,13 +289,14 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model shape (cpu recipe: small)")
     parser.add_argument("--pool", default=None, help="override the preset's pool")
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per model and round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds over all models; each figure is the best round")
+    parser.add_argument("--steps", type=int, default=4, help="steps per timed window")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved windows per model; figures are medians")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32,bf16", help="comma list of fp32, bf16 (autocast); one table each")
     parser.add_argument("--attn", default="sdpa,eager", help="attention kernels for hf_vit and transformers' ViT")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--models", default="hf_vit,transformers,lesson")
+    parser.add_argument("--compile", action="store_true", help="also time hf_vit under torch.compile (slow to start)")
     parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
     parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
     args = parser.parse_args(argv)
@@ -279,18 +323,14 @@ def main(argv=None) -> int:
     fastest = None
     for dtype in dtypes:
         peak = matmul_peak_gflops(args.device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
-        jobs = [(k, a) for a in attns for k in kinds if k != "lesson"] + [("lesson", "sdpa")] * ("lesson" in kinds)
-        best = {}
-        for round_ in range(args.rounds):
-            shift = round_ % len(jobs)  # rotate the order: no model is always first (or last) on a warming machine
-            for kind, attn in jobs[shift:] + jobs[:shift]:
-                r = compare_models(config, [kind], args.batch_size, args.steps, args.device, threads, dtype, attn)[0]
-                best[r["model"]] = _best(best.get(r["model"]), r)
-        rows = [best[m] for m in dict.fromkeys(_name(k, a) for k, a in jobs)]
-        _print_table(rows, peak, dtype, args.rounds)
+        rows = compare_models(
+            config, kinds, args.batch_size, args.steps, args.rounds, args.device, threads, dtype, attns, compiled=args.compile
+        )
+        _print_table(rows, peak, dtype, args.rounds, args.steps)
         _print_ratios(rows, peak)
         for r in rows:
-            if r["kind"] == "hf_vit" and (fastest is None or r["train_img_s"] > fastest["train_img_s"]):
+            uncompiled = r["kind"] == "hf_vit" and not r["compiled"]  # the end-to-end run below does not compile
+            if uncompiled and (fastest is None or r["train_img_s"] > fastest["train_img_s"]):
                 fastest = r
 
     if args.e2e_steps > 0 and fastest:
@@ -300,7 +340,10 @@ def main(argv=None) -> int:
             return 0
         dtype, attn = fastest["dtype"], fastest["attn"]
         # The bare step of exactly the model the Trainer trains (its own pool, the fastest dtype and kernel).
-        bare = compare_models(HfViTConfig(**shape), ["hf_vit"], args.batch_size, args.steps, args.device, threads, dtype, attn)[0]
+        bare = compare_models(
+            HfViTConfig(**shape), ["hf_vit"], args.batch_size, args.steps, args.rounds, args.device, threads, dtype,
+            [attn], memory=False,
+        )[0]
         with tempfile.TemporaryDirectory() as tmp:
             e2e = end_to_end_img_s(
                 args.preset, dataset, args.batch_size, args.e2e_steps, args.device, dtype, tmp,

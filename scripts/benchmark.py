@@ -1,15 +1,18 @@
 """Side-by-side speed figures, all from ONE run on the same config, threads, batch and inputs.
 
     python scripts/benchmark.py                       # cpu recipe's model shape, this machine's threads
-    python scripts/benchmark.py --preset lesson --batch_size 128 --steps 10
-    python scripts/benchmark.py --device cuda --dtype bf16 --attn sdpa --batch_size 512
+    python scripts/benchmark.py --dtype bf16 --attn eager --compile   # + hf_vit under torch.compile
+    python scripts/benchmark.py --device cuda --dtype bf16 --attn sdpa --batch_size 512 --preset base
 
 Prints, for (a) hf_vit, (b) transformers' ViTForImageClassification of the same shape and
 (c) the lesson's reference module: training-step img/s (forward + backward + AdamW), inference
 img/s, peak memory and achieved GFLOP/s next to a measured matmul peak, one table per dtype
 (fp32, bf16 autocast), with hf_vit and transformers' ViT each timed with SDPA and with the eager
-attention; then the end-to-end img/s of a real short `Trainer` run (real input pipeline, the
-CIFAR-10 copy when present) with the fastest hf_vit setting, next to its bare model step. The
+attention. All models of a table are timed in one process, in interleaved windows whose order
+rotates each round: figures are median windows, ratios are medians of paired (adjacent) windows,
+so a slow spell of a shared machine hits every model alike. Peak memory comes from a fresh
+process per model. Then the end-to-end img/s of a real short `Trainer` run (real input pipeline,
+the CIFAR-10 copy when present) with the fastest hf_vit setting, next to its bare model step. The
 work is in `hf_vit.benchmarking`.
 """
 

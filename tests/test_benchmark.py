@@ -1,0 +1,74 @@
+"""The side-by-side benchmark (scripts/benchmark.py) compares like with like and reports sound figures."""
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hf_vit.benchmarking import build_model, compare_models, forward_flops, main
+from hf_vit.configuration_hf_vit import HfViTConfig
+from hf_vit.training import PRESETS
+
+SMALL_CLS = {**PRESETS["small"], "pool": "cls"}  # the shape scripts/benchmark.py times by default
+
+
+def _counted_flops(model, batch):
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(pixel_values=x) if hasattr(model, "config") else model(x)
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("kind", ["hf_vit", "transformers", "lesson"])
+def test_forward_flops_match_the_matmuls_torch_counts(kind):
+    # GFLOP/s and "% of peak" rest on this formula; torch's own counter must agree on every model.
+    config = HfViTConfig(**SMALL_CLS)
+    assert _counted_flops(build_model(kind, config, "eager"), 3) == forward_flops(config, 3)
+
+
+def test_forward_flops_for_a_shape_with_narrow_heads_and_mean_pooling():
+    config = HfViTConfig(image_size=32, patch_size=8, dim=48, depth=2, heads=3, dim_head=8, mlp_dim=96, pool="mean")
+    for kind in ("hf_vit", "lesson"):
+        assert _counted_flops(build_model(kind, config, "eager"), 2) == forward_flops(config, 2)
+
+
+def test_the_three_models_are_the_same_network():
+    # Like for like: same parameter count, layer for layer (transformers' ViT gets qkv_bias=False to match).
+    config = HfViTConfig(**SMALL_CLS)
+    counts = {kind: sum(p.numel() for p in build_model(kind, config).parameters()) for kind in ("hf_vit", "transformers", "lesson")}
+    assert len(set(counts.values())) == 1, counts
+    # Models built from one config keep their own kernel (a model holds on to the config object it was given).
+    first, second = build_model("hf_vit", config, "sdpa"), build_model("hf_vit", config, "eager")
+    assert (first.config._attn_implementation, second.config._attn_implementation) == ("sdpa", "eager")
+    with pytest.raises(ValueError, match="heads \\* dim_head == dim"):
+        build_model("transformers", HfViTConfig(**{**SMALL_CLS, "dim_head": 16}))
+
+
+def test_compare_models_pairs_every_model_with_every_other():
+    config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
+    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa", "eager"], memory=False)
+    assert [r["model"] for r in rows] == ["hf_vit/sdpa", "hf_vit/eager", "lesson"]
+    by_name = {r["model"]: r for r in rows}
+    for a in by_name:
+        for b in by_name:
+            if a != b:  # a median over an odd number of rounds: a/b and b/a are exact reciprocals
+                for phase in ("train", "infer"):
+                    assert by_name[a]["paired"][b][phase] * by_name[b]["paired"][a][phase] == pytest.approx(1.0)
+    for r in rows:
+        assert r["train_gflops"] == pytest.approx(r["train_img_s"] * 3 * forward_flops(config, 1) / 1e9)
+        assert r["infer_img_s"] > 0 and r["peak_mem_mb"] is None
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dtype", "fp16"], "--dtype 'fp16': use a comma list of fp32, bf16"),
+        (["--attn", "flash"], "--attn 'flash': use a comma list of sdpa, eager"),
+        (["--models", "resnet"], "--models 'resnet': use a comma list of hf_vit, transformers, lesson"),
+        (["--rounds", "0"], "--rounds 0 / --steps 4: both must be at least 1"),
+    ],
+)
+def test_bad_benchmark_arguments_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
