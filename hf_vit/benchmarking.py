@@ -1,8 +1,11 @@
 """Side-by-side speed measurements (used by `scripts/benchmark.py`).
 
-Every model is timed on the same config, threads, batch and inputs, each in
-its own fresh process so that peak memory (RSS on CPU, allocator peak on
-CUDA) belongs to that model alone.
+Every model is timed on the same config, threads, batch and inputs, all in
+one fresh process in interleaved windows (a slow spell of a shared machine
+hits them alike); peak memory (RSS on CPU, allocator peak on CUDA) comes from
+a fresh process per model, so that it belongs to that model alone. The
+end-to-end run is a real short `Trainer` run, split by `StepTimer` into time
+inside the training steps and time between them.
 """
 
 import copy
@@ -15,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from .configuration_hf_vit import HfViTConfig, _pair
 
@@ -129,6 +133,14 @@ class _Bench:
             _logits(self.model, self.x)
 
 
+def _like_training(device):
+    """The allocator settings a CPU training run uses (see `keep_freed_memory`), so the bare step is timed alike."""
+    if torch.device(device).type == "cpu":
+        from .training import keep_freed_memory
+
+        keep_freed_memory()
+
+
 def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_name, result_queue):
     """Child process: all models side by side, in interleaved windows of `steps` steps.
 
@@ -137,6 +149,7 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
     per-round ratios (paired: both windows of a pair ran next to each other).
     """
     torch.set_num_threads(threads)
+    _like_training(device)
     config = HfViTConfig(**config_dict)
     benches = [_Bench(kind, attn, config, batch, device, dtype_name == "bf16", compiled) for kind, attn, compiled in jobs]
     seconds = {(b.name, phase): [] for b in benches for phase in ("train", "infer")}
@@ -175,6 +188,7 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
 def peak_memory(kind, attn, compiled, config_dict, batch, device, threads, dtype_name, result_queue):
     """Child process, one model alone: peak memory (RSS on CPU, allocator peak on CUDA) of train + infer steps."""
     torch.set_num_threads(threads)
+    _like_training(device)
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled)
@@ -225,8 +239,44 @@ def compare_models(
 # ---------------------------------------------------------------------------
 # End to end: a real short Trainer run
 # ---------------------------------------------------------------------------
+class StepTimer(TrainerCallback):
+    """Splits a run's wall time: inside the optimizer steps (forward, backward, clipping, optimizer) and
+    between them (fetching, collating and augmenting the next batch; logging).
+
+    The Trainer fetches a step's batch before `on_step_begin`, so the input pipeline lands outside. Both
+    parts come from the same run, so a machine that speeds up or slows down moves them together.
+    """
+
+    def __init__(self, device="cpu"):
+        self.cuda = str(device).startswith("cuda")  # GPU work is asynchronous: wait for it at each edge
+        self.inside_s = self.total_s = 0.0
+        self.steps = 0
+
+    def _now(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.begin = self._now()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.step_begin = self._now()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.inside_s += self._now() - self.step_begin
+        self.steps += 1
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.total_s = self._now() - self.begin
+
+
 def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, extra_args=()) -> dict:
-    """img/s of `steps` Trainer steps with the real input pipeline (decode cached, batched augmentation)."""
+    """img/s of `steps` Trainer steps with the real input pipeline (decode cached, batched augmentation).
+
+    Also the same run's img/s counting only the time inside the training steps (`in_step_img_s`) and
+    the share of its wall time spent between steps (`outside_share`).
+    """
     from .training import parse_args, train
 
     argv = [
@@ -240,8 +290,17 @@ def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, e
         argv += ["--use_cpu", "true"]
     if dtype == "bf16":
         argv += ["--bf16", "true"]
-    metrics = train(*parse_args(argv + list(extra_args)))
-    return {"train_img_s": metrics["train"]["train_samples_per_second"], "runtime_s": metrics["train"]["runtime_s"]}
+    timer = StepTimer(device)
+    metrics = train(*parse_args(argv + list(extra_args)), extra_callbacks=[timer])
+    return {
+        "train_img_s": metrics["train"]["train_samples_per_second"],
+        "runtime_s": metrics["train"]["runtime_s"],
+        "in_step_img_s": timer.steps * batch / timer.inside_s,
+        "outside_share": 1 - timer.inside_s / timer.total_s,
+        "inside_s": timer.inside_s,
+        "total_s": timer.total_s,
+        "steps": timer.steps,
+    }
 
 
 def _print_table(rows, peak, dtype, rounds, steps):
@@ -353,6 +412,12 @@ def main(argv=None) -> int:
             f"\nend-to-end Trainer run ({args.e2e_steps} steps, {dtype}, {attn} attention, {dataset}): "
             f"{e2e['train_img_s']:.1f} img/s vs bare model step {bare['train_img_s']:.1f} img/s -> "
             f"{100 * e2e['train_img_s'] / bare['train_img_s']:.0f}% (input pipeline + Trainer overhead is the rest)"
+        )
+        # The two figures above come from different minutes of a shared machine; this split does not.
+        print(
+            f"the same run, split by StepTimer: {100 * (1 - e2e['outside_share']):.1f}% of its wall time inside the "
+            f"training steps ({e2e['in_step_img_s']:.1f} img/s there), {100 * e2e['outside_share']:.1f}% between them "
+            "(fetching and augmenting batches, logging)"
         )
     return 0
 

@@ -4,9 +4,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hf_vit.benchmarking import build_model, compare_models, forward_flops, main
+import time
+
+from hf_vit import data as data_module
+from hf_vit.benchmarking import build_model, compare_models, end_to_end_img_s, forward_flops, main
 from hf_vit.configuration_hf_vit import HfViTConfig
 from hf_vit.training import PRESETS
+from tiny_data import make_tiny_cifar
 
 SMALL_CLS = {**PRESETS["small"], "pool": "cls"}  # the shape scripts/benchmark.py times by default
 
@@ -72,3 +76,26 @@ def test_bad_benchmark_arguments_are_named(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path, monkeypatch):
+    """A real Trainer run on tiny data whose collator is made slow on purpose (a test-only wrapper that sleeps
+    50 ms per batch): StepTimer must count that time between the steps, not inside them."""
+    data = make_tiny_cifar(tmp_path / "data", n_train=64, n_test=8)
+    slow_call = data_module.BatchCollator.__call__
+
+    def slowed(self, *args, **kwargs):
+        time.sleep(0.05)
+        return slow_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(data_module.BatchCollator, "__call__", slowed)
+    steps, batch = 6, 8
+    r = end_to_end_img_s(
+        "tiny", data, batch, steps, "cpu", "fp32", tmp_path / "run", ["--num_threads", "1", "--disable_tqdm", "true"]
+    )
+    assert r["steps"] == steps
+    outside_s = r["total_s"] - r["inside_s"]
+    assert outside_s >= steps * 0.05  # every batch's fetch (and its sleep) lies between steps
+    assert r["outside_share"] == pytest.approx(outside_s / r["total_s"])
+    assert r["in_step_img_s"] == pytest.approx(steps * batch / r["inside_s"])
+    assert r["in_step_img_s"] > r["train_img_s"]  # the Trainer's figure includes the slow pipeline
