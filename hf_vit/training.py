@@ -12,7 +12,6 @@ environment, and only the main process writes the final files.
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time

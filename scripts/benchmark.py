@@ -12,8 +12,9 @@ attention. All models of a table are timed in one process, in interleaved window
 rotates each round: figures are median windows, ratios are medians of paired (adjacent) windows,
 so a slow spell of a shared machine hits every model alike. Peak memory comes from a fresh
 process per model. Then the end-to-end img/s of a real short `Trainer` run (real input pipeline,
-the CIFAR-10 copy when present) with the fastest hf_vit setting, next to its bare model step. The
-work is in `hf_vit.benchmarking`.
+the CIFAR-10 copy when present) with the fastest hf_vit setting, next to its bare model step,
+and that run's own split into time inside the training steps and between them. The work is in
+`hf_vit.benchmarking`.
 """
 
 import sys
