@@ -110,9 +110,10 @@ def _logits(model, x):
 class _Bench:
     """One model with its optimizer and inputs: a training step and an inference step."""
 
-    def __init__(self, kind, attn, config, batch, device, autocast, compiled=False):
+    def __init__(self, kind, attn, config, batch, device, autocast, compiled=False, copy=False):
         torch.manual_seed(0)  # same weights and inputs for every model of a kind
-        self.name, self.kind, self.attn, self.compiled = _name(kind, attn, compiled), kind, attn, compiled
+        self.name, self.kind, self.attn, self.compiled = _name(kind, attn, compiled, copy), kind, attn, compiled
+        self.copy = copy
         self.model = build_model(kind, config, attn).to(device)
         if compiled:  # what --torch_compile does in the Trainer; the warm-up steps pay for the compilation
             self.model = torch.compile(self.model)
@@ -151,7 +152,10 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
     torch.set_num_threads(threads)
     _like_training(device)
     config = HfViTConfig(**config_dict)
-    benches = [_Bench(kind, attn, config, batch, device, dtype_name == "bf16", compiled) for kind, attn, compiled in jobs]
+    benches = [
+        _Bench(kind, attn, config, batch, device, dtype_name == "bf16", compiled, copy)
+        for kind, attn, compiled, copy in jobs
+    ]
     seconds = {(b.name, phase): [] for b in benches for phase in ("train", "infer")}
     for phase in ("train", "infer"):
         for b in benches:
@@ -172,7 +176,10 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
     fwd = forward_flops(config, 1)
     rows = []
     for b in benches:
-        row = {"model": b.name, "kind": b.kind, "attn": b.attn, "compiled": b.compiled, "dtype": dtype_name, "paired": {}}
+        row = {
+            "model": b.name, "kind": b.kind, "attn": b.attn, "compiled": b.compiled, "copy": b.copy,
+            "dtype": dtype_name, "paired": {},
+        }
         for phase in ("train", "infer"):
             row[f"{phase}_img_s"] = batch / statistics.median(seconds[b.name, phase])
             for other in benches:  # how much faster b is than `other`, round by round
@@ -185,13 +192,13 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
     result_queue.put(json.dumps(rows))
 
 
-def peak_memory(kind, attn, compiled, config_dict, batch, device, threads, dtype_name, result_queue):
+def peak_memory(kind, attn, compiled, copy, config_dict, batch, device, threads, dtype_name, result_queue):
     """Child process, one model alone: peak memory (RSS on CPU, allocator peak on CUDA) of train + infer steps."""
     torch.set_num_threads(threads)
     _like_training(device)
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled)
+    bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled, copy)
     for phase in ("train", "infer"):
         bench.model.train(phase == "train")
         for _ in range(3):
@@ -217,22 +224,28 @@ def _child(target, args):
 
 def compare_models(
     config: HfViTConfig, kinds, batch=128, steps=4, rounds=10, device="cpu", threads=None, dtype="fp32",
-    attns=("sdpa",), memory=True, compiled=False,
+    attns=("sdpa",), memory=True, compiled=False, control=False,
 ):
     """Time the models side by side; one result dict per (kind, attention kernel).
 
     hf_vit and transformers' ViT are timed with each kernel in `attns`; the lesson's module has one
     way only (matmul + softmax, what 'eager' also does). `compiled` adds hf_vit under `torch.compile`
-    for each kernel. Speed comes from one process with interleaved windows (`time_models`); peak memory
-    from a fresh process per model (`peak_memory`).
+    for each kernel. `control` adds a second, identical hf_vit (same weights and inputs; eager attention,
+    the CPU recipe's, if timed) to the same windows: its ratio to its twin is what "equally fast"
+    reads as in this run, the yardstick for every other ratio. Speed comes from one process with
+    interleaved windows (`time_models`); peak memory from a fresh process per model (`peak_memory`).
     """
     threads = threads or torch.get_num_threads()
-    jobs = [(k, a, False) for a in attns for k in kinds if k != "lesson"] + [("lesson", "eager", False)] * ("lesson" in kinds)
-    jobs += [("hf_vit", a, True) for a in attns] if compiled and "hf_vit" in kinds else []
+    jobs = [(k, a, False, False) for a in attns for k in kinds if k != "lesson"]
+    jobs += [("lesson", "eager", False, False)] * ("lesson" in kinds)
+    jobs += [("hf_vit", a, True, False) for a in attns] if compiled and "hf_vit" in kinds else []
+    if control and "hf_vit" in kinds:
+        jobs.append(("hf_vit", "eager" if "eager" in attns else attns[0], False, True))
     config_dict = {k: v for k, v in config.to_dict().items() if k in HfViTConfig().to_dict()}
     rows = _child(time_models, (jobs, config_dict, batch, steps, rounds, device, threads, dtype))
     for row, job in zip(rows, jobs):
-        row["peak_mem_mb"] = _child(peak_memory, (*job, config_dict, batch, device, threads, dtype)) if memory else None
+        measure = memory and not job[3]  # a copy's memory is its twin's
+        row["peak_mem_mb"] = _child(peak_memory, (*job, config_dict, batch, device, threads, dtype)) if measure else None
     return rows
 
 
@@ -315,19 +328,27 @@ def _print_table(rows, peak, dtype, rounds, steps):
     print(f"matmul peak ({dtype}, 2048^3): {peak:.1f} GFLOP/s")
 
 
-def _name(kind, attn, compiled=False):
-    return kind if kind == "lesson" else f"{kind}/{attn}" + ("+compile" if compiled else "")
+def _name(kind, attn, compiled=False, copy=False):
+    name = kind if kind == "lesson" else f"{kind}/{attn}" + ("+compile" if compiled else "")
+    return name + " (copy)" if copy else name
 
 
 def _print_ratios(rows, peak):
     """hf_vit against each peer (paired ratios): transformers' ViT with either kernel, and the lesson."""
-    for base in (r for r in rows if r["kind"] == "hf_vit"):
+    for base in (r for r in rows if r["kind"] == "hf_vit" and not r["copy"]):
         for other in rows:
             if other["kind"] == "hf_vit":
                 continue
             pair = base["paired"][other["model"]]
             print(f"{base['model']} / {other['model']}: train {pair['train']:.2f}x, inference {pair['infer']:.2f}x")
         print(f"{base['model']} achieved {100 * base['train_gflops'] / peak:.0f}% of the matmul peak in training")
+    for copy in (r for r in rows if r["copy"]):
+        twin = copy["model"].removesuffix(" (copy)")
+        pair = copy["paired"][twin]
+        print(
+            f"noise floor: {copy['model']} / {twin} (the same model twice): train {pair['train']:.2f}x, "
+            f"inference {pair['infer']:.2f}x; ratios within this distance of 1.00 are ties"
+        )
 
 
 def _split(value, allowed, flag, parser):
@@ -356,6 +377,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--models", default="hf_vit,transformers,lesson")
     parser.add_argument("--compile", action="store_true", help="also time hf_vit under torch.compile (slow to start)")
+    parser.add_argument(
+        "--no_control", action="store_true", help="skip the second copy of hf_vit that measures the noise floor"
+    )
     parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
     parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
     args = parser.parse_args(argv)
@@ -383,12 +407,13 @@ def main(argv=None) -> int:
     for dtype in dtypes:
         peak = matmul_peak_gflops(args.device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
         rows = compare_models(
-            config, kinds, args.batch_size, args.steps, args.rounds, args.device, threads, dtype, attns, compiled=args.compile
+            config, kinds, args.batch_size, args.steps, args.rounds, args.device, threads, dtype, attns,
+            compiled=args.compile, control=not args.no_control,
         )
         _print_table(rows, peak, dtype, args.rounds, args.steps)
         _print_ratios(rows, peak)
         for r in rows:
-            uncompiled = r["kind"] == "hf_vit" and not r["compiled"]  # the end-to-end run below does not compile
+            uncompiled = r["kind"] == "hf_vit" and not r["compiled"] and not r["copy"]  # e2e below does not compile
             if uncompiled and (fastest is None or r["train_img_s"] > fastest["train_img_s"]):
                 fastest = r
 

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import time
 
 from hf_vit import data as data_module
-from hf_vit.benchmarking import build_model, compare_models, end_to_end_img_s, forward_flops, main
+from hf_vit.benchmarking import _Bench, build_model, compare_models, end_to_end_img_s, forward_flops, main
 from hf_vit.configuration_hf_vit import HfViTConfig
 from hf_vit.training import PRESETS
 from tiny_data import make_tiny_cifar
@@ -60,6 +60,29 @@ def test_compare_models_pairs_every_model_with_every_other():
     for r in rows:
         assert r["train_gflops"] == pytest.approx(r["train_img_s"] * 3 * forward_flops(config, 1) / 1e9)
         assert r["infer_img_s"] > 0 and r["peak_mem_mb"] is None
+
+
+def test_the_control_is_the_same_model_on_the_same_inputs():
+    # The noise floor is only a noise floor if the copy computes exactly what its twin computes.
+    config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
+    twin, copy = (_Bench("hf_vit", "eager", config, 4, "cpu", False, False, c) for c in (False, True))
+    assert (twin.name, copy.name) == ("hf_vit/eager", "hf_vit/eager (copy)")
+    assert torch.equal(twin.x, copy.x) and torch.equal(twin.y, copy.y)
+    for (key, a), b in zip(twin.model.state_dict().items(), copy.model.state_dict().values()):
+        assert torch.equal(a, b), key
+    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa"], memory=True, control=True)
+    assert [r["model"] for r in rows] == ["hf_vit/sdpa", "lesson", "hf_vit/sdpa (copy)"]
+    assert [r["copy"] for r in rows] == [False, False, True]
+    assert rows[0]["peak_mem_mb"] > 0 and rows[2]["peak_mem_mb"] is None  # the copy's memory is its twin's
+
+
+def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comparisons(capsys):
+    main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2", "--steps", "1",
+          "--rounds", "1", "--threads", "1", "--e2e_steps", "0"])
+    out = capsys.readouterr().out
+    assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train " in out
+    assert "hf_vit/eager / lesson: train " in out
+    assert "(copy) / lesson" not in out and "/ hf_vit/eager (copy)" not in out
 
 
 @pytest.mark.parametrize(
