@@ -192,13 +192,13 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
     result_queue.put(json.dumps(rows))
 
 
-def peak_memory(kind, attn, compiled, copy, config_dict, batch, device, threads, dtype_name, result_queue):
+def peak_memory(kind, attn, compiled, config_dict, batch, device, threads, dtype_name, result_queue):
     """Child process, one model alone: peak memory (RSS on CPU, allocator peak on CUDA) of train + infer steps."""
     torch.set_num_threads(threads)
     _like_training(device)
     if str(device).startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled, copy)
+    bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled)
     for phase in ("train", "infer"):
         bench.model.train(phase == "train")
         for _ in range(3):
@@ -245,7 +245,7 @@ def compare_models(
     rows = _child(time_models, (jobs, config_dict, batch, steps, rounds, device, threads, dtype))
     for row, job in zip(rows, jobs):
         measure = memory and not job[3]  # a copy's memory is its twin's
-        row["peak_mem_mb"] = _child(peak_memory, (*job, config_dict, batch, device, threads, dtype)) if measure else None
+        row["peak_mem_mb"] = _child(peak_memory, (*job[:3], config_dict, batch, device, threads, dtype)) if measure else None
     return rows
 
 
