@@ -70,10 +70,11 @@ def _blend(a, b, factor):  # factor (B,): 0 -> b, 1 -> a (PIL ImageEnhance seman
     return (b + factor[:, None, None, None] * (a - b)).clamp(0, 1)
 
 
-def _blurred(x):  # PIL's SMOOTH kernel, the reference image of ImageEnhance.Sharpness
-    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype, device=x.device) / 13
-    c = x.shape[1]
-    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(c, 1, 3, 3), groups=c)
+def _blurred(x):  # PIL's SMOOTH kernel [[1 1 1] [1 5 1] [1 1 1]] / 13, the reference of ImageEnhance.Sharpness
+    # = (3x3 box sum + 4 x centre) / 13. Built from ops, not a kernel tensor: a tensor made from host
+    # numbers is a blocking host-to-device copy, which stalls an accelerator's queue every batch.
+    box = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 9
+    return (box + 4 * x) / 13
 
 
 BLEND_TARGETS = {  # what each blend moves the image towards (factor 1 + 0.9 v: v < 0 towards it, v > 0 away)
@@ -292,8 +293,9 @@ class BatchAugment:
         """uint8 or [0, 1] float -> (x - mean) / std, exactly the image processor's arithmetic."""
         if images.dtype == torch.uint8:
             images = images.float() * (1 / 255)
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return (images - mean) / std
+        if self.mean.device != images.device:  # move once: each host-to-device copy would stall the queue
+            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
+        return (images - self.mean) / self.std
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
         cfg = self.config

@@ -165,3 +165,39 @@ def test_randaugment_dense_path_warps_once_per_round(monkeypatch):
     x = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     rand_augment(x, 2, 9, torch.Generator().manual_seed(5), dense=True)
     assert len(calls) == 2
+
+
+class HostCopies(torch.overrides.TorchFunctionMode):
+    """Records the calls that, on an accelerator, copy host numbers to the device: `torch.tensor` and friends,
+    and `.to(...)`/`.cuda()` with a device. Such a copy is blocking: it waits until the device's queue is empty."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        to_device = name == "to" and ("device" in kwargs or any(isinstance(a, (torch.device, str)) for a in args[1:]))
+        if name in ("tensor", "as_tensor", "from_numpy", "cuda") or to_device:
+            self.calls.append(name)
+        return func(*args, **kwargs)
+
+
+def test_on_device_augmentation_copies_nothing_from_the_host_after_the_first_batch(monkeypatch):
+    import hf_vit.augment as augment
+
+    real = augment.rand_augment
+    monkeypatch.setattr(augment, "rand_augment", lambda *a, **k: real(*a, **k, dense=True))  # the accelerator's path
+    cfg = AugmentConfig(randaugment_ops=2, random_erasing=0.5, mixup_alpha=0.8, cutmix_alpha=1.0)
+    aug = BatchAugment(CIFAR10_MEAN, CIFAR10_STD, cfg)
+    images, labels = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8), torch.arange(16) % 10
+    with HostCopies() as copies:
+        for seed in range(8):  # 16 RandAugment rounds: the sharpness target (a blur) is built in every one
+            aug(images, labels, seed)
+    assert copies.calls == []
+    # Images on another device: the mean and std move there with the first batch, and only then.
+    with HostCopies() as copies:
+        for _ in range(3):
+            out = aug.normalize(torch.zeros(2, 3, 4, 4, device="meta"))
+    assert copies.calls == ["to", "to"] and out.device.type == "meta"

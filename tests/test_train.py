@@ -193,6 +193,7 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
     model_args, data_args, _, args = parse_args(["--recipe", "gpu", "--bf16", "false", "--torch_compile", "false"])
     assert model_args.preset == "base" and data_args.mixup_alpha == 0.8 and data_args.augment_on_device
     assert args.logging_nan_inf_filter is False  # no loss read (host-device sync) on every GPU step
+    assert args.accelerator_config.non_blocking  # nor a blocking batch copy, which waits for the GPU to drain
     assert read_recipe(ROOT / "hf_vit" / "recipes" / "gpu.yaml")["bf16"] is True
     # a recipe file of one's own; JSON works the same
     mine = tmp_path / "mine.json"
