@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import time
 
 from hf_vit import data as data_module
-from hf_vit.benchmarking import _Bench, build_model, compare_models, end_to_end_img_s, forward_flops, main
+from hf_vit.benchmarking import StepTimer, _Bench, build_model, compare_models, end_to_end_img_s, forward_flops, main
 from hf_vit.configuration_hf_vit import HfViTConfig
 from hf_vit.training import PRESETS
 from tiny_data import make_tiny_cifar
@@ -122,3 +122,36 @@ def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path,
     assert r["outside_share"] == pytest.approx(outside_s / r["total_s"])
     assert r["in_step_img_s"] == pytest.approx(steps * batch / r["inside_s"])
     assert r["in_step_img_s"] > r["train_img_s"]  # the Trainer's figure includes the slow pipeline
+
+
+def test_on_a_gpu_the_step_timer_never_syncs_during_the_run(monkeypatch):
+    """A sync at each step edge would serialise host and GPU, the very overlap the end-to-end figure is about.
+    No GPU here: a stand-in for torch.cuda.Event records the host clock when `record()` is called (which is when
+    a real event would be queued), and torch.cuda.synchronize is counted."""
+    syncs = []
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.at = None
+
+        def record(self):
+            self.at = time.perf_counter()
+
+        def elapsed_time(self, end):  # milliseconds, like torch.cuda.Event; only valid once the events happened
+            assert syncs, "an event read before torch.cuda.synchronize()"
+            return (end.at - self.at) * 1000
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *args: syncs.append(1))
+    timer = StepTimer("cuda")
+    timer.on_train_begin(None, None, None)
+    for _ in range(3):
+        time.sleep(0.01)  # the host fetches a batch
+        timer.on_step_begin(None, None, None)
+        time.sleep(0.02)  # the step
+        timer.on_step_end(None, None, None)
+    assert syncs == []
+    timer.on_train_end(None, None, None)
+    assert len(syncs) == 1 and timer.steps == 3
+    assert timer.inside_s >= 0.06 and timer.total_s - timer.inside_s >= 0.03  # the sleeps, on either side
