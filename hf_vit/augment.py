@@ -288,14 +288,26 @@ class BatchAugment:
         self.config = config or AugmentConfig()
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        # Copies on other devices, made once: a host-to-device copy per batch would stall an accelerator's queue.
+        # The host copies stay as they are: data-loader workers normalise evaluation batches with them.
+        self._on_device = {}
+
+    def __getstate__(self):  # a worker process gets the host copies only, never accelerator tensors
+        return {**self.__dict__, "_on_device": {}}
+
+    def _stats(self, device: torch.device):
+        if device == self.mean.device:
+            return self.mean, self.std
+        if device not in self._on_device:
+            self._on_device[device] = (self.mean.to(device), self.std.to(device))
+        return self._on_device[device]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float -> (x - mean) / std, exactly the image processor's arithmetic."""
         if images.dtype == torch.uint8:
             images = images.float() * (1 / 255)
-        if self.mean.device != images.device:  # move once: each host-to-device copy would stall the queue
-            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
-        return (images - self.mean) / self.std
+        mean, std = self._stats(images.device)
+        return (images - mean) / std
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
         cfg = self.config

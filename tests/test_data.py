@@ -1,5 +1,6 @@
 """Data loading, the validation carve, decoding and batched augmentation (hf_vit.data, hf_vit.augment)."""
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +197,29 @@ def test_on_device_augmentation_copies_nothing_from_the_host_after_the_first_bat
         for seed in range(8):  # 16 RandAugment rounds: the sharpness target (a blur) is built in every one
             aug(images, labels, seed)
     assert copies.calls == []
-    # Images on another device: the mean and std move there with the first batch, and only then.
+    # Images on another device: the mean and std are copied there with the first batch, and only then.
     with HostCopies() as copies:
         for _ in range(3):
             out = aug.normalize(torch.zeros(2, 3, 4, 4, device="meta"))
     assert copies.calls == ["to", "to"] and out.device.type == "meta"
+    # The host copies stay: a data-loader worker (a forked or unpickled copy) normalises evaluation batches on
+    # the CPU and must never touch an accelerator's tensors.
+    assert aug.mean.device.type == "cpu" and pickle.loads(pickle.dumps(aug))._on_device == {}
+    with HostCopies() as copies:
+        host = aug.normalize(images)
+    assert copies.calls == [] and torch.equal(host, BatchAugment(CIFAR10_MEAN, CIFAR10_STD).normalize(images))
+
+
+def test_evaluation_batches_in_a_worker_process_after_the_trainer_used_the_device(tiny):
+    """The Trainer augments on the device with the collator's own BatchAugment; evaluation batches are then
+    collated in data-loader workers, on the CPU. A copy of the constants made for the device (here `meta`, which
+    cannot be copied back) must not leak into them."""
+    data = prepare_data(
+        str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, AugmentConfig(), validation_size=20, augment_on_device=True
+    )
+    data.collator.augment.normalize(torch.zeros(2, 3, 32, 32, dtype=torch.uint8, device="meta"))  # a training step
+    loader = torch.utils.data.DataLoader(data.validation, batch_size=8, collate_fn=data.collator, num_workers=1)
+    in_worker = torch.cat([b["pixel_values"] for b in loader])
+    batches = [list(range(i, min(i + 8, 20))) for i in range(0, 20, 8)]
+    here = torch.cat([data.collator(data.validation.__getitems__(b))["pixel_values"] for b in batches])
+    assert in_worker.device.type == "cpu" and torch.equal(in_worker, here)
