@@ -235,10 +235,12 @@ def step():  # like a training step: activations alive at once, all freed at the
     return sum(float(a[0, 0]) for a in acts)
 for _ in range(3):
     step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+per_step = []
+for _ in range(11):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 10)
+    per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(per_step)[5])  # the median step: a one-off growth of the heap is not a fault-in every step
 """
 
 
@@ -256,4 +258,6 @@ def test_cpu_training_keeps_freed_activation_memory_instead_of_faulting_it_in_ag
         assert out.returncode == 0, out.stderr
         faults[arm] = int(out.stdout.split()[-1])
     assert faults["default"] > 10_000  # 160 MiB = 40k pages of 4 KiB
-    assert faults["keep"] < faults["default"] / 100
+    # Here the kept arm faults 0 pages a step; one CI machine averaged 1024 (4 MiB of 160), so the bound is a
+    # tenth: still far below what the default arm faults, which is what the arm without the fix would show.
+    assert faults["keep"] < faults["default"] / 10
