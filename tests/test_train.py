@@ -191,7 +191,8 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy"
     # the GPU recipe: every key is a real argument (bf16/compile switched off to parse on a CPU)
     model_args, data_args, _, args = parse_args(["--recipe", "gpu", "--bf16", "false", "--torch_compile", "false"])
-    assert model_args.preset == "base" and data_args.mixup_alpha == 0.8 and data_args.augment_on_device
+    assert model_args.preset == "base" and data_args.randaugment_ops == 1 and data_args.augment_on_device
+    assert data_args.mixup_alpha == 0 and args.learning_rate == 5e-4 and args.num_train_epochs == 80
     assert args.logging_nan_inf_filter is False  # no loss read (host-device sync) on every GPU step
     assert args.accelerator_config.non_blocking  # nor a blocking batch copy, which waits for the GPU to drain
     assert read_recipe(ROOT / "hf_vit" / "recipes" / "gpu.yaml")["bf16"] is True
