@@ -380,7 +380,7 @@ def main(argv=None) -> int:
     import argparse
     import tempfile
 
-    from .training import PRESETS
+    from .training import PRESETS, cpu_has_native_bf16
 
     parser = argparse.ArgumentParser(description="hf_vit speed, side by side")
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model shape (cpu recipe: small)")
@@ -389,7 +389,12 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved windows per model; figures are medians")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="fp32,bf16", help="comma list of fp32, bf16 (autocast); one table each")
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        help="comma list of fp32, bf16 (autocast); one table each (default: both, or fp32 alone on a CPU without "
+        "bf16 instructions, where bf16 is emulated)",
+    )
     parser.add_argument("--attn", default="sdpa,eager", help="attention kernels for hf_vit and transformers' ViT")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--models", default="hf_vit,transformers,lesson")
@@ -400,6 +405,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
     parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
     args = parser.parse_args(argv)
+    if args.dtype is None:
+        args.dtype = "fp32,bf16"
+        if torch.device(args.device).type == "cpu" and not cpu_has_native_bf16():
+            args.dtype = "fp32"
+            print("note: this CPU has no bf16 instructions (AVX512-BF16 or AMX); emulated bf16 trains about 10x slower, "
+                  "so only fp32 is timed (--dtype fp32,bf16 times both)")
     dtypes = _split(args.dtype, ("fp32", "bf16"), "--dtype", parser)
     attns = _split(args.attn, ("sdpa", "eager"), "--attn", parser)
     kinds = _split(args.models, ("hf_vit", "transformers", "lesson"), "--models", parser)

@@ -9,7 +9,7 @@ import time
 from hf_vit import data as data_module
 from hf_vit.benchmarking import StepTimer, _Bench, build_model, compare_models, end_to_end_img_s, forward_flops, main
 from hf_vit.configuration_hf_vit import HfViTConfig
-from hf_vit.training import PRESETS
+from hf_vit.training import PRESETS, cpu_has_native_bf16
 from tiny_data import make_tiny_cifar
 
 SMALL_CLS = {**PRESETS["small"], "pool": "cls"}  # the shape scripts/benchmark.py times by default
@@ -83,6 +83,15 @@ def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comp
     assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train " in out
     assert "hf_vit/eager / lesson: train " in out
     assert "(copy) / lesson" not in out and "/ hf_vit/eager (copy)" not in out
+
+
+def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(capsys):
+    main(["--models", "hf_vit", "--attn", "eager", "--batch_size", "2", "--steps", "1", "--rounds", "1",
+          "--threads", "1", "--e2e_steps", "0", "--no_control"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "\nfp32 (median of 1 interleaved windows" in out
+    assert ("\nbf16 (median of" in out) == cpu_has_native_bf16()
+    assert ("only fp32 is timed" in out) != cpu_has_native_bf16()
 
 
 @pytest.mark.parametrize(

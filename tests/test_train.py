@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_data import make_tiny_cifar
 
-from hf_vit.training import SetupError, parse_args, read_recipe
+from hf_vit.training import SetupError, cpu_has_native_bf16, parse_args, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "scripts" / "train.py")
@@ -186,7 +186,8 @@ def test_unwritable_output_folder_fails_before_training(tiny, tmp_path):
 def test_recipes_parse_and_command_line_overrides(tmp_path):
     model_args, data_args, _, args = parse_args(["--recipe", "cpu", "--learning_rate", "5e-4", "--output_dir", str(tmp_path)])
     assert model_args.preset == "small" and data_args.randaugment_ops == 0 and data_args.pad == 4
-    assert model_args.attn_implementation == "eager" and args.bf16 and args.use_cpu
+    # bf16 where the CPU has bf16 instructions; emulated elsewhere (~10x slower), so fp32 there
+    assert model_args.attn_implementation == "eager" and args.bf16 == cpu_has_native_bf16() and args.use_cpu
     assert args.learning_rate == 5e-4 and args.weight_decay == 0.05 and args.label_smoothing_factor == 0.1
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy"
     # the GPU recipe: every key is a real argument (bf16/compile switched off to parse on a CPU)
@@ -208,6 +209,28 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
         parse_args(["--recipe", "fast"])
 
 
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
+def test_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_bf16_instructions(tmp_path):
+    flags = Path("/proc/cpuinfo").read_text().split()
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert cpu_has_native_bf16() == native, f"torch and /proc/cpuinfo disagree (cpuinfo says {native})"
+    out = ["--output_dir", str(tmp_path)]
+    *_, args = parse_args(["--recipe", "cpu", *out])
+    assert args.bf16 == native
+    notes = " ".join(args._hf_vit_notes)
+    assert ("training in fp32 instead" in notes and "--bf16 true" in notes) if not native else notes == ""
+    # asked for on the command line, bf16 stays on, with a warning where it is emulated
+    for flag in (["--bf16", "true"], ["--bf16=true"]):
+        *_, args = parse_args(["--recipe", "cpu", *out, *flag])
+        assert args.bf16 and args.mixed_precision == "bf16"
+        notes = " ".join(args._hf_vit_notes)
+        assert ("about 10x slower than fp32" in notes) if not native else notes == ""
+    # the fallback keeps every other value of the recipe and of the command line
+    *_, args = parse_args(["--recipe", "cpu", *out, "--learning_rate", "7e-4"])
+    assert args.learning_rate == 7e-4 and args.num_train_epochs == 28 and args.use_cpu
+    assert args.mixed_precision == ("bf16" if native else "no")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_COPY.is_dir(), reason=f"no CIFAR-10 copy at {REAL_COPY} (set HF_VIT_CIFAR10)")
 def test_cpu_recipe_learns_on_real_cifar10(tmp_path):
@@ -223,6 +246,10 @@ def test_cpu_recipe_learns_on_real_cifar10(tmp_path):
     print(proc.stdout[-2000:])
     assert metrics["validation"]["accuracy"] > 0.30, metrics["validation"]
     assert metrics["accuracy"] > 0.30
+    # the recipe's bf16 only where the CPU has bf16 instructions (elsewhere it is emulated, ~10x slower)
+    precision = "bf16 autocast" if cpu_has_native_bf16() else "fp32"
+    assert f"eager attention, {precision}" in proc.stdout, proc.stdout[-2000:]
+    assert ("[hf_vit] note: this CPU has no bf16 instructions" in proc.stdout) != cpu_has_native_bf16()
 
 
 FAULTS_PER_STEP = """
