@@ -255,23 +255,20 @@ def parse_args(argv=None):
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
         raise SetupError(str(err).strip()) from None
-    training_args._hf_vit_sources = [str(p) for p in sources]
-    training_args._hf_vit_notes = []
+    notes = []
     if training_args.bf16 and training_args.use_cpu and not cpu_has_native_bf16():
-        given = any(arg == "--bf16" or arg.startswith("--bf16=") for arg in rest)
-        if given:
-            training_args._hf_vit_notes.append(
-                "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 autocast is emulated and trains "
-                "about 10x slower than fp32; drop --bf16 true to train in fp32."
-            )
+        emulated = (
+            "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 autocast is emulated and trains "
+            "about 10x slower than fp32"
+        )
+        if any(arg == "--bf16" or arg.startswith("--bf16=") for arg in rest):
+            notes.append(f"{emulated}; drop --bf16 true to train in fp32.")
         else:  # the recipe's bf16 is a speed setting for CPUs that have it: here fp32 is the fast choice
             parser.set_defaults(bf16=False)
             model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
-            training_args._hf_vit_sources = [str(p) for p in sources]
-            training_args._hf_vit_notes = [
-                "this CPU has no bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast is emulated and "
-                "trains about 10x slower: training in fp32 instead. Pass --bf16 true to force bf16."
-            ]
+            notes.append(f"{emulated}: training in fp32 instead. Pass --bf16 true to force bf16.")
+    training_args._hf_vit_sources = [str(p) for p in sources]
+    training_args._hf_vit_notes = notes
     return model_args, data_args, run_args, training_args
 
 
