@@ -63,45 +63,113 @@ def resolve_device(device: str | None) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine. Use --device cpu.")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's own message lists twenty device types
+        raise ValueError(
+            f"--device {device!r} is not a device torch knows. Use auto, cpu, cuda, cuda:<index> or mps."
+        ) from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine. Use --device cpu.")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}.")
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {device}: MPS (Apple GPU) is not available on this machine. Use --device cpu.")
+    return resolved
 
 
-def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = True):
-    """The classifier (eval mode, on `device`) and its saved image processor."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+def _looks_local(name: str) -> bool:
+    """A path, not a Hub id (`owner/name`): it starts with . / or ~, or has more than one '/'."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
-    from . import HfViTConfig  # noqa: F401  (importing hf_vit registers the Auto classes)
 
-    path = Path(model_name_or_path)
-    is_local = path.exists()
-    if is_local and not (path / "config.json").is_file():
+def locate_model(model_name_or_path, flag: str = "--model") -> tuple[str, bool]:
+    """(what to pass to from_pretrained, is it a local folder); a local folder is checked here.
+
+    A path that does not exist and is clearly local (`./runs/x`, `/data/m`, `runs/a/b`) is an error
+    naming the path, not a Hub lookup. The folder must hold config.json and safetensors weights:
+    a pickle (pytorch_model.bin) alone is refused, never unpickled.
+    """
+    from .hub import check_weights
+
+    name = str(model_name_or_path)
+    path = Path(name).expanduser()
+    if not path.exists():
+        if _looks_local(name):
+            raise FileNotFoundError(
+                f"no model folder at {str(path.resolve())!r} (from {flag} {name!r}). Check the path: pass the folder "
+                "training wrote (config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>."
+            )
+        return name, False
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"{path} is not a model folder: it has no config.json. Pass the folder training wrote "
             "(config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>, or a Hub id."
         )
-    if is_local:
-        from .hub import check_weights
+    problem = check_weights(path)
+    if problem:
+        missing = not any(path.glob("*.safetensors"))
+        raise (FileNotFoundError if missing else ValueError)(f"{path}: {problem}")
+    return str(path), True
 
-        problem = check_weights(path)
-        if problem:
-            missing = not any(path.glob("*.safetensors"))
-            raise (FileNotFoundError if missing else ValueError)(f"{path}: {problem}")
+
+def hub_unreachable() -> bool:
+    """True when the Hub cannot be asked (HF_HUB_OFFLINE=1, or no connection within seconds)."""
+    from huggingface_hub import constants
+
+    from .data import _hub_reachable
+
+    return bool(constants.HF_HUB_OFFLINE) or not _hub_reachable()
+
+
+def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
+    """(model, source, local_files_only): `AutoModelForImageClassification` from a checked folder or a Hub id.
+
+    Weights load with use_safetensors=True: never unpickled. For a Hub id without a connection only the
+    Hugging Face cache is read (at once, instead of the client's retries), and a failure says that there
+    is no local folder of that name either.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError
+    from transformers import AutoModelForImageClassification
+
+    from . import HfViTConfig  # noqa: F401  (importing hf_vit registers the Auto classes)
+
+    source, is_local = locate_model(model_name_or_path, flag)
+    local_only = not is_local and hub_unreachable()
     try:
-        # use_safetensors: weights are never unpickled (a pytorch_model.bin alone is refused).
         model = AutoModelForImageClassification.from_pretrained(
-            str(model_name_or_path), trust_remote_code=trust_remote_code, use_safetensors=True
+            source, use_safetensors=True, local_files_only=local_only, **kwargs
         )
-    except OSError as err:
+    except (OSError, HFValidationError) as err:
         if is_local:
             raise
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if not local_only:
+            hub = f"loading it from the Hugging Face Hub failed ({reason})"
+        elif constants.HF_HUB_OFFLINE:
+            hub = f"with HF_HUB_OFFLINE=1 only the local Hugging Face cache was searched, without a copy ({reason})"
+        else:
+            hub = f"the Hugging Face Hub cannot be reached and the local cache has no copy ({reason})"
         raise OSError(
-            f"Could not load the model {model_name_or_path!r} from the Hugging Face Hub ({err}). "
-            "Without network access pass a local model folder instead (config.json + model.safetensors)."
+            f"Could not load the model {source!r} ({flag}): there is no local folder {str(Path(source).resolve())!r}, "
+            f"and {hub}. Pass the path of a model folder (config.json + model.safetensors), e.g. runs/<name>, or a "
+            "Hub id you can reach."
         ) from err
+    return model, source, local_only
+
+
+def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = True):
+    """The classifier (eval mode, on `device`) and its saved image processor."""
+    from transformers import AutoImageProcessor
+
+    model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code)
     try:
-        processor = AutoImageProcessor.from_pretrained(str(model_name_or_path), trust_remote_code=trust_remote_code)
+        processor = AutoImageProcessor.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_only
+        )
     except (OSError, ValueError) as err:
         raise FileNotFoundError(
             f"No image processor for {model_name_or_path!r} ({err}). Save one beside the weights: "
@@ -269,6 +337,13 @@ def _as_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode in ("RGB", "L") else image.convert("RGB")
 
 
+def _macro_note(metrics: dict) -> str:
+    """" (over 2 of 3 classes)" when some classes are in neither the labels nor the predictions, else ""."""
+    rows = metrics["per_class"].values()
+    present = sum(1 for row in rows if row["precision"] is not None)
+    return f" (over the {present} of {len(rows)} classes present)" if present < len(rows) else ""
+
+
 def format_metrics_table(metrics: dict) -> str:
     """The headline numbers and the per-class table, as plain text."""
     lines = [f"examples: {metrics['num_examples']}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
@@ -276,12 +351,15 @@ def format_metrics_table(metrics: dict) -> str:
         if k in metrics:
             lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
     lines.append(
-        f"macro precision / recall / F1: {metrics['macro_precision']:.4f} / "
+        f"macro precision / recall / F1{_macro_note(metrics)}: {metrics['macro_precision']:.4f} / "
         f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}"
     )
     width = max(len("class"), *(len(n) for n in metrics["per_class"]))
     lines.append(f"{'class':<{width}}  precision  recall     f1  support")
     for name, row in metrics["per_class"].items():
+        if row["precision"] is None:  # in neither the labels nor the predictions: no scores, not in the means
+            lines.append(f"{name:<{width}}  {'-':>9}  {'-':>6}  {'-':>6}  {row['support']:7d}")
+            continue
         lines.append(
             f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  {row['support']:7d}"
         )
@@ -297,6 +375,22 @@ def default_output_dir(model_name_or_path: str) -> Path:
     if path.exists():
         return path / "evaluation"
     return Path(f"evaluation-{str(model_name_or_path).replace('/', '--')}")
+
+
+def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
+    """Refuse an output folder that is a model folder: metrics.json there is training's, which the card reads."""
+    model_path = Path(str(model_name_or_path)).expanduser()
+    is_model = (output_dir / "config.json").is_file() or (
+        model_path.exists() and output_dir.resolve() == model_path.resolve()
+    )
+    if is_model:
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} is a model folder: the evaluation's metrics.json would overwrite "
+            "training's (its validation accuracy and training curve, which the model card reads). Leave out "
+            "--output_dir (default: <model folder>/evaluation) or pass another folder."
+        )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {str(output_dir)!r} is a file. Pass a folder (it is created if absent).")
 
 
 @torch.inference_mode()
@@ -320,13 +414,17 @@ def evaluate_model(
     """Run the evaluation and write every output (see the module docstring); returns the metrics dict."""
     from tqdm import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    # Every argument is checked before the model and the data load (and before anything is written).
+    for name, value, least in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1),
+                               ("num_workers", num_workers, 0), ("gallery_size", gallery_size, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ValueError(f"--{name} must be a whole number of at least {least}, got {value!r}.")
+    device = resolve_device(device)
+    output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_name_or_path)
+    _check_output_dir(output_dir, model_name_or_path)
     if num_threads:
         torch.set_num_threads(num_threads)
     start = time.perf_counter()
-    device = resolve_device(device)
-    output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_name_or_path)
 
     model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code)
     ds = load_split(dataset, split)
@@ -385,6 +483,8 @@ def evaluate_model(
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.png"):  # a rerun must not leave a previous run's mistakes behind
             old.unlink()
+    # A previous run's report would show its own mistakes, through images just deleted; written again below.
+    (output_dir / "report.html").unlink(missing_ok=True)
 
     # Each wrong image as stored in the dataset (not the normalised tensor).
     row_of = {r["index"]: r for r in rows}
@@ -409,7 +509,8 @@ def evaluate_model(
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
 
     confusion_matrix_image(metrics["confusion_matrix"], names).save(output_dir / "confusion_matrix.png")
-    recalls = [metrics["per_class"][n]["recall"] for n in names]
+    # A class without images in this split has no accuracy: drawn as such, not as a 0% bar.
+    recalls = [row["recall"] if row["support"] else None for row in (metrics["per_class"][n] for n in names)]
     per_class_accuracy_image(recalls, names, overall=metrics["accuracy"]).save(output_dir / "per_class_accuracy.png")
     shown = by_confidence[:gallery_size]
     gallery_images = [Image.open(output_dir / r["image"]) for r in shown]

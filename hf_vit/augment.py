@@ -280,6 +280,22 @@ class AugmentConfig:
     mix_prob: float = 1.0  # probability that a batch is mixed at all
     mix_switch_prob: float = 0.5  # with both on: probability of CutMix over Mixup
 
+    def __post_init__(self):
+        # Out of range, most of these would not fail: they would switch a feature off (pad -2, alpha -1) or
+        # distort every image (magnitude 50 rotates by 150 degrees) without a word. The names are the flags'.
+        for name in ("pad", "randaugment_ops"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"--{name} must be a whole number >= 0 (0 = off), got {value!r}.")
+        if not 0 <= self.randaugment_magnitude <= 10:
+            raise ValueError(f"--randaugment_magnitude is on RandAugment's 0..10 scale, got {self.randaugment_magnitude}.")
+        for name in ("random_erasing", "mix_prob", "mix_switch_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"--{name} is a probability in [0, 1], got {getattr(self, name)}.")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"--{name} must be >= 0 (0 = off), got {getattr(self, name)}.")
+
 
 class BatchAugment:
     """uint8 (B, C, H, W) + labels -> normalised float batch (+ Mixup/CutMix partners)."""

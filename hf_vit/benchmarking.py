@@ -384,7 +384,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description="hf_vit speed, side by side")
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model shape (cpu recipe: small)")
-    parser.add_argument("--pool", default=None, help="override the preset's pool")
+    parser.add_argument("--pool", default=None, choices=("cls", "mean"), help="override the preset's pool")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4, help="steps per timed window")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved windows per model; figures are medians")
@@ -405,6 +405,17 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
     parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
     args = parser.parse_args(argv)
+    # Every flag is checked here, before the first timing: a bad one is one `error:` line, not a traceback
+    # (or a dataset error after minutes of timing).
+    from .analysis import resolve_device
+
+    try:
+        args.device = str(resolve_device(args.device))
+    except ValueError as err:
+        parser.error(str(err))
+    for flag, value in (("--batch_size", args.batch_size), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} {value}: must be at least 1")
     if args.dtype is None:
         args.dtype = "fp32,bf16"
         if torch.device(args.device).type == "cpu" and not cpu_has_native_bf16():
@@ -416,6 +427,9 @@ def main(argv=None) -> int:
     kinds = _split(args.models, ("hf_vit", "transformers", "lesson"), "--models", parser)
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds {args.rounds} / --steps {args.steps}: both must be at least 1")
+    dataset = None
+    if args.e2e_steps > 0 and "hf_vit" in kinds:
+        dataset = _check_e2e_dataset(args.dataset or _default_dataset(), parser)
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -446,7 +460,6 @@ def main(argv=None) -> int:
                 fastest = r
 
     if args.e2e_steps > 0 and fastest:
-        dataset = args.dataset or _default_dataset()
         if dataset is None:
             print("end-to-end: skipped (no dataset: pass --dataset or put the CIFAR-10 copy at ../shared/data/cifar10)")
             return 0
@@ -473,6 +486,25 @@ def main(argv=None) -> int:
             "(fetching and augmenting batches, logging)"
         )
     return 0
+
+
+def _check_e2e_dataset(dataset, parser):
+    """The end-to-end run's dataset, opened now: a wrong one stops the benchmark before any timing."""
+    from .data import DatasetError, load_dataset
+
+    if dataset is None:
+        return None
+    try:
+        splits = load_dataset(str(dataset), flag="--dataset")
+    except DatasetError as err:
+        parser.error(str(err))
+    missing = [s for s in ("train", "test") if s not in splits]
+    if missing:
+        parser.error(
+            f"--dataset {dataset}: the end-to-end run trains on its 'train' split and tests on 'test', but its splits "
+            f"are {sorted(splits)}. Pass a dataset with both, or --e2e_steps 0 to skip the run."
+        )
+    return dataset
 
 
 def _default_dataset():

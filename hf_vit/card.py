@@ -3,15 +3,18 @@
 It reads what training and evaluation left in the model folder (every piece but
 config.json is optional; a missing one becomes a sentence saying so):
 
-    config.json                 architecture table (hf_vit's or an exported ViT's)
+    config.json                 architecture table (hf_vit's or an exported ViT's), class names
     model.safetensors           parameter count, from the header alone
-    metrics.json                test metrics, best validation accuracy, training time
+    preprocessor_config.json    what the image processor does (size, rescaling, mean and std)
+    metrics.json                training's test metrics, best validation accuracy, training time
     training_recipe.json        the resolved arguments of the run, and which dataset copy it used
-    evaluation/metrics.json     test metrics written by the evaluation (preferred over metrics.json)
+    evaluation/metrics.json     metrics written by the evaluation (preferred over metrics.json)
     evaluation/*.png            gallery, confusion matrix, per-class accuracy pictures
 
 and writes `<model_dir>/README.md` with the metadata the Hub reads (model-index
-with the test accuracy, pipeline tag, library, license).
+with the accuracy on the split and dataset the metrics file names, pipeline
+tag, library, license). CIFAR-10 is named only for a model with CIFAR-10's
+classes whose dataset is `uoft-cs/cifar10` or a local copy of it.
 """
 
 import json
@@ -22,14 +25,17 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
+
 TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
+HUB_DATASET_NAMES = (HUB_DATASET, "cifar10")  # the old canonical id leads to the same dataset
 
-# (file under evaluation/, caption) in the order the card shows them.
+# (file under evaluation/, caption; {split} is the evaluated split) in the order the card shows them.
 PICTURES = (
-    ("gallery.png", "Test images with the model's predictions"),
-    ("confusion_matrix.png", "Confusion matrix (test set)"),
-    ("per_class_accuracy.png", "Accuracy per class (test set)"),
+    ("gallery.png", "The most confident mistakes ({split} split)"),
+    ("confusion_matrix.png", "Confusion matrix ({split} split)"),
+    ("per_class_accuracy.png", "Accuracy per class ({split} split)"),
 )
 
 
@@ -63,9 +69,14 @@ def _read_json(path: Path):
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}). Re-create it (or delete it) and write the card again.") from err
+    if not isinstance(value, dict):  # every file the card reads is a JSON object
+        raise ValueError(
+            f"{path} holds a JSON {type(value).__name__}, not an object. Re-create it (or delete it) and write the card again."
+        )
+    return value
 
 
 def _safetensors_numel(path: Path) -> int:
@@ -156,6 +167,66 @@ def _recipe_dataset(recipe) -> str | None:
 def _is_local_path(name: str) -> bool:
     """A local folder rather than a Hub dataset id (`owner/name` or a bare canonical name)."""
     return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).expanduser().is_dir()
+
+
+def _cifar10_source(dataset: str | None, labels: list[str]) -> str | None:
+    """"hub" (uoft-cs/cifar10), "copy" (a local folder of it: the JPEG copy) or None (another dataset).
+
+    Only a model with CIFAR-10's ten classes, in order, is taken to have met CIFAR-10; with no dataset
+    recorded at all, such a model is assumed to come from the Hub's copy.
+    """
+    if list(labels) != list(CIFAR10_LABELS):
+        return None
+    if dataset is None or dataset in HUB_DATASET_NAMES:
+        return "hub"
+    return "copy" if _is_local_path(dataset) else None
+
+
+def _dataset_label(dataset: str | None, source: str | None) -> str:
+    """A dataset's name in plain text, for sentences and the model-index."""
+    if source == "copy":
+        return "CIFAR-10 (JPEG copy)"
+    if source == "hub":
+        return "CIFAR-10"
+    if dataset is None:
+        return "an unrecorded dataset"
+    return f"the local dataset `{Path(dataset).name}`" if _is_local_path(dataset) else dataset
+
+
+def _close(values, reference) -> bool:
+    """Same length and every value within 5e-4 (the statistics are saved rounded to 4 digits)."""
+    return isinstance(values, (list, tuple)) and len(values) == len(reference) and all(
+        isinstance(v, (int, float)) and abs(v - r) < 5e-4 for v, r in zip(values, reference)
+    )
+
+
+def _processor_text(processor: dict | None) -> str:
+    """What `preprocessor_config.json` does to an image, read from the file."""
+    if processor is None:
+        return (
+            "No `preprocessor_config.json` was found next to the weights, so `pipeline(...)` cannot prepare images "
+            "for this model: save one with `hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+        )
+    steps = []
+    size = processor.get("size") if isinstance(processor.get("size"), dict) else {}
+    if processor.get("do_resize", True):
+        if "height" in size and "width" in size:
+            steps.append(f"resizes to {size['height']}x{size['width']}")
+        elif "shortest_edge" in size:
+            steps.append(f"resizes the shorter side to {size['shortest_edge']}")
+    if processor.get("do_rescale", True):
+        factor = processor.get("rescale_factor", 1 / 255)
+        steps.append("scales to [0, 1]" if _close([factor], [1 / 255]) else f"multiplies the pixel values by {_cell(factor)}")
+    if processor.get("do_normalize", True):
+        mean, std = processor.get("image_mean"), processor.get("image_std")
+        if _close(mean, CIFAR10_MEAN) and _close(std, CIFAR10_STD):
+            steps.append("normalises with the CIFAR-10 mean and standard deviation")
+        else:
+            steps.append(f"normalises with mean ({_cell(mean)}) and standard deviation ({_cell(std)})")
+    if not steps:
+        return "The image processor (`preprocessor_config.json`) passes the pixel values through unchanged."
+    listed = steps[0] if len(steps) == 1 else ", ".join(steps[:-1]) + " and " + steps[-1]
+    return f"The image processor (`preprocessor_config.json`) {listed}, as in training."
 
 
 # ---------------------------------------------------------------------------
@@ -258,24 +329,30 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     )
 
     # -- data ------------------------------------------------------------------
+    # CIFAR-10 (its classes, sizes, Hub id) is claimed only for a model with CIFAR-10's classes trained on
+    # uoft-cs/cifar10 or a local copy of it; anything else is described by the name it was given.
     dataset = _recipe_dataset(recipe) or (train_metrics.get("dataset") if isinstance(train_metrics.get("dataset"), str) else None)
-    jpeg_copy = bool(dataset) and _is_local_path(dataset)
+    train_source = _cifar10_source(dataset, labels)
+    jpeg_copy = train_source == "copy"
+    dataset_label = _dataset_label(dataset, train_source)
     if jpeg_copy:
-        dataset_label = "CIFAR-10 (JPEG copy)"
         data_text = (
             f"**CIFAR-10 (JPEG copy)**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
             f"(folder `{Path(dataset).name}`) whose images were re-encoded as JPEG, with the Hub's splits: "
             "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
         )
-    else:
-        dataset_label = "CIFAR-10"
+    elif train_source == "hub":
         source = f"`{dataset}`" if dataset else f"`{HUB_DATASET}` (assumed: no training_recipe.json names the dataset)"
         data_text = (
             f"**CIFAR-10** from the Hugging Face Hub, {source}: 50,000 training and 10,000 test colour images of "
             "32x32 pixels in 10 classes."
         )
-    if isinstance(train_metrics.get("validation"), dict):
-        data_text += " Checkpoints were chosen on a validation set (see the recipe); the results below are on the test split."
+    elif dataset is None:
+        data_text = "No `training_recipe.json` or `metrics.json` names the dataset the model was trained on."
+    elif _is_local_path(dataset):
+        data_text = f"**{Path(dataset).name}**: a local dataset folder (`{Path(dataset).name}`), not on the Hugging Face Hub."
+    else:
+        data_text = f"**{dataset}** from the Hugging Face Hub ([`{dataset}`](https://huggingface.co/datasets/{dataset}))."
 
     # -- recipe ----------------------------------------------------------------
     recipe_sections = []
@@ -298,44 +375,67 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # -- results ---------------------------------------------------------------
     metrics, metrics_file = (eval_metrics, "evaluation/metrics.json") if "accuracy" in eval_metrics else (train_metrics, "metrics.json")
     accuracy = metrics.get("accuracy")
+    # The split and dataset the numbers come from, as the metrics file records them (training's is its test split).
+    split = metrics.get("split") if isinstance(metrics.get("split"), str) and metrics.get("split") else "test"
+    results_dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), str) else dataset
+    results_source = _cifar10_source(results_dataset, labels)
+    results_label = _dataset_label(results_dataset, results_source)
+    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
+    absent = sum(1 for v in per_class.values() if isinstance(v, dict) and v.get("precision") is None)
+    macro_note = f" (over {len(per_class) - absent} of {len(per_class)} classes)" if absent else ""
     result_rows = []
     if accuracy is not None:
         result_rows.append(("Top-1 accuracy", _pct(accuracy)))
         for key, name in (("top3_accuracy", "Top-3 accuracy"), ("top5_accuracy", "Top-5 accuracy"),
                           ("macro_precision", "Macro precision"), ("macro_recall", "Macro recall"), ("macro_f1", "Macro F1")):
             if key in metrics:
-                result_rows.append((name, _pct(metrics[key])))
+                result_rows.append((name + (macro_note if key.startswith("macro") else ""), _pct(metrics[key])))
         if "num_examples" in metrics:
-            result_rows.append(("Test images", f"{metrics['num_examples']:,}"))
+            result_rows.append((f"Images ({split} split)", f"{metrics['num_examples']:,}"))
     val_acc = (train_metrics.get("validation") or {}).get("accuracy") if isinstance(train_metrics.get("validation"), dict) else None
     if val_acc is not None:
         result_rows.append(("Best validation accuracy", _pct(val_acc)))
-    split = metrics.get("split", "test")
-    results_intro = f"On the {split} split of {dataset_label} (from `{metrics_file}`)."
+    if isinstance(train_metrics.get("validation"), dict):
+        data_text += f" Checkpoints were chosen on a validation set (see the recipe); the results below are on the {split} split."
+    results_intro = f"On the {split} split of {results_label} (from `{metrics_file}`)."
+    # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
+    score = lambda v: "-" if v is None else _pct(v)  # noqa: E731
     per_class_rows = [
-        {"name": name, "recall": _pct(v.get("recall")), "precision": _pct(v.get("precision")),
-         "f1": _pct(v.get("f1")), "support": v.get("support", "-")}
-        for name, v in (metrics.get("per_class") or {}).items()
+        {"name": name, "recall": score(v.get("recall")), "precision": score(v.get("precision")),
+         "f1": score(v.get("f1")), "support": v.get("support", "-")}
+        for name, v in per_class.items()
+        if isinstance(v, dict)
     ]
-    pictures = [(caption, f"evaluation/{name}") for name, caption in PICTURES if (model_dir / "evaluation" / name).is_file()]
+    pictures_split = eval_metrics.get("split") if isinstance(eval_metrics.get("split"), str) else split
+    pictures = [
+        (caption.format(split=pictures_split), f"evaluation/{name}")
+        for name, caption in PICTURES
+        if (model_dir / "evaluation" / name).is_file()
+    ]
 
     # -- metadata ----------------------------------------------------------------
+    # The model-index names a Hub dataset: a local folder that is not CIFAR-10 has none to name, so its
+    # results stay in the card's text only.
     eval_results = None
-    if accuracy is not None:
+    results_hub_id = HUB_DATASET if results_source else (
+        results_dataset if results_dataset and not _is_local_path(results_dataset) else None
+    )
+    if accuracy is not None and results_hub_id:
         eval_results = [
             EvalResult(
                 task_type="image-classification",
                 task_name="Image Classification",
-                dataset_type=HUB_DATASET,
-                dataset_name=dataset_label,
-                dataset_config="plain_text",
-                dataset_split="test",
+                dataset_type=results_hub_id,
+                dataset_name=results_label,
+                dataset_config="plain_text" if results_source else None,
+                dataset_split=split,
                 metric_type="accuracy",
-                metric_name="Test accuracy",
+                metric_name=f"{split.capitalize()} accuracy",
                 metric_value=accuracy,
             )
         ]
-    tags = ["image-classification", "vision", "vit", "cifar10", "hf_vit"]
+    train_hub_id = HUB_DATASET if train_source else (dataset if dataset and not _is_local_path(dataset) else None)
+    tags = ["image-classification", "vision", "vit", *(["cifar10"] if train_source else []), "hf_vit"]
     if not exported:
         tags.append("custom_code")
     card_data = ModelCardData(
@@ -344,20 +444,22 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         library_name="transformers",
         pipeline_tag="image-classification",
         tags=tags,
-        datasets=[HUB_DATASET],
+        datasets=[train_hub_id] if train_hub_id else None,
         metrics=["accuracy"],
         eval_results=eval_results,
     )
 
     image_size_text = _size(arch["image_size"])
+    classes_text = f"the {len(labels)} CIFAR-10 classes" if train_source else f"{len(labels)} classes"
+    on_text = f" on {results_label}" if results_label != dataset_label else ""
     summary = (
         f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
         f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "
-        f"{image_size_text} images into the {len(labels)} CIFAR-10 classes"
-        + (f"; test accuracy **{_pct(accuracy)}**." if accuracy is not None else ".")
+        f"{image_size_text} images into {classes_text}"
+        + (f"; {split} accuracy{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
     )
     variables = dict(
-        title=f"{model_name}: a Vision Transformer for CIFAR-10",
+        title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,
         exported=exported,
         can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],
@@ -369,6 +471,10 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         data_text=data_text,
         labels=labels,
         jpeg_copy=jpeg_copy,
+        cifar10=bool(train_source),
+        data_short="CIFAR-10" if train_source else (dataset_label if dataset else "one dataset"),
+        split=split,
+        processor_text=_processor_text(_read_json(model_dir / "preprocessor_config.json")),
         recipe_intro="The resolved arguments of the training run (`training_recipe.json`):",
         recipe_sections=recipe_sections,
         train_rows=train_rows,

@@ -8,6 +8,8 @@ This file is copied next to saved weights as remote code, so it imports
 nothing from `hf_vit` (only `transformers`).
 """
 
+import math
+
 from transformers import PretrainedConfig
 
 # CIFAR-10 class names in the order of the Hub dataset `uoft-cs/cifar10`.
@@ -35,6 +37,14 @@ def _pair(value):
     if isinstance(value, (list, tuple)):
         return tuple(value)
     return (value, value)
+
+
+def _patch_sizes_for(height, width):
+    """The patch sizes that cut a height x width image into a whole grid, as advice in an error."""
+    sizes = [p for p in range(2, min(height, width) + 1) if height % p == 0 and width % p == 0][:4]
+    if sizes:
+        return "e.g. " + ", ".join(map(str, sizes))
+    return "only 1 divides both sides; resize or pad the images to a size such as 32"
 
 
 class HfViTConfig(PretrainedConfig):
@@ -92,8 +102,16 @@ class HfViTConfig(PretrainedConfig):
         num_classes = kwargs.pop("num_classes", None)
         if num_classes is not None and kwargs.get("num_labels") is None:
             kwargs["num_labels"] = num_classes
+        if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
+            kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
         id2label = kwargs.get("id2label")
         num_labels = kwargs.get("num_labels")
+        if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
+            raise ValueError(f"HfViTConfig: `num_labels` must be a whole number of classes, got {num_labels!r}.")
+        if id2label is not None and not isinstance(id2label, dict):
+            raise ValueError(
+                f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
+            )
         if id2label is not None and num_labels is not None and len(id2label) != num_labels:
             raise ValueError(
                 f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
@@ -119,6 +137,32 @@ class HfViTConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         super().__init__(**kwargs)
         self.validate_hf_vit()
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        # `from_pretrained(folder, num_labels=N)` (a new head, with ignore_mismatched_sizes=True): the saved
+        # id2label names the old head's classes. As transformers' own configs do, N fresh labels
+        # (LABEL_0, ...) replace it, instead of the two counts being called a conflict.
+        num_labels = kwargs.get("num_labels")
+        saved = config_dict.get("id2label")
+        if num_labels is not None and "id2label" not in kwargs and saved is not None and len(saved) != num_labels:
+            config_dict = {k: v for k, v in config_dict.items() if k not in ("id2label", "label2id")}
+        return super().from_dict(config_dict, **kwargs)
+
+    def to_diff_dict(self):
+        # transformers leaves id2label out of config.json when it equals its own default (two labels, LABEL_0
+        # and LABEL_1). Here a config without it means the 10 CIFAR-10 classes, so it is always written.
+        diff = super().to_diff_dict()
+        full = self.to_dict()
+        for key in ("id2label", "label2id"):
+            diff.setdefault(key, full[key])
+        return diff
+
+    def save_pretrained(self, save_directory, push_to_hub=False, **kwargs):
+        # A field edited after construction (config.pool = "max") is checked before it is saved: a folder
+        # that from_pretrained would refuse is never written.
+        self.validate_hf_vit()
+        return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     # -- derived sizes -------------------------------------------------------
     @property
@@ -163,7 +207,7 @@ class HfViTConfig(PretrainedConfig):
             raise ValueError(
                 f"HfViTConfig: `patch_size` {self.patch_size!r} does not divide `image_size` {self.image_size!r}: "
                 "the image must cut into a whole grid of patches. Choose a patch size that divides the image size "
-                f"(for {ih}x{iw}: e.g. {', '.join(str(p) for p in (2, 4, 8, 16) if ih % p == 0 and iw % p == 0)})."
+                f"(for {ih}x{iw}: {_patch_sizes_for(ih, iw)})."
             )
         if self.pool not in ("cls", "mean"):
             raise ValueError(
@@ -176,10 +220,17 @@ class HfViTConfig(PretrainedConfig):
                 raise ValueError(f"HfViTConfig: `{name}` must be a probability in [0, 1), got {value!r}.")
         for name in ("layer_norm_eps", "initializer_range"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"HfViTConfig: `{name}` must be a positive number, got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
+                raise ValueError(f"HfViTConfig: `{name}` must be a positive finite number, got {value!r}.")
         if self.num_labels is None or self.num_labels < 1:
             raise ValueError("HfViTConfig: the model needs at least one class: pass `id2label` or `num_labels`.")
+        ids = sorted(int(i) for i in self.id2label)
+        if ids != list(range(len(ids))):
+            # The head's output j is class j: a gap leaves an output without a name (pipeline() fails on it).
+            raise ValueError(
+                f"HfViTConfig: `id2label` keys must be the class ids 0..{len(ids) - 1}, got {ids}. Number the "
+                "classes from 0 without gaps."
+            )
 
 
 __all__ = ["HfViTConfig", "CIFAR10_LABELS", "CIFAR10_MEAN", "CIFAR10_STD"]

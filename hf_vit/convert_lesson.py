@@ -69,8 +69,8 @@ def load_lesson_state_dict(model, state_dict: dict) -> None:
             lines.append(f"Unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
         if mismatched:
             lines.append(
-                "Shape mismatches (set dim/depth/heads/dim_head/mlp_dim/patch_size/num_labels to the lesson's "
-                "values): " + "; ".join(mismatched)
+                "Shape mismatches (set dim/depth/heads/dim_head/mlp_dim/patch_size/image_size/channels/num_classes "
+                "to the lesson's values): " + "; ".join(mismatched)
             )
         raise ValueError("\n".join(lines))
     with torch.no_grad():

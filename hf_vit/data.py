@@ -86,7 +86,14 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
                 raise DatasetError(
                     f"the {split!r} split of {dataset_name!r} is empty: every split needs at least one image."
                 ) from None
+            if "BuilderConfig" in str(err):  # an unknown --dataset_config; datasets lists the ones there are
+                raise DatasetError(f"{str(err).splitlines()[0]} Fix --dataset_config, or leave it out.") from None
             raise
+        except FileNotFoundError as err:  # datasets' EmptyDatasetError: no data files in the folder
+            raise DatasetError(
+                f"{flag} {dataset_name!r} holds no dataset files ({str(err).splitlines()[0]}). Pass a folder in the "
+                "Hub's layout: README.md and the splits' parquet files (e.g. plain_text/train-*.parquet)."
+            ) from None
     if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
         raise DatasetError(
             f"no dataset folder at {str(path.resolve())!r} (from {flag} {dataset_name!r}). "
@@ -144,8 +151,21 @@ def label_names(ds, label_column: str) -> list[str] | None:
     return list(feature.names) if hasattr(feature, "names") else None
 
 
+def check_label_column(ds, label_column: str, split: str) -> None:
+    """A label column must hold one class id per row (ClassLabel or integers), not images or lists."""
+    import datasets
+
+    feature = ds.features[label_column]
+    if not isinstance(feature, (datasets.ClassLabel, datasets.Value)):
+        raise DatasetError(
+            f"the label column {label_column!r} of the {split!r} split holds {type(feature).__name__} values, not "
+            "class ids. Name the column of integer class ids with --label_column."
+        )
+
+
 def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tensor:
     """(N,) int64 labels, checked to lie in 0..num_labels-1."""
+    check_label_column(ds, label_column, split)
     labels = np.asarray(ds.with_format("numpy")[label_column])
     if labels.dtype.kind not in "iu":
         raise DatasetError(
@@ -156,8 +176,8 @@ def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tens
     if bad.any():
         raise DatasetError(
             f"{int(bad.sum())} labels in the {split!r} split lie outside 0..{num_labels - 1} "
-            f"(e.g. {int(labels[bad][0])}): the model has {num_labels} classes. Pass a matching id2label/num_labels "
-            "or fix the labels."
+            f"(e.g. {int(labels[bad][0])}): the model has {num_labels} classes (the train split's ClassLabel names, else "
+            "its largest label + 1). Fix the labels, or the dataset's class names."
         )
     return torch.from_numpy(labels.astype(np.int64))
 
@@ -198,7 +218,8 @@ def decode_images(
     mode = {1: "L", 3: "RGB"}.get(num_channels)
     if mode is None:
         raise DatasetError(f"images can be decoded to 1 or 3 channels, not {num_channels}.")
-    key = f"hf_vit-pixels-{ds._fingerprint}-{mode}{height}x{width}"
+    # The column is part of the key: a dataset with two image columns must not share one cache.
+    key = f"hf_vit-pixels-{ds._fingerprint}-{image_column}-{mode}{height}x{width}"
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
     cache_path = None
@@ -306,7 +327,6 @@ class BatchCollator:
 
     def __init__(self, augment: BatchAugment, seed: int = 42, on_device: bool = False):
         self.augment, self.seed, self.on_device = augment, seed, on_device
-        self.images_seen = 0  # training images collated in this process (a progress figure for logs)
 
     def __call__(self, batch):
         if isinstance(batch, (list, tuple)):  # fetched sample by sample (e.g. a wrapped dataset)
@@ -320,7 +340,6 @@ class BatchCollator:
         with one_thread():
             if not batch["augment"]:
                 return {"pixel_values": self.augment.normalize(images), "labels": labels}
-            self.images_seen += len(labels)
             seed = seed_for_batch(self.seed, batch["index"].tolist())
             if self.on_device:
                 return {"pixel_values": images, "labels": labels, "aug_seed": seed}  # an int: no device sync
@@ -373,6 +392,11 @@ def prepare_data(
 
     `num_labels=None` takes the class count from the dataset (its ClassLabel names, else the largest label + 1).
     """
+    for flag, value in (("--max_train_samples", max_train_samples), ("--max_eval_samples", max_eval_samples),
+                        ("--max_test_samples", max_test_samples)):
+        if value is not None and value < 1:
+            hint = " (--validation_size 0 trains without validation)" if flag == "--max_eval_samples" else ""
+            raise DatasetError(f"{flag} must be at least 1, got {value}; leave it out to use every image{hint}.")
     dataset_dict = load_dataset(dataset_name, dataset_config)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
     test_ds = get_split(dataset_dict, test_split, dataset_name)
@@ -383,6 +407,7 @@ def prepare_data(
         if names:
             num_labels = len(names)
         else:
+            check_label_column(train_ds, label_column, train_split)
             num_labels = int(np.max(train_ds.with_format("numpy")[label_column])) + 1
 
     train_labels = get_labels(train_ds, label_column, num_labels, train_split)

@@ -92,7 +92,7 @@ def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") ->
 
 
 def per_class_accuracy_image(accuracies, names, overall: float | None = None, title: str = "Accuracy per class"):
-    """Horizontal bars: the share of each class's images classified correctly (its recall)."""
+    """Horizontal bars: the share of each class's images classified correctly (its recall; None: no images)."""
     f_names, f_title = font(13), font(16)
     bar_h, gap, bar_max = 18, 6, 320
     name_w = _measure(names, f_names) + 12
@@ -107,6 +107,9 @@ def per_class_accuracy_image(accuracies, names, overall: float | None = None, ti
         tw, th = text_size(draw, name, f_names)
         draw.text((left - tw - 8, y + (bar_h - th) / 2 - 2), name, font=f_names, fill=BLACK)
         draw.rectangle([left, y, left + bar_max, y + bar_h], fill=(240, 240, 240))
+        if acc is None:  # no images of this class in the split: nothing to measure
+            draw.text((left + 6, y + 1), "no images", font=f_names, fill=GREY)
+            continue
         draw.rectangle([left, y, left + round(bar_max * float(acc)), y + bar_h], fill=BAR_BLUE)
         draw.text((left + bar_max + 6, y + 1), f"{100 * float(acc):.1f}%", font=f_names, fill=BLACK)
     axis_y = top + len(names) * (bar_h + gap)

@@ -35,6 +35,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from .configuration_hf_vit import HfViTConfig, _pair
 from .modeling_hf_vit import HfViTForImageClassification
+from .output_folder import check_output_folder, staged_folder
 
 
 class NotExportable(ValueError):
@@ -194,7 +195,8 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     Writes config.json + model.safetensors (transformers' ViT, no .py files),
     preprocessor_config.json, the source's metrics and evaluation pictures, and
     README.md (the card, marked as exported). The logits are compared before
-    anything is written; a difference above `atol` is an error.
+    anything is written; a difference above `atol` is an error. The folder is
+    written whole or not at all, and `overwrite` never deletes `model_dir`.
     """
     from .card import write_model_card
 
@@ -213,28 +215,32 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
         )
     if output_dir.resolve() == model_dir.resolve():
         raise ValueError("output_dir must differ from model_dir: the export is a separate model folder.")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass overwrite=True (--overwrite).")
+    check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)")
 
-    model = HfViTForImageClassification.from_pretrained(model_dir).eval()
+    model, info = HfViTForImageClassification.from_pretrained(model_dir, output_loading_info=True)
+    model.eval()
+    if info["missing_keys"]:
+        # A folder saved from HfViTModel (no head) would get a random head that the logit check cannot see.
+        raise ValueError(
+            f"{model_dir} lacks weights the classifier needs ({', '.join(sorted(info['missing_keys']))}): it is not a "
+            "trained HfViTForImageClassification. Export the folder that training wrote."
+        )
     vit = convert_to_vit(model)
     diff = max_logit_difference(model, vit)
     if diff > atol:
         raise RuntimeError(f"The exported ViT differs from the hf_vit model by {diff:.2e} in the logits (> {atol}); not writing it.")
 
-    if output_dir.exists() and overwrite:
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    vit.save_pretrained(output_dir)
-    for name in _CARRIED_FILES:
-        if (model_dir / name).is_file():
-            (output_dir / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(model_dir / name, output_dir / name)
-    if (model_dir / "evaluation").is_dir():
-        for picture in (model_dir / "evaluation").glob("*.png"):
-            (output_dir / "evaluation").mkdir(exist_ok=True)
-            shutil.copy2(picture, output_dir / "evaluation" / picture.name)
-    write_model_card(output_dir, repo_id=repo_id)
+    with staged_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)") as staged:
+        vit.save_pretrained(staged)
+        for name in _CARRIED_FILES:
+            if (model_dir / name).is_file():
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(model_dir / name, staged / name)
+        if (model_dir / "evaluation").is_dir():
+            for picture in (model_dir / "evaluation").glob("*.png"):
+                (staged / "evaluation").mkdir(exist_ok=True)
+                shutil.copy2(picture, staged / "evaluation" / picture.name)
+        write_model_card(staged, repo_id=repo_id)
     return output_dir
 
 

@@ -5,11 +5,11 @@ What goes up (`upload_plan`): everything a user needs to run and judge the model
     config.json, model.safetensors (or its shards + index), the remote-code *.py files,
     preprocessor_config.json, README.md (the card), metrics.json, training_recipe.json,
     *_results.json / trainer_state.json when present,
-    evaluation/: metrics.json, misclassified.csv, report.html, *.png, attention/*.png
+    evaluation/: metrics.json, misclassified.csv, report.html, *.png, attention/*.png,
+                 misclassified/*.png (the report's thumbnails)
 
-and what stays home: checkpoint-*/ (optimizer and scheduler states), the
-thousands of evaluation/misclassified/*.png, pickles (training_args.bin, *.pt),
-caches and anything else not listed.
+and what stays home: checkpoint-*/ (optimizer and scheduler states), pickles
+(training_args.bin, *.pt), caches and anything else not listed.
 
 Every check (folder complete, repo id well formed, a token available) runs
 before the first network call, so a bad call fails at once and uploads nothing.
@@ -37,13 +37,17 @@ TOP_LEVEL_FILES = (
     "trainer_state.json",
 )
 TOP_LEVEL_PATTERNS = ("model-*-of-*.safetensors", "*.py")
-# Under evaluation/: the summary files and pictures, not the per-image misclassified/ folder.
+# Under evaluation/: the summary files, the pictures, and every file report.html links to. Each card of the
+# report shows its mistake from misclassified/, so without those the pushed report's thumbnails are all broken.
+# They are the dataset's own small images (CIFAR-10: 32x32, about 2.4 KB each; 2,000 mistakes of an 80% model
+# are about 5 MB), a tenth of the size of an attention strip (about 29 KB, at most --max_attention_maps of them).
 EVALUATION_PATTERNS = (
     "evaluation/metrics.json",
     "evaluation/misclassified.csv",
     "evaluation/report.html",
     "evaluation/*.png",
     "evaluation/attention/*.png",
+    "evaluation/misclassified/*.png",
 )
 _ABSOLUTE_IMPORT = re.compile(r"^\s*(from\s+hf_vit[\s.]|import\s+hf_vit\b)", re.MULTILINE)
 
@@ -58,7 +62,14 @@ def _weight_files(model_dir: Path) -> list[str]:
         return ["model.safetensors"]
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
+            raise IncompleteModelFolder(
+                f"{index} is not a safetensors index (a JSON object whose weight_map names each tensor's shard): "
+                f"{type(err).__name__}: {err}. Save the model again with `model.save_pretrained(folder)`."
+            ) from err
         return ["model.safetensors.index.json", *shards]
     return []
 
@@ -68,7 +79,10 @@ def check_weights(model_dir) -> str | None:
     from safetensors import safe_open
 
     model_dir = Path(model_dir)
-    weights = _weight_files(model_dir)
+    try:
+        weights = _weight_files(model_dir)
+    except IncompleteModelFolder as err:
+        return str(err)
     if not weights:
         hint = (
             " (found pytorch_model.bin, a pickle: load it and save again with `save_pretrained`, which writes safetensors)"
@@ -106,6 +120,9 @@ def check_model_folder(model_dir) -> list[str]:
             config = json.loads(config_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             problems.append(f"config.json is not valid JSON ({err}): save the model again.")
+        else:
+            if not isinstance(config, dict):
+                problems.append(f"config.json holds a JSON {type(config).__name__}, not an object: save the model again.")
 
     weights_problem = check_weights(model_dir)
     if weights_problem:

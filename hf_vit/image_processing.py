@@ -16,8 +16,10 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
     height, width = _pair(config.image_size)
     if len(image_mean) != config.num_channels or len(image_std) != config.num_channels:
         raise ValueError(
-            f"image_mean/image_std need one value per channel ({config.num_channels}), "
-            f"got {len(image_mean)} and {len(image_std)}."
+            f"image_mean/image_std need one value per channel ({config.num_channels}), got {len(image_mean)} and "
+            f"{len(image_std)}. Pass `image_mean` and `image_std` with {config.num_channels} value(s) each: the "
+            "statistics the model was trained with (the CIFAR-10 defaults fit 3 channels; in "
+            "scripts/import_lesson_weights.py: --image_mean / --image_std)."
         )
     return ViTImageProcessor(
         do_resize=True,

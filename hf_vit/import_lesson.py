@@ -14,7 +14,6 @@ no trace in the weights: `pool` defaults to 'cls' like the lesson's cfg.
 
 import math
 import re
-import shutil
 from pathlib import Path
 
 import torch
@@ -60,12 +59,35 @@ def read_state_dict(path) -> dict:
     return obj
 
 
+# cfg fields that are whole numbers (image_size and patch_size may be a (height, width) pair).
+_INT_FIELDS = {"image_size", "patch_size", "num_classes", "num_labels", "dim", "depth", "heads", "dim_head", "mlp_dim",
+               "channels", "num_channels"}
+
+
+def _check_cfg_value(key, value):
+    """A cfg value of the wrong type (e.g. "8" from a hand-written JSON) named before it meets any arithmetic."""
+    def whole(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if key in _INT_FIELDS:
+        pair = key in ("image_size", "patch_size") and isinstance(value, (list, tuple)) and len(value) == 2
+        if not (whole(value) or (pair and all(whole(v) for v in value))):
+            raise ValueError(f'The cfg field `{key}` must be a whole number, got {value!r}. Write a number, e.g. "{key}": 8.')
+    elif key in ("dropout", "emb_dropout"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f'The cfg field `{key}` must be a number, got {value!r}. Write it as "{key}": 0.1.')
+    elif key == "pool" and value not in ("cls", "mean"):
+        raise ValueError(f"The cfg field `pool` must be 'cls' or 'mean', got {value!r}.")
+
+
 def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
     """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes."""
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - set(LESSON_FIELDS) - set(LESSON_FIELDS.values()))
     if unknown:
         raise ValueError(f"Unknown config fields {unknown}. The lesson's cfg fields are: {', '.join(LESSON_FIELDS)}.")
+    for key, value in cfg.items():
+        _check_cfg_value(key, value)
     cfg = {LESSON_FIELDS.get(k, k): v for k, v in cfg.items()}
     sd = convert_lesson_state_dict(state_dict)
 
@@ -114,33 +136,41 @@ def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
     return HfViTConfig(**merged)
 
 
-def import_lesson_weights(weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True) -> Path:
+def import_lesson_weights(
+    weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True, image_mean=None, image_std=None
+) -> Path:
     """Load a lesson state dict file strictly into hf_vit and save a complete model folder; returns it.
 
     Raises `ValueError` listing missing and unexpected keys (and shape
-    mismatches) when the weights do not fit the config.
+    mismatches) when the weights do not fit the config. `image_mean` /
+    `image_std` (one value per channel) are the normalisation the weights were
+    trained with; the default is CIFAR-10's, which only fits 3 channels. The
+    folder is written whole or not at all, and `overwrite` never deletes `weights`.
     """
     from . import make_image_processor  # the package __init__ registers the classes for save_pretrained
+    from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
     from .modeling_hf_vit import HfViTForImageClassification
+    from .output_folder import check_output_folder, staged_folder
 
-    output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass --overwrite.")
+    check_output_folder(output_dir, overwrite=overwrite, inputs=[weights])
     state_dict = read_state_dict(weights)
     config = lesson_config(state_dict, cfg)
     model = HfViTForImageClassification(config).eval()
     load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys
+    processor = make_image_processor(
+        config,
+        image_mean=CIFAR10_MEAN if image_mean is None else image_mean,
+        image_std=CIFAR10_STD if image_std is None else image_std,
+    )
 
-    if output_dir.exists() and overwrite:
-        shutil.rmtree(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    make_image_processor(config).save_pretrained(output_dir)
-    if write_card:
-        from .card import write_model_card
+    with staged_folder(output_dir, overwrite=overwrite, inputs=[weights]) as staged:
+        model.save_pretrained(staged)
+        processor.save_pretrained(staged)
+        if write_card:
+            from .card import write_model_card
 
-        write_model_card(output_dir)
-    return output_dir
+            write_model_card(staged)
+    return Path(output_dir)
 
 
 __all__ = ["read_state_dict", "lesson_config", "import_lesson_weights", "LESSON_FIELDS"]

@@ -254,6 +254,7 @@ class HfViTPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
 
     def __init__(self, config: HfViTConfig, *inputs, **kwargs):
+        config.validate_hf_vit()  # again: a field may have been edited since the config was built
         super().__init__(config, *inputs, **kwargs)
         # Entries already present (e.g. "repo--module.Class" from the Hub) win.
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}

@@ -91,10 +91,12 @@ def _metrics_table(metrics: dict) -> str:
     rows = [("accuracy", _pct(metrics["accuracy"]))]
     for k in sorted(key for key in metrics if key.startswith("top") and key.endswith("_accuracy")):
         rows.append((k.replace("_", " "), _pct(metrics[k])))
+    absent = sum(1 for r in metrics["per_class"].values() if r["precision"] is None)
+    over = f" (over {len(metrics['per_class']) - absent} of {len(metrics['per_class'])} classes)" if absent else ""
     rows += [
-        ("macro precision", f"{metrics['macro_precision']:.4f}"),
-        ("macro recall", f"{metrics['macro_recall']:.4f}"),
-        ("macro F1", f"{metrics['macro_f1']:.4f}"),
+        (f"macro precision{over}", f"{metrics['macro_precision']:.4f}"),
+        (f"macro recall{over}", f"{metrics['macro_recall']:.4f}"),
+        (f"macro F1{over}", f"{metrics['macro_f1']:.4f}"),
         ("examples", str(metrics["num_examples"])),
     ]
     if "evaluation" in metrics:
@@ -105,9 +107,12 @@ def _metrics_table(metrics: dict) -> str:
 
 def _per_class_table(metrics: dict) -> str:
     head = "<tr><th>class</th><th>precision</th><th>recall (accuracy)</th><th>F1</th><th>support</th></tr>"
+    def cell(value):  # None: the class is in neither the labels nor the predictions (left out of the means)
+        return "-" if value is None else f"{value:.4f}"
+
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{r['precision']:.4f}</td><td>{r['recall']:.4f}</td>"
-        f"<td>{r['f1']:.4f}</td><td>{r['support']}</td></tr>"
+        f"<tr><td>{html.escape(name)}</td><td>{cell(r['precision'])}</td><td>{cell(r['recall'])}</td>"
+        f"<td>{cell(r['f1'])}</td><td>{r['support']}</td></tr>"
         for name, r in metrics["per_class"].items()
     )
     return f'<table id="per-class">{head}{body}</table>'

@@ -354,32 +354,33 @@ def fresh_model(preset: str = "default", seed: int = 0, **overrides):
 
 
 def load_model(model_dir):
-    """(model, image processor or None) from a folder written by training (or a Hub id, if reachable)."""
-    from transformers import AutoImageProcessor, AutoModelForImageClassification
+    """(model, image processor or None) from a folder written by training (or a Hub id, if reachable).
 
-    path = Path(model_dir)
-    if path.exists() and not (path / "config.json").is_file():
-        raise ValueError(
-            f"{model_dir} has no config.json, so it is not a model folder. Pass the folder training wrote "
-            "(config.json, model.safetensors, modeling_hf_vit.py, ...), e.g. runs/cpu."
-        )
-    try:
-        model = AutoModelForImageClassification.from_pretrained(
-            str(model_dir), trust_remote_code=True, attn_implementation="eager"
-        )
-    except OSError as err:
-        raise ValueError(
-            f"Could not load a model from {model_dir!r}: {err}. Pass a local model folder (config.json + "
-            "model.safetensors) or a Hub id you can reach."
-        ) from err
+    Loaded as the evaluation loads it (`hf_vit.analysis.load_classifier`): the same checks and messages,
+    and safetensors only (a folder with just a pickled pytorch_model.bin is refused, never unpickled).
+    """
+    from transformers import AutoImageProcessor
+
+    from .analysis import load_classifier
+
+    model, source, local_only = load_classifier(model_dir, trust_remote_code=True, attn_implementation="eager")
+    path = Path(source)
     processor = None
     if not path.exists() or (path / "preprocessor_config.json").is_file():
         try:
-            processor = AutoImageProcessor.from_pretrained(str(model_dir))
+            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
         except OSError:
             processor = None  # fall back to the package's processor for the config
     _base_model(model)
     return model.eval(), processor
+
+
+def check_output_dir(output_dir) -> Path:
+    """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent)."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {str(output_dir)!r} is a file, not a folder. Pass a folder for the pictures.")
+    return output_dir
 
 
 def load_image_file(path) -> Image.Image:
@@ -432,7 +433,7 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     if config.num_channels != 3:
         raise ValueError(f"The pictures need an RGB model (num_channels=3), this one has {config.num_channels}.")
     _base_model(model)
-    output_dir = Path(output_dir)
+    output_dir = check_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     shown = model_image(image, config)
     result = run_model(model, pixel_values_for(image, config, processor))
@@ -498,4 +499,5 @@ __all__ = [
     "tile_boxes",
     "token_norms",
     "write_pictures",
+    "check_output_dir",
 ]

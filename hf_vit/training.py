@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -116,6 +117,12 @@ class DataArguments:
     )
 
     def augment_config(self) -> AugmentConfig:
+        try:
+            return self._augment_config()
+        except ValueError as err:  # a value out of range, named by its flag
+            raise SetupError(str(err)) from None
+
+    def _augment_config(self) -> AugmentConfig:
         return AugmentConfig(
             pad=self.pad,
             hflip=self.hflip,
@@ -136,6 +143,13 @@ class RunArguments:
         metadata={
             "help": "end this session after this many global steps with a checkpoint, keeping the full run's "
             "schedule; continue later with --resume_from_checkpoint (for time-limited machines)"
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "start afresh in an --output_dir that holds an earlier run: its checkpoints and model files "
+            "are deleted first (without it such a folder is refused; --resume_from_checkpoint continues it)"
         },
     )
     num_threads: int | None = field(
@@ -244,6 +258,12 @@ def parse_args(argv=None):
     dests = {a.dest for a in parser._actions}
     for path in sources:
         values = read_recipe(path)
+        nested = sorted({"recipe", "config_file"} & set(values))
+        if nested:  # read here only after the files are chosen: it would be ignored without a word
+            raise SetupError(
+                f"the recipe file {str(path)!r} sets {nested}, which only works on the command line: pass "
+                "`--recipe NAME --config_file FILE` (the file's values override the recipe's)."
+            )
         unknown = sorted(set(values) - dests)
         if unknown:
             raise SetupError(
@@ -282,9 +302,12 @@ def build_config(model_args: ModelArguments, label_names=None, num_labels=None) 
             fields[name] = value
     if label_names:
         fields["id2label"] = dict(enumerate(label_names))
-    elif num_labels is not None and num_labels != len(CIFAR10_LABELS):
+    elif num_labels is not None:  # integer labels without names: never guess CIFAR-10's, even for 10 classes
         fields["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
-    config = HfViTConfig(**fields)
+    try:
+        config = HfViTConfig(**fields)
+    except ValueError as err:  # the config names the field; the flag has the same name
+        raise SetupError(str(err)) from None
     if model_args.attn_implementation is not None:
         config._attn_implementation = model_args.attn_implementation
         try:  # transformers checks the name (and that its kernel is installed) when a model is built
@@ -316,6 +339,7 @@ class HfViTTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self._bad_step = self._bad_loss = None  # first non-finite loss since the last check (device tensors)
         self._epochs = {}  # step -> epoch, for the message
+        self.images_trained = 0  # in this process, this session (the RankReport line)
 
     def _defer_loss_check(self) -> bool:
         """On an accelerator, reading the loss every step stalls the queue: record it there, read it now and then."""
@@ -338,6 +362,7 @@ class HfViTTrainer(Trainer):
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits, labels_b, label_smoothing=eps, reduction="none")
         loss = loss.mean()
         if model.training:
+            self.images_trained += labels.shape[0]  # a shape: no device sync
             self._watch_loss(loss.detach())
         return (loss, outputs) if return_outputs else loss
 
@@ -397,10 +422,11 @@ class StopAfterSteps(TrainerCallback):
 
 
 class RankReport(TrainerCallback):
-    """Each process prints one line when training ends: its rank, its steps, the images it augmented."""
+    """Each process prints one line when training ends: its rank, its steps, the images it trained on."""
 
-    def __init__(self, collator):
-        self.collator, self.steps = collator, 0
+    def __init__(self, trainer):
+        # Counted by the trainer, in this process: a collator's count would stay in data-loader workers.
+        self.trainer, self.steps = trainer, 0
 
     def on_step_end(self, args, state, control, **kwargs):
         self.steps += 1
@@ -408,7 +434,7 @@ class RankReport(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         print(
             f"[hf_vit] rank {args.process_index}/{args.world_size}: {self.steps} steps this session "
-            f"(global step {state.global_step}), {self.collator.images_seen} training images on this rank",
+            f"(global step {state.global_step}), {self.trainer.images_trained} training images on this rank",
             flush=True,
         )
 
@@ -450,6 +476,50 @@ def check_output_dir(path):
             f"cannot write the output folder {str(path)!r} ({err.strerror or err}). "
             "Choose a writable --output_dir."
         ) from None
+
+
+# What a run leaves in its output folder: checkpoint-* folders and the final model folder's files.
+RUN_FILES = (
+    "config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json",
+    "configuration_hf_vit.py", "modeling_hf_vit.py", "metrics.json", "training_recipe.json", "training_args.bin",
+    "evaluation",
+)
+
+
+def earlier_run(output_dir) -> list[str]:
+    """The names in `output_dir` that an earlier training run wrote (empty: nothing to clash with)."""
+    path = Path(output_dir)
+    if not path.is_dir():
+        return []
+    found = sorted(p.name for p in path.glob("checkpoint-*") if p.is_dir())
+    return found + [name for name in RUN_FILES if (path / name).exists()]
+
+
+def clear_earlier_run(output_dir, overwrite: bool, is_main: bool) -> None:
+    """Refuse an output folder holding another run (`--resume_from_checkpoint last` would pick its checkpoints,
+    and its model files would pass for this run's), or, with --overwrite_output_dir, delete that run first."""
+    found = earlier_run(output_dir)
+    if not found:
+        return
+    if not overwrite:
+        shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise SetupError(
+            f"--output_dir {str(output_dir)!r} already holds a training run ({shown}). Continue it with "
+            "--resume_from_checkpoint last, start afresh there with --overwrite_output_dir, or choose another "
+            "--output_dir."
+        )
+    if not is_main:  # one process deletes; the others only checked
+        return
+    path = Path(output_dir)
+    if (path / "config.json").exists() and (path / "README.md").is_file():
+        found.append("README.md")  # the earlier model's card
+    for name in found:
+        target = path / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    print(f"[hf_vit] --overwrite_output_dir: deleted the earlier run in {path} ({len(found)} entries)", flush=True)
 
 
 def write_json(path, obj):
@@ -517,7 +587,11 @@ def train(
         for note in getattr(training_args, "_hf_vit_notes", ()):
             print(f"[hf_vit] note: {note}", flush=True)
     check_output_dir(output_dir)
+    if run_args.stop_after_steps is not None and run_args.stop_after_steps < 1:
+        raise SetupError(f"--stop_after_steps must be at least 1, got {run_args.stop_after_steps}.")
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
+    if resume is None:
+        clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
     training_args.remove_unused_columns = False  # batches are tensors; column removal would break them
     if data_args.validation_size <= 0:  # nothing to select on: keep the last model
         training_args.eval_strategy = "no"
@@ -531,6 +605,11 @@ def train(
     probe_config = build_config(model_args)
     image_mean = model_args.image_mean or list(CIFAR10_MEAN)
     image_std = model_args.image_std or list(CIFAR10_STD)
+    if len(image_mean) != probe_config.num_channels or len(image_std) != probe_config.num_channels:
+        raise SetupError(
+            f"--image_mean and --image_std need one value per channel ({probe_config.num_channels}), got "
+            f"{len(image_mean)} and {len(image_std)}. Give both with {probe_config.num_channels} value(s) each."
+        )
     processor = make_image_processor(probe_config, image_mean, image_std)
     # Rank 0 decodes first and caches; the other ranks then read its cache.
     with training_args.main_process_first(desc="decoding the dataset"):
@@ -557,7 +636,7 @@ def train(
     model = HfViTForImageClassification(config)
 
     curve = AccuracyCurve()
-    callbacks = [RankReport(data.collator), curve, *extra_callbacks]
+    callbacks = [curve, *extra_callbacks]
     stopper = StopAfterSteps(run_args.stop_after_steps) if run_args.stop_after_steps else None
     if stopper:
         callbacks.append(stopper)
@@ -572,6 +651,7 @@ def train(
         callbacks=callbacks,
         batch_augment=data.collator.augment,
     )
+    trainer.add_callback(RankReport(trainer))
     if trainer.is_world_process_zero():
         n_params = sum(p.numel() for p in model.parameters())
         print(

@@ -20,7 +20,7 @@ from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.benchmarking import compare_models
 from hf_vit.data import BatchCollator, ImageTensorDataset, prepare_data
 from hf_vit.augment import BatchAugment
-from hf_vit.training import RECIPES_DIR, build_config, parse_args, read_recipe
+from hf_vit.training import RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe
 
 REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # the repo is a sibling of shared/
 
@@ -33,10 +33,16 @@ def main():
     cli.add_argument("--steps", type=int, default=10, help="training steps timed (median of 5 windows)")
     args = cli.parse_args()
 
-    model_args, data_args, _, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
+    try:
+        model_args, data_args, _, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
+    except SetupError as err:
+        sys.exit(f"benchmark_input.py: error: {err}")
     config = build_config(model_args)
     batch_size = training_args.per_device_train_batch_size
-    dtype = "bf16" if read_recipe(RECIPES_DIR / f"{args.recipe}.yaml").get("bf16") else "fp32"
+    # The step is timed on this CPU in the dtype training would use here: the recipe's bf16 only where the
+    # CPU has bf16 instructions (emulated, it runs ~13x slower, and train.py falls back to fp32).
+    wants_bf16 = read_recipe(RECIPES_DIR / f"{args.recipe}.yaml").get("bf16")
+    dtype = "bf16" if wants_bf16 and cpu_has_native_bf16() else "fp32"
     attn = config._attn_implementation or "sdpa"
     print(f"recipe {args.recipe}: batch {batch_size}, {dtype}, {attn} attention, torch threads {torch.get_num_threads()}")
 

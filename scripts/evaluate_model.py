@@ -18,17 +18,17 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset folder in the Hub layout or Hub id "
                    f"(default {DEFAULT_DATASET}; offline, pass a local copy such as ../shared/data/cifar10)")
     p.add_argument("--split", default="test")
-    p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation")
+    p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation (never the model folder itself)")
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader processes decoding images")
-    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     p.add_argument("--image_column", default=None, help="default: the dataset's Image column")
     p.add_argument("--label_column", default=None, help="default: the dataset's ClassLabel column")
     p.add_argument("--max_attention_maps", type=int, default=500,
                    help="attention maps for at most this many mistakes, most confident first (-1: all)")
-    p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png")
-    p.add_argument("--no_report", action="store_true", help="skip report.html")
+    p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png (0 or more)")
+    p.add_argument("--no_report", action="store_true", help="skip report.html (a previous run's is removed)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
 
@@ -57,7 +57,9 @@ def main(argv=None):
     print(format_metrics_table(metrics))
     ev = metrics["evaluation"]
     print(f"{ev['num_misclassified']} mistakes; {ev['inference_s']:.1f} s inference, {ev['total_s']:.1f} s in all")
-    print(f"wrote {ev['output_dir']}/ (metrics.json, misclassified.csv, report.html)")
+    written = ["metrics.json", "misclassified.csv", "misclassified/", "attention/", "gallery.png",
+               "confusion_matrix.png", "per_class_accuracy.png"] + ([] if args.no_report else ["report.html"])
+    print(f"wrote {ev['output_dir']}/ ({', '.join(written)})")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         out = export_to_transformers_vit(args.model_dir, args.output_dir, repo_id=args.repo_id, overwrite=args.overwrite)
-    except (NotExportable, FileNotFoundError, FileExistsError, ValueError, RuntimeError) as err:
+    except (NotExportable, OSError, ValueError, RuntimeError) as err:  # OSError: missing or unreadable files
         sys.exit(f"error: {err}")
     print(f"exported to {out} (transformers ViTForImageClassification, no remote code)")
 

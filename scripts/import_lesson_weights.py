@@ -31,6 +31,10 @@ def main(argv=None):
     for name in FLOAT_FIELDS:
         parser.add_argument(f"--{name}", type=float, default=None)
     parser.add_argument("--pool", choices=("cls", "mean"), default=None, help="default: cls (as the lesson)")
+    parser.add_argument("--image_mean", type=float, nargs="+", default=None,
+                        help="per-channel mean the weights were trained with (default: CIFAR-10's, 3 channels)")
+    parser.add_argument("--image_std", type=float, nargs="+", default=None,
+                        help="per-channel std the weights were trained with (default: CIFAR-10's, 3 channels)")
     parser.add_argument("--overwrite", action="store_true", help="replace output_dir if it exists")
     args = parser.parse_args(argv)
 
@@ -44,8 +48,10 @@ def main(argv=None):
             sys.exit(f"error: {args.config} must hold a JSON object of the lesson's cfg fields.")
     cfg.update({k: v for k in (*INT_FIELDS, *FLOAT_FIELDS, "pool") if (v := getattr(args, k)) is not None})
     try:
-        out = import_lesson_weights(args.weights, args.output_dir, cfg, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        out = import_lesson_weights(
+            args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean, image_std=args.image_std
+        )
+    except (ValueError, OSError) as err:  # OSError: missing, unreadable or clashing files
         sys.exit(f"error: {err}")
     print(f"imported into {out}")
 

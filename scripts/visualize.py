@@ -13,6 +13,7 @@ import sys
 from hf_vit.teaching import (
     PICTURES,
     PRESETS,
+    check_output_dir,
     fresh_model,
     load_dataset_image,
     load_image_file,
@@ -60,6 +61,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        check_output_dir(args.output_dir)  # before the model and the image load
         if args.model:
             model, processor = load_model(args.model)
         else:
@@ -74,7 +76,7 @@ def main(argv=None):
             model, image, args.output_dir, processor=processor, pictures=args.pictures,
             scale=args.scale, label=label, source=source,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:  # OSError: missing, unreadable or unwritable files, an unreachable Hub
         sys.exit(f"error: {err}")
     for path in written.values():
         print(path)

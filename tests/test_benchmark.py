@@ -101,6 +101,13 @@ def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(c
         (["--attn", "flash"], "--attn 'flash': use a comma list of sdpa, eager"),
         (["--models", "resnet"], "--models 'resnet': use a comma list of hf_vit, transformers, lesson"),
         (["--rounds", "0"], "--rounds 0 / --steps 4: both must be at least 1"),
+        (["--device", "gpu"], "--device 'gpu' is not a device torch knows. Use auto, cpu, cuda, cuda:<index> or mps."),
+        (["--device", "cuda:99"], "--device cuda:99: "),  # no CUDA here, or not 100 devices
+        (["--threads", "-1"], "--threads -1: must be at least 1"),
+        (["--batch_size", "0"], "--batch_size 0: must be at least 1"),
+        (["--pool", "max"], "argument --pool: invalid choice: 'max'"),
+        # The end-to-end run's dataset is opened before any timing, not after minutes of it.
+        (["--dataset", "/nonexistent"], "error: no dataset folder at '/nonexistent' (from --dataset '/nonexistent')"),
     ],
 )
 def test_bad_benchmark_arguments_are_named(argv, message, capsys):

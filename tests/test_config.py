@@ -47,8 +47,15 @@ def test_round_trip(tmp_path):
         ({"dim": 64.0}, r"`dim` must be a positive integer, got 64.0"),
         ({"dropout": 1.5}, r"`dropout` must be a probability in \[0, 1\)"),
         ({"emb_dropout": -0.1}, r"`emb_dropout` must be a probability"),
-        ({"layer_norm_eps": 0}, r"`layer_norm_eps` must be a positive number"),
+        ({"layer_norm_eps": 0}, r"`layer_norm_eps` must be a positive finite number"),
+        ({"layer_norm_eps": float("nan")}, r"`layer_norm_eps` must be a positive finite number, got nan"),
+        ({"initializer_range": float("inf")}, r"`initializer_range` must be a positive finite number, got inf"),
         ({"num_labels": 3, "id2label": {0: "a", 1: "b"}}, r"`num_labels=3` disagrees with `id2label`, which has 2"),
+        ({"num_labels": "3"}, r"`num_labels` must be a whole number of classes, got '3'"),
+        ({"id2label": {0: "cat", 5: "dog"}}, r"`id2label` keys must be the class ids 0\.\.1, got \[0, 5\]"),
+        ({"id2label": 5}, r"`id2label` must map class ids to names"),
+        ({"image_size": 33}, r"for 33x33: e\.g\. 3, 11, 33\)"),
+        ({"image_size": (31, 29), "patch_size": 4}, r"only 1 divides both sides; resize or pad the images"),
     ],
 )
 def test_invalid_values_are_explained(kwargs, pattern):
@@ -63,3 +70,33 @@ def test_invalid_config_file_is_explained(tmp_path):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ValueError, match="unknown `pool` 'avg'"):
         HfViTConfig.from_pretrained(tmp_path)
+
+
+def test_a_list_of_names_numbers_the_classes():
+    c = HfViTConfig(id2label=["cat", "dog"])
+    assert c.id2label == {0: "cat", 1: "dog"} and c.label2id == {"cat": 0, "dog": 1}
+
+
+@pytest.mark.parametrize("kwargs", [{"num_labels": 2}, {"id2label": {0: "LABEL_0", 1: "LABEL_1"}}])
+def test_two_classes_survive_a_save(tmp_path, kwargs):
+    # transformers leaves a 2-label id2label out of config.json; reloaded without it this config would
+    # fall back to the 10 CIFAR-10 classes.
+    HfViTConfig(**kwargs).save_pretrained(tmp_path)
+    assert HfViTConfig.from_pretrained(tmp_path).num_labels == 2
+
+
+def test_a_new_class_count_at_load_replaces_the_saved_names(tmp_path):
+    # from_pretrained(folder, num_labels=3) is how a new head is asked for: the saved 10 names go, as with
+    # transformers' own configs, instead of the two counts being called a conflict.
+    HfViTConfig().save_pretrained(tmp_path)
+    c = HfViTConfig.from_pretrained(tmp_path, num_labels=3)
+    assert c.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    assert HfViTConfig.from_pretrained(tmp_path, num_labels=10).id2label[3] == "cat"  # same count: names kept
+
+
+def test_a_field_edited_after_construction_is_checked_before_saving(tmp_path):
+    c = HfViTConfig()
+    c.pool = "max"
+    with pytest.raises(ValueError, match="unknown `pool` 'max'"):
+        c.save_pretrained(tmp_path / "c")
+    assert not (tmp_path / "c" / "config.json").exists()

@@ -48,6 +48,32 @@ def test_labels_out_of_range_and_empty_split(tmp_path, tiny):
         prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, test_split="valid")
 
 
+def test_each_image_column_has_its_own_decoded_cache(tiny):
+    # Two image columns of one dataset: the second must not be served the first one's cached pixels.
+    from datasets import Image
+
+    ds = load_dataset(str(tiny))["train"]
+    features = ds.features.copy()
+    features["inverted"] = Image()
+    ds = ds.map(lambda row: {"inverted": row["img"].point(lambda v: 255 - v)}, features=features)
+    plain, inverted = decode_images(ds, "img", 32), decode_images(ds, "inverted", 32)
+    assert torch.equal(inverted, 255 - plain)
+
+
+def test_bad_sample_limits_and_label_columns_are_named(tmp_path, tiny):
+    with pytest.raises(DatasetError, match=r"--max_test_samples must be at least 1, got 0"):
+        prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, max_test_samples=0)
+    with pytest.raises(DatasetError, match=r"--max_eval_samples must be at least 1, got -3.*--validation_size 0"):
+        prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, max_eval_samples=-3)
+    with pytest.raises(DatasetError, match=r"label column 'img' .* holds Image values, not class ids.*--label_column"):
+        prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, label_column="img")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"holds no dataset files.*README\.md and the splits' parquet files"):
+        load_dataset(str(tmp_path / "empty"))
+    with pytest.raises(DatasetError, match=r"'nope'.*Fix --dataset_config"):
+        load_dataset(str(tiny), "nope")
+
+
 def test_missing_local_folder_is_named(tmp_path):
     with pytest.raises(DatasetError, match="no dataset folder at .*nope"):
         load_dataset(str(tmp_path / "nope"))
@@ -74,7 +100,7 @@ def test_decode_once_matches_pil_and_is_cached(tiny):
     pixels = decode_images(ds, "img", 32)
     assert pixels.dtype == torch.uint8 and pixels.shape == (100, 3, 32, 32)
     assert torch.equal(pixels[7], torch.from_numpy(np.array(ds[7]["img"].convert("RGB"))).permute(2, 0, 1))
-    assert list(Path(ds.cache_files[0]["filename"]).parent.glob(f"hf_vit-pixels-{ds._fingerprint}-RGB32x32.npy"))
+    assert list(Path(ds.cache_files[0]["filename"]).parent.glob(f"hf_vit-pixels-{ds._fingerprint}-img-RGB32x32.npy"))
     data_module._MEMORY_CACHE.clear()  # the second call reads the .npy file
     assert torch.equal(decode_images(ds, "img", 32), pixels)
 

@@ -12,6 +12,7 @@ forward pass, independently of the evaluation's own (batched) path.
 
 import csv
 import fcntl
+import importlib.util
 import json
 import os
 import select
@@ -29,8 +30,11 @@ from PIL import Image
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
-from hf_vit.analysis import BatchPreprocessor, evaluate_model, match_labels, mistake_file_name
+from hf_vit.analysis import BatchPreprocessor, evaluate_model, format_metrics_table, match_labels, mistake_file_name
 from hf_vit.dataset_cache import local_cache_dir
+from hf_vit.eval_pictures import BAR_BLUE, per_class_accuracy_image
+from hf_vit.hub import upload_plan
+from hf_vit.metrics import classification_metrics
 from hf_vit.report import write_report
 
 
@@ -199,6 +203,29 @@ def test_metrics_equal_a_hand_computation(evaluated):
     assert saved["evaluation"]["num_misclassified"] == (preds != labels).sum()
 
 
+def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp_path):
+    """scikit-learn's rule: a class in neither the references nor the predictions is not a 0 in the means."""
+    metrics = classification_metrics([[5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 5, 0]], [0, 1, 0, 1], label_names=["a", "b", "c"])
+    assert metrics["accuracy"] == 1.0
+    assert metrics["macro_precision"] == metrics["macro_recall"] == metrics["macro_f1"] == 1.0
+    assert metrics["per_class"]["c"] == {"precision": None, "recall": None, "f1": None, "support": 0}
+    # Present in the predictions only (c) or in the references only (b): both still count, as 0.
+    partial = classification_metrics([[5, 0, 0], [0, 0, 5]], [0, 1], label_names=["a", "b", "c"])
+    assert partial["macro_f1"] == pytest.approx(1 / 3) and partial["per_class"]["c"]["precision"] == 0.0
+
+    # Every place that shows the table says so instead of printing 0 or failing on None.
+    table = format_metrics_table(metrics)
+    assert "macro precision / recall / F1 (over the 2 of 3 classes present): 1.0000" in table
+    assert [line.split() for line in table.splitlines() if line.startswith("c ")] == [["c", "-", "-", "-", "0"]]
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    (tmp_path / "misclassified.csv").write_text("index\n")
+    page = write_report(tmp_path).read_text()
+    assert "<tr><td>c</td><td>-</td><td>-</td><td>-</td><td>0</td></tr>" in page and "macro F1 (over 2 of 3 classes)" in page
+    bars = np.asarray(per_class_accuracy_image([None, 1.0], ["c", "a"]))
+    row_has_bar = [(bars[top : top + 18] == BAR_BLUE).all(-1).any() for top in (40, 64)]  # rows at top + k * 24
+    assert row_has_bar == [False, True]
+
+
 def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
     make_controlled_model(tmp_path / "model", evaluated["data_dir"], confuse=False)
     out = tmp_path / "out"
@@ -245,6 +272,87 @@ def test_mismatched_dataset_is_refused(evaluated, tmp_path):
         evaluate_model(str(evaluated["model_dir"]), dataset=str(data_dir), output_dir=tmp_path / "o", progress=False)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         evaluate_model(str(tmp_path), dataset=str(data_dir), progress=False)
+
+
+def run_evaluate_script(argv, capsys):
+    """scripts/evaluate_model.py's main(argv) in this process: (exit message or None, stdout)."""
+    spec = importlib.util.spec_from_file_location("_evaluate_script", REPO / "scripts/evaluate_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.main([*argv, "--no_progress"])
+        code = None
+    except SystemExit as exit_info:
+        code = str(exit_info.code)
+    return code, capsys.readouterr().out
+
+
+def test_rerun_with_no_report_removes_the_previous_report(evaluated, tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ["--model", str(evaluated["model_dir"]), "--dataset", str(evaluated["data_dir"]), "--output_dir", str(out),
+              "--device", "cpu"]
+    assert run_evaluate_script(common, capsys)[0] is None and (out / "report.html").is_file()
+    code, stdout = run_evaluate_script([*common, "--no_report"], capsys)
+    assert code is None
+    assert not (out / "report.html").exists()  # its thumbnails were just replaced: no stale page left behind
+    assert "report.html" not in stdout and "metrics.json" in stdout
+
+
+def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
+    training_metrics = json.dumps({"accuracy": 0.5, "validation": {"accuracy": 0.6}})
+    (model / "metrics.json").write_text(training_metrics)
+    before = sorted(p.name for p in model.iterdir())
+    for output_dir in (model, tmp_path / "." / "model"):  # also when spelled differently
+        with pytest.raises(ValueError, match=r"is a model folder: the evaluation's metrics.json would overwrite training's"):
+            evaluate_model(str(model), dataset=str(evaluated["data_dir"]), output_dir=output_dir, progress=False)
+    assert sorted(p.name for p in model.iterdir()) == before
+    assert (model / "metrics.json").read_text() == training_metrics
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--device", "gpu"], "error: --device 'gpu' is not a device torch knows. Use auto, cpu, cuda, cuda:<index> or mps."),
+        (["--num_threads", "-1"], "error: --num_threads must be a whole number of at least 1, got -1."),
+        (["--gallery_size", "-1"], "error: --gallery_size must be a whole number of at least 0, got -1."),
+        (["--batch_size", "0"], "error: --batch_size must be a whole number of at least 1, got 0."),
+    ],
+)
+def test_bad_evaluation_flags_are_one_error_line_before_anything_loads(flags, message, tmp_path, capsys):
+    # The model path does not exist: the flag must be refused before the model is even looked for.
+    code, _ = run_evaluate_script(["--model", "./no-model-here", "--output_dir", str(tmp_path / "o"), *flags], capsys)
+    assert code == message
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_model_paths_are_not_sent_to_the_hub(tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.chdir(tmp_path)
+    code, _ = run_evaluate_script(["--model", "./runs/nothere"], capsys)
+    assert code == (
+        f"error: no model folder at '{tmp_path}/runs/nothere' (from --model './runs/nothere'). Check the path: pass "
+        "the folder training wrote (config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>."
+    )
+    # owner/name could be a Hub id: the Hub is asked (offline here: only its cache), and the message says both.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    code, _ = run_evaluate_script(["--model", "runs/cpuu"], capsys)
+    assert code.startswith(
+        f"error: Could not load the model 'runs/cpuu' (--model): there is no local folder '{tmp_path}/runs/cpuu', and "
+        "with HF_HUB_OFFLINE=1 only the local Hugging Face cache was searched"
+    ), code
+
+
+def test_the_pushed_report_finds_every_file_it_links_to(evaluated):
+    """push_to_hub uploads report.html with every picture it shows (the mistakes' thumbnails included)."""
+    import re
+
+    page = (evaluated["out"] / "report.html").read_text()
+    linked = {f"evaluation/{src}" for src in re.findall(r'src="(?!data:)([^"]+)"', page)}
+    assert any(src.startswith("evaluation/misclassified/") for src in linked)
+    assert linked <= set(upload_plan(evaluated["model_dir"]))
 
 
 def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path):

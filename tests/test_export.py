@@ -86,6 +86,39 @@ def test_errors_say_why(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_overwrite_never_deletes_the_source_and_a_failed_export_writes_nothing(tmp_path):
+    from hf_vit import HfViTModel, make_image_processor
+
+    export = load_script("export_to_transformers_vit").main
+    source = make_model_folder(tmp_path / "parent" / "src")
+    before = sorted(p.name for p in source.iterdir())
+    with pytest.raises(SystemExit) as exit_info:  # the output folder holds the source
+        export([str(source), str(tmp_path / "parent"), "--overwrite"])
+    assert "would delete" in str(exit_info.value.code) and "does not hold the inputs" in str(exit_info.value.code)
+    assert sorted(p.name for p in source.iterdir()) == before
+
+    # A folder saved from the bare HfViTModel has no head: exporting it would ship a random one.
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    HfViTModel(config).save_pretrained(tmp_path / "headless")
+    make_image_processor(config).save_pretrained(tmp_path / "headless")
+    with pytest.raises(SystemExit) as exit_info:
+        export([str(tmp_path / "headless"), str(tmp_path / "e1")])
+    assert "lacks weights the classifier needs (mlp_head" in str(exit_info.value.code)
+    assert not (tmp_path / "e1").exists()
+
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        export([str(source), str(tmp_path / "a_file")])
+    assert "is a file, not a folder" in str(exit_info.value.code)
+
+    # --overwrite replaces an earlier export whole: no stale file survives, no staging folder is left.
+    (tmp_path / "e2").mkdir()
+    (tmp_path / "e2" / "stale.txt").write_text("old")
+    export([str(source), str(tmp_path / "e2"), "--overwrite"])
+    assert (tmp_path / "e2" / "model.safetensors").is_file() and not (tmp_path / "e2" / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "e2", "headless", "parent"]
+
+
 def test_legacy_names_match_what_save_pretrained_writes(tmp_path):
     """transformers writes ViT weights under the 4.x names; the exporter's fallback for an older
     transformers (whose ViT has those names in memory too) must produce exactly them."""

@@ -96,12 +96,13 @@ def make_model_folder(folder: Path, seed=0, recipe_dataset="/work/shared/data/ci
     }))
     for name in ("gallery.png", "confusion_matrix.png"):
         Image.new("RGB", (64, 64), (10, 120, 200)).save(folder / "evaluation" / name)
-    if extras:  # what must NOT be uploaded
+    if extras:  # the evaluation's report with its thumbnails, then what must NOT be uploaded
         (folder / "evaluation" / "misclassified.csv").write_text("index,true,pred\n1,cat,dog\n")
         (folder / "evaluation" / "report.html").write_text("<html><body>report</body></html>")
         (folder / "evaluation" / "misclassified").mkdir()
         for i in range(3):
             Image.new("RGB", (32, 32)).save(folder / "evaluation" / "misclassified" / f"{i:05d}.png")
+        (folder / "evaluation" / "misclassified" / "notes.txt").write_text("not a thumbnail")
         ckpt = folder / "checkpoint-1000"
         ckpt.mkdir()
         (ckpt / "optimizer.pt").write_bytes(b"not uploaded")
@@ -117,6 +118,11 @@ def make_model_folder(folder: Path, seed=0, recipe_dataset="/work/shared/data/ci
 # ---------------------------------------------------------------------------
 def test_template_found_from_checkout():
     assert find_template() == REPO_ROOT / "model_card.md"
+
+
+def test_packaged_template_is_the_top_level_one():
+    """hf_vit/model_card.md (what a wheel ships) must stay a byte-for-byte copy of model_card.md."""
+    assert (REPO_ROOT / "hf_vit" / "model_card.md").read_bytes() == (REPO_ROOT / "model_card.md").read_bytes()
 
 
 def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
@@ -146,9 +152,10 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
     assert "| `depth` | 1 |" in text and "| `heads` | 2 |" in text
     n_params = sum(p.numel() for p in HfViTForImageClassification.from_pretrained(folder).parameters())
     assert f"{n_params:,}" in text
-    assert "![Test images with the model's predictions](evaluation/gallery.png)" in text
+    assert "![The most confident mistakes (test split)](evaluation/gallery.png)" in text
     assert "per_class_accuracy.png" not in text  # absent picture, not linked
     assert 'trust_remote_code=True, revision=REVISION' in text and "someone/vit-cifar10" in text
+    assert "resizes to 32x32, scales to [0, 1] and normalises with the CIFAR-10 mean and standard deviation" in text
     assert "| `learning_rate` | 0.001 |" in text and "61.00%" in text  # recipe and validation accuracy
     for name in CIFAR10_LABELS:
         assert f"| {name} |" in text  # per-class table
@@ -159,7 +166,7 @@ def test_card_with_only_a_config(tmp_path):
     config.save_pretrained(tmp_path)
     card = ModelCard.load(write_model_card(tmp_path))
     assert card.data.eval_results is None  # no metrics, no model-index
-    assert "No test metrics were found" in card.text
+    assert "No metrics were found" in card.text
     assert "No `training_recipe.json`" in card.text
     assert "JPEG copy" not in card.text and "uoft-cs/cifar10" in card.text
     n_params = sum(p.numel() for p in HfViTForImageClassification(config).parameters())
@@ -175,6 +182,53 @@ def test_card_hub_dataset_and_broken_json(tmp_path):
         write_model_card(folder)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         write_model_card(tmp_path / "empty")
+
+
+def test_card_reports_the_split_the_metrics_came_from(tmp_path):
+    """Train-split results are not published as test accuracy, in the text or in the model-index."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    path = folder / "evaluation" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "split": "train"}))
+    card = ModelCard.load(write_model_card(folder, repo_id="me/tiny"))
+    (result,) = card.data.eval_results
+    assert (result.dataset_type, result.dataset_split, result.metric_name) == ("uoft-cs/cifar10", "train", "Train accuracy")
+    assert "; train accuracy **" in card.text and "On the train split of CIFAR-10 (JPEG copy)" in card.text
+    assert "test accuracy" not in card.text.lower() and "(test split)" not in card.text
+
+
+def test_card_of_a_model_that_is_not_cifar10(tmp_path):
+    """3 classes, a local dataset, its own normalisation: no CIFAR-10 claim anywhere it would be false."""
+    folder = tmp_path / "fruit-model"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label={0: "apple", 1: "pear", 2: "plum"})
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config, image_mean=(0.5, 0.5, 0.5), image_std=(0.25, 0.25, 0.25)).save_pretrained(folder)
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 2, 40)  # no plum, and plum never predicted: left out of the macro means
+    scores = rng.randn(40, 3) + 2 * np.eye(3)[labels]
+    scores[:, 2] = -10
+    metrics = classification_metrics(scores, labels, label_names=["apple", "pear", "plum"])
+    (folder / "evaluation").mkdir()
+    (folder / "evaluation" / "metrics.json").write_text(json.dumps({**metrics, "dataset": "/data/fruit", "split": "test"}))
+    (folder / "training_recipe.json").write_text(json.dumps({"data": {"dataset_name": "/data/fruit"}}))
+
+    card = ModelCard.load(write_model_card(folder, repo_id="me/fruit"))
+    assert card.data.eval_results is None  # a local folder has no Hub dataset for the model-index to name
+    assert card.data.datasets is None and "cifar10" not in card.data.tags
+    text = card.text
+    for claim in ("CIFAR-10 classes", "JPEG copy", "50,000", "uoft-cs/cifar10", "for CIFAR-10", "on CIFAR-10",
+                  "CIFAR-10 mean"):
+        assert claim not in text, claim
+    assert "into 3 classes; test accuracy **" in text and "On the test split of the local dataset `fruit`" in text
+    assert "normalises with mean (0.5, 0.5, 0.5) and standard deviation (0.25, 0.25, 0.25), as in training" in text
+    assert "| plum | - | - | - | 0 |" in text and "| Macro F1 (over 2 of 3 classes) |" in text
+
+    # Evaluated on a Hub dataset instead: the model-index names it, and the split the file gives.
+    path = folder / "evaluation" / "metrics.json"
+    path.write_text(json.dumps({**metrics, "dataset": "someone/fruit", "split": "validation"}))
+    (result,) = ModelCard.load(write_model_card(folder)).data.eval_results
+    assert (result.dataset_type, result.dataset_config, result.dataset_split, result.metric_name) == (
+        "someone/fruit", None, "validation", "Validation accuracy",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +267,7 @@ EXPECTED_FILES = {
     "README.md", "config.json", "model.safetensors", "configuration_hf_vit.py", "modeling_hf_vit.py",
     "preprocessor_config.json", "metrics.json", "training_recipe.json", "evaluation/metrics.json",
     "evaluation/gallery.png", "evaluation/confusion_matrix.png", "evaluation/misclassified.csv",
-    "evaluation/report.html",
+    "evaluation/report.html", *(f"evaluation/misclassified/{i:05d}.png" for i in range(3)),  # the report's thumbnails
 }
 
 

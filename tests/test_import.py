@@ -1,5 +1,7 @@
 """Import of the lesson's state dicts (tests/lesson_vit.py is the lesson's module) into hf_vit folders."""
 
+import re
+
 import pytest
 import torch
 from lesson_vit import ViT, ViTConfig
@@ -95,3 +97,41 @@ def test_heads_required_and_pickles_refused(tmp_path):
     torch.save(ref, pickled)  # the whole module: unpickling it could run code
     with pytest.raises(ValueError, match="weights_only=True"):
         read_state_dict(pickled)
+
+
+def test_one_channel_weights_need_their_statistics_and_a_failure_writes_nothing(tmp_path):
+    _, ref = lesson_model(channels=1)
+    weights = tmp_path / "gray.pt"
+    torch.save(ref.state_dict(), weights)
+    main = load_script("import_lesson_weights").main
+    with pytest.raises(SystemExit) as exit_info:  # CIFAR-10's 3-channel statistics cannot fit
+        main([str(weights), str(tmp_path / "out"), "--heads", "3", "--channels", "1"])
+    assert "one value per channel (1), got 3 and 3" in str(exit_info.value.code)
+    assert "--image_mean / --image_std" in str(exit_info.value.code)
+    assert not (tmp_path / "out").exists()
+
+    main([str(weights), str(tmp_path / "out"), "--heads", "3", "--channels", "1", "--image_mean", "0.5", "--image_std", "0.25"])
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "out")
+    assert (list(processor.image_mean), list(processor.image_std)) == ([0.5], [0.25])
+
+
+def test_overwrite_never_deletes_the_weights_being_imported(tmp_path):
+    _, ref = lesson_model()
+    folder = tmp_path / "lesson"
+    folder.mkdir()
+    torch.save(ref.state_dict(), folder / "vit.pt")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("import_lesson_weights").main([str(folder / "vit.pt"), str(folder), "--heads", "3", "--overwrite"])
+    assert "--overwrite would delete" in str(exit_info.value.code)
+    assert (folder / "vit.pt").is_file()
+
+
+@pytest.mark.parametrize("cfg, message", [({"heads": "3"}, "`heads` must be a whole number, got '3'"),
+                                          ({"heads": None}, "`heads` must be a whole number, got None"),
+                                          ({"pool": "max"}, "`pool` must be 'cls' or 'mean'")])
+def test_cfg_values_of_the_wrong_type_are_named(cfg, message):
+    _, ref = lesson_model()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        lesson_config(ref.state_dict(), cfg)

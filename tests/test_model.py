@@ -147,6 +147,31 @@ def test_wrong_input_shapes_are_explained():
     assert out.logits.shape == (1, 10)
 
 
+def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    config.pool = "max"  # would otherwise mean-pool without a word
+    with pytest.raises(ValueError, match="unknown `pool` 'max'"):
+        HfViTForImageClassification(config)
+    config.pool, config.patch_size = "cls", 5
+    with pytest.raises(ValueError, match="`patch_size` 5 does not divide `image_size` 32"):
+        HfViTModel(config)
+
+
+def test_fine_tuning_a_saved_model_on_new_classes(tmp_path):
+    # The usual transformers call for a new head: the body's weights load, the head is new.
+    from transformers import AutoModelForImageClassification
+
+    import hf_vit  # noqa: F401  (registers the Auto classes)
+
+    torch.manual_seed(0)
+    source = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    source.save_pretrained(tmp_path)
+    model = AutoModelForImageClassification.from_pretrained(tmp_path, num_labels=3, ignore_mismatched_sizes=True)
+    assert model.config.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    assert model.mlp_head[1].weight.shape == (3, 32)
+    assert torch.equal(model.vit.embeddings.cls_token, source.vit.embeddings.cls_token)
+
+
 def test_attention_rollout_matches_hand_computation():
     from hf_vit.attention_maps import attention_rollout, cls_attention
 

@@ -267,9 +267,73 @@ def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
                                                   with_indices=True))
     err = train_error(capsys, train_args(data, tmp_path / "out"))
     assert err == (
-        "train.py: error: 5 labels in the 'test' split lie outside 0..9 (e.g. -1): the model has 10 classes. "
-        "Pass a matching id2label/num_labels or fix the labels."
+        "train.py: error: 5 labels in the 'test' split lie outside 0..9 (e.g. -1): the model has 10 classes (the "
+        "train split's ClassLabel names, else its largest label + 1). Fix the labels, or the dataset's class names."
     )
+
+
+def test_ten_integer_classes_without_names_are_not_called_cifar10s(dataset_dir, tmp_path, capsys):
+    import datasets
+
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.cast_column("label", datasets.Value("int64")))
+    (data / "README.md").unlink()  # it declares the ClassLabel names
+    from hf_vit.training import main
+
+    assert main(train_args(data, tmp_path / "out", steps=2)) == 0
+    id2label = json.loads((tmp_path / "out" / "config.json").read_text())["id2label"]
+    assert list(id2label.values()) == [f"LABEL_{i}" for i in range(10)]
+
+
+def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tmp_path, capsys):
+    from hf_vit.training import main
+
+    out = tmp_path / "out"
+    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    (out / "checkpoint-4" / "from_the_first_run").write_text("x")
+    (out / "notes.txt").write_text("mine")  # not the run's: kept
+    err = train_error(capsys, train_args(dataset_dir, out, steps=8))
+    assert err == (
+        f"train.py: error: --output_dir '{out}' already holds a training run (checkpoint-4, config.json, "
+        "model.safetensors, preprocessor_config.json and 4 more). Continue it with --resume_from_checkpoint last, "
+        "start afresh there with --overwrite_output_dir, or choose another --output_dir."
+    )
+    assert main(train_args(dataset_dir, out, "--overwrite_output_dir", "true", "--dataloader_num_workers", "1",
+                           steps=8)) == 0  # fmt: skip
+    assert not (out / "checkpoint-4" / "from_the_first_run").exists() and (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
+    # the images are counted in the training process, not in the data-loader worker that collates them:
+    # 2 epochs of 60 images (batches of 16, 16, 16, 12)
+    assert "8 steps this session (global step 8), 120 training images on this rank" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--patch_size", "5"], "`patch_size` 5 does not divide `image_size` 32"),
+        (["--pool", "max"], "unknown `pool` 'max'"),
+        (["--image_mean", "0.5", "0.5"], "--image_mean and --image_std need one value per channel (3), got 2 and 3"),
+        (["--randaugment_magnitude", "50"], "--randaugment_magnitude is on RandAugment's 0..10 scale, got 50.0"),
+        (["--mix_prob", "3"], "--mix_prob is a probability in [0, 1], got 3.0"),
+        (["--pad", "-2"], "--pad must be a whole number >= 0 (0 = off), got -2"),
+        (["--mixup_alpha", "-1"], "--mixup_alpha must be >= 0 (0 = off), got -1.0"),
+        (["--stop_after_steps", "0"], "--stop_after_steps must be at least 1, got 0"),
+        (["--max_test_samples", "0"], "--max_test_samples must be at least 1, got 0"),
+    ],
+)
+def test_bad_training_flags_are_one_line_before_any_training(dataset_dir, tmp_path, capsys, extra, message):
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", *extra))
+    assert err.startswith("train.py: error: ") and message in err
+    assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
+def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
+    from hf_vit.training import SetupError, parse_args
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("recipe: cpu\nnum_train_epochs: 1\n")
+    with pytest.raises(SetupError, match=r"sets \['recipe'\], which only works on the command line.*--recipe NAME"):
+        parse_args(["--config_file", str(mine)])
 
 
 def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_path):

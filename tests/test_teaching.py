@@ -272,6 +272,7 @@ def load_script():
         (["--image", "a.png", "--index", "3"], "--index only applies with --dataset"),
         (["--model", "runs/x", "--patch_size", "8", "--image", "a.png"], "only apply to a fresh model"),
         (["--model", ".", "--image", "a.png"], "has no config.json"),
+        (["--model", "./runs/nothere", "--image", "a.png"], "error: no model folder at "),
         (["--preset", "tiny", "--patch_size", "5", "--image", "a.png"], "does not divide"),
         (["--preset", "tiny", "--image", "a.png", "--pictures", "patch_grid,nope"], "Unknown picture"),
     ],
@@ -285,6 +286,38 @@ def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args
         load_script().main([*args, "--output_dir", str(tmp_path / "out")])
     assert exc.value.code != 0
     assert message in f"{exc.value.code} {capsys.readouterr().err}"
+
+
+def test_visualize_script_refuses_a_file_as_output_dir_before_loading(tmp_path, capsys):
+    noise_image(8, 8).save(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit) as exc:  # the model does not exist either: the output folder is checked first
+        load_script().main(["--model", "./nothere", "--image", str(tmp_path / "a.png"), "--output_dir", str(tmp_path / "taken")])
+    assert exc.value.code == f"error: --output_dir '{tmp_path / 'taken'}' is a file, not a folder. Pass a folder for the pictures."
+
+
+def test_visualize_refuses_a_pickled_model_as_the_evaluation_does(tmp_path, capsys, monkeypatch):
+    """A folder with only pytorch_model.bin is never unpickled; both scripts give the same message."""
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "model"
+    tiny_model().save_pretrained(folder)
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    noise_image(8, 8).save(tmp_path / "a.png")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--model", str(folder), "--image", str(tmp_path / "a.png"), "--output_dir", str(tmp_path / "o")])
+    assert exc.value.code == (
+        f"error: {folder}: model.safetensors is missing (found pytorch_model.bin, a pickle: load it and save again "
+        "with `save_pretrained`, which writes safetensors): save the model with `model.save_pretrained(folder)`."
+    )
+    # Past the folder check too (switched off here), the load itself takes safetensors only.
+    import hf_vit.hub
+    from hf_vit.teaching import load_model
+
+    monkeypatch.setattr(hf_vit.hub, "check_weights", lambda folder: None)
+    with pytest.raises(OSError, match="model.safetensors"):
+        load_model(folder)
 
 
 # ---------------------------------------------------------------------------

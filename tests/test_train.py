@@ -113,7 +113,7 @@ def test_accelerate_launch_writes_a_complete_model_folder(full_run):
     recipe = json.loads((out / "training_recipe.json").read_text())
     assert recipe["model"]["preset"] == "tiny" and recipe["data"]["randaugment_ops"] == 2
     assert recipe["training"]["max_steps"] == STEPS
-    assert "[hf_vit] rank 0/1: 8 steps" in proc.stdout
+    assert "[hf_vit] rank 0/1: 8 steps this session (global step 8), 128 training images on this rank" in proc.stdout
 
     model = AutoModelForImageClassification.from_pretrained(out, trust_remote_code=True)
     assert model.config.dim == 64 and model.config.id2label[0] == "airplane"

@@ -21,8 +21,9 @@ Args:
     top_k (`list` of `int`, defaults to [1, 3, 5]): the k of the top-k accuracies (k above the class count are skipped).
     label_names (`list` of `str`, optional): class names, for the `per_class` table; defaults to "0", "1", ...
 Returns:
-    accuracy, top{k}_accuracy for each k, macro_precision, macro_recall, macro_f1,
-    per_class {name: {precision, recall, f1, support}}, confusion_matrix (rows: true, columns: predicted),
+    accuracy, top{k}_accuracy for each k, macro_precision, macro_recall, macro_f1 (means over the classes
+    present in the references or the predictions), per_class {name: {precision, recall, f1, support}}
+    (None for a class absent from both), confusion_matrix (rows: true, columns: predicted),
     labels (the names), num_examples.
 Examples:
     >>> metric = evaluate.load("hf_vit/metric_scripts/vit_classification")
@@ -80,15 +81,22 @@ class VitClassification(evaluate.Metric):
         for k in top_k:
             if 1 < k <= num_classes:
                 result[f"top{k}_accuracy"] = float((rank < k).mean())
+        # Macro averages over the classes that occur, in the references or the predictions (scikit-learn's
+        # default): a class absent from both has no precision or recall at all, not a score of 0.
+        present = (support > 0) | (predicted > 0)
+
+        def score(values, i):
+            return float(values[i]) if present[i] else None
+
         result.update(
-            macro_precision=float(precision.mean()),
-            macro_recall=float(recall.mean()),
-            macro_f1=float(f1.mean()),
+            macro_precision=float(precision[present].mean()),
+            macro_recall=float(recall[present].mean()),
+            macro_f1=float(f1[present].mean()),
             per_class={
                 name: {
-                    "precision": float(precision[i]),
-                    "recall": float(recall[i]),
-                    "f1": float(f1[i]),
+                    "precision": score(precision, i),
+                    "recall": score(recall, i),
+                    "f1": score(f1, i),
                     "support": int(support[i]),
                 }
                 for i, name in enumerate(names)
