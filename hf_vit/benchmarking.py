@@ -402,6 +402,9 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--no_control", action="store_true", help="skip the second copy of hf_vit that measures the noise floor"
     )
+    parser.add_argument(
+        "--no_memory", action="store_true", help="skip peak memory (one fresh process per model; the slow part of a short run)"
+    )
     parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
     parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
     args = parser.parse_args(argv)
@@ -450,7 +453,7 @@ def main(argv=None) -> int:
         peak = matmul_peak_gflops(args.device, dtype=torch.bfloat16 if dtype == "bf16" else torch.float32)
         rows = compare_models(
             config, kinds, args.batch_size, args.steps, args.rounds, args.device, threads, dtype, attns,
-            compiled=args.compile, control=not args.no_control,
+            memory=not args.no_memory, compiled=args.compile, control=not args.no_control,
         )
         _print_table(rows, peak, dtype, args.rounds, args.steps)
         _print_ratios(rows, peak)

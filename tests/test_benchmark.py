@@ -1,10 +1,11 @@
 """The side-by-side benchmark (scripts/benchmark.py) compares like with like and reports sound figures."""
 
+import re
+import time
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-import time
 
 from hf_vit import data as data_module
 from hf_vit.benchmarking import StepTimer, _Bench, build_model, compare_models, end_to_end_img_s, forward_flops, main
@@ -78,7 +79,7 @@ def test_the_control_is_the_same_model_on_the_same_inputs():
 
 def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comparisons(capsys):
     main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2", "--steps", "1",
-          "--rounds", "1", "--threads", "1", "--e2e_steps", "0"])
+          "--rounds", "1", "--threads", "1", "--e2e_steps", "0", "--no_memory"])
     out = capsys.readouterr().out
     assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train " in out
     assert "hf_vit/eager / lesson: train " in out
@@ -87,9 +88,10 @@ def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comp
 
 def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(capsys):
     main(["--models", "hf_vit", "--attn", "eager", "--batch_size", "2", "--steps", "1", "--rounds", "1",
-          "--threads", "1", "--e2e_steps", "0", "--no_control"])  # fmt: skip
+          "--threads", "1", "--e2e_steps", "0", "--no_control", "--no_memory"])  # fmt: skip
     out = capsys.readouterr().out
     assert "\nfp32 (median of 1 interleaved windows" in out
+    assert re.search(r"\nhf_vit/eager +[\d.]+ +[\d.]+ +- ", out)  # --no_memory: no peak-memory process, a dash
     assert ("\nbf16 (median of" in out) == cpu_has_native_bf16()
     assert ("only fp32 is timed" in out) != cpu_has_native_bf16()
 
