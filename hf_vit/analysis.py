@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
-from .data import DEFAULT_DATASET, find_columns, get_split, load_dataset
+from .data import DEFAULT_DATASET, find_columns, get_split, load_dataset, looks_local
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -80,11 +80,6 @@ def resolve_device(device: str | None) -> torch.device:
     return resolved
 
 
-def _looks_local(name: str) -> bool:
-    """A path, not a Hub id (`owner/name`): it starts with . / or ~, or has more than one '/'."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
-
-
 def locate_model(model_name_or_path, flag: str = "--model") -> tuple[str, bool]:
     """(what to pass to from_pretrained, is it a local folder); a local folder is checked here.
 
@@ -97,7 +92,7 @@ def locate_model(model_name_or_path, flag: str = "--model") -> tuple[str, bool]:
     name = str(model_name_or_path)
     path = Path(name).expanduser()
     if not path.exists():
-        if _looks_local(name):
+        if looks_local(name):
             raise FileNotFoundError(
                 f"no model folder at {str(path.resolve())!r} (from {flag} {name!r}). Check the path: pass the folder "
                 "training wrote (config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>."

@@ -26,6 +26,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
+from .data import looks_local
 
 TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
@@ -166,7 +167,7 @@ def _recipe_dataset(recipe) -> str | None:
 
 def _is_local_path(name: str) -> bool:
     """A local folder rather than a Hub dataset id (`owner/name` or a bare canonical name)."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name or Path(name).expanduser().is_dir()
+    return looks_local(name) or Path(name).expanduser().is_dir()
 
 
 def _cifar10_source(dataset: str | None, labels: list[str]) -> str | None:

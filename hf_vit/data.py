@@ -49,6 +49,13 @@ def _offline_message(name: str, reason: str, flag: str = "--dataset_name") -> st
     )
 
 
+def looks_local(name: str) -> bool:
+    """A path, not a Hub id (`owner/name` or a bare name): it starts with . / or ~, has more than one '/'
+    or a backslash. For a name that does not exist on disk, this decides between "no such folder" and
+    asking the Hub."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP connect to the Hub endpoint, so that no network fails in seconds, not after minutes of retries."""
     from huggingface_hub import constants
@@ -94,7 +101,7 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
                 f"{flag} {dataset_name!r} holds no dataset files ({str(err).splitlines()[0]}). Pass a folder in the "
                 "Hub's layout: README.md and the splits' parquet files (e.g. plain_text/train-*.parquet)."
             ) from None
-    if dataset_name.startswith((".", "/", "~")) or dataset_name.count("/") > 1:
+    if looks_local(dataset_name):
         raise DatasetError(
             f"no dataset folder at {str(path.resolve())!r} (from {flag} {dataset_name!r}). "
             "Check the path, or pass a Hub id such as 'uoft-cs/cifar10'."
