@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
-from .data import DEFAULT_DATASET, find_columns, get_split, load_dataset, looks_local
+from .data import DEFAULT_DATASET, dataset_reference, find_columns, get_split, load_dataset, looks_local
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -33,7 +33,7 @@ from .eval_pictures import (
     gallery_image,
     per_class_accuracy_image,
 )
-from .metrics import classification_metrics
+from .metrics import classification_metrics, macro_scope
 
 CSV_FIELDS = [
     "index",
@@ -332,13 +332,6 @@ def _as_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode in ("RGB", "L") else image.convert("RGB")
 
 
-def _macro_note(metrics: dict) -> str:
-    """" (over 2 of 3 classes)" when some classes are in neither the labels nor the predictions, else ""."""
-    rows = metrics["per_class"].values()
-    present = sum(1 for row in rows if row["precision"] is not None)
-    return f" (over the {present} of {len(rows)} classes present)" if present < len(rows) else ""
-
-
 def format_metrics_table(metrics: dict) -> str:
     """The headline numbers and the per-class table, as plain text."""
     lines = [f"examples: {metrics['num_examples']}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
@@ -346,7 +339,7 @@ def format_metrics_table(metrics: dict) -> str:
         if k in metrics:
             lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
     lines.append(
-        f"macro precision / recall / F1{_macro_note(metrics)}: {metrics['macro_precision']:.4f} / "
+        f"macro precision / recall / F1{macro_scope(metrics['per_class'])}: {metrics['macro_precision']:.4f} / "
         f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}"
     )
     width = max(len("class"), *(len(n) for n in metrics["per_class"]))
@@ -448,7 +441,7 @@ def evaluate_model(
     inference_s = time.perf_counter() - start - load_s
 
     metrics = classification_metrics(logits, labels, label_names=names)
-    metrics.update(dataset=str(dataset), split=split, model=str(model_name_or_path))
+    metrics.update(dataset=dataset_reference(str(dataset)), split=split, model=str(model_name_or_path))
 
     # -- the mistakes ------------------------------------------------------------
     probs = torch.from_numpy(logits).softmax(dim=-1).numpy()  # (N, C)

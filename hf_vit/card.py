@@ -27,6 +27,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .data import looks_local
+from .metrics import macro_scope
 
 TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
@@ -382,8 +383,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     results_source = _cifar10_source(results_dataset, labels)
     results_label = _dataset_label(results_dataset, results_source)
     per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
-    absent = sum(1 for v in per_class.values() if isinstance(v, dict) and v.get("precision") is None)
-    macro_note = f" (over {len(per_class) - absent} of {len(per_class)} classes)" if absent else ""
+    macro_note = macro_scope(per_class)
     result_rows = []
     if accuracy is not None:
         result_rows.append(("Top-1 accuracy", _pct(accuracy)))

@@ -56,6 +56,15 @@ def looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
+def dataset_reference(name: str) -> str:
+    """`name` as metrics.json and training_recipe.json record it: a local folder whose name reads like a
+    Hub id (`data/cifar`) gets a leading ./, so that the card, rendered later from anywhere, still knows
+    it was a folder and never links it as a Hub dataset."""
+    if not looks_local(name) and Path(name).expanduser().is_dir():
+        return "./" + Path(name).as_posix()
+    return name
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP connect to the Hub endpoint, so that no network fails in seconds, not after minutes of retries."""
     from huggingface_hub import constants

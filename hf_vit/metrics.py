@@ -32,3 +32,12 @@ def compute_metrics(eval_pred) -> dict:
         logits = logits[0]
     result = classification_metrics(logits, labels, top_k=(3,))
     return {k: result[k] for k in ("accuracy", "top3_accuracy", "macro_f1") if k in result}
+
+
+def macro_scope(per_class) -> str:
+    """" (over 2 of 3 classes)" when some classes are in neither the labels nor the predictions (their
+    precision is None and the macro means leave them out), else "". One wording for the evaluation table,
+    the report and the card."""
+    rows = [row for row in per_class.values() if isinstance(row, dict)] if isinstance(per_class, dict) else []
+    present = sum(1 for row in rows if row.get("precision") is not None)
+    return f" (over {present} of {len(rows)} classes)" if present < len(rows) else ""

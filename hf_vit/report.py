@@ -16,6 +16,8 @@ import html
 import json
 from pathlib import Path
 
+from .metrics import macro_scope
+
 SUMMARY_PICTURES = (
     ("confusion_matrix.png", "Confusion matrix"),
     ("per_class_accuracy.png", "Accuracy per class"),
@@ -91,8 +93,7 @@ def _metrics_table(metrics: dict) -> str:
     rows = [("accuracy", _pct(metrics["accuracy"]))]
     for k in sorted(key for key in metrics if key.startswith("top") and key.endswith("_accuracy")):
         rows.append((k.replace("_", " "), _pct(metrics[k])))
-    absent = sum(1 for r in metrics["per_class"].values() if r["precision"] is None)
-    over = f" (over {len(metrics['per_class']) - absent} of {len(metrics['per_class'])} classes)" if absent else ""
+    over = macro_scope(metrics["per_class"])
     rows += [
         (f"macro precision{over}", f"{metrics['macro_precision']:.4f}"),
         (f"macro recall{over}", f"{metrics['macro_recall']:.4f}"),

@@ -25,7 +25,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 
 from .augment import AugmentConfig, BatchAugment
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
-from .data import DEFAULT_DATASET, DatasetError, prepare_data
+from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics
 from .modeling_hf_vit import HfViTForImageClassification
@@ -685,7 +685,7 @@ def train(
 
     metrics = classification_metrics(prediction.predictions, prediction.label_ids, label_names=data.label_names)
     metrics.update(
-        dataset=data_args.dataset_name,
+        dataset=dataset_reference(data_args.dataset_name),
         split=data_args.test_split,
         validation={"accuracy": best_val},
         train={
@@ -703,7 +703,7 @@ def train(
         {
             "recipe_files": training_args._hf_vit_sources,
             "model": {**asdict(model_args), "config": config.to_diff_dict()},
-            "data": asdict(data_args),
+            "data": {**asdict(data_args), "dataset_name": dataset_reference(data_args.dataset_name)},
             "run": asdict(run_args),
             "training": json.loads(training_args.to_json_string()),
         },

@@ -231,6 +231,28 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     )
 
 
+def test_a_relative_local_dataset_stays_local_on_the_card(tmp_path, monkeypatch):
+    """`data/fruit` (a folder under the training cwd) reads like a Hub id: it is recorded as ./data/fruit,
+    so a card rendered later from another folder neither calls it a Hub dataset nor links it."""
+    from hf_vit.data import dataset_reference
+
+    (tmp_path / "data" / "fruit").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert dataset_reference("data/fruit") == "./data/fruit"
+    assert dataset_reference("uoft-cs/cifar10") == "uoft-cs/cifar10"  # no such folder here: a Hub id
+    assert dataset_reference("/data/fruit") == "/data/fruit"
+
+    folder = tmp_path / "model"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label={0: "apple", 1: "pear"})
+    HfViTForImageClassification(config).save_pretrained(folder)
+    metrics = classification_metrics(np.eye(2)[[0, 1, 1]], np.array([0, 1, 0]), label_names=["apple", "pear"])
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "dataset": dataset_reference("data/fruit")}))
+    monkeypatch.chdir(tmp_path / "model")  # the card is rendered where data/fruit does not exist
+    card = ModelCard.load(write_model_card(folder, repo_id="me/fruit"))
+    assert card.data.eval_results is None and card.data.datasets is None
+    assert "huggingface.co/datasets/data" not in card.text and "local dataset `fruit`" in card.text
+
+
 # ---------------------------------------------------------------------------
 # Push
 # ---------------------------------------------------------------------------
