@@ -39,6 +39,16 @@ def _pair(value):
     return (value, value)
 
 
+def _class_id(value, where: str) -> int:
+    """A class id from id2label's keys or label2id's values: 3 or "3" (JSON keys are strings)."""
+    try:
+        if isinstance(value, bool) or int(value) != float(value):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"HfViTConfig: the class ids in `{where}` must be whole numbers 0, 1, ..., got {value!r}.") from None
+
+
 def _patch_sizes_for(height, width):
     """The patch sizes that cut a height x width image into a whole grid, as advice in an error."""
     sizes = [p for p in range(2, min(height, width) + 1) if height % p == 0 and width % p == 0][:4]
@@ -104,6 +114,12 @@ class HfViTConfig(PretrainedConfig):
             kwargs["num_labels"] = num_classes
         if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
             kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
+        if isinstance(kwargs.get("id2label"), dict):  # keys 0 or "0" (config.json's keys are strings)
+            kwargs["id2label"] = {_class_id(i, "id2label"): name for i, name in kwargs["id2label"].items()}
+        if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
+            # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
+            # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
+            kwargs["id2label"] = {_class_id(i, "label2id"): name for name, i in kwargs["label2id"].items()}
         id2label = kwargs.get("id2label")
         num_labels = kwargs.get("num_labels")
         if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
@@ -121,6 +137,14 @@ class HfViTConfig(PretrainedConfig):
             kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
         if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
             kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
+        elif isinstance(kwargs.get("id2label"), dict) and isinstance(kwargs.get("label2id"), dict):
+            inverse = {name: i for i, name in kwargs["id2label"].items()}
+            kwargs["label2id"] = given = {name: _class_id(i, "label2id") for name, i in kwargs["label2id"].items()}
+            if inverse != given:
+                raise ValueError(
+                    f"HfViTConfig: `label2id` {kwargs['label2id']!r} is not the inverse of `id2label` "
+                    f"{kwargs['id2label']!r}. Pass only `id2label` (label2id is then built from it)."
+                )
 
         self.image_size = list(image_size) if isinstance(image_size, (list, tuple)) else image_size
         self.patch_size = list(patch_size) if isinstance(patch_size, (list, tuple)) else patch_size
@@ -140,13 +164,17 @@ class HfViTConfig(PretrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict, **kwargs):
-        # `from_pretrained(folder, num_labels=N)` (a new head, with ignore_mismatched_sizes=True): the saved
-        # id2label names the old head's classes. As transformers' own configs do, N fresh labels
-        # (LABEL_0, ...) replace it, instead of the two counts being called a conflict.
-        num_labels = kwargs.get("num_labels")
+        # `from_pretrained(folder, num_labels=N, id2label=..., ignore_mismatched_sizes=True)`: a new head.
+        # The labels given replace the saved ones as a whole, before the constructor checks them (transformers
+        # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
+        # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
+        label_keys = ("id2label", "label2id", "num_labels")
+        given = {k: kwargs.pop(k) for k in label_keys if kwargs.get(k) is not None}
         saved = config_dict.get("id2label")
-        if num_labels is not None and "id2label" not in kwargs and saved is not None and len(saved) != num_labels:
-            config_dict = {k: v for k, v in config_dict.items() if k not in ("id2label", "label2id")}
+        if set(given) == {"num_labels"} and saved is not None and len(saved) == given["num_labels"]:
+            given = {}
+        if given:
+            config_dict = {**{k: v for k, v in config_dict.items() if k not in label_keys}, **given}
         return super().from_dict(config_dict, **kwargs)
 
     def to_diff_dict(self):
@@ -224,7 +252,7 @@ class HfViTConfig(PretrainedConfig):
                 raise ValueError(f"HfViTConfig: `{name}` must be a positive finite number, got {value!r}.")
         if self.num_labels is None or self.num_labels < 1:
             raise ValueError("HfViTConfig: the model needs at least one class: pass `id2label` or `num_labels`.")
-        ids = sorted(int(i) for i in self.id2label)
+        ids = sorted(_class_id(i, "id2label") for i in self.id2label)
         if ids != list(range(len(ids))):
             # The head's output j is class j: a gap leaves an output without a name (pipeline() fails on it).
             raise ValueError(

@@ -252,6 +252,8 @@ class HfViTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    # get/set_input_embeddings find `embeddings.to_patch_embedding` (pixels -> patch tokens) by this name.
+    _input_embed_layer = "to_patch_embedding"
 
     def __init__(self, config: HfViTConfig, *inputs, **kwargs):
         config.validate_hf_vit()  # again: a field may have been edited since the config was built
@@ -275,11 +277,7 @@ class HfViTModel(HfViTPreTrainedModel):
         super().__init__(config)
         self.embeddings = HfViTEmbeddings(config)
         self.transformer = HfViTEncoder(config)
-        self.pool = config.pool
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.embeddings.to_patch_embedding
 
     def forward(
         self,
@@ -303,7 +301,8 @@ class HfViTModel(HfViTPreTrainedModel):
         x, hidden_states, attentions = self.transformer(
             x, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )  # (B, N+1, dim)
-        pooled = x[:, 0] if self.pool == "cls" else x.mean(dim=1)  # (B, dim)
+        # Read at each call: config.pool has no weights, so an edit takes effect as it would after save and reload.
+        pooled = x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)  # (B, dim)
 
         if not return_dict:
             return tuple(v for v in (x, pooled, hidden_states, attentions) if v is not None)

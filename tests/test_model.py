@@ -172,6 +172,59 @@ def test_fine_tuning_a_saved_model_on_new_classes(tmp_path):
     assert torch.equal(model.vit.embeddings.cls_token, source.vit.embeddings.cls_token)
 
 
+def test_fine_tuning_with_new_class_names_as_in_transformers_tutorial(tmp_path):
+    """num_labels + id2label + label2id together (the image-classification tutorial's call): the given names
+    replace the saved ten, both maps agree, and the head has two outputs. An id2label alone does the same."""
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    import hf_vit  # noqa: F401  (registers the Auto classes)
+
+    HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).save_pretrained(tmp_path)
+    model = AutoModelForImageClassification.from_pretrained(
+        tmp_path, num_labels=2, id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1}, ignore_mismatched_sizes=True
+    )
+    assert (model.config.id2label, model.config.label2id) == ({0: "a", 1: "b"}, {"a": 0, "b": 1})
+    assert model.mlp_head[1].weight.shape == (2, 32)
+    config = AutoConfig.from_pretrained(tmp_path, id2label={0: "a", 1: "b"})
+    assert (config.num_labels, config.label2id) == (2, {"a": 0, "b": 1})
+    assert AutoConfig.from_pretrained(tmp_path, num_labels=10).id2label[0] == "airplane"  # the saved count: kept
+    with pytest.raises(ValueError, match="`num_labels=3` disagrees with `id2label`"):
+        AutoConfig.from_pretrained(tmp_path, num_labels=3, id2label={0: "a"})
+
+
+def test_label2id_alone_names_the_classes_and_the_maps_always_agree():
+    config = HfViTConfig(label2id={"cat": 0, "dog": 1})
+    assert (config.num_labels, config.id2label) == (2, {0: "cat", 1: "dog"})
+    config = HfViTConfig(id2label={"0": "a", "1": "b"}, label2id={"a": "0", "b": 1})  # JSON-style string ids
+    assert (config.id2label, config.label2id) == ({0: "a", 1: "b"}, {"a": 0, "b": 1})
+    with pytest.raises(ValueError, match="`label2id` .* is not the inverse of `id2label`"):
+        HfViTConfig(id2label={0: "a", 1: "b"}, label2id={"a": 1, "b": 0})
+    with pytest.raises(ValueError, match="class ids in `id2label` must be whole numbers"):
+        HfViTConfig(id2label={"x": "a"})
+
+
+def test_an_edited_pool_acts_now_as_it_will_after_save_and_reload(tmp_path):
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(pixel_values=x).logits
+        model.config.pool = "mean"
+        after = model(pixel_values=x).logits
+        model.save_pretrained(tmp_path)
+        reloaded = HfViTForImageClassification.from_pretrained(tmp_path).eval()(pixel_values=x).logits
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, reloaded, atol=1e-6)
+
+
+def test_input_embeddings_get_and_set():
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    assert model.get_input_embeddings() is model.vit.embeddings.to_patch_embedding
+    replacement = torch.nn.Sequential(*model.get_input_embeddings())
+    model.set_input_embeddings(replacement)
+    assert model.vit.embeddings.to_patch_embedding is replacement and model.get_input_embeddings() is replacement
+
+
 def test_attention_rollout_matches_hand_computation():
     from hf_vit.attention_maps import attention_rollout, cls_attention
 
