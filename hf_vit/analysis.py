@@ -14,6 +14,7 @@
 
 import csv
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -466,13 +467,15 @@ def evaluate_model(
         rows.append(row)
     by_confidence = sorted(rows, key=lambda r: -r["confidence"])
 
+    # A rerun must not leave a previous run's files behind: its mistakes, its pictures, and above all its
+    # metrics.json, which is written last and so marks a complete evaluation (the card and the push read it).
     for sub in ("misclassified", "attention"):
         folder = output_dir / sub
         folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.glob("*.png"):  # a rerun must not leave a previous run's mistakes behind
+        for old in folder.glob("*.png"):
             old.unlink()
-    # A previous run's report would show its own mistakes, through images just deleted; written again below.
-    (output_dir / "report.html").unlink(missing_ok=True)
+    for old in [*output_dir.glob("*.png"), *(output_dir / n for n in ("metrics.json", "misclassified.csv", "report.html"))]:
+        old.unlink(missing_ok=True)
 
     # Each wrong image as stored in the dataset (not the normalised tensor).
     row_of = {r["index"]: r for r in rows}
@@ -526,7 +529,9 @@ def evaluate_model(
         "total_s": round(elapsed, 3),
         "images_per_second": round(num / max(inference_s, 1e-9), 1),
     }
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    staged = output_dir / ".metrics.json.tmp"
+    staged.write_text(json.dumps(metrics, indent=2))
+    os.replace(staged, output_dir / "metrics.json")  # whole or absent, never half a file
     if report:
         from .report import write_report
 

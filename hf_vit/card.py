@@ -368,8 +368,11 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     train_info = train_metrics.get("train") or {}
     train_rows = []
     if isinstance(train_info, dict):
-        if "runtime_s" in train_info:
-            train_rows.append(("Training time", f"{train_info['runtime_s'] / 60:.1f} min"))
+        resumed = train_info.get("resumed_from_step")
+        if isinstance(train_info.get("runtime_s"), (int, float)):
+            # A resumed run's time is its last session's only: say so rather than understate the whole run.
+            when = f" (the last session, from step {resumed})" if resumed else ""
+            train_rows.append((f"Training time{when}", f"{train_info['runtime_s'] / 60:.1f} min"))
         for key, name in (("steps", "Optimizer steps"), ("epochs", "Epochs"), ("train_samples_per_second", "Training images per second")):
             if key in train_info:
                 train_rows.append((name, _cell(train_info[key])))
@@ -393,11 +396,15 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
                 result_rows.append((name + (macro_note if key.startswith("macro") else ""), _pct(metrics[key])))
         if "num_examples" in metrics:
             result_rows.append((f"Images ({split} split)", f"{metrics['num_examples']:,}"))
-    val_acc = (train_metrics.get("validation") or {}).get("accuracy") if isinstance(train_metrics.get("validation"), dict) else None
+    validation = train_metrics.get("validation") if isinstance(train_metrics.get("validation"), dict) else None
+    val_acc = validation.get("accuracy") if validation else None
+    chosen = validation is not None and validation.get("model", "best") == "best"  # older files: always chosen
     if val_acc is not None:
-        result_rows.append(("Best validation accuracy", _pct(val_acc)))
-    if isinstance(train_metrics.get("validation"), dict):
+        result_rows.append(("Best validation accuracy" if chosen else "Validation accuracy (final model)", _pct(val_acc)))
+    if chosen:
         data_text += f" Checkpoints were chosen on a validation set (see the recipe); the results below are on the {split} split."
+    elif validation is not None:
+        data_text += f" The model is the last step's (no checkpoint selection); the results below are on the {split} split."
     results_intro = f"On the {split} split of {results_label} (from `{metrics_file}`)."
     # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
     score = lambda v: "-" if v is None else _pct(v)  # noqa: E731

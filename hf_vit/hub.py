@@ -167,7 +167,8 @@ def upload_plan(model_dir) -> list[str]:
         if path.is_file() and (path.name in TOP_LEVEL_FILES or any(fnmatch.fnmatch(path.name, p) for p in TOP_LEVEL_PATTERNS)):
             selected.add(path.name)
     evaluation = model_dir / "evaluation"
-    if evaluation.is_dir():
+    # evaluation/metrics.json is written last: without it the evaluation was cut short, and its files stay home.
+    if (evaluation / "metrics.json").is_file():
         for path in evaluation.rglob("*"):
             relative = path.relative_to(model_dir).as_posix()
             # fnmatch's * crosses "/", so compare the depth too: evaluation/*.png must not take misclassified/x.png.

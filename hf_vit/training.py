@@ -340,6 +340,7 @@ class HfViTTrainer(Trainer):
         self._bad_step = self._bad_loss = None  # first non-finite loss since the last check (device tensors)
         self._epochs = {}  # step -> epoch, for the message
         self.images_trained = 0  # in this process, this session (the RankReport line)
+        self.run_fingerprint = None  # set by train(): written into each checkpoint
 
     def _defer_loss_check(self) -> bool:
         """On an accelerator, reading the loss every step stalls the queue: record it there, read it now and then."""
@@ -400,7 +401,11 @@ class HfViTTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         self.check_loss()  # never save weights a non-finite step has already spoiled
-        return super()._save_checkpoint(model, trial)
+        result = super()._save_checkpoint(model, trial)
+        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
+        if self.run_fingerprint is not None and self.args.should_save and folder.is_dir():
+            write_json(folder / RUN_FINGERPRINT, self.run_fingerprint)  # what a resume must match
+        return result
 
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)
@@ -565,7 +570,95 @@ def resolve_resume(value, output_dir):
             f"--resume_from_checkpoint {value!r} is not a checkpoint folder (no trainer_state.json). Pass one of "
             f"the {str(output_dir)!r}/checkpoint-* folders, or 'last'."
         )
+    # The Trainer finds the best checkpoint, and rotates old ones, in output_dir: a checkpoint from elsewhere would
+    # make it pick (or delete) whatever checkpoint-N of another run lies there.
+    if Path(value).resolve().parent != Path(output_dir).resolve():
+        raise SetupError(
+            f"--resume_from_checkpoint {value!r} is not in --output_dir {str(output_dir)!r}: a run continues in its "
+            f"own folder. Pass --output_dir {str(Path(value).parent)!r} (or copy that whole run folder and resume in "
+            "the copy)."
+        )
     return value
+
+
+# Written into each checkpoint: what a resume from it must keep (see run_fingerprint).
+RUN_FINGERPRINT = "hf_vit_run.json"
+SHAPE_KEYS = ("image_size", "patch_size", "num_channels", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool",
+              "num_labels")
+
+
+def run_fingerprint(config, processor, data_args, training_args, train_size: int) -> dict:
+    """What a checkpoint's weights and its place in the run depend on, keyed by the flag that sets it.
+
+    model: the shape (another shape cannot load the weights). data: the validation carve and the training
+    subset (another seed or size would put images the model trained on into validation). schedule: what fixes
+    the run's number of steps (the same values mean the checkpoint's max_steps is this run's too).
+    """
+    return {
+        "model": {**{k: getattr(config, k) for k in SHAPE_KEYS}, "image_mean": list(processor.image_mean),
+                  "image_std": list(processor.image_std)},
+        "data": {k: getattr(data_args, k) for k in ("dataset_config", "image_column", "label_column", "train_split",
+                                                    "validation_size", "max_train_samples", "max_eval_samples")}
+        | {"seed": training_args.seed},
+        "schedule": {"train_images": train_size, "world_size": training_args.world_size}
+        | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
+                                                  "gradient_accumulation_steps", "dataloader_drop_last")},
+    }
+
+
+def check_resume(resume, fingerprint: dict) -> bool:
+    """Refuse a checkpoint of another model shape or data split (naming the flags); True when the checkpoint
+    already ends this run's schedule (a crash after the last save), so that training is skipped, not overrun."""
+    saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
+    if saved is None:  # a checkpoint from before this file existed: nothing to compare
+        return False
+    changed = [
+        f"--{key} {saved[part].get(key)!r} -> {value!r}"
+        for part in ("model", "data")
+        for key, value in fingerprint[part].items()
+        if key in saved.get(part, {}) and _json_value(saved[part][key]) != _json_value(value)
+    ]
+    if changed:
+        raise SetupError(
+            f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {'; '.join(changed)} "
+            "(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir."
+        )
+    state = _read_json_or_none(Path(resume) / "trainer_state.json") or {}
+    same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
+    return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def _read_json_or_none(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _json_value(value):
+    """A value as it reads back from JSON (tuples become lists), for comparing with a saved one."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def finish_without_training(trainer, resume, output_dir):
+    """The checkpoint already holds the run's last step: load its state and the best weights, as train() would."""
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+    from transformers.trainer_utils import TrainOutput
+
+    trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    best = Path(resume)
+    if trainer.args.load_best_model_at_end and trainer.state.best_global_step:
+        candidate = Path(output_dir) / f"checkpoint-{trainer.state.best_global_step}"
+        best = candidate if (candidate / "model.safetensors").is_file() else best
+    trainer.model.load_state_dict(load_file(str(best / "model.safetensors"), device=str(trainer.args.device)))
+    if trainer.is_world_process_zero():
+        print(
+            f"[hf_vit] {Path(resume).name} is the run's last step ({trainer.state.global_step} of "
+            f"{trainer.state.max_steps}): no training this session; testing and writing {best.name}",
+            flush=True,
+        )
+    return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
 # ---------------------------------------------------------------------------
@@ -589,6 +682,11 @@ def train(
     check_output_dir(output_dir)
     if run_args.stop_after_steps is not None and run_args.stop_after_steps < 1:
         raise SetupError(f"--stop_after_steps must be at least 1, got {run_args.stop_after_steps}.")
+    if run_args.stop_after_steps and str(getattr(training_args.save_strategy, "value", training_args.save_strategy)) == "best":
+        raise SetupError(
+            "--stop_after_steps needs a checkpoint at the stop, but --save_strategy best saves only when validation "
+            "improves. Use --save_strategy steps (or epoch) with it."
+        )
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
     if resume is None:
         clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
@@ -652,6 +750,10 @@ def train(
         batch_augment=data.collator.augment,
     )
     trainer.add_callback(RankReport(trainer))
+    trainer.run_fingerprint = run_fingerprint(config, processor, data_args, training_args, len(data.train))
+    finished = resume is not None and check_resume(resume, trainer.run_fingerprint)
+    # read now: save_total_limit may delete that checkpoint during training
+    resumed_from_step = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}).get("global_step") if resume else None
     if trainer.is_world_process_zero():
         n_params = sum(p.numel() for p in model.parameters())
         print(
@@ -661,7 +763,10 @@ def train(
             f"{model.config._attn_implementation} attention, {'bf16 autocast' if training_args.bf16 else 'fp32'}",
             flush=True,
         )
-    train_result = trainer.train(resume_from_checkpoint=resume)
+    if finished:  # the Trainer would take one more step past the schedule's end
+        train_result = finish_without_training(trainer, resume, output_dir)
+    else:
+        train_result = trainer.train(resume_from_checkpoint=resume)
     if stopper and stopper.stopped:
         if trainer.is_world_process_zero():
             print(
@@ -673,9 +778,14 @@ def train(
 
     # The best model (by validation accuracy) is loaded now; score it on the test split on every rank.
     prediction = trainer.predict(data.test, metric_key_prefix="test")
-    best_val = trainer.state.best_metric
+    # The validation accuracy of the model that is written: the best checkpoint's, or else the final model's own.
+    selected = bool(training_args.load_best_model_at_end and trainer.state.best_metric is not None)
+    best_val = trainer.state.best_metric if selected else None
     if best_val is None and data.validation is not None:
         best_val = trainer.evaluate()["eval_accuracy"]
+    if trainer.is_world_process_zero():
+        # An earlier evaluation of this folder scored other weights (a resumed run ends in a new model).
+        shutil.rmtree(output_dir / "evaluation", ignore_errors=True)
     trainer.save_model(str(output_dir))  # config (auto_map), weights, remote code, preprocessor_config.json
     # save_model also pickles the TrainingArguments; the model folder holds no pickles (training_recipe.json has them).
     if trainer.is_world_process_zero():
@@ -687,10 +797,13 @@ def train(
     metrics.update(
         dataset=dataset_reference(data_args.dataset_name),
         split=data_args.test_split,
-        validation={"accuracy": best_val},
+        # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
+        validation={"accuracy": best_val, "model": "best" if selected else "final"},
         train={
             "runtime_s": train_result.metrics.get("train_runtime"),
             "steps": trainer.state.global_step,
+            # a resumed run: runtime and curve cover only this session, which began at this step
+            "resumed_from_step": resumed_from_step,
             "epochs": trainer.state.epoch,
             "train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
             # validation accuracy after each evaluation, with seconds since this session's training began

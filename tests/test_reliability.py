@@ -319,12 +319,74 @@ def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tm
         (["--mixup_alpha", "-1"], "--mixup_alpha must be >= 0 (0 = off), got -1.0"),
         (["--stop_after_steps", "0"], "--stop_after_steps must be at least 1, got 0"),
         (["--max_test_samples", "0"], "--max_test_samples must be at least 1, got 0"),
+        (["--stop_after_steps", "2", "--save_strategy", "best"], "--stop_after_steps needs a checkpoint at the stop"),
     ],
 )
 def test_bad_training_flags_are_one_line_before_any_training(dataset_dir, tmp_path, capsys, extra, message):
     err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", *extra))
     assert err.startswith("train.py: error: ") and message in err
     assert not list((tmp_path / "out").glob("checkpoint-*"))
+
+
+def test_resuming_checks_the_checkpoint_and_never_mixes_two_models(dataset_dir, tmp_path, capsys):
+    """A resume continues its own run: a checkpoint from another folder or with another shape or data split is
+    refused; a checkpoint at the schedule's end is finished without an extra step; the model written replaces
+    the earlier evaluation; without checkpoint selection the validation accuracy is the final model's."""
+    from hf_vit.card import write_model_card
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    validated = ("--validation_size", "20", "--eval_strategy", "steps", "--eval_steps", "4")
+    assert main(train_args(dataset_dir, out, *validated, steps=8)) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    # load_best_model_at_end is off: the number reported is the written (last) model's, not the best seen
+    assert first["validation"] == {"accuracy": first["train"]["curve"][-1]["accuracy"], "model": "final"}
+    assert first["train"]["curve"][-1]["step"] == 8
+    assert "Validation accuracy (final model)" in write_model_card(out).read_text()
+    from hf_vit.analysis import evaluate_model
+
+    evaluate_model(str(out), str(dataset_dir), device="cpu", progress=False, report=False)
+    assert (out / "evaluation" / "metrics.json").is_file()
+
+    checkpoint = out / "checkpoint-4"
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "elsewhere", *validated, "--resume_from_checkpoint",
+                                         str(checkpoint), steps=8))  # fmt: skip
+    assert f"--resume_from_checkpoint '{checkpoint}' is not in --output_dir '{tmp_path / 'elsewhere'}'" in err
+    err = train_error(capsys, train_args(dataset_dir, out, *validated, "--resume_from_checkpoint", str(checkpoint),
+                                         "--seed", "1", "--dim", "48", steps=8))  # fmt: skip
+    assert "was saved by a run with other settings: --dim 32 -> 48; --seed 0 -> 1 (checkpoint -> now)" in err
+
+    before = load_file(out / "model.safetensors")
+    capsys.readouterr()
+    assert main(train_args(dataset_dir, out, *validated, "--resume_from_checkpoint", "last", steps=8)) == 0
+    assert "checkpoint-8 is the run's last step (8 of 8): no training this session" in capsys.readouterr().out
+    assert not (out / "checkpoint-9").exists() and json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
+    assert max_abs_diff(load_file(out / "model.safetensors"), before) == 0.0
+    assert not (out / "evaluation").exists()  # it scored the folder's earlier model; evaluate again
+
+    # A longer schedule (12 steps) from checkpoint-8 trains on; the card says whose time it shows.
+    assert main(train_args(dataset_dir, out, *validated, "--resume_from_checkpoint", "last", steps=12)) == 0
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 12
+    assert "Training time (the last session, from step 8)" in (out / "README.md").read_text()
+
+
+def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(model_dir, dataset_dir, tmp_path, monkeypatch):
+    from hf_vit import analysis
+    from hf_vit.hub import upload_plan
+
+    folder = copy_of(model_dir, tmp_path)
+    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    assert "evaluation/metrics.json" in upload_plan(folder)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(analysis, "_attention_maps", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    # The earlier metrics.json is gone with the earlier pictures: nothing claims to describe the new half-set.
+    assert not (folder / "evaluation" / "metrics.json").exists()
+    assert not [f for f in upload_plan(folder) if f.startswith("evaluation/")]
 
 
 def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
