@@ -580,4 +580,9 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
             )
             row["attention"] = f"attention/{Path(row['image']).name}"
             strip.save(output_dir / row["attention"], compress_level=1)  # fast; these are many
+    if getattr(model.config, "pool", "cls") == "mean":  # the maps follow [CLS], which this head does not read alone
+        return (
+            "This model pools by mean: its head reads the average of all tokens, so the [CLS] attention maps show "
+            "what [CLS] gathers, not what decided the prediction."
+        )
     return ""

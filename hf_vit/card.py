@@ -171,17 +171,28 @@ def _is_local_path(name: str) -> bool:
     return looks_local(name) or Path(name).expanduser().is_dir()
 
 
-def _cifar10_source(dataset: str | None, labels: list[str]) -> str | None:
+CIFAR10_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
+
+
+def _whole_cifar10_split(metrics: dict) -> bool:
+    """The metrics cover as many images as a whole CIFAR-10 split (training's metrics.json is its test split)."""
+    split = metrics.get("split") if isinstance(metrics.get("split"), str) else "test"
+    return CIFAR10_SPLIT_SIZES.get(split) == metrics.get("num_examples")
+
+
+def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str | None:
     """"hub" (uoft-cs/cifar10), "copy" (a local folder of it: the JPEG copy) or None (another dataset).
 
     Only a model with CIFAR-10's ten classes, in order, is taken to have met CIFAR-10; with no dataset
-    recorded at all, such a model is assumed to come from the Hub's copy.
+    recorded at all, such a model is assumed to come from the Hub's copy. A local folder is called a copy
+    only when a metrics file (`sized`) counted a whole CIFAR-10 split in it: ten classes of the same names
+    (a toy folder, CINIC-10) are not enough.
     """
     if list(labels) != list(CIFAR10_LABELS):
         return None
     if dataset is None or dataset in HUB_DATASET_NAMES:
         return "hub"
-    return "copy" if _is_local_path(dataset) else None
+    return "copy" if _is_local_path(dataset) and sized else None
 
 
 def _dataset_label(dataset: str | None, source: str | None) -> str:
@@ -334,7 +345,8 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # CIFAR-10 (its classes, sizes, Hub id) is claimed only for a model with CIFAR-10's classes trained on
     # uoft-cs/cifar10 or a local copy of it; anything else is described by the name it was given.
     dataset = _recipe_dataset(recipe) or (train_metrics.get("dataset") if isinstance(train_metrics.get("dataset"), str) else None)
-    train_source = _cifar10_source(dataset, labels)
+    sized = _whole_cifar10_split(train_metrics) or _whole_cifar10_split(eval_metrics)
+    train_source = _cifar10_source(dataset, labels, sized)
     jpeg_copy = train_source == "copy"
     dataset_label = _dataset_label(dataset, train_source)
     if jpeg_copy:
@@ -355,6 +367,10 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         data_text = f"**{Path(dataset).name}**: a local dataset folder (`{Path(dataset).name}`), not on the Hugging Face Hub."
     else:
         data_text = f"**{dataset}** from the Hugging Face Hub ([`{dataset}`](https://huggingface.co/datasets/{dataset}))."
+    data_args = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
+    if limits:
+        data_text += " This run used only part of it: " + ", ".join(f"`--{k} {v}`" for k, v in limits.items()) + "."
 
     # -- recipe ----------------------------------------------------------------
     recipe_sections = []
@@ -383,7 +399,12 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # The split and dataset the numbers come from, as the metrics file records them (training's is its test split).
     split = metrics.get("split") if isinstance(metrics.get("split"), str) and metrics.get("split") else "test"
     results_dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), str) else dataset
-    results_source = _cifar10_source(results_dataset, labels)
+    results_source = _cifar10_source(results_dataset, labels, sized)
+    # Results on part of a split (training's --max_test_samples, or fewer images than CIFAR-10's split) stay in
+    # the text: the model-index would publish them as the split's accuracy.
+    partial = (metrics_file == "metrics.json" and "max_test_samples" in limits) or (
+        results_source is not None and not _whole_cifar10_split(metrics)
+    )
     results_label = _dataset_label(results_dataset, results_source)
     per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
     macro_note = macro_scope(per_class)
@@ -406,6 +427,14 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     elif validation is not None:
         data_text += f" The model is the last step's (no checkpoint selection); the results below are on the {split} split."
     results_intro = f"On the {split} split of {results_label} (from `{metrics_file}`)."
+    if partial and accuracy is not None:
+        results_intro = (
+            f"On {metrics.get('num_examples', 'some'):,} images of the {split} split of {results_label}, not the whole "
+            f"split (from `{metrics_file}`); so the card's metadata (model-index) reports no result."
+            if isinstance(metrics.get("num_examples"), int)
+            else f"On part of the {split} split of {results_label} (from `{metrics_file}`); so the card's metadata "
+            "(model-index) reports no result."
+        )
     # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
     score = lambda v: "-" if v is None else _pct(v)  # noqa: E731
     per_class_rows = [
@@ -428,7 +457,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     results_hub_id = HUB_DATASET if results_source else (
         results_dataset if results_dataset and not _is_local_path(results_dataset) else None
     )
-    if accuracy is not None and results_hub_id:
+    if accuracy is not None and results_hub_id and not partial:
         eval_results = [
             EvalResult(
                 task_type="image-classification",

@@ -208,6 +208,13 @@ def push_model_folder(
         raise IncompleteModelFolder(
             f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
         )
+    # The token is checked before the card is rewritten: a push that cannot happen leaves the folder as it was.
+    token = token or get_token()
+    if not token and not dry_run:
+        raise PermissionError(
+            "No Hugging Face token found. Log in with `hf auth login` (or `huggingface-cli login`), set the "
+            "HF_TOKEN environment variable, or pass --token. The token needs write access."
+        )
     if write_card:
         from .card import write_model_card
 
@@ -216,12 +223,6 @@ def push_model_folder(
     if dry_run:
         return files, None
 
-    token = token or get_token()
-    if not token:
-        raise PermissionError(
-            "No Hugging Face token found. Log in with `hf auth login` (or `huggingface-cli login`), set the "
-            "HF_TOKEN environment variable, or pass --token. The token needs write access."
-        )
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(model_dir / name)) for name in files]

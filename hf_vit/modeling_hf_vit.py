@@ -77,6 +77,12 @@ class HfViTEmbeddings(nn.Module):
                 "Add a batch dimension with `pixel_values.unsqueeze(0)` for a single image."
             )
         _, channels, height, width = pixel_values.shape
+        if channels != self.num_channels and width == self.num_channels:  # (B, H, W, C), as np.array(image) gives
+            raise ValueError(
+                f"pixel_values of shape {tuple(pixel_values.shape)} look channels-last (batch, height, width, "
+                "channels); the model takes (batch, channels, height, width). Use `pixel_values.permute(0, 3, 1, 2)`, "
+                "or let the image processor prepare the images."
+            )
         if channels != self.num_channels:
             raise ValueError(
                 f"pixel_values has {channels} channels but the model was built for {self.num_channels} "
@@ -296,6 +302,11 @@ class HfViTModel(HfViTPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
+        if not pixel_values.is_floating_point():  # raw 0..255 pixels would pass through unnormalised
+            raise ValueError(
+                f"pixel_values are {pixel_values.dtype} (raw pixels?); the model takes normalised floats. Prepare "
+                "the images with the image processor: `hf_vit.make_image_processor(config)` or AutoImageProcessor."
+            )
         expected_dtype = self.embeddings.to_patch_embedding[1].weight.dtype
         x = self.embeddings(pixel_values.to(expected_dtype), interpolate_pos_encoding)  # (B, N+1, dim)
         x, hidden_states, attentions = self.transformer(

@@ -283,7 +283,11 @@ def _labelled_grid(tiles: list[list[Image.Image]], row_labels, col_labels, gap: 
     return canvas
 
 
-def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alpha: float = 0.6) -> Image.Image:
+MEAN_POOL_NOTE = "this model pools by mean: its head reads all tokens, not [CLS] alone"
+
+
+def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alpha: float = 0.6,
+                       note: str | None = None) -> Image.Image:
     """Rows = layers, columns = heads and their mean; each tile = `overlay_heatmap(image, map, alpha, scale)`."""
     depth, heads = maps.shape[:2]
     tiles = [
@@ -299,6 +303,7 @@ def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alp
         [
             "[CLS]'s attention to the patches: row = layer, column = head",
             "red = most attended, blue = least (scaled per tile)",
+            *([note] if note else []),
         ],
     )
 
@@ -442,6 +447,8 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     top = int(probs.argmax())
     predicted = config.id2label.get(top, str(top)) if config.id2label else str(top)
     caption = [f"predicted {predicted} ({probs[top]:.0%})" + (f", true {label}" if label else "")]
+    # The [CLS] maps explain the prediction only when the head reads [CLS]: say so where it does not.
+    pool_note = MEAN_POOL_NOTE if config.pool == "mean" else None
 
     written = {}
     for name in pictures:
@@ -450,10 +457,11 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         elif name == "pos_similarity":
             picture = draw_pos_similarity(pos_embedding_similarity(model), grid)
         elif name == "cls_attention":
-            picture = draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid))
+            picture = draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid), note=pool_note)
         elif name == "rollout":
             last = patch_map_to_grid(cls_attention(result["attentions"], layer=-1)[0], grid)
-            picture = draw_rollout(shown, rollout_map(result["attentions"], grid), last, caption=caption)
+            picture = draw_rollout(shown, rollout_map(result["attentions"], grid), last,
+                                   caption=caption + ([pool_note] if pool_note else []))
         else:
             picture = draw_feature_norms(token_norms(result["hidden_states"]), grid)
         written[name] = output_dir / f"{name}.png"
@@ -470,6 +478,7 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         "num_patches": config.num_patches,
         "depth": config.depth,
         "heads": config.heads,
+        "pool": config.pool,
         "pictures": {name: path.name for name, path in written.items()},
     }
     (output_dir / "pictures.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -10,6 +10,7 @@ environment, and only the main process writes the final files.
 """
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -271,6 +272,13 @@ def parse_args(argv=None):
             )
         defaults.update(values)
     parser.set_defaults(**defaults)
+    options = {o for a in parser._actions for o in a.option_strings}
+    for token in rest:
+        flag = token.split("=", 1)[0]
+        if flag.startswith("--") and flag not in options:  # a typo: name the closest flag, not just the parser's list
+            close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise SetupError(f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags.")
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
@@ -836,7 +844,19 @@ def main(argv=None) -> int:
     """Entry point of scripts/train.py: user errors become one line on stderr and exit status 2."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
-        train(*parse_args(argv))
+        args = parse_args(argv)
+        output_dir = Path(args[3].output_dir)
+        existed = output_dir.exists()
+        try:
+            train(*args)
+        except BaseException:
+            # A run refused during setup leaves no empty --output_dir behind (check_output_dir made it).
+            if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
+                try:
+                    output_dir.rmdir()
+                except OSError:  # another process got there first, or wrote into it
+                    pass
+            raise
     except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2

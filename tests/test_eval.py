@@ -155,6 +155,9 @@ def test_csv_holds_exactly_the_wrong_predictions(evaluated):
 
 def test_every_png_named_in_the_csv_exists_and_decodes(evaluated):
     out, test = evaluated["out"], evaluated["test"]
+    # The fixture's model pools by mean: the maps (drawn all the same) say that its head does not read [CLS] alone.
+    assert evaluated["metrics"]["evaluation"]["attention_note"].startswith("This model pools by mean")
+    assert "This model pools by mean" in (out / "report.html").read_text()
     rows = read_csv(out / "misclassified.csv")
     for r in rows:
         for column in ("image", "attention"):

@@ -9,6 +9,7 @@ fresh Python process that cannot import hf_vit, as a Hub user would after downlo
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,10 +84,11 @@ def make_model_folder(folder: Path, seed=0, recipe_dataset="/work/shared/data/ci
     train_side = classification_metrics(rng.randn(60, 10), labels, label_names=list(CIFAR10_LABELS))
     (folder / "evaluation").mkdir()
     (folder / "evaluation" / "metrics.json").write_text(
-        json.dumps({**test, "dataset": recipe_dataset, "split": "test", "model": str(folder)})
+        # num_examples as for the whole test split: the card calls a local folder CIFAR-10 only on that evidence
+        json.dumps({**test, "num_examples": 10_000, "dataset": recipe_dataset, "split": "test", "model": str(folder)})
     )
     (folder / "metrics.json").write_text(json.dumps({
-        **train_side, "dataset": recipe_dataset, "split": "test", "validation": {"accuracy": 0.61},
+        **train_side, "num_examples": 10_000, "dataset": recipe_dataset, "split": "test", "validation": {"accuracy": 0.61},
         "train": {"runtime_s": 600.0, "steps": 1000, "epochs": 3, "train_samples_per_second": 250.0},
     }))
     (folder / "training_recipe.json").write_text(json.dumps({
@@ -188,7 +190,7 @@ def test_card_reports_the_split_the_metrics_came_from(tmp_path):
     """Train-split results are not published as test accuracy, in the text or in the model-index."""
     folder = make_model_folder(tmp_path / "run", extras=False)
     path = folder / "evaluation" / "metrics.json"
-    path.write_text(json.dumps({**json.loads(path.read_text()), "split": "train"}))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "split": "train", "num_examples": 50_000}))
     card = ModelCard.load(write_model_card(folder, repo_id="me/tiny"))
     (result,) = card.data.eval_results
     assert (result.dataset_type, result.dataset_split, result.metric_name) == ("uoft-cs/cifar10", "train", "Train accuracy")
@@ -229,6 +231,31 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     assert (result.dataset_type, result.dataset_config, result.dataset_split, result.metric_name) == (
         "someone/fruit", None, "validation", "Validation accuracy",
     )
+
+
+def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
+    """A local folder with CIFAR-10's class names but 60 test images (a toy set, CINIC-10) is not "CIFAR-10";
+    a run on part of uoft-cs/cifar10 says so and publishes no model-index result."""
+    folder = make_model_folder(tmp_path / "toy", recipe_dataset="/data/toy10", extras=False)
+    for path in (folder / "metrics.json", folder / "evaluation" / "metrics.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "num_examples": 60}))
+    card = ModelCard.load(write_model_card(folder))
+    assert card.data.eval_results is None and "cifar10" not in card.data.tags
+    for claim in ("JPEG copy", "50,000", "CIFAR-10 classes"):
+        assert claim not in card.text, claim
+    assert "the local dataset `toy10`" in card.text
+
+    folder = make_model_folder(tmp_path / "part", recipe_dataset="uoft-cs/cifar10", extras=False)
+    shutil.rmtree(folder / "evaluation")  # the results come from training's metrics.json
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    recipe["data"].update(max_train_samples=5000, max_test_samples=60)
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    path = folder / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "num_examples": 60}))
+    card = ModelCard.load(write_model_card(folder))
+    assert card.data.eval_results is None and card.data.datasets == ["uoft-cs/cifar10"]
+    assert "This run used only part of it: `--max_train_samples 5000`, `--max_test_samples 60`." in card.text
+    assert "On 60 images of the test split of CIFAR-10, not the whole split" in card.text
 
 
 def test_a_relative_local_dataset_stays_local_on_the_card(tmp_path, monkeypatch):
@@ -359,6 +386,8 @@ def test_push_without_token_says_how_to_log_in(tmp_path, fake_hub, monkeypatch):
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     folder = make_model_folder(tmp_path / "run", extras=False)
+    (folder / "README.md").write_text("# my hand-written card\n")
     with pytest.raises(PermissionError, match="hf auth login"):
         push_model_folder(folder, "someone/x")
     assert fake_hub == {"create_repo": [], "create_commit": []}
+    assert (folder / "README.md").read_text() == "# my hand-written card\n"  # a push that failed changed nothing

@@ -167,6 +167,11 @@ def test_wrong_number_of_channels():
         "pixel_values has 4 channels but the model was built for 3 (config.num_channels). Convert the images "
         "(e.g. `image.convert('RGB')`) or build the model with num_channels=4."
     )
+    # channels-last, as np.array(image) gives, and raw integer pixels: each named, with the fix
+    with pytest.raises(ValueError, match=r"look channels-last .* Use `pixel_values.permute\(0, 3, 1, 2\)`"):
+        model(pixel_values=torch.randn(1, 32, 32, 3))
+    with pytest.raises(ValueError, match=r"pixel_values are torch.uint8 \(raw pixels\?\).*make_image_processor"):
+        model(pixel_values=torch.randint(0, 255, (1, 3, 32, 32), dtype=torch.uint8))
 
 
 def test_image_size_the_model_was_not_built_for():
@@ -320,12 +325,13 @@ def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tm
         (["--stop_after_steps", "0"], "--stop_after_steps must be at least 1, got 0"),
         (["--max_test_samples", "0"], "--max_test_samples must be at least 1, got 0"),
         (["--stop_after_steps", "2", "--save_strategy", "best"], "--stop_after_steps needs a checkpoint at the stop"),
+        (["--lerning_rate", "1e-3"], "unknown flag --lerning_rate. Did you mean --learning_rate?"),
     ],
 )
 def test_bad_training_flags_are_one_line_before_any_training(dataset_dir, tmp_path, capsys, extra, message):
     err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", *extra))
     assert err.startswith("train.py: error: ") and message in err
-    assert not list((tmp_path / "out").glob("checkpoint-*"))
+    assert not (tmp_path / "out").exists()  # refused during setup: not even an empty --output_dir is left
 
 
 def test_resuming_checks_the_checkpoint_and_never_mixes_two_models(dataset_dir, tmp_path, capsys):
@@ -502,7 +508,7 @@ def test_an_attention_kernel_that_cannot_be_used(tmp_path, capsys):
         'Specified `attn_implementation="bogus"` is not supported.'
     )
     assert err.endswith("Use 'sdpa' (the default) or 'eager'.")
-    assert not any((tmp_path / "run").iterdir())  # nothing written
+    assert not (tmp_path / "run").exists()  # nothing written, not even the folder
 
 
 # ---------------------------------------------------------------------------

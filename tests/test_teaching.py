@@ -358,3 +358,17 @@ def test_pictures_from_a_saved_model_folder(tmp_path):
     assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"])
     summary = json.loads((tmp_path / "pictures" / "pictures.json").read_text())
     assert summary["label"] == "cat" and summary["predicted"] in model.config.id2label.values()
+
+
+def test_pictures_of_a_mean_pooled_model_say_that_the_head_does_not_read_cls(tmp_path):
+    """The [CLS] maps explain a prediction only when the head reads [CLS]: a mean-pooled model's pictures
+    carry one more caption line (saying so), and pictures.json records the pooling."""
+    sizes = {}
+    for pool in ("cls", "mean"):
+        model = tiny_model(seed=1, image_size=16, patch_size=4, pool=pool)
+        write_pictures(model, noise_image(16, 16), tmp_path / pool, pictures=("cls_attention", "rollout"))
+        assert json.loads((tmp_path / pool / "pictures.json").read_text())["pool"] == pool
+        sizes[pool] = {name: Image.open(tmp_path / pool / f"{name}.png").size for name in ("cls_attention", "rollout")}
+    for name in ("cls_attention", "rollout"):
+        (w_cls, h_cls), (w_mean, h_mean) = sizes["cls"][name], sizes["mean"][name]
+        assert w_cls == w_mean and h_mean > h_cls, (name, sizes)
