@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
-from .data import DEFAULT_DATASET, dataset_reference, find_columns, get_split, load_dataset, looks_local
+from .data import DEFAULT_DATASET, as_mode, dataset_reference, find_columns, get_split, load_dataset, looks_local
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -249,9 +249,7 @@ class BatchPreprocessor:
 
     def to_array(self, image: Image.Image) -> np.ndarray:
         """One image as (H, W, C) uint8 at the model's size."""
-        mode = "RGB" if self.num_channels == 3 else "L"
-        if image.mode != mode:
-            image = image.convert(mode)
+        image = as_mode(image, "RGB" if self.num_channels == 3 else "L")  # transparency on white, as the processor
         height, width = self.size
         if self.do_resize and (image.height, image.width) != (height, width):
             image = image.resize((width, height), resample=self.resample)

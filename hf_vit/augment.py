@@ -146,6 +146,14 @@ AFFINE_THETAS = {
 
 
 def _affine(x, theta):
+    height, width = x.shape[-2:]
+    if height != width:
+        # The matrices are written as if the image were square. affine_grid's frame runs -1..1 along each side,
+        # so on a non-square image its unit is longer along the long side: conjugate the 2x2 part with
+        # diag(W/2, H/2) (pixels), which keeps a 30 degree rotation 30 degrees. Translations stay a share of the side.
+        theta = theta.clone()
+        theta[:, 0, 1] = theta[:, 0, 1] * (height / width)
+        theta[:, 1, 0] = theta[:, 1, 0] * (width / height)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

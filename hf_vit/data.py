@@ -179,8 +179,8 @@ def check_label_column(ds, label_column: str, split: str) -> None:
         )
 
 
-def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tensor:
-    """(N,) int64 labels, checked to lie in 0..num_labels-1."""
+def _label_array(ds, label_column: str, split: str) -> np.ndarray:
+    """(N,) the label column as integers, or a DatasetError naming what it holds instead."""
     check_label_column(ds, label_column, split)
     labels = np.asarray(ds.with_format("numpy")[label_column])
     if labels.dtype.kind not in "iu":
@@ -188,6 +188,12 @@ def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tens
             f"the label column {label_column!r} of the {split!r} split holds {labels.dtype} values; it must hold "
             "integer class ids 0..num_labels-1 (cast it with `ds.class_encode_column`)."
         )
+    return labels
+
+
+def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tensor:
+    """(N,) int64 labels, checked to lie in 0..num_labels-1."""
+    labels = _label_array(ds, label_column, split)
     bad = (labels < 0) | (labels >= num_labels)
     if bad.any():
         raise DatasetError(
@@ -201,7 +207,18 @@ def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tens
 # ---------------------------------------------------------------------------
 # Decode once
 # ---------------------------------------------------------------------------
-_MEMORY_CACHE: dict[str, torch.Tensor] = {}
+_MEMORY_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def as_mode(image, mode: str):
+    """`image` in PIL mode "RGB" or "L", transparent pixels laid on white first: what transformers' image
+    processors do at inference (convert_to_rgb), so training and evaluation see what a pipeline sees."""
+    from PIL import Image
+
+    if image.mode != mode and ("A" in image.getbands() or image.info.get("transparency") is not None):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image if image.mode == mode else image.convert(mode)
 
 
 def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
@@ -213,7 +230,7 @@ def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
         image = Image.open(value["path"])
     else:
         raise DatasetError("an image cell holds neither bytes nor a path.")
-    image = image.convert(mode)
+    image = as_mode(image, mode)
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.BILINEAR)  # the image processor's resample
     array = np.asarray(image)
@@ -236,8 +253,12 @@ def decode_images(
         raise DatasetError(f"images can be decoded to 1 or 3 channels, not {num_channels}.")
     # The column is part of the key: a dataset with two image columns must not share one cache.
     key = f"hf_vit-pixels-{ds._fingerprint}-{image_column}-{mode}{height}x{width}"
-    if key in _MEMORY_CACHE:
-        return _MEMORY_CACHE[key]
+    # datasets fingerprints a local folder by its name, not its files: the memory cache also keys on where the
+    # Arrow files lie (a folder of its own per folder state, see local_cache_dir), and checks the row count.
+    memory_key = (key, ds.cache_files[0]["filename"] if ds.cache_files else None)
+    hit = _MEMORY_CACHE.get(memory_key)
+    if hit is not None and hit.shape == (len(ds), num_channels, height, width):
+        return hit
     cache_path = None
     if cache and ds.cache_files:
         cache_path = Path(ds.cache_files[0]["filename"]).parent / f"{key}.npy"
@@ -245,7 +266,7 @@ def decode_images(
             try:
                 pixels = torch.from_numpy(np.load(cache_path))
                 if pixels.shape == (len(ds), num_channels, height, width):
-                    _MEMORY_CACHE[key] = pixels
+                    _MEMORY_CACHE[memory_key] = pixels
                     return pixels
             except (OSError, ValueError):
                 pass  # a damaged cache file: decode again and overwrite it
@@ -273,7 +294,7 @@ def decode_images(
         except OSError as err:
             logger.warning("could not cache decoded images at %s (%s); keeping them in memory only", cache_path, err)
             tmp.unlink(missing_ok=True)
-    _MEMORY_CACHE[key] = pixels
+    _MEMORY_CACHE[memory_key] = pixels
     return pixels
 
 
@@ -293,10 +314,19 @@ def stratified_split(labels, validation_size: int, seed: int = 42) -> tuple[np.n
         )
     classes, counts = np.unique(labels, return_counts=True)
     quota = counts * validation_size / n
-    take = np.floor(quota).astype(int)
-    # Hand the rounding remainder to the classes with the largest fractional quota.
-    for i in np.argsort(-(quota - take), kind="stable")[: validation_size - take.sum()]:
-        take[i] += 1
+    room = counts - 1  # every class keeps at least one training image (a class seen only in validation is unlearnable)
+    if validation_size > room.sum():
+        raise DatasetError(
+            f"--validation_size {validation_size} would leave some class without training images (at most "
+            f"{int(room.sum())} can be carved while every class keeps one). Choose a smaller validation size."
+        )
+    take = np.minimum(np.floor(quota).astype(int), room)
+    # Hand the rest to the classes with the largest fractional quota, one each per round, where there is room.
+    order = np.argsort(-(quota - take), kind="stable")
+    while take.sum() < validation_size:
+        for i in order:
+            if take.sum() < validation_size and take[i] < room[i]:
+                take[i] += 1
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
     val = np.sort(np.concatenate(chosen))
@@ -403,16 +433,25 @@ def prepare_data(
     max_eval_samples: int | None = None,
     max_test_samples: int | None = None,
     augment_on_device: bool = False,
+    validation_split: str | None = None,
 ) -> PreparedData:
     """Everything training needs, from a dataset name to three datasets and a collator.
 
     `num_labels=None` takes the class count from the dataset (its ClassLabel names, else the largest label + 1).
+    Validation is carved from the train split (`validation_size`, stratified) unless `validation_split` names
+    a split of its own.
     """
     for flag, value in (("--max_train_samples", max_train_samples), ("--max_eval_samples", max_eval_samples),
                         ("--max_test_samples", max_test_samples)):
         if value is not None and value < 1:
             hint = " (--validation_size 0 trains without validation)" if flag == "--max_eval_samples" else ""
             raise DatasetError(f"{flag} must be at least 1, got {value}; leave it out to use every image{hint}.")
+    if validation_split is not None and validation_split in (train_split, test_split):
+        raise DatasetError(
+            f"--validation_split {validation_split!r} is also the {'train' if validation_split == train_split else 'test'} "
+            "split: checkpoints must be chosen on images that are neither trained on nor tested. Name another split, "
+            "or leave it out to carve validation images from the train split (--validation_size)."
+        )
     dataset_dict = load_dataset(dataset_name, dataset_config)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
     test_ds = get_split(dataset_dict, test_split, dataset_name)
@@ -423,27 +462,43 @@ def prepare_data(
         if names:
             num_labels = len(names)
         else:
-            check_label_column(train_ds, label_column, train_split)
-            num_labels = int(np.max(train_ds.with_format("numpy")[label_column])) + 1
+            num_labels = int(np.max(_label_array(train_ds, label_column, train_split))) + 1
 
     train_labels = get_labels(train_ds, label_column, num_labels, train_split)
     test_labels = get_labels(test_ds, label_column, num_labels, test_split)
     train_pixels = decode_images(train_ds, image_column, image_size, num_channels, split=train_split)
     test_pixels = decode_images(test_ds, image_column, image_size, num_channels, split=test_split)
 
-    train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
-    rng = np.random.default_rng(seed)
-    if max_train_samples is not None and max_train_samples < len(train_idx):
-        train_idx = np.sort(rng.choice(train_idx, max_train_samples, replace=False))
-    if max_eval_samples is not None and max_eval_samples < len(val_idx):
-        val_idx = np.sort(rng.choice(val_idx, max_eval_samples, replace=False))
-    test_idx = np.arange(len(test_labels))
-    if max_test_samples is not None and max_test_samples < len(test_idx):
-        test_idx = np.sort(rng.choice(test_idx, max_test_samples, replace=False))
+    if validation_split is not None:
+        val_ds = get_split(dataset_dict, validation_split, dataset_name, flag="--validation_split")
+        find_columns(val_ds, image_column, label_column)
+        val_labels = get_labels(val_ds, label_column, num_labels, validation_split)
+        val_pixels = decode_images(val_ds, image_column, image_size, num_channels, split=validation_split)
+        train_idx, val_idx = np.arange(len(train_labels)), np.arange(len(val_labels))
+    else:
+        if "validation" in dataset_dict and validation_size > 0:
+            logger.warning(
+                "the dataset has a 'validation' split, which is not used: validation images are carved from %r "
+                "(--validation_size %d). Pass --validation_split validation to choose checkpoints on it instead.",
+                train_split, validation_size,
+            )
+        train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
+        val_pixels, val_labels = train_pixels, train_labels
+
+    def subset(indices, cap, k):
+        # A generator per subset: each depends only on the seed and its own cap (a data-scaling study that
+        # changes --max_train_samples still scores every run on the same validation and test images).
+        if cap is None or cap >= len(indices):
+            return indices
+        return np.sort(np.random.default_rng([seed, k]).choice(indices, cap, replace=False))
+
+    train_idx = subset(train_idx, max_train_samples, 0)
+    val_idx = subset(val_idx, max_eval_samples, 1)
+    test_idx = subset(np.arange(len(test_labels)), max_test_samples, 2)
 
     return PreparedData(
         train=ImageTensorDataset(train_pixels, train_labels, train_idx, augment=True),
-        validation=ImageTensorDataset(train_pixels, train_labels, val_idx) if len(val_idx) else None,
+        validation=ImageTensorDataset(val_pixels, val_labels, val_idx) if len(val_idx) else None,
         test=ImageTensorDataset(test_pixels, test_labels, test_idx),
         label_names=names,
         num_labels=num_labels,

@@ -101,6 +101,11 @@ class DataArguments:
     train_split: str = field(default="train")
     test_split: str = field(default="test")
     validation_size: int = field(default=5000, metadata={"help": "images carved (stratified) from train for selection"})
+    validation_split: str | None = field(
+        default=None,
+        metadata={"help": "choose checkpoints on this split of the dataset (e.g. 'validation') instead of carving "
+                  "--validation_size images from train"},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "use a random subset of the training images"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "use a random subset of the validation images"})
     max_test_samples: int | None = field(default=None, metadata={"help": "use a random subset of the test images"})
@@ -337,7 +342,8 @@ class HfViTTrainer(Trainer):
 
     Batches may carry `labels_b` and `mix_lam` (B,): loss = lam * CE(y_a) + (1 - lam) * CE(y_b), both with the
     run's label smoothing. A batch with `aug_seed` holds raw uint8 images and is augmented here, on the model's
-    device, with the same seeded policy the CPU collator would use.
+    device, with the same seeded policy the CPU collator would use (on a GPU its generator's stream differs
+    from the CPU's, so the draws differ; the policy and the per-batch seeding are the same).
     """
 
     def __init__(self, *args, batch_augment: BatchAugment | None = None, **kwargs):
@@ -606,7 +612,8 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
         "model": {**{k: getattr(config, k) for k in SHAPE_KEYS}, "image_mean": list(processor.image_mean),
                   "image_std": list(processor.image_std)},
         "data": {k: getattr(data_args, k) for k in ("dataset_config", "image_column", "label_column", "train_split",
-                                                    "validation_size", "max_train_samples", "max_eval_samples")}
+                                                    "validation_size", "validation_split", "max_train_samples",
+                                                    "max_eval_samples")}
         | {"seed": training_args.seed},
         "schedule": {"train_images": train_size, "world_size": training_args.world_size}
         | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
@@ -699,7 +706,7 @@ def train(
     if resume is None:
         clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
     training_args.remove_unused_columns = False  # batches are tensors; column removal would break them
-    if data_args.validation_size <= 0:  # nothing to select on: keep the last model
+    if data_args.validation_size <= 0 and data_args.validation_split is None:  # nothing to select on: keep the last model
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
     set_seed(training_args.seed)
@@ -737,6 +744,7 @@ def train(
             max_eval_samples=data_args.max_eval_samples,
             max_test_samples=data_args.max_test_samples,
             augment_on_device=data_args.augment_on_device,
+            validation_split=data_args.validation_split,
         )
     config = build_config(model_args, data.label_names, data.num_labels)
     model = HfViTForImageClassification(config)

@@ -249,3 +249,119 @@ def test_evaluation_batches_in_a_worker_process_after_the_trainer_used_the_devic
     batches = [list(range(i, min(i + 8, 20))) for i in range(0, 20, 8)]
     here = torch.cat([data.collator(data.validation.__getitems__(b))["pixel_values"] for b in batches])
     assert in_worker.device.type == "cpu" and torch.equal(in_worker, here)
+
+
+# ---------------------------------------------------------------------------
+# Review fixes (session 28): each test fails on the code before it
+# ---------------------------------------------------------------------------
+def test_same_named_folders_never_share_decoded_pixels(tmp_path):
+    """datasets fingerprints a local folder by its name: two folders called `tiny` in one process must still
+    get their own pixels (and the row count must match on a memory hit)."""
+    a = make_tiny_cifar(tmp_path / "a" / "tiny", n_train=30, n_test=10, seed=1)
+    b = make_tiny_cifar(tmp_path / "b" / "tiny", n_train=50, n_test=10, seed=2)
+    pixels = {}
+    for folder in (a, b):
+        ds = load_dataset(str(folder))["train"]
+        pixels[folder] = decode_images(ds, "img", 32)
+        first = np.asarray(ds[0]["img"].convert("RGB")).transpose(2, 0, 1)
+        assert pixels[folder].shape[0] == len(ds) and np.array_equal(pixels[folder][0].numpy(), first)
+    assert pixels[a].shape[0] == 30 and pixels[b].shape[0] == 50
+
+
+def test_transparent_pixels_are_white_in_training_as_in_the_pipeline(tmp_path):
+    """An RGBA image whose right half is transparent: training's decode, the evaluation's batch preprocessing
+    and the saved image processor (what pipeline() uses) all see white there, not the hidden colour."""
+    import datasets
+    from PIL import Image
+
+    from hf_vit.analysis import BatchPreprocessor
+
+    rgba = np.zeros((32, 32, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :16, 3] = 255  # left half opaque red, right half transparent (its hidden colour red too)
+    image = Image.fromarray(rgba, "RGBA")
+    ds = datasets.Dataset.from_dict({"img": [image]}, features=datasets.Features({"img": datasets.Image()}))
+    decoded = decode_images(ds, "img", 32, cache=False)[0].numpy()  # (3, 32, 32)
+    assert (decoded[:, :, 16:] == 255).all() and (decoded[:, :, :16] == np.array([200, 0, 0])[:, None, None]).all()
+
+    processor = make_image_processor(HfViTConfig())
+    expected = processor(images=[image], return_tensors="pt")["pixel_values"]
+    mean, std = torch.tensor(CIFAR10_MEAN).view(3, 1, 1), torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    assert torch.allclose((torch.from_numpy(decoded).float() / 255 - mean) / std, expected[0], atol=1e-5)
+    assert torch.allclose(BatchPreprocessor(processor)([image]), expected, atol=1e-5)
+
+
+def test_validation_and_test_subsets_do_not_move_with_max_train_samples(tiny):
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, seed=0,
+                  validation_size=30, max_eval_samples=10, max_test_samples=8)  # fmt: skip
+    runs = [prepare_data(str(tiny), max_train_samples=m, **kwargs) for m in (None, 50, 20)]
+    for data in runs[1:]:
+        assert torch.equal(data.validation.indices, runs[0].validation.indices)
+        assert torch.equal(data.test.indices, runs[0].test.indices)
+    assert [len(d.train) for d in runs] == [70, 50, 20]
+
+
+def test_a_validation_split_is_used_when_named_and_mentioned_when_not(tmp_path, caplog):
+    import datasets
+
+    folder = make_tiny_cifar(tmp_path / "withval", n_train=40, n_test=10)
+    train = datasets.Dataset.from_parquet(str(folder / "plain_text" / "train-00000-of-00001.parquet"))
+    train.select(range(12)).to_parquet(str(folder / "plain_text" / "validation-00000-of-00001.parquet"))
+    readme = (folder / "README.md").read_text()
+    (folder / "README.md").write_text(readme.replace(
+        "  - split: test\n", "  - split: validation\n    path: plain_text/validation-*\n  - split: test\n"))  # fmt: skip
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=10)
+    with caplog.at_level("WARNING", logger="hf_vit.data"):
+        carved = prepare_data(str(folder), **kwargs)
+    assert (len(carved.train), len(carved.validation)) == (30, 10)
+    assert "has a 'validation' split, which is not used" in caplog.text and "--validation_split validation" in caplog.text
+    named = prepare_data(str(folder), validation_split="validation", **kwargs)
+    assert (len(named.train), len(named.validation)) == (40, 12)
+    assert torch.equal(named.validation.pixels, decode_images(load_dataset(str(folder))["validation"], "img", 32))
+    with pytest.raises(DatasetError, match="--validation_split 'test' is also the test split"):
+        prepare_data(str(folder), validation_split="test", **kwargs)
+
+
+def test_the_carve_leaves_every_class_a_training_image():
+    labels = np.array([0] * 50 + [1])
+    train, val = stratified_split(labels, 26, seed=0)
+    assert len(val) == 26 and 1 in labels[train]  # the one image of class 1 stays in train
+    labels = np.array([0] * 50 + [1] * 3)
+    assert np.bincount(labels[stratified_split(labels, 50, seed=0)[0]], minlength=2).min() >= 1
+    with pytest.raises(DatasetError, match="would leave some class without training images"):
+        stratified_split(np.array([0] * 5 + [1]), 5)
+
+
+def test_a_string_label_column_is_named_not_a_numpy_error(tmp_path):
+    import datasets
+    from PIL import Image
+
+    image = Image.new("RGB", (32, 32))
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("string")})
+    folder = tmp_path / "strlab"
+    (folder / "data").mkdir(parents=True)
+    for split in ("train", "test"):
+        datasets.Dataset.from_dict({"img": [image] * 4, "label": ["cat", "dog"] * 2}, features=features).to_parquet(
+            str(folder / "data" / f"{split}-00000-of-00001.parquet"))  # fmt: skip
+    with pytest.raises(DatasetError, match=r"holds <U3 values; it must hold integer class ids.*class_encode_column"):
+        prepare_data(str(folder), image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD,
+                     validation_size=0)  # fmt: skip
+
+
+def test_rotate_and_shear_keep_their_angles_on_a_non_square_image():
+    import math
+
+    from hf_vit.augment import RANDAUGMENT_OPS
+
+    for height, width in ((64, 64), (32, 128)):
+        x = torch.zeros(1, 1, height, width)
+        x[0, 0, height // 2 - 1 : height // 2 + 1, :] = 1  # a horizontal line through the centre
+        y = RANDAUGMENT_OPS["rotate"](x, torch.ones(1))[0, 0]  # v=1: 30 degrees
+        ys, xs = torch.nonzero(y > 0.5, as_tuple=True)
+        slope = np.polyfit(xs.numpy(), ys.numpy(), 1)[0]
+        assert math.degrees(math.atan(abs(slope))) == pytest.approx(30, abs=1.0), (height, width)
+        x = torch.zeros(1, 1, height, width)
+        x[0, 0, :, width // 2 - 1 : width // 2 + 1] = 1  # a vertical line, sheared along x by 0.3 per row
+        y = RANDAUGMENT_OPS["shear_x"](x, torch.ones(1))[0, 0]
+        ys, xs = torch.nonzero(y > 0.5, as_tuple=True)
+        assert abs(np.polyfit(ys.numpy(), xs.numpy(), 1)[0]) == pytest.approx(0.3, abs=0.03), (height, width)
