@@ -159,7 +159,9 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
 
 def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = True):
     """The classifier (eval mode, on `device`) and its saved image processor."""
-    from transformers import AutoImageProcessor
+    # From its module: transformers 5.17 without torchvision turns the top-level name into a placeholder that
+    # raises (5.24 does not); the module's class loads the PIL processor on both.
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
     model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code)
     try:

@@ -364,7 +364,9 @@ def load_model(model_dir):
     Loaded as the evaluation loads it (`hf_vit.analysis.load_classifier`): the same checks and messages,
     and safetensors only (a folder with just a pickled pytorch_model.bin is refused, never unpickled).
     """
-    from transformers import AutoImageProcessor
+    # From its module: transformers 5.17 without torchvision turns the top-level name into a placeholder that
+    # raises (5.24 does not); the module's class loads the PIL processor on both.
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
     from .analysis import load_classifier
 
