@@ -139,6 +139,14 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
         model = AutoModelForImageClassification.from_pretrained(
             source, use_safetensors=True, local_files_only=local_only, **kwargs
         )
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        # An architecture neither hf_vit nor transformers knows: its own .py files would run. Only on request.
+        raise ValueError(
+            f"{source!r} ({flag}) is a model whose code comes with it (auto_map in config.json names .py files that "
+            "would run here). hf_vit models load without it. If you trust its author, pass --trust_remote_code."
+        ) from None
     except (OSError, HFValidationError) as err:
         if is_local:
             raise
@@ -157,7 +165,7 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
     return model, source, local_only
 
 
-def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = True):
+def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = False):
     """The classifier (eval mode, on `device`) and its saved image processor."""
     # From its module: transformers 5.17 without torchvision turns the top-level name into a placeholder that
     # raises (5.24 does not); the module's class loads the PIL processor on both.
@@ -396,7 +404,7 @@ def evaluate_model(
     label_column: str | None = None,
     max_attention_maps: int | None = 500,
     gallery_size: int = 32,
-    trust_remote_code: bool = True,
+    trust_remote_code: bool = False,
     progress: bool = True,
     report: bool = True,
 ) -> dict:

@@ -358,7 +358,7 @@ def fresh_model(preset: str = "default", seed: int = 0, **overrides):
     return HfViTForImageClassification(HfViTConfig(**fields)).eval()
 
 
-def load_model(model_dir):
+def load_model(model_dir, trust_remote_code: bool = False):
     """(model, image processor or None) from a folder written by training (or a Hub id, if reachable).
 
     Loaded as the evaluation loads it (`hf_vit.analysis.load_classifier`): the same checks and messages,
@@ -370,7 +370,7 @@ def load_model(model_dir):
 
     from .analysis import load_classifier
 
-    model, source, local_only = load_classifier(model_dir, trust_remote_code=True, attn_implementation="eager")
+    model, source, local_only = load_classifier(model_dir, trust_remote_code=trust_remote_code, attn_implementation="eager")
     path = Path(source)
     processor = None
     if not path.exists() or (path / "preprocessor_config.json").is_file():

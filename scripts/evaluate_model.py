@@ -28,6 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--max_attention_maps", type=int, default=500,
                    help="attention maps for at most this many mistakes, most confident first (-1: all)")
     p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png (0 or more)")
+    p.add_argument("--trust_remote_code", action="store_true",
+                   help="let a --model whose architecture hf_vit and transformers do not know run its own .py files "
+                   "(only for a model you trust; hf_vit models never need it)")
     p.add_argument("--no_report", action="store_true", help="skip report.html (a previous run's is removed)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
@@ -51,6 +54,7 @@ def main(argv=None):
             gallery_size=args.gallery_size,
             progress=not args.no_progress,
             report=not args.no_report,
+            trust_remote_code=args.trust_remote_code,
         )
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")

@@ -28,6 +28,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model: a trained folder, or a fresh model from a preset and flags")
     model.add_argument("--model", help="model folder (config.json, model.safetensors, remote code) or Hub id")
+    model.add_argument("--trust_remote_code", action="store_true",
+                       help="let a --model whose architecture hf_vit does not know run its own .py files (only for a "
+                       "model you trust; hf_vit models never need it)")
     model.add_argument("--preset", choices=sorted(PRESETS), help="fresh model preset (default: 'default')")
     model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation")
     for name in CONFIG_FLAGS:
@@ -63,7 +66,7 @@ def main(argv=None):
     try:
         check_output_dir(args.output_dir)  # before the model and the image load
         if args.model:
-            model, processor = load_model(args.model)
+            model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code)
         else:
             fields = {n: getattr(args, n) for n in CONFIG_FLAGS}
             model, processor = fresh_model(args.preset or "default", seed=args.seed, **fields), None

@@ -514,6 +514,31 @@ def test_an_attention_kernel_that_cannot_be_used(tmp_path, capsys):
 # ---------------------------------------------------------------------------
 # Security
 # ---------------------------------------------------------------------------
+CUSTOM_CODE = """
+from pathlib import Path
+from transformers import PretrainedConfig
+Path(r"{marker}").write_text("the folder's own code ran")  # what a hostile file could do
+
+class OtherConfig(PretrainedConfig):
+    model_type = "someone_elses_vit"
+"""
+
+
+def test_a_model_that_brings_its_own_code_runs_it_only_on_request(model_dir, dataset_dir, tmp_path, capsys):
+    folder = copy_of(model_dir, tmp_path)
+    marker = tmp_path / "CODE_RAN"
+    (folder / "configuration_other.py").write_text(CUSTOM_CODE.replace("{marker}", str(marker)))
+    config = json.loads((folder / "config.json").read_text())
+    config.update(model_type="someone_elses_vit", auto_map={"AutoConfig": "configuration_other.OtherConfig"})
+    (folder / "config.json").write_text(json.dumps(config))
+    message = evaluate_error(folder, dataset_dir, tmp_path)
+    assert "is a model whose code comes with it" in message and "pass --trust_remote_code" in message, message
+    visualize = run_script_main("visualize.py", ["--model", str(folder), "--image", str(folder / "x.png"),
+                                                 "--output_dir", str(tmp_path / "pictures")])  # fmt: skip
+    assert "pass --trust_remote_code" in visualize, visualize
+    assert not marker.exists()  # neither command ran the folder's code
+
+
 def test_a_pickled_pytorch_model_bin_is_refused(model_dir, dataset_dir, tmp_path):
     folder = copy_of(model_dir, tmp_path)
     state = load_file(folder / "model.safetensors")
