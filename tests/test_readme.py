@@ -26,3 +26,15 @@ def test_tour_line_numbers():
         assert all(s.strip() for s in spans), line
         rows += 1
     assert rows >= 10
+
+
+def test_link_texts_name_the_lines_they_link_to():
+    """`[L205-L206](…#L211-L212)` would send a reader to one place and tell them another."""
+    link = re.compile(r"\[(?P<label>[^\]]*)\]\([\w/.]+#L(?P<start>\d+)(?:-L(?P<end>\d+))?\)")
+    checked = 0
+    for match in link.finditer((ROOT / "README.md").read_text()):
+        numbers = re.findall(r"\d+", match["label"].split(":")[-1])
+        if re.fullmatch(r"L\d+(-L\d+)?|[\w/.]+:\d+(-\d+)?", match["label"]):
+            assert numbers == [n for n in (match["start"], match["end"]) if n], match.group(0)
+            checked += 1
+    assert checked >= 20
