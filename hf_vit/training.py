@@ -621,9 +621,10 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
     }
 
 
-def check_resume(resume, fingerprint: dict) -> bool:
+def check_resume(resume, fingerprint: dict, state: dict) -> bool:
     """Refuse a checkpoint of another model shape or data split (naming the flags); True when the checkpoint
-    already ends this run's schedule (a crash after the last save), so that training is skipped, not overrun."""
+    (`state`: its trainer_state.json) already ends this run's schedule (a crash after the last save), so that
+    training is skipped, not overrun."""
     saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
     if saved is None:  # a checkpoint from before this file existed: nothing to compare
         return False
@@ -638,7 +639,6 @@ def check_resume(resume, fingerprint: dict) -> bool:
             f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {'; '.join(changed)} "
             "(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir."
         )
-    state = _read_json_or_none(Path(resume) / "trainer_state.json") or {}
     same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
     return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
 
@@ -697,7 +697,7 @@ def train(
     check_output_dir(output_dir)
     if run_args.stop_after_steps is not None and run_args.stop_after_steps < 1:
         raise SetupError(f"--stop_after_steps must be at least 1, got {run_args.stop_after_steps}.")
-    if run_args.stop_after_steps and str(getattr(training_args.save_strategy, "value", training_args.save_strategy)) == "best":
+    if run_args.stop_after_steps and training_args.save_strategy == "best":
         raise SetupError(
             "--stop_after_steps needs a checkpoint at the stop, but --save_strategy best saves only when validation "
             "improves. Use --save_strategy steps (or epoch) with it."
@@ -767,9 +767,9 @@ def train(
     )
     trainer.add_callback(RankReport(trainer))
     trainer.run_fingerprint = run_fingerprint(config, processor, data_args, training_args, len(data.train))
-    finished = resume is not None and check_resume(resume, trainer.run_fingerprint)
     # read now: save_total_limit may delete that checkpoint during training
-    resumed_from_step = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}).get("global_step") if resume else None
+    resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
+    finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)
     if trainer.is_world_process_zero():
         n_params = sum(p.numel() for p in model.parameters())
         print(
@@ -819,7 +819,7 @@ def train(
             "runtime_s": train_result.metrics.get("train_runtime"),
             "steps": trainer.state.global_step,
             # a resumed run: runtime and curve cover only this session, which began at this step
-            "resumed_from_step": resumed_from_step,
+            "resumed_from_step": resume_state.get("global_step"),
             "epochs": trainer.state.epoch,
             "train_samples_per_second": train_result.metrics.get("train_samples_per_second"),
             # validation accuracy after each evaluation, with seconds since this session's training began
