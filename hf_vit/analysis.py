@@ -200,7 +200,8 @@ def match_labels(dataset_names, model_names) -> np.ndarray | None:
     Same names in another order are re-mapped by name; anything else is an
     error naming both lists (the model would be scored against the wrong classes).
     """
-    dataset_names, model_names = list(dataset_names), list(model_names)
+    # As text: a YAML class list can load `yes`/`no` as booleans, which would not sort next to strings.
+    dataset_names, model_names = [str(n) for n in dataset_names], [str(n) for n in model_names]
     if dataset_names == model_names:
         return None
     generic = all(re.fullmatch(r"LABEL_\d+", n) for n in model_names)
@@ -352,13 +353,13 @@ def format_metrics_table(metrics: dict) -> str:
         f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}"
     )
     width = max(len("class"), *(len(n) for n in metrics["per_class"]))
-    lines.append(f"{'class':<{width}}  precision  recall     f1  support")
+    lines.append(f"{'class':<{width}}  {'precision':>9}  {'recall':>6}  {'f1':>6}  {'support':>7}")
     for name, row in metrics["per_class"].items():
         if row["precision"] is None:  # in neither the labels nor the predictions: no scores, not in the means
             lines.append(f"{name:<{width}}  {'-':>9}  {'-':>6}  {'-':>6}  {row['support']:7d}")
             continue
         lines.append(
-            f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:.4f}  {row['support']:7d}"
+            f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  {row['support']:7d}"
         )
     return "\n".join(lines)
 

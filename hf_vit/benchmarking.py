@@ -30,10 +30,11 @@ def forward_flops(config: HfViTConfig, batch: int) -> float:
     t = n + 1  # tokens with [CLS]
     inner = config.heads * config.dim_head
     patch = 2 * n * (config.num_channels * ph * pw) * config.dim
+    project_out = not (config.heads == 1 and config.dim_head == config.dim)  # as the model builds to_out
     per_layer = (
         2 * t * config.dim * 3 * inner  # to_qkv
         + 2 * 2 * t * t * inner  # q k^T and attn v
-        + 2 * t * inner * config.dim  # to_out
+        + (2 * t * inner * config.dim if project_out else 0)  # to_out (an identity for one head as wide as dim)
         + 2 * 2 * t * config.dim * config.mlp_dim  # FFN
     )
     head = 2 * config.dim * config.num_labels

@@ -64,7 +64,7 @@ def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") ->
     draw = ImageDraw.Draw(img)
     draw.text((10, 8), title, font=f_title, fill=BLACK)
     draw.text((left, 30), "predicted class ->", font=f_names, fill=GREY)
-    caption = _rotated_text("true class ->", f_names, GREY)
+    caption = _rotated_text("<- true class", f_names, GREY)  # turned a quarter left: the arrow points down the rows
     img.paste(caption, (4, top), caption)
 
     row_sums = cm.sum(axis=1, keepdims=True)

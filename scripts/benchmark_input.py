@@ -32,6 +32,9 @@ def main():
     cli.add_argument("--batches", type=int, default=100, help="batches timed through the pipeline")
     cli.add_argument("--steps", type=int, default=10, help="training steps timed (median of 5 windows)")
     args = cli.parse_args()
+    for flag in ("batches", "steps"):
+        if getattr(args, flag) < 1:
+            cli.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
 
     try:
         model_args, data_args, _, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])

@@ -1,7 +1,10 @@
 """The side-by-side benchmark (scripts/benchmark.py) compares like with like and reports sound figures."""
 
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,6 +37,16 @@ def test_forward_flops_for_a_shape_with_narrow_heads_and_mean_pooling():
     config = HfViTConfig(image_size=32, patch_size=8, dim=48, depth=2, heads=3, dim_head=8, mlp_dim=96, pool="mean")
     for kind in ("hf_vit", "lesson"):
         assert _counted_flops(build_model(kind, config, "eager"), 2) == forward_flops(config, 2)
+    # One head as wide as dim: the model has no output projection, and the count leaves it out too.
+    config = HfViTConfig(image_size=32, patch_size=8, dim=64, depth=2, heads=1, dim_head=64, mlp_dim=128)
+    assert _counted_flops(build_model("hf_vit", config, "eager"), 2) == forward_flops(config, 2)
+
+
+def test_benchmark_input_refuses_a_count_below_one():
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
+    for flag in ("--batches", "--steps"):
+        proc = subprocess.run([sys.executable, str(script), flag, "0"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and f"error: {flag} must be at least 1, got 0." in proc.stderr, proc.stderr[-500:]
 
 
 def test_the_three_models_are_the_same_network():

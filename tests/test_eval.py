@@ -14,6 +14,7 @@ import csv
 import fcntl
 import importlib.util
 import json
+import re
 import os
 import select
 import shutil
@@ -185,8 +186,8 @@ def test_metrics_equal_a_hand_computation(evaluated):
 
     assert saved["num_examples"] == len(labels)
     assert saved["accuracy"] == pytest.approx((preds == labels).mean())
-    rank = (logits > logits[np.arange(len(labels)), labels][:, None]).sum(1)
-    assert saved["top3_accuracy"] == pytest.approx((rank < 3).mean())
+    top3 = np.argsort(-logits, axis=1, kind="stable")[:, :3]  # ties to the lower class id, as argmax
+    assert saved["top3_accuracy"] == pytest.approx((top3 == labels[:, None]).any(1).mean())
     confusion = np.zeros((10, 10), dtype=int)
     for t, p in zip(labels, preds):
         confusion[t, p] += 1
@@ -206,6 +207,19 @@ def test_metrics_equal_a_hand_computation(evaluated):
     assert saved["evaluation"]["num_misclassified"] == (preds != labels).sum()
 
 
+def test_top_k_breaks_ties_as_argmax_does_and_refuses_nan_scores():
+    from hf_vit.metrics import classification_metrics
+
+    # All scores equal (a collapsed model): top-1 picks class 0, top-3 classes 0-2; the true class 4 is in neither.
+    flat = classification_metrics(np.zeros((4, 5)), [4, 4, 4, 4], top_k=(3,))
+    assert (flat["accuracy"], flat["top3_accuracy"]) == (0.0, 0.0)
+    # A four-way tie for first: the top 3 are classes 0, 1, 2, so class 3 misses and class 2 hits.
+    tied = [[2, 2, 2, 2, 1, 0, 0, 0, 0, 0]] * 2
+    assert classification_metrics(tied, [3, 2], top_k=(3,))["top3_accuracy"] == 0.5
+    with pytest.raises(ValueError, match="2 of 4 rows of scores hold NaN or infinite values"):
+        classification_metrics(np.array([[0, 1], [np.nan, 0], [0, np.inf], [1, 0]], dtype=np.float32), [0, 1, 0, 1])
+
+
 def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp_path):
     """scikit-learn's rule: a class in neither the references nor the predictions is not a 0 in the means."""
     metrics = classification_metrics([[5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 5, 0]], [0, 1, 0, 1], label_names=["a", "b", "c"])
@@ -220,6 +234,10 @@ def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp
     table = format_metrics_table(metrics)
     assert "macro precision / recall / F1 (over 2 of 3 classes): 1.0000" in table
     assert [line.split() for line in table.splitlines() if line.startswith("c ")] == [["c", "-", "-", "-", "0"]]
+    # Every header ends where its column's values end (right-aligned numbers under right-aligned names).
+    header, row = [line for line in table.splitlines() if line.startswith(("class", "a "))]
+    ends = lambda line: [m.end() for m in re.finditer(r"\S+", line)]  # noqa: E731
+    assert ends(header)[1:] == ends(row)[1:], (header, row)
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "misclassified.csv").write_text("index\n")
     page = write_report(tmp_path).read_text()
@@ -267,6 +285,8 @@ def test_label_names_must_match_the_model():
         match_labels(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], CIFAR10_NAMES)
     message = str(err.value)
     assert "'airplane'" in message and "'0'" in message and "--dataset" in message
+    # names YAML read as booleans (yes/no) compare as text, not a TypeError from sorting bools with strings
+    assert match_labels([True, False], ["False", "True"]).tolist() == [1, 0]
 
 
 def test_mismatched_dataset_is_refused(evaluated, tmp_path):
