@@ -1,7 +1,6 @@
 """The side-by-side benchmark (scripts/benchmark.py) compares like with like and reports sound figures."""
 
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,11 +41,19 @@ def test_forward_flops_for_a_shape_with_narrow_heads_and_mean_pooling():
     assert _counted_flops(build_model("hf_vit", config, "eager"), 2) == forward_flops(config, 2)
 
 
-def test_benchmark_input_refuses_a_count_below_one():
+def test_benchmark_input_refuses_a_count_below_one(monkeypatch, capsys):
+    import importlib.util
+
     script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
+    spec = importlib.util.spec_from_file_location("_benchmark_input", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     for flag in ("--batches", "--steps"):
-        proc = subprocess.run([sys.executable, str(script), flag, "0"], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and f"error: {flag} must be at least 1, got 0." in proc.stderr, proc.stderr[-500:]
+        monkeypatch.setattr(sys, "argv", ["benchmark_input.py", flag, "0"])
+        with pytest.raises(SystemExit) as exit_info:
+            module.main()
+        assert exit_info.value.code == 2
+        assert f"error: {flag} must be at least 1, got 0." in capsys.readouterr().err
 
 
 def test_the_three_models_are_the_same_network():
