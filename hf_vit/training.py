@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
@@ -300,7 +301,11 @@ def parse_args(argv=None):
             parser.set_defaults(bf16=False)
             model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
             notes.append(f"{emulated}: training in fp32 instead. Pass --bf16 true to force bf16.")
-    training_args._hf_vit_sources = [str(p) for p in sources]
+    # A shipped recipe is recorded by its place in the package, not this machine's path to it: training_recipe.json
+    # goes to the Hub, and the card shows it.
+    training_args._hf_vit_sources = [
+        p.relative_to(RECIPES_DIR.parent.parent).as_posix() if p.parent == RECIPES_DIR else str(p) for p in sources
+    ]
     training_args._hf_vit_notes = notes
     return model_args, data_args, run_args, training_args
 
@@ -355,6 +360,26 @@ class HfViTTrainer(Trainer):
         self._epochs = {}  # step -> epoch, for the message
         self.images_trained = 0  # in this process, this session (the RankReport line)
         self.run_fingerprint = None  # set by train(): written into each checkpoint
+        if self.compute_metrics is not None:
+            self.compute_metrics = self._finite_outputs_first(self.compute_metrics)
+
+    def _finite_outputs_first(self, compute_metrics):
+        """Weights spoiled by the last update reach an evaluation before the next step's loss shows them: stop
+        there with the same advice as the loss check, not the metric's traceback."""
+
+        def checked(eval_pred):
+            logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+            bad = ~np.isfinite(np.asarray(logits, dtype=np.float32)).all(axis=-1)  # (N,)
+            if bad.any():
+                raise NonFiniteLossError(
+                    f"the model's outputs are NaN or infinite for {int(bad.sum())} of {len(bad)} evaluation images "
+                    f"after step {self.state.global_step} (epoch {self.state.epoch or 0.0:.2f}); training stopped. "
+                    "Lower --learning_rate, keep --max_grad_norm on, check the images and --image_mean/--image_std, "
+                    "and resume from a checkpoint saved before that step."
+                )
+            return compute_metrics(eval_pred)
+
+        return checked
 
     def _defer_loss_check(self) -> bool:
         """On an accelerator, reading the loss every step stalls the queue: record it there, read it now and then."""

@@ -696,6 +696,19 @@ def test_nan_loss_stops_the_run_naming_the_step(dataset_dir, tmp_path, capsys):
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+def test_weights_spoiled_right_before_an_evaluation_stop_the_run_naming_the_step(dataset_dir, tmp_path, capsys):
+    # The same divergence with an evaluation after every step: step 1's update spoils the weights, and the
+    # evaluation after it sees them before step 2's loss can. One line, not the metric's traceback.
+    argv = train_args(dataset_dir, tmp_path / "out", "--optim", "sgd", "--learning_rate", "1e30", "--max_grad_norm",
+                      "0", "--validation_size", "20", "--eval_strategy", "steps", "--eval_steps", "1")  # fmt: skip
+    err = train_error(capsys, argv)
+    assert err.startswith(
+        "train.py: error: the model's outputs are NaN or infinite for 20 of 20 evaluation images after step 1 "
+        "(epoch 0.33); training stopped. Lower --learning_rate"
+    ), err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
 def test_nan_loss_on_an_accelerator_is_read_later_but_still_names_its_step(dataset_dir, tmp_path, capsys, monkeypatch):
     # On a GPU the check is deferred (no host-device sync per step): the record of the first bad step stays on the
     # device and is read at logging steps and before each checkpoint. Here the CPU takes that path.

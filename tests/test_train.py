@@ -193,6 +193,8 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
     assert model_args.attn_implementation == "eager" and args.bf16 == cpu_has_native_bf16() and args.use_cpu
     assert args.learning_rate == 5e-4 and args.weight_decay == 0.05 and args.label_smoothing_factor == 0.1
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy"
+    # training_recipe.json (pushed, shown on the card) names a shipped recipe by its place in the package
+    assert args._hf_vit_sources == ["hf_vit/recipes/cpu.yaml"]
     # the GPU recipe: every key is a real argument (bf16/compile switched off to parse on a CPU)
     model_args, data_args, _, args = parse_args(["--recipe", "gpu", "--bf16", "false", "--torch_compile", "false"])
     assert model_args.preset == "base" and data_args.randaugment_ops == 1 and data_args.augment_on_device
@@ -204,7 +206,7 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"preset": "tiny", "num_train_epochs": 3}))
     model_args, _, _, args = parse_args(["--config_file", str(mine), "--num_train_epochs", "4"])
-    assert model_args.preset == "tiny" and args.num_train_epochs == 4
+    assert model_args.preset == "tiny" and args.num_train_epochs == 4 and args._hf_vit_sources == [str(mine)]
     mine.write_text(json.dumps({"learning_rat": 1e-3}))
     with pytest.raises(SetupError, match=r"unknown argument\(s\) \['learning_rat'\]"):
         parse_args(["--config_file", str(mine)])
@@ -250,6 +252,8 @@ def test_cpu_recipe_learns_on_real_cifar10(tmp_path):
     print(proc.stdout[-2000:])
     assert metrics["validation"]["accuracy"] > 0.25, metrics["validation"]
     assert metrics["accuracy"] > 0.25
+    recipe = (out / "training_recipe.json").read_text()
+    assert json.loads(recipe)["recipe_files"] == ["hf_vit/recipes/cpu.yaml"] and str(ROOT) not in recipe
     # the recipe's bf16 only where the CPU has bf16 instructions (elsewhere it is emulated, ~10x slower)
     precision = "bf16 autocast" if cpu_has_native_bf16() else "fp32"
     assert f"eager attention, {precision}" in proc.stdout, proc.stdout[-2000:]
