@@ -239,19 +239,19 @@ def test_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_bf16_instructions(tmp_
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_COPY.is_dir(), reason=f"no CIFAR-10 copy at {REAL_COPY} (set HF_VIT_CIFAR10)")
 def test_cpu_recipe_learns_on_real_cifar10(tmp_path):
-    """The cpu recipe for 300 steps (its schedule shrunk to fit; ~0.85 epochs) lifts accuracy well above chance
-    (10%). Measured: 31-32% validation in bf16; 32.2% validation, 33.4% test in fp32 on an AVX2-only CPU, where
-    it takes ~4 minutes (500 steps: 38%, but 6+ minutes, which CI's 15-minute budget cannot spare)."""
+    """The cpu recipe for 150 steps (its schedule shrunk to fit; ~0.43 epochs) lifts accuracy well above chance
+    (10%). Measured in fp32 on an AVX2-only CPU: 29.2% validation, 28.6% test in ~2.5 minutes (300 steps: 36.9%
+    and 33.2%, but ~5 minutes, a third of CI's 15-minute budget)."""
     out = tmp_path / "model"
     proc = run([sys.executable, TRAIN, "--recipe", "cpu", "--dataset_name", str(REAL_COPY), "--output_dir", str(out),
-                "--max_steps", "300", "--eval_strategy", "steps", "--eval_steps", "300", "--save_strategy", "steps",
-                "--save_steps", "300", "--max_eval_samples", "1000", "--max_test_samples", "1000",
+                "--max_steps", "150", "--eval_strategy", "steps", "--eval_steps", "150", "--save_strategy", "steps",
+                "--save_steps", "150", "--max_eval_samples", "1000", "--max_test_samples", "1000",
                 "--disable_tqdm", "true"], timeout=1800, OMP_NUM_THREADS=str(torch.get_num_threads()))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     print(proc.stdout[-2000:])
-    assert metrics["validation"]["accuracy"] > 0.25, metrics["validation"]
-    assert metrics["accuracy"] > 0.25
+    assert metrics["validation"]["accuracy"] > 0.22, metrics["validation"]
+    assert metrics["accuracy"] > 0.22
     recipe = (out / "training_recipe.json").read_text()
     assert json.loads(recipe)["recipe_files"] == ["hf_vit/recipes/cpu.yaml"] and str(ROOT) not in recipe
     # the recipe's bf16 only where the CPU has bf16 instructions (elsewhere it is emulated, ~10x slower)

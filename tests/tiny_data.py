@@ -6,6 +6,7 @@ names), splits train and test. Each class has its own colour and stripe
 orientation, so a small model can learn it in a few steps.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +72,7 @@ def make_tiny_cifar(
             {image_column: [PILImage.fromarray(a) for a in images], label_column: labels}, features=features
         )
         ds.to_parquet(str(root / "plain_text" / f"{split}-00000-of-00001.parquet"))
-    name_lines = "\n".join(f"          '{i}': {n}" for i, n in enumerate(names))
+    name_lines = "\n".join(f"          '{i}': {json.dumps(str(n))}" for i, n in enumerate(names))  # quoted: yes/no stay text
     (root / "README.md").write_text(
         README.format(image_column=image_column, label_column=label_column, names=name_lines)
     )
