@@ -32,6 +32,19 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+def _num_classes_as_num_labels(kwargs):
+    """The lesson's `num_classes=N` means `num_labels=N` (in place); both given must agree."""
+    num_classes = kwargs.pop("num_classes", None)
+    if num_classes is None:
+        return
+    if kwargs.get("num_labels") not in (None, num_classes):
+        raise ValueError(
+            f"num_classes={num_classes} and num_labels={kwargs['num_labels']} disagree: they are one setting "
+            "(num_classes is the lesson's name for num_labels). Pass one of them."
+        )
+    kwargs["num_labels"] = num_classes
+
+
 def _pair(value):
     """`32` -> `(32, 32)`; `(32, 24)` stays as it is (the lesson's `pair`)."""
     if isinstance(value, (list, tuple)):
@@ -109,9 +122,7 @@ class HfViTConfig(PretrainedConfig):
         # The lesson's `channels` and `num_classes` are accepted as aliases.
         if "channels" in kwargs:
             num_channels = kwargs.pop("channels")
-        num_classes = kwargs.pop("num_classes", None)
-        if num_classes is not None and kwargs.get("num_labels") is None:
-            kwargs["num_labels"] = num_classes
+        _num_classes_as_num_labels(kwargs)
         if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
             kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
         if isinstance(kwargs.get("id2label"), dict):  # keys 0 or "0" (config.json's keys are strings)
@@ -168,6 +179,7 @@ class HfViTConfig(PretrainedConfig):
         # The labels given replace the saved ones as a whole, before the constructor checks them (transformers
         # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
         # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
+        _num_classes_as_num_labels(kwargs)  # else transformers would set the read-only property and fail
         label_keys = ("id2label", "label2id", "num_labels")
         given = {k: kwargs.pop(k) for k in label_keys if kwargs.get(k) is not None}
         saved = config_dict.get("id2label")

@@ -185,6 +185,13 @@ def max_logit_difference(model, vit, batch_size: int = 4, seed: int = 0) -> floa
     return (model.eval()(pixel_values=pixels).logits - vit(pixel_values=pixels).logits).abs().max().item()
 
 
+def _saved_dtype(config) -> torch.dtype:
+    """The dtype the weights were saved in (config.json's `dtype`; float32 when it names none)."""
+    name = str(getattr(config, "dtype", None) or "float32").removeprefix("torch.")
+    dtype = getattr(torch, name, None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
 # Files of the source folder that describe these same weights, copied beside the export.
 _CARRIED_FILES = ("preprocessor_config.json", "metrics.json", "training_recipe.json", "evaluation/metrics.json")
 
@@ -217,7 +224,12 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
         raise ValueError("output_dir must differ from model_dir: the export is a separate model folder.")
     check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)")
 
-    model, info = HfViTForImageClassification.from_pretrained(model_dir, output_loading_info=True)
+    # Compared in float32 whatever the saved dtype: the conversion only moves weights, but two bf16 models with
+    # different kernels differ by ~1e-2 in the logits, which would hide a real mistake or refuse a right export.
+    saved_dtype = _saved_dtype(config)
+    model, info = HfViTForImageClassification.from_pretrained(
+        model_dir, output_loading_info=True, dtype=torch.float32
+    )
     model.eval()
     if info["missing_keys"]:
         # A folder saved from HfViTModel (no head) would get a random head that the logit check cannot see.
@@ -231,7 +243,7 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
         raise RuntimeError(f"The exported ViT differs from the hf_vit model by {diff:.2e} in the logits (> {atol}); not writing it.")
 
     with staged_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)") as staged:
-        vit.save_pretrained(staged)
+        vit.to(saved_dtype).save_pretrained(staged)  # float32 -> the saved dtype again: the same numbers
         for name in _CARRIED_FILES:
             if (model_dir / name).is_file():
                 (staged / name).parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ def test_defaults_and_standard_names():
 def test_lesson_aliases():
     c = HfViTConfig(channels=1, num_classes=4)
     assert c.num_channels == 1 and c.num_labels == 4 and c.num_classes == 4
+    with pytest.raises(ValueError, match="num_classes=4 and num_labels=3 disagree"):
+        HfViTConfig(num_classes=4, num_labels=3)
 
 
 def test_round_trip(tmp_path):

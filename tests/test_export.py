@@ -44,6 +44,27 @@ def test_same_logits(shape):
     assert (ours - theirs).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_exports_in_its_dtype(tmp_path, dtype):
+    """The check runs in float32 (two bf16 models with different kernels differ by ~1e-2, which the tolerance
+    would call a broken export); the export keeps the saved dtype and the very same weights."""
+    from hf_vit import make_image_processor
+
+    model = random_model((32, 4, 64, 4, 4, 16, 128)).to(dtype)
+    model.save_pretrained(tmp_path / "half")
+    make_image_processor(model.config).save_pretrained(tmp_path / "half")
+    export_to_transformers_vit(tmp_path / "half", tmp_path / "vit")
+    vit = ViTForImageClassification.from_pretrained(tmp_path / "vit")
+    assert vit.dtype == dtype and json.loads((tmp_path / "vit" / "config.json").read_text())["dtype"] == str(dtype)[6:]
+    assert torch.equal(vit.classifier.weight, model.mlp_head[1].weight)
+    assert torch.equal(vit.vit.embeddings.cls_token, model.vit.embeddings.cls_token)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        ours = model.float()(pixel_values=x).logits
+        theirs = vit.float()(pixel_values=x).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+
+
 def test_exported_folder_runs_without_remote_code(tmp_path):
     source = make_model_folder(tmp_path / "run", extras=False)
     out = tmp_path / "vit"

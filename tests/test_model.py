@@ -170,6 +170,9 @@ def test_fine_tuning_a_saved_model_on_new_classes(tmp_path):
     assert model.config.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
     assert model.mlp_head[1].weight.shape == (3, 32)
     assert torch.equal(model.vit.embeddings.cls_token, source.vit.embeddings.cls_token)
+    # the lesson's name for it works in from_pretrained too (transformers would set the read-only alias)
+    model = AutoModelForImageClassification.from_pretrained(tmp_path, num_classes=4, ignore_mismatched_sizes=True)
+    assert model.config.num_labels == 4 and model.mlp_head[1].weight.shape == (4, 32)
 
 
 def test_fine_tuning_with_new_class_names_as_in_transformers_tutorial(tmp_path):
