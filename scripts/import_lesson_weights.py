@@ -2,9 +2,11 @@
 
     python scripts/import_lesson_weights.py vit.pt runs/lesson-import --heads 8
     python scripts/import_lesson_weights.py vit.safetensors out --config lesson_cfg.json
+    python scripts/import_lesson_weights.py vit.pt out --heads 8 --image_size 32 64 --patch_size 4 8
 
 The lesson's cfg fields come from --config (a JSON object) and the flags below (flags win);
-the rest are read off the weight shapes. The load is strict: a wrong or partial state
+the rest are read off the weight shapes (image and patch sizes as squares: give a
+non-square one as H W). The load is strict: a wrong or partial state
 dict stops with the missing and unexpected keys. .pt files load with
 torch.load(weights_only=True): pickled objects other than tensors are refused.
 Writes a complete model folder (config, safetensors, remote code, image processor, card).
@@ -15,9 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from hf_vit import HfViTConfig
 from hf_vit.import_lesson import import_lesson_weights
 
-INT_FIELDS = ("image_size", "patch_size", "num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
+INT_FIELDS = ("num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
+SIZE_FIELDS = ("image_size", "patch_size")  # one number (square) or two (height width), as the lesson's cfg
 FLOAT_FIELDS = ("dropout", "emb_dropout")
 
 
@@ -26,6 +30,9 @@ def main(argv=None):
     parser.add_argument("weights", help="the lesson's state dict: .pt/.pth (torch.save) or .safetensors")
     parser.add_argument("output_dir", help="where to write the hf_vit model folder")
     parser.add_argument("--config", default=None, help="JSON file with the lesson's cfg fields")
+    for name in SIZE_FIELDS:
+        parser.add_argument(f"--{name}", type=int, nargs="+", default=None, metavar="N",
+                            help="N for a square, or H W (default: read off the weights, assuming a square)")
     for name in INT_FIELDS:
         parser.add_argument(f"--{name}", type=int, default=None)
     for name in FLOAT_FIELDS:
@@ -46,6 +53,12 @@ def main(argv=None):
             sys.exit(f"error: cannot read the config {args.config}: {err}")
         if not isinstance(cfg, dict):
             sys.exit(f"error: {args.config} must hold a JSON object of the lesson's cfg fields.")
+    for name in SIZE_FIELDS:
+        size = getattr(args, name)
+        if size is not None and len(size) > 2:
+            parser.error(f"--{name} takes one number (a square) or two (height width), got {len(size)}.")
+        if size is not None:
+            cfg[name] = size[0] if len(size) == 1 else size
     cfg.update({k: v for k in (*INT_FIELDS, *FLOAT_FIELDS, "pool") if (v := getattr(args, k)) is not None})
     try:
         out = import_lesson_weights(
@@ -53,7 +66,20 @@ def main(argv=None):
         )
     except (ValueError, OSError) as err:  # OSError: missing, unreadable or clashing files
         sys.exit(f"error: {err}")
-    print(f"imported into {out}")
+    c = HfViTConfig.from_pretrained(out)
+    print(f"imported into {out}: image {_size(c.image_size)}, patch {_size(c.patch_size)}, dim {c.dim}, depth "
+          f"{c.depth}, {c.heads} heads of {c.dim_head}, mlp_dim {c.mlp_dim}, pool {c.pool}, {c.num_labels} classes")
+    guessed = [f"--{name}" for name in SIZE_FIELDS if name not in cfg]
+    if guessed:  # a (2, 8) patch has the weights of a (4, 4) one: only the lesson's cfg can tell them apart
+        print(f"note: {' and '.join(guessed)} not given: the sizes above are squares that fit the weight shapes. "
+              f"If the lesson's cfg gave a (height, width) pair, import again with "
+              f"{' '.join(g + ' H W' for g in guessed)} --overwrite: the weights fit either way, but the model would "
+              "cut the images into the wrong patches.")
+
+
+def _size(value):
+    height, width = (value, value) if isinstance(value, int) else value
+    return f"{height}x{width}"
 
 
 if __name__ == "__main__":

@@ -57,6 +57,32 @@ def test_mean_pool_and_identity_out_from_config_file(tmp_path):
             assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
 
 
+def test_non_square_sizes_are_given_as_pairs_and_a_square_guess_is_said(tmp_path, capsys):
+    """A (2, 8) patch has the weights of a (4, 4) one: the import takes squares that fit, and says so."""
+    _, ref = lesson_model(patch_size=(2, 8), dim_head=16)
+    weights = tmp_path / "vit.pt"
+    torch.save(ref.state_dict(), weights)
+    script = load_script("import_lesson_weights")
+    script.main([str(weights), str(tmp_path / "guess"), "--heads", "3"])
+    out = capsys.readouterr().out
+    assert "image 32x32, patch 4x4, dim 48, depth 2, 3 heads of 16" in out
+    assert "note: --image_size and --patch_size not given: the sizes above are squares" in out
+    assert "--image_size H W --patch_size H W --overwrite" in out
+    script.main([str(weights), str(tmp_path / "pair"), "--heads", "3", "--image_size", "32", "--patch_size", "2", "8"])
+    out = capsys.readouterr().out
+    assert "image 32x32, patch 2x8," in out and "note:" not in out
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = ref(x)
+        pair = HfViTForImageClassification.from_pretrained(tmp_path / "pair").eval()(pixel_values=x).logits
+        guess = HfViTForImageClassification.from_pretrained(tmp_path / "guess").eval()(pixel_values=x).logits
+    assert (pair - expected).abs().max().item() <= 1e-5
+    assert (guess - expected).abs().max().item() > 1e-2  # what the note warns of
+    with pytest.raises(SystemExit):
+        script.main([str(weights), str(tmp_path / "o"), "--heads", "3", "--patch_size", "2", "8", "1"])
+    assert "--patch_size takes one number (a square) or two (height width), got 3." in capsys.readouterr().err
+
+
 def test_wrong_or_partial_state_dict_lists_missing_and_unexpected_keys(tmp_path):
     _, ref = lesson_model()
     sd = ref.state_dict()
