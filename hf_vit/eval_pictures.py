@@ -144,9 +144,12 @@ def gallery_image(images, captions, columns: int = 8, tile: int = 96, title: str
     rows = max(1, math.ceil(len(images) / columns))
     pad = 8
     cell_w, cell_h = tile + pad, tile + caption_h + pad
-    img = Image.new("RGB", (2 * pad + columns * cell_w, 34 + rows * cell_h), WHITE)
+    heading = title if images else f"{title}: none"
+    heading_w = _measure([heading], f_title)
+    # As wide as the heading too: one or two images (or none) make a grid narrower than its title.
+    img = Image.new("RGB", (max(2 * pad + columns * cell_w, 2 * pad + heading_w), 34 + rows * cell_h), WHITE)
     draw = ImageDraw.Draw(img)
-    draw.text((pad, 8), title if images else f"{title}: none", font=f_title, fill=BLACK)
+    draw.text((pad, 8), heading, font=f_title, fill=BLACK)
     for k, (image, caption) in enumerate(zip(images, captions)):
         r, c = divmod(k, columns)
         x, y = pad + c * cell_w, 34 + r * cell_h

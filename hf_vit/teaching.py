@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, patch_map_to_grid
 from .configuration_hf_vit import HfViTConfig, _pair
+from .data import as_mode
 
 PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
 
@@ -396,7 +397,8 @@ def load_image_file(path) -> Image.Image:
         raise FileNotFoundError(f"Image file {path} does not exist. Pass an existing PNG/JPEG with --image.")
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            img.load()  # read now: an RGB file comes back as is, and the file closes here
+            return as_mode(img, "RGB")  # transparent pixels on white, as the evaluation and the pipeline
     except OSError as err:
         raise ValueError(f"{path} is not an image PIL can read ({err}). Pass a PNG or JPEG file.") from err
 
@@ -418,7 +420,7 @@ def load_dataset_image(dataset: str, index: int, split: str = "test") -> tuple[I
     label_cols = [name for name, f in ds.features.items() if isinstance(f, datasets.ClassLabel)]
     row = ds[index]
     label = ds.features[label_cols[0]].int2str(row[label_cols[0]]) if label_cols else None
-    return row[image_cols[0]].convert("RGB"), label
+    return as_mode(row[image_cols[0]], "RGB"), label  # what the evaluation scored for this index
 
 
 def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor:
@@ -427,7 +429,7 @@ def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor
         from .image_processing import make_image_processor
 
         processor = make_image_processor(config)
-    return processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+    return processor(images=as_mode(image, "RGB"), return_tensors="pt")["pixel_values"]
 
 
 def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,

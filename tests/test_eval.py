@@ -154,6 +154,34 @@ def test_csv_holds_exactly_the_wrong_predictions(evaluated):
         assert r["image"].endswith(f"{i:06d}_{r['true_label']}_as_{r['predicted_label']}.png")
 
 
+def test_csv_ranks_classes_by_logits_as_the_metrics_do(evaluated, tmp_path):
+    """Logits 1000x apart: every probability after the first is exactly 0 in float32, so ranking by probability
+    would list classes in id order; the CSV's top 3 are the logits' top 3, which top-3 accuracy counts."""
+    model, _ = make_controlled_model(tmp_path / "hot", evaluated["data_dir"])
+    with torch.no_grad():
+        model.mlp_head[1].weight.mul_(1000)
+        model.mlp_head[1].bias.mul_(1000)
+    model.save_pretrained(tmp_path / "hot")
+    evaluate_model(str(tmp_path / "hot"), dataset=str(evaluated["data_dir"]), output_dir=tmp_path / "out",
+                   device="cpu", progress=False, max_attention_maps=0, gallery_size=0)  # fmt: skip
+    logits = evaluated["logits"] * 1000
+    rows = read_csv(tmp_path / "out" / "misclassified.csv")
+    assert rows and all(float(r["top2_probability"]) == 0.0 for r in rows)  # the ties the ranking must not use
+    for r in rows:
+        expected = [CIFAR10_NAMES[c] for c in np.argsort(-logits[int(r["index"])], kind="stable")[:3]]
+        assert [r["top1_label"], r["top2_label"], r["top3_label"]] == expected
+
+
+def test_a_gallery_is_never_narrower_than_its_title():
+    from hf_vit.eval_pictures import _measure, font, gallery_image
+
+    title = "The 0 most confident mistakes"
+    for n in (0, 1, 2):
+        picture = gallery_image([Image.new("RGB", (32, 32))] * n, [[("cat", (0, 0, 0))]] * n, title=title)
+        heading = title if n else f"{title}: none"
+        assert picture.width >= _measure([heading], font(16)) + 16, (n, picture.width)
+
+
 def test_every_png_named_in_the_csv_exists_and_decodes(evaluated):
     out, test = evaluated["out"], evaluated["test"]
     # The fixture's model pools by mean: the maps (drawn all the same) say that its head does not read [CLS] alone.

@@ -224,6 +224,31 @@ def test_token_norms_follow_the_residual_stream():
 # ---------------------------------------------------------------------------
 # The script, end to end
 # ---------------------------------------------------------------------------
+def test_pictures_and_saved_mistakes_show_transparent_pixels_on_white_as_the_model_saw_them(tmp_path):
+    """The evaluation scores transparent pixels laid on white (hf_vit.data.as_mode); visualize.py's image, an
+    image file and a saved mistake must show that same picture, not the colour hidden under the transparency."""
+    import datasets
+
+    from hf_vit.analysis import _as_rgb
+    from hf_vit.teaching import load_dataset_image, load_image_file
+
+    rgba = np.zeros((32, 32, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, :16, 3] = 255  # left half opaque red, right half transparent over red
+    image = Image.fromarray(rgba, "RGBA")
+    image.save(tmp_path / "a.png")
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    (tmp_path / "ds").mkdir()
+    datasets.Dataset.from_dict({"img": [image], "label": [0]}, features=features).to_parquet(
+        str(tmp_path / "ds" / "test-00000-of-00001.parquet")
+    )
+    assert datasets.load_dataset(str(tmp_path / "ds"), split="test")[0]["img"].mode == "RGBA"
+    shown = [load_image_file(tmp_path / "a.png"), _as_rgb(image), load_dataset_image(str(tmp_path / "ds"), 0)[0]]
+    for picture in shown:
+        pixels = np.asarray(picture)
+        assert picture.mode == "RGB" and (pixels[:, 16:] == 255).all() and (pixels[:, :16] == [200, 0, 0]).all()
+
+
 def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
     image_path = tmp_path / "input.png"
     noise_image(30, 40).save(image_path)  # not the model's size: the script resizes
