@@ -420,8 +420,13 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     validation = train_metrics.get("validation") if isinstance(train_metrics.get("validation"), dict) else None
     val_acc = validation.get("accuracy") if validation else None
     chosen = validation is not None and validation.get("model", "best") == "best"  # older files: always chosen
+    by = str(validation.get("selected_by") or "accuracy").removeprefix("eval_") if validation else "accuracy"
     if val_acc is not None:
-        result_rows.append(("Best validation accuracy" if chosen else "Validation accuracy (final model)", _pct(val_acc)))
+        if not chosen:
+            label = "Validation accuracy (final model)"
+        else:  # chosen by the loss or macro F1: the chosen checkpoint's accuracy need not be the best one seen
+            label = "Best validation accuracy" if by == "accuracy" else f"Validation accuracy (checkpoint chosen by {by})"
+        result_rows.append((label, _pct(val_acc)))
     if chosen:
         data_text += f" Checkpoints were chosen on a validation set (see the recipe); the results below are on the {split} split."
     elif validation is not None:

@@ -50,8 +50,7 @@ TRAINING_DEFAULTS = dict(
     eval_strategy="epoch",
     save_strategy="epoch",
     load_best_model_at_end=True,
-    metric_for_best_model="accuracy",
-    greater_is_better=True,
+    metric_for_best_model="accuracy",  # greater_is_better follows it (False for a loss), as in the Trainer
     save_total_limit=2,
     remove_unused_columns=False,  # our batches are tensors, not dataset columns
     report_to="none",
@@ -620,6 +619,81 @@ def resolve_resume(value, output_dir):
     return value
 
 
+# What each evaluation during training computes (hf_vit.metrics.compute_metrics), plus the Trainer's loss.
+EVAL_METRICS = ("loss", "accuracy", "top3_accuracy", "macro_f1")
+
+
+def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
+    """TrainingArguments that would fail late (after the data is decoded, or at the first evaluation) or do
+    something else than they say in this setup: refused now, each naming the fix."""
+    args = training_args
+    metric = (args.metric_for_best_model or "").removeprefix("eval_")
+    if args.metric_for_best_model and metric not in EVAL_METRICS:
+        raise SetupError(
+            f"--metric_for_best_model {args.metric_for_best_model!r} is not computed at each evaluation: choose one "
+            f"of {', '.join(EVAL_METRICS)} (top-5 and per-class figures are in the final metrics.json only)."
+        )
+    if args.label_names not in (None, ["labels"]):
+        raise SetupError(
+            f"--label_names {' '.join(args.label_names)}: the batches name the labels 'labels' whatever the "
+            "dataset's column is called (--label_column picks the column). Leave --label_names out."
+        )
+    if args.fp16 and args.device.type == "cpu":
+        raise SetupError(
+            "--fp16 needs a CUDA GPU: on a CPU the Trainer would train in fp32 and record fp16. Leave it out, or "
+            "use --bf16 true on a CPU with bf16 instructions."
+        )
+    if args.save_only_model and run_args.stop_after_steps:
+        raise SetupError(
+            "--stop_after_steps ends the session to be resumed, but --save_only_model true leaves the optimizer "
+            "and learning-rate schedule out of the checkpoints, so a resume could not continue the run. Drop one."
+        )
+    from transformers.integrations import get_reporting_integration_callbacks
+
+    try:  # a logger whose package is missing fails when the Trainer is built: after the data is decoded
+        for callback in get_reporting_integration_callbacks(args.report_to):
+            callback()
+    except (RuntimeError, ImportError, ValueError) as err:
+        raise SetupError(f"--report_to {' '.join(args.report_to)}: {str(err).strip().splitlines()[0]}") from None
+    if args.lr_scheduler_type == "reduce_lr_on_plateau":
+        # The Trainer steps it with --metric_for_best_model; torch's default mode "min" would read a rising
+        # accuracy as no progress and cut the learning rate.
+        kwargs = dict(args.lr_scheduler_kwargs or {})
+        kwargs.setdefault("mode", "max" if args.greater_is_better else "min")
+        args.lr_scheduler_kwargs = kwargs
+
+
+def take_over_push(training_args: TrainingArguments) -> str | None:
+    """--push_to_hub: the finished folder goes up once, with its card and metrics, through hf_vit.hub (the
+    Trainer would push the weights before the card and metrics exist). Checked now; returns the repo id."""
+    args = training_args
+    if not args.push_to_hub:
+        return None
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    strategy = getattr(args.hub_strategy, "value", args.hub_strategy)
+    if strategy not in ("end", "every_save"):  # every_save is the default: here the one save is the finished folder
+        raise SetupError(
+            f"--hub_strategy {strategy}: train.py pushes the finished model folder once, at the end; checkpoints "
+            "hold optimizer states and stay home. Leave --hub_strategy out."
+        )
+    repo_id = args.hub_model_id or Path(args.output_dir).name
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise SetupError(
+            f"--push_to_hub needs a repo id, and {repo_id!r} is not one: pass --hub_model_id your-username/model-name."
+        ) from None
+    if not (args.hub_token or get_token()):
+        raise SetupError(
+            "--push_to_hub: no Hugging Face token found. Log in with `hf auth login`, set HF_TOKEN or pass "
+            "--hub_token (write access), or train without --push_to_hub and push later with scripts/push_to_hub.py."
+        )
+    args.push_to_hub = False  # the Trainer's own push stays off
+    return repo_id
+
+
 # Written into each checkpoint: what a resume from it must keep (see run_fingerprint).
 RUN_FINGERPRINT = "hf_vit_run.json"
 SHAPE_KEYS = ("image_size", "patch_size", "num_channels", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool",
@@ -639,7 +713,7 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
         "data": {k: getattr(data_args, k) for k in ("dataset_config", "image_column", "label_column", "train_split",
                                                     "validation_size", "validation_split", "max_train_samples",
                                                     "max_eval_samples")}
-        | {"seed": training_args.seed},
+        | {"seed": training_args.seed, "data_seed": training_args.data_seed},
         "schedule": {"train_images": train_size, "world_size": training_args.world_size}
         | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
                                                   "gradient_accumulation_steps", "dataloader_drop_last")},
@@ -678,6 +752,18 @@ def _read_json_or_none(path):
 def _json_value(value):
     """A value as it reads back from JSON (tuples become lists), for comparing with a saved one."""
     return json.loads(json.dumps(value, default=str))
+
+
+def selected_validation_accuracy(state) -> float | None:
+    """Validation accuracy of the checkpoint that load_best_model_at_end chose (best_metric is that of
+    --metric_for_best_model, which may be the loss)."""
+    step = state.best_global_step
+    if not step and state.best_model_checkpoint:
+        step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[-1])
+    for entry in state.log_history:
+        if entry.get("step") == step and "eval_accuracy" in entry:
+            return entry["eval_accuracy"]
+    return None
 
 
 def finish_without_training(trainer, resume, output_dir):
@@ -727,6 +813,8 @@ def train(
             "--stop_after_steps needs a checkpoint at the stop, but --save_strategy best saves only when validation "
             "improves. Use --save_strategy steps (or epoch) with it."
         )
+    check_trainer_flags(training_args, run_args)
+    hub_repo = take_over_push(training_args)
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
     if resume is None:
         clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
@@ -795,6 +883,12 @@ def train(
     # read now: save_total_limit may delete that checkpoint during training
     resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
     finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)
+    if resume is not None and not finished and not (Path(resume) / "optimizer.pt").is_file():
+        raise SetupError(
+            f"--resume_from_checkpoint {str(resume)!r} holds no optimizer state (saved with --save_only_model true): "
+            "a resume would restart the optimizer and the learning-rate schedule, not continue the run. Start a new "
+            "run, without --save_only_model if it is to be resumed."
+        )
     if trainer.is_world_process_zero():
         n_params = sum(p.numel() for p in model.parameters())
         print(
@@ -818,12 +912,19 @@ def train(
         return None
 
     # The best model (by validation accuracy) is loaded now; score it on the test split on every rank.
+    # --bf16/fp16_full_eval: outside training the Trainer casts the model itself to evaluate; keep the weights.
+    kept = None
+    if training_args.bf16_full_eval or training_args.fp16_full_eval:
+        kept = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     prediction = trainer.predict(data.test, metric_key_prefix="test")
     # The validation accuracy of the model that is written: the best checkpoint's, or else the final model's own.
     selected = bool(training_args.load_best_model_at_end and trainer.state.best_metric is not None)
-    best_val = trainer.state.best_metric if selected else None
+    best_val = selected_validation_accuracy(trainer.state) if selected else None
     if best_val is None and data.validation is not None:
         best_val = trainer.evaluate()["eval_accuracy"]
+    if kept is not None:
+        trainer.model.to(next(iter(kept.values())).dtype)
+        trainer.model.load_state_dict(kept)
     if trainer.is_world_process_zero():
         # An earlier evaluation of this folder scored other weights (a resumed run ends in a new model).
         shutil.rmtree(output_dir / "evaluation", ignore_errors=True)
@@ -839,7 +940,8 @@ def train(
         dataset=dataset_reference(data_args.dataset_name),
         split=data_args.test_split,
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
-        validation={"accuracy": best_val, "model": "best" if selected else "final"},
+        validation={"accuracy": best_val, "model": "best" if selected else "final"}
+        | ({"selected_by": training_args.metric_for_best_model} if selected else {}),
         train={
             "runtime_s": train_result.metrics.get("train_runtime"),
             "steps": trainer.state.global_step,
@@ -870,7 +972,26 @@ def train(
         f"{best_val if best_val is None else round(best_val, 4)}); model folder: {output_dir}",
         flush=True,
     )
+    if hub_repo:
+        push_finished_folder(output_dir, hub_repo, training_args)
     return metrics
+
+
+def push_finished_folder(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> None:
+    """--push_to_hub: the folder as scripts/push_to_hub.py would push it (card for the repo id, metrics)."""
+    from .hub import push_model_folder
+
+    try:
+        files, info = push_model_folder(
+            output_dir, repo_id, private=bool(training_args.hub_private_repo), token=training_args.hub_token
+        )
+    except Exception as err:  # the network, the token's rights: the trained folder is complete either way
+        raise SetupError(
+            f"the model folder {output_dir} is complete, but the push to {repo_id!r} failed: "
+            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}. Push it with "
+            f"`python scripts/push_to_hub.py {output_dir} {repo_id}`."
+        ) from None
+    print(f"[hf_vit] pushed {len(files)} files to {getattr(info, 'commit_url', None) or repo_id}", flush=True)
 
 
 def main(argv=None) -> int:

@@ -798,3 +798,137 @@ def test_resume_reads_checkpoint_state_with_weights_only(dataset_dir, uninterrup
     assert {Path(r["file"]).name for r in loaded} >= {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
     assert all(r["weights_only"] is True for r in loaded), loaded
     assert not any(r["file"].endswith("training_args.bin") for r in loaded)
+
+
+# ---------------------------------------------------------------------------
+# TrainingArguments a Trainer user passes
+# ---------------------------------------------------------------------------
+VALIDATED = ("--validation_size", "20", "--eval_strategy", "steps", "--eval_steps", "3", "--save_steps", "3",
+             "--load_best_model_at_end", "true", "--learning_rate", "3e-3", "--save_total_limit", "10")  # fmt: skip
+
+
+def test_metric_for_best_model_loss_keeps_the_lowest_loss_and_reports_its_accuracy(dataset_dir, tmp_path):
+    """greater_is_better follows the metric, as in the Trainer (a loss: lower is better), and metrics.json's
+    validation accuracy is the chosen checkpoint's accuracy, not its loss."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, *VALIDATED, "--metric_for_best_model", "eval_loss", steps=9)) == 0
+    state = json.loads((out / "checkpoint-9" / "trainer_state.json").read_text())
+    evals = {e["step"]: e for e in state["log_history"] if "eval_loss" in e}
+    best = min(evals, key=lambda step: evals[step]["eval_loss"])
+    assert len(evals) == 3 and state["best_global_step"] == best
+    validation = json.loads((out / "metrics.json").read_text())["validation"]
+    assert validation == {"accuracy": evals[best]["eval_accuracy"], "model": "best", "selected_by": "eval_loss"}
+    assert max_diff(load_file(out / "model.safetensors"), load_file(out / f"checkpoint-{best}" / "model.safetensors")) == 0
+    accuracy = f"{100 * evals[best]['eval_accuracy']:.2f}%"
+    assert f"| Validation accuracy (checkpoint chosen by loss) | {accuracy} |" in (out / "README.md").read_text()
+
+
+def max_diff(a, b):
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--metric_for_best_model", "top5_accuracy"], "--metric_for_best_model 'top5_accuracy' is not computed at "
+         "each evaluation: choose one of loss, accuracy, top3_accuracy, macro_f1"),
+        (["--label_names", "label"], "--label_names label: the batches name the labels 'labels'"),
+        (["--fp16", "true"], "--fp16 needs a CUDA GPU: on a CPU the Trainer would train in fp32 and record fp16."),
+        (["--save_only_model", "true", "--stop_after_steps", "2"], "--stop_after_steps ends the session to be "
+         "resumed, but --save_only_model true leaves the optimizer"),
+        (["--push_to_hub", "true", "--hub_model_id", "me/vit", "--hub_strategy", "checkpoint"],
+         "--hub_strategy checkpoint: train.py pushes the finished model folder once, at the end"),
+        (["--push_to_hub", "true", "--hub_model_id", "me/vit"], "--push_to_hub: no Hugging Face token found."),
+        (["--push_to_hub", "true", "--hub_model_id", "me/a/b"], "--push_to_hub needs a repo id, and 'me/a/b' is not"),
+    ],
+)  # fmt: skip
+def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
+                                                                          flags, message):  # fmt: skip
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # no login cache either
+    if "me/a/b" in flags:
+        monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", *VALIDATED, *flags))
+    assert err.startswith(f"train.py: error: {message}"), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_logger_whose_package_is_missing_is_refused_first(dataset_dir, tmp_path, capsys):
+    from transformers.integrations import is_tensorboard_available
+
+    if is_tensorboard_available():
+        pytest.skip("tensorboard is installed here")
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", "--report_to", "tensorboard"))
+    assert err.startswith("train.py: error: --report_to tensorboard: TensorBoardCallback requires tensorboard"), err
+
+
+def test_reduce_lr_on_plateau_follows_the_direction_of_the_selection_metric(dataset_dir, tmp_path):
+    """The Trainer steps it with --metric_for_best_model; torch's default mode 'min' would cut the learning rate
+    each time the accuracy rises."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    plateau = ("--lr_scheduler_type", "reduce_lr_on_plateau", "--lr_scheduler_kwargs", '{"patience": 0}')
+    assert main(train_args(dataset_dir, out, *VALIDATED, *plateau, steps=9)) == 0
+    state = json.loads((out / "checkpoint-9" / "trainer_state.json").read_text())
+    accuracy = [e["eval_accuracy"] for e in state["log_history"] if "eval_accuracy" in e]
+    rates = [e["learning_rate"] for e in state["log_history"] if "learning_rate" in e]
+    recipe = json.loads((out / "training_recipe.json").read_text())
+    assert recipe["training"]["lr_scheduler_kwargs"] == {"patience": 0, "mode": "max"}
+    if all(b > a for a, b in zip(accuracy, accuracy[1:])):  # rising at every evaluation: never cut
+        assert set(rates) == {3e-3}, (accuracy, rates)
+    from hf_vit.training import check_trainer_flags, parse_args
+
+    *_, run_args, args = parse_args(train_args(dataset_dir, out, *VALIDATED, *plateau, "--metric_for_best_model", "loss"))
+    check_trainer_flags(args, run_args)
+    assert args.lr_scheduler_kwargs == {"patience": 0, "mode": "min"}
+
+
+def test_full_eval_in_bf16_leaves_the_written_weights_in_float32(dataset_dir, tmp_path):
+    """Outside training the Trainer casts the model itself for --bf16_full_eval; the folder still holds the
+    chosen checkpoint's float32 weights, bit for bit."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, *VALIDATED, "--bf16_full_eval", "true", steps=6)) == 0
+    written = load_file(out / "model.safetensors")
+    best = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["best_global_step"]
+    assert {t.dtype for t in written.values()} == {torch.float32}
+    assert max_diff(written, load_file(out / f"checkpoint-{best}" / "model.safetensors")) == 0
+    assert json.loads((out / "config.json").read_text()).get("dtype") in (None, "float32")
+
+
+def test_a_resume_needs_the_optimizer_state_and_the_same_data_seed(dataset_dir, tmp_path, capsys):
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--save_only_model", "true", steps=8)) == 0
+    err = train_error(capsys, train_args(dataset_dir, out, "--save_only_model", "true", "--resume_from_checkpoint",
+                                         "last", steps=12))  # fmt: skip
+    assert err.startswith(f"train.py: error: --resume_from_checkpoint '{out}/checkpoint-8' holds no optimizer state")
+    out = tmp_path / "seeded"
+    assert main(train_args(dataset_dir, out, "--data_seed", "7", "--stop_after_steps", "4", steps=8)) == 0
+    err = train_error(capsys, train_args(dataset_dir, out, "--data_seed", "8", "--resume_from_checkpoint", "last", steps=8))
+    assert "--data_seed 7 -> 8 (checkpoint -> now)" in err
+
+
+def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
+    """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
+    the weights before those exist). The network is mocked at HfApi.create_repo/create_commit."""
+    from huggingface_hub import HfApi
+
+    from hf_vit.training import main
+
+    commits = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: f"https://huggingface.co/{repo_id}")
+    monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: commits.append(
+        (repo_id, sorted(op.path_in_repo for op in operations))) or type("Info", (), {"commit_url": "u"})())  # fmt: skip
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--push_to_hub", "true", "--hub_model_id", "me/tiny-vit", steps=4)) == 0
+    ((repo_id, files),) = commits
+    assert repo_id == "me/tiny-vit" and "checkpoint-4/model.safetensors" not in files
+    assert {"README.md", "config.json", "model.safetensors", "metrics.json", "training_recipe.json"} <= set(files)
+    assert "me/tiny-vit" in (out / "README.md").read_text()
