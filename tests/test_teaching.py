@@ -385,6 +385,18 @@ def test_pictures_from_a_saved_model_folder(tmp_path):
     assert summary["label"] == "cat" and summary["predicted"] in model.config.id2label.values()
 
 
+def test_visualize_says_which_statistics_it_assumed_for_a_folder_without_a_processor(tmp_path, capsys):
+    tiny_model(seed=5, image_size=16, patch_size=4).save_pretrained(tmp_path / "model")  # weights only
+    noise_image(16, 16).save(tmp_path / "in.png")
+    spec = importlib.util.spec_from_file_location("visualize", REPO / "scripts" / "visualize.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--model", str(tmp_path / "model"), "--image", str(tmp_path / "in.png"), "--output_dir",
+                 str(tmp_path / "pictures"), "--pictures", "patch_grid"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert f"note: {tmp_path / 'model'} has no preprocessor_config.json: the image is normalised with CIFAR-10's" in err
+
+
 def test_pictures_of_a_mean_pooled_model_say_that_the_head_does_not_read_cls(tmp_path):
     """The [CLS] maps explain a prediction only when the head reads [CLS]: a mean-pooled model's pictures
     carry one more caption line (saying so), and pictures.json records the pooling."""
