@@ -2,7 +2,7 @@
 
 What goes up (`upload_plan`): everything a user needs to run and judge the model,
 
-    config.json, model.safetensors (or its shards + index), the remote-code *.py files,
+    config.json, model.safetensors (or its shards + index), the remote code (auto_map's modules + siblings),
     preprocessor_config.json, README.md (the card), metrics.json, training_recipe.json,
     *_results.json / trainer_state.json when present,
     evaluation/: metrics.json, misclassified.csv, report.html, *.png, attention/*.png,
@@ -36,7 +36,10 @@ TOP_LEVEL_FILES = (
     "eval_results.json",
     "trainer_state.json",
 )
-TOP_LEVEL_PATTERNS = ("model-*-of-*.safetensors", "*.py")
+TOP_LEVEL_PATTERNS = ("model-*-of-*.safetensors",)
+# .py files go up only as remote code: the modules auto_map names and the siblings they import (`from .x import`),
+# never a script that happens to lie in the folder.
+_RELATIVE_IMPORT = re.compile(r"^\s*from\s+\.(\w+)\s+import\b", re.MULTILINE)
 # Under evaluation/: the summary files, the pictures, and every file report.html links to. Each card of the
 # report shows its mistake from misclassified/, so without those the pushed report's thumbnails are all broken.
 # They are the dataset's own small images (CIFAR-10: 32x32, about 2.4 KB each; 2,000 mistakes of an 80% model
@@ -159,6 +162,25 @@ def _auto_map_refs(auto_map: dict) -> list[str]:
     return refs
 
 
+def remote_code_files(model_dir) -> set[str]:
+    """The .py files a Hub user's `trust_remote_code=True` load runs: auto_map's modules and what they import."""
+    model_dir = Path(model_dir)
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    todo = [ref.split("--")[-1].split(".")[0] for ref in _auto_map_refs(auto_map)] if isinstance(auto_map, dict) else []
+    found = set()
+    while todo:
+        name = f"{todo.pop()}.py"
+        if name in found or not (model_dir / name).is_file():
+            continue
+        found.add(name)
+        todo.extend(_RELATIVE_IMPORT.findall((model_dir / name).read_text(encoding="utf-8")))
+    return found
+
+
 def upload_plan(model_dir) -> list[str]:
     """The files (relative POSIX paths, sorted) that a push of `model_dir` uploads."""
     model_dir = Path(model_dir)
@@ -166,6 +188,7 @@ def upload_plan(model_dir) -> list[str]:
     for path in model_dir.iterdir():
         if path.is_file() and (path.name in TOP_LEVEL_FILES or any(fnmatch.fnmatch(path.name, p) for p in TOP_LEVEL_PATTERNS)):
             selected.add(path.name)
+    selected.update(remote_code_files(model_dir))
     evaluation = model_dir / "evaluation"
     # evaluation/metrics.json is written last: without it the evaluation was cut short, and its files stay home.
     if (evaluation / "metrics.json").is_file():

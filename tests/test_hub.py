@@ -322,6 +322,7 @@ EXPECTED_FILES = {
 
 def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, monkeypatch):
     folder = make_model_folder(tmp_path / "run")
+    (folder / "my_scratch.py").write_text("print('not remote code')\n")  # .py files go up only as remote code
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
     load_script("push_to_hub").main([str(folder), "someone/vit-cifar10", "--private"])
 
