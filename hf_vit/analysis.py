@@ -390,6 +390,19 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
         )
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {str(output_dir)!r} is a file. Pass a folder (it is created if absent).")
+    blocking = next((p for p in output_dir.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"--output_dir {str(output_dir)!r} lies under {str(blocking)!r}, which is a file. Pass a folder.")
+    # A rerun clears the earlier evaluation's files (every top-level .png among them): only in a folder that an
+    # evaluation wrote (misclassified/ is made before anything else is written), never in one of the user's.
+    earlier = (output_dir / "misclassified").is_dir() or (output_dir / "misclassified.csv").is_file()
+    if output_dir.is_dir() and not earlier and any(output_dir.iterdir()):
+        example = sorted(p.name for p in output_dir.iterdir())[0]
+        raise ValueError(
+            f"--output_dir {str(output_dir)!r} holds other files ({example!r}, ...) and no earlier evaluation: the "
+            "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "
+            "or empty folder."
+        )
 
 
 @torch.inference_mode()

@@ -349,6 +349,21 @@ def test_rerun_with_no_report_removes_the_previous_report(evaluated, tmp_path, c
     assert "report.html" not in stdout and "metrics.json" in stdout
 
 
+def test_an_output_dir_of_the_users_own_files_is_refused_not_cleared(evaluated, tmp_path):
+    """A rerun clears the earlier evaluation's pictures: only in a folder an evaluation wrote."""
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.png").write_bytes(b"mine")
+    kwargs = dict(dataset=str(evaluated["data_dir"]), progress=False, max_attention_maps=0)
+    with pytest.raises(ValueError, match=r"holds other files \('holiday.png', ...\) and no earlier evaluation"):
+        evaluate_model(str(evaluated["model_dir"]), output_dir=mine, **kwargs)
+    assert (mine / "holiday.png").read_bytes() == b"mine"
+    with pytest.raises(ValueError, match="which is a file. Pass a folder"):
+        evaluate_model(str(evaluated["model_dir"]), output_dir=mine / "holiday.png" / "sub", **kwargs)
+    evaluate_model(str(evaluated["model_dir"]), output_dir=tmp_path / "new", **kwargs)
+    evaluate_model(str(evaluated["model_dir"]), output_dir=tmp_path / "new", **kwargs)  # its own earlier run: fine
+
+
 def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
