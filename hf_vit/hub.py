@@ -238,6 +238,10 @@ def push_model_folder(
             "No Hugging Face token found. Log in with `hf auth login` (or `huggingface-cli login`), set the "
             "HF_TOKEN environment variable, or pass --token. The token needs write access."
         )
+    api = None
+    if not dry_run:  # the first network call, before the card is rewritten: offline, the folder stays as it was
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     if write_card:
         from .card import write_model_card
 
@@ -245,9 +249,6 @@ def push_model_folder(
     files = upload_plan(model_dir)
     if dry_run:
         return files, None
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(model_dir / name)) for name in files]
     info = api.create_commit(
         repo_id=repo_id,

@@ -392,3 +392,24 @@ def test_push_without_token_says_how_to_log_in(tmp_path, fake_hub, monkeypatch):
         push_model_folder(folder, "someone/x")
     assert fake_hub == {"create_repo": [], "create_commit": []}
     assert (folder / "README.md").read_text() == "# my hand-written card\n"  # a push that failed changed nothing
+
+
+def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_path, monkeypatch, capsys):
+    """The network is refused here the way an offline machine refuses it (HfApi.create_repo raises, as its
+    HTTP client would): one error line, and the hand-written card is not rewritten for nothing."""
+    from huggingface_hub import HfApi
+
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(HfApi, "create_repo", offline)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    (folder / "README.md").write_text("# my hand-written card\n")
+    with pytest.raises(SystemExit) as exit_info:
+        load_script("push_to_hub").main([str(folder), "someone/x"])
+    assert str(exit_info.value.code) == (
+        "error: the push to 'someone/x' failed, nothing was uploaded: [Errno -2] Name or service not known. Check the "
+        "connection and that the token may write to that repository, then run this again."
+    )
+    assert (folder / "README.md").read_text() == "# my hand-written card\n"
