@@ -135,10 +135,19 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
 
     source, is_local = locate_model(model_name_or_path, flag)
     local_only = not is_local and hub_unreachable()
+    mismatch = (
+        f"{source!r} ({flag}): config.json does not describe the weights in model.safetensors ({{}}): the model "
+        "would run with layers the weights do not fill. Use the folder as training (or save_pretrained) wrote it."
+    )
     try:
-        model = AutoModelForImageClassification.from_pretrained(
-            source, use_safetensors=True, local_files_only=local_only, **kwargs
+        model, info = AutoModelForImageClassification.from_pretrained(
+            source, use_safetensors=True, local_files_only=local_only, output_loading_info=True, **kwargs
         )
+    except RuntimeError as err:  # a weight of another shape than config.json gives it
+        if "ignore_mismatched_sizes" not in str(err):
+            raise
+        sizes = [line.strip() for line in str(err).splitlines() if "size mismatch" in line or "shape" in line][:2]
+        raise ValueError(mismatch.format("; ".join(sizes) or "weights of other shapes")) from None
     except ValueError as err:
         if "trust_remote_code" not in str(err):
             raise
@@ -162,6 +171,10 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
             f"and {hub}. Pass the path of a model folder (config.json + model.safetensors), e.g. runs/<name>, or a "
             "Hub id you can reach."
         ) from err
+    missing = sorted(info.get("missing_keys") or [])
+    if missing or info.get("mismatched_keys"):  # newly initialised at random: the scores would be noise
+        named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise ValueError(mismatch.format(f"missing: {named}" if missing else "weights of other shapes"))
     return model, source, local_only
 
 

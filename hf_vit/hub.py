@@ -131,6 +131,9 @@ def check_model_folder(model_dir) -> list[str]:
     if weights_problem:
         problems.append(weights_problem)
 
+    if isinstance(config, dict) and not weights_problem:
+        problems.extend(_weights_against_config(model_dir, config))
+
     if not (model_dir / "preprocessor_config.json").is_file():
         problems.append(
             "preprocessor_config.json is missing (pipeline('image-classification') needs it): "
@@ -153,6 +156,37 @@ def check_model_folder(model_dir) -> list[str]:
                     "(hf_vit is not installed where the model is downloaded)."
                 )
     return problems
+
+
+def _weights_against_config(model_dir: Path, config: dict) -> list[str]:
+    """An hf_vit classifier whose config.json asks for weights the safetensors do not hold (an edited depth or
+    dim): a Hub user's model would start with random layers."""
+    if config.get("model_type") != "hf_vit" or config.get("architectures") != ["HfViTForImageClassification"]:
+        return []
+    import torch
+    from safetensors import safe_open
+
+    from .configuration_hf_vit import HfViTConfig
+    from .modeling_hf_vit import HfViTForImageClassification
+
+    try:
+        with torch.device("meta"):  # shapes only, no memory
+            model = HfViTForImageClassification(HfViTConfig.from_dict(config))
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    except (ValueError, TypeError) as err:
+        return [f"config.json is not a valid hf_vit config: {err}"]
+    saved = {}
+    for name in (w for w in _weight_files(model_dir) if w.endswith(".safetensors")):
+        with safe_open(str(model_dir / name), framework="pt") as f:
+            saved.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+    missing = sorted(set(expected) - set(saved))
+    other = sorted(k for k in set(expected) & set(saved) if expected[k] != saved[k])
+    if not missing and not other:
+        return []
+    detail = f"missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else (
+        f"{other[0]} is {list(saved[other[0]])} in the weights, {list(expected[other[0]])} by config.json")
+    return [f"config.json does not describe the weights in the safetensors ({detail}): the model would load with "
+            "layers the weights do not fill. Push the folder as training (or save_pretrained) wrote it."]
 
 
 def _auto_map_refs(auto_map: dict) -> list[str]:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from hf_vit import CIFAR10_LABELS, HfViTConfig, HfViTForImageClassification, make_image_processor
 from hf_vit.card import find_template, write_model_card
-from hf_vit.hub import IncompleteModelFolder, push_model_folder, upload_plan
+from hf_vit.hub import IncompleteModelFolder, check_model_folder, push_model_folder, upload_plan
 from hf_vit.metrics import classification_metrics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -413,3 +413,19 @@ def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_pa
         "connection and that the token may write to that repository, then run this again."
     )
     assert (folder / "README.md").read_text() == "# my hand-written card\n"
+
+
+@pytest.mark.parametrize("edit", [{"depth": 2}, {"dim": 64}])
+def test_a_config_that_does_not_describe_the_weights_is_refused_by_push_and_evaluation(tmp_path, edit):
+    """An edited config.json (another depth or width than the weights): transformers would fill the gaps with
+    random layers and warn in a log; the push and the evaluation refuse it instead."""
+    from hf_vit.analysis import load_classifier
+
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    (problem,) = check_model_folder(folder)
+    assert problem.startswith("config.json does not describe the weights in the safetensors (")
+    assert ("missing: vit.transformer.layers.1." in problem) if "depth" in edit else ("is [" in problem)
+    with pytest.raises(ValueError, match=r"config.json does not describe the weights in model.safetensors"):
+        load_classifier(folder)
