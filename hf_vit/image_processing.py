@@ -21,6 +21,9 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
             "statistics the model was trained with (the CIFAR-10 defaults fit 3 channels; in "
             "scripts/import_lesson_weights.py: --image_mean / --image_std)."
         )
+    if any(not float(std) > 0 for std in image_std):  # (x - mean) / 0: every score NaN, blamed on the model
+        raise ValueError(f"image_std must be positive for every channel, got {list(image_std)}: a standard deviation "
+                         "of 0 divides by zero. Pass the statistics the model was trained with (--image_std).")
     return ViTImageProcessor(
         do_resize=True,
         size={"height": height, "width": width},

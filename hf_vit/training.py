@@ -627,6 +627,18 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
     """TrainingArguments that would fail late (after the data is decoded, or at the first evaluation) or do
     something else than they say in this setup: refused now, each naming the fix."""
     args = training_args
+    at_least = {"per_device_train_batch_size": 1, "per_device_eval_batch_size": 1, "gradient_accumulation_steps": 1,
+                "dataloader_num_workers": 0, "learning_rate": 0, "weight_decay": 0}  # fmt: skip
+    for name, low in at_least.items():  # torch would say so only after the dataset is decoded, in a traceback
+        if getattr(args, name) < low:
+            raise SetupError(f"--{name} must be at least {low}, got {getattr(args, name)}.")
+    if not 0 <= args.label_smoothing_factor < 1:
+        raise SetupError(f"--label_smoothing_factor must be in [0, 1), got {args.label_smoothing_factor} (0.1 is usual).")
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise SetupError(
+            f"--max_steps {args.max_steps} and --num_train_epochs {args.num_train_epochs} leave nothing to train: "
+            "give a positive --num_train_epochs (or --max_steps)."
+        )
     metric = (args.metric_for_best_model or "").removeprefix("eval_")
     if args.metric_for_best_model and metric not in EVAL_METRICS:
         raise SetupError(
@@ -836,7 +848,10 @@ def train(
             f"--image_mean and --image_std need one value per channel ({probe_config.num_channels}), got "
             f"{len(image_mean)} and {len(image_std)}. Give both with {probe_config.num_channels} value(s) each."
         )
-    processor = make_image_processor(probe_config, image_mean, image_std)
+    try:
+        processor = make_image_processor(probe_config, image_mean, image_std)
+    except ValueError as err:
+        raise SetupError(str(err)) from None
     # Rank 0 decodes first and caches; the other ranks then read its cache.
     with training_args.main_process_first(desc="decoding the dataset"):
         data = prepare_data(
@@ -1014,4 +1029,12 @@ def main(argv=None) -> int:
     except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the checkpoints written so far are whole (each is moved into place)
+        done = sorted(output_dir.glob("checkpoint-*")) if "output_dir" in locals() and output_dir.is_dir() else []
+        hint = (
+            f" Continue with the same command and --resume_from_checkpoint last (the newest is {done[-1].name})."
+            if done else " No checkpoint was written yet."
+        )
+        print(f"train.py: interrupted.{hint}", file=sys.stderr, flush=True)
+        return 130
     return 0

@@ -842,6 +842,11 @@ def max_diff(a, b):
          "--hub_strategy checkpoint: train.py pushes the finished model folder once, at the end"),
         (["--push_to_hub", "true", "--hub_model_id", "me/vit"], "--push_to_hub: no Hugging Face token found."),
         (["--push_to_hub", "true", "--hub_model_id", "me/a/b"], "--push_to_hub needs a repo id, and 'me/a/b' is not"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1, got 0."),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1, got 0."),
+        (["--label_smoothing_factor", "2"], "--label_smoothing_factor must be in [0, 1), got 2.0"),
+        (["--max_steps", "0", "--num_train_epochs", "0"], "--max_steps 0 and --num_train_epochs 0.0 leave nothing to train"),
+        (["--image_std", "0", "0", "0"], "image_std must be positive for every channel, got [0.0, 0.0, 0.0]"),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
@@ -932,3 +937,26 @@ def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_p
     assert repo_id == "me/tiny-vit" and "checkpoint-4/model.safetensors" not in files
     assert {"README.md", "config.json", "model.safetensors", "metrics.json", "training_recipe.json"} <= set(files)
     assert "me/tiny-vit" in (out / "README.md").read_text()
+
+
+def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
+    """SIGINT (Ctrl-C) mid-run: one line naming the newest checkpoint and the resume flag, not a traceback."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *train_args(dataset_dir, out, steps=4000)], cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_CACHE=str(tmp_path / "datasets-cache")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 180
+    while not (out / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    newest = sorted((p for p in out.glob("checkpoint-*")), key=lambda p: int(p.name.split("-")[1]))[-1].name
+    assert re.findall(r"train\.py: interrupted[^\r\n]*", stderr) == [
+        f"train.py: interrupted. Continue with the same command and --resume_from_checkpoint last (the newest is "
+        f"{newest})."
+    ]
+    assert "Traceback" not in stderr
