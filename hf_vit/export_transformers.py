@@ -34,6 +34,7 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 from .configuration_hf_vit import HfViTConfig, _pair
+from .hub import check_weights
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import check_output_folder, staged_folder
 
@@ -210,6 +211,15 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: pass an hf_vit model folder (what training wrote).")
+    for name in ("config.json", "preprocessor_config.json"):  # named with the file, before anything is written
+        if (model_dir / name).is_file():
+            try:
+                json.loads((model_dir / name).read_text(encoding="utf-8"))
+            except ValueError as err:
+                raise ValueError(f"{model_dir / name} is not valid JSON ({err}): save the model folder again.") from None
+    weights_problem = check_weights(model_dir)
+    if weights_problem:
+        raise ValueError(f"{model_dir}: {weights_problem}")
     model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
     if model_type != HfViTConfig.model_type:
         raise ValueError(f"{model_dir} holds a {model_type!r} model, not hf_vit: nothing to export.")

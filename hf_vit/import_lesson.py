@@ -34,12 +34,20 @@ _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 def read_state_dict(path) -> dict:
     """Tensors from a .safetensors file or a torch.save'd state dict (never unpickling arbitrary objects)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder. Pass the weights file in it (torch.save(model.state_dict(), ...)).")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist. Pass the file written by torch.save(model.state_dict(), ...).")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(path)
+        try:
+            return load_file(path)
+        except Exception as err:  # safetensors raises its own SafetensorError, not an OSError
+            raise ValueError(
+                f"{path} is damaged ({err}): it was probably cut short by an interrupted copy or save. Copy or save "
+                "it again."
+            ) from None
     try:
         # weights_only: only tensors and plain containers load; a pickled class or function is refused.
         obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -157,3 +157,20 @@ def test_legacy_names_match_what_save_pretrained_writes(tmp_path):
         assert on_disk == legacy
     else:  # a later transformers that saves its in-memory names
         assert on_disk == set(convert_state_dict(model))
+
+
+def test_damaged_files_are_named_with_their_path(tmp_path):
+    """A cut-short model.safetensors or a broken JSON file: the message names the file of the source folder
+    (not a safetensors traceback, nor a staging folder that is gone) and writes nothing."""
+    for name, damage in (
+        ("model.safetensors", lambda f: f.write_bytes(f.read_bytes()[:100])),
+        ("config.json", lambda f: f.write_text("{\n oops")),
+        ("preprocessor_config.json", lambda f: f.write_text("{ nope")),
+    ):
+        source = make_model_folder(tmp_path / name / "run", extras=False)
+        damage(source / name)
+        with pytest.raises(ValueError) as err:
+            export_to_transformers_vit(source, tmp_path / name / "vit")
+        expected = f"{source}: model.safetensors is damaged" if name.endswith("safetensors") else f"{source / name} is not valid JSON"
+        assert str(err.value).startswith(expected), str(err.value)
+        assert not (tmp_path / name / "vit").exists()

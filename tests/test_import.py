@@ -163,3 +163,14 @@ def test_cfg_values_of_the_wrong_type_are_named(cfg, message):
     _, ref = lesson_model()
     with pytest.raises(ValueError, match=re.escape(message)):
         lesson_config(ref.state_dict(), cfg)
+
+
+def test_a_damaged_or_misplaced_weights_file_is_named(tmp_path):
+    _, ref = lesson_model()
+    weights = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, weights)
+    weights.write_bytes(weights.read_bytes()[:100])  # an interrupted copy
+    with pytest.raises(ValueError, match=r"vit.safetensors is damaged \(.*\): it was probably cut short"):
+        read_state_dict(weights)
+    with pytest.raises(ValueError, match="is a folder. Pass the weights file in it"):
+        read_state_dict(tmp_path)
