@@ -18,7 +18,7 @@ import torch
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.benchmarking import compare_models
-from hf_vit.data import BatchCollator, ImageTensorDataset, prepare_data
+from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, prepare_data
 from hf_vit.augment import BatchAugment
 from hf_vit.training import RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe
 
@@ -28,7 +28,8 @@ REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" 
 def main():
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_argument("--recipe", default="cpu")
-    cli.add_argument("--dataset_name", default=os.environ.get("HF_VIT_CIFAR10", str(REAL_COPY)))
+    cli.add_argument("--dataset_name", default=None,
+                     help="a dataset folder (default: the CIFAR-10 copy if present, else synthetic images)")
     cli.add_argument("--batches", type=int, default=100, help="batches timed through the pipeline")
     cli.add_argument("--steps", type=int, default=10, help="training steps timed (median of 5 windows)")
     args = cli.parse_args()
@@ -49,16 +50,25 @@ def main():
     attn = config._attn_implementation or "sdpa"
     print(f"recipe {args.recipe}: batch {batch_size}, {dtype}, {attn} attention, torch threads {torch.get_num_threads()}")
 
-    if Path(args.dataset_name).is_dir():
+    default_copy = os.environ.get("HF_VIT_CIFAR10", str(REAL_COPY))
+    if args.dataset_name is not None and not Path(args.dataset_name).is_dir():  # a typo must not time other data
+        sys.exit(f"benchmark_input.py: error: --dataset_name {args.dataset_name!r} is not a folder. Pass a dataset "
+                 "folder in the Hub layout, or leave it out for the CIFAR-10 copy (synthetic images without it).")
+    if args.dataset_name is None and Path(default_copy).is_dir():
+        args.dataset_name = default_copy
+    if args.dataset_name is not None:
         t0 = time.perf_counter()
-        data = prepare_data(
-            args.dataset_name, config.image_size, config.num_channels, CIFAR10_MEAN, CIFAR10_STD,
-            augment=data_args.augment_config(), validation_size=data_args.validation_size,
-        )
+        try:
+            data = prepare_data(
+                args.dataset_name, config.image_size, config.num_channels, CIFAR10_MEAN, CIFAR10_STD,
+                augment=data_args.augment_config(), validation_size=data_args.validation_size,
+            )
+        except DatasetError as err:
+            sys.exit(f"benchmark_input.py: error: {err} (the recipe's settings; this script times its input pipeline)")
         print(f"data: {args.dataset_name} (load + decode/cache: {time.perf_counter() - t0:.1f} s)")
         train_set, collator = data.train, data.collator
     else:  # synthetic stand-in with the same shapes
-        print(f"data: synthetic ({args.dataset_name} not found)")
+        print(f"data: synthetic (no CIFAR-10 copy at {default_copy})")
         pixels = torch.randint(0, 256, (45000, 3, 32, 32), dtype=torch.uint8)
         train_set = ImageTensorDataset(pixels, torch.randint(0, 10, (45000,)), augment=True)
         collator = BatchCollator(BatchAugment(CIFAR10_MEAN, CIFAR10_STD, data_args.augment_config()))

@@ -41,7 +41,7 @@ def test_forward_flops_for_a_shape_with_narrow_heads_and_mean_pooling():
     assert _counted_flops(build_model("hf_vit", config, "eager"), 2) == forward_flops(config, 2)
 
 
-def test_benchmark_input_refuses_a_count_below_one(monkeypatch, capsys):
+def test_benchmark_input_refuses_a_count_below_one_and_a_missing_dataset(monkeypatch, capsys, tmp_path):
     import importlib.util
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
@@ -54,6 +54,13 @@ def test_benchmark_input_refuses_a_count_below_one(monkeypatch, capsys):
             module.main()
         assert exit_info.value.code == 2
         assert f"error: {flag} must be at least 1, got 0." in capsys.readouterr().err
+    # a mistyped folder is an error, not a timing of synthetic images; a folder that is no dataset is one line
+    for folder, message in ((str(tmp_path / "cifr10"), "is not a folder. Pass a dataset folder"),
+                            (str(tmp_path), "benchmark_input.py: error: ")):  # fmt: skip
+        monkeypatch.setattr(sys, "argv", ["benchmark_input.py", "--dataset_name", folder])
+        with pytest.raises(SystemExit) as exit_info:
+            module.main()
+        assert message in str(exit_info.value.code) and "Traceback" not in capsys.readouterr().err
 
 
 def test_the_three_models_are_the_same_network():
