@@ -23,8 +23,8 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader processes decoding images")
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
-    p.add_argument("--image_column", default=None, help="default: the dataset's Image column")
-    p.add_argument("--label_column", default=None, help="default: the dataset's ClassLabel column")
+    p.add_argument("--image_column", default=None, help="default: img, else image (as training)")
+    p.add_argument("--label_column", default=None, help="default: label, else labels (as training)")
     p.add_argument("--max_attention_maps", type=int, default=500,
                    help="attention maps for at most this many mistakes, most confident first (-1: all)")
     p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png (0 or more)")
