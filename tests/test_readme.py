@@ -1,4 +1,4 @@
-"""The README's tour points at lines that really hold the code it quotes."""
+"""The README's tour points at lines that really hold the code it quotes, and the tests it cites exist."""
 
 import re
 from pathlib import Path
@@ -38,3 +38,12 @@ def test_link_texts_name_the_lines_they_link_to():
             assert numbers == [n for n in (match["start"], match["end"]) if n], match.group(0)
             checked += 1
     assert checked >= 20
+
+
+def test_every_test_the_readme_names_exists():
+    """The Reliability table and the prose cite tests by name: a renamed or deleted test must not stay cited."""
+    readme = (ROOT / "README.md").read_text()
+    source = "\n".join(p.read_text() for p in (ROOT / "tests").glob("*.py"))
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)`", readme))
+    assert len(cited) >= 40
+    assert sorted(name for name in cited if f"def {name}(" not in source) == []
