@@ -941,8 +941,10 @@ def train(
         trainer.model.to(next(iter(kept.values())).dtype)
         trainer.model.load_state_dict(kept)
     if trainer.is_world_process_zero():
-        # An earlier evaluation of this folder scored other weights (a resumed run ends in a new model).
+        # An earlier evaluation of this folder scored other weights (a resumed run ends in a new model), and an
+        # earlier metrics.json too: gone before the new weights land, so a crash between the two never pairs them.
         shutil.rmtree(output_dir / "evaluation", ignore_errors=True)
+        (output_dir / "metrics.json").unlink(missing_ok=True)
     trainer.save_model(str(output_dir))  # config (auto_map), weights, remote code, preprocessor_config.json
     # save_model also pickles the TrainingArguments; the model folder holds no pickles (training_recipe.json has them).
     if trainer.is_world_process_zero():

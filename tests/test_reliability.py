@@ -960,3 +960,24 @@ def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
         f"{newest})."
     ]
     assert "Traceback" not in stderr
+
+
+def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, tmp_path):
+    """A finished run, resumed to train longer, is killed while its new model.safetensors is written: the folder
+    must not pair the earlier run's metrics.json (which the card and the push read) with the new weights."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    assert (out / "metrics.json").is_file()
+    proc = start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12),
+                          HF_VIT_TEST_STALL_SAVE=out.name)  # the final folder's weight write stops half-way
+    deadline = time.time() + 180
+    line = ""
+    while "STALLED-IN-SAVE" not in line:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, "the run ended without writing its model"
+        assert time.time() < deadline
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert not (out / "metrics.json").exists()
