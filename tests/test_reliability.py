@@ -750,18 +750,23 @@ def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset
     assert any(r["file"].endswith("rng_state.pth") for r in loaded)
 
 
-def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path):
-    out = tmp_path / "run"
-    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
+def kill_when_stalled(proc, what):
+    """SIGKILL the run once its stalled save (HF_VIT_TEST_STALL_SAVE) has written half a weights file."""
     deadline = time.time() + 180
     line = ""
     while "STALLED-IN-SAVE" not in line:
         line = proc.stdout.readline()
-        assert line or proc.poll() is None, "the run ended without reaching checkpoint-12"
+        assert line or proc.poll() is None, f"the run ended without reaching {what}"
         assert time.time() < deadline
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
+    kill_when_stalled(proc, "checkpoint-12")
     partial = out / "checkpoint-12"
     assert (partial / "model.safetensors").stat().st_size > 0 and not (partial / "trainer_state.json").exists()
     from hf_vit.training import last_complete_checkpoint
@@ -972,12 +977,5 @@ def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_
     assert (out / "metrics.json").is_file()
     proc = start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12),
                           HF_VIT_TEST_STALL_SAVE=out.name)  # the final folder's weight write stops half-way
-    deadline = time.time() + 180
-    line = ""
-    while "STALLED-IN-SAVE" not in line:
-        line = proc.stdout.readline()
-        assert line or proc.poll() is None, "the run ended without writing its model"
-        assert time.time() < deadline
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    kill_when_stalled(proc, "its model folder")
     assert not (out / "metrics.json").exists()
