@@ -58,6 +58,8 @@ def parse_args(argv=None):
     if args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}.")
     args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]
+    if not args.pictures:
+        parser.error(f"--pictures names no picture; choose from {','.join(PICTURES)} (all by default).")
     return args
 
 

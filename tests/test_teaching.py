@@ -300,6 +300,7 @@ def load_script():
         (["--model", "./runs/nothere", "--image", "a.png"], "error: no model folder at "),
         (["--preset", "tiny", "--patch_size", "5", "--image", "a.png"], "does not divide"),
         (["--preset", "tiny", "--image", "a.png", "--pictures", "patch_grid,nope"], "Unknown picture"),
+        (["--preset", "tiny", "--image", "a.png", "--pictures", ","], "--pictures names no picture"),
     ],
 )
 def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args, message):
