@@ -135,9 +135,19 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
 
     source, is_local = locate_model(model_name_or_path, flag)
     local_only = not is_local and hub_unreachable()
+    if is_local:  # config.json against the safetensors headers: names the missing or mis-shaped weight
+        from .hub import _weights_against_config
+
+        try:
+            config = json.loads((Path(source) / "config.json").read_text(encoding="utf-8"))
+            problems = _weights_against_config(Path(source), config) if isinstance(config, dict) else []
+        except Exception:  # unreadable files: transformers' load below names them
+            problems = []
+        if problems:
+            raise ValueError(f"{source!r} ({flag}): {problems[0]}")
     mismatch = (
-        f"{source!r} ({flag}): config.json does not describe the weights in model.safetensors ({{}}): the model "
-        "would run with layers the weights do not fill. Use the folder as training (or save_pretrained) wrote it."
+        f"{source!r} ({flag}): config.json does not describe the saved weights ({{}}): the model would run with "
+        "layers the weights do not fill. Use the folder as training (or save_pretrained) wrote it."
     )
     try:
         model, info = AutoModelForImageClassification.from_pretrained(
@@ -172,6 +182,11 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
             "Hub id you can reach."
         ) from err
     missing = sorted(info.get("missing_keys") or [])
+    if missing and all(key.startswith("mlp_head.") for key in missing):
+        raise ValueError(
+            f"{source!r} ({flag}) holds a model without a classification head (saved from HfViTModel): its "
+            "predictions would come from a random head. Pass the folder training wrote (HfViTForImageClassification)."
+        )
     if missing or info.get("mismatched_keys"):  # newly initialised at random: the scores would be noise
         named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise ValueError(mismatch.format(f"missing: {named}" if missing else "weights of other shapes"))
@@ -409,8 +424,9 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
     # A rerun clears the earlier evaluation's files (every top-level .png among them): only in a folder that an
     # evaluation wrote (misclassified/ is made before anything else is written), never in one of the user's.
     earlier = (output_dir / "misclassified").is_dir() or (output_dir / "misclassified.csv").is_file()
-    if output_dir.is_dir() and not earlier and any(output_dir.iterdir()):
-        example = sorted(p.name for p in output_dir.iterdir())[0]
+    own = sorted(p.name for p in output_dir.iterdir() if not p.name.startswith(".")) if output_dir.is_dir() else []
+    if own and not earlier:  # hidden files (.DS_Store, .gitkeep) are no one's evaluation and no one's photos
+        example = own[0]
         raise ValueError(
             f"--output_dir {str(output_dir)!r} holds other files ({example!r}, ...) and no earlier evaluation: the "
             "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "

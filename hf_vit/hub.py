@@ -186,7 +186,7 @@ def _weights_against_config(model_dir: Path, config: dict) -> list[str]:
     detail = f"missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else (
         f"{other[0]} is {list(saved[other[0]])} in the weights, {list(expected[other[0]])} by config.json")
     return [f"config.json does not describe the weights in the safetensors ({detail}): the model would load with "
-            "layers the weights do not fill. Push the folder as training (or save_pretrained) wrote it."]
+            "layers the weights do not fill. Use the folder as training (or save_pretrained) wrote it."]
 
 
 def _auto_map_refs(auto_map: dict) -> list[str]:
@@ -240,7 +240,7 @@ def push_model_folder(
     model_dir,
     repo_id: str,
     *,
-    private: bool = False,
+    private: bool | None = False,
     token: str | None = None,
     commit_message: str | None = None,
     write_card: bool = True,
@@ -249,7 +249,7 @@ def push_model_folder(
     """Upload the model folder to `repo_id` in one commit; returns (files, CommitInfo or None on dry_run).
 
     `token`: None takes the usual places (the HF_TOKEN variable, then the
-    `hf auth login` cache). `private` applies when the repository is created;
+    `hf auth login` cache). `private` applies when the repository is created (None: the account's default);
     an existing repository keeps its visibility. `write_card` (re)writes
     README.md from the folder with this repo id before uploading.
     """
@@ -275,7 +275,9 @@ def push_model_folder(
     api = None
     if not dry_run:  # the first network call, before the card is rewritten: offline, the folder stays as it was
         api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        # "my-vit" lands under the token's namespace: the card's snippets need the full "user/my-vit"
+        repo_id = getattr(url, "repo_id", None) or repo_id
     if write_card:
         from .card import write_model_card
 

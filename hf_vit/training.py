@@ -898,7 +898,10 @@ def train(
     # read now: save_total_limit may delete that checkpoint during training
     resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
     finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)
-    if resume is not None and not finished and not (Path(resume) / "optimizer.pt").is_file():
+    # A checkpoint from before hf_vit_run.json existed cannot be compared; at its schedule's end it needs no optimizer.
+    unchecked = resume is not None and not (Path(resume) / RUN_FINGERPRINT).is_file()
+    at_end = unchecked and 0 < resume_state.get("max_steps", 0) <= resume_state.get("global_step", 0)
+    if resume is not None and not (finished or at_end) and not (Path(resume) / "optimizer.pt").is_file():
         raise SetupError(
             f"--resume_from_checkpoint {str(resume)!r} holds no optimizer state (saved with --save_only_model true): "
             "a resume would restart the optimizer and the learning-rate schedule, not continue the run. Start a new "
@@ -985,7 +988,7 @@ def train(
 
     write_model_card(output_dir)
     print(
-        f"[hf_vit] test accuracy {metrics['accuracy']:.4f} (best validation accuracy "
+        f"[hf_vit] test accuracy {metrics['accuracy']:.4f} ({_validation_words(metrics['validation'])} "
         f"{best_val if best_val is None else round(best_val, 4)}); model folder: {output_dir}",
         flush=True,
     )
@@ -994,18 +997,26 @@ def train(
     return metrics
 
 
+def _validation_words(validation: dict) -> str:
+    """How the printed validation accuracy was chosen (the card's wording)."""
+    if validation.get("model") != "best":
+        return "validation accuracy of the final model"
+    by = str(validation.get("selected_by") or "accuracy").removeprefix("eval_")
+    return "best validation accuracy" if by == "accuracy" else f"validation accuracy of the checkpoint chosen by {by}"
+
+
 def push_finished_folder(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> None:
     """--push_to_hub: the folder as scripts/push_to_hub.py would push it (card for the repo id, metrics)."""
     from .hub import push_model_folder
 
     try:
         files, info = push_model_folder(
-            output_dir, repo_id, private=bool(training_args.hub_private_repo), token=training_args.hub_token
+            output_dir, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
         raise SetupError(
             f"the model folder {output_dir} is complete, but the push to {repo_id!r} failed: "
-            f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}. Push it with "
+            f"{(str(err).strip().splitlines() or [type(err).__name__])[0].rstrip('.')}. Push it with "
             f"`python scripts/push_to_hub.py {output_dir} {repo_id}`."
         ) from None
     print(f"[hf_vit] pushed {len(files)} files to {getattr(info, 'commit_url', None) or repo_id}", flush=True)
@@ -1032,7 +1043,10 @@ def main(argv=None) -> int:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: the checkpoints written so far are whole (each is moved into place)
-        done = sorted(output_dir.glob("checkpoint-*")) if "output_dir" in locals() and output_dir.is_dir() else []
+        done = sorted(
+            (p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+            key=lambda p: int(p.name.split("-")[-1]),  # by step: checkpoint-12 is newer than checkpoint-8
+        ) if "output_dir" in locals() and output_dir.is_dir() else []
         hint = (
             f" Continue with the same command and --resume_from_checkpoint last (the newest is {done[-1].name})."
             if done else " No checkpoint was written yet."

@@ -18,7 +18,7 @@ import torch
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.benchmarking import compare_models
-from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, prepare_data
+from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
 from hf_vit.training import RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe
 
@@ -51,7 +51,8 @@ def main():
     print(f"recipe {args.recipe}: batch {batch_size}, {dtype}, {attn} attention, torch threads {torch.get_num_threads()}")
 
     default_copy = os.environ.get("HF_VIT_CIFAR10", str(REAL_COPY))
-    if args.dataset_name is not None and not Path(args.dataset_name).is_dir():  # a typo must not time other data
+    if args.dataset_name is not None and looks_local(args.dataset_name) and not Path(args.dataset_name).is_dir():
+        # a mistyped path must not time other data (a Hub id goes to prepare_data, which says if it is unreachable)
         sys.exit(f"benchmark_input.py: error: --dataset_name {args.dataset_name!r} is not a folder. Pass a dataset "
                  "folder in the Hub layout, or leave it out for the CIFAR-10 copy (synthetic images without it).")
     if args.dataset_name is None and Path(default_copy).is_dir():

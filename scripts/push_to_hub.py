@@ -32,7 +32,7 @@ def main(argv=None):
     except (IncompleteModelFolder, ValueError, PermissionError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
     except Exception as err:  # the network or the Hub (offline, a token without write access): one commit, all or none
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
         sys.exit(
             f"error: the push to {args.repo_id!r} failed, nothing was uploaded: {first}. Check the connection "
             "and that the token may write to that repository, then run this again."

@@ -360,6 +360,8 @@ def test_an_output_dir_of_the_users_own_files_is_refused_not_cleared(evaluated, 
     assert (mine / "holiday.png").read_bytes() == b"mine"
     with pytest.raises(ValueError, match="which is a file. Pass a folder"):
         evaluate_model(str(evaluated["model_dir"]), output_dir=mine / "holiday.png" / "sub", **kwargs)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / ".DS_Store").write_bytes(b"")  # a hidden file is no one's photos
     evaluate_model(str(evaluated["model_dir"]), output_dir=tmp_path / "new", **kwargs)
     evaluate_model(str(evaluated["model_dir"]), output_dir=tmp_path / "new", **kwargs)  # its own earlier run: fine
 

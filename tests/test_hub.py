@@ -427,5 +427,15 @@ def test_a_config_that_does_not_describe_the_weights_is_refused_by_push_and_eval
     (problem,) = check_model_folder(folder)
     assert problem.startswith("config.json does not describe the weights in the safetensors (")
     assert ("missing: vit.transformer.layers.1." in problem) if "depth" in edit else ("is [" in problem)
-    with pytest.raises(ValueError, match=r"config.json does not describe the weights in model.safetensors"):
+    with pytest.raises(ValueError) as err:
         load_classifier(folder)
+    assert str(err.value) == f"{str(folder)!r} (--model): {problem}"  # the same diagnosis, naming the weight
+
+
+def test_a_folder_without_a_head_is_named_as_such_by_the_evaluation(tmp_path):
+    from hf_vit import HfViTModel
+    from hf_vit.analysis import load_classifier
+
+    HfViTModel(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).save_pretrained(tmp_path / "body")
+    with pytest.raises(ValueError, match=r"holds a model without a classification head \(saved from HfViTModel\)"):
+        load_classifier(tmp_path / "body")

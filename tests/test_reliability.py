@@ -918,6 +918,9 @@ def test_a_resume_needs_the_optimizer_state_and_the_same_data_seed(dataset_dir, 
     err = train_error(capsys, train_args(dataset_dir, out, "--save_only_model", "true", "--resume_from_checkpoint",
                                          "last", steps=12))  # fmt: skip
     assert err.startswith(f"train.py: error: --resume_from_checkpoint '{out}/checkpoint-8' holds no optimizer state")
+    # a checkpoint of an older version (no hf_vit_run.json) at its schedule's end needs no optimizer: it is finished
+    (out / "checkpoint-8" / "hf_vit_run.json").unlink()
+    assert main(train_args(dataset_dir, out, "--save_only_model", "true", "--resume_from_checkpoint", "last", steps=8)) == 0
     out = tmp_path / "seeded"
     assert main(train_args(dataset_dir, out, "--data_seed", "7", "--stop_after_steps", "4", steps=8)) == 0
     err = train_error(capsys, train_args(dataset_dir, out, "--data_seed", "8", "--resume_from_checkpoint", "last", steps=8))
@@ -931,17 +934,20 @@ def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_p
 
     from hf_vit.training import main
 
-    commits = []
-    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: f"https://huggingface.co/{repo_id}")
+    from huggingface_hub import RepoUrl
+
+    commits = []  # a bare name lands under the token's namespace, as the Hub does it
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: RepoUrl(
+        f"https://huggingface.co/{repo_id if '/' in repo_id else 'me/' + repo_id}"))  # fmt: skip
     monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: commits.append(
         (repo_id, sorted(op.path_in_repo for op in operations))) or type("Info", (), {"commit_url": "u"})())  # fmt: skip
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
-    out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, "--push_to_hub", "true", "--hub_model_id", "me/tiny-vit", steps=4)) == 0
+    out = tmp_path / "tiny-vit"
+    assert main(train_args(dataset_dir, out, "--push_to_hub", "true", steps=4)) == 0  # repo: the folder's name
     ((repo_id, files),) = commits
     assert repo_id == "me/tiny-vit" and "checkpoint-4/model.safetensors" not in files
     assert {"README.md", "config.json", "model.safetensors", "metrics.json", "training_recipe.json"} <= set(files)
-    assert "me/tiny-vit" in (out / "README.md").read_text()
+    assert 'model="me/tiny-vit"' in (out / "README.md").read_text()  # the snippet names the full repo id
 
 
 def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
@@ -953,7 +959,7 @@ def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.time() + 180
-    while not (out / "checkpoint-4" / "trainer_state.json").exists():
+    while not (out / "checkpoint-12" / "trainer_state.json").exists():  # after checkpoint-8: "12" < "8" as text
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
