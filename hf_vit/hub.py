@@ -175,8 +175,11 @@ def _weights_against_config(model_dir: Path, config: dict) -> list[str]:
         expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     except (ValueError, TypeError) as err:
         return [f"config.json is not a valid hf_vit config: {err}"]
+    files = [w for w in _weight_files(model_dir) if w.endswith(".safetensors")]
+    if not files:  # no weights at all is check_weights' finding, with its own message
+        return []
     saved = {}
-    for name in (w for w in _weight_files(model_dir) if w.endswith(".safetensors")):
+    for name in files:
         with safe_open(str(model_dir / name), framework="pt") as f:
             saved.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
     missing = sorted(set(expected) - set(saved))
