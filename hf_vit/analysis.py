@@ -136,11 +136,11 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
     source, is_local = locate_model(model_name_or_path, flag)
     local_only = not is_local and hub_unreachable()
     if is_local:  # config.json against the safetensors headers: names the missing or mis-shaped weight
-        from .hub import _weights_against_config
+        from .hub import weights_against_config
 
         try:
             config = json.loads((Path(source) / "config.json").read_text(encoding="utf-8"))
-            problems = _weights_against_config(Path(source), config) if isinstance(config, dict) else []
+            problems = weights_against_config(Path(source), config) if isinstance(config, dict) else []
         except Exception:  # unreadable files: transformers' load below names them
             problems = []
         if problems:
@@ -153,11 +153,10 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
         model, info = AutoModelForImageClassification.from_pretrained(
             source, use_safetensors=True, local_files_only=local_only, output_loading_info=True, **kwargs
         )
-    except RuntimeError as err:  # a weight of another shape than config.json gives it
+    except RuntimeError as err:  # a Hub model's weight of another shape (a local folder's is named above)
         if "ignore_mismatched_sizes" not in str(err):
             raise
-        sizes = [line.strip() for line in str(err).splitlines() if "size mismatch" in line or "shape" in line][:2]
-        raise ValueError(mismatch.format("; ".join(sizes) or "weights of other shapes")) from None
+        raise ValueError(mismatch.format("weights of other shapes")) from None
     except ValueError as err:
         if "trust_remote_code" not in str(err):
             raise

@@ -132,7 +132,7 @@ def check_model_folder(model_dir) -> list[str]:
         problems.append(weights_problem)
 
     if isinstance(config, dict) and not weights_problem:
-        problems.extend(_weights_against_config(model_dir, config))
+        problems.extend(weights_against_config(model_dir, config))
 
     if not (model_dir / "preprocessor_config.json").is_file():
         problems.append(
@@ -158,7 +158,7 @@ def check_model_folder(model_dir) -> list[str]:
     return problems
 
 
-def _weights_against_config(model_dir: Path, config: dict) -> list[str]:
+def weights_against_config(model_dir: Path, config: dict) -> list[str]:
     """An hf_vit classifier whose config.json asks for weights the safetensors do not hold (an edited depth or
     dim): a Hub user's model would start with random layers."""
     if config.get("model_type") != "hf_vit" or config.get("architectures") != ["HfViTForImageClassification"]:
