@@ -158,6 +158,15 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
             raise
         raise ValueError(mismatch.format("weights of other shapes")) from None
     except ValueError as err:
+        if str(err).startswith("Unrecognized configuration class"):  # transformers lists ~60 image model types
+            try:  # a local folder's own word; a Hub model's config class name from the message
+                model_type = json.loads((Path(source) / "config.json").read_text(encoding="utf-8"))["model_type"]
+            except Exception:
+                model_type = str(err).split("<class '")[-1].split("'")[0].rsplit(".", 1)[-1]
+            raise ValueError(
+                f"{source!r} ({flag}) is a {model_type!r} model, which has no image-classification head. Pass an image "
+                "classifier: an hf_vit model folder (config.json says \"model_type\": \"hf_vit\"), e.g. runs/<name>."
+            ) from None
         if "trust_remote_code" not in str(err):
             raise
         # An architecture neither hf_vit nor transformers knows: its own .py files would run. Only on request.
@@ -459,6 +468,12 @@ def evaluate_model(
                                ("num_workers", num_workers, 0), ("gallery_size", gallery_size, 0)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
             raise ValueError(f"--{name} must be a whole number of at least {least}, got {value!r}.")
+    if max_attention_maps is not None and (
+        isinstance(max_attention_maps, bool) or not isinstance(max_attention_maps, int) or max_attention_maps < -1
+    ):  # -1 is the documented "all"; -5 is more likely a typo than a wish
+        raise ValueError(
+            f"--max_attention_maps must be a whole number of at least 0, or -1 for all, got {max_attention_maps!r}."
+        )
     device = resolve_device(device)
     output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_name_or_path)
     _check_output_dir(output_dir, model_name_or_path)

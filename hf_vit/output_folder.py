@@ -9,7 +9,9 @@ after the new one is complete, and never when the old one holds an input of the 
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +46,11 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     # Same parent, so the final move is a rename on one filesystem, not a copy.
     staging_root = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
+    # A plain `kill` (SIGTERM) ends Python without running `finally`, which would leave the hidden staging
+    # folder behind: while staging, it exits through SystemExit instead (status 143, as the signal would).
+    own_handler = threading.current_thread() is threading.main_thread()  # signal.signal works only there
+    if own_handler:
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         staged = staging_root / output_dir.name
         staged.mkdir()
@@ -53,6 +60,12 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
         os.replace(staged, output_dir)
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)
+        if own_handler:  # None: a handler set outside Python, which the default stands for
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 __all__ = ["check_output_folder", "staged_folder"]

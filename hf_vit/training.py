@@ -249,7 +249,10 @@ def parse_args(argv=None):
     if known.config_file is None and len(rest) == 1 and rest[0].endswith((".yaml", ".yml", ".json")):
         known.config_file, rest = rest[0], []
 
-    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, TrainingArguments))
+    # prog: the same name in every error line, however the script is started (python, accelerate, torchrun, tests)
+    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="train.py")
+    # argparse would print every one of the ~130 flags' usage above each error line
+    parser.usage = "%(prog)s [--recipe NAME] [--config_file FILE] [--flag value ...]  (every flag: %(prog)s --help)"
     parser.add_argument("--recipe", help=f"a shipped recipe: {', '.join(available_recipes())}")
     parser.add_argument("--config_file", help="a recipe file (.yaml or .json); command-line flags override it")
     defaults = dict(TRAINING_DEFAULTS)

@@ -386,6 +386,8 @@ def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, 
         (["--num_threads", "-1"], "error: --num_threads must be a whole number of at least 1, got -1."),
         (["--gallery_size", "-1"], "error: --gallery_size must be a whole number of at least 0, got -1."),
         (["--batch_size", "0"], "error: --batch_size must be a whole number of at least 1, got 0."),
+        (["--max_attention_maps", "-5"],
+         "error: --max_attention_maps must be a whole number of at least 0, or -1 for all, got -5."),
     ],
 )
 def test_bad_evaluation_flags_are_one_error_line_before_anything_loads(flags, message, tmp_path, capsys):

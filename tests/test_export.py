@@ -174,3 +174,27 @@ def test_damaged_files_are_named_with_their_path(tmp_path):
         expected = f"{source}: model.safetensors is damaged" if name.endswith("safetensors") else f"{source / name} is not valid JSON"
         assert str(err.value).startswith(expected), str(err.value)
         assert not (tmp_path / name / "vit").exists()
+
+
+def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_path):
+    """`kill` (SIGTERM) halfway through an export or import: Python's default would end the process without
+    running the staging folder's clean-up, leaving a hidden `.NAME.staging-*` folder beside the output."""
+    import subprocess
+    import sys
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("the earlier export")
+    script = (
+        "import sys, time\n"
+        "from hf_vit.output_folder import staged_folder\n"
+        "with staged_folder(sys.argv[1], overwrite=True) as folder:\n"
+        "    (folder / 'half.txt').write_text('x')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "writing\n"
+    proc.terminate()
+    assert proc.wait(timeout=60) == 128 + 15  # what a shell reports for a process ended by SIGTERM
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["old.txt"]

@@ -334,6 +334,19 @@ def test_bad_training_flags_are_one_line_before_any_training(dataset_dir, tmp_pa
     assert not (tmp_path / "out").exists()  # refused during setup: not even an empty --output_dir is left
 
 
+def test_a_flag_value_of_the_wrong_type_is_one_usage_line_and_the_error(tmp_path, capsys):
+    from hf_vit.training import main
+
+    with pytest.raises(SystemExit) as code:  # argparse's own check, so its own exit
+        main(["--output_dir", str(tmp_path / "out"), "--learning_rate", "abc"])
+    assert code.value.code == 2
+    # not the usage of every one of the ~130 flags above the error
+    assert capsys.readouterr().err.splitlines() == [
+        "usage: train.py [--recipe NAME] [--config_file FILE] [--flag value ...]  (every flag: train.py --help)",
+        "train.py: error: argument --learning_rate/--learning-rate: invalid float value: 'abc'",
+    ]
+
+
 def test_resuming_checks_the_checkpoint_and_never_mixes_two_models(dataset_dir, tmp_path, capsys):
     """A resume continues its own run: a checkpoint from another folder or with another shape or data split is
     refused; a checkpoint at the schedule's end is finished without an extra step; the model written replaces
@@ -486,6 +499,20 @@ def test_model_folder_without_preprocessor_config(model_dir, dataset_dir, tmp_pa
     assert message.endswith(
         "Save one beside the weights: `hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes "
         "preprocessor_config.json."
+    )
+
+
+def test_a_model_folder_of_another_kind_is_named_as_such(dataset_dir, tmp_path):
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path / "bert"
+    BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                         vocab_size=10)).save_pretrained(folder)  # fmt: skip
+    message = evaluate_error(folder, dataset_dir, tmp_path)
+    # not transformers' list of every image model type
+    assert message == (
+        f"error: {str(folder)!r} (--model) is a 'bert' model, which has no image-classification head. Pass an "
+        'image classifier: an hf_vit model folder (config.json says "model_type": "hf_vit"), e.g. runs/<name>.'
     )
 
 
@@ -887,6 +914,13 @@ def test_reduce_lr_on_plateau_follows_the_direction_of_the_selection_metric(data
     rates = [e["learning_rate"] for e in state["log_history"] if "learning_rate" in e]
     recipe = json.loads((out / "training_recipe.json").read_text())
     assert recipe["training"]["lr_scheduler_kwargs"] == {"patience": 0, "mode": "max"}
+    # The saved scheduler is where torch's own ReduceLROnPlateau, in mode 'max', ends on these accuracies.
+    saved = torch.load(out / "checkpoint-9" / "scheduler.pt", weights_only=True)
+    expected = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=3e-3), mode="max", patience=0)  # fmt: skip
+    for value in accuracy:
+        expected.step(value)
+    assert (saved["mode"], saved["best"], set(saved["_last_lr"])) == ("max", max(accuracy), set(expected._last_lr))
     if all(b > a for a, b in zip(accuracy, accuracy[1:])):  # rising at every evaluation: never cut
         assert set(rates) == {3e-3}, (accuracy, rates)
     from hf_vit.training import check_trainer_flags, parse_args
