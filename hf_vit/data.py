@@ -138,11 +138,16 @@ def get_split(dataset_dict, split: str, dataset_name: str, flag: str = "--train_
     return ds
 
 
-def find_columns(ds, image_column: str | None = None, label_column: str | None = None) -> tuple[str, str]:
-    """The image and label column names: the ones given, else the first of img/image and label/labels present."""
+def find_columns(
+    ds, image_column: str | None = None, label_column: str | None = None, label_required: bool = True
+) -> tuple[str, str | None]:
+    """The image and label column names: the ones given, else the first of img/image and label/labels present.
+
+    With label_required=False (drawing one image) a dataset without a label column gives None for it.
+    """
     columns = list(ds.column_names)
 
-    def pick(given, candidates, what, flag):
+    def pick(given, candidates, what, flag, required=True):
         if given is not None:
             if given not in columns:
                 raise DatasetError(f"no {what} column {given!r} in the dataset; its columns are {columns}. Fix {flag}.")
@@ -150,6 +155,8 @@ def find_columns(ds, image_column: str | None = None, label_column: str | None =
         for name in candidates:
             if name in columns:
                 return name
+        if not required:
+            return None
         raise DatasetError(
             f"found no {what} column (looked for {' / '.join(candidates)}); the dataset's columns are {columns}. "
             f"Name it with {flag} <column>."
@@ -157,7 +164,7 @@ def find_columns(ds, image_column: str | None = None, label_column: str | None =
 
     return (
         pick(image_column, IMAGE_COLUMNS, "image", "--image_column"),
-        pick(label_column, LABEL_COLUMNS, "label", "--label_column"),
+        pick(label_column, LABEL_COLUMNS, "label", "--label_column", label_required),
     )
 
 

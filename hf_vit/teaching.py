@@ -403,24 +403,34 @@ def load_image_file(path) -> Image.Image:
         raise ValueError(f"{path} is not an image PIL can read ({err}). Pass a PNG or JPEG file.") from err
 
 
-def load_dataset_image(dataset: str, index: int, split: str = "test") -> tuple[Image.Image, str | None]:
-    """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled."""
+def load_dataset_image(
+    dataset: str, index: int, split: str = "test", image_column: str | None = None, label_column: str | None = None
+) -> tuple[Image.Image, str | None]:
+    """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled.
+
+    The columns are found as training and the evaluation find them (img/image, label/labels, or the names given),
+    so a picture shows the image and class the evaluation scored under that index.
+    """
     import datasets
 
-    from .data import get_split, load_dataset
+    from .data import find_columns, get_split, load_dataset
 
     ds = get_split(load_dataset(dataset, flag="--dataset"), split, dataset, flag="--split")
     if not 0 <= index < len(ds):
         raise ValueError(
             f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."
         )
-    image_cols = [name for name, f in ds.features.items() if isinstance(f, datasets.Image)]
-    if not image_cols:
-        raise ValueError(f"Dataset {dataset} has no image column (columns: {list(ds.features)}).")
-    label_cols = [name for name, f in ds.features.items() if isinstance(f, datasets.ClassLabel)]
+    image_column, label_column = find_columns(ds, image_column, label_column, label_required=False)
+    if not isinstance(ds.features[image_column], datasets.Image):
+        raise ValueError(
+            f"the column {image_column!r} of {dataset} holds {type(ds.features[image_column]).__name__} values, not "
+            "images. Name the image column with --image_column."
+        )
     row = ds[index]
-    label = ds.features[label_cols[0]].int2str(row[label_cols[0]]) if label_cols else None
-    return as_mode(row[image_cols[0]], "RGB"), label  # what the evaluation scored for this index
+    feature = ds.features[label_column] if label_column else None
+    # Class names come with a ClassLabel column; plain integers have none (the picture shows the prediction only).
+    label = feature.int2str(row[label_column]) if isinstance(feature, datasets.ClassLabel) else None
+    return as_mode(row[image_column], "RGB"), label  # what the evaluation scored for this index
 
 
 def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor:

@@ -41,6 +41,9 @@ def parse_args(argv=None):
     source.add_argument("--dataset", help="dataset folder or Hub id that datasets.load_dataset reads")
     image.add_argument("--split", default="test", help="dataset split (default: test)")
     image.add_argument("--index", type=int, help="row of the split to draw (with --dataset)")
+    image.add_argument("--image_column", default=None, help="with --dataset; default: img, else image (as training)")
+    image.add_argument("--label_column", default=None,
+                       help="with --dataset; default: label, else labels (as training); none: no true class shown")
     parser.add_argument("--output_dir", required=True, help="where the PNGs and pictures.json go")
     parser.add_argument(
         "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
@@ -55,6 +58,8 @@ def parse_args(argv=None):
         parser.error("--dataset needs --index N (which image of the split to draw).")
     if args.image and args.index is not None:
         parser.error("--index only applies with --dataset.")
+    if args.image and (args.image_column or args.label_column):
+        parser.error("--image_column and --label_column only apply with --dataset.")
     if args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}.")
     args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]
@@ -79,7 +84,8 @@ def main(argv=None):
         if args.image:
             image, label, source = load_image_file(args.image), None, args.image
         else:
-            image, label = load_dataset_image(args.dataset, args.index, split=args.split)
+            image, label = load_dataset_image(args.dataset, args.index, split=args.split,
+                                              image_column=args.image_column, label_column=args.label_column)
             source = f"{args.dataset} [{args.split}][{args.index}]"
         written = write_pictures(
             model, image, args.output_dir, processor=processor, pictures=args.pictures,

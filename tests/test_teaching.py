@@ -249,6 +249,35 @@ def test_pictures_and_saved_mistakes_show_transparent_pixels_on_white_as_the_mod
         assert picture.mode == "RGB" and (pixels[:, 16:] == 255).all() and (pixels[:, :16] == [200, 0, 0]).all()
 
 
+def test_a_dataset_image_is_found_by_the_evaluations_column_rule(tmp_path):
+    """visualize.py draws the image and class that the evaluation scored under that index: columns named
+    img/image and label/labels (or the names given), not the first image and class columns of the table."""
+    import datasets
+
+    from hf_vit.teaching import load_dataset_image
+
+    red, blue = (Image.new("RGB", (32, 32), colour) for colour in ((255, 0, 0), (0, 0, 255)))
+    features = datasets.Features({
+        "thumbnail": datasets.Image(), "coarse": datasets.ClassLabel(names=["animal", "vehicle"]),
+        "img": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "truck"]), "plain": datasets.Value("int64"),
+    })  # fmt: skip
+    (tmp_path / "ds").mkdir()
+    datasets.Dataset.from_dict(
+        {"thumbnail": [blue], "coarse": [0], "img": [red], "label": [1], "plain": [1]}, features=features
+    ).to_parquet(str(tmp_path / "ds" / "test-00000-of-00001.parquet"))
+    ds = str(tmp_path / "ds")
+
+    image, label = load_dataset_image(ds, 0)
+    assert (np.asarray(image)[0, 0].tolist(), label) == ([255, 0, 0], "truck")
+    image, label = load_dataset_image(ds, 0, image_column="thumbnail", label_column="coarse")
+    assert (np.asarray(image)[0, 0].tolist(), label) == ([0, 0, 255], "animal")
+    assert load_dataset_image(ds, 0, label_column="plain")[1] is None  # integers without names: no class shown
+    with pytest.raises(ValueError, match=r"^the column 'coarse' of .* holds ClassLabel values, not images. Name"):
+        load_dataset_image(ds, 0, image_column="coarse")
+    with pytest.raises(ValueError, match=r"^no image column 'picture' in the dataset; its columns are \["):
+        load_dataset_image(ds, 0, image_column="picture")
+
+
 def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
     image_path = tmp_path / "input.png"
     noise_image(30, 40).save(image_path)  # not the model's size: the script resizes
