@@ -406,7 +406,7 @@ def format_metrics_table(metrics: dict) -> str:
 # ---------------------------------------------------------------------------
 def default_output_dir(model_name_or_path: str) -> Path:
     """`<model_dir>/evaluation` for a local folder, `evaluation-<owner>--<name>` here for a Hub id."""
-    path = Path(model_name_or_path)
+    path = Path(model_name_or_path).expanduser()  # as locate_model reads it
     if path.exists():
         return path / "evaluation"
     return Path(f"evaluation-{str(model_name_or_path).replace('/', '--')}")
@@ -429,6 +429,14 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
     blocking = next((p for p in output_dir.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise ValueError(f"--output_dir {str(output_dir)!r} lies under {str(blocking)!r}, which is a file. Pass a folder.")
+    from .output_folder import unwritable_reason
+
+    problem = unwritable_reason(output_dir)  # now, not after the whole split has been scored
+    if problem:
+        raise PermissionError(
+            f"cannot write --output_dir {str(output_dir)!r} ({problem}). Pass a writable --output_dir (default: "
+            "<model folder>/evaluation, which a read-only model folder cannot hold)."
+        )
     # A rerun clears the earlier evaluation's files (every top-level .png among them): only in a folder that an
     # evaluation wrote (misclassified/ is made before anything else is written), never in one of the user's.
     earlier = (output_dir / "misclassified").is_dir() or (output_dir / "misclassified.csv").is_file()
@@ -475,7 +483,7 @@ def evaluate_model(
             f"--max_attention_maps must be a whole number of at least 0, or -1 for all, got {max_attention_maps!r}."
         )
     device = resolve_device(device)
-    output_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_name_or_path)
+    output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path)
     _check_output_dir(output_dir, model_name_or_path)
     if num_threads:
         torch.set_num_threads(num_threads)

@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import socket
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
-from .dataset_cache import local_cache_dir
+from .dataset_cache import local_cache_dir, prune_other_states
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,11 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
             )
         try:
             # A cache of its own per folder state: datasets would reuse a same-named folder's rows.
-            return datasets.load_dataset(str(path), dataset_config, cache_dir=local_cache_dir(path))
+            cache_dir = local_cache_dir(path)
+            _check_cache_writable(cache_dir)
+            loaded = datasets.load_dataset(str(path), dataset_config, cache_dir=cache_dir)
+            prune_other_states(cache_dir)  # the folder's earlier states can never load again
+            return loaded
         except ValueError as err:
             if "corresponds to no data" in str(err):  # datasets' wording for a split without rows
                 split = str(err).split('"')[1] if '"' in str(err) else "?"
@@ -117,6 +122,7 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
         )
     if not constants.HF_HUB_OFFLINE and not _hub_reachable():
         raise DatasetError(_offline_message(dataset_name, f"no connection to {constants.ENDPOINT}", flag))
+    _check_cache_writable(datasets.config.HF_DATASETS_CACHE)
     try:
         # Offline mode still finds a copy in the Hugging Face cache, if there is one.
         return datasets.load_dataset(dataset_name, dataset_config)
@@ -124,6 +130,18 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
         if constants.HF_HUB_OFFLINE:
             raise DatasetError(_offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", flag)) from None
         raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], flag)) from None
+
+
+def _check_cache_writable(cache_dir) -> None:
+    """datasets writes its Arrow copy there first; unwritable, it fails with a bare PermissionError traceback."""
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkdtemp(prefix=".hf_vit-write-test-", dir=cache_dir)).rmdir()
+    except OSError as err:
+        raise DatasetError(
+            f"cannot write the datasets cache {str(cache_dir)!r} ({err.strerror or err}), where the decoded dataset "
+            "is kept. Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder."
+        ) from None
 
 
 def get_split(dataset_dict, split: str, dataset_name: str, flag: str = "--train_split / --test_split"):

@@ -208,7 +208,7 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     """
     from .card import write_model_card
 
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    model_dir, output_dir = Path(model_dir).expanduser(), Path(output_dir).expanduser()  # "~" as a shell would
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: pass an hf_vit model folder (what training wrote).")
     for name in ("config.json", "preprocessor_config.json"):  # named with the file, before anything is written

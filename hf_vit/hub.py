@@ -258,7 +258,7 @@ def push_model_folder(
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    model_dir = Path(model_dir)
+    model_dir = Path(model_dir).expanduser()
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:

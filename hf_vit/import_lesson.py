@@ -33,7 +33,7 @@ _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 
 def read_state_dict(path) -> dict:
     """Tensors from a .safetensors file or a torch.save'd state dict (never unpickling arbitrary objects)."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f"{path} is a folder. Pass the weights file in it (torch.save(model.state_dict(), ...)).")
     if not path.is_file():

@@ -4,7 +4,10 @@ The export and import scripts write a complete model folder (config, weights, pr
 They write into a staging folder beside the target, with the target's name (the card names the
 model after its folder), and move it into place only once every file is written: a failure halfway
 leaves the old folder, or nothing, never half a model. `--overwrite` replaces the old folder only
-after the new one is complete, and never when the old one holds an input of the same run.
+after the new one is complete, never when the old one holds an input of the same run, and only
+when the old one is a model folder (a training run's checkpoints or one's own files are refused).
+A staging folder left by a killed process (`kill -9`) is removed by the next export or import
+into the same place.
 """
 
 import os
@@ -16,23 +19,57 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+# What an exported or imported model folder holds: only a folder of these is replaced by --overwrite.
+MODEL_FOLDER_ENTRIES = (
+    "config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json", "README.md",
+    "metrics.json", "training_recipe.json", "evaluation",
+)
+
+
+def unwritable_reason(folder) -> str | None:
+    """Why `folder` (created if absent) could not be written, or None; probes without leaving anything behind."""
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file"
+    try:
+        Path(tempfile.mkdtemp(prefix=".hf_vit-write-test-", dir=existing)).rmdir()
+    except OSError as err:
+        return f"{existing}: {err.strerror or err}"
+    return None
+
+
 def check_output_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--overwrite") -> None:
     """Raise before any work when `output_dir` cannot take a new folder; the message names the fix."""
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).expanduser()
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"{output_dir} is a file, not a folder. Pass the path of a folder for the output.")
+    problem = unwritable_reason(output_dir)
+    if problem:
+        raise PermissionError(f"cannot write the output folder {output_dir} ({problem}). Choose a writable folder.")
     if not (output_dir.is_dir() and any(output_dir.iterdir())):
         return
     if not overwrite:
         raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass {flag}.")
     target = output_dir.resolve()
     for item in inputs:
-        source = Path(item).resolve()
+        source = Path(item).expanduser().resolve()
         if source == target or target in source.parents:
             raise ValueError(
                 f"{flag} would delete {item}, which lies inside {output_dir}, the output folder. "
                 "Choose an output folder that does not hold the inputs."
             )
+    foreign = sorted(
+        p.name for p in output_dir.iterdir()
+        if not (p.name.startswith(".") or p.name in MODEL_FOLDER_ENTRIES or p.suffix in (".safetensors", ".py"))
+    )  # fmt: skip
+    if foreign:  # a training run (checkpoint-*, training_args.bin) or the user's own files: not ours to delete
+        shown = ", ".join(repr(name) for name in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise FileExistsError(
+            f"{flag} replaces the whole folder {output_dir}, which holds more than a model folder ({shown}): they "
+            "would be deleted. Choose another folder, or move them out first."
+        )
 
 
 @contextmanager
@@ -42,10 +79,12 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
     On an exception the staging folder is removed and `output_dir` is left as it was.
     """
     check_output_folder(output_dir, overwrite=overwrite, inputs=inputs, flag=flag)
-    output_dir = Path(output_dir).resolve()
+    output_dir = Path(output_dir).expanduser().resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(output_dir)
     # Same parent, so the final move is a rename on one filesystem, not a copy.
     staging_root = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
+    (staging_root / OWNER_FILE).write_text(str(os.getpid()))
     # A plain `kill` (SIGTERM) ends Python without running `finally`, which would leave the hidden staging
     # folder behind: while staging, it exits through SystemExit instead (status 143, as the signal would).
     own_handler = threading.current_thread() is threading.main_thread()  # signal.signal works only there
@@ -64,8 +103,26 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+OWNER_FILE = "owner.pid"  # the process writing a staging folder, so that a later run knows when it is abandoned
+
+
+def _remove_abandoned_staging(output_dir: Path) -> None:
+    """Staging folders of `output_dir` left by a process that is gone (kill -9, power loss): whole model copies."""
+    for staging_root in output_dir.parent.glob(f".{output_dir.name}.staging-*"):
+        try:
+            pid = int((staging_root / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or its owner has not written its pid yet: left alone
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            shutil.rmtree(staging_root, ignore_errors=True)
+        except OSError:  # PermissionError: it exists, under another user
+            pass
+
+
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-__all__ = ["check_output_folder", "staged_folder"]
+__all__ = ["MODEL_FOLDER_ENTRIES", "check_output_folder", "staged_folder", "unwritable_reason"]

@@ -385,14 +385,14 @@ def load_model(model_dir, trust_remote_code: bool = False):
 
 def check_output_dir(output_dir) -> Path:
     """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent)."""
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).expanduser()
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {str(output_dir)!r} is a file, not a folder. Pass a folder for the pictures.")
     return output_dir
 
 
 def load_image_file(path) -> Image.Image:
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"Image file {path} does not exist. Pass an existing PNG/JPEG with --image.")
     try:

@@ -397,6 +397,15 @@ def test_bad_evaluation_flags_are_one_error_line_before_anything_loads(flags, me
     assert not (tmp_path / "o").exists()
 
 
+def test_an_output_dir_that_cannot_be_written_is_refused_before_the_model_loads(capsys):
+    # /proc takes no new folders, even from root: before, the whole split was scored and then the write failed.
+    code, _ = run_evaluate_script(["--model", "./no-model-here", "--output_dir", "/proc/hf_vit-evaluation"], capsys)
+    assert code == (
+        "error: cannot write --output_dir '/proc/hf_vit-evaluation' (/proc: No such file or directory). Pass a "
+        "writable --output_dir (default: <model folder>/evaluation, which a read-only model folder cannot hold)."
+    )
+
+
 def test_missing_model_paths_are_not_sent_to_the_hub(tmp_path, capsys, monkeypatch):
     import huggingface_hub.constants
 

@@ -134,10 +134,27 @@ def test_overwrite_never_deletes_the_source_and_a_failed_export_writes_nothing(t
 
     # --overwrite replaces an earlier export whole: no stale file survives, no staging folder is left.
     (tmp_path / "e2").mkdir()
-    (tmp_path / "e2" / "stale.txt").write_text("old")
+    (tmp_path / "e2" / "model-00001-of-00002.safetensors").write_text("an earlier sharded save")
     export([str(source), str(tmp_path / "e2"), "--overwrite"])
-    assert (tmp_path / "e2" / "model.safetensors").is_file() and not (tmp_path / "e2" / "stale.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "e2").iterdir()) == [
+        "README.md", "config.json", "evaluation", "metrics.json", "model.safetensors", "preprocessor_config.json",
+        "training_recipe.json",
+    ]  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "e2", "headless", "parent"]
+
+    # ... but only a model folder: a training run (its checkpoints) or one's own files are not its to delete.
+    for name, own in (("run", ["checkpoint-4", "config.json", "training_args.bin"]), ("mine", ["notes.txt"])):
+        for entry in own:
+            (tmp_path / name / entry).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name / entry).write_text("keep me")
+        with pytest.raises(SystemExit) as exit_info:
+            export([str(source), str(tmp_path / name), "--overwrite"])
+        kept = ", ".join(repr(e) for e in own if e != "config.json")
+        assert exit_info.value.code == (
+            f"error: overwrite=True (--overwrite) replaces the whole folder {tmp_path / name}, which holds more than "
+            f"a model folder ({kept}): they would be deleted. Choose another folder, or move them out first."
+        )
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == own
 
 
 def test_legacy_names_match_what_save_pretrained_writes(tmp_path):
@@ -176,14 +193,28 @@ def test_damaged_files_are_named_with_their_path(tmp_path):
         assert not (tmp_path / name / "vit").exists()
 
 
+def test_paths_with_a_tilde_are_read_as_a_shell_would(tmp_path, monkeypatch):
+    from hf_vit.analysis import default_output_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    make_model_folder(tmp_path / "m")
+    # `--model=~/m` reaches the script unexpanded: the output went to ./evaluation-~--m (export: "no config.json")
+    assert default_output_dir("~/m") == tmp_path / "m" / "evaluation"
+    export_to_transformers_vit("~/m", "~/exported")
+    assert (tmp_path / "exported" / "model.safetensors").is_file()
+
+
 def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_path):
     """`kill` (SIGTERM) halfway through an export or import: Python's default would end the process without
-    running the staging folder's clean-up, leaving a hidden `.NAME.staging-*` folder beside the output."""
+    running the staging folder's clean-up, leaving a hidden `.NAME.staging-*` folder beside the output. After a
+    `kill -9`, which nothing can catch, the next export or import into the same place removes it."""
     import subprocess
     import sys
 
+    from hf_vit.output_folder import staged_folder
+
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "old.txt").write_text("the earlier export")
+    (tmp_path / "out" / "README.md").write_text("the earlier export")
     script = (
         "import sys, time\n"
         "from hf_vit.output_folder import staged_folder\n"
@@ -192,9 +223,15 @@ def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_
         "    print('writing', flush=True)\n"
         "    time.sleep(120)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline() == "writing\n"
-    proc.terminate()
-    assert proc.wait(timeout=60) == 128 + 15  # what a shell reports for a process ended by SIGTERM
+    for kill, status in (("terminate", 128 + 15), ("kill", -9)):  # 143: what a shell reports for SIGTERM
+        proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "writing\n"
+        getattr(proc, kill)()
+        assert proc.wait(timeout=60) == status
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md"]
+    (abandoned,) = tmp_path.glob(".out.staging-*")  # the kill -9's
+    assert (abandoned / "out" / "half.txt").is_file()
+    with staged_folder(tmp_path / "out", overwrite=True) as folder:
+        (folder / "config.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["old.txt"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json"]

@@ -628,6 +628,27 @@ def test_a_changed_dataset_folder_is_read_again(tmp_path):
     # The first folder's files replaced in place.
     make_tiny_cifar(first, n_train=4, n_test=5)
     assert len(load_split(str(first), "test")) == 5
+    # Each folder keeps the cache of its current files only: the replaced files' copy can never load again.
+    from hf_vit.dataset_cache import local_cache_dir
+
+    for folder, rows in ((first, 5), (second, 9)):
+        states = list(Path(local_cache_dir(folder)).parent.iterdir())
+        assert states == [Path(local_cache_dir(folder))], states
+        assert len(load_split(str(folder), "test")) == rows  # and it still loads from there
+
+
+def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    import datasets
+
+    from hf_vit.data import DatasetError, load_dataset
+
+    folder = make_tiny_cifar(tmp_path / "tiny", n_train=4, n_test=3)
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "a_file" / "cache")
+    with pytest.raises(DatasetError) as err:  # before: datasets' NotADirectoryError traceback
+        load_dataset(str(folder))
+    assert str(err.value).startswith(f"cannot write the datasets cache '{tmp_path / 'a_file' / 'cache'}")
+    assert str(err.value).endswith("Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder.")
 
 
 # ---------------------------------------------------------------------------
