@@ -62,6 +62,13 @@ def _class_id(value, where: str) -> int:
         raise ValueError(f"HfViTConfig: the class ids in `{where}` must be whole numbers 0, 1, ..., got {value!r}.") from None
 
 
+def _class_name(name):
+    """A class name as text. A dataset card's unquoted YAML names `no`/`yes` or `10` arrive from datasets as
+    False/True or 10; kept as such, config.json would write `false` for a name and `"false"` for its label2id key,
+    and the folder could not be loaded again."""
+    return str(name) if isinstance(name, (bool, int, float)) else name
+
+
 def _patch_sizes_for(height, width):
     """The patch sizes that cut a height x width image into a whole grid, as advice in an error."""
     sizes = [p for p in range(2, min(height, width) + 1) if height % p == 0 and width % p == 0][:4]
@@ -126,11 +133,11 @@ class HfViTConfig(PretrainedConfig):
         if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
             kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
         if isinstance(kwargs.get("id2label"), dict):  # keys 0 or "0" (config.json's keys are strings)
-            kwargs["id2label"] = {_class_id(i, "id2label"): name for i, name in kwargs["id2label"].items()}
+            kwargs["id2label"] = {_class_id(i, "id2label"): _class_name(name) for i, name in kwargs["id2label"].items()}
         if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
             # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
             # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
-            kwargs["id2label"] = {_class_id(i, "label2id"): name for name, i in kwargs["label2id"].items()}
+            kwargs["id2label"] = {_class_id(i, "label2id"): _class_name(name) for name, i in kwargs["label2id"].items()}
         id2label = kwargs.get("id2label")
         num_labels = kwargs.get("num_labels")
         if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
@@ -150,7 +157,9 @@ class HfViTConfig(PretrainedConfig):
             kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
         elif isinstance(kwargs.get("id2label"), dict) and isinstance(kwargs.get("label2id"), dict):
             inverse = {name: i for i, name in kwargs["id2label"].items()}
-            kwargs["label2id"] = given = {name: _class_id(i, "label2id") for name, i in kwargs["label2id"].items()}
+            kwargs["label2id"] = given = {
+                _class_name(name): _class_id(i, "label2id") for name, i in kwargs["label2id"].items()
+            }
             if inverse != given:
                 raise ValueError(
                     f"HfViTConfig: `label2id` {kwargs['label2id']!r} is not the inverse of `id2label` "

@@ -404,9 +404,13 @@ def load_image_file(path) -> Image.Image:
 
 
 def load_dataset_image(
-    dataset: str, index: int, split: str = "test", image_column: str | None = None, label_column: str | None = None
+    dataset: str, index: int, split: str = "test", image_column: str | None = None, label_column: str | None = None,
+    id2label: dict | None = None,
 ) -> tuple[Image.Image, str | None]:
     """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled.
+
+    A ClassLabel column names its classes; plain integer labels are named by `id2label` (the model's, as the
+    evaluation names them), else left out.
 
     The columns are found as training and the evaluation find them (img/image, label/labels, or the names given),
     so a picture shows the image and class the evaluation scored under that index.
@@ -428,8 +432,12 @@ def load_dataset_image(
         )
     row = ds[index]
     feature = ds.features[label_column] if label_column else None
-    # Class names come with a ClassLabel column; plain integers have none (the picture shows the prediction only).
-    label = feature.int2str(row[label_column]) if isinstance(feature, datasets.ClassLabel) else None
+    if isinstance(feature, datasets.ClassLabel):
+        label = feature.int2str(row[label_column])
+    elif label_column and id2label and isinstance(row[label_column], int) and row[label_column] in id2label:
+        label = id2label[row[label_column]]
+    else:  # no names to show: the picture gives the prediction only
+        label = None
     return as_mode(row[image_column], "RGB"), label  # what the evaluation scored for this index
 
 

@@ -71,8 +71,10 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class ModelArguments:
     preset: str = field(default="lesson", metadata={"help": f"model shape by name: {', '.join(PRESETS)}"})
-    image_size: int | None = field(default=None, metadata={"help": "input size (default 32)"})
-    patch_size: int | None = field(default=None, metadata={"help": "patch size (default 4)"})
+    image_size: list[int] | None = field(
+        default=None, metadata={"help": "input size: one number (square) or height width (default 32)"})
+    patch_size: list[int] | None = field(
+        default=None, metadata={"help": "patch size: one number (square) or height width (default 4)"})
     dim: int | None = field(default=None, metadata={"help": "token width"})
     depth: int | None = field(default=None, metadata={"help": "number of encoder blocks"})
     heads: int | None = field(default=None, metadata={"help": "attention heads"})
@@ -318,6 +320,10 @@ def build_config(model_args: ModelArguments, label_names=None, num_labels=None) 
     fields = dict(PRESETS[model_args.preset])
     for name in ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool", "dropout", "emb_dropout"):
         value = getattr(model_args, name)
+        if isinstance(value, (list, tuple)):  # --image_size 32 or --image_size 64 48 (height width)
+            if len(value) not in (1, 2):
+                raise SetupError(f"--{name} takes one number (square) or two (height width), got {len(value)}: {value}.")
+            value = value[0] if len(value) == 1 else list(value)
         if value is not None:
             fields[name] = value
     if label_names:

@@ -85,7 +85,8 @@ def main(argv=None):
             image, label, source = load_image_file(args.image), None, args.image
         else:
             image, label = load_dataset_image(args.dataset, args.index, split=args.split,
-                                              image_column=args.image_column, label_column=args.label_column)
+                                              image_column=args.image_column, label_column=args.label_column,
+                                              id2label=model.config.id2label)
             source = f"{args.dataset} [{args.split}][{args.index}]"
         written = write_pictures(
             model, image, args.output_dir, processor=processor, pictures=args.pictures,

@@ -79,6 +79,21 @@ def test_a_list_of_names_numbers_the_classes():
     assert c.id2label == {0: "cat", 1: "dog"} and c.label2id == {"cat": 0, "dog": 1}
 
 
+@pytest.mark.parametrize("names, text", [([False, True], ["False", "True"]), ([10, 20], ["10", "20"])])
+def test_class_names_that_yaml_read_as_booleans_or_numbers_are_saved_as_text(tmp_path, names, text):
+    # A dataset card's unquoted `'0': no` reaches datasets' ClassLabel as False. Kept as a bool, config.json held
+    # `false` as the name and `"false"` as its label2id key, and the saved folder could not be loaded again.
+    from transformers import AutoModelForImageClassification
+
+    from hf_vit import HfViTForImageClassification
+
+    config = HfViTConfig(id2label=names, dim=16, depth=1, heads=1, dim_head=8, mlp_dim=16)
+    assert config.id2label == dict(enumerate(text)) and config.label2id == {t: i for i, t in enumerate(text)}
+    HfViTForImageClassification(config).save_pretrained(tmp_path)
+    loaded = AutoModelForImageClassification.from_pretrained(tmp_path).config
+    assert (loaded.id2label, loaded.label2id) == (config.id2label, config.label2id)
+
+
 @pytest.mark.parametrize("kwargs", [{"num_labels": 2}, {"id2label": {0: "LABEL_0", 1: "LABEL_1"}}])
 def test_two_classes_survive_a_save(tmp_path, kwargs):
     # transformers leaves a 2-label id2label out of config.json; reloaded without it this config would

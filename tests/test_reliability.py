@@ -277,6 +277,47 @@ def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
     )
 
 
+def test_a_dataset_without_a_test_split_is_not_tested_on_its_training_images(tmp_path, capsys):
+    import datasets
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    images = [Image.fromarray(np.full((32, 32, 3), 10 * i, np.uint8)) for i in range(20)]
+    (tmp_path / "only_train").mkdir()
+    datasets.Dataset.from_dict({"img": images, "label": [i % 2 for i in range(20)]}, features=features).to_parquet(
+        str(tmp_path / "only_train" / "train-00000-of-00001.parquet"))  # fmt: skip
+    err = train_error(capsys, train_args(tmp_path / "only_train", tmp_path / "run"))
+    assert err.startswith(f"train.py: error: the dataset {str(tmp_path / 'only_train')!r} has no split 'test'; its "
+                          "splits are ['train']. A dataset without a test split needs one made from its train split")  # fmt: skip
+    # What the message above used to suggest: accepted, and the "test accuracy" scored the training images.
+    err = train_error(capsys, train_args(tmp_path / "only_train", tmp_path / "run", "--test_split", "train"))
+    assert err.startswith("train.py: error: --test_split 'train' is also the train split: the test accuracy would ")
+    assert not (tmp_path / "run").exists()
+    # The recipe the messages give makes a folder with both splits and the class names.
+    recipe = re.search(r"`d = (.*?)`, then `(.*?)`, `(.*?)` and", err)
+    d = eval(recipe[1].replace("path", repr(str(tmp_path / "only_train"))))  # noqa: S307 (the message's own code)
+    for write in recipe.groups()[1:]:
+        eval(write.replace("'new/", repr(str(tmp_path / "new") + "/")[:-1]))  # noqa: S307
+    made = datasets.load_dataset(str(tmp_path / "new"))
+    assert (sorted(made), made["test"].num_rows, made["test"].features["label"].names) == (["test", "train"], 2, ["a", "b"])
+
+
+def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
+    """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
+    from transformers import pipeline
+
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--image_size", "16", "8", "--patch_size", "4", steps=2)) == 0
+    config = json.loads((out / "config.json").read_text())
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert (config["image_size"], config["patch_size"], processor["size"]) == ([16, 8], 4, {"height": 16, "width": 8})
+    classify = pipeline("image-classification", model=str(out), device="cpu")
+    assert len(classify(Image.new("RGB", (32, 32)), top_k=3)) == 3
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "run2", "--image_size", "16", "8", "4"))
+    assert err == "train.py: error: --image_size takes one number (square) or two (height width), got 3: [16, 8, 4]."
+
+
 def test_ten_integer_classes_without_names_are_not_called_cifar10s(dataset_dir, tmp_path, capsys):
     import datasets
 

@@ -272,6 +272,8 @@ def test_a_dataset_image_is_found_by_the_evaluations_column_rule(tmp_path):
     image, label = load_dataset_image(ds, 0, image_column="thumbnail", label_column="coarse")
     assert (np.asarray(image)[0, 0].tolist(), label) == ([0, 0, 255], "animal")
     assert load_dataset_image(ds, 0, label_column="plain")[1] is None  # integers without names: no class shown
+    # ... unless the model names them, as the evaluation does
+    assert load_dataset_image(ds, 0, label_column="plain", id2label={0: "LABEL_0", 1: "LABEL_1"})[1] == "LABEL_1"
     with pytest.raises(ValueError, match=r"^the column 'coarse' of .* holds ClassLabel values, not images. Name"):
         load_dataset_image(ds, 0, image_column="coarse")
     with pytest.raises(ValueError, match=r"^no image column 'picture' in the dataset; its columns are \["):
