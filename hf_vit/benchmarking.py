@@ -11,6 +11,7 @@ inside the training steps and time between them.
 import copy
 import json
 import multiprocessing as mp
+import queue as queue_module
 import resource
 import statistics
 import sys
@@ -89,8 +90,8 @@ def build_model(kind: str, config: HfViTConfig, attn: str = "sdpa"):
             raise RuntimeError(f"expected {attn!r} attention, got {model.config._attn_implementation!r}")
         return model
     if kind == "lesson":
-        root = Path(__file__).resolve().parents[1]
-        sys.path.insert(0, str(root / "tests"))
+        if not lesson_module_found():
+            raise RuntimeError(LESSON_MISSING)
         from lesson_vit import ViT, ViTConfig as LessonConfig
 
         return ViT(
@@ -216,11 +217,36 @@ def _child(target, args):
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    result = queue.get()  # before join(): a child blocks on exit until its queue is drained
+    result = None
+    while result is None:  # before join(): a child blocks on exit until its queue is drained
+        try:
+            result = queue.get(timeout=1.0)
+        except queue_module.Empty:
+            if not proc.is_alive() and queue.empty():  # it died without an answer: waiting would never end
+                break
     proc.join()
-    if proc.exitcode != 0:
+    if proc.exitcode != 0 or result is None:
         raise RuntimeError(f"benchmark child {target.__name__} failed (exit code {proc.exitcode}); see the output above.")
     return json.loads(result)
+
+
+# The lesson's module is part of a checkout (tests/lesson_vit.py), not of the installed package.
+LESSON_MISSING = (
+    "--models lesson times the lesson's module, tests/lesson_vit.py, which comes with a checkout of hf-vit, not with "
+    "the installed package: run scripts/benchmark.py of a checkout, or pass --models hf_vit,transformers."
+)
+
+
+def lesson_module_found() -> bool:
+    """Put the checkout's tests/ on sys.path (spawned children inherit it) if it holds lesson_vit.py."""
+    # the package's checkout (an editable install), else the checkout whose scripts/benchmark.py runs
+    places = [Path(__file__).resolve()] + ([Path(sys.argv[0]).resolve()] if sys.argv and sys.argv[0] else [])
+    for root in (place.parents[1] for place in places if len(place.parents) > 1):
+        if (root / "tests" / "lesson_vit.py").is_file():
+            if str(root / "tests") not in sys.path:
+                sys.path.insert(0, str(root / "tests"))
+            return True
+    return False
 
 
 def compare_models(
@@ -429,6 +455,8 @@ def main(argv=None) -> int:
     dtypes = _split(args.dtype, ("fp32", "bf16"), "--dtype", parser)
     attns = _split(args.attn, ("sdpa", "eager"), "--attn", parser)
     kinds = _split(args.models, ("hf_vit", "transformers", "lesson"), "--models", parser)
+    if "lesson" in kinds and not lesson_module_found():
+        parser.error(LESSON_MISSING)
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds {args.rounds} / --steps {args.steps}: both must be at least 1")
     dataset = None

@@ -200,3 +200,30 @@ def test_on_a_gpu_the_step_timer_never_syncs_during_the_run(monkeypatch):
     timer.on_train_end(None, None, None)
     assert len(syncs) == 1 and timer.steps == 3
     assert timer.inside_s >= 0.06 and timer.total_s - timer.inside_s >= 0.03  # the sleeps, on either side
+
+
+def test_a_benchmark_child_that_dies_without_an_answer_is_an_error_not_a_hang():
+    import sys as sys_module
+
+    from hf_vit.benchmarking import _child
+
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"benchmark child exit failed \(exit code 1\)"):
+        _child(sys_module.exit, ())  # exits at once (status 1: its argument is the queue), putting nothing
+    assert time.perf_counter() - start < 120  # before: queue.get() waited forever
+
+
+def test_the_lessons_module_outside_a_checkout_is_named(monkeypatch, tmp_path, capsys):
+    # An installed (non-editable) package has no tests/lesson_vit.py beside it: the default --models included
+    # 'lesson', whose child failed to import it while the parent waited forever.
+    import hf_vit.benchmarking as benchmarking
+
+    monkeypatch.setattr(benchmarking, "__file__", str(tmp_path / "site-packages" / "hf_vit" / "benchmarking.py"))
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "elsewhere" / "benchmark.py")])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--models", "hf_vit,lesson", "--e2e_steps", "0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--models lesson times the lesson's module, tests/lesson_vit.py, which comes with a checkout of hf-vit, not "
+        "with the installed package: run scripts/benchmark.py of a checkout, or pass --models hf_vit,transformers."
+    )
