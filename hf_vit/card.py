@@ -476,6 +476,9 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
                 metric_value=accuracy,
             )
         ]
+    # A fine-tuned model names the model it started from: a Hub id goes into base_model (the Hub links the two).
+    base = ((recipe or {}).get("model") or {}).get("model_name_or_path") if isinstance(recipe, dict) else None
+    base_hub_id = base if isinstance(base, str) and base and not _is_local_path(base) else None
     train_hub_id = HUB_DATASET if train_source else (dataset if dataset and not _is_local_path(dataset) else None)
     tags = ["image-classification", "vision", "vit", *(["cifar10"] if train_source else []), "hf_vit"]
     if not exported:
@@ -487,6 +490,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         pipeline_tag="image-classification",
         tags=tags,
         datasets=[train_hub_id] if train_hub_id else None,
+        base_model=base_hub_id,
         metrics=["accuracy"],
         eval_results=eval_results,
     )
@@ -500,6 +504,9 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         f"{image_size_text} images into {classes_text}"
         + (f"; {split} accuracy{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
     )
+    if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
+        summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base})." if base_hub_id
+                    else f" Fine-tuned from a local model (`{Path(base).name}`).")
     variables = dict(
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,

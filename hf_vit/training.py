@@ -70,6 +70,12 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "fine-tune a trained hf_vit model (a folder or Hub id) instead of starting from random "
+                  "weights: its shape, image size and normalisation are kept; a head for another number of classes "
+                  "starts afresh (--preset and the shape flags build a fresh model only)"},
+    )
     preset: str = field(default="lesson", metadata={"help": f"model shape by name: {', '.join(PRESETS)}"})
     image_size: list[int] | None = field(
         default=None, metadata={"help": "input size: one number (square) or height width (default 32)"})
@@ -314,16 +320,30 @@ def parse_args(argv=None):
     return model_args, data_args, run_args, training_args
 
 
-def build_config(model_args: ModelArguments, label_names=None, num_labels=None) -> HfViTConfig:
+SHAPE_FLAGS = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool")
+
+
+def build_config(model_args: ModelArguments, label_names=None, num_labels=None, start: HfViTConfig | None = None
+                 ) -> HfViTConfig:
+    """The config to train: the preset and flags, or the shape of `start` (the model being fine-tuned)."""
     if model_args.preset not in PRESETS:
         raise SetupError(f"unknown --preset {model_args.preset!r}; choose one of {list(PRESETS)}.")
     fields = dict(PRESETS[model_args.preset])
-    for name in ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool", "dropout", "emb_dropout"):
+    if start is not None:
+        fields = {k: getattr(start, k) for k in (*SHAPE_FLAGS, "num_channels", "dropout", "emb_dropout",
+                                                 "layer_norm_eps", "initializer_range")}
+    for name in (*SHAPE_FLAGS, "dropout", "emb_dropout"):
         value = getattr(model_args, name)
         if isinstance(value, (list, tuple)):  # --image_size 32 or --image_size 64 48 (height width)
             if len(value) not in (1, 2):
                 raise SetupError(f"--{name} takes one number (square) or two (height width), got {len(value)}: {value}.")
             value = value[0] if len(value) == 1 else list(value)
+        if start is not None and name in SHAPE_FLAGS and value is not None and value != fields[name]:
+            raise SetupError(
+                f"--{name} {value} differs from the model being fine-tuned ({name}={fields[name]}, from "
+                f"--model_name_or_path {model_args.model_name_or_path!r}): its weights fit its own shape only. Leave "
+                f"--{name} out (a --recipe or --config_file may set it too)."
+            )
         if value is not None:
             fields[name] = value
     if label_names:
@@ -808,6 +828,60 @@ def finish_without_training(trainer, resume, output_dir):
     return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
+def load_start(model_args: ModelArguments):
+    """(source, local_files_only, config, image processor or None) of --model_name_or_path, checked up front."""
+    from transformers import AutoConfig, AutoImageProcessor
+
+    from .analysis import hub_unreachable, locate_model
+    from .hub import weights_against_config
+
+    name = model_args.model_name_or_path
+    try:
+        source, is_local = locate_model(name, "--model_name_or_path")
+    except (OSError, ValueError) as err:
+        raise SetupError(str(err)) from None
+    local_only = not is_local and hub_unreachable()
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        where = "its config.json" if is_local else "it from the Hugging Face Hub (or its local cache)"
+        raise SetupError(
+            f"--model_name_or_path {name!r}: could not read {where}: {str(err).strip().splitlines()[0]} Pass an "
+            "hf_vit model folder (what training wrote) or a Hub id you can reach."
+        ) from None
+    if not isinstance(config, HfViTConfig):
+        raise SetupError(
+            f"--model_name_or_path {name!r} is a {config.model_type!r} model: fine-tuning here starts from an hf_vit "
+            "model (config.json says \"model_type\": \"hf_vit\"), such as a folder this script wrote."
+        )
+    if is_local:
+        problems = weights_against_config(Path(source), config.to_dict() | {"model_type": "hf_vit"})
+        if problems:
+            raise SetupError(f"--model_name_or_path {name!r}: {problems[0]}")
+    try:
+        processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError):  # none saved: CIFAR-10's numbers (or --image_mean/--image_std), and a note
+        processor = None
+    return source, local_only, config, processor
+
+
+def load_for_fine_tuning(source, local_only: bool, config: HfViTConfig, attn_implementation=None):
+    """The saved weights in a model of `config`; a head of another class count starts afresh, and says so."""
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model, info = HfViTForImageClassification.from_pretrained(
+        source, config=config, ignore_mismatched_sizes=True, use_safetensors=True, local_files_only=local_only,
+        output_loading_info=True, **kwargs,
+    )
+    fresh = sorted({*(info.get("missing_keys") or []), *(k for k, *_ in info.get("mismatched_keys") or [])})
+    body = [k for k in fresh if not k.startswith("mlp_head.")]
+    if body:  # only the head may be new: anything else means the weights are not this model's
+        raise SetupError(
+            f"--model_name_or_path {source!r} lacks weights of the model's body ({', '.join(body[:3])}"
+            f"{' ...' if len(body) > 3 else ''}): only a classification head may start afresh."
+        )
+    return model, fresh
+
+
 # ---------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------
@@ -849,9 +923,12 @@ def train(
         set_cpu_threads(run_args.num_threads, local)
         keep_freed_memory()
 
-    probe_config = build_config(model_args)
-    image_mean = model_args.image_mean or list(CIFAR10_MEAN)
-    image_std = model_args.image_std or list(CIFAR10_STD)
+    start = load_start(model_args) if model_args.model_name_or_path else None
+    probe_config = build_config(model_args, start=start[2] if start else None)
+    # A fine-tuned model keeps the normalisation it was trained with, unless the flags say otherwise.
+    start_processor = start[3] if start else None
+    image_mean = model_args.image_mean or list(getattr(start_processor, "image_mean", None) or CIFAR10_MEAN)
+    image_std = model_args.image_std or list(getattr(start_processor, "image_std", None) or CIFAR10_STD)
     if len(image_mean) != probe_config.num_channels or len(image_std) != probe_config.num_channels:
         raise SetupError(
             f"--image_mean and --image_std need one value per channel ({probe_config.num_channels}), got "
@@ -883,8 +960,15 @@ def train(
             augment_on_device=data_args.augment_on_device,
             validation_split=data_args.validation_split,
         )
-    config = build_config(model_args, data.label_names, data.num_labels)
-    model = HfViTForImageClassification(config)
+    config = build_config(model_args, data.label_names, data.num_labels, start=start[2] if start else None)
+    if start is None:
+        model = HfViTForImageClassification(config)
+    else:
+        model, fresh = load_for_fine_tuning(start[0], start[1], config, model_args.attn_implementation)
+        if training_args.process_index == 0:
+            head = f"; a new head for {config.num_labels} classes starts afresh ({', '.join(fresh)})" if fresh else ""
+            kept = "" if start[3] is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"
+            print(f"[hf_vit] fine-tuning {model_args.model_name_or_path}{head}{kept}", flush=True)
 
     curve = AccuracyCurve()
     callbacks = [curve, *extra_callbacks]
@@ -904,6 +988,7 @@ def train(
     )
     trainer.add_callback(RankReport(trainer))
     trainer.run_fingerprint = run_fingerprint(config, processor, data_args, training_args, len(data.train))
+    trainer.run_fingerprint["model"]["model_name_or_path"] = model_args.model_name_or_path  # the starting weights
     # read now: save_total_limit may delete that checkpoint during training
     resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
     finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)

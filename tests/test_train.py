@@ -297,3 +297,56 @@ def test_cpu_training_keeps_freed_activation_memory_instead_of_faulting_it_in_ag
     # Here the kept arm faults 0 pages a step; one CI machine averaged 1024 (4 MiB of 160), so the bound is a
     # tenth: still far below what the default arm faults, which is what the arm without the fix would show.
     assert faults["keep"] < faults["default"] / 10
+
+
+# ---------------------------------------------------------------------------
+# Fine-tuning: --model_name_or_path
+# ---------------------------------------------------------------------------
+def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_another_size(tiny, tmp_path, capsys):
+    from PIL import Image
+    from transformers import BertConfig, BertModel, pipeline
+
+    from hf_vit.training import main
+
+    def run_main(*args):
+        return main(["--preset", "tiny", "--validation_size", "0", "--use_cpu", "--num_threads", "1", "--eval_strategy",
+                     "no", "--load_best_model_at_end", "false", "--save_strategy", "no", "--disable_tqdm", "true",
+                     "--per_device_train_batch_size", "16", "--max_steps", "1", *args])  # fmt: skip
+
+    source = tmp_path / "source"
+    assert run_main("--dataset_name", str(tiny), "--output_dir", str(source), "--max_steps", "3",
+                    "--image_mean", "0.4", "0.4", "0.4", "--image_std", "0.2", "0.2", "0.2") == 0  # fmt: skip
+    three = make_tiny_cifar(tmp_path / "three", n_train=30, n_test=9, names=["x", "y", "z"])
+    # learning rate 0: the fine-tuned folder holds exactly the weights it started from, but for the new head
+    for data, name in ((three, "other_classes"), (tiny, "same_classes")):
+        assert run_main("--dataset_name", str(data), "--output_dir", str(tmp_path / name), "--learning_rate", "0",
+                        "--model_name_or_path", str(source)) == 0  # fmt: skip
+    before, other, same = weights(source), weights(tmp_path / "other_classes"), weights(tmp_path / "same_classes")
+    assert same.keys() == before.keys() and all(torch.equal(same[k], before[k]) for k in before)
+    assert all(torch.equal(other[k], before[k]) for k in before if not k.startswith("mlp_head.1."))
+    assert other["mlp_head.1.weight"].shape == (3, before["mlp_head.1.weight"].shape[1])
+    out = capsys.readouterr().out
+    assert f"[hf_vit] fine-tuning {source}; a new head for 3 classes starts afresh (mlp_head.1.bias, " in out
+    folder = tmp_path / "other_classes"
+    assert json.loads((folder / "config.json").read_text())["id2label"] == {"0": "x", "1": "y", "2": "z"}
+    # the normalisation the weights were trained with travels with them
+    assert json.loads((folder / "preprocessor_config.json").read_text())["image_mean"] == [0.4, 0.4, 0.4]
+    assert "Fine-tuned from a local model (`source`)." in (folder / "README.md").read_text()
+    classify = pipeline("image-classification", model=str(folder), device="cpu")
+    assert {r["label"] for r in classify(Image.new("RGB", (32, 32)))} == {"x", "y", "z"}
+
+    # what cannot start from it: another shape, or a model of another kind
+    BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
+                         vocab_size=10)).save_pretrained(tmp_path / "bert")  # fmt: skip
+    for flags, message in (
+        (["--model_name_or_path", str(source), "--dim", "32"],
+         f"--dim 32 differs from the model being fine-tuned (dim=64, from --model_name_or_path '{source}'): its "
+         "weights fit its own shape only. Leave --dim out (a --recipe or --config_file may set it too)."),
+        (["--model_name_or_path", str(tmp_path / "bert")],
+         f"--model_name_or_path '{tmp_path / 'bert'}' is a 'bert' model: fine-tuning here starts from an hf_vit "
+         'model (config.json says "model_type": "hf_vit"), such as a folder this script wrote.'),
+    ):
+        capsys.readouterr()
+        assert run_main("--dataset_name", str(three), "--output_dir", str(tmp_path / "refused"), *flags) == 2
+        assert f"train.py: error: {message}" in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()
