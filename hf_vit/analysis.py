@@ -483,6 +483,7 @@ def evaluate_model(
             f"--max_attention_maps must be a whole number of at least 0, or -1 for all, got {max_attention_maps!r}."
         )
     device = resolve_device(device)
+    locate_model(model_name_or_path, "--model")  # a mistyped folder is named as such, not as an unwritable output
     output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path)
     _check_output_dir(output_dir, model_name_or_path)
     if num_threads:

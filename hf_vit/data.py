@@ -477,28 +477,30 @@ def prepare_data(
             "split: checkpoints must be chosen on images that are neither trained on nor tested. Name another split, "
             "or leave it out to carve validation images from the train split (--validation_size)."
         )
-    # The test accuracy (metrics.json, the card) must be of images the model never trained on.
-    make_test = (
-        "a dataset without a test split needs one made from its train split first, e.g. `d = datasets.load_dataset"
-        "(path)['train'].train_test_split(test_size=0.1, seed=0, stratify_by_column='label')`, then "
-        "`d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
-        "--dataset_name new"
-    )
-    if test_split == train_split:
-        raise DatasetError(
-            f"--test_split {test_split!r} is also the train split: the test accuracy would score images the model "
-            f"trained on. Name a held-out split; {make_test}."
-        )
     dataset_dict = load_dataset(dataset_name, dataset_config)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
-    if test_split not in dataset_dict and train_split in dataset_dict:
-        others = sorted(set(dataset_dict) - {train_split})
-        choose = f"Choose one of {others} with --test_split, or: {make_test}" if others else make_test[0].upper() + make_test[1:]
-        raise DatasetError(
-            f"the dataset {dataset_name!r} has no split {test_split!r}; its splits are {sorted(dataset_dict)}. {choose}."
-        )
-    test_ds = get_split(dataset_dict, test_split, dataset_name)
     image_column, label_column = find_columns(train_ds, image_column, label_column)
+    # The test accuracy (metrics.json, the card) must be of images the model never trained on.
+    if test_split == train_split or test_split not in dataset_dict:
+        import datasets
+
+        stratify = (f", stratify_by_column={label_column!r}"  # only a ClassLabel column can be stratified by
+                    if isinstance(train_ds.features[label_column], datasets.ClassLabel) else "")
+        make_test = (
+            "a dataset without a held-out test split needs one made from its train split first, e.g. "
+            f"`d = datasets.load_dataset(path)[{train_split!r}].train_test_split(test_size=0.1, seed=0{stratify})`, "
+            "then `d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
+            "--dataset_name new"
+        )
+        others = sorted(set(dataset_dict) - {train_split, validation_split})
+        choose = f"Choose one of {others} with --test_split, or: {make_test}" if others else make_test[0].upper() + make_test[1:]
+        problem = (
+            f"--test_split {test_split!r} is also the train split: the test accuracy would score images the model "
+            "trained on" if test_split == train_split else
+            f"the dataset {dataset_name!r} has no split {test_split!r}; its splits are {sorted(dataset_dict)}"
+        )
+        raise DatasetError(f"{problem}. {choose}.")
+    test_ds = get_split(dataset_dict, test_split, dataset_name)
     find_columns(test_ds, image_column, label_column)  # same names in the test split, or a clear error
     names = label_names(train_ds, label_column)
     if num_labels is None:

@@ -8,13 +8,18 @@ its files' sizes and modification times, so changed files are read again:
 
     <HF_DATASETS_CACHE>/hf_vit-local/<hash of the folder's path>/<hash of its files>/
 
-Once a newer state of a folder has loaded, `prune_other_states` removes the folder's older states (each a
-whole Arrow copy plus the decoded pixels, hundreds of MB for CIFAR-10), which no load can reach again.
+Once a state of a folder has loaded, `prune_other_states` removes the folder's other states (each a whole
+Arrow copy plus the decoded pixels, hundreds of MB for CIFAR-10), which no load can reach again, once nothing
+has been written in them for an hour: another process may still be building or decoding one.
 """
 
 import hashlib
+import os
 import shutil
+import time
 from pathlib import Path
+
+IDLE_BEFORE_PRUNE_S = 3600
 
 
 def local_cache_dir(folder) -> str:
@@ -32,9 +37,31 @@ def local_cache_dir(folder) -> str:
     return str(Path(config.HF_DATASETS_CACHE) / "hf_vit-local" / by_path / digest.hexdigest()[:16])
 
 
-def prune_other_states(cache_dir) -> None:
-    """Remove the caches of the same folder's earlier file states (best effort: another process may hold one)."""
+def _last_write(folder: Path) -> float:
+    """The newest modification time of anything in `folder` (a few Arrow shards, JSON and .npy files)."""
+    newest = folder.stat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            try:
+                newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+            except OSError:  # removed meanwhile
+                pass
+    return newest
+
+
+def prune_other_states(cache_dir, idle_s: float = IDLE_BEFORE_PRUNE_S) -> None:
+    """Remove the caches of the same folder's other file states, once untouched for `idle_s` seconds: a state
+    another process is still building (a slow first load) or decoding into is written to all the while."""
     cache_dir = Path(cache_dir)
+    now = time.time()
     for other in cache_dir.parent.iterdir():
-        if other != cache_dir and other.is_dir():
+        if other != cache_dir and other.is_dir() and now - _last_write(other) > idle_s:
             shutil.rmtree(other, ignore_errors=True)
+    # hf_vit 0.1's layout, one folder per state without the folder level (<hash>/data/...), pruned the same way
+    for old in cache_dir.parent.parent.iterdir():
+        if old.is_dir() and not all(_is_state(p) for p in old.iterdir()) and now - _last_write(old) > idle_s:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_state(path: Path) -> bool:
+    return path.is_dir() and len(path.name) == 16 and all(c in "0123456789abcdef" for c in path.name)

@@ -13,6 +13,7 @@ into the same place.
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -84,7 +85,7 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
     _remove_abandoned_staging(output_dir)
     # Same parent, so the final move is a rename on one filesystem, not a copy.
     staging_root = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
-    (staging_root / OWNER_FILE).write_text(str(os.getpid()))
+    (staging_root / OWNER_FILE).write_text(_owner())
     # A plain `kill` (SIGTERM) ends Python without running `finally`, which would leave the hidden staging
     # folder behind: while staging, it exits through SystemExit instead (status 143, as the signal would).
     own_handler = threading.current_thread() is threading.main_thread()  # signal.signal works only there
@@ -103,16 +104,36 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-OWNER_FILE = "owner.pid"  # the process writing a staging folder, so that a later run knows when it is abandoned
+OWNER_FILE = "owner"  # the process writing a staging folder, so that a later run knows when it is abandoned
+
+
+def _pid_namespace() -> str:
+    """Which process ids a pid is one of: a container has its own, where pid 603 is another process."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc (macOS): one namespace per machine
+        return "-"
+
+
+def _owner(pid: int | None = None) -> str:
+    return f"{socket.gethostname()} {_pid_namespace()} {os.getpid() if pid is None else pid}"
 
 
 def _remove_abandoned_staging(output_dir: Path) -> None:
-    """Staging folders of `output_dir` left by a process that is gone (kill -9, power loss): whole model copies."""
+    """Staging folders of `output_dir` left by a process that is gone (kill -9, power loss): whole model copies.
+
+    Only a folder whose owner ran on this machine, among this process's pids, can be judged: one written from
+    another machine (a shared or network folder) or another container is left alone.
+    """
+    here = _owner(0).rsplit(" ", 1)[0]
     for staging_root in output_dir.parent.glob(f".{output_dir.name}.staging-*"):
         try:
-            pid = int((staging_root / OWNER_FILE).read_text())
+            where, pid = (staging_root / OWNER_FILE).read_text().rsplit(" ", 1)
+            pid = int(pid)
         except (OSError, ValueError):
-            continue  # not one of ours, or its owner has not written its pid yet: left alone
+            continue  # not one of ours, or its owner has not written its name yet: left alone
+        if where != here:
+            continue
         try:
             os.kill(pid, 0)  # signal 0: only asks whether the process exists
         except ProcessLookupError:

@@ -397,13 +397,19 @@ def test_bad_evaluation_flags_are_one_error_line_before_anything_loads(flags, me
     assert not (tmp_path / "o").exists()
 
 
-def test_an_output_dir_that_cannot_be_written_is_refused_before_the_model_loads(capsys):
+def test_an_output_dir_that_cannot_be_written_is_refused_before_the_model_loads(evaluated, tmp_path, capsys, monkeypatch):
     # /proc takes no new folders, even from root: before, the whole split was scored and then the write failed.
-    code, _ = run_evaluate_script(["--model", "./no-model-here", "--output_dir", "/proc/hf_vit-evaluation"], capsys)
+    # The dataset does not exist: the output folder is refused before the data is looked for.
+    code, _ = run_evaluate_script(["--model", str(evaluated["model_dir"]), "--dataset", str(tmp_path / "none"),
+                                   "--output_dir", "/proc/hf_vit-evaluation"], capsys)  # fmt: skip
     assert code == (
         "error: cannot write --output_dir '/proc/hf_vit-evaluation' (/proc: No such file or directory). Pass a "
         "writable --output_dir (default: <model folder>/evaluation, which a read-only model folder cannot hold)."
     )
+    # ... but a mistyped --model is named first, wherever the default output would go
+    monkeypatch.chdir("/proc")  # where the default output of a Hub id would go
+    code, _ = run_evaluate_script(["--model", str(tmp_path / "rnu_typo")], capsys)
+    assert code.startswith(f"error: no model folder at '{tmp_path / 'rnu_typo'}' (from --model "), code
 
 
 def test_missing_model_paths_are_not_sent_to_the_hub(tmp_path, capsys, monkeypatch):

@@ -231,7 +231,10 @@ def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md"]
     (abandoned,) = tmp_path.glob(".out.staging-*")  # the kill -9's
     assert (abandoned / "out" / "half.txt").is_file()
+    # One written from another machine or container, whose pid means nothing here, is not judged.
+    (tmp_path / ".out.staging-elsewhere").mkdir()
+    (tmp_path / ".out.staging-elsewhere" / "owner").write_text("another-host pid:[4026531836] 2")
     with staged_folder(tmp_path / "out", overwrite=True) as folder:
         (folder / "config.json").write_text("{}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.staging-elsewhere", "out"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json"]

@@ -277,45 +277,40 @@ def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
     )
 
 
-def test_a_dataset_without_a_test_split_is_not_tested_on_its_training_images(tmp_path, capsys):
+@pytest.mark.parametrize("label_column, label_feature", [("label", "classes"), ("labels", "integers")])
+def test_a_dataset_without_a_test_split_is_not_tested_on_its_training_images(tmp_path, capsys, label_column,
+                                                                             label_feature):
     import datasets
 
-    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    label_type = datasets.ClassLabel(names=["a", "b"]) if label_feature == "classes" else datasets.Value("int64")
+    features = datasets.Features({"img": datasets.Image(), label_column: label_type})
     images = [Image.fromarray(np.full((32, 32, 3), 10 * i, np.uint8)) for i in range(20)]
-    (tmp_path / "only_train").mkdir()
-    datasets.Dataset.from_dict({"img": images, "label": [i % 2 for i in range(20)]}, features=features).to_parquet(
-        str(tmp_path / "only_train" / "train-00000-of-00001.parquet"))  # fmt: skip
-    err = train_error(capsys, train_args(tmp_path / "only_train", tmp_path / "run"))
-    assert err.startswith(f"train.py: error: the dataset {str(tmp_path / 'only_train')!r} has no split 'test'; its "
-                          "splits are ['train']. A dataset without a test split needs one made from its train split")  # fmt: skip
+    only_train = tmp_path / "only_train"
+    only_train.mkdir()
+    datasets.Dataset.from_dict({"img": images, label_column: [i % 2 for i in range(20)]}, features=features).to_parquet(
+        str(only_train / "train-00000-of-00001.parquet"))  # fmt: skip
+    err = train_error(capsys, train_args(only_train, tmp_path / "run"))
+    assert err.startswith(f"train.py: error: the dataset {str(only_train)!r} has no split 'test'; its splits are "
+                          "['train']. A dataset without a held-out test split needs one made from its train split")  # fmt: skip
     # What the message above used to suggest: accepted, and the "test accuracy" scored the training images.
-    err = train_error(capsys, train_args(tmp_path / "only_train", tmp_path / "run", "--test_split", "train"))
+    err = train_error(capsys, train_args(only_train, tmp_path / "run", "--test_split", "train"))
     assert err.startswith("train.py: error: --test_split 'train' is also the train split: the test accuracy would ")
     assert not (tmp_path / "run").exists()
-    # The recipe the messages give makes a folder with both splits and the class names.
+    # The recipe the messages give works for this dataset's label column (stratified only by a ClassLabel).
     recipe = re.search(r"`d = (.*?)`, then `(.*?)`, `(.*?)` and", err)
-    d = eval(recipe[1].replace("path", repr(str(tmp_path / "only_train"))))  # noqa: S307 (the message's own code)
+    assert ("stratify_by_column" in recipe[1]) == (label_feature == "classes")
+    d = eval(recipe[1].replace("(path)", f"({str(only_train)!r})"))  # noqa: S307 (the message's own code)
     for write in recipe.groups()[1:]:
         eval(write.replace("'new/", repr(str(tmp_path / "new") + "/")[:-1]))  # noqa: S307
     made = datasets.load_dataset(str(tmp_path / "new"))
-    assert (sorted(made), made["test"].num_rows, made["test"].features["label"].names) == (["test", "train"], 2, ["a", "b"])
-
-
-def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
-    """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
-    from transformers import pipeline
-
-    from hf_vit.training import main
-
-    out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, "--image_size", "16", "8", "--patch_size", "4", steps=2)) == 0
-    config = json.loads((out / "config.json").read_text())
-    processor = json.loads((out / "preprocessor_config.json").read_text())
-    assert (config["image_size"], config["patch_size"], processor["size"]) == ([16, 8], 4, {"height": 16, "width": 8})
-    classify = pipeline("image-classification", model=str(out), device="cpu")
-    assert len(classify(Image.new("RGB", (32, 32)), top_k=3)) == 3
-    err = train_error(capsys, train_args(dataset_dir, tmp_path / "run2", "--image_size", "16", "8", "4"))
-    assert err == "train.py: error: --image_size takes one number (square) or two (height width), got 3: [16, 8, 4]."
+    assert (sorted(made), made["test"].num_rows, made["test"].features[label_column]) == (
+        ["test", "train"], 2, label_type)
+    # A split kept for validation is not offered as the test split.
+    (tmp_path / "tv").mkdir()
+    for split in ("train", "validation"):
+        shutil.copy(only_train / "train-00000-of-00001.parquet", tmp_path / "tv" / f"{split}-00000-of-00001.parquet")
+    err = train_error(capsys, train_args(tmp_path / "tv", tmp_path / "run", "--validation_split", "validation"))
+    assert "Choose one of" not in err and "A dataset without a held-out test split needs one" in err
 
 
 def test_ten_integer_classes_without_names_are_not_called_cifar10s(dataset_dir, tmp_path, capsys):
@@ -658,8 +653,12 @@ def test_remote_code_files_are_the_packages_own(model_dir):
     }
 
 
-def test_a_changed_dataset_folder_is_read_again(tmp_path):
+def test_a_changed_dataset_folder_is_read_again(tmp_path, monkeypatch):
+    import datasets
+
     from hf_vit.analysis import load_split
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # the pruning below: not yours
 
     first = make_tiny_cifar(tmp_path / "a" / "tiny", n_train=4, n_test=7)
     assert len(load_split(str(first), "test")) == 7
@@ -669,13 +668,20 @@ def test_a_changed_dataset_folder_is_read_again(tmp_path):
     # The first folder's files replaced in place.
     make_tiny_cifar(first, n_train=4, n_test=5)
     assert len(load_split(str(first), "test")) == 5
-    # Each folder keeps the cache of its current files only: the replaced files' copy can never load again.
-    from hf_vit.dataset_cache import local_cache_dir
+    # The replaced files' copy can never load again: once idle for an hour (another process may still be
+    # building or decoding a state) it is removed by the next load of the folder.
+    from hf_vit.dataset_cache import IDLE_BEFORE_PRUNE_S, local_cache_dir
 
-    for folder, rows in ((first, 5), (second, 9)):
-        states = list(Path(local_cache_dir(folder)).parent.iterdir())
-        assert states == [Path(local_cache_dir(folder))], states
-        assert len(load_split(str(folder), "test")) == rows  # and it still loads from there
+    current = Path(local_cache_dir(first))
+    (earlier,) = [p for p in current.parent.iterdir() if p != current]  # written seconds ago: kept
+    old_layout = current.parent.parent / "0123456789abcdef"  # an earlier version's: <hash>/data/...
+    (old_layout / "data").mkdir(parents=True)
+    an_hour_ago = time.time() - IDLE_BEFORE_PRUNE_S - 60
+    for path in [earlier, *earlier.rglob("*"), old_layout, old_layout / "data"]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    assert len(load_split(str(first), "test")) == 5
+    assert list(current.parent.iterdir()) == [current] and not old_layout.exists()
+    assert list(Path(local_cache_dir(second)).parent.iterdir()) == [Path(local_cache_dir(second))]
 
 
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
