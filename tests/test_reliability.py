@@ -313,6 +313,23 @@ def test_a_dataset_without_a_test_split_is_not_tested_on_its_training_images(tmp
     assert "Choose one of" not in err and "A dataset without a held-out test split needs one" in err
 
 
+def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
+    """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
+    from transformers import pipeline
+
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--image_size", "16", "8", "--patch_size", "4", steps=2)) == 0
+    config = json.loads((out / "config.json").read_text())
+    processor = json.loads((out / "preprocessor_config.json").read_text())
+    assert (config["image_size"], config["patch_size"], processor["size"]) == ([16, 8], 4, {"height": 16, "width": 8})
+    classify = pipeline("image-classification", model=str(out), device="cpu")
+    assert len(classify(Image.new("RGB", (32, 32)), top_k=3)) == 3
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "run2", "--image_size", "16", "8", "4"))
+    assert err == "train.py: error: --image_size takes one number (square) or two (height width), got 3: [16, 8, 4]."
+
+
 def test_ten_integer_classes_without_names_are_not_called_cifar10s(dataset_dir, tmp_path, capsys):
     import datasets
 
