@@ -830,7 +830,9 @@ def finish_without_training(trainer, resume, output_dir):
 
 def load_start(model_args: ModelArguments):
     """(source, local_files_only, config, image processor or None) of --model_name_or_path, checked up front."""
-    from transformers import AutoConfig, AutoImageProcessor
+    from transformers import AutoConfig
+    # from its module: transformers 5.17 without torchvision exports a placeholder that raises
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
     from .analysis import hub_unreachable, locate_model
     from .hub import weights_against_config
