@@ -184,12 +184,18 @@ def weights_against_config(model_dir: Path, config: dict) -> list[str]:
             saved.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
     missing = sorted(set(expected) - set(saved))
     other = sorted(k for k in set(expected) & set(saved) if expected[k] != saved[k])
-    if not missing and not other:
+    unused = sorted(set(saved) - set(expected))  # a depth edited down: trained layers silently left out
+    if not missing and not other and not unused:
         return []
-    detail = f"missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}" if missing else (
-        f"{other[0]} is {list(saved[other[0]])} in the weights, {list(expected[other[0]])} by config.json")
-    return [f"config.json does not describe the weights in the safetensors ({detail}): the model would load with "
-            "layers the weights do not fill. Use the folder as training (or save_pretrained) wrote it."]
+    if missing:
+        detail = f"missing: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+    elif other:
+        detail = f"{other[0]} is {list(saved[other[0]])} in the weights, {list(expected[other[0]])} by config.json"
+    else:
+        detail = f"not used by it: {', '.join(unused[:3])}{' ...' if len(unused) > 3 else ''}"
+    effect = "without weights the safetensors hold" if not (missing or other) else "with layers the weights do not fill"
+    return [f"config.json does not describe the weights in the safetensors ({detail}): the model would load {effect}. "
+            "Use the folder as training (or save_pretrained) wrote it."]
 
 
 def _auto_map_refs(auto_map: dict) -> list[str]:

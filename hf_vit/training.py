@@ -828,8 +828,9 @@ def finish_without_training(trainer, resume, output_dir):
     return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
-def load_start(model_args: ModelArguments):
-    """(source, local_files_only, config, image processor or None) of --model_name_or_path, checked up front."""
+def load_start(model_args: ModelArguments, output_dir=None):
+    """(source, local_files_only, config, image processor or None, is_local) of --model_name_or_path, checked up
+    front: before `output_dir` (which must not hold it) is cleared."""
     from transformers import AutoConfig
     # from its module: transformers 5.17 without torchvision exports a placeholder that raises
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
@@ -842,6 +843,13 @@ def load_start(model_args: ModelArguments):
         source, is_local = locate_model(name, "--model_name_or_path")
     except (OSError, ValueError) as err:
         raise SetupError(str(err)) from None
+    if is_local and output_dir is not None:
+        target, here = Path(output_dir).resolve(), Path(source).resolve()
+        if here == target or target in here.parents:
+            raise SetupError(
+                f"--model_name_or_path {name!r} lies in --output_dir {str(output_dir)!r}, which this run writes (and "
+                "--overwrite_output_dir clears first): fine-tune into another --output_dir, or copy the model out."
+            )
     local_only = not is_local and hub_unreachable()
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local_only)
@@ -864,11 +872,12 @@ def load_start(model_args: ModelArguments):
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError):  # none saved: CIFAR-10's numbers (or --image_mean/--image_std), and a note
         processor = None
-    return source, local_only, config, processor
+    return source, local_only, config, processor, is_local
 
 
-def load_for_fine_tuning(source, local_only: bool, config: HfViTConfig, attn_implementation=None):
-    """The saved weights in a model of `config`; a head of another class count starts afresh, and says so."""
+def load_for_fine_tuning(source, local_only: bool, start: HfViTConfig, config: HfViTConfig, attn_implementation=None):
+    """The saved weights in a model of `config` (the start's shape, the dataset's classes), and what became of the
+    head: the same classes keep it (rows reordered to the dataset's class order); other classes get a new one."""
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model, info = HfViTForImageClassification.from_pretrained(
         source, config=config, ignore_mismatched_sizes=True, use_safetensors=True, local_files_only=local_only,
@@ -876,12 +885,31 @@ def load_for_fine_tuning(source, local_only: bool, config: HfViTConfig, attn_imp
     )
     fresh = sorted({*(info.get("missing_keys") or []), *(k for k, *_ in info.get("mismatched_keys") or [])})
     body = [k for k in fresh if not k.startswith("mlp_head.")]
-    if body:  # only the head may be new: anything else means the weights are not this model's
+    unused = sorted(info.get("unexpected_keys") or [])
+    if body or unused:  # only the head may be new: anything else means the weights are not this model's
+        detail = f"lacks weights of the model's body ({', '.join(body[:3])}" if body else (
+            f"holds weights its config.json does not describe ({', '.join(unused[:3])}")
         raise SetupError(
-            f"--model_name_or_path {source!r} lacks weights of the model's body ({', '.join(body[:3])}"
-            f"{' ...' if len(body) > 3 else ''}): only a classification head may start afresh."
+            f"--model_name_or_path {source!r} {detail}{' ...' if len(body or unused) > 3 else ''}): only a "
+            "classification head may start afresh. Use the folder as training (or save_pretrained) wrote it."
         )
-    return model, fresh
+    old = [str(start.id2label[i]) for i in range(start.num_labels)]
+    new = [str(config.id2label[i]) for i in range(config.num_labels)]
+    head = model.mlp_head[-1]  # the class-specific layer; the LayerNorm before it is the image vector's
+    if fresh or old == new:
+        return model, (f"a new head for {config.num_labels} classes starts afresh ({', '.join(fresh)})" if fresh
+                       else "")
+    with torch.no_grad():
+        if sorted(old) == sorted(new):  # the same classes in another order: each keeps its own row
+            order = torch.tensor([old.index(name) for name in new])
+            head.weight.copy_(head.weight[order])
+            head.bias.copy_(head.bias[order])
+            return model, f"the head's rows follow the dataset's class order ({', '.join(new[:4])}{', ...' if len(new) > 4 else ''})"
+        # other classes, as many: rows trained for another class each would only mislead; a new head, as above
+        head.weight.normal_(0.0, config.initializer_range)
+        head.bias.zero_()
+    return model, (f"a new head for {config.num_labels} classes starts afresh (its classes are not the model's: "
+                   f"{', '.join(new[:3])}, ... instead of {', '.join(old[:3])}, ...)")
 
 
 # ---------------------------------------------------------------------------
@@ -912,6 +940,8 @@ def train(
         )
     check_trainer_flags(training_args, run_args)
     hub_repo = take_over_push(training_args)
+    # The model to fine-tune is read before anything of --output_dir is cleared: it may not lie in there.
+    start = load_start(model_args, output_dir) if model_args.model_name_or_path else None
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
     if resume is None:
         clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
@@ -925,7 +955,6 @@ def train(
         set_cpu_threads(run_args.num_threads, local)
         keep_freed_memory()
 
-    start = load_start(model_args) if model_args.model_name_or_path else None
     probe_config = build_config(model_args, start=start[2] if start else None)
     # A fine-tuned model keeps the normalisation it was trained with, unless the flags say otherwise.
     start_processor = start[3] if start else None
@@ -966,9 +995,9 @@ def train(
     if start is None:
         model = HfViTForImageClassification(config)
     else:
-        model, fresh = load_for_fine_tuning(start[0], start[1], config, model_args.attn_implementation)
+        model, head = load_for_fine_tuning(start[0], start[1], start[2], config, model_args.attn_implementation)
         if training_args.process_index == 0:
-            head = f"; a new head for {config.num_labels} classes starts afresh ({', '.join(fresh)})" if fresh else ""
+            head = f"; {head}" if head else ""
             kept = "" if start[3] is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"
             print(f"[hf_vit] fine-tuning {model_args.model_name_or_path}{head}{kept}", flush=True)
 
@@ -990,7 +1019,9 @@ def train(
     )
     trainer.add_callback(RankReport(trainer))
     trainer.run_fingerprint = run_fingerprint(config, processor, data_args, training_args, len(data.train))
-    trainer.run_fingerprint["model"]["model_name_or_path"] = model_args.model_name_or_path  # the starting weights
+    # the starting weights: a local folder by where it is, however it was spelled
+    trainer.run_fingerprint["model"]["model_name_or_path"] = (
+        str(Path(start[0]).resolve()) if start and start[4] else model_args.model_name_or_path)
     # read now: save_total_limit may delete that checkpoint during training
     resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
     finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)
@@ -1074,7 +1105,11 @@ def train(
         output_dir / "training_recipe.json",
         {
             "recipe_files": training_args._hf_vit_sources,
-            "model": {**asdict(model_args), "config": config.to_diff_dict()},
+            "model": {**asdict(model_args), "config": config.to_diff_dict()} | ({
+                # a local folder is recorded so that the card, rendered anywhere, never links it as a Hub model;
+                # the preset does not apply (the model's own shape does)
+                "model_name_or_path": dataset_reference(model_args.model_name_or_path), "preset": None,
+            } if start else {}),
             "data": {**asdict(data_args), "dataset_name": dataset_reference(data_args.dataset_name)},
             "run": asdict(run_args),
             "training": json.loads(training_args.to_json_string()),

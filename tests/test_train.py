@@ -3,6 +3,7 @@ tiny synthetic data in the Hub layout. Nothing is mocked; the offline test cuts 
 HF_HUB_OFFLINE=1 and an empty HF_HOME, the only network in play."""
 
 import json
+import shutil
 import os
 import platform
 import re
@@ -334,11 +335,32 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
     assert "Fine-tuned from a local model (`source`)." in (folder / "README.md").read_text()
     classify = pipeline("image-classification", model=str(folder), device="cpu")
     assert {r["label"] for r in classify(Image.new("RGB", (32, 32)))} == {"x", "y", "z"}
+    recipe = json.loads((folder / "training_recipe.json").read_text())["model"]
+    assert (recipe["model_name_or_path"], recipe["preset"]) == (str(source), None)  # the model's shape, not a preset
+
+    # The same ten classes in another order keep their own rows; ten other classes get a new head.
+    names = json.loads((source / "config.json").read_text())["id2label"]
+    for label_names, name in ((list(reversed(names.values())), "reordered"), ([f"c{i}" for i in range(10)], "renamed")):
+        data = make_tiny_cifar(tmp_path / f"data_{name}", n_train=30, n_test=10, names=label_names)
+        assert run_main("--dataset_name", str(data), "--output_dir", str(tmp_path / name), "--learning_rate", "0",
+                        "--model_name_or_path", str(source)) == 0  # fmt: skip
+    reordered, renamed = weights(tmp_path / "reordered"), weights(tmp_path / "renamed")
+    for key in ("mlp_head.1.weight", "mlp_head.1.bias"):
+        assert torch.equal(reordered[key], before[key].flip(0))  # before: the rows stayed, each now another class's
+        assert not torch.equal(renamed[key], before[key]) and torch.equal(renamed["mlp_head.0.weight"], before["mlp_head.0.weight"])
+    assert "[hf_vit] fine-tuning " + str(source) + "; the head's rows follow the dataset's class order (" in capsys.readouterr().out
 
     # what cannot start from it: another shape, or a model of another kind
     BertModel(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8,
                          vocab_size=10)).save_pretrained(tmp_path / "bert")  # fmt: skip
+    shallower = tmp_path / "shallower"  # config.json edited to one block fewer than the weights hold
+    shutil.copytree(source, shallower)
+    config = json.loads((shallower / "config.json").read_text())
+    (shallower / "config.json").write_text(json.dumps({**config, "depth": config["depth"] - 1}))
     for flags, message in (
+        (["--model_name_or_path", str(shallower)],  # before: the last block's trained weights were dropped
+         f"--model_name_or_path '{shallower}': config.json does not describe the weights in the safetensors (not "
+         "used by it: vit.transformer.layers.1."),
         (["--model_name_or_path", str(source), "--dim", "32"],
          f"--dim 32 differs from the model being fine-tuned (dim=64, from --model_name_or_path '{source}'): its "
          "weights fit its own shape only. Leave --dim out (a --recipe or --config_file may set it too)."),
@@ -350,3 +372,8 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
         assert run_main("--dataset_name", str(three), "--output_dir", str(tmp_path / "refused"), *flags) == 2
         assert f"train.py: error: {message}" in capsys.readouterr().err
         assert not (tmp_path / "refused").exists()
+    # Fine-tuning a model into its own folder: refused before --overwrite_output_dir clears it (it deleted it).
+    saved = sorted(p.name for p in source.iterdir())
+    assert run_main("--dataset_name", str(three), "--output_dir", str(source), "--overwrite_output_dir", "true",
+                    "--model_name_or_path", str(source)) == 2  # fmt: skip
+    assert "lies in --output_dir" in capsys.readouterr().err and sorted(p.name for p in source.iterdir()) == saved
