@@ -845,10 +845,12 @@ def load_start(model_args: ModelArguments, output_dir=None):
         raise SetupError(str(err)) from None
     if is_local and output_dir is not None:
         target, here = Path(output_dir).resolve(), Path(source).resolve()
-        if here == target or target in here.parents:
+        inside = here.relative_to(target).parts if target in here.parents else ()
+        # what a run replaces there: the model files and checkpoints (another folder in it is left alone)
+        if here == target or (inside and (inside[0].startswith("checkpoint-") or inside[0] in RUN_FILES)):
             raise SetupError(
-                f"--model_name_or_path {name!r} lies in --output_dir {str(output_dir)!r}, which this run writes (and "
-                "--overwrite_output_dir clears first): fine-tune into another --output_dir, or copy the model out."
+                f"--model_name_or_path {name!r} is the model or a checkpoint in --output_dir {str(output_dir)!r}, "
+                "which this run replaces: fine-tune into another --output_dir, or copy the model out first."
             )
     local_only = not is_local and hub_unreachable()
     try:
@@ -896,9 +898,11 @@ def load_for_fine_tuning(source, local_only: bool, start: HfViTConfig, config: H
     old = [str(start.id2label[i]) for i in range(start.num_labels)]
     new = [str(config.id2label[i]) for i in range(config.num_labels)]
     head = model.mlp_head[-1]  # the class-specific layer; the LayerNorm before it is the image vector's
-    if fresh or old == new:
-        return model, (f"a new head for {config.num_labels} classes starts afresh ({', '.join(fresh)})" if fresh
-                       else "")
+    if fresh:
+        return model, f"a new head for {config.num_labels} classes starts afresh ({', '.join(fresh)})"
+    unnamed = [f"LABEL_{i}" for i in range(config.num_labels)]  # transformers' placeholders: class ids, no names
+    if old == new or unnamed in (old, new):
+        return model, "" if old == new else "the head is kept row by row (class ids without names on one side)"
     with torch.no_grad():
         if sorted(old) == sorted(new):  # the same classes in another order: each keeps its own row
             order = torch.tensor([old.index(name) for name in new])

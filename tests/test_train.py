@@ -303,7 +303,9 @@ def test_cpu_training_keeps_freed_activation_memory_instead_of_faulting_it_in_ag
 # ---------------------------------------------------------------------------
 # Fine-tuning: --model_name_or_path
 # ---------------------------------------------------------------------------
-def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_another_size(tiny, tmp_path, capsys):
+def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_another_size(tiny, tmp_path, capsys,
+                                                                                              monkeypatch):
+    import datasets
     from PIL import Image
     from transformers import BertConfig, BertModel, pipeline
 
@@ -376,4 +378,26 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
     saved = sorted(p.name for p in source.iterdir())
     assert run_main("--dataset_name", str(three), "--output_dir", str(source), "--overwrite_output_dir", "true",
                     "--model_name_or_path", str(source)) == 2  # fmt: skip
-    assert "lies in --output_dir" in capsys.readouterr().err and sorted(p.name for p in source.iterdir()) == saved
+    assert "is the model or a checkpoint in --output_dir" in capsys.readouterr().err
+    assert sorted(p.name for p in source.iterdir()) == saved
+    # A model folder beside the run's files in --output_dir is not the run's to replace: allowed.
+    shutil.copytree(source, tmp_path / "work" / "base")
+    assert run_main("--dataset_name", str(three), "--output_dir", str(tmp_path / "work"),
+                    "--model_name_or_path", str(tmp_path / "work" / "base")) == 0  # fmt: skip
+
+    # Spelled relative to the working folder: recorded as a folder (the card never links it as a Hub model), and a
+    # resume compares it by where it is, however spelled. Integer labels without names keep the head row by row.
+    monkeypatch.chdir(tmp_path)
+    ints = tmp_path / "ints"
+    datasets.load_dataset(str(tiny))["train"].cast_column("label", datasets.Value("int64")).to_parquet(
+        str(ints / "train.parquet"))  # fmt: skip
+    datasets.load_dataset(str(tiny))["test"].cast_column("label", datasets.Value("int64")).to_parquet(
+        str(ints / "test.parquet"))  # fmt: skip
+    steps = ("--dataset_name", "ints", "--output_dir", "relative", "--save_strategy", "steps", "--save_steps", "1",
+             "--max_steps", "2", "--learning_rate", "0")  # fmt: skip
+    assert run_main(*steps, "--model_name_or_path", "source", "--stop_after_steps", "1") == 0
+    assert run_main(*steps, "--model_name_or_path", "./source", "--resume_from_checkpoint", "last") == 0
+    recipe = json.loads((tmp_path / "relative" / "training_recipe.json").read_text())["model"]
+    assert recipe["model_name_or_path"] == "./source" and "Fine-tuned from a local model (`source`)." in (
+        tmp_path / "relative" / "README.md").read_text()
+    assert all(torch.equal(weights(tmp_path / "relative")[k], before[k]) for k in before)
