@@ -73,8 +73,8 @@ class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
         metadata={"help": "fine-tune a trained hf_vit model (a folder or Hub id) instead of starting from random "
-                  "weights: its shape, image size and normalisation are kept; a head for another number of classes "
-                  "starts afresh (--preset and the shape flags build a fresh model only)"},
+                  "weights: its shape, image size and normalisation are kept, and its head follows the dataset's "
+                  "classes (--preset and the shape flags build a fresh model only)"},
     )
     preset: str = field(default="lesson", metadata={"help": f"model shape by name: {', '.join(PRESETS)}"})
     image_size: list[int] | None = field(
@@ -828,9 +828,19 @@ def finish_without_training(trainer, resume, output_dir):
     return TrainOutput(trainer.state.global_step, 0.0, {})
 
 
-def load_start(model_args: ModelArguments, output_dir=None):
-    """(source, local_files_only, config, image processor or None, is_local) of --model_name_or_path, checked up
-    front: before `output_dir` (which must not hold it) is cleared."""
+@dataclass
+class Start:
+    """The trained model a fine-tuning run starts from (--model_name_or_path)."""
+
+    source: str  # what from_pretrained reads: a checked local folder or a Hub id
+    local_only: bool  # a Hub id without a connection: the Hugging Face cache only
+    is_local: bool
+    config: HfViTConfig
+    processor: object | None  # its saved image processor, if any
+
+
+def load_start(model_args: ModelArguments, output_dir=None) -> Start:
+    """--model_name_or_path, checked up front: before `output_dir` (which must not hold it) is cleared."""
     from transformers import AutoConfig
     # from its module: transformers 5.17 without torchvision exports a placeholder that raises
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
@@ -874,16 +884,16 @@ def load_start(model_args: ModelArguments, output_dir=None):
         processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError):  # none saved: CIFAR-10's numbers (or --image_mean/--image_std), and a note
         processor = None
-    return source, local_only, config, processor, is_local
+    return Start(source, local_only, is_local, config, processor)
 
 
-def load_for_fine_tuning(source, local_only: bool, start: HfViTConfig, config: HfViTConfig, attn_implementation=None):
+def load_for_fine_tuning(start: Start, config: HfViTConfig, attn_implementation=None):
     """The saved weights in a model of `config` (the start's shape, the dataset's classes), and what became of the
     head: the same classes keep it (rows reordered to the dataset's class order); other classes get a new one."""
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model, info = HfViTForImageClassification.from_pretrained(
-        source, config=config, ignore_mismatched_sizes=True, use_safetensors=True, local_files_only=local_only,
-        output_loading_info=True, **kwargs,
+        start.source, config=config, ignore_mismatched_sizes=True, use_safetensors=True,
+        local_files_only=start.local_only, output_loading_info=True, **kwargs,
     )
     fresh = sorted({*(info.get("missing_keys") or []), *(k for k, *_ in info.get("mismatched_keys") or [])})
     body = [k for k in fresh if not k.startswith("mlp_head.")]
@@ -892,10 +902,10 @@ def load_for_fine_tuning(source, local_only: bool, start: HfViTConfig, config: H
         detail = f"lacks weights of the model's body ({', '.join(body[:3])}" if body else (
             f"holds weights its config.json does not describe ({', '.join(unused[:3])}")
         raise SetupError(
-            f"--model_name_or_path {source!r} {detail}{' ...' if len(body or unused) > 3 else ''}): only a "
+            f"--model_name_or_path {start.source!r} {detail}{' ...' if len(body or unused) > 3 else ''}): only a "
             "classification head may start afresh. Use the folder as training (or save_pretrained) wrote it."
         )
-    old = [str(start.id2label[i]) for i in range(start.num_labels)]
+    old = [str(start.config.id2label[i]) for i in range(start.config.num_labels)]
     new = [str(config.id2label[i]) for i in range(config.num_labels)]
     head = model.mlp_head[-1]  # the class-specific layer; the LayerNorm before it is the image vector's
     if fresh:
@@ -959,9 +969,9 @@ def train(
         set_cpu_threads(run_args.num_threads, local)
         keep_freed_memory()
 
-    probe_config = build_config(model_args, start=start[2] if start else None)
+    probe_config = build_config(model_args, start=start.config if start else None)
     # A fine-tuned model keeps the normalisation it was trained with, unless the flags say otherwise.
-    start_processor = start[3] if start else None
+    start_processor = start.processor if start else None
     image_mean = model_args.image_mean or list(getattr(start_processor, "image_mean", None) or CIFAR10_MEAN)
     image_std = model_args.image_std or list(getattr(start_processor, "image_std", None) or CIFAR10_STD)
     if len(image_mean) != probe_config.num_channels or len(image_std) != probe_config.num_channels:
@@ -995,14 +1005,14 @@ def train(
             augment_on_device=data_args.augment_on_device,
             validation_split=data_args.validation_split,
         )
-    config = build_config(model_args, data.label_names, data.num_labels, start=start[2] if start else None)
+    config = build_config(model_args, data.label_names, data.num_labels, start=start.config if start else None)
     if start is None:
         model = HfViTForImageClassification(config)
     else:
-        model, head = load_for_fine_tuning(start[0], start[1], start[2], config, model_args.attn_implementation)
+        model, head = load_for_fine_tuning(start, config, model_args.attn_implementation)
         if training_args.process_index == 0:
             head = f"; {head}" if head else ""
-            kept = "" if start[3] is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"
+            kept = "" if start.processor is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"
             print(f"[hf_vit] fine-tuning {model_args.model_name_or_path}{head}{kept}", flush=True)
 
     curve = AccuracyCurve()
@@ -1025,7 +1035,7 @@ def train(
     trainer.run_fingerprint = run_fingerprint(config, processor, data_args, training_args, len(data.train))
     # the starting weights: a local folder by where it is, however it was spelled
     trainer.run_fingerprint["model"]["model_name_or_path"] = (
-        str(Path(start[0]).resolve()) if start and start[4] else model_args.model_name_or_path)
+        str(Path(start.source).resolve()) if start and start.is_local else model_args.model_name_or_path)
     # read now: save_total_limit may delete that checkpoint during training
     resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
     finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)
