@@ -15,7 +15,6 @@ import io
 import logging
 import os
 import socket
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,14 +133,14 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
 
 def _check_cache_writable(cache_dir) -> None:
     """datasets writes its Arrow copy there first; unwritable, it fails with a bare PermissionError traceback."""
-    try:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        Path(tempfile.mkdtemp(prefix=".hf_vit-write-test-", dir=cache_dir)).rmdir()
-    except OSError as err:
+    from .output_folder import unwritable_reason
+
+    problem = unwritable_reason(cache_dir)
+    if problem:
         raise DatasetError(
-            f"cannot write the datasets cache {str(cache_dir)!r} ({err.strerror or err}), where the decoded dataset "
-            "is kept. Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder."
-        ) from None
+            f"cannot write the datasets cache {str(cache_dir)!r} ({problem}), where the decoded dataset is kept. "
+            "Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder."
+        )
 
 
 def get_split(dataset_dict, split: str, dataset_name: str, flag: str = "--train_split / --test_split"):

@@ -115,8 +115,13 @@ def _pid_namespace() -> str:
         return "-"
 
 
-def _owner(pid: int | None = None) -> str:
-    return f"{socket.gethostname()} {_pid_namespace()} {os.getpid() if pid is None else pid}"
+def _here() -> str:
+    """Where a pid means this process's kind of pid: the machine and its pid namespace."""
+    return f"{socket.gethostname()} {_pid_namespace()}"
+
+
+def _owner() -> str:
+    return f"{_here()} {os.getpid()}"
 
 
 def _remove_abandoned_staging(output_dir: Path) -> None:
@@ -125,7 +130,7 @@ def _remove_abandoned_staging(output_dir: Path) -> None:
     Only a folder whose owner ran on this machine, among this process's pids, can be judged: one written from
     another machine (a shared or network folder) or another container is left alone.
     """
-    here = _owner(0).rsplit(" ", 1)[0]
+    here = _here()
     for staging_root in output_dir.parent.glob(f".{output_dir.name}.staging-*"):
         try:
             where, pid = (staging_root / OWNER_FILE).read_text().rsplit(" ", 1)
