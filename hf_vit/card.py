@@ -19,6 +19,7 @@ classes whose dataset is `uoft-cs/cifar10` or a local copy of it.
 
 import json
 import math
+import os
 import re
 import struct
 from pathlib import Path
@@ -550,9 +551,19 @@ def render_model_card(model_dir, repo_id=None, template_path=None) -> ModelCard:
 def write_model_card(model_dir, repo_id=None, template_path=None) -> Path:
     """Fill the card template from `model_dir` and write `<model_dir>/README.md`; returns its path."""
     card = render_model_card(model_dir, repo_id=repo_id, template_path=template_path)
+    return write_card_text(model_dir, str(card))
+
+
+def write_card_text(model_dir, text: str) -> Path:
+    """Write `text` as `<model_dir>/README.md` through a temporary file: the card is whole or as it was."""
     path = Path(model_dir) / "README.md"
-    path.write_text(str(card), encoding="utf-8")
+    tmp = path.with_name(".README.md.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
-__all__ = ["write_model_card", "render_model_card", "card_inputs", "count_parameters", "find_template"]
+__all__ = ["write_model_card", "write_card_text", "render_model_card", "card_inputs", "count_parameters", "find_template"]

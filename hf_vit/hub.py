@@ -259,8 +259,9 @@ def push_model_folder(
 
     `token`: None takes the usual places (the HF_TOKEN variable, then the
     `hf auth login` cache). `private` applies when the repository is created (None: the account's default);
-    an existing repository keeps its visibility. `write_card` (re)writes
-    README.md from the folder with this repo id before uploading.
+    an existing repository keeps its visibility. `write_card` fills the card (README.md) from the
+    folder for this repo id: it goes up in the commit and is written into the folder once the commit has
+    landed (a dry run writes it at once, so that it can be read).
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -287,20 +288,35 @@ def push_model_folder(
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         # "my-vit" lands under the token's namespace: the card's snippets need the full "user/my-vit"
         repo_id = getattr(url, "repo_id", None) or repo_id
+    card = None
     if write_card:
-        from .card import write_model_card
+        from .card import render_model_card, write_card_text
 
-        write_model_card(model_dir, repo_id=repo_id)
+        card = str(render_model_card(model_dir, repo_id=repo_id))
+        if dry_run:  # a dry run shows the card it would upload in the folder itself
+            write_card_text(model_dir, card)
     files = upload_plan(model_dir)
+    if card is not None and "README.md" not in files:
+        files = sorted([*files, "README.md"])
     if dry_run:
         return files, None
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(model_dir / name)) for name in files]
+    # The new card goes up from memory and replaces the folder's README.md only once the commit has landed:
+    # a push that fails (network, permissions) leaves the folder's card as it was.
+    operations = [
+        CommitOperationAdd(
+            path_in_repo=name,
+            path_or_fileobj=card.encode("utf-8") if card is not None and name == "README.md" else str(model_dir / name),
+        )
+        for name in files
+    ]
     info = api.create_commit(
         repo_id=repo_id,
         repo_type="model",
         operations=operations,
         commit_message=commit_message or f"Upload {model_dir.name} (hf_vit model, card, evaluation)",
     )
+    if card is not None:
+        write_card_text(model_dir, card)
     return files, info
 
 

@@ -342,7 +342,9 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
     for op in commit["operations"]:
         target = download / op.path_in_repo
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(Path(op.path_or_fileobj).read_bytes())
+        content = op.path_or_fileobj  # the card goes up from memory, the rest from the folder
+        target.write_bytes(content if isinstance(content, bytes) else Path(content).read_bytes())
+    assert (download / "README.md").read_bytes() == (folder / "README.md").read_bytes()  # and lands in the folder
     got = run_as_hub_user(download, tmp_path, remote=True)
 
     assert got["class"] == "HfViTForImageClassification"
@@ -413,6 +415,34 @@ def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_pa
         "connection and that the token may write to that repository, then run this again."
     )
     assert (folder / "README.md").read_text() == "# my hand-written card\n"
+
+
+def test_a_commit_the_hub_refuses_leaves_the_card_and_a_later_push_sends_the_new_one(tmp_path, fake_hub, monkeypatch,
+                                                                                   capsys):
+    """The repository exists but the commit is refused (a read-only token, a quota): the folder's card stays as
+    the user left it; a push that lands writes the card it uploaded. Only HfApi's network calls are replaced."""
+    from huggingface_hub import HfApi
+
+    def refused(self, *args, **kwargs):
+        raise PermissionError("403 Forbidden: You don't have the rights to create a commit in someone/x")
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    (folder / "README.md").write_text("# my hand-written card\n")
+    with monkeypatch.context() as patch:
+        patch.setattr(HfApi, "create_commit", refused)
+        with pytest.raises(PermissionError, match="403"):
+            push_model_folder(folder, "someone/x")
+    assert (folder / "README.md").read_text() == "# my hand-written card\n"
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []  # no temporary card left
+
+    (folder / "README.md").unlink()  # without a card of its own the push still sends one
+    files, _ = push_model_folder(folder, "someone/x")
+    (commit,) = fake_hub["create_commit"]
+    (card_op,) = [op for op in commit["operations"] if op.path_in_repo == "README.md"]
+    assert "README.md" in files
+    assert card_op.path_or_fileobj == (folder / "README.md").read_bytes()
+    assert ModelCard.load(folder / "README.md").data.model_name == "x"
 
 
 @pytest.mark.parametrize("edit", [{"depth": 2}, {"dim": 64}])
