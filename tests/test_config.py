@@ -49,6 +49,8 @@ def test_round_trip(tmp_path):
         ({"dim": 64.0}, r"`dim` must be a positive integer, got 64.0"),
         ({"dropout": 1.5}, r"`dropout` must be a probability in \[0, 1\)"),
         ({"emb_dropout": -0.1}, r"`emb_dropout` must be a probability"),
+        ({"dropout": 1.0}, r"`dropout` must be a probability in \[0, 1\), got 1.0"),  # 1.0 zeroes every activation
+        ({"emb_dropout": 1}, r"`emb_dropout` must be a probability in \[0, 1\), got 1\."),
         ({"layer_norm_eps": 0}, r"`layer_norm_eps` must be a positive finite number"),
         ({"layer_norm_eps": float("nan")}, r"`layer_norm_eps` must be a positive finite number, got nan"),
         ({"initializer_range": float("inf")}, r"`initializer_range` must be a positive finite number, got inf"),

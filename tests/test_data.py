@@ -9,7 +9,16 @@ import torch
 from tiny_data import make_tiny_cifar
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, make_image_processor
-from hf_vit.augment import AugmentConfig, BatchAugment, mix_batch, rand_augment, random_crop, seed_for_batch
+from hf_vit.augment import (
+    AugmentConfig,
+    BatchAugment,
+    mix_batch,
+    rand_augment,
+    random_crop,
+    random_erasing,
+    random_hflip,
+    seed_for_batch,
+)
 from hf_vit.data import (
     DatasetError,
     decode_images,
@@ -138,6 +147,23 @@ def test_augment_is_seeded_and_strong_options_work():
     assert seed_for_batch(0, [1, 2, 3]) == seed_for_batch(0, [1, 2, 3]) != seed_for_batch(0, [3, 2, 1])
 
 
+def test_flip_erasing_and_mixup_do_what_they_say():
+    x = torch.randn(6, 3, 8, 10)  # random pixels: a flip on the wrong axis or a swapped blend gives other numbers
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(random_hflip(x, g, p=1.0), x.flip(-1))  # left-right: columns reversed
+    assert torch.equal(random_hflip(x, g, p=0.0), x)
+    assert torch.equal(random_erasing(x, 0.0, g), x)
+    erased = random_erasing(x, 1.0, g)
+    assert all(not torch.equal(erased[b], x[b]) for b in range(6))
+    changed = (erased != x).any(1)  # (B, H, W): one rectangle per image, the same on every channel
+    assert torch.equal((erased != x).all(1), changed)
+    # Mixup alone: image b blended with image B-1-b at the drawn lam, the labels paired the same way.
+    out, labels_b, lam = mix_batch(x, torch.arange(6), 0.4, 0.0, 1.0, 0.5, np.random.default_rng(3))
+    lam0 = float(lam[0])
+    assert 0 < lam0 < 1 and torch.allclose(out, lam0 * x + (1 - lam0) * x.flip(0), atol=1e-6)
+    assert torch.equal(labels_b, torch.arange(6).flip(0))
+
+
 def test_cutmix_lambda_is_the_kept_area():
     x = torch.zeros(4, 1, 10, 10)
     x[1] = 1.0  # image 1 pairs with image 2 (B-1-b); image 2 pairs with image 1
@@ -157,6 +183,17 @@ def test_prepared_batches_come_whole_and_eval_is_not_augmented(tiny):
     assert first["pixel_values"].dtype == torch.float32 and first["pixel_values"].shape == (8, 3, 32, 32)
     again = next(iter(loader))
     assert torch.equal(first["pixel_values"], again["pixel_values"])  # no augmentation on validation
+    assert data.train.augment and not data.validation.augment and not data.test.augment
+    # Evaluation batches are exactly what the saved image processor makes of the same images: the numbers the
+    # checkpoints are chosen on and the test accuracy are those a pipeline user gets.
+    processor = make_image_processor(HfViTConfig())
+    splits = load_dataset(str(tiny))
+    for subset, split in ((data.validation, "train"), (data.test, "test")):  # validation is carved from train
+        rows = [int(i) for i in subset.indices[:8]]
+        ours = data.collator(subset.__getitems__(list(range(8))))
+        theirs = processor([splits[split][i]["img"] for i in rows], return_tensors="pt")["pixel_values"]
+        assert torch.allclose(ours["pixel_values"], theirs, atol=1e-5), split
+        assert ours["labels"].tolist() == [splits[split][i]["label"] for i in rows]
     train_batch = data.collator(data.train.__getitems__([0, 1, 2, 3]))
     assert not torch.equal(train_batch["pixel_values"], data.collator(data.train.__getitems__([1, 0, 2, 3]))["pixel_values"][[1, 0, 2, 3]])
 

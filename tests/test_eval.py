@@ -290,6 +290,30 @@ def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
     assert 'id="cards"' in (out / "report.html").read_text()
 
 
+def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkeypatch):
+    """The chart's bars are the share of each class's images called right (recall), not precision: the two differ
+    here (truck is never predicted, so whichever class takes its images loses precision but not recall)."""
+    import hf_vit.analysis
+
+    drawn = []
+
+    def recording(accuracies, names, **kwargs):
+        drawn.append((list(accuracies), list(names), kwargs))
+        return per_class_accuracy_image(accuracies, names, **kwargs)
+
+    monkeypatch.setattr(hf_vit.analysis, "per_class_accuracy_image", recording)
+    metrics = evaluate_model(
+        str(evaluated["model_dir"]), dataset=str(evaluated["data_dir"]), output_dir=tmp_path / "out", device="cpu",
+        progress=False, max_attention_maps=0, report=False,
+    )
+    ((bars, names, kwargs),) = drawn
+    labels, preds = evaluated["labels"], evaluated["preds"]
+    recalls = [float((preds[labels == c] == c).mean()) if (labels == c).any() else None for c in range(10)]
+    assert names == CIFAR10_NAMES and kwargs["overall"] == metrics["accuracy"]
+    assert bars == pytest.approx(recalls)
+    assert any(abs(metrics["per_class"][n]["precision"] - r) > 0.1 for n, r in zip(names, recalls) if r is not None)
+
+
 def test_batched_preprocessing_matches_the_image_processor(tmp_path):
     """The fast path must feed the model what `pipeline(...)` would, also when images need resizing."""
     config = hf_vit.HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32)

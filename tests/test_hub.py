@@ -149,6 +149,10 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
 
     text = card.text
     assert f"{100 * eval_acc:.2f}%" in text
+    evaluation = json.loads((folder / "evaluation" / "metrics.json").read_text())
+    for key, name in (("top3_accuracy", "Top-3 accuracy"), ("top5_accuracy", "Top-5 accuracy"), ("macro_f1", "Macro F1")):
+        row = next(line for line in text.splitlines() if line.startswith(f"| {name}"))  # every figure has its row
+        assert row.endswith(f"| {100 * evaluation[key]:.2f}% |"), row
     assert "CIFAR-10 (JPEG copy)" in text  # the recipe trained on a local folder
     assert "| cat | dog |" in text  # most confused pair from the confusion matrix
     assert "| `depth` | 1 |" in text and "| `heads` | 2 |" in text

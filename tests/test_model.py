@@ -104,6 +104,23 @@ def test_base_model_outputs():
     assert torch.allclose(out.pooler_output, out.last_hidden_state.mean(dim=1), atol=1e-6)
 
 
+def test_a_new_model_starts_from_transformers_init_with_its_own_tokens_drawn_too():
+    """Linear weights ~ N(0, initializer_range) with zero bias, LayerNorm at (1, 0), and the [CLS] token and
+    positions drawn at the same scale: zero positions would leave the patches unordered until trained."""
+    torch.manual_seed(0)
+    config = HfViTConfig(dim=64, depth=2, heads=2, dim_head=32, mlp_dim=128, initializer_range=0.05)
+    model = HfViTForImageClassification(config)
+    embeddings = model.vit.embeddings
+    for name, tensor in (("pos_embedding", embeddings.pos_embedding), ("cls_token", embeddings.cls_token)):
+        # trunc_normal_ cuts at +-2 in absolute terms, as transformers' ViT uses it: at this std, a plain normal
+        assert abs(float(tensor.std()) - 0.05) < 0.01 and abs(float(tensor.mean())) < 0.01, name
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(abs(float(m.weight.std()) - 0.05) < 0.01 for m in linears if m.weight.numel() >= 4096)
+    assert all(float(m.bias.abs().max()) == 0 for m in linears if m.bias is not None)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(bool((m.weight == 1).all() and (m.bias == 0).all()) for m in norms)
+
+
 def test_loss_is_cross_entropy():
     _, model = make_pair(SHAPES[0], "cls")
     x = torch.randn(4, 3, 32, 32)

@@ -216,6 +216,35 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
+def test_the_loss_is_label_smoothed_cross_entropy_weighted_by_the_mix(tmp_path):
+    """HfViTTrainer.compute_loss on a mixed batch: lam * CE(y_a) + (1 - lam) * CE(y_b), both smoothed by
+    --label_smoothing_factor, per image, then the mean; a plain batch is the smoothed CE alone."""
+    import torch.nn.functional as F
+    from transformers import TrainingArguments
+
+    from hf_vit import HfViTConfig, HfViTForImageClassification
+    from hf_vit.training import HfViTTrainer
+
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    args = TrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=0.1, use_cpu=True, report_to="none")
+    trainer = HfViTTrainer(model=model, args=args)
+    x = torch.randn(4, 3, 32, 32)
+    y, y_b = torch.tensor([0, 3, 9, 1]), torch.tensor([1, 9, 3, 0])
+    lam = torch.tensor([0.3, 0.3, 0.8, 0.8])
+    with torch.no_grad():
+        logits = model(pixel_values=x).logits
+        mixed = trainer.compute_loss(model, {"pixel_values": x, "labels": y, "labels_b": y_b, "mix_lam": lam})
+        plain = trainer.compute_loss(model, {"pixel_values": x, "labels": y})
+
+    def ce(labels):
+        return F.cross_entropy(logits, labels, label_smoothing=0.1, reduction="none")
+
+    assert torch.allclose(mixed, (lam * ce(y) + (1 - lam) * ce(y_b)).mean(), atol=1e-6)
+    assert torch.allclose(plain, ce(y).mean(), atol=1e-6)
+    assert not torch.allclose(plain, F.cross_entropy(logits, y), atol=1e-3)  # the smoothing is in it
+
+
 def test_cpu_recipe_trains_in_bf16_only_where_the_cpu_has_bf16_instructions(tmp_path):
     flags = Path("/proc/cpuinfo").read_text().split()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
