@@ -606,13 +606,13 @@ def evaluate_model(
         "total_s": round(elapsed, 3),
         "images_per_second": round(num / max(inference_s, 1e-9), 1),
     }
-    staged = output_dir / ".metrics.json.tmp"
-    staged.write_text(json.dumps(metrics, indent=2))
-    os.replace(staged, output_dir / "metrics.json")  # whole or absent, never half a file
     if report:
         from .report import write_report
 
-        write_report(output_dir)
+        write_report(output_dir, metrics=metrics)
+    staged = output_dir / ".metrics.json.tmp"
+    staged.write_text(json.dumps(metrics, indent=2))
+    os.replace(staged, output_dir / "metrics.json")  # last, whole or absent: it marks a finished evaluation
     return metrics
 
 

@@ -450,7 +450,7 @@ def main(argv=None) -> int:
         args.dtype = "fp32,bf16"
         if torch.device(args.device).type == "cpu" and not cpu_has_native_bf16():
             args.dtype = "fp32"
-            print("note: this CPU has no bf16 instructions (AVX512-BF16 or AMX); emulated bf16 trains about 10x slower, "
+            print("note: this CPU has no bf16 instructions (AVX512-BF16 or AMX); emulated bf16 trains about 13x slower, "
                   "so only fp32 is timed (--dtype fp32,bf16 times both)")
     dtypes = _split(args.dtype, ("fp32", "bf16"), "--dtype", parser)
     attns = _split(args.attn, ("sdpa", "eager"), "--attn", parser)

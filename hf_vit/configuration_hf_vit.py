@@ -93,7 +93,8 @@ class HfViTConfig(PretrainedConfig):
         dropout (`float`, defaults to 0.0): dropout in attention weights, attention output and FFN.
         emb_dropout (`float`, defaults to 0.0): dropout after adding positional embeddings.
         layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon (PyTorch's default, as in the lesson).
-        initializer_range (`float`, defaults to 0.02): std of the truncated-normal weight init.
+        initializer_range (`float`, defaults to 0.02): std of the weight init (normal for Linear layers,
+            truncated normal for the [CLS] token and the positions).
         id2label (`dict`, defaults to the 10 CIFAR-10 classes).
     """
 

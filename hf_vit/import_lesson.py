@@ -178,7 +178,7 @@ def import_lesson_weights(
             from .card import write_model_card
 
             write_model_card(staged)
-    return Path(output_dir)
+    return Path(output_dir).expanduser()
 
 
 __all__ = ["read_state_dict", "lesson_config", "import_lesson_weights", "LESSON_FIELDS"]

@@ -14,6 +14,7 @@ import base64
 import csv
 import html
 import json
+import os
 from pathlib import Path
 
 from .metrics import macro_scope
@@ -144,16 +145,21 @@ def _card(row: dict) -> str:
     )
 
 
-def write_report(output_dir, title: str | None = None) -> Path:
-    """Write `<output_dir>/report.html` from the evaluation files there; returns its path."""
+def write_report(output_dir, title: str | None = None, metrics: dict | None = None) -> Path:
+    """Write `<output_dir>/report.html` from the evaluation files there; returns its path.
+
+    `metrics`: the evaluation's metrics when they are not (yet) in metrics.json: the evaluation writes the
+    report first and metrics.json last, so that metrics.json marks a folder whose every file is whole.
+    """
     output_dir = Path(output_dir)
     metrics_path, csv_path = output_dir / "metrics.json", output_dir / "misclassified.csv"
-    for path in (metrics_path, csv_path):
+    for path in (csv_path,) if metrics is not None else (metrics_path, csv_path):
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path} is missing: write_report reads an evaluation folder. Run scripts/evaluate_model.py first."
             )
-    metrics = json.loads(metrics_path.read_text())
+    if metrics is None:
+        metrics = json.loads(metrics_path.read_text())
     with open(csv_path, newline="") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: -float(r["confidence"]))
     names = list(metrics.get("labels") or metrics["per_class"])
@@ -198,5 +204,10 @@ showing <span id="shown-count">{len(rows)} of {len(rows)}</span>, most confident
 </body></html>
 """
     out = output_dir / "report.html"
-    out.write_text(page, encoding="utf-8")
+    staged = output_dir / ".report.html.tmp"
+    try:
+        staged.write_text(page, encoding="utf-8")
+        os.replace(staged, out)  # whole or absent
+    finally:
+        staged.unlink(missing_ok=True)
     return out

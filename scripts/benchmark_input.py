@@ -5,7 +5,7 @@
 
 Pipeline img/s = the Trainer's path without the model: DataLoader over the decoded (cached) images,
 batch fetched with one indexing op, augmented and normalised by the collator. Training img/s = forward +
-backward + AdamW step of the recipe's model on those batches. The pipeline should be >= 5x faster.
+backward + AdamW step of the recipe's model on random batches of the same shape. The pipeline should be >= 5x faster.
 """
 
 import argparse

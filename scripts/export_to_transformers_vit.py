@@ -1,6 +1,6 @@
 """Convert a trained hf_vit folder into transformers' built-in ViTForImageClassification.
 
-    python scripts/export_to_transformers_vit.py runs/cpu runs/cpu-vit
+    python scripts/export_to_transformers_vit.py runs/gpu runs/gpu-vit   (the gpu recipe pools the [CLS] token)
 
 The result loads with AutoModelForImageClassification / pipeline("image-classification")
 WITHOUT trust_remote_code (no .py files), with the same logits (checked before writing).

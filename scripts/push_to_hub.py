@@ -2,9 +2,10 @@
 
     python scripts/push_to_hub.py runs/cpu your-username/vit-cifar10 [--private] [--token hf_...]
 
-Uploads config, weights, remote code, image processor, the model card (rewritten
-for this repo id) and the evaluation: summary, pictures and report.html with the
-images it shows; never checkpoints or pickles. --dry_run lists the files and stops.
+Uploads config, weights, remote code, image processor, the model card (filled in
+for this repo id, and written into the folder once the commit has landed) and the
+evaluation: summary, pictures and report.html with the images it shows; never
+checkpoints or pickles. --dry_run writes the card, lists the files and stops.
 The token comes from --token, else HF_TOKEN, else the `hf auth login` cache.
 """
 

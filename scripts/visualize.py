@@ -43,7 +43,7 @@ def parse_args(argv=None):
     image.add_argument("--index", type=int, help="row of the split to draw (with --dataset)")
     image.add_argument("--image_column", default=None, help="with --dataset; default: img, else image (as training)")
     image.add_argument("--label_column", default=None,
-                       help="with --dataset; default: label, else labels (as training); none: no true class shown")
+                       help="with --dataset; default: label, else labels (as training); a dataset without one: no true class shown")
     parser.add_argument("--output_dir", required=True, help="where the PNGs and pictures.json go")
     parser.add_argument(
         "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"

@@ -202,6 +202,13 @@ def test_paths_with_a_tilde_are_read_as_a_shell_would(tmp_path, monkeypatch):
     assert default_output_dir("~/m") == tmp_path / "m" / "evaluation"
     export_to_transformers_vit("~/m", "~/exported")
     assert (tmp_path / "exported" / "model.safetensors").is_file()
+    # The import script reads back the folder it wrote (it printed a traceback after writing it).
+    from lesson_vit import ViT, ViTConfig
+
+    torch.save(ViT(ViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).state_dict(),
+               tmp_path / "vit.pt")
+    load_script("import_lesson_weights").main(["~/vit.pt", "~/imported", "--heads", "2"])
+    assert (tmp_path / "imported" / "model.safetensors").is_file()
 
 
 def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_path):

@@ -460,6 +460,23 @@ def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(model_dir
     assert not (folder / "evaluation" / "metrics.json").exists()
     assert not [f for f in upload_plan(folder) if f.startswith("evaluation/")]
 
+    # Stopped while the report is written (after every picture): still no metrics.json, and no half a report.
+    monkeypatch.undo()
+    real_write_text = Path.write_text
+
+    def cut_short(self, text, *args, **kwargs):
+        if self.name.endswith("report.html.tmp"):
+            real_write_text(self, text[: len(text) // 2], *args, **kwargs)
+            raise KeyboardInterrupt
+        return real_write_text(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)
+    assert not (folder / "evaluation" / "metrics.json").exists()
+    assert not [p.name for p in (folder / "evaluation").iterdir() if "report" in p.name]
+    assert not [f for f in upload_plan(folder) if f.startswith("evaluation/")]
+
 
 def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
     from hf_vit.training import SetupError, parse_args
