@@ -63,7 +63,7 @@ class HfViTEmbeddings(nn.Module):
         grid_h, grid_w = self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1]
         new_h, new_w = height // self.patch_size[0], width // self.patch_size[1]
         cls_pos, patch_pos = self.pos_embedding[:, :1], self.pos_embedding[:, 1:]
-        if (new_h, new_w) == (grid_h, grid_w):
+        if (new_h, new_w) == (grid_h, grid_w) and not torch.jit.is_tracing():  # a trace would keep the short-cut
             return self.pos_embedding
         patch_pos = rearrange(patch_pos, "1 (h w) d -> 1 d h w", h=grid_h, w=grid_w)
         patch_pos = nn.functional.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)

@@ -164,6 +164,29 @@ def test_wrong_input_shapes_are_explained():
     assert out.logits.shape == (1, 10)
 
 
+def test_a_model_traced_at_its_own_size_with_interpolation_runs_at_other_sizes():
+    """torch.jit.trace records the branches taken; at the native size the position resize was skipped, so
+    the traced graph could not take a 48x48 image (145 tokens against 65 positions)."""
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+
+    class Logits(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            return self.model(pixel_values=pixel_values, interpolate_pos_encoding=True).logits
+
+    wrapper = Logits(model)
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, torch.randn(2, 3, 32, 32), check_trace=False)
+    for size in (32, 48):
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            assert torch.allclose(traced(x), wrapper(x), atol=1e-5), size
+
+
 def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
     config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
     config.pool = "max"  # would otherwise mean-pool without a word
