@@ -1,5 +1,6 @@
 """The side-by-side benchmark (scripts/benchmark.py) compares like with like and reports sound figures."""
 
+import json
 import re
 import sys
 import time
@@ -227,3 +228,71 @@ def test_the_lessons_module_outside_a_checkout_is_named(monkeypatch, tmp_path, c
         "--models lesson times the lesson's module, tests/lesson_vit.py, which comes with a checkout of hf-vit, not "
         "with the installed package: run scripts/benchmark.py of a checkout, or pass --models hf_vit,transformers."
     )
+
+
+def test_a_slower_peer_gives_hf_vit_a_ratio_above_one(monkeypatch):
+    """The timing child run in this process (a plain queue instead of a spawned interpreter, so that a test-only
+    20 ms sleep added to the lesson's steps applies): hf_vit's paired ratio to the lesson is above 1 (it is the
+    faster), the lesson's to hf_vit below, and the img/s agree."""
+    import queue
+
+    from hf_vit import benchmarking
+
+    def in_process(target, args):
+        answer = queue.Queue()
+        target(*args, answer)
+        return json.loads(answer.get_nowait())
+
+    def slowed(step):
+        def run(self):
+            if self.kind == "lesson":
+                time.sleep(0.02)
+            step(self)
+
+        return run
+
+    monkeypatch.setattr(benchmarking, "_child", in_process)
+    monkeypatch.setattr(_Bench, "train_step", slowed(_Bench.train_step))
+    monkeypatch.setattr(_Bench, "infer_step", slowed(_Bench.infer_step))
+    config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
+    ours, lesson = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["eager"],
+                                  memory=False)  # fmt: skip
+    for phase in ("train", "infer"):
+        assert ours["paired"]["lesson"][phase] > 1.5 and lesson["paired"]["hf_vit/eager"][phase] < 1 / 1.5
+        assert ours[f"{phase}_img_s"] > lesson[f"{phase}_img_s"]
+
+
+def test_the_printout_divides_each_figure_the_right_way(monkeypatch, capsys, tmp_path):
+    """main() with its measurements replaced by fixed figures (no timing here, only the arithmetic and the words
+    around it): % of peak, the paired ratios, the noise floor and the end-to-end share."""
+    from hf_vit import benchmarking
+
+    def row(model, kind, train, infer, paired, copy=False):
+        return {"model": model, "kind": kind, "attn": "eager", "compiled": False, "copy": copy, "dtype": "fp32",
+                "train_img_s": train, "infer_img_s": infer, "train_gflops": train / 10, "infer_gflops": infer / 30,
+                "peak_mem_mb": None, "paired": paired}  # fmt: skip
+
+    def fixed_rows(config, kinds, *args, **kwargs):
+        ours = row("hf_vit/eager", "hf_vit", 400, 1200, {"lesson": {"train": 1.25, "infer": 0.8},
+                                                         "hf_vit/eager (copy)": {"train": 0.98, "infer": 1.01}})
+        if kinds == ["hf_vit"]:  # the bare step next to the end-to-end run
+            return [row("hf_vit/eager", "hf_vit", 500, 1500, {})]
+        return [ours, row("lesson", "lesson", 320, 1500, {"hf_vit/eager": {"train": 0.8, "infer": 1.25}}),
+                row("hf_vit/eager (copy)", "hf_vit", 408, 1188, {"hf_vit/eager": {"train": 1.02, "infer": 0.99}},
+                    copy=True)]  # fmt: skip
+
+    monkeypatch.setattr(benchmarking, "compare_models", fixed_rows)
+    monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: 80.0)
+    monkeypatch.setattr(benchmarking, "end_to_end_img_s", lambda *a, **k: {
+        "train_img_s": 400.0, "in_step_img_s": 480.0, "outside_share": 0.125})
+    data = make_tiny_cifar(tmp_path / "data", n_train=8, n_test=4)
+    assert main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--threads", "1",
+                 "--e2e_steps", "2", "--dataset", str(data), "--no_memory"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    table = {line[:20].strip(): line.split()[-2:] for line in out.splitlines() if line.endswith("%")}
+    assert table["hf_vit/eager"] == ["40.0", "50%"] and table["lesson"] == ["32.0", "40%"]  # GFLOP/s over the peak, 80
+    assert "hf_vit/eager / lesson: train 1.25x, inference 0.80x" in out
+    assert "hf_vit/eager achieved 50% of the matmul peak in training" in out
+    assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train 1.02x, inference 0.99x" in out
+    assert "400.0 img/s vs bare model step 500.0 img/s -> 80%" in out
+    assert "87.5% of its wall time inside the training steps (480.0 img/s there), 12.5% between them" in out

@@ -16,7 +16,11 @@ def lesson_model(seed=0, **overrides):
     torch.manual_seed(seed)
     cfg = ViTConfig(**{"image_size": 32, "patch_size": 4, "dim": 48, "depth": 2, "heads": 3, "dim_head": 24,
                        "mlp_dim": 96, **overrides})
-    return cfg, ViT(cfg).eval()
+    model = ViT(cfg).eval()
+    with torch.no_grad():  # LayerNorms start at ones and zeros: an import that swapped two of them would pass
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    return cfg, model
 
 
 @pytest.mark.parametrize("fmt", ["pt", "safetensors"])
@@ -55,6 +59,13 @@ def test_mean_pool_and_identity_out_from_config_file(tmp_path):
         assert model.config.pool == "mean" and model.config.patch_size == 8 and model.config.heads == 1
         with torch.no_grad():
             assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_heads_follow_from_dim_head_as_dim_head_follows_from_heads():
+    _, ref = lesson_model()  # inner width 72 = 3 heads x 24
+    assert lesson_config(ref.state_dict(), {"dim_head": 24}).heads == 3
+    assert lesson_config(ref.state_dict(), {"dim_head": 12}).heads == 6
+    assert lesson_config(ref.state_dict(), {"heads": 6}).dim_head == 12
 
 
 def test_non_square_sizes_are_given_as_pairs_and_a_square_guess_is_said(tmp_path, capsys):

@@ -208,6 +208,10 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
     mine.write_text(json.dumps({"preset": "tiny", "num_train_epochs": 3}))
     model_args, _, _, args = parse_args(["--config_file", str(mine), "--num_train_epochs", "4"])
     assert model_args.preset == "tiny" and args.num_train_epochs == 4 and args._hf_vit_sources == [str(mine)]
+    # a recipe and a file of one's own: the file's values win, the rest is the recipe's; both are recorded in order
+    model_args, _, _, args = parse_args(["--recipe", "cpu", "--config_file", str(mine)])
+    assert model_args.preset == "tiny" and args.num_train_epochs == 3 and args.weight_decay == 0.05
+    assert args._hf_vit_sources == ["hf_vit/recipes/cpu.yaml", str(mine)]
     mine.write_text(json.dumps({"learning_rat": 1e-3}))
     with pytest.raises(SetupError, match=r"unknown argument\(s\) \['learning_rat'\]"):
         parse_args(["--config_file", str(mine)])
@@ -370,14 +374,16 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
     assert (recipe["model_name_or_path"], recipe["preset"]) == (str(source), None)  # the model's shape, not a preset
 
     # The same ten classes in another order keep their own rows; ten other classes get a new head.
-    names = json.loads((source / "config.json").read_text())["id2label"]
-    for label_names, name in ((list(reversed(names.values())), "reordered"), ([f"c{i}" for i in range(10)], "renamed")):
+    names = list(json.loads((source / "config.json").read_text())["id2label"].values())
+    rotated = names[1:] + names[:1]  # not a reversal, which is its own inverse: a map read backwards would pass
+    for label_names, name in ((rotated, "reordered"), ([f"c{i}" for i in range(10)], "renamed")):
         data = make_tiny_cifar(tmp_path / f"data_{name}", n_train=30, n_test=10, names=label_names)
         assert run_main("--dataset_name", str(data), "--output_dir", str(tmp_path / name), "--learning_rate", "0",
                         "--model_name_or_path", str(source)) == 0  # fmt: skip
     reordered, renamed = weights(tmp_path / "reordered"), weights(tmp_path / "renamed")
     for key in ("mlp_head.1.weight", "mlp_head.1.bias"):
-        assert torch.equal(reordered[key], before[key].flip(0))  # before: the rows stayed, each now another class's
+        # class i of the new order is class names.index(rotated[i]) of the old; before: the rows stayed
+        assert torch.equal(reordered[key], before[key][[names.index(c) for c in rotated]])
         assert not torch.equal(renamed[key], before[key]) and torch.equal(renamed["mlp_head.0.weight"], before["mlp_head.0.weight"])
     assert "[hf_vit] fine-tuning " + str(source) + "; the head's rows follow the dataset's class order (" in capsys.readouterr().out
 
