@@ -124,6 +124,27 @@ def test_normalisation_equals_the_image_processor(tiny):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
+def test_the_image_processor_resizes_other_sizes_bilinearly():
+    """An image of another size is resized as PIL's bilinear filter does (the processor's resample=2), then
+    normalised; a 32x32 image passes through unresized."""
+    from PIL import Image
+
+    processor = make_image_processor(HfViTConfig())
+    rng = np.random.default_rng(0)
+    mean, std = torch.tensor(CIFAR10_MEAN).view(3, 1, 1), torch.tensor(CIFAR10_STD).view(3, 1, 1)
+
+    def normalised(image):
+        return (torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 - mean) / std
+
+    for size in ((48, 40), (32, 32)):
+        image = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+        got = processor(image, return_tensors="pt")["pixel_values"][0]
+        assert torch.allclose(got, normalised(image.resize((32, 32), Image.Resampling.BILINEAR)), atol=1e-5), size
+        if size != (32, 32):
+            bicubic = normalised(image.resize((32, 32), Image.Resampling.BICUBIC))
+            assert not torch.allclose(got, bicubic, atol=1e-2)  # the filter is told apart by this image
+
+
 def test_crop_is_a_window_of_the_padded_image():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     out = random_crop(x, 2, torch.Generator().manual_seed(0))

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -290,6 +291,23 @@ def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
     assert 'id="cards"' in (out / "report.html").read_text()
 
 
+def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
+    """Colour is the row share (a big class and a small one read alike), from white (0) to dark blue (1)."""
+    from hf_vit.eval_pictures import DARK_BLUE, confusion_matrix_image
+
+    counts = np.array([[90, 10, 0], [1, 3, 0], [0, 0, 0]])  # row shares .9 .1 / .25 .75; an empty row stays white
+    pixels = np.asarray(confusion_matrix_image(counts, ["a", "b", "c"])).reshape(-1, 3)
+    cell_area = 48 * 48  # three classes: the largest cells
+
+    def area(share):
+        colour = (255 + share * (DARK_BLUE - 255)).astype(int)
+        return int((pixels == colour).all(axis=1).sum())
+
+    for share in (0.9, 0.1, 0.25, 0.75):
+        assert 0.6 * cell_area < area(share) <= cell_area, share  # one cell each, less its outline and digits
+    assert area(1.0) == 0  # neither by column (90/91, 3/13 ...) nor by the largest count
+
+
 def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkeypatch):
     """The chart's bars are the share of each class's images called right (recall), not precision: the two differ
     here (truck is never predicted, so whichever class takes its images loses precision but not recall)."""
@@ -462,6 +480,60 @@ def test_the_pushed_report_finds_every_file_it_links_to(evaluated):
     linked = {f"evaluation/{src}" for src in re.findall(r'src="(?!data:)([^"]+)"', page)}
     assert any(src.startswith("evaluation/misclassified/") for src in linked)
     assert linked <= set(upload_plan(evaluated["model_dir"]))
+
+
+class _Cards:
+    """The report's mistake cards as dicts: the card's data-* attributes and its images' src by class."""
+
+    def __init__(self, page):
+        from html.parser import HTMLParser
+
+        cards = self.cards = []
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                attrs = dict(attrs)
+                if tag == "div" and attrs.get("class") == "card":
+                    cards.append({k.removeprefix("data-"): v for k, v in attrs.items() if k.startswith("data-")})
+                elif tag == "img" and cards and attrs.get("class") in ("thumb", "att"):
+                    cards[-1][attrs["class"]] = attrs["src"]
+
+        Parser().feed(page)
+
+
+def test_each_card_shows_its_own_image_and_attention_most_confident_first(evaluated):
+    rows = {r["index"]: r for r in read_csv(evaluated["out"] / "misclassified.csv")}
+    cards = _Cards((evaluated["out"] / "report.html").read_text()).cards
+    assert sorted(c["index"] for c in cards) == sorted(rows)
+    for card in cards:
+        row = rows[card["index"]]
+        assert (card["true"], card["pred"], card["thumb"]) == (row["true_label"], row["predicted_label"], row["image"])
+        assert card.get("att") == (row["attention"] or None)  # max_attention_maps=-1: every mistake has one
+    confidences = [float(c["confidence"]) for c in cards]
+    assert confidences == sorted(confidences, reverse=True) and len(set(confidences)) > 1
+
+
+def test_a_class_name_with_markup_is_shown_as_text(evaluated, tmp_path):
+    """Class names come from a dataset's card: `<b>&"x` must read as those characters, not as a tag."""
+    from hf_vit.report import write_report
+
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    rows = read_csv(folder / "misclassified.csv")
+    named, odd = rows[0]["true_label"], '<b>&"x'
+    for row in rows:
+        row.update({k: odd for k in ("true_label", "predicted_label") if row[k] == named})
+    with open(folder / "misclassified.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["labels"] = [odd if n == named else n for n in metrics["labels"]]
+    metrics["per_class"] = {odd if n == named else n: v for n, v in metrics["per_class"].items()}
+    page = write_report(folder, metrics=metrics).read_text()
+    assert odd not in page and "&lt;b&gt;&amp;&quot;x" in page
+    assert any(c["true"] == odd for c in _Cards(page).cards)  # the attribute reads back as the name
+    assert f'<option value="{html_escape(odd)}">' in page and f"<td>{html_escape(odd)}</td>" in page
 
 
 def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path):

@@ -718,6 +718,36 @@ def test_a_changed_dataset_folder_is_read_again(tmp_path, monkeypatch):
     assert list(Path(local_cache_dir(second)).parent.iterdir()) == [Path(local_cache_dir(second))]
 
 
+def test_the_cache_key_follows_a_file_touched_in_place_and_pruning_spares_a_state_in_use(tmp_path, monkeypatch):
+    """A file rewritten with the same size (an edited image) changes only its time: that alone must give a new
+    state. A state whose folder is old but that has one file written a moment ago is in use (another process
+    decoding into it) and stays."""
+    import datasets
+
+    from hf_vit.dataset_cache import IDLE_BEFORE_PRUNE_S, local_cache_dir, prune_other_states
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    folder = make_tiny_cifar(tmp_path / "tiny", n_train=4, n_test=3)
+    before = local_cache_dir(folder)
+    data_file = next(p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith("."))
+    stat = data_file.stat()
+    os.utime(data_file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = Path(local_cache_dir(folder))
+    assert str(after) != before and Path(before).parent == after.parent
+
+    an_hour_ago = time.time() - IDLE_BEFORE_PRUNE_S - 60
+    states = {name: after.parent / name for name in ("0" * 16, "1" * 16)}  # idle, and idle but for one file
+    for state in states.values():
+        (state / "data").mkdir(parents=True)
+        (state / "data" / "shard.arrow").write_bytes(b"x")
+        for path in (state, state / "data", state / "data" / "shard.arrow"):
+            os.utime(path, (an_hour_ago, an_hour_ago))
+    (states["1" * 16] / "data" / "pixels.npy").write_bytes(b"fresh")
+    after.mkdir(parents=True)
+    prune_other_states(after)
+    assert sorted(p.name for p in after.parent.iterdir()) == sorted([after.name, "1" * 16])
+
+
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
     import datasets
 
