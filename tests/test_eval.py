@@ -482,28 +482,27 @@ def test_the_pushed_report_finds_every_file_it_links_to(evaluated):
     assert linked <= set(upload_plan(evaluated["model_dir"]))
 
 
-class _Cards:
+def report_cards(page):
     """The report's mistake cards as dicts: the card's data-* attributes and its images' src by class."""
+    from html.parser import HTMLParser
 
-    def __init__(self, page):
-        from html.parser import HTMLParser
+    cards = []
 
-        cards = self.cards = []
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "div" and attrs.get("class") == "card":
+                cards.append({k.removeprefix("data-"): v for k, v in attrs.items() if k.startswith("data-")})
+            elif tag == "img" and cards and attrs.get("class") in ("thumb", "att"):
+                cards[-1][attrs["class"]] = attrs["src"]
 
-        class Parser(HTMLParser):
-            def handle_starttag(self, tag, attrs):
-                attrs = dict(attrs)
-                if tag == "div" and attrs.get("class") == "card":
-                    cards.append({k.removeprefix("data-"): v for k, v in attrs.items() if k.startswith("data-")})
-                elif tag == "img" and cards and attrs.get("class") in ("thumb", "att"):
-                    cards[-1][attrs["class"]] = attrs["src"]
-
-        Parser().feed(page)
+    Parser().feed(page)
+    return cards
 
 
 def test_each_card_shows_its_own_image_and_attention_most_confident_first(evaluated):
     rows = {r["index"]: r for r in read_csv(evaluated["out"] / "misclassified.csv")}
-    cards = _Cards((evaluated["out"] / "report.html").read_text()).cards
+    cards = report_cards((evaluated["out"] / "report.html").read_text())
     assert sorted(c["index"] for c in cards) == sorted(rows)
     for card in cards:
         row = rows[card["index"]]
@@ -532,7 +531,7 @@ def test_a_class_name_with_markup_is_shown_as_text(evaluated, tmp_path):
     metrics["per_class"] = {odd if n == named else n: v for n, v in metrics["per_class"].items()}
     page = write_report(folder, metrics=metrics).read_text()
     assert odd not in page and "&lt;b&gt;&amp;&quot;x" in page
-    assert any(c["true"] == odd for c in _Cards(page).cards)  # the attribute reads back as the name
+    assert any(c["true"] == odd for c in report_cards(page))  # the attribute reads back as the name
     assert f'<option value="{html_escape(odd)}">' in page and f"<td>{html_escape(odd)}</td>" in page
 
 
