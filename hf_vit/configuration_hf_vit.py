@@ -32,6 +32,24 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+DROPOUT_ALIASES = ("attention_probs_dropout_prob", "hidden_dropout_prob")
+
+
+def _one_dropout(kwargs, dropout, explicit):
+    """The dropout rate, with transformers' two names for it popped from `kwargs`. ViT keeps hidden and attention
+    dropout apart; the lesson has one rate for both, so both names set `dropout`, and two different values would
+    leave whichever came last."""
+    given = {**({"dropout": dropout} if explicit else {}), **{n: kwargs.pop(n) for n in DROPOUT_ALIASES if n in kwargs}}
+    if len(set(given.values())) > 1:
+        named = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        raise ValueError(
+            f"HfViTConfig: {named} each set `dropout`, the model's one dropout rate (on the attention weights, after "
+            "the attention and in the FFN, as in the lesson); it has no separate hidden and attention dropout. "
+            "Pass one value, e.g. dropout=0.1."
+        )
+    return next(iter(given.values())) if given else dropout
+
+
 def _num_classes_as_num_labels(kwargs):
     """The lesson's `num_classes=N` means `num_labels=N` (in place); both given must agree."""
     num_classes = kwargs.pop("num_classes", None)
@@ -130,6 +148,7 @@ class HfViTConfig(PretrainedConfig):
         # The lesson's `channels` and `num_classes` are accepted as aliases.
         if "channels" in kwargs:
             num_channels = kwargs.pop("channels")
+        dropout = _one_dropout(kwargs, dropout, explicit=dropout != 0.0)  # 0.0: the default, or said so
         _num_classes_as_num_labels(kwargs)
         if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
             kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
@@ -190,6 +209,8 @@ class HfViTConfig(PretrainedConfig):
         # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
         # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
         _num_classes_as_num_labels(kwargs)  # else transformers would set the read-only property and fail
+        if set(DROPOUT_ALIASES) & set(kwargs):  # set one by one after loading: two different values, the last would win
+            kwargs["dropout"] = _one_dropout(kwargs, kwargs.get("dropout"), explicit="dropout" in kwargs)
         label_keys = ("id2label", "label2id", "num_labels")
         given = {k: kwargs.pop(k) for k in label_keys if kwargs.get(k) is not None}
         saved = config_dict.get("id2label")

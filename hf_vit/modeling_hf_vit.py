@@ -313,6 +313,8 @@ class HfViTModel(HfViTPreTrainedModel):
             x, output_attentions=output_attentions, output_hidden_states=output_hidden_states
         )  # (B, N+1, dim)
         # Read at each call: config.pool has no weights, so an edit takes effect as it would after save and reload.
+        if self.config.pool not in ("cls", "mean"):  # an edit to another value: refused as a save would refuse it
+            self.config.validate_hf_vit()
         pooled = x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)  # (B, dim)
 
         if not return_dict:

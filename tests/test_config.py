@@ -24,6 +24,24 @@ def test_lesson_aliases():
         HfViTConfig(num_classes=4, num_labels=3)
 
 
+def test_transformers_two_dropout_names_set_the_one_rate_and_must_agree(tmp_path):
+    """ViT has hidden and attention dropout; the lesson one rate for both. Both names set it, so two different
+    values are refused (before: whichever came last won, silently), at construction and at load."""
+    assert HfViTConfig(attention_probs_dropout_prob=0.3).dropout == 0.3
+    assert HfViTConfig(hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, dropout=0.1).dropout == 0.1
+    message = "attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.1 each set `dropout`"
+    for order in ({"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.0},
+                  {"attention_probs_dropout_prob": 0.0, "hidden_dropout_prob": 0.1}):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            HfViTConfig(**order)
+    with pytest.raises(ValueError, match=r"dropout=0.2, hidden_dropout_prob=0.1 each set `dropout`.*Pass one value"):
+        HfViTConfig(dropout=0.2, hidden_dropout_prob=0.1)
+    HfViTConfig(dropout=0.3).save_pretrained(tmp_path)
+    assert HfViTConfig.from_pretrained(tmp_path, hidden_dropout_prob=0.1).dropout == 0.1  # a load-time override
+    with pytest.raises(ValueError, match=message):
+        HfViTConfig.from_pretrained(tmp_path, attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.1)
+
+
 def test_round_trip(tmp_path):
     c = HfViTConfig(image_size=(24, 32), patch_size=(4, 8), dim=48, heads=2, dim_head=40, pool="mean")
     c.save_pretrained(tmp_path)

@@ -258,6 +258,9 @@ def test_an_edited_pool_acts_now_as_it_will_after_save_and_reload(tmp_path):
         reloaded = HfViTForImageClassification.from_pretrained(tmp_path).eval()(pixel_values=x).logits
     assert not torch.allclose(before, after)
     assert torch.allclose(after, reloaded, atol=1e-6)
+    model.config.pool = "max"  # a save refuses it; the forward pass must too (before: it mean-pooled without a word)
+    with pytest.raises(ValueError, match="unknown `pool` 'max'"):
+        model(pixel_values=x)
 
 
 def test_input_embeddings_get_and_set():
