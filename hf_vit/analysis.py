@@ -16,6 +16,7 @@ import csv
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,16 @@ import torch
 from PIL import Image
 
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
-from .data import DEFAULT_DATASET, as_mode, dataset_reference, find_columns, get_split, load_dataset, looks_local
+from .data import (
+    DEFAULT_DATASET,
+    as_mode,
+    check_no_empty_cells,
+    dataset_reference,
+    find_columns,
+    get_split,
+    load_dataset,
+    looks_local,
+)
 from .eval_pictures import (
     BLACK,
     GREY,
@@ -358,15 +368,51 @@ def _decodes(ds, i: int) -> bool:
 
 def _loader(ds, indices, image_column, label_column, preprocess, batch_size, num_workers):
     batches = _Batches(ds, indices, image_column, label_column, preprocess, batch_size)
-    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=num_workers)
+    return _WorkerErrors(torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=num_workers))
+
+
+class _WorkerErrors:
+    """A DataLoader whose workers' errors come out as they were raised: torch re-raises one as "Caught
+    ValueError in DataLoader worker process 0. Original Traceback ...", which a script would print whole."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        try:
+            yield from self.loader
+        except ValueError as err:
+            lines = str(err).splitlines()
+            if not (lines and lines[0].startswith("Caught ") and any(line.startswith("  ") for line in lines)):
+                raise
+            last_frame = max(i for i, line in enumerate(lines) if line.startswith("  "))
+            error = "\n".join(lines[last_frame + 1 :])  # "hf_vit.data.DatasetError: Row 3 of ..."
+            raise type(err)(error.split(": ", 1)[-1]) from None
 
 
 # ---------------------------------------------------------------------------
 # Small helpers for names and files
 # ---------------------------------------------------------------------------
+NAME_BYTES = 80  # two names, the index and ".png" stay well under the 255-byte file name limit
+
+
 def safe_name(label: str) -> str:
-    """A class name usable in a file name: `"pick-up truck"` -> `"pick-up-truck"`."""
-    return re.sub(r"[^A-Za-z0-9]+", "-", str(label)).strip("-") or "class"
+    """A class name usable in a file name: `"pick-up truck"` -> `"pick-up-truck"`, `"고양이"` as it is.
+
+    Letters and digits of any script the file system can name stay (ASCII only under an ASCII locale);
+    anything else (separators, dots, `_`) becomes `-`. Names longer than NAME_BYTES in UTF-8 are cut: the
+    index in front keeps the files apart.
+    """
+    name = re.sub(r"[\W_]+", "-", str(label)).strip("-")
+    try:
+        name.encode(sys.getfilesystemencoding())
+    except UnicodeEncodeError:
+        name = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+    name = name.encode("utf-8")[:NAME_BYTES].decode("utf-8", errors="ignore").strip("-")
+    return name or "class"
 
 
 def mistake_file_name(index: int, true_label: str, predicted_label: str) -> str:
@@ -497,6 +543,8 @@ def evaluate_model(
     label_feature = ds.features[label_column]
     remap = match_labels(label_feature.names, names) if hasattr(label_feature, "names") else None
     preprocess = BatchPreprocessor(processor, getattr(model.config, "num_channels", 3))
+    for column in (label_column, image_column):  # before a worker meets one: a row left empty, named
+        check_no_empty_cells(ds, column, f"the {split!r} split of {dataset!r}")
     labels = np.asarray(ds.with_format("numpy")[label_column], dtype=np.int64)  # (N,), one column read
     if labels.min() < 0 or labels.max() >= len(names):
         raise ValueError(
@@ -570,7 +618,7 @@ def evaluate_model(
     )
 
     # -- files -------------------------------------------------------------------
-    with open(output_dir / "misclassified.csv", "w", newline="") as f:
+    with open(output_dir / "misclassified.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in rows:

@@ -17,6 +17,7 @@ tag, library, license). CIFAR-10 is named only for a model with CIFAR-10's
 classes whose dataset is `uoft-cs/cifar10` or a local copy of it.
 """
 
+import html
 import json
 import math
 import os
@@ -250,6 +251,11 @@ def _pct(value) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "n/a"
 
 
+def _name(value) -> str:
+    """A class name as markdown text: `|` would split a table row and `<b>` would render as bold."""
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+
+
 def _cell(value) -> str:
     """A value as a markdown table cell."""
     if value is None:
@@ -286,7 +292,7 @@ def _most_confused(metrics: dict, labels: list[str], top: int = 5) -> list[dict]
     pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
     name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
     return [
-        {"true": name(t), "pred": name(p), "count": count, "share": _pct(count / total) if total else "n/a"}
+        {"true": _name(name(t)), "pred": _name(name(p)), "count": count, "share": _pct(count / total) if total else "n/a"}
         for count, t, p, total in pairs[:top]
     ]
 
@@ -444,7 +450,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
     score = lambda v: "-" if v is None else _pct(v)  # noqa: E731
     per_class_rows = [
-        {"name": name, "recall": score(v.get("recall")), "precision": score(v.get("precision")),
+        {"name": _name(name), "recall": score(v.get("recall")), "precision": score(v.get("precision")),
          "f1": score(v.get("f1")), "support": v.get("support", "-")}
         for name, v in per_class.items()
         if isinstance(v, dict)
@@ -519,7 +525,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         arch_rows=[(n, _cell(v), m) for n, v, m in arch_rows],
         num_params_text=num_params_text,
         data_text=data_text,
-        labels=labels,
+        labels=[_name(n) for n in labels],
         jpeg_copy=jpeg_copy,
         cifar10=bool(train_source),
         data_short="CIFAR-10" if train_source else (dataset_label if dataset else "one dataset"),

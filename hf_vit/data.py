@@ -106,6 +106,11 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
                 raise DatasetError(
                     f"the {split!r} split of {dataset_name!r} is empty: every split needs at least one image."
                 ) from None
+            if "label names are duplicated" in str(err):  # datasets' ClassLabel check of the card's names
+                raise DatasetError(
+                    f"{flag} {dataset_name!r}: its README.md lists a class name twice (datasets: {err}). Give each "
+                    "class its own name in the card's `class_label: names:`."
+                ) from None
             if "BuilderConfig" in str(err):  # an unknown --dataset_config; datasets lists the ones there are
                 raise DatasetError(f"{str(err).splitlines()[0]} Fix --dataset_config, or leave it out.") from None
             raise
@@ -203,9 +208,21 @@ def check_label_column(ds, label_column: str, split: str) -> None:
         )
 
 
+def check_no_empty_cells(ds, column: str, where: str) -> None:
+    """A DatasetError naming the rows whose `column` cell is empty (null): an image or a label left out."""
+    cells = ds.with_format("arrow")[column]  # Arrow keeps a null a null (numpy would make a label NaN)
+    if cells.null_count:
+        rows = np.flatnonzero(cells.is_null().to_numpy(zero_copy_only=False))
+        raise DatasetError(
+            f"{len(rows)} row(s) of {where} have an empty {column!r} cell (first: row {rows[0]}). "
+            f"Drop them, e.g. `ds = ds.filter(lambda r: r[{column!r}] is not None)`, and save the dataset again."
+        )
+
+
 def _label_array(ds, label_column: str, split: str) -> np.ndarray:
     """(N,) the label column as integers, or a DatasetError naming what it holds instead."""
     check_label_column(ds, label_column, split)
+    check_no_empty_cells(ds, label_column, f"the {split!r} split")
     labels = np.asarray(ds.with_format("numpy")[label_column])
     if labels.dtype.kind not in "iu":
         raise DatasetError(
@@ -234,6 +251,10 @@ def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tens
 _MEMORY_CACHE: dict[tuple, torch.Tensor] = {}
 
 
+class _EmptyCell(Exception):
+    """An image cell without bytes or a path (a null, or an empty struct)."""
+
+
 def as_mode(image, mode: str):
     """`image` in PIL mode "RGB" or "L", transparent pixels laid on white first: what transformers' image
     processors do at inference (convert_to_rgb), so training and evaluation see what a pipeline sees."""
@@ -248,12 +269,12 @@ def as_mode(image, mode: str):
 def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    if value.get("bytes") is not None:
+    if value is not None and value.get("bytes") is not None:
         image = Image.open(io.BytesIO(value["bytes"]))
-    elif value.get("path"):
+    elif value is not None and value.get("path"):
         image = Image.open(value["path"])
     else:
-        raise DatasetError("an image cell holds neither bytes nor a path.")
+        raise _EmptyCell
     image = as_mode(image, mode)
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.BILINEAR)  # the image processor's resample
@@ -302,6 +323,9 @@ def decode_images(
         for i, value in enumerate(raw[start : start + chunk][image_column].to_pylist()):
             try:
                 out[start + i] = _decode_one(value, mode, (height, width))
+            except _EmptyCell:
+                check_no_empty_cells(ds, image_column, f"the {split!r} split" if split else "the dataset")
+                raise DatasetError(f"row {start + i}'s {image_column!r} cell holds neither bytes nor a path.") from None
             except (OSError, SyntaxError) as err:  # PIL: truncated file, or not an image at all
                 where = f"the {split!r} split" if split else "the dataset"
                 raise DatasetError(

@@ -175,11 +175,13 @@ def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "",
     f_text = font(12)
     pad, head, foot = 4, 18, 20 if caption else 0
     w, h = panels[0].size
-    strip = Image.new("RGB", (pad + 3 * (w + pad), head + h + foot + pad), WHITE)
+    col = max(w, _measure(titles, f_text))  # a tall, narrow image: the titles set the width, not the panels
+    width = max(pad + 3 * (col + pad), _measure([caption], f_text) + 2 * pad)
+    strip = Image.new("RGB", (width, head + h + foot + pad), WHITE)
     draw = ImageDraw.Draw(strip)
     for k, (panel, name) in enumerate(zip(panels, titles)):
-        x = pad + k * (w + pad)
-        strip.paste(panel.resize((w, h)), (x, head))
+        x = pad + k * (col + pad)
+        strip.paste(panel.resize((w, h)), (x + (col - w) // 2, head))
         draw.text((x, 2), name, font=f_text, fill=BLACK)
     if caption:
         draw.text((pad, head + h + 3), caption, font=f_text, fill=BLACK)

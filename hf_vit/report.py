@@ -160,7 +160,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
             )
     if metrics is None:
         metrics = json.loads(metrics_path.read_text())
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8") as f:
         rows = sorted(csv.DictReader(f), key=lambda r: -float(r["confidence"]))
     names = list(metrics.get("labels") or metrics["per_class"])
     e = html.escape

@@ -234,7 +234,7 @@ def read_recipe(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SetupError(f"no recipe file at {str(path)!r}. Pass an existing .yaml/.json file to --config_file.")
-    text = path.read_text()
+    text = path.read_text(encoding="utf-8")
     try:
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
@@ -791,7 +791,7 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
 
 def _read_json_or_none(path):
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

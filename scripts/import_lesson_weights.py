@@ -48,7 +48,7 @@ def main(argv=None):
     cfg = {}
     if args.config:
         try:
-            cfg = json.loads(Path(args.config).read_text())
+            cfg = json.loads(Path(args.config).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             sys.exit(f"error: cannot read the config {args.config}: {err}")
         if not isinstance(cfg, dict):

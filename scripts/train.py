@@ -12,4 +12,5 @@ import sys
 from hf_vit.training import main
 
 if __name__ == "__main__":
+    sys.stdout.reconfigure(errors="backslashreplace")  # class names an ASCII terminal cannot show: escaped, not fatal
     sys.exit(main())

@@ -308,6 +308,20 @@ def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     assert area(1.0) == 0  # neither by column (90/91, 3/13 ...) nor by the largest count
 
 
+def test_an_attention_strip_of_a_tall_narrow_image_has_room_for_its_titles_and_caption():
+    """A 7x300 image scales to a panel narrower than its title: the titles overlapped and the caption was cut
+    (a 25 px wide strip)."""
+    from hf_vit.eval_pictures import _measure, attention_strip, font
+
+    caption = "#3 true: cat, predicted: dog (97.0%)"
+    strip = attention_strip(Image.new("RGB", (7, 300), (0, 128, 0)), np.ones((4, 4)), np.ones((4, 4)), caption)
+    pixels = np.asarray(strip)
+    titles = _measure(["image", "attention rollout", "last layer [CLS]"], font(12))
+    assert strip.width >= 3 * titles and strip.width >= _measure([caption], font(12))
+    green = np.flatnonzero(((pixels == (0, 128, 0)).all(axis=2)).any(axis=0))  # the image panel's columns
+    assert 0 < green.min() and green.max() < titles  # inside the first column, the other two are overlays
+
+
 def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkeypatch):
     """The chart's bars are the share of each class's images called right (recall), not precision: the two differ
     here (truck is never predicted, so whichever class takes its images loses precision but not recall)."""

@@ -237,6 +237,24 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     )
 
 
+def test_class_names_with_a_pipe_or_markup_keep_the_card_tables_whole(tmp_path):
+    """Names come from a dataset's card: `q|p` split a table row into an extra column, `<b>x</b>` rendered bold."""
+    folder = tmp_path / "odd-model"
+    names = ["q|p", "<b>x</b>&y", "plain"]
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label=dict(enumerate(names)))
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config).save_pretrained(folder)
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    scores = np.eye(3)[[1, 1, 0, 1, 2, 2]] * 5.0  # q|p called <b>x</b>&y twice: the most confused pair
+    metrics = classification_metrics(scores, labels, label_names=names)
+    (folder / "evaluation").mkdir()
+    (folder / "evaluation" / "metrics.json").write_text(json.dumps({**metrics, "dataset": "/data/odd", "split": "test"}))
+    text = ModelCard.load(write_model_card(folder)).text
+    assert "| q\\|p | 0.00% | 0.00% | 0.00% | 2 |" in text  # per class: five cells, the name's | escaped
+    assert "| q\\|p | &lt;b&gt;x&lt;/b&gt;&amp;y | 2 | 100.00% |" in text  # the most confused pair
+    assert "<b>" not in text and "Classes (3): q\\|p, &lt;b&gt;x&lt;/b&gt;&amp;y, plain." in text
+
+
 def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
     """A local folder with CIFAR-10's class names but 60 test images (a toy set, CINIC-10) is not "CIFAR-10";
     a run on part of uoft-cs/cifar10 says so and publishes no model-index result."""

@@ -26,6 +26,7 @@ from tiny_data import make_tiny_cifar
 
 import hf_vit
 from hf_vit import HfViTConfig, HfViTForImageClassification, make_image_processor
+from hf_vit.analysis import safe_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
@@ -229,11 +230,12 @@ def test_a_file_that_is_not_an_image(model_dir, tmp_path):
         pipe(str(notes))
 
 
-def test_truncated_jpeg_in_a_dataset_at_evaluation(model_dir, dataset_dir, tmp_path):
+@pytest.mark.parametrize("workers", ["0", "1"])  # a worker's error came out as torch's 30-line wrapper
+def test_truncated_jpeg_in_a_dataset_at_evaluation(model_dir, dataset_dir, tmp_path, workers):
     data = copy_of(dataset_dir, tmp_path, "data")
     good = jpeg_bytes()
     rewrite_split(data, "test", lambda ds: replace_image_bytes(ds, 13, good[: len(good) // 2]))
-    message = evaluate_error(model_dir, data, tmp_path, "--batch_size", "8")
+    message = evaluate_error(model_dir, data, tmp_path, "--batch_size", "8", "--num_workers", workers)
     assert message.startswith(
         "error: Row 13 of the dataset cannot be decoded: its 'img' cell is not a readable image ("
     )
@@ -249,6 +251,71 @@ def test_truncated_jpeg_in_a_dataset_at_training(dataset_dir, tmp_path, capsys):
         "train.py: error: row 5 of the 'train' split cannot be decoded: its 'img' cell is not a readable image ("
     )
     assert err.endswith("). Re-encode or drop that row.")
+
+
+def empty_cell(ds, row, column):
+    import datasets
+
+    raw = ds.cast_column("img", datasets.Image(decode=False))
+    return raw.map(lambda ex, i: {column: None if i == row else ex[column]}, with_indices=True)
+
+
+@pytest.mark.parametrize("column", ["img", "label"])
+def test_an_empty_image_or_label_cell_is_named_with_its_row(model_dir, dataset_dir, tmp_path, capsys, column):
+    """A null cell (an image or a label left out): before, `'NoneType' object has no attribute 'get'`, `cannot
+    convert float NaN to integer`, or a label column said to hold floats."""
+    fix = f"Drop them, e.g. `ds = ds.filter(lambda r: r[{column!r}] is not None)`, and save the dataset again."
+    train_data, test_data = copy_of(dataset_dir, tmp_path, "train_data"), copy_of(dataset_dir, tmp_path, "test_data")
+    rewrite_split(train_data, "train", lambda ds: empty_cell(ds, 7, column))
+    err = train_error(capsys, train_args(train_data, tmp_path / "out"))
+    assert err == f"train.py: error: 1 row(s) of the 'train' split have an empty {column!r} cell (first: row 7). {fix}"
+    rewrite_split(test_data, "test", lambda ds: empty_cell(ds, 4, column))
+    message = evaluate_error(model_dir, test_data, tmp_path, "--num_workers", "1")
+    assert message == f"error: 1 row(s) of the 'test' split of '{test_data}' have an empty {column!r} cell (first: row 4). {fix}"
+    assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
+
+
+def test_a_class_name_listed_twice_in_the_dataset_card_is_named(dataset_dir, tmp_path, capsys):
+    data = copy_of(dataset_dir, tmp_path, "data")
+    card = data / "README.md"
+    card.write_text(card.read_text().replace('"dog"', '"cat"'))
+    err = train_error(capsys, train_args(data, tmp_path / "out"))  # before: datasets' traceback
+    assert err.startswith(f"train.py: error: --dataset_name '{data}': its README.md lists a class name twice")
+    assert err.endswith("Give each class its own name in the card's `class_label: names:`.")
+
+
+def test_long_and_non_latin_class_names_make_file_names_in_any_locale(tmp_path):
+    """300-character names made file names past the 255-byte limit (`File name too long`); Korean names became
+    `class`; under a C locale (ASCII) the CSV could not be written. A fresh process, LC_ALL=C, no UTF-8 mode."""
+    names = ["고양이", "개", "a" * 300, "b/" * 150]
+    data = make_tiny_cifar(tmp_path / "named", n_train=8, n_test=16, names=names)
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(**TINY, id2label=dict(enumerate(names))))
+    model.save_pretrained(tmp_path / "model")
+    make_image_processor(model.config).save_pretrained(tmp_path / "model")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}  # fmt: skip
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(tmp_path / "model"), "--dataset",
+         str(data), "--output_dir", str(out), "--no_progress", "--device", "cpu"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import csv
+
+    with open(out / "misclassified.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and (out / "metrics.json").is_file()
+    for row in rows:  # an ASCII file system encoding: the names' ASCII letters only, "class" when none
+        file_name = Path(row["image"]).name
+        assert (out / row["image"]).is_file() and file_name.isascii() and len(file_name) < 255
+        assert file_name.startswith(f"{int(row['index']):06d}_") and "_as_" in file_name
+    shown = {name for row in rows for name in (row["true_label"], row["predicted_label"])}
+    assert shown <= set(names) and shown & {"고양이", "개"}
+    # where the file system takes UTF-8 (here), Korean names stay in the file name; all are cut at 80 bytes
+    assert safe_name("고양이") == ("고양이" if sys.getfilesystemencoding() == "utf-8" else "class")
+    assert safe_name("a" * 300) == "a" * 80 and safe_name("b/" * 150) == "b-" * 39 + "b"
 
 
 # ---------------------------------------------------------------------------
