@@ -251,10 +251,6 @@ def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tens
 _MEMORY_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-class _EmptyCell(Exception):
-    """An image cell without bytes or a path (a null, or an empty struct)."""
-
-
 def as_mode(image, mode: str):
     """`image` in PIL mode "RGB" or "L", transparent pixels laid on white first: what transformers' image
     processors do at inference (convert_to_rgb), so training and evaluation see what a pipeline sees."""
@@ -269,12 +265,12 @@ def as_mode(image, mode: str):
 def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     from PIL import Image
 
-    if value is not None and value.get("bytes") is not None:
+    if value.get("bytes") is not None:
         image = Image.open(io.BytesIO(value["bytes"]))
-    elif value is not None and value.get("path"):
+    elif value.get("path"):
         image = Image.open(value["path"])
     else:
-        raise _EmptyCell
+        raise DatasetError("an image cell holds neither bytes nor a path.")
     image = as_mode(image, mode)
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.BILINEAR)  # the image processor's resample
@@ -316,6 +312,8 @@ def decode_images(
             except (OSError, ValueError):
                 pass  # a damaged cache file: decode again and overwrite it
 
+    where = f"the {split!r} split" if split else "the dataset"
+    check_no_empty_cells(ds, image_column, where)  # a null cell: all of them named, before any decoding
     raw = ds.cast_column(image_column, datasets.Image(decode=False)).with_format("arrow")
     out = np.empty((len(ds), height, width, num_channels), dtype=np.uint8)  # (N, H, W, C)
     chunk = 4096
@@ -323,11 +321,7 @@ def decode_images(
         for i, value in enumerate(raw[start : start + chunk][image_column].to_pylist()):
             try:
                 out[start + i] = _decode_one(value, mode, (height, width))
-            except _EmptyCell:
-                check_no_empty_cells(ds, image_column, f"the {split!r} split" if split else "the dataset")
-                raise DatasetError(f"row {start + i}'s {image_column!r} cell holds neither bytes nor a path.") from None
             except (OSError, SyntaxError) as err:  # PIL: truncated file, or not an image at all
-                where = f"the {split!r} split" if split else "the dataset"
                 raise DatasetError(
                     f"row {start + i} of {where} cannot be decoded: its {image_column!r} cell is not a readable "
                     f"image ({err}). Re-encode or drop that row."
