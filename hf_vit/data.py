@@ -245,6 +245,33 @@ def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tens
     return torch.from_numpy(labels.astype(np.int64))
 
 
+def _class_name(label: int, names) -> str:
+    return repr(names[label]) if names else f"label {label}"
+
+
+def check_two_classes(labels: torch.Tensor, names, split: str) -> None:
+    """A classifier learns to tell classes apart: a train split of one class has nothing to learn, and a
+    one-class head would even be trained as a regression (transformers' loss for `num_labels == 1`)."""
+    present = torch.unique(labels).tolist()
+    if len(present) < 2:
+        which = f"only {_class_name(present[0], names)}" if present else "no labels"
+        raise DatasetError(
+            f"the {split!r} split holds {which}: a classifier needs images of at least two classes to learn to tell "
+            "them apart. Train on a split with two classes or more (check --train_split and --label_column)."
+        )
+
+
+def warn_untrained_classes(labels: torch.Tensor, num_labels: int, names) -> None:
+    """Say which classes have no training image: the model keeps them but can never predict them well."""
+    missing = sorted(set(range(num_labels)) - set(torch.unique(labels).tolist()))
+    if missing:
+        shown = ", ".join(_class_name(i, names) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        logger.warning(
+            "%d of the %d classes have no training images (%s): the model keeps them but never learns them. Raise "
+            "--max_train_samples or check the dataset if that is not intended.", len(missing), num_labels, shown,
+        )
+
+
 # ---------------------------------------------------------------------------
 # Decode once
 # ---------------------------------------------------------------------------
@@ -527,6 +554,7 @@ def prepare_data(
             num_labels = int(np.max(_label_array(train_ds, label_column, train_split))) + 1
 
     train_labels = get_labels(train_ds, label_column, num_labels, train_split)
+    check_two_classes(train_labels, names, train_split)
     test_labels = get_labels(test_ds, label_column, num_labels, test_split)
     train_pixels = decode_images(train_ds, image_column, image_size, num_channels, split=train_split)
     test_pixels = decode_images(test_ds, image_column, image_size, num_channels, split=test_split)
@@ -555,6 +583,7 @@ def prepare_data(
         return np.sort(np.random.default_rng([seed, k]).choice(indices, cap, replace=False))
 
     train_idx = subset(train_idx, max_train_samples, 0)
+    warn_untrained_classes(train_labels[train_idx], num_labels, names)
     val_idx = subset(val_idx, max_eval_samples, 1)
     test_idx = subset(np.arange(len(test_labels)), max_test_samples, 2)
 

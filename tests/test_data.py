@@ -428,3 +428,19 @@ def test_rotate_and_shear_keep_their_angles_on_a_non_square_image():
         y = RANDAUGMENT_OPS["shear_x"](x, torch.ones(1))[0, 0]
         ys, xs = torch.nonzero(y > 0.5, as_tuple=True)
         assert abs(np.polyfit(ys.numpy(), xs.numpy(), 1)[0]) == pytest.approx(0.3, abs=0.03), (height, width)
+
+
+def test_a_one_class_train_split_is_refused_and_classes_without_training_images_are_named(tmp_path, caplog):
+    # One class: transformers would train a one-label head as a regression (MSE on the class id), silently.
+    one = make_tiny_cifar(tmp_path / "one", n_train=6, n_test=4, names=["cat"])
+    with pytest.raises(DatasetError, match=r"'train' split holds only 'cat': a classifier needs .* two classes"):
+        prepare_data(str(one), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=0)
+    # Ten named classes, four training images: six classes are never seen in training, and the log says which.
+    few = make_tiny_cifar(tmp_path / "few", n_train=40, n_test=4)
+    with caplog.at_level("WARNING", logger="hf_vit.data"):
+        data = prepare_data(str(few), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=0, max_train_samples=4)
+    unseen = sorted(set(range(10)) - set(data.train.labels[data.train.indices].tolist()))
+    assert len(unseen) >= 6
+    warning = next(r.getMessage() for r in caplog.records if "no training images" in r.getMessage())
+    assert warning.startswith(f"{len(unseen)} of the 10 classes have no training images")
+    assert all(repr(data.label_names[i]) in warning for i in unseen)
