@@ -27,7 +27,9 @@ from PIL import Image
 from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
 from .data import (
     DEFAULT_DATASET,
+    ImageDepthError,
     as_mode,
+    check_eight_bit,
     check_no_empty_cells,
     dataset_reference,
     find_columns,
@@ -344,7 +346,11 @@ class _Batches(torch.utils.data.Dataset):
             rows = self.ds[idx.tolist()]  # one Arrow read per batch
         except (OSError, SyntaxError) as err:  # PIL: truncated or not an image (UnidentifiedImageError is an OSError)
             raise ValueError(_undecodable_row_message(self.ds, idx, self.image_column, err)) from err
-        pixel_values = self.preprocess(rows[self.image_column])  # (B, C, H, W)
+        try:
+            pixel_values = self.preprocess(rows[self.image_column])  # (B, C, H, W)
+        except ImageDepthError as err:
+            bad = next(int(i) for i, im in zip(idx, rows[self.image_column]) if not _eight_bit(im))
+            raise ValueError(f"Row {bad} of the dataset: {err}") from None
         return pixel_values, torch.as_tensor(rows[self.label_column]), torch.from_numpy(idx)
 
 
@@ -356,6 +362,14 @@ def _undecodable_row_message(ds, indices, image_column, err) -> str:
         f"{where} of the dataset cannot be decoded: its {image_column!r} cell is not a readable image ({err}). "
         "Re-encode or drop that row (e.g. `ds.select(...)` without it) and evaluate again."
     )
+
+
+def _eight_bit(image) -> bool:
+    try:
+        check_eight_bit(image)
+        return True
+    except ImageDepthError:
+        return False
 
 
 def _decodes(ds, i: int) -> bool:

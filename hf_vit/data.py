@@ -278,11 +278,30 @@ def warn_untrained_classes(labels: torch.Tensor, num_labels: int, names) -> None
 _MEMORY_CACHE: dict[tuple, torch.Tensor] = {}
 
 
+class ImageDepthError(ValueError):
+    """An image of more than 8 bits per value whose values PIL's conversion would clip."""
+
+
+def check_eight_bit(image) -> None:
+    """Refuse a 16-bit, 32-bit or float image with values outside 0..255: PIL's conversion to "RGB" or "L" (and so
+    transformers' image processor) clips them, and a 12-bit scan becomes an all-white picture without a word."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return
+    low, high = image.getextrema()
+    if low < 0 or high > 255:
+        raise ImageDepthError(
+            f"it is a {image.mode!r} image with values {low:g}..{high:g}, which PIL's conversion to 8 bits (and "
+            "transformers' image processor) clips to 0..255, so most of it would turn white or black. Convert the "
+            "images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) >> 8).astype('uint8'))` for 16 bits."
+        )
+
+
 def as_mode(image, mode: str):
     """`image` in PIL mode "RGB" or "L", transparent pixels laid on white first: what transformers' image
     processors do at inference (convert_to_rgb), so training and evaluation see what a pipeline sees."""
     from PIL import Image
 
+    check_eight_bit(image)
     if image.mode != mode and ("A" in image.getbands() or image.info.get("transparency") is not None):
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
@@ -353,6 +372,8 @@ def decode_images(
                     f"row {start + i} of {where} cannot be decoded: its {image_column!r} cell is not a readable "
                     f"image ({err}). Re-encode or drop that row."
                 ) from None
+            except ImageDepthError as err:
+                raise DatasetError(f"row {start + i} of {where}: {err}") from None
     pixels = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))  # (N, C, H, W)
 
     if cache_path is not None:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, patch_map_to_grid
 from .configuration_hf_vit import HfViTConfig, _pair
-from .data import as_mode
+from .data import ImageDepthError, as_mode
 
 PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
 
@@ -399,6 +399,8 @@ def load_image_file(path) -> Image.Image:
         with Image.open(path) as img:
             img.load()  # read now: an RGB file comes back as is, and the file closes here
             return as_mode(img, "RGB")  # transparent pixels on white, as the evaluation and the pipeline
+    except ImageDepthError as err:
+        raise ValueError(f"{path}: {err}") from None
     except OSError as err:
         raise ValueError(f"{path} is not an image PIL can read ({err}). Pass a PNG or JPEG file.") from err
 
@@ -438,7 +440,10 @@ def load_dataset_image(
         label = id2label[row[label_column]]
     else:  # no names to show: the picture gives the prediction only
         label = None
-    return as_mode(row[image_column], "RGB"), label  # what the evaluation scored for this index
+    try:
+        return as_mode(row[image_column], "RGB"), label  # what the evaluation scored for this index
+    except ImageDepthError as err:
+        raise ValueError(f"--index {index} of split {split!r} of {dataset}: {err}") from None
 
 
 def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor:

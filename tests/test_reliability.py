@@ -275,6 +275,39 @@ def test_an_empty_image_or_label_cell_is_named_with_its_row(model_dir, dataset_d
     assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
 
 
+def sixteen_bit_png(high: int) -> bytes:
+    """A 32x32 16-bit grayscale PNG (PIL mode I;16) with values 0..high."""
+    buffer = io.BytesIO()
+    Image.fromarray((np.arange(32 * 32).reshape(32, 32) * high // (32 * 32 - 1)).astype(np.uint16)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_16_bit_image_that_8_bits_would_clip_is_named_with_its_row(model_dir, dataset_dir, tmp_path, capsys):
+    """PIL's conversion of a 12-bit scan (values up to 4095) to RGB clips 94% of it to white; training and the
+    evaluation used it so, without a word. A 16-bit file whose values fit in 8 bits loses nothing and passes."""
+    train_data, test_data = copy_of(dataset_dir, tmp_path, "train_data"), copy_of(dataset_dir, tmp_path, "test_data")
+    rewrite_split(train_data, "train", lambda ds: replace_image_bytes(ds, 5, sixteen_bit_png(4095)))
+    err = train_error(capsys, train_args(train_data, tmp_path / "out"))
+    assert err.startswith("train.py: error: row 5 of the 'train' split: it is a 'I;16' image with values 0..4095, which ")
+    assert err.endswith("clips to 0..255, so most of it would turn white or black. Convert the images to 8 bits first, "
+                        "e.g. `Image.fromarray((np.asarray(im) >> 8).astype('uint8'))` for 16 bits.")
+    rewrite_split(test_data, "test", lambda ds: replace_image_bytes(ds, 3, sixteen_bit_png(4095)))
+    message = evaluate_error(model_dir, test_data, tmp_path, "--num_workers", "1")
+    assert message.startswith("error: Row 3 of the dataset: it is a 'I;16' image with values 0..4095")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
+    deep = tmp_path / "deep.png"
+    deep.write_bytes(sixteen_bit_png(4095))
+    message = run_script_main("visualize.py", ["--preset", "tiny", "--image", str(deep), "--output_dir",
+                                               str(tmp_path / "pictures")])  # fmt: skip
+    assert message.startswith(f"error: {deep}: it is a 'I;16' image with values 0..4095")
+    fits = copy_of(dataset_dir, tmp_path, "fits")
+    rewrite_split(fits, "train", lambda ds: replace_image_bytes(ds, 5, sixteen_bit_png(255)))
+    from hf_vit.data import decode_images, load_dataset
+
+    pixels = decode_images(load_dataset(str(fits))["train"], "img", 32, cache=False)
+    assert pixels[5, 0].flatten().tolist() == [v * 255 // 1023 for v in range(1024)]  # every value kept
+
+
 def test_a_class_name_listed_twice_in_the_dataset_card_is_named(dataset_dir, tmp_path, capsys):
     data = copy_of(dataset_dir, tmp_path, "data")
     card = data / "README.md"
