@@ -14,6 +14,7 @@ import difflib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -261,6 +262,9 @@ def parse_args(argv=None):
     parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="train.py")
     # argparse would print every one of the ~130 flags' usage above each error line
     parser.usage = "%(prog)s [--recipe NAME] [--config_file FILE] [--flag value ...]  (every flag: %(prog)s --help)"
+    # argparse's negative-number pattern has no exponent: `--learning_rate -1e-3` failed with "expected one
+    # argument" instead of reaching the value checks. The flags here never look like negative numbers.
+    parser._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
     parser.add_argument("--recipe", help=f"a shipped recipe: {', '.join(available_recipes())}")
     parser.add_argument("--config_file", help="a recipe file (.yaml or .json); command-line flags override it")
     defaults = dict(TRAINING_DEFAULTS)

@@ -1110,7 +1110,7 @@ def max_diff(a, b):
         (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be at least 1, got 0."),
         (["--label_smoothing_factor", "2"], "--label_smoothing_factor must be in [0, 1), got 2.0"),
         (["--label_smoothing_factor", "1"], "--label_smoothing_factor must be in [0, 1), got 1.0"),  # uniform targets
-        (["--learning_rate=-1e-3"], "--learning_rate must be at least 0, got -0.001."),
+        (["--learning_rate", "-1e-3"], "--learning_rate must be at least 0, got -0.001."),  # was: expected one argument
         (["--weight_decay", "-0.1"], "--weight_decay must be at least 0, got -0.1."),
         (["--max_steps", "0", "--num_train_epochs", "0"], "--max_steps 0 and --num_train_epochs 0.0 leave nothing to train"),
         (["--image_std", "0", "0", "0"], "image_std must be positive for every channel, got [0.0, 0.0, 0.0]"),
