@@ -375,10 +375,20 @@ def load_model(model_dir, trust_remote_code: bool = False):
     path = Path(source)
     processor = None
     if not path.exists() or (path / "preprocessor_config.json").is_file():
-        try:
-            processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
+        try:  # trust_remote_code given, never None: transformers would ask on the terminal and run it on a "y"
+            processor = AutoImageProcessor.from_pretrained(
+                source, trust_remote_code=trust_remote_code, local_files_only=local_only
+            )
         except OSError:
             processor = None  # fall back to the package's processor for the config
+        except ValueError as err:
+            if "trust_remote_code" not in str(err):
+                raise
+            raise ValueError(
+                f"{str(model_dir)!r}: its preprocessor_config.json names .py files (auto_map) that would run here to "
+                "build its image processor; hf_vit's processor needs none. If you trust its author, pass "
+                "--trust_remote_code; otherwise delete auto_map from that file."
+            ) from None
     _base_model(model)
     return model.eval(), processor
 

@@ -874,8 +874,14 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
             )
     local_only = not is_local and hub_unreachable()
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        # trust_remote_code=False, never None: transformers would ask on the terminal and run a folder's code on "y"
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
     except (OSError, ValueError) as err:
+        if isinstance(err, ValueError) and "trust_remote_code" in str(err):
+            raise SetupError(
+                f"--model_name_or_path {name!r} is a model whose code comes with it (auto_map in config.json names "
+                ".py files that would run here). Fine-tuning here starts from an hf_vit model, which needs none."
+            ) from None
         where = "its config.json" if is_local else "it from the Hugging Face Hub (or its local cache)"
         raise SetupError(
             f"--model_name_or_path {name!r}: could not read {where}: {str(err).strip().splitlines()[0]} Pass an "
@@ -891,8 +897,14 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
         if problems:
             raise SetupError(f"--model_name_or_path {name!r}: {problems[0]}")
     try:
-        processor = AutoImageProcessor.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError):  # none saved: CIFAR-10's numbers (or --image_mean/--image_std), and a note
+        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
+    except (OSError, ValueError) as err:  # none saved: CIFAR-10's numbers (or --image_mean/--image_std), and a note
+        if "trust_remote_code" in str(err):
+            raise SetupError(
+                f"--model_name_or_path {name!r}: its preprocessor_config.json names .py files (auto_map) that would "
+                "run here to build its image processor; hf_vit's processor needs none. Delete auto_map from that "
+                "file (or the file, to start from CIFAR-10's normalisation)."
+            ) from None
         processor = None
     return Start(source, local_only, is_local, config, processor)
 

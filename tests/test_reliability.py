@@ -721,7 +721,9 @@ class OtherConfig(PretrainedConfig):
 """
 
 
-def test_a_model_that_brings_its_own_code_runs_it_only_on_request(model_dir, dataset_dir, tmp_path, capsys):
+def test_a_model_that_brings_its_own_code_runs_it_only_on_request(model_dir, dataset_dir, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    monkeypatch.setattr("builtins.input", lambda prompt="": "y")  # a user answering transformers' prompt, if any
     folder = copy_of(model_dir, tmp_path)
     marker = tmp_path / "CODE_RAN"
     (folder / "configuration_other.py").write_text(CUSTOM_CODE.replace("{marker}", str(marker)))
@@ -733,7 +735,37 @@ def test_a_model_that_brings_its_own_code_runs_it_only_on_request(model_dir, dat
     visualize = run_script_main("visualize.py", ["--model", str(folder), "--image", str(folder / "x.png"),
                                                  "--output_dir", str(tmp_path / "pictures")])  # fmt: skip
     assert "pass --trust_remote_code" in visualize, visualize
-    assert not marker.exists()  # neither command ran the folder's code
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "run", "--model_name_or_path", str(folder)))
+    assert "is a model whose code comes with it" in err, err
+    assert not marker.exists()  # no command ran the folder's code
+
+
+PROCESSOR_CODE = """
+from pathlib import Path
+Path(r"{marker}").write_text("the folder's own processor code ran")
+"""
+
+
+def test_a_processor_that_brings_its_own_code_is_not_offered_to_run(model_dir, dataset_dir, tmp_path, capsys,
+                                                                      monkeypatch):  # fmt: skip
+    # Left to transformers (trust_remote_code=None), such a folder makes it ask "run the custom code? [y/N]", and
+    # a "y" ran it even from commands that have no --trust_remote_code. The answer is given here as a user would.
+    monkeypatch.setattr("builtins.input", lambda prompt="": "y")
+    folder = copy_of(model_dir, tmp_path)
+    marker = tmp_path / "CODE_RAN"
+    (folder / "processing_other.py").write_text(PROCESSOR_CODE.replace("{marker}", str(marker)))
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    del processor["image_processor_type"]
+    processor["auto_map"] = {"AutoImageProcessor": "processing_other.OtherProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor))
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    visualize = run_script_main("visualize.py", ["--model", str(folder), "--image", str(tmp_path / "x.png"),
+                                                 "--output_dir", str(tmp_path / "pictures")])  # fmt: skip
+    assert "its preprocessor_config.json names .py files" in visualize and "--trust_remote_code" in visualize
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "run", "--model_name_or_path", str(folder)))
+    assert "its preprocessor_config.json names .py files" in err, err
+    assert not marker.exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_pickled_pytorch_model_bin_is_refused(model_dir, dataset_dir, tmp_path):
