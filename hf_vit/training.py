@@ -458,7 +458,9 @@ class HfViTTrainer(Trainer):
         first = ~torch.isfinite(loss) & (self._bad_step < 0)
         self._bad_step = torch.where(first, step, self._bad_step)
         self._bad_loss = torch.where(first, loss, self._bad_loss)
-        if step % max(1, int(self.args.logging_steps)) == 0:  # the Trainer syncs at logging steps anyway
+        # The Trainer syncs at logging steps anyway; its state holds them in steps (a --logging_steps below 1 is a
+        # fraction of the run there).
+        if step % max(1, int(self.state.logging_steps or self.args.logging_steps)) == 0:
             self.check_loss()
 
     def check_loss(self):

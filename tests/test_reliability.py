@@ -1014,6 +1014,22 @@ def test_nan_loss_on_an_accelerator_is_read_later_but_still_names_its_step(datas
     assert not list((tmp_path / "out").glob("checkpoint-*"))
 
 
+def test_a_fractional_logging_steps_reads_the_deferred_loss_record_at_logging_steps_only(dataset_dir, tmp_path,
+                                                                                      monkeypatch):  # fmt: skip
+    # --logging_steps 0.25 is a fraction of the run (every 10th of 40 steps); int(0.25) == 0 made the deferred
+    # check read the device every step, the host-device sync it exists to avoid.
+    from hf_vit.training import HfViTTrainer, main
+
+    monkeypatch.setattr(HfViTTrainer, "_defer_loss_check", lambda self: True)
+    read_at = []
+    check_loss = HfViTTrainer.check_loss
+    monkeypatch.setattr(HfViTTrainer, "check_loss", lambda self: (read_at.append(self.state.global_step), check_loss(self))[1])
+    main(train_args(dataset_dir, tmp_path / "out", "--logging_steps", "0.25", "--save_strategy", "no"))
+    assert (tmp_path / "out" / "model.safetensors").exists()
+    assert read_at[:4] == [9, 19, 29, 39], read_at  # before the Trainer's own logging sync at steps 10, 20, 30, 40
+    assert len(read_at) <= 6, read_at
+
+
 def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset_dir, uninterrupted, tmp_path):
     out = tmp_path / "run"
     log = tmp_path / "loads.jsonl"
