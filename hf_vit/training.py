@@ -377,6 +377,24 @@ def build_config(model_args: ModelArguments, label_names=None, num_labels=None, 
     return config
 
 
+def check_attention_kernel(config: HfViTConfig, training_args: TrainingArguments) -> None:
+    """A kernel that builds but cannot train this run (it would fail at the first step, after the decoding, or
+    quietly train without the attention dropout): refused now, naming the fix."""
+    kernel = config._attn_implementation or "sdpa"
+    if kernel == "flex_attention" and training_args.device.type == "cpu":
+        problem = "PyTorch's flex attention has no backward pass on a CPU (only inference runs there). Train on a GPU"
+    elif kernel == "flex_attention" and config.dropout > 0:
+        problem = f"flex attention has no attention dropout, and --dropout is {config.dropout}. Pass --dropout 0"
+    elif kernel.startswith("flash_attention") and not (training_args.bf16 or training_args.fp16):
+        problem = "FlashAttention runs in bf16 or fp16 only. Add --bf16 (or --fp16)"
+    elif kernel == "flash_attention_3" and config.dropout > 0:
+        problem = (f"FlashAttention 3 has no attention dropout (it would go unused), and --dropout is "
+                   f"{config.dropout}. Pass --dropout 0")
+    else:
+        return
+    raise SetupError(f"--attn_implementation {kernel!r} cannot train this run: {problem}, or use 'sdpa' (the default).")
+
+
 # ---------------------------------------------------------------------------
 # The Trainer
 # ---------------------------------------------------------------------------
@@ -994,6 +1012,7 @@ def train(
         keep_freed_memory()
 
     probe_config = build_config(model_args, start=start.config if start else None)
+    check_attention_kernel(probe_config, training_args)
     # A fine-tuned model keeps the normalisation it was trained with, unless the flags say otherwise.
     start_processor = start.processor if start else None
     image_mean = model_args.image_mean or list(getattr(start_processor, "image_mean", None) or CIFAR10_MEAN)

@@ -708,6 +708,39 @@ def test_an_attention_kernel_that_cannot_be_used(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing written, not even the folder
 
 
+def test_an_attention_kernel_that_cannot_train_this_run_is_refused_before_decoding(tmp_path, capsys):
+    # Flex attention builds on a CPU but has no backward there: it failed at the first step, after the decoding.
+    err = train_error(capsys, train_args(tmp_path / "no_such_dataset", tmp_path / "run", "--attn_implementation",
+                                         "flex_attention"))  # fmt: skip
+    assert err.startswith(
+        "train.py: error: --attn_implementation 'flex_attention' cannot train this run: PyTorch's flex attention "
+        "has no backward pass on a CPU"
+    ), err
+    assert err.endswith("Train on a GPU, or use 'sdpa' (the default).")
+    assert not (tmp_path / "run").exists()
+    # The GPU cases (no GPU here): the check itself, given what it reads of a GPU run's TrainingArguments.
+    from types import SimpleNamespace
+
+    from hf_vit.training import SetupError, check_attention_kernel
+
+    def refusal(kernel, dropout=0.0, bf16=False, fp16=False):
+        config = HfViTConfig(**{**TINY, "dropout": dropout})
+        config._attn_implementation = kernel
+        args = SimpleNamespace(device=torch.device("cuda"), bf16=bf16, fp16=fp16)
+        try:
+            check_attention_kernel(config, args)
+        except SetupError as err:
+            return str(err)
+        return None
+
+    assert "has no attention dropout, and --dropout is 0.1. Pass --dropout 0" in refusal("flex_attention", 0.1)
+    assert refusal("flex_attention") is None
+    assert "runs in bf16 or fp16 only. Add --bf16" in refusal("flash_attention_2")
+    assert refusal("flash_attention_2", 0.1, bf16=True) is None  # FlashAttention 2 has dropout
+    assert "FlashAttention 3 has no attention dropout" in refusal("flash_attention_3", 0.1, bf16=True)
+    assert refusal("sdpa", 0.1) is None
+
+
 # ---------------------------------------------------------------------------
 # Security
 # ---------------------------------------------------------------------------
