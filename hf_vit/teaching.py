@@ -107,14 +107,21 @@ def token_norms(hidden_states) -> np.ndarray:
 
 @torch.no_grad()
 def run_model(model, pixel_values: torch.Tensor) -> dict:
-    """One forward pass with attentions and hidden states: {logits, probs, attentions, hidden_states}."""
+    """One forward pass with attentions and hidden states: {logits, probs, attentions, hidden_states}.
+
+    The input goes to the model's device and dtype (a GPU or bf16 model works as it is); what comes back is on
+    the CPU in float32, ready for NumPy and the pictures.
+    """
     model.eval()
-    out = model(pixel_values=pixel_values, output_attentions=True, output_hidden_states=True)
+    weight = next(model.parameters())
+    out = model(pixel_values=pixel_values.to(weight.device, weight.dtype), output_attentions=True,
+                output_hidden_states=True)  # fmt: skip
+    logits = out.logits.float().cpu()
     return {
-        "logits": out.logits,
-        "probs": out.logits.float().softmax(dim=-1),
-        "attentions": out.attentions,  # depth x (B, heads, N+1, N+1)
-        "hidden_states": out.hidden_states,  # (depth+1) x (B, N+1, dim)
+        "logits": logits,
+        "probs": logits.softmax(dim=-1),
+        "attentions": tuple(a.float().cpu() for a in out.attentions),  # depth x (B, heads, N+1, N+1)
+        "hidden_states": tuple(h.float().cpu() for h in out.hidden_states),  # (depth+1) x (B, N+1, dim)
     }
 
 

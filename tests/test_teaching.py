@@ -177,6 +177,29 @@ def test_attention_rows_sum_to_one_and_cls_maps(tmp_path):
         assert np.abs(png[y0 : y0 + tile, x0 : x0 + tile] - want).max() <= 1
 
 
+def test_the_input_follows_the_models_device_and_dtype_and_results_come_back_as_float32_on_the_cpu(tmp_path):
+    # Before, the CPU float32 input went to the model as it was: a model on a GPU failed ("Expected all tensors
+    # to be on the same device"). This machine has one device, so the test checks the same move on the dtype:
+    # the model sees its own dtype, and the maps come back on the CPU in float32 for NumPy.
+    model = tiny_model(image_size=16, patch_size=4)
+    image = noise_image(16, 16, seed=1)
+    from hf_vit.image_processing import make_image_processor
+
+    pixels = make_image_processor(model.config)(images=image, return_tensors="pt")["pixel_values"]
+    full = run_model(model, pixels)
+    seen = []
+    model.to(torch.bfloat16).register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["pixel_values"]),
+                                                       with_kwargs=True)  # fmt: skip
+    half = run_model(model, pixels)
+    assert seen[0].dtype == torch.bfloat16 and seen[0].device == next(model.parameters()).device
+    for a, b in zip(half["attentions"], full["attentions"]):
+        assert a.dtype == torch.float32 and a.device.type == "cpu"
+        torch.testing.assert_close(a, b, atol=0.03, rtol=0)
+    assert half["probs"].dtype == torch.float32
+    written = write_pictures(model, image, tmp_path, pictures=["cls_attention", "feature_norms"])
+    assert all(Path(path).stat().st_size > 0 for path in written.values())
+
+
 def test_rollout_matches_a_hand_computation_on_two_layers(tmp_path):
     model = tiny_model(seed=3, image_size=16, patch_size=4)
     # Sharper attention than at init, so layers differ and the product matters.
