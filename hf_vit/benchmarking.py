@@ -11,6 +11,7 @@ inside the training steps and time between them.
 import copy
 import json
 import multiprocessing as mp
+import os
 import queue as queue_module
 import resource
 import statistics
@@ -58,7 +59,7 @@ def matmul_peak_gflops(device: str = "cpu", n: int = 2048, dtype=torch.float32, 
 
 def _sync(device):
     if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # that GPU's queue: a bare synchronize() waits on the current one (cuda:0)
 
 
 def build_model(kind: str, config: HfViTConfig, attn: str = "sdpa"):
@@ -142,6 +143,8 @@ def _like_training(device):
         from .training import keep_freed_memory
 
         keep_freed_memory()
+    else:  # --device cuda:1: events, streams and allocator statistics default to the current GPU
+        torch.cuda.set_device(torch.device(device))
 
 
 def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_name, result_queue):
@@ -199,24 +202,33 @@ def peak_memory(kind, attn, compiled, config_dict, batch, device, threads, dtype
     torch.set_num_threads(threads)
     _like_training(device)
     if str(device).startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
     bench = _Bench(kind, attn, HfViTConfig(**config_dict), batch, device, dtype_name == "bf16", compiled)
     for phase in ("train", "infer"):
         bench.model.train(phase == "train")
         for _ in range(3):
             getattr(bench, f"{phase}_step")()
     if str(device).startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result_queue.put(json.dumps(peak))
 
 
-def _child(target, args):
+def _child(target, args, env=None):
     ctx = mp.get_context("spawn")  # a fresh interpreter: no state (threads, allocator, compiled kernels) carried over
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})  # the child's environment is this one at its start
+    try:
+        proc.start()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     result = None
     while result is None:  # before join(): a child blocks on exit until its queue is drained
         try:
@@ -358,6 +370,32 @@ def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, e
         "total_s": timer.total_s,
         "steps": timer.steps,
     }
+
+
+def _end_to_end_child(*args):
+    """Child process: `end_to_end_img_s(*args)`, its answer put on the queue (the last argument)."""
+    *args, result_queue = args
+    result_queue.put(json.dumps(end_to_end_img_s(*args)))
+
+
+def one_gpu_env(device) -> dict:
+    """The environment that shows a child process only `device`'s GPU ({} for a CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return {}
+    index = device.index or 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # cuda:N counts the GPUs this process sees
+    return {"CUDA_VISIBLE_DEVICES": visible.split(",")[index].strip() if visible else str(index)}
+
+
+def end_to_end_on(device, preset, dataset, batch, steps, dtype, output_dir, extra_args=()) -> dict:
+    """`end_to_end_img_s` on `device` alone. The Trainer takes cuda:0 and spreads a run over every GPU it sees
+    (DataParallel), so on a GPU the run goes to a child process that sees only the chosen one."""
+    env = one_gpu_env(device)
+    if not env:
+        return end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, extra_args)
+    return _child(_end_to_end_child, (preset, str(dataset), batch, steps, "cuda", dtype, str(output_dir),
+                                      list(extra_args)), env=env)  # fmt: skip
 
 
 def _print_table(rows, peak, dtype, rounds, steps):
@@ -502,8 +540,8 @@ def main(argv=None) -> int:
             [attn], memory=False,
         )[0]
         with tempfile.TemporaryDirectory() as tmp:
-            e2e = end_to_end_img_s(
-                args.preset, dataset, args.batch_size, args.e2e_steps, args.device, dtype, tmp,
+            e2e = end_to_end_on(
+                args.device, args.preset, dataset, args.batch_size, args.e2e_steps, dtype, tmp,
                 ["--attn_implementation", attn],
             )
         print(

@@ -1,6 +1,7 @@
 """The side-by-side benchmark (scripts/benchmark.py) compares like with like and reports sound figures."""
 
 import json
+import os
 import re
 import sys
 import time
@@ -168,6 +169,26 @@ def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path,
     assert r["outside_share"] == pytest.approx(outside_s / r["total_s"])
     assert r["in_step_img_s"] == pytest.approx(steps * batch / r["inside_s"])
     assert r["in_step_img_s"] > r["train_img_s"]  # the Trainer's figure includes the slow pipeline
+
+
+def test_the_end_to_end_run_for_cuda_n_sees_that_gpu_only(tmp_path, monkeypatch):
+    """--device cuda:1: the Trainer would take cuda:0 (and spread over every visible GPU), so the end-to-end run
+    goes to a child process shown only GPU 1. No GPU here: the environment it gets, and the child path run on
+    the CPU (a real Trainer run in a spawned process), leaving this process's environment as it was."""
+    from hf_vit import benchmarking
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert benchmarking.one_gpu_env("cpu") == {}
+    assert benchmarking.one_gpu_env("cuda:1") == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert benchmarking.one_gpu_env("cuda") == {"CUDA_VISIBLE_DEVICES": "0"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # cuda:1 is then the machine's GPU 6
+    assert benchmarking.one_gpu_env("cuda:1") == {"CUDA_VISIBLE_DEVICES": "6"}
+
+    data = make_tiny_cifar(tmp_path / "data", n_train=32, n_test=8)
+    args = ("tiny", str(data), 8, 3, "cpu", "fp32", str(tmp_path / "run"), ["--num_threads", "1", "--disable_tqdm", "true"])
+    r = benchmarking._child(benchmarking._end_to_end_child, args, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert r["steps"] == 3 and r["train_img_s"] > 0
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,6"  # set for the child only
 
 
 def test_on_a_gpu_the_step_timer_never_syncs_during_the_run(monkeypatch):
