@@ -48,6 +48,8 @@ from .eval_pictures import (
 )
 from .metrics import classification_metrics, macro_scope
 
+# Sub-folders of the output folder whose old .png files a rerun deletes before writing its own.
+EVALUATION_SUBFOLDERS = ("misclassified", "attention")
 CSV_FIELDS = [
     "index",
     "true_label",
@@ -484,6 +486,7 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             "training's (its validation accuracy and training curve, which the model card reads). Leave out "
             "--output_dir (default: <model folder>/evaluation) or pass another folder."
         )
+    _refuse_linked_output(output_dir)  # before anything below probes, deletes or writes through a link
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {str(output_dir)!r} is a file. Pass a folder (it is created if absent).")
     blocking = next((p for p in output_dir.parents if p.exists() and not p.is_dir()), None)
@@ -508,6 +511,19 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "
             "or empty folder."
         )
+
+
+def _refuse_linked_output(output_dir: Path) -> None:
+    """Refuse an output folder, or a sub-folder the evaluation clears, that is a symbolic link: the rerun's
+    deletion of old .png files and the new files would land wherever the link points, outside the folder."""
+    for folder in (output_dir, *(output_dir / sub for sub in EVALUATION_SUBFOLDERS)):
+        if folder.is_symlink():
+            which = "" if folder == output_dir else f" holds {folder.name}/, which"
+            raise ValueError(
+                f"--output_dir {str(output_dir)!r}{which} is a symbolic link to {os.readlink(folder)!r}: the "
+                "evaluation deletes the old .png files of the folders it writes into, and would delete and write "
+                "them there. Remove the link, or pass another --output_dir."
+            )
 
 
 @torch.inference_mode()
@@ -608,7 +624,7 @@ def evaluate_model(
 
     # A rerun must not leave a previous run's files behind: its mistakes, its pictures, and above all its
     # metrics.json, which is written last and so marks a complete evaluation (the card and the push read it).
-    for sub in ("misclassified", "attention"):
+    for sub in EVALUATION_SUBFOLDERS:
         folder = output_dir / sub
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.png"):
@@ -673,6 +689,7 @@ def evaluate_model(
 
         write_report(output_dir, metrics=metrics)
     staged = output_dir / ".metrics.json.tmp"
+    staged.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
     staged.write_text(json.dumps(metrics, indent=2))
     os.replace(staged, output_dir / "metrics.json")  # last, whole or absent: it marks a finished evaluation
     return metrics

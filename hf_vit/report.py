@@ -206,6 +206,7 @@ showing <span id="shown-count">{len(rows)} of {len(rows)}</span>, most confident
     out = output_dir / "report.html"
     staged = output_dir / ".report.html.tmp"
     try:
+        staged.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
         staged.write_text(page, encoding="utf-8")
         os.replace(staged, out)  # whole or absent
     finally:

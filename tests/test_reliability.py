@@ -801,6 +801,51 @@ def test_a_processor_that_brings_its_own_code_is_not_offered_to_run(model_dir, d
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("link", ["evaluation", "evaluation/misclassified", "evaluation/attention"])
+def test_a_linked_evaluation_folder_is_refused_and_nothing_outside_is_deleted(model_dir, dataset_dir, tmp_path, link):
+    """<model>/evaluation, or a sub-folder a rerun clears, linked to a folder elsewhere: the rerun deleted the
+    .png files there and wrote its own (the outside folder looks like an earlier evaluation, as a rerun expects)."""
+    folder = copy_of(model_dir, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "holiday.png").write_bytes(b"mine")
+    (outside / "misclassified.csv").write_text("index\n")
+    (folder / "evaluation").mkdir()
+    (folder / "evaluation" / "misclassified.csv").write_text("index\n")  # an earlier evaluation
+    (folder / link).parent.mkdir(exist_ok=True)
+    if link == "evaluation":
+        shutil.rmtree(folder / "evaluation")
+    (folder / link).symlink_to(outside, target_is_directory=True)
+    message = run_script_main("evaluate_model.py", ["--model", str(folder), "--dataset", str(dataset_dir),
+                                                    "--no_progress", "--device", "cpu"])  # fmt: skip
+    output_dir = folder / "evaluation"
+    which = "" if link == "evaluation" else f" holds {Path(link).name}/, which"
+    assert message == (
+        f"error: --output_dir {str(output_dir)!r}{which} is a symbolic link to {str(outside)!r}: the evaluation "
+        "deletes the old .png files of the folders it writes into, and would delete and write them there. Remove "
+        "the link, or pass another --output_dir."
+    )
+    assert sorted(p.name for p in outside.iterdir()) == ["holiday.png", "misclassified.csv"]  # nothing written
+    assert (outside / "holiday.png").read_bytes() == b"mine"
+
+
+def test_the_evaluation_never_writes_through_a_linked_temporary_file(model_dir, dataset_dir, tmp_path):
+    """metrics.json and report.html are written to a hidden file first; one left as a link to a file elsewhere
+    was written through, replacing that file with the metrics."""
+    from hf_vit.analysis import evaluate_model
+
+    out = tmp_path / "eval"
+    (out / "misclassified").mkdir(parents=True)  # an earlier evaluation
+    secret = tmp_path / "secret.txt"
+    secret.write_text("keep me")
+    for name in (".metrics.json.tmp", ".report.html.tmp"):
+        (out / name).symlink_to(secret)
+    evaluate_model(str(model_dir), str(dataset_dir), output_dir=out, device="cpu", progress=False, max_attention_maps=0)
+    assert secret.read_text() == "keep me"
+    assert not (out / "metrics.json").is_symlink() and json.loads((out / "metrics.json").read_text())["num_examples"]
+    assert not (out / "report.html").is_symlink() and (out / "report.html").read_text().startswith("<!")
+
+
 def test_a_pickled_pytorch_model_bin_is_refused(model_dir, dataset_dir, tmp_path):
     folder = copy_of(model_dir, tmp_path)
     state = load_file(folder / "model.safetensors")
