@@ -565,6 +565,7 @@ def write_card_text(model_dir, text: str) -> Path:
     path = Path(model_dir) / "README.md"
     tmp = path.with_name(".README.md.tmp")
     try:
+        tmp.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     finally:

@@ -35,6 +35,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from .configuration_hf_vit import HfViTConfig, _pair
 from .hub import check_weights
+from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import check_output_folder, staged_folder
 
@@ -197,6 +198,13 @@ def _saved_dtype(config) -> torch.dtype:
 _CARRIED_FILES = ("preprocessor_config.json", "metrics.json", "training_recipe.json", "evaluation/metrics.json")
 
 
+def _copied_files(model_dir: Path) -> list[str]:
+    """The files of `model_dir` the export copies as they are: the carried files and the evaluation's pictures."""
+    carried = [name for name in _CARRIED_FILES if (model_dir / name).is_file()]
+    pictures = sorted(p for p in (model_dir / "evaluation").glob("*.png") if p.is_file())
+    return carried + [p.relative_to(model_dir).as_posix() for p in pictures]
+
+
 def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite=False, atol=1e-4) -> Path:
     """Convert the hf_vit folder `model_dir` into a transformers ViT folder `output_dir`; returns it.
 
@@ -232,6 +240,7 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
         )
     if output_dir.resolve() == model_dir.resolve():
         raise ValueError("output_dir must differ from model_dir: the export is a separate model folder.")
+    refuse_links_outside(model_dir, _copied_files(model_dir), "the export would copy the file it points to")
     check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)")
 
     # Compared in float32 whatever the saved dtype: the conversion only moves weights, but two bf16 models with
@@ -254,14 +263,9 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
 
     with staged_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)") as staged:
         vit.to(saved_dtype).save_pretrained(staged)  # float32 -> the saved dtype again: the same numbers
-        for name in _CARRIED_FILES:
-            if (model_dir / name).is_file():
-                (staged / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(model_dir / name, staged / name)
-        if (model_dir / "evaluation").is_dir():
-            for picture in (model_dir / "evaluation").glob("*.png"):
-                (staged / "evaluation").mkdir(exist_ok=True)
-                shutil.copy2(picture, staged / "evaluation" / picture.name)
+        for name in _copied_files(model_dir):
+            (staged / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(model_dir / name, staged / name)
         write_model_card(staged, repo_id=repo_id)
     return output_dir
 

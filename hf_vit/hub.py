@@ -11,8 +11,9 @@ What goes up (`upload_plan`): everything a user needs to run and judge the model
 and what stays home: checkpoint-*/ (optimizer and scheduler states), pickles
 (training_args.bin, *.pt), caches and anything else not listed.
 
-Every check (folder complete, repo id well formed, a token available) runs
-before the first network call, so a bad call fails at once and uploads nothing.
+Every check (folder complete, repo id well formed, no file that a symbolic link
+brings in from outside the folder, a token available) runs before the first
+network call, so a bad call fails at once and uploads nothing.
 """
 
 import fnmatch
@@ -21,6 +22,8 @@ import re
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
+
+from .links import refuse_links_outside
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
 TOP_LEVEL_FILES = (
@@ -275,6 +278,10 @@ def push_model_folder(
         raise IncompleteModelFolder(
             f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
         )
+    # Before the token and the network: a link to a file elsewhere (a token, a key) would go up as the model's.
+    # A card written for this push goes up from memory, whatever README.md was.
+    from_folder = [name for name in upload_plan(model_dir) if not (write_card and name == "README.md")]
+    refuse_links_outside(model_dir, from_folder, "the push would upload the file it points to")
     # The token is checked before the card is rewritten: a push that cannot happen leaves the folder as it was.
     token = token or get_token()
     if not token and not dry_run:

@@ -157,6 +157,31 @@ def test_overwrite_never_deletes_the_source_and_a_failed_export_writes_nothing(t
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == own
 
 
+def test_a_link_out_of_the_model_folder_is_refused_one_inside_is_copied(tmp_path):
+    """evaluation/gallery.png -> a token elsewhere: the export copied the token into the exported folder, as a
+    real file that a push would then publish. A link that stays inside is copied as the file it leads to."""
+    export = load_script("export_to_transformers_vit").main
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    secret = tmp_path / "token"
+    secret.write_text("hf_secret")
+    (folder / "evaluation" / "gallery.png").unlink()
+    (folder / "evaluation" / "gallery.png").symlink_to(secret)
+    with pytest.raises(SystemExit) as exit_info:
+        export([str(folder), str(tmp_path / "vit")])
+    assert exit_info.value.code == (
+        f"error: {folder}: evaluation/gallery.png is a symbolic link to {str(secret)!r}, outside the model folder: "
+        "the export would copy the file it points to. Put a copy of the file in place of the link if it belongs to "
+        "the model, or remove the link."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "token"]  # nothing written, no staging folder
+
+    (folder / "evaluation" / "gallery.png").unlink()
+    (folder / "evaluation" / "gallery.png").symlink_to("confusion_matrix.png")  # inside: fine
+    export([str(folder), str(tmp_path / "vit")])
+    copied = tmp_path / "vit" / "evaluation" / "gallery.png"
+    assert not copied.is_symlink() and copied.read_bytes() == (folder / "evaluation" / "confusion_matrix.png").read_bytes()
+
+
 def test_legacy_names_match_what_save_pretrained_writes(tmp_path):
     """transformers writes ViT weights under the 4.x names; the exporter's fallback for an older
     transformers (whose ViT has those names in memory too) must produce exactly them."""

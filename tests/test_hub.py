@@ -9,6 +9,7 @@ fresh Python process that cannot import hf_vit, as a Hub user would after downlo
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -465,6 +466,62 @@ def test_a_commit_the_hub_refuses_leaves_the_card_and_a_later_push_sends_the_new
     assert "README.md" in files
     assert card_op.path_or_fileobj == (folder / "README.md").read_bytes()
     assert ModelCard.load(folder / "README.md").data.model_name == "x"
+
+
+def as_cache_snapshot(folder: Path, tmp_path: Path) -> Path:
+    """`folder` laid out as the Hugging Face cache holds a download: snapshots/<rev>/ of links into ../../blobs/."""
+    repo = tmp_path / "hub" / "models--someone--vit"
+    snapshot, blobs = repo / "snapshots" / "0123abcd", repo / "blobs"
+    blobs.mkdir(parents=True)
+    for number, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
+        blob = blobs / f"{number:040x}"  # named by a hash in the real cache
+        shutil.copyfile(path, blob)
+        link = snapshot / path.relative_to(folder)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    return snapshot
+
+
+@pytest.mark.parametrize("layout", ["folder", "cache snapshot"])
+def test_a_link_out_of_the_model_folder_is_refused_before_any_upload(tmp_path, fake_hub, monkeypatch, layout):
+    """trainer_state.json -> a token elsewhere: the push uploaded the token. Links that stay inside go up as the
+    files they lead to, and a cache snapshot's links into its blobs/ are inside."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    if layout == "cache snapshot":
+        folder = as_cache_snapshot(folder, tmp_path)
+    secret = tmp_path / "token"
+    secret.write_text("hf_secret")
+    (folder / "trainer_state.json").symlink_to(secret)
+    message = str(pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code)
+    assert message == (
+        f"error: {folder}: trainer_state.json is a symbolic link to {str(secret)!r}, outside the model folder: the "
+        "push would upload the file it points to. Put a copy of the file in place of the link if it belongs to the "
+        "model, or remove the link."
+    )
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+    assert not (folder / "README.md").exists()  # the card is not written either
+
+    (folder / "trainer_state.json").unlink()
+    (folder / "trainer_state.json").symlink_to("metrics.json")  # inside: fine
+    (folder / ".README.md.tmp").symlink_to(secret)  # the card's staging file is replaced, not written through
+    files, _ = push_model_folder(folder, "someone/x")
+    (commit,) = fake_hub["create_commit"]
+    (state,) = [op for op in commit["operations"] if op.path_in_repo == "trainer_state.json"]
+    assert Path(state.path_or_fileobj).read_bytes() == (folder / "metrics.json").read_bytes()
+    assert {"config.json", "model.safetensors", "evaluation/metrics.json", "evaluation/gallery.png"} <= set(files)
+    assert secret.read_text() == "hf_secret"
+
+
+def test_a_linked_evaluation_folder_out_of_the_model_folder_is_refused(tmp_path, fake_hub, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    elsewhere = tmp_path / "someone-elses-evaluation"
+    (folder / "evaluation").rename(elsewhere)
+    (folder / "evaluation").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=re.escape(f"{folder}: evaluation is a symbolic link to '{elsewhere}', outside ")):
+        push_model_folder(folder, "someone/x", dry_run=True)
+    assert fake_hub == {"create_repo": [], "create_commit": []}
 
 
 @pytest.mark.parametrize("edit", [{"depth": 2}, {"dim": 64}])
