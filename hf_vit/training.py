@@ -597,6 +597,14 @@ def earlier_run(output_dir) -> list[str]:
     return found + [name for name in RUN_FILES if (path / name).exists()]
 
 
+def remove_entry(path: Path) -> None:
+    """Delete a file or folder of the output folder; a symbolic link goes itself, never what it points to."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def clear_earlier_run(output_dir, overwrite: bool, is_main: bool) -> None:
     """Refuse an output folder holding another run (`--resume_from_checkpoint last` would pick its checkpoints,
     and its model files would pass for this run's), or, with --overwrite_output_dir, delete that run first."""
@@ -616,11 +624,7 @@ def clear_earlier_run(output_dir, overwrite: bool, is_main: bool) -> None:
     if (path / "config.json").exists() and (path / "README.md").is_file():
         found.append("README.md")  # the earlier model's card
     for name in found:
-        target = path / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+        remove_entry(path / name)
     print(f"[hf_vit] --overwrite_output_dir: deleted the earlier run in {path} ({len(found)} entries)", flush=True)
 
 
@@ -628,6 +632,7 @@ def write_json(path, obj):
     """Write JSON through a temporary file, so that a crash never leaves half a file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
     tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     os.replace(tmp, path)
 
@@ -1130,7 +1135,7 @@ def train(
     if trainer.is_world_process_zero():
         # An earlier evaluation of this folder scored other weights (a resumed run ends in a new model), and an
         # earlier metrics.json too: gone before the new weights land, so a crash between the two never pairs them.
-        shutil.rmtree(output_dir / "evaluation", ignore_errors=True)
+        remove_entry(output_dir / "evaluation")
         (output_dir / "metrics.json").unlink(missing_ok=True)
     trainer.save_model(str(output_dir))  # config (auto_map), weights, remote code, preprocessor_config.json
     # save_model also pickles the TrainingArguments; the model folder holds no pickles (training_recipe.json has them).

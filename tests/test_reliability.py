@@ -465,6 +465,30 @@ def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tm
     assert "8 steps this session (global step 8), 120 training images on this rank" in capsys.readouterr().out
 
 
+def test_links_in_an_output_dir_being_replaced_go_themselves_never_what_they_point_to(dataset_dir, tmp_path):
+    # --overwrite_output_dir and the end of a run delete the earlier run's entries: a symbolic link among them
+    # (evaluation/, a checkpoint) is removed as a link. Before, rmtree refused a link with Python's traceback,
+    # and the end of a run skipped it silently, leaving the evaluation to write into the linked folder.
+    from hf_vit.training import main
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "photo.png").write_bytes(b"not the run's")
+    (outside / ".metrics.json.tmp").write_text("not the run's")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # an earlier run's model
+    (out / "evaluation").symlink_to(outside, target_is_directory=True)
+    (out / "checkpoint-4").symlink_to(outside, target_is_directory=True)
+    (out / ".metrics.json.tmp").symlink_to(outside / ".metrics.json.tmp")
+    assert main(train_args(dataset_dir, out, "--overwrite_output_dir", "true", steps=4)) == 0
+    assert sorted(p.name for p in outside.iterdir()) == [".metrics.json.tmp", "photo.png"]
+    assert (outside / ".metrics.json.tmp").read_text() == "not the run's"
+    assert not os.path.lexists(out / "evaluation")
+    assert not (out / "checkpoint-4").is_symlink() and (out / "checkpoint-4" / "trainer_state.json").is_file()
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 4
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
