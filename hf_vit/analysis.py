@@ -47,6 +47,7 @@ from .eval_pictures import (
     per_class_accuracy_image,
 )
 from .metrics import classification_metrics, macro_scope
+from .spreadsheet import csv_cell
 
 # Sub-folders of the output folder whose old .png files a rerun deletes before writing its own.
 EVALUATION_SUBFOLDERS = ("misclassified", "attention")
@@ -652,7 +653,8 @@ def evaluate_model(
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+            # class names come from a dataset card: one like =HYPERLINK(...) must stay text in a spreadsheet
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else csv_cell(v)) for k, v in row.items()})
 
     confusion_matrix_image(metrics["confusion_matrix"], names).save(output_dir / "confusion_matrix.png")
     # A class without images in this split has no accuracy: drawn as such, not as a 0% bar.

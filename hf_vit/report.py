@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from .metrics import macro_scope
+from .spreadsheet import csv_value
 
 SUMMARY_PICTURES = (
     ("confusion_matrix.png", "Confusion matrix"),
@@ -161,7 +162,9 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
     if metrics is None:
         metrics = json.loads(metrics_path.read_text())
     with open(csv_path, newline="", encoding="utf-8") as f:
-        rows = sorted(csv.DictReader(f), key=lambda r: -float(r["confidence"]))
+        # the class names as they are, without the quote that keeps a spreadsheet from running them
+        rows = [{k: csv_value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    rows.sort(key=lambda r: -float(r["confidence"]))
     names = list(metrics.get("labels") or metrics["per_class"])
     e = html.escape
     title = title or f"Evaluation of {metrics.get('model', 'a model')}"

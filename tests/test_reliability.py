@@ -996,6 +996,44 @@ def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch)
     assert str(err.value).endswith("Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder.")
 
 
+def model_predicting_last(folder, names):
+    """A model folder whose classifier always answers the last of `names`: every other image is a mistake."""
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(**TINY, id2label=dict(enumerate(names))))
+    with torch.no_grad():  # scores 0, 1, 2, ... whatever the image: the ranking is fixed
+        model.mlp_head[1].weight.zero_()
+        model.mlp_head[1].bias.copy_(torch.arange(len(names), dtype=torch.float32))
+    model.save_pretrained(folder)
+    make_image_processor(model.config).save_pretrained(folder)
+    return folder
+
+
+FORMULA_NAMES = ['=HYPERLINK("http://x","y")', "+1", "-1", "@SUM(A1)", "\tx", "'=quoted", "plain"]
+
+
+def test_class_names_that_are_formulas_stay_text_in_the_csv(tmp_path):
+    """A class name from a dataset card such as =HYPERLINK(...) went raw into misclassified.csv: a spreadsheet
+    opening it ran the formula. Now such a cell starts with a quote; the HTML report shows the name itself."""
+    import csv
+    import html
+
+    from hf_vit.analysis import evaluate_model
+    from hf_vit.spreadsheet import csv_value
+
+    data = make_tiny_cifar(tmp_path / "data", n_train=7, n_test=14, names=FORMULA_NAMES)
+    folder = model_predicting_last(tmp_path / "model", FORMULA_NAMES)
+    evaluate_model(str(folder), dataset=str(data), output_dir=tmp_path / "eval", batch_size=16, device="cpu",
+                   progress=False, max_attention_maps=0)  # fmt: skip
+    with open(tmp_path / "eval" / "misclassified.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cells = [row[k] for row in rows for k in ("true_label", "predicted_label", "top1_label", "top2_label", "top3_label")]
+    assert {csv_value(cell) for cell in cells} == set(FORMULA_NAMES)  # every name met, and read back exactly
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert "'" + FORMULA_NAMES[0] in cells and "''=quoted" in cells and "plain" in cells
+    report = (tmp_path / "eval" / "report.html").read_text(encoding="utf-8")
+    assert f'data-true="{html.escape(FORMULA_NAMES[0])}"' in report and "data-true=\"'=" not in report
+
+
 # ---------------------------------------------------------------------------
 # Training faults: real subprocesses of scripts/train.py, killed with SIGKILL
 # ---------------------------------------------------------------------------
