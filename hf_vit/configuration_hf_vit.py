@@ -88,8 +88,13 @@ def _class_name(name):
 
 
 def _patch_sizes_for(height, width):
-    """The patch sizes that cut a height x width image into a whole grid, as advice in an error."""
-    sizes = [p for p in range(2, min(height, width) + 1) if height % p == 0 and width % p == 0][:4]
+    """The patch sizes that cut a height x width image into a whole grid, as advice in an error.
+
+    The common divisors are found by trial up to a bound (with their cofactors), not over the whole side: an
+    image_size of 10**12 made the error itself loop for hours."""
+    common = math.gcd(height, width)
+    small = [p for p in range(2, min(math.isqrt(common), 1024) + 1) if common % p == 0]
+    sizes = sorted({*small, *(common // p for p in small), *([common] if common > 1 else [])})[:4]
     if sizes:
         return "e.g. " + ", ".join(map(str, sizes))
     return "only 1 divides both sides; resize or pad the images to a size such as 32"

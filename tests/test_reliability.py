@@ -107,6 +107,18 @@ def train_args(data, out, *extra, steps=40):
     ]  # fmt: skip
 
 
+def error_within(code, seconds=120):
+    """Run `code` in a fresh Python that imports this checkout's hf_vit; it must raise within `seconds` (the
+    old code hung: no pytest-timeout here). Returns the last line of its traceback: `ValueError: ...`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"no answer within {seconds} s")
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    return proc.stderr.strip().splitlines()[-1]
+
+
 def train_error(capsys, argv):
     """Run hf_vit.training.main in this process; it must refuse with exit status 2. Returns its error line
     (the other stderr lines are progress bars)."""
@@ -148,6 +160,16 @@ def test_config_zero_or_negative_sizes(field):
         assert str(err.value) == (
             f"HfViTConfig: `{field}` must be a positive integer, got {value}. Set {field} >= 1."
         )
+
+
+def test_config_huge_image_size_answers_at_once():
+    """The advice in the error counted divisors up to the image size: image_size 10**12 hung the config."""
+    line = error_within("from hf_vit import HfViTConfig; HfViTConfig(image_size=10**12, patch_size=7)", seconds=60)
+    assert line == (
+        "ValueError: HfViTConfig: `patch_size` 7 does not divide `image_size` 1000000000000: the image must cut into "
+        "a whole grid of patches. Choose a patch size that divides the image size (for 1000000000000x1000000000000: "
+        "e.g. 2, 4, 5, 8)."
+    )
 
 
 def test_config_id2label_and_num_labels_disagree():
