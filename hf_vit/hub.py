@@ -173,18 +173,22 @@ def weights_against_config(model_dir: Path, config: dict) -> list[str]:
     from .modeling_hf_vit import HfViTForImageClassification
 
     try:
-        with torch.device("meta"):  # shapes only, no memory
-            model = HfViTForImageClassification(HfViTConfig.from_dict(config))
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        config_obj = HfViTConfig.from_dict(config)
     except (ValueError, TypeError) as err:
         return [f"config.json is not a valid hf_vit config: {err}"]
     files = [w for w in _weight_files(model_dir) if w.endswith(".safetensors")]
     if not files:  # no weights at all is check_weights' finding, with its own message
         return []
     saved = {}
-    for name in files:
+    for name in files:  # the headers only: names and shapes, no tensor is read
         with safe_open(str(model_dir / name), framework="pt") as f:
             saved.update({k: tuple(f.get_slice(k).get_shape()) for k in f.keys()})
+    detail = _size_against_headers(config_obj, saved)
+    if detail:  # before building: a depth of 20000 took minutes to build even on the meta device
+        return [_not_described(detail, "with layers the weights do not fill")]
+    with torch.device("meta"):  # shapes only, no memory
+        model = HfViTForImageClassification(config_obj)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(saved))
     other = sorted(k for k in set(expected) & set(saved) if expected[k] != saved[k])
     unused = sorted(set(saved) - set(expected))  # a depth edited down: trained layers silently left out
@@ -197,8 +201,27 @@ def weights_against_config(model_dir: Path, config: dict) -> list[str]:
     else:
         detail = f"not used by it: {', '.join(unused[:3])}{' ...' if len(unused) > 3 else ''}"
     effect = "without weights the safetensors hold" if not (missing or other) else "with layers the weights do not fill"
-    return [f"config.json does not describe the weights in the safetensors ({detail}): the model would load {effect}. "
-            "Use the folder as training (or save_pretrained) wrote it."]
+    return [_not_described(detail, effect)]
+
+
+def _not_described(detail: str, effect: str) -> str:
+    return (f"config.json does not describe the weights in the safetensors ({detail}): the model would load {effect}. "
+            "Use the folder as training (or save_pretrained) wrote it.")
+
+
+def _size_against_headers(config, saved: dict) -> str | None:
+    """More blocks or another width in the config than the weights hold, read from the weights' names and the
+    [CLS] token's shape alone; None when they agree (the full comparison then names anything else)."""
+    blocks = {int(m.group(1)) for k in saved if (m := re.match(r"vit\.transformer\.layers\.(\d+)\.", k))}
+    held = max(blocks) + 1 if blocks else 0
+    if config.depth > held:
+        last = "" if config.depth == held + 1 else f" to vit.transformer.layers.{config.depth - 1}.*"
+        return (f"missing: vit.transformer.layers.{held}.*{last}; config.json's depth is {config.depth}, the weights "
+                f"hold {held} block{'s' if held != 1 else ''}")
+    cls = saved.get("vit.embeddings.cls_token")
+    if cls and cls[-1] != config.dim:
+        return f"vit.embeddings.cls_token is {list(cls)} in the weights, {[*cls[:-1], config.dim]} by config.json"
+    return None
 
 
 def _auto_map_refs(auto_map: dict) -> list[str]:

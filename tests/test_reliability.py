@@ -1018,6 +1018,21 @@ def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch)
     assert str(err.value).endswith("Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder.")
 
 
+def test_a_config_asking_for_20000_blocks_is_refused_from_the_weights_headers(model_dir, tmp_path):
+    """config.json edited to depth 100000 over weights of one block: the check built the whole model (on the
+    meta device) before comparing, minutes of work. The names in the safetensors header answer at once."""
+    folder = copy_of(model_dir, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "depth": 100_000}))
+    line = error_within(f"from hf_vit.analysis import load_classifier; load_classifier({str(folder)!r})", seconds=60)
+    assert line == (
+        f"ValueError: {str(folder)!r} (--model): config.json does not describe the weights in the safetensors "
+        "(missing: vit.transformer.layers.1.* to vit.transformer.layers.99999.*; config.json's depth is 100000, the "
+        "weights hold 1 block): the model would load with layers the weights do not fill. Use the folder as training "
+        "(or save_pretrained) wrote it."
+    )
+
+
 def model_predicting_last(folder, names):
     """A model folder whose classifier always answers the last of `names`: every other image is a mistake."""
     torch.manual_seed(0)
