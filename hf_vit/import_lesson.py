@@ -88,6 +88,24 @@ def _check_cfg_value(key, value):
         raise ValueError(f"The cfg field `pool` must be 'cls' or 'mean', got {value!r}.")
 
 
+def _check_blocks(layers: set, cfg: dict):
+    """The encoder blocks the weights hold are numbered 0, 1, ... and the cfg's depth is their number: the model
+    is built before the weights load, and a key `transformer.layers.99999...` made it build 100000 blocks."""
+    if layers != set(range(len(layers))):
+        listed = ", ".join(map(str, sorted(layers)[:5])) + (" ..." if len(layers) > 5 else "")
+        raise ValueError(
+            f"The weights hold {len(layers)} encoder block{'s' if len(layers) != 1 else ''} numbered {listed}, not "
+            f"0 to {len(layers) - 1}: the model would be built with {max(layers) + 1} blocks. Pass the lesson "
+            "model's own state_dict(), whose blocks are numbered from 0 without gaps."
+        )
+    if "depth" in cfg and cfg["depth"] != len(layers):
+        raise ValueError(
+            f"The cfg field `depth` is {cfg['depth']} but the weights hold {len(layers)} encoder "
+            f"block{'s' if len(layers) != 1 else ''}. Leave "
+            "`depth` out (the weights give it) or give the depth the weights were trained with."
+        )
+
+
 def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
     """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes."""
     cfg = dict(cfg or {})
@@ -106,6 +124,7 @@ def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
     if shape("vit.embeddings.cls_token"):
         found["dim"] = shape("vit.embeddings.cls_token")[-1]
     layers = {int(m.group(1)) for k in sd if (m := re.match(r"vit\.transformer\.layers\.(\d+)\.", k))}
+    _check_blocks(layers, cfg)
     if layers:
         found["depth"] = max(layers) + 1
     if shape("vit.transformer.layers.0.ff.net.0.weight"):

@@ -1033,6 +1033,31 @@ def test_a_config_asking_for_20000_blocks_is_refused_from_the_weights_headers(mo
     )
 
 
+def test_lesson_weights_numbering_a_block_99999_are_refused_before_building(tmp_path):
+    """The depth was read off the largest block number in the key names: a key transformer.layers.99999...
+    (or a cfg depth of 100000 over one block) built 100000 blocks before the strict load refused them."""
+    from lesson_vit import ViT, ViTConfig
+
+    torch.manual_seed(0)
+    state = ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict()
+    renamed = {k.replace("transformer.layers.0.", "transformer.layers.99999."): v for k, v in state.items()}
+    torch.save(renamed, tmp_path / "renamed.pt")
+    torch.save(state, tmp_path / "one_block.pt")
+    call = "from hf_vit.import_lesson import import_lesson_weights as f; f({!r}, {!r}, {})"
+    line = error_within(call.format(str(tmp_path / "renamed.pt"), str(tmp_path / "a"), {"heads": 2}), seconds=60)
+    assert line == (
+        "ValueError: The weights hold 1 encoder block numbered 99999, not 0 to 0: the model would be built with "
+        "100000 blocks. Pass the lesson model's own state_dict(), whose blocks are numbered from 0 without gaps."
+    )
+    line = error_within(call.format(str(tmp_path / "one_block.pt"), str(tmp_path / "b"), {"heads": 2, "depth": 100_000}),
+                        seconds=60)  # fmt: skip
+    assert line == (
+        "ValueError: The cfg field `depth` is 100000 but the weights hold 1 encoder block. Leave `depth` out (the "
+        "weights give it) or give the depth the weights were trained with."
+    )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def model_predicting_last(folder, names):
     """A model folder whose classifier always answers the last of `names`: every other image is a mistake."""
     torch.manual_seed(0)
