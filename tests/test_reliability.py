@@ -1058,6 +1058,21 @@ def test_lesson_weights_numbering_a_block_99999_are_refused_before_building(tmp_
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_a_processor_of_another_size_than_the_model_is_refused_at_load(model_dir, dataset_dir, tmp_path):
+    """preprocessor_config.json edited to 2000x2000 over a 32x32 model: the evaluation resized and normalised a
+    whole batch of 4-megapixel images before the model refused them. Now the load compares the two sizes."""
+    folder = copy_of(model_dir, tmp_path)
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**processor, "size": {"height": 2000, "width": 2000}}))
+    message = evaluate_error(folder, dataset_dir, tmp_path, "--batch_size", "2")
+    assert message == (
+        f"error: {str(folder)!r} (--model): preprocessor_config.json makes images of 2000x2000 "
+        "but the model takes 32x32 (config.json's image_size). Save the model's own processor beside the weights: "
+        "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+    )
+    assert not (tmp_path / "eval").exists()
+
+
 def model_predicting_last(folder, names):
     """A model folder whose classifier always answers the last of `names`: every other image is a mistake."""
     torch.manual_seed(0)
