@@ -198,14 +198,28 @@ def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str 
 
 
 def _dataset_label(dataset: str | None, source: str | None) -> str:
-    """A dataset's name in plain text, for sentences and the model-index."""
+    """A dataset's name as card text, for sentences (and, for CIFAR-10, the model-index)."""
     if source == "copy":
         return "CIFAR-10 (JPEG copy)"
     if source == "hub":
         return "CIFAR-10"
     if dataset is None:
         return "an unrecorded dataset"
-    return f"the local dataset `{Path(dataset).name}`" if _is_local_path(dataset) else dataset
+    return f"the local dataset *{_text(Path(dataset).name)}*" if _is_local_path(dataset) else _text(dataset)
+
+
+def _public(value):
+    """A recipe value as the card publishes it: a path from the root, the home or the working folder (/x, ~/x, ./x,
+    C:\\x) by its last part only (the card goes to the Hub, this machine's folders do not), in lists and dicts too;
+    Hub ids, the package's own recipe files (hf_vit/recipes/cpu.yaml) and other values as they are."""
+    if isinstance(value, str) and (value.startswith((".", "/", "~")) or "\\" in value or re.match(r"[A-Za-z]:", value)):
+        name = re.split(r"[\\/]", value.rstrip("\\/"))[-1]
+        return f"{name} (local)" if name else "(local)"
+    if isinstance(value, (list, tuple)):
+        return [_public(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _public(v) for k, v in value.items()}
+    return value
 
 
 def _close(values, reference) -> bool:
@@ -251,27 +265,39 @@ def _pct(value) -> str:
     return f"{100 * value:.2f}%" if isinstance(value, (int, float)) else "n/a"
 
 
-def _name(value) -> str:
-    """A class name as markdown text: `|` would split a table row and `<b>` would render as bold."""
-    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
+# Markdown's inline specials: `|` splits a table row, `[x](url)` and `![x](url)` make a live link or a tracking
+# image, `*`, `_`, `~` and backticks change the text. A backslash makes each one plain.
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]!|~])")
+# A Hub repository id, safe to put in a URL and a code span as it is.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def _text(value) -> str:
+    """Text from a dataset or a recipe (class names, dataset names) as plain markdown: HTML tags and entities,
+    links, images and table pipes all show as the characters they are."""
+    text = html.escape(str(value), quote=False)  # <b>, <img ...> and &amp; stay text
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", re.sub(r"[\r\n]+", " ", text))
 
 
 def _cell(value) -> str:
-    """A value as a markdown table cell."""
+    """A value as a markdown table cell (escaped once, cut at 120 characters)."""
+    text = _plain(value)
+    return _text(text if len(text) <= 120 else text[:117] + "...")
+
+
+def _plain(value) -> str:
+    """A value as unescaped text."""
     if value is None:
-        text = "-"
-    elif isinstance(value, bool):
-        text = str(value).lower()
-    elif isinstance(value, float):
-        text = f"{value:g}"
-    elif isinstance(value, (list, tuple)):
-        text = ", ".join(_cell(v) for v in value) if value else "[]"
-    elif isinstance(value, dict):
-        text = json.dumps(value, sort_keys=True)
-    else:
-        text = str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= 120 else text[:117] + "..."
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value) if value else "[]"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
 
 
 def _size(value) -> str:
@@ -292,7 +318,7 @@ def _most_confused(metrics: dict, labels: list[str], top: int = 5) -> list[dict]
     pairs.sort(key=lambda x: (-x[0], x[1], x[2]))
     name = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
     return [
-        {"true": _name(name(t)), "pred": _name(name(p)), "count": count, "share": _pct(count / total) if total else "n/a"}
+        {"true": _text(name(t)), "pred": _text(name(p)), "count": count, "share": _pct(count / total) if total else "n/a"}
         for count, t, p, total in pairs[:top]
     ]
 
@@ -359,7 +385,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     if jpeg_copy:
         data_text = (
             f"**CIFAR-10 (JPEG copy)**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
-            f"(folder `{Path(dataset).name}`) whose images were re-encoded as JPEG, with the Hub's splits: "
+            f"(folder *{_text(Path(dataset).name)}*) whose images were re-encoded as JPEG, with the Hub's splits: "
             "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
         )
     elif train_source == "hub":
@@ -371,9 +397,10 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     elif dataset is None:
         data_text = "No `training_recipe.json` or `metrics.json` names the dataset the model was trained on."
     elif _is_local_path(dataset):
-        data_text = f"**{Path(dataset).name}**: a local dataset folder (`{Path(dataset).name}`), not on the Hugging Face Hub."
-    else:
-        data_text = f"**{dataset}** from the Hugging Face Hub ([`{dataset}`](https://huggingface.co/datasets/{dataset}))."
+        data_text = f"**{_text(Path(dataset).name)}**: a local dataset folder, not on the Hugging Face Hub."
+    else:  # linked only when the name is a Hub id: anything else would write its own link
+        link = f" ([`{dataset}`](https://huggingface.co/datasets/{dataset}))" if _HUB_ID.fullmatch(dataset) else ""
+        data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}."
     data_args = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
     limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
     if limits:
@@ -383,11 +410,11 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     recipe_sections = []
     if isinstance(recipe, dict):
         nested = {k: v for k, v in recipe.items() if isinstance(v, dict)}
-        flat = [(k, _cell(v)) for k, v in recipe.items() if not isinstance(v, dict)]
+        flat = [(k, _cell(_public(v))) for k, v in recipe.items() if not isinstance(v, dict)]
         if flat:
             recipe_sections.append(("", flat))
         for title, section in nested.items():
-            recipe_sections.append((title.replace("_", " ").capitalize(), [(k, _cell(v)) for k, v in section.items()]))
+            recipe_sections.append((title.replace("_", " ").capitalize(), [(k, _cell(_public(v))) for k, v in section.items()]))
     train_info = train_metrics.get("train") or {}
     train_rows = []
     if isinstance(train_info, dict):
@@ -450,7 +477,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
     score = lambda v: "-" if v is None else _pct(v)  # noqa: E731
     per_class_rows = [
-        {"name": _name(name), "recall": score(v.get("recall")), "precision": score(v.get("precision")),
+        {"name": _text(name), "recall": score(v.get("recall")), "precision": score(v.get("precision")),
          "f1": score(v.get("f1")), "support": v.get("support", "-")}
         for name, v in per_class.items()
         if isinstance(v, dict)
@@ -467,7 +494,8 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # results stay in the card's text only.
     eval_results = None
     results_hub_id = HUB_DATASET if results_source else (
-        results_dataset if results_dataset and not _is_local_path(results_dataset) else None
+        results_dataset if results_dataset and not _is_local_path(results_dataset) and _HUB_ID.fullmatch(results_dataset)
+        else None
     )
     if accuracy is not None and results_hub_id and not partial:
         eval_results = [
@@ -475,7 +503,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
                 task_type="image-classification",
                 task_name="Image Classification",
                 dataset_type=results_hub_id,
-                dataset_name=results_label,
+                dataset_name=results_label if results_source else results_hub_id,  # the id itself, unescaped
                 dataset_config="plain_text" if results_source else None,
                 dataset_split=split,
                 metric_type="accuracy",
@@ -486,7 +514,9 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # A fine-tuned model names the model it started from: a Hub id goes into base_model (the Hub links the two).
     base = ((recipe or {}).get("model") or {}).get("model_name_or_path") if isinstance(recipe, dict) else None
     base_hub_id = base if isinstance(base, str) and base and not _is_local_path(base) else None
-    train_hub_id = HUB_DATASET if train_source else (dataset if dataset and not _is_local_path(dataset) else None)
+    train_hub_id = HUB_DATASET if train_source else (
+        dataset if dataset and not _is_local_path(dataset) and _HUB_ID.fullmatch(dataset) else None
+    )
     tags = ["image-classification", "vision", "vit", *(["cifar10"] if train_source else []), "hf_vit"]
     if not exported:
         tags.append("custom_code")
@@ -525,7 +555,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         arch_rows=[(n, _cell(v), m) for n, v, m in arch_rows],
         num_params_text=num_params_text,
         data_text=data_text,
-        labels=[_name(n) for n in labels],
+        labels=[_text(n) for n in labels],
         jpeg_copy=jpeg_copy,
         cifar10=bool(train_source),
         data_short="CIFAR-10" if train_source else (dataset_label if dataset else "one dataset"),

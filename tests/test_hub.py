@@ -225,7 +225,7 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     for claim in ("CIFAR-10 classes", "JPEG copy", "50,000", "uoft-cs/cifar10", "for CIFAR-10", "on CIFAR-10",
                   "CIFAR-10 mean"):
         assert claim not in text, claim
-    assert "into 3 classes; test accuracy **" in text and "On the test split of the local dataset `fruit`" in text
+    assert "into 3 classes; test accuracy **" in text and "On the test split of the local dataset *fruit*" in text
     assert "normalises with mean (0.5, 0.5, 0.5) and standard deviation (0.25, 0.25, 0.25), as in training" in text
     assert "| plum | - | - | - | 0 |" in text and "| Macro F1 (over 2 of 3 classes) |" in text
 
@@ -256,6 +256,50 @@ def test_class_names_with_a_pipe_or_markup_keep_the_card_tables_whole(tmp_path):
     assert "<b>" not in text and "Classes (3): q\\|p, &lt;b&gt;x&lt;/b&gt;&amp;y, plain." in text
 
 
+def card_of(folder, names, dataset, recipe):
+    """The card text of a tiny model with classes `names`, evaluated on `dataset`, trained by `recipe`."""
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label=dict(enumerate(names)))
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config).save_pretrained(folder)
+    labels = np.arange(len(names)).repeat(2)
+    metrics = classification_metrics(np.eye(len(names))[np.roll(labels, 1)] * 5.0, labels, label_names=names)
+    (folder / "evaluation").mkdir()
+    (folder / "evaluation" / "metrics.json").write_text(json.dumps({**metrics, "dataset": dataset, "split": "test"}))
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    return ModelCard.load(write_model_card(folder)).text
+
+
+def test_links_images_and_html_in_class_and_dataset_names_stay_text_on_the_card(tmp_path):
+    """Class names and dataset names come from a dataset's card: `[click](http://evil)` became a live link and
+    `![x](http://tracker/p.png)` an image loaded by every reader of the card; the recipe table printed HTML raw."""
+    names = ["[click](http://evil)", "![x](http://tracker/p.png)", "<img src=x onerror=alert(1)>", "plain"]
+    dataset = "<b>d</b>[d](javascript:x)"  # not a Hub id: no link to it either
+    recipe = {"model": {"config": {"id2label": dict(enumerate(names))}}, "data": {"dataset_name": dataset}}
+    text = card_of(tmp_path / "model", names, dataset, recipe)
+    assert re.findall(r"(?<!\\)\]\((?:http|javascript)", text) == []  # no `](` that is not escaped
+    assert "<img" not in text and "<b>" not in text and "huggingface.co/datasets/&lt;" not in text
+    assert "Classes (4): \\[click\\](http://evil), \\!\\[x\\](http://tracker/p.png), &lt;img src=x onerror=alert(1)&gt;, plain." in text
+    assert "| \\[click\\](http://evil) | 50.00% |" in text  # the per-class table, each name as its characters
+    assert "**&lt;b&gt;d&lt;/b&gt;\\[d\\](javascript:x)** from the Hugging Face Hub." in text
+    assert '"2": "&lt;img src=x onerror=alert(1)&gt;"' in text  # the recipe's config, escaped like the rest
+
+
+def test_the_card_publishes_no_local_path_from_the_recipe(tmp_path):
+    """The recipe table printed training_recipe.json as it is: /home/alice/... of the dataset, the output folder and
+    a recipe file went to the Hub on the card. A local path now shows by its last part; a Hub id stays."""
+    recipe = {
+        "recipe_files": ["/home/alice/recipes/mine.yaml", "hf_vit/recipes/cpu.yaml"],
+        "model": {"model_name_or_path": "someone/vit-base", "config": {"_name_or_path": "/home/alice/models/start"}},
+        "data": {"dataset_name": "/home/alice/secret/fruit"},
+        "training": {"output_dir": "/home/alice/runs/fruit-vit", "logging_dir": "C:\\Users\\alice\\logs"},
+    }
+    text = card_of(tmp_path / "model", ["apple", "pear"], "/home/alice/secret/fruit", recipe)
+    assert "alice" not in text and "/home" not in text
+    assert "| `dataset_name` | fruit (local) |" in text and "| `output_dir` | fruit-vit (local) |" in text
+    assert "| `logging_dir` | logs (local) |" in text and "| `recipe_files` | mine.yaml (local), hf\\_vit/recipes/cpu.yaml |" in text
+    assert "| `model_name_or_path` | someone/vit-base |" in text and "start (local)" in text
+
+
 def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
     """A local folder with CIFAR-10's class names but 60 test images (a toy set, CINIC-10) is not "CIFAR-10";
     a run on part of uoft-cs/cifar10 says so and publishes no model-index result."""
@@ -266,7 +310,7 @@ def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
     assert card.data.eval_results is None and "cifar10" not in card.data.tags
     for claim in ("JPEG copy", "50,000", "CIFAR-10 classes"):
         assert claim not in card.text, claim
-    assert "the local dataset `toy10`" in card.text
+    assert "the local dataset *toy10*" in card.text
 
     folder = make_model_folder(tmp_path / "part", recipe_dataset="uoft-cs/cifar10", extras=False)
     shutil.rmtree(folder / "evaluation")  # the results come from training's metrics.json
@@ -300,7 +344,7 @@ def test_a_relative_local_dataset_stays_local_on_the_card(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path / "model")  # the card is rendered where data/fruit does not exist
     card = ModelCard.load(write_model_card(folder, repo_id="me/fruit"))
     assert card.data.eval_results is None and card.data.datasets is None
-    assert "huggingface.co/datasets/data" not in card.text and "local dataset `fruit`" in card.text
+    assert "huggingface.co/datasets/data" not in card.text and "local dataset *fruit*" in card.text
 
 
 # ---------------------------------------------------------------------------
