@@ -91,14 +91,18 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
     own_handler = threading.current_thread() is threading.main_thread()  # signal.signal works only there
     if own_handler:
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    set_aside = staging_root / "replaced"
     try:
         staged = staging_root / output_dir.name
         staged.mkdir()
         yield staged
-        if output_dir.exists():
-            os.replace(output_dir, staging_root / "replaced")  # removed with the staging folder below
-        os.replace(staged, output_dir)
+        with _signals_held():  # Ctrl-C or kill between the two moves takes effect once both are done
+            if output_dir.exists():
+                os.replace(output_dir, set_aside)  # removed with the staging folder below
+            os.replace(staged, output_dir)
     finally:
+        if set_aside.exists() and not output_dir.exists():  # the second move failed: the old folder goes back
+            os.replace(set_aside, output_dir)
         shutil.rmtree(staging_root, ignore_errors=True)
         if own_handler:  # None: a handler set outside Python, which the default stands for
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
@@ -145,6 +149,25 @@ def _remove_abandoned_staging(output_dir: Path) -> None:
             shutil.rmtree(staging_root, ignore_errors=True)
         except OSError:  # PermissionError: it exists, under another user
             pass
+
+
+@contextmanager
+def _signals_held():
+    """Hold back SIGINT and SIGTERM for the block: each takes effect once it is done. A signal mask would not do: the
+    system hands the signal to another thread (torch's), and Python interrupts the main thread all the same."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+        yield
+        return
+    caught = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for sig in caught:
+            signal.raise_signal(sig)  # now handled as it would have been
 
 
 def _exit_on_sigterm(signum, frame):

@@ -270,3 +270,41 @@ def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_
         (folder / "config.json").write_text("{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".out.staging-elsewhere", "out"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json"]
+
+
+def test_an_interrupt_or_failure_between_the_two_moves_of_overwrite_loses_no_folder(tmp_path, monkeypatch):
+    """--overwrite moves the old folder aside, then the new one in. A Ctrl-C between the two moves waits until both
+    are done; a second move that fails puts the old folder back (both were deleted). The second move is wrapped
+    (os.replace) only to aim the real SIGINT, or the failure, at that one instant."""
+    import os
+    import signal
+
+    from hf_vit import output_folder
+
+    real_replace = os.replace
+
+    def second_move(action):
+        calls = []
+
+        def replace(src, dst):
+            calls.append(src)
+            if len(calls) == 2:
+                action()
+            return real_replace(src, dst)
+
+        return replace
+
+    def failing():
+        raise PermissionError("the move failed")
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for action, kept in ((lambda: os.kill(os.getpid(), signal.SIGINT), "the new export"), (failing, "the earlier export")):
+        (out / "README.md").write_text("the earlier export")
+        monkeypatch.setattr(output_folder.os, "replace", second_move(action))
+        with pytest.raises((KeyboardInterrupt, PermissionError)):
+            with output_folder.staged_folder(out, overwrite=True) as folder:
+                (folder / "README.md").write_text("the new export")
+        monkeypatch.setattr(output_folder.os, "replace", real_replace)
+        assert (out / "README.md").read_text() == kept
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left either
