@@ -1235,13 +1235,10 @@ def main(argv=None) -> int:
     except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: the checkpoints written so far are whole (each is moved into place)
-        done = sorted(
-            (p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-            key=lambda p: int(p.name.split("-")[-1]),  # by step: checkpoint-12 is newer than checkpoint-8
-        ) if "output_dir" in locals() and output_dir.is_dir() else []
+    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written in place, so one cut short is not named
+        done = last_complete_checkpoint(output_dir) if "output_dir" in locals() and output_dir.is_dir() else None
         hint = (
-            f" Continue with the same command and --resume_from_checkpoint last (the newest is {done[-1].name})."
+            f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
             if done else " No checkpoint was written yet."
         )
         print(f"train.py: interrupted.{hint}", file=sys.stderr, flush=True)

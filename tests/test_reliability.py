@@ -1305,6 +1305,24 @@ def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dat
     assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
 
 
+
+def test_ctrl_c_while_a_checkpoint_is_written_names_the_previous_one(dataset_dir, tmp_path):
+    """Checkpoints are written in place: Ctrl-C in the middle of checkpoint-12's weights leaves that folder without
+    its trainer_state.json, and the message names checkpoint-8, the one --resume_from_checkpoint last takes."""
+    out = tmp_path / "run"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
+    deadline = time.time() + 180
+    while "STALLED-IN-SAVE" not in proc.stdout.readline():
+        assert proc.poll() is None and time.time() < deadline, "the run ended without reaching checkpoint-12"
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output[-3000:]
+    assert (out / "checkpoint-12").is_dir() and not (out / "checkpoint-12" / "trainer_state.json").exists()
+    assert re.findall(r"train\.py: interrupted[^\r\n]*", output) == [
+        "train.py: interrupted. Continue with the same command and --resume_from_checkpoint last (the newest is "
+        "checkpoint-8)."
+    ]
+
 def test_training_output_holds_no_pickled_model_files(uninterrupted):
     final = sorted(p.name for p in uninterrupted.iterdir() if p.is_file())
     assert not [n for n in final if n.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"))], final
@@ -1499,7 +1517,8 @@ def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-3000:]
-    newest = sorted((p for p in out.glob("checkpoint-*")), key=lambda p: int(p.name.split("-")[1]))[-1].name
+    complete = (p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file())  # not one cut short
+    newest = max(complete, key=lambda p: int(p.name.split("-")[1])).name
     assert re.findall(r"train\.py: interrupted[^\r\n]*", stderr) == [
         f"train.py: interrupted. Continue with the same command and --resume_from_checkpoint last (the newest is "
         f"{newest})."
