@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ from .eval_pictures import (
     per_class_accuracy_image,
 )
 from .metrics import classification_metrics, macro_scope
+from .output_folder import FolderInUseError, folder_lock, replace_text
 from .spreadsheet import csv_cell
 
 # Sub-folders of the output folder whose old .png files a rerun deletes before writing its own.
@@ -546,6 +548,51 @@ def _refuse_linked_output(output_dir: Path) -> None:
             )
 
 
+@contextmanager
+def _hold_folders(output_dir: Path, model_name_or_path):
+    """Lock the output folder alone (two evaluations there would mix their files) and share the model folder with
+    other evaluations (a training writing new weights and deleting evaluation/ there holds it alone)."""
+    model = Path(str(model_name_or_path)).expanduser()
+    with ExitStack() as held:
+        try:
+            if model.is_dir():
+                held.enter_context(folder_lock(model, "an evaluation", shared=True))
+        except FolderInUseError as err:
+            raise FolderInUseError(
+                f"the model folder {str(model)!r} is in use by {err.holder}, which writes new weights there: they "
+                "would not be the ones evaluated. Wait for it to finish, then evaluate.", err.holder,
+            ) from None
+        try:
+            held.enter_context(folder_lock(output_dir, "an evaluation"))
+        except FolderInUseError as err:
+            raise FolderInUseError(
+                f"--output_dir {str(output_dir)!r} is in use by {err.holder}, which is writing it: two evaluations "
+                "there would mix their files. Wait for it to finish, or pass another --output_dir.", err.holder,
+            ) from None
+        yield
+
+
+def _weights_state(model_name_or_path) -> dict:
+    """Size, time and identity of a local model folder's config and weight files ({} for a Hub id)."""
+    folder = Path(str(model_name_or_path)).expanduser()
+    if not folder.is_dir():
+        return {}
+    files = [folder / "config.json", *folder.glob("*.safetensors"), *folder.glob("*.safetensors.index.json")]
+    return {p.name: (s.st_size, s.st_mtime_ns, s.st_ino) for p in files if p.is_file() for s in [p.stat()]}
+
+
+def _check_weights_unchanged(model_name_or_path, before: dict) -> None:
+    """Refuse to write results beside weights other than the evaluated ones (rewritten by another program)."""
+    now = _weights_state(model_name_or_path)
+    changed = sorted(name for name in before.keys() | now.keys() if before.get(name) != now.get(name))
+    if changed:
+        raise OSError(
+            f"{', '.join(changed)} in the model folder {str(model_name_or_path)!r} changed while it was evaluated: the "
+            "results would describe other weights, so no metrics.json or report.html was written. Evaluate it again once "
+            "nothing writes the folder."
+        )
+
+
 @torch.inference_mode()
 def evaluate_model(
     model_name_or_path: str,
@@ -565,8 +612,6 @@ def evaluate_model(
     report: bool = True,
 ) -> dict:
     """Run the evaluation and write every output (see the module docstring); returns the metrics dict."""
-    from tqdm import tqdm
-
     # Every argument is checked before the model and the data load (and before anything is written).
     for name, value, least in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1),
                                ("num_workers", num_workers, 0), ("gallery_size", gallery_size, 0)):
@@ -582,10 +627,25 @@ def evaluate_model(
     locate_model(model_name_or_path, "--model")  # a mistyped folder is named as such, not as an unwritable output
     output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path)
     _check_output_dir(output_dir, model_name_or_path)
+    with _hold_folders(output_dir, model_name_or_path):
+        return _evaluate(
+            model_name_or_path, dataset, split, output_dir, batch_size, device, num_workers, num_threads, image_column,
+            label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report,
+        )
+
+
+def _evaluate(
+    model_name_or_path, dataset, split, output_dir, batch_size, device, num_workers, num_threads, image_column,
+    label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report,
+) -> dict:
+    """evaluate_model's work, once its arguments are checked and its folders held."""
+    from tqdm import tqdm
+
     if num_threads:
         torch.set_num_threads(num_threads)
     start = time.perf_counter()
 
+    weights = _weights_state(model_name_or_path)  # before loading: a change from here on is caught below
     model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code)
     ds = load_split(dataset, split)
     image_column, label_column = find_columns(ds, image_column, label_column)
@@ -705,14 +765,12 @@ def evaluate_model(
         "total_s": round(elapsed, 3),
         "images_per_second": round(num / max(inference_s, 1e-9), 1),
     }
+    _check_weights_unchanged(model_name_or_path, weights)
     if report:
         from .report import write_report
 
         write_report(output_dir, metrics=metrics)
-    staged = output_dir / ".metrics.json.tmp"
-    staged.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
-    staged.write_text(json.dumps(metrics, indent=2))
-    os.replace(staged, output_dir / "metrics.json")  # last, whole or absent: it marks a finished evaluation
+    replace_text(output_dir / "metrics.json", json.dumps(metrics, indent=2))  # last: it marks a finished evaluation
     return metrics
 
 

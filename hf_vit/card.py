@@ -20,7 +20,6 @@ classes whose dataset is `uoft-cs/cifar10` or a local copy of it.
 import html
 import json
 import math
-import os
 import re
 import struct
 from pathlib import Path
@@ -30,6 +29,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .data import looks_local
 from .metrics import macro_scope
+from .output_folder import replace_text
 
 TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
@@ -592,15 +592,7 @@ def write_model_card(model_dir, repo_id=None, template_path=None) -> Path:
 
 def write_card_text(model_dir, text: str) -> Path:
     """Write `text` as `<model_dir>/README.md` through a temporary file: the card is whole or as it was."""
-    path = Path(model_dir) / "README.md"
-    tmp = path.with_name(".README.md.tmp")
-    try:
-        tmp.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return replace_text(Path(model_dir) / "README.md", text)
 
 
 __all__ = ["write_model_card", "write_card_text", "render_model_card", "card_inputs", "count_parameters", "find_template"]

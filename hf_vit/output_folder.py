@@ -8,6 +8,10 @@ after the new one is complete, never when the old one holds an input of the same
 when the old one is a model folder (a training run's checkpoints or one's own files are refused).
 A staging folder left by a killed process (`kill -9`) is removed by the next export or import
 into the same place.
+
+Also here: `folder_lock`, which keeps two runs out of one folder (two trainings into one --output_dir, two
+evaluations into one evaluation folder, an evaluation of a model a training is writing), and `replace_text`,
+a file written whole or not at all through a temporary file no other writer shares.
 """
 
 import os
@@ -16,8 +20,14 @@ import signal
 import socket
 import tempfile
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so folders are not locked there (temporary files stay unique)
+    fcntl = None
 
 
 # What an exported or imported model folder holds: only a folder of these is replaced by --overwrite.
@@ -174,4 +184,115 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-__all__ = ["MODEL_FOLDER_ENTRIES", "check_output_folder", "staged_folder", "unwritable_reason"]
+def replace_text(path, text: str) -> Path:
+    """Write `path` through a temporary file beside it: the file is whole or as it was. The temporary's name is
+    unique, so that two processes writing the same file never write into one temporary."""
+    path = Path(path)
+    tmp = path.with_name(f".{uuid.uuid4().hex[:12]}-{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# One run per folder
+# ---------------------------------------------------------------------------
+LOCK_FILE = ".hf_vit.lock"
+
+
+class FolderInUseError(OSError):
+    """Another process holds the folder's lock; `holder` names it as it wrote itself down."""
+
+    def __init__(self, message: str, holder: str):
+        super().__init__(message)
+        self.holder = holder
+
+
+@contextmanager
+def folder_lock(folder, holder: str, *, shared: bool = False):
+    """Hold `folder`'s lock for the block, or raise FolderInUseError at once (never wait for it).
+
+    Writers (a training in its output folder, an evaluation in its own) hold it alone and write `holder` into it
+    for the message of whoever is refused; readers (an evaluation of a model folder) share it with each other,
+    never with a writer. It is an flock: the system drops it when the process ends, even by kill -9, so no stale
+    lock ever refuses a run. A writer's folder is created if absent, and removed again if it is left empty.
+    """
+    folder = Path(folder)
+    created = not folder.exists()
+    if not shared:
+        folder.mkdir(parents=True, exist_ok=True)
+    fd = _take_lock(folder / LOCK_FILE, holder, shared) if fcntl is not None and folder.is_dir() else None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            _release_lock(fd, folder / LOCK_FILE)
+        if created and not shared:
+            try:
+                folder.rmdir()  # only when empty: a run refused or failed before writing anything
+            except OSError:
+                pass
+
+
+def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
+    """An open descriptor of the lock file `path`, locked; None where it cannot be had (a folder this process
+    cannot write, a filesystem without locks): a reader proceeds unguarded there."""
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            if not shared:
+                raise
+            try:  # a read-only model folder: its lock file, if a writer left one, can still be shared
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                return None
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            written = os.pread(fd, 500, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            held_by = written or "an evaluation reading the model in it"  # readers write nothing
+            raise FolderInUseError(f"{path.parent} is in use by {held_by}", held_by) from None
+        except OSError:  # ENOLCK: a network filesystem without flock
+            os.close(fd)
+            return None
+        if _is_current(fd, path):
+            break
+        os.close(fd)  # its holder removed it between our open and our lock: take the new one
+    try:  # the holder's name, for the message of a run refused meanwhile (a reader clears a dead writer's)
+        os.ftruncate(fd, 0)
+        if not shared:
+            os.write(fd, f"{holder} (pid {os.getpid()} on {socket.gethostname()})".encode())
+    except OSError:  # read-only descriptor
+        pass
+    return fd
+
+
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the locked descriptor is still the file at `path` (not one removed by a holder releasing it)."""
+    try:
+        on_disk, held = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _release_lock(fd: int, path: Path) -> None:
+    """Unlock; the last holder removes the lock file (a reader leaves it to the others still reading)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # granted only when no other process holds it
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock", "replace_text", "staged_folder",
+    "unwritable_reason",
+]

@@ -14,10 +14,10 @@ import base64
 import csv
 import html
 import json
-import os
 from pathlib import Path
 
 from .metrics import macro_scope
+from .output_folder import replace_text
 from .spreadsheet import csv_value
 
 SUMMARY_PICTURES = (
@@ -206,12 +206,4 @@ showing <span id="shown-count">{len(rows)} of {len(rows)}</span>, most confident
 <script>{SCRIPT}</script>
 </body></html>
 """
-    out = output_dir / "report.html"
-    staged = output_dir / ".report.html.tmp"
-    try:
-        staged.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
-        staged.write_text(page, encoding="utf-8")
-        os.replace(staged, out)  # whole or absent
-    finally:
-        staged.unlink(missing_ok=True)
-    return out
+    return replace_text(output_dir / "report.html", page)  # whole or absent

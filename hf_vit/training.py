@@ -18,6 +18,7 @@ import re
 import shutil
 import sys
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics
 from .modeling_hf_vit import HfViTForImageClassification
+from .output_folder import FolderInUseError, folder_lock, replace_text
 
 logger = logging.getLogger(__name__)
 
@@ -628,13 +630,25 @@ def clear_earlier_run(output_dir, overwrite: bool, is_main: bool) -> None:
     print(f"[hf_vit] --overwrite_output_dir: deleted the earlier run in {path} ({len(found)} entries)", flush=True)
 
 
+@contextmanager
+def hold_output_dir(output_dir: Path, is_main: bool):
+    """One training per --output_dir, and no evaluation of the model there meanwhile: a second run would overwrite
+    the first's checkpoints and model. Only the main process locks it; the other ranks are the same run."""
+    with ExitStack() as held:
+        if is_main:
+            try:
+                held.enter_context(folder_lock(output_dir, "a training run"))
+            except FolderInUseError as err:
+                raise SetupError(
+                    f"--output_dir {str(output_dir)!r} is in use by {err.holder}: this run would write over the files "
+                    "it uses. Wait for it to finish, or choose another --output_dir."
+                ) from None
+        yield
+
+
 def write_json(path, obj):
     """Write JSON through a temporary file, so that a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)  # one left behind, or a link: replaced, never written through
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def last_complete_checkpoint(output_dir) -> str | None:
@@ -992,6 +1006,13 @@ def train(
         for note in getattr(training_args, "_hf_vit_notes", ()):
             print(f"[hf_vit] note: {note}", flush=True)
     check_output_dir(output_dir)
+    with hold_output_dir(output_dir, is_main=training_args.process_index == 0):
+        return _train(model_args, data_args, run_args, training_args, extra_callbacks)
+
+
+def _train(model_args, data_args, run_args, training_args, extra_callbacks):
+    """train's work, once --output_dir is held."""
+    output_dir = Path(training_args.output_dir)
     if run_args.stop_after_steps is not None and run_args.stop_after_steps < 1:
         raise SetupError(f"--stop_after_steps must be at least 1, got {run_args.stop_after_steps}.")
     if run_args.stop_after_steps and training_args.save_strategy == "best":

@@ -5,6 +5,7 @@ the Hub layout, the evaluation and training entry points (called in-process wher
 work, as real subprocesses where they are killed). Nothing is mocked; there is no network.
 """
 
+import contextlib
 import importlib.util
 import io
 import json
@@ -12,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -1538,3 +1540,147 @@ def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_
                           HF_VIT_TEST_STALL_SAVE=out.name)  # the final folder's weight write stops half-way
     kill_when_stalled(proc, "its model folder")
     assert not (out / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------
+# Two runs at once: a training or an evaluation holds its folder (a lock the system drops when the process ends)
+# ---------------------------------------------------------------------------
+HOLD_LOCK = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("output_folder", sys.argv[1])  # the module alone: a quick start
+output_folder = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(output_folder)
+with output_folder.folder_lock(sys.argv[2], sys.argv[3], shared=sys.argv[4] == "shared"):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder, holder, shared=False):
+    """Another process holding `folder` as a training or an evaluation would (hf_vit.output_folder.folder_lock);
+    yields its pid, releases it at the end of the block."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(ROOT / "hf_vit" / "output_folder.py"), str(folder), holder,
+         "shared" if shared else "alone"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == "held\n"
+        yield proc.pid
+    finally:
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+
+
+def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(model_dir, dataset_dir, tmp_path):
+    """Two evaluations into one folder mixed their pictures, and one failed with a bare FileNotFoundError (the
+    other had deleted its files): the second is refused before it writes anything, and runs once the first ends."""
+    folder = copy_of(model_dir, tmp_path)
+    out = folder / "evaluation"
+    argv = ["--model", str(folder), "--dataset", str(dataset_dir), "--no_progress", "--no_report", "--device", "cpu"]
+    with lock_held_elsewhere(out, "an evaluation") as pid:
+        assert run_script_main("evaluate_model.py", argv) == (
+            f"error: --output_dir '{out}' is in use by an evaluation (pid {pid} on {socket.gethostname()}), which is "
+            "writing it: two evaluations there would mix their files. Wait for it to finish, or pass another "
+            "--output_dir."
+        )
+        assert [p.name for p in out.iterdir()] == [".hf_vit.lock"]  # the holder's, nothing of the refused run
+    spec = importlib.util.spec_from_file_location("_evaluate_script", ROOT / "scripts" / "evaluate_model.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(argv)
+    assert (out / "metrics.json").is_file()
+    assert not list(folder.rglob(".hf_vit.lock")) and not list(folder.rglob("*.tmp"))
+
+
+def test_a_training_or_an_evaluation_of_a_folder_a_training_is_writing_is_refused(dataset_dir, tmp_path, capsys):
+    """A finished run is resumed to train longer (a real run, held in the middle of a checkpoint's save). A second
+    training into the folder was accepted (one result was lost), and an evaluation of it ended beside the new
+    weights: both are refused, naming the run. Its kill -9 releases the folder at once."""
+    from hf_vit.analysis import evaluate_model
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=16)
+    proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE="checkpoint-12")
+    deadline = time.time() + 180
+    while "STALLED-IN-SAVE" not in proc.stdout.readline():
+        assert proc.poll() is None and time.time() < deadline, "the run ended without reaching checkpoint-12"
+    holder = f"a training run (pid {proc.pid} on {socket.gethostname()})"
+    assert train_error(capsys, resume) == (
+        f"train.py: error: --output_dir '{out}' is in use by {holder}: this run would write over the files it uses. "
+        "Wait for it to finish, or choose another --output_dir."
+    )
+    with pytest.raises(OSError) as err:
+        evaluate_model(str(out), str(dataset_dir), device="cpu", progress=False, report=False)
+    assert str(err.value) == (
+        f"the model folder '{out}' is in use by {holder}, which writes new weights there: they would not be the ones "
+        "evaluated. Wait for it to finish, then evaluate."
+    )
+    assert not (out / "evaluation").exists()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    evaluate_model(str(out), str(dataset_dir), device="cpu", progress=False, report=False)  # no stale lock
+    assert (out / "evaluation" / "metrics.json").is_file()
+
+
+def test_a_training_into_a_folder_an_evaluation_is_reading_is_refused(dataset_dir, tmp_path, capsys):
+    """A resumed training deletes evaluation/ and writes new weights: not while an evaluation reads the model."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)
+    with lock_held_elsewhere(out, "an evaluation", shared=True):
+        assert train_error(capsys, resume) == (
+            f"train.py: error: --output_dir '{out}' is in use by an evaluation reading the model in it: this run would "
+            "write over the files it uses. Wait for it to finish, or choose another --output_dir."
+        )
+    assert main(resume) == 0
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
+    assert not (out / ".hf_vit.lock").exists()
+
+
+def test_weights_rewritten_during_an_evaluation_get_no_results_beside_them(model_dir, dataset_dir, tmp_path,
+                                                                           monkeypatch):
+    """Another program (not a training of this package, which is refused) rewrites model.safetensors while the
+    evaluation runs: its results would describe other weights, so no metrics.json or report is written. The
+    rewrite is made from inside the evaluation (its attention pass wrapped) only to place it in the middle."""
+    from hf_vit import analysis
+
+    folder = copy_of(model_dir, tmp_path)
+    real_attention_maps = analysis._attention_maps
+
+    def rewritten_meanwhile(*args, **kwargs):
+        HfViTForImageClassification(HfViTConfig(**TINY)).save_pretrained(folder)
+        return real_attention_maps(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "_attention_maps", rewritten_meanwhile)
+    with pytest.raises(OSError) as err:
+        analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)
+    assert str(err.value) == (
+        f"config.json, model.safetensors in the model folder '{folder}' changed while it was evaluated: the results would describe "
+        "other weights, so no metrics.json or report.html was written. Evaluate it again once nothing writes the "
+        "folder."
+    )
+    assert not [p.name for p in (folder / "evaluation").iterdir() if p.name in ("metrics.json", "report.html")]
+
+
+def test_a_temporary_file_of_another_writer_is_left_alone(model_dir, dataset_dir, tmp_path):
+    """report.html, metrics.json and README.md are written through a temporary file: its name was fixed, so two
+    writers (where nothing locks: a platform without flock) wrote into one and moved each other's half into place."""
+    from hf_vit.analysis import evaluate_model
+    from hf_vit.card import write_card_text
+
+    folder = copy_of(model_dir, tmp_path)
+    out = folder / "evaluation"
+    out.mkdir()
+    others = [out / ".report.html.tmp", out / ".metrics.json.tmp", folder / ".README.md.tmp"]
+    for path in others:
+        path.write_text("another writer's half")
+    metrics = evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)
+    write_card_text(folder, "the card")
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert "<html" in (out / "report.html").read_text() and (folder / "README.md").read_text() == "the card"
+    assert [path.read_text() for path in others] == ["another writer's half"] * 3
