@@ -176,9 +176,20 @@ def _is_local_path(name: str) -> bool:
 CIFAR10_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
 
 
+# A split name as `datasets` allows it (train, test, validation, train.clean): plain text in markdown and YAML.
+_SPLIT = re.compile(r"\w+(\.\w+)*")
+
+
+def _split_of(metrics: dict, default="test") -> str:
+    """The split a metrics file names; `default` when it names none, or something no dataset calls a split (an
+    edited file's markup would otherwise reach the card as it is)."""
+    split = metrics.get("split")
+    return split if isinstance(split, str) and _SPLIT.fullmatch(split) else default
+
+
 def _whole_cifar10_split(metrics: dict) -> bool:
     """The metrics cover as many images as a whole CIFAR-10 split (training's metrics.json is its test split)."""
-    split = metrics.get("split") if isinstance(metrics.get("split"), str) else "test"
+    split = _split_of(metrics)
     return CIFAR10_SPLIT_SIZES.get(split) == metrics.get("num_examples")
 
 
@@ -431,7 +442,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     metrics, metrics_file = (eval_metrics, "evaluation/metrics.json") if "accuracy" in eval_metrics else (train_metrics, "metrics.json")
     accuracy = metrics.get("accuracy")
     # The split and dataset the numbers come from, as the metrics file records them (training's is its test split).
-    split = metrics.get("split") if isinstance(metrics.get("split"), str) and metrics.get("split") else "test"
+    split = _split_of(metrics)
     results_dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), str) else dataset
     results_source = _cifar10_source(results_dataset, labels, sized)
     # Results on part of a split (training's --max_test_samples, or fewer images than CIFAR-10's split) stay in
@@ -482,7 +493,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         for name, v in per_class.items()
         if isinstance(v, dict)
     ]
-    pictures_split = eval_metrics.get("split") if isinstance(eval_metrics.get("split"), str) else split
+    pictures_split = _split_of(eval_metrics, default=split)
     pictures = [
         (caption.format(split=pictures_split), f"evaluation/{name}")
         for name, caption in PICTURES
@@ -513,7 +524,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         ]
     # A fine-tuned model names the model it started from: a Hub id goes into base_model (the Hub links the two).
     base = ((recipe or {}).get("model") or {}).get("model_name_or_path") if isinstance(recipe, dict) else None
-    base_hub_id = base if isinstance(base, str) and base and not _is_local_path(base) else None
+    base_hub_id = base if isinstance(base, str) and not _is_local_path(base) and _HUB_ID.fullmatch(base) else None
     train_hub_id = HUB_DATASET if train_source else (
         dataset if dataset and not _is_local_path(dataset) and _HUB_ID.fullmatch(dataset) else None
     )
@@ -543,7 +554,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
         summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base})." if base_hub_id
-                    else f" Fine-tuned from a local model (`{Path(base).name}`).")
+                    else f" Fine-tuned from a local model (*{_text(Path(base).name)}*).")
     variables = dict(
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,

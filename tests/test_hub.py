@@ -284,6 +284,24 @@ def test_links_images_and_html_in_class_and_dataset_names_stay_text_on_the_card(
     assert '"2": "&lt;img src=x onerror=alert(1)&gt;"' in text  # the recipe's config, escaped like the rest
 
 
+def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
+    """The split of metrics.json and the recipe's model_name_or_path reached the card as they were: a split
+    `[x](http://evil)` became a link in every results sentence, a base model `[x](http://evil)` a link to it, and a
+    local base folder named with a backtick broke out of its code span."""
+    folder = tmp_path / "model"
+    recipe = {"model": {"model_name_or_path": "[x](http://evil)"}}
+    card_of(folder, ["cat", "dog"], "uoft-cs/cifar10", recipe)
+    metrics_file = folder / "evaluation" / "metrics.json"
+    metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "split": "[x](http://evil)"}))
+    card = ModelCard.load(write_model_card(folder))
+    assert "](http" not in card.text.replace("\\](http", ""), card.text
+    assert "On the test split of" in card.text and card.data.base_model is None
+    (folder / "training_recipe.json").write_text(json.dumps({"model": {"model_name_or_path": "./my`model"}}))
+    metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "split": "validation"}))
+    text = ModelCard.load(write_model_card(folder)).text
+    assert "Fine-tuned from a local model (*my\\`model*)." in text and "On the validation split of" in text
+
+
 def test_the_card_publishes_no_local_path_from_the_recipe(tmp_path):
     """The recipe table printed training_recipe.json as it is: /home/alice/... of the dataset, the output folder and
     a recipe file went to the Hub on the card. A local path now shows by its last part; a Hub id stays."""

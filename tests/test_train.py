@@ -367,7 +367,7 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
     assert json.loads((folder / "config.json").read_text())["id2label"] == {"0": "x", "1": "y", "2": "z"}
     # the normalisation the weights were trained with travels with them
     assert json.loads((folder / "preprocessor_config.json").read_text())["image_mean"] == [0.4, 0.4, 0.4]
-    assert "Fine-tuned from a local model (`source`)." in (folder / "README.md").read_text()
+    assert "Fine-tuned from a local model (*source*)." in (folder / "README.md").read_text()
     classify = pipeline("image-classification", model=str(folder), device="cpu")
     assert {r["label"] for r in classify(Image.new("RGB", (32, 32)))} == {"x", "y", "z"}
     recipe = json.loads((folder / "training_recipe.json").read_text())["model"]
@@ -433,6 +433,6 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
     assert run_main(*steps, "--model_name_or_path", "source", "--stop_after_steps", "1") == 0
     assert run_main(*steps, "--model_name_or_path", "./source", "--resume_from_checkpoint", "last") == 0
     recipe = json.loads((tmp_path / "relative" / "training_recipe.json").read_text())["model"]
-    assert recipe["model_name_or_path"] == "./source" and "Fine-tuned from a local model (`source`)." in (
+    assert recipe["model_name_or_path"] == "./source" and "Fine-tuned from a local model (*source*)." in (
         tmp_path / "relative" / "README.md").read_text()
     assert all(torch.equal(weights(tmp_path / "relative")[k], before[k]) for k in before)
