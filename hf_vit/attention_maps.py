@@ -41,15 +41,29 @@ def patch_map_to_grid(weights: torch.Tensor, grid_size) -> np.ndarray:
     return weights.detach().float().cpu().reshape(gh, gw).numpy()
 
 
+# Inferno (matplotlib's, sampled at 11 even steps), dark to bright: its luminance rises all the way, so the
+# most attended patch is the brightest also in greyscale and to colour-blind readers (a blue -> yellow -> red
+# ramp made red as dark as mid-grey). Written out here: no plotting library needed.
+HEAT_SCALE = np.array([
+    (0, 0, 4), (22, 11, 57), (66, 10, 104), (106, 23, 110), (147, 38, 103), (188, 55, 84),
+    (221, 81, 58), (243, 120, 25), (252, 165, 10), (246, 215, 70), (252, 255, 164),
+], dtype=np.float64)
+
+
+def heat_colours(values) -> np.ndarray:
+    """Colours for values in [0, 1] (clipped): HEAT_SCALE interpolated linearly, 0 darkest. Returns uint8 (..., 3)."""
+    pos = np.clip(np.asarray(values, dtype=np.float64), 0, 1) * (len(HEAT_SCALE) - 1)
+    low = np.minimum(pos.astype(np.int64), len(HEAT_SCALE) - 2)
+    frac = (pos - low)[..., None]
+    return np.round(HEAT_SCALE[low] + frac * (HEAT_SCALE[low + 1] - HEAT_SCALE[low])).astype(np.uint8)
+
+
 def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.5, scale: int = 1) -> Image.Image:
-    """Lay a (gh, gw) map over an RGB image: red = high, transparent-ish blue = low."""
+    """Lay a (gh, gw) map over an RGB image in `heat_colours`: bright yellow = high, near black = low."""
     image = image.convert("RGB")
     if scale != 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     h = np.asarray(heat, dtype=np.float64)
     h = (h - h.min()) / (h.max() - h.min() + 1e-12)
-    # A simple blue -> yellow -> red ramp, no plotting library needed.
-    r, g, b = np.clip(2 * h, 0, 1), np.clip(1 - np.abs(2 * h - 1), 0, 1), np.clip(1 - 2 * h, 0, 1)
-    rgb = np.stack([r, g, b], axis=-1)  # (gh, gw, 3)
-    heat_img = Image.fromarray((rgb * 255).astype(np.uint8)).resize(image.size, Image.BILINEAR)
+    heat_img = Image.fromarray(heat_colours(h)).resize(image.size, Image.BILINEAR)
     return Image.blend(image, heat_img, alpha)

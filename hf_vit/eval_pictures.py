@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .attention_maps import overlay_heatmap
+from .attention_maps import heat_colours, overlay_heatmap
 
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (120, 120, 120)
 DARK_BLUE = np.array([8, 48, 107], dtype=np.float64)
@@ -163,8 +163,24 @@ def gallery_image(images, captions, columns: int = 8, tile: int = 96, title: str
     return img
 
 
+def _colour_key(width: int, fnt) -> Image.Image:
+    """The overlays' colour scale as a bar between "low" and "high", `width` px wide in all (the picture's own key)."""
+    low, high = "attention: low", "high"
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    (low_w, text_h), high_w = text_size(draw, low, fnt), text_size(draw, high, fnt)[0]
+    bar_w, bar_h = max(32, width - low_w - high_w - 12), 10
+    key = Image.new("RGB", (low_w + bar_w + high_w + 12, max(bar_h, text_h) + 4), WHITE)
+    ramp = heat_colours(np.linspace(0, 1, bar_w))[None].repeat(bar_h, axis=0)  # (bar_h, bar_w, 3), left = 0
+    key.paste(Image.fromarray(ramp), (low_w + 6, (key.height - bar_h) // 2))
+    draw = ImageDraw.Draw(key)
+    draw.text((0, 0), low, font=fnt, fill=BLACK)
+    draw.text((low_w + bar_w + 12, 0), high, font=fnt, fill=BLACK)
+    return key
+
+
 def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "", target: int = 128) -> Image.Image:
-    """[image | attention rollout | last-layer [CLS] attention], overlays on the image, with titles."""
+    """[image | attention rollout | last-layer [CLS] attention], overlays on the image, with titles and a
+    low -> high colour key under the panels."""
     image = image.convert("RGB")
     base, scale = _upscale(image, target)
     if scale == 1:  # a large image: shrink once, then overlay at that size
@@ -176,13 +192,15 @@ def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "",
     pad, head, foot = 4, 18, 20 if caption else 0
     w, h = panels[0].size
     col = max(w, _measure(titles, f_text))  # a tall, narrow image: the titles set the width, not the panels
-    width = max(pad + 3 * (col + pad), _measure([caption], f_text) + 2 * pad)
-    strip = Image.new("RGB", (width, head + h + foot + pad), WHITE)
+    key = _colour_key(2 * col + pad, f_text)  # as wide as the two overlays it explains
+    width = max(pad + 3 * (col + pad), _measure([caption], f_text) + 2 * pad, key.width + 2 * pad)
+    strip = Image.new("RGB", (width, head + h + 4 + key.height + foot + pad), WHITE)
     draw = ImageDraw.Draw(strip)
     for k, (panel, name) in enumerate(zip(panels, titles)):
         x = pad + k * (col + pad)
         strip.paste(panel.resize((w, h)), (x + (col - w) // 2, head))
         draw.text((x, 2), name, font=f_text, fill=BLACK)
+    strip.paste(key, (min(2 * pad + col, width - pad - key.width), head + h + 4))  # under the overlays
     if caption:
-        draw.text((pad, head + h + 3), caption, font=f_text, fill=BLACK)
+        draw.text((pad, head + h + 4 + key.height + 3), caption, font=f_text, fill=BLACK)
     return strip

@@ -310,7 +310,7 @@ def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alp
         canvas,
         [
             "[CLS]'s attention to the patches: row = layer, column = head",
-            "red = most attended, blue = least (scaled per tile)",
+            "bright yellow = most attended, black = least (scaled per tile)",
             *([note] if note else []),
         ],
     )

@@ -322,6 +322,53 @@ def test_an_attention_strip_of_a_tall_narrow_image_has_room_for_its_titles_and_c
     assert 0 < green.min() and green.max() < titles  # inside the first column, the other two are overlays
 
 
+def relative_luminance(rgb) -> np.ndarray:
+    """WCAG 2.1 relative luminance of sRGB colours (..., 3) in 0..255."""
+    c = np.asarray(rgb, dtype=np.float64) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return linear @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def contrast_ratio(a, b) -> float:
+    """WCAG contrast ratio of two colours, 1 to 21 (AA asks 4.5 for normal text)."""
+    la, lb = sorted((float(relative_luminance(a)), float(relative_luminance(b))), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def test_the_attention_colour_scale_gets_brighter_all_the_way():
+    """The overlay's colours from the least to the most attended patch get brighter at every step, from near
+    black to near white: the blue -> yellow -> red ramp made the top (red, luminance 0.21) as dark as mid-grey,
+    so in greyscale or to protanopes the highest attention looked medium."""
+    from hf_vit.attention_maps import overlay_heatmap
+
+    ramp = np.linspace(0, 1, 32).reshape(1, 32)  # one patch per pixel: no resize mixes them
+    colours = np.asarray(overlay_heatmap(Image.new("RGB", (32, 1)), ramp, alpha=1.0))[0]  # the scale, unblended
+    luminance = relative_luminance(colours)
+    assert (np.diff(luminance) > 0).all(), luminance.round(3)
+    assert luminance[0] < 0.01 and luminance[-1] > 0.8
+
+
+def test_an_attention_strip_carries_a_low_to_high_colour_key():
+    """The strip shows its own key: a bar from dark (low) to bright (high), brighter at every step."""
+    from hf_vit.eval_pictures import attention_strip
+
+    # Flat maps on a flat image: the panels hold no ramp of their own, so a ramp found is the key.
+    strip = attention_strip(Image.new("RGB", (32, 32), (90, 140, 60)), np.ones((4, 4)), np.ones((4, 4)), "#3")
+    pixels = np.asarray(strip)
+    keys = []
+    for y, row in enumerate(pixels):
+        luminance, white = relative_luminance(row), (row == 255).all(axis=1)
+        start = 0
+        for x in range(1, len(row) + 1):  # runs of non-white pixels whose luminance never falls
+            if x == len(row) or white[x] or white[x - 1] or luminance[x] < luminance[x - 1]:
+                run = luminance[start:x]
+                if x - start >= 64 and run[0] < 0.02 and run[-1] > 0.8 and not white[start]:
+                    keys.append((y, start, x))
+                start = x
+    assert keys, "no dark-to-bright colour bar in the attention strip"
+    assert min(y for y, _, _ in keys) > 18 + 128  # under the panels (titles 18 px, panels 128 px)
+
+
 def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkeypatch):
     """The chart's bars are the share of each class's images called right (recall), not precision: the two differ
     here (truck is never predicted, so whichever class takes its images loses precision but not recall)."""
