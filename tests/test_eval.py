@@ -308,6 +308,33 @@ def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     assert area(1.0) == 0  # neither by column (90/91, 3/13 ...) nor by the largest count
 
 
+def test_confusion_matrix_counts_contrast_with_their_cells():
+    """Every count is drawn in black or white, whichever stands out more from its cell: at least 4.5:1 (WCAG AA).
+    Before, white was chosen above a share of 0.5: 2.98:1 on the cell of share 0.5001."""
+    from hf_vit.eval_pictures import confusion_matrix_image
+
+    shares = [0.5001, 0.55, 0.6, 0.65, 0.66, 0.7, 0.9, 1.0]  # around the black/white crossover (0.656) and beyond
+    counts = np.zeros((len(shares), len(shares)), dtype=np.int64)
+    for i, share in enumerate(shares):
+        counts[i, i], counts[i, (i + 1) % len(shares)] = round(10000 * share), 10000 - round(10000 * share)
+    pixels = np.asarray(confusion_matrix_image(counts, [f"c{k}" for k in range(len(shares))])).astype(int)
+    # The grid: the columns and rows that the cells' light grey outlines run all along.
+    outline = (pixels == (220, 220, 220)).all(axis=2)
+    xs = np.flatnonzero(outline.sum(axis=0) > 0.9 * outline.sum(axis=0).max())
+    ys = np.flatnonzero(outline.sum(axis=1) > 0.9 * outline.sum(axis=1).max())
+    cell = (xs.max() - xs.min() + 1) // len(shares)
+    assert cell >= 20 and (ys.max() - ys.min() + 1) == cell * len(shares)  # large enough to hold numbers
+    for i in range(len(shares)):
+        for j in range(len(shares)):
+            x0, y0 = xs.min() + j * cell, ys.min() + i * cell
+            inside = pixels[y0 + 1 : y0 + cell - 1, x0 + 1 : x0 + cell - 1].reshape(-1, 3)
+            colours, n = np.unique(inside, axis=0, return_counts=True)
+            background = colours[n.argmax()]
+            ink = colours[np.abs(relative_luminance(colours) - relative_luminance(background)).argmax()]
+            assert (ink != background).any(), (i, j)  # a number is drawn
+            assert contrast_ratio(ink, background) >= 4.5, (i, j, ink, background)
+
+
 def test_an_attention_strip_of_a_tall_narrow_image_has_room_for_its_titles_and_caption():
     """A 7x300 image scales to a panel narrower than its title: the titles overlapped and the caption was cut
     (a 25 px wide strip)."""
@@ -367,6 +394,25 @@ def test_an_attention_strip_carries_a_low_to_high_colour_key():
                 start = x
     assert keys, "no dark-to-bright colour bar in the attention strip"
     assert min(y for y, _, _ in keys) > 18 + 128  # under the panels (titles 18 px, panels 128 px)
+
+
+def test_grey_text_in_the_pictures_has_aa_contrast():
+    """Grey text (the chart's "no images" and axis ticks, the gallery's "97% sure, #57") is at least 4.5:1 on its
+    background; (120, 120, 120) was 4.4:1 on white and 3.9:1 on the bars' light grey track."""
+    from hf_vit.eval_pictures import GREY, WHITE
+
+    assert contrast_ratio(GREY, WHITE) >= 4.5  # as the gallery's captions use it
+    pixels = np.asarray(per_class_accuracy_image([None], ["cat"])).astype(int)
+    track_colour = np.array([240, 240, 240])
+    on_track = (pixels == track_colour).all(axis=2)  # (a few antialiased text pixels share the colour)
+    track_rows = np.flatnonzero(on_track.sum(axis=1) > on_track.sum(axis=1).max() / 2)
+    track_cols = np.flatnonzero(on_track.sum(axis=0) > on_track.sum(axis=0).max() / 2)
+    track = pixels[track_rows.min() : track_rows.max() + 1, track_cols.min() : track_cols.max() + 1].reshape(-1, 3)
+    text = track[relative_luminance(track).argmin()]  # "no images", written on the empty track
+    assert contrast_ratio(text, track_colour) >= 4.5, text
+    below = pixels[track_rows.max() + 1 :].reshape(-1, 3)  # the axis: ticks and 0% 50% 100%, on white
+    ticks = below[relative_luminance(below).argmin()]
+    assert contrast_ratio(ticks, WHITE) >= 4.5, ticks
 
 
 def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkeypatch):
