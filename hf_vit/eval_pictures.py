@@ -137,9 +137,11 @@ def per_class_accuracy_image(accuracies, names, overall: float | None = None, ti
         draw.line([x, axis_y, x, axis_y + 4], fill=GREY)
         draw.text((x - 8, axis_y + 6), f"{int(frac * 100)}%", font=font(11), fill=GREY)
     if overall is not None:
-        # The overall accuracy as a red line, to spot the classes below it.
+        # The overall accuracy as a red line, to spot the classes below it; a 1 px white outline parts it from
+        # the blue bars (red on that blue is 1.3:1).
         x = left + round(bar_max * float(overall))
-        draw.line([x, top - 4, x, axis_y], fill=RED, width=2)
+        draw.rectangle([x - 2, top - 5, x + 1, axis_y + 1], fill=WHITE)
+        draw.rectangle([x - 1, top - 4, x, axis_y], fill=RED)
         draw.text((x + 4, top - 16), f"overall {100 * float(overall):.1f}%", font=font(11), fill=RED)
     return img
 

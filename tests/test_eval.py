@@ -415,6 +415,20 @@ def test_grey_text_in_the_pictures_has_aa_contrast():
     assert contrast_ratio(ticks, WHITE) >= 4.5, ticks
 
 
+def test_the_overall_line_is_outlined_in_white_where_it_crosses_the_bars():
+    """The red overall line on a blue bar (1.3:1) has a white pixel on either side, all along the bar."""
+    from hf_vit.eval_pictures import RED
+
+    pixels = np.asarray(per_class_accuracy_image([1.0, 0.25], ["cat", "dog"], overall=0.5)).astype(int)
+    blue_rows = np.flatnonzero((pixels == BAR_BLUE).all(axis=2).sum(axis=1) > 100)  # the rows of the full bar
+    assert len(blue_rows) >= 10
+    for y in blue_rows:
+        red = np.flatnonzero((pixels[y] == RED).all(axis=1))
+        assert len(red) == 2 and red[1] - red[0] == 1, (y, red)  # the 2 px line crosses this row
+        assert (pixels[y, red[0] - 1] == 255).all() and (pixels[y, red[1] + 1] == 255).all(), y
+        assert (pixels[y, red[0] - 2] == BAR_BLUE).all() and (pixels[y, red[1] + 2] == BAR_BLUE).all(), y
+
+
 def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkeypatch):
     """The chart's bars are the share of each class's images called right (recall), not precision: the two differ
     here (truck is never predicted, so whichever class takes its images loses precision but not recall)."""
