@@ -331,7 +331,8 @@ def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray
         overlay_heatmap(image, last_layer, alpha=alpha, scale=scale),
     ]]
     canvas = _labelled_grid(tiles, [""], ["input", "rollout", "last layer"])
-    return _with_footer(canvas, (caption or []) + ["rollout: (A+I)/2 per layer, heads averaged, multiplied"])
+    return _with_footer(canvas, (caption or []) + ["rollout: (A+I)/2 per layer, heads averaged, multiplied",
+                                                   "bright yellow = most attended, black = least (scaled per panel)"])
 
 
 def draw_feature_norms(norms: np.ndarray, grid_size, cell: int | None = None) -> Image.Image:
