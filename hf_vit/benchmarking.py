@@ -143,8 +143,8 @@ def _like_training(device):
         from .training import keep_freed_memory
 
         keep_freed_memory()
-    else:  # --device cuda:1: events, streams and allocator statistics default to the current GPU
-        torch.cuda.set_device(torch.device(device))
+    elif torch.device(device).type == "cuda" and torch.device(device).index is not None:
+        torch.cuda.set_device(torch.device(device))  # cuda:1: events, streams and memory statistics use the current GPU
 
 
 def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_name, result_queue):

@@ -171,6 +171,19 @@ def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path,
     assert r["in_step_img_s"] > r["train_img_s"]  # the Trainer's figure includes the slow pipeline
 
 
+def test_the_benchmark_children_make_only_an_indexed_gpu_current(monkeypatch):
+    """cuda:1 becomes the children's current GPU; `cuda` (what --device cuda and auto resolve to) and mps leave
+    it alone (torch.cuda.set_device refuses a device without an index: every timing child failed). No GPU here:
+    the call torch would make is recorded instead of made."""
+    from hf_vit import benchmarking
+
+    made_current = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: made_current.append(str(device)))
+    for device in ("cuda", "mps", "cuda:1", "cpu"):
+        benchmarking._like_training(device)
+    assert made_current == ["cuda:1"]
+
+
 def test_the_end_to_end_run_for_cuda_n_sees_that_gpu_only(tmp_path, monkeypatch):
     """--device cuda:1: the Trainer would take cuda:0 (and spread over every visible GPU), so the end-to-end run
     goes to a child process shown only GPU 1. No GPU here: the environment it gets, and the child path run on
