@@ -168,10 +168,11 @@ def _signals_held():
     if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
         yield
         return
-    caught = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in held}
-    try:
+    caught, previous = [], {}
+    try:  # each handler noted before it is replaced: a signal amid the installs still finds it restored
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
     finally:
         for sig, handler in previous.items():

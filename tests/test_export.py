@@ -308,3 +308,37 @@ def test_an_interrupt_or_failure_between_the_two_moves_of_overwrite_loses_no_fol
         monkeypatch.setattr(output_folder.os, "replace", real_replace)
         assert (out / "README.md").read_text() == kept
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left either
+
+
+def test_a_signal_while_the_swap_installs_its_handlers_leaves_ctrl_c_working():
+    """A SIGTERM that lands after the swap took over SIGINT but before it took over SIGTERM ended the block
+    without restoring SIGINT: in a process that lives on (a notebook), Ctrl-C then did nothing. signal.signal is
+    wrapped only to send that SIGTERM at that instant."""
+    import os
+    import signal
+
+    from hf_vit import output_folder
+
+    real_signal = signal.signal
+    installs = []
+
+    def install(sig, handler):
+        previous = real_signal(sig, handler)
+        installs.append(sig)
+        if len(installs) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled by the SIGTERM handler still in place
+        return previous
+
+    def on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before_int, before_term = signal.getsignal(signal.SIGINT), real_signal(signal.SIGTERM, on_sigterm)
+    try:
+        output_folder.signal.signal = install
+        with pytest.raises(SystemExit):
+            with output_folder._signals_held():
+                pass
+    finally:
+        output_folder.signal.signal = real_signal
+        real_signal(signal.SIGTERM, before_term)
+    assert signal.getsignal(signal.SIGINT) is before_int
