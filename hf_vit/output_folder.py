@@ -245,12 +245,17 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError:
-            if not shared:
-                raise
-            try:  # a read-only model folder: its lock file, if a writer left one, can still be shared
+            # A read-only model folder, or a lock file another user's run left (kill, a batch system's time limit):
+            # flock locks a read-only descriptor all the same, only the holder's name cannot be written.
+            try:
                 fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                return None
+            except OSError as err:
+                if not shared and path.exists():
+                    raise PermissionError(
+                        f"cannot open the lock file {path} ({err.strerror}). If no run is using the folder (a run "
+                        "that was killed can leave the file behind), delete it and run this again."
+                    ) from None
+                return None  # no lock file and none can be made: the folder's own checks name why
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -643,6 +643,8 @@ def hold_output_dir(output_dir: Path, is_main: bool):
                     f"--output_dir {str(output_dir)!r} is in use by {err.holder}: this run would write over the files "
                     "it uses. Wait for it to finish, or choose another --output_dir."
                 ) from None
+            except OSError as err:  # its lock file cannot be opened (another user's, left behind)
+                raise SetupError(f"--output_dir {str(output_dir)!r}: {err}") from None
         yield
 
 

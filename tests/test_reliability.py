@@ -1572,6 +1572,34 @@ def lock_held_elsewhere(folder, holder, shared=False):
         assert proc.wait(timeout=60) == 0
 
 
+def test_a_lock_file_another_user_left_behind_still_locks_and_does_not_stop_the_run(dataset_dir, tmp_path,
+                                                                                   monkeypatch):  # fmt: skip
+    """A run stopped by kill (or a batch system's time limit) leaves .hf_vit.lock; in a shared folder the next
+    user may not write it (0644, another owner), and opening it for writing stopped the training with a
+    traceback. The lock is taken through a read-only descriptor instead. Tests run as root here, which file
+    modes do not stop, so os.open refuses write access to that one file as the system would for another user."""
+    from hf_vit import output_folder
+    from hf_vit.training import main
+
+    out = tmp_path / "shared"
+    out.mkdir()
+    (out / ".hf_vit.lock").write_text("a training run (pid 1 on another-host)")
+    real_open = os.open
+
+    def open_as_another_user(path, flags, *args):
+        if str(path).endswith(".hf_vit.lock") and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(output_folder.os, "open", open_as_another_user)
+    with output_folder.folder_lock(out, "a training run"):
+        with pytest.raises(output_folder.FolderInUseError):  # it really locks: a second holder is refused
+            with output_folder.folder_lock(out, "a training run"):
+                pass
+    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    assert (out / "model.safetensors").is_file()
+
+
 def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(model_dir, dataset_dir, tmp_path):
     """Two evaluations into one folder mixed their pictures, and one failed with a bare FileNotFoundError (the
     other had deleted its files): the second is refused before it writes anything, and runs once the first ends."""
