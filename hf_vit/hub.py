@@ -145,8 +145,14 @@ def check_model_folder(model_dir) -> list[str]:
 
     # Remote code: every module auto_map names must sit next to the weights and stand alone.
     if isinstance(config, dict) and config.get("auto_map"):
-        modules = sorted({ref.split("--")[-1].split(".")[0] for ref in _auto_map_refs(config["auto_map"])})
-        for module in modules:
+        modules = sorted(_auto_map_modules(config["auto_map"]))
+        for module in (m for m in modules if not _MODULE_NAME.fullmatch(m)):
+            problems.append(
+                f"config.json's auto_map names the module {module!r}, which is not a file of the folder: remote code "
+                "is a module beside the weights, named plainly (e.g. modeling_hf_vit.HfViTModel). Save the model "
+                "again with save_pretrained."
+            )
+        for module in (m for m in modules if _MODULE_NAME.fullmatch(m)):
             path = model_dir / f"{module}.py"
             if not path.is_file():
                 problems.append(
@@ -224,6 +230,15 @@ def _size_against_headers(config, saved: dict) -> str | None:
     return None
 
 
+# A module of the model folder as auto_map names it (`modeling_hf_vit` of `modeling_hf_vit.HfViTModel`).
+_MODULE_NAME = re.compile(r"\w+")
+
+
+def _auto_map_modules(auto_map: dict) -> set[str]:
+    """The modules auto_map's references load (`repo--module.Class` names another repo's module)."""
+    return {ref.split("--")[-1].split(".")[0] for ref in _auto_map_refs(auto_map) if isinstance(ref, str)}
+
+
 def _auto_map_refs(auto_map: dict) -> list[str]:
     refs = []
     for value in auto_map.values():
@@ -239,7 +254,8 @@ def remote_code_files(model_dir) -> set[str]:
     except (OSError, ValueError):
         return set()
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
-    todo = [ref.split("--")[-1].split(".")[0] for ref in _auto_map_refs(auto_map)] if isinstance(auto_map, dict) else []
+    # Plain module names only: a path (`/home/me/secret.Class`) is no file of the folder and never goes up.
+    todo = [m for m in _auto_map_modules(auto_map) if _MODULE_NAME.fullmatch(m)] if isinstance(auto_map, dict) else []
     found = set()
     while todo:
         name = f"{todo.pop()}.py"

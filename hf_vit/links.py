@@ -9,13 +9,21 @@ the model's. Links that stay inside the folder are fine, and so is a Hugging Fac
 from pathlib import Path
 
 
+# A repository folder of the Hugging Face cache: models--owner--name (or datasets--, spaces--).
+_CACHE_REPO_PREFIXES = ("models--", "datasets--", "spaces--")
+
+
 def _real_places(folder: Path) -> list[Path]:
-    """Where the files of `folder` may really lie: the folder, and for a Hub cache snapshot its repo's blobs/."""
+    """Where the files of `folder` may really lie: the folder, and inside a Hub cache snapshot (the snapshot
+    itself or a folder of it: a model kept in a sub-folder of its repo) that repo's blobs/."""
     real = folder.resolve()
     places = [real]
-    blobs = real.parent.parent / "blobs"
-    if real.parent.name == "snapshots" and blobs.is_dir():
-        places.append(blobs)
+    for revision in (real, *real.parents):  # <repo>/snapshots/<revision>[/sub/folder]
+        snapshots = revision.parent
+        repo = snapshots.parent
+        if snapshots.name == "snapshots" and repo.name.startswith(_CACHE_REPO_PREFIXES) and (repo / "blobs").is_dir():
+            places.append(repo / "blobs")
+            break
     return places
 
 

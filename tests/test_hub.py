@@ -530,10 +530,11 @@ def test_a_commit_the_hub_refuses_leaves_the_card_and_a_later_push_sends_the_new
     assert ModelCard.load(folder / "README.md").data.model_name == "x"
 
 
-def as_cache_snapshot(folder: Path, tmp_path: Path) -> Path:
-    """`folder` laid out as the Hugging Face cache holds a download: snapshots/<rev>/ of links into ../../blobs/."""
+def as_cache_snapshot(folder: Path, tmp_path: Path, subfolder: str = "") -> Path:
+    """`folder` laid out as the Hugging Face cache holds a download: snapshots/<rev>/ of links into ../../blobs/
+    (with `subfolder`, a model in a folder of its repo: snapshots/<rev>/<subfolder>/, links into ../../../blobs/)."""
     repo = tmp_path / "hub" / "models--someone--vit"
-    snapshot, blobs = repo / "snapshots" / "0123abcd", repo / "blobs"
+    snapshot, blobs = repo / "snapshots" / "0123abcd" / subfolder, repo / "blobs"
     blobs.mkdir(parents=True)
     for number, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file())):
         blob = blobs / f"{number:040x}"  # named by a hash in the real cache
@@ -544,14 +545,15 @@ def as_cache_snapshot(folder: Path, tmp_path: Path) -> Path:
     return snapshot
 
 
-@pytest.mark.parametrize("layout", ["folder", "cache snapshot"])
+@pytest.mark.parametrize("layout", ["folder", "cache snapshot", "cache snapshot subfolder"])
 def test_a_link_out_of_the_model_folder_is_refused_before_any_upload(tmp_path, fake_hub, monkeypatch, layout):
     """trainer_state.json -> a token elsewhere: the push uploaded the token. Links that stay inside go up as the
-    files they lead to, and a cache snapshot's links into its blobs/ are inside."""
+    files they lead to, and a cache snapshot's links into its blobs/ are inside (also for a model kept in a
+    folder of its repo, which was refused)."""
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     folder = make_model_folder(tmp_path / "run", extras=False)
-    if layout == "cache snapshot":
-        folder = as_cache_snapshot(folder, tmp_path)
+    if layout.startswith("cache snapshot"):
+        folder = as_cache_snapshot(folder, tmp_path, "models/small" if layout.endswith("subfolder") else "")
     secret = tmp_path / "token"
     secret.write_text("hf_secret")
     (folder / "trainer_state.json").symlink_to(secret)
@@ -582,6 +584,25 @@ def test_a_linked_evaluation_folder_out_of_the_model_folder_is_refused(tmp_path,
     (folder / "evaluation").rename(elsewhere)
     (folder / "evaluation").symlink_to(elsewhere, target_is_directory=True)
     with pytest.raises(ValueError, match=re.escape(f"{folder}: evaluation is a symbolic link to '{elsewhere}', outside ")):
+        push_model_folder(folder, "someone/x", dry_run=True)
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+
+
+def test_an_auto_map_naming_a_path_is_refused_and_its_file_never_uploaded(tmp_path, fake_hub, monkeypatch):
+    """auto_map "/home/me/secret.HfViTModel" named a file outside the folder: it was listed for upload (the link
+    check then refused it as "/ is a symbolic link to '/'", which it is not). It is named for what it is."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    secret = tmp_path / "secret.py"
+    secret.write_text("TOKEN = 'hf_secret'\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"]["AutoModel"] = f"{tmp_path}/secret.HfViTModel"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert not any("secret" in name for name in upload_plan(folder))
+    (problem,) = check_model_folder(folder)
+    assert problem.startswith(f"config.json's auto_map names the module '{tmp_path}/secret', which is not a file of "
+                              "the folder")  # fmt: skip
+    with pytest.raises(IncompleteModelFolder):
         push_model_folder(folder, "someone/x", dry_run=True)
     assert fake_hub == {"create_repo": [], "create_commit": []}
 
