@@ -20,11 +20,19 @@ from .metrics import macro_scope
 from .output_folder import replace_text
 from .spreadsheet import csv_value
 
+# (file, caption, alt): the alt says what the picture shows and where its numbers are as text.
 SUMMARY_PICTURES = (
-    ("confusion_matrix.png", "Confusion matrix"),
-    ("per_class_accuracy.png", "Accuracy per class"),
-    ("gallery.png", "Most confident mistakes"),
+    ("confusion_matrix.png", "Confusion matrix",
+     "Confusion matrix as a heat map: rows are the true classes, columns the predicted ones; darker = larger share "
+     "of the true class; counts in the table below."),
+    ("per_class_accuracy.png", "Accuracy per class",
+     "Bar chart of the recall (accuracy) column of the Per class table, one bar per class, with a line at the "
+     "overall accuracy."),
+    ("gallery.png", "Most confident mistakes",
+     "The most confident mistakes with their true class, predicted class, confidence and index, as listed in the "
+     "first cards below, in the same order."),
 )
+UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>'
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -32,15 +40,20 @@ h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f3f3f3; }
+caption { text-align: left; color: #666; padding: 2px 0; }
+.scroll { overflow-x: auto; max-width: 100%; } .scroll table { margin-top: 0; }
 figure { display: inline-block; margin: 0 1.5em 1.5em 0; vertical-align: top; }
-figure img { border: 1px solid #ddd; max-width: 100%; } figcaption { color: #666; font-size: 0.9em; }
+figure img { border: 1px solid #ddd; max-width: 100%; height: auto; } figcaption { color: #666; font-size: 0.9em; }
+details { margin: 0 0 1.5em; }
 .filters { position: sticky; top: 0; background: #fff; padding: 0.6em 0; border-bottom: 1px solid #ddd; }
+/* on a small or zoomed screen a sticky bar would cover much of the page */
+@media (max-width: 600px), (max-height: 500px) { .filters { position: static; } }
 .filters label { margin-right: 1.2em; }
 #cards { display: flex; flex-wrap: wrap; gap: 10px; margin-top: 1em; }
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 430px; display: flex; gap: 8px; }
 .card img { image-rendering: pixelated; } .card .thumb { width: 64px; height: 64px; }
 .card .att { width: 300px; } .card p { margin: 2px 0; font-size: 0.85em; }
-.wrong { color: #c82828; font-weight: bold; } .muted { color: #777; }
+.wrong { color: #c82828; font-weight: bold; } .muted { color: #666; }
 """
 
 SCRIPT = """
@@ -104,21 +117,48 @@ def _metrics_table(metrics: dict) -> str:
     ]
     if "evaluation" in metrics:
         rows.append(("misclassified", str(metrics["evaluation"].get("num_misclassified", ""))))
-    body = "".join(f'<tr><th>{html.escape(k)}</th><td class="metric">{html.escape(v)}</td></tr>' for k, v in rows)
-    return f'<table id="metrics">{body}</table>'
+    head = '<thead><tr><th scope="col">metric</th><th scope="col">value</th></tr></thead>'
+    body = "".join(
+        f'<tr><th scope="row">{html.escape(k)}</th><td class="metric">{html.escape(v)}</td></tr>' for k, v in rows
+    )
+    return _scrolling("Metrics", f'<table id="metrics"><caption>Metrics</caption>{head}<tbody>{body}</tbody></table>')
+
+
+def _scrolling(label: str, table: str) -> str:
+    """A wide table scrolls inside its own box (focusable, so the keyboard can scroll it), not the whole page."""
+    return f'<div class="scroll" tabindex="0" role="region" aria-label="{html.escape(label)}">{table}</div>'
 
 
 def _per_class_table(metrics: dict) -> str:
-    head = "<tr><th>class</th><th>precision</th><th>recall (accuracy)</th><th>F1</th><th>support</th></tr>"
+    columns = ("class", "precision", "recall (accuracy)", "F1", "support")
+    head = "<thead><tr>" + "".join(f'<th scope="col">{c}</th>' for c in columns) + "</tr></thead>"
+
     def cell(value):  # None: the class is in neither the labels nor the predictions (left out of the means)
-        return "-" if value is None else f"{value:.4f}"
+        return UNDEFINED if value is None else f"{value:.4f}"
 
     body = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{cell(r['precision'])}</td><td>{cell(r['recall'])}</td>"
-        f"<td>{cell(r['f1'])}</td><td>{r['support']}</td></tr>"
+        f'<tr><th scope="row">{html.escape(name)}</th><td>{cell(r["precision"])}</td><td>{cell(r["recall"])}</td>'
+        f'<td>{cell(r["f1"])}</td><td>{r["support"]}</td></tr>'
         for name, r in metrics["per_class"].items()
     )
-    return f'<table id="per-class">{head}{body}</table>'
+    caption = "<caption>Per class (n/a: no images and no predictions of this class)</caption>"
+    return _scrolling("Per class", f'<table id="per-class">{caption}{head}<tbody>{body}</tbody></table>')
+
+
+def _confusion_table(metrics: dict, names: list) -> str:
+    """The confusion matrix's counts as text: the picture draws no numbers in small cells (over 32 classes)."""
+    e = html.escape
+    columns = "".join(f'<th scope="col">{e(n)}</th>' for n in names)
+    head = f'<thead><tr><th scope="col">true class</th>{columns}</tr></thead>'
+    body = "".join(
+        f'<tr><th scope="row">{e(name)}</th>' + "".join(f"<td>{int(c)}</td>" for c in counts) + "</tr>"
+        for name, counts in zip(names, metrics["confusion_matrix"])
+    )
+    table = (
+        '<table id="confusion-table"><caption>Confusion matrix (rows: true class, columns: predicted class)'
+        f"</caption>{head}<tbody>{body}</tbody></table>"
+    )
+    return f"<details><summary>Confusion matrix as a table</summary>{_scrolling('Confusion matrix', table)}</details>"
 
 
 def _card(row: dict) -> str:
@@ -171,10 +211,12 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 
     figures = "".join(
         f'<figure><img id="{name.removesuffix(".png").replace("_", "-")}" src="{_data_uri(output_dir / name)}" '
-        f'alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
-        for name, caption in SUMMARY_PICTURES
+        f'alt="{e(alt)}"><figcaption>{e(caption)}</figcaption></figure>'
+        for name, caption, alt in SUMMARY_PICTURES
         if (output_dir / name).is_file()
     )
+    if metrics.get("confusion_matrix") is not None:
+        figures += _confusion_table(metrics, names)
     options = '<option value="">(any)</option>' + "".join(f'<option value="{e(n)}">{e(n)}</option>' for n in names)
     note = metrics.get("evaluation", {}).get("attention_note")
     page = f"""<!DOCTYPE html>

@@ -270,7 +270,8 @@ def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "misclassified.csv").write_text("index\n")
     page = write_report(tmp_path).read_text()
-    assert "<tr><td>c</td><td>-</td><td>-</td><td>-</td><td>0</td></tr>" in page and "macro F1 (over 2 of 3 classes)" in page
+    na = '<td><abbr title="no images and no predictions of this class">n/a</abbr></td>'
+    assert f'<tr><th scope="row">c</th>{na}{na}{na}<td>0</td></tr>' in page and "macro F1 (over 2 of 3 classes)" in page
     bars = np.asarray(per_class_accuracy_image([None, 1.0], ["c", "a"]))
     row_has_bar = [(bars[top : top + 18] == BAR_BLUE).all(-1).any() for top in (40, 64)]  # rows at top + k * 24
     assert row_has_bar == [False, True]
@@ -653,7 +654,92 @@ def test_a_class_name_with_markup_is_shown_as_text(evaluated, tmp_path):
     page = write_report(folder, metrics=metrics).read_text()
     assert odd not in page and "&lt;b&gt;&amp;&quot;x" in page
     assert any(c["true"] == odd for c in report_cards(page))  # the attribute reads back as the name
-    assert f'<option value="{html_escape(odd)}">' in page and f"<td>{html_escape(odd)}</td>" in page
+    assert f'<option value="{html_escape(odd)}">' in page and f'<th scope="row">{html_escape(odd)}</th>' in page
+
+
+VOID_TAGS = {"img", "meta", "br", "hr", "input", "link", "source", "col", "wbr"}
+
+
+def parse_page(page):
+    """The page as a tree of {"tag", "attrs", "children", "text"} (text: all the text inside), stdlib only."""
+    from html.parser import HTMLParser
+
+    root = {"tag": "root", "attrs": {}, "children": [], "text": ""}
+    stack = [root]
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            node = {"tag": tag, "attrs": dict(attrs), "children": [], "text": ""}
+            stack[-1]["children"].append(node)
+            if tag not in VOID_TAGS:
+                stack.append(node)
+
+        def handle_endtag(self, tag):
+            while len(stack) > 1 and stack.pop()["tag"] != tag:
+                pass
+
+        def handle_data(self, data):
+            for node in stack:
+                node["text"] += data
+
+    Parser().feed(page)
+    return root
+
+
+def find_all(node, tag=None, **attrs):
+    """Every element under `node` (depth first, in page order) with this tag and these attribute values."""
+    found = []
+    for child in node["children"]:
+        if (tag is None or child["tag"] == tag) and all(child["attrs"].get(k.replace("_", "-")) == v
+                                                        for k, v in attrs.items()):
+            found.append(child)
+        found += find_all(child, tag, **attrs)
+    return found
+
+
+def table_rows(table):
+    """[(tag, scope, text) of each cell] per row, from <thead> and <tbody>."""
+    return [[(c["tag"], c["attrs"].get("scope"), c["text"].strip()) for c in row["children"]]
+            for row in find_all(table, "tr")]
+
+
+def test_report_tables_have_headers_captions_and_scroll_boxes_and_the_confusion_counts_as_text(evaluated):
+    """Screen readers announce a cell with its row and column headers; a wide table scrolls in its own box; the
+    confusion matrix's counts are text (the picture draws none in small cells), equal to metrics.json's."""
+    page = (evaluated["out"] / "report.html").read_text()
+    root, metrics = parse_page(page), json.loads((evaluated["out"] / "metrics.json").read_text())
+    names = metrics["labels"]
+    boxes = {b["attrs"]["aria-label"]: b for b in find_all(root, "div", **{"class": "scroll"})}
+    assert set(boxes) == {"Metrics", "Per class", "Confusion matrix"}
+    for box in boxes.values():  # focusable, so that the keyboard can scroll it
+        assert (box["attrs"]["tabindex"], box["attrs"]["role"], len(find_all(box, "table"))) == ("0", "region", 1)
+
+    confusion = find_all(boxes["Confusion matrix"], "table")[0]
+    assert find_all(confusion, "caption")[0]["text"] == "Confusion matrix (rows: true class, columns: predicted class)"
+    head, *body = table_rows(confusion)
+    assert head == [("th", "col", "true class")] + [("th", "col", n) for n in names]
+    assert [row[0] for row in body] == [("th", "row", n) for n in names]
+    assert [[int(text) for tag, _, text in row[1:] if tag == "td"] for row in body] == metrics["confusion_matrix"]
+    details = find_all(root, "details")[0]
+    assert details["children"][0]["tag"] == "summary" and find_all(details, "table", id="confusion-table")
+
+    head, *body = table_rows(find_all(boxes["Per class"], "table")[0])
+    assert head == [("th", "col", c) for c in ("class", "precision", "recall (accuracy)", "F1", "support")]
+    assert [row[0] for row in body] == [("th", "row", n) for n in metrics["per_class"]]
+    assert [float(row[2][2]) for row in body] == [metrics["per_class"][n]["recall"] for n in names]
+    head, *body = table_rows(find_all(boxes["Metrics"], "table")[0])
+    assert body[0] == [("th", "row", "accuracy"), ("td", None, f"{100 * metrics['accuracy']:.2f}%")]
+    assert all(row[0][:2] == ("th", "row") for row in body)
+
+    # Each summary picture's alt describes it (not its caption again); the confusion matrix's points at the table.
+    figures = {f["children"][0]["attrs"]["id"]: f for f in find_all(root, "figure")}
+    assert set(figures) == {"confusion-matrix", "per-class-accuracy", "gallery"}
+    for figure in figures.values():
+        assert len(figure["children"][0]["attrs"]["alt"]) > 2 * len(find_all(figure, "figcaption")[0]["text"])
+    assert "counts in the table below" in figures["confusion-matrix"]["children"][0]["attrs"]["alt"]
+    # Small text reaches 4.5:1 on white (#777 was 4.48:1); on a small or zoomed screen the filter bar scrolls away.
+    assert ".muted { color: #666; }" in page and "#777" not in page
+    assert "@media (max-width: 600px), (max-height: 500px) { .filters { position: static; } }" in page
 
 
 def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path):
