@@ -2,18 +2,23 @@
 
 `write_report(output_dir)` reads what `hf_vit.analysis.evaluate_model` wrote
 (metrics.json, misclassified.csv, the pictures) and writes report.html: the
-metrics, the per-class table, the summary pictures (embedded as data URIs),
-and one card per mistake, sorted by confidence and filterable by true and
-predicted class with two <select>s. The cards point at misclassified/ and
-attention/ by relative path (thousands of images would make one huge file),
-so keep report.html inside its folder. A filter can also come in the URL:
-report.html#true=cat&pred=dog.
+metrics, the per-class table, the summary pictures (embedded as data URIs;
+the confusion matrix's counts also as a table), and one card per mistake,
+sorted by confidence and filterable by true and predicted class with two
+<select>s. The first FIRST_CARDS cards are on the page; the rest wait in a
+<template> that a "Show more" button or a filter brings in. The cards point at
+misclassified/ and attention/ by relative path (thousands of images would make
+one huge file), so keep report.html inside its folder. A filter can also come
+in the URL: report.html#true=cat&pred=dog. The page aims at WCAG 2.1 AA: table
+headers and captions, alts that say what a picture shows, a live filter count,
+and a layout that reflows down to 320 CSS px.
 """
 
 import base64
 import csv
 import html
 import json
+import struct
 from pathlib import Path
 
 from .metrics import macro_scope
@@ -32,6 +37,11 @@ SUMMARY_PICTURES = (
      "The most confident mistakes with their true class, predicted class, confidence and index, as listed in the "
      "first cards below, in the same order."),
 )
+# What the attention maps' colours mean (see hf_vit.attention_maps.overlay_heatmap): said in the text and alts.
+ATTENTION_KEY = "red = more attention, blue = less"
+# Cards written into the page at first; the rest wait in a <template> for "Show more" or a filter (a page of
+# thousands of cards is megabytes of elements). misclassified.csv holds them all.
+FIRST_CARDS = 200
 UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>'
 
 STYLE = """
@@ -49,32 +59,48 @@ details { margin: 0 0 1.5em; }
 /* on a small or zoomed screen a sticky bar would cover much of the page */
 @media (max-width: 600px), (max-height: 500px) { .filters { position: static; } }
 .filters label { margin-right: 1.2em; }
-#cards { display: flex; flex-wrap: wrap; gap: 10px; margin-top: 1em; }
-.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; width: 430px; display: flex; gap: 8px; }
-.card img { image-rendering: pixelated; } .card .thumb { width: 64px; height: 64px; }
-.card .att { width: 300px; } .card p { margin: 2px 0; font-size: 0.85em; }
+#cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 1em 0; padding: 0; list-style: none; }
+/* 490px: the thumbnail column and a 400px attention strip at its natural size; narrower screens shrink it */
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; box-sizing: border-box;
+        width: 100%; max-width: 490px; }
+.card h3 { font-size: 0.95em; margin: 0 0 6px; } .card-body { display: flex; flex-wrap: wrap; gap: 8px; }
+.card-body > div { flex: 1 1 240px; min-width: 0; }
+.card .thumb { width: 64px; height: 64px; image-rendering: pixelated; }
+.card .att { max-width: 100%; height: auto; } .card p { margin: 2px 0; font-size: 0.85em; }
 .wrong { color: #c82828; font-weight: bold; } .muted { color: #666; }
 """
 
 SCRIPT = """
 (function () {
-  const cards = Array.from(document.querySelectorAll('#cards .card'));
+  const PAGE = %d;
+  const box = document.getElementById('cards');
+  const later = document.getElementById('more-cards');
+  // Every card, most confident first (the page is written in that order): those on the page, then the template's.
+  const cards = Array.from(box.children).concat(later ? Array.from(later.content.children) : []);
   const selTrue = document.getElementById('filter-true');
   const selPred = document.getElementById('filter-pred');
   const count = document.getElementById('shown-count');
-  // Highest confidence first (the page is written in that order; sort again to be safe).
-  cards.sort((a, b) => parseFloat(b.dataset.confidence) - parseFloat(a.dataset.confidence));
-  const box = document.getElementById('cards');
-  cards.forEach(c => box.appendChild(c));
+  const none = document.getElementById('no-match');
+  const more = document.getElementById('show-more');
+  let limit = PAGE;
   function apply() {
-    let shown = 0;
+    let shown = 0, matched = 0, last = null;
     for (const c of cards) {
       const ok = (!selTrue.value || c.dataset.true === selTrue.value) &&
                  (!selPred.value || c.dataset.pred === selPred.value);
-      c.style.display = ok ? '' : 'none';
-      if (ok) shown++;
+      const show = ok && matched < limit;
+      if (ok) matched++;
+      // A card from the template goes in after the last card on the page before it: the order stays.
+      if (show && c.parentNode !== box) box.insertBefore(c, last ? last.nextSibling : box.firstChild);
+      if (c.parentNode === box) { c.style.display = show ? '' : 'none'; last = c; }
+      if (show) shown++;
     }
     count.textContent = shown + ' of ' + cards.length;
+    none.hidden = matched > 0;
+    if (more) {
+      more.hidden = matched === shown;
+      more.textContent = 'Show ' + Math.min(PAGE, matched - shown) + ' more';
+    }
     const parts = [];
     if (selTrue.value) parts.push('true=' + encodeURIComponent(selTrue.value));
     if (selPred.value) parts.push('pred=' + encodeURIComponent(selPred.value));
@@ -87,13 +113,15 @@ SCRIPT = """
       sel.value = v !== null && Array.from(sel.options).some(o => o.value === v) ? v : '';
     }
   }
-  selTrue.addEventListener('change', apply);
-  selPred.addEventListener('change', apply);
-  window.addEventListener('hashchange', () => { fromHash(); apply(); });
+  function refilter() { limit = PAGE; apply(); }
+  selTrue.addEventListener('change', refilter);
+  selPred.addEventListener('change', refilter);
+  if (more) more.addEventListener('click', () => { limit += PAGE; apply(); });
+  window.addEventListener('hashchange', () => { fromHash(); refilter(); });
   fromHash();
   apply();
 })();
-"""
+""" % FIRST_CARDS
 
 
 def _data_uri(path: Path) -> str:
@@ -121,7 +149,8 @@ def _metrics_table(metrics: dict) -> str:
     body = "".join(
         f'<tr><th scope="row">{html.escape(k)}</th><td class="metric">{html.escape(v)}</td></tr>' for k, v in rows
     )
-    return _scrolling("Metrics", f'<table id="metrics"><caption>Metrics</caption>{head}<tbody>{body}</tbody></table>')
+    table = f'<table id="metrics"><caption>Overall metrics</caption>{head}<tbody>{body}</tbody></table>'
+    return _scrolling("Metrics", table)
 
 
 def _scrolling(label: str, table: str) -> str:
@@ -161,28 +190,58 @@ def _confusion_table(metrics: dict, names: list) -> str:
     return f"<details><summary>Confusion matrix as a table</summary>{_scrolling('Confusion matrix', table)}</details>"
 
 
-def _card(row: dict) -> str:
+def _size(path: Path) -> str:
+    """width/height attributes from a PNG's header (no decoding): the page does not jump as images load."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        return ""
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return ""
+    width, height = struct.unpack(">II", head[16:24])
+    return f' width="{width}" height="{height}"'
+
+
+def _card(row: dict, folder: Path, split: str) -> str:
     e = html.escape
+    index, true, pred = e(row["index"]), e(row["true_label"]), e(row["predicted_label"])
     tops = ", ".join(
         f"{e(row[f'top{k}_label'])} {100 * float(row[f'top{k}_probability']):.1f}%"
         for k in (1, 2, 3)
         if row.get(f"top{k}_label")
     )
     attention = (
-        f'<img class="att" loading="lazy" src="{e(row["attention"])}" alt="attention map of #{e(row["index"])}">'
+        f'<img class="att" loading="lazy" src="{e(row["attention"])}"{_size(folder / row["attention"])} '
+        f'alt="attention maps of #{index}: the image, the attention rollout through all layers and the last '
+        f"layer's [CLS] attention, side by side over the image; {e(ATTENTION_KEY)}\">"
         if row.get("attention")
         else '<p class="muted">(no attention map: see --max_attention_maps)</p>'
     )
     return (
-        f'<div class="card" data-true="{e(row["true_label"])}" data-pred="{e(row["predicted_label"])}" '
-        f'data-confidence="{e(row["confidence"])}" data-index="{e(row["index"])}">'
-        f'<div><img class="thumb" loading="lazy" src="{e(row["image"])}" alt="image #{e(row["index"])}">'
-        f'<p>#{e(row["index"])}</p></div><div>'
-        f'<p>true: <b>{e(row["true_label"])}</b></p>'
-        f'<p>predicted: <span class="wrong">{e(row["predicted_label"])}</span> '
-        f"({100 * float(row['confidence']):.1f}%)</p>"
-        f"<p>p(true class): {100 * float(row['true_class_probability']):.1f}%</p>"
-        f'<p class="muted">top 3: {tops}</p>{attention}</div></div>'
+        f'<li class="card" data-true="{true}" data-pred="{pred}" '
+        f'data-confidence="{e(row["confidence"])}" data-index="{index}">'
+        f'<h3>#{index}: {true}, predicted <span class="wrong">{pred}</span> '
+        f'({100 * float(row["confidence"]):.1f}%)</h3>'
+        f'<div class="card-body"><img class="thumb" loading="lazy" src="{e(row["image"])}"'
+        f'{_size(folder / row["image"])} alt="{e(split)} image #{index}, labelled {true}">'
+        f"<div><p>p(true class): {100 * float(row['true_class_probability']):.1f}%</p>"
+        f'<p class="muted">top 3: {tops}</p>{attention}</div></div></li>'
+    )
+
+
+def _cards(rows: list, folder: Path, split: str) -> str:
+    """The first FIRST_CARDS cards in the list; the rest in a <template> with a button that brings them in."""
+    first = "".join(_card(r, folder, split) for r in rows[:FIRST_CARDS])
+    cards = f'<ul id="cards" aria-label="Misclassified images">\n{first}\n</ul>'
+    if len(rows) <= FIRST_CARDS:
+        return cards
+    rest = "".join(_card(r, folder, split) for r in rows[FIRST_CARDS:])
+    return (
+        f'{cards}\n<template id="more-cards">{rest}</template>\n'
+        f'<p><button type="button" id="show-more" hidden>Show {min(FIRST_CARDS, len(rows) - FIRST_CARDS)} more'
+        f"</button> The page holds the first {FIRST_CARDS} cards at first (more come with the button or a filter); "
+        "every mistake is in misclassified.csv.</p>"
     )
 
 
@@ -210,8 +269,8 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
     title = title or f"Evaluation of {metrics.get('model', 'a model')}"
 
     figures = "".join(
-        f'<figure><img id="{name.removesuffix(".png").replace("_", "-")}" src="{_data_uri(output_dir / name)}" '
-        f'alt="{e(alt)}"><figcaption>{e(caption)}</figcaption></figure>'
+        f'<figure><img id="{name.removesuffix(".png").replace("_", "-")}" src="{_data_uri(output_dir / name)}"'
+        f'{_size(output_dir / name)} alt="{e(alt)}"><figcaption>{e(caption)}</figcaption></figure>'
         for name, caption, alt in SUMMARY_PICTURES
         if (output_dir / name).is_file()
     )
@@ -223,7 +282,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(title)}</title><style>{STYLE}</style></head>
-<body>
+<body><main>
 <h1>{e(title)}</h1>
 <p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>, split <b>{e(str(metrics.get("split", "?")))}</b>,
 model <b>{e(str(metrics.get("model", "?")))}</b></p>
@@ -235,16 +294,17 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 {figures}
 <h2>Misclassified images</h2>
 <p>Each card: the image, what it is, what the model said and how sure it was, and where it looked
-(attention rollout through all layers, and the last layer's [CLS] attention; red = more attention).</p>
+(attention rollout through all layers, and the last layer's [CLS] attention; {ATTENTION_KEY}).</p>
 {f'<p class="muted">{e(note)}</p>' if note else ""}
 <div class="filters">
 <label>true class <select id="filter-true">{options}</select></label>
 <label>predicted class <select id="filter-pred">{options}</select></label>
-showing <span id="shown-count">{len(rows)} of {len(rows)}</span>, most confident first
+<span role="status" aria-live="polite" aria-atomic="true">showing
+<span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
+id="no-match" hidden> No mistakes match these filters.</b></span>
 </div>
-<div id="cards">
-{"".join(_card(r) for r in rows)}
-</div>
+{_cards(rows, output_dir, str(metrics.get("split") or "test"))}
+</main>
 <script>{SCRIPT}</script>
 </body></html>
 """

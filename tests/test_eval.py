@@ -10,6 +10,7 @@ are then recomputed here through the official image processor and a direct
 forward pass, independently of the evaluation's own (batched) path.
 """
 
+import collections
 import csv
 import fcntl
 import importlib.util
@@ -613,7 +614,7 @@ def report_cards(page):
     class Parser(HTMLParser):
         def handle_starttag(self, tag, attrs):
             attrs = dict(attrs)
-            if tag == "div" and attrs.get("class") == "card":
+            if tag == "li" and attrs.get("class") == "card":
                 cards.append({k.removeprefix("data-"): v for k, v in attrs.items() if k.startswith("data-")})
             elif tag == "img" and cards and attrs.get("class") in ("thumb", "att"):
                 cards[-1][attrs["class"]] = attrs["src"]
@@ -740,6 +741,83 @@ def test_report_tables_have_headers_captions_and_scroll_boxes_and_the_confusion_
     # Small text reaches 4.5:1 on white (#777 was 4.48:1); on a small or zoomed screen the filter bar scrolls away.
     assert ".muted { color: #666; }" in page and "#777" not in page
     assert "@media (max-width: 600px), (max-height: 500px) { .filters { position: static; } }" in page
+
+
+def png_size(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def test_report_cards_are_a_list_with_headings_alts_and_image_sizes_and_the_count_is_announced(evaluated):
+    """Each card is a list item that starts with a heading; its images' alts name the image's labels and the
+    attention panels; every <img> carries its PNG's real size (no layout shift); the filter count is a live region."""
+    out = evaluated["out"]
+    page = (out / "report.html").read_text()
+    root = parse_page(page)
+    rows = sorted(read_csv(out / "misclassified.csv"), key=lambda r: -float(r["confidence"]))
+    main = find_all(root, "main")[0]
+    assert main["children"][0]["tag"] == "h1" and find_all(main, "ul", id="cards")
+
+    cards = find_all(root, "ul", id="cards")[0]
+    assert cards["attrs"]["aria-label"] == "Misclassified images"
+    assert [c["tag"] for c in cards["children"]] == ["li"] * len(rows) and not find_all(root, "template")
+    for card, row in zip(cards["children"], rows):
+        i, true, pred = row["index"], row["true_label"], row["predicted_label"]
+        heading = card["children"][0]
+        assert (heading["tag"], heading["text"]) == ("h3", f"#{i}: {true}, predicted {pred} "
+                                                            f"({100 * float(row['confidence']):.1f}%)")
+        thumb, att = find_all(card, "img", **{"class": "thumb"})[0], find_all(card, "img", **{"class": "att"})[0]
+        assert thumb["attrs"]["alt"] == f"test image #{i}, labelled {true}"
+        assert att["attrs"]["alt"].startswith(f"attention maps of #{i}: the image, the attention rollout")
+        assert att["attrs"]["alt"].endswith(hf_vit.report.ATTENTION_KEY)  # the colour key, as the page's text says
+    images = find_all(root, "img")
+    assert len(images) == 2 * len(rows) + 3
+    for img in images:
+        src = img["attrs"]["src"]
+        size = png_size(out / f"{img['attrs']['id'].replace('-', '_')}.png" if src.startswith("data:") else out / src)
+        assert (int(img["attrs"]["width"]), int(img["attrs"]["height"])) == size, src[:40]
+
+    status = find_all(root, role="status")[0]
+    assert (status["attrs"]["aria-live"], status["attrs"]["aria-atomic"]) == ("polite", "true")
+    assert " ".join(status["text"].split()).startswith(f"showing {len(rows)} of {len(rows)} mistakes")
+    assert find_all(status, id="shown-count")[0]["text"] == f"{len(rows)} of {len(rows)}"
+    no_match = find_all(status, id="no-match")[0]
+    assert "hidden" in no_match["attrs"] and no_match["text"].strip() == "No mistakes match these filters."
+    # The page reflows down to 320 CSS px: no fixed card width; the attention strip shows at its natural size
+    # (scaled down only to fit), not squeezed to 300 px; only the tiny thumbnail is drawn with hard pixels.
+    assert [w for w in re.findall(r"(?<![-\w])width: (\d+)px", page) if int(w) > 100] == []  # was 430px, 300px
+    assert ".card .att { max-width: 100%; height: auto; }" in page
+    assert re.findall(r"([^{}]*)\{[^}]*pixelated", page) == ["\n.card .thumb "]
+
+
+def test_a_report_of_many_mistakes_writes_200_cards_and_keeps_the_rest_for_show_more(evaluated, tmp_path):
+    """9,000 mistakes made a 4.7 MB page of 108k elements: now the first 200 cards are on the page, the others in
+    a <template> that the "Show 200 more" button (or a filter) brings in, in the same order."""
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    rows = many_mistakes(folder, 450)
+    root = parse_page((folder / "report.html").read_text())
+    cards = find_all(root, "ul", id="cards")[0]["children"]
+    later = find_all(root, "template", id="more-cards")[0]["children"]
+    assert [c["attrs"]["data-index"] for c in cards + later] == [r["index"] for r in rows]  # most confident first
+    assert len(cards) == 200 and all(c["tag"] == "li" and c["attrs"]["class"] == "card" for c in later)
+    button = find_all(root, "button", id="show-more")[0]
+    assert (button["attrs"]["type"], button["text"]) == ("button", "Show 200 more")
+    assert "misclassified.csv" in find_all(root, "p")[-1]["text"]
+    assert find_all(root, id="shown-count")[0]["text"] == "200 of 450"
+
+
+def many_mistakes(folder, n):
+    """Rewrite the evaluation's misclassified.csv as n mistakes (its rows repeated, with new indices and falling
+    confidences) and write the report; returns the rows, most confident first."""
+    base = read_csv(folder / "misclassified.csv")
+    rows = [{**base[i % len(base)], "index": str(i), "confidence": f"{0.99 - i / (2 * n):.6f}"} for i in range(n)]
+    with open(folder / "misclassified.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(base[0]))
+        writer.writeheader()
+        writer.writerows(rows[::-1])  # any order in the file: the report sorts
+    write_report(folder)
+    return rows
 
 
 def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path):
@@ -907,5 +985,60 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
         browser.wait_for("document.getElementById('filter-true').value === 'dog'")
         dogs = [r for r in rows if r["true_label"] == "dog"]
         assert browser.eval(f"{VISIBLE_CARDS}.length") == len(dogs) > 0
+    finally:
+        browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evaluated, tmp_path):
+    """650 mistakes: 200 cards shown, "Show 200 more" adds the next ones in order, a filter looks at every card
+    (also those not on the page yet), and a 320 px wide screen needs no sideways scrolling."""
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    rows = many_mistakes(folder, 650)
+    report = folder / "report.html"
+    browser = Chromium(tmp_path / "profile")
+    shown = f"{VISIBLE_CARDS}.map(c => c.dataset.index)"
+    text = lambda element_id: browser.eval(f"document.getElementById('{element_id}').textContent")  # noqa: E731
+    button_shown = "document.getElementById('show-more').offsetParent !== null"
+    try:
+        browser.open(report.as_uri())
+        assert browser.eval(shown) == [r["index"] for r in rows[:200]]
+        assert (text("shown-count"), text("show-more")) == ("200 of 650", "Show 200 more")
+        assert browser.eval(button_shown)
+        for on_page, button in ((400, "Show 200 more"), (600, "Show 50 more")):
+            browser.eval("document.getElementById('show-more').click()")
+            assert browser.eval(shown) == [r["index"] for r in rows[:on_page]]
+            assert (text("shown-count"), text("show-more")) == (f"{on_page} of 650", button)
+        browser.eval("document.getElementById('show-more').click()")
+        assert browser.eval(shown) == [r["index"] for r in rows] and not browser.eval(button_shown)
+
+        # A filter counts every card, those still in the template too, and shows the first 200 that match.
+        label = collections.Counter(r["true_label"] for r in rows).most_common(1)[0][0]
+        browser.send("Page.navigate", {"url": report.as_uri() + "#true=" + label})
+        browser.wait_for(f"document.getElementById('filter-true').value === {json.dumps(label)}")
+        matching = [r["index"] for r in rows if r["true_label"] == label]
+        assert len(matching) > 200 and int(matching[199]) >= 200  # some of the first 200 were in the template
+        assert browser.eval(shown) == matching[:200] and text("shown-count") == f"200 of {len(rows)}"
+        browser.eval("document.getElementById('show-more').click()")
+        assert browser.eval(shown) == matching[:400]
+        choose = "(s => {{ s.value = '{}'; s.dispatchEvent(new Event('change')); }})(document.getElementById('{}'))"
+        browser.eval(choose.format("truck", "filter-pred"))
+        assert browser.eval(shown) == [] and text("shown-count") == f"0 of {len(rows)}"
+        assert browser.eval("document.getElementById('no-match').offsetParent !== null")
+        browser.eval(choose.format("", "filter-pred"))
+        browser.eval(choose.format("", "filter-true"))
+        assert browser.eval(shown) == [r["index"] for r in rows[:200]]  # the cards brought in keep their places
+        assert not browser.eval("document.getElementById('no-match').offsetParent !== null")
+
+        # The attention strip at its natural size on a wide screen; nothing wider than a 320 px screen.
+        first_att = "document.querySelector('#cards .card img.att')"
+        browser.eval(f"{first_att}.scrollIntoView()")
+        browser.wait_for(f"{first_att}.complete && {first_att}.naturalWidth > 0")
+        assert browser.eval(f"{first_att}.getBoundingClientRect().width") == browser.eval(f"{first_att}.naturalWidth")
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": False})
+        assert browser.eval("document.documentElement.scrollWidth") <= 320
+        assert browser.eval("getComputedStyle(document.querySelector('.filters')).position") == "static"
     finally:
         browser.close()
