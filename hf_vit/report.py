@@ -38,7 +38,7 @@ SUMMARY_PICTURES = (
      "first cards below, in the same order."),
 )
 # What the attention maps' colours mean (see hf_vit.attention_maps.overlay_heatmap): said in the text and alts.
-ATTENTION_KEY = "red = more attention, blue = less"
+ATTENTION_KEY = "brighter = more attention (black = least, pale yellow = most; the key is under the overlays)"
 # Cards written into the page at first; the rest wait in a <template> for "Show more" or a filter (a page of
 # thousands of cards is megabytes of elements). misclassified.csv holds them all.
 FIRST_CARDS = 200
