@@ -240,6 +240,29 @@ class HfViTConfig(PretrainedConfig):
         self.validate_hf_vit()
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
+    def update(self, config_dict):
+        # transformers sets the keys one by one: two dropout names with different values would leave the last.
+        config_dict = dict(config_dict)
+        _num_classes_as_num_labels(config_dict)
+        if set(DROPOUT_ALIASES) & set(config_dict):
+            explicit = "dropout" in config_dict
+            config_dict["dropout"] = _one_dropout(config_dict, config_dict.get("dropout"), explicit=explicit)
+        super().update(config_dict)
+
+    def update_from_string(self, update_str):
+        # "dropout=0.1,hidden_dropout_prob=0.2" is refused as the constructor refuses it; the parsing stays
+        # transformers' (the same split on "," and "=").
+        given = dict(x.split("=") for x in update_str.split(","))
+        rates = {k: v for k, v in given.items() if k == "dropout" or k in DROPOUT_ALIASES}
+        if len(rates) > 1:
+            try:
+                rates = {k: float(v) for k, v in rates.items()}
+            except ValueError:
+                pass  # not numbers: transformers' own parsing names the bad value
+            else:
+                _one_dropout(rates, rates.get("dropout"), explicit="dropout" in rates)
+        super().update_from_string(update_str)
+
     # -- derived sizes -------------------------------------------------------
     @property
     def grid_size(self):
@@ -257,6 +280,10 @@ class HfViTConfig(PretrainedConfig):
     def num_classes(self):
         """The lesson's name for `num_labels`."""
         return self.num_labels
+
+    @num_classes.setter
+    def num_classes(self, value):
+        self.num_labels = value
 
     # -- validation ----------------------------------------------------------
     def validate_hf_vit(self):

@@ -42,6 +42,25 @@ def test_transformers_two_dropout_names_set_the_one_rate_and_must_agree(tmp_path
         HfViTConfig.from_pretrained(tmp_path, attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.1)
 
 
+def test_update_and_update_from_string_keep_the_one_dropout_rate_and_num_classes():
+    """config.update / update_from_string set keys one by one; two different dropout names are refused there too
+    (before: the last one won, silently), and the lesson's num_classes can be set (before: AttributeError)."""
+    c = HfViTConfig()
+    with pytest.raises(ValueError, match=r"attention_probs_dropout_prob=0.2, hidden_dropout_prob=0.1 each set"):
+        c.update({"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.2})
+    with pytest.raises(ValueError, match=r"dropout=0.3, hidden_dropout_prob=0.1 each set `dropout`"):
+        c.update_from_string("dropout=0.3,hidden_dropout_prob=0.1")
+    assert c.dropout == 0.0  # nothing half-set by the refused updates
+    c.update({"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "num_classes": 4})
+    assert c.dropout == 0.1 and c.num_labels == 4 and c.num_classes == 4
+    c.update_from_string("attention_probs_dropout_prob=0.25,num_classes=3")
+    assert c.dropout == 0.25 and c.num_labels == 3
+    c.num_classes = 5
+    assert c.num_labels == 5 and len(c.id2label) == 5
+    with pytest.raises(ValueError, match="num_classes=2 and num_labels=3 disagree"):
+        c.update({"num_classes": 2, "num_labels": 3})
+
+
 def test_round_trip(tmp_path):
     c = HfViTConfig(image_size=(24, 32), patch_size=(4, 8), dim=48, heads=2, dim_head=40, pool="mean")
     c.save_pretrained(tmp_path)
