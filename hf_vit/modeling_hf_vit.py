@@ -307,7 +307,7 @@ class HfViTModel(HfViTPreTrainedModel):
                 f"pixel_values are {pixel_values.dtype} (raw pixels?); the model takes normalised floats. Prepare "
                 "the images with the image processor: `hf_vit.make_image_processor(config)` or AutoImageProcessor."
             )
-        expected_dtype = self.embeddings.to_patch_embedding[1].weight.dtype
+        expected_dtype = self.embeddings.cls_token.dtype  # a parameter every variant keeps
         x = self.embeddings(pixel_values.to(expected_dtype), interpolate_pos_encoding)  # (B, N+1, dim)
         x, hidden_states, attentions = self.transformer(
             x, output_attentions=output_attentions, output_hidden_states=output_hidden_states

@@ -271,6 +271,33 @@ def test_input_embeddings_get_and_set():
     assert model.vit.embeddings.to_patch_embedding is replacement and model.get_input_embeddings() is replacement
 
 
+class _PatchEmbedding(torch.nn.Module):
+    """A patch embedding that is not a Sequential: a strided convolution, as transformers' ViT has."""
+
+    def __init__(self, dim, patch):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, dim, patch, stride=patch)
+
+    def forward(self, pixel_values):
+        return self.conv(pixel_values).flatten(2).transpose(1, 2)  # (B, N, dim)
+
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor")  # torch's notice that quantize_dynamic will go
+def test_forward_after_a_new_patch_embedding_or_dynamic_quantization():
+    """The forward pass reads the input dtype from the [CLS] token (before: from the Sequential's Linear weight,
+    a TypeError after set_input_embeddings(conv) and an AttributeError after quantize_dynamic)."""
+    torch.manual_seed(0)
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    x = torch.randn(2, 3, 32, 32)
+    model = HfViTForImageClassification(config).eval()
+    with torch.no_grad():
+        before = model(pixel_values=x).logits
+        quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        assert torch.allclose(quantized(pixel_values=x).logits, before, atol=0.1)
+        model.set_input_embeddings(_PatchEmbedding(32, 4))
+        assert model(pixel_values=x).logits.shape == (2, 10)
+
+
 def test_attention_rollout_matches_hand_computation():
     from hf_vit.attention_maps import attention_rollout, cls_attention
 
