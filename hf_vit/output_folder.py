@@ -242,9 +242,11 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
     """An open descriptor of the lock file `path`, locked; None where it cannot be had (a folder this process
     cannot write, a filesystem without locks): a reader proceeds unguarded there."""
     while True:
+        read_only = False
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError:
+            read_only = True
             # A read-only model folder, or a lock file another user's run left (kill, a batch system's time limit):
             # flock locks a read-only descriptor all the same, only the holder's name cannot be written.
             try:
@@ -269,13 +271,40 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
         if _is_current(fd, path):
             break
         os.close(fd)  # its holder removed it between our open and our lock: take the new one
+    if read_only and not shared:
+        return _own_lock_file(fd, path, holder)
     try:  # the holder's name, for the message of a run refused meanwhile (a reader clears a dead writer's)
         os.ftruncate(fd, 0)
         if not shared:
-            os.write(fd, f"{holder} (pid {os.getpid()} on {socket.gethostname()})".encode())
+            os.write(fd, _holder_line(holder).encode())
     except OSError:  # read-only descriptor
         pass
     return fd
+
+
+def _own_lock_file(fd: int, path: Path, holder: str) -> int:
+    """A writer that could lock another user's lock file only read-only puts its own in its place, locked before
+    it appears, so that a run refused meanwhile names this run and not the dead one written in the old file.
+    Where the folder does not allow that (a sticky shared folder), the old file stays locked as it is."""
+    tmp = path.with_name(f".{uuid.uuid4().hex[:12]}-{path.name}.tmp")
+    try:
+        new = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError:
+        return fd
+    try:
+        fcntl.flock(new, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(new, _holder_line(holder).encode())
+        os.replace(tmp, path)  # a run that locked the old file after this finds it gone and takes the new one
+    except OSError:
+        os.close(new)
+        tmp.unlink(missing_ok=True)
+        return fd
+    os.close(fd)
+    return new
+
+
+def _holder_line(holder: str) -> str:
+    return f"{holder} (pid {os.getpid()} on {socket.gethostname()})"
 
 
 def _is_current(fd: int, path: Path) -> bool:

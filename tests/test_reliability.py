@@ -1576,8 +1576,9 @@ def test_a_lock_file_another_user_left_behind_still_locks_and_does_not_stop_the_
                                                                                    monkeypatch):  # fmt: skip
     """A run stopped by kill (or a batch system's time limit) leaves .hf_vit.lock; in a shared folder the next
     user may not write it (0644, another owner), and opening it for writing stopped the training with a
-    traceback. The lock is taken through a read-only descriptor instead. Tests run as root here, which file
-    modes do not stop, so os.open refuses write access to that one file as the system would for another user."""
+    traceback. The lock is taken through a read-only descriptor instead, and the run's own lock file replaces the
+    old one (before: a refused run named the dead one). Tests run as root here, which file modes do not stop, so
+    os.open refuses write access to that one file as the system would for another user."""
     from hf_vit import output_folder
     from hf_vit.training import main
 
@@ -1593,9 +1594,12 @@ def test_a_lock_file_another_user_left_behind_still_locks_and_does_not_stop_the_
 
     monkeypatch.setattr(output_folder.os, "open", open_as_another_user)
     with output_folder.folder_lock(out, "a training run"):
-        with pytest.raises(output_folder.FolderInUseError):  # it really locks: a second holder is refused
-            with output_folder.folder_lock(out, "a training run"):
+        with pytest.raises(output_folder.FolderInUseError) as refused:  # it really locks: a second one is refused
+            with output_folder.folder_lock(out, "an evaluation"):
                 pass
+        # ...naming this run, not the dead one the old file named (the run put its own lock file in its place)
+        assert refused.value.holder == f"a training run (pid {os.getpid()} on {socket.gethostname()})"
+        assert sorted(p.name for p in out.iterdir()) == [".hf_vit.lock"]
     assert main(train_args(dataset_dir, out, steps=4)) == 0
     assert (out / "model.safetensors").is_file()
 
