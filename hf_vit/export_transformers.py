@@ -37,7 +37,7 @@ from .configuration_hf_vit import HfViTConfig, _pair
 from .hub import check_weights
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
-from .output_folder import check_output_folder, staged_folder
+from .output_folder import check_output_folder, hold_folders, staged_folder
 
 
 class NotExportable(ValueError):
@@ -214,7 +214,6 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     anything is written; a difference above `atol` is an error. The folder is
     written whole or not at all, and `overwrite` never deletes `model_dir`.
     """
-    from .card import write_model_card
 
     model_dir, output_dir = Path(model_dir).expanduser(), Path(output_dir).expanduser()  # "~" as a shell would
     if not (model_dir / "config.json").is_file():
@@ -242,6 +241,14 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
         raise ValueError("output_dir must differ from model_dir: the export is a separate model folder.")
     refuse_links_outside(model_dir, _copied_files(model_dir), "the export would copy the file it points to")
     check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)")
+    # From the weights' read to the folder's swap: no training writes either folder meanwhile.
+    with hold_folders(output_dir, "an export to transformers' ViT", reads=[model_dir], flag="output_dir"):
+        return _convert_and_write(model_dir, output_dir, config, repo_id=repo_id, overwrite=overwrite, atol=atol)
+
+
+def _convert_and_write(model_dir: Path, output_dir: Path, config, *, repo_id, overwrite, atol) -> Path:
+    """The export proper, once the inputs are checked: convert, compare the logits, write the folder."""
+    from .card import write_model_card
 
     # Compared in float32 whatever the saved dtype: the conversion only moves weights, but two bf16 models with
     # different kernels differ by ~1e-2 in the logits, which would hide a real mistake or refuse a right export.

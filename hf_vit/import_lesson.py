@@ -177,7 +177,7 @@ def import_lesson_weights(
     from . import make_image_processor  # the package __init__ registers the classes for save_pretrained
     from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
     from .modeling_hf_vit import HfViTForImageClassification
-    from .output_folder import check_output_folder, staged_folder
+    from .output_folder import check_output_folder, hold_folders, staged_folder
 
     check_output_folder(output_dir, overwrite=overwrite, inputs=[weights])
     state_dict = read_state_dict(weights)
@@ -190,7 +190,10 @@ def import_lesson_weights(
         image_std=CIFAR10_STD if image_std is None else image_std,
     )
 
-    with staged_folder(output_dir, overwrite=overwrite, inputs=[weights]) as staged:
+    # A training writing output_dir meanwhile would have its folder replaced under it.
+    with hold_folders(output_dir, "an import of lesson weights", flag="output_dir"), staged_folder(
+        output_dir, overwrite=overwrite, inputs=[weights]
+    ) as staged:
         model.save_pretrained(staged)
         processor.save_pretrained(staged)
         if write_card:

@@ -21,7 +21,7 @@ import socket
 import tempfile
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 try:
@@ -59,8 +59,8 @@ def check_output_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "
     problem = unwritable_reason(output_dir)
     if problem:
         raise PermissionError(f"cannot write the output folder {output_dir} ({problem}). Choose a writable folder.")
-    if not (output_dir.is_dir() and any(output_dir.iterdir())):
-        return
+    if not (output_dir.is_dir() and any(p.name != LOCK_FILE for p in output_dir.iterdir())):
+        return  # (a lock file alone: the one this run holds, or one a killed run left)
     if not overwrite:
         raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass {flag}.")
     target = output_dir.resolve()
@@ -238,6 +238,31 @@ def folder_lock(folder, holder: str, *, shared: bool = False):
                 pass
 
 
+@contextmanager
+def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir"):
+    """Lock `output_dir` alone and share each model folder in `reads` with other readers, for a program that
+    writes a new model folder from others (an export, an import): a training writing either of them would leave
+    the result built from half-replaced weights, or replace the folder under it. Raises FolderInUseError."""
+    with ExitStack() as held:
+        for folder in map(Path, reads):
+            try:
+                if folder.is_dir():
+                    held.enter_context(folder_lock(folder, holder, shared=True))
+            except FolderInUseError as err:
+                raise FolderInUseError(
+                    f"the model folder {str(folder)!r} is in use by {err.holder}, which writes new weights there: "
+                    "they would not be the ones read. Wait for it to finish, then run this again.", err.holder,
+                ) from None
+        try:
+            held.enter_context(folder_lock(output_dir, holder))
+        except FolderInUseError as err:
+            raise FolderInUseError(
+                f"{flag} {str(output_dir)!r} is in use by {err.holder}, which is writing it: this would replace the "
+                f"files it writes. Wait for it to finish, or choose another {flag}.", err.holder,
+            ) from None
+        yield
+
+
 def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
     """An open descriptor of the lock file `path`, locked; None where it cannot be had (a folder this process
     cannot write, a filesystem without locks): a reader proceeds unguarded there."""
@@ -320,7 +345,8 @@ def _release_lock(fd: int, path: Path) -> None:
     """Unlock; the last holder removes the lock file (a reader leaves it to the others still reading)."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # granted only when no other process holds it
-        path.unlink(missing_ok=True)
+        if _is_current(fd, path):  # not another run's, in a folder that replaced ours (a staged swap)
+            path.unlink(missing_ok=True)
     except OSError:
         pass
     finally:
@@ -328,6 +354,6 @@ def _release_lock(fd: int, path: Path) -> None:
 
 
 __all__ = [
-    "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock", "replace_text", "staged_folder",
-    "unwritable_reason",
+    "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock", "hold_folders", "replace_text",
+    "staged_folder", "unwritable_reason",
 ]
