@@ -562,6 +562,16 @@ def _hold_folders(output_dir: Path, model_name_or_path):
                 f"the model folder {str(model)!r} is in use by {err.holder}, which writes new weights there: they "
                 "would not be the ones evaluated. Wait for it to finish, then evaluate.", err.holder,
             ) from None
+        run = model.parent
+        try:  # a checkpoint of a training still running: it deletes older checkpoints as it saves new ones
+            if model.is_dir() and re.fullmatch(r"checkpoint-\d+", model.name) and run.is_dir():
+                held.enter_context(folder_lock(run, "an evaluation", shared=True))
+        except FolderInUseError as err:
+            raise FolderInUseError(
+                f"{str(model)!r} is a checkpoint of {str(run)!r}, which is in use by {err.holder}: it deletes older "
+                "checkpoints as it saves new ones. Evaluate the checkpoint once the run ends, or copy it elsewhere "
+                "first.", err.holder,
+            ) from None
         try:
             held.enter_context(folder_lock(output_dir, "an evaluation"))
         except FolderInUseError as err:

@@ -80,13 +80,18 @@ def jpeg_bytes(seed=0):
     return buf.getvalue()
 
 
-def run_script_main(script, argv):
-    """Call scripts/<script>'s main(argv) in this process; return the message of its `sys.exit(...)`."""
+def script_module(script):
+    """scripts/<script> loaded as a module (the scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(f"_script_{Path(script).stem}", ROOT / "scripts" / script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def run_script_main(script, argv):
+    """Call scripts/<script>'s main(argv) in this process; return the message of its `sys.exit(...)`."""
     with pytest.raises(SystemExit) as exit_info:
-        module.main(argv)
+        script_module(script).main(argv)
     return str(exit_info.value.code)
 
 
@@ -1716,3 +1721,56 @@ def test_a_temporary_file_of_another_writer_is_left_alone(model_dir, dataset_dir
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert "<html" in (out / "report.html").read_text() and (folder / "README.md").read_text() == "the card"
     assert [path.read_text() for path in others] == ["another writer's half"] * 3
+
+
+def test_an_export_or_import_while_a_training_writes_either_folder_is_refused(model_dir, tmp_path):
+    """An export read the weights of a folder a training was writing, and an export or import with --overwrite
+    replaced the folder a training was writing, under it (one result lost): both are refused, naming the run,
+    and write nothing. Once it ends they run, and leave no lock file behind."""
+    from lesson_vit import ViT, ViTConfig
+
+    source = copy_of(model_dir, tmp_path)
+    busy = copy_of(model_dir, tmp_path, "busy")
+    before = sorted(p.name for p in busy.iterdir())
+    torch.save(ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict(), tmp_path / "lesson.pt")
+    host = socket.gethostname()
+    with lock_held_elsewhere(source, "a training run") as pid:
+        assert run_script_main("export_to_transformers_vit.py", [str(source), str(tmp_path / "vit")]) == (
+            f"error: the model folder '{source}' is in use by a training run (pid {pid} on {host}), which writes new "
+            "weights there: they would not be the ones read. Wait for it to finish, then run this again."
+        )
+    assert not (tmp_path / "vit").exists()
+    with lock_held_elsewhere(busy, "a training run") as pid:
+        refusal = (f"'{busy}' is in use by a training run (pid {pid} on {host}), which is writing it: this would "
+                   "replace the files it writes. Wait for it to finish, or choose another output_dir.")  # fmt: skip
+        assert run_script_main("export_to_transformers_vit.py", [str(source), str(busy), "--overwrite"]) == (
+            f"error: output_dir {refusal}"
+        )
+        assert run_script_main("import_lesson_weights.py", [str(tmp_path / "lesson.pt"), str(busy), "--overwrite",
+                                                            "--heads", "2"]) == f"error: output_dir {refusal}"  # fmt: skip
+        assert sorted(p.name for p in busy.iterdir()) == sorted([*before, ".hf_vit.lock"])
+    script_module("export_to_transformers_vit.py").main([str(source), str(busy), "--overwrite"])
+    assert (busy / "config.json").read_text().count('"model_type": "vit"') == 1
+    script_module("import_lesson_weights.py").main([str(tmp_path / "lesson.pt"), str(busy), "--overwrite", "--heads", "2"])
+    assert not list(tmp_path.rglob(".hf_vit.lock")) and not list(tmp_path.glob(".busy*"))
+
+
+
+def test_an_evaluation_of_a_checkpoint_of_a_running_training_is_refused(model_dir, dataset_dir, tmp_path):
+    """runs/x/checkpoint-500 evaluated while runs/x trains: the run deletes older checkpoints as it saves (its
+    save_total_limit), and the evaluation ended in a FileNotFoundError or wrote into a deleted folder. Refused,
+    naming the run; the same checkpoint copied elsewhere is evaluated."""
+    run = tmp_path / "run"
+    checkpoint = copy_of(model_dir, run, "checkpoint-500")
+    with lock_held_elsewhere(run, "a training run") as pid:
+        assert evaluate_error(checkpoint, dataset_dir, tmp_path) == (
+            f"error: '{checkpoint}' is a checkpoint of '{run}', which is in use by a training run (pid {pid} on "
+            f"{socket.gethostname()}): it deletes older checkpoints as it saves new ones. Evaluate the checkpoint "
+            "once the run ends, or copy it elsewhere first."
+        )
+        assert not (tmp_path / "eval").exists()
+        elsewhere = copy_of(checkpoint, tmp_path, "checkpoint-500")
+        script_module("evaluate_model.py").main(["--model", str(elsewhere), "--dataset", str(dataset_dir),
+                                                 "--output_dir", str(tmp_path / "eval"), "--no_progress",
+                                                 "--no_report", "--device", "cpu"])  # fmt: skip
+    assert (tmp_path / "eval" / "metrics.json").is_file()
