@@ -47,6 +47,7 @@ from .eval_pictures import (
     gallery_image,
     per_class_accuracy_image,
 )
+from .image_processing import processor_size_mismatch
 from .metrics import classification_metrics, macro_scope
 from .output_folder import FolderInUseError, folder_lock, replace_text
 from .spreadsheet import csv_cell
@@ -242,19 +243,14 @@ def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote
 def _check_processor_size(processor, config, name):
     """The image processor makes images of the model's size: a 2000x2000 processor over a 32x32 model
     resized and normalised a whole batch of 4M-pixel images before the model refused them."""
-    size = getattr(processor, "crop_size" if getattr(processor, "do_center_crop", False) else "size", None)
-    if not getattr(processor, "do_resize", True) or not hasattr(size, "get"):
-        return  # images keep their own size (or a shortest edge): the model names a wrong one
-    made = (size.get("height"), size.get("width"))
-    image_size = getattr(config, "image_size", None)
-    wanted = tuple(image_size) if isinstance(image_size, (list, tuple)) else (image_size, image_size)
-    if None in made or None in wanted or tuple(made) == wanted:
-        return
-    raise ValueError(
-        f"{name!r} (--model): preprocessor_config.json makes images of {made[0]}x{made[1]} but the model takes "
-        f"{wanted[0]}x{wanted[1]} (config.json's image_size). Save the model's own processor beside the weights: "
-        "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
-    )
+    mismatch = processor_size_mismatch(processor.to_dict(), getattr(config, "image_size", None))
+    if mismatch:
+        (mh, mw), (wh, ww) = mismatch
+        raise ValueError(
+            f"{name!r} (--model): preprocessor_config.json makes images of {mh}x{mw} but the model takes {wh}x{ww} "
+            "(config.json's image_size). Save the model's own processor beside the weights: "
+            "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+        )
 
 
 def load_split(dataset: str, split: str = "test"):

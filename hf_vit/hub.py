@@ -23,6 +23,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
+from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
@@ -142,6 +143,8 @@ def check_model_folder(model_dir) -> list[str]:
             "preprocessor_config.json is missing (pipeline('image-classification') needs it): "
             "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
         )
+    elif isinstance(config, dict):
+        problems.extend(_processor_against_config(model_dir / "preprocessor_config.json", config))
 
     # Remote code: every module auto_map names must sit next to the weights and stand alone.
     if isinstance(config, dict) and config.get("auto_map"):
@@ -165,6 +168,22 @@ def check_model_folder(model_dir) -> list[str]:
                     "(hf_vit is not installed where the model is downloaded)."
                 )
     return problems
+
+
+def _processor_against_config(path: Path, config: dict) -> list[str]:
+    """A processor that makes images of another size than the model's: every pipeline() call would fail."""
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return [f"preprocessor_config.json cannot be read ({err}): save the processor again with "
+                "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."]  # fmt: skip
+    mismatch = processor_size_mismatch(settings, config.get("image_size")) if isinstance(settings, dict) else None
+    if not mismatch:
+        return []
+    (mh, mw), (wh, ww) = mismatch
+    return [f"preprocessor_config.json makes images of {mh}x{mw} but config.json's image_size is {wh}x{ww}: "
+            "pipeline('image-classification') would hand the model images it refuses. Save the model's own "
+            "processor: `hf_vit.make_image_processor(model.config).save_pretrained(folder)`."]  # fmt: skip
 
 
 def weights_against_config(model_dir: Path, config: dict) -> list[str]:

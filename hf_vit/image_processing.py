@@ -35,3 +35,16 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
         image_std=list(image_std),
         do_convert_rgb=config.num_channels == 3,
     )
+
+
+def processor_size_mismatch(settings: dict, image_size):
+    """`(made, wanted)` when an image processor with these settings (`processor.to_dict()`, or the JSON of
+    preprocessor_config.json) makes images of another size than the model's `image_size`; None when they agree
+    or the images keep their own size (or only a shortest edge is set): the model then names a wrong one."""
+    size = settings.get("crop_size" if settings.get("do_center_crop") else "size")
+    if not settings.get("do_resize", True) or not isinstance(size, dict):
+        return None
+    made, wanted = (size.get("height"), size.get("width")), _pair(image_size) if image_size is not None else None
+    if wanted is None or None in made or made == tuple(wanted):
+        return None
+    return made, tuple(wanted)

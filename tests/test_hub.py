@@ -607,6 +607,28 @@ def test_an_auto_map_naming_a_path_is_refused_and_its_file_never_uploaded(tmp_pa
     assert fake_hub == {"create_repo": [], "create_commit": []}
 
 
+def test_a_processor_of_another_size_than_the_model_is_refused_by_the_push(tmp_path, fake_hub, monkeypatch):
+    """A preprocessor_config.json of 224x224 beside a 32x32 model (the processor of another model copied in):
+    the push uploaded it and every pipeline() call of a Hub user then failed. Refused, naming both sizes; a
+    centre crop to the model's size is fine."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**processor, "size": {"height": 224, "width": 224}}))
+    assert check_model_folder(folder) == [
+        "preprocessor_config.json makes images of 224x224 but config.json's image_size is 32x32: "
+        "pipeline('image-classification') would hand the model images it refuses. Save the model's own processor: "
+        "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+    ]
+    with pytest.raises(IncompleteModelFolder):
+        push_model_folder(folder, "someone/x", dry_run=True)
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+    cropped = {**processor, "size": {"height": 40, "width": 40}, "do_center_crop": True,
+               "crop_size": {"height": 32, "width": 32}}  # fmt: skip
+    (folder / "preprocessor_config.json").write_text(json.dumps(cropped))
+    assert check_model_folder(folder) == []
+
+
 @pytest.mark.parametrize("edit", [{"depth": 2}, {"dim": 64}])
 def test_a_config_that_does_not_describe_the_weights_is_refused_by_push_and_evaluation(tmp_path, edit):
     """An edited config.json (another depth or width than the weights): transformers would fill the gaps with
