@@ -51,8 +51,11 @@ HEAT_SCALE = np.array([
 
 
 def heat_colours(values) -> np.ndarray:
-    """Colours for values in [0, 1] (clipped): HEAT_SCALE interpolated linearly, 0 darkest. Returns uint8 (..., 3)."""
-    pos = np.clip(np.asarray(values, dtype=np.float64), 0, 1) * (len(HEAT_SCALE) - 1)
+    """Colours for values in [0, 1] (clipped): HEAT_SCALE interpolated linearly, 0 darkest. Returns uint8 (..., 3).
+
+    NaN counts as 0 and inf as the largest float (so 1): NaN cast to an index crashed the lookup."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+    pos = np.clip(values, 0, 1) * (len(HEAT_SCALE) - 1)
     low = np.minimum(pos.astype(np.int64), len(HEAT_SCALE) - 2)
     frac = (pos - low)[..., None]
     return np.round(HEAT_SCALE[low] + frac * (HEAT_SCALE[low + 1] - HEAT_SCALE[low])).astype(np.uint8)
@@ -63,7 +66,15 @@ def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.5, sc
     image = image.convert("RGB")
     if scale != 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    h = np.asarray(heat, dtype=np.float64)
+    h = _finite(np.asarray(heat, dtype=np.float64))
     h = (h - h.min()) / (h.max() - h.min() + 1e-12)
     heat_img = Image.fromarray(heat_colours(h)).resize(image.size, Image.BILINEAR)
     return Image.blend(image, heat_img, alpha)
+
+
+def _finite(h: np.ndarray) -> np.ndarray:
+    """NaN -> 0, +-inf -> the map's largest / smallest finite value: one bad patch must not blank the whole map
+    (its min or max would make every normalised value NaN)."""
+    finite = h[np.isfinite(h)]
+    top, bottom = (finite.max(), finite.min()) if finite.size else (0.0, 0.0)
+    return np.nan_to_num(h, nan=0.0, posinf=top, neginf=bottom)

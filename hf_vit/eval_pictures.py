@@ -188,14 +188,18 @@ def _colour_key(width: int, fnt) -> Image.Image:
     """The overlays' colour scale as a bar between "low" and "high", `width` px wide in all (the picture's own key)."""
     low, high = "attention: low", "high"
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    (low_w, text_h), high_w = text_size(draw, low, fnt), text_size(draw, high, fnt)[0]
+    low_w, high_w = text_size(draw, low, fnt)[0], text_size(draw, high, fnt)[0]
+    # Both texts on one baseline, measured together: the descender of "high"'s g reaches below "low" (sized by
+    # "low" alone, the key cut the g's last row off).
+    _, text_top, _, text_bottom = draw.textbbox((0, 0), low + high, font=fnt)
     bar_w, bar_h = max(32, width - low_w - high_w - 12), 10
-    key = Image.new("RGB", (low_w + bar_w + high_w + 12, max(bar_h, text_h) + 4), WHITE)
+    key = Image.new("RGB", (low_w + bar_w + high_w + 12, max(bar_h, text_bottom - text_top) + 4), WHITE)
     ramp = heat_colours(np.linspace(0, 1, bar_w))[None].repeat(bar_h, axis=0)  # (bar_h, bar_w, 3), left = 0
     key.paste(Image.fromarray(ramp), (low_w + 6, (key.height - bar_h) // 2))
     draw = ImageDraw.Draw(key)
-    draw.text((0, 0), low, font=fnt, fill=BLACK)
-    draw.text((low_w + bar_w + 12, 0), high, font=fnt, fill=BLACK)
+    y = (key.height - (text_bottom - text_top)) // 2 - text_top  # the text's ink centred like the bar
+    draw.text((0, y), low, font=fnt, fill=BLACK)
+    draw.text((low_w + bar_w + 12, y), high, font=fnt, fill=BLACK)
     return key
 
 

@@ -377,6 +377,35 @@ def test_the_attention_colour_scale_gets_brighter_all_the_way():
     assert luminance[0] < 0.01 and luminance[-1] > 0.8
 
 
+def test_attention_colours_take_nan_and_inf():
+    """A NaN in an attention map (e.g. from fp16 overflow) crashed heat_colours with an IndexError (NaN cast to an
+    index); now NaN is drawn as the lowest colour, inf as the highest, and the rest of the map keeps its scale."""
+    from hf_vit.attention_maps import HEAT_SCALE, heat_colours, overlay_heatmap
+
+    colours = heat_colours(np.array([np.nan, np.inf, -np.inf, 0.5]))
+    assert colours[:3].tolist() == [HEAT_SCALE[0].tolist(), HEAT_SCALE[-1].tolist(), HEAT_SCALE[0].tolist()]
+    assert colours[3].tolist() == heat_colours(0.5).tolist()
+    heat = np.array([[0.0, np.nan, 0.5, 1.0, np.inf]])  # inf: as high as the map's largest finite value
+    panel = np.asarray(overlay_heatmap(Image.new("RGB", (5, 1)), heat, alpha=1.0))[0]
+    assert panel.tolist() == heat_colours([0, 0, 0.5, 1, 1]).tolist()
+
+
+def test_the_colour_key_has_room_for_the_descender_of_high():
+    """The key was sized by "attention: low" alone: the g of "high" reaches one row lower and lost it."""
+    from PIL import ImageDraw
+
+    from hf_vit.eval_pictures import _colour_key, font
+
+    fnt = font(12)
+    key = np.asarray(_colour_key(200, fnt))
+    ink = (key != 255).any(axis=2)
+    assert not ink[0].any() and not ink[-1].any()  # a white row above and below: nothing touches the edges
+    alone = Image.new("RGB", (60, 40), (255, 255, 255))
+    ImageDraw.Draw(alone).text((5, 5), "high", font=fnt, fill=(0, 0, 0))
+    rows_of_high = int((np.asarray(alone) != 255).any(axis=2).any(axis=1).sum())
+    assert int(ink[:, -30:].any(axis=1).sum()) == rows_of_high  # every row of the word, the g's tail too
+
+
 def test_an_attention_strip_carries_a_low_to_high_colour_key():
     """The strip shows its own key: a bar from dark (low) to bright (high), brighter at every step."""
     from hf_vit.eval_pictures import attention_strip
