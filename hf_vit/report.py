@@ -197,7 +197,9 @@ def _size(path: Path) -> str:
             head = f.read(24)
     except OSError:
         return ""
-    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    # Not a PNG, or one cut off before the end of its size (struct.unpack needs all 8 bytes): no size, as for a
+    # missing file; the browser then shows what it can of the picture.
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return ""
     width, height = struct.unpack(">II", head[16:24])
     return f' width="{width}" height="{height}"'

@@ -819,6 +819,24 @@ def test_report_cards_are_a_list_with_headings_alts_and_image_sizes_and_the_coun
     assert re.findall(r"([^{}]*)\{[^}]*pixelated", page) == ["\n.card .thumb "]
 
 
+def test_a_report_with_pictures_cut_short_is_written_without_their_sizes(evaluated, tmp_path):
+    """A PNG cut off inside its header's size field (bytes 17-23) crashed write_report with struct.error; now it
+    gets no width/height, like a picture that cannot be read, and the other pictures keep theirs."""
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    rows = sorted(read_csv(folder / "misclassified.csv"), key=lambda r: -float(r["confidence"]))
+    cut = ((folder / rows[0]["image"], 20), (folder / rows[1]["attention"], 23), (folder / "gallery.png", 17))
+    for path, length in cut:
+        path.write_bytes(path.read_bytes()[:length])
+    root = parse_page(write_report(folder).read_text())
+    cards = find_all(root, "ul", id="cards")[0]["children"]
+    thumb, other_thumb = (find_all(card, "img", **{"class": "thumb"})[0] for card in cards[:2])
+    att, other_att = (find_all(card, "img", **{"class": "att"})[0] for card in (cards[1], cards[0]))
+    gallery = find_all(root, "img", id="gallery")[0]
+    assert [("width" in img["attrs"]) for img in (thumb, att, gallery, other_thumb, other_att)] == [
+        False, False, False, True, True]
+
+
 def test_a_report_of_many_mistakes_writes_200_cards_and_keeps_the_rest_for_show_more(evaluated, tmp_path):
     """9,000 mistakes made a 4.7 MB page of 108k elements: now the first 200 cards are on the page, the others in
     a <template> that the "Show 200 more" button (or a filter) brings in, in the same order."""
