@@ -3,7 +3,8 @@
 `write_report(output_dir)` reads what `hf_vit.analysis.evaluate_model` wrote
 (metrics.json, misclassified.csv, the pictures) and writes report.html: the
 metrics, the per-class table, the summary pictures (embedded as data URIs;
-the confusion matrix's counts also as a table), and one card per mistake,
+the confusion matrix's counts also as a table, or its most frequent
+confusions over 100 classes), and one card per mistake,
 sorted by confidence and filterable by true and predicted class with two
 <select>s. The first FIRST_CARDS cards are on the page; the rest wait in a
 <template> that a "Show more" button or a filter brings in. The cards point at
@@ -21,6 +22,8 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
+
 from .metrics import macro_scope
 from .output_folder import replace_text
 from .spreadsheet import csv_value
@@ -29,7 +32,7 @@ from .spreadsheet import csv_value
 SUMMARY_PICTURES = (
     ("confusion_matrix.png", "Confusion matrix",
      "Confusion matrix as a heat map: rows are the true classes, columns the predicted ones; darker = larger share "
-     "of the true class; counts in the table below."),
+     "of the true class; counts in the table below."),  # over FULL_CONFUSION_TABLE classes: see _alt
     ("per_class_accuracy.png", "Accuracy per class",
      "Bar chart of the recall (accuracy) column of the Per class table, one bar per class, with a line at the "
      "overall accuracy."),
@@ -42,6 +45,9 @@ ATTENTION_KEY = "brighter = more attention (black = least, pale yellow = most; t
 # Cards written into the page at first; the rest wait in a <template> for "Show more" or a filter (a page of
 # thousands of cards is megabytes of elements). misclassified.csv holds them all.
 FIRST_CARDS = 200
+# The confusion matrix as a full table up to this many classes (1000 classes made a 10 MB page); above it, the
+# TOP_CONFUSIONS largest off-diagonal counts, and metrics.json holds the matrix.
+FULL_CONFUSION_TABLE, TOP_CONFUSIONS = 100, 20
 UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>'
 
 STYLE = """
@@ -175,7 +181,10 @@ def _per_class_table(metrics: dict) -> str:
 
 
 def _confusion_table(metrics: dict, names: list) -> str:
-    """The confusion matrix's counts as text: the picture draws no numbers in small cells (over 32 classes)."""
+    """The confusion matrix's counts as text: the picture draws no numbers in small cells (over 32 classes).
+    Over FULL_CONFUSION_TABLE classes, only the most frequent confusions (the full table is classes² cells)."""
+    if len(names) > FULL_CONFUSION_TABLE:
+        return _top_confusions_table(metrics, names)
     e = html.escape
     columns = "".join(f'<th scope="col">{e(n)}</th>' for n in names)
     head = f'<thead><tr><th scope="col">true class</th>{columns}</tr></thead>'
@@ -188,6 +197,46 @@ def _confusion_table(metrics: dict, names: list) -> str:
         f"</caption>{head}<tbody>{body}</tbody></table>"
     )
     return f"<details><summary>Confusion matrix as a table</summary>{_scrolling('Confusion matrix', table)}</details>"
+
+
+def _top_confusions(confusion, k: int = TOP_CONFUSIONS) -> list:
+    """The k largest off-diagonal counts as (true index, predicted index, count), largest first (ties in row
+    order); only counts above 0."""
+    cm = np.array(confusion, dtype=np.int64)
+    np.fill_diagonal(cm, 0)
+    order = np.argsort(-cm.ravel(), kind="stable")[:k]
+    return [(int(i), int(j), int(cm[i, j])) for i, j in zip(*np.unravel_index(order, cm.shape)) if cm[i, j] > 0]
+
+
+def _top_confusions_table(metrics: dict, names: list) -> str:
+    e = html.escape
+    rows = _top_confusions(metrics["confusion_matrix"])
+    head = "<thead><tr>" + "".join(f'<th scope="col">{c}</th>' for c in ("true class", "predicted class", "count"))
+    body = "".join(
+        f'<tr><th scope="row">{e(names[i])}</th><td>{e(names[j])}</td><td>{count}</td></tr>' for i, j, count in rows
+    )
+    caption = f"<caption>The {len(rows)} most frequent confusions (true class taken for another)</caption>"
+    table = (
+        _scrolling("Most frequent confusions", f'<table id="confusion-table">{caption}{head}</tr></thead><tbody>'
+                   f"{body}</tbody></table>")
+        if rows else "<p>No confusions: every image was classified as its true class.</p>"
+    )
+    where = (
+        f"<p>With {len(names)} classes the full table would have {len(names) ** 2:,} cells: metrics.json holds the "
+        "full matrix (confusion_matrix: rows true class, columns predicted class, in the order of labels).</p>"
+    )
+    return (
+        f"<details><summary>Most frequent confusions as a table</summary>"
+        f"{table}{where}</details>"
+    )
+
+
+def _alt(name: str, alt: str, num_classes: int) -> str:
+    """A summary picture's alt; the confusion matrix's says that the table below holds only the largest counts."""
+    if name == "confusion_matrix.png" and num_classes > FULL_CONFUSION_TABLE:
+        return alt.replace("counts in the table below", "the most frequent confusions in the table below, every "
+                           "count in metrics.json")
+    return alt
 
 
 def _size(path: Path) -> str:
@@ -272,7 +321,8 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 
     figures = "".join(
         f'<figure><img id="{name.removesuffix(".png").replace("_", "-")}" src="{_data_uri(output_dir / name)}"'
-        f'{_size(output_dir / name)} alt="{e(alt)}"><figcaption>{e(caption)}</figcaption></figure>'
+        f'{_size(output_dir / name)} alt="{e(_alt(name, alt, len(names)))}">'
+        f"<figcaption>{e(caption)}</figcaption></figure>"
         for name, caption, alt in SUMMARY_PICTURES
         if (output_dir / name).is_file()
     )

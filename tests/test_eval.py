@@ -772,6 +772,51 @@ def test_report_tables_have_headers_captions_and_scroll_boxes_and_the_confusion_
     assert "@media (max-width: 600px), (max-height: 500px) { .filters { position: static; } }" in page
 
 
+def metrics_of_classes(n, confusions=()):
+    """metrics.json for n classes c0..c{n-1}, 10 images each, all right but for `confusions`: (true, pred, count)."""
+    cm = np.diag(np.full(n, 10))
+    for i, j, count in confusions:
+        cm[i, i] -= count
+        cm[i, j] += count
+    names = [f"c{k}" for k in range(n)]
+    row = {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 10}
+    return {
+        "accuracy": float(np.trace(cm) / cm.sum()), "macro_precision": 1.0, "macro_recall": 1.0, "macro_f1": 1.0,
+        "num_examples": int(cm.sum()), "labels": names, "per_class": {name: row for name in names},
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def test_a_report_of_many_classes_lists_the_most_frequent_confusions_instead_of_the_whole_matrix(tmp_path):
+    """The confusion table had classes² cells: 1000 classes made a 10 MB page. Up to 100 classes the table is
+    whole; above, it lists the 20 largest off-diagonal counts (largest first) and says metrics.json holds the
+    matrix."""
+    (tmp_path / "misclassified.csv").write_text("index\n")
+    (tmp_path / "confusion_matrix.png").write_bytes(b"")  # an empty picture: only its alt is looked at
+    confusions = [(k, (k * 7 + 1) % 1000, 1 + k % 9) for k in range(0, 1000, 13)]  # 77, counts 1..9 with ties
+    page = write_report(tmp_path, metrics=metrics_of_classes(1000, confusions)).read_text()
+    assert len(page) < 500_000, len(page)
+    root = parse_page(page)
+    box = find_all(root, "div", **{"class": "scroll"}, **{"aria-label": "Most frequent confusions"})[0]
+    table = find_all(box, "table", id="confusion-table")[0]
+    head, *body = table_rows(table)
+    assert head == [("th", "col", "true class"), ("th", "col", "predicted class"), ("th", "col", "count")]
+    expected = sorted(confusions, key=lambda c: (-c[2], c[0]))[:20]
+    assert [[text for _, _, text in row] for row in body] == [[f"c{i}", f"c{j}", str(n)] for i, j, n in expected]
+    assert all(row[0][:2] == ("th", "row") for row in body)
+    assert find_all(table, "caption")[0]["text"] == "The 20 most frequent confusions (true class taken for another)"
+    details = find_all(root, "details")[0]
+    assert "metrics.json holds the full matrix" in details["text"] and "1,000,000 cells" in details["text"]
+    alt = find_all(root, "img", id="confusion-matrix")[0]["attrs"]["alt"]
+    assert "the most frequent confusions in the table below, every count in metrics.json" in alt
+
+    # 100 classes: the whole matrix; none confused: the short table says so.
+    whole = parse_page(write_report(tmp_path, metrics=metrics_of_classes(100)).read_text())
+    assert len(table_rows(find_all(whole, "table", id="confusion-table")[0])) == 101
+    page = write_report(tmp_path, metrics=metrics_of_classes(101)).read_text()
+    assert "No confusions: every image was classified as its true class." in page
+
+
 def png_size(path):
     with Image.open(path) as im:
         return im.size
