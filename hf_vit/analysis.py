@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .attention_maps import attention_rollout, cls_attention, patch_map_to_grid
+from .attention_maps import HEAT_SCALE_NAME, attention_rollout, cls_attention, patch_map_to_grid
 from .data import (
     DEFAULT_DATASET,
     ImageDepthError,
@@ -766,6 +766,7 @@ def _evaluate(
         "num_misclassified": len(rows),
         "attention_maps": sum(1 for r in rows if r["attention"]),
         "attention_note": attention_note,
+        "attention_colours": HEAT_SCALE_NAME,  # a report rebuilt later describes the scale these pictures have
         "load_s": round(load_s, 3),
         "inference_s": round(inference_s, 3),
         "total_s": round(elapsed, 3),

@@ -882,6 +882,24 @@ def test_a_report_with_pictures_cut_short_is_written_without_their_sizes(evaluat
         False, False, False, True, True]
 
 
+def test_a_report_rebuilt_from_an_older_evaluation_does_not_claim_the_new_colour_key(evaluated, tmp_path):
+    """The evaluation records its attention colour scale; a report rebuilt from a folder without that record
+    (pictures perhaps on the older blue -> red scale) stated the inferno key (black = least, pale yellow = most)."""
+    saved = json.loads((evaluated["out"] / "metrics.json").read_text())
+    assert saved["evaluation"]["attention_colours"] == "inferno"
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    del saved["evaluation"]["attention_colours"]
+    (folder / "metrics.json").write_text(json.dumps(saved))
+    for metrics, key in ((None, hf_vit.report.UNRECORDED_KEY), (evaluated["metrics"], hf_vit.report.ATTENTION_KEY)):
+        page = write_report(folder, metrics=metrics).read_text()
+        root = parse_page(page)
+        alts = [img["attrs"]["alt"] for img in find_all(root, "img", **{"class": "att"})]
+        assert alts and all(alt.endswith(key) for alt in alts)
+        assert f"the last layer's [CLS] attention; {key})." in " ".join(find_all(root, "main")[0]["text"].split())
+        assert ("pale yellow" in page) == (key == hf_vit.report.ATTENTION_KEY)
+
+
 def test_a_report_of_many_mistakes_writes_200_cards_and_keeps_the_rest_for_show_more(evaluated, tmp_path):
     """9,000 mistakes made a 4.7 MB page of 108k elements: now the first 200 cards are on the page, the others in
     a <template> that the "Show 200 more" button (or a filter) brings in, in the same order."""
