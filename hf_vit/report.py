@@ -95,9 +95,10 @@ SCRIPT = """
   const count = document.getElementById('shown-count');
   const none = document.getElementById('no-match');
   const more = document.getElementById('show-more');
-  let limit = PAGE;
+  let limit = PAGE, shown = [];  // shown: the cards on view, in page order
   function apply() {
-    let shown = 0, matched = 0, last = null;
+    let matched = 0, last = null;
+    shown = [];
     for (const c of cards) {
       const ok = (!selTrue.value || c.dataset.true === selTrue.value) &&
                  (!selPred.value || c.dataset.pred === selPred.value);
@@ -106,18 +107,27 @@ SCRIPT = """
       // A card from the template goes in after the last card on the page before it: the order stays.
       if (show && c.parentNode !== box) box.insertBefore(c, last ? last.nextSibling : box.firstChild);
       if (c.parentNode === box) { c.style.display = show ? '' : 'none'; last = c; }
-      if (show) shown++;
+      if (show) shown.push(c);
     }
-    count.textContent = shown + ' of ' + cards.length;
+    count.textContent = shown.length + ' of ' + matched;  // of those that match, not of all mistakes
     none.hidden = matched > 0;
     if (more) {
-      more.hidden = matched === shown;
-      more.textContent = 'Show ' + Math.min(PAGE, matched - shown) + ' more';
+      more.hidden = matched === shown.length;
+      more.textContent = 'Show ' + Math.min(PAGE, matched - shown.length) + ' more';
     }
     const parts = [];
     if (selTrue.value) parts.push('true=' + encodeURIComponent(selTrue.value));
     if (selPred.value) parts.push('pred=' + encodeURIComponent(selPred.value));
     history.replaceState(null, '', parts.length ? '#' + parts.join('&') : location.pathname + location.search);
+  }
+  // Focus goes to the first card the button brought in: the last click hides the button, and focus on a
+  // hidden button would be lost (back to the top of the page for the keyboard).
+  function showMore() {
+    const before = shown.length;
+    limit += PAGE;
+    apply();
+    const first = shown[before];
+    if (first) { first.tabIndex = -1; first.focus(); }
   }
   function fromHash() {
     const params = new URLSearchParams(location.hash.slice(1));
@@ -129,7 +139,7 @@ SCRIPT = """
   function refilter() { limit = PAGE; apply(); }
   selTrue.addEventListener('change', refilter);
   selPred.addEventListener('change', refilter);
-  if (more) more.addEventListener('click', () => { limit += PAGE; apply(); });
+  if (more) more.addEventListener('click', showMore);
   window.addEventListener('hashchange', () => { fromHash(); refilter(); });
   fromHash();
   apply();

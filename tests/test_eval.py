@@ -1082,7 +1082,8 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
         assert browser.eval(f"{VISIBLE_CARDS}.map(c => c.dataset.index)") == [
             r["index"] for r in sorted(cats, key=lambda r: -float(r["confidence"]))
         ]
-        assert browser.eval("document.getElementById('shown-count').textContent") == f"{len(cats)} of {len(rows)}"
+        # The count is of the cards that match (it said "4 of 21": of every mistake).
+        assert browser.eval("document.getElementById('shown-count').textContent") == f"{len(cats)} of {len(cats)}"
         # Both filters: a combination with no mistakes shows nothing.
         choose("filter-pred", "truck")
         assert browser.eval(f"{VISIBLE_CARDS}.length") == 0
@@ -1101,8 +1102,9 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
 def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evaluated, tmp_path):
-    """650 mistakes: 200 cards shown, "Show 200 more" adds the next ones in order, a filter looks at every card
-    (also those not on the page yet), and a 320 px wide screen needs no sideways scrolling."""
+    """650 mistakes: 200 cards shown, "Show 200 more" adds the next ones in order and moves the focus to the first
+    of them (the last click hides the button: focus was lost), a filter looks at every card (also those not on the
+    page yet) and counts those that match, and a 320 px wide screen needs no sideways scrolling."""
     folder = tmp_path / "evaluation"
     shutil.copytree(evaluated["out"], folder)
     rows = many_mistakes(folder, 650)
@@ -1111,17 +1113,22 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
     shown = f"{VISIBLE_CARDS}.map(c => c.dataset.index)"
     text = lambda element_id: browser.eval(f"document.getElementById('{element_id}').textContent")  # noqa: E731
     button_shown = "document.getElementById('show-more').offsetParent !== null"
+    # The focused element: a card (by index) that took focus from the script (tabIndex -1), or else its tag.
+    focused = "(a => a.matches('#cards .card') && a.tabIndex === -1 ? a.dataset.index : a.tagName)" \
+        "(document.activeElement)"
     try:
         browser.open(report.as_uri())
         assert browser.eval(shown) == [r["index"] for r in rows[:200]]
         assert (text("shown-count"), text("show-more")) == ("200 of 650", "Show 200 more")
         assert browser.eval(button_shown)
         for on_page, button in ((400, "Show 200 more"), (600, "Show 50 more")):
-            browser.eval("document.getElementById('show-more').click()")
+            browser.eval("document.getElementById('show-more').focus(); document.getElementById('show-more').click()")
             assert browser.eval(shown) == [r["index"] for r in rows[:on_page]]
             assert (text("shown-count"), text("show-more")) == (f"{on_page} of 650", button)
-        browser.eval("document.getElementById('show-more').click()")
+            assert browser.eval(focused) == rows[on_page - 200]["index"]
+        browser.eval("document.getElementById('show-more').focus(); document.getElementById('show-more').click()")
         assert browser.eval(shown) == [r["index"] for r in rows] and not browser.eval(button_shown)
+        assert browser.eval(focused) == rows[600]["index"]  # not the hidden button, nor the page (BODY)
 
         # A filter counts every card, those still in the template too, and shows the first 200 that match.
         label = collections.Counter(r["true_label"] for r in rows).most_common(1)[0][0]
@@ -1129,12 +1136,12 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
         browser.wait_for(f"document.getElementById('filter-true').value === {json.dumps(label)}")
         matching = [r["index"] for r in rows if r["true_label"] == label]
         assert len(matching) > 200 and int(matching[199]) >= 200  # some of the first 200 were in the template
-        assert browser.eval(shown) == matching[:200] and text("shown-count") == f"200 of {len(rows)}"
+        assert browser.eval(shown) == matching[:200] and text("shown-count") == f"200 of {len(matching)}"
         browser.eval("document.getElementById('show-more').click()")
         assert browser.eval(shown) == matching[:400]
         choose = "(s => {{ s.value = '{}'; s.dispatchEvent(new Event('change')); }})(document.getElementById('{}'))"
         browser.eval(choose.format("truck", "filter-pred"))
-        assert browser.eval(shown) == [] and text("shown-count") == f"0 of {len(rows)}"
+        assert browser.eval(shown) == [] and text("shown-count") == "0 of 0"
         assert browser.eval("document.getElementById('no-match').offsetParent !== null")
         browser.eval(choose.format("", "filter-pred"))
         browser.eval(choose.format("", "filter-true"))
