@@ -55,6 +55,8 @@ FIRST_CARDS = 200
 # The confusion matrix as a full table up to this many classes (1000 classes made a 10 MB page); above it, the
 # TOP_CONFUSIONS largest off-diagonal counts, and metrics.json holds the matrix.
 FULL_CONFUSION_TABLE, TOP_CONFUSIONS = 100, 20
+# Under the filters when no card is shown: none of the mistakes matches, or there are none at all.
+NO_MATCH, NO_MISTAKES = "No mistakes match these filters.", "The model made no mistakes on this split."
 UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>'
 
 STYLE = """
@@ -71,7 +73,9 @@ details { margin: 0 0 1.5em; }
 .filters { position: sticky; top: 0; background: #fff; padding: 0.6em 0; border-bottom: 1px solid #ddd; }
 /* on a small or zoomed screen a sticky bar would cover much of the page */
 @media (max-width: 600px), (max-height: 500px) { .filters { position: static; } }
-.filters label { margin-right: 1.2em; }
+.filters label { margin-right: 1.2em; display: inline-block; max-width: 100%; }
+/* a long class name wraps (or the select shrinks) instead of widening a 320px screen */
+.filters select { max-width: 100%; }
 #cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 1em 0; padding: 0; list-style: none; }
 /* 490px: the thumbnail column and a 400px attention strip at its natural size; narrower screens shrink it */
 .card { border: 1px solid #ddd; border-radius: 6px; padding: 8px; box-sizing: border-box;
@@ -80,6 +84,7 @@ details { margin: 0 0 1.5em; }
 .card-body > div { flex: 1 1 240px; min-width: 0; }
 .card .thumb { width: 64px; height: 64px; image-rendering: pixelated; }
 .card .att { max-width: 100%; height: auto; } .card p { margin: 2px 0; font-size: 0.85em; }
+.card h3, .card p { overflow-wrap: anywhere; }
 .wrong { color: #c82828; font-weight: bold; } .muted { color: #666; }
 """
 
@@ -375,7 +380,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 <label>predicted class <select id="filter-pred">{options}</select></label>
 <span role="status" aria-live="polite" aria-atomic="true">showing
 <span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
-id="no-match" hidden> No mistakes match these filters.</b></span>
+id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else NO_MISTAKES}</b></span>
 </div>
 {_cards(rows, output_dir, str(metrics.get("split") or "test"), key)}
 </main>

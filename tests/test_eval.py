@@ -290,7 +290,11 @@ def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
     for name in ("gallery.png", "confusion_matrix.png", "per_class_accuracy.png"):
         with Image.open(out / name) as im:
             im.load()
-    assert 'id="cards"' in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert 'id="cards"' in page
+    # Not "No mistakes match these filters.", and shown without the script (it was hidden until a filter ran).
+    message = find_all(parse_page(page), id="no-match")[0]
+    assert "hidden" not in message["attrs"] and message["text"].strip() == "The model made no mistakes on this split."
 
 
 def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
@@ -664,23 +668,30 @@ def test_each_card_shows_its_own_image_and_attention_most_confident_first(evalua
     assert confidences == sorted(confidences, reverse=True) and len(set(confidences)) > 1
 
 
-def test_a_class_name_with_markup_is_shown_as_text(evaluated, tmp_path):
-    """Class names come from a dataset's card: `<b>&"x` must read as those characters, not as a tag."""
-    from hf_vit.report import write_report
-
-    folder = tmp_path / "evaluation"
-    shutil.copytree(evaluated["out"], folder)
+def copy_with_a_class_renamed(source, folder, new_name):
+    """Copy the evaluation folder `source` to `folder` with the first mistake's true class renamed `new_name` in
+    misclassified.csv; returns its rows and the metrics with the class renamed (metrics.json is left as it was)."""
+    shutil.copytree(source, folder)
     rows = read_csv(folder / "misclassified.csv")
-    named, odd = rows[0]["true_label"], '<b>&"x'
+    named = rows[0]["true_label"]
     for row in rows:
-        row.update({k: odd for k in ("true_label", "predicted_label") if row[k] == named})
+        row.update({k: new_name for k in ("true_label", "predicted_label", "top1_label") if row[k] == named})
     with open(folder / "misclassified.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     metrics = json.loads((folder / "metrics.json").read_text())
-    metrics["labels"] = [odd if n == named else n for n in metrics["labels"]]
-    metrics["per_class"] = {odd if n == named else n: v for n, v in metrics["per_class"].items()}
+    metrics["labels"] = [new_name if n == named else n for n in metrics["labels"]]
+    metrics["per_class"] = {new_name if n == named else n: v for n, v in metrics["per_class"].items()}
+    return rows, metrics
+
+
+def test_a_class_name_with_markup_is_shown_as_text(evaluated, tmp_path):
+    """Class names come from a dataset's card: `<b>&"x` must read as those characters, not as a tag."""
+    from hf_vit.report import write_report
+
+    folder, odd = tmp_path / "evaluation", '<b>&"x'
+    _, metrics = copy_with_a_class_renamed(evaluated["out"], folder, odd)
     page = write_report(folder, metrics=metrics).read_text()
     assert odd not in page and "&lt;b&gt;&amp;&quot;x" in page
     assert any(c["true"] == odd for c in report_cards(page))  # the attribute reads back as the name
@@ -1157,5 +1168,37 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
                      {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": False})
         assert browser.eval("document.documentElement.scrollWidth") <= 320
         assert browser.eval("getComputedStyle(document.querySelector('.filters')).position") == "static"
+    finally:
+        browser.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_headless_chromium(evaluated, tmp_path):
+    """A class name of 90 characters without a space widened the page past a 320 px screen (its <select> and the
+    cards' headings); a split without mistakes said "No mistakes match these filters."."""
+    folder, long = tmp_path / "evaluation", "Felis_silvestris_catus_" * 4
+    rows, metrics = copy_with_a_class_renamed(evaluated["out"], folder, long)
+    long_page = write_report(folder, metrics=metrics)
+    none_folder = tmp_path / "none"
+    none_folder.mkdir()
+    (none_folder / "misclassified.csv").write_text(",".join(rows[0]) + "\n")
+    (none_folder / "metrics.json").write_text(json.dumps(metrics))
+    none_page = write_report(none_folder)
+    browser = Chromium(tmp_path / "profile")
+    try:
+        browser.open(long_page.as_uri())
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": False})
+        assert browser.eval(f"{VISIBLE_CARDS}.filter(c => c.dataset.true === {json.dumps(long)}).length") > 0
+        assert browser.eval("document.documentElement.scrollWidth") <= 320
+        wider = "Array.from(document.querySelectorAll('.filters *, .card *'))" \
+            ".filter(e => e.getBoundingClientRect().right > 320).map(e => e.tagName)"
+        assert browser.eval(wider) == []
+
+        browser.send("Page.navigate", {"url": none_page.as_uri()})
+        browser.wait_for("location.pathname.endsWith('/none/report.html') && document.readyState === 'complete'")
+        message = "(b => b.offsetParent !== null ? b.textContent.trim() : null)(document.getElementById('no-match'))"
+        assert browser.eval(message) == "The model made no mistakes on this split."
+        assert browser.eval("document.getElementById('shown-count').textContent") == "0 of 0"
     finally:
         browser.close()
