@@ -35,6 +35,7 @@ from .data import (
     dataset_reference,
     find_columns,
     get_split,
+    image_format,
     load_dataset,
     looks_local,
 )
@@ -681,7 +682,10 @@ def _evaluate(
     inference_s = time.perf_counter() - start - load_s
 
     metrics = classification_metrics(logits, labels, label_names=names)
-    metrics.update(dataset=dataset_reference(str(dataset)), split=split, model=str(model_name_or_path))
+    metrics.update(
+        dataset=dataset_reference(str(dataset)), image_format=image_format(ds, image_column), split=split,
+        model=str(model_name_or_path),
+    )
 
     # -- the mistakes ------------------------------------------------------------
     probs = torch.from_numpy(logits).softmax(dim=-1).numpy()  # (N, C)

@@ -208,15 +208,22 @@ def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str 
     return "copy" if _is_local_path(dataset) and sized else None
 
 
-def _dataset_label(dataset: str | None, source: str | None) -> str:
-    """A dataset's name as card text, for sentences (and, for CIFAR-10, the model-index)."""
+def _dataset_label(dataset: str | None, source: str | None, image_format: str | None = None) -> str:
+    """A dataset's name as card text, for sentences (and, for CIFAR-10, the model-index). A local copy is called
+    the JPEG copy only when its metrics recorded JPEG images: a copy saved with `hf download` holds the PNGs."""
     if source == "copy":
-        return "CIFAR-10 (JPEG copy)"
+        return "CIFAR-10 (JPEG copy)" if image_format == "JPEG" else "CIFAR-10 (local copy)"
     if source == "hub":
         return "CIFAR-10"
     if dataset is None:
         return "an unrecorded dataset"
     return f"the local dataset *{_text(Path(dataset).name)}*" if _is_local_path(dataset) else _text(dataset)
+
+
+def _image_format(metrics: dict) -> str | None:
+    """The images' file format a metrics file recorded ("JPEG", "PNG"); None for an older file without it."""
+    value = metrics.get("image_format")
+    return value if isinstance(value, str) and value.isalnum() and value.isupper() else None
 
 
 def _public(value):
@@ -391,12 +398,14 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     dataset = _recipe_dataset(recipe) or (train_metrics.get("dataset") if isinstance(train_metrics.get("dataset"), str) else None)
     sized = _whole_cifar10_split(train_metrics) or _whole_cifar10_split(eval_metrics)
     train_source = _cifar10_source(dataset, labels, sized)
-    jpeg_copy = train_source == "copy"
-    dataset_label = _dataset_label(dataset, train_source)
-    if jpeg_copy:
+    train_format = _image_format(train_metrics)
+    jpeg_copy = train_source == "copy" and train_format == "JPEG"
+    dataset_label = _dataset_label(dataset, train_source, train_format)
+    if train_source == "copy":
+        how = {"JPEG": " whose images were re-encoded as JPEG", None: ""}.get(train_format, f" ({train_format} images)")
         data_text = (
-            f"**CIFAR-10 (JPEG copy)**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
-            f"(folder *{_text(Path(dataset).name)}*) whose images were re-encoded as JPEG, with the Hub's splits: "
+            f"**{dataset_label}**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
+            f"(folder *{_text(Path(dataset).name)}*){how}, with the Hub's splits: "
             "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
         )
     elif train_source == "hub":
@@ -450,7 +459,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     partial = (metrics_file == "metrics.json" and "max_test_samples" in limits) or (
         results_source is not None and not _whole_cifar10_split(metrics)
     )
-    results_label = _dataset_label(results_dataset, results_source)
+    results_label = _dataset_label(results_dataset, results_source, _image_format(metrics))
     per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
     macro_note = macro_scope(per_class)
     result_rows = []

@@ -324,6 +324,25 @@ def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 
 
+def image_format(ds, image_column: str) -> str | None:
+    """The file format of the split's first image ("JPEG", "PNG"), as encoded in the dataset; None when it cannot
+    be told (an empty split, images stored as arrays). The card says "JPEG copy" of CIFAR-10 only on this record."""
+    import datasets
+    from PIL import Image
+
+    if not len(ds):
+        return None
+    value = ds.cast_column(image_column, datasets.Image(decode=False)).with_format("arrow")[:1][image_column].to_pylist()[0]
+    try:
+        if isinstance(value, dict) and value.get("bytes") is not None:
+            return Image.open(io.BytesIO(value["bytes"])).format
+        if isinstance(value, dict) and value.get("path"):
+            return Image.open(value["path"]).format
+    except OSError:
+        return None  # the decoding pass names an unreadable image
+    return None
+
+
 def decode_images(
     ds, image_column: str, image_size, num_channels: int = 3, cache: bool = True, split: str | None = None
 ) -> torch.Tensor:
@@ -502,6 +521,7 @@ class PreparedData:
     label_names: list[str] | None
     num_labels: int
     collator: BatchCollator
+    image_format: str | None = None  # of the train split's images, for metrics.json and the card
 
 
 def prepare_data(
@@ -615,4 +635,5 @@ def prepare_data(
         label_names=names,
         num_labels=num_labels,
         collator=BatchCollator(BatchAugment(image_mean, image_std, augment), seed=seed, on_device=augment_on_device),
+        image_format=image_format(train_ds, image_column),
     )

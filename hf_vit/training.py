@@ -1170,6 +1170,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     metrics = classification_metrics(prediction.predictions, prediction.label_ids, label_names=data.label_names)
     metrics.update(
         dataset=dataset_reference(data_args.dataset_name),
+        image_format=data.image_format,  # "JPEG": the card's "JPEG copy" of CIFAR-10 rests on it
         split=data_args.test_split,
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
         validation={"accuracy": best_val, "model": "best" if selected else "final"}

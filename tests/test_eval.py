@@ -212,7 +212,7 @@ def test_metrics_equal_a_hand_computation(evaluated):
     out, labels, preds, logits = evaluated["out"], evaluated["labels"], evaluated["preds"], evaluated["logits"]
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["dataset"] == str(evaluated["data_dir"]) and saved["split"] == "test"
-    assert saved["model"] == str(evaluated["model_dir"])
+    assert saved["model"] == str(evaluated["model_dir"]) and saved["image_format"] == "PNG"
 
     assert saved["num_examples"] == len(labels)
     assert saved["accuracy"] == pytest.approx((preds == labels).mean())

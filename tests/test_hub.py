@@ -86,10 +86,12 @@ def make_model_folder(folder: Path, seed=0, recipe_dataset="/work/shared/data/ci
     (folder / "evaluation").mkdir()
     (folder / "evaluation" / "metrics.json").write_text(
         # num_examples as for the whole test split: the card calls a local folder CIFAR-10 only on that evidence
-        json.dumps({**test, "num_examples": 10_000, "dataset": recipe_dataset, "split": "test", "model": str(folder)})
+        json.dumps({**test, "num_examples": 10_000, "dataset": recipe_dataset, "image_format": "JPEG", "split": "test",
+                    "model": str(folder)})
     )
     (folder / "metrics.json").write_text(json.dumps({
-        **train_side, "num_examples": 10_000, "dataset": recipe_dataset, "split": "test", "validation": {"accuracy": 0.61},
+        **train_side, "num_examples": 10_000, "dataset": recipe_dataset, "image_format": "JPEG", "split": "test",
+        "validation": {"accuracy": 0.61},
         "train": {"runtime_s": 600.0, "steps": 1000, "epochs": 3, "train_samples_per_second": 250.0},
     }))
     (folder / "training_recipe.json").write_text(json.dumps({
@@ -166,6 +168,23 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
     assert "| `learning_rate` | 0.001 |" in text and "61.00%" in text  # recipe and validation accuracy
     for name in CIFAR10_LABELS:
         assert f"| {name} |" in text  # per-class table
+
+
+@pytest.mark.parametrize("image_format", ["PNG", None])
+def test_a_local_copy_of_cifar10_is_called_the_jpeg_copy_only_when_its_images_were_jpeg(tmp_path, image_format):
+    """A whole CIFAR-10 folder saved with `hf download` holds the Hub's PNGs: its card said "JPEG copy" and that
+    the images had been re-encoded as JPEG, whatever they were. Now only metrics that recorded JPEG say so."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    for path in (folder / "metrics.json", folder / "evaluation" / "metrics.json"):
+        metrics = {k: v for k, v in json.loads(path.read_text()).items() if k != "image_format"}
+        path.write_text(json.dumps({**metrics, **({"image_format": image_format} if image_format else {})}))
+    card = ModelCard.load(write_model_card(folder, repo_id="me/tiny"))
+    assert "JPEG" not in card.text
+    how = " (PNG images)" if image_format else ""
+    assert "**CIFAR-10 (local copy)**: a local copy of [`uoft-cs/cifar10`]" in card.text
+    assert f"(folder *cifar10*){how}, with the Hub's splits" in card.text
+    assert "On the test split of CIFAR-10 (local copy) (from `evaluation/metrics.json`)." in card.text
+    assert card.data.eval_results[0].dataset_name == "CIFAR-10 (local copy)"
 
 
 def test_card_with_only_a_config(tmp_path):

@@ -109,6 +109,7 @@ def test_accelerate_launch_writes_a_complete_model_folder(full_run):
     assert "auto_map" in json.loads((out / "config.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["num_examples"] == 50
+    assert metrics["image_format"] == "PNG"  # as the datasets library encodes the test data's arrays
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["validation"]["accuracy"] is not None
     assert metrics["train"]["steps"] == STEPS and set(metrics["per_class"]) >= {"airplane", "truck"}
     recipe = json.loads((out / "training_recipe.json").read_text())
