@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .configuration_hf_vit import HfViTConfig
+from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig
 from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict
 
 # The lesson's cfg fields (its ViTConfig) and hf_vit's own names for them.
@@ -106,8 +106,12 @@ def _check_blocks(layers: set, cfg: dict):
         )
 
 
-def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
-    """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes."""
+def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfViTConfig:
+    """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes.
+
+    The weights carry no class names: `labels` names them, in the head's order; without it a 10-class head gets
+    CIFAR-10's names (the lesson's dataset, as the default image mean and std are CIFAR-10's) and any other head
+    LABEL_0, LABEL_1, ... as transformers names classes it knows nothing of."""
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - set(LESSON_FIELDS) - set(LESSON_FIELDS.values()))
     if unknown:
@@ -160,11 +164,23 @@ def lesson_config(state_dict: dict, cfg: dict | None = None) -> HfViTConfig:
             )
     merged = {**found, **cfg}
     merged.setdefault("pool", "cls")
+    classes = merged.get("num_classes", merged.get("num_labels"))
+    if labels is not None:
+        labels = [str(name) for name in labels]
+        if classes is not None and len(labels) != classes:
+            raise ValueError(
+                f"{len(labels)} class names given (--labels) but the model has {classes} classes (its head's outputs). "
+                "Name every class once, in the order of the head's outputs."
+            )
+        merged["id2label"] = dict(enumerate(labels))
+    elif classes == len(CIFAR10_LABELS):
+        merged["id2label"] = dict(enumerate(CIFAR10_LABELS))
     return HfViTConfig(**merged)
 
 
 def import_lesson_weights(
-    weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True, image_mean=None, image_std=None
+    weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True, image_mean=None, image_std=None,
+    labels=None,
 ) -> Path:
     """Load a lesson state dict file strictly into hf_vit and save a complete model folder; returns it.
 
@@ -172,7 +188,8 @@ def import_lesson_weights(
     mismatches) when the weights do not fit the config. `image_mean` /
     `image_std` (one value per channel) are the normalisation the weights were
     trained with; the default is CIFAR-10's, which only fits 3 channels. The
-    folder is written whole or not at all, and `overwrite` never deletes `weights`.
+    folder is written whole or not at all, and `overwrite` never deletes `weights`. `labels` names the classes
+    (see `lesson_config`).
     """
     from . import make_image_processor  # the package __init__ registers the classes for save_pretrained
     from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
@@ -181,7 +198,7 @@ def import_lesson_weights(
 
     check_output_folder(output_dir, overwrite=overwrite, inputs=[weights])
     state_dict = read_state_dict(weights)
-    config = lesson_config(state_dict, cfg)
+    config = lesson_config(state_dict, cfg, labels=labels)
     model = HfViTForImageClassification(config).eval()
     load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys
     processor = make_image_processor(

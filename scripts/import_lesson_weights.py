@@ -9,7 +9,9 @@ the rest are read off the weight shapes (image and patch sizes as squares: give 
 non-square one as H W). The load is strict: a wrong or partial state
 dict stops with the missing and unexpected keys. .pt files load with
 torch.load(weights_only=True): pickled objects other than tensors are refused.
-Writes a complete model folder (config, safetensors, remote code, image processor, card).
+The weights carry no class names: --labels gives them (default: CIFAR-10's for a
+10-class head, the lesson's dataset). Writes a complete model folder (config,
+safetensors, remote code, image processor, card).
 """
 
 import argparse
@@ -42,6 +44,9 @@ def main(argv=None):
                         help="per-channel mean the weights were trained with (default: CIFAR-10's, 3 channels)")
     parser.add_argument("--image_std", type=float, nargs="+", default=None,
                         help="per-channel std the weights were trained with (default: CIFAR-10's, 3 channels)")
+    parser.add_argument("--labels", nargs="+", default=None, metavar="NAME",
+                        help="the class names, in the order of the head's outputs (default: CIFAR-10's for 10 "
+                             "classes, else LABEL_0, LABEL_1, ...)")
     parser.add_argument("--overwrite", action="store_true", help="replace output_dir if it exists")
     args = parser.parse_args(argv)
 
@@ -62,13 +67,19 @@ def main(argv=None):
     cfg.update({k: v for k in (*INT_FIELDS, *FLOAT_FIELDS, "pool") if (v := getattr(args, k)) is not None})
     try:
         out = import_lesson_weights(
-            args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean, image_std=args.image_std
+            args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean, image_std=args.image_std,
+            labels=args.labels,
         )
     except (ValueError, OSError) as err:  # OSError: missing, unreadable or clashing files
         sys.exit(f"error: {err}")
     c = HfViTConfig.from_pretrained(out)
     print(f"imported into {out}: image {_size(c.image_size)}, patch {_size(c.patch_size)}, dim {c.dim}, depth "
-          f"{c.depth}, {c.heads} heads of {c.dim_head}, mlp_dim {c.mlp_dim}, pool {c.pool}, {c.num_labels} classes")
+          f"{c.depth}, {c.heads} heads of {c.dim_head}, mlp_dim {c.mlp_dim}, pool {c.pool}, {c.num_labels} classes "
+          f"({', '.join(c.id2label[i] for i in range(min(c.num_labels, 10)))}{', ...' if c.num_labels > 10 else ''})")
+    if args.labels is None:  # the weights carry no names: say where these came from
+        print("note: --labels not given: the class names above are " + (
+            "CIFAR-10's (the lesson's dataset)" if c.num_labels == 10 else "placeholders") + "; if the lesson trained "
+              "on other classes, import again with --labels NAME ... --overwrite.")
     guessed = [f"--{name}" for name in SIZE_FIELDS if name not in cfg]
     if guessed:  # a (2, 8) patch has the weights of a (4, 4) one: only the lesson's cfg can tell them apart
         print(f"note: {' and '.join(guessed)} not given: the sizes above are squares that fit the weight shapes. "

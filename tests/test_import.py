@@ -81,7 +81,7 @@ def test_non_square_sizes_are_given_as_pairs_and_a_square_guess_is_said(tmp_path
     assert "--image_size H W --patch_size H W --overwrite" in out
     script.main([str(weights), str(tmp_path / "pair"), "--heads", "3", "--image_size", "32", "--patch_size", "2", "8"])
     out = capsys.readouterr().out
-    assert "image 32x32, patch 2x8," in out and "note:" not in out
+    assert "image 32x32, patch 2x8," in out and "not given: the sizes above" not in out
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = ref(x)
@@ -185,3 +185,37 @@ def test_a_damaged_or_misplaced_weights_file_is_named(tmp_path):
         read_state_dict(weights)
     with pytest.raises(ValueError, match="is a folder. Pass the weights file in it"):
         read_state_dict(tmp_path)
+
+
+def test_the_imported_classes_are_named(tmp_path, capsys):
+    """The weights carry no class names: a 10-class import was LABEL_0..LABEL_9 in its card, pipeline() and
+    evaluation. A 10-class head now gets CIFAR-10's names (the lesson's dataset), --labels names any head, and a
+    count that does not match the head is refused before anything is written."""
+    from hf_vit import CIFAR10_LABELS
+
+    _, ten = lesson_model()
+    torch.save(ten.state_dict(), tmp_path / "ten.pt")
+    _, three = lesson_model(num_classes=3)
+    torch.save(three.state_dict(), tmp_path / "three.pt")
+    script = load_script("import_lesson_weights")
+
+    script.main([str(tmp_path / "ten.pt"), str(tmp_path / "a"), "--heads", "3"])
+    assert HfViTForImageClassification.from_pretrained(tmp_path / "a").config.id2label == dict(enumerate(CIFAR10_LABELS))
+    assert "note: --labels not given: the class names above are CIFAR-10's (the lesson's dataset)" in capsys.readouterr().out
+    assert "LABEL_" not in (tmp_path / "a" / "README.md").read_text()
+
+    script.main([str(tmp_path / "three.pt"), str(tmp_path / "b"), "--heads", "3", "--labels", "apple", "pear", "plum"])
+    config = HfViTForImageClassification.from_pretrained(tmp_path / "b").config
+    assert config.id2label == {0: "apple", 1: "pear", 2: "plum"} and config.label2id["plum"] == 2
+    assert "3 classes (apple, pear, plum)" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as refused:
+        script.main([str(tmp_path / "three.pt"), str(tmp_path / "c"), "--heads", "3", "--labels", "apple", "pear"])
+    assert str(refused.value.code) == (
+        "error: 2 class names given (--labels) but the model has 3 classes (its head's outputs). Name every class "
+        "once, in the order of the head's outputs."
+    )
+    assert not (tmp_path / "c").exists()
+    script.main([str(tmp_path / "three.pt"), str(tmp_path / "d"), "--heads", "3"])
+    assert HfViTForImageClassification.from_pretrained(tmp_path / "d").config.id2label[2] == "LABEL_2"
+    assert "the class names above are placeholders" in capsys.readouterr().out
