@@ -310,6 +310,12 @@ def parse_args(argv=None):
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
+        if "use_cpu" in str(err) and not torch.cuda.is_available():  # bf16 asked for on a machine without a GPU
+            which = f"the {known.recipe} recipe trains" if known.recipe else "these settings train"
+            raise SetupError(
+                f"{which} in bf16 on a GPU, and this machine has no CUDA GPU. Use --recipe cpu here, or pass "
+                "--use_cpu true to train these settings on the CPU (slowly)."
+            ) from None
         raise SetupError(str(err).strip()) from None
     notes = []
     if training_args.bf16 and training_args.use_cpu and not cpu_has_native_bf16():

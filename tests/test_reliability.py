@@ -640,6 +640,23 @@ def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
         parse_args(["--config_file", str(mine)])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a machine without a CUDA GPU")
+def test_the_gpu_recipe_on_a_machine_without_a_gpu_names_the_cpu_recipe(tmp_path):
+    """--recipe gpu on a laptop stopped with transformers' "Your setup doesn't support bf16/gpu. You need to assign
+    use_cpu ...", which names neither the recipe nor the way out. Now both; --use_cpu true runs its settings."""
+    from hf_vit.training import SetupError, parse_args
+
+    out = ["--output_dir", str(tmp_path)]
+    with pytest.raises(SetupError) as refused:
+        parse_args(["--recipe", "gpu", *out])
+    assert str(refused.value) == (
+        "the gpu recipe trains in bf16 on a GPU, and this machine has no CUDA GPU. Use --recipe cpu here, or pass "
+        "--use_cpu true to train these settings on the CPU (slowly)."
+    )
+    *_, args = parse_args(["--recipe", "gpu", *out, "--use_cpu", "true"])
+    assert args.use_cpu and args.per_device_train_batch_size == 512  # the recipe's settings, on the CPU
+
+
 def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_path):
     data = copy_of(dataset_dir, tmp_path, "data")
     import datasets
