@@ -283,7 +283,19 @@ class HfViTConfig(PretrainedConfig):
 
     @num_classes.setter
     def num_classes(self, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"HfViTConfig: `num_classes` must be a whole number of classes >= 1, got {value!r}.")
         self.num_labels = value
+
+    def __setattr__(self, key, value):
+        # `config.id2label = {...}` renames the classes: label2id follows (transformers' num_labels setter rebuilds
+        # both the same way), or save_pretrained would write two maps that disagree and from_pretrained refuses.
+        if key == "id2label" and isinstance(value, dict):
+            value = {_class_id(i, "id2label"): _class_name(name) for i, name in value.items()}
+            super().__setattr__(key, value)
+            super().__setattr__("label2id", {name: i for i, name in value.items()})
+            return
+        super().__setattr__(key, value)
 
     # -- validation ----------------------------------------------------------
     def validate_hf_vit(self):
@@ -333,6 +345,13 @@ class HfViTConfig(PretrainedConfig):
             raise ValueError(
                 f"HfViTConfig: `id2label` keys must be the class ids 0..{len(ids) - 1}, got {ids}. Number the "
                 "classes from 0 without gaps."
+            )
+        inverse = {name: _class_id(i, "id2label") for i, name in self.id2label.items()}
+        given = self.label2id if isinstance(self.label2id, dict) else inverse
+        if inverse != {name: _class_id(i, "label2id") for name, i in given.items()}:
+            raise ValueError(
+                f"HfViTConfig: `label2id` {self.label2id!r} is not the inverse of `id2label` {self.id2label!r}. "
+                "Set `id2label` alone (label2id follows it) or make the two maps agree."
             )
 
 

@@ -61,6 +61,27 @@ def test_update_and_update_from_string_keep_the_one_dropout_rate_and_num_classes
         c.update({"num_classes": 2, "num_labels": 3})
 
 
+def test_classes_renamed_after_construction_save_and_load_again(tmp_path):
+    """`config.id2label = {...}` (or update() with num_classes and id2label) left label2id naming the old classes:
+    save_pretrained wrote the folder and from_pretrained refused it. label2id now follows id2label; two maps set
+    apart that disagree are refused at save, before anything is written; num_classes takes whole numbers only."""
+    c = HfViTConfig()
+    c.update({"num_classes": 3, "id2label": {0: "apple", 1: "pear", 2: "plum"}})
+    assert c.label2id == {"apple": 0, "pear": 1, "plum": 2}
+    c.num_classes = 2
+    c.id2label = {"0": "cat", "1": "dog"}  # string keys, as config.json has them
+    assert (c.id2label, c.label2id) == ({0: "cat", 1: "dog"}, {"cat": 0, "dog": 1})
+    c.save_pretrained(tmp_path / "ok")
+    assert HfViTConfig.from_pretrained(tmp_path / "ok").label2id == {"cat": 0, "dog": 1}
+    c.label2id = {"cat": 1, "dog": 0}
+    with pytest.raises(ValueError, match=r"`label2id` \{'cat': 1, 'dog': 0\} is not the inverse of `id2label`"):
+        c.save_pretrained(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    for value in (0, True, "5", 2.0):
+        with pytest.raises(ValueError, match=f"`num_classes` must be a whole number of classes >= 1, got {value!r}"):
+            c.num_classes = value
+
+
 def test_round_trip(tmp_path):
     c = HfViTConfig(image_size=(24, 32), patch_size=(4, 8), dim=48, heads=2, dim_head=40, pool="mean")
     c.save_pretrained(tmp_path)
