@@ -40,11 +40,19 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
 def processor_size_mismatch(settings: dict, image_size):
     """`(made, wanted)` when an image processor with these settings (`processor.to_dict()`, or the JSON of
     preprocessor_config.json) makes images of another size than the model's `image_size`; None when they agree
-    or the images keep their own size (or only a shortest edge is set): the model then names a wrong one."""
-    size = settings.get("crop_size" if settings.get("do_center_crop") else "size")
-    if not settings.get("do_resize", True) or not isinstance(size, dict):
+    or the images keep their own size (or only a shortest edge is set): the model then names a wrong one.
+
+    A centre crop sets the size whether or not the processor resizes first; a size of one number is a square
+    (the older feature extractors' `"size": 224`, as transformers' get_size_dict reads it)."""
+    if settings.get("do_center_crop"):
+        size = settings.get("crop_size")
+    elif settings.get("do_resize", True):
+        size = settings.get("size")
+    else:
         return None
-    made, wanted = (size.get("height"), size.get("width")), _pair(image_size) if image_size is not None else None
-    if wanted is None or None in made or made == tuple(wanted):
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = {"height": size, "width": size}
+    if not isinstance(size, dict) or image_size is None:
         return None
-    return made, tuple(wanted)
+    made, wanted = (size.get("height"), size.get("width")), tuple(_pair(image_size))
+    return None if None in made or made == wanted else (made, wanted)

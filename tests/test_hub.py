@@ -646,6 +646,14 @@ def test_a_processor_of_another_size_than_the_model_is_refused_by_the_push(tmp_p
                "crop_size": {"height": 32, "width": 32}}  # fmt: skip
     (folder / "preprocessor_config.json").write_text(json.dumps(cropped))
     assert check_model_folder(folder) == []
+    # an older feature extractor's one-number size, and a crop without a resize: the sizes they make
+    for other in ({**processor, "size": 224}, {**processor, "do_resize": False, "do_center_crop": True, "crop_size": 24}):
+        (folder / "preprocessor_config.json").write_text(json.dumps(other))
+        (problem,) = check_model_folder(folder)
+        made = 224 if other.get("size") == 224 else 24
+        assert problem.startswith(f"preprocessor_config.json makes images of {made}x{made} but config.json's image_size")
+    (folder / "preprocessor_config.json").write_text(json.dumps({**processor, "size": {"shortest_edge": 32}}))
+    assert check_model_folder(folder) == []  # the image's own aspect decides: the model names a wrong size
 
 
 @pytest.mark.parametrize("edit", [{"depth": 2}, {"dim": 64}])
