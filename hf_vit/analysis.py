@@ -802,6 +802,7 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
     indices = np.array([r["index"] for r in rows], dtype=np.int64)
     row_of = {r["index"]: r for r in rows}
     loader = _loader(ds, indices, image_column, label_column, preprocess, batch_size, 0)
+    not_finite = 0  # maps with NaN or inf weights (an overflow in the model): drawn, but they show nothing
     for pixel_values, _, idx in tqdm(loader, desc="attention maps", unit="batch", disable=not progress):
         out = model(pixel_values=pixel_values.to(device), output_attentions=True)
         if not out.attentions:
@@ -817,6 +818,7 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
             grid = (side, side)
         for b, i in enumerate(idx.tolist()):
             row = row_of[i]
+            not_finite += not (torch.isfinite(rollout[b]).all() and torch.isfinite(last[b]).all())
             image = Image.open(output_dir / row["image"])
             caption = (
                 f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({100 * row['confidence']:.0f}%)"
@@ -826,9 +828,15 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
             )
             row["attention"] = f"attention/{Path(row['image']).name}"
             strip.save(output_dir / row["attention"], compress_level=1)  # fast; these are many
+    notes = []
     if getattr(model.config, "pool", "cls") == "mean":  # the maps follow [CLS], which this head does not read alone
-        return (
+        notes.append(
             "This model pools by mean: its head reads the average of all tokens, so the [CLS] attention maps show "
             "what [CLS] gathers, not what decided the prediction."
         )
-    return ""
+    if not_finite:
+        notes.append(
+            f"{not_finite} of {len(rows)} attention maps hold NaN or infinite weights (an overflow in the model, "
+            "e.g. in fp16): they are drawn, but their colours say nothing about attention."
+        )
+    return " ".join(notes)

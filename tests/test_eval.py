@@ -1202,3 +1202,34 @@ def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_h
         assert browser.eval("document.getElementById('shown-count').textContent") == "0 of 0"
     finally:
         browser.close()
+
+
+def test_attention_maps_with_nan_weights_are_named_in_the_note(evaluated, tmp_path):
+    """A model whose attention weights overflow (NaN, e.g. in fp16) got flat one-colour maps and no word on why:
+    the evaluation's attention note now counts them. The model is real; a forward hook puts NaN into the last
+    block's returned attention weights, as an overflow would, and leaves its output alone."""
+    from hf_vit.analysis import BatchPreprocessor, _attention_maps
+
+    model, processor = make_controlled_model(tmp_path / "model", evaluated["data_dir"])
+    test = evaluated["test"]
+    out = tmp_path / "out"
+    (out / "attention").mkdir(parents=True)
+    rows = []
+    for i in (0, 1, 2):
+        test[i]["img"].convert("RGB").save(out / f"{i}.png")
+        rows.append({"index": i, "image": f"{i}.png", "true_label": "cat", "predicted_label": "dog", "confidence": 0.5})
+    args = (test, rows, "img", "label", BatchPreprocessor(processor, 3), 2, "cpu", out, False)
+    model.eval()
+    with torch.no_grad():
+        clean = _attention_maps(model, *args)
+        hook = model.vit.transformer.layers[-1].attn.register_forward_hook(
+            lambda module, inputs, output: (output[0], None if output[1] is None else torch.full_like(output[1], float("nan")))
+        )
+        poisoned = _attention_maps(model, *args)
+        hook.remove()
+    assert "NaN" not in clean
+    assert poisoned.endswith(
+        "3 of 3 attention maps hold NaN or infinite weights (an overflow in the model, e.g. in fp16): they are drawn, "
+        "but their colours say nothing about attention."
+    )
+    assert sorted(p.name for p in (out / "attention").iterdir()) == ["0.png", "1.png", "2.png"]
