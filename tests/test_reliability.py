@@ -1434,6 +1434,28 @@ def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("offline", [True, False])
+def test_push_to_hub_without_a_way_to_the_hub_is_refused_before_training(dataset_dir, tmp_path, capsys, monkeypatch,
+                                                                         offline):  # fmt: skip
+    """--push_to_hub with a token but no way to the Hub trained for the whole run, then failed at the push. It is
+    refused at once. The network to the Hub is the one thing mocked: unreachable, as on a machine without one."""
+    from huggingface_hub import constants
+
+    from hf_vit import data
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: False)
+    err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", "--push_to_hub", "true", "--hub_model_id",
+                                         "me/vit"))  # fmt: skip
+    why = "HF_HUB_OFFLINE is set" if offline else f"no connection to {constants.ENDPOINT}"
+    assert err == (
+        f"train.py: error: --push_to_hub: the Hugging Face Hub cannot be reached ({why}). Train without "
+        "--push_to_hub and push the finished folder later with scripts/push_to_hub.py."
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_logger_whose_package_is_missing_is_refused_first(dataset_dir, tmp_path, capsys):
     from transformers.integrations import is_tensorboard_available
 
@@ -1506,11 +1528,10 @@ def test_a_resume_needs_the_optimizer_state_and_the_same_data_seed(dataset_dir, 
 def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
     """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
     the weights before those exist). The network is mocked at HfApi.create_repo/create_commit."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, RepoUrl, constants
 
+    from hf_vit import data
     from hf_vit.training import main
-
-    from huggingface_hub import RepoUrl
 
     commits = []  # a bare name lands under the token's namespace, as the Hub does it
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: RepoUrl(
@@ -1518,6 +1539,8 @@ def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_p
     monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: commits.append(
         (repo_id, sorted(op.path_in_repo for op in operations))) or type("Info", (), {"commit_url": "u"})())  # fmt: skip
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: True)  # the mocked Hub answers
     out = tmp_path / "tiny-vit"
     assert main(train_args(dataset_dir, out, "--push_to_hub", "true", steps=4)) == 0  # repo: the folder's name
     ((repo_id, files),) = commits
