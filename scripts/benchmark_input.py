@@ -62,7 +62,7 @@ def main():
         try:
             data = prepare_data(
                 args.dataset_name, config.image_size, config.num_channels, CIFAR10_MEAN, CIFAR10_STD,
-                augment=data_args.augment_config(), validation_size=data_args.validation_size,
+                augment=data_args.augment_config(), validation_size=0,  # speed only: no images held back
             )
         except DatasetError as err:
             sys.exit(f"benchmark_input.py: error: {err} (the recipe's settings; this script times its input pipeline)")
@@ -77,6 +77,9 @@ def main():
     loader = torch.utils.data.DataLoader(
         train_set, batch_size=batch_size, shuffle=True, collate_fn=collator, drop_last=True
     )
+    if not len(loader):
+        sys.exit(f"benchmark_input.py: error: {args.dataset_name} has {len(train_set)} training images, fewer than "
+                 f"one batch of {batch_size} (the recipe's). Time a larger dataset, or leave --dataset_name out.")
     batches, it = [], iter(loader)
     n = min(args.batches, len(loader))
     t0 = time.perf_counter()

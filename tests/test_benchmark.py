@@ -63,6 +63,18 @@ def test_benchmark_input_refuses_a_count_below_one_and_a_missing_dataset(monkeyp
         with pytest.raises(SystemExit) as exit_info:
             module.main()
         assert message in str(exit_info.value.code) and "Traceback" not in capsys.readouterr().err
+    # a dataset smaller than the recipe's validation carve is timed (validation plays no part in the speed) or,
+    # smaller than one batch, named as such (before: "--validation_size 5000 leaves no training images")
+    from tiny_data import make_tiny_cifar
+
+    small = make_tiny_cifar(tmp_path / "small", n_train=60, n_test=10)
+    monkeypatch.setattr(sys, "argv", ["benchmark_input.py", "--dataset_name", str(small)])
+    with pytest.raises(SystemExit) as exit_info:
+        module.main()
+    assert str(exit_info.value.code) == (
+        f"benchmark_input.py: error: {small} has 60 training images, fewer than one batch of 128 (the recipe's). "
+        "Time a larger dataset, or leave --dataset_name out."
+    )
 
 
 def test_the_three_models_are_the_same_network():
