@@ -308,8 +308,13 @@ def as_mode(image, mode: str):
     return image if image.mode == mode else image.convert(mode)
 
 
+# Part of the decoded-pixel cache's key: bump it whenever _decode_one or as_mode change what pixels they make,
+# or a cache written by the older rules would still be read. 2: EXIF orientation applied.
+DECODE_VERSION = 2
+
+
 def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     if value.get("bytes") is not None:
         image = Image.open(io.BytesIO(value["bytes"]))
@@ -317,6 +322,9 @@ def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
         image = Image.open(value["path"])
     else:
         raise DatasetError("an image cell holds neither bytes nor a path.")
+    # A phone photo's EXIF orientation: the datasets library and transformers' load_image turn the image upright,
+    # so pipeline() sees it so; training and the test score must see the same pixels.
+    image = ImageOps.exif_transpose(image)
     image = as_mode(image, mode)
     if image.size != (size[1], size[0]):
         image = image.resize((size[1], size[0]), Image.BILINEAR)  # the image processor's resample
@@ -352,13 +360,14 @@ def decode_images(
     later runs (and the second process of a DDP run) load it in a fraction of a second.
     """
     import datasets
+    from PIL import Image
 
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     mode = {1: "L", 3: "RGB"}.get(num_channels)
     if mode is None:
         raise DatasetError(f"images can be decoded to 1 or 3 channels, not {num_channels}.")
     # The column is part of the key: a dataset with two image columns must not share one cache.
-    key = f"hf_vit-pixels-{ds._fingerprint}-{image_column}-{mode}{height}x{width}"
+    key = f"hf_vit-pixels-v{DECODE_VERSION}-{ds._fingerprint}-{image_column}-{mode}{height}x{width}"
     # datasets fingerprints a local folder by its name, not its files: the memory cache also keys on where the
     # Arrow files lie (a folder of its own per folder state, see local_cache_dir), and checks the row count.
     memory_key = (key, ds.cache_files[0]["filename"] if ds.cache_files else None)
@@ -374,8 +383,8 @@ def decode_images(
                 if pixels.shape == (len(ds), num_channels, height, width):
                     _MEMORY_CACHE[memory_key] = pixels
                     return pixels
-            except (OSError, ValueError):
-                pass  # a damaged cache file: decode again and overwrite it
+            except (OSError, ValueError, EOFError):
+                pass  # a damaged cache file (EOFError: empty, e.g. after a power loss): decode again and overwrite it
 
     where = f"the {split!r} split" if split else "the dataset"
     check_no_empty_cells(ds, image_column, where)  # a null cell: all of them named, before any decoding
@@ -391,6 +400,11 @@ def decode_images(
                     f"row {start + i} of {where} cannot be decoded: its {image_column!r} cell is not a readable "
                     f"image ({err}). Re-encode or drop that row."
                 ) from None
+            except Image.DecompressionBombError as err:  # over PIL's pixel limit: not an OSError
+                raise DatasetError(
+                    f"row {start + i} of {where} is too large to decode safely ({err}). Downscale that image, or "
+                    "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the dataset."
+                ) from None
             except ImageDepthError as err:
                 raise DatasetError(f"row {start + i} of {where}: {err}") from None
     pixels = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))  # (N, C, H, W)
@@ -398,7 +412,10 @@ def decode_images(
     if cache_path is not None:
         tmp = cache_path.with_suffix(f".tmp{os.getpid()}.npy")
         try:
-            np.save(tmp, pixels.numpy())
+            with open(tmp, "wb") as f:
+                np.save(f, pixels.numpy())
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the rename: a power loss must not leave an empty cache file
             os.replace(tmp, cache_path)  # atomic: a reader never sees half a file
         except OSError as err:
             logger.warning("could not cache decoded images at %s (%s); keeping them in memory only", cache_path, err)

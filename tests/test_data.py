@@ -109,9 +109,59 @@ def test_decode_once_matches_pil_and_is_cached(tiny):
     pixels = decode_images(ds, "img", 32)
     assert pixels.dtype == torch.uint8 and pixels.shape == (100, 3, 32, 32)
     assert torch.equal(pixels[7], torch.from_numpy(np.array(ds[7]["img"].convert("RGB"))).permute(2, 0, 1))
-    assert list(Path(ds.cache_files[0]["filename"]).parent.glob(f"hf_vit-pixels-{ds._fingerprint}-img-RGB32x32.npy"))
+    assert list(Path(ds.cache_files[0]["filename"]).parent.glob(f"hf_vit-pixels-v2-{ds._fingerprint}-img-RGB32x32.npy"))
     data_module._MEMORY_CACHE.clear()  # the second call reads the .npy file
     assert torch.equal(decode_images(ds, "img", 32), pixels)
+
+
+def test_photos_decode_upright_as_datasets_shows_them(tmp_path):
+    """A JPEG with EXIF orientation 6 (a phone photo held upright): datasets and transformers' load_image turn it
+    upright, so pipeline() sees it so; training and the test score decoded it lying on its side (max difference
+    255). They decode it upright too."""
+    import io
+
+    from datasets import ClassLabel, Dataset, Features, Image as ImageFeature
+    from PIL import Image
+
+    half = np.zeros((32, 32, 3), np.uint8)
+    half[:, 16:] = 255  # left black, right white as stored; upright, the white half is at the top or bottom
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees to display
+    buf = io.BytesIO()
+    Image.fromarray(half).save(buf, "JPEG", exif=exif, quality=95)
+    ds = Dataset.from_dict({"img": [{"bytes": buf.getvalue(), "path": None}], "label": [0]},
+                           features=Features({"img": ImageFeature(), "label": ClassLabel(names=["a", "b"])}))  # fmt: skip
+    ours = decode_images(ds, "img", 32, cache=False)[0].permute(1, 2, 0)
+    upright = torch.from_numpy(np.asarray(ds[0]["img"].convert("RGB")))
+    assert torch.equal(ours, upright)
+    assert abs(ours[:16].float().mean() - ours[16:].float().mean()) > 200  # the halves lie top and bottom now
+
+
+def test_a_stale_empty_or_oversized_decode_is_never_trusted(tiny, monkeypatch):
+    """Three ways the decoded-pixel cache or the decoder failed: a cache written by older decoding rules (before
+    the EXIF fix; RGBA before it was laid on white) was read as if current, the key not naming the rules; an empty
+    cache file (a power loss after the rename) stopped every later run with a bare EOFError; an image over PIL's
+    pixel limit raised a DecompressionBombError traceback naming no row."""
+    from PIL import Image
+
+    from hf_vit import data as data_module
+
+    ds = load_dataset(str(tiny))["test"]
+    folder = Path(ds.cache_files[0]["filename"]).parent
+    right = decode_images(ds, "img", 32, cache=False)
+    data_module._MEMORY_CACHE.clear()
+    np.save(folder / f"hf_vit-pixels-{ds._fingerprint}-img-RGB32x32.npy", np.zeros(tuple(right.shape), np.uint8))
+    assert torch.equal(decode_images(ds, "img", 32), right)  # the unversioned (older) cache is not read
+    (current,) = folder.glob(f"hf_vit-pixels-v{data_module.DECODE_VERSION}-{ds._fingerprint}-img-RGB32x32.npy")
+    current.write_bytes(b"")
+    data_module._MEMORY_CACHE.clear()
+    assert torch.equal(decode_images(ds, "img", 32), right)  # decoded again, and the file written whole
+    assert current.stat().st_size > right.numel()
+    data_module._MEMORY_CACHE.clear()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 32x32 is over twice this: PIL refuses to decode it
+    with pytest.raises(DatasetError, match=r"^row 0 of the 'test' split is too large to decode safely \(.*\)\. "
+                                           r"Downscale that image, or raise PIL.Image.MAX_IMAGE_PIXELS"):  # fmt: skip
+        decode_images(ds, "img", 32, cache=False, split="test")
 
 
 def test_normalisation_equals_the_image_processor(tiny):
