@@ -28,13 +28,29 @@ def local_cache_dir(folder) -> str:
 
     folder = Path(folder).resolve()
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            stat = path.stat()
-            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    for relative, stat in sorted(_files(folder)):
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     by_path = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     return str(Path(config.HF_DATASETS_CACHE) / "hf_vit-local" / by_path / digest.hexdigest()[:16])
+
+
+def _files(folder: Path):
+    """(relative path, stat) of each file under `folder` as datasets reads them: through linked folders too (a
+    `plain_text -> /data/cifar10/plain_text` link; Path.rglob does not follow it, so changed data behind it kept
+    the old key), each real folder once (a link back up would loop), hidden entries left out."""
+    seen = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            path = Path(root, name)
+            if name.startswith(".") or not path.is_file():
+                continue
+            yield path.relative_to(folder).as_posix(), path.stat()
 
 
 def _last_write(folder: Path) -> float:

@@ -968,6 +968,7 @@ def test_remote_code_files_are_the_packages_own(model_dir):
 
 
 def test_a_changed_dataset_folder_is_read_again(tmp_path, monkeypatch):
+    """datasets caches a local folder by its name; hf_vit keys its cache by the folder's files, linked ones too."""
     import datasets
 
     from hf_vit.analysis import load_split
@@ -996,6 +997,18 @@ def test_a_changed_dataset_folder_is_read_again(tmp_path, monkeypatch):
     assert len(load_split(str(first), "test")) == 5
     assert list(current.parent.iterdir()) == [current] and not old_layout.exists()
     assert list(Path(local_cache_dir(second)).parent.iterdir()) == [Path(local_cache_dir(second))]
+    # Data kept elsewhere and linked in (plain_text -> the real folder): its change is seen too (before: rglob
+    # did not follow the link, the key stayed and the old rows loaded), and a link back up does not loop.
+    linked = tmp_path / "c" / "tiny"
+    linked.mkdir(parents=True)
+    shutil.copy(second / "README.md", linked / "README.md")
+    (linked / "plain_text").symlink_to(second / "plain_text", target_is_directory=True)
+    (second / "plain_text" / "up").symlink_to(linked, target_is_directory=True)
+    assert len(load_split(str(linked), "test")) == 9
+    shutil.rmtree(tmp_path / "b")
+    make_tiny_cifar(second, n_train=4, n_test=6)  # the linked data replaced
+    (second / "plain_text" / "up").symlink_to(linked, target_is_directory=True)
+    assert len(load_split(str(linked), "test")) == 6
 
 
 def test_the_cache_key_follows_a_file_touched_in_place_and_pruning_spares_a_state_in_use(tmp_path, monkeypatch):
