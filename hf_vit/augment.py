@@ -74,7 +74,12 @@ def _blurred(x):  # PIL's SMOOTH kernel [[1 1 1] [1 5 1] [1 1 1]] / 13, the refe
     # = (3x3 box sum + 4 x centre) / 13. Built from ops, not a kernel tensor: a tensor made from host
     # numbers is a blocking host-to-device copy, which stalls an accelerator's queue every batch.
     box = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1) * 9
-    return (box + 4 * x) / 13
+    # PIL (and torchvision) filter the inside only: the 1-pixel border keeps its pixels. The mask comes from
+    # arange on the device, not from host numbers.
+    h, w = x.shape[-2:]
+    rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    inside = ((rows > 0) & (rows < h - 1))[:, None] & ((cols > 0) & (cols < w - 1))[None, :]
+    return torch.where(inside, (box + 4 * x) / 13, x)
 
 
 BLEND_TARGETS = {  # what each blend moves the image towards (factor 1 + 0.9 v: v < 0 towards it, v > 0 away)
@@ -92,7 +97,9 @@ def _posterize(x, v):
 
 
 def _solarize(x, v):
-    threshold = (1 - v.abs())[:, None, None, None]  # strength 0: nothing inverted
+    # Pixels of 256 (1 - |v|) and above, on the 0..255 scale (timm's increasing solarize): at strength 0 the
+    # threshold is 256, over every pixel, so nothing is inverted, white included.
+    threshold = (256 / 255 * (1 - v.abs()))[:, None, None, None]
     return torch.where(x >= threshold, 1 - x, x)
 
 
@@ -105,9 +112,11 @@ def _autocontrast(x, v):
 
 def _equalize_like(x, v):
     # Per-image, per-channel standardisation to a fixed spread: a cheap stand-in for histogram equalisation.
+    # A channel of one level (black, or a pure colour's zero channels) stays as it is, as PIL's equalize leaves it.
     mean = x.mean(dim=(2, 3), keepdim=True)
-    std = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
-    return ((x - mean) / std * 0.25 + 0.5).clamp(0, 1)
+    std = x.std(dim=(2, 3), keepdim=True)
+    spread = ((x - mean) / std.clamp_min(1e-3) * 0.25 + 0.5).clamp(0, 1)
+    return torch.where(std < 1 / 255, x, spread)
 
 
 def _matrix(a, b, c, d, e, f):  # (B,) each -> (B, 2, 3) rows [a b c], [d e f] in affine_grid's [-1, 1] frame

@@ -494,3 +494,32 @@ def test_a_one_class_train_split_is_refused_and_classes_without_training_images_
     warning = next(r.getMessage() for r in caplog.records if "no training images" in r.getMessage())
     assert warning.startswith(f"{len(unseen)} of the 10 classes have no training images")
     assert all(repr(data.label_names[i]) in warning for i in unseen)
+
+
+def test_sharpness_solarize_and_equalize_match_pil_at_their_edges():
+    """Three RandAugment ops that differed from PIL where it shows: sharpness blurred the 1-pixel border (12% of a
+    32x32 image) that PIL's SMOOTH filter keeps; solarize at strength 0 turned pure white black (its comment said
+    nothing is inverted); equalize turned a one-level channel (black, a pure colour's zero channels) mid-grey."""
+    from PIL import Image, ImageFilter, ImageOps
+
+    from hf_vit.augment import RANDAUGMENT_OPS, _blurred
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    pil = np.asarray(Image.fromarray(image).filter(ImageFilter.SMOOTH)).astype(np.float32) / 255
+    ours = _blurred(x)[0].permute(1, 2, 0).numpy()
+    assert np.abs(ours - pil).max() <= 1 / 255 + 1e-6  # PIL rounds to whole levels
+    assert np.array_equal(ours[0], image[0] / np.float32(255)) and np.array_equal(ours[:, -1], image[:, -1] / np.float32(255))
+
+    levels = torch.tensor([0, 0.5, 0.9, 254 / 255, 1.0]).reshape(1, 1, 1, 5)
+    assert torch.equal(RANDAUGMENT_OPS["solarize"](levels, torch.tensor([0.0])), levels)
+    assert torch.allclose(RANDAUGMENT_OPS["solarize"](levels, torch.tensor([1.0])), 1 - levels)
+    assert torch.allclose(RANDAUGMENT_OPS["solarize"](levels, torch.tensor([-0.5])), torch.where(levels >= 128 / 255, 1 - levels, levels))
+
+    red_ramp = np.zeros((8, 8, 3), np.uint8)
+    red_ramp[..., 0] = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    equalized = RANDAUGMENT_OPS["equalize"](torch.from_numpy(red_ramp).permute(2, 0, 1)[None].float() / 255, torch.tensor([0.0]))
+    pil_equalized = np.asarray(ImageOps.equalize(Image.fromarray(red_ramp)))
+    assert pil_equalized[..., 1:].max() == 0 and equalized[0, 1:].max() == 0  # green and blue stay black, as in PIL
+    assert equalized[0, 0].std() > 0.2  # the ramp itself is spread
