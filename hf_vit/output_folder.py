@@ -204,12 +204,17 @@ def replace_text(path, text: str) -> Path:
 LOCK_FILE = ".hf_vit.lock"
 
 
-class FolderInUseError(OSError):
-    """Another process holds the folder's lock; `holder` names it as it wrote itself down."""
+# Who holds a folder only shared: readers write no name into the lock file (several of them share it).
+READERS = "a program reading the files in it (an evaluation or an export)"
 
-    def __init__(self, message: str, holder: str):
+
+class FolderInUseError(OSError):
+    """Another process holds the folder's lock; `holder` names it as it wrote itself down, or is READERS when only
+    readers hold it (`readers`: they read its files, they do not write them)."""
+
+    def __init__(self, message: str, holder: str, readers: bool = False):
         super().__init__(message)
-        self.holder = holder
+        self.holder, self.readers = holder, readers
 
 
 @contextmanager
@@ -257,10 +262,17 @@ def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir
             held.enter_context(folder_lock(output_dir, holder))
         except FolderInUseError as err:
             raise FolderInUseError(
-                f"{flag} {str(output_dir)!r} is in use by {err.holder}, which is writing it: this would replace the "
-                f"files it writes. Wait for it to finish, or choose another {flag}.", err.holder,
+                f"{flag} {str(output_dir)!r} is in use by {_what_it_does(err, 'this would replace the files it writes')}"
+                f". Wait for it to finish, or choose another {flag}.", err.holder, err.readers,
             ) from None
         yield
+
+
+def _what_it_does(err: FolderInUseError, clash: str) -> str:
+    """The holder of a refused writer's folder and the harm, `clash` for a writer holding it."""
+    if err.readers:
+        return f"{err.holder}: this would write over the files it reads"
+    return f"{err.holder}, which is writing it: {clash}"
 
 
 def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
@@ -286,10 +298,7 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            written = os.pread(fd, 500, 0).decode("utf-8", "replace").strip()
-            os.close(fd)
-            held_by = written or "an evaluation reading the model in it"  # readers write nothing
-            raise FolderInUseError(f"{path.parent} is in use by {held_by}", held_by) from None
+            raise _refusal(fd, path, shared) from None
         except OSError:  # ENOLCK: a network filesystem without flock
             os.close(fd)
             return None
@@ -305,6 +314,18 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
     except OSError:  # read-only descriptor
         pass
     return fd
+
+
+def _refusal(fd: int, path: Path, shared: bool) -> FolderInUseError:
+    """The error for a lock `fd` could not get (closing it): the holder's name, or READERS."""
+    written = os.pread(fd, 500, 0).decode("utf-8", "replace").strip()
+    try:  # a writer refused where a reader is let in: only readers hold it (the name may be a dead run's)
+        readers = not shared and fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB) is None
+    except OSError:
+        readers = False
+    os.close(fd)
+    held_by = READERS if readers else written or "another program"  # (a writer that could not write its name)
+    return FolderInUseError(f"{path.parent} is in use by {held_by}", held_by, readers)
 
 
 def _own_lock_file(fd: int, path: Path, holder: str) -> int:

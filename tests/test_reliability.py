@@ -1724,8 +1724,9 @@ def test_a_training_into_a_folder_an_evaluation_is_reading_is_refused(dataset_di
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)
     with lock_held_elsewhere(out, "an evaluation", shared=True):
         assert train_error(capsys, resume) == (
-            f"train.py: error: --output_dir '{out}' is in use by an evaluation reading the model in it: this run would "
-            "write over the files it uses. Wait for it to finish, or choose another --output_dir."
+            f"train.py: error: --output_dir '{out}' is in use by a program reading the files in it (an evaluation or "
+            "an export): this run would write over the files it uses. Wait for it to finish, or choose another "
+            "--output_dir."
         )
     assert main(resume) == 0
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
@@ -1808,6 +1809,31 @@ def test_an_export_or_import_while_a_training_writes_either_folder_is_refused(mo
     assert not list(tmp_path.rglob(".hf_vit.lock")) and not list(tmp_path.glob(".busy*"))
 
 
+
+def test_an_import_into_a_folder_only_readers_hold_says_they_read_it(model_dir, tmp_path):
+    """An import --overwrite into a model folder an export (or an evaluation) is reading was refused as 'in use by
+    an evaluation reading the model in it, which is writing it': readers write no name, and they do not write.
+    The refusal says a program reads it, and the error carries that only readers hold it."""
+    from lesson_vit import ViT, ViTConfig
+
+    from hf_vit.import_lesson import import_lesson_weights
+    from hf_vit.output_folder import FolderInUseError
+
+    folder = copy_of(model_dir, tmp_path)
+    torch.save(ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict(), tmp_path / "lesson.pt")
+    with lock_held_elsewhere(folder, "an export to transformers' ViT", shared=True):
+        with pytest.raises(FolderInUseError) as refused:
+            import_lesson_weights(tmp_path / "lesson.pt", folder, {"heads": 2}, overwrite=True)
+    assert str(refused.value) == (
+        f"output_dir '{folder}' is in use by a program reading the files in it (an evaluation or an export): this "
+        "would write over the files it reads. Wait for it to finish, or choose another output_dir."
+    )
+    assert refused.value.readers
+    with lock_held_elsewhere(folder, "a training run"):  # a writer is still named as one
+        with pytest.raises(FolderInUseError) as refused:
+            import_lesson_weights(tmp_path / "lesson.pt", folder, {"heads": 2}, overwrite=True)
+    assert "a training run (pid" in str(refused.value) and "which is writing it" in str(refused.value)
+    assert not refused.value.readers
 
 def test_an_evaluation_of_a_checkpoint_of_a_running_training_is_refused(model_dir, dataset_dir, tmp_path):
     """runs/x/checkpoint-500 evaluated while runs/x trains: the run deletes older checkpoints as it saves (its
