@@ -18,7 +18,6 @@ import os
 import re
 import sys
 import time
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ from .eval_pictures import (
 )
 from .image_processing import processor_size_mismatch
 from .metrics import classification_metrics, macro_scope
-from .output_folder import FolderInUseError, folder_lock, replace_text
+from .output_folder import hold_folders, replace_text
 from .spreadsheet import csv_cell
 
 # Sub-folders of the output folder whose old .png files a rerun deletes before writing its own.
@@ -545,38 +544,11 @@ def _refuse_linked_output(output_dir: Path) -> None:
             )
 
 
-@contextmanager
 def _hold_folders(output_dir: Path, model_name_or_path):
     """Lock the output folder alone (two evaluations there would mix their files) and share the model folder with
     other evaluations (a training writing new weights and deleting evaluation/ there holds it alone)."""
-    model = Path(str(model_name_or_path)).expanduser()
-    with ExitStack() as held:
-        try:
-            if model.is_dir():
-                held.enter_context(folder_lock(model, "an evaluation", shared=True))
-        except FolderInUseError as err:
-            raise FolderInUseError(
-                f"the model folder {str(model)!r} is in use by {err.holder}, which writes new weights there: they "
-                "would not be the ones evaluated. Wait for it to finish, then evaluate.", err.holder,
-            ) from None
-        run = model.parent
-        try:  # a checkpoint of a training still running: it deletes older checkpoints as it saves new ones
-            if model.is_dir() and re.fullmatch(r"checkpoint-\d+", model.name) and run.is_dir():
-                held.enter_context(folder_lock(run, "an evaluation", shared=True))
-        except FolderInUseError as err:
-            raise FolderInUseError(
-                f"{str(model)!r} is a checkpoint of {str(run)!r}, which is in use by {err.holder}: it deletes older "
-                "checkpoints as it saves new ones. Evaluate the checkpoint once the run ends, or copy it elsewhere "
-                "first.", err.holder,
-            ) from None
-        try:
-            held.enter_context(folder_lock(output_dir, "an evaluation"))
-        except FolderInUseError as err:
-            raise FolderInUseError(
-                f"--output_dir {str(output_dir)!r} is in use by {err.holder}, which is writing it: two evaluations "
-                "there would mix their files. Wait for it to finish, or pass another --output_dir.", err.holder,
-            ) from None
-        yield
+    model = Path(str(model_name_or_path)).expanduser()  # (a Hub id is no folder: nothing to share)
+    return hold_folders(output_dir, "an evaluation", reads=[model], clash="two evaluations there would mix their files")
 
 
 def _weights_state(model_name_or_path) -> dict:

@@ -15,6 +15,7 @@ a file written whole or not at all through a temporary file no other writer shar
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -244,28 +245,47 @@ def folder_lock(folder, holder: str, *, shared: bool = False):
 
 
 @contextmanager
-def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir"):
+def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir",
+                 clash: str = "this would replace the files it writes"):
     """Lock `output_dir` alone and share each model folder in `reads` with other readers, for a program that
-    writes a new model folder from others (an export, an import): a training writing either of them would leave
-    the result built from half-replaced weights, or replace the folder under it. Raises FolderInUseError."""
+    writes from model folders (an evaluation, an export, an import): a training writing either of them would
+    leave the result built from half-replaced weights, or replace the folder under it. `clash` says what a
+    writer already in `output_dir` would suffer. Raises FolderInUseError."""
     with ExitStack() as held:
         for folder in map(Path, reads):
-            try:
-                if folder.is_dir():
-                    held.enter_context(folder_lock(folder, holder, shared=True))
-            except FolderInUseError as err:
-                raise FolderInUseError(
-                    f"the model folder {str(folder)!r} is in use by {err.holder}, which writes new weights there: "
-                    "they would not be the ones read. Wait for it to finish, then run this again.", err.holder,
-                ) from None
+            if folder.is_dir():
+                _share_model_folder(held, folder, holder)
         try:
             held.enter_context(folder_lock(output_dir, holder))
         except FolderInUseError as err:
             raise FolderInUseError(
-                f"{flag} {str(output_dir)!r} is in use by {_what_it_does(err, 'this would replace the files it writes')}"
-                f". Wait for it to finish, or choose another {flag}.", err.holder, err.readers,
+                f"{flag} {str(output_dir)!r} is in use by {_what_it_does(err, clash)}. Wait for it to finish, or "
+                f"choose another {flag}.", err.holder, err.readers,
             ) from None
         yield
+
+
+def _share_model_folder(held: ExitStack, folder: Path, holder: str) -> None:
+    """Share `folder` and, for a checkpoint (runs/x/checkpoint-500), its run's folder: a training still running
+    there deletes older checkpoints as it saves new ones."""
+    try:
+        held.enter_context(folder_lock(folder, holder, shared=True))
+    except FolderInUseError as err:
+        raise FolderInUseError(
+            f"the model folder {str(folder)!r} is in use by {err.holder}, which writes new weights there: they would "
+            "not be the ones read. Wait for it to finish, then run this again.", err.holder,
+        ) from None
+    run = folder.parent
+    if not (re.fullmatch(r"checkpoint-\d+", folder.name) and run.is_dir()):
+        return
+    try:
+        held.enter_context(folder_lock(run, holder, shared=True))
+    except FolderInUseError as err:
+        raise FolderInUseError(
+            f"{str(folder)!r} is a checkpoint of {str(run)!r}, which is in use by {err.holder}: it deletes older "
+            "checkpoints as it saves new ones. Wait for the run to end, or copy the checkpoint elsewhere first.",
+            err.holder,
+        ) from None
 
 
 def _what_it_does(err: FolderInUseError, clash: str) -> str:

@@ -1671,7 +1671,7 @@ def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(mo
     with lock_held_elsewhere(out, "an evaluation") as pid:
         assert run_script_main("evaluate_model.py", argv) == (
             f"error: --output_dir '{out}' is in use by an evaluation (pid {pid} on {socket.gethostname()}), which is "
-            "writing it: two evaluations there would mix their files. Wait for it to finish, or pass another "
+            "writing it: two evaluations there would mix their files. Wait for it to finish, or choose another "
             "--output_dir."
         )
         assert [p.name for p in out.iterdir()] == [".hf_vit.lock"]  # the holder's, nothing of the refused run
@@ -1706,7 +1706,7 @@ def test_a_training_or_an_evaluation_of_a_folder_a_training_is_writing_is_refuse
         evaluate_model(str(out), str(dataset_dir), device="cpu", progress=False, report=False)
     assert str(err.value) == (
         f"the model folder '{out}' is in use by {holder}, which writes new weights there: they would not be the ones "
-        "evaluated. Wait for it to finish, then evaluate."
+        "read. Wait for it to finish, then run this again."
     )
     assert not (out / "evaluation").exists()
     os.kill(proc.pid, signal.SIGKILL)
@@ -1835,6 +1835,15 @@ def test_an_import_into_a_folder_only_readers_hold_says_they_read_it(model_dir, 
     assert "a training run (pid" in str(refused.value) and "which is writing it" in str(refused.value)
     assert not refused.value.readers
 
+def checkpoint_refusal(checkpoint, run, pid):
+    """The refusal of an evaluation or export of `checkpoint` while the training `pid` writes `run`."""
+    return (
+        f"error: '{checkpoint}' is a checkpoint of '{run}', which is in use by a training run (pid {pid} on "
+        f"{socket.gethostname()}): it deletes older checkpoints as it saves new ones. Wait for the run to end, or "
+        "copy the checkpoint elsewhere first."
+    )
+
+
 def test_an_evaluation_of_a_checkpoint_of_a_running_training_is_refused(model_dir, dataset_dir, tmp_path):
     """runs/x/checkpoint-500 evaluated while runs/x trains: the run deletes older checkpoints as it saves (its
     save_total_limit), and the evaluation ended in a FileNotFoundError or wrote into a deleted folder. Refused,
@@ -1842,14 +1851,21 @@ def test_an_evaluation_of_a_checkpoint_of_a_running_training_is_refused(model_di
     run = tmp_path / "run"
     checkpoint = copy_of(model_dir, run, "checkpoint-500")
     with lock_held_elsewhere(run, "a training run") as pid:
-        assert evaluate_error(checkpoint, dataset_dir, tmp_path) == (
-            f"error: '{checkpoint}' is a checkpoint of '{run}', which is in use by a training run (pid {pid} on "
-            f"{socket.gethostname()}): it deletes older checkpoints as it saves new ones. Evaluate the checkpoint "
-            "once the run ends, or copy it elsewhere first."
-        )
+        assert evaluate_error(checkpoint, dataset_dir, tmp_path) == checkpoint_refusal(checkpoint, run, pid)
         assert not (tmp_path / "eval").exists()
         elsewhere = copy_of(checkpoint, tmp_path, "checkpoint-500")
         script_module("evaluate_model.py").main(["--model", str(elsewhere), "--dataset", str(dataset_dir),
                                                  "--output_dir", str(tmp_path / "eval"), "--no_progress",
                                                  "--no_report", "--device", "cpu"])  # fmt: skip
     assert (tmp_path / "eval" / "metrics.json").is_file()
+
+
+def test_an_export_of_a_checkpoint_of_a_running_training_is_refused(model_dir, tmp_path):
+    """The same checkpoint exported while its run trains was not refused (the evaluation was): refused as the
+    evaluation is, with nothing written."""
+    run = tmp_path / "run"
+    checkpoint = copy_of(model_dir, run, "checkpoint-500")
+    with lock_held_elsewhere(run, "a training run") as pid:
+        refusal = run_script_main("export_to_transformers_vit.py", [str(checkpoint), str(tmp_path / "vit")])
+        assert refusal == checkpoint_refusal(checkpoint, run, pid)
+    assert not (tmp_path / "vit").exists()
