@@ -37,7 +37,7 @@ from .configuration_hf_vit import HfViTConfig, _pair
 from .hub import check_weights
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
-from .output_folder import check_output_folder, hold_folders, staged_folder
+from .output_folder import check_output_folder, hold_folders, share_folder, staged_folder
 
 
 class NotExportable(ValueError):
@@ -205,6 +205,9 @@ def _copied_files(model_dir: Path) -> list[str]:
     return carried + [p.relative_to(model_dir).as_posix() for p in pictures]
 
 
+_HOLDER = "an export to transformers' ViT"  # how a run refused meanwhile names it
+
+
 def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite=False, atol=1e-4) -> Path:
     """Convert the hf_vit folder `model_dir` into a transformers ViT folder `output_dir`; returns it.
 
@@ -242,7 +245,13 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     refuse_links_outside(model_dir, _copied_files(model_dir), "the export would copy the file it points to")
     check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)")
     # From the weights' read to the folder's swap: no training writes either folder meanwhile.
-    with hold_folders(output_dir, "an export to transformers' ViT", reads=[model_dir], flag="output_dir"):
+    with hold_folders(output_dir, _HOLDER, reads=[model_dir], flag="output_dir") as held:
+        evaluation = model_dir / "evaluation"
+        if evaluation.is_dir():  # its pictures and metrics are copied: an evaluation writing them deletes them first
+            share_folder(held, evaluation, _HOLDER, lambda writer: (
+                f"{str(evaluation)!r} is being written by {writer}: the export copies its pictures and metrics. Wait "
+                "for it to finish, then export again."
+            ))
         return _convert_and_write(model_dir, output_dir, config, repo_id=repo_id, overwrite=overwrite, atol=atol)
 
 

@@ -250,7 +250,7 @@ def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir
     """Lock `output_dir` alone and share each model folder in `reads` with other readers, for a program that
     writes from model folders (an evaluation, an export, an import): a training writing either of them would
     leave the result built from half-replaced weights, or replace the folder under it. `clash` says what a
-    writer already in `output_dir` would suffer. Raises FolderInUseError."""
+    writer already in `output_dir` would suffer. Yields the ExitStack that holds them. Raises FolderInUseError."""
     with ExitStack() as held:
         for folder in map(Path, reads):
             if folder.is_dir():
@@ -262,30 +262,31 @@ def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir
                 f"{flag} {str(output_dir)!r} is in use by {_what_it_does(err, clash)}. Wait for it to finish, or "
                 f"choose another {flag}.", err.holder, err.readers,
             ) from None
-        yield
+        yield held  # for a caller's own further folders (share_folder)
 
 
 def _share_model_folder(held: ExitStack, folder: Path, holder: str) -> None:
     """Share `folder` and, for a checkpoint (runs/x/checkpoint-500), its run's folder: a training still running
     there deletes older checkpoints as it saves new ones."""
+    share_folder(held, folder, holder, lambda writer: (
+        f"the model folder {str(folder)!r} is in use by {writer}, which writes new weights there: they would not be "
+        "the ones read. Wait for it to finish, then run this again."
+    ))
+    run = folder.parent
+    if re.fullmatch(r"checkpoint-\d+", folder.name) and run.is_dir():
+        share_folder(held, run, holder, lambda writer: (
+            f"{str(folder)!r} is a checkpoint of {str(run)!r}, which is in use by {writer}: it deletes older "
+            "checkpoints as it saves new ones. Wait for the run to end, or copy the checkpoint elsewhere first."
+        ))
+
+
+def share_folder(held: ExitStack, folder: Path, holder: str, refusal) -> None:
+    """Share `folder`'s lock with other readers until `held` closes; when a writer holds it, raise
+    FolderInUseError with the message `refusal(the writer's name)`."""
     try:
         held.enter_context(folder_lock(folder, holder, shared=True))
     except FolderInUseError as err:
-        raise FolderInUseError(
-            f"the model folder {str(folder)!r} is in use by {err.holder}, which writes new weights there: they would "
-            "not be the ones read. Wait for it to finish, then run this again.", err.holder,
-        ) from None
-    run = folder.parent
-    if not (re.fullmatch(r"checkpoint-\d+", folder.name) and run.is_dir()):
-        return
-    try:
-        held.enter_context(folder_lock(run, holder, shared=True))
-    except FolderInUseError as err:
-        raise FolderInUseError(
-            f"{str(folder)!r} is a checkpoint of {str(run)!r}, which is in use by {err.holder}: it deletes older "
-            "checkpoints as it saves new ones. Wait for the run to end, or copy the checkpoint elsewhere first.",
-            err.holder,
-        ) from None
+        raise FolderInUseError(refusal(err.holder), err.holder) from None
 
 
 def _what_it_does(err: FolderInUseError, clash: str) -> str:
@@ -396,5 +397,5 @@ def _release_lock(fd: int, path: Path) -> None:
 
 __all__ = [
     "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock", "hold_folders", "replace_text",
-    "staged_folder", "unwritable_reason",
+    "share_folder", "staged_folder", "unwritable_reason",
 ]

@@ -1810,6 +1810,25 @@ def test_an_export_or_import_while_a_training_writes_either_folder_is_refused(mo
 
 
 
+def test_an_export_while_an_evaluation_writes_the_models_evaluation_folder_is_refused(model_dir, tmp_path):
+    """The export copies evaluation/*.png and evaluation/metrics.json; an evaluation writing that folder (its
+    default output) deletes and rewrites them meanwhile, and the export copied them all the same: refused, naming
+    the evaluation, and it writes nothing. Once the evaluation ends the export copies them."""
+    folder = copy_of(model_dir, tmp_path)
+    (folder / "evaluation").mkdir()
+    Image.new("RGB", (4, 4)).save(folder / "evaluation" / "gallery.png")
+    (folder / "evaluation" / "metrics.json").write_text("{}")
+    with lock_held_elsewhere(folder / "evaluation", "an evaluation") as pid:
+        assert run_script_main("export_to_transformers_vit.py", [str(folder), str(tmp_path / "vit")]) == (
+            f"error: '{folder / 'evaluation'}' is being written by an evaluation (pid {pid} on "
+            f"{socket.gethostname()}): the export copies its pictures and metrics. Wait for it to finish, then export "
+            "again."
+        )
+    assert not (tmp_path / "vit").exists()
+    script_module("export_to_transformers_vit.py").main([str(folder), str(tmp_path / "vit")])
+    assert sorted(p.name for p in (tmp_path / "vit" / "evaluation").iterdir()) == ["gallery.png", "metrics.json"]
+    assert not list(tmp_path.rglob(".hf_vit.lock"))
+
 def test_an_import_into_a_folder_only_readers_hold_says_they_read_it(model_dir, tmp_path):
     """An import --overwrite into a model folder an export (or an evaluation) is reading was refused as 'in use by
     an evaluation reading the model in it, which is writing it': readers write no name, and they do not write.
