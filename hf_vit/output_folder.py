@@ -97,26 +97,20 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
     # Same parent, so the final move is a rename on one filesystem, not a copy.
     staging_root = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.staging-", dir=output_dir.parent))
     (staging_root / OWNER_FILE).write_text(_owner())
-    # A plain `kill` (SIGTERM) ends Python without running `finally`, which would leave the hidden staging
-    # folder behind: while staging, it exits through SystemExit instead (status 143, as the signal would).
-    own_handler = threading.current_thread() is threading.main_thread()  # signal.signal works only there
-    if own_handler:
-        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     set_aside = staging_root / "replaced"
     try:
-        staged = staging_root / output_dir.name
-        staged.mkdir()
-        yield staged
-        with _signals_held():  # Ctrl-C or kill between the two moves takes effect once both are done
-            if output_dir.exists():
-                os.replace(output_dir, set_aside)  # removed with the staging folder below
-            os.replace(staged, output_dir)
+        with _sigterm_exits():  # else a plain kill would leave the hidden staging folder behind
+            staged = staging_root / output_dir.name
+            staged.mkdir()
+            yield staged
+            with _signals_held():  # Ctrl-C or kill between the two moves takes effect once both are done
+                if output_dir.exists():
+                    os.replace(output_dir, set_aside)  # removed with the staging folder below
+                os.replace(staged, output_dir)
     finally:
         if set_aside.exists() and not output_dir.exists():  # the second move failed: the old folder goes back
             os.replace(set_aside, output_dir)
         shutil.rmtree(staging_root, ignore_errors=True)
-        if own_handler:  # None: a handler set outside Python, which the default stands for
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 OWNER_FILE = "owner"  # the process writing a staging folder, so that a later run knows when it is abandoned
@@ -180,6 +174,21 @@ def _signals_held():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)
         for sig in caught:
             signal.raise_signal(sig)  # now handled as it would have been
+
+
+@contextmanager
+def _sigterm_exits():
+    """A plain `kill` (SIGTERM) ends Python without running `finally` or `with` exits, which would leave a half-made
+    folder or lock file behind: inside the block it exits through SystemExit instead (status 143, as the signal
+    would), so the clean-up runs."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:  # None: a handler set outside Python, which the default stands for
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _exit_on_sigterm(signum, frame):
@@ -251,7 +260,7 @@ def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir
     writes from model folders (an evaluation, an export, an import): a training writing either of them would
     leave the result built from half-replaced weights, or replace the folder under it. `clash` says what a
     writer already in `output_dir` would suffer. Yields the ExitStack that holds them. Raises FolderInUseError."""
-    with ExitStack() as held:
+    with _sigterm_exits(), ExitStack() as held:  # a kill anywhere in the block still releases and removes them
         for folder in map(Path, reads):
             if folder.is_dir():
                 _share_model_folder(held, folder, holder)

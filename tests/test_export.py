@@ -272,6 +272,29 @@ def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json"]
 
 
+def test_a_plain_kill_while_converting_leaves_no_output_folder_and_no_lock_file(tmp_path):
+    """`kill` (SIGTERM) while an export converts (its folders held, nothing staged yet) ended Python without the
+    locks' clean-up: the output folder was left holding only .hf_vit.lock, and the model folder its lock file.
+    It exits through the clean-up as a kill while staging does (status 143)."""
+    import subprocess
+    import sys
+
+    source = make_model_folder(tmp_path / "src")
+    script = (
+        "import sys, time\n"
+        "from hf_vit.output_folder import hold_folders\n"
+        "with hold_folders(sys.argv[1], 'an export', reads=[sys.argv[2]]):\n"
+        "    print('converting', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out"), str(source)], stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    assert proc.stdout.readline() == "converting\n"
+    proc.terminate()
+    assert proc.wait(timeout=60) == 128 + 15
+    assert not (tmp_path / "out").exists()
+    assert not list(source.glob(".hf_vit.lock"))
+
 def test_an_interrupt_or_failure_between_the_two_moves_of_overwrite_loses_no_folder(tmp_path, monkeypatch):
     """--overwrite moves the old folder aside, then the new one in. A Ctrl-C between the two moves waits until both
     are done; a second move that fails puts the old folder back (both were deleted). The second move is wrapped
