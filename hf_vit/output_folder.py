@@ -234,23 +234,32 @@ def folder_lock(folder, holder: str, *, shared: bool = False):
     Writers (a training in its output folder, an evaluation in its own) hold it alone and write `holder` into it
     for the message of whoever is refused; readers (an evaluation of a model folder) share it with each other,
     never with a writer. It is an flock: the system drops it when the process ends, even by kill -9, so no stale
-    lock ever refuses a run. A writer's folder is created if absent, and removed again if it is left empty.
+    lock ever refuses a run. A writer's folder is created if absent (its parents too), and the folders it created
+    are removed again where they are left empty.
     """
-    folder = Path(folder)
-    created = not folder.exists()
-    if not shared:
+    folder = Path(folder).expanduser().resolve()  # a link to a folder not made yet: the folder made is its target
+    created = [] if shared else [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    if created:
         folder.mkdir(parents=True, exist_ok=True)
-    fd = _take_lock(folder / LOCK_FILE, holder, shared) if fcntl is not None and folder.is_dir() else None
     try:
-        yield
+        fd = _take_lock(folder / LOCK_FILE, holder, shared) if fcntl is not None and folder.is_dir() else None
+        try:
+            yield
+        finally:
+            if fd is not None:
+                _release_lock(fd, folder / LOCK_FILE)
     finally:
-        if fd is not None:
-            _release_lock(fd, folder / LOCK_FILE)
-        if created and not shared:
-            try:
-                folder.rmdir()  # only when empty: a run refused or failed before writing anything
-            except OSError:
-                pass
+        _remove_empty(created)
+
+
+def _remove_empty(folders) -> None:
+    """Remove `folders` (deepest first) while they are empty: a run refused or failed before writing anything
+    leaves no trace of the folders its lock created."""
+    for made in folders:
+        try:
+            made.rmdir()
+        except OSError:  # not empty: it holds what the run wrote, or another run's folder
+            return
 
 
 @contextmanager

@@ -157,6 +157,15 @@ def test_overwrite_never_deletes_the_source_and_a_failed_export_writes_nothing(t
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == own
 
 
+def test_a_failed_export_leaves_none_of_the_folders_it_made(tmp_path):
+    """An export into kept/a/b/vit that fails (here its logit check, made impossible) left the empty a/ and a/b/
+    that its lock had made: the folders it made are removed, the one that was there stays."""
+    (tmp_path / "kept").mkdir()
+    source = make_model_folder(tmp_path / "src")
+    with pytest.raises(RuntimeError, match="not writing it"):
+        export_to_transformers_vit(source, tmp_path / "kept" / "a" / "b" / "vit", atol=-1)
+    assert list((tmp_path / "kept").iterdir()) == []
+
 def test_a_link_out_of_the_model_folder_is_refused_one_inside_is_copied(tmp_path):
     """evaluation/gallery.png -> a token elsewhere: the export copied the token into the exported folder, as a
     real file that a push would then publish. A link that stays inside is copied as the file it leads to."""

@@ -167,6 +167,17 @@ def test_overwrite_never_deletes_the_weights_being_imported(tmp_path):
     assert (folder / "vit.pt").is_file()
 
 
+def test_an_output_dir_that_links_to_a_folder_not_made_yet_is_written_there(tmp_path):
+    """out -> scratch/out, not made yet (a link into a scratch disk): the lock's mkdir met the link and failed with
+    a bare FileExistsError. The folder is made at the link's target and the model written there."""
+    _, ref = lesson_model()
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "scratch" / "out")
+    import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", {"heads": 3})
+    assert (tmp_path / "out").is_symlink()
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "scratch" / "out").iterdir()}
+
 @pytest.mark.parametrize("cfg, message", [({"heads": "3"}, "`heads` must be a whole number, got '3'"),
                                           ({"heads": None}, "`heads` must be a whole number, got None"),
                                           ({"pool": "max"}, "`pool` must be 'cls' or 'mean'")])
