@@ -1630,6 +1630,20 @@ def lock_held_elsewhere(folder, holder, shared=False):
         assert proc.wait(timeout=60) == 0
 
 
+def lock_files_of_another_user(monkeypatch):
+    """os.open refuses write access to .hf_vit.lock files, as the system would for another user's (0644) file:
+    tests run as root, which file modes do not stop."""
+    from hf_vit import output_folder
+
+    real_open = os.open
+
+    def open_as_another_user(path, flags, *args):
+        if str(path).endswith(".hf_vit.lock") and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(output_folder.os, "open", open_as_another_user)
+
 def test_a_lock_file_another_user_left_behind_still_locks_and_does_not_stop_the_run(dataset_dir, tmp_path,
                                                                                    monkeypatch):  # fmt: skip
     """A run stopped by kill (or a batch system's time limit) leaves .hf_vit.lock; in a shared folder the next
@@ -1643,14 +1657,7 @@ def test_a_lock_file_another_user_left_behind_still_locks_and_does_not_stop_the_
     out = tmp_path / "shared"
     out.mkdir()
     (out / ".hf_vit.lock").write_text("a training run (pid 1 on another-host)")
-    real_open = os.open
-
-    def open_as_another_user(path, flags, *args):
-        if str(path).endswith(".hf_vit.lock") and flags & (os.O_RDWR | os.O_WRONLY):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(output_folder.os, "open", open_as_another_user)
+    lock_files_of_another_user(monkeypatch)
     with output_folder.folder_lock(out, "a training run"):
         with pytest.raises(output_folder.FolderInUseError) as refused:  # it really locks: a second one is refused
             with output_folder.folder_lock(out, "an evaluation"):
@@ -1660,6 +1667,25 @@ def test_a_lock_file_another_user_left_behind_still_locks_and_does_not_stop_the_
         assert sorted(p.name for p in out.iterdir()) == [".hf_vit.lock"]
     assert main(train_args(dataset_dir, out, steps=4)) == 0
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_reader_of_a_folder_with_another_users_lock_file_left_behind_lets_no_refusal_name_the_dead_run(
+        tmp_path, monkeypatch):  # fmt: skip
+    """An evaluation or export reads a model folder where another user's killed run left .hf_vit.lock, which the
+    reader can lock but not write: a training refused meanwhile named the dead run written in it. It names the
+    readers (only readers hold it), and the reader's release removes the old file."""
+    from hf_vit import output_folder
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / ".hf_vit.lock").write_text("a training run (pid 1 on another-host)")
+    lock_files_of_another_user(monkeypatch)
+    with output_folder.folder_lock(folder, "an evaluation", shared=True):
+        with pytest.raises(output_folder.FolderInUseError) as refused:
+            with output_folder.folder_lock(folder, "a training run"):
+                pass
+    assert refused.value.holder == "a program reading the files in it (an evaluation or an export)"
+    assert list(folder.iterdir()) == []
 
 
 def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(model_dir, dataset_dir, tmp_path):
