@@ -1688,6 +1688,28 @@ def test_a_reader_of_a_folder_with_another_users_lock_file_left_behind_lets_no_r
     assert list(folder.iterdir()) == []
 
 
+def test_a_lock_released_after_its_folder_was_swapped_leaves_the_new_holders_lock_file(tmp_path):
+    """An export or import holds x, then swaps its staged folder in (the old x with its lock file goes aside),
+    and a second one locks the new x before the first releases: the first's release must not unlink the second's
+    lock file (it is not the file it locked), or a training would be let into a folder being written."""
+    from hf_vit.output_folder import LOCK_FILE, FolderInUseError, folder_lock
+
+    x = tmp_path / "x"
+    with contextlib.ExitStack() as second:
+        with folder_lock(x, "export A"):
+            staged = tmp_path / "staged"
+            staged.mkdir()
+            (staged / "config.json").write_text("{}")
+            os.replace(x, tmp_path / "aside")
+            os.replace(staged, x)
+            second.enter_context(folder_lock(x, "import B"))
+        assert (x / LOCK_FILE).is_file()
+        with pytest.raises(FolderInUseError) as refused:
+            with folder_lock(x, "a training run"):
+                pass
+        assert refused.value.holder == f"import B (pid {os.getpid()} on {socket.gethostname()})"
+    assert sorted(p.name for p in x.iterdir()) == ["config.json"]
+
 def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(model_dir, dataset_dir, tmp_path):
     """Two evaluations into one folder mixed their pictures, and one failed with a bare FileNotFoundError (the
     other had deleted its files): the second is refused before it writes anything, and runs once the first ends."""
