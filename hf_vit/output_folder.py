@@ -60,7 +60,7 @@ def check_output_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "
     problem = unwritable_reason(output_dir)
     if problem:
         raise PermissionError(f"cannot write the output folder {output_dir} ({problem}). Choose a writable folder.")
-    if not (output_dir.is_dir() and any(p.name != LOCK_FILE for p in output_dir.iterdir())):
+    if not (output_dir.is_dir() and any(not _is_lock_entry(p.name) for p in output_dir.iterdir())):
         return  # (a lock file alone: the one this run holds, or one a killed run left)
     if not overwrite:
         raise FileExistsError(f"{output_dir} exists and is not empty. Choose another folder or pass {flag}.")
@@ -307,6 +307,11 @@ def share_folder(held: ExitStack, folder: Path, holder: str, refusal) -> None:
         raise FolderInUseError(refusal(err.holder), err.holder) from None
 
 
+def _is_lock_entry(name: str) -> bool:
+    """The lock file, or a temporary one (`_own_lock_file`'s, which a run killed amid its two steps leaves)."""
+    return name == LOCK_FILE or (name.startswith(".") and name.endswith(f"-{LOCK_FILE}.tmp"))
+
+
 def _what_it_does(err: FolderInUseError, clash: str) -> str:
     """The holder of a refused writer's folder and the harm, `clash` for a writer holding it."""
     if err.readers:
@@ -344,6 +349,9 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
         if _is_current(fd, path):
             break
         os.close(fd)  # its holder removed it between our open and our lock: take the new one
+    if not shared:  # nobody else can be replacing the lock file now: a temporary one is a killed run's
+        for tmp in path.parent.glob(f".*-{LOCK_FILE}.tmp"):
+            tmp.unlink(missing_ok=True)
     if read_only and not shared:
         return _own_lock_file(fd, path, holder)
     try:  # the holder's name, for the message of a run refused meanwhile (a reader clears a dead writer's)

@@ -1710,6 +1710,25 @@ def test_a_lock_released_after_its_folder_was_swapped_leaves_the_new_holders_loc
         assert refused.value.holder == f"import B (pid {os.getpid()} on {socket.gethostname()})"
     assert sorted(p.name for p in x.iterdir()) == ["config.json"]
 
+def test_a_temporary_lock_file_a_killed_run_left_does_not_make_the_folder_not_empty(tmp_path):
+    """A run killed while it put its own lock file in the place of another user's leaves the hidden temporary
+    .<hex>-.hf_vit.lock.tmp: the next import without --overwrite said 'exists and is not empty'. It imports, and
+    the next run holding the folder removes the temporary."""
+    from lesson_vit import ViT, ViTConfig
+
+    from hf_vit.import_lesson import import_lesson_weights
+    from hf_vit.output_folder import folder_lock
+
+    torch.save(ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict(), tmp_path / "lesson.pt")
+    for out in (tmp_path / "run", tmp_path / "out"):
+        out.mkdir()
+        (out / ".0123456789ab-.hf_vit.lock.tmp").write_text("a training run (pid 1 on another-host)")
+    with folder_lock(tmp_path / "run", "a training run"):
+        assert [p.name for p in (tmp_path / "run").iterdir()] == [".hf_vit.lock"]
+    import_lesson_weights(tmp_path / "lesson.pt", tmp_path / "out", {"heads": 2})
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+
 def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(model_dir, dataset_dir, tmp_path):
     """Two evaluations into one folder mixed their pictures, and one failed with a bare FileNotFoundError (the
     other had deleted its files): the second is refused before it writes anything, and runs once the first ends."""
