@@ -232,7 +232,7 @@ def folder_lock(folder, holder: str, *, shared: bool = False):
     """Hold `folder`'s lock for the block, or raise FolderInUseError at once (never wait for it).
 
     Writers (a training in its output folder, an evaluation in its own) hold it alone and write `holder` into it
-    for the message of whoever is refused; readers (an evaluation of a model folder) share it with each other,
+    for the message of whoever is refused; readers (an evaluation or an export of a model folder) share it with each other,
     never with a writer. It is an flock: the system drops it when the process ends, even by kill -9, so no stale
     lock ever refuses a run. A writer's folder is created if absent (its parents too), and the folders it created
     are removed again where they are left empty.
@@ -351,7 +351,10 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
         os.close(fd)  # its holder removed it between our open and our lock: take the new one
     if not shared:  # nobody else can be replacing the lock file now: a temporary one is a killed run's
         for tmp in path.parent.glob(f".*-{LOCK_FILE}.tmp"):
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # another user's, in a folder that keeps it (sticky): harmless, only not tidied
+                pass
     if read_only and not shared:
         return _own_lock_file(fd, path, holder)
     try:  # the holder's name, for the message of a run refused meanwhile (a reader clears a dead writer's)
@@ -366,10 +369,13 @@ def _take_lock(path: Path, holder: str, shared: bool) -> int | None:
 def _refusal(fd: int, path: Path, shared: bool) -> FolderInUseError:
     """The error for a lock `fd` could not get (closing it): the holder's name, or READERS."""
     written = os.pread(fd, 500, 0).decode("utf-8", "replace").strip()
-    try:  # a writer refused where a reader is let in: only readers hold it (the name may be a dead run's)
-        readers = not shared and fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB) is None
-    except OSError:
-        readers = False
+    readers = False
+    if not shared:  # a writer refused where a reader is let in: only readers hold it (the name may be a dead run's)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            readers = True
+        except OSError:
+            pass
     os.close(fd)
     held_by = READERS if readers else written or "another program"  # (a writer that could not write its name)
     return FolderInUseError(f"{path.parent} is in use by {held_by}", held_by, readers)
