@@ -317,7 +317,7 @@ def parse_args(argv=None):
                 "--use_cpu true to train these settings on the CPU (slowly)."
             ) from None
         raise SetupError(str(err).strip()) from None
-    notes = []
+    notes, fell_back = [], False
     if training_args.bf16 and training_args.use_cpu and not cpu_has_native_bf16():
         emulated = (
             "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 autocast is emulated and trains "
@@ -329,6 +329,8 @@ def parse_args(argv=None):
             parser.set_defaults(bf16=False)
             model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
             notes.append(f"{emulated}: training in fp32 instead. Pass --bf16 true to force bf16.")
+            fell_back = True
+    check_launcher_precision(training_args, fell_back)
     # A shipped recipe is recorded by its place in the package, not this machine's path to it: training_recipe.json
     # goes to the Hub, and the card shows it.
     training_args._hf_vit_sources = [
@@ -336,6 +338,28 @@ def parse_args(argv=None):
     ]
     training_args._hf_vit_notes = notes
     return model_args, data_args, run_args, training_args
+
+
+def check_launcher_precision(training_args: TrainingArguments, fell_back: bool) -> None:
+    """`accelerate launch --mixed_precision X` (or an `accelerate config` default) reaches the Trainer as
+    ACCELERATE_MIXED_PRECISION, and its Accelerator autocasts to X whatever --bf16/--fp16 say. This run's summary,
+    training_recipe.json and card, and the checks on fp16 on a CPU, emulated bf16 and FlashAttention read the
+    flags only: a launcher's precision that differs from them is refused."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
+    own = "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "no"
+    if launched in ("no", "", own):
+        return
+    trains = {"no": "fp32", "bf16": "bf16 (--bf16 true)", "fp16": "fp16 (--fp16 true)"}[own]
+    if fell_back:  # parse_args dropped the recipe's bf16 on this CPU
+        trains = "fp32 (this CPU has no bf16 instructions: the recipe's bf16 would be emulated, about 13x slower)"
+    fix = f"launch with --mixed_precision {own}"
+    if launched in ("bf16", "fp16"):  # fp8 and others have no flag here
+        fix += f", or pass --{launched} true" + (f" --{own} false" if own != "no" else "") + (
+            " to force it" if fell_back else "")
+    raise SetupError(
+        f"accelerate launch asks for {launched} mixed precision (its --mixed_precision flag or `accelerate config`), "
+        f"but this run trains in {trains}: {fix}."
+    )
 
 
 SHAPE_FLAGS = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool")
@@ -1137,11 +1161,12 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         )
     if trainer.is_world_process_zero():
         n_params = sum(p.numel() for p in model.parameters())
+        precision = {"bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(training_args.mixed_precision, "fp32")
         print(
             f"[hf_vit] {n_params / 1e6:.2f}M parameters; train {len(data.train)}, validation "
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
             f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on {training_args.device}; "
-            f"{model.config._attn_implementation} attention, {'bf16 autocast' if training_args.bf16 else 'fp32'}",
+            f"{model.config._attn_implementation} attention, {precision}",
             flush=True,
         )
     if finished:  # the Trainer would take one more step past the schedule's end
