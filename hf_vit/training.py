@@ -249,6 +249,148 @@ def read_recipe(path) -> dict:
     return values
 
 
+def flags_given(parser: argparse.ArgumentParser, tokens) -> dict:
+    """{dest: its text} of each flag on the command line (the last wins, as in argparse; a bare `--bf16`: None)."""
+    given = {}
+    for i, token in enumerate(tokens):
+        flag, has_value, value = token.partition("=")
+        action = parser._option_string_actions.get(flag) if flag.startswith("--") else None
+        if action is None:
+            continue
+        if not has_value:
+            after = tokens[i + 1] if i + 1 < len(tokens) else None
+            value = None if after is None or after.startswith("--") else after
+        given[action.dest] = value
+    return given
+
+
+@dataclass
+class Given:
+    """Where each argument was set: the command line wins over a recipe file, which wins over our defaults."""
+
+    command_line: dict
+    from_files: set
+
+    def level(self, name: str) -> int:
+        return 2 if name in self.command_line else 1 if name in self.from_files else 0
+
+
+def _text(value) -> str:
+    """A value as a flag takes it: `steps`, `true`, `50` (not IntervalStrategy.STEPS, True, 50.0)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# Evaluation flags that mean nothing without validation images (they were switched off without a word).
+EVALUATION_FLAGS = ("eval_strategy", "eval_steps", "load_best_model_at_end", "metric_for_best_model",
+                    "max_eval_samples")  # fmt: skip
+
+
+def settle_evaluation(asked, given: Given, notes: list) -> dict:
+    """The defaults that make the evaluation and checkpoint flags fit together (each change gets a note), or a
+    one-line refusal where the flags the user gave contradict each other."""
+    if asked.validation_size < 0:
+        raise SetupError(
+            f"--validation_size must be 0 (no validation) or a number of images, got {asked.validation_size}."
+        )
+    if asked.validation_size == 0 and asked.validation_split is None:
+        return without_validation(asked, given, notes)
+    return matching_checkpoints(asked, given, notes)
+
+
+def without_validation(asked, given: Given, notes: list) -> dict:
+    """No validation images: no evaluation, and the last step's model is kept. Evaluation flags on the command line
+    are refused (they would go unused); a recipe's are switched off, with a note."""
+    off = {"eval_strategy": "no", "load_best_model_at_end": "false"}
+    asking = [name for name in EVALUATION_FLAGS
+              if name in given.command_line and off.get(name) != _text(getattr(asked, name))]  # fmt: skip
+    if asking:
+        shown = [f"--{name} {_text(getattr(asked, name))}" for name in asking]
+        shown = " and ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+        raise SetupError(
+            f"{shown} {'needs' if len(asking) == 1 else 'need'} validation images, but --validation_size 0 leaves "
+            "none: carve some from train with --validation_size N (or pass --validation_split NAME), or leave "
+            f"{'it' if len(asking) == 1 else 'them'} out."
+        )
+    if all(_text(getattr(asked, name)) == value for name, value in off.items()):
+        return {}
+    notes.append("no validation set (--validation_size 0): no evaluation during training, and the model written is "
+                 "the last step's.")
+    return {"eval_strategy": "no", "load_best_model_at_end": False}
+
+
+def matching_checkpoints(asked, given: Given, notes: list) -> dict:
+    """load_best_model_at_end (on by default here) needs a checkpoint at each evaluation. transformers refuses
+    other save and eval strategies in a many-line error that blames the one the user left alone (our default):
+    the one given on the command line (or else in a recipe file) leads and the other follows, with its steps."""
+    if not asked.load_best_model_at_end:
+        return {}
+    load_best = "--load_best_model_at_end" + (" (on by default here)" if not given.level("load_best_model_at_end")
+                                              else " true")  # fmt: skip
+    strategy = {"eval": _text(asked.eval_strategy), "save": _text(asked.save_strategy)}
+    if strategy["save"] == "best":  # saves at a new best, which needs no save at each evaluation
+        return {}
+    if "no" in strategy.values():
+        return without_best_checkpoint("eval" if strategy["eval"] == "no" else "save", given, load_best, notes)
+    steps = {"eval": asked.eval_steps or asked.logging_steps, "save": asked.save_steps}  # the Trainer's fallback
+    steps_level = {"eval": given.level("eval_steps" if asked.eval_steps else "logging_steps"),
+                   "save": given.level("save_steps")}  # fmt: skip
+    changes = {}
+    if strategy["eval"] != strategy["save"]:
+        lead, follow = _leader({kind: given.level(f"{kind}_strategy") for kind in strategy})
+        if lead is None:
+            raise SetupError(
+                f"--eval_strategy {strategy['eval']} and --save_strategy {strategy['save']} differ, but {load_best} "
+                "needs a checkpoint at each evaluation: give both the same strategy, or pass "
+                "--load_best_model_at_end false."
+            )
+        strategy[follow] = changes[f"{follow}_strategy"] = strategy[lead]
+        followed = f"--{follow}_strategy {strategy[lead]} follows"
+        if strategy[lead] == "steps" and steps_level[follow] < given.level(f"{lead}_strategy"):
+            steps[follow] = changes[f"{follow}_steps"] = steps[lead]
+            followed = f"--{follow}_strategy steps and --{follow}_steps {_text(steps[lead])} follow"
+        notes.append(f"{followed} --{lead}_strategy: {load_best} needs a checkpoint at each evaluation.")
+    if strategy["eval"] == "steps" and min(steps.values()) >= 1 and steps["save"] % steps["eval"]:
+        lead, follow = _leader(steps_level)
+        if lead is None:
+            raise SetupError(
+                f"--save_steps {_text(steps['save'])} is not a multiple of --eval_steps {_text(steps['eval'])}, but "
+                f"{load_best} needs a checkpoint at each evaluation: give both the same number, or pass "
+                "--load_best_model_at_end false."
+            )
+        changes[f"{follow}_steps"] = steps[lead]
+        notes.append(f"--{follow}_steps {_text(steps[lead])} follows --{lead}_steps: {load_best} needs a checkpoint "
+                     "at each evaluation.")
+    return changes
+
+
+def without_best_checkpoint(kind: str, given: Given, load_best: str, notes: list) -> dict:
+    """--eval_strategy no or --save_strategy no (`kind`): no best checkpoint to load, so load-best goes off, unless
+    it was given where the strategy was (or above): then the two are the user's to settle."""
+    if given.level("load_best_model_at_end") >= given.level(f"{kind}_strategy"):
+        does = {"eval": "evaluates", "save": "saves"}[kind]
+        raise SetupError(
+            f"{load_best} keeps the best evaluated checkpoint, but --{kind}_strategy no {does} none: pass "
+            f"--load_best_model_at_end false, or another --{kind}_strategy."
+        )
+    notes.append(f"--{kind}_strategy no: no best checkpoint to keep, so the model written is the last step's "
+                 "(load_best_model_at_end false).")
+    return {"load_best_model_at_end": False}
+
+
+def _leader(levels: dict) -> tuple:
+    """(lead, follow): the names of `levels`' two entries, the one given at the higher level first; (None, None)
+    when given at the same level (both on the command line: the user's to settle)."""
+    (first, at), (second, at_second) = levels.items()
+    if at == at_second:
+        return None, None
+    return (first, second) if at > at_second else (second, first)
+
+
 def parse_args(argv=None):
     """(model_args, data_args, run_args, training_args) from a recipe file and/or the command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -279,6 +421,7 @@ def parse_args(argv=None):
     if known.config_file:
         sources.append(Path(known.config_file))
     dests = {a.dest for a in parser._actions}
+    from_files = set()  # the arguments a recipe file sets
     for path in sources:
         values = read_recipe(path)
         nested = sorted({"recipe", "config_file"} & set(values))
@@ -293,6 +436,7 @@ def parse_args(argv=None):
                 f"unknown argument(s) {unknown} in the recipe {str(path)!r}; see `scripts/train.py --help`."
             )
         defaults.update(values)
+        from_files.update(values)
     parser.set_defaults(**defaults)
     for action in parser._actions:  # transformers' help names its own default, which ours replaces
         if action.dest == "metric_for_best_model":
@@ -307,6 +451,12 @@ def parse_args(argv=None):
             close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
             hint = f" Did you mean {close[0]}?" if close else ""
             raise SetupError(f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags.")
+    notes = []
+    # What was asked for, before TrainingArguments' own checks run on it: settle how evaluation and checkpoints
+    # fit together first, so that those checks never blame a flag the user left alone.
+    asked, _ = parser.parse_known_args(rest)
+    given = Given(flags_given(parser, rest), from_files)
+    parser.set_defaults(**settle_evaluation(asked, given, notes))
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
@@ -317,7 +467,7 @@ def parse_args(argv=None):
                 "--use_cpu true to train these settings on the CPU (slowly)."
             ) from None
         raise SetupError(str(err).strip()) from None
-    notes, fell_back = [], False
+    fell_back = False
     if training_args.bf16 and training_args.use_cpu and not cpu_has_native_bf16():
         emulated = (
             "this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 autocast is emulated and trains "
@@ -1245,22 +1395,23 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     from .card import write_model_card
 
     write_model_card(output_dir)
-    print(
-        f"[hf_vit] test accuracy {metrics['accuracy']:.4f} ({_validation_words(metrics['validation'])} "
-        f"{best_val if best_val is None else round(best_val, 4)}); model folder: {output_dir}",
-        flush=True,
-    )
+    print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f} ({_validation_words(metrics['validation'])}); "
+          f"model folder: {output_dir}", flush=True)  # fmt: skip
     if hub_repo:
         push_finished_folder(output_dir, hub_repo, training_args)
     return metrics
 
 
 def _validation_words(validation: dict) -> str:
-    """How the printed validation accuracy was chosen (the card's wording)."""
+    """The printed validation accuracy, with how it was chosen (the card's wording)."""
+    if validation.get("accuracy") is None:  # --validation_size 0: nothing to print but None
+        return "no validation set"
+    value = round(validation["accuracy"], 4)
     if validation.get("model") != "best":
-        return "validation accuracy of the final model"
+        return f"validation accuracy of the final model {value}"
     by = str(validation.get("selected_by") or "accuracy").removeprefix("eval_")
-    return "best validation accuracy" if by == "accuracy" else f"validation accuracy of the checkpoint chosen by {by}"
+    words = "best validation accuracy" if by == "accuracy" else f"validation accuracy of the checkpoint chosen by {by}"
+    return f"{words} {value}"
 
 
 def push_finished_folder(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> None:

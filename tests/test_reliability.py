@@ -540,6 +540,87 @@ def test_bad_training_flags_are_one_line_before_any_training(dataset_dir, tmp_pa
     assert not (tmp_path / "out").exists()  # refused during setup: not even an empty --output_dir is left
 
 
+def test_eval_and_save_strategies_follow_the_one_given_or_are_refused_in_one_line(tmp_path, capsys):
+    """load_best_model_at_end is on by default here, and transformers refused a lone --eval_strategy steps (or
+    --eval_strategy no, --save_strategy steps) in a many-line error blaming --save_strategy epoch, our default. The
+    strategy given leads, the other follows with its steps, and a note says so; two given that differ: one line."""
+    from hf_vit.training import SetupError, main, parse_args
+
+    def settled(*flags):
+        *_, args = parse_args(["--output_dir", str(tmp_path / "out"), "--use_cpu", "true", *flags])
+        return (_text(args.eval_strategy), args.eval_steps, _text(args.save_strategy), args.save_steps,
+                args.load_best_model_at_end), args._hf_vit_notes  # fmt: skip
+
+    def _text(strategy):
+        return strategy.value
+
+    assert settled("--eval_strategy", "steps", "--eval_steps", "2") == (("steps", 2, "steps", 2, True), [
+        "--save_strategy steps and --save_steps 2 follow --eval_strategy: --load_best_model_at_end (on by default "
+        "here) needs a checkpoint at each evaluation."])  # fmt: skip
+    assert settled("--save_strategy", "steps", "--save_steps", "2")[0] == ("steps", 2, "steps", 2, True)
+    # without --eval_steps the Trainer evaluates every --logging_steps: the checkpoints follow that
+    assert settled("--eval_strategy", "steps", "--logging_steps", "30")[0] == ("steps", 30, "steps", 30, True)
+    assert settled("--eval_strategy", "no") == (("no", None, "epoch", 500, False), [
+        "--eval_strategy no: no best checkpoint to keep, so the model written is the last step's "
+        "(load_best_model_at_end false)."])  # fmt: skip
+    assert settled("--save_strategy", "best")[0] == ("epoch", None, "best", 500, True)  # saves on a new best
+    # a recipe's pair: the command line's one leads, its steps too
+    assert settled("--recipe", "gpu", "--save_strategy", "epoch")[0][:3] == ("epoch", 440, "epoch")
+    assert settled("--recipe", "gpu", "--eval_steps", "100")[0] == ("steps", 100, "steps", 100, True)
+    assert settled("--eval_strategy", "no", "--save_strategy", "steps", "--load_best_model_at_end", "false")[0] == (
+        "no", None, "steps", 500, False)  # fmt: skip
+    for flags, message in [
+        (("--eval_strategy", "steps", "--save_strategy", "epoch"),
+         "--eval_strategy steps and --save_strategy epoch differ, but --load_best_model_at_end (on by default here) "
+         "needs a checkpoint at each evaluation: give both the same strategy, or pass --load_best_model_at_end false."),
+        (("--eval_strategy", "no", "--load_best_model_at_end", "true"),
+         "--load_best_model_at_end true keeps the best evaluated checkpoint, but --eval_strategy no evaluates none: "
+         "pass --load_best_model_at_end false, or another --eval_strategy."),
+        (("--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "3"),
+         "--save_steps 3 is not a multiple of --eval_steps 2, but --load_best_model_at_end (on by default here) "
+         "needs a checkpoint at each evaluation: give both the same number, or pass --load_best_model_at_end false."),
+    ]:  # fmt: skip
+        with pytest.raises(SetupError) as refused:
+            settled(*flags)
+        assert str(refused.value) == message
+    # the note is shown when the run starts (here one that stops at its missing dataset)
+    assert main(["--dataset_name", str(tmp_path / "no_such_dataset"), "--output_dir", str(tmp_path / "run"),
+                 "--use_cpu", "true", "--eval_strategy", "steps", "--eval_steps", "2"]) == 2  # fmt: skip
+    assert "[hf_vit] note: --save_strategy steps and --save_steps 2 follow --eval_strategy" in capsys.readouterr().out
+
+
+def test_without_validation_images_evaluation_flags_are_refused_and_nothing_prints_none(dataset_dir, tmp_path,
+                                                                                       capsys):  # fmt: skip
+    """--validation_size 0 switched off an explicit --eval_strategy steps, --load_best_model_at_end true,
+    --metric_for_best_model or --max_eval_samples without a word, took -5 as 0, and the run ended with 'validation
+    accuracy of the final model None'."""
+    from hf_vit.training import main
+
+    def refusal(*extra):
+        return train_error(capsys, train_args(dataset_dir, tmp_path / "out", *extra))
+
+    assert refusal("--validation_size", "-5") == (
+        "train.py: error: --validation_size must be 0 (no validation) or a number of images, got -5.")
+    assert refusal("--eval_strategy", "steps", "--load_best_model_at_end", "true", "--max_eval_samples", "4") == (
+        "train.py: error: --eval_strategy steps, --load_best_model_at_end true and --max_eval_samples 4 need "
+        "validation images, but --validation_size 0 leaves none: carve some from train with --validation_size N (or "
+        "pass --validation_split NAME), or leave them out."
+    )
+    assert refusal("--metric_for_best_model", "loss").startswith(
+        "train.py: error: --metric_for_best_model loss needs validation images, but --validation_size 0 leaves none")
+    assert not (tmp_path / "out").exists()
+    # a recipe's evaluation settings are switched off, with a note; the last line says there is no validation set
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("eval_strategy: steps\neval_steps: 2\nsave_strategy: steps\nload_best_model_at_end: true\n")
+    argv = [a for a in train_args(dataset_dir, tmp_path / "run", steps=1)
+            if a not in ("--eval_strategy", "no", "--load_best_model_at_end", "false")]  # fmt: skip
+    assert main([*argv, "--config_file", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "[hf_vit] note: no validation set (--validation_size 0): no evaluation during training, and the model " \
+           "written is the last step's." in out
+    assert re.search(r"\[hf_vit\] test accuracy \d\.\d{4} \(no validation set\); model folder: ", out), out[-800:]
+
+
 def test_a_flag_value_of_the_wrong_type_is_one_usage_line_and_the_error(tmp_path, capsys):
     from hf_vit.training import main
 
