@@ -391,6 +391,28 @@ def _leader(levels: dict) -> tuple:
     return (first, second) if at > at_second else (second, first)
 
 
+def check_what_runs(asked, given: Given, eval_strategy) -> None:
+    """train.py always trains, evaluates as --eval_strategy says and tests the model it writes; the Trainer's
+    --do_train/--do_eval/--do_predict (which run_image_classification.py reads) would be ignored where they ask
+    for less: refused. Their `true` stays accepted, as that script's users pass it."""
+    said = {name: given.level(name) > 0 for name in ("do_train", "do_eval", "do_predict")}
+    evaluate_instead = "to evaluate a trained model, run scripts/evaluate_model.py --model FOLDER --dataset DATA"
+    if said["do_train"] and not asked.do_train:
+        problem = f"--do_train false: train.py always trains; {evaluate_instead}"
+    elif said["do_eval"] and asked.do_eval and not asked.do_train:
+        problem = (f"--do_eval without --do_train asks for an evaluation only, but train.py always trains: "
+                   f"{evaluate_instead} (or add --do_train)")
+    elif said["do_eval"] and not asked.do_eval and _text(eval_strategy) != "no":
+        problem = (f"--do_eval false: evaluation during training follows --eval_strategy ({_text(eval_strategy)} "
+                   "here); pass --eval_strategy no instead")
+    elif said["do_predict"] and not asked.do_predict:
+        problem = ("--do_predict false: train.py always tests the model it writes on --test_split (metrics.json's "
+                   "accuracy); leave --do_predict out (--max_test_samples N tests fewer images)")
+    else:
+        return
+    raise SetupError(f"{problem}.")
+
+
 def parse_args(argv=None):
     """(model_args, data_args, run_args, training_args) from a recipe file and/or the command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -467,6 +489,7 @@ def parse_args(argv=None):
                 "--use_cpu true to train these settings on the CPU (slowly)."
             ) from None
         raise SetupError(str(err).strip()) from None
+    check_what_runs(asked, given, training_args.eval_strategy)
     fell_back = False
     if training_args.bf16 and training_args.use_cpu and not cpu_has_native_bf16():
         emulated = (

@@ -621,6 +621,32 @@ def test_without_validation_images_evaluation_flags_are_refused_and_nothing_prin
     assert re.search(r"\[hf_vit\] test accuracy \d\.\d{4} \(no validation set\); model folder: ", out), out[-800:]
 
 
+def test_do_train_false_and_an_evaluation_alone_point_to_evaluate_model(tmp_path):
+    """train.py always trains and tests: --do_train false, --do_eval alone (an evaluation only, in
+    run_image_classification.py) and --do_predict false were accepted and ignored."""
+    from hf_vit.training import SetupError, parse_args
+
+    out = ["--output_dir", str(tmp_path), "--use_cpu", "true"]
+    for flags, message in [
+        (["--do_train", "false"], "--do_train false: train.py always trains; to evaluate a trained model, run "
+                                  "scripts/evaluate_model.py --model FOLDER --dataset DATA."),
+        (["--do_eval"], "--do_eval without --do_train asks for an evaluation only, but train.py always trains: to "
+                        "evaluate a trained model, run scripts/evaluate_model.py --model FOLDER --dataset DATA (or add "
+                        "--do_train)."),
+        (["--do_train", "--do_eval", "false"], "--do_eval false: evaluation during training follows --eval_strategy "
+                                               "(epoch here); pass --eval_strategy no instead."),
+        (["--do_predict", "false"], "--do_predict false: train.py always tests the model it writes on --test_split "
+                                    "(metrics.json's accuracy); leave --do_predict out (--max_test_samples N tests "
+                                    "fewer images)."),
+    ]:  # fmt: skip
+        with pytest.raises(SetupError) as refused:
+            parse_args([*out, *flags])
+        assert str(refused.value) == message
+    # what run_image_classification.py's users pass, and what train.py does anyway: accepted
+    parse_args([*out, "--do_train", "--do_eval", "--do_predict"])
+    parse_args([*out, "--do_train", "true", "--do_eval", "false", "--eval_strategy", "no"])
+
+
 def test_a_flag_value_of_the_wrong_type_is_one_usage_line_and_the_error(tmp_path, capsys):
     from hf_vit.training import main
 
