@@ -290,13 +290,61 @@ EVALUATION_FLAGS = ("eval_strategy", "eval_steps", "load_best_model_at_end", "me
                     "max_eval_samples")  # fmt: skip
 
 
+def check_validation_size(value) -> None:
+    """--validation_size counts images. A fraction (run_image_classification.py's --train_val_split 0.15) met
+    argparse's bare "invalid int value", and a negative count passed as 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return  # not a number at all: argparse's own message names it
+    if number < 0:
+        raise SetupError(f"--validation_size must be 0 (no validation) or a number of images, got {value}.")
+    if not number.is_integer():
+        raise SetupError(f"--validation_size counts images, got {value}: {_as_images(number) or 'pass a whole number'}.")
+
+
+def _as_images(fraction: float) -> str:
+    """What a fraction of the train split comes to on CIFAR-10 (train.py's flag takes the count)."""
+    if not 0 < fraction < 1:
+        return ""
+    return f"{fraction:g} of CIFAR-10's 50,000 training images would be --validation_size {round(fraction * 50000)}"
+
+
+# Flags of transformers' run_image_classification.py, and what does their work here (the nearest name by spelling
+# is wrong for some: --train_val_split is no --train_split).
+EXAMPLE_SCRIPT_FLAGS = {
+    "--train_val_split": "here --validation_size N counts the images carved from train; {images}",
+    "--train_dir": "pass the dataset folder that holds the train split as --dataset_name FOLDER (--train_split "
+                   "names the split)",
+    "--validation_dir": "pass --validation_split NAME, a split of the --dataset_name dataset",
+    "--dataset_config_name": "here it is --dataset_config",
+    "--image_column_name": "here it is --image_column",
+    "--label_column_name": "here it is --label_column",
+    "--ignore_mismatched_sizes": "not needed here: fine-tuning (--model_name_or_path) makes a new head by itself "
+                                 "when the dataset's classes differ from the model's",
+}  # fmt: skip
+
+
+def unknown_flag_message(token: str, options) -> str:
+    """The refusal of a flag this script does not have: what to use instead for run_image_classification.py's
+    names, else the closest flag by spelling."""
+    flag, _, value = token.partition("=")
+    if flag in EXAMPLE_SCRIPT_FLAGS:
+        try:
+            images = _as_images(float(value))
+        except ValueError:
+            images = ""
+        advice = EXAMPLE_SCRIPT_FLAGS[flag].format(images=images or _as_images(0.15))  # 0.15: that script's default
+        return f"unknown flag {flag} (from transformers' run_image_classification.py): {advice}."
+    close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags."
+
+
 def settle_evaluation(asked, given: Given, notes: list) -> dict:
     """The defaults that make the evaluation and checkpoint flags fit together (each change gets a note), or a
     one-line refusal where the flags the user gave contradict each other."""
-    if asked.validation_size < 0:
-        raise SetupError(
-            f"--validation_size must be 0 (no validation) or a number of images, got {asked.validation_size}."
-        )
+    check_validation_size(asked.validation_size)  # a recipe file's value: argparse checked only the command line's
     if asked.validation_size == 0 and asked.validation_split is None:
         return without_validation(asked, given, notes)
     return matching_checkpoints(asked, given, notes)
@@ -467,17 +515,17 @@ def parse_args(argv=None):
                 "its direction follows it (a loss is best lowest)"
             )
     options = {o for a in parser._actions for o in a.option_strings}
-    for token in rest:
+    for i, token in enumerate(rest):
         flag = token.split("=", 1)[0]
         if flag.startswith("--") and flag not in options:  # a typo: name the closest flag, not just the parser's list
-            close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
-            hint = f" Did you mean {close[0]}?" if close else ""
-            raise SetupError(f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags.")
+            value = token if "=" in token else f"{flag}={rest[i + 1] if i + 1 < len(rest) else ''}"
+            raise SetupError(unknown_flag_message(value, options))
+    given = Given(flags_given(parser, rest), from_files)
+    check_validation_size(given.command_line.get("validation_size"))  # before argparse's "invalid int value"
     notes = []
     # What was asked for, before TrainingArguments' own checks run on it: settle how evaluation and checkpoints
     # fit together first, so that those checks never blame a flag the user left alone.
     asked, _ = parser.parse_known_args(rest)
-    given = Given(flags_given(parser, rest), from_files)
     parser.set_defaults(**settle_evaluation(asked, given, notes))
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)

@@ -647,6 +647,38 @@ def test_do_train_false_and_an_evaluation_alone_point_to_evaluate_model(tmp_path
     parse_args([*out, "--do_train", "true", "--do_eval", "false", "--eval_strategy", "no"])
 
 
+def test_run_image_classification_flag_names_say_what_to_use_here(tmp_path, capsys):
+    """transformers' run_image_classification.py flags met wrong or no hints: --train_val_split 0.15 got 'Did you
+    mean --train_split?', --validation_size 0.15 argparse's bare 'invalid int value', --ignore_mismatched_sizes and
+    --image_column_name nothing useful. Each now says what does its work here."""
+    from hf_vit.training import SetupError, parse_args
+
+    assert train_error(capsys, ["--output_dir", str(tmp_path / "out"), "--validation_size", "0.15"]) == (
+        "train.py: error: --validation_size counts images, got 0.15: 0.15 of CIFAR-10's 50,000 training images "
+        "would be --validation_size 7500.")  # fmt: skip
+    example = "unknown flag {} (from transformers' run_image_classification.py): {}."
+    for flags, advice in [
+        (["--train_val_split", "0.2"], "here --validation_size N counts the images carved from train; 0.2 of "
+                                       "CIFAR-10's 50,000 training images would be --validation_size 10000"),
+        (["--ignore_mismatched_sizes"], "not needed here: fine-tuning (--model_name_or_path) makes a new head by "
+                                        "itself when the dataset's classes differ from the model's"),
+        (["--train_dir", "data/train"], "pass the dataset folder that holds the train split as --dataset_name FOLDER "
+                                        "(--train_split names the split)"),
+        (["--image_column_name=image"], "here it is --image_column"),
+        (["--label_column_name", "fine_label"], "here it is --label_column"),
+    ]:  # fmt: skip
+        with pytest.raises(SetupError) as refused:
+            parse_args(["--output_dir", str(tmp_path / "out"), *flags])
+        assert str(refused.value) == example.format(flags[0].split("=")[0], advice)
+    with pytest.raises(SetupError, match=r"^--validation_size counts images, got 2.5: pass a whole number.$"):
+        parse_args(["--output_dir", str(tmp_path / "out"), "--validation_size", "2.5"])
+    recipe = tmp_path / "fraction.yaml"  # a recipe file's value never met argparse's type check
+    recipe.write_text("validation_size: 0.1\n")
+    with pytest.raises(SetupError, match=r"got 0.1: 0.1 of CIFAR-10's 50,000 training images would be "
+                                         r"--validation_size 5000.$"):  # fmt: skip
+        parse_args(["--output_dir", str(tmp_path / "out"), "--config_file", str(recipe)])
+
+
 def test_a_flag_value_of_the_wrong_type_is_one_usage_line_and_the_error(tmp_path, capsys):
     from hf_vit.training import main
 
