@@ -997,13 +997,23 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
         for callback in get_reporting_integration_callbacks(args.report_to):
             callback()
     except (RuntimeError, ImportError, ValueError) as err:
-        raise SetupError(f"--report_to {' '.join(args.report_to)}: {str(err).strip().splitlines()[0]}") from None
+        raise SetupError(f"--report_to {' '.join(args.report_to)}: {_logger_problem(err)}") from None
     if args.lr_scheduler_type == "reduce_lr_on_plateau":
         # The Trainer steps it with --metric_for_best_model; torch's default mode "min" would read a rising
         # accuracy as no progress and cut the learning rate.
         kwargs = dict(args.lr_scheduler_kwargs or {})
         kwargs.setdefault("mode", "max" if args.greater_is_better else "min")
         args.lr_scheduler_kwargs = kwargs
+
+
+def _logger_problem(err: Exception) -> str:
+    """The first line of a logger's refusal. transformers' TensorBoard one advises "update your PyTorch version or
+    install tensorboardX", but torch's SummaryWriter, which it uses, needs the tensorboard package."""
+    line = str(err).strip().splitlines()[0]
+    if line.startswith("TensorBoardCallback requires tensorboard"):
+        return ("TensorBoardCallback requires tensorboard to be installed. Run `pip install tensorboard`, or leave "
+                "--report_to out.")
+    return line
 
 
 def take_over_push(training_args: TrainingArguments) -> str | None:

@@ -1652,7 +1652,9 @@ def test_a_logger_whose_package_is_missing_is_refused_first(dataset_dir, tmp_pat
     if is_tensorboard_available():
         pytest.skip("tensorboard is installed here")
     err = train_error(capsys, train_args(dataset_dir, tmp_path / "out", "--report_to", "tensorboard"))
-    assert err.startswith("train.py: error: --report_to tensorboard: TensorBoardCallback requires tensorboard"), err
+    # transformers' own advice ("update your PyTorch version or install tensorboardX") does not install it
+    assert err == ("train.py: error: --report_to tensorboard: TensorBoardCallback requires tensorboard to be "
+                   "installed. Run `pip install tensorboard`, or leave --report_to out."), err
 
 
 def test_reduce_lr_on_plateau_follows_the_direction_of_the_selection_metric(dataset_dir, tmp_path):
