@@ -297,6 +297,12 @@ class AugmentConfig:
     mix_prob: float = 1.0  # probability that a batch is mixed at all
     mix_switch_prob: float = 0.5  # with both on: probability of CutMix over Mixup
 
+    @property
+    def is_random(self) -> bool:
+        """Whether any augmentation is on (the batch then depends on its seed)."""
+        return bool(self.pad or self.hflip or self.randaugment_ops or self.random_erasing or self.mixup_alpha
+                    or self.cutmix_alpha)
+
     def __post_init__(self):
         # Out of range, most of these would not fail: they would switch a feature off (pad -2, alpha -1) or
         # distort every image (magnitude 50 rotates by 150 degrees) without a word. The names are the flags'.

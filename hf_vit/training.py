@@ -1294,6 +1294,14 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             "improves. Use --save_strategy steps (or epoch) with it."
         )
     check_trainer_flags(training_args, run_args)
+    if getattr(training_args, "train_sampling_strategy", "random") == "sequential" and data_args.augment_config().is_random:
+        # Each batch's augmentation is seeded by its images (so a resumed run replays it exactly); in the same
+        # order every epoch, every epoch would get the same crops, flips and mixes.
+        raise SetupError(
+            "--train_sampling_strategy sequential: the augmentation of a batch is drawn from the images in it, so "
+            "every epoch would see the same crops, flips and mixes. Leave it at random (the default), or turn the "
+            "augmentation off (--pad 0 --hflip false, no RandAugment, erasing or mixing)."
+        )
     hub_repo = take_over_push(training_args)
     # The model to fine-tune is read before anything of --output_dir is cleared: it may not lie in there.
     start = load_start(model_args, output_dir) if model_args.model_name_or_path else None

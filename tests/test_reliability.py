@@ -1611,6 +1611,8 @@ def max_diff(a, b):
         (["--weight_decay", "-0.1"], "--weight_decay must be at least 0, got -0.1."),
         (["--max_steps", "0", "--num_train_epochs", "0"], "--max_steps 0 and --num_train_epochs 0.0 leave nothing to train"),
         (["--image_std", "0", "0", "0"], "image_std must be positive for every channel, got [0.0, 0.0, 0.0]"),
+        (["--train_sampling_strategy", "sequential"], "--train_sampling_strategy sequential: the augmentation of a "
+         "batch is drawn from the images in it, so every epoch would see the same crops, flips and mixes."),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
