@@ -354,8 +354,10 @@ def without_validation(asked, given: Given, notes: list) -> dict:
     """No validation images: no evaluation, and the last step's model is kept. Evaluation flags on the command line
     are refused (they would go unused); a recipe's are switched off, with a note."""
     off = {"eval_strategy": "no", "load_best_model_at_end": "false"}
+    evaluating = _text(asked.eval_strategy) != "no"  # with evaluation off, its steps, metric and sample cap are moot
     asking = [name for name in EVALUATION_FLAGS
-              if name in given.command_line and off.get(name) != _text(getattr(asked, name))]  # fmt: skip
+              if name in given.command_line and off.get(name) != _text(getattr(asked, name))
+              and (evaluating or name == "load_best_model_at_end")]  # fmt: skip
     if asking:
         shown = [f"--{name} {_text(getattr(asked, name))}" for name in asking]
         shown = " and ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)

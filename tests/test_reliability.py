@@ -606,9 +606,17 @@ def test_without_validation_images_evaluation_flags_are_refused_and_nothing_prin
         "validation images, but --validation_size 0 leaves none: carve some from train with --validation_size N (or "
         "pass --validation_split NAME), or leave them out."
     )
-    assert refusal("--metric_for_best_model", "loss").startswith(
-        "train.py: error: --metric_for_best_model loss needs validation images, but --validation_size 0 leaves none")
+    assert refusal("--eval_strategy", "epoch", "--metric_for_best_model", "loss").startswith(
+        "train.py: error: --eval_strategy epoch and --metric_for_best_model loss need validation images, but "
+        "--validation_size 0 leaves none")
     assert not (tmp_path / "out").exists()
+    # with evaluation off, its steps, metric and sample cap are moot, as in the Trainer (a command line that
+    # repeats flags, the last one winning, as the accelerate test's does)
+    from hf_vit.training import parse_args
+
+    *_, args = parse_args(train_args(dataset_dir, tmp_path / "out", "--eval_steps", "4", "--metric_for_best_model",
+                                     "loss", "--max_eval_samples", "4"))  # fmt: skip
+    assert getattr(args.eval_strategy, "value", args.eval_strategy) == "no" and not args.load_best_model_at_end
     # a recipe's evaluation settings are switched off, with a note; the last line says there is no validation set
     recipe = tmp_path / "mine.yaml"
     recipe.write_text("eval_strategy: steps\neval_steps: 2\nsave_strategy: steps\nload_best_model_at_end: true\n")
