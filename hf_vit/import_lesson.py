@@ -167,6 +167,13 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
     classes = merged.get("num_classes", merged.get("num_labels"))
     if labels is not None:
         labels = [str(name) for name in labels]
+        twice = sorted({name for name in labels if labels.count(name) > 1})
+        if twice or "" in labels:
+            problem = f"names {', '.join(map(repr, twice))} more than once" if twice else "holds an empty name"
+            raise ValueError(
+                f"--labels {problem}: each class needs its own name (label2id maps names back to classes). Name "
+                "every class once, in the order of the head's outputs."
+            )
         if classes is not None and len(labels) != classes:
             raise ValueError(
                 f"{len(labels)} class names given (--labels) but the model has {classes} classes (its head's outputs). "

@@ -227,6 +227,15 @@ def test_the_imported_classes_are_named(tmp_path, capsys):
         "once, in the order of the head's outputs."
     )
     assert not (tmp_path / "c").exists()
+    for names, problem in ((["apple", "apple", "plum"], "names 'apple' more than once"), (["", "pear", "plum"],
+                                                                                          "holds an empty name")):  # fmt: skip
+        with pytest.raises(SystemExit) as refused:
+            script.main([str(tmp_path / "three.pt"), str(tmp_path / "c"), "--heads", "3", "--labels", *names])
+        assert str(refused.value.code) == (
+            f"error: --labels {problem}: each class needs its own name (label2id maps names back to classes). Name "
+            "every class once, in the order of the head's outputs."
+        )
+    assert not (tmp_path / "c").exists()
     script.main([str(tmp_path / "three.pt"), str(tmp_path / "d"), "--heads", "3"])
     assert HfViTForImageClassification.from_pretrained(tmp_path / "d").config.id2label[2] == "LABEL_2"
     assert "the class names above are placeholders" in capsys.readouterr().out
