@@ -65,12 +65,23 @@ def dataset_reference(name: str) -> str:
     return name
 
 
+def _through_a_proxy(url) -> bool:
+    """Whether requests to `url` go through a proxy from the environment (HTTPS_PROXY, ALL_PROXY, not NO_PROXY),
+    as huggingface_hub's HTTP client sends them."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(url.scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(url.hostname or "")
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP connect to the Hub endpoint, so that no network fails in seconds, not after minutes of retries."""
     from huggingface_hub import constants
 
     url = urlparse(constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
+    if _through_a_proxy(url):  # the client goes through it (HTTPS_PROXY ...): a direct connect proves nothing
+        return True
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
         return True

@@ -1656,6 +1656,31 @@ def test_push_to_hub_without_a_way_to_the_hub_is_refused_before_training(dataset
     assert not (tmp_path / "out").exists()
 
 
+def test_behind_a_proxy_the_hub_counts_as_reachable(monkeypatch):
+    """On a cluster whose only way out is an HTTPS proxy, the direct TCP probe failed and --push_to_hub (and
+    loading a Hub id) was refused as offline, though huggingface_hub's client goes through the proxy. The direct
+    route is mocked to fail, as on such a cluster; NO_PROXY for the Hub's host brings the probe back."""
+    import socket as socket_module
+
+    from hf_vit import data
+
+    def no_direct_route(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(socket_module, "create_connection", no_direct_route)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not data._hub_reachable()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert data._hub_reachable()
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("NO_PROXY", urlparse(constants.ENDPOINT).hostname)
+    assert not data._hub_reachable()
+
+
 def test_a_logger_whose_package_is_missing_is_refused_first(dataset_dir, tmp_path, capsys):
     from transformers.integrations import is_tensorboard_available
 
