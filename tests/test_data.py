@@ -151,7 +151,8 @@ def test_a_stale_empty_or_oversized_decode_is_never_trusted(tiny, monkeypatch):
     right = decode_images(ds, "img", 32, cache=False)
     data_module._MEMORY_CACHE.clear()
     np.save(folder / f"hf_vit-pixels-{ds._fingerprint}-img-RGB32x32.npy", np.zeros(tuple(right.shape), np.uint8))
-    assert torch.equal(decode_images(ds, "img", 32), right)  # the unversioned (older) cache is not read
+    assert torch.equal(decode_images(ds, "img", 32), right)  # the unversioned (older) cache is not read...
+    assert not (folder / f"hf_vit-pixels-{ds._fingerprint}-img-RGB32x32.npy").exists()  # ...and is removed
     (current,) = folder.glob(f"hf_vit-pixels-v{data_module.DECODE_VERSION}-{ds._fingerprint}-img-RGB32x32.npy")
     current.write_bytes(b"")
     data_module._MEMORY_CACHE.clear()
