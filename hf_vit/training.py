@@ -1296,7 +1296,9 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             "improves. Use --save_strategy steps (or epoch) with it."
         )
     check_trainer_flags(training_args, run_args)
-    if getattr(training_args, "train_sampling_strategy", "random") == "sequential" and data_args.augment_config().is_random:
+    one_pass = training_args.max_steps <= 0 and training_args.num_train_epochs <= 1  # no epoch to repeat
+    sequential = getattr(training_args, "train_sampling_strategy", "random") == "sequential"
+    if sequential and not one_pass and data_args.augment_config().is_random:
         # Each batch's augmentation is seeded by its images (so a resumed run replays it exactly); in the same
         # order every epoch, every epoch would get the same crops, flips and mixes.
         raise SetupError(

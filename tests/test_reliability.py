@@ -1656,6 +1656,17 @@ def test_push_to_hub_without_a_way_to_the_hub_is_refused_before_training(dataset
     assert not (tmp_path / "out").exists()
 
 
+def test_one_sequential_pass_with_augmentation_trains(dataset_dir, tmp_path):
+    """--train_sampling_strategy sequential is refused with augmentation (row 127) only where an epoch could
+    repeat another: one pass (--num_train_epochs 1, no --max_steps) has none to repeat."""
+    from hf_vit.training import main
+
+    argv = train_args(dataset_dir, tmp_path / "out", "--train_sampling_strategy", "sequential", "--num_train_epochs",
+                      "1", steps=-1)  # fmt: skip
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["train"]["epochs"] == 1
+
+
 def test_behind_a_proxy_the_hub_counts_as_reachable(monkeypatch):
     """On a cluster whose only way out is an HTTPS proxy, the direct TCP probe failed and --push_to_hub (and
     loading a Hub id) was refused as offline, though huggingface_hub's client goes through the proxy. The direct
