@@ -565,24 +565,36 @@ def parse_args(argv=None):
 
 def check_launcher_precision(training_args: TrainingArguments, fell_back: bool) -> None:
     """`accelerate launch --mixed_precision X` (or an `accelerate config` default) reaches the Trainer as
-    ACCELERATE_MIXED_PRECISION, and its Accelerator autocasts to X whatever --bf16/--fp16 say. This run's summary,
-    training_recipe.json and card, and the checks on fp16 on a CPU, emulated bf16 and FlashAttention read the
-    flags only: a launcher's precision that differs from them is refused."""
+    ACCELERATE_MIXED_PRECISION. TrainingArguments takes it only when neither --bf16 nor --fp16 is set (they replace
+    it, and the Accelerator follows the Trainer's choice over the launcher's), so it changes only a run whose flags
+    say fp32. This run's summary, training_recipe.json and card, and the checks on fp16 on a CPU, emulated bf16 and
+    FlashAttention read the flags only: that case is refused."""
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").strip().lower()
-    own = "fp16" if training_args.fp16 else "bf16" if training_args.bf16 else "no"
-    if launched in ("no", "", own):
-        return
-    trains = {"no": "fp32", "bf16": "bf16 (--bf16 true)", "fp16": "fp16 (--fp16 true)"}[own]
+    if training_args.fp16 or training_args.bf16 or launched in ("no", ""):
+        return  # the flags' precision is the one trained in
+    trains = "fp32"
     if fell_back:  # parse_args dropped the recipe's bf16 on this CPU
         trains = "fp32 (this CPU has no bf16 instructions: the recipe's bf16 would be emulated, about 13x slower)"
-    fix = f"launch with --mixed_precision {own}"
-    if launched in ("bf16", "fp16"):  # fp8 and others have no flag here
-        fix += f", or pass --{launched} true" + (f" --{own} false" if own != "no" else "") + (
-            " to force it" if fell_back else "")
     raise SetupError(
         f"accelerate launch asks for {launched} mixed precision (its --mixed_precision flag or `accelerate config`), "
-        f"but this run trains in {trains}: {fix}."
+        f"but this run trains in {trains}: {_launcher_fix(launched, training_args, fell_back)}."
     )
+
+
+def _launcher_fix(launched: str, training_args: TrainingArguments, fell_back: bool) -> str:
+    """Launch in fp32, or ask for the launcher's precision with its flag where it can train (fp16 needs a CUDA GPU,
+    and bf16 on a CPU without bf16 instructions is emulated, about 13x slower)."""
+    fix = "launch with --mixed_precision no"
+    on_cpu = training_args.use_cpu or not torch.cuda.is_available()
+    if launched == "fp16" and on_cpu:
+        return f"{fix} (fp16 needs a CUDA GPU)"
+    if launched == "bf16" and on_cpu and not cpu_has_native_bf16():
+        if fell_back:  # the reason is given already
+            return fix
+        return f"{fix} (this CPU has no bf16 instructions: bf16 would be emulated, about 13x slower)"
+    if launched in ("bf16", "fp16"):  # fp8 and others have no flag here
+        fix += f", or pass --{launched} true"
+    return fix
 
 
 SHAPE_FLAGS = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool")

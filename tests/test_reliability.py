@@ -806,8 +806,10 @@ def test_the_gpu_recipe_on_a_machine_without_a_gpu_names_the_cpu_recipe(tmp_path
 
 def test_a_launchers_mixed_precision_that_differs_from_the_flags_is_refused(tmp_path, monkeypatch):
     """`accelerate launch --mixed_precision bf16` (or `accelerate config`) reaches the Trainer as
-    ACCELERATE_MIXED_PRECISION: the run trained under bf16 autocast while its summary, training_recipe.json and card
-    said fp32, and the fp16-on-CPU and bf16-emulation checks never saw it. Now refused, naming both ways out."""
+    ACCELERATE_MIXED_PRECISION: a run whose flags say fp32 trained under bf16 autocast while its summary,
+    training_recipe.json and card said fp32, and the fp16-on-CPU and bf16-emulation checks never saw it. Now refused,
+    naming the ways out that work on this machine. --bf16/--fp16 replace the launcher's precision (the Trainer hands
+    its own to the Accelerator): such runs were refused too, and train as their flags say."""
     from hf_vit.training import SetupError, cpu_has_native_bf16, parse_args
 
     out = ["--output_dir", str(tmp_path), "--use_cpu", "true"]
@@ -818,27 +820,31 @@ def test_a_launchers_mixed_precision_that_differs_from_the_flags_is_refused(tmp_
             parse_args(argv)
         return str(refused.value)
 
-    assert refusal(out, "bf16") == (
-        "accelerate launch asks for bf16 mixed precision (its --mixed_precision flag or `accelerate config`), but "
-        "this run trains in fp32: launch with --mixed_precision no, or pass --bf16 true."
+    def precision(argv, launched):
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launched)
+        return parse_args(argv)[3].mixed_precision
+
+    # a CPU run never hears of --fp16 true (refused there); --bf16 true only on a CPU with bf16 instructions
+    assert refusal(out, "fp16") == (
+        "accelerate launch asks for fp16 mixed precision (its --mixed_precision flag or `accelerate config`), but "
+        "this run trains in fp32: launch with --mixed_precision no (fp16 needs a CUDA GPU)."
     )
-    assert refusal([*out, "--bf16", "true"], "fp16").endswith(
-        "but this run trains in bf16 (--bf16 true): launch with --mixed_precision bf16, or pass --fp16 true --bf16 false."
-    )
-    # the same precision on both sides, or none asked for by the launcher: the flags' precision is the run's
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-    assert parse_args([*out, "--bf16", "true"])[3].mixed_precision == "bf16"
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
-    assert parse_args(out)[3].mixed_precision == "no"
+    assert refusal(out, "bf16").endswith("but this run trains in fp32: launch with --mixed_precision no" + (
+        ", or pass --bf16 true." if cpu_has_native_bf16() else
+        " (this CPU has no bf16 instructions: bf16 would be emulated, about 13x slower)."))  # fmt: skip
+    assert refusal([*out, "--bf16", "false"], "fp8").endswith("trains in fp32: launch with --mixed_precision no.")
+    # the flags' precision wins over the launcher's, as in the Trainer: accepted, and recorded as trained
+    assert precision([*out, "--bf16", "true"], "fp16") == "bf16"
+    assert precision([*out, "--bf16", "true"], "bf16") == "bf16"
+    assert precision(out, "no") == "no"
     # the cpu recipe's bf16 stays where the CPU has bf16 instructions; elsewhere it falls back to fp32, and then
     # the launcher's bf16 is refused with the reason
     if cpu_has_native_bf16():
-        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
-        assert parse_args(["--recipe", "cpu", *out])[3].bf16
+        assert precision(["--recipe", "cpu", *out], "fp16") == "bf16"
     else:
         assert refusal(["--recipe", "cpu", *out], "bf16").endswith(
             "but this run trains in fp32 (this CPU has no bf16 instructions: the recipe's bf16 would be emulated, "
-            "about 13x slower): launch with --mixed_precision no, or pass --bf16 true to force it."
+            "about 13x slower): launch with --mixed_precision no."
         )
 
 
