@@ -266,13 +266,15 @@ def flags_given(parser: argparse.ArgumentParser, tokens) -> dict:
 
 @dataclass
 class Given:
-    """Where each argument was set: the command line wins over a recipe file, which wins over our defaults."""
+    """Where each argument was set: the command line wins over --config_file, which wins over --recipe (the file's
+    values override the recipe's), which wins over our defaults."""
 
     command_line: dict
-    from_files: set
+    config_file: set = field(default_factory=set)
+    recipe: set = field(default_factory=set)
 
     def level(self, name: str) -> int:
-        return 2 if name in self.command_line else 1 if name in self.from_files else 0
+        return 3 if name in self.command_line else 2 if name in self.config_file else 1 if name in self.recipe else 0
 
 
 def _text(value) -> str:
@@ -376,7 +378,8 @@ def without_validation(asked, given: Given, notes: list) -> dict:
 def matching_checkpoints(asked, given: Given, notes: list) -> dict:
     """load_best_model_at_end (on by default here) needs a checkpoint at each evaluation. transformers refuses
     other save and eval strategies in a many-line error that blames the one the user left alone (our default):
-    the one given on the command line (or else in a recipe file) leads and the other follows, with its steps."""
+    the one given at the higher level (command line > --config_file > --recipe) leads and the other follows, with
+    its steps."""
     if not asked.load_best_model_at_end:
         return {}
     load_best = "--load_best_model_at_end" + (" (on by default here)" if not given.level("load_best_model_at_end")
@@ -484,17 +487,17 @@ def parse_args(argv=None):
     parser.add_argument("--recipe", help=f"a shipped recipe: {', '.join(available_recipes())}")
     parser.add_argument("--config_file", help="a recipe file (.yaml or .json); command-line flags override it")
     defaults = dict(TRAINING_DEFAULTS)
-    sources = []
+    sources = []  # (path, the arguments it sets), the recipe before the config file that overrides it
+    given = Given({})
     if known.recipe:
         path = RECIPES_DIR / f"{known.recipe}.yaml"
         if not path.is_file():
             raise SetupError(f"no recipe named {known.recipe!r}; the shipped recipes are {available_recipes()}.")
-        sources.append(path)
+        sources.append((path, given.recipe))
     if known.config_file:
-        sources.append(Path(known.config_file))
+        sources.append((Path(known.config_file), given.config_file))
     dests = {a.dest for a in parser._actions}
-    from_files = set()  # the arguments a recipe file sets
-    for path in sources:
+    for path, sets in sources:
         values = read_recipe(path)
         nested = sorted({"recipe", "config_file"} & set(values))
         if nested:  # read here only after the files are chosen: it would be ignored without a word
@@ -508,7 +511,7 @@ def parse_args(argv=None):
                 f"unknown argument(s) {unknown} in the recipe {str(path)!r}; see `scripts/train.py --help`."
             )
         defaults.update(values)
-        from_files.update(values)
+        sets.update(values)
     parser.set_defaults(**defaults)
     for action in parser._actions:  # transformers' help names its own default, which ours replaces
         if action.dest == "metric_for_best_model":
@@ -522,7 +525,7 @@ def parse_args(argv=None):
         if flag.startswith("--") and flag not in options:  # a typo: name the closest flag, not just the parser's list
             value = token if "=" in token else f"{flag}={rest[i + 1] if i + 1 < len(rest) else ''}"
             raise SetupError(unknown_flag_message(value, options))
-    given = Given(flags_given(parser, rest), from_files)
+    given.command_line = flags_given(parser, rest)
     check_validation_size(given.command_line.get("validation_size"))  # before argparse's "invalid int value"
     notes = []
     # What was asked for, before TrainingArguments' own checks run on it: settle how evaluation and checkpoints
@@ -557,7 +560,7 @@ def parse_args(argv=None):
     # A shipped recipe is recorded by its place in the package, not this machine's path to it: training_recipe.json
     # goes to the Hub, and the card shows it.
     training_args._hf_vit_sources = [
-        p.relative_to(RECIPES_DIR.parent.parent).as_posix() if p.parent == RECIPES_DIR else str(p) for p in sources
+        p.relative_to(RECIPES_DIR.parent.parent).as_posix() if p.parent == RECIPES_DIR else str(p) for p, _ in sources
     ]
     training_args._hf_vit_notes = notes
     return model_args, data_args, run_args, training_args

@@ -569,6 +569,14 @@ def test_eval_and_save_strategies_follow_the_one_given_or_are_refused_in_one_lin
     assert settled("--recipe", "gpu", "--eval_steps", "100")[0] == ("steps", 100, "steps", 100, True)
     assert settled("--eval_strategy", "no", "--save_strategy", "steps", "--load_best_model_at_end", "false")[0] == (
         "no", None, "steps", 500, False)  # fmt: skip
+    # --config_file overrides --recipe as the command line does (before: the two tied, and the pair was refused)
+    for values, flags in [("eval_steps: 100", ("--eval_steps", "100")),
+                          ("eval_strategy: steps", ("--eval_strategy", "steps")),
+                          ('eval_strategy: "no"', ("--eval_strategy", "no"))]:  # fmt: skip
+        config_file = tmp_path / "config.yaml"
+        config_file.write_text(f"{values}\n")
+        for recipe in ("gpu", "cpu"):
+            assert settled("--recipe", recipe, "--config_file", str(config_file)) == settled("--recipe", recipe, *flags)
     for flags, message in [
         (("--eval_strategy", "steps", "--save_strategy", "epoch"),
          "--eval_strategy steps and --save_strategy epoch differ, but --load_best_model_at_end (on by default here) "
