@@ -407,18 +407,38 @@ def matching_checkpoints(asked, given: Given, notes: list) -> dict:
             steps[follow] = changes[f"{follow}_steps"] = steps[lead]
             followed = f"--{follow}_strategy steps and --{follow}_steps {_text(steps[lead])} follow"
         notes.append(f"{followed} --{lead}_strategy: {load_best} needs a checkpoint at each evaluation.")
-    if strategy["eval"] == "steps" and min(steps.values()) >= 1 and steps["save"] % steps["eval"]:
-        lead, follow = _leader(steps_level)
-        if lead is None:
-            raise SetupError(
-                f"--save_steps {_text(steps['save'])} is not a multiple of --eval_steps {_text(steps['eval'])}, but "
-                f"{load_best} needs a checkpoint at each evaluation: give both the same number, or pass "
-                "--load_best_model_at_end false."
-            )
-        changes[f"{follow}_steps"] = steps[lead]
-        notes.append(f"--{follow}_steps {_text(steps[lead])} follows --{lead}_steps: {load_best} needs a checkpoint "
-                     "at each evaluation.")
+    if strategy["eval"] == "steps":
+        changes.update(matching_steps(steps, steps_level, load_best, notes))
     return changes
+
+
+def matching_steps(steps: dict, levels: dict, load_best: str, notes: list) -> dict:
+    """--save_steps must be a multiple of --eval_steps, and transformers cannot check that for a fraction of the run
+    (below 1) against a number of steps: it blamed the one the user left alone (the recipe's 440, or its default
+    500). The one given at the lower level follows the other; both at the same level: one line."""
+    if min(steps.values()) <= 0:  # transformers' own checks name these
+        return {}
+    mixed = (steps["eval"] < 1) != (steps["save"] < 1)
+    if not mixed and _is_multiple(steps["save"], steps["eval"]):
+        return {}
+    lead, follow = _leader(levels)
+    if lead is None:
+        shown = f"--save_steps {_text(steps['save'])}", f"--eval_steps {_text(steps['eval'])}"
+        problem = (f"{shown[0]} and {shown[1]} mix a fraction of the run with a number of steps" if mixed
+                   else f"{shown[0]} is not a multiple of {shown[1]}")  # fmt: skip
+        fix = "give both as fractions or both as numbers of steps" if mixed else "give both the same number"
+        raise SetupError(f"{problem}, but {load_best} needs a checkpoint at each evaluation: {fix}, or pass "
+                         "--load_best_model_at_end false.")
+    notes.append(f"--{follow}_steps {_text(steps[lead])} follows --{lead}_steps: {load_best} needs a checkpoint "
+                 "at each evaluation.")
+    return {f"{follow}_steps": steps[lead]}
+
+
+def _is_multiple(save_steps: float, eval_steps: float) -> bool:
+    """transformers' own test: two fractions of the run are compared in millionths (0.3 % 0.1 is not 0 in floats)."""
+    if save_steps % eval_steps == 0:
+        return True
+    return save_steps < 1 and eval_steps < 1 and (save_steps * 1_000_000) % (eval_steps * 1_000_000) == 0
 
 
 def without_best_checkpoint(kind: str, given: Given, load_best: str, notes: list) -> dict:

@@ -569,6 +569,13 @@ def test_eval_and_save_strategies_follow_the_one_given_or_are_refused_in_one_lin
     assert settled("--recipe", "gpu", "--eval_steps", "100")[0] == ("steps", 100, "steps", 100, True)
     assert settled("--eval_strategy", "no", "--save_strategy", "steps", "--load_best_model_at_end", "false")[0] == (
         "no", None, "steps", 500, False)  # fmt: skip
+    # a fraction of the run against a number of steps: the one given lower follows (before: transformers' error
+    # blamed the recipe's save_steps 440, or its own default 500)
+    assert settled("--recipe", "gpu", "--eval_steps", "0.1")[0] == ("steps", 0.1, "steps", 0.1, True)
+    assert settled("--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "0.1")[0] == (
+        "steps", 0.1, "steps", 0.1, True)  # fmt: skip
+    assert settled("--recipe", "gpu", "--save_steps", "0.2", "--eval_steps", "0.1")[0] == (
+        "steps", 0.1, "steps", 0.2, True)  # fmt: skip
     # --config_file overrides --recipe as the command line does (before: the two tied, and the pair was refused)
     for values, flags in [("eval_steps: 100", ("--eval_steps", "100")),
                           ("eval_strategy: steps", ("--eval_strategy", "steps")),
@@ -587,6 +594,13 @@ def test_eval_and_save_strategies_follow_the_one_given_or_are_refused_in_one_lin
         (("--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "steps", "--save_steps", "3"),
          "--save_steps 3 is not a multiple of --eval_steps 2, but --load_best_model_at_end (on by default here) "
          "needs a checkpoint at each evaluation: give both the same number, or pass --load_best_model_at_end false."),
+        (("--eval_strategy", "steps", "--eval_steps", "0.1", "--save_steps", "100"),
+         "--save_steps 100 and --eval_steps 0.1 mix a fraction of the run with a number of steps, but "
+         "--load_best_model_at_end (on by default here) needs a checkpoint at each evaluation: give both as fractions "
+         "or both as numbers of steps, or pass --load_best_model_at_end false."),
+        (("--recipe", "gpu", "--eval_steps", "0.1", "--save_steps", "0.15"),
+         "--save_steps 0.15 is not a multiple of --eval_steps 0.1, but --load_best_model_at_end true needs a "
+         "checkpoint at each evaluation: give both the same number, or pass --load_best_model_at_end false."),
     ]:  # fmt: skip
         with pytest.raises(SetupError) as refused:
             settled(*flags)
