@@ -349,6 +349,11 @@ def settle_evaluation(asked, given: Given, notes: list) -> dict:
     check_validation_size(asked.validation_size)  # a recipe file's value: argparse checked only the command line's
     if asked.validation_size == 0 and asked.validation_split is None:
         return without_validation(asked, given, notes)
+    if _text(asked.save_strategy) == "best" and _text(asked.eval_strategy) == "no":  # it would save nothing
+        raise SetupError(
+            "--save_strategy best saves a checkpoint when an evaluation finds a new best, but --eval_strategy no "
+            "evaluates none: pass --eval_strategy epoch (or steps), or another --save_strategy."
+        )
     return matching_checkpoints(asked, given, notes)
 
 
@@ -360,6 +365,8 @@ def without_validation(asked, given: Given, notes: list) -> dict:
     asking = [name for name in EVALUATION_FLAGS
               if name in given.command_line and off.get(name) != _text(getattr(asked, name))
               and (evaluating or name == "load_best_model_at_end")]  # fmt: skip
+    if _text(asked.save_strategy) == "best":  # saves when an evaluation finds a new best: never, here
+        asking.append("save_strategy")
     if asking:
         shown = [f"--{name} {_text(getattr(asked, name))}" for name in asking]
         shown = " and ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)

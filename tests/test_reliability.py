@@ -530,7 +530,8 @@ def test_links_in_an_output_dir_being_replaced_go_themselves_never_what_they_poi
         (["--mixup_alpha", "-1"], "--mixup_alpha must be >= 0 (0 = off), got -1.0"),
         (["--stop_after_steps", "0"], "--stop_after_steps must be at least 1, got 0"),
         (["--max_test_samples", "0"], "--max_test_samples must be at least 1, got 0"),
-        (["--stop_after_steps", "2", "--save_strategy", "best"], "--stop_after_steps needs a checkpoint at the stop"),
+        (["--stop_after_steps", "2", "--save_strategy", "best", "--validation_size", "10", "--eval_strategy", "steps",
+          "--eval_steps", "4"], "--stop_after_steps needs a checkpoint at the stop"),
         (["--lerning_rate", "1e-3"], "unknown flag --lerning_rate. Did you mean --learning_rate?"),
     ],
 )
@@ -588,6 +589,10 @@ def test_eval_and_save_strategies_follow_the_one_given_or_are_refused_in_one_lin
         (("--eval_strategy", "steps", "--save_strategy", "epoch"),
          "--eval_strategy steps and --save_strategy epoch differ, but --load_best_model_at_end (on by default here) "
          "needs a checkpoint at each evaluation: give both the same strategy, or pass --load_best_model_at_end false."),
+        # save_strategy best saves when an evaluation finds a new best (before: accepted, and no checkpoint saved)
+        (("--save_strategy", "best", "--eval_strategy", "no"),
+         "--save_strategy best saves a checkpoint when an evaluation finds a new best, but --eval_strategy no "
+         "evaluates none: pass --eval_strategy epoch (or steps), or another --save_strategy."),
         (("--eval_strategy", "no", "--load_best_model_at_end", "true"),
          "--load_best_model_at_end true keeps the best evaluated checkpoint, but --eval_strategy no evaluates none: "
          "pass --load_best_model_at_end false, or another --eval_strategy."),
@@ -631,6 +636,9 @@ def test_without_validation_images_evaluation_flags_are_refused_and_nothing_prin
     assert refusal("--eval_strategy", "epoch", "--metric_for_best_model", "loss").startswith(
         "train.py: error: --eval_strategy epoch and --metric_for_best_model loss need validation images, but "
         "--validation_size 0 leaves none")
+    assert refusal("--save_strategy", "best") == (  # saves on a new best: never, without evaluations (was accepted)
+        "train.py: error: --save_strategy best needs validation images, but --validation_size 0 leaves none: carve "
+        "some from train with --validation_size N (or pass --validation_split NAME), or leave it out.")  # fmt: skip
     assert not (tmp_path / "out").exists()
     # with evaluation off, its steps, metric and sample cap are moot, as in the Trainer (a command line that
     # repeats flags, the last one winning, as the accelerate test's does)
