@@ -327,16 +327,24 @@ EXAMPLE_SCRIPT_FLAGS = {
 }  # fmt: skip
 
 
+def _split_as_images(value: str) -> str:
+    """--train_val_split's value as train.py's --validation_size: the given fraction, 0 as no validation set, and
+    that script's default 0.15 as the example only where no number was given."""
+    try:
+        fraction = float(value)
+    except ValueError:
+        return _as_images(0.15)
+    if fraction == 0:
+        return "0 would be --validation_size 0 (no validation set)"
+    return _as_images(fraction) or f"{value} is no fraction of the train split (0 to 1); {_as_images(0.15)}"
+
+
 def unknown_flag_message(token: str, options) -> str:
     """The refusal of a flag this script does not have: what to use instead for run_image_classification.py's
     names, else the closest flag by spelling."""
     flag, _, value = token.partition("=")
     if flag in EXAMPLE_SCRIPT_FLAGS:
-        try:
-            images = _as_images(float(value))
-        except ValueError:
-            images = ""
-        advice = EXAMPLE_SCRIPT_FLAGS[flag].format(images=images or _as_images(0.15))  # 0.15: that script's default
+        advice = EXAMPLE_SCRIPT_FLAGS[flag].format(images=_split_as_images(value))
         return f"unknown flag {flag} (from transformers' run_image_classification.py): {advice}."
     close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
     hint = f" Did you mean {close[0]}?" if close else ""

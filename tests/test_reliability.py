@@ -698,6 +698,14 @@ def test_run_image_classification_flag_names_say_what_to_use_here(tmp_path, caps
     for flags, advice in [
         (["--train_val_split", "0.2"], "here --validation_size N counts the images carved from train; 0.2 of "
                                        "CIFAR-10's 50,000 training images would be --validation_size 10000"),
+        # the value given, not the 0.15 example (before: --train_val_split 0 was told --validation_size 7500)
+        (["--train_val_split", "0"], "here --validation_size N counts the images carved from train; 0 would be "
+                                     "--validation_size 0 (no validation set)"),
+        (["--train_val_split=1.5"], "here --validation_size N counts the images carved from train; 1.5 is no "
+                                    "fraction of the train split (0 to 1); 0.15 of CIFAR-10's 50,000 training images "
+                                    "would be --validation_size 7500"),
+        (["--train_val_split"], "here --validation_size N counts the images carved from train; 0.15 of CIFAR-10's "
+                                "50,000 training images would be --validation_size 7500"),
         (["--ignore_mismatched_sizes"], "not needed here: fine-tuning (--model_name_or_path) makes a new head by "
                                         "itself when the dataset's classes differ from the model's"),
         (["--train_dir", "data/train"], "pass the dataset folder that holds the train split as --dataset_name FOLDER "
