@@ -246,7 +246,12 @@ def read_recipe(path) -> dict:
         return {}
     if not isinstance(values, dict):
         raise SetupError(f"the recipe {str(path)!r} must be a mapping of argument names to values.")
-    return values
+    # YAML reads a bare `eval_strategy: no` as false; a strategy is never a boolean, so it is the "no" meant
+    # (before: "False is not a valid IntervalStrategy").
+    return {k: "no" if k in NO_STRATEGIES and values[k] is False else values[k] for k in values}
+
+
+NO_STRATEGIES = ("eval_strategy", "save_strategy", "logging_strategy")  # the strategies that have a "no"
 
 
 def flags_given(parser: argparse.ArgumentParser, tokens) -> dict:

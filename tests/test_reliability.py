@@ -1700,6 +1700,17 @@ def test_push_to_hub_without_a_way_to_the_hub_is_refused_before_training(dataset
     assert not (tmp_path / "out").exists()
 
 
+def test_a_bare_no_strategy_in_a_yaml_recipe_means_no(tmp_path):
+    """YAML reads `eval_strategy: no` as false, and the run stopped with "False is not a valid IntervalStrategy";
+    a strategy is never a boolean, so the bare word means "no", as written quoted."""
+    from hf_vit.training import parse_args
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("eval_strategy: no\nsave_strategy: no\nlogging_strategy: no\nload_best_model_at_end: false\n")
+    *_, args = parse_args(["--config_file", str(mine), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"])
+    assert [getattr(args, k).value for k in ("eval_strategy", "save_strategy", "logging_strategy")] == ["no"] * 3
+
+
 def test_one_sequential_pass_with_augmentation_trains(dataset_dir, tmp_path):
     """--train_sampling_strategy sequential is refused with augmentation (row 127) only where an epoch could
     repeat another: one pass (--num_train_epochs 1, no --max_steps) has none to repeat."""
