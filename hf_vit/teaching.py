@@ -410,15 +410,28 @@ def check_output_dir(output_dir) -> Path:
 
 
 def load_image_file(path) -> Image.Image:
+    """The image file as the evaluation and the pipeline see it: turned upright by its EXIF orientation, RGB."""
+    from PIL import ImageOps
+
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"--image {str(path)!r} is a folder, not an image file. Pass one PNG/JPEG file with --image.")
     if not path.is_file():
         raise FileNotFoundError(f"Image file {path} does not exist. Pass an existing PNG/JPEG with --image.")
     try:
         with Image.open(path) as img:
             img.load()  # read now: an RGB file comes back as is, and the file closes here
+            # A phone photo's EXIF orientation: transformers' load_image (the pipeline) and the datasets turn it
+            # upright (hf_vit.data._decode_one too), so the pictures must show it so.
+            img = ImageOps.exif_transpose(img)
             return as_mode(img, "RGB")  # transparent pixels on white, as the evaluation and the pipeline
     except ImageDepthError as err:
         raise ValueError(f"{path}: {err}") from None
+    except Image.DecompressionBombError as err:  # over PIL's pixel limit: not an OSError
+        raise ValueError(
+            f"{path} is too large to decode safely ({err}). Downscale the image, or raise PIL.Image.MAX_IMAGE_PIXELS "
+            "if you trust it."
+        ) from None
     except OSError as err:
         raise ValueError(f"{path} is not an image PIL can read ({err}). Pass a PNG or JPEG file.") from err
 

@@ -464,3 +464,40 @@ def test_pictures_of_a_mean_pooled_model_say_that_the_head_does_not_read_cls(tmp
     for name in ("cls_attention", "rollout"):
         (w_cls, h_cls), (w_mean, h_mean) = sizes["cls"][name], sizes["mean"][name]
         assert w_cls == w_mean and h_mean > h_cls, (name, sizes)
+
+
+def test_an_image_file_is_turned_upright_by_its_exif_orientation_as_the_pipeline_sees_it(tmp_path):
+    """A phone photo stored sideways with Orientation 6: --image must show (and feed) what load_image shows."""
+    from transformers.image_utils import load_image
+
+    from hf_vit.teaching import load_image_file
+
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)
+    pixels[:, :20] = (255, 0, 0)  # stored 40 wide x 20 tall, left half red
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    ours, pipeline = load_image_file(tmp_path / "phone.jpg"), load_image(str(tmp_path / "phone.jpg"))
+    assert ours.size == pipeline.size == (20, 40)
+    assert np.array_equal(np.asarray(ours), np.asarray(pipeline.convert("RGB")))
+
+
+def test_an_image_over_pils_pixel_limit_is_refused_in_one_line(tmp_path, monkeypatch):
+    from hf_vit.teaching import load_image_file
+
+    noise_image(30, 40).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1200 pixels > 2 x 100: PIL's DecompressionBombError
+    with pytest.raises(ValueError, match=r"big.png is too large to decode safely \(Image size \(1200 pixels\) "
+                       r"exceeds .*\)\. Downscale the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it.$"):
+        load_image_file(tmp_path / "big.png")
+
+
+def test_a_folder_as_image_is_called_a_folder(tmp_path, capsys):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--preset", "tiny", "--image", str(tmp_path / "adir"), "--output_dir", str(tmp_path / "o")])
+    assert exc.value.code == (
+        f"error: --image '{tmp_path / 'adir'}' is a folder, not an image file. Pass one PNG/JPEG file with --image."
+    )
+    assert not (tmp_path / "o").exists()
