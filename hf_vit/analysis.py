@@ -219,22 +219,26 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
     return model, source, local_only
 
 
-def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = False):
-    """The classifier (eval mode, on `device`) and its saved image processor."""
+def load_image_processor(source, name, trust_remote_code: bool, local_only: bool):
+    """The image processor saved beside the weights of `source` (`name`: as the user gave it). A missing or broken
+    preprocessor_config.json is a FileNotFoundError naming the fix; its cause is the loader's own error."""
     # From its module: transformers 5.17 without torchvision turns the top-level name into a placeholder that
     # raises (5.24 does not); the module's class loads the PIL processor on both.
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
-    model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code)
     try:
-        processor = AutoImageProcessor.from_pretrained(
-            source, trust_remote_code=trust_remote_code, local_files_only=local_only
-        )
+        return AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
     except (OSError, ValueError) as err:
         raise FileNotFoundError(
-            f"No image processor for {model_name_or_path!r} ({err}). Save one beside the weights: "
+            f"No image processor for {str(name)!r} ({err}). Save one beside the weights: "
             "`hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes preprocessor_config.json."
         ) from err
+
+
+def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = False):
+    """The classifier (eval mode, on `device`) and its saved image processor."""
+    model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code)
+    processor = load_image_processor(source, model_name_or_path, trust_remote_code, local_only)
     _check_processor_size(processor, model.config, model_name_or_path)
     model.to(device).eval()
     return model, processor

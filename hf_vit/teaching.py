@@ -373,31 +373,26 @@ def load_model(model_dir, trust_remote_code: bool = False):
     Loaded as the evaluation loads it (`hf_vit.analysis.load_classifier`): the same checks and messages,
     and safetensors only (a folder with just a pickled pytorch_model.bin is refused, never unpickled).
     """
-    # From its module: transformers 5.17 without torchvision turns the top-level name into a placeholder that
-    # raises (5.24 does not); the module's class loads the PIL processor on both.
-    from transformers.models.auto.image_processing_auto import AutoImageProcessor
-
-    from .analysis import load_classifier
+    from .analysis import load_classifier, load_image_processor
 
     model, source, local_only = load_classifier(model_dir, trust_remote_code=trust_remote_code, attn_implementation="eager")
+    _base_model(model)
     path = Path(source)
-    processor = None
-    if not path.exists() or (path / "preprocessor_config.json").is_file():
-        try:  # trust_remote_code given, never None: transformers would ask on the terminal and run it on a "y"
-            processor = AutoImageProcessor.from_pretrained(
-                source, trust_remote_code=trust_remote_code, local_files_only=local_only
-            )
-        except OSError:
-            processor = None  # fall back to the package's processor for the config
-        except ValueError as err:
-            if "trust_remote_code" not in str(err):
-                raise
+    if path.exists() and not (path / "preprocessor_config.json").is_file():
+        return model.eval(), None  # no processor saved: the script says which statistics it assumes
+    try:  # trust_remote_code given, never None: transformers would ask on the terminal and run it on a "y"
+        processor = load_image_processor(source, model_dir, trust_remote_code, local_only)
+    except FileNotFoundError as err:
+        cause = err.__cause__
+        if isinstance(cause, ValueError) and "trust_remote_code" in str(cause):
             raise ValueError(
                 f"{str(model_dir)!r}: its preprocessor_config.json names .py files (auto_map) that would run here to "
                 "build its image processor; hf_vit's processor needs none. If you trust its author, pass "
                 "--trust_remote_code; otherwise delete auto_map from that file."
             ) from None
-    _base_model(model)
+        if path.exists() or not isinstance(cause, OSError):
+            raise  # a preprocessor_config.json that is there but broken: refused as the evaluation refuses it
+        processor = None  # a Hub id without a processor: the script says which statistics it assumes
     return model.eval(), processor
 
 

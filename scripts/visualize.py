@@ -74,7 +74,7 @@ def main(argv=None):
         check_output_dir(args.output_dir)  # before the model and the image load
         if args.model:
             model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code)
-            if processor is None:  # the evaluation refuses such a folder; the pictures say what they assumed
+            if processor is None:  # no preprocessor_config.json (a broken one is refused): say what is assumed
                 print(f"note: {args.model} has no preprocessor_config.json: the image is normalised with CIFAR-10's "
                       "mean and std (hf_vit's default). If the model was trained with others, save its processor "
                       "there (hf_vit.make_image_processor(config, mean, std).save_pretrained(folder)).", file=sys.stderr)

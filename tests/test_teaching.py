@@ -501,3 +501,25 @@ def test_a_folder_as_image_is_called_a_folder(tmp_path, capsys):
         f"error: --image '{tmp_path / 'adir'}' is a folder, not an image file. Pass one PNG/JPEG file with --image."
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_a_broken_preprocessor_config_is_refused_as_the_evaluation_refuses_it(tmp_path):
+    """Only a folder without preprocessor_config.json falls back to CIFAR-10's statistics; a broken one is not
+    replaced by them under a note saying that the file is missing."""
+    from hf_vit import make_image_processor
+
+    folder = tmp_path / "model"
+    model = tiny_model(image_size=16, patch_size=4)
+    model.save_pretrained(folder)
+    make_image_processor(model.config).save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5,')  # cut off mid-write
+    noise_image(16, 16).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--model", str(folder), "--image", str(tmp_path / "in.png"), "--output_dir",
+                            str(tmp_path / "pictures")])  # fmt: skip
+    assert exc.value.code.startswith(f"error: No image processor for {str(folder)!r} (")
+    assert exc.value.code.endswith(
+        "). Save one beside the weights: `hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes "
+        "preprocessor_config.json."
+    )
+    assert not (tmp_path / "pictures").exists()
