@@ -45,13 +45,20 @@ TEXT_COLOR = (0, 0, 0)
 # ---------------------------------------------------------------------------
 # Numbers (pure functions; the pictures are drawn from these)
 # ---------------------------------------------------------------------------
-def _base_model(model):
-    """The ViT body of a classifier (`model.vit`) or the body itself; works for remote-code classes too."""
+def _base_model(model, name=None):
+    """The ViT body of a classifier (`model.vit`) or the body itself; works for remote-code classes too.
+    `name`: the folder it came from, for the message."""
     base = getattr(model, "vit", model)
+    if getattr(model.config, "model_type", None) == "vit":  # transformers' own ViT: its layers are named otherwise
+        where = f"{str(name)!r} holds" if name is not None else "this is"
+        raise ValueError(
+            f"{where} a transformers ViT ({type(model).__name__}, exported by export_to_transformers_vit.py), not an "
+            "hf_vit model. Pass the hf_vit folder it was exported from."
+        )
     if not hasattr(base, "embeddings") or not hasattr(base.embeddings, "pos_embedding"):
         raise ValueError(
             f"{type(model).__name__} is not an hf_vit model (no `embeddings.pos_embedding`). Load a folder "
-            "saved by hf_vit (AutoModelForImageClassification with trust_remote_code=True) or build HfViTConfig."
+            "saved by hf_vit (HfViTForImageClassification, as training writes it) or build HfViTConfig."
         )
     return base
 
@@ -376,7 +383,7 @@ def load_model(model_dir, trust_remote_code: bool = False):
     from .analysis import load_classifier, load_image_processor
 
     model, source, local_only = load_classifier(model_dir, trust_remote_code=trust_remote_code, attn_implementation="eager")
-    _base_model(model)
+    _base_model(model, model_dir)
     path = Path(source)
     if path.exists() and not (path / "preprocessor_config.json").is_file():
         return model.eval(), None  # no processor saved: the script says which statistics it assumes

@@ -523,3 +523,24 @@ def test_a_broken_preprocessor_config_is_refused_as_the_evaluation_refuses_it(tm
         "preprocessor_config.json."
     )
     assert not (tmp_path / "pictures").exists()
+
+
+def test_a_folder_exported_to_transformers_vit_is_named_as_such(tmp_path):
+    """The export's folder holds transformers' ViTForImageClassification: the pictures need the hf_vit folder it
+    came from, and trust_remote_code would not help."""
+    from hf_vit import make_image_processor
+    from hf_vit.export_transformers import export_to_transformers_vit
+
+    model = tiny_model(image_size=16, patch_size=4)
+    model.save_pretrained(tmp_path / "model")
+    make_image_processor(model.config).save_pretrained(tmp_path / "model")
+    export_to_transformers_vit(tmp_path / "model", tmp_path / "vit")
+    noise_image(16, 16).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--model", str(tmp_path / "vit"), "--image", str(tmp_path / "in.png"), "--output_dir",
+                            str(tmp_path / "pictures")])  # fmt: skip
+    assert exc.value.code == (
+        f"error: {str(tmp_path / 'vit')!r} holds a transformers ViT (ViTForImageClassification, exported by "
+        "export_to_transformers_vit.py), not an hf_vit model. Pass the hf_vit folder it was exported from."
+    )
+    assert not (tmp_path / "pictures").exists()
