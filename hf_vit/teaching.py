@@ -202,10 +202,16 @@ def _with_footer(image: Image.Image, paragraphs: list[str]) -> Image.Image:
     return canvas
 
 
+def input_mode(config) -> str:
+    """The PIL mode the model reads, as training decodes its images (hf_vit.data): "L" for 1 channel, else "RGB"."""
+    return "L" if config.num_channels == 1 else "RGB"
+
+
 def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
-    """The picture the model sees (before normalisation): RGB at config.image_size, resized bilinearly."""
+    """The picture the model sees (before normalisation) at config.image_size, resized bilinearly; in RGB (a
+    1-channel model's grey image too), so that the coloured overlays can be drawn on it."""
     height, width = _pair(config.image_size)
-    image = image.convert("RGB")
+    image = as_mode(image, input_mode(config)).convert("RGB")
     return image if image.size == (width, height) else image.resize((width, height), Image.BILINEAR)
 
 
@@ -480,12 +486,13 @@ def load_dataset_image(
 
 
 def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor:
-    """(1, C, H, W) normalised input, through the model folder's processor or the package default."""
+    """(1, C, H, W) normalised input, through the model folder's processor or the package default; grey for a
+    1-channel model (as training decodes its images)."""
     if processor is None:
         from .image_processing import make_image_processor
 
         processor = make_image_processor(config)
-    return processor(images=as_mode(image, "RGB"), return_tensors="pt")["pixel_values"]
+    return processor(images=as_mode(image, input_mode(config)), return_tensors="pt")["pixel_values"]
 
 
 def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
@@ -495,8 +502,9 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     if unknown:
         raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
     config = model.config
-    if config.num_channels != 3:
-        raise ValueError(f"The pictures need an RGB model (num_channels=3), this one has {config.num_channels}.")
+    if config.num_channels not in (1, 3):  # as training: images decode to grey or RGB only
+        raise ValueError(f"The pictures need a model of 1 or 3 channels (num_channels), this one has "
+                         f"{config.num_channels}. Train it on grey (1) or RGB (3) images.")
     _base_model(model)
     output_dir = check_output_dir(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -544,3 +544,26 @@ def test_a_folder_exported_to_transformers_vit_is_named_as_such(tmp_path):
         "export_to_transformers_vit.py), not an hf_vit model. Pass the hf_vit folder it was exported from."
     )
     assert not (tmp_path / "pictures").exists()
+
+
+def test_pictures_of_a_one_channel_model_show_the_grey_image_it_reads(tmp_path):
+    """Training and the evaluation take 1-channel models (images decoded to grey, hf_vit.data.as_mode): so do the
+    pictures; the model reads the grey image through its processor, the overlays sit on that grey image."""
+    from hf_vit import make_image_processor
+    from hf_vit.data import as_mode
+    from hf_vit.teaching import PICTURES, pixel_values_for
+
+    model = tiny_model(image_size=16, patch_size=4, num_channels=1)
+    processor = make_image_processor(model.config, [0.5], [0.25])
+    image = noise_image(16, 16)
+    grey = np.asarray(as_mode(image, "L")).astype(np.float32)
+    pixels = pixel_values_for(image, model.config, processor)
+    assert pixels.shape == (1, 1, 16, 16)
+    np.testing.assert_allclose(pixels[0, 0].numpy(), (grey / 255 - 0.5) / 0.25, atol=1e-5)
+    written = write_pictures(model, image, tmp_path / "pictures", processor=processor, scale=8)
+    assert sorted(written) == sorted(PICTURES)
+    assert sorted(json.loads((tmp_path / "pictures" / "pictures.json").read_text())["pictures"]) == sorted(PICTURES)
+    grid = load_png(written["patch_grid"])
+    for row in range(3, 16, 4):  # the last pixel of each 4x4 patch, away from its number and the grid lines
+        for col in range(3, 16, 4):
+            assert grid[row * 8 + 4, col * 8 + 4].tolist() == [int(grey[row, col])] * 3
