@@ -195,17 +195,22 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def replace_text(path, text: str) -> Path:
-    """Write `path` through a temporary file beside it: the file is whole or as it was. The temporary's name is
-    unique, so that two processes writing the same file never write into one temporary."""
+def replace_file(path, write) -> Path:
+    """Write `path` through a temporary file beside it (`write(tmp)` fills it): the file is whole or as it was.
+    The temporary's name is unique, so that two processes writing the same file never write into one temporary."""
     path = Path(path)
     tmp = path.with_name(f".{uuid.uuid4().hex[:12]}-{path.name}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def replace_text(path, text: str) -> Path:
+    """`replace_file` for text: `path` holds all of `text`, or what it held before."""
+    return replace_file(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, patch_map_to_grid
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode
+from .output_folder import replace_file, replace_text
 
 PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
 
@@ -497,7 +498,8 @@ def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor
 
 def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
                    label: str | None = None, source: str | None = None) -> dict:
-    """Run the model on `image` and write the chosen PNGs plus pictures.json; returns {name: path}."""
+    """Run the model on `image` and write the chosen PNGs plus pictures.json as one set (`_write_set`); returns
+    {name: path}."""
     unknown = [p for p in pictures if p not in PICTURES]
     if unknown:
         raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
@@ -507,7 +509,6 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
                          f"{config.num_channels}. Train it on grey (1) or RGB (3) images.")
     _base_model(model)
     output_dir = check_output_dir(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     shown = model_image(image, config)
     result = run_model(model, pixel_values_for(image, config, processor))
     grid = config.grid_size
@@ -518,23 +519,21 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     # The [CLS] maps explain the prediction only when the head reads [CLS]: say so where it does not.
     pool_note = MEAN_POOL_NOTE if config.pool == "mean" else None
 
-    written = {}
-    for name in pictures:
+    def draw(name):
         if name == "patch_grid":
-            picture = draw_patch_grid(shown, config, scale=scale)
-        elif name == "pos_similarity":
-            picture = draw_pos_similarity(pos_embedding_similarity(model), grid)
-        elif name == "cls_attention":
-            picture = draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid), note=pool_note)
-        elif name == "rollout":
+            return draw_patch_grid(shown, config, scale=scale)
+        if name == "pos_similarity":
+            return draw_pos_similarity(pos_embedding_similarity(model), grid)
+        if name == "cls_attention":
+            return draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid), note=pool_note)
+        if name == "rollout":
             last = patch_map_to_grid(cls_attention(result["attentions"], layer=-1)[0], grid)
-            picture = draw_rollout(shown, rollout_map(result["attentions"], grid), last,
-                                   caption=caption + ([pool_note] if pool_note else []))
-        else:
-            picture = draw_feature_norms(token_norms(result["hidden_states"]), grid)
-        written[name] = output_dir / f"{name}.png"
-        picture.save(written[name])
+            return draw_rollout(shown, rollout_map(result["attentions"], grid), last,
+                                caption=caption + ([pool_note] if pool_note else []))
+        return draw_feature_norms(token_norms(result["hidden_states"]), grid)
 
+    # All drawn in memory before the folder is touched: a failure (or Ctrl-C) while drawing leaves it as it was.
+    drawn = {name: draw(name) for name in pictures}
     summary = {
         "source": source,
         "label": label,
@@ -547,9 +546,25 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         "depth": config.depth,
         "heads": config.heads,
         "pool": config.pool,
-        "pictures": {name: path.name for name, path in written.items()},
+        "pictures": {name: f"{name}.png" for name in drawn},
     }
-    (output_dir / "pictures.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return _write_set(output_dir, drawn, summary)
+
+
+def _write_set(output_dir: Path, drawn: dict, summary: dict) -> dict:
+    """Write the drawn pictures as one set: each PNG whole (temporary file + os.replace), pictures of an earlier
+    run that this one did not redraw removed (they would show another image beside this run's pictures.json),
+    pictures.json last, so a set that has one is complete. Returns {name: path}."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "pictures.json").unlink(missing_ok=True)  # until the new set is whole, none claims the folder
+    for name in PICTURES:
+        if name not in drawn:
+            (output_dir / f"{name}.png").unlink(missing_ok=True)
+    written = {
+        name: replace_file(output_dir / f"{name}.png", lambda tmp, picture=picture: picture.save(tmp, format="PNG"))
+        for name, picture in drawn.items()
+    }
+    replace_text(output_dir / "pictures.json", json.dumps(summary, indent=2) + "\n")
     return written
 
 

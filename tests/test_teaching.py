@@ -567,3 +567,43 @@ def test_pictures_of_a_one_channel_model_show_the_grey_image_it_reads(tmp_path):
     for row in range(3, 16, 4):  # the last pixel of each 4x4 patch, away from its number and the grid lines
         for col in range(3, 16, 4):
             assert grid[row * 8 + 4, col * 8 + 4].tolist() == [int(grey[row, col])] * 3
+
+
+def picture_files(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_a_subset_run_leaves_no_picture_of_an_earlier_runs_image(tmp_path):
+    """The folder holds one run's pictures: a subset run for another image removes the earlier image's other
+    pictures (pictures.json would name the new image beside them); files of one's own stay."""
+    from hf_vit.teaching import PICTURES
+
+    model, out = tiny_model(image_size=16, patch_size=4), tmp_path / "pictures"
+    write_pictures(model, noise_image(16, 16, seed=1), out, source="A")
+    assert sorted(picture_files(out)) == sorted([f"{name}.png" for name in PICTURES] + ["pictures.json"])
+    (out / "notes.txt").write_text("mine")
+    write_pictures(model, noise_image(16, 16, seed=2), out, pictures=["patch_grid"], source="B")
+    assert sorted(picture_files(out)) == ["notes.txt", "patch_grid.png", "pictures.json"]
+    summary = json.loads((out / "pictures.json").read_text())
+    assert summary["source"] == "B" and summary["pictures"] == {"patch_grid": "patch_grid.png"}
+
+
+def test_a_failure_while_drawing_leaves_the_previous_pictures_as_they_were(tmp_path, monkeypatch):
+    """Everything is drawn before a file is written: an error (or Ctrl-C) halfway leaves the earlier set and its
+    pictures.json byte for byte, no temporary files, and no folder where there was none."""
+    import hf_vit.teaching as teaching
+
+    model, out = tiny_model(image_size=16, patch_size=4), tmp_path / "pictures"
+    write_pictures(model, noise_image(16, 16, seed=1), out, source="A")
+    before = picture_files(out)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teaching, "draw_cls_attention", interrupted)  # the third picture of five
+    with pytest.raises(KeyboardInterrupt):
+        write_pictures(model, noise_image(16, 16, seed=2), out, source="B")
+    assert picture_files(out) == before
+    with pytest.raises(KeyboardInterrupt):
+        write_pictures(model, noise_image(16, 16, seed=2), tmp_path / "new", source="B")
+    assert not (tmp_path / "new").exists()
