@@ -525,6 +525,32 @@ def test_a_broken_preprocessor_config_is_refused_as_the_evaluation_refuses_it(tm
     assert not (tmp_path / "pictures").exists()
 
 
+def test_a_processor_of_another_size_than_the_model_is_refused_as_the_evaluation_refuses_it(tmp_path):
+    """A 224x224 processor beside a 16x16 model: the image was resized to 224x224 and the model refused it with a
+    message about interpolate_pos_encoding, a flag visualize.py does not have. The evaluation's check names both
+    sizes and the fix."""
+    import json
+
+    from hf_vit import make_image_processor
+
+    folder = tmp_path / "model"
+    model = tiny_model(image_size=16, patch_size=4)
+    model.save_pretrained(folder)
+    make_image_processor(model.config).save_pretrained(folder)
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    (folder / "preprocessor_config.json").write_text(json.dumps({**settings, "size": {"height": 224, "width": 224}}))
+    noise_image(16, 16).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--model", str(folder), "--image", str(tmp_path / "in.png"), "--output_dir",
+                            str(tmp_path / "pictures")])  # fmt: skip
+    assert exc.value.code == (
+        f"error: {str(folder)!r} (--model): preprocessor_config.json makes images of 224x224 but the model takes "
+        "16x16 (config.json's image_size). Save the model's own processor beside the weights: "
+        "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+    )
+    assert not (tmp_path / "pictures").exists()
+
+
 def test_a_folder_exported_to_transformers_vit_is_named_as_such(tmp_path):
     """The export's folder holds transformers' ViTForImageClassification: the pictures need the hf_vit folder it
     came from, and trust_remote_code would not help."""
