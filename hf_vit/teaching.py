@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, patch_map_to_grid
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode
-from .output_folder import replace_file, replace_text
+from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
 
 PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
 
@@ -557,7 +557,17 @@ def _write_set(output_dir: Path, drawn: dict, summary: dict) -> dict:
     """Write the drawn pictures as one set: each PNG whole (temporary file + os.replace), pictures of an earlier
     run that this one did not redraw removed (they would show another image beside this run's pictures.json),
     pictures.json last, so a set that has one is complete. Returns {name: path}."""
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:  # one run per folder, as the evaluation's: two runs writing it at once would mix their pictures
+        with folder_lock(output_dir, "a visualize.py run"):
+            return _write_locked_set(output_dir, drawn, summary)
+    except FolderInUseError as err:
+        raise FolderInUseError(
+            f"--output_dir {str(output_dir)!r} is in use by {err.holder}: two runs there would mix their pictures. "
+            "Wait for it to finish, or pass another --output_dir.", err.holder, err.readers,
+        ) from None
+
+
+def _write_locked_set(output_dir: Path, drawn: dict, summary: dict) -> dict:
     (output_dir / "pictures.json").unlink(missing_ok=True)  # until the new set is whole, none claims the folder
     for name in PICTURES:
         if name not in drawn:
