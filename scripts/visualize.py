@@ -74,6 +74,13 @@ def main(argv=None):
         check_output_dir(args.output_dir)  # before the model and the image load
         if args.model:
             model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code)
+            channels = getattr(model.config, "num_channels", 3)
+            if processor is None and channels != 3:  # CIFAR-10's statistics are three numbers: nothing to assume
+                raise ValueError(
+                    f"{args.model} has no preprocessor_config.json, and CIFAR-10's mean and std fit 3 channels, not "
+                    f"{channels}. Save the model's own processor there: hf_vit.make_image_processor(config, mean, "
+                    "std).save_pretrained(folder), with the statistics it was trained with."
+                )
             if processor is None:  # no preprocessor_config.json (a broken one is refused): say what is assumed
                 print(f"note: {args.model} has no preprocessor_config.json: the image is normalised with CIFAR-10's "
                       "mean and std (hf_vit's default). If the model was trained with others, save its processor "

@@ -342,6 +342,16 @@ def load_script():
     return module
 
 
+def visualize_error(folder, tmp_path):
+    """visualize.py --model `folder` on a 16x16 noise image into tmp_path/pictures; it must exit with an error.
+    Returns the pytest ExceptionInfo of its SystemExit."""
+    noise_image(16, 16).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--model", str(folder), "--image", str(tmp_path / "in.png"), "--output_dir",
+                            str(tmp_path / "pictures")])  # fmt: skip
+    return exc
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -513,10 +523,7 @@ def test_a_broken_preprocessor_config_is_refused_as_the_evaluation_refuses_it(tm
     model.save_pretrained(folder)
     make_image_processor(model.config).save_pretrained(folder)
     (folder / "preprocessor_config.json").write_text('{"image_mean": [0.5, 0.5,')  # cut off mid-write
-    noise_image(16, 16).save(tmp_path / "in.png")
-    with pytest.raises(SystemExit) as exc:
-        load_script().main(["--model", str(folder), "--image", str(tmp_path / "in.png"), "--output_dir",
-                            str(tmp_path / "pictures")])  # fmt: skip
+    exc = visualize_error(folder, tmp_path)
     assert exc.value.code.startswith(f"error: No image processor for {str(folder)!r} (")
     assert exc.value.code.endswith(
         "). Save one beside the weights: `hf_vit.make_image_processor(model.config).save_pretrained(folder)` writes "
@@ -539,10 +546,7 @@ def test_a_processor_of_another_size_than_the_model_is_refused_as_the_evaluation
     make_image_processor(model.config).save_pretrained(folder)
     settings = json.loads((folder / "preprocessor_config.json").read_text())
     (folder / "preprocessor_config.json").write_text(json.dumps({**settings, "size": {"height": 224, "width": 224}}))
-    noise_image(16, 16).save(tmp_path / "in.png")
-    with pytest.raises(SystemExit) as exc:
-        load_script().main(["--model", str(folder), "--image", str(tmp_path / "in.png"), "--output_dir",
-                            str(tmp_path / "pictures")])  # fmt: skip
+    exc = visualize_error(folder, tmp_path)
     assert exc.value.code == (
         f"error: {str(folder)!r} (--model): preprocessor_config.json makes images of 224x224 but the model takes "
         "16x16 (config.json's image_size). Save the model's own processor beside the weights: "
@@ -633,3 +637,40 @@ def test_a_failure_while_drawing_leaves_the_previous_pictures_as_they_were(tmp_p
     with pytest.raises(KeyboardInterrupt):
         write_pictures(model, noise_image(16, 16, seed=2), tmp_path / "new", source="B")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_second_run_into_a_pictures_folder_in_use_is_refused(tmp_path):
+    """Two visualize.py runs into one --output_dir at once mixed their pictures (each file whole, the set not):
+    the second is refused naming the first, writes nothing, and runs once the first is done."""
+    import socket
+
+    from test_reliability import lock_held_elsewhere
+
+    noise_image(16, 16).save(tmp_path / "in.png")
+    out = tmp_path / "pictures"
+    argv = ["--preset", "tiny", "--image_size", "16", "--image", str(tmp_path / "in.png"), "--output_dir", str(out)]
+    with lock_held_elsewhere(out, "a visualize.py run") as pid:
+        with pytest.raises(SystemExit) as exc:
+            load_script().main(argv)
+        assert exc.value.code == (
+            f"error: --output_dir {str(out)!r} is in use by a visualize.py run (pid {pid} on {socket.gethostname()}): "
+            "two runs there would mix their pictures. Wait for it to finish, or pass another --output_dir."
+        )
+        assert [p.name for p in out.iterdir()] == [".hf_vit.lock"]
+    load_script().main(argv)
+    assert (out / "pictures.json").is_file() and not (out / ".hf_vit.lock").exists()
+
+
+def test_a_one_channel_folder_without_a_processor_names_what_is_missing(tmp_path, capsys):
+    """A 1-channel model folder without preprocessor_config.json: the script printed that it would use CIFAR-10's
+    mean and std, then failed on their three values. Now one line says what is missing and how to save it."""
+    folder = tmp_path / "model"
+    tiny_model(image_size=16, patch_size=4, num_channels=1).save_pretrained(folder)
+    exc = visualize_error(folder, tmp_path)
+    assert exc.value.code == (
+        f"error: {folder} has no preprocessor_config.json, and CIFAR-10's mean and std fit 3 channels, not 1. Save "
+        "the model's own processor there: hf_vit.make_image_processor(config, mean, std).save_pretrained(folder), "
+        "with the statistics it was trained with."
+    )
+    assert "CIFAR-10's mean and std (hf_vit's default)" not in capsys.readouterr().err
+    assert not (tmp_path / "pictures").exists()
