@@ -1,0 +1,269 @@
+"""train.py's flags, taken together: which were given where, and what follows from them.
+
+The command line wins over --config_file, which wins over --recipe, which wins over the script's defaults
+(`Given`). From that order, settings that only work together are settled before TrainingArguments sees them: a
+lone --eval_strategy brings --save_strategy along (load_best_model_at_end needs a checkpoint at each evaluation),
+no validation images switch evaluation off, and combinations that cannot work are one line naming the fix
+(transformers' own errors blame a flag the user never set). Flag names of transformers' example script
+run_image_classification.py get a hint of what does their work here.
+"""
+
+import argparse
+import difflib
+from dataclasses import dataclass, field
+
+
+class SetupError(ValueError):
+    """A bad recipe, argument or output folder; the message says how to fix it."""
+
+
+def flags_given(parser: argparse.ArgumentParser, tokens) -> dict:
+    """{dest: its text} of each flag on the command line (the last wins, as in argparse; a bare `--bf16`: None)."""
+    given = {}
+    for i, token in enumerate(tokens):
+        flag, has_value, value = token.partition("=")
+        action = parser._option_string_actions.get(flag) if flag.startswith("--") else None
+        if action is None:
+            continue
+        if not has_value:
+            after = tokens[i + 1] if i + 1 < len(tokens) else None
+            value = None if after is None or after.startswith("--") else after
+        given[action.dest] = value
+    return given
+
+
+@dataclass
+class Given:
+    """Where each argument was set: the command line wins over --config_file, which wins over --recipe (the file's
+    values override the recipe's), which wins over our defaults."""
+
+    command_line: dict
+    config_file: set = field(default_factory=set)
+    recipe: set = field(default_factory=set)
+
+    def level(self, name: str) -> int:
+        return 3 if name in self.command_line else 2 if name in self.config_file else 1 if name in self.recipe else 0
+
+
+def _text(value) -> str:
+    """A value as a flag takes it: `steps`, `true`, `50` (not IntervalStrategy.STEPS, True, 50.0)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# Evaluation flags that mean nothing without validation images (they were switched off without a word).
+EVALUATION_FLAGS = ("eval_strategy", "eval_steps", "load_best_model_at_end", "metric_for_best_model",
+                    "max_eval_samples")  # fmt: skip
+
+
+def check_validation_size(value) -> None:
+    """--validation_size counts images. A fraction (run_image_classification.py's --train_val_split 0.15) met
+    argparse's bare "invalid int value", and a negative count passed as 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return  # not a number at all: argparse's own message names it
+    if number < 0:
+        raise SetupError(f"--validation_size must be 0 (no validation) or a number of images, got {value}.")
+    if not number.is_integer():
+        raise SetupError(f"--validation_size counts images, got {value}: {_as_images(number) or 'pass a whole number'}.")
+
+
+def _as_images(fraction: float) -> str:
+    """What a fraction of the train split comes to on CIFAR-10 (train.py's flag takes the count)."""
+    if not 0 < fraction < 1:
+        return ""
+    return f"{fraction:g} of CIFAR-10's 50,000 training images would be --validation_size {round(fraction * 50000)}"
+
+
+# Flags of transformers' run_image_classification.py, and what does their work here (the nearest name by spelling
+# is wrong for some: --train_val_split is no --train_split).
+EXAMPLE_SCRIPT_FLAGS = {
+    "--train_val_split": "here --validation_size N counts the images carved from train; {images}",
+    "--train_dir": "pass the dataset folder that holds the train split as --dataset_name FOLDER (--train_split "
+                   "names the split)",
+    "--validation_dir": "pass --validation_split NAME, a split of the --dataset_name dataset",
+    "--dataset_config_name": "here it is --dataset_config",
+    "--image_column_name": "here it is --image_column",
+    "--label_column_name": "here it is --label_column",
+    "--ignore_mismatched_sizes": "not needed here: fine-tuning (--model_name_or_path) makes a new head by itself "
+                                 "when the dataset's classes differ from the model's",
+}  # fmt: skip
+
+
+def _split_as_images(value: str) -> str:
+    """--train_val_split's value as train.py's --validation_size: the given fraction, 0 as no validation set, and
+    that script's default 0.15 as the example only where no number was given."""
+    try:
+        fraction = float(value)
+    except ValueError:
+        return _as_images(0.15)
+    if fraction == 0:
+        return "0 would be --validation_size 0 (no validation set)"
+    return _as_images(fraction) or f"{value} is no fraction of the train split (0 to 1); {_as_images(0.15)}"
+
+
+def unknown_flag_message(token: str, options) -> str:
+    """The refusal of a flag this script does not have: what to use instead for run_image_classification.py's
+    names, else the closest flag by spelling."""
+    flag, _, value = token.partition("=")
+    if flag in EXAMPLE_SCRIPT_FLAGS:
+        advice = EXAMPLE_SCRIPT_FLAGS[flag].format(images=_split_as_images(value))
+        return f"unknown flag {flag} (from transformers' run_image_classification.py): {advice}."
+    close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags."
+
+
+def settle_evaluation(asked, given: Given, notes: list) -> dict:
+    """The defaults that make the evaluation and checkpoint flags fit together (each change gets a note), or a
+    one-line refusal where the flags the user gave contradict each other."""
+    check_validation_size(asked.validation_size)  # a recipe file's value: argparse checked only the command line's
+    if asked.validation_size == 0 and asked.validation_split is None:
+        return without_validation(asked, given, notes)
+    if _text(asked.save_strategy) == "best" and _text(asked.eval_strategy) == "no":  # it would save nothing
+        raise SetupError(
+            "--save_strategy best saves a checkpoint when an evaluation finds a new best, but --eval_strategy no "
+            "evaluates none: pass --eval_strategy epoch (or steps), or another --save_strategy."
+        )
+    return matching_checkpoints(asked, given, notes)
+
+
+def without_validation(asked, given: Given, notes: list) -> dict:
+    """No validation images: no evaluation, and the last step's model is kept. Evaluation flags on the command line
+    are refused (they would go unused); a recipe's are switched off, with a note."""
+    off = {"eval_strategy": "no", "load_best_model_at_end": "false"}
+    evaluating = _text(asked.eval_strategy) != "no"  # with evaluation off, its steps, metric and sample cap are moot
+    asking = [name for name in EVALUATION_FLAGS
+              if name in given.command_line and off.get(name) != _text(getattr(asked, name))
+              and (evaluating or name == "load_best_model_at_end")]  # fmt: skip
+    if _text(asked.save_strategy) == "best":  # saves when an evaluation finds a new best: never, here
+        asking.append("save_strategy")
+    if asking:
+        shown = [f"--{name} {_text(getattr(asked, name))}" for name in asking]
+        shown = " and ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown)
+        raise SetupError(
+            f"{shown} {'needs' if len(asking) == 1 else 'need'} validation images, but --validation_size 0 leaves "
+            "none: carve some from train with --validation_size N (or pass --validation_split NAME), or leave "
+            f"{'it' if len(asking) == 1 else 'them'} out."
+        )
+    if all(_text(getattr(asked, name)) == value for name, value in off.items()):
+        return {}
+    notes.append("no validation set (--validation_size 0): no evaluation during training, and the model written is "
+                 "the last step's.")
+    return {"eval_strategy": "no", "load_best_model_at_end": False}
+
+
+def matching_checkpoints(asked, given: Given, notes: list) -> dict:
+    """load_best_model_at_end (on by default here) needs a checkpoint at each evaluation. transformers refuses
+    other save and eval strategies in a many-line error that blames the one the user left alone (our default):
+    the one given at the higher level (command line > --config_file > --recipe) leads and the other follows, with
+    its steps."""
+    if not asked.load_best_model_at_end:
+        return {}
+    load_best = "--load_best_model_at_end" + (" (on by default here)" if not given.level("load_best_model_at_end")
+                                              else " true")  # fmt: skip
+    strategy = {"eval": _text(asked.eval_strategy), "save": _text(asked.save_strategy)}
+    if strategy["save"] == "best":  # saves at a new best, which needs no save at each evaluation
+        return {}
+    if "no" in strategy.values():
+        return without_best_checkpoint("eval" if strategy["eval"] == "no" else "save", given, load_best, notes)
+    steps = {"eval": asked.eval_steps or asked.logging_steps, "save": asked.save_steps}  # the Trainer's fallback
+    steps_level = {"eval": given.level("eval_steps" if asked.eval_steps else "logging_steps"),
+                   "save": given.level("save_steps")}  # fmt: skip
+    changes = {}
+    if strategy["eval"] != strategy["save"]:
+        lead, follow = _leader({kind: given.level(f"{kind}_strategy") for kind in strategy})
+        if lead is None:
+            raise SetupError(
+                f"--eval_strategy {strategy['eval']} and --save_strategy {strategy['save']} differ, but {load_best} "
+                "needs a checkpoint at each evaluation: give both the same strategy, or pass "
+                "--load_best_model_at_end false."
+            )
+        strategy[follow] = changes[f"{follow}_strategy"] = strategy[lead]
+        followed = f"--{follow}_strategy {strategy[lead]} follows"
+        if strategy[lead] == "steps" and steps_level[follow] < given.level(f"{lead}_strategy"):
+            steps[follow] = changes[f"{follow}_steps"] = steps[lead]
+            followed = f"--{follow}_strategy steps and --{follow}_steps {_text(steps[lead])} follow"
+        notes.append(f"{followed} --{lead}_strategy: {load_best} needs a checkpoint at each evaluation.")
+    if strategy["eval"] == "steps":
+        changes.update(matching_steps(steps, steps_level, load_best, notes))
+    return changes
+
+
+def matching_steps(steps: dict, levels: dict, load_best: str, notes: list) -> dict:
+    """--save_steps must be a multiple of --eval_steps, and transformers cannot check that for a fraction of the run
+    (below 1) against a number of steps: it blamed the one the user left alone (the recipe's 440, or its default
+    500). The one given at the lower level follows the other; both at the same level: one line."""
+    if min(steps.values()) <= 0:  # transformers' own checks name these
+        return {}
+    mixed = (steps["eval"] < 1) != (steps["save"] < 1)
+    if not mixed and _is_multiple(steps["save"], steps["eval"]):
+        return {}
+    lead, follow = _leader(levels)
+    if lead is None:
+        shown = f"--save_steps {_text(steps['save'])}", f"--eval_steps {_text(steps['eval'])}"
+        problem = (f"{shown[0]} and {shown[1]} mix a fraction of the run with a number of steps" if mixed
+                   else f"{shown[0]} is not a multiple of {shown[1]}")  # fmt: skip
+        fix = "give both as fractions or both as numbers of steps" if mixed else "give both the same number"
+        raise SetupError(f"{problem}, but {load_best} needs a checkpoint at each evaluation: {fix}, or pass "
+                         "--load_best_model_at_end false.")
+    notes.append(f"--{follow}_steps {_text(steps[lead])} follows --{lead}_steps: {load_best} needs a checkpoint "
+                 "at each evaluation.")
+    return {f"{follow}_steps": steps[lead]}
+
+
+def _is_multiple(save_steps: float, eval_steps: float) -> bool:
+    """transformers' own test: two fractions of the run are compared in millionths (0.3 % 0.1 is not 0 in floats)."""
+    if save_steps % eval_steps == 0:
+        return True
+    return save_steps < 1 and eval_steps < 1 and (save_steps * 1_000_000) % (eval_steps * 1_000_000) == 0
+
+
+def without_best_checkpoint(kind: str, given: Given, load_best: str, notes: list) -> dict:
+    """--eval_strategy no or --save_strategy no (`kind`): no best checkpoint to load, so load-best goes off, unless
+    it was given where the strategy was (or above): then the two are the user's to settle."""
+    if given.level("load_best_model_at_end") >= given.level(f"{kind}_strategy"):
+        does = {"eval": "evaluates", "save": "saves"}[kind]
+        raise SetupError(
+            f"{load_best} keeps the best evaluated checkpoint, but --{kind}_strategy no {does} none: pass "
+            f"--load_best_model_at_end false, or another --{kind}_strategy."
+        )
+    notes.append(f"--{kind}_strategy no: no best checkpoint to keep, so the model written is the last step's "
+                 "(load_best_model_at_end false).")
+    return {"load_best_model_at_end": False}
+
+
+def _leader(levels: dict) -> tuple:
+    """(lead, follow): the names of `levels`' two entries, the one given at the higher level first; (None, None)
+    when given at the same level (both on the command line: the user's to settle)."""
+    (first, at), (second, at_second) = levels.items()
+    if at == at_second:
+        return None, None
+    return (first, second) if at > at_second else (second, first)
+
+
+def check_what_runs(asked, given: Given, eval_strategy) -> None:
+    """train.py always trains, evaluates as --eval_strategy says and tests the model it writes; the Trainer's
+    --do_train/--do_eval/--do_predict (which run_image_classification.py reads) would be ignored where they ask
+    for less: refused. Their `true` stays accepted, as that script's users pass it."""
+    said = {name: given.level(name) > 0 for name in ("do_train", "do_eval", "do_predict")}
+    evaluate_instead = "to evaluate a trained model, run scripts/evaluate_model.py --model FOLDER --dataset DATA"
+    if said["do_train"] and not asked.do_train:
+        problem = f"--do_train false: train.py always trains; {evaluate_instead}"
+    elif said["do_eval"] and asked.do_eval and not asked.do_train:
+        problem = (f"--do_eval without --do_train asks for an evaluation only, but train.py always trains: "
+                   f"{evaluate_instead} (or add --do_train)")
+    elif said["do_eval"] and not asked.do_eval and _text(eval_strategy) != "no":
+        problem = (f"--do_eval false: evaluation during training follows --eval_strategy ({_text(eval_strategy)} "
+                   "here); pass --eval_strategy no instead")
+    elif said["do_predict"] and not asked.do_predict:
+        problem = ("--do_predict false: train.py always tests the model it writes on --test_split (metrics.json's "
+                   "accuracy); leave --do_predict out (--max_test_samples N tests fewer images)")
+    else:
+        return
+    raise SetupError(f"{problem}.")
