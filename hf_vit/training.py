@@ -870,6 +870,8 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
 RUN_FINGERPRINT = "hf_vit_run.json"
 SHAPE_KEYS = ("image_size", "patch_size", "num_channels", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool",
               "num_labels")
+# A resume loads these from the checkpoint's optimizer and scheduler state: a new value would be ignored.
+OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "optim")
 
 
 def run_fingerprint(config, processor, data_args, training_args, train_size: int) -> dict:
@@ -877,7 +879,8 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
 
     model: the shape (another shape cannot load the weights). data: the validation carve and the training
     subset (another seed or size would put images the model trained on into validation). schedule: what fixes
-    the run's number of steps (the same values mean the checkpoint's max_steps is this run's too).
+    the run's number of steps (the same values mean the checkpoint's max_steps is this run's too). optimizer:
+    what the checkpoint's optimizer state brings back. training: what may change on a resume (named, not refused).
     """
     return {
         "model": {**{k: getattr(config, k) for k in SHAPE_KEYS}, "image_mean": list(processor.image_mean),
@@ -889,6 +892,10 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
         "schedule": {"train_images": train_size, "world_size": training_args.world_size}
         | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
                                                   "gradient_accumulation_steps", "dataloader_drop_last")},
+        "optimizer": {k: getattr(training_args, k) for k in OPTIMIZER_KEYS},
+        "training": asdict(data_args.augment_config())
+        | {k: getattr(training_args, k) for k in ("label_smoothing_factor", "max_grad_norm", "lr_scheduler_type",
+                                                  "warmup_steps")},
     }
 
 
@@ -899,19 +906,38 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
     saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
     if saved is None:  # a checkpoint from before this file existed: nothing to compare
         return False
-    changed = [
-        f"--{key} {saved[part].get(key)!r} -> {value!r}"
-        for part in ("model", "data")
-        for key, value in fingerprint[part].items()
-        if key in saved.get(part, {}) and _json_value(saved[part][key]) != _json_value(value)
-    ]
+    changed = _changed(saved, fingerprint, "model", "data", "optimizer")
     if changed:
+        optimizer = [key for key in fingerprint["optimizer"] if any(c.startswith(f"--{key} ") for c in changed)]
+        why = (
+            f" A resume takes {', '.join(f'--{k}' for k in optimizer)} from the checkpoint's optimizer and schedule "
+            f"state, so a new value would be ignored; to train its weights with the new values, start a new run with "
+            f"--model_name_or_path {str(resume)!r}." if optimizer else ""
+        )
         raise SetupError(
             f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {'; '.join(changed)} "
-            "(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir."
+            f"(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir.{why}"
         )
     same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
     return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def _changed(saved: dict, fingerprint: dict, *parts: str) -> list[str]:
+    """`--flag old -> new` for each value of `parts` that the checkpoint's run had otherwise (keys it did not
+    record, from an older version, are not compared)."""
+    return [
+        f"--{key} {_json_value(saved[part][key])!r} -> {_json_value(value)!r}"
+        for part in parts
+        for key, value in fingerprint[part].items()
+        if key in (saved.get(part) or {}) and _json_value(saved[part][key]) != _json_value(value)
+    ]
+
+
+def resume_changes(resume, fingerprint: dict) -> list[str]:
+    """The augmentation and loss settings this resume changes (they apply from its first step on): said, not
+    refused, as a longer or shorter schedule is not."""
+    saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
+    return _changed(saved, fingerprint, "training") if saved else []
 
 
 def _read_json_or_none(path):
@@ -1219,6 +1245,13 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             f"{model.config._attn_implementation} attention, {precision}",
             flush=True,
         )
+        changes = resume_changes(resume, trainer.run_fingerprint) if resume is not None and not finished else []
+        if changes:
+            print(
+                f"[hf_vit] resuming {Path(resume).name} with settings its run did not use: {'; '.join(changes)} "
+                f"(checkpoint -> now); they apply from step {resume_state.get('global_step', 0) + 1} on",
+                flush=True,
+            )
     if finished:  # the Trainer would take one more step past the schedule's end
         train_result = finish_without_training(trainer, resume, output_dir)
     else:

@@ -1818,6 +1818,27 @@ def test_a_resume_needs_the_optimizer_state_and_the_same_data_seed(dataset_dir, 
     assert "--data_seed 7 -> 8 (checkpoint -> now)" in err
 
 
+def test_a_resume_with_another_learning_rate_is_refused_and_other_augmentation_is_said(dataset_dir, tmp_path, capsys):
+    """The checkpoint's optimizer and scheduler state bring back its learning rate and weight decay: a new value
+    on a resume was silently ignored (the run was the uninterrupted one). Augmentation and loss settings do
+    change on a resume: they are named, not refused."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--learning_rate", "1e-3", "--stop_after_steps", "4", steps=8)) == 0
+    err = train_error(capsys, train_args(dataset_dir, out, "--learning_rate", "1e-2", "--weight_decay", "0.5",
+                                         "--resume_from_checkpoint", "last", steps=8))  # fmt: skip
+    assert "--learning_rate 0.001 -> 0.01; --weight_decay 0.0 -> 0.5 (checkpoint -> now)" in err
+    assert err.endswith(f"start a new run with --model_name_or_path '{out}/checkpoint-4'.")
+    capsys.readouterr()
+    assert main(train_args(dataset_dir, out, "--learning_rate", "1e-3", "--mixup_alpha", "0.4",
+                           "--resume_from_checkpoint", "last", steps=8)) == 0  # fmt: skip
+    assert re.findall(r"\[hf_vit\] resuming[^\n]*", capsys.readouterr().out) == [
+        "[hf_vit] resuming checkpoint-4 with settings its run did not use: --mixup_alpha 0.0 -> 0.4 (checkpoint -> "
+        "now); they apply from step 5 on"
+    ]
+
+
 def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
     """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
     the weights before those exist). The network is mocked at HfApi.create_repo/create_commit."""
