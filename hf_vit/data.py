@@ -377,7 +377,8 @@ def decode_images(
     """Every image of `ds` as one uint8 tensor (N, C, H, W), decoded once.
 
     The result is cached as a .npy next to the dataset's Arrow cache, keyed by the dataset's fingerprint, so
-    later runs (and the second process of a DDP run) load it in a fraction of a second.
+    later runs (and the second process of a DDP run) load it in a fraction of a second, and kept in memory for
+    this process. `cache=False` decodes afresh and keeps nothing (neither cache is read or written).
     """
     import datasets
     from PIL import Image
@@ -391,7 +392,7 @@ def decode_images(
     # datasets fingerprints a local folder by its name, not its files: the memory cache also keys on where the
     # Arrow files lie (a folder of its own per folder state, see local_cache_dir), and checks the row count.
     memory_key = (key, ds.cache_files[0]["filename"] if ds.cache_files else None)
-    hit = _MEMORY_CACHE.get(memory_key)
+    hit = _MEMORY_CACHE.get(memory_key) if cache else None
     if hit is not None and hit.shape == (len(ds), num_channels, height, width):
         return hit
     cache_path = None
@@ -441,7 +442,8 @@ def decode_images(
         except OSError as err:
             logger.warning("could not cache decoded images at %s (%s); keeping them in memory only", cache_path, err)
             tmp.unlink(missing_ok=True)
-    _MEMORY_CACHE[memory_key] = pixels
+    if cache:
+        _MEMORY_CACHE[memory_key] = pixels
     return pixels
 
 

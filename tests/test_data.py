@@ -137,6 +137,19 @@ def test_photos_decode_upright_as_datasets_shows_them(tmp_path):
     assert abs(ours[:16].float().mean() - ours[16:].float().mean()) > 200  # the halves lie top and bottom now
 
 
+def test_decode_without_cache_reads_and_keeps_nothing(tiny):
+    """cache=False decodes afresh: it returned the tensor an earlier call kept in memory, and kept its own."""
+    from hf_vit import data as data_module
+
+    ds = load_dataset(str(tiny))["train"]  # the test split's first decoding is another test's
+    cached = decode_images(ds, "img", 32)
+    fresh = decode_images(ds, "img", 32, cache=False)
+    assert fresh is not cached and torch.equal(fresh, cached)
+    data_module._MEMORY_CACHE.clear()
+    decode_images(ds, "img", 32, cache=False)
+    assert not data_module._MEMORY_CACHE
+
+
 def test_a_stale_empty_or_oversized_decode_is_never_trusted(tiny, monkeypatch):
     """Three ways the decoded-pixel cache or the decoder failed: a cache written by older decoding rules (before
     the EXIF fix; RGBA before it was laid on white) was read as if current, the key not naming the rules; an empty
