@@ -8,6 +8,7 @@ This file is copied next to saved weights as remote code, so it imports
 nothing from `hf_vit` (only `transformers`).
 """
 
+import inspect
 import math
 
 from transformers import PretrainedConfig
@@ -48,6 +49,30 @@ def _one_dropout(kwargs, dropout, explicit):
             "Pass one value, e.g. dropout=0.1."
         )
     return next(iter(given.values())) if given else dropout
+
+
+# The other names of the lesson's size fields: transformers' (attribute_map) and the lesson's `channels`. The two
+# dropout names are `_one_dropout`'s.
+FIELD_ALIASES = {
+    "hidden_size": "dim",
+    "num_hidden_layers": "depth",
+    "num_attention_heads": "heads",
+    "head_dim": "dim_head",
+    "intermediate_size": "mlp_dim",
+    "channels": "num_channels",
+}
+
+
+def _one_value_per_field(kwargs, fields):
+    """Refuse another name in `kwargs` (hidden_size=48) that disagrees with its field given too (dim=64 in
+    `fields`): transformers would set one after the other, and whichever came last would win without a word."""
+    for alias, field in FIELD_ALIASES.items():
+        if alias in kwargs and field in fields and kwargs[alias] != fields[field]:
+            whose = "the lesson's" if alias == "channels" else "transformers'"
+            raise ValueError(
+                f"HfViTConfig: {field}={fields[field]!r} and {alias}={kwargs[alias]!r} disagree: they are one "
+                f"setting ({alias} is {whose} name for {field}). Pass one of them."
+            )
 
 
 def _num_classes_as_num_labels(kwargs):
@@ -150,6 +175,9 @@ class HfViTConfig(PretrainedConfig):
         initializer_range=0.02,
         **kwargs,
     ):
+        # A lesson field left at its default is no choice (as for `dropout` above): only a value given counts.
+        sizes = dict(num_channels=num_channels, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
+        _one_value_per_field(kwargs, {f: v for f, v in sizes.items() if v != FIELD_DEFAULTS[f]})
         # The lesson's `channels` and `num_classes` are accepted as aliases.
         if "channels" in kwargs:
             num_channels = kwargs.pop("channels")
@@ -214,6 +242,7 @@ class HfViTConfig(PretrainedConfig):
         # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
         # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
         _num_classes_as_num_labels(kwargs)  # else transformers would set the read-only property and fail
+        _one_value_per_field(kwargs, kwargs)  # dim=64, hidden_size=48: set one by one, the last would win
         if set(DROPOUT_ALIASES) & set(kwargs):  # set one by one after loading: two different values, the last would win
             kwargs["dropout"] = _one_dropout(kwargs, kwargs.get("dropout"), explicit="dropout" in kwargs)
         label_keys = ("id2label", "label2id", "num_labels")
@@ -244,6 +273,7 @@ class HfViTConfig(PretrainedConfig):
         # transformers sets the keys one by one: two dropout names with different values would leave the last.
         config_dict = dict(config_dict)
         _num_classes_as_num_labels(config_dict)
+        _one_value_per_field(config_dict, config_dict)
         if set(DROPOUT_ALIASES) & set(config_dict):
             explicit = "dropout" in config_dict
             config_dict["dropout"] = _one_dropout(config_dict, config_dict.get("dropout"), explicit=explicit)
@@ -353,6 +383,11 @@ class HfViTConfig(PretrainedConfig):
                 f"HfViTConfig: `label2id` {self.label2id!r} is not the inverse of `id2label` {self.id2label!r}. "
                 "Set `id2label` alone (label2id follows it) or make the two maps agree."
             )
+
+
+# The constructor's defaults of the lesson's size fields (a value equal to one may have been left out).
+_PARAMETERS = inspect.signature(HfViTConfig.__init__).parameters
+FIELD_DEFAULTS = {name: _PARAMETERS[name].default for name in FIELD_ALIASES.values()}
 
 
 __all__ = ["HfViTConfig", "CIFAR10_LABELS", "CIFAR10_MEAN", "CIFAR10_STD"]

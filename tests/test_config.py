@@ -177,3 +177,25 @@ def test_a_field_edited_after_construction_is_checked_before_saving(tmp_path):
     with pytest.raises(ValueError, match="unknown `pool` 'max'"):
         c.save_pretrained(tmp_path / "c")
     assert not (tmp_path / "c" / "config.json").exists()
+
+
+def test_a_transformers_name_that_disagrees_with_the_lessons_is_refused(tmp_path):
+    """`dim` and `hidden_size` (and each pair of attribute_map, and `channels`) are one setting: two different values
+    are refused (before: whichever came last won, silently), at construction, at load and in update."""
+    message = r"HfViTConfig: dim=64 and hidden_size=48 disagree: they are one setting \(hidden_size is transformers'"
+    with pytest.raises(ValueError, match=message + r" name for dim\). Pass one of them."):
+        HfViTConfig(dim=64, hidden_size=48)
+    with pytest.raises(ValueError, match="depth=2 and num_hidden_layers=3 disagree"):
+        HfViTConfig(depth=2, num_hidden_layers=3)
+    with pytest.raises(ValueError, match=r"num_channels=4 and channels=1 disagree.*channels is the lesson's name"):
+        HfViTConfig(channels=1, num_channels=4)
+    assert HfViTConfig(dim=48, hidden_size=48).dim == 48 and HfViTConfig(intermediate_size=80).mlp_dim == 80
+    HfViTConfig(dim=32).save_pretrained(tmp_path)
+    for order in ({"dim": 64, "hidden_size": 48}, {"hidden_size": 48, "dim": 64}):
+        with pytest.raises(ValueError, match=message):
+            HfViTConfig.from_pretrained(tmp_path, **order)
+    assert HfViTConfig.from_pretrained(tmp_path, hidden_size=48).dim == 48  # one name alone overrides the saved
+    c = HfViTConfig(dim=32)
+    with pytest.raises(ValueError, match="heads=4 and num_attention_heads=2 disagree"):
+        c.update({"heads": 4, "num_attention_heads": 2})
+    assert c.heads == 3  # nothing half-set
