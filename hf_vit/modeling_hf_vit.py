@@ -17,7 +17,7 @@ This file is copied next to saved weights as remote code: it imports only
 installed libraries and its sibling `configuration_hf_vit` (relative import).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from einops import rearrange, repeat
@@ -294,8 +294,8 @@ class HfViTModel(HfViTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        if pixel_values is None:
-            raise ValueError("You have to specify pixel_values (a float tensor of shape (batch, channels, H, W)).")
+        if not isinstance(pixel_values, torch.Tensor):  # None, or a processor's lists (no return_tensors="pt")
+            raise _not_a_tensor_error(pixel_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -367,6 +367,24 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def _not_a_tensor_error(pixel_values) -> Exception:
+    """The error for pixel_values that are missing or not a tensor, raised before any tensor attribute is read."""
+    if pixel_values is None:
+        return ValueError("You have to specify pixel_values (a float tensor of shape (batch, channels, H, W)).")
+    kind = type(pixel_values)
+    name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+    if isinstance(pixel_values, Mapping) and "pixel_values" in pixel_values:  # model(processor(...)), not model(**...)
+        return TypeError(
+            f"pixel_values must be a torch.Tensor, got the image processor's whole output (a {name}). Pass its "
+            "fields as keyword arguments: `model(**inputs)`, or `model(pixel_values=inputs['pixel_values'])`."
+        )
+    return TypeError(
+        f"pixel_values must be a torch.Tensor of shape (batch, channels, height, width), got a {name}. Ask the "
+        "image processor for tensors: `processor(images, return_tensors='pt')`, or convert the array with "
+        "`torch.as_tensor(...)`."
+    )
 
 
 __all__ = ["HfViTPreTrainedModel", "HfViTModel", "HfViTForImageClassification"]

@@ -1,5 +1,6 @@
 """The model matches the lesson's maths; SDPA == eager; attentions, hidden states, checkpointing."""
 
+import numpy as np
 import pytest
 import torch
 from lesson_vit import ViT, ViTConfig
@@ -162,6 +163,27 @@ def test_wrong_input_shapes_are_explained():
         model(pixel_values=torch.randn(1, 3, 64, 64))
     out = model(pixel_values=torch.randn(1, 3, 64, 64), interpolate_pos_encoding=True)
     assert out.logits.shape == (1, 10)
+
+
+def test_pixel_values_that_are_not_a_tensor_say_to_ask_the_processor_for_tensors():
+    """A processor called without return_tensors="pt" gives a list of arrays; `model(**inputs)` said
+    `'list' object has no attribute 'is_floating_point'` (and `model(inputs)` the same of the BatchFeature)."""
+    from hf_vit import make_image_processor
+
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    processor = make_image_processor(model.config)
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    hint = r"Ask the image processor for tensors: `processor\(images, return_tensors='pt'\)`"
+    with pytest.raises(TypeError, match=r"pixel_values must be a torch.Tensor .*, got a list. " + hint):
+        model(**processor(image))
+    with pytest.raises(TypeError, match=r"got a numpy.ndarray. " + hint):
+        model.vit(**processor(image, return_tensors="np"))
+    with pytest.raises(ValueError, match="You have to specify pixel_values"):
+        model()
+    inputs = processor(image, return_tensors="pt")
+    with pytest.raises(TypeError, match=r"got the image processor's whole output .* `model\(\*\*inputs\)`"):
+        model(inputs)  # positionally, where `model(**inputs)` was meant
+    assert model(**inputs).logits.shape == (1, 10)
 
 
 def test_a_model_traced_at_its_own_size_with_interpolation_runs_at_other_sizes():
