@@ -33,6 +33,9 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
+# The losses transformers' `loss_function` knows for a classification head.
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
 DROPOUT_ALIASES = ("attention_probs_dropout_prob", "hidden_dropout_prob")
 
 
@@ -358,6 +361,13 @@ class HfViTConfig(PretrainedConfig):
             raise ValueError(
                 f"HfViTConfig: unknown `pool` {self.pool!r}. Use pool='cls' (the [CLS] token) or pool='mean' "
                 "(the average of all tokens)."
+            )
+        if self.problem_type not in (None, *PROBLEM_TYPES):
+            # transformers 5 accepts any text here and fails only at the first loss, as "Invalid problem type".
+            raise ValueError(
+                f"HfViTConfig: unknown `problem_type` {self.problem_type!r}. Use 'single_label_classification' (one "
+                "class id per image), 'multi_label_classification' (float 0/1 labels, one per class) or "
+                "'regression', or leave it out to infer it from the labels."
             )
         for name in ("dropout", "emb_dropout"):
             value = getattr(self, name)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hf_vit import CIFAR10_LABELS, HfViTConfig
+from hf_vit import CIFAR10_LABELS, HfViTConfig, HfViTForImageClassification
 
 
 def test_defaults_and_standard_names():
@@ -199,3 +199,17 @@ def test_a_transformers_name_that_disagrees_with_the_lessons_is_refused(tmp_path
     with pytest.raises(ValueError, match="heads=4 and num_attention_heads=2 disagree"):
         c.update({"heads": 4, "num_attention_heads": 2})
     assert c.heads == 3  # nothing half-set
+
+
+def test_an_unknown_problem_type_is_refused_when_the_config_is_built(tmp_path):
+    """transformers 5 keeps any `problem_type`; the model then failed at its first loss with `RuntimeError: Invalid
+    problem type: multilabel`, naming no fix (after a Trainer had set everything up)."""
+    pattern = r"HfViTConfig: unknown `problem_type` 'multilabel'. Use 'single_label_classification' .*'regression'"
+    with pytest.raises(ValueError, match=pattern):
+        HfViTConfig(problem_type="multilabel")
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=pattern):  # a load-time override is checked when the model is built
+        HfViTForImageClassification.from_pretrained(tmp_path, problem_type="multilabel")
+    for problem_type in (None, "single_label_classification", "multi_label_classification", "regression"):
+        assert HfViTConfig(problem_type=problem_type).problem_type == problem_type
