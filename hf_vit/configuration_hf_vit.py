@@ -186,6 +186,9 @@ class HfViTConfig(PretrainedConfig):
             num_channels = kwargs.pop("channels")
         dropout = _one_dropout(kwargs, dropout, explicit=dropout != 0.0)  # 0.0: the default, or said so
         _num_classes_as_num_labels(kwargs)
+        for key in ("id2label", "label2id", "num_labels"):  # None means not given, as the checks below read it
+            if key in kwargs and kwargs[key] is None:
+                del kwargs[key]  # else transformers would take num_labels=None and fail on range(None)
         if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
             kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
         if isinstance(kwargs.get("id2label"), dict):  # keys 0 or "0" (config.json's keys are strings)
@@ -249,7 +252,8 @@ class HfViTConfig(PretrainedConfig):
         if set(DROPOUT_ALIASES) & set(kwargs):  # set one by one after loading: two different values, the last would win
             kwargs["dropout"] = _one_dropout(kwargs, kwargs.get("dropout"), explicit="dropout" in kwargs)
         label_keys = ("id2label", "label2id", "num_labels")
-        given = {k: kwargs.pop(k) for k in label_keys if kwargs.get(k) is not None}
+        given = {k: kwargs.pop(k) for k in label_keys if k in kwargs}
+        given = {k: v for k, v in given.items() if v is not None}  # num_labels=None: not given, the saved ones stay
         saved = config_dict.get("id2label")
         if set(given) == {"num_labels"} and saved is not None and len(saved) == given["num_labels"]:
             given = {}

@@ -213,3 +213,17 @@ def test_an_unknown_problem_type_is_refused_when_the_config_is_built(tmp_path):
         HfViTForImageClassification.from_pretrained(tmp_path, problem_type="multilabel")
     for problem_type in (None, "single_label_classification", "multi_label_classification", "regression"):
         assert HfViTConfig(problem_type=problem_type).problem_type == problem_type
+
+
+def test_labels_passed_as_none_mean_not_given(tmp_path):
+    """`from_pretrained(folder, num_labels=args.num_labels, id2label=None, ...)` with nothing to change keeps the
+    saved classes (before: `TypeError: 'NoneType' object cannot be interpreted as an integer`, or, for
+    id2label=None, `the model needs at least one class`); `HfViTConfig(num_labels=None)` is the default 10."""
+    assert HfViTConfig(num_labels=None).id2label == dict(enumerate(CIFAR10_LABELS))
+    assert HfViTConfig(num_labels=None, id2label=["cat", "dog"], label2id=None).label2id == {"cat": 0, "dog": 1}
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label=["cat", "dog", "bird"])
+    HfViTForImageClassification(config).save_pretrained(tmp_path)
+    for none in ({"num_labels": None}, {"id2label": None}, {"id2label": None, "label2id": None, "num_labels": None}):
+        model = HfViTForImageClassification.from_pretrained(tmp_path, **none)
+        assert model.config.id2label == {0: "cat", 1: "dog", 2: "bird"}, none
+        assert model.config.label2id == {"cat": 0, "dog": 1, "bird": 2}
