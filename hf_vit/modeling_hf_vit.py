@@ -74,7 +74,7 @@ class HfViTEmbeddings(nn.Module):
         if pixel_values.ndim != 4:
             raise ValueError(
                 f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}. "
-                "Add a batch dimension with `pixel_values.unsqueeze(0)` for a single image."
+                + _missing_dimension_hint(tuple(pixel_values.shape), self.num_channels)
             )
         _, channels, height, width = pixel_values.shape
         if channels != self.num_channels and width == self.num_channels:  # (B, H, W, C), as np.array(image) gives
@@ -86,8 +86,8 @@ class HfViTEmbeddings(nn.Module):
         if channels != self.num_channels:
             raise ValueError(
                 f"pixel_values has {channels} channels but the model was built for {self.num_channels} "
-                f"(config.num_channels). Convert the images (e.g. `image.convert('RGB')`) or build the model "
-                f"with num_channels={channels}."
+                f"(config.num_channels). Convert the images (e.g. {_convert_hint(self.num_channels)}) or build "
+                f"the model with num_channels={channels}."
             )
         if interpolate_pos_encoding:
             if height % self.patch_size[0] or width % self.patch_size[1]:
@@ -385,6 +385,20 @@ def _not_a_tensor_error(pixel_values) -> Exception:
         "image processor for tensors: `processor(images, return_tensors='pt')`, or convert the array with "
         "`torch.as_tensor(...)`."
     )
+
+
+def _missing_dimension_hint(shape, num_channels) -> str:
+    """How to add the missing dimension of a 3-d input. A 1-channel model's single image has 1 channel, so
+    (8, 32, 32) is a batch of grey images without their channel dimension, not an image to batch."""
+    if len(shape) == 3 and num_channels == 1 and shape[0] != 1:
+        return "For a batch of single-channel images, add the channel dimension with `pixel_values.unsqueeze(1)`."
+    return "Add a batch dimension with `pixel_values.unsqueeze(0)` for a single image."
+
+
+def _convert_hint(num_channels) -> str:
+    """The PIL conversion that gives images the model's channels (a 1-channel model takes grey images)."""
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(num_channels)
+    return f"`image.convert('{mode}')`" if mode else f"to {num_channels} channels"
 
 
 __all__ = ["HfViTPreTrainedModel", "HfViTModel", "HfViTForImageClassification"]

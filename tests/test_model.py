@@ -165,6 +165,20 @@ def test_wrong_input_shapes_are_explained():
     assert out.logits.shape == (1, 10)
 
 
+def test_a_one_channel_model_advises_grey_images_and_a_channel_dimension():
+    """A batch of grey images without its channel dimension, (8, 32, 32), was told to add a batch dimension
+    (unsqueeze(0)), which led to `8 channels ... Convert the images (e.g. image.convert('RGB'))` for a grey model."""
+    model = HfViTForImageClassification(HfViTConfig(num_channels=1, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    with pytest.raises(ValueError, match=r"got \(8, 32, 32\)\. For a batch of single-channel images, add the channel "
+                       r"dimension with `pixel_values.unsqueeze\(1\)`\."):  # fmt: skip
+        model(pixel_values=torch.randn(8, 32, 32))
+    with pytest.raises(ValueError, match=r"\(1, 32, 32\)\. Add a batch dimension with `pixel_values.unsqueeze\(0\)`"):
+        model(pixel_values=torch.randn(1, 32, 32))  # one grey image: either fix gives (1, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"3 channels but the model was built for 1 .*`image\.convert\('L'\)`"):
+        model(pixel_values=torch.randn(2, 3, 32, 32))
+    assert model(pixel_values=torch.randn(8, 32, 32).unsqueeze(1)).logits.shape == (8, 10)
+
+
 def test_pixel_values_that_are_not_a_tensor_say_to_ask_the_processor_for_tensors():
     """A processor called without return_tensors="pt" gives a list of arrays; `model(**inputs)` said
     `'list' object has no attribute 'is_floating_point'` (and `model(inputs)` the same of the BatchFeature)."""
