@@ -390,6 +390,18 @@ class HfViTConfig(PretrainedConfig):
                 f"HfViTConfig: `id2label` keys must be the class ids 0..{len(ids) - 1}, got {ids}. Number the "
                 "classes from 0 without gaps."
             )
+        classes = {}
+        for i, name in sorted(self.id2label.items(), key=lambda item: _class_id(item[0], "id2label")):
+            classes.setdefault(name, []).append(_class_id(i, "id2label"))
+        shared = next(((name, ids) for name, ids in classes.items() if len(ids) > 1), None)
+        if shared:
+            # label2id keeps one class per name: the others could not be found by their name (evaluation, pipelines).
+            name, ids = shared
+            listed = ", ".join(map(str, ids[:-1])) + f" and {ids[-1]}"
+            raise ValueError(
+                f"HfViTConfig: `id2label` gives the name {name!r} to classes {listed}, but label2id can map a name "
+                "to one class only. Give each class its own name."
+            )
         inverse = {name: _class_id(i, "id2label") for i, name in self.id2label.items()}
         given = self.label2id if isinstance(self.label2id, dict) else inverse
         if inverse != {name: _class_id(i, "label2id") for name, i in given.items()}:

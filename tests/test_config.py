@@ -227,3 +227,21 @@ def test_labels_passed_as_none_mean_not_given(tmp_path):
         model = HfViTForImageClassification.from_pretrained(tmp_path, **none)
         assert model.config.id2label == {0: "cat", 1: "dog", 2: "bird"}, none
         assert model.config.label2id == {"cat": 0, "dog": 1, "bird": 2}
+
+
+def test_a_class_name_given_to_two_classes_is_refused(tmp_path):
+    """id2label {0: 'cat', 1: 'cat', 2: 'dog'} left label2id {'cat': 1, 'dog': 2}: class 0 could not be found by its
+    name, and the two maps, said to always agree, did not. Refused wherever the config is checked."""
+    pattern = (
+        r"^HfViTConfig: `id2label` gives the name 'cat' to classes 0 and 1, but label2id can map a name to one class "
+        r"only\. Give each class its own name\.$"
+    )
+    with pytest.raises(ValueError, match=pattern):
+        HfViTConfig(id2label=["cat", "cat", "dog"])
+    with pytest.raises(ValueError, match="gives the name 'False' to classes 0 and 2"):
+        HfViTConfig(id2label=[False, True, "False"])  # one name once made text
+    c = HfViTConfig(id2label=["cat", "dog", "bird"])
+    c.id2label = {0: "cat", 1: "dog", 2: "cat"}
+    with pytest.raises(ValueError, match="gives the name 'cat' to classes 0 and 2"):
+        c.save_pretrained(tmp_path)
+    assert not (tmp_path / "config.json").exists()
