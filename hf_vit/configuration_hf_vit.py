@@ -327,6 +327,8 @@ class HfViTConfig(PretrainedConfig):
     def __setattr__(self, key, value):
         # `config.id2label = {...}` renames the classes: label2id follows (transformers' num_labels setter rebuilds
         # both the same way), or save_pretrained would write two maps that disagree and from_pretrained refuses.
+        if key == "id2label" and isinstance(value, (list, tuple)):  # ["cat", "dog"] numbers them, as in the constructor
+            value = dict(enumerate(value))
         if key == "id2label" and isinstance(value, dict):
             value = {_class_id(i, "id2label"): _class_name(name) for i, name in value.items()}
             super().__setattr__(key, value)

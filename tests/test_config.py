@@ -139,6 +139,18 @@ def test_a_list_of_names_numbers_the_classes():
     assert c.id2label == {0: "cat", 1: "dog"} and c.label2id == {"cat": 0, "dog": 1}
 
 
+def test_a_list_of_names_set_after_construction_numbers_the_classes_too(tmp_path):
+    """`config.id2label = ["cat", "dog"]` (the constructor's list form) was kept as a list beside the old label2id; a
+    model built from it said `the class ids in id2label must be whole numbers 0, 1, ..., got 'cat'`."""
+    c = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    c.id2label = ["cat", "dog"]
+    assert (c.id2label, c.label2id, c.num_labels) == ({0: "cat", 1: "dog"}, {"cat": 0, "dog": 1}, 2)
+    c.update({"id2label": ("apple", "pear", "plum")})
+    assert c.label2id == {"apple": 0, "pear": 1, "plum": 2}
+    HfViTForImageClassification(c).save_pretrained(tmp_path)
+    assert HfViTForImageClassification.from_pretrained(tmp_path).config.id2label == {0: "apple", 1: "pear", 2: "plum"}
+
+
 @pytest.mark.parametrize("names, text", [([False, True], ["False", "True"]), ([10, 20], ["10", "20"])])
 def test_class_names_that_yaml_read_as_booleans_or_numbers_are_saved_as_text(tmp_path, names, text):
     # A dataset card's unquoted `'0': no` reaches datasets' ClassLabel as False. Kept as a bool, config.json held
