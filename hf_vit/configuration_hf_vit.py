@@ -91,6 +91,15 @@ def _num_classes_as_num_labels(kwargs):
     kwargs["num_labels"] = num_classes
 
 
+def _check_label_count(num_labels, id2label):
+    """`num_labels` and `id2label` given together must count the same classes."""
+    if id2label is not None and num_labels is not None and len(id2label) != num_labels:
+        raise ValueError(
+            f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
+            "entries. Pass only one of them, or make `id2label` list exactly `num_labels` classes."
+        )
+
+
 def _pair(value):
     """`32` -> `(32, 32)`; `(32, 24)` stays as it is (the lesson's `pair`)."""
     if isinstance(value, (list, tuple)):
@@ -205,11 +214,7 @@ class HfViTConfig(PretrainedConfig):
             raise ValueError(
                 f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
             )
-        if id2label is not None and num_labels is not None and len(id2label) != num_labels:
-            raise ValueError(
-                f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
-                "entries. Pass only one of them, or make `id2label` list exactly `num_labels` classes."
-            )
+        _check_label_count(num_labels, id2label)
         if id2label is None and num_labels is None:
             kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
         if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
@@ -277,10 +282,12 @@ class HfViTConfig(PretrainedConfig):
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
 
     def update(self, config_dict):
-        # transformers sets the keys one by one: two dropout names with different values would leave the last.
+        # transformers sets the keys one by one: two values of one setting (two dropout names, dim and hidden_size,
+        # num_labels and id2label) that disagree would leave whichever came last.
         config_dict = dict(config_dict)
         _num_classes_as_num_labels(config_dict)
         _one_value_per_field(config_dict, config_dict)
+        _check_label_count(config_dict.get("num_labels"), config_dict.get("id2label"))
         if set(DROPOUT_ALIASES) & set(config_dict):
             explicit = "dropout" in config_dict
             config_dict["dropout"] = _one_dropout(config_dict, config_dict.get("dropout"), explicit=explicit)

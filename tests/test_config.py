@@ -257,3 +257,16 @@ def test_a_class_name_given_to_two_classes_is_refused(tmp_path):
     with pytest.raises(ValueError, match="gives the name 'cat' to classes 0 and 2"):
         c.save_pretrained(tmp_path)
     assert not (tmp_path / "config.json").exists()
+
+
+def test_update_with_a_class_count_and_names_that_disagree_is_refused():
+    """config.update sets the keys one by one: {"id2label": 5 names, "num_labels": 3} left LABEL_0..LABEL_2 and the
+    reverse order the 5 names, silently. Refused as the constructor refuses it, nothing half-set."""
+    names = {0: "a", 1: "b", 2: "c", 3: "d", 4: "e"}
+    for order in ({"id2label": names, "num_labels": 3}, {"num_labels": 3, "id2label": names}):
+        c = HfViTConfig()
+        with pytest.raises(ValueError, match=r"`num_labels=3` disagrees with `id2label`, which has 5 entries"):
+            c.update(order)
+        assert c.id2label == dict(enumerate(CIFAR10_LABELS))
+    c.update({"num_labels": 2, "id2label": ["cat", "dog"]})
+    assert c.label2id == {"cat": 0, "dog": 1}
