@@ -25,6 +25,7 @@ import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
 from .dataset_cache import local_cache_dir, prune_other_states
+from .output_folder import replace_file, unwritable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +150,6 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
 
 def _check_cache_writable(cache_dir) -> None:
     """datasets writes its Arrow copy there first; unwritable, it fails with a bare PermissionError traceback."""
-    from .output_folder import unwritable_reason
-
     problem = unwritable_reason(cache_dir)
     if problem:
         raise DatasetError(
@@ -371,6 +370,13 @@ def _remove_older_decodes(cache_path: Path, key: str) -> None:
             older.unlink(missing_ok=True)
 
 
+def _save_synced(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename: a power loss must not leave an empty cache file
+
+
 def decode_images(
     ds, image_column: str, image_size, num_channels: int = 3, cache: bool = True, split: str | None = None
 ) -> torch.Tensor:
@@ -431,17 +437,13 @@ def decode_images(
     pixels = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))  # (N, C, H, W)
 
     if cache_path is not None:
-        tmp = cache_path.with_suffix(f".tmp{os.getpid()}.npy")
         try:
-            with open(tmp, "wb") as f:
-                np.save(f, pixels.numpy())
-                f.flush()
-                os.fsync(f.fileno())  # on disk before the rename: a power loss must not leave an empty cache file
-            os.replace(tmp, cache_path)  # atomic: a reader never sees half a file
+            # A temporary file of its own, never named by the pid: two machines sharing the cache (a multi-node
+            # run: each node's first rank decodes) may run writers with one pid, which wrote into one file.
+            replace_file(cache_path, lambda tmp: _save_synced(tmp, pixels.numpy()))  # a reader never sees half
             _remove_older_decodes(cache_path, key)
         except OSError as err:
             logger.warning("could not cache decoded images at %s (%s); keeping them in memory only", cache_path, err)
-            tmp.unlink(missing_ok=True)
     if cache:
         _MEMORY_CACHE[memory_key] = pixels
     return pixels

@@ -178,6 +178,28 @@ def test_a_stale_empty_or_oversized_decode_is_never_trusted(tiny, monkeypatch):
         decode_images(ds, "img", 32, cache=False, split="test")
 
 
+def test_a_decode_leaves_the_temporary_file_of_another_host_alone(tiny):
+    """Two machines sharing the datasets cache (multi-node training, each node's first rank decodes) wrote the
+    cache through `<key>.tmp<pid>.npy`: with equal pids (containers) both wrote into one file, the first moved it
+    into place while the second still rewrote it there, and the second's rename failed. Each writer has its own."""
+    import os
+
+    from hf_vit import data as data_module
+
+    ds = load_dataset(str(tiny))["train"]
+    right = decode_images(ds, "img", 32, cache=False)
+    folder = Path(ds.cache_files[0]["filename"]).parent
+    name = f"hf_vit-pixels-v{data_module.DECODE_VERSION}-{ds._fingerprint}-img-RGB32x32"
+    (folder / f"{name}.npy").unlink(missing_ok=True)  # an earlier test's decode: this one must write the file
+    data_module._MEMORY_CACHE.clear()
+    theirs = folder / f"{name}.tmp{os.getpid()}.npy"
+    theirs.write_bytes(b"another host's half")  # a process with this pid on another machine, writing
+    assert torch.equal(decode_images(ds, "img", 32), right)
+    assert theirs.read_bytes() == b"another host's half"
+    assert np.array_equal(np.load(folder / f"{name}.npy"), right.numpy())
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # nothing of ours left
+
+
 def test_normalisation_equals_the_image_processor(tiny):
     """Training and inference see the same numbers: our batched normalise == the saved processor."""
     ds = load_dataset(str(tiny))["test"]
