@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -630,11 +631,12 @@ class AccuracyCurve(TrainerCallback):
 def check_output_dir(path):
     """Fail now, not after hours of training, if the output folder cannot be written."""
     path = Path(path)
-    probe = path / f".hf_vit-write-test-{os.getpid()}"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe.write_text("ok")
-        probe.unlink()
+        # A probe of its own: every rank checks, and ranks on two machines sharing the folder may have one pid.
+        fd, probe = tempfile.mkstemp(prefix=".hf_vit-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as err:
         raise SetupError(
             f"cannot write the output folder {str(path)!r} ({err.strerror or err}). "

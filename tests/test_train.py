@@ -188,6 +188,19 @@ def test_unwritable_output_folder_fails_before_training(tiny, tmp_path):
     assert "cannot write the output folder" in proc.stderr and "--output_dir" in proc.stderr
 
 
+def test_the_write_check_leaves_the_probe_of_a_rank_on_another_machine_alone(tmp_path):
+    """Every rank checks that --output_dir can be written. The probe was `.hf_vit-write-test-<pid>`: ranks on two
+    machines sharing the folder with one pid (containers) deleted each other's probe, and the second was refused
+    with `cannot write the output folder ... (No such file or directory)`. Each probe now has a name of its own."""
+    from hf_vit.training import check_output_dir
+
+    theirs = tmp_path / f".hf_vit-write-test-{os.getpid()}"
+    theirs.write_text("another machine's rank, checking")
+    check_output_dir(tmp_path)
+    assert theirs.read_text() == "another machine's rank, checking"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name]  # its own probe is gone
+
+
 def test_recipes_parse_and_command_line_overrides(tmp_path):
     model_args, data_args, _, args = parse_args(["--recipe", "cpu", "--learning_rate", "5e-4", "--output_dir", str(tmp_path)])
     assert model_args.preset == "small" and data_args.randaugment_ops == 0 and data_args.pad == 4
