@@ -536,6 +536,26 @@ def run_evaluate_script(argv, capsys):
     return code, capsys.readouterr().out
 
 
+def test_an_evaluation_launched_as_several_processes_is_refused(evaluated, tmp_path):
+    """`torchrun --nproc_per_node 2 scripts/evaluate_model.py` started two whole evaluations into one folder: one
+    wrote it, the other was refused by the folder's lock naming its sibling as "an evaluation (pid N)", and the
+    launcher then killed the first, finished or not. Now each says to run it as one process; nothing is written."""
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+    out = tmp_path / "eval"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(REPO / "scripts/evaluate_model.py"), "--model", str(evaluated["model_dir"]), "--dataset",
+         str(evaluated["data_dir"]), "--output_dir", str(out), "--device", "cpu", "--no_progress"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert ("error: evaluate_model.py runs as one process, but it was launched as 2 (WORLD_SIZE=2, set by torchrun "
+            "or accelerate launch): each would evaluate the whole split into the same --output_dir. Run it with "
+            "`python scripts/evaluate_model.py ...`; --device picks the GPU.") in proc.stderr, proc.stderr[-3000:]
+    assert "in use by an evaluation" not in proc.stderr
+    assert not out.exists()
+
+
 def test_rerun_with_no_report_removes_the_previous_report(evaluated, tmp_path, capsys):
     out = tmp_path / "out"
     common = ["--model", str(evaluated["model_dir"]), "--dataset", str(evaluated["data_dir"]), "--output_dir", str(out),
