@@ -977,7 +977,8 @@ def finish_without_training(trainer, resume, output_dir):
     if trainer.args.load_best_model_at_end and trainer.state.best_global_step:
         candidate = Path(output_dir) / f"checkpoint-{trainer.state.best_global_step}"
         best = candidate if (candidate / "model.safetensors").is_file() else best
-    trainer.model.load_state_dict(load_file(str(best / "model.safetensors"), device=str(trainer.args.device)))
+    # Read on the CPU: load_state_dict copies onto the model's device, and safetensors refuses the CPU ranks' "cpu:0".
+    trainer.model.load_state_dict(load_file(str(best / "model.safetensors"), device="cpu"))
     if trainer.is_world_process_zero():
         print(
             f"[hf_vit] {Path(resume).name} is the run's last step ({trainer.state.global_step} of "

@@ -147,12 +147,23 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tiny, full_run, tm
     )
 
 
-def test_two_processes_both_train_one_folder_is_written(tiny, tmp_path):
-    out = tmp_path / "model"
-    cmd = accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
-                     *tiny_args(tiny, out, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2"))  # fmt: skip
-    proc = run(cmd, ACCELERATE_USE_CPU="1")
+def two_processes(data, out, *more):
+    """2-process DDP on CPU (gloo): 4 steps, a checkpoint and an evaluation every 2."""
+    return run(accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
+                          *tiny_args(data, out, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", *more)),
+               ACCELERATE_USE_CPU="1")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp") / "model"
+    proc = two_processes(tiny, out)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+def test_two_processes_both_train_one_folder_is_written(two_process_run):
+    out, proc = two_process_run
     for rank in (0, 1):
         # Both ranks share one pipe: another rank's unfinished buffer may sit before a line, so search within lines.
         found = re.search(rf"\[hf_vit\] rank {rank}/2: .*", proc.stdout)
@@ -168,6 +179,23 @@ def test_two_processes_both_train_one_folder_is_written(tiny, tmp_path):
     assert metrics["num_examples"] == 50  # gathered from both ranks, no duplicates
     # the ranks split each epoch: 5 steps per epoch instead of 10 (150 images, 16 per rank and step)
     assert metrics["train"]["epochs"] == pytest.approx(4 / 5)
+
+
+def test_two_processes_resume_a_checkpoint_that_ends_the_run(tiny, two_process_run, tmp_path):
+    """A 2-process run stopped after its last checkpoint (before the model folder was written), resumed: each CPU
+    rank loaded the checkpoint's weights onto its device, 'cpu:0', which safetensors refuses (before: 'device cpu:0
+    is invalid', a traceback from each rank). Now it tests and writes the best checkpoint, as the first run did."""
+    done, _ = two_process_run
+    out = Path(shutil.copytree(done, tmp_path / "model"))
+    for name in ("model.safetensors", "metrics.json", "README.md"):
+        (out / name).unlink()
+    proc = two_processes(tiny, out, "--resume_from_checkpoint", "last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checkpoint-4 is the run's last step (4 of 4): no training this session" in proc.stdout
+    assert max_diff(weights(out), weights(done)) == 0.0
+    metrics, first = (json.loads((folder / "metrics.json").read_text()) for folder in (out, done))
+    assert (metrics["accuracy"], metrics["num_examples"], metrics["validation"]) == (
+        first["accuracy"], first["num_examples"], first["validation"])
 
 
 def test_offline_hub_id_stops_with_one_clear_message(tmp_path):
