@@ -572,6 +572,23 @@ class HfViTTrainer(Trainer):
         self.check_loss()  # the steps since the last check
         return result
 
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        key = f"{metric_key_prefix}_loss"
+        if self.args.world_size > 1 and key in output.metrics and output.label_ids is not None:
+            output.metrics[key] = self._loss_of_every_image_once(output.predictions, output.label_ids)
+        return output
+
+    def _loss_of_every_image_once(self, predictions, label_ids) -> float:
+        """In several processes the Trainer averages each rank's batch losses, and the last round of batches holds
+        images the distributed sampler repeated to fill it: its gathered predictions drop them, its loss does not.
+        The loss of those predictions, as compute_loss takes it (no mixing at evaluation)."""
+        logits = predictions[0] if isinstance(predictions, tuple) else predictions
+        logits = torch.from_numpy(np.asarray(logits, dtype=np.float32))
+        labels = torch.from_numpy(np.asarray(label_ids)).long()
+        return F.cross_entropy(logits, labels, label_smoothing=self.args.label_smoothing_factor).item()
+
 
 class StopAfterSteps(TrainerCallback):
     """Save a checkpoint and end the session at a given global step (the LR schedule is the full run's)."""

@@ -148,9 +148,11 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tiny, full_run, tm
 
 
 def two_processes(data, out, *more):
-    """2-process DDP on CPU (gloo): 4 steps, a checkpoint and an evaluation every 2."""
+    """2-process DDP on CPU (gloo): 4 steps, a checkpoint and an evaluation every 2. The 50 validation and test
+    images in batches of 16 per rank leave the last round short: the sampler repeats images to fill it."""
     return run(accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
-                          *tiny_args(data, out, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", *more)),
+                          *tiny_args(data, out, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
+                                     "--per_device_eval_batch_size", "16", *more)),
                ACCELERATE_USE_CPU="1")  # fmt: skip
 
 
@@ -179,6 +181,32 @@ def test_two_processes_both_train_one_folder_is_written(two_process_run):
     assert metrics["num_examples"] == 50  # gathered from both ranks, no duplicates
     # the ranks split each epoch: 5 steps per epoch instead of 10 (150 images, 16 per rank and step)
     assert metrics["train"]["epochs"] == pytest.approx(4 / 5)
+
+
+def test_two_processes_log_the_validation_loss_of_one_process(tiny, two_process_run, tmp_path):
+    """The validation loss of each evaluation (logged, and what --metric_for_best_model eval_loss selects by) is
+    one process's on the same weights and images. Before: the Trainer's loss counted the images the distributed
+    sampler repeats to fill the last round of batches (its predictions, and so the accuracy, dropped them)."""
+    from transformers import TrainingArguments
+
+    from hf_vit.configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
+    from hf_vit.data import prepare_data
+    from hf_vit.metrics import compute_metrics
+    from hf_vit.modeling_hf_vit import HfViTForImageClassification
+    from hf_vit.training import HfViTTrainer
+
+    out, _ = two_process_run
+    logged = {e["step"]: e for e in json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+              if "eval_loss" in e}  # fmt: skip
+    data = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, seed=7, validation_size=50)
+    args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=16, use_cpu=True, report_to="none",
+                             remove_unused_columns=False, label_smoothing_factor=0.1)  # as tiny_args
+    for step in (2, 4):
+        model = HfViTForImageClassification.from_pretrained(out / f"checkpoint-{step}")
+        one = HfViTTrainer(model=model, args=args, eval_dataset=data.validation, data_collator=data.collator,
+                           compute_metrics=compute_metrics).evaluate()  # fmt: skip
+        assert logged[step]["eval_accuracy"] == one["eval_accuracy"]
+        assert logged[step]["eval_loss"] == pytest.approx(one["eval_loss"], abs=1e-5), step
 
 
 def test_two_processes_resume_a_checkpoint_that_ends_the_run(tiny, two_process_run, tmp_path):
