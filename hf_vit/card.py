@@ -30,6 +30,7 @@ from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .data import looks_local
 from .metrics import macro_scope
 from .output_folder import replace_text
+from .public import local_name
 
 TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
@@ -230,8 +231,8 @@ def _public(value):
     """A recipe value as the card publishes it: a path from the root, the home or the working folder (/x, ~/x, ./x,
     C:\\x) by its last part only (the card goes to the Hub, this machine's folders do not), in lists and dicts too;
     Hub ids, the package's own recipe files (hf_vit/recipes/cpu.yaml) and other values as they are."""
-    if isinstance(value, str) and (value.startswith((".", "/", "~")) or "\\" in value or re.match(r"[A-Za-z]:", value)):
-        name = re.split(r"[\\/]", value.rstrip("\\/"))[-1]
+    name = local_name(value)
+    if name is not None:
         return f"{name} (local)" if name else "(local)"
     if isinstance(value, (list, tuple)):
         return [_public(v) for v in value]

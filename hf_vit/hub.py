@@ -10,6 +10,8 @@ What goes up (`upload_plan`): everything a user needs to run and judge the model
 
 and what stays home: checkpoint-*/ (optimizer and scheduler states), pickles
 (training_args.bin, *.pt), caches and anything else not listed.
+The folders training and the evaluation recorded (metrics, recipe, trainer state,
+report.html) go up as ./<last part> (`hf_vit/public.py`): no path of this machine.
 
 Every check (folder complete, repo id well formed, no file that a symbolic link
 brings in from outside the folder, a token available) runs before the first
@@ -25,6 +27,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
+from .public import public_copies
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
 TOP_LEVEL_FILES = (
@@ -340,6 +343,8 @@ def push_model_folder(
     # A card written for this push goes up from memory, whatever README.md was.
     from_folder = [name for name in upload_plan(model_dir) if not (write_card and name == "README.md")]
     refuse_links_outside(model_dir, from_folder, "the push would upload the file it points to")
+    # This machine's paths in the files (metrics, recipe, report) go up by their last part only.
+    public = public_copies(model_dir, from_folder)
     # The token is checked before the card is rewritten: a push that cannot happen leaves the folder as it was.
     token = token or get_token()
     if not token and not dry_run:
@@ -367,13 +372,10 @@ def push_model_folder(
         return files, None
     # The new card goes up from memory and replaces the folder's README.md only once the commit has landed:
     # a push that fails (network, permissions) leaves the folder's card as it was.
-    operations = [
-        CommitOperationAdd(
-            path_in_repo=name,
-            path_or_fileobj=card.encode("utf-8") if card is not None and name == "README.md" else str(model_dir / name),
-        )
-        for name in files
-    ]
+    if card is not None:
+        public["README.md"] = card.encode("utf-8")
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=public.get(name, str(model_dir / name)))
+                  for name in files]
     info = api.create_commit(
         repo_id=repo_id,
         repo_type="model",

@@ -549,6 +549,46 @@ def test_a_commit_the_hub_refuses_leaves_the_card_and_a_later_push_sends_the_new
     assert ModelCard.load(folder / "README.md").data.model_name == "x"
 
 
+def uploaded_bytes(operation) -> bytes:
+    """What one operation of the recorded commit uploads (the card and cleaned files go up from memory)."""
+    content = operation.path_or_fileobj
+    return content if isinstance(content, bytes) else Path(content).read_bytes()
+
+
+def test_the_push_publishes_no_local_path_from_the_folders_files(tmp_path, fake_hub, monkeypatch):
+    """metrics.json, training_recipe.json, evaluation/metrics.json, trainer_state.json and report.html record the
+    folders as given (/home/<user>/...): the card hid them, but the files went up as they were. They now go up
+    with ./<last part> in their place; the folder keeps its own files, and the model files go up as saved."""
+    from hf_vit.analysis import evaluate_model
+    from tiny_data import make_tiny_cifar
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    data = make_tiny_cifar(tmp_path / "data" / "tiny", n_train=10, n_test=10)
+    folder = make_model_folder(tmp_path / "run", recipe_dataset=str(data), extras=False)
+    shutil.rmtree(folder / "evaluation")  # a real one, with its report
+    evaluate_model(str(folder), dataset=str(data), device="cpu", num_threads=1, progress=False)
+    (folder / "trainer_state.json").write_text(json.dumps({"best_model_checkpoint": f"{folder}/checkpoint-8"}))
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != "README.md"}
+
+    files, _ = push_model_folder(folder, "someone/x")
+    (commit,) = fake_hub["create_commit"]
+    uploaded = {op.path_in_repo: uploaded_bytes(op) for op in commit["operations"]}
+    assert {"evaluation/report.html", "trainer_state.json", "training_recipe.json"} <= set(uploaded)
+    leaks = [name for name, content in uploaded.items() if str(tmp_path).encode() in content]
+    assert leaks == [], leaks  # tmp_path holds this machine's user name (pytest-of-<user>)
+    evaluation = json.loads(uploaded["evaluation/metrics.json"])
+    assert (evaluation["model"], evaluation["dataset"], evaluation["labels"]) == ("./run", "./tiny", list(CIFAR10_LABELS))
+    assert json.loads(uploaded["training_recipe.json"])["data"]["dataset_name"] == "./tiny"
+    assert json.loads(uploaded["trainer_state.json"]) == {"best_model_checkpoint": "./checkpoint-8"}
+    assert b"dataset <b>./tiny</b>, split <b>test</b>,\nmodel <b>./run</b>" in uploaded["evaluation/report.html"]
+    assert uploaded["config.json"] == (folder / "config.json").read_bytes()
+    assert {p: p.read_bytes() for p in before} == before  # the local files keep their paths
+    (folder / "trainer_state.json").write_text("{cut short")
+    with pytest.raises(ValueError, match=r"trainer_state.json is not valid JSON \(.*\): the push would publish it as it"):
+        push_model_folder(folder, "someone/x")
+    assert len(fake_hub["create_commit"]) == 1 and fake_hub["create_repo"][1:] == []  # refused before the network
+
+
 def as_cache_snapshot(folder: Path, tmp_path: Path, subfolder: str = "") -> Path:
     """`folder` laid out as the Hugging Face cache holds a download: snapshots/<rev>/ of links into ../../blobs/
     (with `subfolder`, a model in a folder of its repo: snapshots/<rev>/<subfolder>/, links into ../../../blobs/)."""
@@ -590,8 +630,8 @@ def test_a_link_out_of_the_model_folder_is_refused_before_any_upload(tmp_path, f
     (folder / ".README.md.tmp").symlink_to(secret)  # the card's staging file is replaced, not written through
     files, _ = push_model_folder(folder, "someone/x")
     (commit,) = fake_hub["create_commit"]
-    (state,) = [op for op in commit["operations"] if op.path_in_repo == "trainer_state.json"]
-    assert Path(state.path_or_fileobj).read_bytes() == (folder / "metrics.json").read_bytes()
+    uploaded = {op.path_in_repo: uploaded_bytes(op) for op in commit["operations"]}
+    assert uploaded["trainer_state.json"] == uploaded["metrics.json"]  # the file the link leads to, as it goes up
     assert {"config.json", "model.safetensors", "evaluation/metrics.json", "evaluation/gallery.png"} <= set(files)
     assert secret.read_text() == "hf_secret"
 
