@@ -504,10 +504,13 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         if isinstance(v, dict)
     ]
     pictures_split = _split_of(eval_metrics, default=split)
+    # Pictures beside no evaluation/metrics.json are an interrupted evaluation's: the push leaves them home
+    # (hub.upload_plan), so the card shows them only with it, or the Hub page would show broken images.
+    finished = (model_dir / "evaluation" / "metrics.json").is_file()
     pictures = [
         (caption.format(split=pictures_split), f"evaluation/{name}")
         for name, caption in PICTURES
-        if (model_dir / "evaluation" / name).is_file()
+        if finished and (model_dir / "evaluation" / name).is_file()
     ]
 
     # -- metadata ----------------------------------------------------------------

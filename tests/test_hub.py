@@ -170,6 +170,20 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
         assert f"| {name} |" in text  # per-class table
 
 
+def test_the_card_shows_only_pictures_the_push_uploads(tmp_path):
+    """An evaluation stopped before its metrics.json leaves pictures the push keeps home (row 37): the card still
+    showed them, three broken images on the Hub page (and another run's pictures, maybe)."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    image_links = lambda: re.findall(r"!\[[^\]]*\]\(([^)]+)\)", ModelCard.load(write_model_card(folder)).text)  # noqa: E731
+    assert image_links() == ["evaluation/gallery.png", "evaluation/confusion_matrix.png"]
+    assert set(image_links()) <= set(upload_plan(folder))
+    (folder / "evaluation" / "metrics.json").unlink()
+    assert upload_plan(folder) == sorted(["config.json", "configuration_hf_vit.py", "metrics.json", "model.safetensors",
+                                          "modeling_hf_vit.py", "preprocessor_config.json", "README.md",
+                                          "training_recipe.json"])
+    assert image_links() == []
+
+
 @pytest.mark.parametrize("image_format", ["PNG", None])
 def test_a_local_copy_of_cifar10_is_called_the_jpeg_copy_only_when_its_images_were_jpeg(tmp_path, image_format):
     """A whole CIFAR-10 folder saved with `hf download` holds the Hub's PNGs: its card said "JPEG copy" and that
