@@ -438,6 +438,20 @@ EXPECTED_FILES = {
 }
 
 
+def uploaded_bytes(operation) -> bytes:
+    """What one operation of the recorded commit uploads (the card and cleaned files go up from memory)."""
+    content = operation.path_or_fileobj
+    return content if isinstance(content, bytes) else Path(content).read_bytes()
+
+
+def download_commit(commit, folder: Path) -> Path:
+    """Exactly the committed files in `folder`, as `snapshot_download` would lay them out."""
+    for op in commit["operations"]:
+        (folder / op.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
+        (folder / op.path_in_repo).write_bytes(uploaded_bytes(op))
+    return folder
+
+
 def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, monkeypatch):
     folder = make_model_folder(tmp_path / "run")
     (folder / "my_scratch.py").write_text("print('not remote code')\n")  # .py files go up only as remote code
@@ -455,13 +469,7 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
     # The card was rewritten for this repo id before the upload.
     assert ModelCard.load(folder / "README.md").data.model_name == "vit-cifar10"
 
-    # Materialise exactly the committed files, as `snapshot_download` would.
-    download = tmp_path / "download"
-    for op in commit["operations"]:
-        target = download / op.path_in_repo
-        target.parent.mkdir(parents=True, exist_ok=True)
-        content = op.path_or_fileobj  # the card goes up from memory, the rest from the folder
-        target.write_bytes(content if isinstance(content, bytes) else Path(content).read_bytes())
+    download = download_commit(commit, tmp_path / "download")
     assert (download / "README.md").read_bytes() == (folder / "README.md").read_bytes()  # and lands in the folder
     got = run_as_hub_user(download, tmp_path, remote=True)
 
@@ -479,6 +487,31 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
         top = model(pixel_values=pixels).logits[0].argmax().item()
     assert len(got["preds"]) == 3
     assert got["preds"][0]["label"] == CIFAR10_LABELS[top]
+
+
+def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkeypatch):
+    """The card's "How to use" code, run as a Hub user would (the pushed files only, a fresh process without
+    hf_vit, offline), the repo id pointing at their folder: its step-by-step half used an `image` it never made
+    (NameError). Both halves now run and name the same class."""
+    import ast
+
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    push_model_folder(folder, "someone/vit-cifar10")
+    (commit,) = fake_hub["create_commit"]
+    download = download_commit(commit, tmp_path / "download")
+    (code,) = re.findall(r"```python\n(.*?)```", (download / "README.md").read_text(), re.S)
+    code = code.replace('"someone/vit-cifar10"', repr(str(download)))
+    user = tmp_path / "user"
+    user.mkdir()
+    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "user_hf_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", 'import sys; sys.modules["hf_vit"] = None\n' + code], cwd=user,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    predictions, label = proc.stdout.strip().splitlines()[-2:]
+    assert ast.literal_eval(predictions)[0]["label"] == label and label in CIFAR10_LABELS
 
 
 def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):
@@ -561,12 +594,6 @@ def test_a_commit_the_hub_refuses_leaves_the_card_and_a_later_push_sends_the_new
     assert "README.md" in files
     assert card_op.path_or_fileobj == (folder / "README.md").read_bytes()
     assert ModelCard.load(folder / "README.md").data.model_name == "x"
-
-
-def uploaded_bytes(operation) -> bytes:
-    """What one operation of the recorded commit uploads (the card and cleaned files go up from memory)."""
-    content = operation.path_or_fileobj
-    return content if isinstance(content, bytes) else Path(content).read_bytes()
 
 
 def test_the_push_publishes_no_local_path_from_the_folders_files(tmp_path, fake_hub, monkeypatch):
