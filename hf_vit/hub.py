@@ -13,6 +13,10 @@ and what stays home: checkpoint-*/ (optimizer and scheduler states), pickles
 The folders training and the evaluation recorded (metrics, recipe, trainer state,
 report.html) go up as ./<last part> (`hf_vit/public.py`): no path of this machine.
 
+A push to a repository that an earlier push filled also removes, in the same commit, the files of those
+kinds that the folder no longer has (`pushed_kind`): the repository then holds this model's files only, besides
+the user's own (README.md with --keep_card, .py files, anything else).
+
 Every check (folder complete, repo id well formed, no file that a symbolic link
 brings in from outside the folder, a token available) runs before the first
 network call, so a bad call fails at once and uploads nothing.
@@ -23,7 +27,7 @@ import json
 import re
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi, get_token
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
@@ -301,12 +305,24 @@ def upload_plan(model_dir) -> list[str]:
     if (evaluation / "metrics.json").is_file():
         for path in evaluation.rglob("*"):
             relative = path.relative_to(model_dir).as_posix()
-            # fnmatch's * crosses "/", so compare the depth too: evaluation/*.png must not take misclassified/x.png.
-            if path.is_file() and any(
-                fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in EVALUATION_PATTERNS
-            ):
+            if path.is_file() and _evaluation_file(relative):
                 selected.add(relative)
     return sorted(selected)
+
+
+def _evaluation_file(relative: str) -> bool:
+    """A file of evaluation/ that goes up. fnmatch's * crosses "/", so the depth is compared too:
+    evaluation/*.png must not take misclassified/x.png."""
+    return any(fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in EVALUATION_PATTERNS)
+
+
+def pushed_kind(name: str) -> bool:
+    """A file of the repository of a kind the push uploads whenever the folder has one (weights, metrics, the
+    evaluation): one the folder no longer has is an earlier model's. The card is the user's to keep (--keep_card),
+    and .py files may be theirs (a handler.py): neither counts."""
+    if "/" in name:
+        return _evaluation_file(name)
+    return (name in TOP_LEVEL_FILES and name != "README.md") or any(fnmatch.fnmatch(name, p) for p in TOP_LEVEL_PATTERNS)
 
 
 def push_model_folder(
@@ -376,6 +392,10 @@ def push_model_folder(
         public["README.md"] = card.encode("utf-8")
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=public.get(name, str(model_dir / name)))
                   for name in files]
+    # An earlier push's files that this folder no longer has go in the same commit: another model's evaluation
+    # beside these weights, or a model.safetensors beside new shards (transformers would load it first).
+    stale = [name for name in api.list_repo_files(repo_id, repo_type="model") if name not in files and pushed_kind(name)]
+    operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
     info = api.create_commit(
         repo_id=repo_id,
         repo_type="model",

@@ -1,9 +1,10 @@
 """Model card and Hub push.
 
-The network is the only thing mocked: `HfApi.create_repo` and `HfApi.create_commit`
-(the two calls that would reach huggingface.co) are replaced by recorders. The
-files of the recorded commit are then copied into a fresh folder and loaded in a
-fresh Python process that cannot import hf_vit, as a Hub user would after download.
+The network is the only thing mocked: `HfApi.create_repo`, `HfApi.create_commit` and
+`HfApi.list_repo_files` (the calls that would reach huggingface.co) are replaced by recorders
+that keep each repository's files. The files of the recorded commit are then copied into a
+fresh folder and loaded in a fresh Python process that cannot import hf_vit, as a Hub user
+would after download.
 """
 
 import importlib.util
@@ -401,24 +402,43 @@ def test_a_relative_local_dataset_stays_local_on_the_card(tmp_path, monkeypatch)
 # ---------------------------------------------------------------------------
 # Push
 # ---------------------------------------------------------------------------
+class FakeHub(dict):
+    """The recorded calls; `.repos[repo_id]` holds each repository's files (name -> bytes) as the commits left them."""
+
+    repos: dict
+
+
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """Replace the two network calls of HfApi with recorders (the only mock in these tests)."""
-    calls = {"create_repo": [], "create_commit": []}
+    """Replace the network calls of HfApi with recorders that keep each repository's files (the only mock in these
+    tests): create_repo, create_commit (adds and deletes, as the Hub applies them) and list_repo_files."""
+    from huggingface_hub import CommitOperationDelete
+
+    calls = FakeHub(create_repo=[], create_commit=[])
+    calls.repos = {}
 
     def create_repo(self, repo_id, **kwargs):
         calls["create_repo"].append({"repo_id": repo_id, **kwargs})
+        calls.repos.setdefault(repo_id, {})
         return f"https://huggingface.co/{repo_id}"
 
     def create_commit(self, repo_id, operations, **kwargs):
         calls["create_commit"].append({"repo_id": repo_id, "operations": list(operations), **kwargs})
+        files = calls.repos[repo_id]
+        for op in operations:  # deleting a file the repository does not hold fails on the Hub too
+            files.pop(op.path_in_repo) if isinstance(op, CommitOperationDelete) else files.update(
+                {op.path_in_repo: uploaded_bytes(op)})
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    def list_repo_files(self, repo_id, **kwargs):
+        return sorted(calls.repos[repo_id])
 
     def upload_folder(self, *args, **kwargs):  # must not be used: the plan is explicit
         raise AssertionError("upload_folder called")
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     return calls
 
@@ -512,6 +532,34 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
     assert proc.returncode == 0, proc.stderr[-2000:]
     predictions, label = proc.stdout.strip().splitlines()[-2:]
     assert ast.literal_eval(predictions)[0]["label"] == label and label in CIFAR10_LABELS
+
+
+def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp_path, fake_hub, monkeypatch):
+    """A push only added files: a retrained model pushed without its evaluation sat beside the earlier model's
+    evaluation/ (metrics, report, pictures), and weights saved in shards beside the earlier model.safetensors,
+    which transformers loads first: a Hub user got the old model. Those files now go in the same commit; the
+    user's own files (.gitattributes, a handler.py, notes) and the card stay."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run")
+    push_model_folder(folder, "someone/x")
+    repo = fake_hub.repos["someone/x"]
+    repo.update({".gitattributes": b"*.safetensors filter=lfs", "handler.py": b"# the user's", "notes.md": b"mine"})
+
+    shutil.rmtree(folder / "evaluation")  # retrained: training removes the earlier evaluation
+    model = make_model_folder(tmp_path / "new", seed=1, extras=False)
+    (folder / "model.safetensors").unlink()
+    HfViTForImageClassification.from_pretrained(model).save_pretrained(folder, max_shard_size="20KB")
+    assert (folder / "model.safetensors.index.json").exists()
+    files, _ = push_model_folder(folder, "someone/x", write_card=False)
+
+    assert sorted(repo) == sorted({*files, ".gitattributes", "handler.py", "notes.md", "README.md"})
+    assert not any(name.startswith("evaluation/") or name == "model.safetensors" for name in repo)
+    download = tmp_path / "download"
+    for name, content in repo.items():
+        (download / name).parent.mkdir(parents=True, exist_ok=True)
+        (download / name).write_bytes(content)
+    pushed, expected = (HfViTForImageClassification.from_pretrained(f).state_dict() for f in (download, model))
+    assert all(torch.equal(pushed[k], expected[k]) for k in expected)  # the new weights, not the earlier ones
 
 
 def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):

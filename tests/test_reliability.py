@@ -1841,7 +1841,7 @@ def test_a_resume_with_another_learning_rate_is_refused_and_other_augmentation_i
 
 def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
     """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
-    the weights before those exist). The network is mocked at HfApi.create_repo/create_commit."""
+    the weights before those exist). The network is mocked at HfApi.create_repo/create_commit/list_repo_files."""
     from huggingface_hub import HfApi, RepoUrl, constants
 
     from hf_vit import data
@@ -1852,6 +1852,7 @@ def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_p
         f"https://huggingface.co/{repo_id if '/' in repo_id else 'me/' + repo_id}"))  # fmt: skip
     monkeypatch.setattr(HfApi, "create_commit", lambda self, repo_id, operations, **kw: commits.append(
         (repo_id, sorted(op.path_in_repo for op in operations))) or type("Info", (), {"commit_url": "u"})())  # fmt: skip
+    monkeypatch.setattr(HfApi, "list_repo_files", lambda self, repo_id, **kw: [])  # a new repository
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: True)  # the mocked Hub answers
