@@ -508,6 +508,7 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             "training's (its validation accuracy and training curve, which the model card reads). Leave out "
             "--output_dir (default: <model folder>/evaluation) or pass another folder."
         )
+    _refuse_other_models_evaluation(output_dir, model_path)
     _refuse_linked_output(output_dir)  # before anything below probes, deletes or writes through a link
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {str(output_dir)!r} is a file. Pass a folder (it is created if absent).")
@@ -533,6 +534,20 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "
             "or empty folder."
         )
+
+
+def _refuse_other_models_evaluation(output_dir: Path, model_path: Path) -> None:
+    """Refuse <another model folder>/evaluation: that folder's card and push read it as the model's own results."""
+    owner = output_dir.parent
+    if output_dir.name != "evaluation" or not (owner / "config.json").is_file():
+        return
+    if model_path.exists() and owner.resolve() == model_path.resolve():
+        return
+    raise ValueError(
+        f"--output_dir {str(output_dir)!r} is the evaluation folder of the model folder {str(owner)!r}, not of "
+        f"--model {str(model_path)!r}: that folder's card and push would publish these results as its model's. "
+        "Leave out --output_dir (default: <model folder>/evaluation) or pass another folder."
+    )
 
 
 def _refuse_linked_output(output_dir: Path) -> None:

@@ -1128,6 +1128,23 @@ def test_a_linked_evaluation_folder_is_refused_and_nothing_outside_is_deleted(mo
     assert (outside / "holiday.png").read_bytes() == b"mine"
 
 
+def test_an_evaluation_into_another_model_folders_evaluation_is_refused(model_dir, dataset_dir, tmp_path):
+    """--model A --output_dir B/evaluation wrote A's results where B's card and push read B's own: B's card and
+    model-index published A's accuracy. Refused, naming both; a model's own folder, by another path, is fine."""
+    other = copy_of(model_dir, tmp_path, "other")
+    message = evaluate_error(model_dir, dataset_dir, tmp_path, "--output_dir", str(other / "evaluation"))
+    assert message == (
+        f"error: --output_dir '{other}/evaluation' is the evaluation folder of the model folder '{other}', not of "
+        f"--model '{model_dir}': that folder's card and push would publish these results as its model's. Leave out "
+        "--output_dir (default: <model folder>/evaluation) or pass another folder."
+    )
+    assert not (other / "evaluation").exists()
+    script_module("evaluate_model.py").main(["--model", str(other), "--dataset", str(dataset_dir), "--no_progress",
+                                             "--no_report", "--device", "cpu", "--output_dir",
+                                             str(tmp_path / "elsewhere" / ".." / "other" / "evaluation")])
+    assert json.loads((other / "evaluation" / "metrics.json").read_text())["model"] == str(other)
+
+
 def test_the_evaluation_never_writes_through_a_linked_temporary_file(model_dir, dataset_dir, tmp_path):
     """metrics.json and report.html are written to a hidden file first; one left as a link to a file elsewhere
     was written through, replacing that file with the metrics."""
