@@ -329,7 +329,7 @@ def push_model_folder(
     model_dir,
     repo_id: str,
     *,
-    private: bool | None = False,
+    private: bool | None = None,
     token: str | None = None,
     commit_message: str | None = None,
     write_card: bool = True,
@@ -338,7 +338,8 @@ def push_model_folder(
     """Upload the model folder to `repo_id` in one commit; returns (files, CommitInfo or None on dry_run).
 
     `token`: None takes the usual places (the HF_TOKEN variable, then the
-    `hf auth login` cache). `private` applies when the repository is created (None: the account's default);
+    `hf auth login` cache). `private` applies when the repository is created (None: the account's or
+    organization's default; False asks for a public one even where that default is private);
     an existing repository keeps its visibility. `write_card` fills the card (README.md) from the
     folder for this repo id: it goes up in the commit and is written into the folder once the commit has
     landed (a dry run writes it at once, so that it can be read).

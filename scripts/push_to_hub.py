@@ -19,7 +19,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="the model folder that training wrote (config.json, model.safetensors, ...)")
     parser.add_argument("repo_id", help="target repository, e.g. your-username/vit-cifar10 (created if absent)")
-    parser.add_argument("--private", action="store_true", help="create the repository private (an existing one keeps its visibility)")
+    # default None, not False: False would ask for a public repository where the organization's default is private
+    parser.add_argument("--private", action="store_true", default=None,
+                        help="create the repository private (default: the account's or organization's default; an "
+                        "existing one keeps its visibility)")
     parser.add_argument("--token", default=None, help="a write token (default: HF_TOKEN or the login cache)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--keep_card", action="store_true", help="upload README.md as it is instead of rewriting it")

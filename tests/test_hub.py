@@ -562,6 +562,18 @@ def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp
     assert all(torch.equal(pushed[k], expected[k]) for k in expected)  # the new weights, not the earlier ones
 
 
+def test_a_push_without_private_leaves_the_visibility_to_the_organizations_default(tmp_path, fake_hub, monkeypatch):
+    """push_to_hub.py without --private asked create_repo for private=False, which huggingface_hub sends as
+    visibility "public": in an organization whose repositories are private by default, the model went up public.
+    Now it asks for nothing (None: the account's or organization's default); --private still asks for private."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    load_script("push_to_hub").main([str(folder), "some-org/x"])
+    push_model_folder(folder, "some-org/y")
+    load_script("push_to_hub").main([str(folder), "some-org/z", "--private"])
+    assert [call["private"] for call in fake_hub["create_repo"]] == [None, None, True]
+
+
 def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     folder = make_model_folder(tmp_path / "run", extras=False)
