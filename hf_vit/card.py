@@ -194,6 +194,21 @@ def _whole_cifar10_split(metrics: dict) -> bool:
     return CIFAR10_SPLIT_SIZES.get(split) == metrics.get("num_examples")
 
 
+def _counted_whole_split(dataset: str | None, metrics_files, default: str | None) -> bool:
+    """Some metrics file counted a whole CIFAR-10 split in `dataset` itself (a file names its dataset, else it is
+    training's, `default`): training's 10,000 Hub test images say nothing of a 60-image folder evaluated later."""
+    def same(other):
+        if other == dataset:
+            return True
+        local = isinstance(other, str) and dataset is not None and _is_local_path(other) and _is_local_path(dataset)
+        return local and Path(other).expanduser().resolve() == Path(dataset).expanduser().resolve()
+
+    return any(
+        _whole_cifar10_split(m) and same(m.get("dataset") if isinstance(m.get("dataset"), str) else default)
+        for m in metrics_files
+    )
+
+
 def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str | None:
     """"hub" (uoft-cs/cifar10), "copy" (a local folder of it: the JPEG copy) or None (another dataset).
 
@@ -397,8 +412,8 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # CIFAR-10 (its classes, sizes, Hub id) is claimed only for a model with CIFAR-10's classes trained on
     # uoft-cs/cifar10 or a local copy of it; anything else is described by the name it was given.
     dataset = _recipe_dataset(recipe) or (train_metrics.get("dataset") if isinstance(train_metrics.get("dataset"), str) else None)
-    sized = _whole_cifar10_split(train_metrics) or _whole_cifar10_split(eval_metrics)
-    train_source = _cifar10_source(dataset, labels, sized)
+    metrics_files = (train_metrics, eval_metrics)
+    train_source = _cifar10_source(dataset, labels, _counted_whole_split(dataset, metrics_files, dataset))
     train_format = _image_format(train_metrics)
     jpeg_copy = train_source == "copy" and train_format == "JPEG"
     dataset_label = _dataset_label(dataset, train_source, train_format)
@@ -454,7 +469,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     # The split and dataset the numbers come from, as the metrics file records them (training's is its test split).
     split = _split_of(metrics)
     results_dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), str) else dataset
-    results_source = _cifar10_source(results_dataset, labels, sized)
+    results_source = _cifar10_source(results_dataset, labels, _counted_whole_split(results_dataset, metrics_files, dataset))
     # Results on part of a split (training's --max_test_samples, or fewer images than CIFAR-10's split) stay in
     # the text: the model-index would publish them as the split's accuracy.
     partial = (metrics_file == "metrics.json" and "max_test_samples" in limits) or (

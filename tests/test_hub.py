@@ -377,6 +377,22 @@ def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
     assert "On 60 images of the test split of CIFAR-10, not the whole split" in card.text
 
 
+@pytest.mark.parametrize("trained_on", ["uoft-cs/cifar10", "/data/cifar10"])
+def test_a_small_folder_evaluated_after_training_on_cifar10_is_not_called_cifar10(tmp_path, trained_on):
+    """Training counted CIFAR-10's whole test split; the evaluation then ran on a 60-image folder with the same
+    class names. The card called that folder "CIFAR-10 (JPEG copy)", taking training's count as the folder's.
+    Each dataset is now judged by the metrics file of that dataset."""
+    folder = make_model_folder(tmp_path / "run", recipe_dataset=trained_on, extras=False)
+    path = folder / "evaluation" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "dataset": "/data/toy10", "num_examples": 60}))
+    card = ModelCard.load(write_model_card(folder))
+    assert card.data.eval_results is None  # a local folder that is not CIFAR-10: no Hub dataset to name
+    assert "On the test split of the local dataset *toy10* (from `evaluation/metrics.json`)." in card.text
+    assert "; test accuracy on the local dataset *toy10* **" in card.text
+    trained = "**CIFAR-10** from the Hugging Face Hub" if trained_on.startswith("uoft") else "**CIFAR-10 (JPEG copy)**"
+    assert card.text.count("CIFAR-10 (") == (0 if trained_on.startswith("uoft") else 1) and trained in card.text
+
+
 def test_a_relative_local_dataset_stays_local_on_the_card(tmp_path, monkeypatch):
     """`data/fruit` (a folder under the training cwd) reads like a Hub id: it is recorded as ./data/fruit,
     so a card rendered later from another folder neither calls it a Hub dataset nor links it."""
