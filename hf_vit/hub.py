@@ -369,19 +369,21 @@ def push_model_folder(
             "No Hugging Face token found. Log in with `hf auth login` (or `huggingface-cli login`), set the "
             "HF_TOKEN environment variable, or pass --token. The token needs write access."
         )
+    from .card import render_model_card, write_card_text
+
+    # The card is filled before the network too: a file it cannot read must not leave an empty repository behind.
+    card = str(render_model_card(model_dir, repo_id=repo_id)) if write_card else None
     api = None
     if not dry_run:  # the first network call, before the card is rewritten: offline, the folder stays as it was
         api = HfApi(token=token)
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         # "my-vit" lands under the token's namespace: the card's snippets need the full "user/my-vit"
-        repo_id = getattr(url, "repo_id", None) or repo_id
-    card = None
-    if write_card:
-        from .card import render_model_card, write_card_text
-
-        card = str(render_model_card(model_dir, repo_id=repo_id))
-        if dry_run:  # a dry run shows the card it would upload in the folder itself
-            write_card_text(model_dir, card)
+        named = getattr(url, "repo_id", None) or repo_id
+        if card is not None and named != repo_id:
+            card = str(render_model_card(model_dir, repo_id=named))
+        repo_id = named
+    if card is not None and dry_run:  # a dry run shows the card it would upload in the folder itself
+        write_card_text(model_dir, card)
     files = upload_plan(model_dir)
     if card is not None and "README.md" not in files:
         files = sorted([*files, "README.md"])

@@ -609,6 +609,18 @@ def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_h
     assert fake_hub == {"create_repo": [], "create_commit": []}
 
 
+def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch):
+    """A training_recipe.json holding a list: the card failed only after create_repo, leaving an empty repository
+    on the Hub. The card is now filled before any network call."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    (folder / "training_recipe.json").write_text("[1, 2]")
+    message = str(pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code)
+    assert message == (f"error: {folder}/training_recipe.json holds a JSON list, not an object. Re-create it (or "
+                       "delete it) and write the card again.")  # fmt: skip
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+
+
 def test_push_without_token_says_how_to_log_in(tmp_path, fake_hub, monkeypatch):
     import huggingface_hub.constants
 
