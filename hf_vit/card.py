@@ -28,6 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .data import looks_local
+from .image_processing import size_dict
 from .metrics import macro_scope
 from .output_folder import replace_text
 from .public import local_name
@@ -271,12 +272,15 @@ def _processor_text(processor: dict | None) -> str:
             "for this model: save one with `hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
         )
     steps = []
-    size = processor.get("size") if isinstance(processor.get("size"), dict) else {}
+    size, crop = (size_dict(processor.get(key)) for key in ("size", "crop_size"))
+    size, crop = (value if isinstance(value, dict) else {} for value in (size, crop))
     if processor.get("do_resize", True):
         if "height" in size and "width" in size:
             steps.append(f"resizes to {size['height']}x{size['width']}")
         elif "shortest_edge" in size:
             steps.append(f"resizes the shorter side to {size['shortest_edge']}")
+    if processor.get("do_center_crop") and "height" in crop and "width" in crop:  # the size the model sees
+        steps.append(f"crops the centre {crop['height']}x{crop['width']}")
     if processor.get("do_rescale", True):
         factor = processor.get("rescale_factor", 1 / 255)
         steps.append("scales to [0, 1]" if _close([factor], [1 / 255]) else f"multiplies the pixel values by {_cell(factor)}")

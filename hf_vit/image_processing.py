@@ -37,6 +37,12 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
     )
 
 
+def size_dict(size):
+    """A processor's `size` or `crop_size` as a dict: one number is a square (the older feature extractors'
+    `"size": 224`, as transformers' get_size_dict reads it); anything else as it is."""
+    return {"height": size, "width": size} if isinstance(size, int) and not isinstance(size, bool) else size
+
+
 def processor_size_mismatch(settings: dict, image_size):
     """`(made, wanted)` when an image processor with these settings (`processor.to_dict()`, or the JSON of
     preprocessor_config.json) makes images of another size than the model's `image_size`; None when they agree
@@ -50,8 +56,7 @@ def processor_size_mismatch(settings: dict, image_size):
         size = settings.get("size")
     else:
         return None
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = {"height": size, "width": size}
+    size = size_dict(size)
     if not isinstance(size, dict) or image_size is None:
         return None
     made, wanted = (size.get("height"), size.get("width")), tuple(_pair(image_size))

@@ -272,6 +272,20 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     )
 
 
+def test_the_card_says_what_a_cropping_or_older_processor_does(tmp_path):
+    """A processor that resizes to 40x40 and crops the centre 32x32 (which the push accepts) was described as
+    resizing to 40x40; an older feature extractor's `"size": 32` as not resizing at all."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    path = folder / "preprocessor_config.json"
+    processor = json.loads(path.read_text())
+    path.write_text(json.dumps({**processor, "size": {"height": 40, "width": 40}, "do_center_crop": True,
+                                "crop_size": {"height": 32, "width": 32}}))  # fmt: skip
+    assert check_model_folder(folder) == []
+    assert "resizes to 40x40, crops the centre 32x32, scales to [0, 1] and" in ModelCard.load(write_model_card(folder)).text
+    path.write_text(json.dumps({**processor, "size": 32}))
+    assert "resizes to 32x32, scales to [0, 1] and" in ModelCard.load(write_model_card(folder)).text
+
+
 def test_class_names_with_a_pipe_or_markup_keep_the_card_tables_whole(tmp_path):
     """Names come from a dataset's card: `q|p` split a table row into an extra column, `<b>x</b>` rendered bold."""
     folder = tmp_path / "odd-model"
