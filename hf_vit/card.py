@@ -591,6 +591,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,
         exported=exported,
+        one_channel=arch["num_channels"] == 1,
         can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],
         patch_text=_size(arch["patch_size"]),
         depth_text=f"{arch['depth']} Pre-LayerNorm encoder block" + ("s" if arch["depth"] != 1 else ""),
