@@ -577,6 +577,34 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
         assert "pipeline(" not in code
 
 
+def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp_path, fake_hub, monkeypatch):
+    """A push only added files: a retrained model pushed without its evaluation sat beside the earlier model's
+    evaluation/ (metrics, report, pictures), and weights saved in shards beside the earlier model.safetensors,
+    which transformers loads first: a Hub user got the old model. Those files now go in the same commit; the
+    user's own files (.gitattributes, a handler.py, notes) and the card stay."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run")
+    push_model_folder(folder, "someone/x")
+    repo = fake_hub.repos["someone/x"]
+    repo.update({".gitattributes": b"*.safetensors filter=lfs", "handler.py": b"# the user's", "notes.md": b"mine"})
+
+    shutil.rmtree(folder / "evaluation")  # retrained: training removes the earlier evaluation
+    model = make_model_folder(tmp_path / "new", seed=1, extras=False)
+    (folder / "model.safetensors").unlink()
+    HfViTForImageClassification.from_pretrained(model).save_pretrained(folder, max_shard_size="20KB")
+    assert (folder / "model.safetensors.index.json").exists()
+    files, _ = push_model_folder(folder, "someone/x", write_card=False)
+
+    assert sorted(repo) == sorted({*files, ".gitattributes", "handler.py", "notes.md", "README.md"})
+    assert not any(name.startswith("evaluation/") or name == "model.safetensors" for name in repo)
+    download = tmp_path / "download"
+    for name, content in repo.items():
+        (download / name).parent.mkdir(parents=True, exist_ok=True)
+        (download / name).write_bytes(content)
+    pushed, expected = (HfViTForImageClassification.from_pretrained(f).state_dict() for f in (download, model))
+    assert all(torch.equal(pushed[k], expected[k]) for k in expected)  # the new weights, not the earlier ones
+
+
 def test_a_push_without_private_leaves_the_visibility_to_the_organizations_default(tmp_path, fake_hub, monkeypatch):
     """push_to_hub.py without --private asked create_repo for private=False, which huggingface_hub sends as
     visibility "public": in an organization whose repositories are private by default, the model went up public.
