@@ -11,7 +11,8 @@ into the same place.
 
 Also here: `folder_lock`, which keeps two runs out of one folder (two trainings into one --output_dir, two
 evaluations into one evaluation folder, an evaluation of a model a training is writing), and `replace_text`,
-a file written whole or not at all through a temporary file no other writer shares.
+a file written whole or not at all through a temporary file no other writer shares, and `refuse_several_processes`,
+which keeps a one-process script launched as several (torchrun, accelerate launch) from running once per process.
 """
 
 import os
@@ -221,6 +222,22 @@ LOCK_FILE = ".hf_vit.lock"
 
 # Who holds a folder only shared: readers write no name into the lock file (several of them share it).
 READERS = "a program reading the files in it (an evaluation or an export)"
+
+
+class SeveralProcessesError(ValueError):
+    """A script that runs as one process was started as several by a launcher; the message names the fix."""
+
+
+def refuse_several_processes(script: str, clash: str, hint: str = "") -> None:
+    """Raise SeveralProcessesError when `torchrun` or `accelerate launch` started `script` as several processes
+    (WORLD_SIZE, the launchers' contract): each would do the whole work, `clash` says into what, and the lock or
+    the launcher would stop the others halfway (before: two runs into one folder, or two pushes)."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world.isdigit() and int(world) > 1:
+        raise SeveralProcessesError(
+            f"{script} runs as one process, but it was launched as {world} (WORLD_SIZE={world}, set by torchrun or "
+            f"accelerate launch): {clash}. Run it with `python scripts/{script} ...`{hint}."
+        )
 
 
 class FolderInUseError(OSError):

@@ -7,10 +7,10 @@ the `evaluate` library for everything it imports. The work is in hf_vit.analysis
 """
 
 import argparse
-import os
 import sys
 
 from hf_vit.analysis import DEFAULT_DATASET, evaluate_model, format_metrics_table
+from hf_vit.output_folder import refuse_several_processes
 
 
 def parse_args(argv=None):
@@ -37,23 +37,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def refuse_several_processes():
-    """`torchrun` or `accelerate launch` with several processes starts the script once per process; the evaluation
-    does not share out its images, so each would score the whole split into the same --output_dir, and the
-    launcher would stop the others as soon as one is refused by its lock."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
-        sys.exit(
-            f"error: evaluate_model.py runs as one process, but it was launched as {world} (WORLD_SIZE={world}, set "
-            "by torchrun or accelerate launch): each would evaluate the whole split into the same --output_dir. Run "
-            "it with `python scripts/evaluate_model.py ...`; --device picks the GPU."
-        )
-
-
 def main(argv=None):
     args = parse_args(argv)
-    refuse_several_processes()
     try:
+        # the evaluation does not share out its images: each process would score the whole split
+        refuse_several_processes("evaluate_model.py", "each would evaluate the whole split into the same --output_dir",
+                                 "; --device picks the GPU")
         metrics = evaluate_model(
             args.model,
             dataset=args.dataset,

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
+from hf_vit.output_folder import refuse_several_processes
 
 
 def main(argv=None):
@@ -21,6 +22,7 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace output_dir if it exists")
     args = parser.parse_args(argv)
     try:
+        refuse_several_processes("export_to_transformers_vit.py", "each would export the model into the same output_dir")
         out = export_to_transformers_vit(args.model_dir, args.output_dir, repo_id=args.repo_id, overwrite=args.overwrite)
     except (NotExportable, OSError, ValueError, RuntimeError) as err:  # OSError: missing or unreadable files
         sys.exit(f"error: {err}")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hf_vit import HfViTConfig
 from hf_vit.import_lesson import import_lesson_weights
+from hf_vit.output_folder import refuse_several_processes
 
 INT_FIELDS = ("num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
 SIZE_FIELDS = ("image_size", "patch_size")  # one number (square) or two (height width), as the lesson's cfg
@@ -66,6 +67,7 @@ def main(argv=None):
             cfg[name] = size[0] if len(size) == 1 else size
     cfg.update({k: v for k in (*INT_FIELDS, *FLOAT_FIELDS, "pool") if (v := getattr(args, k)) is not None})
     try:
+        refuse_several_processes("import_lesson_weights.py", "each would import the weights into the same output_dir")
         out = import_lesson_weights(
             args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean, image_std=args.image_std,
             labels=args.labels,

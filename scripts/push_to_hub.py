@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from hf_vit.hub import IncompleteModelFolder, push_model_folder
+from hf_vit.output_folder import refuse_several_processes
 
 
 def main(argv=None):
@@ -29,6 +30,7 @@ def main(argv=None):
     parser.add_argument("--dry_run", action="store_true", help="check the folder, write the card, list the files; no network")
     args = parser.parse_args(argv)
     try:
+        refuse_several_processes("push_to_hub.py", f"each would push the folder to {args.repo_id!r}, one commit each")
         files, info = push_model_folder(
             args.model_dir, args.repo_id, private=args.private, token=args.token,
             commit_message=args.commit_message, write_card=not args.keep_card, dry_run=args.dry_run,

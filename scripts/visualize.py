@@ -10,6 +10,7 @@ feature norms (see hf_vit/teaching.py).
 import argparse
 import sys
 
+from hf_vit.output_folder import refuse_several_processes
 from hf_vit.teaching import (
     PICTURES,
     PRESETS,
@@ -71,6 +72,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
+        refuse_several_processes("visualize.py", "each would draw the same pictures into the same --output_dir")
         check_output_dir(args.output_dir)  # before the model and the image load
         if args.model:
             model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code)

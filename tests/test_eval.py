@@ -536,18 +536,23 @@ def run_evaluate_script(argv, capsys):
     return code, capsys.readouterr().out
 
 
+def launch_two_processes(script, *args):
+    """`torchrun --nproc_per_node 2 scripts/<script> args` with this checkout's hf_vit, one thread per process."""
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(REPO / "scripts" / script), *map(str, args)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def test_an_evaluation_launched_as_several_processes_is_refused(evaluated, tmp_path):
     """`torchrun --nproc_per_node 2 scripts/evaluate_model.py` started two whole evaluations into one folder: one
     wrote it, the other was refused by the folder's lock naming its sibling as "an evaluation (pid N)", and the
     launcher then killed the first, finished or not. Now each says to run it as one process; nothing is written."""
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
     out = tmp_path / "eval"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(REPO / "scripts/evaluate_model.py"), "--model", str(evaluated["model_dir"]), "--dataset",
-         str(evaluated["data_dir"]), "--output_dir", str(out), "--device", "cpu", "--no_progress"],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = launch_two_processes("evaluate_model.py", "--model", evaluated["model_dir"], "--dataset",
+                                evaluated["data_dir"], "--output_dir", out, "--device", "cpu", "--no_progress")
     assert proc.returncode != 0
     assert ("error: evaluate_model.py runs as one process, but it was launched as 2 (WORLD_SIZE=2, set by torchrun "
             "or accelerate launch): each would evaluate the whole split into the same --output_dir. Run it with "

@@ -2274,3 +2274,34 @@ def test_an_export_of_a_checkpoint_of_a_running_training_is_refused(model_dir, t
         refusal = run_script_main("export_to_transformers_vit.py", [str(checkpoint), str(tmp_path / "vit")])
         assert refusal == checkpoint_refusal(checkpoint, run, pid)
     assert not (tmp_path / "vit").exists()
+
+
+@pytest.mark.parametrize("script, clash", [
+    ("export_to_transformers_vit.py", "each would export the model into the same output_dir"),
+    ("import_lesson_weights.py", "each would import the weights into the same output_dir"),
+    ("push_to_hub.py", "each would push the folder to 'me/tiny-vit', one commit each"),
+])  # fmt: skip
+def test_a_one_process_script_launched_as_several_processes_is_refused(model_dir, tmp_path, monkeypatch, script,
+                                                                       clash):
+    """torchrun and accelerate launch start a script once per process and set WORLD_SIZE: an export or import ran
+    twice into one folder (one staged copy replacing the other, or refused by the other's lock), a push pushed
+    twice. Refused as evaluate_model.py and visualize.py are, naming the script; nothing is written."""
+    from lesson_vit import ViT, ViTConfig
+
+    folder = copy_of(model_dir, tmp_path)
+    before = sorted(p.name for p in folder.iterdir())
+    torch.save(ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict(), tmp_path / "lesson.pt")
+    argv = {
+        "export_to_transformers_vit.py": [str(folder), str(tmp_path / "out")],
+        "import_lesson_weights.py": [str(tmp_path / "lesson.pt"), str(tmp_path / "out"), "--heads", "2"],
+        "push_to_hub.py": [str(folder), "me/tiny-vit", "--dry_run"],  # --dry_run writes the card into the folder
+    }[script]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert run_script_main(script, argv) == (
+        f"error: {script} runs as one process, but it was launched as 2 (WORLD_SIZE=2, set by torchrun or accelerate "
+        f"launch): {clash}. Run it with `python scripts/{script} ...`."
+    )
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in folder.iterdir()) == before
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process (python, or a launcher of one): it runs
+    script_module(script).main(argv)
+    assert (tmp_path / "out" / "config.json").is_file() or (folder / "README.md").is_file()

@@ -335,6 +335,22 @@ def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
     assert (grid[: 32 * 8, 32 * 8 - 1] == GRID_COLOR).all()
 
 
+def test_visualize_launched_as_several_processes_is_refused(tmp_path):
+    """`torchrun --nproc_per_node 2 scripts/visualize.py` drew every picture twice into one --output_dir, each
+    process printing the same paths. Now each says to run it as one process; nothing is written."""
+    image_path = tmp_path / "input.png"
+    noise_image(32, 32).save(image_path)
+    out = tmp_path / "pictures"
+    from test_eval import launch_two_processes
+
+    proc = launch_two_processes("visualize.py", "--preset", "tiny", "--image", image_path, "--output_dir", out)
+    assert proc.returncode != 0
+    assert ("error: visualize.py runs as one process, but it was launched as 2 (WORLD_SIZE=2, set by torchrun or "
+            "accelerate launch): each would draw the same pictures into the same --output_dir. Run it with "
+            "`python scripts/visualize.py ...`.") in proc.stderr, proc.stderr[-3000:]
+    assert not out.exists() and "patch_grid.png" not in proc.stdout
+
+
 def load_script():
     spec = importlib.util.spec_from_file_location("visualize_script", REPO / "scripts/visualize.py")
     module = importlib.util.module_from_spec(spec)
