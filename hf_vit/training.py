@@ -919,9 +919,9 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
 
 
 def check_resume(resume, fingerprint: dict, state: dict) -> bool:
-    """Refuse a checkpoint of another model shape or data split (naming the flags); True when the checkpoint
-    (`state`: its trainer_state.json) already ends this run's schedule (a crash after the last save), so that
-    training is skipped, not overrun."""
+    """Refuse a checkpoint of another model shape, data split, optimizer or batches (naming the flags); True when
+    the checkpoint (`state`: its trainer_state.json) already ends this run's schedule (a crash after the last save),
+    so that training is skipped, not overrun."""
     saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
     if saved is None:  # a checkpoint from before this file existed: nothing to compare
         return False
@@ -937,8 +937,49 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
             f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {'; '.join(changed)} "
             f"(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir.{why}"
         )
+    check_batches(resume, saved, fingerprint)
     same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
     return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+# What a step and an epoch are made of: the Trainer places a resume by the checkpoint's step count (its epoch,
+# how many batches of that epoch to skip, how far along the learning-rate schedule), in the batches of this run.
+BATCH_KEYS = ("world_size", "per_device_train_batch_size", "gradient_accumulation_steps", "dataloader_drop_last")
+
+
+def check_batches(resume, saved: dict, fingerprint: dict) -> None:
+    """Refuse a resume whose steps hold other images than the checkpoint's (another process count, batch size,
+    accumulation or last-batch rule): its step count would be read in the new steps, so the resume would skip or
+    repeat images and run the schedule to another length. A longer or shorter schedule (--max_steps,
+    --num_train_epochs) stays allowed."""
+    old, new = saved.get("schedule") or {}, fingerprint["schedule"]
+    keys = [k for k in BATCH_KEYS if k in old and _json_value(old[k]) != _json_value(new[k])]
+    if not keys:
+        return
+    changes = [f"{_batch_name(k)} {_json_value(old[k])!r} -> {_json_value(new[k])!r}" for k in keys]
+    if all(k in old for k in BATCH_KEYS[:3]) and keys != ["dataloader_drop_last"]:
+        changes.append(f"images per step {_global_batch(old)} -> {_global_batch(new)}")
+    values = [f"--{k} {_json_value(old[k])}" for k in keys if k != "world_size"]
+    if "world_size" in keys:
+        n = old["world_size"]
+        values.insert(0, "one process: `python scripts/train.py ...`" if n == 1 else (
+            f"{n} processes in all: `torchrun --nproc_per_node {n}` or `accelerate launch --num_processes {n}` on one "
+            "machine"))
+    raise SetupError(
+        f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other batches: {'; '.join(changes)} "
+        "(checkpoint -> now). Its place in the epoch and in the learning-rate schedule is counted in its own steps, "
+        "so this resume would skip or repeat images and stretch or cut the schedule. Relaunch with the checkpoint's "
+        f"values ({'; '.join(values)}), or start a new run from its weights with --model_name_or_path "
+        f"{str(resume)!r} in another --output_dir."
+    )
+
+
+def _batch_name(key: str) -> str:
+    return "processes" if key == "world_size" else f"--{key}"
+
+
+def _global_batch(schedule: dict) -> int:
+    return schedule["world_size"] * schedule["per_device_train_batch_size"] * schedule["gradient_accumulation_steps"]
 
 
 def _changed(saved: dict, fingerprint: dict, *parts: str) -> list[str]:

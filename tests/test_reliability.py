@@ -1856,6 +1856,38 @@ def test_a_resume_with_another_learning_rate_is_refused_and_other_augmentation_i
     ]
 
 
+def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir, tmp_path, capsys):
+    """The Trainer places a resume by the checkpoint's step count, read in this run's steps: with another batch
+    size or gradient accumulation (or process count: tests/test_train.py) it skipped or repeated images and ran
+    the schedule to another length, silently. Refused, naming the fix; a longer schedule in the same batches
+    still resumes."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    checkpoint = out / "checkpoint-4"
+    err = train_error(capsys, train_args(dataset_dir, out, "--per_device_train_batch_size", "8",
+                                         "--gradient_accumulation_steps", "2", "--resume_from_checkpoint", "last",
+                                         steps=8))  # fmt: skip
+    assert err == (
+        f"train.py: error: --resume_from_checkpoint '{checkpoint}' was saved by a run with other batches: "
+        "--per_device_train_batch_size 16 -> 8; --gradient_accumulation_steps 1 -> 2; images per step 16 -> 16 "
+        "(checkpoint -> now). Its place in the epoch and in the learning-rate schedule is counted in its own steps, "
+        "so this resume would skip or repeat images and stretch or cut the schedule. Relaunch with the checkpoint's "
+        "values (--per_device_train_batch_size 16; --gradient_accumulation_steps 1), or start a new run from its "
+        f"weights with --model_name_or_path '{checkpoint}' in another --output_dir."
+    )
+    err = train_error(capsys, train_args(dataset_dir, out, "--gradient_accumulation_steps", "2",
+                                         "--resume_from_checkpoint", "last", steps=8))  # fmt: skip
+    assert "--gradient_accumulation_steps 1 -> 2; images per step 16 -> 32 (checkpoint -> now)" in err
+    err = train_error(capsys, train_args(dataset_dir, out, "--dataloader_drop_last", "true",
+                                         "--resume_from_checkpoint", "last", steps=8))  # fmt: skip
+    assert "other batches: --dataloader_drop_last False -> True (checkpoint -> now)." in err  # another epoch length
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
+    assert main(train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12)) == 0
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 12
+
+
 def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
     """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
     the weights before those exist). The network is mocked at HfApi.create_repo/create_commit/list_repo_files."""

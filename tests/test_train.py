@@ -147,12 +147,15 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tiny, full_run, tm
     )
 
 
+# The 2-process runs' schedule: 4 steps, a checkpoint and an evaluation every 2.
+TWO_PROCESS_RUN = ("--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--per_device_eval_batch_size", "16")
+
+
 def two_processes(data, out, *more):
-    """2-process DDP on CPU (gloo): 4 steps, a checkpoint and an evaluation every 2. The 50 validation and test
-    images in batches of 16 per rank leave the last round short: the sampler repeats images to fill it."""
+    """2-process DDP on CPU (gloo). The 50 validation and test images in batches of 16 per rank leave the last
+    round short: the sampler repeats images to fill it."""
     return run(accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
-                          *tiny_args(data, out, "--max_steps", "4", "--eval_steps", "2", "--save_steps", "2",
-                                     "--per_device_eval_batch_size", "16", *more)),
+                          *tiny_args(data, out, *TWO_PROCESS_RUN, *more)),
                ACCELERATE_USE_CPU="1")  # fmt: skip
 
 
@@ -224,6 +227,26 @@ def test_two_processes_resume_a_checkpoint_that_ends_the_run(tiny, two_process_r
     metrics, first = (json.loads((folder / "metrics.json").read_text()) for folder in (out, done))
     assert (metrics["accuracy"], metrics["num_examples"], metrics["validation"]) == (
         first["accuracy"], first["num_examples"], first["validation"])
+
+
+def test_a_two_process_checkpoint_resumed_in_one_process_is_refused(tiny, two_process_run, tmp_path):
+    """A checkpoint of 2 processes (32 images a step) resumed in one (16): the Trainer read its step count in the
+    new steps, so it skipped or repeated images and stretched the schedule (a run of 8 steps in 2 processes,
+    stopped at 3, ran to step 16), silently. Refused, naming the launch that continues it; nothing is trained."""
+    done, _ = two_process_run
+    out = Path(shutil.copytree(done, tmp_path / "model"))
+    checkpoint = out / "checkpoint-2"
+    resume = tiny_args(tiny, out, *TWO_PROCESS_RUN, "--resume_from_checkpoint", str(checkpoint))
+    proc = run([sys.executable, TRAIN, *resume])
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert (
+        f"train.py: error: --resume_from_checkpoint '{checkpoint}' was saved by a run with other batches: processes "
+        "2 -> 1; images per step 32 -> 16 (checkpoint -> now)."
+    ) in proc.stderr, proc.stderr[-3000:]
+    assert ("Relaunch with the checkpoint's values (2 processes in all: `torchrun --nproc_per_node 2` or `accelerate "
+            "launch --num_processes 2` on one machine), or start a new run from its weights with --model_name_or_path "
+            f"'{checkpoint}' in another --output_dir.") in proc.stderr
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
 
 def test_offline_hub_id_stops_with_one_clear_message(tmp_path):
