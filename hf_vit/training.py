@@ -561,11 +561,14 @@ class HfViTTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial):
         self.check_loss()  # never save weights a non-finite step has already spoiled
-        result = super()._save_checkpoint(model, trial)
-        folder = Path(self.args.output_dir) / f"checkpoint-{self.state.global_step}"
-        if self.run_fingerprint is not None and self.args.should_save and folder.is_dir():
-            write_json(folder / RUN_FINGERPRINT, self.run_fingerprint)  # what a resume must match
-        return result
+        if self.run_fingerprint is not None and self.args.should_save:
+            # What a resume must match, written before the Trainer's trainer_state.json, which makes the checkpoint
+            # count as complete: a save cut short in between leaves a checkpoint that is skipped, never one that
+            # passes for complete but cannot be checked against the run.
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / RUN_FINGERPRINT, self.run_fingerprint)
+        return super()._save_checkpoint(model, trial)
 
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)

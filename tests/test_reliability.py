@@ -1888,6 +1888,35 @@ def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 12
 
 
+def test_a_checkpoint_holds_its_run_record_before_it_counts_as_complete(dataset_dir, tmp_path):
+    """A checkpoint counts as complete once trainer_state.json is in it; hf_vit_run.json, what a resume is checked
+    against, was written after it, so a save cut short between the two left a complete checkpoint that could not
+    be checked. Now it is there first: what the checkpoint holds when the Trainer writes its state (a stateful
+    callback's state() is read at that moment)."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+
+    from hf_vit.training import parse_args, train
+
+    class FilesBeforeTheState(TrainerCallback, ExportableState):
+        def __init__(self):
+            self.folder, self.seen = None, {}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+
+        def state(self):  # read when the Trainer starts, too: no checkpoint then
+            if self.folder is not None:
+                self.seen[self.folder.name] = sorted(p.name for p in self.folder.iterdir())
+            return {"args": {}, "attributes": {}}
+
+    seen = FilesBeforeTheState()
+    train(*parse_args(train_args(dataset_dir, tmp_path / "run", steps=8)), extra_callbacks=[seen])
+    assert sorted(seen.seen) == ["checkpoint-4", "checkpoint-8"]
+    for files in seen.seen.values():
+        assert "hf_vit_run.json" in files and "trainer_state.json" not in files, files
+
+
 def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
     """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
     the weights before those exist). The network is mocked at HfApi.create_repo/create_commit/list_repo_files."""
