@@ -1305,7 +1305,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         print(
             f"[hf_vit] {n_params / 1e6:.2f}M parameters; train {len(data.train)}, validation "
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
-            f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on {training_args.device}; "
+            f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on "
+            f"{_device_name(training_args.device)}; "
             f"{model.config._attn_implementation} attention, {precision}",
             flush=True,
         )
@@ -1397,6 +1398,11 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     if hub_repo:
         push_finished_folder(output_dir, hub_repo, training_args)
     return metrics
+
+
+def _device_name(device: torch.device) -> str:
+    """The device of the summary line: 'cpu' for every CPU process (in several the Trainer names its 'cpu:0')."""
+    return "cpu" if device.type == "cpu" else str(device)
 
 
 def _validation_words(validation: dict) -> str:
