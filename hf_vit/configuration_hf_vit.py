@@ -78,6 +78,15 @@ def _one_value_per_field(kwargs, fields):
             )
 
 
+def _numbers(given, names, kind):
+    """The values of `names` in update_from_string's text pairs, as numbers of `kind`; None where one is not a number
+    (transformers' own parsing then names the bad value)."""
+    try:
+        return {k: kind(v) for k, v in given.items() if k in names}
+    except ValueError:
+        return None
+
+
 def _num_classes_as_num_labels(kwargs):
     """The lesson's `num_classes=N` means `num_labels=N` (in place); both given must agree."""
     num_classes = kwargs.pop("num_classes", None)
@@ -294,17 +303,15 @@ class HfViTConfig(PretrainedConfig):
         super().update(config_dict)
 
     def update_from_string(self, update_str):
-        # "dropout=0.1,hidden_dropout_prob=0.2" is refused as the constructor refuses it; the parsing stays
-        # transformers' (the same split on "," and "=").
+        # "dropout=0.1,hidden_dropout_prob=0.2" and "dim=64,hidden_size=48" are refused as the constructor refuses
+        # them; the parsing stays transformers' (the same split on "," and "=").
         given = dict(x.split("=") for x in update_str.split(","))
-        rates = {k: v for k, v in given.items() if k == "dropout" or k in DROPOUT_ALIASES}
-        if len(rates) > 1:
-            try:
-                rates = {k: float(v) for k, v in rates.items()}
-            except ValueError:
-                pass  # not numbers: transformers' own parsing names the bad value
-            else:
-                _one_dropout(rates, rates.get("dropout"), explicit="dropout" in rates)
+        rates = _numbers(given, ("dropout", *DROPOUT_ALIASES), float)
+        if rates is not None and len(rates) > 1:
+            _one_dropout(rates, rates.get("dropout"), explicit="dropout" in rates)
+        sizes = _numbers(given, (*FIELD_ALIASES, *FIELD_ALIASES.values()), int)
+        if sizes is not None:
+            _one_value_per_field(sizes, sizes)
         super().update_from_string(update_str)
 
     # -- derived sizes -------------------------------------------------------

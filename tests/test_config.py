@@ -270,3 +270,17 @@ def test_update_with_a_class_count_and_names_that_disagree_is_refused():
         assert c.id2label == dict(enumerate(CIFAR10_LABELS))
     c.update({"num_labels": 2, "id2label": ["cat", "dog"]})
     assert c.label2id == {"cat": 0, "dog": 1}
+
+
+def test_update_from_string_refuses_a_transformers_name_that_disagrees_with_the_lessons():
+    """update_from_string sets the keys one by one: "dim=64,hidden_size=48" left dim=48, the last one, silently.
+    Refused as the constructor and update() refuse it, nothing half-set."""
+    c = HfViTConfig(dim=32)
+    for text in ("dim=64,hidden_size=48", "hidden_size=48,dim=64"):
+        with pytest.raises(ValueError, match=r"HfViTConfig: dim=64 and hidden_size=48 disagree: they are one setting"):
+            c.update_from_string(text)
+    with pytest.raises(ValueError, match=r"num_channels=4 and channels=1 disagree.*channels is the lesson's name"):
+        c.update_from_string("channels=1,num_channels=4")
+    assert (c.dim, c.num_channels) == (32, 3)
+    c.update_from_string("dim=48,hidden_size=48,num_hidden_layers=2")
+    assert (c.dim, c.depth) == (48, 2)
