@@ -287,8 +287,14 @@ class HfViTConfig(PretrainedConfig):
     def save_pretrained(self, save_directory, push_to_hub=False, **kwargs):
         # A field edited after construction (config.pool = "max") is checked before it is saved: a folder
         # that from_pretrained would refuse is never written.
-        self.validate_hf_vit()
+        self.check_before_save()
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    def check_before_save(self):
+        """Every check a save makes, made before anything is written: the lesson's fields, then transformers' own
+        validators (its save_pretrained runs them only after copying the remote-code files into the folder)."""
+        self.validate_hf_vit()
+        self.validate()
 
     def update(self, config_dict):
         # transformers sets the keys one by one: two values of one setting (two dropout names, dim and hidden_size,

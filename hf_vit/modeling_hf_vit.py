@@ -267,6 +267,12 @@ class HfViTPreTrainedModel(PreTrainedModel):
         # Entries already present (e.g. "repo--module.Class" from the Hub) win.
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers copies the remote-code files into the folder before the config refuses itself there: checked
+        # first, a refused save writes nothing (and leaves an earlier save in that folder as it was).
+        self.config.check_before_save()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def _init_weights(self, module):
         # Linear and LayerNorm get transformers' defaults (normal(0, initializer_range), zero bias, unit scale).
         super()._init_weights(module)

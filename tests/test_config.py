@@ -284,3 +284,22 @@ def test_update_from_string_refuses_a_transformers_name_that_disagrees_with_the_
     assert (c.dim, c.num_channels) == (32, 3)
     c.update_from_string("dim=48,hidden_size=48,num_hidden_layers=2")
     assert (c.dim, c.depth) == (48, 2)
+
+
+def test_a_refused_save_writes_nothing(tmp_path):
+    """A model whose config was edited into an invalid one (pool='max') was refused by save_pretrained only after
+    transformers had copied the two remote-code files: a new folder was left holding them, and an earlier save's
+    files there were overwritten. The config is checked first now: nothing is made, written or changed."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    model.save_pretrained(tmp_path / "old")
+    (tmp_path / "old" / "modeling_hf_vit.py").write_text("# an earlier save's remote code\n")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()}
+    model.config.pool = "max"
+    for folder in ("new", "old"):
+        with pytest.raises(ValueError, match="unknown `pool` 'max'"):
+            model.save_pretrained(tmp_path / folder)
+    assert not (tmp_path / "new").exists()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "old").iterdir()} == before
+    with pytest.raises(ValueError, match="unknown `pool` 'max'"):
+        model.config.save_pretrained(tmp_path / "config")
+    assert not (tmp_path / "config").exists()
