@@ -252,7 +252,10 @@ class HfViTConfig(PretrainedConfig):
         self.emb_dropout = emb_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
+        # Set after transformers' checks, which refuse it beside attn_implementation="sdpa" (served here: the setter).
+        output_attentions = kwargs.pop("output_attentions", False)
         super().__init__(**kwargs)
+        self._output_attentions = output_attentions
         self.validate_hf_vit()
 
     @classmethod
@@ -289,6 +292,28 @@ class HfViTConfig(PretrainedConfig):
         # that from_pretrained would refuse is never written.
         self.check_before_save()
         return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+
+    @property
+    def output_attentions(self):
+        return self._output_attentions
+
+    @output_attentions.setter
+    def output_attentions(self, value):
+        # transformers refuses it beside an SDPA or flash model, whose kernels return no weights; hf_vit's attention
+        # takes the eager path for each call that asks for them, so every implementation serves them. As in
+        # transformers, asking before the model chose one picks eager.
+        if value and self._attn_implementation is None:
+            self._attn_implementation = "eager"
+        self._output_attentions = value
+
+    def validate_output_attentions(self):
+        """Nothing to refuse: every attention implementation returns the weights here (see the setter above)."""
+
+    def validate(self):
+        """transformers' validators, looked up on this class so that the one above replaces its own (PretrainedConfig's
+        `validate` calls its own functions): a config with output_attentions=True saves beside SDPA."""
+        for validator in PretrainedConfig.__class_validators__:
+            getattr(self, validator.__name__)()
 
     def check_before_save(self):
         """Every check a save makes, made before anything is written: the lesson's fields, then transformers' own

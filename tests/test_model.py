@@ -96,6 +96,30 @@ def test_output_attentions_and_hidden_states():
         assert model(pixel_values=x).attentions is None
 
 
+def test_output_attentions_in_the_config_saves_and_loads_beside_sdpa(tmp_path):
+    """An SDPA model serves attentions through its eager path, so a config that asks for them on every call saves
+    and loads (before: save_pretrained raised transformers' StrictDataclassClassValidationError, so a Trainer's first
+    save failed, and `model.config.output_attentions = True` was refused at once)."""
+    tiny = dict(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    model = HfViTForImageClassification(HfViTConfig(**tiny, output_attentions=True)).eval()
+    assert model.config._attn_implementation == "sdpa"
+    x = torch.randn(2, 3, 32, 32)
+    model.save_pretrained(tmp_path / "a")
+    with torch.no_grad():
+        for kwargs in ({}, {"attn_implementation": "sdpa"}):
+            reloaded = HfViTForImageClassification.from_pretrained(tmp_path / "a", **kwargs).eval()
+            assert reloaded.config._attn_implementation == "sdpa" and reloaded.config.output_attentions
+            out = reloaded(pixel_values=x)
+            assert out.attentions[0].shape == (2, 2, 65, 65)
+            assert torch.allclose(out.logits, model(pixel_values=x).logits, atol=1e-6)
+        plain = HfViTForImageClassification(HfViTConfig(**tiny)).eval()
+        plain.config.output_attentions = True
+        assert plain.config._attn_implementation == "sdpa"
+        assert plain(pixel_values=x).attentions[0].shape == (2, 2, 65, 65)
+    plain.save_pretrained(tmp_path / "b")
+    assert HfViTForImageClassification.from_pretrained(tmp_path / "b").config.output_attentions
+
+
 def test_base_model_outputs():
     config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, pool="mean")
     model = HfViTModel(config).eval()
