@@ -54,6 +54,27 @@ def _one_dropout(kwargs, dropout, explicit):
     return next(iter(given.values())) if given else dropout
 
 
+# transformers' ViTConfig fields with no part in the lesson's model: the values that match what it does, and what it
+# does. Kept silently, another value would be saved and read back while the model went on as before.
+VIT_FIELDS_WITHOUT_EFFECT = {
+    "hidden_act": (("gelu",), "the FFN always uses GELU (torch's exact nn.GELU, transformers' 'gelu')"),
+    "qkv_bias": ((False,), "the q, k, v projection (to_qkv) has no bias, as in the lesson"),
+    "pooler_output_size": ((), "the pooled vector is the [CLS] token or the mean of the tokens (config.pool), with no "
+                               "dense layer"),
+    "pooler_act": ((), "the pooled vector goes to the head with no activation"),
+    "encoder_stride": ((), "the model has no masked-image-modeling decoder"),
+}
+
+
+def _check_vit_fields_without_effect(config):
+    """Refuse a ViT field set to a value the model does not follow (hidden_act="relu"), naming what it does."""
+    for name, (allowed, what) in VIT_FIELDS_WITHOUT_EFFECT.items():
+        value = getattr(config, name, None)
+        if value is not None and value not in allowed:
+            keep = f" (or {name}={allowed[0]!r})" if allowed else ""
+            raise ValueError(f"HfViTConfig: {name}={value!r} has no effect: {what}. Leave {name} out{keep}.")
+
+
 # The other names of the lesson's size fields: transformers' (attribute_map) and the lesson's `channels`. The two
 # dropout names are `_one_dropout`'s.
 FIELD_ALIASES = {
@@ -268,6 +289,8 @@ class HfViTConfig(PretrainedConfig):
         _one_value_per_field(kwargs, kwargs)  # dim=64, hidden_size=48: set one by one, the last would win
         if set(DROPOUT_ALIASES) & set(kwargs):  # set one by one after loading: two different values, the last would win
             kwargs["dropout"] = _one_dropout(kwargs, kwargs.get("dropout"), explicit="dropout" in kwargs)
+        # hidden_act="relu" and its kin go to the constructor's check (else the model's "unexpected keyword argument").
+        config_dict = {**config_dict, **{k: kwargs.pop(k) for k in VIT_FIELDS_WITHOUT_EFFECT if k in kwargs}}
         label_keys = ("id2label", "label2id", "num_labels")
         given = {k: kwargs.pop(k) for k in label_keys if k in kwargs}
         given = {k: v for k, v in given.items() if v is not None}  # num_labels=None: not given, the saved ones stay
@@ -428,6 +451,7 @@ class HfViTConfig(PretrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"HfViTConfig: `{name}` must be a positive finite number, got {value!r}.")
+        _check_vit_fields_without_effect(self)
         if self.num_labels is None or self.num_labels < 1:
             raise ValueError("HfViTConfig: the model needs at least one class: pass `id2label` or `num_labels`.")
         ids = sorted(_class_id(i, "id2label") for i in self.id2label)

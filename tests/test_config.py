@@ -303,3 +303,28 @@ def test_a_refused_save_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="unknown `pool` 'max'"):
         model.config.save_pretrained(tmp_path / "config")
     assert not (tmp_path / "config").exists()
+
+
+def test_vit_fields_the_model_has_no_part_for_are_refused(tmp_path):
+    """hidden_act='relu' and qkv_bias=True (ViT's habits) were accepted and saved while the model kept its GELU and
+    its q, k, v projection without bias. Refused when built, edited (at save and model build) and loaded, naming what
+    the model does; the values that match it are taken."""
+    pattern = r"^HfViTConfig: hidden_act='relu' has no effect: the FFN always uses GELU .*Leave hidden_act out \(or "
+    with pytest.raises(ValueError, match=pattern + r"hidden_act='gelu'\)\.$"):
+        HfViTConfig(hidden_act="relu")
+    with pytest.raises(ValueError, match=r"qkv_bias=True has no effect: the q, k, v projection \(to_qkv\) has no bias"):
+        HfViTConfig(qkv_bias=True)
+    for name, value in (("pooler_act", "tanh"), ("pooler_output_size", 192), ("encoder_stride", 16)):
+        with pytest.raises(ValueError, match=rf"{name}={value!r} has no effect: .* Leave {name} out\.$"):
+            HfViTConfig(**{name: value})
+    assert HfViTConfig(hidden_act="gelu", qkv_bias=False).qkv_bias is False
+    c = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    c.hidden_act = "relu"
+    with pytest.raises(ValueError, match="hidden_act='relu' has no effect"):
+        c.save_pretrained(tmp_path / "c")
+    with pytest.raises(ValueError, match="hidden_act='relu' has no effect"):
+        HfViTForImageClassification(c)
+    del c.hidden_act
+    HfViTForImageClassification(c).save_pretrained(tmp_path / "m")
+    with pytest.raises(ValueError, match="qkv_bias=True has no effect"):
+        HfViTForImageClassification.from_pretrained(tmp_path / "m", qkv_bias=True)
