@@ -164,8 +164,8 @@ class HfViTAttention(nn.Module):
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        if output_attentions:
-            # SDPA and flash kernels never materialise the weights; the eager path does.
+        if output_attentions or not x.shape[0]:
+            # SDPA and flash kernels never materialise the weights, and transformers' SDPA fails on an empty batch.
             attention_interface = eager_attention_forward
         out, attn = attention_interface(
             self, q, k, v, None, scaling=self.scaling, dropout=self.dropout if self.training else 0.0

@@ -120,6 +120,20 @@ def test_output_attentions_in_the_config_saves_and_loads_beside_sdpa(tmp_path):
     assert HfViTForImageClassification.from_pretrained(tmp_path / "b").config.output_attentions
 
 
+def test_an_empty_batch_gives_empty_outputs():
+    """A batch of no images gives the usual outputs with batch size 0, as a torch module does (before: RuntimeError:
+    cannot reshape tensor of 0 elements ..., from inside transformers' SDPA)."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    assert model.config._attn_implementation == "sdpa"
+    empty = torch.zeros(0, 3, 32, 32)
+    with torch.no_grad():
+        out = model(pixel_values=empty, output_hidden_states=True)
+        assert out.logits.shape == (0, 10) and [h.shape for h in out.hidden_states] == [(0, 65, 32)] * 2
+        assert model(pixel_values=empty, output_attentions=True).attentions[0].shape == (0, 2, 65, 65)
+        base = model.vit(pixel_values=empty)
+        assert base.last_hidden_state.shape == (0, 65, 32) and base.pooler_output.shape == (0, 32)
+
+
 def test_base_model_outputs():
     config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, pool="mean")
     model = HfViTModel(config).eval()
