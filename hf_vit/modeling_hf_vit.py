@@ -273,6 +273,14 @@ class HfViTPreTrainedModel(PreTrainedModel):
         self.config.check_before_save()
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def resize_token_embeddings(self, *args, **kwargs):
+        # transformers' method for a text model's vocabulary: here it failed inside, on the patch embedding's Sequential.
+        raise NotImplementedError(
+            f"{type(self).__name__} has no token embeddings to resize: a ViT reads image patches, not tokens of a "
+            "vocabulary. For another number of classes, load with `from_pretrained(folder, num_labels=N, "
+            "ignore_mismatched_sizes=True)`."
+        )
+
     def _init_weights(self, module):
         # Linear and LayerNorm get transformers' defaults (normal(0, initializer_range), zero bias, unit scale).
         super()._init_weights(module)

@@ -345,6 +345,20 @@ def test_input_embeddings_get_and_set():
     assert model.vit.embeddings.to_patch_embedding is replacement and model.get_input_embeddings() is replacement
 
 
+def test_resizing_token_embeddings_says_a_vit_has_none_and_how_to_change_the_classes(tmp_path):
+    """transformers' resize_token_embeddings (for a text model's vocabulary) failed with `AttributeError: 'Sequential'
+    object has no attribute 'weight'`. It says why now, and how to get another class count (which works)."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    pattern = r"^HfViTForImageClassification has no token embeddings to resize: a ViT reads image patches, .*"
+    with pytest.raises(NotImplementedError, match=pattern + r"`from_pretrained\(folder, num_labels=N, ignore_mis"):
+        model.resize_token_embeddings(12)
+    with pytest.raises(NotImplementedError, match="^HfViTModel has no token embeddings to resize"):
+        model.vit.resize_token_embeddings(12)
+    model.save_pretrained(tmp_path)
+    resized = HfViTForImageClassification.from_pretrained(tmp_path, num_labels=12, ignore_mismatched_sizes=True)
+    assert resized(pixel_values=torch.randn(1, 3, 32, 32)).logits.shape == (1, 12)
+
+
 class _PatchEmbedding(torch.nn.Module):
     """A patch embedding that is not a Sequential: a strided convolution, as transformers' ViT has."""
 
