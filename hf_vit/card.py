@@ -28,6 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .data import looks_local
+from .hub import two_saves
 from .image_processing import size_dict
 from .metrics import macro_scope
 from .output_folder import replace_text
@@ -94,8 +95,12 @@ def _safetensors_numel(path: Path) -> int:
 
 
 def count_parameters(model_dir) -> int | None:
-    """Parameter count of the weights in `model_dir` (single or sharded safetensors), or None."""
+    """Parameter count of the weights in `model_dir` (single or sharded safetensors), or None. A folder holding
+    both is refused: the count would be of the single file's weights, whichever save is current."""
     model_dir = Path(model_dir)
+    both = two_saves(model_dir)
+    if both:
+        raise ValueError(f"{model_dir}: {both}")
     single = model_dir / "model.safetensors"
     if single.is_file():
         return _safetensors_numel(single)

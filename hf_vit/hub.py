@@ -70,8 +70,28 @@ class IncompleteModelFolder(ValueError):
     """The folder lacks something a Hub user needs to load the model."""
 
 
+def two_saves(model_dir) -> str | None:
+    """Both a single model.safetensors and a sharded save's index: what two saves into one folder leave
+    (save_pretrained deletes an earlier save's shards, never an earlier single file or index). transformers
+    loads model.safetensors and ignores the shards, which may be the newer weights; None when only one is there."""
+    model_dir = Path(model_dir)
+    single, index = model_dir / "model.safetensors", model_dir / "model.safetensors.index.json"
+    if not (single.is_file() and index.is_file()):
+        return None
+    older = min((single, index), key=lambda path: path.stat().st_mtime).name
+    return (
+        "the folder holds both model.safetensors and model.safetensors.index.json (with its model-*-of-*.safetensors "
+        "shards), the weights of two saves: transformers would load model.safetensors whichever is current. Delete "
+        f"the earlier save's files (the older one by modification time is {older}; the index goes with its shards), "
+        "or save the model again into an empty folder."
+    )
+
+
 def _weight_files(model_dir: Path) -> list[str]:
     """Names of the safetensors weight files (single file or the shards of the index)."""
+    both = two_saves(model_dir)
+    if both:
+        raise IncompleteModelFolder(both)
     if (model_dir / "model.safetensors").is_file():
         return ["model.safetensors"]
     index = model_dir / "model.safetensors.index.json"
@@ -410,4 +430,4 @@ def push_model_folder(
     return files, info
 
 
-__all__ = ["IncompleteModelFolder", "check_model_folder", "upload_plan", "push_model_folder"]
+__all__ = ["IncompleteModelFolder", "check_model_folder", "two_saves", "upload_plan", "push_model_folder"]

@@ -605,6 +605,35 @@ def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp
     assert all(torch.equal(pushed[k], expected[k]) for k in expected)  # the new weights, not the earlier ones
 
 
+def test_a_single_weights_file_beside_a_sharded_save_is_refused_by_push_card_and_evaluation(tmp_path, fake_hub,
+                                                                                          monkeypatch):
+    """save_pretrained(folder, max_shard_size=...) into a folder holding model.safetensors left that file beside the
+    new shards and index: the push uploaded both, and transformers, the evaluation and the card's parameter count
+    read the single file, the earlier weights. Each now refuses the folder, naming the older file to delete."""
+    from hf_vit.analysis import load_classifier
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    new = HfViTForImageClassification.from_pretrained(make_model_folder(tmp_path / "new", seed=1, extras=False))
+    new.save_pretrained(folder, max_shard_size="20KB")
+    assert (folder / "model.safetensors").is_file() and (folder / "model.safetensors.index.json").is_file()
+    message = str(pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code)
+    problem = ("the folder holds both model.safetensors and model.safetensors.index.json (with its "
+               "model-*-of-*.safetensors shards), the weights of two saves: transformers would load model.safetensors "
+               "whichever is current. Delete the earlier save's files (the older one by modification time is "
+               "model.safetensors; the index goes with its shards), or save the model again into an empty folder.")
+    assert message == f"error: Not pushing {folder}: the folder is incomplete.\n- {problem}"
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+    for read in (load_classifier, write_model_card):  # the evaluation's model, the card's parameter count
+        with pytest.raises(ValueError) as err:
+            read(folder)
+        assert str(err.value) == f"{folder}: {problem}"
+
+    (folder / "model.safetensors").unlink()  # the fix the message names: the new shards alone go up
+    files, _ = push_model_folder(folder, "someone/x")
+    assert "model.safetensors" not in files and "model.safetensors.index.json" in files
+
+
 def test_a_push_without_private_leaves_the_visibility_to_the_organizations_default(tmp_path, fake_hub, monkeypatch):
     """push_to_hub.py without --private asked create_repo for private=False, which huggingface_hub sends as
     visibility "public": in an organization whose repositories are private by default, the model went up public.
