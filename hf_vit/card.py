@@ -315,11 +315,32 @@ _MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]!|~])")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
+# What renderers that auto-link (GitHub's, the Hub's) turn into a link with no markup at all: a scheme (http://x),
+# www.x, an e-mail address, a bare domain of a common top-level name (linkify's fuzzy links).
+_AUTOLINK = re.compile(r"(?i)(\w[\w+.-]*://|\bwww\.|\bmailto:|[^\s@]@[^\s@]+\.\w|\b[\w-]+\.(com|org|net|io|ai|edu|gov|dev|app|co)\b)")
+
+
 def _text(value) -> str:
     """Text from a dataset or a recipe (class names, dataset names) as plain markdown: HTML tags and entities,
-    links, images and table pipes all show as the characters they are."""
-    text = html.escape(str(value), quote=False)  # <b>, <img ...> and &amp; stay text
-    return _MARKDOWN_SPECIALS.sub(r"\\\1", re.sub(r"[\r\n]+", " ", text))
+    links, bare URLs, images and table pipes all show as the characters they are."""
+    # An auto-link ends at a space or a `<`: the words between are shown one by one.
+    parts = re.split(r"([\s<]+)", re.sub(r"[\r\n]+", " ", str(value)))
+    return "".join(_code_span(part) if _AUTOLINK.search(part) else _escaped(part) for part in parts)
+
+
+def _escaped(text: str) -> str:
+    text = html.escape(text, quote=False)  # <b>, <img ...> and &amp; stay text
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", text)
+
+
+def _code_span(text: str) -> str:
+    """`text` (no spaces) as an inline code span, where no renderer makes a link (escaping cannot stop an
+    auto-link): fenced by one backtick more than its longest run of them, padded with a space where it starts or
+    ends with a backtick. Its characters show as they are (code takes no HTML and no escapes), but `|` is escaped:
+    a table row splits on it even inside code, and GitHub and the Hub read `\\|` there as `|`."""
+    fence = "`" * (1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    pad = " " if text[:1] == "`" or text[-1:] == "`" else ""
+    return fence + pad + text.replace("|", "\\|") + pad + fence
 
 
 def _cell(value) -> str:

@@ -317,6 +317,11 @@ def card_of(folder, names, dataset, recipe):
     return ModelCard.load(write_model_card(folder)).text
 
 
+def outside_code(text: str) -> str:
+    """The card's text without its code blocks and inline code spans, where no renderer makes a link."""
+    return re.sub(r"(`+).+?\1", "", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M))
+
+
 def test_links_images_and_html_in_class_and_dataset_names_stay_text_on_the_card(tmp_path):
     """Class names and dataset names come from a dataset's card: `[click](http://evil)` became a live link and
     `![x](http://tracker/p.png)` an image loaded by every reader of the card; the recipe table printed HTML raw."""
@@ -324,12 +329,25 @@ def test_links_images_and_html_in_class_and_dataset_names_stay_text_on_the_card(
     dataset = "<b>d</b>[d](javascript:x)"  # not a Hub id: no link to it either
     recipe = {"model": {"config": {"id2label": dict(enumerate(names))}}, "data": {"dataset_name": dataset}}
     text = card_of(tmp_path / "model", names, dataset, recipe)
-    assert re.findall(r"(?<!\\)\]\((?:http|javascript)", text) == []  # no `](` that is not escaped
+    assert re.findall(r"(?<!\\)\]\((?:http|javascript)", outside_code(text)) == []  # no `](` that is not escaped
     assert "<img" not in text and "<b>" not in text and "huggingface.co/datasets/&lt;" not in text
-    assert "Classes (4): \\[click\\](http://evil), \\!\\[x\\](http://tracker/p.png), &lt;img src=x onerror=alert(1)&gt;, plain." in text
-    assert "| \\[click\\](http://evil) | 50.00% |" in text  # the per-class table, each name as its characters
+    # a name holding a URL is code, which no renderer links (an escaped `\](http://evil)` still auto-linked)
+    assert "Classes (4): `[click](http://evil)`, `![x](http://tracker/p.png)`, &lt;img src=x onerror=alert(1)&gt;, plain." in text
+    assert "| `[click](http://evil)` | 50.00% |" in text  # the per-class table, each name as its characters
     assert "**&lt;b&gt;d&lt;/b&gt;\\[d\\](javascript:x)** from the Hugging Face Hub." in text
     assert '"2": "&lt;img src=x onerror=alert(1)&gt;"' in text  # the recipe's config, escaped like the rest
+
+
+def test_class_names_that_are_bare_urls_show_as_text_not_links(tmp_path):
+    """A class named www.x.com or http://x reached the card as it was, which GitHub and the Hub turn into a link
+    with no markup at all (escaping only covered [x](url)). Such a word is now inline code, which none links; the
+    rest of a name is escaped as before, and a `|` in it still keeps the table rows whole."""
+    names = ["www.x.com", "http://x/a_b*c", "see ftp://y|z <b>", "mail me@x.org", "plain"]
+    text = card_of(tmp_path / "model", names, "/data/urls", {"data": {"dataset_name": "/data/urls"}})
+    assert "Classes (5): `www.x.com`, `http://x/a_b*c`, see `ftp://y\\|z` &lt;b&gt;, mail `me@x.org`, plain." in text
+    assert "| `www.x.com` | 50.00% |" in text and "| see `ftp://y\\|z` &lt;b&gt; | 50.00% |" in text
+    shown = outside_code(text)
+    assert not any(url in shown for url in ("www.x.com", "http://x", "ftp://y", "me@x.org")), shown
 
 
 def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
@@ -342,7 +360,7 @@ def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
     metrics_file = folder / "evaluation" / "metrics.json"
     metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "split": "[x](http://evil)"}))
     card = ModelCard.load(write_model_card(folder))
-    assert "](http" not in card.text.replace("\\](http", ""), card.text
+    assert "](http" not in outside_code(card.text).replace("\\](http", ""), card.text
     assert "On the test split of" in card.text and card.data.base_model is None
     (folder / "training_recipe.json").write_text(json.dumps({"model": {"model_name_or_path": "./my`model"}}))
     metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "split": "validation"}))
