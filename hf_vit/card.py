@@ -364,6 +364,11 @@ def _plain(value) -> str:
     return str(value)
 
 
+def _duration(seconds) -> str:
+    """A run's length: seconds below a minute (a 2 s test run showed as "0.0 min"), minutes above."""
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
 def _size(value) -> str:
     return "x".join(str(v) for v in value) if isinstance(value, (list, tuple)) else f"{value}x{value}"
 
@@ -488,7 +493,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         if isinstance(train_info.get("runtime_s"), (int, float)):
             # A resumed run's time is its last session's only: say so rather than understate the whole run.
             when = f" (the last session, from step {resumed})" if resumed else ""
-            train_rows.append((f"Training time{when}", f"{train_info['runtime_s'] / 60:.1f} min"))
+            train_rows.append((f"Training time{when}", _duration(train_info["runtime_s"])))
         for key, name in (("steps", "Optimizer steps"), ("epochs", "Epochs"), ("train_samples_per_second", "Training images per second")):
             if key in train_info:
                 train_rows.append((name, _cell(train_info[key])))
@@ -642,6 +647,8 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         pictures=pictures,
         model_ref=model_ref,
         image_size_text=image_size_text,
+        # the pipeline's output in the example: one of this model's classes, as Python prints it
+        example_label=repr(labels[0] if labels else "LABEL_0"),
     )
     return card_data, variables
 

@@ -350,6 +350,20 @@ def test_class_names_that_are_bare_urls_show_as_text_not_links(tmp_path):
     assert not any(url in shown for url in ("www.x.com", "http://x", "ftp://y", "me@x.org")), shown
 
 
+def test_a_short_run_is_timed_in_seconds_and_the_example_output_names_the_models_own_class(tmp_path):
+    """A run under 3 s showed "Training time | 0.0 min", and every card's pipeline example printed
+    [{'label': 'cat', ...}], a class a fruit model does not have. Below a minute the time is in seconds; the
+    example names the model's first class as Python prints it."""
+    folder = tmp_path / "model"
+    card_of(folder, ["it's <ripe>", "pear"], "someone/fruit", {"data": {"dataset_name": "someone/fruit"}})
+    for runtime, shown in ((2.4, "2.4 s"), (59.9, "59.9 s"), (600.0, "10.0 min")):
+        (folder / "metrics.json").write_text(json.dumps({"train": {"runtime_s": runtime, "steps": 3}}))
+        text = ModelCard.load(write_model_card(folder)).text
+        assert f"| Training time | {shown} |" in text
+    assert """print(classifier("my_image.png"))  # [{'label': "it's <ripe>", 'score': ...}, ...]""" in text
+    assert "'cat'" not in text
+
+
 def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
     """The split of metrics.json and the recipe's model_name_or_path reached the card as they were: a split
     `[x](http://evil)` became a link in every results sentence, a base model `[x](http://evil)` a link to it, and a
