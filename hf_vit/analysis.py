@@ -31,6 +31,7 @@ from .data import (
     as_mode,
     check_eight_bit,
     check_no_empty_cells,
+    config_name,
     dataset_reference,
     find_columns,
     get_split,
@@ -674,8 +675,8 @@ def _evaluate(
 
     metrics = classification_metrics(logits, labels, label_names=names)
     metrics.update(
-        dataset=dataset_reference(str(dataset)), image_format=image_format(ds, image_column), split=split,
-        model=str(model_name_or_path),
+        dataset=dataset_reference(str(dataset)), dataset_config=config_name(ds), split=split,
+        image_format=image_format(ds, image_column), model=str(model_name_or_path),
     )
 
     # -- the mistakes ------------------------------------------------------------

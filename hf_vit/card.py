@@ -194,6 +194,18 @@ def _split_of(metrics: dict, default="test") -> str:
     return split if isinstance(split, str) and _SPLIT.fullmatch(split) else default
 
 
+# A dataset configuration's name ("plain_text", "en-de", "2.0.1"): plain text in YAML.
+_CONFIG = re.compile(r"\w[\w.-]*")
+
+
+def _config_of(metrics: dict, recipe, from_training: bool) -> str | None:
+    """The configuration of the results' dataset: as the metrics file recorded it (the one loaded); an older
+    file of training's falls back on the recipe's --dataset_config (an evaluation loaded the default, unnamed)."""
+    data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    config = metrics.get("dataset_config", data.get("dataset_config") if from_training else None)
+    return config if isinstance(config, str) and _CONFIG.fullmatch(config) else None
+
+
 def _whole_cifar10_split(metrics: dict) -> bool:
     """The metrics cover as many images as a whole CIFAR-10 split (training's metrics.json is its test split)."""
     split = _split_of(metrics)
@@ -471,7 +483,9 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         data_text = f"**{_text(Path(dataset).name)}**: a local dataset folder, not on the Hugging Face Hub."
     else:  # linked only when the name is a Hub id: anything else would write its own link
         link = f" ([`{dataset}`](https://huggingface.co/datasets/{dataset}))" if _HUB_ID.fullmatch(dataset) else ""
-        data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}."
+        config = _config_of(train_metrics, recipe, from_training=True)
+        which = f", configuration `{config}`" if config else ""
+        data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}{which}."
     data_args = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
     limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
     if limits:
@@ -571,6 +585,8 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         results_dataset if results_dataset and not _is_local_path(results_dataset) and _HUB_ID.fullmatch(results_dataset)
         else None
     )
+    # CIFAR-10 (a local copy too) is named as uoft-cs/cifar10, whose only configuration is plain_text.
+    results_config = "plain_text" if results_source else _config_of(metrics, recipe, metrics_file == "metrics.json")
     if accuracy is not None and results_hub_id and not partial:
         eval_results = [
             EvalResult(
@@ -578,7 +594,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
                 task_name="Image Classification",
                 dataset_type=results_hub_id,
                 dataset_name=results_label if results_source else results_hub_id,  # the id itself, unescaped
-                dataset_config="plain_text" if results_source else None,
+                dataset_config=results_config,
                 dataset_split=split,
                 metric_type="accuracy",
                 metric_name=f"{split.capitalize()} accuracy",

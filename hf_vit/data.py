@@ -342,6 +342,13 @@ def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array  # (H, W, C)
 
 
+def config_name(ds) -> str | None:
+    """The configuration `load_dataset` resolved for the split: --dataset_config, else the dataset's default
+    ("plain_text" for CIFAR-10, "default" for one without configurations). The card's model-index names it."""
+    name = getattr(ds.info, "config_name", None)
+    return name if isinstance(name, str) and name else None
+
+
 def image_format(ds, image_column: str) -> str | None:
     """The file format of the split's first image ("JPEG", "PNG"), as encoded in the dataset; None when it cannot
     be told (an empty split, images stored as arrays). The card says "JPEG copy" of CIFAR-10 only on this record."""
@@ -564,6 +571,7 @@ class PreparedData:
     num_labels: int
     collator: BatchCollator
     image_format: str | None = None  # of the train split's images, for metrics.json and the card
+    dataset_config: str | None = None  # the configuration loaded, for metrics.json and the card
 
 
 def prepare_data(
@@ -678,4 +686,5 @@ def prepare_data(
         num_labels=num_labels,
         collator=BatchCollator(BatchAugment(image_mean, image_std, augment), seed=seed, on_device=augment_on_device),
         image_format=image_format(train_ds, image_column),
+        dataset_config=config_name(test_ds),
     )

@@ -1359,6 +1359,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     metrics = classification_metrics(prediction.predictions, prediction.label_ids, label_names=data.label_names)
     metrics.update(
         dataset=dataset_reference(data_args.dataset_name),
+        dataset_config=data.dataset_config,  # the one loaded (--dataset_config, else the default): the model-index's
         image_format=data.image_format,  # "JPEG": the card's "JPEG copy" of CIFAR-10 rests on it
         split=data_args.test_split,
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)

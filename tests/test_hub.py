@@ -272,6 +272,33 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     )
 
 
+def test_the_model_index_names_the_configuration_of_a_hub_dataset(tmp_path):
+    """A model trained with --dataset_config on a Hub dataset other than CIFAR-10 got a model-index without the
+    dataset's config (the Hub then points at the default one). The configuration the metrics file records (the
+    one loaded) is named now; an older training metrics.json falls back on the recipe's --dataset_config, an
+    older evaluation's on none (it loaded the default, unnamed)."""
+    folder = tmp_path / "fruit"
+    card_of(folder, ["apple", "pear"], "someone/fruit", {"data": {"dataset_name": "someone/fruit", "dataset_config": "ripe"}})
+    evaluation = folder / "evaluation" / "metrics.json"
+    metrics = json.loads(evaluation.read_text())
+
+    def model_index():
+        card = ModelCard.load(write_model_card(folder))
+        (result,) = card.data.eval_results
+        return (result.dataset_type, result.dataset_config, result.dataset_split), card.text
+
+    shutil.move(evaluation, folder / "metrics.json")  # training's results
+    (got, text) = model_index()
+    assert got == ("someone/fruit", "ripe", "test")  # from the recipe: an older metrics.json records none
+    assert "**someone/fruit** from the Hugging Face Hub ([`someone/fruit`](https://huggingface.co/datasets/someone/fruit)), configuration `ripe`." in text
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "dataset_config": "en-2.0"}))
+    assert model_index()[0] == ("someone/fruit", "en-2.0", "test")
+    evaluation.write_text(json.dumps({**metrics, "dataset_config": "default"}))  # evaluated later, on the default
+    assert model_index()[0] == ("someone/fruit", "default", "test")
+    evaluation.write_text(json.dumps(metrics))
+    assert model_index()[0] == ("someone/fruit", None, "test")
+
+
 def test_the_card_says_what_a_cropping_or_older_processor_does(tmp_path):
     """A processor that resizes to 40x40 and crops the centre 32x32 (which the push accepts) was described as
     resizing to 40x40; an older feature extractor's `"size": 32` as not resizing at all."""

@@ -472,6 +472,24 @@ def test_ten_integer_classes_without_names_are_not_called_cifar10s(dataset_dir, 
     assert list(id2label.values()) == [f"LABEL_{i}" for i in range(10)]
 
 
+def test_training_and_the_evaluation_record_the_dataset_configuration_they_loaded(dataset_dir, tmp_path):
+    """Neither metrics.json nor evaluation/metrics.json said which configuration of the dataset was loaded, so the
+    card's model-index could not name it. Each records the one loaded: --dataset_config, else the default."""
+    from hf_vit.analysis import evaluate_model
+    from hf_vit.training import main
+
+    data = copy_of(dataset_dir, tmp_path, "two_configs")
+    readme = (data / "README.md").read_text()
+    second = "- config_name: small\n  data_files:\n  - split: train\n    path: plain_text/train-*\n" \
+             "  - split: test\n    path: plain_text/test-*\n"
+    (data / "README.md").write_text(readme.replace("dataset_info:", second + "dataset_info:", 1))
+    out = tmp_path / "run"
+    assert main(train_args(data, out, "--dataset_config", "small", steps=2)) == 0
+    assert json.loads((out / "metrics.json").read_text())["dataset_config"] == "small"
+    evaluate_model(str(out), str(data), device="cpu", progress=False, report=False, max_attention_maps=0)
+    assert json.loads((out / "evaluation" / "metrics.json").read_text())["dataset_config"] == "plain_text"
+
+
 def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tmp_path, capsys):
     from hf_vit.training import main
 
