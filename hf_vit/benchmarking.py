@@ -25,13 +25,19 @@ from transformers import TrainerCallback
 from .configuration_hf_vit import HfViTConfig, _pair
 
 
+def _patch_flops(config: HfViTConfig) -> int:
+    """Multiply-adds x 2 of one image's patch embedding."""
+    (ih, iw), (ph, pw) = _pair(config.image_size), _pair(config.patch_size)
+    return 2 * (ih // ph) * (iw // pw) * (config.num_channels * ph * pw) * config.dim
+
+
 def forward_flops(config: HfViTConfig, batch: int) -> float:
     """Multiply-adds x 2 of one forward pass (matmuls only; norms and softmax are noise)."""
     (ih, iw), (ph, pw) = _pair(config.image_size), _pair(config.patch_size)
     n = (ih // ph) * (iw // pw)
     t = n + 1  # tokens with [CLS]
     inner = config.heads * config.dim_head
-    patch = 2 * n * (config.num_channels * ph * pw) * config.dim
+    patch = _patch_flops(config)
     project_out = not (config.heads == 1 and config.dim_head == config.dim)  # as the model builds to_out
     per_layer = (
         2 * t * config.dim * 3 * inner  # to_qkv
@@ -41,6 +47,12 @@ def forward_flops(config: HfViTConfig, batch: int) -> float:
     )
     head = 2 * config.dim * config.num_labels
     return float(batch * (patch + config.depth * per_layer + head))
+
+
+def train_flops(config: HfViTConfig, batch: int) -> float:
+    """Forward + backward: the backward of each matmul is two (input and weight gradients), except the patch
+    embedding's, which has no input gradient to compute (the pixels need none)."""
+    return 3 * forward_flops(config, batch) - batch * _patch_flops(config)
 
 
 def matmul_peak_gflops(device: str = "cpu", n: int = 2048, dtype=torch.float32, seconds: float = 2.0) -> float:
@@ -178,7 +190,7 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
                 _sync(device)
                 seconds[b.name, phase].append((time.perf_counter() - start) / steps)
 
-    fwd = forward_flops(config, 1)
+    fwd, fwd_bwd = forward_flops(config, 1), train_flops(config, 1)
     rows = []
     for b in benches:
         row = {
@@ -191,7 +203,7 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
                 if other is not b:
                     ratios = [o / m for m, o in zip(seconds[b.name, phase], seconds[other.name, phase])]
                     row["paired"].setdefault(other.name, {})[phase] = statistics.median(ratios)
-        row["train_gflops"] = row["train_img_s"] * 3 * fwd / 1e9  # backward ~ 2x forward
+        row["train_gflops"] = row["train_img_s"] * fwd_bwd / 1e9
         row["infer_gflops"] = row["infer_img_s"] * fwd / 1e9
         rows.append(row)
     result_queue.put(json.dumps(rows))
