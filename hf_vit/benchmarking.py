@@ -126,14 +126,17 @@ class _Bench:
     """One model with its optimizer and inputs: a training step and an inference step."""
 
     def __init__(self, kind, attn, config, batch, device, autocast, compiled=False, copy=False):
-        torch.manual_seed(0)  # same weights and inputs for every model of a kind
+        torch.manual_seed(0)  # same weights for every model of a kind
         self.name, self.kind, self.attn, self.compiled = _name(kind, attn, compiled, copy), kind, attn, compiled
         self.copy = copy
         self.model = build_model(kind, config, attn).to(device)
         if compiled:  # what --torch_compile does in the Trainer; the warm-up steps pay for the compilation
             self.model = torch.compile(self.model)
-        self.x = torch.randn(batch, config.num_channels, *_pair(config.image_size), device=device)
-        self.y = torch.randint(0, config.num_labels, (batch,), device=device)
+        # The inputs come from a generator of their own: each kind's initialisation draws another number of values
+        # from the global one, which left every kind with other inputs.
+        inputs = torch.Generator().manual_seed(0)
+        self.x = torch.randn(batch, config.num_channels, *_pair(config.image_size), generator=inputs).to(device)
+        self.y = torch.randint(0, config.num_labels, (batch,), generator=inputs).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
         self.device_type, self.autocast = torch.device(device).type, autocast
 

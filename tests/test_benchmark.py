@@ -103,6 +103,14 @@ def test_the_three_models_are_the_same_network():
         build_model("transformers", HfViTConfig(**{**SMALL_CLS, "dim_head": 16}))
 
 
+def test_the_three_models_get_the_same_inputs():
+    # before: each kind drew its inputs from the global generator after its own initialisation, so each got others
+    config = HfViTConfig(**SMALL_CLS)
+    hf_vit, *others = (_Bench(kind, "eager", config, 4, "cpu", False) for kind in ("hf_vit", "transformers", "lesson"))
+    for other in others:
+        assert torch.equal(other.x, hf_vit.x) and torch.equal(other.y, hf_vit.y), other.name
+
+
 def test_compare_models_pairs_every_model_with_every_other():
     config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
     rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa", "eager"], memory=False)
