@@ -226,8 +226,24 @@ def peak_memory(kind, attn, compiled, config_dict, batch, device, threads, dtype
     if str(device).startswith("cuda"):
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = own_peak_rss_mb()
     result_queue.put(json.dumps(peak))
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB.
+
+    Linux keeps it per process image (VmHWM). getrusage's ru_maxrss survives the exec that starts a spawned
+    child: a benchmark child read the peak of the process that started it whenever that one was higher.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**20 if sys.platform == "darwin" else 1024)  # bytes on macOS, kB elsewhere
 
 
 def _child(target, args, env=None):

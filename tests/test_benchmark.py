@@ -140,6 +140,19 @@ def test_the_control_is_the_same_model_on_the_same_inputs():
     assert rows[0]["peak_mem_mb"] > 0 and rows[2]["peak_mem_mb"] is None  # the copy's memory is its twin's
 
 
+def test_peak_memory_is_the_models_own_process_not_the_one_that_started_it():
+    # before: ru_maxrss survives the exec of a spawned child, so every model read this process's peak (here >1 GiB)
+    import resource
+
+    config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
+    block = torch.ones(2**28)  # 1 GiB, touched, then freed: this process's peak stays above it
+    del block
+    parent_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=1, threads=1, attns=["eager"])
+    for r in rows:
+        assert 0 < r["peak_mem_mb"] < parent_peak_mb - 500, (r["model"], r["peak_mem_mb"], parent_peak_mb)
+
+
 def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comparisons(capsys):
     main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2", "--steps", "1",
           "--rounds", "1", "--threads", "1", "--e2e_steps", "0", "--no_memory"])
