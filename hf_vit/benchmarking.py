@@ -573,7 +573,7 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             e2e = end_to_end_on(
                 args.device, args.preset, dataset, args.batch_size, args.e2e_steps, dtype, tmp,
-                ["--attn_implementation", attn],
+                ["--attn_implementation", attn, "--num_threads", str(threads)],  # the bare step's threads
             )
         print(
             f"\nend-to-end Trainer run ({args.e2e_steps} steps, {dtype}, {attn} attention, {dataset}): "

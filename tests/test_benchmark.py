@@ -218,6 +218,19 @@ def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path,
     assert r["in_step_img_s"] > r["train_img_s"]  # the Trainer's figure includes the slow pipeline
 
 
+def test_the_end_to_end_run_trains_with_the_bare_steps_threads(tmp_path, capsys):
+    # before: the Trainer run took its own default (every CPU this process may use), so --threads 1 on 2 cores
+    # set one thread against two
+    threads = 1 if len(os.sched_getaffinity(0)) > 1 else 2
+    data = make_tiny_cifar(tmp_path / "data", n_train=16, n_test=4)
+    main(["--preset", "tiny", "--models", "hf_vit", "--dtype", "fp32", "--attn", "eager", "--batch_size", "4",
+          "--steps", "1", "--rounds", "1", "--threads", str(threads), "--no_control", "--no_memory",
+          "--e2e_steps", "2", "--dataset", str(data)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert f"; {threads} threads; device cpu" in out
+    assert f"1 process(es), {threads} thread(s) each on cpu" in out
+
+
 def test_the_benchmark_children_make_only_an_indexed_gpu_current(monkeypatch):
     """cuda:1 becomes the children's current GPU; `cuda` (what --device cuda and auto resolve to) and mps leave
     it alone (torch.cuda.set_device refuses a device without an index: every timing child failed). No GPU here:
