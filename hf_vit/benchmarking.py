@@ -469,6 +469,9 @@ def _split(value, allowed, flag, parser):
     unknown = [v for v in items if v not in allowed]
     if unknown or not items:
         parser.error(f"{flag} {value!r}: use a comma list of {', '.join(allowed)}")
+    twice = sorted({v for v in items if items.count(v) > 1})
+    if twice:  # a name twice would time one model as two rows sharing its windows
+        parser.error(f"{flag} {value!r} names {', '.join(twice)} twice: list each once")
     return items
 
 
@@ -515,6 +518,8 @@ def main(argv=None) -> int:
     for flag, value in (("--batch_size", args.batch_size), ("--threads", args.threads)):
         if value is not None and value < 1:
             parser.error(f"{flag} {value}: must be at least 1")
+    if args.e2e_steps < 0:
+        parser.error(f"--e2e_steps {args.e2e_steps}: must be at least 1, or 0 to skip the end-to-end run")
     if args.dtype is None:
         args.dtype = "fp32,bf16"
         if torch.device(args.device).type == "cpu" and not cpu_has_native_bf16():

@@ -184,6 +184,12 @@ def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(c
         (["--threads", "-1"], "--threads -1: must be at least 1"),
         (["--batch_size", "0"], "--batch_size 0: must be at least 1"),
         (["--pool", "max"], "argument --pool: invalid choice: 'max'"),
+        # before: a negative count skipped the end-to-end run silently; a name twice gave two rows of one model
+        # (their windows pooled) and a dtype twice two tables
+        (["--e2e_steps", "-1"], "--e2e_steps -1: must be at least 1, or 0 to skip the end-to-end run"),
+        (["--attn", "eager,sdpa,eager"], "--attn 'eager,sdpa,eager' names eager twice: list each once"),
+        (["--models", "hf_vit,lesson,hf_vit"], "--models 'hf_vit,lesson,hf_vit' names hf_vit twice: list each once"),
+        (["--dtype", "fp32,fp32"], "--dtype 'fp32,fp32' names fp32 twice: list each once"),
         # The end-to-end run's dataset is opened before any timing, not after minutes of it.
         (["--dataset", "/nonexistent"], "error: no dataset folder at '/nonexistent' (from --dataset '/nonexistent')"),
     ],
