@@ -385,6 +385,9 @@ def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, e
         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
         "--validation_size", "0", "--max_test_samples", "200", "--logging_steps", str(max(1, steps // 2)),
         "--warmup_steps", "0", "--report_to", "none",
+        # The Trainer's img/s counts every step as a full batch: an epoch's last, partial one is left out. Its test
+        # pass (untimed) goes one image at a time, so that no test image is left out with it.
+        "--dataloader_drop_last", "true", "--per_device_eval_batch_size", "1",
     ]
     if device == "cpu":
         argv += ["--use_cpu", "true"]
@@ -535,7 +538,7 @@ def main(argv=None) -> int:
         parser.error(f"--rounds {args.rounds} / --steps {args.steps}: both must be at least 1")
     dataset = None
     if args.e2e_steps > 0 and "hf_vit" in kinds:
-        dataset = _check_e2e_dataset(args.dataset or _default_dataset(), parser)
+        dataset = _check_e2e_dataset(args.dataset or _default_dataset(), args.batch_size, parser)
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -594,7 +597,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _check_e2e_dataset(dataset, parser):
+def _check_e2e_dataset(dataset, batch, parser):
     """The end-to-end run's dataset, opened now: a wrong one stops the benchmark before any timing."""
     from .data import DatasetError, load_dataset
 
@@ -609,6 +612,11 @@ def _check_e2e_dataset(dataset, parser):
         parser.error(
             f"--dataset {dataset}: the end-to-end run trains on its 'train' split and tests on 'test', but its splits "
             f"are {sorted(splits)}. Pass a dataset with both, or --e2e_steps 0 to skip the run."
+        )
+    if len(splits["train"]) < batch:  # no full batch to train on: the run's img/s would count images it never saw
+        parser.error(
+            f"--dataset {dataset}: its 'train' split has {len(splits['train'])} images, fewer than one batch of "
+            f"{batch} (--batch_size). Pass a larger dataset, a smaller --batch_size, or --e2e_steps 0 to skip the run."
         )
     return dataset
 

@@ -237,6 +237,23 @@ def test_the_end_to_end_run_trains_with_the_bare_steps_threads(tmp_path, capsys)
     assert f"1 process(es), {threads} thread(s) each on cpu" in out
 
 
+def test_the_end_to_end_run_trains_full_batches_only(tmp_path, capsys):
+    """The Trainer's img/s counts each step as a full batch. before: a dataset smaller than one batch was
+    accepted (16 images at --batch_size 64 read 1150 img/s, 139% of the bare step, for 96 images trained), and
+    an epoch's last, partial batch counted as full."""
+    data = make_tiny_cifar(tmp_path / "data", n_train=24, n_test=4)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--models", "hf_vit", "--batch_size", "32", "--e2e_steps", "4", "--dataset", str(data)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: --dataset {data}: its 'train' split has 24 images, fewer than one batch of 32 (--batch_size). "
+        "Pass a larger dataset, a smaller --batch_size, or --e2e_steps 0 to skip the run."
+    )
+    # 24 images in batches of 16: every step trains 16 (the second of each epoch, 8 images, is left out)
+    end_to_end_img_s("tiny", data, 16, 4, "cpu", "fp32", tmp_path / "run", ["--num_threads", "1", "--disable_tqdm", "true"])
+    assert "4 steps this session (global step 4), 64 training images on this rank" in capsys.readouterr().out
+
+
 def test_the_benchmark_children_make_only_an_indexed_gpu_current(monkeypatch):
     """cuda:1 becomes the children's current GPU; `cuda` (what --device cuda and auto resolve to) and mps leave
     it alone (torch.cuda.set_device refuses a device without an index: every timing child failed). No GPU here:
@@ -386,7 +403,7 @@ def test_the_printout_divides_each_figure_the_right_way(monkeypatch, capsys, tmp
     monkeypatch.setattr(benchmarking, "end_to_end_img_s", lambda *a, **k: {
         "train_img_s": 400.0, "in_step_img_s": 480.0, "outside_share": 0.125})
     data = make_tiny_cifar(tmp_path / "data", n_train=8, n_test=4)
-    assert main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--threads", "1",
+    assert main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--threads", "1", "--batch_size", "4",
                  "--e2e_steps", "2", "--dataset", str(data), "--no_memory"]) == 0  # fmt: skip
     out = capsys.readouterr().out
     table = {line[:20].strip(): line.split()[-2:] for line in out.splitlines() if line.endswith("%")}
