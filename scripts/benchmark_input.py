@@ -20,7 +20,9 @@ from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.benchmarking import compare_models
 from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
-from hf_vit.training import RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe
+from hf_vit.training import (
+    RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe, set_cpu_threads,
+)
 
 REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # the repo is a sibling of shared/
 
@@ -38,7 +40,9 @@ def main():
             cli.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
 
     try:
-        model_args, data_args, _, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
+        model_args, data_args, run_args, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
+        # the threads training sets (not this process's default, which OMP_NUM_THREADS may have lowered)
+        threads = set_cpu_threads(run_args.num_threads, 1)
     except SetupError as err:
         sys.exit(f"benchmark_input.py: error: {err}")
     config = build_config(model_args)
@@ -89,7 +93,8 @@ def main():
 
     # The model step, timed the way scripts/benchmark.py times it (fresh process, same batch size).
     trainer = compare_models(
-        config, ["hf_vit"], batch=batch_size, steps=max(1, args.steps // 5), rounds=5, dtype=dtype, attns=[attn], memory=False
+        config, ["hf_vit"], batch=batch_size, steps=max(1, args.steps // 5), rounds=5, threads=threads, dtype=dtype,
+        attns=[attn], memory=False,
     )[0]["train_img_s"]
 
     ratio = pipe / trainer

@@ -91,6 +91,26 @@ def test_benchmark_input_refuses_a_count_below_one_and_a_missing_dataset(monkeyp
     )
 
 
+def test_benchmark_input_times_with_the_threads_training_uses(monkeypatch, capsys):
+    # before: this process's torch threads (1 under OMP_NUM_THREADS=1, as accelerate launch sets it), while
+    # training sets one per CPU: the step was timed slower than training runs, flattering the pipeline's ratio
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
+    spec = importlib.util.spec_from_file_location("_benchmark_input", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("HF_VIT_CIFAR10", "/nonexistent")  # synthetic images: no dataset needed
+    monkeypatch.setattr(sys, "argv", ["benchmark_input.py", "--batches", "1", "--steps", "1"])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        module.main()
+    finally:
+        torch.set_num_threads(before)
+    assert f"torch threads {len(os.sched_getaffinity(0))}\n" in capsys.readouterr().out
+
+
 def test_the_three_models_are_the_same_network():
     # Like for like: same parameter count, layer for layer (transformers' ViT gets qkv_bias=False to match).
     config = HfViTConfig(**SMALL_CLS)
