@@ -320,8 +320,42 @@ class AugmentConfig:
                 raise ValueError(f"--{name} must be >= 0 (0 = off), got {getattr(self, name)}.")
 
 
+def _check_images(images, channels: int, uint8_only: bool) -> None:
+    """A clear error for a batch the ops would misread; reads shapes and dtypes only (no device sync)."""
+    if not torch.is_tensor(images):
+        raise ValueError(f"BatchAugment takes the images as a torch tensor (B, C, H, W), got {type(images).__name__}. "
+                         "Convert them first, e.g. torch.from_numpy(images).")
+    shape = tuple(images.shape)
+    if images.ndim != 4 or shape[1] != channels:
+        channels_last = images.ndim == 4 and shape[-1] == channels
+        fix = ("Move the channels first: images.permute(0, 3, 1, 2)." if channels_last else
+               "Add the batch dimension: images.unsqueeze(0)." if images.ndim == 3 and shape[0] == channels else
+               f"Pass {channels}-channel images, or mean/std with one value per channel of yours.")
+        raise ValueError(f"BatchAugment takes images of shape (B, C, H, W) with C = {channels} (one per mean/std "
+                         f"value), got {shape}. {fix}")
+    if images.dtype == torch.uint8 or (images.is_floating_point() and not uint8_only):
+        return
+    if uint8_only and images.is_floating_point():
+        # x / 255 again: images already in [0, 1] would come out almost black, without a word.
+        raise ValueError(f"BatchAugment takes uint8 images (0..255, as hf_vit.data.decode_images gives), got "
+                         f"{images.dtype}, which it would divide by 255. Pass (images * 255).round().to(torch.uint8) "
+                         "for images in [0, 1], or only normalise them with .normalize(images).")
+    raise ValueError(f"BatchAugment takes uint8 images (0..255){'' if uint8_only else ' or floats in [0, 1]'}, got "
+                     f"{images.dtype}. Convert them with images.to(torch.uint8).")
+
+
+def _check_labels(labels, batch: int) -> None:
+    if not torch.is_tensor(labels) or tuple(labels.shape) != (batch,):
+        got = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
+        raise ValueError(f"BatchAugment takes the labels as a tensor of {batch} class ids (one per image), got {got}. "
+                         "Pass torch.as_tensor(labels).reshape(-1).")
+
+
 class BatchAugment:
-    """uint8 (B, C, H, W) + labels -> normalised float batch (+ Mixup/CutMix partners)."""
+    """uint8 (B, C, H, W) + labels (B,) -> normalised float batch (+ Mixup/CutMix partners).
+
+    Anything else (float images, channels last, a channel count other than the mean's) is a ValueError.
+    """
 
     def __init__(self, mean, std, config: AugmentConfig | None = None):
         self.config = config or AugmentConfig()
@@ -342,13 +376,16 @@ class BatchAugment:
         return self._on_device[device]
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 or [0, 1] float -> (x - mean) / std, exactly the image processor's arithmetic."""
+        """uint8 or [0, 1] float (B, C, H, W) -> (x - mean) / std, exactly the image processor's arithmetic."""
+        _check_images(images, self.mean.shape[1], uint8_only=False)
         if images.dtype == torch.uint8:
             images = images.float() * (1 / 255)
         mean, std = self._stats(images.device)
         return (images - mean) / std
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
+        _check_images(images, self.mean.shape[1], uint8_only=True)
+        _check_labels(labels, images.shape[0])
         cfg = self.config
         dev = images.device
         generator = torch.Generator(device=dev).manual_seed(seed)

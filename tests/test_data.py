@@ -254,6 +254,24 @@ def test_augment_is_seeded_and_strong_options_work():
     assert seed_for_batch(0, [1, 2, 3]) == seed_for_batch(0, [1, 2, 3]) != seed_for_batch(0, [3, 2, 1])
 
 
+@pytest.mark.parametrize("images, labels, message", [
+    (torch.rand(4, 3, 32, 32), torch.arange(4), r"uint8 images .* got torch.float32, which it would divide by 255"),
+    (torch.zeros(4, 32, 32, 3, dtype=torch.uint8), torch.arange(4), r"got \(4, 32, 32, 3\)\. Move the channels first"),
+    (torch.zeros(4, 1, 32, 32, dtype=torch.uint8), torch.arange(4), r"with C = 3 .* got \(4, 1, 32, 32\)"),
+    (torch.zeros(3, 32, 32, dtype=torch.uint8), torch.arange(1), r"Add the batch dimension"),
+    (torch.zeros(4, 3, 32, 32, dtype=torch.uint8), [0, 1, 2, 3], r"labels as a tensor of 4 class ids .* got list"),
+])
+def test_batch_augment_refuses_batches_it_would_misread(images, labels, message):
+    """Used as a library: images in [0, 1] came out almost black, one grey channel was broadcast to three and
+    channels-last batches failed inside torch; each is now a ValueError naming the fix."""
+    aug = BatchAugment(CIFAR10_MEAN, CIFAR10_STD, AugmentConfig(mixup_alpha=1.0))
+    with pytest.raises(ValueError, match=message):
+        aug(images, labels, 0)
+    if images.dtype == torch.uint8 and torch.is_tensor(labels):  # normalise alone reads shapes the same way
+        with pytest.raises(ValueError, match=message):
+            aug.normalize(images)
+
+
 def test_flip_erasing_and_mixup_do_what_they_say():
     x = torch.randn(6, 3, 8, 10)  # random pixels: a flip on the wrong axis or a swapped blend gives other numbers
     g = torch.Generator().manual_seed(0)
