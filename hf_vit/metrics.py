@@ -25,11 +25,21 @@ def classification_metrics(scores, references, label_names=None, top_k=(1, 3, 5)
     return metric.compute(predictions=scores, references=np.asarray(references), top_k=list(top_k), label_names=label_names)
 
 
+def _logits(predictions):
+    """The (N, C) logits of what the Trainer gathered."""
+    if isinstance(predictions, list):  # eval_do_concat_batches=False: one entry per batch
+        return np.concatenate([_logits(batch) for batch in predictions])
+    if isinstance(predictions, tuple):  # hidden states or attentions may ride along
+        return predictions[0]
+    return predictions
+
+
 def compute_metrics(eval_pred) -> dict:
-    """`Trainer(compute_metrics=...)`: accuracy and top-3 accuracy of the logits."""
-    logits, labels = eval_pred.predictions, eval_pred.label_ids
-    if isinstance(logits, tuple):  # hidden states or attentions may ride along
-        logits = logits[0]
+    """`Trainer(compute_metrics=...)`: accuracy, top-3 accuracy and macro F1 of the logits (logits alone or first
+    in a tuple; gathered whole, or batch by batch with `eval_do_concat_batches=False`)."""
+    logits, labels = _logits(eval_pred.predictions), eval_pred.label_ids
+    if isinstance(labels, list):
+        labels = np.concatenate(labels)
     result = classification_metrics(logits, labels, top_k=(3,))
     return {k: result[k] for k in ("accuracy", "top3_accuracy", "macro_f1") if k in result}
 

@@ -250,6 +250,34 @@ def test_top_k_breaks_ties_as_argmax_does_and_refuses_nan_scores():
         classification_metrics(np.array([[0, 1], [np.nan, 0], [0, np.inf], [1, 0]], dtype=np.float32), [0, 1, 0, 1])
 
 
+def test_compute_metrics_in_a_plain_trainer_that_keeps_batches_apart(tmp_path):
+    """hf_vit.metrics.compute_metrics in a vanilla transformers Trainer with eval_do_concat_batches=False, which
+    hands it one logits array (or (logits, hidden states) tuple) per batch: the same numbers as the whole array
+    (before: ValueError 'setting an array element with a sequence ... inhomogeneous shape')."""
+    from transformers import DefaultDataCollator, Trainer, TrainingArguments
+
+    from hf_vit.metrics import compute_metrics
+
+    torch.manual_seed(0)
+    config = hf_vit.HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    images, labels = torch.randn(26, 3, 32, 32), torch.arange(26) % 10  # batches of 8, 8, 8 and 2
+    rows = [{"pixel_values": images[i], "labels": labels[i]} for i in range(26)]
+
+    model = hf_vit.HfViTForImageClassification(config)
+
+    def scores(**options):
+        args = TrainingArguments(str(tmp_path), per_device_eval_batch_size=8, use_cpu=True, report_to="none", **options)
+        result = Trainer(model=model, args=args, eval_dataset=rows, data_collator=DefaultDataCollator(),
+                         compute_metrics=compute_metrics).evaluate()  # fmt: skip
+        return {k: result[k] for k in ("eval_accuracy", "eval_top3_accuracy", "eval_macro_f1")}
+
+    whole = scores()
+    for options in ({}, {"include_for_metrics": ["inputs"]}):
+        for hidden in (False, True):
+            model.config.output_hidden_states = hidden  # predictions become (logits, hidden states) per batch
+            assert scores(eval_do_concat_batches=False, **options) == whole
+
+
 def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp_path):
     """scikit-learn's rule: a class in neither the references nor the predictions is not a 0 in the means."""
     metrics = classification_metrics([[5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 5, 0]], [0, 1, 0, 1], label_names=["a", "b", "c"])
