@@ -502,6 +502,16 @@ class ImageTensorDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, indices=None, augment: bool = False):
+        # The collator divides by 255 and normalises: float pixels would come out at hundreds of standard deviations.
+        if not torch.is_tensor(pixels) or pixels.dtype != torch.uint8 or pixels.ndim != 4:
+            got = f"{pixels.dtype} {tuple(pixels.shape)}" if torch.is_tensor(pixels) else type(pixels).__name__
+            raise ValueError(f"ImageTensorDataset takes uint8 pixels (N, C, H, W), as decode_images gives, got {got}. "
+                             "Convert them first, e.g. torch.from_numpy(images_nhwc).permute(0, 3, 1, 2).contiguous(), "
+                             "or (pixels * 255).round().to(torch.uint8) for floats in [0, 1].")
+        if not torch.is_tensor(labels) or labels.dtype != torch.int64 or tuple(labels.shape) != (len(pixels),):
+            got = f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels) else type(labels).__name__
+            raise ValueError(f"ImageTensorDataset takes int64 labels (N,) = ({len(pixels)},), one class id per image, "
+                             f"got {got}. Pass torch.as_tensor(labels, dtype=torch.int64).")
         self.pixels = pixels  # (N_all, C, H, W) uint8, shared between subsets
         self.labels = labels  # (N_all,) int64
         self.indices = torch.arange(len(labels)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
@@ -529,10 +539,24 @@ class BatchCollator:
     `hf_vit.training.HfViTTrainer` then augments on the accelerator. Other batches: normalisation only.
     """
 
+    KEYS = ("pixel_values", "labels", "index", "augment")  # what ImageTensorDataset hands out
+
     def __init__(self, augment: BatchAugment, seed: int = 42, on_device: bool = False):
         self.augment, self.seed, self.on_device = augment, seed, on_device
 
+    def _check_keys(self, sample) -> None:
+        """Another dataset's rows (a datasets.Dataset, processor outputs) lack the index and train/eval mark."""
+        keys = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
+        if not isinstance(sample, dict) or not set(self.KEYS) <= set(sample):
+            raise ValueError(
+                f"BatchCollator collates what hf_vit.data.ImageTensorDataset hands out (keys {list(self.KEYS)}), got "
+                f"{keys}. Wrap uint8 images (N, C, H, W) and int64 labels (N,) as ImageTensorDataset(pixels, labels, "
+                "augment=True) for training (augment=False to normalise only), or collate image processor outputs "
+                "with transformers' DefaultDataCollator."
+            )
+
     def __call__(self, batch):
+        self._check_keys(batch[0] if isinstance(batch, (list, tuple)) and batch else batch)
         if isinstance(batch, (list, tuple)):  # fetched sample by sample (e.g. a wrapped dataset)
             batch = {
                 "pixel_values": torch.stack([b["pixel_values"] for b in batch]),

@@ -20,7 +20,9 @@ from hf_vit.augment import (
     seed_for_batch,
 )
 from hf_vit.data import (
+    BatchCollator,
     DatasetError,
+    ImageTensorDataset,
     decode_images,
     find_columns,
     get_labels,
@@ -270,6 +272,23 @@ def test_batch_augment_refuses_batches_it_would_misread(images, labels, message)
     if images.dtype == torch.uint8 and torch.is_tensor(labels):  # normalise alone reads shapes the same way
         with pytest.raises(ValueError, match=message):
             aug.normalize(images)
+
+
+def test_the_collator_and_its_dataset_refuse_rows_they_would_misread():
+    """BatchCollator and ImageTensorDataset reused as a library: another dataset's rows were a KeyError ('index'),
+    and float pixels were divided by 255 never, normalised to values in the hundreds, without a word."""
+    images, labels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.arange(4)
+    collator = BatchCollator(BatchAugment(CIFAR10_MEAN, CIFAR10_STD))
+    rows = [{"pixel_values": images[i], "labels": labels[i]} for i in range(4)]  # DefaultDataCollator's kind
+    for batch in (rows, {"pixel_values": images, "labels": labels}):
+        with pytest.raises(ValueError, match=r"ImageTensorDataset hands out .* got \['labels', 'pixel_values'\]"):
+            collator(batch)
+    with pytest.raises(ValueError, match=r"uint8 pixels \(N, C, H, W\).* got torch.float32 \(4, 3, 32, 32\)"):
+        ImageTensorDataset(images.float(), labels)
+    with pytest.raises(ValueError, match=r"int64 labels \(N,\) = \(4,\).* got list"):
+        ImageTensorDataset(images, [0, 1, 2, 3])
+    dataset = ImageTensorDataset(images, labels, augment=True)  # the rows it hands out still collate
+    assert collator([dataset[i] for i in range(4)])["pixel_values"].shape == (4, 3, 32, 32)
 
 
 def test_flip_erasing_and_mixup_do_what_they_say():
