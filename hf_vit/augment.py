@@ -16,6 +16,7 @@ the same sampler order) sees exactly the same augmented pixels.
 """
 
 import math
+import numbers
 import zlib
 from dataclasses import dataclass
 
@@ -306,6 +307,13 @@ class AugmentConfig:
     def __post_init__(self):
         # Out of range, most of these would not fail: they would switch a feature off (pad -2, alpha -1) or
         # distort every image (magnitude 50 rotates by 150 degrees) without a word. The names are the flags'.
+        if not isinstance(self.hflip, (bool, np.bool_)):  # hflip="no" would be true: every other image flipped
+            raise ValueError(f"--hflip must be True or False, got {self.hflip!r}.")
+        for name in ("randaugment_magnitude", "random_erasing", "mixup_alpha", "cutmix_alpha", "mix_prob",
+                     "mix_switch_prob"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):  # "5" would fail the range checks
+                raise ValueError(f"--{name} must be a number, got {value!r}.")
         for name in ("pad", "randaugment_ops"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -291,6 +291,18 @@ def test_the_collator_and_its_dataset_refuse_rows_they_would_misread():
     assert collator([dataset[i] for i in range(4)])["pixel_values"].shape == (4, 3, 32, 32)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"hflip": "no"}, r"--hflip must be True or False, got 'no'"),
+    ({"randaugment_magnitude": "5"}, r"--randaugment_magnitude must be a number, got '5'"),
+    ({"random_erasing": None}, r"--random_erasing must be a number, got None"),
+])
+def test_augment_config_refuses_values_of_the_wrong_type(options, message):
+    """AugmentConfig built in a script: hflip="no" was true (half the images flipped), "5" a TypeError."""
+    with pytest.raises(ValueError, match=message):
+        AugmentConfig(**options)
+    assert AugmentConfig(hflip=np.bool_(False), randaugment_magnitude=np.float32(5), mix_prob=1).hflip == False  # noqa: E712
+
+
 def test_flip_erasing_and_mixup_do_what_they_say():
     x = torch.randn(6, 3, 8, 10)  # random pixels: a flip on the wrong axis or a swapped blend gives other numbers
     g = torch.Generator().manual_seed(0)
