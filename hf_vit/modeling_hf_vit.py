@@ -373,7 +373,10 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
 
         loss = None
         if labels is not None:
-            loss = self.loss_function(labels, logits, self.config, **kwargs)
+            try:
+                loss = self.loss_function(labels, logits, self.config, **kwargs)
+            except IndexError as err:  # a class id outside the head (cross-entropy on a CPU; a GPU asserts)
+                raise _labels_outside_the_head_error(labels, self.config.num_labels) from err
 
         if not return_dict:
             output = tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
@@ -381,6 +384,17 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def _labels_outside_the_head_error(labels, num_labels: int) -> Exception:
+    """The usual cause: a dataset of other classes trained with the default config (CIFAR-10's 10 classes)."""
+    found = labels[labels != -100]  # -100: the loss's "skip this image"
+    return ValueError(
+        f"labels hold class ids from {int(found.min())} to {int(found.max())}, but the model has {num_labels} classes "
+        f"(ids 0..{num_labels - 1}; -100 skips an image). Build the config with the dataset's classes, e.g. "
+        "HfViTConfig(..., id2label=dataset.features['label'].names), or load a trained model with "
+        "from_pretrained(folder, num_labels=N, ignore_mismatched_sizes=True)."
+    )
 
 
 def _not_a_tensor_error(pixel_values) -> Exception:

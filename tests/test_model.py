@@ -168,6 +168,18 @@ def test_loss_is_cross_entropy():
     assert torch.allclose(out.loss, torch.nn.functional.cross_entropy(out.logits, labels), atol=1e-6)
 
 
+def test_labels_outside_the_head_name_the_class_count_and_how_to_set_the_classes():
+    """A 12-class dataset trained with the default config (CIFAR-10's 10 classes), e.g. by a vanilla Trainer: the
+    loss names the class ids and the config's classes (before: IndexError: Target 11 is out of bounds.)."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    pixels = torch.randn(3, 3, 32, 32)
+    for labels, span in (([0, 11, -100], "from 0 to 11"), ([-1, 2, 3], "from -1 to 3")):
+        with pytest.raises(ValueError, match=rf"labels hold class ids {span}, but the model has 10 classes .*"
+                                             r"id2label=dataset.features\['label'\].names"):
+            model(pixel_values=pixels, labels=torch.tensor(labels))
+    assert torch.isfinite(model(pixel_values=pixels, labels=torch.tensor([0, 9, -100])).loss)  # -100 still skips
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     _, model = make_pair(SHAPES[1], "cls")
     model.train()
