@@ -14,6 +14,7 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
     from transformers import ViTImageProcessor
 
     height, width = _pair(config.image_size)
+    image_mean, image_std = _floats("image_mean", image_mean), _floats("image_std", image_std)
     if len(image_mean) != config.num_channels or len(image_std) != config.num_channels:
         raise ValueError(
             f"image_mean/image_std need one value per channel ({config.num_channels}), got {len(image_mean)} and "
@@ -24,6 +25,14 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
     if any(not float(std) > 0 for std in image_std):  # (x - mean) / 0: every score NaN, blamed on the model
         raise ValueError(f"image_std must be positive for every channel, got {list(image_std)}: a standard deviation "
                          "of 0 divides by zero. Pass the statistics the model was trained with (--image_std).")
+    if not all(0 <= mean <= 1 for mean in image_mean) or not all(std <= 1 for std in image_std):
+        # The processor scales pixels to 0..1 first: statistics of 0..255 pixels (or NaN, inf) would turn every
+        # image into the same few values, and the model would be trained and served on them without a word.
+        raise ValueError(
+            f"image_mean must lie in [0, 1] and image_std in (0, 1] for every channel (the scale of the pixels after "
+            f"rescaling by 1/255), got mean {image_mean} and std {image_std}. Statistics of 0..255 pixels are 255 "
+            f"times too large: divide them by 255 (CIFAR-10's are mean {list(CIFAR10_MEAN)}, std {list(CIFAR10_STD)})."
+        )
     return ViTImageProcessor(
         do_resize=True,
         size={"height": height, "width": width},
@@ -35,6 +44,15 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
         image_std=list(image_std),
         do_convert_rgb=config.num_channels == 3,
     )
+
+
+def _floats(name: str, values) -> list[float]:
+    """`values` as plain floats: numpy or torch numbers (a dataset's computed statistics) make a processor that
+    fails to save (`Object of type float32 is not JSON serializable`)."""
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):  # a single number (not iterable), or text that is not a number
+        raise ValueError(f"{name} needs one number per channel, e.g. a list of 3 for RGB, got {values!r}.") from None
 
 
 def size_dict(size):

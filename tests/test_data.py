@@ -212,6 +212,29 @@ def test_normalisation_equals_the_image_processor(tiny):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
+def test_image_processor_statistics_computed_with_numpy_or_torch_save_and_others_are_refused(tmp_path):
+    """make_image_processor with statistics a script computes (numpy float32, a torch tensor) saves and loads
+    (before: TypeError 'Object of type float32 is not JSON serializable' at save_pretrained); statistics of 0..255
+    pixels, NaN or one number are refused (before: every image normalised to about -1.9, or NaN, silently; or
+    TypeError 'object of type float has no len()')."""
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+    pixels = torch.randint(0, 256, (8, 3, 4, 4), dtype=torch.uint8).float() / 255
+    mean, std = pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3))  # (3,) tensors, as a script computes them
+    for image_mean, image_std in ((mean, std), (mean.numpy(), std.numpy())):
+        make_image_processor(HfViTConfig(), image_mean, image_std).save_pretrained(tmp_path)
+        loaded = AutoImageProcessor.from_pretrained(tmp_path)
+        assert list(loaded.image_mean) == pytest.approx(mean.tolist()) and list(loaded.image_std) == pytest.approx(std.tolist())
+    for image_mean, image_std, message in (
+        ([125.3, 123.0, 113.9], [63.0, 62.1, 66.7], r"got mean \[125.3, 123.0, 113.9\] .* divide them by 255"),
+        ([float("nan")] * 3, [0.2] * 3, r"image_mean must lie in \[0, 1\] .* got mean \[nan, nan, nan\]"),
+        ([0.5] * 3, [float("inf")] * 3, r"image_std in \(0, 1\] .* std \[inf, inf, inf\]"),
+        (0.5, 0.25, r"image_mean needs one number per channel, e.g. a list of 3 for RGB, got 0.5"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_image_processor(HfViTConfig(), image_mean, image_std)
+
+
 def test_the_image_processor_resizes_other_sizes_bilinearly():
     """An image of another size is resized as PIL's bilinear filter does (the processor's resample=2), then
     normalised; a 32x32 image passes through unresized."""
