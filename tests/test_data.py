@@ -297,6 +297,17 @@ def test_batch_augment_refuses_batches_it_would_misread(images, labels, message)
             aug.normalize(images)
 
 
+@pytest.mark.parametrize("num_labels, message", [
+    (12, r"num_labels=12 disagrees with the 10 class names of the dataset's 'label' column"),  # was an IndexError
+    (5, r"num_labels=5 disagrees with the 10 class names"),  # was: the labels blamed, as if the dataset were wrong
+    (0, r"num_labels must be a whole number of classes >= 1, got 0"),
+])
+def test_prepare_data_refuses_a_class_count_that_does_not_fit_the_class_names(tiny, num_labels, message):
+    with pytest.raises(DatasetError, match=message):
+        prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, num_labels=num_labels, validation_size=20)
+    assert prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, num_labels=10, validation_size=20).num_labels == 10
+
+
 def test_the_collator_and_its_dataset_refuse_rows_they_would_misread():
     """BatchCollator and ImageTensorDataset reused as a library: another dataset's rows were a KeyError ('index'),
     and float pixels were divided by 255 never, normalised to values in the hundreds, without a word."""
