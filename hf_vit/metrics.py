@@ -18,11 +18,21 @@ def load_metric(**kwargs) -> evaluate.EvaluationModule:
     return evaluate.load(METRIC_PATH, **kwargs)
 
 
+def _as_numpy(values):
+    """A torch tensor as numpy: bf16 (logits under autocast) has no numpy type, and a tensor that needs grad or lies
+    on an accelerator refuses .numpy()."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu()
+        return (values.float() if values.is_floating_point() else values).numpy()
+    return values
+
+
 def classification_metrics(scores, references, label_names=None, top_k=(1, 3, 5)) -> dict:
-    """Accuracy, top-k, per-class precision/recall/F1 and confusion matrix of (N, C) scores."""
+    """Accuracy, top-k, per-class precision/recall/F1 and confusion matrix of (N, C) scores (numpy or torch)."""
     metric = load_metric()
-    scores = np.asarray(scores, dtype=np.float32)
-    return metric.compute(predictions=scores, references=np.asarray(references), top_k=list(top_k), label_names=label_names)
+    scores = np.asarray(_as_numpy(scores), dtype=np.float32)
+    references = np.asarray(_as_numpy(references))
+    return metric.compute(predictions=scores, references=references, top_k=list(top_k), label_names=label_names)
 
 
 def _logits(predictions):

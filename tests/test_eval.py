@@ -278,6 +278,16 @@ def test_compute_metrics_in_a_plain_trainer_that_keeps_batches_apart(tmp_path):
             assert scores(eval_do_concat_batches=False, **options) == whole
 
 
+def test_classification_metrics_take_the_models_logits_as_torch_tensors():
+    """classification_metrics(outputs.logits, labels) straight from a model: bf16 logits (autocast) and logits that
+    need grad score as float32 numpy does (before: TypeError: Got unsupported ScalarType BFloat16; RuntimeError:
+    Can't call numpy() on Tensor that requires grad)."""
+    logits, labels = torch.randn(12, 5), torch.arange(12) % 5
+    expected = classification_metrics(logits.bfloat16().float().numpy(), labels.numpy())
+    for scores in (logits.bfloat16(), logits.bfloat16().float().requires_grad_()):
+        assert classification_metrics(scores, labels) == expected
+
+
 def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp_path):
     """scikit-learn's rule: a class in neither the references nor the predictions is not a 0 in the means."""
     metrics = classification_metrics([[5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 5, 0]], [0, 1, 0, 1], label_names=["a", "b", "c"])
