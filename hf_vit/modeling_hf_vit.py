@@ -370,6 +370,7 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
             return_dict=True,
         )
         logits = self.mlp_head(outputs.pooler_output)  # (B, num_labels)
+        _refuse_mixed_batches(kwargs)
 
         loss = None
         if labels is not None:
@@ -383,6 +384,17 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
             return ((loss,) + output) if loss is not None else output
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+def _refuse_mixed_batches(kwargs) -> None:
+    """A Mixup/CutMix batch (hf_vit's collator) in a Trainer that is not hf_vit's: the loss would silently drop the
+    partner labels and train on mixed images as if each were its first label alone."""
+    if "labels_b" in kwargs or "mix_lam" in kwargs:
+        raise ValueError(
+            "the batch is mixed (Mixup/CutMix: labels_b and mix_lam, made by hf_vit's BatchCollator), but the model's loss "
+            "takes one label per image and would ignore the second. Train with hf_vit.training.HfViTTrainer, which "
+            "mixes the loss, or turn mixing off (AugmentConfig(mixup_alpha=0, cutmix_alpha=0))."
         )
 
 

@@ -180,6 +180,31 @@ def test_labels_outside_the_head_name_the_class_count_and_how_to_set_the_classes
     assert torch.isfinite(model(pixel_values=pixels, labels=torch.tensor([0, 9, -100])).loss)  # -100 still skips
 
 
+def test_a_mixed_batch_in_a_plain_trainer_is_refused_not_trained_on_its_first_labels(tmp_path):
+    """hf_vit's collator with Mixup/CutMix in a vanilla transformers Trainer: the model's loss dropped labels_b and
+    mix_lam without a word and trained on mixed images as if each were its first label. Now a ValueError names
+    HfViTTrainer and how to turn mixing off; an unmixed batch still trains."""
+    from transformers import Trainer, TrainingArguments
+
+    from hf_vit import CIFAR10_MEAN, CIFAR10_STD
+    from hf_vit.augment import AugmentConfig, BatchAugment
+    from hf_vit.data import BatchCollator, ImageTensorDataset
+
+    images, labels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), torch.arange(8) % 10
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+
+    def train(augment):
+        args = TrainingArguments(str(tmp_path), max_steps=1, per_device_train_batch_size=8, use_cpu=True,
+                                 report_to="none", save_strategy="no", remove_unused_columns=False)  # fmt: skip
+        collator = BatchCollator(BatchAugment(CIFAR10_MEAN, CIFAR10_STD, augment))
+        return Trainer(model=model, args=args, train_dataset=ImageTensorDataset(images, labels, augment=True),
+                       data_collator=collator).train()  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"the batch is mixed .* Train with hf_vit.training.HfViTTrainer"):
+        train(AugmentConfig(mixup_alpha=0.8))
+    assert train(AugmentConfig()).global_step == 1
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     _, model = make_pair(SHAPES[1], "cls")
     model.train()
