@@ -99,6 +99,11 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub import constants
 
+    if not isinstance(dataset_name, (str, os.PathLike)):  # a loaded DatasetDict: Path() failed with a TypeError
+        raise DatasetError(
+            f"{flag} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object. Save a loaded "
+            "dataset first, e.g. `dataset_dict.save_to_disk('my_data')`, and pass 'my_data'."
+        )
     path = Path(dataset_name).expanduser()
     if path.exists():
         if not path.is_dir():

@@ -308,6 +308,18 @@ def test_prepare_data_refuses_a_class_count_that_does_not_fit_the_class_names(ti
     assert prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, num_labels=10, validation_size=20).num_labels == 10
 
 
+def test_prepare_data_given_a_loaded_dataset_says_to_save_it_and_pass_the_folder(tiny, tmp_path):
+    """A script's DatasetDict passed as the dataset (before: TypeError: expected str, bytes or os.PathLike object,
+    not DatasetDict); the folder the message suggests loads with its classes."""
+    loaded = load_dataset(str(tiny))
+    with pytest.raises(DatasetError, match=r"got a DatasetDict object\. Save a loaded dataset first, e\.g\. "
+                                           r"`dataset_dict\.save_to_disk\('my_data'\)`, and pass 'my_data'"):
+        prepare_data(loaded, 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20)
+    loaded.save_to_disk(str(tmp_path / "my_data"))
+    data = prepare_data(str(tmp_path / "my_data"), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20)
+    assert (len(data.train), len(data.test), data.label_names) == (80, 20, loaded["train"].features["label"].names)
+
+
 def test_the_collator_and_its_dataset_refuse_rows_they_would_misread():
     """BatchCollator and ImageTensorDataset reused as a library: another dataset's rows were a KeyError ('index'),
     and float pixels were divided by 255 never, normalised to values in the hundreds, without a word."""
