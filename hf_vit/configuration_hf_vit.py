@@ -36,6 +36,16 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 # The losses transformers' `loss_function` knows for a classification head.
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
+
+def _check_problem_type(problem_type) -> None:
+    if problem_type not in (None, *PROBLEM_TYPES):
+        # transformers 5.24 accepts any text here and fails only at the first loss, as "Invalid problem type".
+        raise ValueError(
+            f"HfViTConfig: unknown `problem_type` {problem_type!r}. Use 'single_label_classification' (one "
+            "class id per image), 'multi_label_classification' (float 0/1 labels, one per class) or "
+            "'regression', or leave it out to infer it from the labels."
+        )
+
 DROPOUT_ALIASES = ("attention_probs_dropout_prob", "hidden_dropout_prob")
 
 
@@ -275,6 +285,7 @@ class HfViTConfig(PretrainedConfig):
         self.initializer_range = initializer_range
         # Set after transformers' checks, which refuse it beside attn_implementation="sdpa" (served here: the setter).
         output_attentions = kwargs.pop("output_attentions", False)
+        _check_problem_type(kwargs.get("problem_type"))  # before transformers 5.17's own check, which names no fix
         super().__init__(**kwargs)
         self._output_attentions = output_attentions
         self.validate_hf_vit()
@@ -286,6 +297,7 @@ class HfViTConfig(PretrainedConfig):
         # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
         # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
         _num_classes_as_num_labels(kwargs)  # else transformers would set the read-only property and fail
+        _check_problem_type(kwargs.get("problem_type"))  # set after loading: 5.17's own check would name no fix
         _one_value_per_field(kwargs, kwargs)  # dim=64, hidden_size=48: set one by one, the last would win
         if set(DROPOUT_ALIASES) & set(kwargs):  # set one by one after loading: two different values, the last would win
             kwargs["dropout"] = _one_dropout(kwargs, kwargs.get("dropout"), explicit="dropout" in kwargs)
@@ -395,6 +407,8 @@ class HfViTConfig(PretrainedConfig):
     def __setattr__(self, key, value):
         # `config.id2label = {...}` renames the classes: label2id follows (transformers' num_labels setter rebuilds
         # both the same way), or save_pretrained would write two maps that disagree and from_pretrained refuses.
+        if key == "problem_type":
+            _check_problem_type(value)
         if key == "id2label" and isinstance(value, (list, tuple)):  # ["cat", "dog"] numbers them, as in the constructor
             value = dict(enumerate(value))
         if key == "id2label" and isinstance(value, dict):
@@ -436,13 +450,7 @@ class HfViTConfig(PretrainedConfig):
                 f"HfViTConfig: unknown `pool` {self.pool!r}. Use pool='cls' (the [CLS] token) or pool='mean' "
                 "(the average of all tokens)."
             )
-        if self.problem_type not in (None, *PROBLEM_TYPES):
-            # transformers 5 accepts any text here and fails only at the first loss, as "Invalid problem type".
-            raise ValueError(
-                f"HfViTConfig: unknown `problem_type` {self.problem_type!r}. Use 'single_label_classification' (one "
-                "class id per image), 'multi_label_classification' (float 0/1 labels, one per class) or "
-                "'regression', or leave it out to infer it from the labels."
-            )
+        _check_problem_type(self.problem_type)
         for name in ("dropout", "emb_dropout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
