@@ -44,12 +44,45 @@ def _logits(predictions):
     return predictions
 
 
-def compute_metrics(eval_pred) -> dict:
+def gathered_logits(predictions) -> np.ndarray:
+    """The (N, C) logits, as numpy, of what a Trainer hands compute_metrics: the whole set, a list of batches, or
+    one batch's (device) tensor with batch_eval_metrics; logits alone or first in a tuple."""
+    return _as_numpy(_logits(predictions))
+
+
+def _labels(label_ids):
+    """The (N,) labels of what the Trainer gathered (whole, per batch, or one batch's tensor)."""
+    if isinstance(label_ids, list):  # eval_do_concat_batches=False
+        return np.concatenate([_as_numpy(batch) for batch in label_ids])
+    return _as_numpy(label_ids)
+
+
+# batch_eval_metrics=True: the scores and labels of the batches seen so far in the evaluation under way. Only
+# (N, C) float32 scores: the summary needs the whole ranking (top-3) and every class's counts (macro F1).
+_batches = []
+
+
+def compute_metrics(eval_pred, compute_result: bool | None = None) -> dict | None:
     """`Trainer(compute_metrics=...)`: accuracy, top-3 accuracy and macro F1 of the logits (logits alone or first
-    in a tuple; gathered whole, or batch by batch with `eval_do_concat_batches=False`)."""
-    logits, labels = _logits(eval_pred.predictions), eval_pred.label_ids
-    if isinstance(labels, list):
-        labels = np.concatenate(labels)
+    in a tuple; gathered whole, or batch by batch with `eval_do_concat_batches=False`).
+
+    With `TrainingArguments(batch_eval_metrics=True)` the Trainer calls it once per batch: each batch is kept
+    (compute_result=False, returns None) and the last call (compute_result=True) scores them all together, the
+    same numbers as the whole set at once.
+    """
+    logits, labels = gathered_logits(eval_pred.predictions), _labels(eval_pred.label_ids)
+    if compute_result is None:  # the Trainer gathered the whole set
+        return _summary(logits, labels)
+    _batches.append((np.asarray(logits, dtype=np.float32), np.asarray(labels)))
+    if not compute_result:
+        return None
+    batches = _batches[:]
+    _batches.clear()  # before scoring: an error there must not leave this evaluation's batches to the next one
+    return _summary(np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches]))
+
+
+def _summary(logits, labels) -> dict:
+    """The three numbers a Trainer logs, from the package's metric module."""
     result = classification_metrics(logits, labels, top_k=(3,))
     return {k: result[k] for k in ("accuracy", "top3_accuracy", "macro_f1") if k in result}
 

@@ -31,7 +31,7 @@ from .augment import AugmentConfig, BatchAugment
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
 from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
 from .image_processing import make_image_processor
-from .metrics import classification_metrics, compute_metrics
+from .metrics import classification_metrics, compute_metrics, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import FolderInUseError, folder_lock, replace_text
 from .training_flags import (
@@ -486,8 +486,8 @@ class HfViTTrainer(Trainer):
         """Weights spoiled by the last update reach an evaluation before the next step's loss shows them: stop
         there with the same advice as the loss check, not the metric's traceback."""
 
-        def checked(eval_pred):
-            logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        def checked(eval_pred, compute_result=None):
+            logits = gathered_logits(eval_pred.predictions)  # per batch (batch_eval_metrics): a device tensor
             bad = ~np.isfinite(np.asarray(logits, dtype=np.float32)).all(axis=-1)  # (N,)
             if bad.any():
                 raise NonFiniteLossError(
@@ -496,7 +496,9 @@ class HfViTTrainer(Trainer):
                     "Lower --learning_rate, keep --max_grad_norm on, check the images and --image_mean/--image_std, "
                     "and resume from a checkpoint saved before that step."
                 )
-            return compute_metrics(eval_pred)
+            if compute_result is None:  # the whole set at once: a compute_metrics without compute_result works too
+                return compute_metrics(eval_pred)
+            return compute_metrics(eval_pred, compute_result=compute_result)
 
         return checked
 

@@ -278,6 +278,36 @@ def test_compute_metrics_in_a_plain_trainer_that_keeps_batches_apart(tmp_path):
             assert scores(eval_do_concat_batches=False, **options) == whole
 
 
+def test_compute_metrics_batch_by_batch_with_batch_eval_metrics(tmp_path):
+    """TrainingArguments(batch_eval_metrics=True): a vanilla Trainer (and HfViTTrainer) takes
+    hf_vit.metrics.compute_metrics, which keeps each batch and scores them all at the last one: the same accuracy,
+    top-3 and macro F1 as the whole set at once, evaluation after evaluation (before: the Trainer refused it,
+    'your `compute_metrics` function must take a `compute_result` boolean argument')."""
+    from transformers import Trainer, TrainingArguments
+
+    from hf_vit.data import prepare_data
+    from hf_vit.metrics import compute_metrics
+    from hf_vit.training import HfViTTrainer
+
+    tiny = make_tiny_cifar(tmp_path / "tiny", n_train=20, n_test=50)
+    data = prepare_data(str(tiny), 32, 3, hf_vit.CIFAR10_MEAN, hf_vit.CIFAR10_STD, validation_size=0)
+    torch.manual_seed(0)
+    model = hf_vit.HfViTForImageClassification(hf_vit.HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+
+    def scores(trainer_class, **options):
+        args = TrainingArguments(str(tmp_path / "out"), per_device_eval_batch_size=8, use_cpu=True, report_to="none",
+                                 remove_unused_columns=False, **options)  # fmt: skip
+        trainer = trainer_class(model=model, args=args, eval_dataset=data.test, data_collator=data.collator,
+                                compute_metrics=compute_metrics)  # fmt: skip
+        return [{k: r[k] for k in ("eval_accuracy", "eval_top3_accuracy", "eval_macro_f1")}
+                for r in (trainer.evaluate(), trainer.evaluate())]  # fmt: skip
+
+    whole = scores(Trainer)[0]
+    assert 0 < whole["eval_macro_f1"] < 1  # batches of 8, 8, ..., 2: a mean of per-batch scores would differ
+    for trainer_class in (Trainer, HfViTTrainer):
+        assert scores(trainer_class, batch_eval_metrics=True) == [whole, whole], trainer_class.__name__
+
+
 def test_classification_metrics_take_the_models_logits_as_torch_tensors():
     """classification_metrics(outputs.logits, labels) straight from a model: bf16 logits (autocast) and logits that
     need grad score as float32 numpy does (before: TypeError: Got unsupported ScalarType BFloat16; RuntimeError:
