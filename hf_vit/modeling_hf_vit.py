@@ -362,6 +362,7 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         **kwargs,
     ) -> ImageClassifierOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        _refuse_on_device_batches(pixel_values, kwargs)
         outputs = self.vit(
             pixel_values,
             output_attentions=output_attentions,
@@ -395,6 +396,18 @@ def _refuse_mixed_batches(kwargs) -> None:
             "the batch is mixed (Mixup/CutMix: labels_b and mix_lam, made by hf_vit's BatchCollator), but the model's loss "
             "takes one label per image and would ignore the second. Train with hf_vit.training.HfViTTrainer, which "
             "mixes the loss, or turn mixing off (AugmentConfig(mixup_alpha=0, cutmix_alpha=0))."
+        )
+
+
+def _refuse_on_device_batches(pixel_values, kwargs) -> None:
+    """hf_vit's collator with augment_on_device=True passes raw uint8 images and an aug_seed for HfViTTrainer to
+    augment on the device: in another Trainer the image processor's advice (the raw-pixels error) does not apply."""
+    if "aug_seed" in kwargs and isinstance(pixel_values, torch.Tensor) and not pixel_values.is_floating_point():
+        raise ValueError(
+            f"pixel_values are raw {pixel_values.dtype} images with an aug_seed: a training batch from hf_vit's "
+            "collator made by prepare_data(augment_on_device=True), which leaves augmenting and normalising to the "
+            "training step. Train with hf_vit.training.HfViTTrainer, which does that on the device, or prepare the "
+            "data with augment_on_device=False (the collator then augments on the CPU)."
         )
 
 

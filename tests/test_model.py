@@ -205,6 +205,35 @@ def test_a_mixed_batch_in_a_plain_trainer_is_refused_not_trained_on_its_first_la
     assert train(AugmentConfig()).global_step == 1
 
 
+def test_an_on_device_batch_in_a_plain_trainer_names_hf_vit_trainer(tmp_path):
+    """prepare_data(augment_on_device=True) leaves its training batches raw (uint8 + aug_seed) for HfViTTrainer to
+    augment on the device. In a vanilla Trainer the error now names HfViTTrainer and augment_on_device=False
+    (before: 'raw pixels? ... use the image processor', a fix that does not apply to hf_vit's own collator); the
+    same data with augment_on_device=False trains there."""
+    from tiny_data import make_tiny_cifar
+    from transformers import Trainer, TrainingArguments
+
+    from hf_vit import CIFAR10_MEAN, CIFAR10_STD
+    from hf_vit.data import prepare_data
+
+    tiny = make_tiny_cifar(tmp_path / "tiny", n_train=16, n_test=4)
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+
+    def train(on_device):
+        data = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=0, augment_on_device=on_device)
+        args = TrainingArguments(str(tmp_path / "out"), max_steps=1, per_device_train_batch_size=8, use_cpu=True,
+                                 report_to="none", save_strategy="no", remove_unused_columns=False)  # fmt: skip
+        return Trainer(model=model, args=args, train_dataset=data.train, data_collator=data.collator).train()
+
+    with pytest.raises(ValueError, match=r"augment_on_device=True.* Train with hf_vit.training.HfViTTrainer.*"
+                                         r"augment_on_device=False"):  # fmt: skip
+        train(True)
+    assert train(False).global_step == 1
+    # Raw pixels without the collator's mark keep the image processor's advice.
+    with pytest.raises(ValueError, match=r"pixel_values are torch.uint8 \(raw pixels\?\).*make_image_processor"):
+        model(pixel_values=torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
 def test_gradient_checkpointing_gives_same_gradients():
     _, model = make_pair(SHAPES[1], "cls")
     model.train()
