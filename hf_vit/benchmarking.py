@@ -199,6 +199,7 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
         row = {
             "model": b.name, "kind": b.kind, "attn": b.attn, "compiled": b.compiled, "copy": b.copy,
             "dtype": dtype_name, "paired": {},
+            "device": str(next(b.model.parameters()).device),  # where the timed model ran
         }
         for phase in ("train", "infer"):
             row[f"{phase}_img_s"] = batch / statistics.median(seconds[b.name, phase])

@@ -1,7 +1,7 @@
 """Input pipeline vs training speed for a recipe's model on this machine.
 
     python scripts/benchmark_input.py                      # cpu recipe; the real copy if ../shared/data/cifar10 exists
-    python scripts/benchmark_input.py --recipe gpu --steps 20
+    python scripts/benchmark_input.py --recipe gpu --steps 20   # the step on the GPU, where train.py trains it
 
 Pipeline img/s = the Trainer's path without the model: DataLoader over the decoded (cached) images,
 batch fetched with one indexing op, augmented and normalised by the collator. Training img/s = forward +
@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD
+from hf_vit.analysis import resolve_device
 from hf_vit.benchmarking import compare_models
 from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
@@ -25,6 +26,36 @@ from hf_vit.training import (
 )
 
 REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # the repo is a sibling of shared/
+WINDOWS = 5  # the step is timed in this many windows of equal length; the median window is the figure
+
+
+def step_device(requested, training_args) -> torch.device:
+    """Where the step is timed: --device, else where train.py trains the recipe (the CPU under its use_cpu, else
+    the GPU when this machine has one)."""
+    if requested is None:
+        return training_args.device
+    device = resolve_device(requested)  # ValueError naming the fix
+    if device.type not in ("cpu", "cuda"):  # the timing waits on CUDA's queue only
+        raise ValueError(f"--device {requested}: the step is timed on a CPU or a CUDA GPU. Use --device cpu or cuda.")
+    return device
+
+
+def step_dtype(recipe: str, device: torch.device) -> str:
+    """The dtype training would use on `device`: the recipe's bf16 only where the hardware has it (emulated on a CPU
+    it runs ~13x slower, and train.py falls back to fp32)."""
+    wants_bf16 = read_recipe(RECIPES_DIR / f"{recipe}.yaml").get("bf16")
+    native = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16()
+    return "bf16" if wants_bf16 and native else "fp32"
+
+
+def check_steps(steps: int) -> str | None:
+    """Why --steps cannot be timed as asked, or None: equal windows keep their median a fair figure."""
+    if steps % WINDOWS == 0:
+        return None
+    lower = steps // WINDOWS * WINDOWS
+    choices = f"{lower} or {lower + WINDOWS}" if lower else str(WINDOWS)
+    return (f"--steps must be a multiple of {WINDOWS} (the step is timed in {WINDOWS} windows of --steps/{WINDOWS} "
+            f"steps, and the median window taken), got {steps}. Pass {choices}.")
 
 
 def main():
@@ -33,26 +64,31 @@ def main():
     cli.add_argument("--dataset_name", default=None,
                      help="a dataset folder (default: the CIFAR-10 copy if present, else synthetic images)")
     cli.add_argument("--batches", type=int, default=100, help="batches timed through the pipeline")
-    cli.add_argument("--steps", type=int, default=10, help="training steps timed (median of 5 windows)")
+    cli.add_argument("--steps", type=int, default=10, help=f"training steps timed, a multiple of {WINDOWS} "
+                     f"(median of {WINDOWS} windows)")
+    cli.add_argument("--device", default=None,
+                     help="where the training step is timed: cpu, cuda, cuda:<index> (default: where train.py trains "
+                     "the recipe: the cpu recipe on the CPU, the gpu recipe on the GPU if this machine has one)")
     args = cli.parse_args()
     for flag in ("batches", "steps"):
         if getattr(args, flag) < 1:
             cli.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
+    if check_steps(args.steps):
+        cli.error(check_steps(args.steps))
 
     try:
         model_args, data_args, run_args, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
         # the threads training sets (not this process's default, which OMP_NUM_THREADS may have lowered)
         threads = set_cpu_threads(run_args.num_threads, 1)
-    except SetupError as err:
+        device = step_device(args.device, training_args)
+    except (SetupError, ValueError) as err:
         sys.exit(f"benchmark_input.py: error: {err}")
     config = build_config(model_args)
     batch_size = training_args.per_device_train_batch_size
-    # The step is timed on this CPU in the dtype training would use here: the recipe's bf16 only where the
-    # CPU has bf16 instructions (emulated, it runs ~13x slower, and train.py falls back to fp32).
-    wants_bf16 = read_recipe(RECIPES_DIR / f"{args.recipe}.yaml").get("bf16")
-    dtype = "bf16" if wants_bf16 and cpu_has_native_bf16() else "fp32"
+    dtype = step_dtype(args.recipe, device)  # the recipe's bf16 only where the hardware has it
     attn = config._attn_implementation or "sdpa"
-    print(f"recipe {args.recipe}: batch {batch_size}, {dtype}, {attn} attention, torch threads {torch.get_num_threads()}")
+    print(f"recipe {args.recipe}: batch {batch_size}, {dtype}, {attn} attention, step on {device}, "
+          f"torch threads {torch.get_num_threads()}")
 
     default_copy = os.environ.get("HF_VIT_CIFAR10", str(REAL_COPY))
     if args.dataset_name is not None and looks_local(args.dataset_name) and not Path(args.dataset_name).is_dir():
@@ -92,14 +128,15 @@ def main():
     pipe = n * batch_size / (time.perf_counter() - t0)
 
     # The model step, timed the way scripts/benchmark.py times it (fresh process, same batch size).
-    trainer = compare_models(
-        config, ["hf_vit"], batch=batch_size, steps=max(1, args.steps // 5), rounds=5, threads=threads, dtype=dtype,
-        attns=[attn], memory=False,
-    )[0]["train_img_s"]
+    step = compare_models(
+        config, ["hf_vit"], batch=batch_size, steps=args.steps // WINDOWS, rounds=WINDOWS, device=str(device),
+        threads=threads, dtype=dtype, attns=[attn], memory=False,
+    )[0]
+    trainer = step["train_img_s"]
 
     ratio = pipe / trainer
     print(f"input pipeline: {pipe:9.0f} img/s  (decoded cache -> batch fetch -> augment -> normalise)")
-    print(f"training step : {trainer:9.0f} img/s  (forward + backward + AdamW)")
+    print(f"training step : {trainer:9.0f} img/s  (forward + backward + AdamW, on {step['device']})")
     print(f"ratio         : {ratio:9.1f}x  ({'OK' if ratio >= 5 else 'BELOW'} the 5x target)")
     return 0 if ratio >= 5 else 1
 

@@ -101,14 +101,46 @@ def test_benchmark_input_times_with_the_threads_training_uses(monkeypatch, capsy
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.setenv("HF_VIT_CIFAR10", "/nonexistent")  # synthetic images: no dataset needed
-    monkeypatch.setattr(sys, "argv", ["benchmark_input.py", "--batches", "1", "--steps", "1"])
+    monkeypatch.setattr(sys, "argv", ["benchmark_input.py", "--batches", "1", "--steps", "5"])
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         module.main()
     finally:
         torch.set_num_threads(before)
-    assert f"torch threads {len(os.sched_getaffinity(0))}\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"torch threads {len(os.sched_getaffinity(0))}\n" in out
+    # the cpu recipe's step runs where its use_cpu trains it, and says so from inside the timed process
+    assert "step on cpu, " in out and "(forward + backward + AdamW, on cpu)" in out
+
+
+def test_benchmark_input_times_the_step_on_the_device_asked_for_and_exactly_the_steps_asked_for(monkeypatch, capsys):
+    """--steps N timed 5 windows of max(1, N // 5) steps, so --steps 3 timed 5 and --steps 12 timed 10: a count
+    that is not a multiple of the 5 windows is refused, naming the nearest. The step's device (before: always
+    compare_models' default, the CPU, even for the gpu recipe on a GPU machine) is --device, else the recipe's
+    training device; a device that cannot be used is one error line naming the fix."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
+    spec = importlib.util.spec_from_file_location("_benchmark_input", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def error(*argv):
+        monkeypatch.setattr(sys, "argv", ["benchmark_input.py", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            module.main()
+        return exit_info.value.code, capsys.readouterr().err
+
+    if not torch.cuda.is_available():
+        assert error("--recipe", "gpu", "--device", "cuda") == (
+            "benchmark_input.py: error: --device cuda: CUDA is not available on this machine. Use --device cpu.", "")
+    code, message = error("--recipe", "gpu", "--device", "mps")
+    assert "--device mps:" in str(code) and "Use --device cpu" in str(code)
+    for steps, choices in (("3", "Pass 5."), ("12", "Pass 10 or 15.")):
+        code, message = error("--device", "cpu", "--steps", steps)
+        assert code == 2 and (f"error: --steps must be a multiple of 5 (the step is timed in 5 windows of --steps/5 "
+                              f"steps, and the median window taken), got {steps}. {choices}") in message  # fmt: skip
 
 
 def test_the_three_models_are_the_same_network():
