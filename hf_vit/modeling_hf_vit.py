@@ -404,7 +404,7 @@ def _refuse_on_device_batches(pixel_values, kwargs) -> None:
     augment on the device: in another Trainer the image processor's advice (the raw-pixels error) does not apply."""
     if "aug_seed" in kwargs and isinstance(pixel_values, torch.Tensor) and not pixel_values.is_floating_point():
         raise ValueError(
-            f"pixel_values are raw {pixel_values.dtype} images with an aug_seed: a training batch from hf_vit's "
+            f"pixel_values are raw {pixel_values.dtype} images with an aug_seed: a training batch of hf_vit's "
             "collator made by prepare_data(augment_on_device=True), which leaves augmenting and normalising to the "
             "training step. Train with hf_vit.training.HfViTTrainer, which does that on the device, or prepare the "
             "data with augment_on_device=False (the collator then augments on the CPU)."
