@@ -50,7 +50,7 @@ def gathered_logits(predictions) -> np.ndarray:
     return _as_numpy(_logits(predictions))
 
 
-def _labels(label_ids):
+def gathered_labels(label_ids):
     """The (N,) labels of what the Trainer gathered (whole, per batch, or one batch's tensor)."""
     if isinstance(label_ids, list):  # eval_do_concat_batches=False
         return np.concatenate([_as_numpy(batch) for batch in label_ids])
@@ -62,6 +62,13 @@ def _labels(label_ids):
 _batches = []
 
 
+def forget_batches() -> None:
+    """Drop the batches kept so far: an evaluation stopped part-way (an error, Ctrl-C) leaves its batches, which
+    the next evaluation would count. HfViTTrainer calls it around each evaluation; with a plain Trainer, call it
+    before evaluating again after such a stop."""
+    _batches.clear()
+
+
 def compute_metrics(eval_pred, compute_result: bool | None = None) -> dict | None:
     """`Trainer(compute_metrics=...)`: accuracy, top-3 accuracy and macro F1 of the logits (logits alone or first
     in a tuple; gathered whole, or batch by batch with `eval_do_concat_batches=False`).
@@ -70,7 +77,7 @@ def compute_metrics(eval_pred, compute_result: bool | None = None) -> dict | Non
     (compute_result=False, returns None) and the last call (compute_result=True) scores them all together, the
     same numbers as the whole set at once.
     """
-    logits, labels = gathered_logits(eval_pred.predictions), _labels(eval_pred.label_ids)
+    logits, labels = gathered_logits(eval_pred.predictions), gathered_labels(eval_pred.label_ids)
     if compute_result is None:  # the Trainer gathered the whole set
         return _summary(logits, labels)
     _batches.append((np.asarray(logits, dtype=np.float32), np.asarray(labels)))

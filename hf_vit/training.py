@@ -31,7 +31,7 @@ from .augment import AugmentConfig, BatchAugment
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
 from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
 from .image_processing import make_image_processor
-from .metrics import classification_metrics, compute_metrics, gathered_logits
+from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import FolderInUseError, folder_lock, replace_text
 from .training_flags import (
@@ -579,7 +579,12 @@ class HfViTTrainer(Trainer):
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
-        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        forget_batches()  # batch_eval_metrics: nothing of an evaluation stopped part-way is counted in this one
+        try:
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys,
+                                             metric_key_prefix)
+        finally:
+            forget_batches()
         key = f"{metric_key_prefix}_loss"
         if self.args.world_size > 1 and key in output.metrics and output.label_ids is not None:
             output.metrics[key] = self._loss_of_every_image_once(output.predictions, output.label_ids)
@@ -589,9 +594,8 @@ class HfViTTrainer(Trainer):
         """In several processes the Trainer averages each rank's batch losses, and the last round of batches holds
         images the distributed sampler repeated to fill it: its gathered predictions drop them, its loss does not.
         The loss of those predictions, as compute_loss takes it (no mixing at evaluation)."""
-        logits = predictions[0] if isinstance(predictions, tuple) else predictions
-        logits = torch.from_numpy(np.asarray(logits, dtype=np.float32))
-        labels = torch.from_numpy(np.asarray(label_ids)).long()
+        logits = torch.from_numpy(np.asarray(gathered_logits(predictions), dtype=np.float32))  # whole, or per batch
+        labels = torch.from_numpy(np.asarray(gathered_labels(label_ids))).long()
         return F.cross_entropy(logits, labels, label_smoothing=self.args.label_smoothing_factor).item()
 
 
@@ -819,6 +823,13 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
             "--fp16 needs a CUDA GPU: on a CPU the Trainer would train in fp32 and record fp16. Leave it out, or "
             "use --bf16 true on a CPU with bf16 instructions."
         )
+    if args.batch_eval_metrics and args.world_size > 1:
+        raise SetupError(
+            f"--batch_eval_metrics true in {args.world_size} processes: the Trainer then keeps no predictions, so the "
+            "validation loss would count the images the distributed sampler repeats to fill the last batches (and "
+            "--metric_for_best_model eval_loss would select on it). Leave --batch_eval_metrics out (the validation "
+            "predictions of CIFAR-10 take about 0.2 MB)."
+        )
     if args.save_only_model and run_args.stop_after_steps:
         raise SetupError(
             "--stop_after_steps ends the session to be resumed, but --save_only_model true leaves the optimizer "
@@ -898,6 +909,13 @@ SHAPE_KEYS = ("image_size", "patch_size", "num_channels", "dim", "depth", "heads
 OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "optim")
 
 
+def optimizer_family(optim) -> str:
+    """--optim as far as the checkpoint's state cares: the fused and plain AdamW share one state (and transformers'
+    default is one or the other by torch version, so the same command may record either)."""
+    value = str(getattr(optim, "value", optim))
+    return value.removesuffix("_fused")
+
+
 def run_fingerprint(config, processor, data_args, training_args, train_size: int) -> dict:
     """What a checkpoint's weights and its place in the run depend on, keyed by the flag that sets it.
 
@@ -916,7 +934,8 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
         "schedule": {"train_images": train_size, "world_size": training_args.world_size}
         | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
                                                   "gradient_accumulation_steps", "dataloader_drop_last")},
-        "optimizer": {k: getattr(training_args, k) for k in OPTIMIZER_KEYS},
+        "optimizer": {k: getattr(training_args, k) for k in OPTIMIZER_KEYS}
+        | {"optim": optimizer_family(training_args.optim)},
         "training": asdict(data_args.augment_config())
         | {k: getattr(training_args, k) for k in ("label_smoothing_factor", "max_grad_norm", "lr_scheduler_type",
                                                   "warmup_steps")},
@@ -930,14 +949,18 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
     saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
     if saved is None:  # a checkpoint from before this file existed: nothing to compare
         return False
+    if "optim" in (saved.get("optimizer") or {}):  # recorded as given by an earlier version: adamw_torch_fused
+        saved["optimizer"]["optim"] = optimizer_family(saved["optimizer"]["optim"])
     changed = _changed(saved, fingerprint, "model", "data", "optimizer")
     if changed:
         optimizer = [key for key in fingerprint["optimizer"] if any(c.startswith(f"--{key} ") for c in changed)]
-        why = (
-            f" A resume takes {', '.join(f'--{k}' for k in optimizer)} from the checkpoint's optimizer and schedule "
-            f"state, so a new value would be ignored; to train its weights with the new values, start a new run with "
-            f"--model_name_or_path {str(resume)!r}." if optimizer else ""
-        )
+        restored = [f"--{k}" for k in optimizer if k != "optim"]
+        parts = [f"A resume takes {', '.join(restored)} from the checkpoint's optimizer and schedule state, so a new "
+                 "value would be ignored"] if restored else []
+        if "optim" in optimizer:
+            parts.append(("a" if parts else "A") + "nother --optim cannot continue the checkpoint's optimizer state")
+        why = (f" {'; '.join(parts)}; to train its weights with the new values, start a new run with "
+               f"--model_name_or_path {str(resume)!r}." if parts else "")
         raise SetupError(
             f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {'; '.join(changed)} "
             f"(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir.{why}"
@@ -1358,7 +1381,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     if not trainer.is_world_process_zero():
         return None
 
-    metrics = classification_metrics(prediction.predictions, prediction.label_ids, label_names=data.label_names)
+    metrics = classification_metrics(gathered_logits(prediction.predictions), gathered_labels(prediction.label_ids),
+                                     label_names=data.label_names)  # whole, or per batch (eval_do_concat_batches)
     metrics.update(
         dataset=dataset_reference(data_args.dataset_name),
         dataset_config=data.dataset_config,  # the one loaded (--dataset_config, else the default): the model-index's

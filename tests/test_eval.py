@@ -308,6 +308,48 @@ def test_compute_metrics_batch_by_batch_with_batch_eval_metrics(tmp_path):
         assert scores(trainer_class, batch_eval_metrics=True) == [whole, whole], trainer_class.__name__
 
 
+def test_an_evaluation_stopped_part_way_leaves_nothing_to_the_next_with_batch_eval_metrics(tmp_path):
+    """batch_eval_metrics keeps the batches seen so far: an evaluation stopped part-way (here a forward that fails
+    on the third batch) left its batches, and the next evaluation counted them too. HfViTTrainer forgets them
+    around each evaluation; a plain Trainer's user calls hf_vit.metrics.forget_batches()."""
+    from transformers import Trainer, TrainingArguments
+
+    from hf_vit.data import prepare_data
+    from hf_vit.metrics import compute_metrics, forget_batches
+    from hf_vit.training import HfViTTrainer
+
+    class FailsOnceForImageClassification(hf_vit.HfViTForImageClassification):  # the third forward fails, once
+        calls = 0
+
+        def forward(self, pixel_values=None, labels=None, **kwargs):  # `labels` named: the Trainer looks for it
+            FailsOnceForImageClassification.calls += 1
+            if FailsOnceForImageClassification.calls == 3:
+                raise RuntimeError("stopped part-way")
+            return super().forward(pixel_values, labels=labels, **kwargs)
+
+    tiny = make_tiny_cifar(tmp_path / "tiny", n_train=20, n_test=40)
+    data = prepare_data(str(tiny), 32, 3, hf_vit.CIFAR10_MEAN, hf_vit.CIFAR10_STD, validation_size=0)
+    torch.manual_seed(0)
+    model = FailsOnceForImageClassification(hf_vit.HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+
+    def trainer(trainer_class, **options):
+        args = TrainingArguments(str(tmp_path / "out"), per_device_eval_batch_size=8, use_cpu=True, report_to="none",
+                                 remove_unused_columns=False, **options)  # fmt: skip
+        return trainer_class(model=model, args=args, eval_dataset=data.test, data_collator=data.collator,
+                             compute_metrics=compute_metrics)  # fmt: skip
+
+    FailsOnceForImageClassification.calls = 3  # no failure: the whole set's figures
+    whole = trainer(Trainer).evaluate()["eval_macro_f1"]
+    for trainer_class in (HfViTTrainer, Trainer):
+        FailsOnceForImageClassification.calls = 0
+        evaluating = trainer(trainer_class, batch_eval_metrics=True)
+        with pytest.raises(RuntimeError, match="stopped part-way"):
+            evaluating.evaluate()
+        if trainer_class is Trainer:
+            forget_batches()
+        assert evaluating.evaluate()["eval_macro_f1"] == whole, trainer_class.__name__
+
+
 def test_classification_metrics_take_the_models_logits_as_torch_tensors():
     """classification_metrics(outputs.logits, labels) straight from a model: bf16 logits (autocast) and logits that
     need grad score as float32 numpy does (before: TypeError: Got unsupported ScalarType BFloat16; RuntimeError:

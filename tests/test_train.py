@@ -162,7 +162,9 @@ def two_processes(data, out, *more):
 @pytest.fixture(scope="module")
 def two_process_run(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp") / "model"
-    proc = two_processes(tiny, out)
+    # Predictions kept per batch (as the Trainer hands them then): the loss of each image once and the test metrics
+    # read them as a list (before: "inhomogeneous shape" at the first evaluation).
+    proc = two_processes(tiny, out, "--eval_do_concat_batches", "false")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -184,6 +186,16 @@ def test_two_processes_both_train_one_folder_is_written(two_process_run):
     assert metrics["num_examples"] == 50  # gathered from both ranks, no duplicates
     # the ranks split each epoch: 5 steps per epoch instead of 10 (150 images, 16 per rank and step)
     assert metrics["train"]["epochs"] == pytest.approx(4 / 5)
+
+
+def test_two_processes_refuse_batch_eval_metrics(tiny, tmp_path):
+    """With batch_eval_metrics the Trainer keeps no predictions, so the validation loss of several processes could
+    not be taken over each image once: it counted the sampler's repeats again. Refused before the data is read."""
+    proc = two_processes(tiny, tmp_path / "model", "--batch_eval_metrics", "true")
+    assert proc.returncode != 0
+    assert "train.py: error: --batch_eval_metrics true in 2 processes: the Trainer then keeps no predictions" in (
+        proc.stderr)  # fmt: skip
+    assert not (tmp_path / "model" / "metrics.json").exists()
 
 
 def test_two_processes_log_the_validation_loss_of_one_process(tiny, two_process_run, tmp_path):
