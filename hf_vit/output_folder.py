@@ -233,7 +233,9 @@ def refuse_several_processes(script: str, clash: str, hint: str = "") -> None:
     (WORLD_SIZE, the launchers' contract): each would do the whole work, `clash` says into what, and the lock or
     the launcher would stop the others halfway (before: two runs into one folder, or two pushes)."""
     world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
+    # With a rank too: a WORLD_SIZE left over in a job's shell alone does not make a launch of several processes.
+    launched = "RANK" in os.environ or "LOCAL_RANK" in os.environ
+    if launched and world.isdigit() and int(world) > 1:
         raise SeveralProcessesError(
             f"{script} runs as one process, but it was launched as {world} (WORLD_SIZE={world}, set by torchrun or "
             f"accelerate launch): {clash}. Run it with `python scripts/{script} ...`{hint}."

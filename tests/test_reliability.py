@@ -1935,6 +1935,23 @@ def test_a_checkpoint_holds_its_run_record_before_it_counts_as_complete(dataset_
         assert "hf_vit_run.json" in files and "trainer_state.json" not in files, files
 
 
+def test_a_resume_takes_fused_or_plain_adamw_and_refuses_another_optimizer(dataset_dir, tmp_path, capsys):
+    """transformers' default --optim is adamw_torch_fused or adamw_torch by torch version, and both keep one state:
+    the same command after a torch upgrade was refused. Another optimizer cannot take the state: refused, saying so
+    (before: 'a new value would be ignored', which is not what happens to --optim)."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--optim", "adamw_torch_fused", "--stop_after_steps", "4", steps=12)) == 0
+    err = train_error(capsys, train_args(dataset_dir, out, "--optim", "sgd", "--resume_from_checkpoint", "last",
+                                         steps=12))  # fmt: skip
+    assert "--optim 'adamw_torch' -> 'sgd' (checkpoint -> now)" in err
+    assert "Another --optim cannot continue the checkpoint's optimizer state; to train its weights" in err
+    assert main(train_args(dataset_dir, out, "--optim", "adamw_torch", "--stop_after_steps", "8",
+                           "--resume_from_checkpoint", "last", steps=12)) == 0  # fmt: skip
+    assert (out / "checkpoint-8" / "trainer_state.json").is_file()
+
+
 def test_push_to_hub_pushes_the_finished_folder_with_its_card(dataset_dir, tmp_path, monkeypatch):
     """--push_to_hub: one commit at the end, with the card and metrics (the Trainer's own push would upload
     the weights before those exist). The network is mocked at HfApi.create_repo/create_commit/list_repo_files."""
@@ -2375,12 +2392,19 @@ def test_a_one_process_script_launched_as_several_processes_is_refused(model_dir
         "import_lesson_weights.py": [str(tmp_path / "lesson.pt"), str(tmp_path / "out"), "--heads", "2"],
         "push_to_hub.py": [str(folder), "me/tiny-vit", "--dry_run"],  # --dry_run writes the card into the folder
     }[script]
-    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # left over in a job's shell, no rank: a plain run of one process
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    if script == "push_to_hub.py":
+        script_module(script).main(argv)
+        (folder / "README.md").unlink()
+    monkeypatch.setenv("RANK", "0")  # as the launchers set it, beside WORLD_SIZE
+    monkeypatch.setenv("LOCAL_RANK", "0")
     assert run_script_main(script, argv) == (
         f"error: {script} runs as one process, but it was launched as 2 (WORLD_SIZE=2, set by torchrun or accelerate "
         f"launch): {clash}. Run it with `python scripts/{script} ...`."
     )
     assert not (tmp_path / "out").exists() and sorted(p.name for p in folder.iterdir()) == before
-    monkeypatch.setenv("WORLD_SIZE", "1")  # one process (python, or a launcher of one): it runs
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process (a launcher of one): it runs
     script_module(script).main(argv)
     assert (tmp_path / "out" / "config.json").is_file() or (folder / "README.md").is_file()
