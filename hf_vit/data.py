@@ -13,6 +13,7 @@ served through `pipeline(...)` sees the same numbers it was trained on.
 
 import io
 import logging
+import numbers
 import os
 import socket
 from contextlib import contextmanager
@@ -591,20 +592,23 @@ def one_thread():
         torch.set_num_threads(threads)
 
 
-def _check_num_labels(num_labels, names, label_column: str) -> None:
+def _check_num_labels(num_labels, names, label_column: str) -> int | None:
     """prepare_data's `num_labels` (library use only: the scripts take the dataset's) must fit the class names:
-    more classes than names failed with an IndexError, fewer blamed the labels."""
+    more classes than names failed with an IndexError, fewer blamed the labels. Returns it as a plain int (numpy
+    integers, e.g. a count read off an array, are whole numbers too)."""
     if num_labels is None:
-        return
-    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        return None
+    if isinstance(num_labels, bool) or not isinstance(num_labels, numbers.Integral) or num_labels < 1:
         raise DatasetError(f"num_labels must be a whole number of classes >= 1, got {num_labels!r}. Leave it out "
                            "(None) to take the count from the dataset.")
+    num_labels = int(num_labels)
     if names and num_labels != len(names):
         raise DatasetError(
             f"num_labels={num_labels} disagrees with the {len(names)} class names of the dataset's {label_column!r} "
             "column: the labels would lie outside the model's classes, or classes go without names. Leave num_labels "
             "out (None) to take the dataset's classes."
         )
+    return num_labels
 
 
 @dataclass
@@ -683,7 +687,7 @@ def prepare_data(
     test_ds = get_split(dataset_dict, test_split, dataset_name)
     find_columns(test_ds, image_column, label_column)  # same names in the test split, or a clear error
     names = label_names(train_ds, label_column)
-    _check_num_labels(num_labels, names, label_column)
+    num_labels = _check_num_labels(num_labels, names, label_column)
     if num_labels is None:
         if names:
             num_labels = len(names)

@@ -301,11 +301,16 @@ def test_batch_augment_refuses_batches_it_would_misread(images, labels, message)
     (12, r"num_labels=12 disagrees with the 10 class names of the dataset's 'label' column"),  # was an IndexError
     (5, r"num_labels=5 disagrees with the 10 class names"),  # was: the labels blamed, as if the dataset were wrong
     (0, r"num_labels must be a whole number of classes >= 1, got 0"),
+    (np.int64(12), r"num_labels=12 disagrees with the 10 class names"),  # a numpy count is checked like an int
+    (10.0, r"num_labels must be a whole number of classes >= 1, got 10\.0"),
 ])
 def test_prepare_data_refuses_a_class_count_that_does_not_fit_the_class_names(tiny, num_labels, message):
     with pytest.raises(DatasetError, match=message):
         prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, num_labels=num_labels, validation_size=20)
-    assert prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, num_labels=10, validation_size=20).num_labels == 10
+    # A numpy integer (e.g. a count read off an array) was refused as not whole; it is kept as a plain int.
+    for fits in (10, np.int64(10)):
+        data = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, num_labels=fits, validation_size=20)
+        assert type(data.num_labels) is int and data.num_labels == 10
 
 
 def test_prepare_data_given_a_loaded_dataset_says_to_save_it_and_pass_the_folder(tiny, tmp_path):
