@@ -378,7 +378,10 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
             try:
                 loss = self.loss_function(labels, logits, self.config, **kwargs)
             except IndexError as err:  # a class id outside the head (cross-entropy on a CPU; a GPU asserts)
-                raise _labels_outside_the_head_error(labels, self.config.num_labels) from err
+                error = _labels_outside_the_head_error(labels, self.config.num_labels)
+                if error is None:  # every id fits the head: the IndexError is not the labels', keep its own words
+                    raise
+                raise error from err
 
         if not return_dict:
             output = tuple(v for v in (logits, outputs.hidden_states, outputs.attentions) if v is not None)
@@ -411,9 +414,19 @@ def _refuse_on_device_batches(pixel_values, kwargs) -> None:
         )
 
 
-def _labels_outside_the_head_error(labels, num_labels: int) -> Exception:
-    """The usual cause: a dataset of other classes trained with the default config (CIFAR-10's 10 classes)."""
+def _labels_outside_the_head_error(labels, num_labels: int) -> Exception | None:
+    """The usual cause: a dataset of other classes trained with the default config (CIFAR-10's 10 classes). None
+    when every id fits the head (e.g. all are -100), so the caller keeps the original error."""
     found = labels[labels != -100]  # -100: the loss's "skip this image"
+    if found.numel() == 0 or (int(found.min()) >= 0 and int(found.max()) < num_labels):
+        return None
+    if int(found.min()) < 0:  # e.g. -1, how datasets mark an unlabelled (test) split: no class config fits it
+        return ValueError(
+            f"labels hold {int((found < 0).sum())} negative class ids (e.g. {int(found.min())}), but a negative id is "
+            f"not a class (the model's are 0..{num_labels - 1}) and only -100 skips an image; -1 usually marks an "
+            "unlabelled split. Drop those rows (e.g. `ds.filter(lambda row: row['label'] >= 0)`) or set their label "
+            "to -100."
+        )
     return ValueError(
         f"labels hold class ids from {int(found.min())} to {int(found.max())}, but the model has {num_labels} classes "
         f"(ids 0..{num_labels - 1}; -100 skips an image). Build the config with the dataset's classes, e.g. "

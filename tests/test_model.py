@@ -173,11 +173,32 @@ def test_labels_outside_the_head_name_the_class_count_and_how_to_set_the_classes
     loss names the class ids and the config's classes (before: IndexError: Target 11 is out of bounds.)."""
     model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
     pixels = torch.randn(3, 3, 32, 32)
-    for labels, span in (([0, 11, -100], "from 0 to 11"), ([-1, 2, 3], "from -1 to 3")):
-        with pytest.raises(ValueError, match=rf"labels hold class ids {span}, but the model has 10 classes .*"
-                                             r"id2label=dataset.features\['label'\].names"):
-            model(pixel_values=pixels, labels=torch.tensor(labels))
+    with pytest.raises(ValueError, match=r"labels hold class ids from 0 to 11, but the model has 10 classes .*"
+                                         r"id2label=dataset.features\['label'\].names"):
+        model(pixel_values=pixels, labels=torch.tensor([0, 11, -100]))
     assert torch.isfinite(model(pixel_values=pixels, labels=torch.tensor([0, 9, -100])).loss)  # -100 still skips
+
+
+@pytest.mark.parametrize("labels", [[-1, -1, -1], [-1, 2, 11]])
+def test_negative_labels_say_they_are_not_classes_and_to_drop_them_or_use_minus_100(labels):
+    """A split whose labels are -1 (how datasets mark an unlabelled test split) was told to rebuild the config with
+    the dataset's classes ("class ids from -1 to -1"), which cannot help: now the error says negative ids are not
+    classes, only -100 skips an image, and to drop those rows or set their label to -100."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    with pytest.raises(ValueError, match=r"labels hold \d negative class ids \(e\.g\. -1\), but a negative id is not "
+                                         r"a class \(the model's are 0\.\.9\) and only -100 skips an image.*Drop those "
+                                         r"rows .* or set their label to -100\.$") as caught:
+        model(pixel_values=torch.randn(3, 3, 32, 32), labels=torch.tensor(labels))
+    assert "id2label" not in str(caught.value)
+
+
+def test_an_index_error_with_every_label_in_the_head_keeps_its_own_words():
+    """Labels that all fit the head, or are all -100 (skipped), are not to blame for an IndexError: no label error
+    is made (before: all -100 left nothing to take the min of, and the helper itself failed)."""
+    from hf_vit.modeling_hf_vit import _labels_outside_the_head_error
+
+    for labels in ([-100, -100], [0, 9, -100]):
+        assert _labels_outside_the_head_error(torch.tensor(labels), 10) is None
 
 
 def test_a_mixed_batch_in_a_plain_trainer_is_refused_not_trained_on_its_first_labels(tmp_path):
