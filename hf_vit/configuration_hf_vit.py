@@ -5,12 +5,13 @@ The field names are the lesson's (`dim`, `depth`, `heads`, `dim_head`,
 `num_hidden_layers`, ...) resolve to them through `attribute_map`.
 
 This file is copied next to saved weights as remote code, so it imports
-nothing from `hf_vit` (only `transformers`).
+nothing from `hf_vit` (only `transformers` and its `huggingface_hub`).
 """
 
 import inspect
 import math
 
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import PretrainedConfig
 
 # CIFAR-10 class names in the order of the Hub dataset `uoft-cs/cifar10`.
@@ -346,9 +347,13 @@ class HfViTConfig(PretrainedConfig):
 
     def validate(self):
         """transformers' validators, looked up on this class so that the one above replaces its own (PretrainedConfig's
-        `validate` calls its own functions): a config with output_attentions=True saves beside SDPA."""
+        `validate` calls its own functions): a config with output_attentions=True saves beside SDPA. A refusal is
+        wrapped as transformers' own validate wraps it, so callers catch the same error from either config."""
         for validator in PretrainedConfig.__class_validators__:
-            getattr(self, validator.__name__)()
+            try:
+                getattr(self, validator.__name__)()
+            except (ValueError, TypeError) as err:
+                raise StrictDataclassClassValidationError(validator=validator.__name__, cause=err) from err
 
     def check_before_save(self):
         """Every check a save makes, made before anything is written: the lesson's fields, then transformers' own

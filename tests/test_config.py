@@ -328,3 +328,23 @@ def test_vit_fields_the_model_has_no_part_for_are_refused(tmp_path):
     HfViTForImageClassification(c).save_pretrained(tmp_path / "m")
     with pytest.raises(ValueError, match="qkv_bias=True has no effect"):
         HfViTForImageClassification.from_pretrained(tmp_path / "m", qkv_bias=True)
+
+
+def test_validate_raises_transformers_own_error_for_its_validators_and_a_plain_one_for_hf_vits():
+    """A transformers validator that fails raises huggingface_hub's StrictDataclassClassValidationError naming it, as
+    transformers' ViTConfig.validate does (before: the bare ValueError, which code catching transformers' error
+    missed); hf_vit's own field checks stay a plain ValueError."""
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+    from transformers import ViTConfig
+
+    for config in (ViTConfig(), HfViTConfig()):
+        config.layer_types = ["not_a_layer_type"] * config.num_hidden_layers
+        with pytest.raises(StrictDataclassClassValidationError,
+                           match=r"validator 'validate_layer_type':\n    ValueError: .*not_a_layer_type") as caught:
+            config.validate()
+        assert isinstance(caught.value.__cause__, ValueError)
+    config = HfViTConfig()
+    config.pool = "max"
+    with pytest.raises(ValueError) as caught:
+        config.check_before_save()
+    assert type(caught.value) is ValueError and "pool" in str(caught.value)
