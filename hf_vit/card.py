@@ -378,7 +378,7 @@ def _plain(value) -> str:
 
 def _duration(seconds) -> str:
     """A run's length: seconds below a minute (a 2 s test run showed as "0.0 min"), minutes above."""
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s" if round(seconds, 1) < 60 else f"{seconds / 60:.1f} min"
 
 
 def _size(value) -> str:

@@ -383,7 +383,7 @@ def test_a_short_run_is_timed_in_seconds_and_the_example_output_names_the_models
     example names the model's first class as Python prints it."""
     folder = tmp_path / "model"
     card_of(folder, ["it's <ripe>", "pear"], "someone/fruit", {"data": {"dataset_name": "someone/fruit"}})
-    for runtime, shown in ((2.4, "2.4 s"), (59.9, "59.9 s"), (600.0, "10.0 min")):
+    for runtime, shown in ((2.4, "2.4 s"), (59.9, "59.9 s"), (59.96, "1.0 min"), (600.0, "10.0 min")):
         (folder / "metrics.json").write_text(json.dumps({"train": {"runtime_s": runtime, "steps": 3}}))
         text = ModelCard.load(write_model_card(folder)).text
         assert f"| Training time | {shown} |" in text
