@@ -28,10 +28,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .data import looks_local
-from .hub import two_saves
 from .image_processing import size_dict
 from .metrics import macro_scope
-from .output_folder import replace_text
+from .output_folder import replace_text, two_saves
 from .public import local_name
 
 TEMPLATE_NAME = "model_card.md"

@@ -552,8 +552,8 @@ class BatchCollator:
 
     def _check_keys(self, sample) -> None:
         """Another dataset's rows (a datasets.Dataset, processor outputs) lack the index and train/eval mark."""
-        keys = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
-        if not isinstance(sample, dict) or not set(self.KEYS) <= set(sample):
+        if not isinstance(sample, dict) or not set(self.KEYS) <= sample.keys():
+            keys = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
             raise ValueError(
                 f"BatchCollator collates what hf_vit.data.ImageTensorDataset hands out (keys {list(self.KEYS)}), got "
                 f"{keys}. Wrap uint8 images (N, C, H, W) and int64 labels (N,) as ImageTensorDataset(pixels, labels, "

@@ -31,6 +31,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ge
 
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
+from .output_folder import two_saves
 from .public import public_copies
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
@@ -68,23 +69,6 @@ _ABSOLUTE_IMPORT = re.compile(r"^\s*(from\s+hf_vit[\s.]|import\s+hf_vit\b)", re.
 
 class IncompleteModelFolder(ValueError):
     """The folder lacks something a Hub user needs to load the model."""
-
-
-def two_saves(model_dir) -> str | None:
-    """Both a single model.safetensors and a sharded save's index: what two saves into one folder leave
-    (save_pretrained deletes an earlier save's shards, never an earlier single file or index). transformers
-    loads model.safetensors and ignores the shards, which may be the newer weights; None when only one is there."""
-    model_dir = Path(model_dir)
-    single, index = model_dir / "model.safetensors", model_dir / "model.safetensors.index.json"
-    if not (single.is_file() and index.is_file()):
-        return None
-    older = min((single, index), key=lambda path: path.stat().st_mtime).name
-    return (
-        "the folder holds both model.safetensors and model.safetensors.index.json (with its model-*-of-*.safetensors "
-        "shards), the weights of two saves: transformers would load model.safetensors whichever is current. Delete "
-        f"the earlier save's files (the older one by modification time is {older}; the index goes with its shards), "
-        "or save the model again into an empty folder."
-    )
 
 
 def _weight_files(model_dir: Path) -> list[str]:

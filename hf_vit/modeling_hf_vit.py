@@ -362,7 +362,7 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         **kwargs,
     ) -> ImageClassifierOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        _refuse_on_device_batches(pixel_values, kwargs)
+        _refuse_hf_vit_trainer_batches(pixel_values, kwargs)  # before any compute
         outputs = self.vit(
             pixel_values,
             output_attentions=output_attentions,
@@ -371,7 +371,6 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
             return_dict=True,
         )
         logits = self.mlp_head(outputs.pooler_output)  # (B, num_labels)
-        _refuse_mixed_batches(kwargs)
 
         loss = None
         if labels is not None:
@@ -400,6 +399,12 @@ def _refuse_mixed_batches(kwargs) -> None:
             "takes one label per image and would ignore the second. Train with hf_vit.training.HfViTTrainer, which "
             "mixes the loss, or turn mixing off (AugmentConfig(mixup_alpha=0, cutmix_alpha=0))."
         )
+
+
+def _refuse_hf_vit_trainer_batches(pixel_values, kwargs) -> None:
+    """Batches of hf_vit's collator that only HfViTTrainer reads right: mixed, or left raw for the device."""
+    _refuse_mixed_batches(kwargs)
+    _refuse_on_device_batches(pixel_values, kwargs)
 
 
 def _refuse_on_device_batches(pixel_values, kwargs) -> None:

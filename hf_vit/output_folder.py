@@ -39,6 +39,29 @@ MODEL_FOLDER_ENTRIES = (
 )
 
 
+def two_saves(model_dir) -> str | None:
+    """Both a single model.safetensors and a sharded save's index: what two saves into one folder leave
+    (save_pretrained deletes an earlier save's shards, never an earlier single file or index). transformers
+    loads model.safetensors and ignores the shards, which may be the newer weights; None when only one is there."""
+    model_dir = Path(model_dir)
+    single, index = model_dir / "model.safetensors", model_dir / "model.safetensors.index.json"
+    if not (single.is_file() and index.is_file()):
+        return None
+    older = min((single, index), key=lambda path: path.stat().st_mtime).name
+    return (
+        "the folder holds both model.safetensors and model.safetensors.index.json (with its model-*-of-*.safetensors "
+        "shards), the weights of two saves: transformers would load model.safetensors whichever is current. Delete "
+        f"the earlier save's files (the older one by modification time is {older}; the index goes with its shards), "
+        "or save the model again into an empty folder."
+    )
+
+
+def probe_writable(folder) -> None:
+    """Raise OSError unless a file can be made in `folder` (an existing folder). The probe has a name of its own,
+    never the pid: ranks on two machines sharing the folder may have one pid, and deleted each other's probe."""
+    Path(tempfile.mkdtemp(prefix=".hf_vit-write-test-", dir=folder)).rmdir()
+
+
 def unwritable_reason(folder) -> str | None:
     """Why `folder` (created if absent) could not be written, or None; probes without leaving anything behind."""
     existing = Path(folder)
@@ -47,7 +70,7 @@ def unwritable_reason(folder) -> str | None:
     if not existing.is_dir():
         return f"{existing} is a file"
     try:
-        Path(tempfile.mkdtemp(prefix=".hf_vit-write-test-", dir=existing)).rmdir()
+        probe_writable(existing)
     except OSError as err:
         return f"{existing}: {err.strerror or err}"
     return None

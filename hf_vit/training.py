@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
-from .output_folder import FolderInUseError, folder_lock, replace_text
+from .output_folder import FolderInUseError, folder_lock, probe_writable, replace_text
 from .training_flags import (
     Given,
     SetupError,
@@ -659,10 +658,7 @@ def check_output_dir(path):
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        # A probe of its own: every rank checks, and ranks on two machines sharing the folder may have one pid.
-        fd, probe = tempfile.mkstemp(prefix=".hf_vit-write-test-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path)  # every rank checks
     except OSError as err:
         raise SetupError(
             f"cannot write the output folder {str(path)!r} ({err.strerror or err}). "
@@ -951,19 +947,13 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
         return False
     if "optim" in (saved.get("optimizer") or {}):  # recorded as given by an earlier version: adamw_torch_fused
         saved["optimizer"]["optim"] = optimizer_family(saved["optimizer"]["optim"])
-    changed = _changed(saved, fingerprint, "model", "data", "optimizer")
-    if changed:
-        optimizer = [key for key in fingerprint["optimizer"] if any(c.startswith(f"--{key} ") for c in changed)]
-        restored = [f"--{k}" for k in optimizer if k != "optim"]
-        parts = [f"A resume takes {', '.join(restored)} from the checkpoint's optimizer and schedule state, so a new "
-                 "value would be ignored"] if restored else []
-        if "optim" in optimizer:
-            parts.append(("a" if parts else "A") + "nother --optim cannot continue the checkpoint's optimizer state")
-        why = (f" {'; '.join(parts)}; to train its weights with the new values, start a new run with "
-               f"--model_name_or_path {str(resume)!r}." if parts else "")
+    changes = _changes(saved, fingerprint, "model", "data", "optimizer")
+    if changes:
+        optimizer = [key for part, key, _, _ in changes if part == "optimizer"]
         raise SetupError(
-            f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {'; '.join(changed)} "
-            f"(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir.{why}"
+            f"--resume_from_checkpoint {str(resume)!r} was saved by a run with other settings: {_said(changes)} "
+            "(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir."
+            + _optimizer_advice(resume, optimizer)
         )
     check_batches(resume, saved, fingerprint)
     same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
@@ -972,7 +962,8 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
 
 # What a step and an epoch are made of: the Trainer places a resume by the checkpoint's step count (its epoch,
 # how many batches of that epoch to skip, how far along the learning-rate schedule), in the batches of this run.
-BATCH_KEYS = ("world_size", "per_device_train_batch_size", "gradient_accumulation_steps", "dataloader_drop_last")
+GLOBAL_BATCH_KEYS = ("world_size", "per_device_train_batch_size", "gradient_accumulation_steps")  # their product
+BATCH_KEYS = (*GLOBAL_BATCH_KEYS, "dataloader_drop_last")
 
 
 def check_batches(resume, saved: dict, fingerprint: dict) -> None:
@@ -985,7 +976,7 @@ def check_batches(resume, saved: dict, fingerprint: dict) -> None:
     if not keys:
         return
     changes = [f"{_batch_name(k)} {_json_value(old[k])!r} -> {_json_value(new[k])!r}" for k in keys]
-    if all(k in old for k in BATCH_KEYS[:3]) and keys != ["dataloader_drop_last"]:
+    if all(k in old for k in GLOBAL_BATCH_KEYS) and keys != ["dataloader_drop_last"]:
         changes.append(f"images per step {_global_batch(old)} -> {_global_batch(new)}")
     values = [f"--{k} {_json_value(old[k])}" for k in keys if k != "world_size"]
     if "world_size" in keys:
@@ -1010,22 +1001,41 @@ def _global_batch(schedule: dict) -> int:
     return schedule["world_size"] * schedule["per_device_train_batch_size"] * schedule["gradient_accumulation_steps"]
 
 
-def _changed(saved: dict, fingerprint: dict, *parts: str) -> list[str]:
-    """`--flag old -> new` for each value of `parts` that the checkpoint's run had otherwise (keys it did not
+def _changes(saved: dict, fingerprint: dict, *parts: str) -> list[tuple]:
+    """(part, key, old, new) for each value of `parts` that the checkpoint's run had otherwise (keys it did not
     record, from an older version, are not compared)."""
     return [
-        f"--{key} {_json_value(saved[part][key])!r} -> {_json_value(value)!r}"
+        (part, key, _json_value(saved[part][key]), _json_value(value))
         for part in parts
         for key, value in fingerprint[part].items()
         if key in (saved.get(part) or {}) and _json_value(saved[part][key]) != _json_value(value)
     ]
 
 
+def _said(changes) -> str:
+    return "; ".join(f"--{key} {old!r} -> {new!r}" for _, key, old, new in changes)
+
+
+def _optimizer_advice(resume, keys) -> str:
+    """Why a changed optimizer setting cannot be resumed with, and the way to train the weights with it."""
+    reasons = []
+    if restored := [f"--{k}" for k in keys if k != "optim"]:
+        reasons.append(f"a resume takes {', '.join(restored)} from the checkpoint's optimizer and schedule state, "
+                       "so a new value would be ignored")
+    if "optim" in keys:
+        reasons.append("another --optim cannot continue the checkpoint's optimizer state")
+    if not reasons:
+        return ""
+    text = "; ".join(reasons)
+    return (f" {text[0].upper()}{text[1:]}; to train its weights with the new values, start a new run with "
+            f"--model_name_or_path {str(resume)!r}.")
+
+
 def resume_changes(resume, fingerprint: dict) -> list[str]:
     """The augmentation and loss settings this resume changes (they apply from its first step on): said, not
     refused, as a longer or shorter schedule is not."""
     saved = _read_json_or_none(Path(resume) / RUN_FINGERPRINT)
-    return _changed(saved, fingerprint, "training") if saved else []
+    return [_said([change]) for change in _changes(saved, fingerprint, "training")] if saved else []
 
 
 def _read_json_or_none(path):

@@ -73,8 +73,8 @@ def main():
     for flag in ("batches", "steps"):
         if getattr(args, flag) < 1:
             cli.error(f"--{flag} must be at least 1, got {getattr(args, flag)}.")
-    if check_steps(args.steps):
-        cli.error(check_steps(args.steps))
+    if problem := check_steps(args.steps):
+        cli.error(problem)
 
     try:
         model_args, data_args, run_args, training_args = parse_args(["--recipe", args.recipe, "--bf16", "false", "--torch_compile", "false"])
