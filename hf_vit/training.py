@@ -930,6 +930,9 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
         "schedule": {"train_images": train_size, "world_size": training_args.world_size}
         | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
                                                   "gradient_accumulation_steps", "dataloader_drop_last")},
+        # One process's step: the per-device batch on each GPU it drives (DataParallel: several visible GPUs).
+        "process_step": {"train_batch_size": training_args.train_batch_size,
+                         "auto_find_batch_size": training_args.auto_find_batch_size},
         "optimizer": {k: getattr(training_args, k) for k in OPTIMIZER_KEYS}
         | {"optim": optimizer_family(training_args.optim)},
         "training": asdict(data_args.augment_config())
@@ -956,6 +959,7 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
             + _optimizer_advice(resume, optimizer)
         )
     check_batches(resume, saved, fingerprint)
+    check_visible_gpus(resume, fingerprint, state)
     same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
     return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
 
@@ -990,6 +994,31 @@ def check_batches(resume, saved: dict, fingerprint: dict) -> None:
         "so this resume would skip or repeat images and stretch or cut the schedule. Relaunch with the checkpoint's "
         f"values ({'; '.join(values)}), or start a new run from its weights with --model_name_or_path "
         f"{str(resume)!r} in another --output_dir."
+    )
+
+
+def check_visible_gpus(resume, fingerprint: dict, state: dict) -> None:
+    """Refuse a resume whose process steps hold other images for another count of visible GPUs: one process that
+    sees several GPUs (DataParallel) puts --per_device_train_batch_size on each, and trainer_state.json records
+    what its steps took. With --auto_find_batch_size the Trainer takes the checkpoint's batch itself."""
+    now, saved = fingerprint["process_step"], state.get("train_batch_size")
+    if not isinstance(saved, int) or saved == now["train_batch_size"] or now["auto_find_batch_size"]:
+        return
+    per_device = fingerprint["schedule"]["per_device_train_batch_size"]
+    if saved % per_device:  # another batch altogether: check_batches names it when the checkpoint recorded it
+        return
+
+    def devices(images: int) -> str:
+        n = images // per_device
+        return f"{images} images ({n} visible GPUs x --per_device_train_batch_size {per_device})" if n > 1 else (
+            f"{images} images (one device)")
+
+    raise SetupError(
+        f"--resume_from_checkpoint {str(resume)!r} was saved by a process whose steps took {devices(saved)}; here "
+        f"they would take {devices(now['train_batch_size'])}: one process puts --per_device_train_batch_size on "
+        "each GPU it sees (DataParallel), so this resume would skip or repeat images and stretch or cut the "
+        f"schedule. Make {saved // per_device} GPU(s) visible (CUDA_VISIBLE_DEVICES) as the checkpoint's run had, "
+        f"or start a new run from its weights with --model_name_or_path {str(resume)!r} in another --output_dir."
     )
 
 

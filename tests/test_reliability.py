@@ -1906,6 +1906,34 @@ def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 12
 
 
+def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp_path, capsys):
+    """One process that sees several GPUs (DataParallel) puts --per_device_train_batch_size on each: its steps hold
+    that many times the images, and trainer_state.json records it. A resume with fewer or more GPUs visible passed
+    the batch check (same flags, same process count) and skipped or repeated images. The checkpoint here is made
+    as a 2-GPU process writes it (this machine has no GPU): its trainer_state.json says 32 images a step."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    checkpoint = out / "checkpoint-4"
+    state_file = checkpoint / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    assert state["train_batch_size"] == 16  # what the Trainer records: per device x visible GPUs
+    state_file.write_text(json.dumps({**state, "train_batch_size": 32}))
+    err = train_error(capsys, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8))
+    assert err == (
+        f"train.py: error: --resume_from_checkpoint '{checkpoint}' was saved by a process whose steps took 32 images "
+        "(2 visible GPUs x --per_device_train_batch_size 16); here they would take 16 images (one device): one "
+        "process puts --per_device_train_batch_size on each GPU it sees (DataParallel), so this resume would skip "
+        "or repeat images and stretch or cut the schedule. Make 2 GPU(s) visible (CUDA_VISIBLE_DEVICES) as the "
+        f"checkpoint's run had, or start a new run from its weights with --model_name_or_path '{checkpoint}' in "
+        "another --output_dir."
+    )
+    state_file.write_text(json.dumps(state))  # the same visible devices: resumes
+    assert main(train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)) == 0
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
+
+
 def test_a_checkpoint_holds_its_run_record_before_it_counts_as_complete(dataset_dir, tmp_path):
     """A checkpoint counts as complete once trainer_state.json is in it; hf_vit_run.json, what a resume is checked
     against, was written after it, so a save cut short between the two left a complete checkpoint that could not
