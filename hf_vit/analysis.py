@@ -676,7 +676,8 @@ def _evaluate(
     metrics = classification_metrics(logits, labels, label_names=names)
     metrics.update(
         dataset=dataset_reference(str(dataset)), dataset_config=config_name(ds), split=split,
-        image_format=image_format(ds, image_column), model=str(model_name_or_path),
+        image_format=image_format(ds, image_column),
+        model=dataset_reference(str(model_name_or_path)),  # runs/vit is recorded as ./runs/vit: a folder, not a Hub id
     )
 
     # -- the mistakes ------------------------------------------------------------

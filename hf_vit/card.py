@@ -27,11 +27,10 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
-from .data import looks_local
 from .image_processing import size_dict
 from .metrics import macro_scope
 from .output_folder import replace_text, two_saves
-from .public import local_name
+from .public import is_local, local_name, replace_local
 
 TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
@@ -175,8 +174,13 @@ def _recipe_dataset(recipe) -> str | None:
 
 
 def _is_local_path(name: str) -> bool:
-    """A local folder rather than a Hub dataset id (`owner/name` or a bare canonical name)."""
-    return looks_local(name) or Path(name).expanduser().is_dir()
+    """A local folder rather than a Hub id (`owner/name` or a bare canonical name): the rule the push rewrites by."""
+    return is_local(name, "dataset")
+
+
+def _folder_name(name: str) -> str:
+    """A local folder's last part (C:\\data\\fruit: fruit, on any system), for the card's text."""
+    return local_name(name, "dataset") or Path(name).name
 
 
 CIFAR10_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
@@ -250,7 +254,7 @@ def _dataset_label(dataset: str | None, source: str | None, image_format: str | 
         return "CIFAR-10"
     if dataset is None:
         return "an unrecorded dataset"
-    return f"the local dataset *{_text(Path(dataset).name)}*" if _is_local_path(dataset) else _text(dataset)
+    return f"the local dataset *{_text(_folder_name(dataset))}*" if _is_local_path(dataset) else _text(dataset)
 
 
 def _image_format(metrics: dict) -> str | None:
@@ -259,18 +263,12 @@ def _image_format(metrics: dict) -> str | None:
     return value if isinstance(value, str) and value.isalnum() and value.isupper() else None
 
 
-def _public(value):
-    """A recipe value as the card publishes it: a path from the root, the home or the working folder (/x, ~/x, ./x,
-    C:\\x) by its last part only (the card goes to the Hub, this machine's folders do not), in lists and dicts too;
-    Hub ids, the package's own recipe files (hf_vit/recipes/cpu.yaml) and other values as they are."""
-    name = local_name(value)
-    if name is not None:
-        return f"{name} (local)" if name else "(local)"
-    if isinstance(value, (list, tuple)):
-        return [_public(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items()}
-    return value
+def _public(value, key=None):
+    """A recipe value as the card publishes it: a path of this machine (`public.is_local`: /x, ~/x, ./x, C:\\x, a
+    relative runs/x, any output_dir) by its last part only, as the push uploads it (the card goes to the Hub, this
+    machine's folders do not), in lists and dicts too; Hub ids, the package's own recipe files
+    (hf_vit/recipes/cpu.yaml), class names and other values as they are."""
+    return replace_local(value, lambda _, name: f"{name} (local)" if name else "(local)", key)
 
 
 def _close(values, reference) -> bool:
@@ -467,7 +465,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         how = {"JPEG": " whose images were re-encoded as JPEG", None: ""}.get(train_format, f" ({train_format} images)")
         data_text = (
             f"**{dataset_label}**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
-            f"(folder *{_text(Path(dataset).name)}*){how}, with the Hub's splits: "
+            f"(folder *{_text(_folder_name(dataset))}*){how}, with the Hub's splits: "
             "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
         )
     elif train_source == "hub":
@@ -479,7 +477,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     elif dataset is None:
         data_text = "No `training_recipe.json` or `metrics.json` names the dataset the model was trained on."
     elif _is_local_path(dataset):
-        data_text = f"**{_text(Path(dataset).name)}**: a local dataset folder, not on the Hugging Face Hub."
+        data_text = f"**{_text(_folder_name(dataset))}**: a local dataset folder, not on the Hugging Face Hub."
     else:  # linked only when the name is a Hub id: anything else would write its own link
         link = f" ([`{dataset}`](https://huggingface.co/datasets/{dataset}))" if _HUB_ID.fullmatch(dataset) else ""
         config = _config_of(train_metrics, recipe, from_training=True)
@@ -494,11 +492,11 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     recipe_sections = []
     if isinstance(recipe, dict):
         nested = {k: v for k, v in recipe.items() if isinstance(v, dict)}
-        flat = [(k, _cell(_public(v))) for k, v in recipe.items() if not isinstance(v, dict)]
+        flat = [(k, _cell(_public(v, k))) for k, v in recipe.items() if not isinstance(v, dict)]
         if flat:
             recipe_sections.append(("", flat))
         for title, section in nested.items():
-            recipe_sections.append((title.replace("_", " ").capitalize(), [(k, _cell(_public(v))) for k, v in section.items()]))
+            recipe_sections.append((title.replace("_", " ").capitalize(), [(k, _cell(_public(v, k))) for k, v in section.items()]))
     train_info = train_metrics.get("train") or {}
     train_rows = []
     if isinstance(train_info, dict):
@@ -632,7 +630,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
         summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base})." if base_hub_id
-                    else f" Fine-tuned from a local model (*{_text(Path(base).name)}*).")
+                    else f" Fine-tuned from a local model (*{_text(_folder_name(base))}*).")
     variables = dict(
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,

@@ -27,6 +27,7 @@ import torch
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
 from .dataset_cache import local_cache_dir, prune_other_states
 from .output_folder import replace_file, unwritable_reason
+from .public import looks_local  # one rule for "a path, not a Hub id", shared with the card and the push
 
 logger = logging.getLogger(__name__)
 
@@ -49,13 +50,6 @@ def _offline_message(name: str, reason: str, flag: str = "--dataset_name") -> st
         "(a folder with README.md and plain_text/{train,test}-*.parquet; on a connected machine: "
         f"`hf download {name} --repo-type dataset --local-dir DIR`)."
     )
-
-
-def looks_local(name: str) -> bool:
-    """A path, not a Hub id (`owner/name` or a bare name): it starts with . / or ~, has more than one '/'
-    or a backslash. For a name that does not exist on disk, this decides between "no such folder" and
-    asking the Hub."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def dataset_reference(name: str) -> str:

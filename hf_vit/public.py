@@ -5,6 +5,10 @@ what a local reader wants. The card (`card.py`) shows such a value as `vit (loca
 the JSON files that record them (metrics.json, training_recipe.json, evaluation/metrics.json, trainer_state.json)
 with `./vit` in its place, and report.html with the same replacement: the user name and folder layout of this
 machine stay home, and hf_vit reading a downloaded folder still sees a local folder, not a Hub id.
+
+One rule (`is_local`) decides what counts as such a path, for the card, the push and the dataset loader alike
+(`looks_local`): what the card calls local is exactly what the push rewrites. This module imports nothing of
+hf_vit, so data.py and card.py can share it without becoming anything the remote-code files need.
 """
 
 import html
@@ -18,27 +22,72 @@ MODEL_FILES = ("config.json", "preprocessor_config.json", "model.safetensors.ind
 _CLASS_NAME_KEYS = ("labels", "id2label")
 
 
-def local_name(value) -> str | None:
-    """The last part of `value` when it is a path from the root, the home or the working folder (/x, ~/x, ./x,
-    C:\\x, \\\\server\\x), else None (Hub ids, the package's own hf_vit/recipes/cpu.yaml, other values)."""
-    if isinstance(value, str) and (value.startswith((".", "/", "~")) or "\\" in value or re.match(r"[A-Za-z]:", value)):
+# Keys whose value is always a path of this machine (training's and the Trainer's folders and files), however it
+# is written: `runs/vit` as an output_dir is a folder here, not the Hub repo "runs/vit".
+PATH_KEYS = ("output_dir", "logging_dir", "best_model_checkpoint", "resume_from_checkpoint", "recipe_files", "cache_dir")
+# Keys whose value is a Hub id or a local folder (training records a folder that reads like a Hub id as ./x, but an
+# older file, or the evaluation's model, may not): such a value is local when it names something on this machine.
+REFERENCE_KEYS = ("dataset_name", "dataset", "model_name_or_path", "model", "_name_or_path")
+_DRIVE = re.compile(r"[A-Za-z]:([\\/]|$)")
+_URL = re.compile(r"[A-Za-z][\w+.-]+://")  # two letters at least: C://x is a drive
+# A recipe shipped in the package is recorded by its place there (hf_vit/recipes/cpu.yaml): no path of this machine.
+_PACKAGE_RECIPE = re.compile(r"hf_vit/recipes/[\w.-]+")
+
+
+def looks_local(name) -> bool:
+    """A path by its form alone, not a Hub id (`owner/name` or a bare name): it starts with . / or ~, names a drive
+    (C:\\x, C:/x), has a backslash or more than one '/'. For a name that does not exist on disk, this decides between
+    "no such folder" and asking the Hub."""
+    return isinstance(name, str) and (
+        name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or bool(_DRIVE.match(name))
+    )
+
+
+def is_local(value, key: str | None = None) -> bool:
+    """Whether `value` (recorded under `key`) is a path of this machine: what the card shows as `x (local)` and the
+    push uploads as ./x. A path by its form (`looks_local`), any value of a PATH_KEYS key, and a relative path that
+    exists here (`runs/vit`; a bare name only under a REFERENCE_KEYS key: "epoch" is a setting, not the folder
+    epoch/). Hub ids, URLs and the package's own recipe names are not."""
+    if not isinstance(value, str) or not value or _URL.match(value) or _PACKAGE_RECIPE.fullmatch(value):
+        return False
+    if looks_local(value) or key in PATH_KEYS:
+        return True
+    if "/" not in value and key not in REFERENCE_KEYS:
+        return False
+    try:
+        return Path(value).expanduser().exists()
+    except (OSError, RuntimeError):  # a name too long for the file system; ~user of no such user
+        return False
+
+
+def local_name(value, key: str | None = None) -> str | None:
+    """The last part of `value` when it is a path of this machine (`is_local`), else None."""
+    if is_local(value, key):
         return re.split(r"[\\/]", value.rstrip("\\/"))[-1]
     return None
 
 
+def replace_local(value, replace, key=None):
+    """`value` (recorded under `key`) with each path of this machine in it (`is_local`; in lists and dicts too,
+    class names left alone) replaced by `replace(path, last_part)`: the push's and the card's one walk."""
+    if isinstance(value, (list, tuple)):
+        return [replace_local(v, replace, key) for v in value]
+    if isinstance(value, dict):
+        return {k: v if k in _CLASS_NAME_KEYS else replace_local(v, replace, k) for k, v in value.items()}
+    name = local_name(value, key)
+    return value if name is None else replace(value, name)
+
+
 def _file_value(value, replaced: dict):
     """`value` as an uploaded JSON file records it: each local path as ./<last part>, noted in `replaced`."""
-    if isinstance(value, (list, tuple)):
-        return [_file_value(v, replaced) for v in value]
-    if isinstance(value, dict):
-        return {k: v if k in _CLASS_NAME_KEYS else _file_value(v, replaced) for k, v in value.items()}
-    name = local_name(value)
-    if name is None:
-        return value
-    public = f"./{name}" if name not in ("", ".", "..") else "."
-    if public != value:
-        replaced[value] = public
-    return public
+
+    def public(path, name):
+        new = f"./{name}" if name not in ("", ".", "..") else "."
+        if new != path:
+            replaced[path] = new
+        return new
+
+    return replace_local(value, public)
 
 
 def public_copies(model_dir, files) -> dict[str, bytes]:
@@ -58,8 +107,9 @@ def public_copies(model_dir, files) -> dict[str, bytes]:
         if public != data:
             copies[name] = (json.dumps(public, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
     # report.html shows the evaluation's model and dataset paths (HTML-escaped): the same replacement, of whole
-    # paths only (not /a/run inside /a/run2 or /a/run/evaluation; the longest are replaced first).
-    longest_first = sorted(replaced, key=len, reverse=True)
+    # paths only (not /a/run inside /a/run2 or /a/run/evaluation; the longest are replaced first). A bare name (an
+    # output_dir "vit") says nothing of this machine, and the same word may be a class name on the page: it stays.
+    longest_first = sorted((p for p in replaced if re.search(r"[\\/]", p)), key=len, reverse=True)
     for name in (n for n in files if n.endswith(".html") and replaced):
         text = (model_dir / name).read_text(encoding="utf-8")
         public = text
@@ -71,4 +121,4 @@ def public_copies(model_dir, files) -> dict[str, bytes]:
     return copies
 
 
-__all__ = ["MODEL_FILES", "local_name", "public_copies"]
+__all__ = ["MODEL_FILES", "is_local", "local_name", "looks_local", "public_copies", "replace_local"]

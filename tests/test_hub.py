@@ -425,6 +425,57 @@ def test_the_card_publishes_no_local_path_from_the_recipe(tmp_path):
     assert "| `model_name_or_path` | someone/vit-base |" in text and "start (local)" in text
 
 
+def test_what_the_card_calls_local_is_what_the_push_rewrites(tmp_path, fake_hub, monkeypatch):
+    """The card and the push had two rules for "a local path": `a/b/c` was local to the card but went up as it
+    was, `C:/x` the other way round, and a relative path of this machine (an output_dir `runs/vit`, the
+    evaluation's model `runs/vit`) went up as it was, showing the folder layout. One rule (`hf_vit.public`) now
+    serves the card, the push and the dataset loader: every value the card calls local goes up as ./<last part>;
+    Hub ids (a hub_model_id too) and the package's own recipe names stay."""
+    import hf_vit.data
+    import hf_vit.public
+
+    assert hf_vit.data.looks_local is hf_vit.public.looks_local
+    monkeypatch.chdir(tmp_path)  # where training ran: runs/vit is a folder here
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "runs" / "vit", recipe_dataset="uoft-cs/cifar10", extras=False)
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    recipe["recipe_files"] = ["hf_vit/recipes/cpu.yaml", "my/recipe.yaml"]
+    recipe["model"]["model_name_or_path"] = "someone/vit-base"
+    recipe["training"].update(output_dir="runs/vit", logging_dir="a/b/c", deepspeed="C:/Users/alice/ds.json",
+                              resume_from_checkpoint="vit/checkpoint-8", hub_model_id="me/vit",
+                              lr_scheduler_type="cosine", report_to=["trackio"])  # fmt: skip
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    path = folder / "evaluation" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "model": "runs/vit"}))
+    (folder / "trainer_state.json").write_text(json.dumps({"best_model_checkpoint": "vit/checkpoint-8"}))
+
+    push_model_folder(folder, "someone/x")
+    (commit,) = fake_hub["create_commit"]
+    uploaded = {op.path_in_repo: uploaded_bytes(op) for op in commit["operations"]}
+    pushed = json.loads(uploaded["training_recipe.json"])
+    assert pushed["recipe_files"] == ["hf_vit/recipes/cpu.yaml", "./recipe.yaml"]
+    assert (pushed["model"]["model_name_or_path"], pushed["data"]["dataset_name"]) == ("someone/vit-base",
+                                                                                       "uoft-cs/cifar10")
+    training = {k: pushed["training"][k] for k in ("output_dir", "logging_dir", "deepspeed", "resume_from_checkpoint",
+                                                   "hub_model_id", "lr_scheduler_type", "report_to")}
+    assert training == {"output_dir": "./vit", "logging_dir": "./c", "deepspeed": "./ds.json",
+                        "resume_from_checkpoint": "./checkpoint-8", "hub_model_id": "me/vit",
+                        "lr_scheduler_type": "cosine", "report_to": ["trackio"]}  # fmt: skip
+    assert json.loads(uploaded["evaluation/metrics.json"])["model"] == "./vit"
+    assert json.loads(uploaded["trainer_state.json"]) == {"best_model_checkpoint": "./checkpoint-8"}
+    leaks = [(name, part) for name, content in uploaded.items() for part in (b"runs/vit", b"a/b", b"alice", b"vit/c")
+             if part in content]
+    assert leaks == []
+    card = uploaded["README.md"].decode()
+    for row in ("| `output_dir` | vit (local) |", "| `logging_dir` | c (local) |", "| `deepspeed` | ds.json (local) |",
+                "| `resume_from_checkpoint` | checkpoint-8 (local) |", "| `hub_model_id` | me/vit |",
+                "| `recipe_files` | hf\\_vit/recipes/cpu.yaml, recipe.yaml (local) |"):
+        assert row in card, row
+    # A Windows path as the dataset: the card said "the local dataset *C:\\Users\\alice\\fruit*" on Linux.
+    text = card_of(tmp_path / "win", ["apple", "pear"], "C:\\Users\\alice\\fruit", {"data": {"dataset_name": "C:/x/fruit"}})
+    assert "alice" not in text and "C:" not in text and "the local dataset *fruit*" in text
+
+
 def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
     """A local folder with CIFAR-10's class names but 60 test images (a toy set, CINIC-10) is not "CIFAR-10";
     a run on part of uoft-cs/cifar10 says so and publishes no model-index result."""
