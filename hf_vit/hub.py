@@ -329,6 +329,47 @@ def pushed_kind(name: str) -> bool:
     return (name in TOP_LEVEL_FILES and name != "README.md") or any(fnmatch.fnmatch(name, p) for p in TOP_LEVEL_PATTERNS)
 
 
+class Pushed(tuple):
+    """What `push_model_folder` returns: `(files, info)` as ever, and `.deleted`, the repository's files that the
+    commit deletes (a dry run: would delete; None when the dry run could not list them, `.note` saying why)."""
+
+    def __new__(cls, files, info, deleted, note=None):
+        pushed = super().__new__(cls, (files, info))
+        pushed.files, pushed.info, pushed.deleted, pushed.note = files, info, deleted, note
+        return pushed
+
+
+def stale_files(repo_files, files) -> list[str]:
+    """The repository's files (`repo_files`) that a push of `files` deletes: an earlier push's that the folder no
+    longer has."""
+    return sorted(name for name in repo_files if name not in files and pushed_kind(name))
+
+
+def _would_delete(repo_id: str, files, token) -> tuple[list[str] | None, str | None]:
+    """(what a push of `files` would delete, a note) for a dry run: the repository's files, listed as the push lists
+    them, and nothing else asked of the Hub. Offline, the files are not known and the note says why."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from .data import _hub_reachable
+
+    if "/" not in repo_id:  # the push names it after the token's account, which a dry run does not ask for
+        return None, (f"{repo_id!r} names no owner: the push makes it under the token's account. Pass "
+                      f"'your-username/{repo_id}' to see the files of that repository it would delete")  # fmt: skip
+    if constants.HF_HUB_OFFLINE or not _hub_reachable():  # not half a minute of the client's retries
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"no connection to {constants.ENDPOINT}"
+        return None, f"the files {repo_id!r} holds could not be listed ({why})"
+    try:
+        listed = HfApi(token=token).list_repo_files(repo_id, repo_type="model")
+    except RepositoryNotFoundError:  # the Hub's answer for a private repository without a token too
+        seen = "" if token else ", or it is private and no token was found to see it"
+        return [], f"{repo_id!r} does not exist yet{seen}"
+    except Exception as err:  # the network, a token the Hub refuses: the dry run still shows the rest
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
+        return None, f"the files {repo_id!r} holds could not be listed ({first})"
+    return stale_files(listed, files), None
+
+
 def push_model_folder(
     model_dir,
     repo_id: str,
@@ -339,7 +380,8 @@ def push_model_folder(
     write_card: bool = True,
     dry_run: bool = False,
 ):
-    """Upload the model folder to `repo_id` in one commit; returns (files, CommitInfo or None on dry_run).
+    """Upload the model folder to `repo_id` in one commit; returns `Pushed`: (files, CommitInfo or None on dry_run)
+    and `.deleted`, the earlier push's files the commit deletes (a dry run lists the repository to say so).
 
     `token`: None takes the usual places (the HF_TOKEN variable, then the
     `hf auth login` cache). `private` applies when the repository is created (None: the account's or
@@ -392,7 +434,7 @@ def push_model_folder(
     if card is not None and "README.md" not in files:
         files = sorted([*files, "README.md"])
     if dry_run:
-        return files, None
+        return Pushed(files, None, *_would_delete(repo_id, files, token))
     # The new card goes up from memory and replaces the folder's README.md only once the commit has landed:
     # a push that fails (network, permissions) leaves the folder's card as it was.
     if card is not None:
@@ -401,7 +443,7 @@ def push_model_folder(
                   for name in files]
     # An earlier push's files that this folder no longer has go in the same commit: another model's evaluation
     # beside these weights, or a model.safetensors beside new shards (transformers would load it first).
-    stale = [name for name in api.list_repo_files(repo_id, repo_type="model") if name not in files and pushed_kind(name)]
+    stale = stale_files(api.list_repo_files(repo_id, repo_type="model"), files)
     operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
     info = api.create_commit(
         repo_id=repo_id,
@@ -411,7 +453,7 @@ def push_model_folder(
     )
     if card is not None:
         write_card_text(model_dir, card)
-    return files, info
+    return Pushed(files, info, stale)
 
 
-__all__ = ["IncompleteModelFolder", "check_model_folder", "two_saves", "upload_plan", "push_model_folder"]
+__all__ = ["IncompleteModelFolder", "Pushed", "check_model_folder", "two_saves", "upload_plan", "push_model_folder"]

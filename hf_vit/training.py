@@ -1488,7 +1488,7 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
     from .hub import push_model_folder
 
     try:
-        files, info = push_model_folder(
+        files, info = pushed = push_model_folder(
             output_dir, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
@@ -1497,7 +1497,8 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
             f"{(str(err).strip().splitlines() or [type(err).__name__])[0].rstrip('.')}. Push it with "
             f"`python scripts/push_to_hub.py {output_dir} {repo_id}`."
         ) from None
-    print(f"[hf_vit] pushed {len(files)} files to {getattr(info, 'commit_url', None) or repo_id}", flush=True)
+    gone = f" and deleted {len(pushed.deleted)} files of an earlier push" if pushed.deleted else ""
+    print(f"[hf_vit] pushed {len(files)} files{gone} to {getattr(info, 'commit_url', None) or repo_id}", flush=True)
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,9 @@
 Uploads config, weights, remote code, image processor, the model card (filled in
 for this repo id, and written into the folder once the commit has landed) and the
 evaluation: summary, pictures and report.html with the images it shows; never
-checkpoints or pickles. --dry_run writes the card, lists the files and stops.
+checkpoints or pickles. A repository an earlier push filled loses, in the same commit, that push's
+files which the folder no longer has; the files deleted are listed. --dry_run writes the card, lists the
+files it would upload and, from the repository's file list, those it would delete, and stops.
 The token comes from --token, else HF_TOKEN, else the `hf auth login` cache.
 """
 
@@ -27,11 +29,13 @@ def main(argv=None):
     parser.add_argument("--token", default=None, help="a write token (default: HF_TOKEN or the login cache)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--keep_card", action="store_true", help="upload README.md as it is instead of rewriting it")
-    parser.add_argument("--dry_run", action="store_true", help="check the folder, write the card, list the files; no network")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="check the folder, write the card, list the files it would upload and delete (reads "
+                        "the repository's file list only); uploads nothing")
     args = parser.parse_args(argv)
     try:
         refuse_several_processes("push_to_hub.py", f"each would push the folder to {args.repo_id!r}, one commit each")
-        files, info = push_model_folder(
+        pushed = push_model_folder(
             args.model_dir, args.repo_id, private=args.private, token=args.token,
             commit_message=args.commit_message, write_card=not args.keep_card, dry_run=args.dry_run,
         )
@@ -43,9 +47,21 @@ def main(argv=None):
             f"error: the push to {args.repo_id!r} failed, nothing was uploaded: {first}. Check the connection "
             "and that the token may write to that repository, then run this again."
         )
-    print(f"{len(files)} files:\n  " + "\n  ".join(files))
-    if info is not None:
-        print(f"pushed: {info.commit_url}")
+    done = "would upload" if args.dry_run else "uploaded"
+    print(f"{done} {len(pushed.files)} files:\n  " + "\n  ".join(pushed.files))
+    print(deleted_text(pushed, dry_run=args.dry_run))
+    if pushed.info is not None:
+        print(f"pushed: {pushed.info.commit_url}")
+
+
+def deleted_text(pushed, dry_run: bool) -> str:
+    """What the commit deletes from the repository (an earlier push's files the folder no longer has)."""
+    verb = "would delete" if dry_run else "deleted"
+    if pushed.deleted is None:
+        return f"{verb}: unknown, {pushed.note}."
+    if not pushed.deleted:
+        return f"{verb}: nothing" + (f" ({pushed.note})." if pushed.note else ".")
+    return f"{verb} {len(pushed.deleted)} files of an earlier push:\n  " + "\n  ".join(pushed.deleted)
 
 
 if __name__ == "__main__":

@@ -552,7 +552,9 @@ class FakeHub(dict):
 def fake_hub(monkeypatch):
     """Replace the network calls of HfApi with recorders that keep each repository's files (the only mock in these
     tests): create_repo, create_commit (adds and deletes, as the Hub applies them) and list_repo_files."""
+    import httpx2
     from huggingface_hub import CommitOperationDelete
+    from huggingface_hub.errors import RepositoryNotFoundError
 
     calls = FakeHub(create_repo=[], create_commit=[])
     calls.repos = {}
@@ -571,6 +573,9 @@ def fake_hub(monkeypatch):
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
     def list_repo_files(self, repo_id, **kwargs):
+        if repo_id not in calls.repos:  # as the Hub answers (404)
+            request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}/tree/main")
+            raise RepositoryNotFoundError(f"404: {repo_id}", response=httpx2.Response(404, request=request))
         return sorted(calls.repos[repo_id])
 
     def upload_folder(self, *args, **kwargs):  # must not be used: the plan is explicit
@@ -580,6 +585,7 @@ def fake_hub(monkeypatch):
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr("hf_vit.data._hub_reachable", lambda timeout=3.0: True)  # the dry run's probe: the mock answers
     return calls
 
 
@@ -720,6 +726,44 @@ def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp
         (download / name).write_bytes(content)
     pushed, expected = (HfViTForImageClassification.from_pretrained(f).state_dict() for f in (download, model))
     assert all(torch.equal(pushed[k], expected[k]) for k in expected)  # the new weights, not the earlier ones
+
+
+def test_the_dry_run_names_the_files_a_push_would_delete(tmp_path, fake_hub, monkeypatch, capsys):
+    """--dry_run listed what would go up, but not the earlier push's files that the commit would delete (a retrained
+    model pushed again loses the earlier evaluation): the user learnt it from the repository afterwards. The dry run
+    now reads the repository's file list (the one read the push makes; nothing is created or committed) and names
+    them, as the push then names those it deleted; offline or for a new repository it says so."""
+    import huggingface_hub.constants
+
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run")
+    push([str(folder), "someone/x"])
+    assert "deleted: nothing." in capsys.readouterr().out
+    shutil.rmtree(folder / "evaluation")  # retrained: training removes the earlier evaluation
+    repo = dict(fake_hub.repos["someone/x"])
+    gone = sorted(name for name in repo if name.startswith("evaluation/"))
+
+    push([str(folder), "someone/x", "--dry_run"])
+    out = capsys.readouterr().out
+    assert f"would delete {len(gone)} files of an earlier push:\n  " + "\n  ".join(gone) + "\n" in out
+    assert out.startswith("would upload 8 files:\n  README.md\n")
+    assert fake_hub.repos["someone/x"] == repo and len(fake_hub["create_commit"]) == 1  # nothing changed
+    push([str(folder), "someone/new", "--dry_run"])
+    assert "would delete: nothing ('someone/new' does not exist yet)." in capsys.readouterr().out
+    push([str(folder), "x", "--dry_run"])
+    assert ("would delete: unknown, 'x' names no owner: the push makes it under the token's account. Pass "
+            "'your-username/x' to see the files of that repository it would delete.") in capsys.readouterr().out
+    with monkeypatch.context() as offline:
+        offline.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        push([str(folder), "someone/x", "--dry_run"])
+    assert ("would delete: unknown, the files 'someone/x' holds could not be listed (HF_HUB_OFFLINE is set)."
+            in capsys.readouterr().out)  # fmt: skip
+    assert fake_hub["create_repo"] == [fake_hub["create_repo"][0]]  # a dry run never creates one
+
+    push([str(folder), "someone/x"])
+    assert f"deleted {len(gone)} files of an earlier push:\n  " + "\n  ".join(gone) in capsys.readouterr().out
+    assert not any(name.startswith("evaluation/") for name in fake_hub.repos["someone/x"])
 
 
 def test_a_single_weights_file_beside_a_sharded_save_is_refused_by_push_card_and_evaluation(tmp_path, fake_hub,
