@@ -13,9 +13,10 @@ and what stays home: checkpoint-*/ (optimizer and scheduler states), pickles
 The folders training and the evaluation recorded (metrics, recipe, trainer state,
 report.html) go up as ./<last part> (`hf_vit/public.py`): no path of this machine.
 
-A push to a repository that an earlier push filled also removes, in the same commit, the files of those
-kinds that the folder no longer has (`pushed_kind`): the repository then holds this model's files only, besides
-the user's own (README.md with --keep_card, .py files, anything else).
+A push to a repository that an earlier push filled also removes, in the same commit, the files that push put
+there by hf_vit's own names (weights, metrics, the evaluation's files: `pushed_kind`) which the folder no longer
+has, and says which (a dry run too): the repository then holds this model's files only, besides the user's own
+(README.md with --keep_card, .py files, a picture of their own under evaluation/, anything else).
 
 Every check (folder complete, repo id well formed, no file that a symbolic link
 brings in from outside the folder, a token available) runs before the first
@@ -61,6 +62,18 @@ EVALUATION_PATTERNS = (
     "evaluation/misclassified.csv",
     "evaluation/report.html",
     "evaluation/*.png",
+    "evaluation/attention/*.png",
+    "evaluation/misclassified/*.png",
+)
+# What the evaluation itself writes under evaluation/ (hf_vit/analysis.py): its named files, and the two folders it
+# owns and empties on each run. Only these are an earlier push's to delete; other files there are the user's.
+EVALUATION_WRITTEN = (
+    "evaluation/metrics.json",
+    "evaluation/misclassified.csv",
+    "evaluation/report.html",
+    "evaluation/gallery.png",
+    "evaluation/confusion_matrix.png",
+    "evaluation/per_class_accuracy.png",
     "evaluation/attention/*.png",
     "evaluation/misclassified/*.png",
 )
@@ -314,18 +327,19 @@ def upload_plan(model_dir) -> list[str]:
     return sorted(selected)
 
 
-def _evaluation_file(relative: str) -> bool:
-    """A file of evaluation/ that goes up. fnmatch's * crosses "/", so the depth is compared too:
-    evaluation/*.png must not take misclassified/x.png."""
-    return any(fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in EVALUATION_PATTERNS)
+def _evaluation_file(relative: str, patterns=EVALUATION_PATTERNS) -> bool:
+    """A file of evaluation/ that goes up (one of `patterns`). fnmatch's * crosses "/", so the depth is compared
+    too: evaluation/*.png must not take misclassified/x.png."""
+    return any(fnmatch.fnmatch(relative, p) and relative.count("/") == p.count("/") for p in patterns)
 
 
 def pushed_kind(name: str) -> bool:
-    """A file of the repository of a kind the push uploads whenever the folder has one (weights, metrics, the
-    evaluation): one the folder no longer has is an earlier model's. The card is the user's to keep (--keep_card),
-    and .py files may be theirs (a handler.py): neither counts."""
+    """A file of the repository that an hf_vit push put there, by the name training, save_pretrained or the
+    evaluation gives it (weights, metrics, the evaluation's own files): one the folder no longer has is an earlier
+    model's. The card is the user's to keep (--keep_card), .py files may be theirs (a handler.py), and so may any
+    other file under evaluation/ (a loss curve uploaded by hand): none of them counts."""
     if "/" in name:
-        return _evaluation_file(name)
+        return _evaluation_file(name, EVALUATION_WRITTEN)
     return (name in TOP_LEVEL_FILES and name != "README.md") or any(fnmatch.fnmatch(name, p) for p in TOP_LEVEL_PATTERNS)
 
 

@@ -766,6 +766,32 @@ def test_the_dry_run_names_the_files_a_push_would_delete(tmp_path, fake_hub, mon
     assert not any(name.startswith("evaluation/") for name in fake_hub.repos["someone/x"])
 
 
+def test_a_push_deletes_only_the_evaluation_files_hf_vit_wrote(tmp_path, fake_hub, monkeypatch, capsys):
+    """A second push deleted every repository file under evaluation/ of the kinds it uploads that the folder lacked:
+    a loss curve or a sample grid the user had uploaded by hand (evaluation/loss_curve.png) went with the earlier
+    model's pictures. The push now deletes only the files the evaluation writes, by their names (metrics, CSV,
+    report, its three pictures, misclassified/ and attention/), and the dry run lists exactly those."""
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run")
+    (folder / "evaluation" / "attention").mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "evaluation" / "attention" / "000001_cat_as_dog.png")
+    push([str(folder), "someone/x"])
+    repo = fake_hub.repos["someone/x"]
+    own = {"evaluation/loss_curve.png": b"png", "evaluation/samples/grid.png": b"png", "evaluation/notes.md": b"x"}
+    repo.update(own)
+    earlier = sorted(name for name in repo if name.startswith("evaluation/") and name not in own)
+    shutil.rmtree(folder / "evaluation")  # retrained: training removes the earlier evaluation
+    capsys.readouterr()
+
+    push([str(folder), "someone/x", "--dry_run"])
+    assert f"would delete {len(earlier)} files of an earlier push:\n  " + "\n  ".join(earlier) + "\n" in (
+        capsys.readouterr().out)  # fmt: skip
+    push([str(folder), "someone/x"])
+    assert sorted(name for name in repo if name.startswith("evaluation/")) == sorted(own)
+    assert "evaluation/attention/000001_cat_as_dog.png" in earlier and "evaluation/gallery.png" in earlier
+
+
 def test_a_single_weights_file_beside_a_sharded_save_is_refused_by_push_card_and_evaluation(tmp_path, fake_hub,
                                                                                           monkeypatch):
     """save_pretrained(folder, max_shard_size=...) into a folder holding model.safetensors left that file beside the
