@@ -202,6 +202,21 @@ def test_a_local_copy_of_cifar10_is_called_the_jpeg_copy_only_when_its_images_we
     assert card.data.eval_results[0].dataset_name == "CIFAR-10 (local copy)"
 
 
+@pytest.mark.parametrize("exported", [False, True])
+def test_the_card_says_each_sentence_once(tmp_path, exported):
+    """The template said its note on importing AutoImageProcessor on transformers 5.17 twice in a row, on every
+    card of a model with custom code. No sentence of the card's prose now comes twice."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    if exported:
+        from hf_vit.export_transformers import export_to_transformers_vit
+
+        folder = export_to_transformers_vit(folder, tmp_path / "plain")
+    text = ModelCard.load(write_model_card(folder, repo_id="someone/x")).text
+    sentences = [s for s in re.split(r"(?<=[.:!?])\s+", " ".join(outside_code(text).split())) if len(s) > 40]
+    assert sorted({s for s in sentences if sentences.count(s) > 1}) == []
+    assert text.count("AutoImageProcessor` instead.") == (0 if exported else 1)
+
+
 def test_card_with_only_a_config(tmp_path):
     config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, pool="mean")
     config.save_pretrained(tmp_path)
