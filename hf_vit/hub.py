@@ -170,6 +170,8 @@ def check_model_folder(model_dir) -> list[str]:
     elif isinstance(config, dict):
         problems.extend(_processor_against_config(model_dir / "preprocessor_config.json", config))
 
+    if isinstance(config, dict):
+        problems.extend(_missing_auto_classes(config))
     # Remote code: every module auto_map names must sit next to the weights and stand alone.
     if isinstance(config, dict) and config.get("auto_map"):
         modules = sorted(_auto_map_modules(config["auto_map"]))
@@ -192,6 +194,28 @@ def check_model_folder(model_dir) -> list[str]:
                     "(hf_vit is not installed where the model is downloaded)."
                 )
     return problems
+
+
+# The Auto class a Hub user loads each hf_vit architecture with: auto_map must name it, and AutoConfig.
+_AUTO_CLASSES = {"HfViTForImageClassification": "AutoModelForImageClassification", "HfViTModel": "AutoModel"}
+
+
+def _missing_auto_classes(config: dict) -> list[str]:
+    """An hf_vit config.json whose auto_map (edited, or written without hf_vit's registration) lacks an entry the
+    Hub user's load needs: transformers knows no model type hf_vit, and no remote code would go up either."""
+    if config.get("model_type") != "hf_vit":
+        return []
+    auto_map = config.get("auto_map") if isinstance(config.get("auto_map"), dict) else {}
+    architectures = config.get("architectures") if isinstance(config.get("architectures"), list) else []
+    needed = ["AutoConfig", *(_AUTO_CLASSES[a] for a in architectures if a in _AUTO_CLASSES)]
+    missing = [name for name in needed if name not in auto_map]
+    if not missing:
+        return []
+    return [f"config.json's auto_map lacks {', '.join(missing)}: a Hub user's load with trust_remote_code=True "
+            "(and pipeline()) would fail with 'model type `hf_vit` but Transformers does not recognize this "
+            "architecture', and the remote code would not go up. Save the model again with "
+            "`model.save_pretrained(folder)` after `import hf_vit` (it registers the classes, so the save writes "
+            "auto_map and copies their files)."]  # fmt: skip
 
 
 def _processor_against_config(path: Path, config: dict) -> list[str]:

@@ -867,6 +867,34 @@ def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_h
     assert fake_hub == {"create_repo": [], "create_commit": []}
 
 
+@pytest.mark.parametrize("edit", ["no auto_map", "no AutoModelForImageClassification"])
+def test_an_hf_vit_config_without_its_auto_map_is_refused_by_the_push(tmp_path, fake_hub, monkeypatch, edit):
+    """An hf_vit config.json without auto_map (or without the classifier's entry) passed the push's checks: it went
+    up without remote code, and every Hub user's from_pretrained(..., trust_remote_code=True) and pipeline() failed
+    with "model type `hf_vit` but Transformers does not recognize this architecture" (it loads here only because
+    `import hf_vit` registers the classes). Refused before any network call, saying how to save it again."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    config = json.loads((folder / "config.json").read_text())
+    if edit == "no auto_map":
+        del config["auto_map"]
+    else:
+        del config["auto_map"]["AutoModelForImageClassification"]
+    (folder / "config.json").write_text(json.dumps(config))
+    message = str(pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code)
+    lacks = "AutoConfig, AutoModelForImageClassification" if edit == "no auto_map" else "AutoModelForImageClassification"
+    assert message == (
+        f"error: Not pushing {folder}: the folder is incomplete.\n- config.json's auto_map lacks {lacks}: a Hub user's "
+        "load with trust_remote_code=True (and pipeline()) would fail with 'model type `hf_vit` but Transformers does "
+        "not recognize this architecture', and the remote code would not go up. Save the model again with "
+        "`model.save_pretrained(folder)` after `import hf_vit` (it registers the classes, so the save writes auto_map "
+        "and copies their files)."
+    )
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+    HfViTForImageClassification.from_pretrained(folder).save_pretrained(folder)  # the fix the message names
+    assert check_model_folder(folder) == []
+
+
 def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch):
     """A training_recipe.json holding a list: the card failed only after create_repo, leaving an empty repository
     on the Hub. The card is now filled before any network call."""
