@@ -404,8 +404,9 @@ def _most_confused(metrics: dict, labels: list[str], top: int = 5) -> list[dict]
 # ---------------------------------------------------------------------------
 # The card
 # ---------------------------------------------------------------------------
-def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
-    """The card's metadata and the template's variables, from the files in `model_dir`."""
+def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, dict]:
+    """The card's metadata and the template's variables, from the files in `model_dir`; `revision`: the branch
+    the model is pushed to (None: main), which the card's code loads."""
     model_dir = Path(model_dir)
     config = _read_json(model_dir / "config.json")
     if config is None:
@@ -659,6 +660,7 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
         confused_pairs=_most_confused(metrics, labels),
         pictures=pictures,
         model_ref=model_ref,
+        revision=revision or "main",
         image_size_text=image_size_text,
         # the pipeline's output in the example: one of this model's classes, as Python prints it
         example_label=repr(labels[0] if labels else "LABEL_0"),
@@ -666,9 +668,9 @@ def card_inputs(model_dir, repo_id=None) -> tuple[ModelCardData, dict]:
     return card_data, variables
 
 
-def render_model_card(model_dir, repo_id=None, template_path=None) -> ModelCard:
+def render_model_card(model_dir, repo_id=None, template_path=None, revision=None) -> ModelCard:
     """The filled card (not written anywhere)."""
-    card_data, variables = card_inputs(model_dir, repo_id=repo_id)
+    card_data, variables = card_inputs(model_dir, repo_id=repo_id, revision=revision)
     card = ModelCard.from_template(card_data, template_path=str(find_template(template_path)), **variables)
     # Template control lines leave runs of blank lines; markdown needs at most one.
     return ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).strip() + "\n")

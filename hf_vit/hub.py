@@ -383,11 +383,33 @@ def stale_files(repo_files, files) -> list[str]:
     return sorted(name for name in repo_files if name not in files and pushed_kind(name))
 
 
-def _would_delete(repo_id: str, files, token) -> tuple[list[str] | None, str | None]:
-    """(what a push of `files` would delete, a note) for a dry run: the repository's files, listed as the push lists
-    them, and nothing else asked of the Hub. Offline, the files are not known and the note says why."""
+# A branch name as git and the Hub take it: letters, digits, . _ - and /, no "..", not ending in "/" or ".".
+_BRANCH = re.compile(r"(?!.*\.\.)(?![/.-])[\w./-]*[\w-]")
+
+
+def push_branch(revision: str | None) -> str | None:
+    """The branch a push with `revision` commits to (None: main), or a ValueError saying what is wrong with it."""
+    if revision in (None, "", "main"):
+        return None
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        raise ValueError(
+            f"the revision {revision!r} is a commit hash: a push adds a commit to a branch. Pass a branch name "
+            "(made from main if the repository lacks it), or none for main."
+        )
+    if not _BRANCH.fullmatch(revision):
+        raise ValueError(
+            f"the revision {revision!r} is not a branch name (letters, digits, '.', '_', '-' and '/', no '..'). "
+            "Pass a branch name such as 'dev', or none for main."
+        )
+    return revision
+
+
+def _would_delete(repo_id: str, files, token, branch=None) -> tuple[list[str] | None, str | None]:
+    """(what a push of `files` would delete, a note) for a dry run: the repository's files (on `branch`, else
+    main), listed as the push lists them, and nothing else asked of the Hub. Offline, the files are not known and
+    the note says why."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     from .data import _hub_reachable
 
@@ -397,15 +419,19 @@ def _would_delete(repo_id: str, files, token) -> tuple[list[str] | None, str | N
     if constants.HF_HUB_OFFLINE or not _hub_reachable():  # not half a minute of the client's retries
         why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"no connection to {constants.ENDPOINT}"
         return None, f"the files {repo_id!r} holds could not be listed ({why})"
+    api, note = HfApi(token=token), None
     try:
-        listed = HfApi(token=token).list_repo_files(repo_id, repo_type="model")
+        try:
+            listed = api.list_repo_files(repo_id, repo_type="model", revision=branch)
+        except RevisionNotFoundError:  # the push makes the branch from main: it starts with main's files
+            listed, note = api.list_repo_files(repo_id, repo_type="model"), f"the branch {branch!r} would be made from main"
     except RepositoryNotFoundError:  # the Hub's answer for a private repository without a token too
         seen = "" if token else ", or it is private and no token was found to see it"
         return [], f"{repo_id!r} does not exist yet{seen}"
     except Exception as err:  # the network, a token the Hub refuses: the dry run still shows the rest
         first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
         return None, f"the files {repo_id!r} holds could not be listed ({first})"
-    return stale_files(listed, files), None
+    return stale_files(listed, files), note
 
 
 def push_model_folder(
@@ -417,6 +443,7 @@ def push_model_folder(
     commit_message: str | None = None,
     write_card: bool = True,
     dry_run: bool = False,
+    revision: str | None = None,
 ):
     """Upload the model folder to `repo_id` in one commit; returns `Pushed`: (files, CommitInfo or None on dry_run)
     and `.deleted`, the earlier push's files the commit deletes (a dry run lists the repository to say so).
@@ -426,7 +453,8 @@ def push_model_folder(
     organization's default; False asks for a public one even where that default is private);
     an existing repository keeps its visibility. `write_card` fills the card (README.md) from the
     folder for this repo id: it goes up in the commit and is written into the folder once the commit has
-    landed (a dry run writes it at once, so that it can be read).
+    landed (a dry run writes it at once, so that it can be read). `revision`: the branch to commit to (made from
+    main if absent; None: main); the card's code then loads that branch.
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -435,6 +463,7 @@ def push_model_folder(
         validate_repo_id(repo_id)
     except HFValidationError as err:
         raise ValueError(f"Bad repo id {repo_id!r}: {err} Use 'your-username/model-name'.") from err
+    branch = push_branch(revision)
     problems = check_model_folder(model_dir)
     if problems:
         raise IncompleteModelFolder(
@@ -456,7 +485,7 @@ def push_model_folder(
     from .card import render_model_card, write_card_text
 
     # The card is filled before the network too: a file it cannot read must not leave an empty repository behind.
-    card = str(render_model_card(model_dir, repo_id=repo_id)) if write_card else None
+    card = str(render_model_card(model_dir, repo_id=repo_id, revision=branch)) if write_card else None
     api = None
     if not dry_run:  # the first network call, before the card is rewritten: offline, the folder stays as it was
         api = HfApi(token=token)
@@ -464,15 +493,17 @@ def push_model_folder(
         # "my-vit" lands under the token's namespace: the card's snippets need the full "user/my-vit"
         named = getattr(url, "repo_id", None) or repo_id
         if card is not None and named != repo_id:
-            card = str(render_model_card(model_dir, repo_id=named))
+            card = str(render_model_card(model_dir, repo_id=named, revision=branch))
         repo_id = named
+        if branch and not branch.startswith("refs/pr/"):  # a pull request's ref exists already; a branch may not
+            api.create_branch(repo_id, branch=branch, repo_type="model", exist_ok=True)
     if card is not None and dry_run:  # a dry run shows the card it would upload in the folder itself
         write_card_text(model_dir, card)
     files = upload_plan(model_dir)
     if card is not None and "README.md" not in files:
         files = sorted([*files, "README.md"])
     if dry_run:
-        return Pushed(files, None, *_would_delete(repo_id, files, token))
+        return Pushed(files, None, *_would_delete(repo_id, files, token, branch))
     # The new card goes up from memory and replaces the folder's README.md only once the commit has landed:
     # a push that fails (network, permissions) leaves the folder's card as it was.
     if card is not None:
@@ -481,11 +512,12 @@ def push_model_folder(
                   for name in files]
     # An earlier push's files that this folder no longer has go in the same commit: another model's evaluation
     # beside these weights, or a model.safetensors beside new shards (transformers would load it first).
-    stale = stale_files(api.list_repo_files(repo_id, repo_type="model"), files)
+    stale = stale_files(api.list_repo_files(repo_id, repo_type="model", revision=branch), files)
     operations += [CommitOperationDelete(path_in_repo=name) for name in stale]
     info = api.create_commit(
         repo_id=repo_id,
         repo_type="model",
+        revision=branch,
         operations=operations,
         commit_message=commit_message or f"Upload {model_dir.name} (hf_vit model, card, evaluation)",
     )
@@ -494,4 +526,4 @@ def push_model_folder(
     return Pushed(files, info, stale)
 
 
-__all__ = ["IncompleteModelFolder", "Pushed", "check_model_folder", "two_saves", "upload_plan", "push_model_folder"]
+__all__ = ["IncompleteModelFolder", "Pushed", "push_branch", "check_model_folder", "two_saves", "upload_plan", "push_model_folder"]

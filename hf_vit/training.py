@@ -878,6 +878,12 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
         raise SetupError(
             f"--push_to_hub needs a repo id, and {repo_id!r} is not one: pass --hub_model_id your-username/model-name."
         ) from None
+    from .hub import push_branch
+
+    try:
+        push_branch(args.hub_revision)
+    except ValueError as err:
+        raise SetupError(f"--hub_revision: {err}") from None
     if not (args.hub_token or get_token()):
         raise SetupError(
             "--push_to_hub: no Hugging Face token found. Log in with `hf auth login`, set HF_TOKEN or pass "
@@ -1489,7 +1495,8 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
 
     try:
         files, info = pushed = push_model_folder(
-            output_dir, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token
+            output_dir, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token,
+            revision=training_args.hub_revision,
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
         raise SetupError(

@@ -28,6 +28,9 @@ def main(argv=None):
                         "existing one keeps its visibility)")
     parser.add_argument("--token", default=None, help="a write token (default: HF_TOKEN or the login cache)")
     parser.add_argument("--commit_message", default=None)
+    parser.add_argument("--revision", default=None,
+                        help="the branch to push to (made from main if absent; default: main); the card's code "
+                        "loads that branch")
     parser.add_argument("--keep_card", action="store_true", help="upload README.md as it is instead of rewriting it")
     parser.add_argument("--dry_run", action="store_true",
                         help="check the folder, write the card, list the files it would upload and delete (reads "
@@ -38,6 +41,7 @@ def main(argv=None):
         pushed = push_model_folder(
             args.model_dir, args.repo_id, private=args.private, token=args.token,
             commit_message=args.commit_message, write_card=not args.keep_card, dry_run=args.dry_run,
+            revision=args.revision,
         )
     except (IncompleteModelFolder, ValueError, PermissionError, FileNotFoundError) as err:
         sys.exit(f"error: {err}")
@@ -59,9 +63,9 @@ def deleted_text(pushed, dry_run: bool) -> str:
     verb = "would delete" if dry_run else "deleted"
     if pushed.deleted is None:
         return f"{verb}: unknown, {pushed.note}."
-    if not pushed.deleted:
-        return f"{verb}: nothing" + (f" ({pushed.note})." if pushed.note else ".")
-    return f"{verb} {len(pushed.deleted)} files of an earlier push:\n  " + "\n  ".join(pushed.deleted)
+    head = f"{verb} {len(pushed.deleted)} files of an earlier push" if pushed.deleted else f"{verb}: nothing"
+    head += f" ({pushed.note})" if pushed.note else ""
+    return head + (":\n  " + "\n  ".join(pushed.deleted) if pushed.deleted else ".")
 
 
 if __name__ == "__main__":

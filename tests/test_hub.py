@@ -558,40 +558,55 @@ def test_a_relative_local_dataset_stays_local_on_the_card(tmp_path, monkeypatch)
 # Push
 # ---------------------------------------------------------------------------
 class FakeHub(dict):
-    """The recorded calls; `.repos[repo_id]` holds each repository's files (name -> bytes) as the commits left them."""
+    """The recorded calls; `.repos[repo_id]` holds each repository's files (name -> bytes) as the commits left them
+    on main, `.branches[(repo_id, branch)]` those of its other branches."""
 
     repos: dict
+    branches: dict
 
 
 @pytest.fixture
 def fake_hub(monkeypatch):
     """Replace the network calls of HfApi with recorders that keep each repository's files (the only mock in these
-    tests): create_repo, create_commit (adds and deletes, as the Hub applies them) and list_repo_files."""
+    tests): create_repo, create_commit (adds and deletes, as the Hub applies them, on main or a branch),
+    create_branch and list_repo_files."""
     import httpx2
     from huggingface_hub import CommitOperationDelete
-    from huggingface_hub.errors import RepositoryNotFoundError
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     calls = FakeHub(create_repo=[], create_commit=[])
-    calls.repos = {}
+    calls.repos, calls.branches = {}, {}
+
+    def branch_files(repo_id, revision):
+        if repo_id not in calls.repos:  # as the Hub answers (404)
+            request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}/tree/main")
+            raise RepositoryNotFoundError(f"404: {repo_id}", response=httpx2.Response(404, request=request))
+        if revision in (None, "main"):
+            return calls.repos[repo_id]
+        if (repo_id, revision) not in calls.branches:
+            request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}/tree/{revision}")
+            raise RevisionNotFoundError(f"404: {revision}", response=httpx2.Response(404, request=request))
+        return calls.branches[(repo_id, revision)]
+
+    def create_branch(self, repo_id, *, branch, exist_ok=False, **kwargs):  # made from main, with its files
+        calls.branches.setdefault((repo_id, branch), dict(calls.repos[repo_id]))
 
     def create_repo(self, repo_id, **kwargs):
         calls["create_repo"].append({"repo_id": repo_id, **kwargs})
         calls.repos.setdefault(repo_id, {})
         return f"https://huggingface.co/{repo_id}"
 
-    def create_commit(self, repo_id, operations, **kwargs):
-        calls["create_commit"].append({"repo_id": repo_id, "operations": list(operations), **kwargs})
-        files = calls.repos[repo_id]
+    def create_commit(self, repo_id, operations, revision=None, **kwargs):
+        calls["create_commit"].append({"repo_id": repo_id, "operations": list(operations), "revision": revision,
+                                       **kwargs})  # fmt: skip
+        files = branch_files(repo_id, revision)
         for op in operations:  # deleting a file the repository does not hold fails on the Hub too
             files.pop(op.path_in_repo) if isinstance(op, CommitOperationDelete) else files.update(
                 {op.path_in_repo: uploaded_bytes(op)})
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
-    def list_repo_files(self, repo_id, **kwargs):
-        if repo_id not in calls.repos:  # as the Hub answers (404)
-            request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}/tree/main")
-            raise RepositoryNotFoundError(f"404: {repo_id}", response=httpx2.Response(404, request=request))
-        return sorted(calls.repos[repo_id])
+    def list_repo_files(self, repo_id, revision=None, **kwargs):
+        return sorted(branch_files(repo_id, revision))
 
     def upload_folder(self, *args, **kwargs):  # must not be used: the plan is explicit
         raise AssertionError("upload_folder called")
@@ -599,6 +614,7 @@ def fake_hub(monkeypatch):
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
+    monkeypatch.setattr(HfApi, "create_branch", create_branch)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     monkeypatch.setattr("hf_vit.data._hub_reachable", lambda timeout=3.0: True)  # the dry run's probe: the mock answers
     return calls
@@ -805,6 +821,48 @@ def test_a_push_deletes_only_the_evaluation_files_hf_vit_wrote(tmp_path, fake_hu
     push([str(folder), "someone/x"])
     assert sorted(name for name in repo if name.startswith("evaluation/")) == sorted(own)
     assert "evaluation/attention/000001_cat_as_dog.png" in earlier and "evaluation/gallery.png" in earlier
+
+
+def test_a_push_to_a_branch_leaves_main_and_its_card_loads_that_branch(tmp_path, fake_hub, monkeypatch, capsys):
+    """train.py --push_to_hub --hub_revision dev pushed to main all the same, replacing the model there, and
+    push_to_hub.py had no way to push to a branch. Both now commit to the branch (made from main if absent), the
+    card's code loads that branch, main keeps its files, and a commit hash or a name git refuses is an error before
+    any network call."""
+    from transformers import TrainingArguments
+
+    from hf_vit.training import SetupError, push_finished_folder, take_over_push
+
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run")
+    push([str(folder), "someone/x"])
+    main = dict(fake_hub.repos["someone/x"])
+    shutil.rmtree(folder / "evaluation")  # retrained, to try out on a branch
+    earlier = sorted(name for name in main if name.startswith("evaluation/"))
+    capsys.readouterr()
+
+    push([str(folder), "someone/x", "--revision", "dev", "--dry_run"])
+    assert (f"would delete {len(earlier)} files of an earlier push (the branch 'dev' would be made from main):\n  "
+            + "\n  ".join(earlier)) in capsys.readouterr().out  # fmt: skip
+    args = TrainingArguments(output_dir=str(folder), report_to="none", hub_revision="dev")
+    push_finished_folder(folder, "someone/x", args)
+    assert fake_hub["create_commit"][-1]["revision"] == "dev" and fake_hub.repos["someone/x"] == main
+    branch = fake_hub.branches[("someone/x", "dev")]
+    assert not any(name.startswith("evaluation/") for name in branch) and branch["config.json"] == main["config.json"]
+    card = branch["README.md"].decode()
+    assert 'REVISION = "dev"  # better: a commit hash' in card and card != main["README.md"].decode()
+
+    commits = len(fake_hub["create_commit"])
+    for revision, problem in (("0123456789abcdef0123456789abcdef01234567", "is a commit hash: a push adds a commit "
+                                                                           "to a branch"),
+                              ("my branch", "is not a branch name")):  # fmt: skip
+        message = str(pytest.raises(SystemExit, push, [str(folder), "someone/x", "--revision", revision]).value.code)
+        assert message.startswith(f"error: the revision {revision!r} {problem}"), message
+        args = TrainingArguments(output_dir=str(folder), report_to="none", push_to_hub=True, hub_model_id="someone/x",
+                                 hub_revision=revision)  # fmt: skip
+        with pytest.raises(SetupError, match=f"^--hub_revision: the revision {revision!r} {problem}"):
+            take_over_push(args)
+    assert len(fake_hub["create_commit"]) == commits and len(fake_hub["create_repo"]) == 2
 
 
 def test_a_single_weights_file_beside_a_sharded_save_is_refused_by_push_card_and_evaluation(tmp_path, fake_hub,
