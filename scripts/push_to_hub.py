@@ -14,6 +14,8 @@ The token comes from --token, else HF_TOKEN, else the `hf auth login` cache.
 import argparse
 import sys
 
+from huggingface_hub import get_token
+
 from hf_vit.hub import IncompleteModelFolder, push_model_folder
 from hf_vit.output_folder import refuse_several_processes
 
@@ -54,6 +56,9 @@ def main(argv=None):
     done = "would upload" if args.dry_run else "uploaded"
     print(f"{done} {len(pushed.files)} files:\n  " + "\n  ".join(pushed.files))
     print(deleted_text(pushed, dry_run=args.dry_run))
+    if args.dry_run and not (args.token or get_token()):  # the push itself stops at this, before the network
+        print("note: no Hugging Face token found, so the push itself would stop. Log in with `hf auth login`, set "
+              "HF_TOKEN or pass --token (write access).")
     if pushed.info is not None:
         print(f"pushed: {pushed.info.commit_url}")
 

@@ -979,6 +979,25 @@ def test_push_without_token_says_how_to_log_in(tmp_path, fake_hub, monkeypatch):
     assert (folder / "README.md").read_text() == "# my hand-written card\n"  # a push that failed changed nothing
 
 
+def test_a_dry_run_without_a_token_says_the_push_would_stop(tmp_path, fake_hub, monkeypatch, capsys):
+    """--dry_run without a token listed the files as if all were well; the push then stopped for the token. The dry
+    run now says so (and still lists what it can see of a public repository)."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    load_script("push_to_hub").main([str(folder), "someone/x", "--dry_run"])
+    out = capsys.readouterr().out
+    assert out.endswith("would delete: nothing ('someone/x' does not exist yet, or it is private and no token was "
+                        "found to see it).\nnote: no Hugging Face token found, so the push itself would stop. Log in "
+                        "with `hf auth login`, set HF_TOKEN or pass --token (write access).\n")  # fmt: skip
+    assert fake_hub == {"create_repo": [], "create_commit": []} and (folder / "README.md").is_file()
+    load_script("push_to_hub").main([str(folder), "someone/x", "--dry_run", "--token", "hf_given"])
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_path, monkeypatch, capsys):
     """The network is refused here the way an offline machine refuses it (HfApi.create_repo raises, as its
     HTTP client would): one error line, and the hand-written card is not rewritten for nothing."""
