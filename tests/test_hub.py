@@ -462,7 +462,10 @@ def test_what_the_card_calls_local_is_what_the_push_rewrites(tmp_path, fake_hub,
     (folder / "training_recipe.json").write_text(json.dumps(recipe))
     path = folder / "evaluation" / "metrics.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "model": "runs/vit"}))
+    path = folder / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "validation": {"accuracy": 0.61, "model": "best"}}))
     (folder / "trainer_state.json").write_text(json.dumps({"best_model_checkpoint": "vit/checkpoint-8"}))
+    (tmp_path / "best").mkdir()  # a folder named as metrics.json's validation "model": "best" is no path
 
     push_model_folder(folder, "someone/x")
     (commit,) = fake_hub["create_commit"]
@@ -477,6 +480,7 @@ def test_what_the_card_calls_local_is_what_the_push_rewrites(tmp_path, fake_hub,
                         "resume_from_checkpoint": "./checkpoint-8", "hub_model_id": "me/vit",
                         "lr_scheduler_type": "cosine", "report_to": ["trackio"]}  # fmt: skip
     assert json.loads(uploaded["evaluation/metrics.json"])["model"] == "./vit"
+    assert json.loads(uploaded["metrics.json"])["validation"] == {"accuracy": 0.61, "model": "best"}
     assert json.loads(uploaded["trainer_state.json"]) == {"best_model_checkpoint": "./checkpoint-8"}
     leaks = [(name, part) for name, content in uploaded.items() for part in (b"runs/vit", b"a/b", b"alice", b"vit/c")
              if part in content]
