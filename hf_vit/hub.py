@@ -434,6 +434,28 @@ def _would_delete(repo_id: str, files, token, branch=None) -> tuple[list[str] | 
     return stale_files(listed, files), note
 
 
+# A repository's web address (pasted from the browser) instead of its id.
+_HUB_URL = re.compile(r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/|spaces/)?([^/\s]+(?:/[^/\s]+)?)(?:/.*)?")
+
+
+def check_repo_id(repo_id: str) -> None:
+    """A ValueError naming what is wrong with `repo_id` and the id to pass instead (a web address names its id)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    url = _HUB_URL.fullmatch(repo_id.strip()) if isinstance(repo_id, str) else None
+    if url and url.group(1):
+        kind = "a dataset" if url.group(1) == "datasets/" else "a Space"
+        raise ValueError(f"Bad repo id {repo_id!r}: that is the address of {kind}; a model goes to a model "
+                         "repository. Pass its id, e.g. 'your-username/model-name'.")  # fmt: skip
+    if url:
+        raise ValueError(f"Bad repo id {repo_id!r}: that is the repository's web address. Pass its id: {url.group(2)!r}.")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:  # huggingface_hub's advice on `repo_type` is for its API, not this push
+        reason = str(err).replace(" Use `repo_type` argument if needed.", "")
+        raise ValueError(f"Bad repo id {repo_id!r}: {reason} Use 'your-username/model-name'.") from err
+
+
 def push_model_folder(
     model_dir,
     repo_id: str,
@@ -456,13 +478,8 @@ def push_model_folder(
     landed (a dry run writes it at once, so that it can be read). `revision`: the branch to commit to (made from
     main if absent; None: main); the card's code then loads that branch.
     """
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     model_dir = Path(model_dir).expanduser()
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as err:
-        raise ValueError(f"Bad repo id {repo_id!r}: {err} Use 'your-username/model-name'.") from err
+    check_repo_id(repo_id)
     branch = push_branch(revision)
     problems = check_model_folder(model_dir)
     if problems:

@@ -957,6 +957,26 @@ def test_an_hf_vit_config_without_its_auto_map_is_refused_by_the_push(tmp_path, 
     assert check_model_folder(folder) == []
 
 
+def test_a_repository_web_address_is_refused_naming_its_id(tmp_path, fake_hub, monkeypatch):
+    """A repository's address pasted from the browser got huggingface_hub's "Use `repo_type` argument if needed",
+    which push_to_hub.py has no way to take. The error now names the id to pass (or says that a dataset's or a
+    Space's address is no model repository), before any network call."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push = load_script("push_to_hub").main
+    for repo_id, message in (
+        ("https://huggingface.co/me/vit", "that is the repository's web address. Pass its id: 'me/vit'."),
+        ("hf.co/me/vit/tree/main", "that is the repository's web address. Pass its id: 'me/vit'."),
+        ("https://huggingface.co/datasets/me/x", "that is the address of a dataset; a model goes to a model "
+                                                 "repository. Pass its id, e.g. 'your-username/model-name'."),
+        ("me/x/y", "Repo id must be in the form 'repo_name' or 'namespace/repo_name': 'me/x/y'. Use "
+                   "'your-username/model-name'."),
+    ):  # fmt: skip
+        code = pytest.raises(SystemExit, push, [str(folder), repo_id, "--dry_run"]).value.code
+        assert code == f"error: Bad repo id {repo_id!r}: {message}"
+    assert fake_hub == {"create_repo": [], "create_commit": []} and not (folder / "README.md").exists()
+
+
 def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch):
     """A training_recipe.json holding a list: the card failed only after create_repo, leaving an empty repository
     on the Hub. The card is now filled before any network call."""
