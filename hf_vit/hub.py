@@ -172,6 +172,13 @@ def check_model_folder(model_dir) -> list[str]:
 
     if isinstance(config, dict):
         problems.extend(_missing_auto_classes(config))
+        if config.get("model_type") == "hf_vit" and config.get("architectures") == ["HfViTModel"]:
+            # The card, its code and pipeline() classify: each would give a Hub user's image a random head's class.
+            problems.append(
+                "the folder holds a model without a classification head (saved from HfViTModel): pipeline("
+                "'image-classification') and the card's code would load it with a random head. Push the folder "
+                "training wrote (HfViTForImageClassification)."
+            )
     # Remote code: every module auto_map names must sit next to the weights and stand alone.
     if isinstance(config, dict) and config.get("auto_map"):
         modules = sorted(_auto_map_modules(config["auto_map"]))

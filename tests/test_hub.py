@@ -1236,3 +1236,21 @@ def test_a_folder_without_a_head_is_named_as_such_by_the_evaluation(tmp_path):
     HfViTModel(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).save_pretrained(tmp_path / "body")
     with pytest.raises(ValueError, match=r"holds a model without a classification head \(saved from HfViTModel\)"):
         load_classifier(tmp_path / "body")
+
+
+def test_a_folder_without_a_head_is_refused_by_the_push(tmp_path, fake_hub, monkeypatch):
+    """A folder saved from HfViTModel (no classification head) went up with a card that claims image
+    classification and code that loads AutoModelForImageClassification: every Hub user's prediction came from a
+    random head (the evaluation already refused such a folder). The push refuses it too, before the network."""
+    from hf_vit import HfViTModel
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    HfViTModel(config).save_pretrained(tmp_path / "body")
+    make_image_processor(config).save_pretrained(tmp_path / "body")
+    code = pytest.raises(SystemExit, load_script("push_to_hub").main, [str(tmp_path / "body"), "someone/x"]).value.code
+    assert code == (f"error: Not pushing {tmp_path / 'body'}: the folder is incomplete.\n- the folder holds a model "
+                    "without a classification head (saved from HfViTModel): pipeline('image-classification') and the "
+                    "card's code would load it with a random head. Push the folder training wrote "
+                    "(HfViTForImageClassification).")  # fmt: skip
+    assert fake_hub == {"create_repo": [], "create_commit": []}
