@@ -497,7 +497,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         if flat:
             recipe_sections.append(("", flat))
         for title, section in nested.items():
-            recipe_sections.append((title.replace("_", " ").capitalize(), [(k, _cell(_public(v, k))) for k, v in section.items()]))
+            rows = [(k, _cell(_public(v, k))) for k, v in section.items()]
+            recipe_sections.append((title.replace("_", " ").capitalize(), rows))
     train_info = train_metrics.get("train") or {}
     train_rows = []
     if isinstance(train_info, dict):
@@ -661,6 +662,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         pictures=pictures,
         model_ref=model_ref,
         revision=revision or "main",
+        revision_arg=f', revision="{revision}"' if revision else "",  # an exported model's code: main needs none
         image_size_text=image_size_text,
         # the pipeline's output in the example: one of this model's classes, as Python prints it
         example_label=repr(labels[0] if labels else "LABEL_0"),

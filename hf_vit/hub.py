@@ -431,7 +431,8 @@ def _would_delete(repo_id: str, files, token, branch=None) -> tuple[list[str] | 
         try:
             listed = api.list_repo_files(repo_id, repo_type="model", revision=branch)
         except RevisionNotFoundError:  # the push makes the branch from main: it starts with main's files
-            listed, note = api.list_repo_files(repo_id, repo_type="model"), f"the branch {branch!r} would be made from main"
+            listed = api.list_repo_files(repo_id, repo_type="model")
+            note = f"the branch {branch!r} would be made from main"
     except RepositoryNotFoundError:  # the Hub's answer for a private repository without a token too
         seen = "" if token else ", or it is private and no token was found to see it"
         return [], f"{repo_id!r} does not exist yet{seen}"
@@ -442,7 +443,9 @@ def _would_delete(repo_id: str, files, token, branch=None) -> tuple[list[str] | 
 
 
 # A repository's web address (pasted from the browser) instead of its id.
-_HUB_URL = re.compile(r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/|spaces/)?([^/\s]+(?:/[^/\s]+)?)(?:/.*)?")
+_HUB_URL = re.compile(
+    r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/|spaces/)?([^/\s]+(?:/[^/\s]+)?)(?:/.*)?"
+)
 
 
 def check_repo_id(repo_id: str) -> None:
@@ -455,7 +458,9 @@ def check_repo_id(repo_id: str) -> None:
         raise ValueError(f"Bad repo id {repo_id!r}: that is the address of {kind}; a model goes to a model "
                          "repository. Pass its id, e.g. 'your-username/model-name'.")  # fmt: skip
     if url:
-        raise ValueError(f"Bad repo id {repo_id!r}: that is the repository's web address. Pass its id: {url.group(2)!r}.")
+        raise ValueError(
+            f"Bad repo id {repo_id!r}: that is the repository's web address. Pass its id: {url.group(2)!r}."
+        )
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:  # huggingface_hub's advice on `repo_type` is for its API, not this push
@@ -550,4 +555,7 @@ def push_model_folder(
     return Pushed(files, info, stale)
 
 
-__all__ = ["IncompleteModelFolder", "Pushed", "push_branch", "check_model_folder", "two_saves", "upload_plan", "push_model_folder"]
+__all__ = [
+    "IncompleteModelFolder", "Pushed", "check_model_folder", "check_repo_id", "push_branch", "push_model_folder",
+    "two_saves", "upload_plan",
+]

@@ -24,7 +24,9 @@ _CLASS_NAME_KEYS = ("labels", "id2label")
 
 # Keys whose value is always a path of this machine (training's and the Trainer's folders and files), however it
 # is written: `runs/vit` as an output_dir is a folder here, not the Hub repo "runs/vit".
-PATH_KEYS = ("output_dir", "logging_dir", "best_model_checkpoint", "resume_from_checkpoint", "recipe_files", "cache_dir")
+PATH_KEYS = (
+    "output_dir", "logging_dir", "best_model_checkpoint", "resume_from_checkpoint", "recipe_files", "cache_dir",
+)
 # Keys whose value is a Hub id or a local folder (training and the evaluation record a folder that reads like a Hub
 # id as ./x, but an older file may not): a bare name there is local when it names something on this machine. Not
 # "model": metrics.json's validation "model" is "best" or "final", whatever folders the working folder holds.

@@ -1,6 +1,6 @@
 """Push a trained hf_vit model folder to the Hugging Face Hub, in one commit.
 
-    python scripts/push_to_hub.py runs/cpu your-username/vit-cifar10 [--private] [--token hf_...]
+    python scripts/push_to_hub.py runs/cpu your-username/vit-cifar10 [--private] [--token hf_...] [--revision BRANCH]
 
 Uploads config, weights, remote code, image processor, the model card (filled in
 for this repo id, and written into the folder once the commit has landed) and the

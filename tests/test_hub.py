@@ -491,7 +491,8 @@ def test_what_the_card_calls_local_is_what_the_push_rewrites(tmp_path, fake_hub,
                 "| `recipe_files` | hf\\_vit/recipes/cpu.yaml, recipe.yaml (local) |"):
         assert row in card, row
     # A Windows path as the dataset: the card said "the local dataset *C:\\Users\\alice\\fruit*" on Linux.
-    text = card_of(tmp_path / "win", ["apple", "pear"], "C:\\Users\\alice\\fruit", {"data": {"dataset_name": "C:/x/fruit"}})
+    recipe = {"data": {"dataset_name": "C:/x/fruit"}}
+    text = card_of(tmp_path / "win", ["apple", "pear"], "C:\\Users\\alice\\fruit", recipe)
     assert "alice" not in text and "C:" not in text and "the local dataset *fruit*" in text
 
 
@@ -855,6 +856,12 @@ def test_a_push_to_a_branch_leaves_main_and_its_card_loads_that_branch(tmp_path,
     assert not any(name.startswith("evaluation/") for name in branch) and branch["config.json"] == main["config.json"]
     card = branch["README.md"].decode()
     assert 'REVISION = "dev"  # better: a commit hash' in card and card != main["README.md"].decode()
+    from hf_vit.card import render_model_card
+    from hf_vit.export_transformers import export_to_transformers_vit
+
+    plain = export_to_transformers_vit(make_model_folder(tmp_path / "cls", extras=False), tmp_path / "plain")
+    code = re.findall(r"```python\n(.*?)```", str(render_model_card(plain, "someone/x", revision="dev")), re.S)[0]
+    assert code.count('"someone/x", revision="dev")') == 3  # an exported model's card: pipeline and both loads
 
     commits = len(fake_hub["create_commit"])
     for revision, problem in (("0123456789abcdef0123456789abcdef01234567", "is a commit hash: a push adds a commit "
@@ -944,7 +951,8 @@ def test_an_hf_vit_config_without_its_auto_map_is_refused_by_the_push(tmp_path, 
         del config["auto_map"]["AutoModelForImageClassification"]
     (folder / "config.json").write_text(json.dumps(config))
     message = str(pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code)
-    lacks = "AutoConfig, AutoModelForImageClassification" if edit == "no auto_map" else "AutoModelForImageClassification"
+    lacks = "AutoModelForImageClassification"
+    lacks = f"AutoConfig, {lacks}" if edit == "no auto_map" else lacks
     assert message == (
         f"error: Not pushing {folder}: the folder is incomplete.\n- config.json's auto_map lacks {lacks}: a Hub user's "
         "load with trust_remote_code=True (and pipeline()) would fail with 'model type `hf_vit` but Transformers does "
