@@ -26,13 +26,14 @@ network call, so a bad call fails at once and uploads nothing.
 import fnmatch
 import json
 import re
+from contextlib import ExitStack
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
-from .output_folder import two_saves
+from .output_folder import share_folder, two_saves
 from .public import public_copies
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
@@ -478,6 +479,7 @@ def push_model_folder(
     write_card: bool = True,
     dry_run: bool = False,
     revision: str | None = None,
+    held_by_caller: bool = False,
 ):
     """Upload the model folder to `repo_id` in one commit; returns `Pushed`: (files, CommitInfo or None on dry_run)
     and `.deleted`, the earlier push's files the commit deletes (a dry run lists the repository to say so).
@@ -488,11 +490,27 @@ def push_model_folder(
     an existing repository keeps its visibility. `write_card` fills the card (README.md) from the
     folder for this repo id: it goes up in the commit and is written into the folder once the commit has
     landed (a dry run writes it at once, so that it can be read). `revision`: the branch to commit to (made from
-    main if absent; None: main); the card's code then loads that branch.
+    main if absent; None: main); the card's code then loads that branch. The folder is shared with readers for
+    the push, so a training or an evaluation writing it refuses it (`held_by_caller`: the caller holds it as its
+    writer, train.py pushing the run it has just finished).
     """
     model_dir = Path(model_dir).expanduser()
     check_repo_id(repo_id)
     branch = push_branch(revision)
+    with ExitStack() as held:
+        # A training or an evaluation writing the folder meanwhile would send half-replaced files, or another
+        # model's evaluation beside these weights: the push reads it as an evaluation does, and they refuse it.
+        for folder in (model_dir, model_dir / "evaluation"):
+            if folder.is_dir() and not held_by_caller:
+                share_folder(held, folder, "a push to the Hub", lambda writer, folder=folder: (
+                    f"{folder} is in use by {writer}, which writes it: the push would upload files it is replacing. "
+                    "Wait for it to finish, then push again."
+                ))  # fmt: skip
+        return _push(model_dir, repo_id, branch, private, token, commit_message, write_card, dry_run)
+
+
+def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message, write_card, dry_run) -> Pushed:
+    """push_model_folder's work, with the folder held against writers."""
     problems = check_model_folder(model_dir)
     if problems:
         raise IncompleteModelFolder(

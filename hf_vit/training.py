@@ -1496,7 +1496,7 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
     try:
         files, info = pushed = push_model_folder(
             output_dir, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token,
-            revision=training_args.hub_revision,
+            revision=training_args.hub_revision, held_by_caller=True,  # this run holds the folder it finished
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
         raise SetupError(

@@ -17,7 +17,7 @@ import sys
 from huggingface_hub import get_token
 
 from hf_vit.hub import IncompleteModelFolder, push_model_folder
-from hf_vit.output_folder import refuse_several_processes
+from hf_vit.output_folder import FolderInUseError, refuse_several_processes
 
 
 def main(argv=None):
@@ -45,7 +45,7 @@ def main(argv=None):
             commit_message=args.commit_message, write_card=not args.keep_card, dry_run=args.dry_run,
             revision=args.revision,
         )
-    except (IncompleteModelFolder, ValueError, PermissionError, FileNotFoundError) as err:
+    except (IncompleteModelFolder, ValueError, PermissionError, FileNotFoundError, FolderInUseError) as err:
         sys.exit(f"error: {err}")
     except Exception as err:  # the network or the Hub (offline, a token without write access): one commit, all or none
         first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")

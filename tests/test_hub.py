@@ -1030,6 +1030,30 @@ def test_a_dry_run_without_a_token_says_the_push_would_stop(tmp_path, fake_hub, 
     assert "note:" not in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("writing", ["", "evaluation"])
+def test_a_folder_a_training_or_an_evaluation_is_writing_is_not_pushed(tmp_path, fake_hub, monkeypatch, writing):
+    """A push of a folder that a training (or an evaluation, in evaluation/) was writing read it all the same: it
+    could upload weights half replaced, or an evaluation's new pictures beside the earlier metrics. The push now
+    shares the folder and its evaluation/ as an evaluation reads a model folder: a writer there refuses it, before
+    any network call, and a push leaves the folder free again (a training may start after it)."""
+    from hf_vit.output_folder import folder_lock
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    held = folder / writing
+    with folder_lock(held, "a training run" if not writing else "an evaluation"):
+        code = pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code
+    writer = "a training run" if not writing else "an evaluation"
+    assert code.startswith(f"error: {held} is in use by {writer} (pid {os.getpid()} on "), code
+    assert code.endswith("), which writes it: the push would upload files it is replacing. Wait for it to finish, "
+                         "then push again.")  # fmt: skip
+    assert fake_hub == {"create_repo": [], "create_commit": []} and not (folder / "README.md").exists()
+    push_model_folder(folder, "someone/x")
+    assert not list(folder.rglob(".hf_vit.lock"))  # the push let go of both, leaving no lock file
+    with folder_lock(folder, "a training run"):  # and a training may take the folder now
+        pass
+
+
 def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_path, monkeypatch, capsys):
     """The network is refused here the way an offline machine refuses it (HfApi.create_repo raises, as its
     HTTP client would): one error line, and the hand-written card is not rewritten for nothing."""
