@@ -566,7 +566,8 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         repo_type="model",
         revision=branch,
         operations=operations,
-        commit_message=commit_message or f"Upload {model_dir.name} (hf_vit model, card, evaluation)",
+        # the folder's own name: "." (a push from inside it) has none
+        commit_message=commit_message or f"Upload {model_dir.resolve().name} (hf_vit model, card, evaluation)",
     )
     if card is not None:
         write_card_text(model_dir, card)

@@ -1054,6 +1054,18 @@ def test_a_folder_a_training_or_an_evaluation_is_writing_is_not_pushed(tmp_path,
         pass
 
 
+def test_a_push_from_inside_the_folder_names_it_in_the_commit(tmp_path, fake_hub, monkeypatch):
+    """`push_to_hub.py . me/x` from inside the model folder made the commit "Upload  (hf_vit model, ...)": the name of
+    "." is empty. The commit names the folder itself."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    monkeypatch.chdir(folder)
+    load_script("push_to_hub").main([".", "someone/x"])
+    (commit,) = fake_hub["create_commit"]
+    assert commit["commit_message"] == "Upload run (hf_vit model, card, evaluation)"
+    assert {op.path_in_repo for op in commit["operations"]} >= {"config.json", "README.md", "evaluation/metrics.json"}
+
+
 def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_path, monkeypatch, capsys):
     """The network is refused here the way an offline machine refuses it (HfApi.create_repo raises, as its
     HTTP client would): one error line, and the hand-written card is not rewritten for nothing."""
