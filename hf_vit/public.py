@@ -31,6 +31,8 @@ PATH_KEYS = (
 # id as ./x, but an older file may not): a bare name there is local when it names something on this machine. Not
 # "model": metrics.json's validation "model" is "best" or "final", whatever folders the working folder holds.
 REFERENCE_KEYS = ("dataset_name", "dataset", "model_name_or_path", "_name_or_path")
+# Keys whose value is a Hub id or a branch, never a path: "me/vit" stays even where a folder me/vit exists here.
+HUB_KEYS = ("hub_model_id", "hub_revision", "trackio_space_id")
 _DRIVE = re.compile(r"[A-Za-z]:([\\/]|$)")
 _URL = re.compile(r"[A-Za-z][\w+.-]+://")  # two letters at least: C://x is a drive
 # A recipe shipped in the package is recorded by its place there (hf_vit/recipes/cpu.yaml): no path of this machine.
@@ -50,8 +52,10 @@ def is_local(value, key: str | None = None) -> bool:
     """Whether `value` (recorded under `key`) is a path of this machine: what the card shows as `x (local)` and the
     push uploads as ./x. A path by its form (`looks_local`), any value of a PATH_KEYS key, and a relative path that
     exists here (`runs/vit`; a bare name only under a REFERENCE_KEYS key: "epoch" is a setting, not the folder
-    epoch/). Hub ids, URLs and the package's own recipe names are not."""
-    if not isinstance(value, str) or not value or _URL.match(value) or _PACKAGE_RECIPE.fullmatch(value):
+    epoch/). Hub ids, URLs, the values of HUB_KEYS and the package's own recipe names are not."""
+    if not isinstance(value, str) or not value or key in HUB_KEYS:
+        return False
+    if _URL.match(value) or _PACKAGE_RECIPE.fullmatch(value):
         return False
     if looks_local(value) or key in PATH_KEYS:
         return True

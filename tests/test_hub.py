@@ -466,6 +466,7 @@ def test_what_the_card_calls_local_is_what_the_push_rewrites(tmp_path, fake_hub,
     path.write_text(json.dumps({**json.loads(path.read_text()), "validation": {"accuracy": 0.61, "model": "best"}}))
     (folder / "trainer_state.json").write_text(json.dumps({"best_model_checkpoint": "vit/checkpoint-8"}))
     (tmp_path / "best").mkdir()  # a folder named as metrics.json's validation "model": "best" is no path
+    (tmp_path / "me" / "vit").mkdir(parents=True)  # nor is the hub_model_id me/vit a path, whatever lies here
 
     push_model_folder(folder, "someone/x")
     (commit,) = fake_hub["create_commit"]
