@@ -27,15 +27,13 @@ from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, p
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode
 from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
+from .presets import PRESETS as TRAINING_PRESETS
 
 PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
 
-# Fresh-model presets: "default" is HfViTConfig() (the package's CIFAR-10 ViT), "tiny" is small enough
-# for a quick look on any CPU. Flags such as --patch_size override single fields.
-PRESETS = {
-    "default": {},
-    "tiny": {"dim": 64, "depth": 2, "heads": 4, "dim_head": 16, "mlp_dim": 128},
-}
+# Fresh-model presets: train.py's (tiny, lesson, small, base: a fresh model has the shape a trained one of that
+# name has) and "default", HfViTConfig() (the lesson's shape). Flags such as --patch_size override single fields.
+PRESETS = {"default": {}, **TRAINING_PRESETS}
 
 GRID_COLOR = (255, 255, 0)  # patch grid lines: yellow stands out on CIFAR images
 BACKGROUND = (255, 255, 255)

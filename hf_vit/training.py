@@ -32,6 +32,7 @@ from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
+from .presets import PRESETS  # model shapes by name; explicit config fields given next to a preset override it
 from .output_folder import FolderInUseError, folder_lock, probe_writable, replace_text
 from .training_flags import (
     Given,
@@ -46,14 +47,6 @@ from .training_flags import (
 logger = logging.getLogger(__name__)
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-
-# Model shapes by name; explicit config fields given next to a preset override it.
-PRESETS = {
-    "tiny": dict(dim=64, depth=2, heads=2, dim_head=32, mlp_dim=128),  # tests, smoke runs
-    "lesson": dict(dim=192, depth=6, heads=3, dim_head=64, mlp_dim=768),  # the lesson's (HfViTConfig defaults)
-    "small": dict(dim=128, depth=6, heads=4, dim_head=32, mlp_dim=256, pool="mean"),  # 2 CPU cores
-    "base": dict(dim=384, depth=9, heads=12, dim_head=32, mlp_dim=1536),  # one GPU, from scratch
-}
 
 # Our defaults for TrainingArguments (a recipe file or the command line overrides each).
 TRAINING_DEFAULTS = dict(

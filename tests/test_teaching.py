@@ -690,3 +690,21 @@ def test_a_one_channel_folder_without_a_processor_names_what_is_missing(tmp_path
     )
     assert "CIFAR-10's mean and std (hf_vit's default)" not in capsys.readouterr().err
     assert not (tmp_path / "pictures").exists()
+
+
+def test_visualize_presets_are_the_training_presets():
+    """visualize.py's --preset tiny was another model than train.py's --preset tiny (4 heads of 16 against 2 of 32),
+    and train.py's lesson/small/base were unknown to it: a fresh model drawn to compare with a trained one had
+    another shape. Now every training preset draws the model that training builds from it ('default' stays the
+    lesson's shape, HfViTConfig())."""
+    from hf_vit.teaching import PRESETS, fresh_model
+    from hf_vit.training import PRESETS as TRAINING_PRESETS
+
+    fields = ("dim", "depth", "heads", "dim_head", "mlp_dim", "pool")
+    for name, preset in TRAINING_PRESETS.items():
+        assert name in PRESETS
+        built = fresh_model(name).config
+        want = HfViTConfig(**preset)
+        assert [getattr(built, f) for f in fields] == [getattr(want, f) for f in fields], name
+    assert fresh_model("default").config.to_diff_dict() == fresh_model("lesson").config.to_diff_dict()
+    assert load_script().parse_args(["--preset", "small", "--image", "a.png", "--output_dir", "o"]).preset == "small"
