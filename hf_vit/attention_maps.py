@@ -62,15 +62,16 @@ def heat_colours(values) -> np.ndarray:
     return np.round(HEAT_SCALE[low] + frac * (HEAT_SCALE[low + 1] - HEAT_SCALE[low])).astype(np.uint8)
 
 
-def overlay_heatmap(image: Image.Image, heat: np.ndarray, alpha: float = 0.5, scale: int = 1) -> Image.Image:
-    """Lay a (gh, gw) map over an RGB image in `heat_colours`: bright yellow = high, near black = low."""
-    image = image.convert("RGB")
-    if scale != 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+def heat_map_image(heat: np.ndarray, size) -> Image.Image:
+    """A (gh, gw) map as a picture of `size` (width, height): each patch one flat block in `heat_colours`, scaled
+    from the map's lowest value (near black) to its highest (pale yellow).
+
+    Not blended over the image, and not smoothed: under a blend a dark object looked less attended than it was (its
+    own darkness showed through), and a smooth resize drew gradients inside a patch, which has one weight. Draw the
+    image beside the map."""
     h = _finite(np.asarray(heat, dtype=np.float64))
     h = (h - h.min()) / (h.max() - h.min() + 1e-12)
-    heat_img = Image.fromarray(heat_colours(h)).resize(image.size, Image.BILINEAR)
-    return Image.blend(image, heat_img, alpha)
+    return Image.fromarray(heat_colours(h)).resize(tuple(size), Image.NEAREST)
 
 
 def _finite(h: np.ndarray) -> np.ndarray:

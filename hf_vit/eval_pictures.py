@@ -3,7 +3,7 @@
 - `confusion_matrix_image`: a heatmap with counts and class names,
 - `per_class_accuracy_image`: a horizontal bar chart,
 - `gallery_image`: a grid of (mistaken) images with their labels,
-- `attention_strip`: an image next to its attention rollout and last-layer [CLS] attention.
+- `attention_strip`: an image next to its attention rollout and last-layer [CLS] attention (one block per patch).
 """
 
 import math
@@ -11,7 +11,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .attention_maps import heat_colours, overlay_heatmap
+from .attention_maps import heat_colours, heat_map_image
 
 # GREY text is 5.9:1 on white and 5.2:1 on the bars' (240, 240, 240) track: WCAG AA asks 4.5:1 (120 was 4.4:1).
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (100, 100, 100)
@@ -185,7 +185,7 @@ def gallery_image(images, captions, columns: int = 8, tile: int = 96, title: str
 
 
 def _colour_key(width: int, fnt) -> Image.Image:
-    """The overlays' colour scale as a bar between "low" and "high", `width` px wide in all (the picture's own key)."""
+    """The maps' colour scale as a bar between "low" and "high", `width` px wide in all (the picture's own key)."""
     low, high = "attention: low", "high"
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     low_w, high_w = text_size(draw, low, fnt)[0], text_size(draw, high, fnt)[0]
@@ -204,20 +204,16 @@ def _colour_key(width: int, fnt) -> Image.Image:
 
 
 def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "", target: int = 128) -> Image.Image:
-    """[image | attention rollout | last-layer [CLS] attention], overlays on the image, with titles and a
-    low -> high colour key under the panels."""
-    image = image.convert("RGB")
-    base, scale = _upscale(image, target)
-    if scale == 1:  # a large image: shrink once, then overlay at that size
-        image = base
-    panels = [base, overlay_heatmap(image, rollout_map, alpha=0.55, scale=scale),
-              overlay_heatmap(image, cls_map, alpha=0.55, scale=scale)]
+    """[image | attention rollout | last-layer [CLS] attention], the maps beside the image as one block per patch
+    (`heat_map_image`), with titles and a low -> high colour key under the maps."""
+    base, _ = _upscale(image.convert("RGB"), target)
+    panels = [base, heat_map_image(rollout_map, base.size), heat_map_image(cls_map, base.size)]
     titles = ["image", "attention rollout", "last layer [CLS]"]
     f_text = font(12)
     pad, head, foot = 4, 18, 20 if caption else 0
     w, h = panels[0].size
     col = max(w, _measure(titles, f_text))  # a tall, narrow image: the titles set the width, not the panels
-    key = _colour_key(2 * col + pad, f_text)  # as wide as the two overlays it explains
+    key = _colour_key(2 * col + pad, f_text)  # as wide as the two maps it explains
     width = max(pad + 3 * (col + pad), _measure([caption], f_text) + 2 * pad, key.width + 2 * pad)
     strip = Image.new("RGB", (width, head + h + 4 + key.height + foot + pad), WHITE)
     draw = ImageDraw.Draw(strip)
@@ -225,7 +221,7 @@ def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "",
         x = pad + k * (col + pad)
         strip.paste(panel.resize((w, h)), (x + (col - w) // 2, head))
         draw.text((x, 2), name, font=f_text, fill=BLACK)
-    strip.paste(key, (min(2 * pad + col, width - pad - key.width), head + h + 4))  # under the overlays
+    strip.paste(key, (min(2 * pad + col, width - pad - key.width), head + h + 4))  # under the maps
     if caption:
         draw.text((pad, head + h + 4 + key.height + 3), caption, font=f_text, fill=BLACK)
     return strip

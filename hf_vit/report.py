@@ -40,8 +40,8 @@ SUMMARY_PICTURES = (
      "The most confident mistakes with their true class, predicted class, confidence and index, as listed in the "
      "first cards below, in the same order."),
 )
-# What the attention maps' colours mean (see hf_vit.attention_maps.overlay_heatmap): said in the text and alts.
-ATTENTION_KEY = "brighter = more attention (black = least, pale yellow = most; the key is under the overlays)"
+# What the attention maps' colours mean (see hf_vit.attention_maps.heat_map_image): said in the text and alts.
+ATTENTION_KEY = "brighter = more attention (black = least, pale yellow = most; the key is under the maps)"
 # By the scale metrics.json records (attention_maps.HEAT_SCALE_NAME). Folders from before the record may hold
 # pictures of the older blue -> yellow -> red scale (or already inferno): the page says only what is sure.
 ATTENTION_KEYS = {"inferno": ATTENTION_KEY}
@@ -291,7 +291,7 @@ def _card(row: dict, folder: Path, split: str, key: str) -> str:
     attention = (
         f'<img class="att" loading="lazy" src="{e(row["attention"])}"{_size(folder / row["attention"])} '
         f'alt="attention maps of #{index}: the image, the attention rollout through all layers and the last '
-        f"layer's [CLS] attention, side by side over the image; {e(key)}\">"
+        f"layer's [CLS] attention, side by side, one block per patch; {e(key)}\">"
         if row.get("attention")
         else '<p class="muted">(no attention map: see --max_attention_maps)</p>'
     )

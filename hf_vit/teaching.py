@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .attention_maps import attention_rollout, cls_attention, overlay_heatmap, patch_map_to_grid
+from .attention_maps import attention_rollout, cls_attention, heat_map_image, patch_map_to_grid
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode
 from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
@@ -208,7 +208,7 @@ def input_mode(config) -> str:
 
 def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
     """The picture the model sees (before normalisation) at config.image_size, resized bilinearly; in RGB (a
-    1-channel model's grey image too), so that the coloured overlays can be drawn on it."""
+    1-channel model's grey image too), as the pictures show it beside their coloured maps."""
     height, width = _pair(config.image_size)
     image = as_mode(image, input_mode(config)).convert("RGB")
     return image if image.size == (width, height) else image.resize((width, height), Image.BILINEAR)
@@ -306,22 +306,25 @@ def _labelled_grid(tiles: list[list[Image.Image]], row_labels, col_labels, gap: 
 MEAN_POOL_NOTE = "this model pools by mean: its head reads all tokens, not [CLS] alone"
 
 
-def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alpha: float = 0.6,
-                       note: str | None = None) -> Image.Image:
-    """Rows = layers, columns = heads and their mean; each tile = `overlay_heatmap(image, map, alpha, scale)`."""
+def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, note: str | None = None) -> Image.Image:
+    """Rows = layers; columns = the input (first row only), the heads and their mean. Each map tile is
+    `heat_map_image(map, image size x scale)`: one block per patch, beside the image rather than over it."""
     depth, heads = maps.shape[:2]
+    shown = model_image_scaled(image, scale)
+    blank = Image.new("RGB", shown.size, BACKGROUND)
     tiles = [
-        [overlay_heatmap(image, maps[layer, head], alpha=alpha, scale=scale) for head in range(heads)]
-        + [overlay_heatmap(image, maps[layer].mean(axis=0), alpha=alpha, scale=scale)]
+        [shown if layer == 0 else blank]
+        + [heat_map_image(maps[layer, head], shown.size) for head in range(heads)]
+        + [heat_map_image(maps[layer].mean(axis=0), shown.size)]
         for layer in range(depth)
     ]
     canvas = _labelled_grid(
-        tiles, [f"L{layer + 1}" for layer in range(depth)], [f"h{h + 1}" for h in range(heads)] + ["mean"]
+        tiles, [f"L{layer + 1}" for layer in range(depth)], ["input"] + [f"h{h + 1}" for h in range(heads)] + ["mean"]
     )
     return _with_footer(
         canvas,
         [
-            "[CLS]'s attention to the patches: row = layer, column = head",
+            "[CLS]'s attention to the patches: row = layer, column = head; one block per patch",
             "bright yellow = most attended, black = least (scaled per tile)",
             *([note] if note else []),
         ],
@@ -329,19 +332,16 @@ def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, alp
 
 
 def model_image_scaled(image: Image.Image, scale: int) -> Image.Image:
-    """The image upscaled with square pixels (what the overlays sit on)."""
+    """The image upscaled with square pixels (drawn beside the maps)."""
     image = image.convert("RGB")
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
-def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray, scale: int = 4, alpha: float = 0.6,
+def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray, scale: int = 4,
                  caption: list[str] | None = None) -> Image.Image:
     """Three panels: the input, rollout over all layers, the last layer's [CLS] attention (mean of heads)."""
-    tiles = [[
-        model_image_scaled(image, scale),
-        overlay_heatmap(image, rollout, alpha=alpha, scale=scale),
-        overlay_heatmap(image, last_layer, alpha=alpha, scale=scale),
-    ]]
+    shown = model_image_scaled(image, scale)
+    tiles = [[shown, heat_map_image(rollout, shown.size), heat_map_image(last_layer, shown.size)]]
     canvas = _labelled_grid(tiles, [""], ["input", "rollout", "last layer"])
     return _with_footer(canvas, (caption or []) + ["rollout: (A+I)/2 per layer, heads averaged, multiplied",
                                                    "bright yellow = most attended, black = least (scaled per panel)"])

@@ -482,10 +482,10 @@ def test_the_attention_colour_scale_gets_brighter_all_the_way():
     """The overlay's colours from the least to the most attended patch get brighter at every step, from near
     black to near white: the blue -> yellow -> red ramp made the top (red, luminance 0.21) as dark as mid-grey,
     so in greyscale or to protanopes the highest attention looked medium."""
-    from hf_vit.attention_maps import overlay_heatmap
+    from hf_vit.attention_maps import heat_map_image
 
     ramp = np.linspace(0, 1, 32).reshape(1, 32)  # one patch per pixel: no resize mixes them
-    colours = np.asarray(overlay_heatmap(Image.new("RGB", (32, 1)), ramp, alpha=1.0))[0]  # the scale, unblended
+    colours = np.asarray(heat_map_image(ramp, (32, 1)))[0]  # the scale
     luminance = relative_luminance(colours)
     assert (np.diff(luminance) > 0).all(), luminance.round(3)
     assert luminance[0] < 0.01 and luminance[-1] > 0.8
@@ -494,13 +494,13 @@ def test_the_attention_colour_scale_gets_brighter_all_the_way():
 def test_attention_colours_take_nan_and_inf():
     """A NaN in an attention map (e.g. from fp16 overflow) crashed heat_colours with an IndexError (NaN cast to an
     index); now NaN is drawn as the lowest colour, inf as the highest, and the rest of the map keeps its scale."""
-    from hf_vit.attention_maps import HEAT_SCALE, heat_colours, overlay_heatmap
+    from hf_vit.attention_maps import HEAT_SCALE, heat_colours, heat_map_image
 
     colours = heat_colours(np.array([np.nan, np.inf, -np.inf, 0.5]))
     assert colours[:3].tolist() == [HEAT_SCALE[0].tolist(), HEAT_SCALE[-1].tolist(), HEAT_SCALE[0].tolist()]
     assert colours[3].tolist() == heat_colours(0.5).tolist()
     heat = np.array([[0.0, np.nan, 0.5, 1.0, np.inf]])  # inf: as high as the map's largest finite value
-    panel = np.asarray(overlay_heatmap(Image.new("RGB", (5, 1)), heat, alpha=1.0))[0]
+    panel = np.asarray(heat_map_image(heat, (5, 1)))[0]
     assert panel.tolist() == heat_colours([0, 0, 0.5, 1, 1]).tolist()
 
 

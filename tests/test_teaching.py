@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from hf_vit import HfViTConfig, HfViTForImageClassification
-from hf_vit.attention_maps import overlay_heatmap
+from hf_vit.attention_maps import heat_map_image
 from hf_vit.teaching import (
     GRID_COLOR,
     cls_attention_maps,
@@ -167,13 +167,15 @@ def test_attention_rows_sum_to_one_and_cls_maps(tmp_path):
         for head in range(2):
             np.testing.assert_array_equal(maps[layer, head], attentions[layer][0, head, 0, 1:].reshape(4, 4).numpy())
 
-    # The PNG: tile (layer, head) is exactly that map laid over the image; the last column is the heads' mean.
+    # The PNG: after the input column, tile (layer, head) is exactly that map; the last column is the heads' mean.
     write_pictures(model, image, tmp_path, pictures=["cls_attention"])
     png = load_png(tmp_path / "cls_attention.png")
     tile, left, top, gap = 16 * 3, 28, 16, 2
-    for layer, column, heat in [(0, 0, maps[0, 0]), (1, 1, maps[1, 1]), (1, 2, maps[1].mean(axis=0))]:
+    shown = np.asarray(image.resize((tile, tile), Image.NEAREST))
+    assert (png[top + gap : top + gap + tile, left + gap : left + gap + tile] == shown).all()  # the input, first
+    for layer, column, heat in [(0, 1, maps[0, 0]), (1, 2, maps[1, 1]), (1, 3, maps[1].mean(axis=0))]:
         x0, y0 = left + gap + column * (tile + gap), top + gap + layer * (tile + gap)
-        want = np.asarray(overlay_heatmap(image, heat, alpha=0.6, scale=3)).astype(int)
+        want = np.asarray(heat_map_image(heat, (tile, tile))).astype(int)
         assert np.abs(png[y0 : y0 + tile, x0 : x0 + tile] - want).max() <= 1
 
 
@@ -228,7 +230,7 @@ def test_rollout_matches_a_hand_computation_on_two_layers(tmp_path):
     png = load_png(tmp_path / "rollout.png")
     tile, top, gap = 16 * 4, 16, 2
     x0 = gap + 1 * (tile + gap)  # second panel: no row labels, so no left margin
-    want = np.asarray(overlay_heatmap(image, hand, alpha=0.6, scale=4)).astype(int)
+    want = np.asarray(heat_map_image(hand, (tile, tile))).astype(int)
     assert np.abs(png[top + gap : top + gap + tile, x0 : x0 + tile] - want).max() <= 1
     first = np.asarray(image.resize((64, 64), Image.NEAREST)).astype(int)
     assert (png[top + gap : top + gap + tile, gap : gap + tile] == first).all()
@@ -325,8 +327,8 @@ def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
     # Widths from the layouts (32 px image, 8 x 8 grid); heights add a wrapped caption under the content.
     assert sizes["patch_grid"][0] == 32 * 8 and sizes["patch_grid"][1] > 32 * 8
     assert sizes["pos_similarity"][0] == 2 + 8 * (8 * 4 + 2) and sizes["pos_similarity"][1] > 2 + 8 * 34
-    # cls_attention: 28 px row labels + (2 heads + mean) tiles of 96 px; 2 layer rows under a 16 px header.
-    assert sizes["cls_attention"][0] == 28 + 2 + 3 * (96 + 2) and sizes["cls_attention"][1] > 16 + 2 + 2 * 98
+    # cls_attention: 28 px row labels + (input + 2 heads + mean) tiles of 96 px; 2 layer rows under a 16 px header.
+    assert sizes["cls_attention"][0] == 28 + 2 + 4 * (96 + 2) and sizes["cls_attention"][1] > 16 + 2 + 2 * 98
     assert sizes["rollout"][0] == 2 + 3 * (128 + 2) and sizes["rollout"][1] > 16 + 2 + 130
     # feature_norms: 3 stages (embeddings + 2 blocks) of 64 px tiles = 200 px, widened to the 256 px minimum.
     assert sizes["feature_norms"][0] == 256 and sizes["feature_norms"][1] > 16 + 2 + 66
@@ -708,3 +710,39 @@ def test_visualize_presets_are_the_training_presets():
         assert [getattr(built, f) for f in fields] == [getattr(want, f) for f in fields], name
     assert fresh_model("default").config.to_diff_dict() == fresh_model("lesson").config.to_diff_dict()
     assert load_script().parse_args(["--preset", "small", "--image", "a.png", "--output_dir", "o"]).preset == "small"
+
+
+def test_attention_maps_draw_each_patch_as_one_block_of_its_own_colour_whatever_the_image():
+    """The maps were blended over the image (alpha 0.6) after a bilinear resize: a dark object under a more attended
+    patch came out darker than a bright background under a less attended one, so "black = least attended" read the
+    image's own darkness as attention (the question the walkthrough asks: object or background?), and the smooth
+    resize drew gradients inside patches that have one weight. Now each patch is one flat block of its weight's
+    colour, the same on any image; the image is drawn beside the maps."""
+    from hf_vit.attention_maps import heat_colours
+    from hf_vit.eval_pictures import attention_strip
+    from hf_vit.teaching import draw_cls_attention, draw_rollout
+
+    image = Image.new("RGB", (16, 16), (250, 250, 250))
+    image.paste((0, 0, 0), (0, 0, 8, 16))  # a dark object on the left half, a bright background on the right
+    heat = np.arange(16, dtype=np.float64).reshape(4, 4)[:, ::-1].copy()  # the dark half holds the higher weights
+    want = heat_colours((heat - heat.min()) / (heat.max() - heat.min()))  # (4, 4, 3)
+
+    def blocks(png, x0, y0, cell):
+        for r in range(4):
+            for c in range(4):
+                block = png[y0 + r * cell : y0 + (r + 1) * cell, x0 + c * cell : x0 + (c + 1) * cell]
+                assert (block == want[r, c]).all(), (r, c)
+
+    rollout = np.asarray(draw_rollout(image, heat, heat, scale=4)).astype(int)
+    top, gap, tile = 16, 2, 16 * 4
+    assert (rollout[top + gap : top + gap + tile, gap : gap + tile] == np.asarray(image.resize((64, 64), Image.NEAREST))).all()
+    for panel in (1, 2):  # rollout, last layer
+        blocks(rollout, gap + panel * (tile + gap), top + gap, 16)
+    maps = np.stack([heat, heat])[None]  # 1 layer, 2 heads
+    grid = np.asarray(draw_cls_attention(image, maps, scale=3)).astype(int)
+    left, tile = 28, 16 * 3
+    for column in (1, 2, 3):  # after the input: h1, h2, mean
+        blocks(grid, left + gap + column * (tile + gap), top + gap, 12)
+    strip = np.asarray(attention_strip(image, heat, heat)).astype(int)  # the evaluation's: 16 px upscaled 8x
+    for panel in (1, 2):
+        blocks(strip, 4 + panel * (128 + 4), 18, 32)
