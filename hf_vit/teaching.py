@@ -217,6 +217,20 @@ def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
 # ---------------------------------------------------------------------------
 # Drawing
 # ---------------------------------------------------------------------------
+MAX_PICTURE_SIDE = 4096  # the patch grid at --scale: 100000 asked for gigabytes and the process was killed
+
+
+def check_patch_grid_scale(config: HfViTConfig, scale: int) -> None:
+    """Refuse a `scale` that makes the patch grid picture over MAX_PICTURE_SIDE px a side (1 always passes: the
+    image at the model's own size)."""
+    height, width = _pair(config.image_size)
+    if scale > 1 and max(height, width) * scale > MAX_PICTURE_SIDE:
+        raise ValueError(
+            f"--scale {scale} makes the patch grid picture {width * scale}x{height * scale} px; at most "
+            f"{MAX_PICTURE_SIDE} px a side: pass --scale {max(1, MAX_PICTURE_SIDE // max(height, width))} or less."
+        )
+
+
 def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> Image.Image:
     """The image upscaled `scale` times, 1-px grid lines on every cell's left/top edge (and the right/bottom
     border), each cell numbered with its token index. Caption below."""
@@ -508,6 +522,8 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         raise ValueError(f"The pictures need a model of 1 or 3 channels (num_channels), this one has "
                          f"{config.num_channels}. Train it on grey (1) or RGB (3) images.")
     _base_model(model)
+    if "patch_grid" in pictures:
+        check_patch_grid_scale(config, scale)
     output_dir = check_output_dir(output_dir)
     shown = model_image(image, config)
     result = run_model(model, pixel_values_for(image, config, processor))

@@ -50,7 +50,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
     )
-    parser.add_argument("--scale", type=int, default=8, help="upscaling of the patch grid picture (default: 8)")
+    parser.add_argument("--scale", type=int, default=8,
+                        help="upscaling of the patch grid picture (default: 8; at most 4096 px a side)")
     args = parser.parse_args(argv)
 
     overrides = [f"--{n}" for n in CONFIG_FLAGS if getattr(args, n) is not None]

@@ -746,3 +746,23 @@ def test_attention_maps_draw_each_patch_as_one_block_of_its_own_colour_whatever_
     strip = np.asarray(attention_strip(image, heat, heat)).astype(int)  # the evaluation's: 16 px upscaled 8x
     for panel in (1, 2):
         blocks(strip, 4 + panel * (128 + 4), 18, 32)
+
+
+def test_a_scale_that_makes_the_patch_grid_too_large_is_refused_before_drawing(tmp_path, capsys):
+    """--scale 100000 drew a 3.2 million px wide patch grid: the process was killed for memory (11.8 GB) with no
+    message. Now a picture over MAX_PICTURE_SIDE px a side is refused, naming the largest --scale that fits, and
+    nothing is written."""
+    from hf_vit.teaching import MAX_PICTURE_SIDE
+
+    model = tiny_model(image_size=16, patch_size=4)
+    scale = MAX_PICTURE_SIDE // 16 + 1  # one step over: cheap to draw on the old code, so this test sees it pass
+    with pytest.raises(ValueError, match=rf"^--scale {scale} makes the patch grid picture {16 * scale}x{16 * scale} "
+                                         rf"px; at most {MAX_PICTURE_SIDE} px a side: pass --scale {scale - 1} or less"):
+        write_pictures(model, noise_image(16, 16), tmp_path / "out", pictures=["patch_grid"], scale=scale)
+    assert not (tmp_path / "out").exists()
+    write_pictures(model, noise_image(16, 16), tmp_path / "out", pictures=["rollout"], scale=scale)  # not drawn: fine
+    noise_image(16, 16).save(tmp_path / "in.png")
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--preset", "tiny", "--image_size", "16", "--image", str(tmp_path / "in.png"),
+                            "--output_dir", str(tmp_path / "o"), "--scale", "100000"])
+    assert str(exc.value.code).startswith("error: --scale 100000 makes the patch grid picture 1600000x1600000 px")
