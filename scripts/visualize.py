@@ -32,8 +32,9 @@ def parse_args(argv=None):
     model.add_argument("--trust_remote_code", action="store_true",
                        help="let a --model whose architecture hf_vit does not know run its own .py files (only for a "
                        "model you trust; hf_vit models never need it)")
-    model.add_argument("--preset", choices=sorted(PRESETS), help="fresh model shape, as train.py's --preset (default: 'default', HfViTConfig(), the "
-                       "same as 'lesson')")
+    model.add_argument("--preset", choices=sorted(PRESETS),
+                       help="fresh model shape, as train.py's --preset (default: 'default', HfViTConfig(), the same as "
+                       "'lesson')")
     model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation")
     for name in CONFIG_FLAGS:
         model.add_argument(f"--{name}", type=int, help=f"fresh model: override config.{name}")

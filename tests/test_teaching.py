@@ -735,7 +735,8 @@ def test_attention_maps_draw_each_patch_as_one_block_of_its_own_colour_whatever_
 
     rollout = np.asarray(draw_rollout(image, heat, heat, scale=4)).astype(int)
     top, gap, tile = 16, 2, 16 * 4
-    assert (rollout[top + gap : top + gap + tile, gap : gap + tile] == np.asarray(image.resize((64, 64), Image.NEAREST))).all()
+    shown = np.asarray(image.resize((64, 64), Image.NEAREST))
+    assert (rollout[top + gap : top + gap + tile, gap : gap + tile] == shown).all()  # the input, beside the maps
     for panel in (1, 2):  # rollout, last layer
         blocks(rollout, gap + panel * (tile + gap), top + gap, 16)
     maps = np.stack([heat, heat])[None]  # 1 layer, 2 heads
