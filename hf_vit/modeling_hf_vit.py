@@ -58,6 +58,34 @@ class HfViTEmbeddings(nn.Module):
         self.pos_embedding = nn.Parameter(torch.zeros(1, num_patches + 1, config.dim))
         self.dropout = nn.Dropout(config.emb_dropout)
 
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        _check_image_batch(pixel_values, self.num_channels)  # (B, C, H, W), else an error that says how to fix it
+        pos_embedding = self.positions_for(*pixel_values.shape[-2:], interpolate_pos_encoding)  # (1, N+1, dim)
+
+        x = self.to_patch_embedding(pixel_values)  # (B, N, dim)
+        b, n, _ = x.shape
+        cls_tokens = repeat(self.cls_token, "1 1 d -> b 1 d", b=b)  # (B, 1, dim)
+        x = torch.cat((cls_tokens, x), dim=1)  # (B, N+1, dim)
+        x = x + pos_embedding[:, : n + 1]  # (B, N+1, dim) + (1, N+1, dim), broadcast over B
+        return self.dropout(x)
+
+    def positions_for(self, height: int, width: int, interpolate_pos_encoding: bool) -> torch.Tensor:
+        """The position embedding for a (height, width) image: the learned one, or resized to its patch grid."""
+        if interpolate_pos_encoding:
+            if height % self.patch_size[0] or width % self.patch_size[1]:
+                raise ValueError(
+                    f"Input image size {height}x{width} is not a multiple of the patch size {self.patch_size}; "
+                    "resize the image so that the patches tile it."
+                )
+            return self.interpolate_pos_encoding(height, width)
+        if (height, width) != self.image_size:
+            raise ValueError(
+                f"Input image size {height}x{width} does not match the model's {self.image_size[0]}x"
+                f"{self.image_size[1]} (config.image_size). Resize the images (the image processor does), "
+                "or pass interpolate_pos_encoding=True to interpolate the positional embedding."
+            )
+        return self.pos_embedding
+
     def interpolate_pos_encoding(self, height: int, width: int) -> torch.Tensor:
         """Resize the patch positions bicubically to a (height, width) image's grid."""
         grid_h, grid_w = self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1]
@@ -69,48 +97,6 @@ class HfViTEmbeddings(nn.Module):
         patch_pos = nn.functional.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)
         patch_pos = rearrange(patch_pos, "1 d h w -> 1 (h w) d")
         return torch.cat((cls_pos, patch_pos), dim=1)
-
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
-        if pixel_values.ndim != 4:
-            raise ValueError(
-                f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}. "
-                + _missing_dimension_hint(tuple(pixel_values.shape), self.num_channels)
-            )
-        _, channels, height, width = pixel_values.shape
-        if channels != self.num_channels and width == self.num_channels:  # (B, H, W, C), as np.array(image) gives
-            raise ValueError(
-                f"pixel_values of shape {tuple(pixel_values.shape)} look channels-last (batch, height, width, "
-                "channels); the model takes (batch, channels, height, width). Use `pixel_values.permute(0, 3, 1, 2)`, "
-                "or let the image processor prepare the images."
-            )
-        if channels != self.num_channels:
-            raise ValueError(
-                f"pixel_values has {channels} channels but the model was built for {self.num_channels} "
-                f"(config.num_channels). Convert the images (e.g. {_convert_hint(self.num_channels)}) or build "
-                f"the model with num_channels={channels}."
-            )
-        if interpolate_pos_encoding:
-            if height % self.patch_size[0] or width % self.patch_size[1]:
-                raise ValueError(
-                    f"Input image size {height}x{width} is not a multiple of the patch size {self.patch_size}; "
-                    "resize the image so that the patches tile it."
-                )
-            pos_embedding = self.interpolate_pos_encoding(height, width)
-        else:
-            if (height, width) != self.image_size:
-                raise ValueError(
-                    f"Input image size {height}x{width} does not match the model's {self.image_size[0]}x"
-                    f"{self.image_size[1]} (config.image_size). Resize the images (the image processor does), "
-                    "or pass interpolate_pos_encoding=True to interpolate the positional embedding."
-                )
-            pos_embedding = self.pos_embedding
-
-        x = self.to_patch_embedding(pixel_values)  # (B, N, dim)
-        b, n, _ = x.shape
-        cls_tokens = repeat(self.cls_token, "1 1 d -> b 1 d", b=b)  # (B, 1, dim)
-        x = torch.cat((cls_tokens, x), dim=1)  # (B, N+1, dim)
-        x = x + pos_embedding[:, : n + 1]  # (B, N+1, dim) + (1, N+1, dim), broadcast over B
-        return self.dropout(x)
 
 
 # ---------------------------------------------------------------------------
@@ -456,6 +442,28 @@ def _not_a_tensor_error(pixel_values) -> Exception:
         "image processor for tensors: `processor(images, return_tensors='pt')`, or convert the array with "
         "`torch.as_tensor(...)`."
     )
+
+
+def _check_image_batch(pixel_values: torch.Tensor, num_channels: int) -> None:
+    """Refuse what is not a (batch, channels, height, width) batch of the model's channels, saying how to fix it."""
+    if pixel_values.ndim != 4:
+        raise ValueError(
+            f"pixel_values must have shape (batch, channels, height, width), got {tuple(pixel_values.shape)}. "
+            + _missing_dimension_hint(tuple(pixel_values.shape), num_channels)
+        )
+    _, channels, _, width = pixel_values.shape
+    if channels != num_channels and width == num_channels:  # (B, H, W, C), as np.array(image) gives
+        raise ValueError(
+            f"pixel_values of shape {tuple(pixel_values.shape)} look channels-last (batch, height, width, "
+            "channels); the model takes (batch, channels, height, width). Use `pixel_values.permute(0, 3, 1, 2)`, "
+            "or let the image processor prepare the images."
+        )
+    if channels != num_channels:
+        raise ValueError(
+            f"pixel_values has {channels} channels but the model was built for {num_channels} "
+            f"(config.num_channels). Convert the images (e.g. {_convert_hint(num_channels)}) or build "
+            f"the model with num_channels={channels}."
+        )
 
 
 def _missing_dimension_hint(shape, num_channels) -> str:
