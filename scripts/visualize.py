@@ -38,6 +38,8 @@ def parse_args(argv=None):
     model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation")
     for name in CONFIG_FLAGS:
         model.add_argument(f"--{name}", type=int, help=f"fresh model: override config.{name}")
+    model.add_argument("--pool", choices=("cls", "mean"),
+                       help="fresh model: override config.pool (the head reads [CLS] alone, or the mean of all tokens)")
     image = parser.add_argument_group("image: a file, or one image of a dataset split")
     source = image.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="an image file (PNG/JPEG); resized to the model's image size")
@@ -55,7 +57,7 @@ def parse_args(argv=None):
                         help="upscaling of the patch grid picture (default: 8; at most 4096 px a side)")
     args = parser.parse_args(argv)
 
-    overrides = [f"--{n}" for n in CONFIG_FLAGS if getattr(args, n) is not None]
+    overrides = [f"--{n}" for n in (*CONFIG_FLAGS, "pool") if getattr(args, n) is not None]
     if args.model and (args.preset or overrides):
         parser.error(f"--model loads a trained model; {' '.join(overrides) or '--preset'} only apply to a fresh model.")
     if args.dataset and args.index is None:
@@ -91,7 +93,7 @@ def main(argv=None):
                       "mean and std (hf_vit's default). If the model was trained with others, save its processor "
                       "there (hf_vit.make_image_processor(config, mean, std).save_pretrained(folder)).", file=sys.stderr)
         else:
-            fields = {n: getattr(args, n) for n in CONFIG_FLAGS}
+            fields = {n: getattr(args, n) for n in (*CONFIG_FLAGS, "pool")}
             model, processor = fresh_model(args.preset or "default", seed=args.seed, **fields), None
         if args.image:
             image, label, source = load_image_file(args.image), None, args.image

@@ -767,3 +767,18 @@ def test_a_scale_that_makes_the_patch_grid_too_large_is_refused_before_drawing(t
         load_script().main(["--preset", "tiny", "--image_size", "16", "--image", str(tmp_path / "in.png"),
                             "--output_dir", str(tmp_path / "o"), "--scale", "100000"])
     assert str(exc.value.code).startswith("error: --scale 100000 makes the patch grid picture 1600000x1600000 px")
+
+
+def test_visualize_draws_a_fresh_model_of_either_pooling(tmp_path, capsys):
+    """The README tells a learner that the cpu recipe pools by mean and that `--pool cls` makes a head that reads
+    [CLS] alone, but visualize.py had no --pool: a fresh model of the other pooling could not be drawn to compare.
+    Now --pool sets it (a fresh model only, like the other shape flags)."""
+    noise_image(16, 16).save(tmp_path / "in.png")
+    for preset, pool in (("small", "cls"), ("tiny", "mean")):
+        out = tmp_path / pool
+        load_script().main(["--preset", preset, "--pool", pool, "--image_size", "16", "--depth", "1",
+                            "--image", str(tmp_path / "in.png"), "--output_dir", str(out), "--pictures", "rollout"])
+        assert json.loads((out / "pictures.json").read_text())["pool"] == pool
+    with pytest.raises(SystemExit):
+        load_script().main(["--model", "runs/x", "--pool", "cls", "--image", "in.png", "--output_dir", "o"])
+    assert "--pool only apply to a fresh model" in capsys.readouterr().err
