@@ -412,7 +412,18 @@ def push_branch(revision: str | None) -> str | None:
     return revision
 
 
-def _would_delete(repo_id: str, files, token, branch=None) -> tuple[list[str] | None, str | None]:
+def refuse_public(api, repo_id: str, private: bool | None) -> None:
+    """A ValueError when `private` was asked for but `repo_id` exists and is public: private applies only when a
+    repository is created, and the push would publish the model there."""
+    if private and not api.repo_info(repo_id, repo_type="model").private:
+        raise ValueError(
+            f"{repo_id!r} exists and is public, and --private applies only when a repository is created: the push "
+            f"would publish the model. Make it private first (its Settings on the Hub, or `HfApi().update_repo_settings"
+            f"({repo_id!r}, private=True)`), or push without --private."
+        )
+
+
+def _would_delete(repo_id: str, files, token, branch=None, private=None) -> tuple[list[str] | None, str | None]:
     """(what a push of `files` would delete, a note) for a dry run: the repository's files (on `branch`, else
     main), listed as the push lists them, and nothing else asked of the Hub. Offline, the files are not known and
     the note says why."""
@@ -440,6 +451,7 @@ def _would_delete(repo_id: str, files, token, branch=None) -> tuple[list[str] | 
     except Exception as err:  # the network, a token the Hub refuses: the dry run still shows the rest
         first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
         return None, f"the files {repo_id!r} holds could not be listed ({first})"
+    refuse_public(api, repo_id, private)  # the repository exists: the push itself would stop here
     return stale_files(listed, files), note
 
 
@@ -542,15 +554,17 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         if card is not None and named != repo_id:
             card = str(render_model_card(model_dir, repo_id=named, revision=branch))
         repo_id = named
+        refuse_public(api, repo_id, private)  # nothing uploaded yet
         if branch and not branch.startswith("refs/pr/"):  # a pull request's ref exists already; a branch may not
             api.create_branch(repo_id, branch=branch, repo_type="model", exist_ok=True)
-    if card is not None and dry_run:  # a dry run shows the card it would upload in the folder itself
-        write_card_text(model_dir, card)
     files = upload_plan(model_dir)
     if card is not None and "README.md" not in files:
         files = sorted([*files, "README.md"])
     if dry_run:
-        return Pushed(files, None, *_would_delete(repo_id, files, token, branch))
+        pushed = Pushed(files, None, *_would_delete(repo_id, files, token, branch, private))  # may refuse, as the push
+        if card is not None:  # a dry run shows the card it would upload in the folder itself
+            write_card_text(model_dir, card)
+        return pushed
     # The new card goes up from memory and replaces the folder's README.md only once the commit has landed:
     # a push that fails (network, permissions) leaves the folder's card as it was.
     if card is not None:

@@ -575,13 +575,13 @@ class FakeHub(dict):
 def fake_hub(monkeypatch):
     """Replace the network calls of HfApi with recorders that keep each repository's files (the only mock in these
     tests): create_repo, create_commit (adds and deletes, as the Hub applies them, on main or a branch),
-    create_branch and list_repo_files."""
+    create_branch, list_repo_files and repo_info (its visibility)."""
     import httpx2
     from huggingface_hub import CommitOperationDelete
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     calls = FakeHub(create_repo=[], create_commit=[])
-    calls.repos, calls.branches = {}, {}
+    calls.repos, calls.branches, calls.private = {}, {}, {}
 
     def branch_files(repo_id, revision):
         if repo_id not in calls.repos:  # as the Hub answers (404)
@@ -600,7 +600,12 @@ def fake_hub(monkeypatch):
     def create_repo(self, repo_id, **kwargs):
         calls["create_repo"].append({"repo_id": repo_id, **kwargs})
         calls.repos.setdefault(repo_id, {})
+        calls.private.setdefault(repo_id, bool(kwargs.get("private")))  # None: the default, public here
         return f"https://huggingface.co/{repo_id}"
+
+    def repo_info(self, repo_id, **kwargs):
+        branch_files(repo_id, None)  # 404 for a repository that does not exist
+        return type("ModelInfo", (), {"id": repo_id, "private": calls.private[repo_id]})()
 
     def create_commit(self, repo_id, operations, revision=None, **kwargs):
         calls["create_commit"].append({"repo_id": repo_id, "operations": list(operations), "revision": revision,
@@ -621,6 +626,7 @@ def fake_hub(monkeypatch):
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     monkeypatch.setattr(HfApi, "list_repo_files", list_repo_files)
     monkeypatch.setattr(HfApi, "create_branch", create_branch)
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
     monkeypatch.setattr("hf_vit.data._hub_reachable", lambda timeout=3.0: True)  # the dry run's probe: the mock answers
     return calls
@@ -916,6 +922,29 @@ def test_a_push_without_private_leaves_the_visibility_to_the_organizations_defau
     push_model_folder(folder, "some-org/y")
     load_script("push_to_hub").main([str(folder), "some-org/z", "--private"])
     assert [call["private"] for call in fake_hub["create_repo"]] == [None, None, True]
+
+
+def test_private_into_an_existing_public_repository_is_refused(tmp_path, fake_hub, monkeypatch):
+    """--private applies when the repository is created: into an existing public one the push went ahead, and the
+    model a user meant to keep private was published. The push (and its dry run) now refuses before uploading,
+    saying how to make the repository private; a repository it creates private takes the push."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push = load_script("push_to_hub").main
+    push([str(folder), "someone/x"])  # created with the default visibility: public here
+    (folder / "README.md").write_text("# my card\n")
+    before = dict(fake_hub.repos["someone/x"])
+    for dry_run in ([], ["--dry_run"]):
+        code = pytest.raises(SystemExit, push, [str(folder), "someone/x", "--private", *dry_run]).value.code
+        assert code == (
+            "error: 'someone/x' exists and is public, and --private applies only when a repository is created: the "
+            "push would publish the model. Make it private first (its Settings on the Hub, or "
+            "`HfApi().update_repo_settings('someone/x', private=True)`), or push without --private."
+        )
+    assert fake_hub.repos["someone/x"] == before and len(fake_hub["create_commit"]) == 1
+    assert (folder / "README.md").read_text() == "# my card\n"  # neither wrote the card: nothing happened
+    push([str(folder), "someone/y", "--private"])
+    assert fake_hub.private["someone/y"] and "config.json" in fake_hub.repos["someone/y"]
 
 
 def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):
