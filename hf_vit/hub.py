@@ -18,9 +18,11 @@ there by hf_vit's own names (weights, metrics, the evaluation's files: `pushed_k
 has, and says which (a dry run too): the repository then holds this model's files only, besides the user's own
 (README.md with --keep_card, .py files, a picture of their own under evaluation/, anything else).
 
-Every check (folder complete, repo id well formed, no file that a symbolic link
-brings in from outside the folder, a token available) runs before the first
-network call, so a bad call fails at once and uploads nothing.
+Every check (folder complete, repo id and branch well formed, no file that a symbolic link
+brings in from outside the folder, a token available, no training or evaluation writing the folder) runs
+before the first network call, so a bad call fails at once and uploads nothing; --private into an existing
+public repository is refused after create_repo, before the commit. `revision` pushes to a branch (made from
+main if absent), and the card's code then loads that branch.
 """
 
 import fnmatch
