@@ -1,7 +1,14 @@
-"""Where the model looked: [CLS] attention and attention rollout.
+"""Where the model looked: attention and attention rollout into what the head reads.
 
 Both take the `attentions` that `model(..., output_attentions=True)` returns:
 a tuple of `depth` tensors of shape (B, heads, N+1, N+1), rows summing to 1.
+
+The head reads one vector, set by config.pool (`head_reads`): [CLS]'s final state (pool="cls") or the mean of
+all N+1 final tokens, [CLS] included (pool="mean"). Row i of a token-to-token matrix says how token i mixes the
+tokens; the mean of N+1 tokens mixes them by the mean of their rows, so for pool="mean" the maps are the mean of
+all rows (`pooled_row`): for one layer's attention, the weight each patch's value has in the mean of that layer's
+attention outputs (the attention it receives, averaged over all queries); for the rollout, the flow from each
+input patch into the pooled vector.
 """
 
 import numpy as np
@@ -9,11 +16,46 @@ import torch
 from PIL import Image
 
 
-def cls_attention(attentions, layer: int = -1, head: int | None = None) -> torch.Tensor:
-    """How much [CLS] attends to each patch in one layer: (B, N), averaged over heads unless `head` is given."""
+POOLS = ("cls", "mean")
+# What the maps show, per pooling: said the same way in the pictures, pictures.json, metrics.json and the report.
+MAPS_SHOW = {
+    "cls": "[CLS]'s attention (its row of each matrix): the head reads [CLS]'s final state",
+    "mean": "attention into the mean-pooled vector (all tokens' rows averaged): the head reads the mean of all "
+            "final tokens, not [CLS]",
+}
+
+
+def head_reads(config) -> str | None:
+    """"cls" or "mean": which final tokens the classifier's head reads, from config.pool. transformers' ViT (what
+    export_to_transformers_vit.py writes) has no `pool`: its classifier reads token 0, [CLS]. None for any other
+    config that does not say (or names a pooling other than these two)."""
+    pool = getattr(config, "pool", None)
+    if pool is None and getattr(config, "model_type", None) == "vit":
+        return "cls"
+    return pool if pool in POOLS else None
+
+
+def pooled_row(matrix: torch.Tensor, pool: str) -> torch.Tensor:
+    """The row of a (..., N+1, N+1) token-to-token matrix that leads into what the head reads, patch columns only
+    (..., N): [CLS]'s row (pool="cls") or the mean of all N+1 rows, [CLS]'s included (pool="mean")."""
+    if pool == "cls":
+        return matrix[..., 0, 1:]
+    if pool == "mean":
+        return matrix.mean(dim=-2)[..., 1:]
+    raise ValueError(f"unknown pool {pool!r}: the maps follow pool='cls' ([CLS]'s row) or pool='mean' (all rows).")
+
+
+def pooled_attention(attentions, pool: str, layer: int = -1, head: int | None = None) -> torch.Tensor:
+    """One layer's attention into what the head reads (`pooled_row`): (B, N), averaged over heads unless `head`
+    is given."""
     attn = attentions[layer]  # (B, heads, N+1, N+1)
     attn = attn.mean(dim=1) if head is None else attn[:, head]  # (B, N+1, N+1)
-    return attn[:, 0, 1:]  # row of [CLS], patch columns  (B, N)
+    return pooled_row(attn, pool)
+
+
+def cls_attention(attentions, layer: int = -1, head: int | None = None) -> torch.Tensor:
+    """How much [CLS] attends to each patch in one layer: (B, N), averaged over heads unless `head` is given."""
+    return pooled_attention(attentions, "cls", layer, head)
 
 
 def attention_rollout(attentions, residual: bool = True) -> torch.Tensor:
@@ -33,6 +75,11 @@ def attention_rollout(attentions, residual: bool = True) -> torch.Tensor:
             a = a / a.sum(dim=-1, keepdim=True)
         rollout = a if rollout is None else a @ rollout
     return rollout
+
+
+def pooled_rollout(attentions, pool: str) -> torch.Tensor:
+    """(B, N): the rollout's flow from each input patch into what the head reads (`pooled_row`)."""
+    return pooled_row(attention_rollout(attentions), pool)
 
 
 def patch_map_to_grid(weights: torch.Tensor, grid_size) -> np.ndarray:

@@ -4,8 +4,9 @@ For one image and one model (a trained folder or a fresh model) this writes:
 
     patch_grid.png       the image cut into its patch grid, each cell numbered in token order
     pos_similarity.png   cosine similarity of the learned positional embeddings, one map per position
-    cls_attention.png    what [CLS] attends to, per layer (rows) and head (columns, + their mean)
-    rollout.png          attention rollout across all layers, next to the last layer's [CLS] map
+    cls_attention.png    attention into what the head reads, per layer (rows) and head (columns, + their mean):
+                         [CLS]'s row (pool="cls") or all tokens' rows averaged (pool="mean")
+    rollout.png          attention rollout across all layers into what the head reads, next to the last layer's map
     feature_norms.png    the norm of every token in the residual stream after each block
 
 The numbers behind each picture come from pure functions returning arrays
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .attention_maps import attention_rollout, cls_attention, heat_map_image, patch_map_to_grid
+from .attention_maps import MAPS_SHOW, heat_map_image, patch_map_to_grid, pooled_attention, pooled_rollout
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode
 from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
@@ -88,19 +89,21 @@ def pos_embedding_similarity(model) -> np.ndarray:
     return (pos @ pos.T).cpu().numpy()  # (N, N)
 
 
-def cls_attention_maps(attentions, grid_size) -> np.ndarray:
-    """(depth, heads, gh, gw): [CLS]'s attention to each patch, per layer and head, for the first image."""
+def cls_attention_maps(attentions, grid_size, pool: str = "cls") -> np.ndarray:
+    """(depth, heads, gh, gw): each layer and head's attention into what the head reads, over the patches, for the
+    first image: [CLS]'s row (pool="cls") or the mean of all tokens' rows (pool="mean"; `pooled_row`)."""
     depth, heads = len(attentions), attentions[0].shape[1]
     maps = np.zeros((depth, heads, *grid_size), dtype=np.float32)
     for layer in range(depth):
         for head in range(heads):
-            maps[layer, head] = patch_map_to_grid(cls_attention(attentions, layer=layer, head=head)[0], grid_size)
+            maps[layer, head] = patch_map_to_grid(pooled_attention(attentions, pool, layer, head)[0], grid_size)
     return maps
 
 
-def rollout_map(attentions, grid_size) -> np.ndarray:
-    """(gh, gw): attention rollout from the input to [CLS] over the patches, for the first image."""
-    return patch_map_to_grid(attention_rollout(attentions)[0, 0, 1:], grid_size)
+def rollout_map(attentions, grid_size, pool: str = "cls") -> np.ndarray:
+    """(gh, gw): attention rollout from the input patches into what the head reads, for the first image: the
+    rollout's [CLS] row (pool="cls") or the mean of all its rows (pool="mean"; `pooled_rollout`)."""
+    return patch_map_to_grid(pooled_rollout(attentions, pool)[0], grid_size)
 
 
 def token_norms(hidden_states) -> np.ndarray:
@@ -317,12 +320,25 @@ def _labelled_grid(tiles: list[list[Image.Image]], row_labels, col_labels, gap: 
     return canvas
 
 
-MEAN_POOL_NOTE = "this model pools by mean: its head reads all tokens, not [CLS] alone"
+# What each map is, per config.pool (`cls_attention_maps`, `rollout_map`): the pictures' captions say it.
+LAYER_MAPS = {
+    "cls": "each tile: [CLS]'s row of that layer and head's attention",
+    "mean": "each tile: the mean of all tokens' rows of that layer and head's attention (the attention each patch "
+            "receives, averaged over the queries)",
+}
+ROLLOUT_MAPS = {
+    "cls": ["rollout: (A+I)/2 per layer, heads averaged, multiplied; its [CLS] row",
+            "last layer: [CLS]'s row of the last attention, heads averaged"],
+    "mean": ["rollout: (A+I)/2 per layer, heads averaged, multiplied; the mean of all its rows (the flow into "
+             "the mean of the final tokens)",
+             "last layer: the mean of all tokens' rows of the last attention, heads averaged"],
+}
 
 
-def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, note: str | None = None) -> Image.Image:
+def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, pool: str = "cls") -> Image.Image:
     """Rows = layers; columns = the input (first row only), the heads and their mean. Each map tile is
-    `heat_map_image(map, image size x scale)`: one block per patch, beside the image rather than over it."""
+    `heat_map_image(map, image size x scale)`: one block per patch, beside the image rather than over it. `pool`:
+    the model's, which `maps` follow (`cls_attention_maps`); the caption says what they show."""
     depth, heads = maps.shape[:2]
     shown = model_image_scaled(image, scale)
     blank = Image.new("RGB", shown.size, BACKGROUND)
@@ -338,9 +354,9 @@ def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, not
     return _with_footer(
         canvas,
         [
-            "[CLS]'s attention to the patches: row = layer, column = head; one block per patch",
+            MAPS_SHOW[pool],
+            f"{LAYER_MAPS[pool]}; row = layer, column = head (last: the heads' mean); one block per patch",
             "bright yellow = most attended, black = least (scaled per tile)",
-            *([note] if note else []),
         ],
     )
 
@@ -352,12 +368,13 @@ def model_image_scaled(image: Image.Image, scale: int) -> Image.Image:
 
 
 def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray, scale: int = 4,
-                 caption: list[str] | None = None) -> Image.Image:
-    """Three panels: the input, rollout over all layers, the last layer's [CLS] attention (mean of heads)."""
+                 caption: list[str] | None = None, pool: str = "cls") -> Image.Image:
+    """Three panels: the input, rollout over all layers, the last layer's attention (mean of heads), both into
+    what the head reads (`pool`: the model's, which the maps follow; the caption says what they show)."""
     shown = model_image_scaled(image, scale)
     tiles = [[shown, heat_map_image(rollout, shown.size), heat_map_image(last_layer, shown.size)]]
     canvas = _labelled_grid(tiles, [""], ["input", "rollout", "last layer"])
-    return _with_footer(canvas, (caption or []) + ["rollout: (A+I)/2 per layer, heads averaged, multiplied",
+    return _with_footer(canvas, (caption or []) + [MAPS_SHOW[pool], *ROLLOUT_MAPS[pool],
                                                    "bright yellow = most attended, black = least (scaled per panel)"])
 
 
@@ -532,8 +549,8 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     top = int(probs.argmax())
     predicted = config.id2label.get(top, str(top)) if config.id2label else str(top)
     caption = [f"predicted {predicted} ({probs[top]:.0%})" + (f", true {label}" if label else "")]
-    # The [CLS] maps explain the prediction only when the head reads [CLS]: say so where it does not.
-    pool_note = MEAN_POOL_NOTE if config.pool == "mean" else None
+    # The attention maps follow what the head reads: [CLS]'s row, or all tokens' rows averaged for a mean pool.
+    pool = config.pool
 
     def draw(name):
         if name == "patch_grid":
@@ -541,11 +558,11 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         if name == "pos_similarity":
             return draw_pos_similarity(pos_embedding_similarity(model), grid)
         if name == "cls_attention":
-            return draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid), note=pool_note)
+            return draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid, pool), pool=pool)
         if name == "rollout":
-            last = patch_map_to_grid(cls_attention(result["attentions"], layer=-1)[0], grid)
-            return draw_rollout(shown, rollout_map(result["attentions"], grid), last,
-                                caption=caption + ([pool_note] if pool_note else []))
+            last = patch_map_to_grid(pooled_attention(result["attentions"], pool, layer=-1)[0], grid)
+            return draw_rollout(shown, rollout_map(result["attentions"], grid, pool), last, caption=caption,
+                                pool=pool)
         return draw_feature_norms(token_norms(result["hidden_states"]), grid)
 
     # All drawn in memory before the folder is touched: a failure (or Ctrl-C) while drawing leaves it as it was.
@@ -562,6 +579,7 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         "depth": config.depth,
         "heads": config.heads,
         "pool": config.pool,
+        "attention_maps_show": MAPS_SHOW[pool],  # what cls_attention.png and rollout.png follow, by the pool
         "pictures": {name: f"{name}.png" for name in drawn},
     }
     return _write_set(output_dir, drawn, summary)

@@ -782,3 +782,62 @@ def test_visualize_draws_a_fresh_model_of_either_pooling(tmp_path, capsys):
     with pytest.raises(SystemExit):
         load_script().main(["--model", "runs/x", "--pool", "cls", "--image", "in.png", "--output_dir", "o"])
     assert "--pool only apply to a fresh model" in capsys.readouterr().err
+
+
+def test_the_attention_pictures_follow_what_the_head_reads_by_its_pool(tmp_path, monkeypatch):
+    """A mean-pooled head reads the mean of all final tokens, yet cls_attention.png and rollout.png drew [CLS]'s
+    row (and only said in a caption that the head does not read it). Now the maps follow config.pool: for "mean"
+    the rollout panel is the mean of all N+1 rows of the rollout (the flow into the mean-pooled vector), the last
+    layer panel and each cls_attention.png tile the mean of all rows of that attention; for "cls" [CLS]'s rows as
+    before. Computed here by hand from output_attentions; the captions and pictures.json say which."""
+    from hf_vit import teaching
+    from hf_vit.image_processing import make_image_processor
+
+    captions = []
+    footer = teaching._with_footer
+    monkeypatch.setattr(teaching, "_with_footer", lambda image, lines: captions.append(lines) or footer(image, lines))
+    image = noise_image(16, 16, seed=2)
+    for pool in ("mean", "cls"):
+        model = tiny_model(seed=3, image_size=16, patch_size=4, pool=pool)
+        with torch.no_grad():  # sharper attention than at init: rows differ, so [CLS]'s row is not the mean row
+            for layer in model.vit.transformer.layers:
+                layer.attn.to_qkv.weight.mul_(25)
+        pixels = make_image_processor(model.config)(images=image, return_tensors="pt")["pixel_values"]
+        with torch.no_grad():
+            attn = [a[0].double().numpy() for a in model(pixel_values=pixels, output_attentions=True).attentions]
+        rows = (lambda m: m[0]) if pool == "cls" else (lambda m: m.mean(axis=0))  # what the head reads
+        flow = np.eye(17)
+        for a in attn:  # heads averaged, (A + I) / 2 with rows renormalised, each layer after the ones before
+            b = (a.mean(axis=0) + np.eye(17)) / 2
+            flow = (b / b.sum(axis=1, keepdims=True)) @ flow
+        rollout, last = rows(flow)[1:].reshape(4, 4), rows(attn[-1].mean(axis=0))[1:].reshape(4, 4)
+        per_head = np.array([[rows(a[h])[1:].reshape(4, 4) for h in range(2)] for a in attn])
+        if pool == "mean":
+            assert np.abs(rollout - flow[0, 1:].reshape(4, 4)).max() > 1e-3  # not [CLS]'s row: the test can tell
+
+        captions.clear()
+        write_pictures(model, image, tmp_path / pool, pictures=["cls_attention", "rollout"])
+        got = load_png(tmp_path / pool / "rollout.png")
+        tile, top, gap = 16 * 4, 16, 2
+        for panel, heat in ((1, rollout), (2, last)):
+            x0 = gap + panel * (tile + gap)
+            want = np.asarray(heat_map_image(heat, (tile, tile))).astype(int)
+            assert np.abs(got[top + gap : top + gap + tile, x0 : x0 + tile] - want).max() <= 1, (pool, panel)
+        got = load_png(tmp_path / pool / "cls_attention.png")
+        tile, left = 16 * 3, 28
+        for layer, column, heat in [(0, 1, per_head[0, 0]), (1, 2, per_head[1, 1]), (1, 3, per_head[1].mean(0))]:
+            x0, y0 = left + gap + column * (tile + gap), top + gap + layer * (tile + gap)
+            want = np.asarray(heat_map_image(heat, (tile, tile))).astype(int)
+            assert np.abs(got[y0 : y0 + tile, x0 : x0 + tile] - want).max() <= 1, (pool, layer, column)
+
+        text = [" ".join(lines) for lines in captions]  # cls_attention.png's caption, then rollout.png's
+        summary = json.loads((tmp_path / pool / "pictures.json").read_text())
+        if pool == "mean":
+            assert all("attention into the mean-pooled vector (all tokens' rows averaged)" in t for t in text)
+            assert "the mean of all tokens' rows of that layer and head's attention" in text[0]
+            assert "the mean of all its rows" in text[1] and "[CLS]'s row" not in " ".join(text)
+            assert summary["attention_maps_show"].startswith("attention into the mean-pooled vector")
+        else:
+            assert all("[CLS]'s attention (its row of each matrix)" in t for t in text)
+            assert "its [CLS] row" in text[1] and "mean-pooled" not in " ".join(text)
+            assert summary["attention_maps_show"].startswith("[CLS]'s attention")
