@@ -6,7 +6,8 @@
         -> metrics.json (accuracy, top-k, per-class P/R/F1, confusion matrix)
         -> misclassified.csv + misclassified/<index>_<true>_as_<pred>.png
         pass 2: only the mistakes, with output_attentions=True
-        -> attention/<index>_<true>_as_<pred>.png (rollout and last-layer [CLS] attention)
+        -> attention/<index>_<true>_as_<pred>.png (rollout and last-layer attention into what the head
+           reads: [CLS]'s row, or all tokens' rows averaged for pool="mean")
         -> gallery.png, confusion_matrix.png, per_class_accuracy.png, report.html
 
 `evaluate_model(...)` does it all; `scripts/evaluate_model.py` is its command line.
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .attention_maps import HEAT_SCALE_NAME, attention_rollout, cls_attention, patch_map_to_grid
+from .attention_maps import HEAT_SCALE_NAME, head_reads, patch_map_to_grid, pooled_attention, pooled_rollout
 from .data import (
     DEFAULT_DATASET,
     ImageDepthError,
@@ -764,6 +765,7 @@ def _evaluate(
         "attention_maps": sum(1 for r in rows if r["attention"]),
         "attention_note": attention_note,
         "attention_colours": HEAT_SCALE_NAME,  # a report rebuilt later describes the scale these pictures have
+        "attention_follows": head_reads(model.config),  # and what the maps follow: "cls" or "mean" (config.pool)
         "load_s": round(load_s, 3),
         "inference_s": round(inference_s, 3),
         "total_s": round(elapsed, 3),
@@ -792,6 +794,7 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
         except (AttributeError, ValueError) as err:
             return f"Could not switch {type(model).__name__} to eager attention ({err}); no attention maps were drawn."
     grid = getattr(model.config, "grid_size", None)
+    pool = head_reads(model.config)  # the maps follow what the head reads: [CLS]'s row, or all rows averaged
     indices = np.array([r["index"] for r in rows], dtype=np.int64)
     row_of = {r["index"]: r for r in rows}
     loader = _loader(ds, indices, image_column, label_column, preprocess, batch_size, 0)
@@ -800,9 +803,14 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
         out = model(pixel_values=pixel_values.to(device), output_attentions=True)
         if not out.attentions:
             return f"{type(model).__name__} returned no attention weights; no attention maps were drawn."
+        if pool is None:
+            return (
+                f"{type(model).__name__}'s config does not say which tokens its head reads (no `pool` as hf_vit's, "
+                "and not transformers' ViT, which reads [CLS]); no attention maps were drawn."
+            )
         attentions = [a.float().cpu() for a in out.attentions]  # depth x (B, heads, N+1, N+1)
-        rollout = attention_rollout(attentions)[:, 0, 1:]  # (B, N)
-        last = cls_attention(attentions)  # (B, N)
+        rollout = pooled_rollout(attentions, pool)  # (B, N)
+        last = pooled_attention(attentions, pool)  # (B, N)
         num_patches = last.shape[1]
         if grid is None or grid[0] * grid[1] != num_patches:
             side = int(round(num_patches**0.5))
@@ -817,15 +825,16 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
                 f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({100 * row['confidence']:.0f}%)"
             )
             strip = attention_strip(
-                image, patch_map_to_grid(rollout[b], grid), patch_map_to_grid(last[b], grid), caption=caption
+                image, patch_map_to_grid(rollout[b], grid), patch_map_to_grid(last[b], grid), caption=caption,
+                pool=pool,
             )
             row["attention"] = f"attention/{Path(row['image']).name}"
             strip.save(output_dir / row["attention"], compress_level=1)  # fast; these are many
     notes = []
-    if getattr(model.config, "pool", "cls") == "mean":  # the maps follow [CLS], which this head does not read alone
+    if pool == "mean":  # the maps are not [CLS]'s, as a reader of ViT pictures may expect: say whose they are
         notes.append(
-            "This model pools by mean: its head reads the average of all tokens, so the [CLS] attention maps show "
-            "what [CLS] gathers, not what decided the prediction."
+            "This model pools by mean: its head reads the average of all final tokens, so the maps show the "
+            "attention into that average (all tokens' rows averaged), not [CLS]'s."
         )
     if not_finite:
         notes.append(

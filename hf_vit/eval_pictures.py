@@ -3,7 +3,8 @@
 - `confusion_matrix_image`: a heatmap with counts and class names,
 - `per_class_accuracy_image`: a horizontal bar chart,
 - `gallery_image`: a grid of (mistaken) images with their labels,
-- `attention_strip`: an image next to its attention rollout and last-layer [CLS] attention (one block per patch).
+- `attention_strip`: an image next to its attention rollout and last-layer attention into what the head reads
+  ([CLS], or the mean of all tokens for pool="mean"; one block per patch).
 """
 
 import math
@@ -203,12 +204,21 @@ def _colour_key(width: int, fnt) -> Image.Image:
     return key
 
 
-def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "", target: int = 128) -> Image.Image:
-    """[image | attention rollout | last-layer [CLS] attention], the maps beside the image as one block per patch
-    (`heat_map_image`), with titles and a low -> high colour key under the maps."""
+# The maps' titles by what they follow (hf_vit.attention_maps.pooled_row): [CLS]'s row, or the mean of all rows.
+STRIP_TITLES = {
+    "cls": ["image", "rollout into [CLS]", "last layer into [CLS]"],
+    "mean": ["image", "rollout into mean", "last layer into mean"],
+}
+
+
+def attention_strip(image: Image.Image, rollout_map, cls_map, caption: str = "", target: int = 128,
+                    pool: str = "cls") -> Image.Image:
+    """[image | attention rollout | last-layer attention], both into what the head reads (`pool`: the model's,
+    which the maps follow), beside the image as one block per patch (`heat_map_image`), with titles and a
+    low -> high colour key under the maps."""
     base, _ = _upscale(image.convert("RGB"), target)
     panels = [base, heat_map_image(rollout_map, base.size), heat_map_image(cls_map, base.size)]
-    titles = ["image", "attention rollout", "last layer [CLS]"]
+    titles = STRIP_TITLES[pool]
     f_text = font(12)
     pad, head, foot = 4, 18, 20 if caption else 0
     w, h = panels[0].size

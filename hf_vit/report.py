@@ -45,6 +45,13 @@ ATTENTION_KEY = "brighter = more attention (black = least, pale yellow = most; t
 # By the scale metrics.json records (attention_maps.HEAT_SCALE_NAME). Folders from before the record may hold
 # pictures of the older blue -> yellow -> red scale (or already inferno): the page says only what is sure.
 ATTENTION_KEYS = {"inferno": ATTENTION_KEY}
+# What the maps follow, by the pooling metrics.json records (evaluation.attention_follows, from config.pool).
+# Folders from before the record drew [CLS]'s maps whatever the pooling (with a note for a mean-pooled model).
+ATTENTION_MAPS = {
+    "cls": "the attention rollout through all layers into [CLS], and the last layer's [CLS] attention",
+    "mean": "the attention rollout through all layers into the mean-pooled vector the head reads (the mean of all "
+            "tokens' rollout rows), and the last layer's attention into it (all tokens' rows averaged)",
+}
 UNRECORDED_KEY = (
     "colour = attention, on a scale this evaluation does not record (older evaluations drew red = more, "
     "blue = less); evaluate again for the current scale and its key"
@@ -280,7 +287,11 @@ def _attention_key(metrics: dict) -> str:
     return ATTENTION_KEYS.get(metrics.get("evaluation", {}).get("attention_colours"), UNRECORDED_KEY)
 
 
-def _card(row: dict, folder: Path, split: str, key: str) -> str:
+def _attention_maps(metrics: dict) -> str:
+    return ATTENTION_MAPS.get(metrics.get("evaluation", {}).get("attention_follows"), ATTENTION_MAPS["cls"])
+
+
+def _card(row: dict, folder: Path, split: str, key: str, maps: str) -> str:
     e = html.escape
     index, true, pred = e(row["index"]), e(row["true_label"]), e(row["predicted_label"])
     tops = ", ".join(
@@ -290,8 +301,7 @@ def _card(row: dict, folder: Path, split: str, key: str) -> str:
     )
     attention = (
         f'<img class="att" loading="lazy" src="{e(row["attention"])}"{_size(folder / row["attention"])} '
-        f'alt="attention maps of #{index}: the image, the attention rollout through all layers and the last '
-        f"layer's [CLS] attention, side by side, one block per patch; {e(key)}\">"
+        f'alt="attention maps of #{index}: the image, {e(maps)}, side by side, one block per patch; {e(key)}">'
         if row.get("attention")
         else '<p class="muted">(no attention map: see --max_attention_maps)</p>'
     )
@@ -307,13 +317,13 @@ def _card(row: dict, folder: Path, split: str, key: str) -> str:
     )
 
 
-def _cards(rows: list, folder: Path, split: str, key: str) -> str:
+def _cards(rows: list, folder: Path, split: str, key: str, maps: str) -> str:
     """The first FIRST_CARDS cards in the list; the rest in a <template> with a button that brings them in."""
-    first = "".join(_card(r, folder, split, key) for r in rows[:FIRST_CARDS])
+    first = "".join(_card(r, folder, split, key, maps) for r in rows[:FIRST_CARDS])
     cards = f'<ul id="cards" aria-label="Misclassified images">\n{first}\n</ul>'
     if len(rows) <= FIRST_CARDS:
         return cards
-    rest = "".join(_card(r, folder, split, key) for r in rows[FIRST_CARDS:])
+    rest = "".join(_card(r, folder, split, key, maps) for r in rows[FIRST_CARDS:])
     return (
         f'{cards}\n<template id="more-cards">{rest}</template>\n'
         f'<p><button type="button" id="show-more" hidden>Show {min(FIRST_CARDS, len(rows) - FIRST_CARDS)} more'
@@ -356,7 +366,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
         figures += _confusion_table(metrics, names)
     options = '<option value="">(any)</option>' + "".join(f'<option value="{e(n)}">{e(n)}</option>' for n in names)
     note = metrics.get("evaluation", {}).get("attention_note")
-    key = _attention_key(metrics)
+    key, maps = _attention_key(metrics), _attention_maps(metrics)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -373,7 +383,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 {figures}
 <h2>Misclassified images</h2>
 <p>Each card: the image, what it is, what the model said and how sure it was, and where it looked
-(attention rollout through all layers, and the last layer's [CLS] attention; {e(key)}).</p>
+({e(maps)}; {e(key)}).</p>
 {f'<p class="muted">{e(note)}</p>' if note else ""}
 <div class="filters">
 <label>true class <select id="filter-true">{options}</select></label>
@@ -382,7 +392,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 <span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
 id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else NO_MISTAKES}</b></span>
 </div>
-{_cards(rows, output_dir, str(metrics.get("split") or "test"), key)}
+{_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps)}
 </main>
 <script>{SCRIPT}</script>
 </body></html>

@@ -1042,7 +1042,8 @@ def test_a_report_rebuilt_from_an_older_evaluation_does_not_claim_the_new_colour
         root = parse_page(page)
         alts = [img["attrs"]["alt"] for img in find_all(root, "img", **{"class": "att"})]
         assert alts and all(alt.endswith(key) for alt in alts)
-        assert f"the last layer's [CLS] attention; {key})." in " ".join(find_all(root, "main")[0]["text"].split())
+        # the fixture pools by mean: its maps follow the mean (test_the_report_says_what_the_attention_maps_follow)
+        assert f"(all tokens' rows averaged); {key})." in " ".join(find_all(root, "main")[0]["text"].split())
         assert ("pale yellow" in page) == (key == hf_vit.report.ATTENTION_KEY)
 
 
@@ -1368,3 +1369,74 @@ def test_attention_maps_with_nan_weights_are_named_in_the_note(evaluated, tmp_pa
         "but their colours say nothing about attention."
     )
     assert sorted(p.name for p in (out / "attention").iterdir()) == ["0.png", "1.png", "2.png"]
+
+
+def test_the_evaluations_attention_strips_follow_what_the_head_reads_by_its_pool(evaluated, tmp_path):
+    """The strips drew the [CLS] row for every model, and a mean-pooled one (the cpu recipe's) got only a note
+    that its head does not read [CLS]. Now they follow config.pool: for "mean" the rollout panel is the mean of
+    all N+1 rows of the rollout, the last-layer panel the mean of all rows of the last attention (heads averaged);
+    for "cls" [CLS]'s rows. Computed here by hand from output_attentions of the same (real) model."""
+    from hf_vit.analysis import _attention_maps
+    from hf_vit.attention_maps import heat_map_image
+
+    model, processor = make_controlled_model(tmp_path / "model", evaluated["data_dir"])
+    with torch.no_grad():  # sharper attention: [CLS]'s row and the mean row differ (the output stays: to_out is 0)
+        model.vit.transformer.layers[0].attn.to_qkv.weight.mul_(25)
+    test = evaluated["test"]
+    image = test[0]["img"].convert("RGB")
+    with torch.no_grad():
+        pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+        a = model(pixel_values=pixels, output_attentions=True).attentions[0][0].double().mean(dim=0).numpy()
+    flow = (a + np.eye(17)) / 2  # one block: the rollout is its (A + I) / 2, rows renormalised
+    flow /= flow.sum(axis=1, keepdims=True)
+    drawn = {}
+    for pool in ("mean", "cls"):
+        model.config.pool = pool  # read at each call, as after save and reload
+        out = tmp_path / pool
+        (out / "attention").mkdir(parents=True)
+        image.save(out / "0.png")
+        rows = [{"index": 0, "image": "0.png", "true_label": "cat", "predicted_label": "dog", "confidence": 0.5}]
+        note = _attention_maps(model, test, rows, "img", "label", BatchPreprocessor(processor, 3), 1, "cpu", out, False)
+        assert ("pools by mean" in note) == (pool == "mean"), note
+        read = (lambda m: m[0]) if pool == "cls" else (lambda m: m.mean(axis=0))  # the row(s) the head reads
+        strip = np.asarray(Image.open(out / rows[0]["attention"]).convert("RGB")).astype(int)
+        drawn[pool] = strip
+        for k, heat in ((1, read(flow)), (2, read(a))):  # rollout, last layer: 32 px images drawn at 128 px
+            x0 = 4 + k * (128 + 4)
+            want = np.asarray(heat_map_image(heat[1:].reshape(4, 4), (128, 128))).astype(int)
+            assert np.abs(strip[18 : 18 + 128, x0 : x0 + 128] - want).max() <= 1, (pool, k)
+    assert np.abs(drawn["mean"][18:146, 136:] - drawn["cls"][18:146, 136:]).max() > 50  # the two tell apart
+
+
+def test_the_report_says_what_the_attention_maps_follow(evaluated, tmp_path):
+    """The cards' alts and the paragraph above them called every map "the last layer's [CLS] attention"; the
+    evaluation now records what its maps follow (evaluation.attention_follows, from config.pool) and the report
+    says it: the fixture's model pools by mean. A folder from before the record drew [CLS] maps: said so."""
+    mean = ("the attention rollout through all layers into the mean-pooled vector the head reads (the mean of all "
+            "tokens' rollout rows), and the last layer's attention into it (all tokens' rows averaged)")
+    cls = "the attention rollout through all layers into [CLS], and the last layer's [CLS] attention"
+    saved = json.loads((evaluated["out"] / "metrics.json").read_text())
+    assert saved["evaluation"].get("attention_follows") == "mean"
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    for follows, maps in (("mean", mean), (None, cls)):
+        if follows is None:
+            del saved["evaluation"]["attention_follows"]
+            (folder / "metrics.json").write_text(json.dumps(saved))
+        root = parse_page(write_report(folder).read_text())
+        alts = [img["attrs"]["alt"] for img in find_all(root, "img", **{"class": "att"})]
+        assert alts and all(f"the image, {maps}, side by side" in alt for alt in alts), alts[0]
+        assert f"({maps}; " in " ".join(find_all(root, "main")[0]["text"].split())
+        assert ("[CLS]" in alts[0]) == (follows is None) and ("mean-pooled" in alts[0]) == (follows == "mean")
+
+
+def test_what_the_attention_maps_follow_comes_from_the_config():
+    """hf_vit: config.pool; transformers' ViT (export_to_transformers_vit.py's) has no pool and reads [CLS];
+    a config that does not say (BEiT pools by its own use_mean_pooling) gets None: the evaluation draws no maps
+    for it rather than guess."""
+    from transformers import BeitConfig, ViTConfig
+
+    from hf_vit.attention_maps import head_reads
+
+    assert [head_reads(hf_vit.HfViTConfig(pool=p)) for p in ("cls", "mean")] == ["cls", "mean"]
+    assert head_reads(ViTConfig()) == "cls" and head_reads(BeitConfig()) is None
