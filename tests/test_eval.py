@@ -1430,13 +1430,30 @@ def test_the_report_says_what_the_attention_maps_follow(evaluated, tmp_path):
         assert ("[CLS]" in alts[0]) == (follows is None) and ("mean-pooled" in alts[0]) == (follows == "mean")
 
 
-def test_what_the_attention_maps_follow_comes_from_the_config():
+def test_what_the_attention_maps_follow_comes_from_the_config(evaluated, tmp_path):
     """hf_vit: config.pool; transformers' ViT (export_to_transformers_vit.py's) has no pool and reads [CLS];
     a config that does not say (BEiT pools by its own use_mean_pooling) gets None: the evaluation draws no maps
-    for it rather than guess."""
-    from transformers import BeitConfig, ViTConfig
+    for it rather than guess which token its head reads (before: [CLS]'s maps, as if its head read [CLS])."""
+    from transformers import BeitConfig, BeitForImageClassification, ViTConfig
 
+    from hf_vit.analysis import _attention_maps
     from hf_vit.attention_maps import head_reads
 
     assert [head_reads(hf_vit.HfViTConfig(pool=p)) for p in ("cls", "mean")] == ["cls", "mean"]
     assert head_reads(ViTConfig()) == "cls" and head_reads(BeitConfig()) is None
+    torch.manual_seed(0)
+    beit = BeitForImageClassification(BeitConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+        num_labels=10, attn_implementation="eager")).eval()  # fmt: skip
+    out = tmp_path / "out"
+    (out / "attention").mkdir(parents=True)
+    evaluated["test"][0]["img"].convert("RGB").save(out / "0.png")
+    rows = [{"index": 0, "image": "0.png", "true_label": "cat", "predicted_label": "dog", "confidence": 0.5}]
+    preprocess = BatchPreprocessor(hf_vit.make_image_processor(hf_vit.HfViTConfig(image_size=32)), 3)
+    with torch.no_grad():
+        note = _attention_maps(beit, evaluated["test"], rows, "img", "label", preprocess, 1, "cpu", out, False)
+    assert note == (
+        "BeitForImageClassification's config does not say which tokens its head reads (no `pool` as hf_vit's, and "
+        "not transformers' ViT, which reads [CLS]); no attention maps were drawn."
+    )
+    assert not any((out / "attention").iterdir()) and "attention" not in rows[0]
