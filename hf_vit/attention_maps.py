@@ -7,8 +7,9 @@ The head reads one vector, set by config.pool (`head_reads`): [CLS]'s final stat
 all N+1 final tokens, [CLS] included (pool="mean"). Row i of a token-to-token matrix says how token i mixes the
 tokens; the mean of N+1 tokens mixes them by the mean of their rows, so for pool="mean" the maps are the mean of
 all rows (`pooled_row`): for one layer's attention, the weight each patch's value has in the mean of that layer's
-attention outputs (the attention it receives, averaged over all queries); for the rollout, the flow from each
-input patch into the pooled vector.
+attention outputs (the attention it receives, averaged over all queries), which the residual stream adds as it is
+into the pooled vector (mean_i sum_j A[i, j] v[j] = sum_j mean_i(A[i, j]) v[j]), as [CLS]'s row weighs the values
+in what that layer adds to [CLS]; for the rollout, the flow from each input patch into the pooled vector.
 """
 
 import numpy as np
