@@ -261,7 +261,7 @@ def _check_processor_size(processor, config, name):
 
 def load_split(dataset: str, split: str = "test"):
     """One split of a dataset folder (Hub layout) or Hub id; `hf_vit.data` says what is wrong and how to fix it."""
-    return get_split(load_dataset(dataset, flag="--dataset"), split, dataset, flag="--split")
+    return get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
 
 
 def model_label_names(config) -> list[str]:

@@ -600,12 +600,13 @@ def main(argv=None) -> int:
 
 def _check_e2e_dataset(dataset, batch, parser):
     """The end-to-end run's dataset, opened now: a wrong one stops the benchmark before any timing."""
-    from .data import DatasetError, load_dataset
+    from .data import DatasetError, flags_in_messages, load_dataset
 
     if dataset is None:
         return None
     try:
-        splits = load_dataset(str(dataset), flag="--dataset")
+        with flags_in_messages():
+            splits = load_dataset(str(dataset), argument="dataset")
     except DatasetError as err:
         parser.error(str(err))
     missing = [s for s in ("train", "test") if s not in splits]

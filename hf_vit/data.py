@@ -11,6 +11,7 @@ The normalisation statistics come from the model's image processor, so a model
 served through `pipeline(...)` sees the same numbers it was trained on.
 """
 
+import contextvars
 import io
 import logging
 import numbers
@@ -40,13 +41,42 @@ class DatasetError(ValueError):
     """A dataset problem the user can fix; the message says how. Scripts print it without a traceback."""
 
 
+# A message names each setting as its reader gave it: Python code that called prepare_data(label_column=...) the
+# argument, a script's user the flag (--label_column). Each script's flags are its functions' argument names
+# with -- before them, so the script only says that its messages are read as flags.
+_AS_FLAGS = contextvars.ContextVar("hf_vit_data_as_flags", default=False)
+
+
+@contextmanager
+def flags_in_messages():
+    """Within it (a script's main), messages name settings as command-line flags: --label_column, not label_column."""
+    token = _AS_FLAGS.set(True)
+    try:
+        yield
+    finally:
+        _AS_FLAGS.reset(token)
+
+
+_NO_VALUE = object()
+
+
+def setting(name: str, value=_NO_VALUE, quote: bool = True) -> str:
+    """The setting `name` as messages name it: the flag `--name` within flags_in_messages, else the argument `name`.
+    With a value: `--name 'test'` (`--name test` with quote=False, as a shell command reads) or `name='test'`."""
+    if not _AS_FLAGS.get():
+        return name if value is _NO_VALUE else f"{name}={value!r}"
+    if value is _NO_VALUE:
+        return f"--{name}"
+    return f"--{name} {value!r}" if quote and isinstance(value, str) else f"--{name} {value}"
+
+
 # ---------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------
-def _offline_message(name: str, reason: str, flag: str = "--dataset_name") -> str:
+def _offline_message(name: str, reason: str, argument: str = "dataset_name") -> str:
     return (
         f"cannot load the dataset '{name}' from the Hugging Face Hub ({reason}). "
-        f"Pass a local copy in the Hub layout instead, e.g. `{flag} ../shared/data/cifar10` "
+        f"Pass a local copy in the Hub layout instead, e.g. `{setting(argument, '../shared/data/cifar10', quote=False)}` "
         "(a folder with README.md and plain_text/{train,test}-*.parquet; on a connected machine: "
         f"`hf download {name} --repo-type dataset --local-dir DIR`)."
     )
@@ -85,25 +115,26 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, flag: str = "--dataset_name"):
+def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name"):
     """`datasets.load_dataset` on a local Hub-layout folder or a Hub id, with clear errors offline.
 
-    `flag` is the command-line option that named the dataset, for the messages.
+    `argument` is the caller's name for the dataset (evaluate_model's is `dataset`), for the messages.
     """
     import datasets
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub import constants
 
+    named = setting(argument)  # --dataset_name, or dataset_name for Python code
     if not isinstance(dataset_name, (str, os.PathLike)):  # a loaded DatasetDict: Path() failed with a TypeError
         raise DatasetError(
-            f"{flag} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object. Save a loaded "
+            f"{named} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object. Save a loaded "
             "dataset first, e.g. `dataset_dict.save_to_disk('my_data')`, and pass 'my_data'."
         )
     path = Path(dataset_name).expanduser()
     if path.exists():
         if not path.is_dir():
             raise DatasetError(
-                f"{flag} {dataset_name!r} is a file; pass the dataset's folder (the one holding README.md)."
+                f"{named} {dataset_name!r} is a file; pass the dataset's folder (the one holding README.md)."
             )
         try:
             # A cache of its own per folder state: datasets would reuse a same-named folder's rows.
@@ -120,32 +151,32 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
                 ) from None
             if "label names are duplicated" in str(err):  # datasets' ClassLabel check of the card's names
                 raise DatasetError(
-                    f"{flag} {dataset_name!r}: its README.md lists a class name twice (datasets: {err}). Give each "
+                    f"{named} {dataset_name!r}: its README.md lists a class name twice (datasets: {err}). Give each "
                     "class its own name in the card's `class_label: names:`."
                 ) from None
             if "BuilderConfig" in str(err):  # an unknown --dataset_config; datasets lists the ones there are
-                raise DatasetError(f"{str(err).splitlines()[0]} Fix --dataset_config, or leave it out.") from None
+                raise DatasetError(f"{str(err).splitlines()[0]} Fix {setting('dataset_config')}, or leave it out.") from None
             raise
         except FileNotFoundError as err:  # datasets' EmptyDatasetError: no data files in the folder
             raise DatasetError(
-                f"{flag} {dataset_name!r} holds no dataset files ({str(err).splitlines()[0]}). Pass a folder in the "
+                f"{named} {dataset_name!r} holds no dataset files ({str(err).splitlines()[0]}). Pass a folder in the "
                 "Hub's layout: README.md and the splits' parquet files (e.g. plain_text/train-*.parquet)."
             ) from None
     if looks_local(dataset_name):
         raise DatasetError(
-            f"no dataset folder at {str(path.resolve())!r} (from {flag} {dataset_name!r}). "
+            f"no dataset folder at {str(path.resolve())!r} (from {named} {dataset_name!r}). "
             "Check the path, or pass a Hub id such as 'uoft-cs/cifar10'."
         )
     if not constants.HF_HUB_OFFLINE and not _hub_reachable():
-        raise DatasetError(_offline_message(dataset_name, f"no connection to {constants.ENDPOINT}", flag))
+        raise DatasetError(_offline_message(dataset_name, f"no connection to {constants.ENDPOINT}", argument))
     _check_cache_writable(datasets.config.HF_DATASETS_CACHE)
     try:
         # Offline mode still finds a copy in the Hugging Face cache, if there is one.
         return datasets.load_dataset(dataset_name, dataset_config)
     except (OSError, DatasetNotFoundError) as err:  # ConnectionError is an OSError
         if constants.HF_HUB_OFFLINE:
-            raise DatasetError(_offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", flag)) from None
-        raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], flag)) from None
+            raise DatasetError(_offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", argument)) from None
+        raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], argument)) from None
 
 
 def _check_cache_writable(cache_dir) -> None:
@@ -158,11 +189,13 @@ def _check_cache_writable(cache_dir) -> None:
         )
 
 
-def get_split(dataset_dict, split: str, dataset_name: str, flag: str = "--train_split / --test_split"):
+def get_split(dataset_dict, split: str, dataset_name: str, arguments=("train_split", "test_split")):
+    """`dataset_dict[split]`, or an error naming the splits there are and the setting(s) that choose one."""
     if split not in dataset_dict:
+        chosen_by = " / ".join(setting(a) for a in ((arguments,) if isinstance(arguments, str) else arguments))
         raise DatasetError(
             f"the dataset {dataset_name!r} has no split {split!r}; its splits are {sorted(dataset_dict)}. "
-            f"Choose one with {flag}."
+            f"Choose one with {chosen_by}."
         )
     ds = dataset_dict[split]
     if len(ds) == 0:
@@ -179,10 +212,12 @@ def find_columns(
     """
     columns = list(ds.column_names)
 
-    def pick(given, candidates, what, flag, required=True):
+    def pick(given, candidates, what, argument, required=True):
         if given is not None:
             if given not in columns:
-                raise DatasetError(f"no {what} column {given!r} in the dataset; its columns are {columns}. Fix {flag}.")
+                raise DatasetError(
+                    f"no {what} column {given!r} in the dataset; its columns are {columns}. Fix {setting(argument)}."
+                )
             return given
         for name in candidates:
             if name in columns:
@@ -191,12 +226,12 @@ def find_columns(
             return None
         raise DatasetError(
             f"found no {what} column (looked for {' / '.join(candidates)}); the dataset's columns are {columns}. "
-            f"Name it with {flag} <column>."
+            f"Name it with {setting(argument, '<column>', quote=False)}."
         )
 
     return (
-        pick(image_column, IMAGE_COLUMNS, "image", "--image_column"),
-        pick(label_column, LABEL_COLUMNS, "label", "--label_column", label_required),
+        pick(image_column, IMAGE_COLUMNS, "image", "image_column"),
+        pick(label_column, LABEL_COLUMNS, "label", "label_column", label_required),
     )
 
 
@@ -214,7 +249,7 @@ def check_label_column(ds, label_column: str, split: str) -> None:
     if not isinstance(feature, (datasets.ClassLabel, datasets.Value)):
         raise DatasetError(
             f"the label column {label_column!r} of the {split!r} split holds {type(feature).__name__} values, not "
-            "class ids. Name the column of integer class ids with --label_column."
+            f"class ids. Name the column of integer class ids with {setting('label_column')}."
         )
 
 
@@ -267,7 +302,8 @@ def check_two_classes(labels: torch.Tensor, names, split: str) -> None:
         which = f"only {_class_name(present[0], names)}" if present else "no labels"
         raise DatasetError(
             f"the {split!r} split holds {which}: a classifier needs images of at least two classes to learn to tell "
-            "them apart. Train on a split with two classes or more (check --train_split and --label_column)."
+            f"them apart. Train on a split with two classes or more (check {setting('train_split')} and "
+            f"{setting('label_column')})."
         )
 
 
@@ -278,7 +314,8 @@ def warn_untrained_classes(labels: torch.Tensor, num_labels: int, names) -> None
         shown = ", ".join(_class_name(i, names) for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
         logger.warning(
             "%d of the %d classes have no training images (%s): the model keeps them but never learns them. Raise "
-            "--max_train_samples or check the dataset if that is not intended.", len(missing), num_labels, shown,
+            "%s or check the dataset if that is not intended.", len(missing), num_labels, shown,
+            setting("max_train_samples"),
         )
 
 
@@ -467,7 +504,7 @@ def stratified_split(labels, validation_size: int, seed: int = 42) -> tuple[np.n
         return np.arange(n), np.arange(0)
     if validation_size >= n:
         raise DatasetError(
-            f"--validation_size {validation_size} leaves no training images (the train split has {n}). "
+            f"{setting('validation_size', validation_size)} leaves no training images (the train split has {n}). "
             "Choose a smaller validation size."
         )
     classes, counts = np.unique(labels, return_counts=True)
@@ -475,7 +512,7 @@ def stratified_split(labels, validation_size: int, seed: int = 42) -> tuple[np.n
     room = counts - 1  # every class keeps at least one training image (a class seen only in validation is unlearnable)
     if validation_size > room.sum():
         raise DatasetError(
-            f"--validation_size {validation_size} would leave some class without training images (at most "
+            f"{setting('validation_size', validation_size)} would leave some class without training images (at most "
             f"{int(room.sum())} can be carved while every class keeps one). Choose a smaller validation size."
         )
     take = np.minimum(np.floor(quota).astype(int), room)
@@ -644,16 +681,17 @@ def prepare_data(
     Validation is carved from the train split (`validation_size`, stratified) unless `validation_split` names
     a split of its own.
     """
-    for flag, value in (("--max_train_samples", max_train_samples), ("--max_eval_samples", max_eval_samples),
-                        ("--max_test_samples", max_test_samples)):
+    for argument, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples),
+                            ("max_test_samples", max_test_samples)):
         if value is not None and value < 1:
-            hint = " (--validation_size 0 trains without validation)" if flag == "--max_eval_samples" else ""
-            raise DatasetError(f"{flag} must be at least 1, got {value}; leave it out to use every image{hint}.")
+            hint = f" ({setting('validation_size', 0)} trains without validation)" if argument == "max_eval_samples" else ""
+            raise DatasetError(f"{setting(argument)} must be at least 1, got {value}; leave it out to use every image{hint}.")
     if validation_split is not None and validation_split in (train_split, test_split):
         raise DatasetError(
-            f"--validation_split {validation_split!r} is also the {'train' if validation_split == train_split else 'test'} "
-            "split: checkpoints must be chosen on images that are neither trained on nor tested. Name another split, "
-            "or leave it out to carve validation images from the train split (--validation_size)."
+            f"{setting('validation_split', validation_split)} is also the "
+            f"{'train' if validation_split == train_split else 'test'} split: checkpoints must be chosen on images that "
+            "are neither trained on nor tested. Name another split, or leave it out to carve validation images from the "
+            f"train split ({setting('validation_size')})."
         )
     dataset_dict = load_dataset(dataset_name, dataset_config)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
@@ -668,12 +706,12 @@ def prepare_data(
             "a dataset without a held-out test split needs one made from its train split first, e.g. "
             f"`d = datasets.load_dataset(path)[{train_split!r}].train_test_split(test_size=0.1, seed=0{stratify})`, "
             "then `d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
-            "--dataset_name new"
+            f"{setting('dataset_name', 'new', quote=False)}"
         )
         others = sorted(set(dataset_dict) - {train_split, validation_split})
-        choose = f"Choose one of {others} with --test_split, or: {make_test}" if others else make_test[0].upper() + make_test[1:]
+        choose = f"Choose one of {others} with {setting('test_split')}, or: {make_test}" if others else make_test[0].upper() + make_test[1:]
         problem = (
-            f"--test_split {test_split!r} is also the train split: the test accuracy would score images the model "
+            f"{setting('test_split', test_split)} is also the train split: the test accuracy would score images the model "
             "trained on" if test_split == train_split else
             f"the dataset {dataset_name!r} has no split {test_split!r}; its splits are {sorted(dataset_dict)}"
         )
@@ -695,7 +733,7 @@ def prepare_data(
     test_pixels = decode_images(test_ds, image_column, image_size, num_channels, split=test_split)
 
     if validation_split is not None:
-        val_ds = get_split(dataset_dict, validation_split, dataset_name, flag="--validation_split")
+        val_ds = get_split(dataset_dict, validation_split, dataset_name, "validation_split")
         find_columns(val_ds, image_column, label_column)
         val_labels = get_labels(val_ds, label_column, num_labels, validation_split)
         val_pixels = decode_images(val_ds, image_column, image_size, num_channels, split=validation_split)
@@ -704,8 +742,8 @@ def prepare_data(
         if "validation" in dataset_dict and validation_size > 0:
             logger.warning(
                 "the dataset has a 'validation' split, which is not used: validation images are carved from %r "
-                "(--validation_size %d). Pass --validation_split validation to choose checkpoints on it instead.",
-                train_split, validation_size,
+                "(%s). Pass %s to choose checkpoints on it instead.",
+                train_split, setting("validation_size", validation_size), setting("validation_split", "validation", quote=False),
             )
         train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
         val_pixels, val_labels = train_pixels, train_labels

@@ -492,7 +492,7 @@ def load_dataset_image(
 
     from .data import find_columns, get_split, load_dataset
 
-    ds = get_split(load_dataset(dataset, flag="--dataset"), split, dataset, flag="--split")
+    ds = get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
     if not 0 <= index < len(ds):
         raise ValueError(
             f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."

@@ -28,7 +28,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArg
 
 from .augment import AugmentConfig, BatchAugment
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
-from .data import DEFAULT_DATASET, DatasetError, dataset_reference, prepare_data
+from .data import DEFAULT_DATASET, DatasetError, dataset_reference, flags_in_messages, prepare_data
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
@@ -1509,7 +1509,8 @@ def main(argv=None) -> int:
         output_dir = Path(args[3].output_dir)
         existed = output_dir.exists()
         try:
-            train(*args)
+            with flags_in_messages():  # the data's messages name train.py's flags, not prepare_data's arguments
+                train(*args)
         except BaseException:
             # A run refused during setup leaves no empty --output_dir behind (check_output_dir made it).
             if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):

@@ -19,7 +19,7 @@ import torch
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.analysis import resolve_device
 from hf_vit.benchmarking import compare_models
-from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, looks_local, prepare_data
+from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, flags_in_messages, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
 from hf_vit.training import (
     RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe, set_cpu_threads,
@@ -100,10 +100,11 @@ def main():
     if args.dataset_name is not None:
         t0 = time.perf_counter()
         try:
-            data = prepare_data(
-                args.dataset_name, config.image_size, config.num_channels, CIFAR10_MEAN, CIFAR10_STD,
-                augment=data_args.augment_config(), validation_size=0,  # speed only: no images held back
-            )
+            with flags_in_messages():  # named as train.py's flags, which the recipe holds
+                data = prepare_data(
+                    args.dataset_name, config.image_size, config.num_channels, CIFAR10_MEAN, CIFAR10_STD,
+                    augment=data_args.augment_config(), validation_size=0,  # speed only: no images held back
+                )
         except DatasetError as err:
             sys.exit(f"benchmark_input.py: error: {err} (the recipe's settings; this script times its input pipeline)")
         print(f"data: {args.dataset_name} (load + decode/cache: {time.perf_counter() - t0:.1f} s)")

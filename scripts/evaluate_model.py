@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from hf_vit.analysis import DEFAULT_DATASET, evaluate_model, format_metrics_table
+from hf_vit.data import flags_in_messages
 from hf_vit.output_folder import refuse_several_processes
 
 
@@ -43,23 +44,24 @@ def main(argv=None):
         # the evaluation does not share out its images: each process would score the whole split
         refuse_several_processes("evaluate_model.py", "each would evaluate the whole split into the same --output_dir",
                                  "; --device picks the GPU")
-        metrics = evaluate_model(
-            args.model,
-            dataset=args.dataset,
-            split=args.split,
-            output_dir=args.output_dir,
-            batch_size=args.batch_size,
-            device=args.device,
-            num_workers=args.num_workers,
-            num_threads=args.num_threads,
-            image_column=args.image_column,
-            label_column=args.label_column,
-            max_attention_maps=args.max_attention_maps,
-            gallery_size=args.gallery_size,
-            progress=not args.no_progress,
-            report=not args.no_report,
-            trust_remote_code=args.trust_remote_code,
-        )
+        with flags_in_messages():  # the dataset's problems named by this script's flags (--dataset, --label_column)
+            metrics = evaluate_model(
+                args.model,
+                dataset=args.dataset,
+                split=args.split,
+                output_dir=args.output_dir,
+                batch_size=args.batch_size,
+                device=args.device,
+                num_workers=args.num_workers,
+                num_threads=args.num_threads,
+                image_column=args.image_column,
+                label_column=args.label_column,
+                max_attention_maps=args.max_attention_maps,
+                gallery_size=args.gallery_size,
+                progress=not args.no_progress,
+                report=not args.no_report,
+                trust_remote_code=args.trust_remote_code,
+            )
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")
     print(format_metrics_table(metrics))

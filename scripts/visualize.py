@@ -10,6 +10,7 @@ the head reads ([CLS], or the mean of all tokens for pool="mean"), feature norms
 import argparse
 import sys
 
+from hf_vit.data import flags_in_messages
 from hf_vit.output_folder import refuse_several_processes
 from hf_vit.teaching import (
     PICTURES,
@@ -98,9 +99,10 @@ def main(argv=None):
         if args.image:
             image, label, source = load_image_file(args.image), None, args.image
         else:
-            image, label = load_dataset_image(args.dataset, args.index, split=args.split,
-                                              image_column=args.image_column, label_column=args.label_column,
-                                              id2label=model.config.id2label)
+            with flags_in_messages():  # the dataset's problems named by this script's flags
+                image, label = load_dataset_image(args.dataset, args.index, split=args.split,
+                                                  image_column=args.image_column, label_column=args.label_column,
+                                                  id2label=model.config.id2label)
             source = f"{args.dataset} [{args.split}][{args.index}]"
         written = write_pictures(
             model, image, args.output_dir, processor=processor, pictures=args.pictures,

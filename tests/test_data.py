@@ -25,6 +25,7 @@ from hf_vit.data import (
     ImageTensorDataset,
     decode_images,
     find_columns,
+    flags_in_messages,
     get_labels,
     load_dataset,
     prepare_data,
@@ -44,7 +45,7 @@ def test_columns_found_by_name_or_given(tmp_path, tiny):
     with pytest.raises(DatasetError, match=r"no image column 'pixels'.*columns are \['image', 'labels'\]"):
         find_columns(other["train"], image_column="pixels")
     renamed = other["train"].rename_column("image", "picture")
-    with pytest.raises(DatasetError, match=r"found no image column.*'picture'.*--image_column"):
+    with pytest.raises(DatasetError, match=r"found no image column.*'picture'.*Name it with image_column='<column>'"):
         find_columns(renamed)
 
 
@@ -72,17 +73,46 @@ def test_each_image_column_has_its_own_decoded_cache(tiny):
 
 
 def test_bad_sample_limits_and_label_columns_are_named(tmp_path, tiny):
-    with pytest.raises(DatasetError, match=r"--max_test_samples must be at least 1, got 0"):
+    with pytest.raises(DatasetError, match=r"max_test_samples must be at least 1, got 0"):
         prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, max_test_samples=0)
-    with pytest.raises(DatasetError, match=r"--max_eval_samples must be at least 1, got -3.*--validation_size 0"):
+    with pytest.raises(DatasetError, match=r"max_eval_samples must be at least 1, got -3.*validation_size=0 trains"):
         prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, max_eval_samples=-3)
-    with pytest.raises(DatasetError, match=r"label column 'img' .* holds Image values, not class ids.*--label_column"):
+    with pytest.raises(DatasetError, match=r"label column 'img' .* holds Image values, not class ids.*with label_column\."):
         prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, label_column="img")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"holds no dataset files.*README\.md and the splits' parquet files"):
         load_dataset(str(tmp_path / "empty"))
-    with pytest.raises(DatasetError, match=r"'nope'.*Fix --dataset_config"):
+    with pytest.raises(DatasetError, match=r"'nope'.*Fix dataset_config,"):
         load_dataset(str(tiny), "nope")
+
+
+def test_library_messages_name_the_arguments_and_the_scripts_their_flags(tmp_path):
+    """prepare_data called from Python named flags it never saw (`Fix --label_column.`, `--max_test_samples must
+    be ...`); now it names its arguments, and the scripts, within flags_in_messages, their flags."""
+    tiny = make_tiny_cifar(tmp_path / "d", n_train=40, n_test=10)  # its own: the module's caches stay untouched
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD)
+    cases = [  # (arguments, the library's words, the script's words)
+        (dict(label_column="target"), "Fix label_column.", "Fix --label_column."),
+        (dict(max_test_samples=0), "max_test_samples must be at least 1", "--max_test_samples must be at least 1"),
+        (dict(validation_size=40), "validation_size=40 leaves no training images",
+         "--validation_size 40 leaves no training images"),
+        (dict(train_split="nope"), "Choose one with train_split / test_split.",
+         "Choose one with --train_split / --test_split."),
+        (dict(test_split="valid"), "Choose one of ['test'] with test_split,", "Choose one of ['test'] with --test_split,"),
+        (dict(validation_split="test"), "validation_split='test' is also the test split",
+         "--validation_split 'test' is also the test split"),
+    ]
+    for arguments, library, script in cases:
+        with pytest.raises(DatasetError) as err:
+            prepare_data(str(tiny), **kwargs, **arguments)
+        assert library in str(err.value) and "--" not in str(err.value), str(err.value)
+        with flags_in_messages(), pytest.raises(DatasetError) as err:
+            prepare_data(str(tiny), **kwargs, **arguments)
+        assert script in str(err.value), str(err.value)
+    with pytest.raises(DatasetError, match=r"^dataset_name takes a dataset's Hub id or folder, got a dict"):
+        prepare_data({}, **kwargs)
+    with pytest.raises(DatasetError, match=r"^no dataset folder at .* \(from dataset_name '\./nope'\)"):
+        prepare_data("./nope", **kwargs)
 
 
 def test_missing_local_folder_is_named(tmp_path):
@@ -563,11 +593,11 @@ def test_a_validation_split_is_used_when_named_and_mentioned_when_not(tmp_path, 
     with caplog.at_level("WARNING", logger="hf_vit.data"):
         carved = prepare_data(str(folder), **kwargs)
     assert (len(carved.train), len(carved.validation)) == (30, 10)
-    assert "has a 'validation' split, which is not used" in caplog.text and "--validation_split validation" in caplog.text
+    assert "has a 'validation' split, which is not used" in caplog.text and "Pass validation_split='validation'" in caplog.text
     named = prepare_data(str(folder), validation_split="validation", **kwargs)
     assert (len(named.train), len(named.validation)) == (40, 12)
     assert torch.equal(named.validation.pixels, decode_images(load_dataset(str(folder))["validation"], "img", 32))
-    with pytest.raises(DatasetError, match="--validation_split 'test' is also the test split"):
+    with pytest.raises(DatasetError, match="validation_split='test' is also the test split"):
         prepare_data(str(folder), validation_split="test", **kwargs)
 
 
