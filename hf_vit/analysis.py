@@ -31,6 +31,7 @@ from .data import (
     ImageDepthError,
     as_mode,
     check_eight_bit,
+    check_image_column,
     check_no_empty_cells,
     config_name,
     dataset_reference,
@@ -649,6 +650,7 @@ def _evaluate(
     model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code)
     ds = load_split(dataset, split)
     image_column, label_column = find_columns(ds, image_column, label_column)
+    check_image_column(ds, image_column, f"the {split!r} split of {dataset!r}")
     names = model_label_names(model.config)
     label_feature = ds.features[label_column]
     remap = match_labels(label_feature.names, names) if hasattr(label_feature, "names") else None

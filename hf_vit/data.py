@@ -76,7 +76,8 @@ def setting(name: str, value=_NO_VALUE, quote: bool = True) -> str:
 def _offline_message(name: str, reason: str, argument: str = "dataset_name") -> str:
     return (
         f"cannot load the dataset '{name}' from the Hugging Face Hub ({reason}). "
-        f"Pass a local copy in the Hub layout instead, e.g. `{setting(argument, '../shared/data/cifar10', quote=False)}` "
+        "Pass a local copy in the Hub layout instead, e.g. "
+        f"`{setting(argument, '../shared/data/cifar10', quote=False)}` "
         "(a folder with README.md and plain_text/{train,test}-*.parquet; on a connected machine: "
         f"`hf download {name} --repo-type dataset --local-dir DIR`)."
     )
@@ -115,7 +116,9 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name"):
+def load_dataset(
+    dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name"
+):
     """`datasets.load_dataset` on a local Hub-layout folder or a Hub id, with clear errors offline.
 
     `argument` is the caller's name for the dataset (evaluate_model's is `dataset`), for the messages.
@@ -155,7 +158,9 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
                     "class its own name in the card's `class_label: names:`."
                 ) from None
             if "BuilderConfig" in str(err):  # an unknown --dataset_config; datasets lists the ones there are
-                raise DatasetError(f"{str(err).splitlines()[0]} Fix {setting('dataset_config')}, or leave it out.") from None
+                raise DatasetError(
+                    f"{str(err).splitlines()[0]} Fix {setting('dataset_config')}, or leave it out."
+                ) from None
             raise
         except FileNotFoundError as err:  # datasets' EmptyDatasetError: no data files in the folder
             raise DatasetError(
@@ -175,7 +180,9 @@ def load_dataset(dataset_name: str = DEFAULT_DATASET, dataset_config: str | None
         return datasets.load_dataset(dataset_name, dataset_config)
     except (OSError, DatasetNotFoundError) as err:  # ConnectionError is an OSError
         if constants.HF_HUB_OFFLINE:
-            raise DatasetError(_offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", argument)) from None
+            raise DatasetError(
+                _offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", argument)
+            ) from None
         raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], argument)) from None
 
 
@@ -251,6 +258,25 @@ def check_label_column(ds, label_column: str, split: str) -> None:
             f"the label column {label_column!r} of the {split!r} split holds {type(feature).__name__} values, not "
             f"class ids. Name the column of integer class ids with {setting('label_column')}."
         )
+
+
+def check_image_column(ds, image_column: str, where: str) -> None:
+    """An image column holds images (datasets' Image, or what it reads as images: encoded bytes, file paths, uint8
+    arrays); arrays of floats, such as an image processor's pixel_values, failed with a traceback of datasets'."""
+    import datasets
+
+    feature = ds.features[image_column]
+    if isinstance(feature, datasets.Image) or not len(ds):
+        return
+    try:  # the first row, as the decoding will read every row
+        datasets.Image().cast_storage(ds.with_format("arrow")[:1][image_column].combine_chunks())
+    except (TypeError, ValueError, RuntimeError) as err:  # pyarrow's refusals are these too
+        raise DatasetError(
+            f"the image column {image_column!r} of {where} holds {feature} values, which are not images (datasets: "
+            f"{str(err).splitlines()[0].rstrip('.')}). Name the column of images with {setting('image_column')}: "
+            "images are decoded, resized and normalised here, so an image processor's output (pixel_values) is not needed; "
+            "keep the original images in the dataset (a datasets.Image() column)."
+        ) from None
 
 
 def check_no_empty_cells(ds, column: str, where: str) -> None:
@@ -685,7 +711,9 @@ def prepare_data(
                             ("max_test_samples", max_test_samples)):
         if value is not None and value < 1:
             hint = f" ({setting('validation_size', 0)} trains without validation)" if argument == "max_eval_samples" else ""
-            raise DatasetError(f"{setting(argument)} must be at least 1, got {value}; leave it out to use every image{hint}.")
+            raise DatasetError(
+                f"{setting(argument)} must be at least 1, got {value}; leave it out to use every image{hint}."
+            )
     if validation_split is not None and validation_split in (train_split, test_split):
         raise DatasetError(
             f"{setting('validation_split', validation_split)} is also the "
@@ -696,6 +724,7 @@ def prepare_data(
     dataset_dict = load_dataset(dataset_name, dataset_config)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
     image_column, label_column = find_columns(train_ds, image_column, label_column)
+    check_image_column(train_ds, image_column, f"the {train_split!r} split")
     # The test accuracy (metrics.json, the card) must be of images the model never trained on.
     if test_split == train_split or test_split not in dataset_dict:
         import datasets

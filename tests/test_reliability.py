@@ -394,6 +394,29 @@ def test_training_dataset_without_an_image_column(dataset_dir, tmp_path, capsys)
     )
 
 
+def test_an_image_column_of_processor_outputs_is_named_at_training_and_evaluation(model_dir, dataset_dir, tmp_path,
+                                                                                  capsys):
+    """A dataset saved after an image processor ran over it (float `pixel_values` arrays, no images), the column
+    named with --image_column: before, datasets' `TypeError: Unsupported array dtype float64 for image encoding`
+    traceback in training and `AttributeError: 'list' object has no attribute 'mode'` in the evaluation."""
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.map(
+        lambda row: {"pixel_values": (np.asarray(row["img"], np.float32).transpose(2, 0, 1) / 255).tolist()},
+        remove_columns=["img"]))  # fmt: skip
+    (data / "README.md").unlink()  # it declares `img`; the parquet files alone load with their own columns
+    out = tmp_path / "out"
+    err = train_error(capsys, train_args(data, out, "--image_column", "pixel_values"))
+    assert err.startswith(
+        "train.py: error: the image column 'pixel_values' of the 'train' split holds List(List(List(Value('float64')))) "
+        "values, which are not images (datasets: Unsupported array dtype"
+    ), err
+    assert "Name the column of images with --image_column" in err and "pixel_values) is not needed" in err
+    assert not out.exists()  # refused before anything was written
+    message = evaluate_error(model_dir, data, tmp_path, "--image_column", "pixel_values")
+    assert message.startswith(f"error: the image column 'pixel_values' of the 'test' split of {str(data)!r} holds "), message
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
 def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
     # A test split without labels: the Hub convention is -1, which a ClassLabel column accepts.
     data = copy_of(dataset_dir, tmp_path, "data")
