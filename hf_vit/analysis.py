@@ -33,10 +33,12 @@ from .data import (
     check_eight_bit,
     check_image_column,
     check_no_empty_cells,
+    class_ids,
     config_name,
     dataset_reference,
     find_columns,
     get_split,
+    holds_names,
     image_format,
     load_dataset,
     looks_local,
@@ -359,9 +361,9 @@ class BatchPreprocessor:
 class _Batches(torch.utils.data.Dataset):
     """Item k = batch k of the split, decoded and preprocessed (so DataLoader workers can share the work)."""
 
-    def __init__(self, ds, indices, image_column, label_column, preprocess, batch_size):
+    def __init__(self, ds, indices, image_column, preprocess, batch_size):
         self.ds, self.indices = ds, np.asarray(indices, dtype=np.int64)
-        self.image_column, self.label_column = image_column, label_column
+        self.image_column = image_column  # the labels are read once, as a column (ids or class names)
         self.preprocess, self.batch_size = preprocess, batch_size
 
     def __len__(self):
@@ -378,7 +380,7 @@ class _Batches(torch.utils.data.Dataset):
         except ImageDepthError as err:
             bad = next(int(i) for i, im in zip(idx, rows[self.image_column]) if not _eight_bit(im))
             raise ValueError(f"Row {bad} of the dataset: {err}") from None
-        return pixel_values, torch.as_tensor(rows[self.label_column]), torch.from_numpy(idx)
+        return pixel_values, torch.from_numpy(idx)
 
 
 def _undecodable_row_message(ds, indices, image_column, err) -> str:
@@ -407,8 +409,8 @@ def _decodes(ds, i: int) -> bool:
         return False
 
 
-def _loader(ds, indices, image_column, label_column, preprocess, batch_size, num_workers):
-    batches = _Batches(ds, indices, image_column, label_column, preprocess, batch_size)
+def _loader(ds, indices, image_column, preprocess, batch_size, num_workers):
+    batches = _Batches(ds, indices, image_column, preprocess, batch_size)
     return _WorkerErrors(torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=num_workers))
 
 
@@ -657,7 +659,13 @@ def _evaluate(
     preprocess = BatchPreprocessor(processor, getattr(model.config, "num_channels", 3))
     for column in (label_column, image_column):  # before a worker meets one: a row left empty, named
         check_no_empty_cells(ds, column, f"the {split!r} split of {dataset!r}")
-    labels = np.asarray(ds.with_format("numpy")[label_column], dtype=np.int64)  # (N,), one column read
+    if holds_names(label_feature):  # class names as text ("cat"): the model's class of that name
+        labels = class_ids(
+            ds.with_format("arrow")[label_column].to_pylist(), names, f"the {split!r} split of {dataset!r}", "the model",
+            "Evaluate on the dataset the model was trained on, or train a model on this dataset's classes.",
+        )
+    else:
+        labels = np.asarray(ds.with_format("numpy")[label_column], dtype=np.int64)  # (N,), one column read
     if labels.min() < 0 or labels.max() >= len(names):
         raise ValueError(
             f"Labels of {dataset!r}/{split} run from {labels.min()} to {labels.max()}, but the model knows "
@@ -670,8 +678,8 @@ def _evaluate(
     # -- pass 1: logits for every image --------------------------------------
     num = len(ds)
     logits = np.zeros((num, model.config.num_labels), dtype=np.float32)
-    loader = _loader(ds, np.arange(num), image_column, label_column, preprocess, batch_size, num_workers)
-    for pixel_values, _, idx in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
+    loader = _loader(ds, np.arange(num), image_column, preprocess, batch_size, num_workers)
+    for pixel_values, idx in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
         out = model(pixel_values=pixel_values.to(device))
         logits[idx.numpy()] = out.logits.float().cpu().numpy()
     inference_s = time.perf_counter() - start - load_s
@@ -730,7 +738,7 @@ def _evaluate(
     n_maps = len(by_confidence) if max_attention_maps is None or max_attention_maps < 0 else max_attention_maps
     attention_rows = by_confidence[:n_maps]
     attention_note = _attention_maps(
-        model, ds, attention_rows, image_column, label_column, preprocess, batch_size, device, output_dir, progress
+        model, ds, attention_rows, image_column, preprocess, batch_size, device, output_dir, progress
     )
 
     # -- files -------------------------------------------------------------------
@@ -782,7 +790,7 @@ def _evaluate(
     return metrics
 
 
-def _attention_maps(model, ds, rows, image_column, label_column, preprocess, batch_size, device, output_dir, progress):
+def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, device, output_dir, progress):
     """Second pass over `rows` with output_attentions=True; writes attention/<name>.png, fills row["attention"]."""
     from tqdm import tqdm
 
@@ -799,9 +807,9 @@ def _attention_maps(model, ds, rows, image_column, label_column, preprocess, bat
     pool = head_reads(model.config)  # the maps follow what the head reads: [CLS]'s row, or all rows averaged
     indices = np.array([r["index"] for r in rows], dtype=np.int64)
     row_of = {r["index"]: r for r in rows}
-    loader = _loader(ds, indices, image_column, label_column, preprocess, batch_size, 0)
+    loader = _loader(ds, indices, image_column, preprocess, batch_size, 0)
     not_finite = 0  # maps with NaN or inf weights (an overflow in the model): drawn, but they show nothing
-    for pixel_values, _, idx in tqdm(loader, desc="attention maps", unit="batch", disable=not progress):
+    for pixel_values, idx in tqdm(loader, desc="attention maps", unit="batch", disable=not progress):
         out = model(pixel_values=pixel_values.to(device), output_attentions=True)
         if not out.attentions:
             return f"{type(model).__name__} returned no attention weights; no attention maps were drawn."

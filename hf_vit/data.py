@@ -242,14 +242,39 @@ def find_columns(
     )
 
 
-def label_names(ds, label_column: str) -> list[str] | None:
-    """The class names of a ClassLabel column, or None for plain integers."""
+def holds_names(feature) -> bool:
+    """Whether a label column holds class names as text ("cat", "dog") rather than class ids."""
+    import datasets
+
+    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+
+
+def label_names(ds, label_column: str, split: str = "train") -> list[str] | None:
+    """The class names: a ClassLabel column's, those a column of names holds (sorted, the ids datasets'
+    `class_encode_column` would give), or None for plain integers."""
     feature = ds.features[label_column]
+    if holds_names(feature):
+        check_no_empty_cells(ds, label_column, f"the {split!r} split")
+        return sorted(set(ds.with_format("arrow")[label_column].to_pylist()))
     return list(feature.names) if hasattr(feature, "names") else None
 
 
+def class_ids(values, names, where: str, whose: str, fix: str) -> np.ndarray:
+    """(N,) int64: each class name of `values` as its position in `names`; a DatasetError naming those not there."""
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted(set(values) - index.keys())
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        known = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
+        raise DatasetError(
+            f"{len(unknown)} class name(s) in {where} are not among the {len(names)} classes of {whose} ({known}): "
+            f"{shown}. {fix}"
+        )
+    return np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+
+
 def check_label_column(ds, label_column: str, split: str) -> None:
-    """A label column must hold one class id per row (ClassLabel or integers), not images or lists."""
+    """A label column must hold one class per row (ClassLabel, integer ids or class names), not images or lists."""
     import datasets
 
     feature = ds.features[label_column]
@@ -290,10 +315,16 @@ def check_no_empty_cells(ds, column: str, where: str) -> None:
         )
 
 
-def _label_array(ds, label_column: str, split: str) -> np.ndarray:
-    """(N,) the label column as integers, or a DatasetError naming what it holds instead."""
+def _label_array(ds, label_column: str, split: str, names=None) -> np.ndarray:
+    """(N,) the label column as integers (class names as their place in `names`), or a DatasetError naming what it
+    holds instead."""
     check_label_column(ds, label_column, split)
     check_no_empty_cells(ds, label_column, f"the {split!r} split")
+    if names is not None and holds_names(ds.features[label_column]):
+        return class_ids(
+            ds.with_format("arrow")[label_column].to_pylist(), names, f"the {split!r} split", "the train split",
+            "A model learns only the classes it trains on: drop or relabel those rows, or add training images of them.",
+        )
     labels = np.asarray(ds.with_format("numpy")[label_column])
     if labels.dtype.kind not in "iu":
         raise DatasetError(
@@ -303,9 +334,9 @@ def _label_array(ds, label_column: str, split: str) -> np.ndarray:
     return labels
 
 
-def get_labels(ds, label_column: str, num_labels: int, split: str) -> torch.Tensor:
-    """(N,) int64 labels, checked to lie in 0..num_labels-1."""
-    labels = _label_array(ds, label_column, split)
+def get_labels(ds, label_column: str, num_labels: int, split: str, names=None) -> torch.Tensor:
+    """(N,) int64 labels, checked to lie in 0..num_labels-1; a column of class names is read by `names`."""
+    labels = _label_array(ds, label_column, split, names)
     bad = (labels < 0) | (labels >= num_labels)
     if bad.any():
         raise DatasetError(
@@ -747,7 +778,7 @@ def prepare_data(
         raise DatasetError(f"{problem}. {choose}.")
     test_ds = get_split(dataset_dict, test_split, dataset_name)
     find_columns(test_ds, image_column, label_column)  # same names in the test split, or a clear error
-    names = label_names(train_ds, label_column)
+    names = label_names(train_ds, label_column, train_split)
     num_labels = _check_num_labels(num_labels, names, label_column)
     if num_labels is None:
         if names:
@@ -755,16 +786,16 @@ def prepare_data(
         else:
             num_labels = int(np.max(_label_array(train_ds, label_column, train_split))) + 1
 
-    train_labels = get_labels(train_ds, label_column, num_labels, train_split)
+    train_labels = get_labels(train_ds, label_column, num_labels, train_split, names)
     check_two_classes(train_labels, names, train_split)
-    test_labels = get_labels(test_ds, label_column, num_labels, test_split)
+    test_labels = get_labels(test_ds, label_column, num_labels, test_split, names)
     train_pixels = decode_images(train_ds, image_column, image_size, num_channels, split=train_split)
     test_pixels = decode_images(test_ds, image_column, image_size, num_channels, split=test_split)
 
     if validation_split is not None:
         val_ds = get_split(dataset_dict, validation_split, dataset_name, "validation_split")
         find_columns(val_ds, image_column, label_column)
-        val_labels = get_labels(val_ds, label_column, num_labels, validation_split)
+        val_labels = get_labels(val_ds, label_column, num_labels, validation_split, names)
         val_pixels = decode_images(val_ds, image_column, image_size, num_channels, split=validation_split)
         train_idx, val_idx = np.arange(len(train_labels)), np.arange(len(val_labels))
     else:

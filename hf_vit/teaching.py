@@ -482,8 +482,8 @@ def load_dataset_image(
 ) -> tuple[Image.Image, str | None]:
     """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled.
 
-    A ClassLabel column names its classes; plain integer labels are named by `id2label` (the model's, as the
-    evaluation names them), else left out.
+    A ClassLabel column names its classes, a column of names holds them; plain integer labels are named by
+    `id2label` (the model's, as the evaluation names them), else left out.
 
     The columns are found as training and the evaluation find them (img/image, label/labels, or the names given),
     so a picture shows the image and class the evaluation scored under that index.
@@ -509,6 +509,8 @@ def load_dataset_image(
         label = feature.int2str(row[label_column])
     elif label_column and id2label and isinstance(row[label_column], int) and row[label_column] in id2label:
         label = id2label[row[label_column]]
+    elif label_column and isinstance(row[label_column], str):  # a column of class names (training takes them so)
+        label = row[label_column]
     else:  # no names to show: the picture gives the prediction only
         label = None
     try:

@@ -612,6 +612,9 @@ def test_the_carve_leaves_every_class_a_training_image():
 
 
 def test_a_string_label_column_is_named_not_a_numpy_error(tmp_path):
+    """A label column of class names ("cat", "dog"): first a numpy UFuncTypeError, then refused (`holds <U3 values
+    ... cast it with ds.class_encode_column`); now the names are the classes, numbered as class_encode_column numbers
+    them (sorted), and a test label that no training image has is named."""
     import datasets
     from PIL import Image
 
@@ -619,12 +622,21 @@ def test_a_string_label_column_is_named_not_a_numpy_error(tmp_path):
     features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("string")})
     folder = tmp_path / "strlab"
     (folder / "data").mkdir(parents=True)
-    for split in ("train", "test"):
-        datasets.Dataset.from_dict({"img": [image] * 4, "label": ["cat", "dog"] * 2}, features=features).to_parquet(
+
+    def write(split, labels):
+        datasets.Dataset.from_dict({"img": [image] * len(labels), "label": labels}, features=features).to_parquet(
             str(folder / "data" / f"{split}-00000-of-00001.parquet"))  # fmt: skip
-    with pytest.raises(DatasetError, match=r"holds <U3 values; it must hold integer class ids.*class_encode_column"):
-        prepare_data(str(folder), image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD,
-                     validation_size=0)  # fmt: skip
+
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
+    write("train", ["dog", "cat", "red fox", "cat"])
+    write("test", ["cat", "cow", "wolf", "dog"])
+    with pytest.raises(DatasetError, match=r"^2 class name\(s\) in the 'test' split are not among the 3 classes of the "
+                                           r"train split \('cat', 'dog', 'red fox'\): 'cow', 'wolf'\. A model learns"):
+        prepare_data(str(folder), **kwargs)
+    write("test", ["red fox", "cat", "dog"])
+    data = prepare_data(str(folder), **kwargs)
+    assert data.label_names == ["cat", "dog", "red fox"] and data.num_labels == 3
+    assert data.train.labels.tolist() == [1, 0, 2, 0] and data.test.labels.tolist() == [2, 0, 1]
 
 
 def test_rotate_and_shear_keep_their_angles_on_a_non_square_image():

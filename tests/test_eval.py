@@ -1354,7 +1354,7 @@ def test_attention_maps_with_nan_weights_are_named_in_the_note(evaluated, tmp_pa
     for i in (0, 1, 2):
         test[i]["img"].convert("RGB").save(out / f"{i}.png")
         rows.append({"index": i, "image": f"{i}.png", "true_label": "cat", "predicted_label": "dog", "confidence": 0.5})
-    args = (test, rows, "img", "label", BatchPreprocessor(processor, 3), 2, "cpu", out, False)
+    args = (test, rows, "img", BatchPreprocessor(processor, 3), 2, "cpu", out, False)
     model.eval()
     with torch.no_grad():
         clean = _attention_maps(model, *args)

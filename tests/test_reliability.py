@@ -495,6 +495,43 @@ def test_ten_integer_classes_without_names_are_not_called_cifar10s(dataset_dir, 
     assert list(id2label.values()) == [f"LABEL_{i}" for i in range(10)]
 
 
+def test_class_names_as_text_labels_train_evaluate_and_name_the_classes_everywhere(dataset_dir, tmp_path, capsys):
+    """A label column of class names as text, names with spaces and non-Latin letters (before: `train.py: error:
+    ... holds <U7 values ... cast it with ds.class_encode_column`; the evaluation: `error: invalid literal for int()
+    with base 10: np.str_('red fox')`; visualize.py showed no true label)."""
+    import datasets
+    from transformers import pipeline
+
+    from hf_vit.teaching import load_dataset_image
+    from hf_vit.training import main
+
+    names = ["red fox", "Äpfel & Birnen", "猫"]  # sorted: "red fox" < "Äpfel & Birnen" < "猫" (code points)
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.map(lambda row: {"label": names[row["label"] % 3]}, features=datasets.Features(
+        {"img": datasets.Image(), "label": datasets.Value("string")})))  # fmt: skip
+    (data / "README.md").unlink()  # it declares the ClassLabel names
+    out = tmp_path / "out"
+    assert main(train_args(data, out, steps=2)) == 0
+    assert json.loads((out / "config.json").read_text())["id2label"] == {str(i): n for i, n in enumerate(names)}
+    assert "Classes (3): red fox, Äpfel &amp; Birnen, 猫." in (out / "README.md").read_text(encoding="utf-8")
+    # the evaluation reads the names as the model's classes
+    script_module("evaluate_model.py").main(["--model", str(out), "--dataset", str(data), "--no_progress", "--no_report",
+                                             "--device", "cpu"])  # fmt: skip
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    test = datasets.Dataset.from_parquet(str(next((data / "plain_text").glob("test-*.parquet"))))
+    assert {n: c["support"] for n, c in metrics["per_class"].items()} == {n: test["label"].count(n) for n in names}
+    assert load_dataset_image(str(data), 3, id2label=None)[1] == test[3]["label"]
+    # a name the model does not know: named, nothing written
+    rewrite_split(data, "test", lambda ds: ds.map(lambda row, i: {"label": "wolf" if i == 5 else row["label"]},
+                                                  with_indices=True))  # fmt: skip
+    message = evaluate_error(out, data, tmp_path)
+    assert message.startswith("error: 1 class name(s) in the 'test' split of ") and "classes of the model ('red fox'," in message
+    assert message.endswith("): 'wolf'. Evaluate on the dataset the model was trained on, or train a model on this "
+                            "dataset's classes."), message
+    classify = pipeline("image-classification", model=str(out), trust_remote_code=True)
+    assert {r["label"] for r in classify(test[0]["img"], top_k=3)} == set(names)
+
+
 def test_training_and_the_evaluation_record_the_dataset_configuration_they_loaded(dataset_dir, tmp_path):
     """Neither metrics.json nor evaluation/metrics.json said which configuration of the dataset was loaded, so the
     card's model-index could not name it. Each records the one loaded: --dataset_config, else the default."""
