@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_DATASET = "uoft-cs/cifar10"
 IMAGE_COLUMNS = ("img", "image")
 LABEL_COLUMNS = ("label", "labels")
+VALIDATION_SPLITS = ("validation", "valid", "val", "dev")  # the names datasets reads as a validation split
 
 
 class DatasetError(ValueError):
@@ -799,11 +800,12 @@ def prepare_data(
         val_pixels = decode_images(val_ds, image_column, image_size, num_channels, split=validation_split)
         train_idx, val_idx = np.arange(len(train_labels)), np.arange(len(val_labels))
     else:
-        if "validation" in dataset_dict and validation_size > 0:
+        unused = [s for s in VALIDATION_SPLITS if s in dataset_dict and s not in (train_split, test_split)]
+        if unused and validation_size > 0:
             logger.warning(
-                "the dataset has a 'validation' split, which is not used: validation images are carved from %r "
-                "(%s). Pass %s to choose checkpoints on it instead.",
-                train_split, setting("validation_size", validation_size), setting("validation_split", "validation", quote=False),
+                "the dataset has a %r split, which is not used: validation images are carved from %r (%s). Pass %s "
+                "to choose checkpoints on it instead.", unused[0], train_split,
+                setting("validation_size", validation_size), setting("validation_split", unused[0], quote=False),
             )
         train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
         val_pixels, val_labels = train_pixels, train_labels

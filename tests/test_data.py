@@ -601,6 +601,24 @@ def test_a_validation_split_is_used_when_named_and_mentioned_when_not(tmp_path, 
         prepare_data(str(folder), validation_split="test", **kwargs)
 
 
+def test_an_unused_split_named_valid_is_mentioned_too(tmp_path, caplog):
+    """A data/ folder of train/valid/test parquet files (datasets keeps the name 'valid'): only a split called
+    'validation' was mentioned, so a 'valid', 'val' or 'dev' split went unused without a word."""
+    import datasets
+
+    folder = make_tiny_cifar(tmp_path / "withvalid", n_train=40, n_test=10)
+    (folder / "README.md").unlink()  # the parquet files alone, in the Hub's data/ folder: their names are the splits
+    (folder / "plain_text").rename(folder / "data")
+    train = datasets.Dataset.from_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    train.select(range(12)).to_parquet(str(folder / "data" / "valid-00000-of-00001.parquet"))
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=10)
+    with caplog.at_level("WARNING", logger="hf_vit.data"):
+        prepare_data(str(folder), **kwargs)
+    assert "the dataset has a 'valid' split, which is not used" in caplog.text
+    assert "Pass validation_split='valid' to choose checkpoints on it instead" in caplog.text
+    assert len(prepare_data(str(folder), validation_split="valid", **kwargs).validation) == 12
+
+
 def test_the_carve_leaves_every_class_a_training_image():
     labels = np.array([0] * 50 + [1])
     train, val = stratified_split(labels, 26, seed=0)
