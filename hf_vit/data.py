@@ -330,7 +330,9 @@ def _label_array(ds, label_column: str, split: str, names=None) -> np.ndarray:
     if labels.dtype.kind not in "iu":
         raise DatasetError(
             f"the label column {label_column!r} of the {split!r} split holds {labels.dtype} values; it must hold "
-            "integer class ids 0..num_labels-1 (cast it with `ds.class_encode_column`)."
+            "integer class ids 0..num_labels-1 or class names. Cast it, e.g. "
+            f"`ds = ds.cast_column({label_column!r}, datasets.Value('int64'))` for whole numbers stored as floats, and "
+            "save the dataset again."
         )
     return labels
 

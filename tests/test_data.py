@@ -1,6 +1,7 @@
 """Data loading, the validation carve, decoding and batched augmentation (hf_vit.data, hf_vit.augment)."""
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -655,6 +656,32 @@ def test_a_string_label_column_is_named_not_a_numpy_error(tmp_path):
     data = prepare_data(str(folder), **kwargs)
     assert data.label_names == ["cat", "dog", "red fox"] and data.num_labels == 3
     assert data.train.labels.tolist() == [1, 0, 2, 0] and data.test.labels.tolist() == [2, 0, 1]
+
+
+def test_float_labels_are_refused_with_a_cast_that_works(tmp_path):
+    """Whole-number labels stored as floats (a pandas round trip): the advice was `ds.class_encode_column`, which
+    would make classes named '0.0' and '1.0'; the cast the message gives now keeps the ids, and then it trains."""
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("float64")})
+    folder = tmp_path / "floats"
+    (folder / "data").mkdir(parents=True)
+    for split in ("train", "test"):
+        datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * 4, "label": [0.0, 1.0, 2.0, 1.0]},
+                                   features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
+    with pytest.raises(DatasetError, match=r"holds float64 values; it must hold integer class ids 0\.\.num_labels-1 "
+                                           r"or class names\. Cast it, e\.g\. `ds = ds\.cast_column") as err:
+        prepare_data(str(folder), **kwargs)
+    cast = re.search(r"`ds = (.*?)`", str(err.value))[1]
+    for path in (folder / "data").glob("*.parquet"):
+        ds = datasets.Dataset.from_parquet(str(path))
+        ds = eval(cast)  # noqa: S307 (the message's own code)
+        path.unlink()
+        ds.to_parquet(str(path))
+    data = prepare_data(str(folder), **kwargs)
+    assert data.num_labels == 3 and data.train.labels.tolist() == [0, 1, 2, 1]
 
 
 def test_rotate_and_shear_keep_their_angles_on_a_non_square_image():
