@@ -28,6 +28,7 @@ from PIL import Image
 from .attention_maps import HEAT_SCALE_NAME, head_reads, patch_map_to_grid, pooled_attention, pooled_rollout
 from .data import (
     DEFAULT_DATASET,
+    DatasetError,
     ImageDepthError,
     as_mode,
     check_eight_bit,
@@ -42,6 +43,8 @@ from .data import (
     image_format,
     load_dataset,
     looks_local,
+    setting,
+    unlabelled_reason,
 )
 from .eval_pictures import (
     BLACK,
@@ -653,6 +656,9 @@ def _evaluate(
     ds = load_split(dataset, split)
     image_column, label_column = find_columns(ds, image_column, label_column)
     check_image_column(ds, image_column, f"the {split!r} split of {dataset!r}")
+    unlabelled = unlabelled_reason(ds, label_column, f"the {split!r} split of {dataset!r}")
+    if unlabelled:
+        raise DatasetError(f"{unlabelled}. Pass a labelled split with {setting('split')}.")
     names = model_label_names(model.config)
     label_feature = ds.features[label_column]
     remap = match_labels(label_feature.names, names) if hasattr(label_feature, "names") else None

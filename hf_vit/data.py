@@ -305,6 +305,14 @@ def check_image_column(ds, image_column: str, where: str) -> None:
         ) from None
 
 
+def unlabelled_reason(ds, label_column: str, where: str) -> str | None:
+    """Why `ds` cannot be scored when its label column is empty in every row (None when it has labels)."""
+    if len(ds) and ds.with_format("arrow")[label_column].null_count == len(ds):
+        return (f"{where} holds no labels (its {len(ds)} {label_column!r} cells are all empty, as in a competition's "
+                "unlabelled test set): only labelled images can be scored")
+    return None
+
+
 def check_no_empty_cells(ds, column: str, where: str) -> None:
     """A DatasetError naming the rows whose `column` cell is empty (null): an image or a label left out."""
     cells = ds.with_format("arrow")[column]  # Arrow keeps a null a null (numpy would make a label NaN)
@@ -759,8 +767,13 @@ def prepare_data(
     train_ds = get_split(dataset_dict, train_split, dataset_name)
     image_column, label_column = find_columns(train_ds, image_column, label_column)
     check_image_column(train_ds, image_column, f"the {train_split!r} split")
-    # The test accuracy (metrics.json, the card) must be of images the model never trained on.
-    if test_split == train_split or test_split not in dataset_dict:
+    # The test accuracy (metrics.json, the card) must be of labelled images the model never trained on.
+    held_out = test_split != train_split and test_split in dataset_dict
+    if held_out:
+        find_columns(dataset_dict[test_split], image_column, label_column)  # same names in the test split
+    unlabelled = held_out and unlabelled_reason(dataset_dict[test_split], label_column,
+                                                f"the {test_split!r} split of {dataset_name!r}")
+    if not held_out or unlabelled:
         import datasets
 
         stratify = (f", stratify_by_column={label_column!r}"  # only a ClassLabel column can be stratified by
@@ -771,16 +784,15 @@ def prepare_data(
             "then `d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
             f"{setting('dataset_name', 'new', quote=False)}"
         )
-        others = sorted(set(dataset_dict) - {train_split, validation_split})
+        others = sorted(set(dataset_dict) - {train_split, validation_split, test_split})
         choose = f"Choose one of {others} with {setting('test_split')}, or: {make_test}" if others else make_test[0].upper() + make_test[1:]
-        problem = (
+        problem = unlabelled or (
             f"{setting('test_split', test_split)} is also the train split: the test accuracy would score images the model "
             "trained on" if test_split == train_split else
             f"the dataset {dataset_name!r} has no split {test_split!r}; its splits are {sorted(dataset_dict)}"
         )
         raise DatasetError(f"{problem}. {choose}.")
     test_ds = get_split(dataset_dict, test_split, dataset_name)
-    find_columns(test_ds, image_column, label_column)  # same names in the test split, or a clear error
     names = label_names(train_ds, label_column, train_split)
     num_labels = _check_num_labels(num_labels, names, label_column)
     if num_labels is None:

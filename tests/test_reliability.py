@@ -465,6 +465,28 @@ def test_a_dataset_without_a_test_split_is_not_tested_on_its_training_images(tmp
     assert "Choose one of" not in err and "A dataset without a held-out test split needs one" in err
 
 
+def test_a_test_split_without_any_labels_is_named_as_such(model_dir, dataset_dir, tmp_path, capsys):
+    """A competition's test split: images without labels (every label cell empty). Before: `train.py: error: 20
+    row(s) of the 'test' split have an empty 'label' cell (first: row 0). Drop them, ...`, advice that leaves no
+    test images; the evaluation said the same."""
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "test", lambda ds: ds.map(lambda row: {"label": None}))
+    out = tmp_path / "out"
+    err = train_error(capsys, train_args(data, out))
+    assert err.startswith(
+        f"train.py: error: the 'test' split of {str(data)!r} holds no labels (its 20 'label' cells are all empty, as in "
+        "a competition's unlabelled test set): only labelled images can be scored. A dataset without a held-out test "
+        "split needs one made from its train split first, e.g. `d = datasets.load_dataset(path)['train']"), err
+    assert not out.exists()
+    message = evaluate_error(model_dir, data, tmp_path)
+    assert message == (f"error: the 'test' split of {str(data)!r} holds no labels (its 20 'label' cells are all "
+                       "empty, as in a competition's unlabelled test set): only labelled images can be scored. Pass a "
+                       "labelled split with --split.")  # fmt: skip
+    # one unlabelled row among labelled ones is still named by its row
+    rewrite_split(data, "test", lambda ds: ds.map(lambda row, i: {"label": 3 if i else None}, with_indices=True))
+    assert "1 row(s) of the 'test' split have an empty 'label' cell (first: row 0)" in train_error(capsys, train_args(data, out))
+
+
 def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
     """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
     from transformers import pipeline
