@@ -215,19 +215,34 @@ def _whole_cifar10_split(metrics: dict) -> bool:
     return CIFAR10_SPLIT_SIZES.get(split) == metrics.get("num_examples")
 
 
+def _same_dataset(one, other) -> bool:
+    """Two recorded dataset names name one dataset: equal, or local paths to one folder."""
+    if one == other:
+        return True
+    local = isinstance(one, str) and isinstance(other, str) and _is_local_path(one) and _is_local_path(other)
+    return local and Path(one).expanduser().resolve() == Path(other).expanduser().resolve()
+
+
 def _counted_whole_split(dataset: str | None, metrics_files, default: str | None) -> bool:
     """Some metrics file counted a whole CIFAR-10 split in `dataset` itself (a file names its dataset, else it is
     training's, `default`): training's 10,000 Hub test images say nothing of a 60-image folder evaluated later."""
-    def same(other):
-        if other == dataset:
-            return True
-        local = isinstance(other, str) and dataset is not None and _is_local_path(other) and _is_local_path(dataset)
-        return local and Path(other).expanduser().resolve() == Path(dataset).expanduser().resolve()
-
     return any(
-        _whole_cifar10_split(m) and same(m.get("dataset") if isinstance(m.get("dataset"), str) else default)
+        _whole_cifar10_split(m)
+        and _same_dataset(m.get("dataset") if isinstance(m.get("dataset"), str) else default, dataset)
         for m in metrics_files
     )
+
+
+def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None) -> str | None:
+    """How training used the split the evaluation scored ("trained on", "chose its checkpoints on"), or None for a
+    split it never saw (its test split, another dataset): those numbers are no measure of new images."""
+    data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    if not data or "accuracy" not in eval_metrics or not _same_dataset(eval_metrics.get("dataset"), dataset):
+        return None
+    split = _split_of(eval_metrics, default=None)
+    if split == data.get("train_split", "train"):
+        return "trained on"
+    return "chose its checkpoints on" if split is not None and split == data.get("validation_split") else None
 
 
 def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str | None:
@@ -557,6 +572,14 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             if isinstance(metrics.get("num_examples"), int)
             else f"On part of the {split} split of {results_label} (from `{metrics_file}`); so the card's metadata "
             "(model-index) reports no result."
+        )
+    seen = _seen_in_training(metrics, recipe, dataset) if metrics is eval_metrics else None
+    if seen:  # labelled by its split, but a reader must also learn that training used those very images
+        held_out = train_metrics.get("accuracy")
+        results_intro += (
+            f" These are images the model {seen}, so the numbers overstate how it does on new ones"
+            + (f"; on its held-out {_split_of(train_metrics)} split training measured {_pct(held_out)} "
+               "(`metrics.json`)." if isinstance(held_out, (int, float)) else ".")
         )
     # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
     score = lambda v: "-" if v is None else _pct(v)  # noqa: E731

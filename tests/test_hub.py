@@ -252,6 +252,28 @@ def test_card_reports_the_split_the_metrics_came_from(tmp_path):
     assert "test accuracy" not in card.text.lower() and "(test split)" not in card.text
 
 
+def test_results_on_a_split_that_training_used_say_so(tmp_path):
+    """`evaluate_model.py --split valid` of a model that chose its checkpoints on `valid` (or --split train): the card
+    reported those numbers labelled by the split only, with nothing saying training had used those very images."""
+    folder = make_model_folder(tmp_path / "run", recipe_dataset="/data/fruit", extras=False)
+    held_out = f"{100 * json.loads((folder / 'metrics.json').read_text())['accuracy']:.2f}%"
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    recipe["data"].update(train_split="train", validation_split="valid")
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    path = folder / "evaluation" / "metrics.json"
+    evaluation = json.loads(path.read_text())
+    for split, dataset, words in [
+        ("valid", "/data/fruit", "chose its checkpoints on"), ("train", "/data/../data/fruit", "trained on"),
+        ("test", "/data/fruit", None), ("train", "/data/other", None),
+    ]:
+        path.write_text(json.dumps({**evaluation, "split": split, "dataset": dataset}))
+        text = ModelCard.load(write_model_card(folder)).text
+        said = (f"result. These are images the model {words}, so the numbers overstate how it does on new ones; on "
+                f"its held-out test split training measured {held_out} (`metrics.json`).")
+        assert (said in text) == (words is not None), (split, dataset)
+        assert words is not None or "overstate" not in text
+
+
 def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     """3 classes, a local dataset, its own normalisation: no CIFAR-10 claim anywhere it would be false."""
     folder = tmp_path / "fruit-model"
