@@ -570,18 +570,22 @@ def stratified_split(labels, validation_size: int, seed: int = 42) -> tuple[np.n
     n = len(labels)
     if validation_size <= 0:
         return np.arange(n), np.arange(0)
-    if validation_size >= n:
-        raise DatasetError(
-            f"{setting('validation_size', validation_size)} leaves no training images (the train split has {n}). "
-            "Choose a smaller validation size."
-        )
     classes, counts = np.unique(labels, return_counts=True)
     quota = counts * validation_size / n
     room = counts - 1  # every class keeps at least one training image (a class seen only in validation is unlearnable)
-    if validation_size > room.sum():
+    if validation_size >= n or validation_size > room.sum():
+        problem = (
+            f"leaves no training images (the train split has {n})" if validation_size >= n else
+            f"would leave some class without training images (at most {int(room.sum())} can be carved while every "
+            "class keeps one)"
+        )
+        # A CIFAR-sized default (5000) meets a small dataset first: offer a number that fits.
+        fits = min(max(n // 10, 1), int(room.sum()))
+        offer = setting("validation_size", fits) + (" (a tenth of the train split)" if fits == n // 10 else "")
+        if not fits:
+            offer = f"{setting('validation_size', 0)} (no validation)"
         raise DatasetError(
-            f"{setting('validation_size', validation_size)} would leave some class without training images (at most "
-            f"{int(room.sum())} can be carved while every class keeps one). Choose a smaller validation size."
+            f"{setting('validation_size', validation_size)} {problem}. Choose a smaller validation size, e.g. {offer}."
         )
     take = np.minimum(np.floor(quota).astype(int), room)
     # Hand the rest to the classes with the largest fractional quota, one each per round, where there is room.

@@ -620,6 +620,22 @@ def test_an_unused_split_named_valid_is_mentioned_too(tmp_path, caplog):
     assert len(prepare_data(str(folder), validation_split="valid", **kwargs).validation) == 12
 
 
+def test_a_validation_size_that_does_not_fit_offers_one_that_does(tmp_path):
+    """The default carve (5000, CIFAR-10's) is the first thing a smaller dataset meets: the message said only
+    "Choose a smaller validation size"; it now offers one that fits, which then trains."""
+    folder = make_tiny_cifar(tmp_path / "d", n_train=60, n_test=10)
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD)
+    with flags_in_messages(), pytest.raises(DatasetError) as err:
+        prepare_data(str(folder), validation_size=5000, **kwargs)
+    assert str(err.value) == ("--validation_size 5000 leaves no training images (the train split has 60). Choose a "
+                              "smaller validation size, e.g. --validation_size 6 (a tenth of the train split).")
+    assert len(prepare_data(str(folder), validation_size=6, **kwargs).validation) == 6
+    with pytest.raises(DatasetError, match=r"at most 4 can be carved .*e\.g\. validation_size=1\.$"):
+        stratified_split(np.array([0] * 5 + [1]), 5)  # class 1's one image stays: 4 to spare, a tenth of 6 is 0
+    with pytest.raises(DatasetError, match=r"e\.g\. validation_size=0 \(no validation\)\.$"):
+        stratified_split(np.array([0, 1, 2]), 2)  # one image per class: none can be spared
+
+
 def test_the_carve_leaves_every_class_a_training_image():
     labels = np.array([0] * 50 + [1])
     train, val = stratified_split(labels, 26, seed=0)
