@@ -684,9 +684,11 @@ def remove_entry(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def clear_earlier_run(output_dir, overwrite: bool, is_main: bool) -> None:
+def clear_earlier_run(output_dir, overwrite: bool, is_main: bool, delete: bool = True) -> None:
     """Refuse an output folder holding another run (`--resume_from_checkpoint last` would pick its checkpoints,
-    and its model files would pass for this run's), or, with --overwrite_output_dir, delete that run first."""
+    and its model files would pass for this run's), or, with --overwrite_output_dir, delete that run first.
+    `delete=False` only refuses: training checks first and deletes once its settings and data have passed every
+    check, so that a run refused for its dataset leaves the earlier model in place."""
     found = earlier_run(output_dir)
     if not found:
         return
@@ -697,7 +699,7 @@ def clear_earlier_run(output_dir, overwrite: bool, is_main: bool) -> None:
             "--resume_from_checkpoint last, start afresh there with --overwrite_output_dir, or choose another "
             "--output_dir."
         )
-    if not is_main:  # one process deletes; the others only checked
+    if not is_main or not delete:  # one process deletes; the others only checked
         return
     path = Path(output_dir)
     if (path / "config.json").exists() and (path / "README.md").is_file():
@@ -1270,8 +1272,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     # The model to fine-tune is read before anything of --output_dir is cleared: it may not lie in there.
     start = load_start(model_args, output_dir) if model_args.model_name_or_path else None
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
-    if resume is None:
-        clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
+    if resume is None:  # refused now, before the data is read; deleted once this run's data and settings pass
+        clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0, delete=False)
     training_args.remove_unused_columns = False  # batches are tensors; column removal would break them
     if data_args.validation_size <= 0 and data_args.validation_split is None:  # nothing to select on: keep the last model
         training_args.eval_strategy = "no"
@@ -1319,11 +1321,14 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             augment_on_device=data_args.augment_on_device,
             validation_split=data_args.validation_split,
         )
-    config = build_config(model_args, data.label_names, data.num_labels, start=start.config if start else None)
-    if start is None:
-        model = HfViTForImageClassification(config)
-    else:
-        model, head = load_for_fine_tuning(start, config, model_args.attn_implementation)
+        config = build_config(model_args, data.label_names, data.num_labels, start=start.config if start else None)
+        if start is None:
+            model = HfViTForImageClassification(config)
+        else:
+            model, head = load_for_fine_tuning(start, config, model_args.attn_implementation)
+        if resume is None:  # the other ranks wait here until the earlier run is gone
+            clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
+    if start is not None:
         if training_args.process_index == 0:
             head = f"; {head}" if head else ""
             kept = "" if start.processor is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"

@@ -594,6 +594,24 @@ def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tm
     assert "8 steps this session (global step 8), 120 training images on this rank" in capsys.readouterr().out
 
 
+def test_overwrite_output_dir_refused_for_its_dataset_leaves_the_earlier_run(dataset_dir, tmp_path, capsys):
+    """--overwrite_output_dir with a dataset the run then refuses (here: no image column): the earlier model and
+    its checkpoints were already deleted when the data error came, so the refused command had destroyed a model."""
+    from hf_vit.training import earlier_run, main
+
+    out = tmp_path / "out"
+    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    before = earlier_run(out)
+    weights = (out / "model.safetensors").read_bytes()
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.rename_column("img", "picture"))
+    (data / "README.md").unlink()
+    err = train_error(capsys, train_args(data, out, "--overwrite_output_dir", "true", steps=4))
+    assert err.startswith("train.py: error: found no image column"), err
+    assert earlier_run(out) == before and (out / "model.safetensors").read_bytes() == weights
+    assert "deleted the earlier run" not in capsys.readouterr().out
+
+
 def test_links_in_an_output_dir_being_replaced_go_themselves_never_what_they_point_to(dataset_dir, tmp_path):
     # --overwrite_output_dir and the end of a run delete the earlier run's entries: a symbolic link among them
     # (evaluation/, a checkpoint) is removed as a link. Before, rmtree refused a link with Python's traceback,
