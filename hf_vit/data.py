@@ -218,6 +218,8 @@ def find_columns(
 
     With label_required=False (drawing one image) a dataset without a label column gives None for it.
     """
+    import datasets
+
     columns = list(ds.column_names)
 
     def pick(given, candidates, what, argument, required=True):
@@ -232,9 +234,14 @@ def find_columns(
                 return name
         if not required:
             return None
+        # The columns whose type says what they hold: the fix names one, not a <column> to look for.
+        kind, holds = (datasets.Image, "images") if what == "image" else (datasets.ClassLabel, "class labels")
+        typed = [c for c in columns if isinstance(ds.features[c], kind)]
+        name = typed[0] if len(typed) == 1 else "<column>"
+        hint = f" ({', '.join(map(repr, typed))} {'holds' if len(typed) == 1 else 'hold'} {holds})" if typed else ""
         raise DatasetError(
             f"found no {what} column (looked for {' / '.join(candidates)}); the dataset's columns are {columns}. "
-            f"Name it with {setting(argument, '<column>', quote=False)}."
+            f"Name it with {setting(argument, name, quote=False)}{hint}."
         )
 
     return (

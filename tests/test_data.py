@@ -46,8 +46,31 @@ def test_columns_found_by_name_or_given(tmp_path, tiny):
     with pytest.raises(DatasetError, match=r"no image column 'pixels'.*columns are \['image', 'labels'\]"):
         find_columns(other["train"], image_column="pixels")
     renamed = other["train"].rename_column("image", "picture")
-    with pytest.raises(DatasetError, match=r"found no image column.*'picture'.*Name it with image_column='<column>'"):
+    with pytest.raises(DatasetError, match=r"found no image column.*'picture'.*Name it with image_column='picture' \('picture' holds images\)\.$"):
         find_columns(renamed)
+
+
+def test_a_column_not_found_by_name_is_offered_by_its_type(tiny):
+    """A dataset saved with `pixel_values` images and `target` class labels: the message said `Name it with
+    --image_column <column>`, leaving the reader to find which column holds what; the column's type tells."""
+    import datasets
+
+    ds = load_dataset(str(tiny))["train"].select(range(4))
+    renamed = ds.rename_columns({"img": "pixel_values", "label": "target"})
+    with flags_in_messages(), pytest.raises(DatasetError) as err:
+        find_columns(renamed)
+    assert str(err.value).endswith("Name it with --image_column pixel_values ('pixel_values' holds images).")
+    with flags_in_messages(), pytest.raises(DatasetError) as err:
+        find_columns(renamed, image_column="pixel_values")
+    assert str(err.value).endswith("Name it with --label_column target ('target' holds class labels).")
+    features = renamed.features.copy()
+    features["thumb"] = datasets.Image()
+    two = renamed.map(lambda row: {"thumb": row["pixel_values"]}, features=features)
+    with pytest.raises(DatasetError, match=r"Name it with image_column='<column>' \('pixel_values', 'thumb' hold images\)\.$"):
+        find_columns(two)
+    plain = renamed.cast_column("target", datasets.Value("int64"))  # plain integers: no type says "labels"
+    with pytest.raises(DatasetError, match=r"Name it with label_column='<column>'\.$"):
+        find_columns(plain, image_column="pixel_values")
 
 
 def test_labels_out_of_range_and_empty_split(tmp_path, tiny):

@@ -390,7 +390,7 @@ def test_training_dataset_without_an_image_column(dataset_dir, tmp_path, capsys)
     err = train_error(capsys, train_args(data, tmp_path / "out"))
     assert err == (
         "train.py: error: found no image column (looked for img / image); the dataset's columns are "
-        "['picture', 'label']. Name it with --image_column <column>."
+        "['picture', 'label']. Name it with --image_column picture ('picture' holds images)."
     )
 
 
