@@ -791,7 +791,8 @@ def prepare_data(
                     if isinstance(train_ds.features[label_column], datasets.ClassLabel) else "")
         make_test = (
             "a dataset without a held-out test split needs one made from its train split first, e.g. "
-            f"`d = datasets.load_dataset(path)[{train_split!r}].train_test_split(test_size=0.1, seed=0{stratify})`, "
+            f"`d = datasets.load_dataset({', '.join(map(repr, filter(None, (str(dataset_name), dataset_config))))})"
+            f"[{train_split!r}].train_test_split(test_size=0.1, seed=0{stratify})`, "
             "then `d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
             f"{setting('dataset_name', 'new', quote=False)}"
         )

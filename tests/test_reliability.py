@@ -451,7 +451,8 @@ def test_a_dataset_without_a_test_split_is_not_tested_on_its_training_images(tmp
     # The recipe the messages give works for this dataset's label column (stratified only by a ClassLabel).
     recipe = re.search(r"`d = (.*?)`, then `(.*?)`, `(.*?)` and", err)
     assert ("stratify_by_column" in recipe[1]) == (label_feature == "classes")
-    d = eval(recipe[1].replace("(path)", f"({str(only_train)!r})"))  # noqa: S307 (the message's own code)
+    assert recipe[1].startswith(f"datasets.load_dataset({str(only_train)!r})['train']")  # before: load_dataset(path)
+    d = eval(recipe[1])  # noqa: S307 (the message's own code)
     for write in recipe.groups()[1:]:
         eval(write.replace("'new/", repr(str(tmp_path / "new") + "/")[:-1]))  # noqa: S307
     made = datasets.load_dataset(str(tmp_path / "new"))
@@ -476,7 +477,7 @@ def test_a_test_split_without_any_labels_is_named_as_such(model_dir, dataset_dir
     assert err.startswith(
         f"train.py: error: the 'test' split of {str(data)!r} holds no labels (its 20 'label' cells are all empty, as in "
         "a competition's unlabelled test set): only labelled images can be scored. A dataset without a held-out test "
-        "split needs one made from its train split first, e.g. `d = datasets.load_dataset(path)['train']"), err
+        f"split needs one made from its train split first, e.g. `d = datasets.load_dataset({str(data)!r})['train']"), err
     assert not out.exists()
     message = evaluate_error(model_dir, data, tmp_path)
     assert message == (f"error: the 'test' split of {str(data)!r} holds no labels (its 20 'label' cells are all "
