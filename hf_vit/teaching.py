@@ -490,18 +490,18 @@ def load_dataset_image(
     """
     import datasets
 
-    from .data import find_columns, get_split, load_dataset
+    from .data import find_columns, get_split, load_dataset, setting
 
     ds = get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
     if not 0 <= index < len(ds):
         raise ValueError(
-            f"--index {index} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."
+            f"{setting('index', index)} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."
         )
     image_column, label_column = find_columns(ds, image_column, label_column, label_required=False)
     if not isinstance(ds.features[image_column], datasets.Image):
         raise ValueError(
             f"the column {image_column!r} of {dataset} holds {type(ds.features[image_column]).__name__} values, not "
-            "images. Name the image column with --image_column."
+            f"images. Name the image column with {setting('image_column')}."
         )
     row = ds[index]
     feature = ds.features[label_column] if label_column else None
@@ -516,7 +516,7 @@ def load_dataset_image(
     try:
         return as_mode(row[image_column], "RGB"), label  # what the evaluation scored for this index
     except ImageDepthError as err:
-        raise ValueError(f"--index {index} of split {split!r} of {dataset}: {err}") from None
+        raise ValueError(f"{setting('index', index)} of split {split!r} of {dataset}: {err}") from None
 
 
 def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor:

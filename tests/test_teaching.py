@@ -15,6 +15,7 @@ from PIL import Image
 
 from hf_vit import HfViTConfig, HfViTForImageClassification
 from hf_vit.attention_maps import heat_map_image
+from hf_vit.data import flags_in_messages
 from hf_vit.teaching import (
     GRID_COLOR,
     cls_attention_maps,
@@ -303,6 +304,13 @@ def test_a_dataset_image_is_found_by_the_evaluations_column_rule(tmp_path):
         load_dataset_image(ds, 0, image_column="coarse")
     with pytest.raises(ValueError, match=r"^no image column 'picture' in the dataset; its columns are \["):
         load_dataset_image(ds, 0, image_column="picture")
+    # called from Python, the messages name its arguments; visualize.py names its flags (before: flags always)
+    with pytest.raises(ValueError, match=r"^index=5 is out of range: split 'test' of .* has 1 images \(0\.\.0\)\.$"):
+        load_dataset_image(ds, 5)
+    with pytest.raises(ValueError, match=r"not images\. Name the image column with image_column\.$"):
+        load_dataset_image(ds, 0, image_column="coarse")
+    with flags_in_messages(), pytest.raises(ValueError, match=r"^--index 5 is out of range"):
+        load_dataset_image(ds, 5)
 
 
 def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
