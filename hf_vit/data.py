@@ -9,6 +9,9 @@
 
 The normalisation statistics come from the model's image processor, so a model
 served through `pipeline(...)` sees the same numbers it was trained on.
+
+A DatasetError names each setting as the caller gave it: `label_column` to Python code,
+`--label_column` inside `flags_in_messages()`, where the scripts call these functions.
 """
 
 import contextvars
