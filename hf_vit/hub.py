@@ -414,18 +414,19 @@ def push_branch(revision: str | None) -> str | None:
     return revision
 
 
-def refuse_public(api, repo_id: str, private: bool | None) -> None:
-    """A ValueError when `private` was asked for but `repo_id` exists and is public: private applies only when a
-    repository is created, and the push would publish the model there."""
+def refuse_public(api, repo_id: str, private: bool | None, flag: str = "--private") -> None:
+    """A ValueError when `private` was asked for (by `flag`) but `repo_id` exists and is public: private applies only
+    when a repository is created, and the push would publish the model there."""
     if private and not api.repo_info(repo_id, repo_type="model").private:
         raise ValueError(
-            f"{repo_id!r} exists and is public, and --private applies only when a repository is created: the push "
+            f"{repo_id!r} exists and is public, and {flag} applies only when a repository is created: the push "
             f"would publish the model. Make it private first (its Settings on the Hub, or `HfApi().update_repo_settings"
-            f"({repo_id!r}, private=True)`), or push without --private."
+            f"({repo_id!r}, private=True)`), or push without {flag}."
         )
 
 
-def _would_delete(repo_id: str, files, token, branch=None, private=None) -> tuple[list[str] | None, str | None]:
+def _would_delete(repo_id: str, files, token, branch=None, private=None,
+                  private_flag="--private") -> tuple[list[str] | None, str | None]:
     """(what a push of `files` would delete, a note) for a dry run: the repository's files (on `branch`, else
     main), listed as the push lists them, and nothing else asked of the Hub. Offline, the files are not known and
     the note says why."""
@@ -453,7 +454,7 @@ def _would_delete(repo_id: str, files, token, branch=None, private=None) -> tupl
     except Exception as err:  # the network, a token the Hub refuses: the dry run still shows the rest
         first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(".")
         return None, f"the files {repo_id!r} holds could not be listed ({first})"
-    refuse_public(api, repo_id, private)  # the repository exists: the push itself would stop here
+    refuse_public(api, repo_id, private, private_flag)  # the repository exists: the push itself would stop here
     return stale_files(listed, files), note
 
 
@@ -494,6 +495,7 @@ def push_model_folder(
     dry_run: bool = False,
     revision: str | None = None,
     held_by_caller: bool = False,
+    private_flag: str = "--private",
 ):
     """Upload the model folder to `repo_id` in one commit; returns `Pushed`: (files, CommitInfo or None on dry_run)
     and `.deleted`, the earlier push's files the commit deletes (a dry run lists the repository to say so).
@@ -506,7 +508,8 @@ def push_model_folder(
     landed (a dry run writes it at once, so that it can be read). `revision`: the branch to commit to (made from
     main if absent; None: main); the card's code then loads that branch. The folder is shared with readers for
     the push, so a training or an evaluation writing it refuses it (`held_by_caller`: the caller holds it as its
-    writer, train.py pushing the run it has just finished).
+    writer, train.py pushing the run it has just finished). `private_flag`: the caller's name for `private`, which
+    the refusal of a private push into a public repository names (train.py: --hub_private_repo).
     """
     model_dir = Path(model_dir).expanduser()
     check_repo_id(repo_id)
@@ -520,10 +523,11 @@ def push_model_folder(
                     f"{folder} is in use by {writer}, which writes it: the push would upload files it is replacing. "
                     "Wait for it to finish, then push again."
                 ))  # fmt: skip
-        return _push(model_dir, repo_id, branch, private, token, commit_message, write_card, dry_run)
+        return _push(model_dir, repo_id, branch, private, token, commit_message, write_card, dry_run, private_flag)
 
 
-def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message, write_card, dry_run) -> Pushed:
+def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message, write_card, dry_run,
+          private_flag) -> Pushed:
     """push_model_folder's work, with the folder held against writers."""
     problems = check_model_folder(model_dir)
     if problems:
@@ -556,14 +560,14 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         if card is not None and named != repo_id:
             card = str(render_model_card(model_dir, repo_id=named, revision=branch))
         repo_id = named
-        refuse_public(api, repo_id, private)  # nothing uploaded yet
+        refuse_public(api, repo_id, private, private_flag)  # nothing uploaded yet
         if branch and not branch.startswith("refs/pr/"):  # a pull request's ref exists already; a branch may not
             api.create_branch(repo_id, branch=branch, repo_type="model", exist_ok=True)
     files = upload_plan(model_dir)
     if card is not None and "README.md" not in files:
         files = sorted([*files, "README.md"])
     if dry_run:
-        pushed = Pushed(files, None, *_would_delete(repo_id, files, token, branch, private))  # may refuse, as the push
+        pushed = Pushed(files, None, *_would_delete(repo_id, files, token, branch, private, private_flag))  # may refuse, as the push
         if card is not None:  # a dry run shows the card it would upload in the folder itself
             write_card_text(model_dir, card)
         return pushed

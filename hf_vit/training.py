@@ -1495,12 +1495,17 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
         files, info = pushed = push_model_folder(
             output_dir, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token,
             revision=training_args.hub_revision, held_by_caller=True,  # this run holds the folder it finished
+            private_flag="--hub_private_repo",
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
+        # the retry goes where this push went: its branch, and private if this run asked for it
+        branch = training_args.hub_revision not in (None, "", "main")
+        same = (f" --revision {training_args.hub_revision}" if branch else "") + (
+            " --private" if training_args.hub_private_repo else "")
         raise SetupError(
             f"the model folder {output_dir} is complete, but the push to {repo_id!r} failed: "
             f"{(str(err).strip().splitlines() or [type(err).__name__])[0].rstrip('.')}. Push it with "
-            f"`python scripts/push_to_hub.py {output_dir} {repo_id}`."
+            f"`python scripts/push_to_hub.py {output_dir} {repo_id}{same}`."
         ) from None
     gone = f" and deleted {len(pushed.deleted)} files of an earlier push" if pushed.deleted else ""
     print(f"[hf_vit] pushed {len(files)} files{gone} to {getattr(info, 'commit_url', None) or repo_id}", flush=True)

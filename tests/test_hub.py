@@ -969,6 +969,36 @@ def test_private_into_an_existing_public_repository_is_refused(tmp_path, fake_hu
     assert fake_hub.private["someone/y"] and "config.json" in fake_hub.repos["someone/y"]
 
 
+def test_train_py_push_failure_names_its_own_flags_and_a_retry_to_the_same_branch(tmp_path, fake_hub, monkeypatch):
+    """train.py --push_to_hub --hub_revision dev --hub_private_repo: when its push failed, the retry it printed
+    (`push_to_hub.py folder repo`) pushed to main, and public (a new repository), and the public-repository refusal
+    told the user to drop --private, a flag train.py does not have. The retry now carries --revision and
+    --private, and the refusal names --hub_private_repo."""
+    from transformers import TrainingArguments
+
+    from hf_vit.training import SetupError, push_finished_folder
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push_model_folder(folder, "someone/x")  # public
+    args = TrainingArguments(output_dir=str(folder), report_to="none", hub_revision="dev", hub_private_repo=True)
+    message = str(pytest.raises(SetupError, push_finished_folder, folder, "someone/x", args).value)
+    assert "--hub_private_repo applies only when a repository is created" in message, message
+    assert "push without --hub_private_repo" in message and " --private" not in message.split("Push it with")[0]
+    assert message.endswith(
+        f"Push it with `python scripts/push_to_hub.py {folder} someone/x --revision dev --private`."
+    ), message
+
+    def offline(self, *a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(HfApi, "create_commit", offline)
+    args = TrainingArguments(output_dir=str(folder), report_to="none", hub_revision="dev")
+    message = str(pytest.raises(SetupError, push_finished_folder, folder, "someone/x", args).value)
+    assert message.endswith(f"Push it with `python scripts/push_to_hub.py {folder} someone/x --revision dev`."), message
+    assert len(fake_hub["create_commit"]) == 1  # only the first push landed
+
+
 def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     folder = make_model_folder(tmp_path / "run", extras=False)
