@@ -458,9 +458,11 @@ def _would_delete(repo_id: str, files, token, branch=None, private=None,
     return stale_files(listed, files), note
 
 
-# A repository's web address (pasted from the browser) instead of its id.
+# A repository's web address (pasted from the browser) instead of its id; the id stops before a query or a fragment
+# (?library=..., #model-card).
 _HUB_URL = re.compile(
-    r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/|spaces/)?([^/\s]+(?:/[^/\s]+)?)(?:/.*)?"
+    r"(?:https?://)?(?:www\.)?(?:huggingface\.co|hf\.co)/(datasets/|spaces/)?([^/\s?#]+(?:/[^/\s?#]+)?)"
+    r"(?:[/?#].*)?"
 )
 
 
@@ -473,6 +475,9 @@ def check_repo_id(repo_id: str) -> None:
         kind = "a dataset" if url.group(1) == "datasets/" else "a Space"
         raise ValueError(f"Bad repo id {repo_id!r}: that is the address of {kind}; a model goes to a model "
                          "repository. Pass its id, e.g. 'your-username/model-name'.")  # fmt: skip
+    if url and "/" not in url.group(2):  # a user's or an organization's page: its bare name would go to the token's
+        raise ValueError(f"Bad repo id {repo_id!r}: that is a web address on the Hub, not a model repository's. Pass "
+                         "the repository's id, 'owner/model-name' (its address is huggingface.co/owner/model-name).")
     if url:
         raise ValueError(
             f"Bad repo id {repo_id!r}: that is the repository's web address. Pass its id: {url.group(2)!r}."

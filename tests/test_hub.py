@@ -1067,6 +1067,26 @@ def test_a_repository_web_address_is_refused_naming_its_id(tmp_path, fake_hub, m
     assert fake_hub == {"create_repo": [], "create_commit": []} and not (folder / "README.md").exists()
 
 
+def test_a_web_address_with_a_query_or_a_fragment_names_the_id_without_them(tmp_path, fake_hub, monkeypatch):
+    """An address copied from the browser often ends in ?library=... or #section: the refusal named
+    'me/vit?library=transformers' as the id to pass, which the push refuses in turn; an address of a user's page
+    (huggingface.co/me) named 'me', a bare name the push would make under the token's account. The id named now
+    stops before ? and #, and a page that is no repository asks for 'owner/model-name'."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push = load_script("push_to_hub").main
+    for repo_id in ("https://huggingface.co/me/vit?library=transformers", "huggingface.co/me/vit#model-card",
+                    "https://hf.co/me/vit/?x=1"):  # fmt: skip
+        code = pytest.raises(SystemExit, push, [str(folder), repo_id, "--dry_run"]).value.code
+        assert code == f"error: Bad repo id {repo_id!r}: that is the repository's web address. Pass its id: 'me/vit'."
+    for repo_id in ("https://huggingface.co/me", "https://huggingface.co/me?tab=models"):
+        code = pytest.raises(SystemExit, push, [str(folder), repo_id, "--dry_run"]).value.code
+        assert code == (f"error: Bad repo id {repo_id!r}: that is a web address on the Hub, not a model repository's. "
+                        "Pass the repository's id, 'owner/model-name' (its address is "
+                        "huggingface.co/owner/model-name).")  # fmt: skip
+    assert fake_hub == {"create_repo": [], "create_commit": []} and not (folder / "README.md").exists()
+
+
 def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch):
     """A training_recipe.json holding a list: the card failed only after create_repo, leaving an empty repository
     on the Hub. The card is now filled before any network call."""
