@@ -393,8 +393,9 @@ def stale_files(repo_files, files) -> list[str]:
     return sorted(name for name in repo_files if name not in files and pushed_kind(name))
 
 
-# A branch name as git and the Hub take it: letters, digits, . _ - and /, no "..", not ending in "/" or ".".
-_BRANCH = re.compile(r"(?!.*\.\.)(?![/.-])[\w./-]*[\w-]")
+# A branch name as git and the Hub take it: letters, digits, . _ - and /, no ".." or "//", no part that starts with
+# "." or ends in ".lock", not ending in "/" or "." (git check-ref-format).
+_BRANCH = re.compile(r"(?!.*\.\.)(?!.*//)(?!(?:.*/)?\.)(?!.*\.lock(?:/|$))(?![/-])[\w./-]*[\w-]")
 
 
 def push_branch(revision: str | None) -> str | None:
@@ -408,7 +409,8 @@ def push_branch(revision: str | None) -> str | None:
         )
     if not _BRANCH.fullmatch(revision):
         raise ValueError(
-            f"the revision {revision!r} is not a branch name (letters, digits, '.', '_', '-' and '/', no '..'). "
+            f"the revision {revision!r} is not a branch name (letters, digits, '.', '_', '-' and '/'; no '..' or "
+            "'//', no part that starts with '.' or ends in '.lock'). "
             "Pass a branch name such as 'dev', or none for main."
         )
     return revision

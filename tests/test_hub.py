@@ -946,6 +946,20 @@ def test_a_push_without_private_leaves_the_visibility_to_the_organizations_defau
     assert [call["private"] for call in fake_hub["create_repo"]] == [None, None, True]
 
 
+@pytest.mark.parametrize("revision", ["a//b", "dev/.hidden", "v1.lock", "a/b.lock/c"])
+def test_a_branch_name_git_refuses_is_refused_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch, revision):
+    """push_branch took any run of letters, digits, '.', '_', '-' and '/' without '..', but git (and so the Hub)
+    also refuses '//', a part that starts with '.' and a part that ends in '.lock': the push then made the
+    repository and failed at create_branch, leaving an empty repository on the Hub. Each is now refused with the
+    other bad names, before any network call."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    message = str(pytest.raises(SystemExit, load_script("push_to_hub").main,
+                                [str(folder), "someone/new", "--revision", revision]).value.code)  # fmt: skip
+    assert message.startswith(f"error: the revision {revision!r} is not a branch name"), message
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+
+
 def test_private_into_an_existing_public_repository_is_refused(tmp_path, fake_hub, monkeypatch):
     """--private applies when the repository is created: into an existing public one the push went ahead, and the
     model a user meant to keep private was published. The push (and its dry run) now refuses before uploading,
