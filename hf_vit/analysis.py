@@ -25,7 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .attention_maps import HEAT_SCALE_NAME, head_reads, patch_map_to_grid, pooled_attention, pooled_rollout
+from .attention_maps import (
+    HEAT_MAP_LAYOUT,
+    HEAT_SCALE_NAME,
+    head_reads,
+    patch_map_to_grid,
+    pooled_attention,
+    pooled_rollout,
+)
 from .data import (
     DEFAULT_DATASET,
     DatasetError,
@@ -782,6 +789,7 @@ def _evaluate(
         "attention_note": attention_note,
         "attention_colours": HEAT_SCALE_NAME,  # a report rebuilt later describes the scale these pictures have
         "attention_follows": head_reads(model.config),  # and what the maps follow: "cls" or "mean" (config.pool)
+        "attention_layout": HEAT_MAP_LAYOUT,  # and how they are drawn
         "load_s": round(load_s, 3),
         "inference_s": round(inference_s, 3),
         "total_s": round(elapsed, 3),

@@ -93,6 +93,9 @@ def patch_map_to_grid(weights: torch.Tensor, grid_size) -> np.ndarray:
 # rises all the way, so the most attended patch is the brightest also in greyscale and to colour-blind readers (a blue -> yellow -> red
 # ramp made red as dark as mid-grey). Written out here: no plotting library needed.
 HEAT_SCALE_NAME = "inferno"  # recorded in metrics.json: the report states the key of the scale the pictures have
+# How the maps are drawn (`heat_map_image`: one block per patch, beside the image), recorded in metrics.json too:
+# strips of an older evaluation blend the map over the image, and a report rebuilt from them must not say otherwise.
+HEAT_MAP_LAYOUT = "blocks"
 HEAT_SCALE = np.array([
     (0, 0, 4), (22, 11, 57), (66, 10, 104), (106, 23, 110), (147, 38, 103), (188, 55, 84),
     (221, 81, 58), (243, 120, 25), (252, 165, 10), (246, 215, 70), (252, 255, 164),

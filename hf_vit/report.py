@@ -291,7 +291,12 @@ def _attention_maps(metrics: dict) -> str:
     return ATTENTION_MAPS.get(metrics.get("evaluation", {}).get("attention_follows"), ATTENTION_MAPS["cls"])
 
 
-def _card(row: dict, folder: Path, split: str, key: str, maps: str) -> str:
+def _attention_layout(metrics: dict) -> str:
+    """How the strips draw the maps, as far as metrics.json records it (older evaluations blend them over the image)."""
+    return ", one block per patch" if metrics.get("evaluation", {}).get("attention_layout") == "blocks" else ""
+
+
+def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str = "") -> str:
     e = html.escape
     index, true, pred = e(row["index"]), e(row["true_label"]), e(row["predicted_label"])
     tops = ", ".join(
@@ -301,7 +306,7 @@ def _card(row: dict, folder: Path, split: str, key: str, maps: str) -> str:
     )
     attention = (
         f'<img class="att" loading="lazy" src="{e(row["attention"])}"{_size(folder / row["attention"])} '
-        f'alt="attention maps of #{index}: the image, {e(maps)}, side by side, one block per patch; {e(key)}">'
+        f'alt="attention maps of #{index}: the image, {e(maps)}, side by side{layout}; {e(key)}">'
         if row.get("attention")
         else '<p class="muted">(no attention map: see --max_attention_maps)</p>'
     )
@@ -317,13 +322,13 @@ def _card(row: dict, folder: Path, split: str, key: str, maps: str) -> str:
     )
 
 
-def _cards(rows: list, folder: Path, split: str, key: str, maps: str) -> str:
+def _cards(rows: list, folder: Path, split: str, key: str, maps: str, layout: str = "") -> str:
     """The first FIRST_CARDS cards in the list; the rest in a <template> with a button that brings them in."""
-    first = "".join(_card(r, folder, split, key, maps) for r in rows[:FIRST_CARDS])
+    first = "".join(_card(r, folder, split, key, maps, layout) for r in rows[:FIRST_CARDS])
     cards = f'<ul id="cards" aria-label="Misclassified images">\n{first}\n</ul>'
     if len(rows) <= FIRST_CARDS:
         return cards
-    rest = "".join(_card(r, folder, split, key, maps) for r in rows[FIRST_CARDS:])
+    rest = "".join(_card(r, folder, split, key, maps, layout) for r in rows[FIRST_CARDS:])
     return (
         f'{cards}\n<template id="more-cards">{rest}</template>\n'
         f'<p><button type="button" id="show-more" hidden>Show {min(FIRST_CARDS, len(rows) - FIRST_CARDS)} more'
@@ -392,7 +397,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 <span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
 id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else NO_MISTAKES}</b></span>
 </div>
-{_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps)}
+{_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps, _attention_layout(metrics))}
 </main>
 <script>{SCRIPT}</script>
 </body></html>

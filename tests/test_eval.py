@@ -1028,15 +1028,22 @@ def test_a_report_with_pictures_cut_short_is_written_without_their_sizes(evaluat
         False, False, False, True, True]
 
 
+def _without_record(evaluated, tmp_path, key: str, value) -> Path:
+    """A copy of the evaluation folder as an older evaluation wrote it: metrics.json without evaluation.`key`
+    (which a new one records as `value`)."""
+    saved = json.loads((evaluated["out"] / "metrics.json").read_text())
+    assert saved["evaluation"][key] == value
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    del saved["evaluation"][key]
+    (folder / "metrics.json").write_text(json.dumps(saved))
+    return folder
+
+
 def test_a_report_rebuilt_from_an_older_evaluation_does_not_claim_the_new_colour_key(evaluated, tmp_path):
     """The evaluation records its attention colour scale; a report rebuilt from a folder without that record
     (pictures perhaps on the older blue -> red scale) stated the inferno key (black = least, pale yellow = most)."""
-    saved = json.loads((evaluated["out"] / "metrics.json").read_text())
-    assert saved["evaluation"]["attention_colours"] == "inferno"
-    folder = tmp_path / "evaluation"
-    shutil.copytree(evaluated["out"], folder)
-    del saved["evaluation"]["attention_colours"]
-    (folder / "metrics.json").write_text(json.dumps(saved))
+    folder = _without_record(evaluated, tmp_path, "attention_colours", "inferno")
     for metrics, key in ((None, hf_vit.report.UNRECORDED_KEY), (evaluated["metrics"], hf_vit.report.ATTENTION_KEY)):
         page = write_report(folder, metrics=metrics).read_text()
         root = parse_page(page)
@@ -1045,6 +1052,19 @@ def test_a_report_rebuilt_from_an_older_evaluation_does_not_claim_the_new_colour
         # the fixture pools by mean: its maps follow the mean (test_the_report_says_what_the_attention_maps_follow)
         assert f"(all tokens' rows averaged); {key})." in " ".join(find_all(root, "main")[0]["text"].split())
         assert ("pale yellow" in page) == (key == hf_vit.report.ATTENTION_KEY)
+
+
+def test_a_report_rebuilt_from_an_older_evaluation_does_not_claim_one_block_per_patch(evaluated, tmp_path):
+    """Attention strips are now drawn as one flat block per patch beside the image, and the report's alt text said
+    so for every folder: a report rebuilt (write_report) from an evaluation made before, whose strips blend the map
+    over the image, described pictures it does not hold. The evaluation records how it drew them, and the page
+    says "one block per patch" only where that record says so."""
+    folder = _without_record(evaluated, tmp_path, "attention_layout", "blocks")
+    for metrics, blocks in ((None, False), (evaluated["metrics"], True)):
+        root = parse_page(write_report(folder, metrics=metrics).read_text())
+        alts = [img["attrs"]["alt"] for img in find_all(root, "img", **{"class": "att"})]
+        assert alts and all(("side by side, one block per patch;" in alt) == blocks for alt in alts), alts[0]
+        assert all("side by side" in alt for alt in alts)
 
 
 def test_a_report_of_many_mistakes_writes_200_cards_and_keeps_the_rest_for_show_more(evaluated, tmp_path):
