@@ -574,7 +574,8 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
     if card is not None and "README.md" not in files:
         files = sorted([*files, "README.md"])
     if dry_run:
-        pushed = Pushed(files, None, *_would_delete(repo_id, files, token, branch, private, private_flag))  # may refuse, as the push
+        # may refuse, as the push would
+        pushed = Pushed(files, None, *_would_delete(repo_id, files, token, branch, private, private_flag))
         if card is not None:  # a dry run shows the card it would upload in the folder itself
             write_card_text(model_dir, card)
         return pushed

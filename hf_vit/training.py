@@ -858,7 +858,8 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
     if not args.push_to_hub:
         return None
     from huggingface_hub import get_token
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from .hub import check_repo_id, push_branch
 
     strategy = getattr(args.hub_strategy, "value", args.hub_strategy)
     if strategy not in ("end", "every_save"):  # every_save is the default: here the one save is the finished folder
@@ -867,14 +868,11 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
             "hold optimizer states and stay home. Leave --hub_strategy out."
         )
     repo_id = args.hub_model_id or Path(args.output_dir).name
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError:
-        raise SetupError(
-            f"--push_to_hub needs a repo id, and {repo_id!r} is not one: pass --hub_model_id your-username/model-name."
-        ) from None
-    from .hub import push_branch
-
+    try:  # push_to_hub.py's check: a web address names the id in it
+        check_repo_id(repo_id)
+    except ValueError as err:
+        raise SetupError(f"--push_to_hub needs a repo id, and {repo_id!r} is not one: "
+                         f"{str(err).removeprefix(f'Bad repo id {repo_id!r}: ')} Pass it with --hub_model_id.") from None
     try:
         push_branch(args.hub_revision)
     except ValueError as err:

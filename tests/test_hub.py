@@ -1101,6 +1101,26 @@ def test_a_web_address_with_a_query_or_a_fragment_names_the_id_without_them(tmp_
     assert fake_hub == {"create_repo": [], "create_commit": []} and not (folder / "README.md").exists()
 
 
+def test_train_py_refuses_a_web_address_as_hub_model_id_naming_the_id(tmp_path):
+    """push_to_hub.py names the id in a repository's web address, but train.py --hub_model_id checked the id with
+    huggingface_hub's rule only: 'https://huggingface.co/me/vit' was refused without naming 'me/vit', and
+    'huggingface.co/me' (a user's page) passed as the repository 'me' of an owner 'huggingface.co', so the run
+    trained to the end and its push failed. Both are now refused before training, as push_to_hub.py refuses them."""
+    from transformers import TrainingArguments
+
+    from hf_vit.training import SetupError, take_over_push
+
+    for repo_id, reason in (
+        ("https://huggingface.co/me/vit", "that is the repository's web address. Pass its id: 'me/vit'."),
+        ("huggingface.co/me", "that is a web address on the Hub, not a model repository's."),
+    ):  # fmt: skip
+        args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to="none", push_to_hub=True,
+                                 hub_model_id=repo_id)  # fmt: skip
+        message = str(pytest.raises(SetupError, take_over_push, args).value)
+        assert message.startswith(f"--push_to_hub needs a repo id, and {repo_id!r} is not one: {reason}"), message
+        assert message.endswith("Pass it with --hub_model_id."), message
+
+
 def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch):
     """A training_recipe.json holding a list: the card failed only after create_repo, leaving an empty repository
     on the Hub. The card is now filled before any network call."""
