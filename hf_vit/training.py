@@ -892,6 +892,8 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
             f"--push_to_hub: the Hugging Face Hub cannot be reached ({why}). Train without --push_to_hub and push "
             "the finished folder later with scripts/push_to_hub.py."
         )
+    if args.hub_private_repo and "/" in repo_id:  # the push would refuse it, after the whole run: known now
+        refuse_public_now(repo_id, args.hub_token)
     args.push_to_hub = False  # the Trainer's own push stays off
     return repo_id
 
@@ -1483,6 +1485,22 @@ def _validation_words(validation: dict) -> str:
     by = str(validation.get("selected_by") or "accuracy").removeprefix("eval_")
     words = "best validation accuracy" if by == "accuracy" else f"validation accuracy of the checkpoint chosen by {by}"
     return f"{words} {value}"
+
+
+def refuse_public_now(repo_id: str, token) -> None:
+    """--hub_private_repo into an existing public repository: refused before training (the push would refuse it at
+    the end). A repository not made yet passes (the push makes it private), as does any answer but "public": the
+    push itself says what went wrong then."""
+    from huggingface_hub import HfApi
+
+    from .hub import refuse_public
+
+    try:
+        refuse_public(HfApi(token=token), repo_id, True, "--hub_private_repo")
+    except ValueError as err:
+        raise SetupError(f"--push_to_hub: {err}") from None
+    except Exception:  # not made yet (404), the network, a token the Hub refuses: the push says so, as before
+        pass
 
 
 def push_finished_folder(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> None:

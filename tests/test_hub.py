@@ -1121,6 +1121,36 @@ def test_train_py_refuses_a_web_address_as_hub_model_id_naming_the_id(tmp_path):
         assert message.endswith("Pass it with --hub_model_id."), message
 
 
+def test_train_py_refuses_hub_private_repo_into_a_public_repository_before_training(tmp_path, fake_hub,
+                                                                                    monkeypatch):  # fmt: skip
+    """train.py --push_to_hub --hub_private_repo into an existing public repository trained to the end and only
+    then had its push refused (the push would have published the model): hours spent before a refusal that one
+    look at the repository gives at once. take_over_push now asks the Hub, as it already does whether the Hub can
+    be reached; a repository that does not exist yet (made private by the push) and a private one pass."""
+    from transformers import TrainingArguments
+
+    from hf_vit.training import SetupError, take_over_push
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    push_model_folder(make_model_folder(tmp_path / "run", extras=False), "someone/public")
+    push_model_folder(tmp_path / "run", "someone/secret", private=True)
+
+    def args(repo_id, private=True):
+        return TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", push_to_hub=True,
+                                 hub_model_id=repo_id, hub_private_repo=private)  # fmt: skip
+
+    message = str(pytest.raises(SetupError, take_over_push, args("someone/public")).value)
+    assert message == (
+        "--push_to_hub: 'someone/public' exists and is public, and --hub_private_repo applies only when a repository "
+        "is created: the push would publish the model. Make it private first (its Settings on the Hub, or "
+        "`HfApi().update_repo_settings('someone/public', private=True)`), or push without --hub_private_repo."
+    )
+    assert [take_over_push(args(r, p)) for r, p in (("someone/new", True), ("someone/secret", True),
+                                                     ("someone/public", None))] == [
+        "someone/new", "someone/secret", "someone/public"]  # fmt: skip
+    assert len(fake_hub["create_commit"]) == 2 and "someone/new" not in fake_hub.repos  # nothing made or pushed
+
+
 def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_made(tmp_path, fake_hub, monkeypatch):
     """A training_recipe.json holding a list: the card failed only after create_repo, leaving an empty repository
     on the Hub. The card is now filled before any network call."""
