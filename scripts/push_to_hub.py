@@ -26,8 +26,8 @@ def main(argv=None):
     parser.add_argument("repo_id", help="target repository, e.g. your-username/vit-cifar10 (created if absent)")
     # default None, not False: False would ask for a public repository where the organization's default is private
     parser.add_argument("--private", action="store_true", default=None,
-                        help="create the repository private (default: the account's or organization's default; an "
-                        "existing one keeps its visibility)")
+                        help="create the repository private (default: the account's or organization's default); "
+                        "an existing public one is refused (make it private on the Hub first), a private one taken")
     parser.add_argument("--token", default=None, help="a write token (default: HF_TOKEN or the login cache)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--revision", default=None,

@@ -1013,6 +1013,15 @@ def test_train_py_push_failure_names_its_own_flags_and_a_retry_to_the_same_branc
     assert len(fake_hub["create_commit"]) == 1  # only the first push landed
 
 
+def test_push_to_hub_help_says_private_into_a_public_repository_is_refused(capsys):
+    """--private's help said "an existing one keeps its visibility", as if --private into a public repository were
+    harmless; the push now refuses it (test_private_into_an_existing_public_repository_is_refused), and the help
+    says so."""
+    assert pytest.raises(SystemExit, load_script("push_to_hub").main, ["--help"]).value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "an existing public one is refused" in help_text and "keeps its visibility" not in help_text
+
+
 def test_push_refuses_incomplete_folder_before_any_network_call(tmp_path, fake_hub, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     folder = make_model_folder(tmp_path / "run", extras=False)
