@@ -35,7 +35,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ge
 
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
-from .output_folder import share_folder, two_saves
+from .output_folder import share_checkpoint_run, share_folder, two_saves
 from .public import public_copies
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
@@ -530,6 +530,8 @@ def push_model_folder(
                     f"{folder} is in use by {writer}, which writes it: the push would upload files it is replacing. "
                     "Wait for it to finish, then push again."
                 ))  # fmt: skip
+                if folder == model_dir:  # a checkpoint, which its run deletes as it saves newer ones (absolute: '.')
+                    share_checkpoint_run(held, model_dir.absolute(), "a push to the Hub")
         return _push(model_dir, repo_id, branch, private, token, commit_message, write_card, dry_run, private_flag)
 
 

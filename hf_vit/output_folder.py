@@ -337,6 +337,12 @@ def _share_model_folder(held: ExitStack, folder: Path, holder: str) -> None:
         f"the model folder {str(folder)!r} is in use by {writer}, which writes new weights there: they would not be "
         "the ones read. Wait for it to finish, then run this again."
     ))
+    share_checkpoint_run(held, folder, holder)
+
+
+def share_checkpoint_run(held: ExitStack, folder: Path, holder: str) -> None:
+    """For a checkpoint (runs/x/checkpoint-500), share its run's folder: a training still running there deletes
+    older checkpoints as it saves new ones. Any other folder: nothing to do."""
     run = folder.parent
     if re.fullmatch(r"checkpoint-\d+", folder.name) and run.is_dir():
         share_folder(held, run, holder, lambda writer: (
@@ -476,5 +482,5 @@ def _release_lock(fd: int, path: Path) -> None:
 
 __all__ = [
     "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock", "hold_folders", "replace_text",
-    "share_folder", "staged_folder", "unwritable_reason",
+    "share_checkpoint_run", "share_folder", "staged_folder", "unwritable_reason",
 ]

@@ -2501,6 +2501,22 @@ def test_an_export_of_a_checkpoint_of_a_running_training_is_refused(model_dir, t
     assert not (tmp_path / "vit").exists()
 
 
+def test_a_push_of_a_checkpoint_of_a_running_training_is_refused(model_dir, tmp_path, monkeypatch):
+    """The push shares the model folder it reads against writers, but runs/x/checkpoint-500 pushed while runs/x
+    trains was not refused (the evaluation and the export are): the run deletes older checkpoints as it saves, under
+    the upload, and the card is then written into a deleted folder. Refused as they are; nothing is written."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the dry run stays off the network
+    run = tmp_path / "run"
+    checkpoint = copy_of(model_dir, run, "checkpoint-500")
+    before = sorted(p.name for p in checkpoint.iterdir())
+    with lock_held_elsewhere(run, "a training run") as pid:
+        refusal = run_script_main("push_to_hub.py", [str(checkpoint), "me/x", "--dry_run"])
+        assert refusal == checkpoint_refusal(checkpoint, run, pid)
+    assert sorted(p.name for p in checkpoint.iterdir()) == before  # no card written
+
+
 @pytest.mark.parametrize("script, clash", [
     ("export_to_transformers_vit.py", "each would export the model into the same output_dir"),
     ("import_lesson_weights.py", "each would import the weights into the same output_dir"),
