@@ -448,6 +448,9 @@ def _would_delete(repo_id: str, files, token, branch=None, private=None,
         try:
             listed = api.list_repo_files(repo_id, repo_type="model", revision=branch)
         except RevisionNotFoundError:  # the push makes the branch from main: it starts with main's files
+            if branch.startswith("refs/pr/"):  # but never a pull request's ref: create_commit fails there
+                return None, (f"{repo_id!r} has no pull request {branch!r}: the push would fail (a pull request is "
+                              "opened on the Hub, a push adds commits to it)")  # fmt: skip
             listed = api.list_repo_files(repo_id, repo_type="model")
             note = f"the branch {branch!r} would be made from main"
     except RepositoryNotFoundError:  # the Hub's answer for a private repository without a token too

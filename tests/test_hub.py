@@ -960,6 +960,25 @@ def test_a_branch_name_git_refuses_is_refused_before_the_repository_is_made(tmp_
     assert fake_hub == {"create_repo": [], "create_commit": []}
 
 
+def test_a_dry_run_to_a_pull_request_that_does_not_exist_says_the_push_would_fail(tmp_path, fake_hub, monkeypatch,
+                                                                                   capsys):  # fmt: skip
+    """--revision refs/pr/5 --dry_run on a repository without that pull request said "(the branch 'refs/pr/5' would
+    be made from main)" and listed main's files to delete, but the push makes branches only, never a pull request's
+    ref: the push itself fails there. The dry run now says so; an open pull request's ref is listed as a branch."""
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run")
+    push([str(folder), "someone/x"])
+    capsys.readouterr()
+    push([str(folder), "someone/x", "--revision", "refs/pr/5", "--dry_run"])
+    out = capsys.readouterr().out
+    assert ("would delete: unknown, 'someone/x' has no pull request 'refs/pr/5': the push would fail (a pull request "
+            "is opened on the Hub, a push adds commits to it).") in out, out  # fmt: skip
+    fake_hub.branches[("someone/x", "refs/pr/5")] = dict(fake_hub.repos["someone/x"])  # opened meanwhile
+    push([str(folder), "someone/x", "--revision", "refs/pr/5", "--dry_run"])
+    assert "would delete: nothing." in capsys.readouterr().out
+
+
 def test_private_into_an_existing_public_repository_is_refused(tmp_path, fake_hub, monkeypatch):
     """--private applies when the repository is created: into an existing public one the push went ahead, and the
     model a user meant to keep private was published. The push (and its dry run) now refuses before uploading,
