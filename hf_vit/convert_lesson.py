@@ -28,6 +28,10 @@ _RULES = [
 ]
 
 
+# Wrappers that prefix every key: DDP / DataParallel ("module.") and torch.compile ("_orig_mod."), in either order.
+_WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")
+
+
 def convert_lesson_state_dict(state_dict: dict) -> dict:
     """Rename a lesson `ViT.state_dict()` to `HfViTForImageClassification` keys.
 
@@ -36,7 +40,7 @@ def convert_lesson_state_dict(state_dict: dict) -> dict:
     """
     converted = {}
     for key, value in state_dict.items():
-        key = key.removeprefix("module.")  # saved from a DDP-wrapped model
+        key = _WRAPPER_PREFIX.sub("", key)
         for pattern, replacement in _RULES:
             if pattern.match(key):
                 key = pattern.sub(replacement, key)

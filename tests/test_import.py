@@ -239,3 +239,16 @@ def test_the_imported_classes_are_named(tmp_path, capsys):
     script.main([str(tmp_path / "three.pt"), str(tmp_path / "d"), "--heads", "3"])
     assert HfViTForImageClassification.from_pretrained(tmp_path / "d").config.id2label[2] == "LABEL_2"
     assert "the class names above are placeholders" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "module._orig_mod.", "_orig_mod.module."])
+def test_a_compiled_or_wrapped_lessons_state_dict_imports(tmp_path, prefix):
+    """torch.compile(model).state_dict() names every key `_orig_mod.…` (`module._orig_mod.…` under DDP too): only
+    DDP's `module.` was removed, and the import stopped with 30 missing and 30 unexpected keys."""
+    _, ref = lesson_model()
+    torch.save({prefix + k: v for k, v in ref.state_dict().items()}, tmp_path / "vit.pt")
+    out = import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", {"heads": 3})
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = HfViTForImageClassification.from_pretrained(out).eval()(pixel_values=x).logits
+        assert (got - ref(x)).abs().max().item() <= 1e-5
