@@ -27,7 +27,7 @@ LESSON_FIELDS = {
     "depth": "depth", "heads": "heads", "mlp_dim": "mlp_dim", "pool": "pool", "channels": "num_channels",
     "dim_head": "dim_head", "dropout": "dropout", "emb_dropout": "emb_dropout",
 }
-# Keys under which training loops often nest the weights in a checkpoint dict.
+# Keys under which training loops often nest the weights in a checkpoint dict (looked in first: an EMA copy beside).
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
 
 
@@ -57,14 +57,31 @@ def read_state_dict(path) -> dict:
             "Save the weights alone, `torch.save(model.state_dict(), path)`, or as .safetensors; a pickled whole "
             "model is refused because unpickling can run arbitrary code."
         ) from err
-    if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in _NESTED_KEYS:
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict (a dict of name -> tensor); got {type(obj).__name__}.")
-    return obj
+    if _is_state_dict(obj):
+        return obj
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict (a dict of name -> tensor). Pass the "
+                         "file written by `torch.save(model.state_dict(), path)`.")
+    # A training checkpoint: the weights beside the optimizer, epoch, ... under a key of the loop's choosing.
+    known = [key for key in _NESTED_KEYS if _is_state_dict(obj.get(key))]
+    nested = known[:1] or [key for key, value in obj.items() if _is_state_dict(value)]
+    if len(nested) == 1:
+        return obj[nested[0]]
+    if nested:  # e.g. a student and a teacher: importing either silently could be the wrong model
+        raise ValueError(
+            f"{path} holds {len(nested)} state dicts, under {', '.join(map(repr, nested[:-1]))} and {nested[-1]!r}: "
+            "which one to import is not clear. Save the one you mean alone, e.g. "
+            f"`torch.save(torch.load(path, weights_only=True)[{nested[0]!r}], 'vit.pt')`, and import that file."
+        )
+    keys = f"a dict of {', '.join(map(repr, list(obj)[:8]))}{', ...' if len(obj) > 8 else ''}" if obj else "an empty dict"
+    raise ValueError(
+        f"{path} holds {keys} with no state dict (a dict of name -> tensor) in it or under any of its keys. Pass the "
+        "file written by `torch.save(model.state_dict(), path)`."
+    )
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
 # cfg fields that are whole numbers (image_size and patch_size may be a (height, width) pair).

@@ -252,3 +252,36 @@ def test_a_compiled_or_wrapped_lessons_state_dict_imports(tmp_path, prefix):
     with torch.no_grad():
         got = HfViTForImageClassification.from_pretrained(out).eval()(pixel_values=x).logits
         assert (got - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_a_checkpoint_dict_holding_the_weights_under_any_key_imports_and_several_are_named(tmp_path):
+    """{'net': state_dict, 'epoch': 3}: only the keys state_dict, model_state_dict and model were looked in, and the
+    import said `does not hold a state dict (a dict of name -> tensor); got dict`. The one state dict in a checkpoint
+    is found under any key; two (e.g. a student and a teacher) are named, with how to save the one to import."""
+    _, ref = lesson_model()
+    torch.save({"net": ref.state_dict(), "epoch": 3, "best_acc": 0.7}, tmp_path / "ckpt.pt")
+    out = import_lesson_weights(tmp_path / "ckpt.pt", tmp_path / "out", {"heads": 3})
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = HfViTForImageClassification.from_pretrained(out).eval()(pixel_values=x).logits
+        assert (got - ref(x)).abs().max().item() <= 1e-5
+    # A training loop's EMA copy beside the model: the model's own key still wins, as before.
+    _, other = lesson_model(seed=1)
+    torch.save({"model": ref.state_dict(), "model_ema": other.state_dict()}, tmp_path / "ema.pt")
+    assert torch.equal(read_state_dict(tmp_path / "ema.pt")["cls_token"], ref.state_dict()["cls_token"])
+
+    torch.save({"student": ref.state_dict(), "teacher": other.state_dict()}, tmp_path / "two.pt")
+    with pytest.raises(ValueError) as err:
+        read_state_dict(tmp_path / "two.pt")
+    assert str(err.value) == (
+        f"{tmp_path / 'two.pt'} holds 2 state dicts, under 'student' and 'teacher': which one to import is not clear. "
+        "Save the one you mean alone, e.g. `torch.save(torch.load(path, weights_only=True)['student'], 'vit.pt')`, "
+        "and import that file."
+    )
+    torch.save({"epoch": 3, "weights": [ref.state_dict()["cls_token"]]}, tmp_path / "none.pt")
+    with pytest.raises(ValueError) as err:
+        read_state_dict(tmp_path / "none.pt")
+    assert str(err.value) == (
+        f"{tmp_path / 'none.pt'} holds a dict of 'epoch', 'weights' with no state dict (a dict of name -> tensor) in "
+        "it or under any of its keys. Pass the file written by `torch.save(model.state_dict(), path)`."
+    )
