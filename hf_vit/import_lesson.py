@@ -52,11 +52,7 @@ def read_state_dict(path) -> dict:
         # weights_only: only tensors and plain containers load; a pickled class or function is refused.
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(
-            f"Could not load {path} as a state dict with torch.load(weights_only=True): {err}\n"
-            "Save the weights alone, `torch.save(model.state_dict(), path)`, or as .safetensors; a pickled whole "
-            "model is refused because unpickling can run arbitrary code."
-        ) from err
+        raise _load_error(path, err) from err
     if _is_state_dict(obj):
         return obj
     if not isinstance(obj, dict):
@@ -77,6 +73,33 @@ def read_state_dict(path) -> dict:
     raise ValueError(
         f"{path} holds {keys} with no state dict (a dict of name -> tensor) in it or under any of its keys. Pass the "
         "file written by `torch.save(model.state_dict(), path)`."
+    )
+
+
+def _load_error(path: Path, err: Exception) -> ValueError:
+    """What torch.load(weights_only=True) refused, in the import's terms: torch's own text advises turning
+    weights_only off or add_safe_globals, which no flag of the import does."""
+    text = str(err)
+    pickled = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    if pickled:
+        return ValueError(
+            f"{path} holds a pickled Python object ({pickled.group(1)}), not tensors alone: torch.save(model) saves a "
+            "whole model so, and a checkpoint may hold such objects beside the weights. The import reads tensors only "
+            "(torch.load(weights_only=True)), as unpickling can run any code the file carries. If you trust the file, "
+            "load it where the lesson's classes are defined (its notebook) with weights_only set to False, save its "
+            "state_dict() alone with torch.save (for a checkpoint dict: the entry holding it, e.g. obj['model']), and "
+            "import that file."
+        )
+    with open(path, "rb") as file:
+        zipped = file.read(4) == b"PK\x03\x04"  # torch.save's zip archive, which torch.load cannot read whole
+    if zipped or isinstance(err, EOFError):  # EOFError: a pickle (the legacy format) cut short
+        return ValueError(
+            f"{path} is damaged ({text.split('. ')[0]}): it was probably cut short by an interrupted copy or save. "
+            "Copy or save it again."
+        )
+    return ValueError(
+        f"Could not load {path} as a state dict with torch.load(weights_only=True): {text}\n"
+        "Pass the file written by `torch.save(model.state_dict(), path)`, or the weights as .safetensors."
     )
 
 

@@ -285,3 +285,38 @@ def test_a_checkpoint_dict_holding_the_weights_under_any_key_imports_and_several
         f"{tmp_path / 'none.pt'} holds a dict of 'epoch', 'weights' with no state dict (a dict of name -> tensor) in "
         "it or under any of its keys. Pass the file written by `torch.save(model.state_dict(), path)`."
     )
+
+
+def test_a_pickled_whole_model_or_a_cut_short_file_is_named_with_the_way_out(tmp_path):
+    """torch.save(model) (the whole module) was refused with torch's own text: terminal colour codes, `re-run
+    torch.load with weights_only set to False` and `torch.serialization.add_safe_globals`, which no import flag does. It
+    names the pickled class and how to save the weights alone; a cut-short .pt is called damaged (before: the same
+    advice to save the weights alone)."""
+    _, ref = lesson_model()
+    torch.save(ref, tmp_path / "whole.pt")
+    script = load_script("import_lesson_weights")
+    with pytest.raises(SystemExit) as refused:
+        script.main([str(tmp_path / "whole.pt"), str(tmp_path / "out"), "--heads", "3"])
+    assert str(refused.value.code) == (
+        f"error: {tmp_path / 'whole.pt'} holds a pickled Python object (lesson_vit.ViT), not tensors alone: "
+        "torch.save(model) saves a whole model so, and a checkpoint may hold such objects beside the weights. The "
+        "import reads tensors only (torch.load(weights_only=True)), as unpickling can run any code the file carries. "
+        "If you trust the file, load it where the lesson's classes are defined (its notebook) with weights_only set to "
+        "False, save its state_dict() alone with torch.save (for a checkpoint dict: the entry holding it, e.g. "
+        "obj['model']), and import that file."
+    )
+    import numpy as np
+
+    torch.save({"model": ref.state_dict(), "best_acc": np.float64(0.7)}, tmp_path / "ckpt.pt")
+    with pytest.raises(ValueError, match=r"holds a pickled Python object \(numpy\.[\w.]+\), not tensors alone"):
+        read_state_dict(tmp_path / "ckpt.pt")
+    torch.save(ref.state_dict(), tmp_path / "whole_sd.pt")
+    whole = (tmp_path / "whole_sd.pt").read_bytes()
+    for size in (5000, len(whole) // 2):  # torch says `[Errno 22] Invalid argument`, `failed finding central directory`
+        (tmp_path / "cut.pt").write_bytes(whole[:size])
+        with pytest.raises(ValueError) as err:
+            read_state_dict(tmp_path / "cut.pt")
+        assert str(err.value).startswith(f"{tmp_path / 'cut.pt'} is damaged (")
+        assert str(err.value).endswith("): it was probably cut short by an interrupted copy or save. Copy or save it "
+                                       "again.")
+    assert not (tmp_path / "out").exists()
