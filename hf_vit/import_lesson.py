@@ -182,20 +182,42 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         side = math.isqrt(patch_dim[1] // channels)
         if side * side * channels == patch_dim[1]:
             found["patch_size"] = side
+    if patch_dim and "patch_size" not in cfg and "patch_size" not in found:  # else built with the default 4x4
+        raise ValueError(
+            f"The weights take {patch_dim[1]} values per patch (channels x patch height x patch width), not {channels} "
+            f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's --channels (3 unless given: 1 "
+            "for grey images) and, for a non-square patch, --patch_size H W."
+        )
     if positions and "image_size" not in cfg:
         grid = math.isqrt(positions[1] - 1)
         patch = cfg.get("patch_size", found.get("patch_size"))
-        if grid * grid == positions[1] - 1 and isinstance(patch, int):
-            found["image_size"] = grid * patch
+        if grid * grid != positions[1] - 1:
+            raise ValueError(
+                f"The weights hold {positions[1] - 1} patch positions, not a square grid: the lesson's images (or "
+                "patches) are not square. Pass the lesson's --image_size H W (and --patch_size H W for a non-square "
+                "patch)."
+            )
+        if not isinstance(patch, int):  # the default 32x32 could fit the positions by chance, at the wrong geometry
+            raise ValueError(
+                f"The image size cannot be read off the weights for a non-square patch {tuple(patch)}: "
+                f"{positions[1] - 1} patch positions fit several grids. Pass the lesson's --image_size H W."
+            )
+        found["image_size"] = grid * patch
     qkv = shape("vit.transformer.layers.0.attn.to_qkv.weight")
     has_out = "vit.transformer.layers.0.attn.to_out.0.weight" in sd
     if qkv and not has_out and "dim" in found:  # the lesson drops to_out only for one head as wide as dim
         found.update(heads=1, dim_head=found["dim"])
     elif qkv:
         inner = qkv[0] // 3
-        if "heads" in cfg and "dim_head" not in cfg and inner % cfg["heads"] == 0:
+        for given, other in (("heads", "dim_head"), ("dim_head", "heads")):
+            if given in cfg and other not in cfg and inner % cfg[given]:
+                raise ValueError(
+                    f"{given} = {cfg[given]} does not divide the attention width heads * dim_head = {inner} that the "
+                    f"weights hold. Pass the lesson's own {given} (a divisor of {inner}), or its {other} instead."
+                )
+        if "heads" in cfg and "dim_head" not in cfg:
             found["dim_head"] = inner // cfg["heads"]
-        elif "dim_head" in cfg and "heads" not in cfg and inner % cfg["dim_head"] == 0:
+        elif "dim_head" in cfg and "heads" not in cfg:
             found["heads"] = inner // cfg["dim_head"]
         elif "heads" not in cfg and "dim_head" not in cfg:
             raise ValueError(

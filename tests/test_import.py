@@ -320,3 +320,31 @@ def test_a_pickled_whole_model_or_a_cut_short_file_is_named_with_the_way_out(tmp
         assert str(err.value).endswith("): it was probably cut short by an interrupted copy or save. Copy or save it "
                                        "again.")
     assert not (tmp_path / "out").exists()
+
+
+def test_shapes_no_square_or_head_count_fits_name_the_flag_to_pass(tmp_path):
+    """Weights of a grey (1-channel) lesson model, of non-square images, or --heads that do not divide the attention
+    width: no size was read off the weights, the model was built with the defaults (3 channels, 32x32) and the import
+    stopped with a shape mismatch and `set dim/depth/heads/dim_head/mlp_dim/patch_size/image_size/channels/
+    num_classes to the lesson's values`. Now it names the one field to pass, before building anything; a non-square
+    patch with no image size was built as 32x32, which fits the weights by chance at the wrong geometry."""
+    cases = [
+        ({"channels": 1}, {"heads": 3},
+         "The weights take 16 values per patch (channels x patch height x patch width), not 3 channels x a square "
+         "patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a non-square patch, "
+         "--patch_size H W."),
+        ({"image_size": (32, 64)}, {"heads": 3},
+         "The weights hold 128 patch positions, not a square grid: the lesson's images (or patches) are not square. "
+         "Pass the lesson's --image_size H W (and --patch_size H W for a non-square patch)."),
+        ({"image_size": (16, 64), "patch_size": (2, 8)}, {"heads": 3, "patch_size": [2, 8]},
+         "The image size cannot be read off the weights for a non-square patch (2, 8): 64 patch positions fit several "
+         "grids. Pass the lesson's --image_size H W."),
+        ({}, {"heads": 5},
+         "heads = 5 does not divide the attention width heads * dim_head = 72 that the weights hold. Pass the "
+         "lesson's own heads (a divisor of 72), or its dim_head instead."),
+    ]
+    for overrides, cfg, message in cases:
+        _, ref = lesson_model(**overrides)
+        with pytest.raises(ValueError) as err:
+            lesson_config(ref.state_dict(), cfg)
+        assert str(err.value) == message
