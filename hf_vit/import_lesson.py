@@ -121,6 +121,9 @@ def _check_cfg_value(key, value):
         pair = key in ("image_size", "patch_size") and isinstance(value, (list, tuple)) and len(value) == 2
         if not (whole(value) or (pair and all(whole(v) for v in value))):
             raise ValueError(f'The cfg field `{key}` must be a whole number, got {value!r}. Write a number, e.g. "{key}": 8.')
+        if min(value if pair else [value]) < 1:  # 0 heads or channels would divide by zero reading the shapes
+            raise ValueError(f"The cfg field `{key}` must be a whole number of at least 1, got {value!r}. Give the "
+                             "lesson's own value.")
     elif key in ("dropout", "emb_dropout"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f'The cfg field `{key}` must be a number, got {value!r}. Write it as "{key}": 0.1.')

@@ -348,3 +348,16 @@ def test_shapes_no_square_or_head_count_fits_name_the_flag_to_pass(tmp_path):
         with pytest.raises(ValueError) as err:
             lesson_config(ref.state_dict(), cfg)
         assert str(err.value) == message
+
+
+@pytest.mark.parametrize("flag", ["--heads", "--dim_head", "--channels"])
+def test_a_size_of_zero_is_named_not_divided_by(tmp_path, flag):
+    """`--heads 0` (or --dim_head 0, --channels 0) ended in a ZeroDivisionError traceback while the shapes were read."""
+    _, ref = lesson_model()
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    with pytest.raises(SystemExit) as refused:
+        load_script("import_lesson_weights").main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), flag, "0"])
+    assert str(refused.value.code) == (
+        f"error: The cfg field `{flag[2:]}` must be a whole number of at least 1, got 0. Give the lesson's own value."
+    )
+    assert not (tmp_path / "out").exists()
