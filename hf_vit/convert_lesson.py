@@ -28,7 +28,8 @@ _RULES = [
 ]
 
 
-# Wrappers that prefix every key: DDP / DataParallel ("module.") and torch.compile ("_orig_mod."), in either order.
+# Wrappers that prefix every key, in either order: DDP / DataParallel / AveragedModel ("module.") and torch.compile
+# ("_orig_mod.").
 _WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")
 
 
@@ -40,6 +41,8 @@ def convert_lesson_state_dict(state_dict: dict) -> dict:
     """
     converted = {}
     for key, value in state_dict.items():
+        if key == "n_averaged":  # torch.optim.swa_utils.AveragedModel's step count (an EMA / SWA copy), no weight
+            continue
         key = _WRAPPER_PREFIX.sub("", key)
         for pattern, replacement in _RULES:
             if pattern.match(key):

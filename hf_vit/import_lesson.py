@@ -69,7 +69,8 @@ def read_state_dict(path) -> dict:
             "which one to import is not clear. Save the one you mean alone, e.g. "
             f"`torch.save(torch.load(path, weights_only=True)[{nested[0]!r}], 'vit.pt')`, and import that file."
         )
-    keys = f"a dict of {', '.join(map(repr, list(obj)[:8]))}{', ...' if len(obj) > 8 else ''}" if obj else "an empty dict"
+    listed = ", ".join(map(repr, list(obj)[:8])) + (", ..." if len(obj) > 8 else "")
+    keys = f"a dict of {listed}" if obj else "an empty dict"
     raise ValueError(
         f"{path} holds {keys} with no state dict (a dict of name -> tensor) in it or under any of its keys. Pass the "
         "file written by `torch.save(model.state_dict(), path)`."

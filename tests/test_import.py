@@ -361,3 +361,23 @@ def test_a_size_of_zero_is_named_not_divided_by(tmp_path, flag):
         f"error: The cfg field `{flag[2:]}` must be a whole number of at least 1, got 0. Give the lesson's own value."
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_an_averaged_models_state_dict_imports_its_averaged_weights(tmp_path):
+    """torch.optim.swa_utils.AveragedModel (an EMA or SWA copy of the lesson's model) saves `module.…` keys and a
+    step count `n_averaged`: the import stopped with `Unexpected keys (1): n_averaged`."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    _, ref = lesson_model()
+    ema = AveragedModel(ref, multi_avg_fn=get_ema_multi_avg_fn(0.9))
+    ema.update_parameters(ref)  # the first update copies
+    _, later = lesson_model(seed=1)
+    ref.load_state_dict(later.state_dict())
+    ema.update_parameters(ref)  # then the average moves: its weights are neither model's
+    assert not torch.equal(ema.module.cls_token, ref.cls_token)
+    torch.save(ema.state_dict(), tmp_path / "ema.pt")
+    out = import_lesson_weights(tmp_path / "ema.pt", tmp_path / "out", {"heads": 3})
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = HfViTForImageClassification.from_pretrained(out).eval()(pixel_values=x).logits
+        assert (got - ema.module(x)).abs().max().item() <= 1e-5
