@@ -82,3 +82,12 @@ def load_lesson_state_dict(model, state_dict: dict) -> None:
         raise ValueError("\n".join(lines))
     with torch.no_grad():
         model.load_state_dict(converted, strict=True)
+
+
+def non_finite_summary(state_dict: dict) -> str:
+    """'' when every weight is finite, else the tensors holding NaN or an infinity, named (a training that diverged:
+    the model scores every image NaN, and a check of its logits compares NaN with NaN, which no tolerance refuses)."""
+    bad = sorted(k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if not bad:
+        return ""
+    return f"{len(bad)} tensor{'s' if len(bad) > 1 else ''}: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}"

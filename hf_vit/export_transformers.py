@@ -34,6 +34,7 @@ import torch
 from transformers import ViTConfig, ViTForImageClassification
 
 from .configuration_hf_vit import HfViTConfig, _pair
+from .convert_lesson import non_finite_summary
 from .hub import check_weights
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
@@ -272,9 +273,16 @@ def _convert_and_write(model_dir: Path, output_dir: Path, config, *, repo_id, ov
             f"{model_dir} lacks weights the classifier needs ({', '.join(sorted(info['missing_keys']))}): it is not a "
             "trained HfViTForImageClassification. Export the folder that training wrote."
         )
+    bad = non_finite_summary(model.state_dict())
+    if bad:
+        raise ValueError(
+            f"{model_dir}: the weights hold NaN or infinite values ({bad}): the model scores every image NaN, and no "
+            "export can be checked against it. The training that wrote them diverged (e.g. an overflow in fp16): "
+            "export a checkpoint saved before it did."
+        )
     vit = convert_to_vit(model)
     diff = max_logit_difference(model, vit)
-    if diff > atol:
+    if not diff <= atol:  # NaN too
         raise RuntimeError(f"The exported ViT differs from the hf_vit model by {diff:.2e} in the logits (> {atol}); not writing it.")
 
     with staged_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)") as staged:

@@ -374,3 +374,23 @@ def test_a_signal_while_the_swap_installs_its_handlers_leaves_ctrl_c_working():
         output_folder.signal.signal = real_signal
         real_signal(signal.SIGTERM, before_term)
     assert signal.getsignal(signal.SIGINT) is before_int
+
+
+def test_a_model_with_nan_or_infinite_weights_is_not_exported(tmp_path):
+    """A folder whose weights hold a NaN (a training that diverged): the logit check compared NaN with NaN, which
+    `diff > atol` lets through, so the export wrote a ViT that scores every image NaN, "same logits, checked"."""
+    source = make_model_folder(tmp_path / "src", extras=False)
+    model = HfViTForImageClassification.from_pretrained(source)
+    with torch.no_grad():
+        model.vit.transformer.layers[0].ff.net[0].weight[0, 0] = float("nan")
+        model.mlp_head[1].bias[3] = float("inf")
+    model.save_pretrained(source)
+    with pytest.raises(SystemExit) as refused:
+        load_script("export_to_transformers_vit").main([str(source), str(tmp_path / "vit")])
+    assert str(refused.value.code) == (
+        f"error: {source}: the weights hold NaN or infinite values (2 tensors: mlp_head.1.bias, "
+        "vit.transformer.layers.0.ff.net.0.weight): the model scores every image NaN, and no export can be checked "
+        "against it. The training that wrote them diverged (e.g. an overflow in fp16): export a checkpoint saved "
+        "before it did."
+    )
+    assert not (tmp_path / "vit").exists()
