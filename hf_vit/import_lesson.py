@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig
-from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict
+from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary
 
 # The lesson's cfg fields (its ViTConfig) and hf_vit's own names for them.
 LESSON_FIELDS = {
@@ -271,6 +271,13 @@ def import_lesson_weights(
 
     check_output_folder(output_dir, overwrite=overwrite, inputs=[weights])
     state_dict = read_state_dict(weights)
+    bad = non_finite_summary(state_dict)
+    if bad:
+        raise ValueError(
+            f"{Path(weights).expanduser()}: the weights hold NaN or infinite values ({bad}): the imported model would "
+            "score every image NaN. The lesson's training diverged before they were saved (e.g. an overflow in fp16): "
+            "import a checkpoint saved before it did."
+        )
     config = lesson_config(state_dict, cfg, labels=labels)
     model = HfViTForImageClassification(config).eval()
     load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys

@@ -381,3 +381,20 @@ def test_an_averaged_models_state_dict_imports_its_averaged_weights(tmp_path):
     with torch.no_grad():
         got = HfViTForImageClassification.from_pretrained(out).eval()(pixel_values=x).logits
         assert (got - ema.module(x)).abs().max().item() <= 1e-5
+
+
+def test_lesson_weights_with_nan_or_infinite_values_are_refused(tmp_path):
+    """An fp16 lesson run that overflowed saves NaN weights: the import wrote a model folder that scores every image
+    NaN (pipeline() labels all of them 'airplane', score nan) without a word."""
+    _, ref = lesson_model()
+    sd = {k: v.half() for k, v in ref.state_dict().items()}
+    sd["transformer.layers.1.0.fn.to_qkv.weight"][0, 0] = float("nan")
+    torch.save(sd, tmp_path / "vit.pt")
+    with pytest.raises(SystemExit) as refused:
+        load_script("import_lesson_weights").main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"])
+    assert str(refused.value.code) == (
+        f"error: {tmp_path / 'vit.pt'}: the weights hold NaN or infinite values (1 tensor: "
+        "transformer.layers.1.0.fn.to_qkv.weight): the imported model would score every image NaN. The lesson's "
+        "training diverged before they were saved (e.g. an overflow in fp16): import a checkpoint saved before it did."
+    )
+    assert not (tmp_path / "out").exists()
