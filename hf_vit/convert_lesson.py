@@ -33,22 +33,34 @@ _RULES = [
 _WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")
 
 
+def _holder_prefix(keys: set) -> str:
+    """'net.' when the lesson's ViT is an attribute of one's own module (`self.net = ViT(cfg)`; a Lightning module's
+    `model.`): its own top-level names, cls_token beside pos_embedding and mlp_head, follow one prefix. hf_vit's keys
+    (vit.embeddings.cls_token, mlp_head at the top) have none."""
+    for key in keys:
+        prefix = key.removesuffix("cls_token")
+        if prefix != key and prefix.endswith(".") and {prefix + "pos_embedding", prefix + "mlp_head.1.weight"} <= keys:
+            return prefix
+    return ""
+
+
 def convert_lesson_state_dict(state_dict: dict) -> dict:
     """Rename a lesson `ViT.state_dict()` to `HfViTForImageClassification` keys.
 
     Keys that match no rule are kept as they are, so that loading reports them
     as unexpected instead of dropping them silently.
     """
+    # AveragedModel's step count (an EMA / SWA copy) is no weight.
+    names = {key: _WRAPPER_PREFIX.sub("", key) for key in state_dict if key != "n_averaged"}
+    holder = _holder_prefix(set(names.values()))
     converted = {}
-    for key, value in state_dict.items():
-        if key == "n_averaged":  # torch.optim.swa_utils.AveragedModel's step count (an EMA / SWA copy), no weight
-            continue
-        key = _WRAPPER_PREFIX.sub("", key)
+    for original, key in names.items():
+        key = key.removeprefix(holder)
         for pattern, replacement in _RULES:
             if pattern.match(key):
                 key = pattern.sub(replacement, key)
                 break
-        converted[key] = value
+        converted[key] = state_dict[original]
     return converted
 
 

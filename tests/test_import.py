@@ -398,3 +398,32 @@ def test_lesson_weights_with_nan_or_infinite_values_are_refused(tmp_path):
         "training diverged before they were saved (e.g. an overflow in fp16): import a checkpoint saved before it did."
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_the_lesson_model_held_by_a_wrapper_imports(tmp_path):
+    """The lesson's ViT as an attribute of one's own module (`self.net = ViT(cfg)`), or of a PyTorch Lightning
+    module, whose checkpoint holds {'state_dict': {'model.cls_token': ...}, 'epoch': ...}: every key was missing and
+    unexpected. The prefix before the lesson's own names is removed; a key of the wrapper's own is still named."""
+    _, ref = lesson_model()
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = ref
+
+    torch.save(Wrapper().state_dict(), tmp_path / "wrapped.pt")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in ref.state_dict().items()}, "epoch": 9,
+                "global_step": 900}, tmp_path / "lightning.ckpt")
+    x = torch.randn(2, 3, 32, 32)
+    for name in ("wrapped.pt", "lightning.ckpt"):
+        out = import_lesson_weights(tmp_path / name, tmp_path / name.split(".")[0], {"heads": 3})
+        with torch.no_grad():
+            got = HfViTForImageClassification.from_pretrained(out).eval()(pixel_values=x).logits
+            assert (got - ref(x)).abs().max().item() <= 1e-5
+    own = {f"model.{k}": v for k, v in ref.state_dict().items()} | {"loss_fn.weight": torch.ones(10)}
+    with pytest.raises(ValueError, match=r"Unexpected keys \(1\): loss_fn\.weight$"):
+        import_lesson_weights_from(own, tmp_path, heads=3)
+    # hf_vit's own key names load as before (nothing is taken for a wrapper's prefix).
+    model = HfViTForImageClassification(lesson_config(ref.state_dict(), {"heads": 3}))
+    torch.save(model.state_dict(), tmp_path / "hf_vit.pt")
+    import_lesson_weights(tmp_path / "hf_vit.pt", tmp_path / "hf", {"heads": 3})
