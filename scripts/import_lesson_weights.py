@@ -82,6 +82,10 @@ def main(argv=None):
         print("note: --labels not given: the class names above are " + (
             "CIFAR-10's (the lesson's dataset)" if c.num_labels == 10 else "placeholders") + "; if the lesson trained "
               "on other classes, import again with --labels NAME ... --overwrite.")
+    if "pool" not in cfg:  # no trace in the weights: a mean-pooled model imports as a [CLS]-pooled one
+        print("note: --pool not given: the model pools the [CLS] token, as the lesson's cfg does by default. If the "
+              "lesson's cfg said pool='mean', import again with --pool mean --overwrite: the weights fit either way, "
+              "but the logits differ.")
     guessed = [f"--{name}" for name in SIZE_FIELDS if name not in cfg]
     if guessed:  # a (2, 8) patch has the weights of a (4, 4) one: only the lesson's cfg can tell them apart
         print(f"note: {' and '.join(guessed)} not given: the sizes above are squares that fit the weight shapes. "

@@ -427,3 +427,17 @@ def test_the_lesson_model_held_by_a_wrapper_imports(tmp_path):
     model = HfViTForImageClassification(lesson_config(ref.state_dict(), {"heads": 3}))
     torch.save(model.state_dict(), tmp_path / "hf_vit.pt")
     import_lesson_weights(tmp_path / "hf_vit.pt", tmp_path / "hf", {"heads": 3})
+
+
+def test_a_pool_left_to_its_default_is_said(tmp_path, capsys):
+    """pool leaves no trace in the weights: a mean-pooled lesson model imported without --pool became a [CLS]-pooled
+    one with other logits, and the import said nothing (it says so for the sizes it guesses and the class names)."""
+    _, ref = lesson_model(pool="mean")
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    script = load_script("import_lesson_weights")
+    script.main([str(tmp_path / "vit.pt"), str(tmp_path / "a"), "--heads", "3"])
+    assert ("note: --pool not given: the model pools the [CLS] token, as the lesson's cfg does by default. If the "
+            "lesson's cfg said pool='mean', import again with --pool mean --overwrite: the weights fit either way, but "
+            "the logits differ.") in capsys.readouterr().out
+    script.main([str(tmp_path / "vit.pt"), str(tmp_path / "b"), "--heads", "3", "--pool", "mean"])
+    assert "--pool not given" not in capsys.readouterr().out
