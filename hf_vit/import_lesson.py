@@ -38,7 +38,7 @@ def read_state_dict(path) -> dict:
         raise ValueError(f"{path} is a folder. Pass the weights file in it (torch.save(model.state_dict(), ...)).")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist. Pass the file written by torch.save(model.state_dict(), ...).")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or _looks_like_safetensors(path):  # save_file(sd, "vit.pt") happens too
         from safetensors.torch import load_file
 
         try:
@@ -75,6 +75,13 @@ def read_state_dict(path) -> dict:
         f"{path} holds {keys} with no state dict (a dict of name -> tensor) in it or under any of its keys. Pass the "
         "file written by `torch.save(model.state_dict(), path)`."
     )
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian), then the header's '{'."""
+    with open(path, "rb") as file:
+        head = file.read(9)
+    return len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def _load_error(path: Path, err: Exception) -> ValueError:

@@ -441,3 +441,11 @@ def test_a_pool_left_to_its_default_is_said(tmp_path, capsys):
             "the logits differ.") in capsys.readouterr().out
     script.main([str(tmp_path / "vit.pt"), str(tmp_path / "b"), "--heads", "3", "--pool", "mean"])
     assert "--pool not given" not in capsys.readouterr().out
+
+
+def test_safetensors_weights_under_another_suffix_import(tmp_path):
+    """safetensors' save_file(state_dict, "vit.pt"): the file was handed to torch.load, which failed with
+    `WeightsUnpickler error: Unsupported operand 56`. It is read by its content, as safetensors."""
+    _, ref = lesson_model()
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "vit.pt")
+    assert torch.equal(read_state_dict(tmp_path / "vit.pt")["cls_token"], ref.state_dict()["cls_token"])
