@@ -81,11 +81,19 @@ def load_lesson_state_dict(model, state_dict: dict) -> None:
         if tuple(converted[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or mismatched:
-        lines = ["The state dict does not fit this HfViT model (is it the lesson's ViT with the same config?)."]
+        if 2 * len(missing) > len(expected):  # most weights have no counterpart: another model's state dict
+            lines = [
+                f"The state dict does not fit this HfViT model: {len(missing)} of its {len(expected)} weights are "
+                "missing, so it was probably not saved from the lesson's ViT (whose keys look like "
+                f"'transformer.layers.0.0.fn.to_qkv.weight'; this one's: {', '.join(map(repr, list(state_dict)[:3]))}, "
+                "...). Pass the file written by `torch.save(model.state_dict(), path)` of the lesson's model."
+            ]
+        else:
+            lines = ["The state dict does not fit this HfViT model (is it the lesson's ViT with the same config?)."]
         if missing:
-            lines.append(f"Missing keys ({len(missing)}): " + ", ".join(missing))
+            lines.append(f"Missing keys ({len(missing)}): " + _listed(missing))
         if unexpected:
-            lines.append(f"Unexpected keys ({len(unexpected)}): " + ", ".join(unexpected))
+            lines.append(f"Unexpected keys ({len(unexpected)}): " + _listed(unexpected))
         if mismatched:
             lines.append(
                 "Shape mismatches (set dim/depth/heads/dim_head/mlp_dim/patch_size/image_size/channels/num_classes "
@@ -94,6 +102,11 @@ def load_lesson_state_dict(model, state_dict: dict) -> None:
         raise ValueError("\n".join(lines))
     with torch.no_grad():
         model.load_state_dict(converted, strict=True)
+
+
+def _listed(keys: list, limit: int = 12) -> str:
+    """At most `limit` keys: a whole model's 100 names on one line hide the message's point."""
+    return ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def non_finite_summary(state_dict: dict) -> str:

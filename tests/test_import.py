@@ -449,3 +449,28 @@ def test_safetensors_weights_under_another_suffix_import(tmp_path):
     _, ref = lesson_model()
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "vit.pt")
     assert torch.equal(read_state_dict(tmp_path / "vit.pt")["cls_token"], ref.state_dict()["cls_token"])
+
+
+def test_a_state_dict_of_another_model_is_named_as_such_in_a_short_message(tmp_path):
+    """transformers' own ViT (an export_to_transformers_vit.py folder's weights, say) given to the import: the message
+    listed all 73 missing and 39 unexpected keys, one line of 3,000 characters each, under `is it the lesson's ViT
+    with the same config?`. It says most weights have no counterpart, shows the file's own key names, and lists at
+    most 12 keys a kind."""
+    from transformers import ViTConfig as TransformersViTConfig
+    from transformers import ViTForImageClassification
+
+    vit = ViTForImageClassification(TransformersViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
+                                                          intermediate_size=96, image_size=32, patch_size=4))
+    torch.save(vit.state_dict(), tmp_path / "vit.pt")
+    with pytest.raises(SystemExit) as refused:
+        load_script("import_lesson_weights").main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"])
+    lines = str(refused.value.code).splitlines()
+    first = ", ".join(repr(k) for k in list(vit.state_dict())[:3])
+    assert lines[0] == (
+        "error: The state dict does not fit this HfViT model: 73 of its 74 weights are missing, so it was probably "
+        f"not saved from the lesson's ViT (whose keys look like 'transformer.layers.0.0.fn.to_qkv.weight'; this "
+        f"one's: {first}, ...). Pass the file written by `torch.save(model.state_dict(), path)` of the lesson's model."
+    )
+    assert lines[1].startswith("Missing keys (73): mlp_head.0.bias, ") and lines[1].endswith(", ... (61 more)")
+    assert lines[2].startswith("Unexpected keys (39): ") and lines[2].endswith(", ... (27 more)")
+    assert not (tmp_path / "out").exists()
