@@ -9,7 +9,9 @@ Needs pool='cls' and heads * dim_head == dim; otherwise it stops and says why.
 
 import argparse
 import sys
+from pathlib import Path
 
+from hf_vit import HfViTConfig
 from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
 from hf_vit.output_folder import refuse_several_processes
 
@@ -27,6 +29,11 @@ def main(argv=None):
     except (NotExportable, OSError, ValueError, RuntimeError) as err:  # OSError: missing or unreadable files
         sys.exit(f"error: {err}")
     print(f"exported to {out} (transformers ViTForImageClassification, no remote code)")
+    config = HfViTConfig.from_pretrained(Path(args.model_dir).expanduser())
+    if config.emb_dropout != config.dropout:  # vit_config_from folds emb_dropout into ViT's one rate
+        print(f"note: emb_dropout {config.emb_dropout} differs from dropout {config.dropout}, and transformers' ViT has "
+              f"one rate for both (hidden_dropout_prob): the export has {config.dropout}. The logits are the same; only "
+              "a further training of the export drops the embeddings at another rate.")
 
 
 if __name__ == "__main__":

@@ -394,3 +394,20 @@ def test_a_model_with_nan_or_infinite_weights_is_not_exported(tmp_path):
         "before it did."
     )
     assert not (tmp_path / "vit").exists()
+
+
+def test_an_embedding_dropout_that_transformers_vit_cannot_hold_is_said(tmp_path, capsys):
+    """transformers' ViT has one dropout rate for the embeddings and the sub-layers: a model trained with
+    emb_dropout 0.3 and dropout 0.1 exported as 0.1 everywhere without a word (the logits are the same; a further
+    training of the export drops the embeddings at another rate)."""
+    from hf_vit import make_image_processor
+
+    model = random_model(CONFIGS[0])
+    model.config.dropout, model.config.emb_dropout = 0.1, 0.3
+    model.save_pretrained(tmp_path / "src")
+    make_image_processor(model.config).save_pretrained(tmp_path / "src")
+    load_script("export_to_transformers_vit").main([str(tmp_path / "src"), str(tmp_path / "vit")])
+    assert ("note: emb_dropout 0.3 differs from dropout 0.1, and transformers' ViT has one rate for both "
+            "(hidden_dropout_prob): the export has 0.1. The logits are the same; only a further training of the "
+            "export drops the embeddings at another rate.") in capsys.readouterr().out
+    assert json.loads((tmp_path / "vit" / "config.json").read_text())["hidden_dropout_prob"] == 0.1
