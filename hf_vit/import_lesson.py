@@ -218,6 +218,14 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
     has_out = "vit.transformer.layers.0.attn.to_out.0.weight" in sd
     if qkv and not has_out and "dim" in found:  # the lesson drops to_out only for one head as wide as dim
         found.update(heads=1, dim_head=found["dim"])
+        given = {k: cfg[k] for k in ("heads", "dim_head") if k in cfg and cfg[k] != found[k]}
+        if given:
+            raise ValueError(
+                "The weights' attention has no output projection (to_out), which the lesson's ViT leaves out only for "
+                f"one head as wide as dim (heads=1, dim_head={found['dim']}), so "
+                f"{', '.join(f'{k}={v}' for k, v in given.items())} cannot hold them. Leave heads and dim_head out "
+                "(the weights give them), or pass heads=1."
+            )
     elif qkv:
         inner = qkv[0] // 3
         for given, other in (("heads", "dim_head"), ("dim_head", "heads")):

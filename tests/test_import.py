@@ -474,3 +474,17 @@ def test_a_state_dict_of_another_model_is_named_as_such_in_a_short_message(tmp_p
     assert lines[1].startswith("Missing keys (73): mlp_head.0.bias, ") and lines[1].endswith(", ... (61 more)")
     assert lines[2].startswith("Unexpected keys (39): ") and lines[2].endswith(", ... (27 more)")
     assert not (tmp_path / "out").exists()
+
+
+def test_heads_given_for_weights_of_one_head_as_wide_as_dim_are_named(tmp_path):
+    """The lesson leaves the attention's output projection out for one head as wide as dim; `--heads 8` (the README's
+    example) given for such weights stopped with missing to_out keys and a to_qkv shape mismatch."""
+    _, ref = lesson_model(dim=32, heads=1, dim_head=32, mlp_dim=64)
+    with pytest.raises(ValueError) as err:
+        lesson_config(ref.state_dict(), {"heads": 8})
+    assert str(err.value) == (
+        "The weights' attention has no output projection (to_out), which the lesson's ViT leaves out only for one head "
+        "as wide as dim (heads=1, dim_head=32), so heads=8 cannot hold them. Leave heads and dim_head out (the weights "
+        "give them), or pass heads=1."
+    )
+    assert lesson_config(ref.state_dict(), {"heads": 1}).dim_head == 32
