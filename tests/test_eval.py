@@ -1416,7 +1416,7 @@ def test_the_evaluations_attention_strips_follow_what_the_head_reads_by_its_pool
         (out / "attention").mkdir(parents=True)
         image.save(out / "0.png")
         rows = [{"index": 0, "image": "0.png", "true_label": "cat", "predicted_label": "dog", "confidence": 0.5}]
-        note = _attention_maps(model, test, rows, "img", "label", BatchPreprocessor(processor, 3), 1, "cpu", out, False)
+        note = _attention_maps(model, test, rows, "img", BatchPreprocessor(processor, 3), 1, "cpu", out, False)
         assert ("pools by mean" in note) == (pool == "mean"), note
         read = (lambda m: m[0]) if pool == "cls" else (lambda m: m.mean(axis=0))  # the row(s) the head reads
         strip = np.asarray(Image.open(out / rows[0]["attention"]).convert("RGB")).astype(int)
@@ -1471,7 +1471,7 @@ def test_what_the_attention_maps_follow_comes_from_the_config(evaluated, tmp_pat
     rows = [{"index": 0, "image": "0.png", "true_label": "cat", "predicted_label": "dog", "confidence": 0.5}]
     preprocess = BatchPreprocessor(hf_vit.make_image_processor(hf_vit.HfViTConfig(image_size=32)), 3)
     with torch.no_grad():
-        note = _attention_maps(beit, evaluated["test"], rows, "img", "label", preprocess, 1, "cpu", out, False)
+        note = _attention_maps(beit, evaluated["test"], rows, "img", preprocess, 1, "cpu", out, False)
     assert note == (
         "BeitForImageClassification's config does not say which tokens its head reads (no `pool` as hf_vit's, and "
         "not transformers' ViT, which reads [CLS]); no attention maps were drawn."
