@@ -101,21 +101,25 @@ def resolve_device(device: str | None) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError):  # torch's own message lists twenty device types
         raise ValueError(
-            f"--device {device!r} is not a device torch knows. Use auto, cpu, cuda, cuda:<index> or mps."
+            f"{setting('device', device)} is not a device torch knows. Use auto, cpu, cuda, cuda:<index> or mps."
         ) from None
+    given, use_cpu = setting("device", device, quote=False), setting("device", "cpu", quote=False)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available on this machine. Use --device cpu.")
+            raise ValueError(f"{given}: CUDA is not available on this machine. Use {use_cpu}.")
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
-            raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}.")
+            raise ValueError(f"{given}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}.")
     if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"--device {device}: MPS (Apple GPU) is not available on this machine. Use --device cpu.")
+        raise ValueError(f"{given}: MPS (Apple GPU) is not available on this machine. Use {use_cpu}.")
     return resolved
 
 
-def locate_model(model_name_or_path, flag: str = "--model") -> tuple[str, bool]:
-    """(what to pass to from_pretrained, is it a local folder); a local folder is checked here.
+def locate_model(
+    model_name_or_path, argument: str = "model_name_or_path", flag: str | None = "model"
+) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, is it a local folder); a local folder is checked here. Messages name it
+    as `argument`, or within flags_in_messages as the script's `--flag` (hf_vit.data.setting).
 
     A path that does not exist and is clearly local (`./runs/x`, `/data/m`, `runs/a/b`) is an error
     naming the path, not a Hub lookup. The folder must hold config.json and safetensors weights:
@@ -128,8 +132,9 @@ def locate_model(model_name_or_path, flag: str = "--model") -> tuple[str, bool]:
     if not path.exists():
         if looks_local(name):
             raise FileNotFoundError(
-                f"no model folder at {str(path.resolve())!r} (from {flag} {name!r}). Check the path: pass the folder "
-                "training wrote (config.json, model.safetensors, preprocessor_config.json), e.g. runs/<name>."
+                f"no model folder at {str(path.resolve())!r} (from {setting(argument, name, flag=flag)}). Check the "
+                "path: pass the folder training wrote (config.json, model.safetensors, preprocessor_config.json), "
+                "e.g. runs/<name>."
             )
         return name, False
     if not (path / "config.json").is_file():
@@ -153,7 +158,7 @@ def hub_unreachable() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or not _hub_reachable()
 
 
-def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
+def load_classifier(model_name_or_path, argument: str = "model_name_or_path", flag: str | None = "model", **kwargs):
     """(model, source, local_files_only): `AutoModelForImageClassification` from a checked folder or a Hub id.
 
     Weights load with use_safetensors=True: never unpickled. For a Hub id without a connection only the
@@ -166,7 +171,8 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
 
     from . import HfViTConfig  # noqa: F401  (importing hf_vit registers the Auto classes)
 
-    source, is_local = locate_model(model_name_or_path, flag)
+    source, is_local = locate_model(model_name_or_path, argument, flag)
+    flag = setting(argument, flag=flag)  # as the messages below name it
     local_only = not is_local and hub_unreachable()
     if is_local:  # config.json against the safetensors headers: names the missing or mis-shaped weight
         from .hub import weights_against_config
@@ -205,7 +211,8 @@ def load_classifier(model_name_or_path, flag: str = "--model", **kwargs):
         # An architecture neither hf_vit nor transformers knows: its own .py files would run. Only on request.
         raise ValueError(
             f"{source!r} ({flag}) is a model whose code comes with it (auto_map in config.json names .py files that "
-            "would run here). hf_vit models load without it. If you trust its author, pass --trust_remote_code."
+            "would run here). hf_vit models load without it. If you trust its author, pass "
+            f"{setting('trust_remote_code', True)}."
         ) from None
     except (OSError, HFValidationError) as err:
         if is_local:
@@ -254,19 +261,19 @@ def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote
     """The classifier (eval mode, on `device`) and its saved image processor."""
     model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code)
     processor = load_image_processor(source, model_name_or_path, trust_remote_code, local_only)
-    _check_processor_size(processor, model.config, model_name_or_path)
+    _check_processor_size(processor, model.config, model_name_or_path, setting("model_name_or_path", flag="model"))
     model.to(device).eval()
     return model, processor
 
 
-def _check_processor_size(processor, config, name):
+def _check_processor_size(processor, config, name, named: str):
     """The image processor makes images of the model's size: a 2000x2000 processor over a 32x32 model
     resized and normalised a whole batch of 4M-pixel images before the model refused them."""
     mismatch = processor_size_mismatch(processor.to_dict(), getattr(config, "image_size", None))
     if mismatch:
         (mh, mw), (wh, ww) = mismatch
         raise ValueError(
-            f"{name!r} (--model): preprocessor_config.json makes images of {mh}x{mw} but the model takes {wh}x{ww} "
+            f"{name!r} ({named}): preprocessor_config.json makes images of {mh}x{mw} but the model takes {wh}x{ww} "
             "(config.json's image_size). Save the model's own processor beside the weights: "
             "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
         )
@@ -300,7 +307,8 @@ def match_labels(dataset_names, model_names) -> np.ndarray | None:
         "The dataset's class names do not match the model's id2label, so its predictions cannot be scored:\n"
         f"  dataset ({len(dataset_names)}): {dataset_names}\n"
         f"  model   ({len(model_names)}): {model_names}\n"
-        "Evaluate on the dataset the model was trained on (e.g. --dataset ../shared/data/cifar10), "
+        "Evaluate on the dataset the model was trained on (e.g. "
+        f"{setting('dataset', '../shared/data/cifar10', quote=False)}), "
         "or train a model on this dataset's classes."
     )
 
@@ -514,28 +522,29 @@ def default_output_dir(model_name_or_path: str) -> Path:
 def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
     """Refuse an output folder that is a model folder: metrics.json there is training's, which the card reads."""
     model_path = Path(str(model_name_or_path)).expanduser()
+    given, flag = setting("output_dir", str(output_dir)), setting("output_dir")  # as the messages name it
     is_model = (output_dir / "config.json").is_file() or (
         model_path.exists() and output_dir.resolve() == model_path.resolve()
     )
     if is_model:
         raise ValueError(
-            f"--output_dir {str(output_dir)!r} is a model folder: the evaluation's metrics.json would overwrite "
+            f"{given} is a model folder: the evaluation's metrics.json would overwrite "
             "training's (its validation accuracy and training curve, which the model card reads). Leave out "
-            "--output_dir (default: <model folder>/evaluation) or pass another folder."
+            f"{flag} (default: <model folder>/evaluation) or pass another folder."
         )
     _refuse_other_models_evaluation(output_dir, model_path)
     _refuse_linked_output(output_dir)  # before anything below probes, deletes or writes through a link
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output_dir {str(output_dir)!r} is a file. Pass a folder (it is created if absent).")
+        raise ValueError(f"{given} is a file. Pass a folder (it is created if absent).")
     blocking = next((p for p in output_dir.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise ValueError(f"--output_dir {str(output_dir)!r} lies under {str(blocking)!r}, which is a file. Pass a folder.")
+        raise ValueError(f"{given} lies under {str(blocking)!r}, which is a file. Pass a folder.")
     from .output_folder import unwritable_reason
 
     problem = unwritable_reason(output_dir)  # now, not after the whole split has been scored
     if problem:
         raise PermissionError(
-            f"cannot write --output_dir {str(output_dir)!r} ({problem}). Pass a writable --output_dir (default: "
+            f"cannot write {given} ({problem}). Pass a writable {flag} (default: "
             "<model folder>/evaluation, which a read-only model folder cannot hold)."
         )
     # A rerun clears the earlier evaluation's files (every top-level .png among them): only in a folder that an
@@ -545,7 +554,7 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
     if own and not earlier:  # hidden files (.DS_Store, .gitkeep) are no one's evaluation and no one's photos
         example = own[0]
         raise ValueError(
-            f"--output_dir {str(output_dir)!r} holds other files ({example!r}, ...) and no earlier evaluation: the "
+            f"{given} holds other files ({example!r}, ...) and no earlier evaluation: the "
             "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "
             "or empty folder."
         )
@@ -558,23 +567,26 @@ def _refuse_other_models_evaluation(output_dir: Path, model_path: Path) -> None:
         return
     if model_path.exists() and owner.resolve() == model_path.resolve():
         return
+    given, flag = setting("output_dir", str(output_dir)), setting("output_dir")
     raise ValueError(
-        f"--output_dir {str(output_dir)!r} is the evaluation folder of the model folder {str(owner)!r}, not of "
-        f"--model {str(model_path)!r}: that folder's card and push would publish these results as its model's. "
-        "Leave out --output_dir (default: <model folder>/evaluation) or pass another folder."
+        f"{given} is the evaluation folder of the model folder {str(owner)!r}, not of "
+        f"{setting('model_name_or_path', str(model_path), flag='model')}: that folder's card and push would "
+        "publish these results as its model's. "
+        f"Leave out {flag} (default: <model folder>/evaluation) or pass another folder."
     )
 
 
 def _refuse_linked_output(output_dir: Path) -> None:
     """Refuse an output folder, or a sub-folder the evaluation clears, that is a symbolic link: the rerun's
     deletion of old .png files and the new files would land wherever the link points, outside the folder."""
+    given, flag = setting("output_dir", str(output_dir)), setting("output_dir")
     for folder in (output_dir, *(output_dir / sub for sub in EVALUATION_SUBFOLDERS)):
         if folder.is_symlink():
             which = "" if folder == output_dir else f" holds {folder.name}/, which"
             raise ValueError(
-                f"--output_dir {str(output_dir)!r}{which} is a symbolic link to {os.readlink(folder)!r}: the "
+                f"{given}{which} is a symbolic link to {os.readlink(folder)!r}: the "
                 "evaluation deletes the old .png files of the folders it writes into, and would delete and write "
-                "them there. Remove the link, or pass another --output_dir."
+                f"them there. Remove the link, or pass another {flag}."
             )
 
 
@@ -582,7 +594,8 @@ def _hold_folders(output_dir: Path, model_name_or_path):
     """Lock the output folder alone (two evaluations there would mix their files) and share the model folder with
     other evaluations (a training writing new weights and deleting evaluation/ there holds it alone)."""
     model = Path(str(model_name_or_path)).expanduser()  # (a Hub id is no folder: nothing to share)
-    return hold_folders(output_dir, "an evaluation", reads=[model], clash="two evaluations there would mix their files")
+    return hold_folders(output_dir, "an evaluation", reads=[model], flag=setting("output_dir"),
+                        clash="two evaluations there would mix their files")
 
 
 def _weights_state(model_name_or_path) -> dict:
@@ -629,15 +642,16 @@ def evaluate_model(
     for name, value, least in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1),
                                ("num_workers", num_workers, 0), ("gallery_size", gallery_size, 0)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ValueError(f"--{name} must be a whole number of at least {least}, got {value!r}.")
+            raise ValueError(f"{setting(name)} must be a whole number of at least {least}, got {value!r}.")
     if max_attention_maps is not None and (
         isinstance(max_attention_maps, bool) or not isinstance(max_attention_maps, int) or max_attention_maps < -1
     ):  # -1 is the documented "all"; -5 is more likely a typo than a wish
         raise ValueError(
-            f"--max_attention_maps must be a whole number of at least 0, or -1 for all, got {max_attention_maps!r}."
+            f"{setting('max_attention_maps')} must be a whole number of at least 0, or -1 for all, got "
+            f"{max_attention_maps!r}."
         )
     device = resolve_device(device)
-    locate_model(model_name_or_path, "--model")  # a mistyped folder is named as such, not as an unwritable output
+    locate_model(model_name_or_path)  # a mistyped folder is named as such, not as an unwritable output
     output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path)
     _check_output_dir(output_dir, model_name_or_path)
     with _hold_folders(output_dir, model_name_or_path):

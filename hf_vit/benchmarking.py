@@ -514,9 +514,11 @@ def main(argv=None) -> int:
     # Every flag is checked here, before the first timing: a bad one is one `error:` line, not a traceback
     # (or a dataset error after minutes of timing).
     from .analysis import resolve_device
+    from .data import flags_in_messages
 
     try:
-        args.device = str(resolve_device(args.device))
+        with flags_in_messages():  # named as this script's --device
+            args.device = str(resolve_device(args.device))
     except ValueError as err:
         parser.error(str(err))
     for flag, value in (("--batch_size", args.batch_size), ("--threads", args.threads)):

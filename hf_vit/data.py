@@ -64,14 +64,17 @@ def flags_in_messages():
 _NO_VALUE = object()
 
 
-def setting(name: str, value=_NO_VALUE, quote: bool = True) -> str:
+def setting(name: str, value=_NO_VALUE, quote: bool = True, flag: str | None = None) -> str:
     """The setting `name` as messages name it: the flag `--name` within flags_in_messages, else the argument `name`.
-    With a value: `--name 'test'` (`--name test` with quote=False, as a shell command reads) or `name='test'`."""
+    With a value: `--name 'test'` (`--name test` with quote=False, as a shell command reads) or `name='test'`;
+    True is a switch: `--name` or `name=True`. `flag`: the script's name for it where that differs from the
+    argument's (evaluate_model's `model_name_or_path` is evaluate_model.py's `--model`)."""
     if not _AS_FLAGS.get():
         return name if value is _NO_VALUE else f"{name}={value!r}"
-    if value is _NO_VALUE:
-        return f"--{name}"
-    return f"--{name} {value!r}" if quote and isinstance(value, str) else f"--{name} {value}"
+    flag = f"--{flag or name}"
+    if value is _NO_VALUE or value is True:
+        return flag
+    return f"{flag} {value!r}" if quote and isinstance(value, str) else f"{flag} {value}"
 
 
 # ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .attention_maps import MAPS_SHOW, heat_map_image, patch_map_to_grid, pooled_attention, pooled_rollout
 from .configuration_hf_vit import HfViTConfig, _pair
-from .data import ImageDepthError, as_mode
+from .data import ImageDepthError, as_mode, setting
 from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
 from .presets import PRESETS as TRAINING_PRESETS
 
@@ -229,8 +229,9 @@ def check_patch_grid_scale(config: HfViTConfig, scale: int) -> None:
     height, width = _pair(config.image_size)
     if scale > 1 and max(height, width) * scale > MAX_PICTURE_SIDE:
         raise ValueError(
-            f"--scale {scale} makes the patch grid picture {width * scale}x{height * scale} px; at most "
-            f"{MAX_PICTURE_SIDE} px a side: pass --scale {max(1, MAX_PICTURE_SIDE // max(height, width))} or less."
+            f"{setting('scale', scale)} makes the patch grid picture {width * scale}x{height * scale} px; at most "
+            f"{MAX_PICTURE_SIDE} px a side: pass {setting('scale', max(1, MAX_PICTURE_SIDE // max(height, width)))} "
+            "or less."
         )
 
 
@@ -418,7 +419,9 @@ def load_model(model_dir, trust_remote_code: bool = False):
     """
     from .analysis import _check_processor_size, load_classifier, load_image_processor
 
-    model, source, local_only = load_classifier(model_dir, trust_remote_code=trust_remote_code, attn_implementation="eager")
+    model, source, local_only = load_classifier(
+        model_dir, "model_dir", trust_remote_code=trust_remote_code, attn_implementation="eager"
+    )
     _base_model(model, model_dir)
     path = Path(source)
     if path.exists() and not (path / "preprocessor_config.json").is_file():
@@ -431,13 +434,13 @@ def load_model(model_dir, trust_remote_code: bool = False):
             raise ValueError(
                 f"{str(model_dir)!r}: its preprocessor_config.json names .py files (auto_map) that would run here to "
                 "build its image processor; hf_vit's processor needs none. If you trust its author, pass "
-                "--trust_remote_code; otherwise delete auto_map from that file."
+                f"{setting('trust_remote_code', True)}; otherwise delete auto_map from that file."
             ) from None
         if path.exists() or not isinstance(cause, OSError):
             raise  # a preprocessor_config.json that is there but broken: refused as the evaluation refuses it
         processor = None  # a Hub id without a processor: the script says which statistics it assumes
     if processor is not None:  # one of another size than the model's: refused as the evaluation refuses it
-        _check_processor_size(processor, model.config, model_dir)
+        _check_processor_size(processor, model.config, model_dir, setting("model_dir", flag="model"))
     return model.eval(), processor
 
 
@@ -445,7 +448,9 @@ def check_output_dir(output_dir) -> Path:
     """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent)."""
     output_dir = Path(output_dir).expanduser()
     if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"--output_dir {str(output_dir)!r} is a file, not a folder. Pass a folder for the pictures.")
+        raise ValueError(
+            f"{setting('output_dir', str(output_dir))} is a file, not a folder. Pass a folder for the pictures."
+        )
     return output_dir
 
 
@@ -455,9 +460,12 @@ def load_image_file(path) -> Image.Image:
 
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ValueError(f"--image {str(path)!r} is a folder, not an image file. Pass one PNG/JPEG file with --image.")
+        raise ValueError(f"{setting('path', str(path), flag='image')} is a folder, not an image file. Pass one "
+                         f"PNG/JPEG file with {setting('path', flag='image')}.")
     if not path.is_file():
-        raise FileNotFoundError(f"Image file {path} does not exist. Pass an existing PNG/JPEG with --image.")
+        raise FileNotFoundError(
+            f"Image file {path} does not exist. Pass an existing PNG/JPEG with {setting('path', flag='image')}."
+        )
     try:
         with Image.open(path) as img:
             img.load()  # read now: an RGB file comes back as is, and the file closes here
@@ -490,7 +498,7 @@ def load_dataset_image(
     """
     import datasets
 
-    from .data import find_columns, get_split, load_dataset, setting
+    from .data import find_columns, get_split, load_dataset
 
     ds = get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
     if not 0 <= index < len(ds):
@@ -596,8 +604,8 @@ def _write_set(output_dir: Path, drawn: dict, summary: dict) -> dict:
             return _write_locked_set(output_dir, drawn, summary)
     except FolderInUseError as err:
         raise FolderInUseError(
-            f"--output_dir {str(output_dir)!r} is in use by {err.holder}: two runs there would mix their pictures. "
-            "Wait for it to finish, or pass another --output_dir.", err.holder, err.readers,
+            f"{setting('output_dir', str(output_dir))} is in use by {err.holder}: two runs there would mix their "
+            f"pictures. Wait for it to finish, or pass another {setting('output_dir')}.", err.holder, err.readers,
         ) from None
 
 

@@ -1136,7 +1136,8 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
 
     name = model_args.model_name_or_path
     try:
-        source, is_local = locate_model(name, "--model_name_or_path")
+        with flags_in_messages():  # named as train.py's flag
+            source, is_local = locate_model(name, "model_name_or_path", flag=None)
     except (OSError, ValueError) as err:
         raise SetupError(str(err)) from None
     if is_local and output_dir is not None:

@@ -34,7 +34,8 @@ def step_device(requested, training_args) -> torch.device:
     the GPU when this machine has one)."""
     if requested is None:
         return training_args.device
-    device = resolve_device(requested)  # ValueError naming the fix
+    with flags_in_messages():  # ValueError naming the fix, and this script's --device
+        device = resolve_device(requested)
     if device.type not in ("cpu", "cuda"):  # the timing waits on CUDA's queue only
         raise ValueError(f"--device {requested}: the step is timed on a CPU or a CUDA GPU. Use --device cpu or cuda.")
     return device

@@ -77,6 +77,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    with flags_in_messages():  # hf_vit.teaching's messages name this script's flags (--output_dir, --model)
+        written = _draw(args)
+    for path in written.values():
+        print(path)
+
+
+def _draw(args) -> dict:
+    """The pictures of `args`, written; {name: path}. Any refusal exits with its `error: ...` line."""
     try:
         refuse_several_processes("visualize.py", "each would draw the same pictures into the same --output_dir")
         check_output_dir(args.output_dir)  # before the model and the image load
@@ -99,19 +107,16 @@ def main(argv=None):
         if args.image:
             image, label, source = load_image_file(args.image), None, args.image
         else:
-            with flags_in_messages():  # the dataset's problems named by this script's flags
-                image, label = load_dataset_image(args.dataset, args.index, split=args.split,
-                                                  image_column=args.image_column, label_column=args.label_column,
-                                                  id2label=model.config.id2label)
+            image, label = load_dataset_image(args.dataset, args.index, split=args.split,
+                                              image_column=args.image_column, label_column=args.label_column,
+                                              id2label=model.config.id2label)
             source = f"{args.dataset} [{args.split}][{args.index}]"
-        written = write_pictures(
+        return write_pictures(
             model, image, args.output_dir, processor=processor, pictures=args.pictures,
             scale=args.scale, label=label, source=source,
         )
     except (ValueError, OSError) as err:  # OSError: missing, unreadable or unwritable files, an unreachable Hub
         sys.exit(f"error: {err}")
-    for path in written.values():
-        print(path)
 
 
 if __name__ == "__main__":

@@ -620,7 +620,8 @@ def test_label_names_must_match_the_model():
     with pytest.raises(ValueError) as err:
         match_labels(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], CIFAR10_NAMES)
     message = str(err.value)
-    assert "'airplane'" in message and "'0'" in message and "--dataset" in message
+    # called from Python: the argument (dataset=...), not evaluate_model.py's flag
+    assert "'airplane'" in message and "'0'" in message and "dataset='../shared/data/cifar10'" in message
     # names YAML read as booleans (yes/no) compare as text, not a TypeError from sorting bools with strings
     assert match_labels([True, False], ["False", "True"]).tolist() == [1, 0]
 
@@ -743,6 +744,43 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_the_model_loads(
     monkeypatch.chdir("/proc")  # where the default output of a Hub id would go
     code, _ = run_evaluate_script(["--model", str(tmp_path / "rnu_typo")], capsys)
     assert code.startswith(f"error: no model folder at '{tmp_path / 'rnu_typo'}' (from --model "), code
+
+
+def test_evaluation_library_messages_name_its_arguments_and_the_script_its_flags(tmp_path, monkeypatch):
+    """evaluate_model called from Python named evaluate_model.py's flags (`--max_attention_maps must ...`, `(from
+    --model ...)`); now it names its arguments, as hf_vit.data does, and the script (within flags_in_messages) its
+    flags, --model among them for model_name_or_path. Nothing here loads a model: each is refused up front."""
+    from hf_vit import HfViTConfig, HfViTForImageClassification
+    from hf_vit.data import flags_in_messages
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "model"
+    HfViTForImageClassification(HfViTConfig(image_size=8, patch_size=4, dim=8, depth=1, heads=1, dim_head=8,
+                                             mlp_dim=8)).save_pretrained(model)  # fmt: skip
+    (tmp_path / "a_file").write_text("")
+    cases = [  # (arguments, the library's words, the script's words)
+        (dict(max_attention_maps=-5), "max_attention_maps must be a whole number of at least 0",
+         "--max_attention_maps must be a whole number of at least 0"),
+        (dict(batch_size=0), "batch_size must be a whole number of at least 1", "--batch_size must be"),
+        (dict(device="gpu"), "device='gpu' is not a device torch knows", "--device 'gpu' is not a device"),
+        (dict(model_name_or_path="./runs/nothere"), "(from model_name_or_path='./runs/nothere')",
+         "(from --model './runs/nothere')"),
+        (dict(model_name_or_path=str(model), output_dir="a_file"), "output_dir='a_file' is a file.",
+         "--output_dir 'a_file' is a file."),
+        (dict(model_name_or_path=str(model), output_dir=str(model)),
+         f"output_dir={str(model)!r} is a model folder: the evaluation's metrics.json would overwrite training's "
+         "(its validation accuracy and training curve, which the model card reads). Leave out output_dir ",
+         "training curve, which the model card reads). Leave out --output_dir "),
+    ]
+    for arguments, library, script in cases:
+        arguments = {"model_name_or_path": "./no-model-here", **arguments}
+        with pytest.raises((ValueError, OSError)) as err:
+            evaluate_model(**arguments, progress=False)
+        assert library in str(err.value) and "--" not in str(err.value), str(err.value)
+        with flags_in_messages(), pytest.raises((ValueError, OSError)) as err:
+            evaluate_model(**arguments, progress=False)
+        assert script in str(err.value), str(err.value)
+    assert not (model / "evaluation").exists()
 
 
 def test_missing_model_paths_are_not_sent_to_the_hub(tmp_path, capsys, monkeypatch):

@@ -1464,7 +1464,8 @@ def test_a_config_that_does_not_describe_the_weights_is_refused_by_push_and_eval
     assert ("missing: vit.transformer.layers.1." in problem) if "depth" in edit else ("is [" in problem)
     with pytest.raises(ValueError) as err:
         load_classifier(folder)
-    assert str(err.value) == f"{str(folder)!r} (--model): {problem}"  # the same diagnosis, naming the weight
+    # the same diagnosis, naming the weight (and, called from Python, the argument rather than a flag)
+    assert str(err.value) == f"{str(folder)!r} (model_name_or_path): {problem}"
 
 
 def test_a_folder_without_a_head_is_named_as_such_by_the_evaluation(tmp_path):

@@ -1428,7 +1428,7 @@ def test_a_config_asking_for_20000_blocks_is_refused_from_the_weights_headers(mo
     (folder / "config.json").write_text(json.dumps({**config, "depth": 100_000}))
     line = error_within(f"from hf_vit.analysis import load_classifier; load_classifier({str(folder)!r})", seconds=60)
     assert line == (
-        f"ValueError: {str(folder)!r} (--model): config.json does not describe the weights in the safetensors "
+        f"ValueError: {str(folder)!r} (model_name_or_path): config.json does not describe the weights in the safetensors "
         "(missing: vit.transformer.layers.1.* to vit.transformer.layers.99999.*; config.json's depth is 100000, the "
         "weights hold 1 block): the model would load with layers the weights do not fill. Use the folder as training "
         "(or save_pretrained) wrote it."

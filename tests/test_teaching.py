@@ -412,6 +412,36 @@ def test_visualize_script_refuses_a_file_as_output_dir_before_loading(tmp_path, 
     assert exc.value.code == f"error: --output_dir '{tmp_path / 'taken'}' is a file, not a folder. Pass a folder for the pictures."
 
 
+def test_teaching_library_messages_name_its_arguments_and_visualize_its_flags(tmp_path, monkeypatch):
+    """hf_vit.teaching called from Python named visualize.py's flags (`--output_dir '...' is a file`, `(from --model
+    ...)`, `pass --scale 256`); now it names its arguments (output_dir, path, model_dir, scale), and visualize.py,
+    within flags_in_messages, its flags (--image for path, --model for model_dir)."""
+    from hf_vit.teaching import check_output_dir, load_image_file, load_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("a file")
+    (tmp_path / "adir").mkdir()
+    cases = [  # (call, the library's words, the script's words)
+        (lambda: check_output_dir("taken"), "output_dir='taken' is a file, not a folder.",
+         "--output_dir 'taken' is a file, not a folder."),
+        (lambda: load_image_file("adir"), "path='adir' is a folder, not an image file. Pass one PNG/JPEG file with "
+         "path.", "--image 'adir' is a folder, not an image file. Pass one PNG/JPEG file with --image."),
+        (lambda: load_image_file("none.png"), "Pass an existing PNG/JPEG with path.",
+         "Pass an existing PNG/JPEG with --image."),
+        (lambda: load_model("./nothere"), "(from model_dir='./nothere')", "(from --model './nothere')"),
+        (lambda: write_pictures(tiny_model(), noise_image(32, 32), "o", pictures=["patch_grid"], scale=1000),
+         "scale=1000 makes the patch grid picture", "--scale 1000 makes the patch grid picture"),
+    ]
+    for call, library, script in cases:
+        with pytest.raises((ValueError, OSError)) as err:
+            call()
+        assert library in str(err.value) and "--" not in str(err.value), str(err.value)
+        with flags_in_messages(), pytest.raises((ValueError, OSError)) as err:
+            call()
+        assert script in str(err.value), str(err.value)
+    assert not (tmp_path / "o").exists()
+
+
 def test_visualize_refuses_a_pickled_model_as_the_evaluation_does(tmp_path, capsys, monkeypatch):
     """A folder with only pytorch_model.bin is never unpickled; both scripts give the same message."""
     from safetensors.torch import load_file
@@ -765,8 +795,9 @@ def test_a_scale_that_makes_the_patch_grid_too_large_is_refused_before_drawing(t
 
     model = tiny_model(image_size=16, patch_size=4)
     scale = MAX_PICTURE_SIDE // 16 + 1  # one step over: cheap to draw on the old code, so this test sees it pass
-    with pytest.raises(ValueError, match=rf"^--scale {scale} makes the patch grid picture {16 * scale}x{16 * scale} "
-                                         rf"px; at most {MAX_PICTURE_SIDE} px a side: pass --scale {scale - 1} or less"):
+    # called from Python: the argument (scale=...); visualize.py's --scale below
+    with pytest.raises(ValueError, match=rf"^scale={scale} makes the patch grid picture {16 * scale}x{16 * scale} "
+                                         rf"px; at most {MAX_PICTURE_SIDE} px a side: pass scale={scale - 1} or less"):
         write_pictures(model, noise_image(16, 16), tmp_path / "out", pictures=["patch_grid"], scale=scale)
     assert not (tmp_path / "out").exists()
     write_pictures(model, noise_image(16, 16), tmp_path / "out", pictures=["rollout"], scale=scale)  # not drawn: fine
