@@ -296,7 +296,24 @@ def _attention_layout(metrics: dict) -> str:
     return ", one block per patch" if metrics.get("evaluation", {}).get("attention_layout") == "blocks" else ""
 
 
-def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str = "") -> str:
+# The end of each note of hf_vit.analysis._attention_maps that says why no map was drawn for this model at all.
+NONE_DRAWN = "; no attention maps were drawn."
+BEYOND_LIMIT = "see --max_attention_maps"  # a mistake past the evaluation's limit on maps
+
+
+def _no_map_reason(metrics: dict) -> str:
+    """Why a card has no attention map: the limit on maps, or, when the evaluation drew none for this model (its
+    config does not say which tokens its head reads, it returned no attention weights, ...), the note's reason.
+    An evaluation that drew none records 0 maps and that note; one limited to 0 maps records no note."""
+    evaluation = metrics.get("evaluation", {})
+    note = evaluation.get("attention_note") or ""
+    if evaluation.get("attention_maps") != 0 or not note:
+        return BEYOND_LIMIT
+    return note.removesuffix(NONE_DRAWN).removesuffix(".")
+
+
+def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str = "",
+          no_map: str = BEYOND_LIMIT) -> str:
     e = html.escape
     index, true, pred = e(row["index"]), e(row["true_label"]), e(row["predicted_label"])
     tops = ", ".join(
@@ -308,7 +325,7 @@ def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str 
         f'<img class="att" loading="lazy" src="{e(row["attention"])}"{_size(folder / row["attention"])} '
         f'alt="attention maps of #{index}: the image, {e(maps)}, side by side{layout}; {e(key)}">'
         if row.get("attention")
-        else '<p class="muted">(no attention map: see --max_attention_maps)</p>'
+        else f'<p class="muted">(no attention map: {e(no_map)})</p>'
     )
     return (
         f'<li class="card" data-true="{true}" data-pred="{pred}" '
@@ -322,13 +339,14 @@ def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str 
     )
 
 
-def _cards(rows: list, folder: Path, split: str, key: str, maps: str, layout: str = "") -> str:
+def _cards(rows: list, folder: Path, split: str, key: str, maps: str, layout: str = "",
+           no_map: str = BEYOND_LIMIT) -> str:
     """The first FIRST_CARDS cards in the list; the rest in a <template> with a button that brings them in."""
-    first = "".join(_card(r, folder, split, key, maps, layout) for r in rows[:FIRST_CARDS])
+    first = "".join(_card(r, folder, split, key, maps, layout, no_map) for r in rows[:FIRST_CARDS])
     cards = f'<ul id="cards" aria-label="Misclassified images">\n{first}\n</ul>'
     if len(rows) <= FIRST_CARDS:
         return cards
-    rest = "".join(_card(r, folder, split, key, maps, layout) for r in rows[FIRST_CARDS:])
+    rest = "".join(_card(r, folder, split, key, maps, layout, no_map) for r in rows[FIRST_CARDS:])
     return (
         f'{cards}\n<template id="more-cards">{rest}</template>\n'
         f'<p><button type="button" id="show-more" hidden>Show {min(FIRST_CARDS, len(rows) - FIRST_CARDS)} more'
@@ -371,7 +389,9 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
         figures += _confusion_table(metrics, names)
     options = '<option value="">(any)</option>' + "".join(f'<option value="{e(n)}">{e(n)}</option>' for n in names)
     note = metrics.get("evaluation", {}).get("attention_note")
-    key, maps = _attention_key(metrics), _attention_maps(metrics)
+    key, maps, no_map = _attention_key(metrics), _attention_maps(metrics), _no_map_reason(metrics)
+    # where the model looked, or, for a model whose maps were all skipped, that the note below says why
+    looked = f"and where it looked ({e(maps)}; {e(key)})" if no_map == BEYOND_LIMIT else "(no attention maps: see below)"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -387,8 +407,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 <h2>Pictures</h2>
 {figures}
 <h2>Misclassified images</h2>
-<p>Each card: the image, what it is, what the model said and how sure it was, and where it looked
-({e(maps)}; {e(key)}).</p>
+<p>Each card: the image, what it is, what the model said and how sure it was, {looked}.</p>
 {f'<p class="muted">{e(note)}</p>' if note else ""}
 <div class="filters">
 <label>true class <select id="filter-true">{options}</select></label>
@@ -397,7 +416,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b></p>
 <span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
 id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else NO_MISTAKES}</b></span>
 </div>
-{_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps, _attention_layout(metrics))}
+{_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps, _attention_layout(metrics), no_map)}
 </main>
 <script>{SCRIPT}</script>
 </body></html>

@@ -1488,6 +1488,51 @@ def test_the_report_says_what_the_attention_maps_follow(evaluated, tmp_path):
         assert ("[CLS]" in alts[0]) == (follows is None) and ("mean-pooled" in alts[0]) == (follows == "mean")
 
 
+def test_a_card_without_an_attention_map_says_why(evaluated, tmp_path):
+    """Every card of a model whose maps the evaluation skipped altogether (a config that does not say which tokens
+    its head reads, a model that returns no attention weights) said "(no attention map: see --max_attention_maps)",
+    a limit that had nothing to do with it. Now those cards give the reason the evaluation recorded
+    (evaluation.attention_note, with 0 maps drawn); the --max_attention_maps hint stays for mistakes past the
+    limit, including a limit of 0 (0 maps, no note)."""
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    saved = json.loads((folder / "metrics.json").read_text())
+    with open(folder / "misclassified.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 2 and all(r["attention"] for r in rows)  # the fixture drew every mistake's maps
+    maps = {r["index"]: r["attention"] for r in rows}
+
+    def cards_say(evaluation, drawn):
+        for k, row in enumerate(sorted(rows, key=lambda r: -float(r["confidence"]))):
+            row["attention"] = maps[row["index"]] if k < drawn else ""  # the most confident first, as the evaluation
+        with open(folder / "misclassified.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        metrics = {**saved, "evaluation": {**saved["evaluation"], "attention_maps": drawn, **evaluation}}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        root = parse_page(write_report(folder).read_text())
+        cards = find_all(root, "li", **{"class": "card"})
+        assert len(cards) == len(rows)
+        said = [next((" ".join(p["text"].split()) for p in find_all(c, "p") if "no attention map" in p["text"]), None)
+                for c in cards]
+        return said, " ".join(find_all(root, "main")[0]["text"].split())
+
+    beit = ("BeitForImageClassification's config does not say which tokens its head reads (no `pool` as hf_vit's, "
+            "and not transformers' ViT, which reads [CLS]); no attention maps were drawn.")
+    said, page = cards_say({"attention_note": beit, "attention_follows": None}, 0)
+    assert said == [f"(no attention map: {beit.removesuffix('; no attention maps were drawn.')})"] * len(rows)
+    assert "--max_attention_maps" not in page and "where it looked" not in page and beit in page
+    said, page = cards_say({"attention_note": "ViTForImageClassification returned no attention weights; no attention "
+                                              "maps were drawn."}, 0)  # fmt: skip
+    assert said == ["(no attention map: ViTForImageClassification returned no attention weights)"] * len(rows)
+    said, page = cards_say({"attention_note": "", "attention_follows": "mean"}, 2)  # --max_attention_maps 2
+    assert said == [None, None] + ["(no attention map: see --max_attention_maps)"] * (len(rows) - 2)
+    assert "where it looked (the attention rollout through all layers into the mean-pooled vector" in page
+    said, _ = cards_say({"attention_note": "", "attention_follows": "mean"}, 0)  # --max_attention_maps 0
+    assert said == ["(no attention map: see --max_attention_maps)"] * len(rows)
+
+
 def test_what_the_attention_maps_follow_comes_from_the_config(evaluated, tmp_path):
     """hf_vit: config.pool; transformers' ViT (export_to_transformers_vit.py's) has no pool and reads [CLS];
     a config that does not say (BEiT pools by its own use_mean_pooling) gets None: the evaluation draws no maps
