@@ -537,13 +537,18 @@ def pixel_values_for(image: Image.Image, config, processor=None) -> torch.Tensor
     return processor(images=as_mode(image, input_mode(config)), return_tensors="pt")["pixel_values"]
 
 
+def check_pictures(pictures) -> None:
+    """Refuse a name that is not one of PICTURES (visualize.py: before the model and the image load)."""
+    unknown = [p for p in pictures if p not in PICTURES]
+    if unknown:
+        raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
+
+
 def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
                    label: str | None = None, source: str | None = None) -> dict:
     """Run the model on `image` and write the chosen PNGs plus pictures.json as one set (`_write_set`); returns
     {name: path}."""
-    unknown = [p for p in pictures if p not in PICTURES]
-    if unknown:
-        raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
+    check_pictures(pictures)
     config = model.config
     if config.num_channels not in (1, 3):  # as training: images decode to grey or RGB only
         raise ValueError(f"The pictures need a model of 1 or 3 channels (num_channels), this one has "

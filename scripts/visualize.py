@@ -16,6 +16,7 @@ from hf_vit.teaching import (
     PICTURES,
     PRESETS,
     check_output_dir,
+    check_pictures,
     fresh_model,
     load_dataset_image,
     load_image_file,
@@ -87,7 +88,8 @@ def _draw(args) -> dict:
     """The pictures of `args`, written; {name: path}. Any refusal exits with its `error: ...` line."""
     try:
         refuse_several_processes("visualize.py", "each would draw the same pictures into the same --output_dir")
-        check_output_dir(args.output_dir)  # before the model and the image load
+        check_pictures(args.pictures)  # before the model and the image load: loading them takes seconds
+        check_output_dir(args.output_dir)
         if args.model:
             model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code)
             channels = getattr(model.config, "num_channels", 3)

@@ -404,6 +404,21 @@ def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args
     assert message in f"{exc.value.code} {capsys.readouterr().err}"
 
 
+def test_visualize_refuses_an_unknown_picture_before_loading_anything(tmp_path, monkeypatch, capsys):
+    """An unknown name in --pictures was refused only once the model and the dataset had loaded (seconds for a
+    real model and CIFAR-10), and a mistyped --model or --dataset was named first. Now it is refused before
+    anything loads, with the same message; nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    unknown = ("error: Unknown picture(s) ['nope']. Choose from: patch_grid, pos_similarity, cls_attention, rollout, "
+               "feature_norms.")
+    for source in (["--model", "./nothere"], ["--preset", "tiny"]):  # a missing model: not even looked for
+        for image in (["--image", "missing.png"], ["--dataset", "./no-data", "--index", "0"]):
+            with pytest.raises(SystemExit) as exc:
+                load_script().main([*source, *image, "--pictures", "rollout,nope", "--output_dir", "out"])
+            assert exc.value.code == unknown, (source, image)
+    assert not (tmp_path / "out").exists()
+
+
 def test_visualize_script_refuses_a_file_as_output_dir_before_loading(tmp_path, capsys):
     noise_image(8, 8).save(tmp_path / "a.png")
     (tmp_path / "taken").write_text("a file")
