@@ -47,3 +47,25 @@ def test_every_test_the_readme_names_exists():
     cited = set(re.findall(r"`(test_[a-z0-9_]+)`", readme))
     assert len(cited) >= 40
     assert sorted(name for name in cited if f"def {name}(" not in source) == []
+
+
+def test_each_reliability_row_names_the_file_its_tests_are_in():
+    """A row's tests sit in the file its "(in `tests/X.py`)" names (the names before it), or in
+    tests/test_reliability.py where no file follows them: a row that named no file for a test of test_data.py sent
+    a reader to the wrong file, and the check above (the name exists somewhere) let it through."""
+    defined = {p.name: p.read_text() for p in (ROOT / "tests").glob("*.py")}
+    wrong, rows = [], 0
+    for line in (ROOT / "README.md").read_text().splitlines():
+        if not re.match(r"^\| \d+ \|", line):
+            continue
+        rows += 1
+        cell = re.split(r"(?<!\\)\|", line.strip())[-2]  # the last cell: the tests
+        # each "(in `tests/X.py`)" closes the names before it; names after the last one are test_reliability.py's
+        parts = re.split(r"\(in `tests/([\w.]+)`\)", cell)
+        groups = [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)] + [(parts[-1], "test_reliability.py")]
+        for text, file in groups:
+            for name in re.findall(r"`(test_[a-z0-9_]+)`", text):
+                if f"def {name}(" not in defined.get(file, ""):
+                    wrong.append(f"row {line.split('|')[1].strip()}: {name} is not in tests/{file}")
+    assert rows >= 200
+    assert wrong == []
