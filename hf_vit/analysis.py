@@ -666,6 +666,7 @@ def _evaluate(
     label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report,
 ) -> dict:
     """evaluate_model's work, once its arguments are checked and its folders held."""
+    import datasets
     from tqdm import tqdm
 
     if num_threads:
@@ -677,6 +678,8 @@ def _evaluate(
     ds = load_split(dataset, split)
     image_column, label_column = find_columns(ds, image_column, label_column)
     check_image_column(ds, image_column, f"the {split!r} split of {dataset!r}")
+    if not isinstance(ds.features[image_column], datasets.Image):  # bytes, paths, pixel arrays: read as training reads them
+        ds = ds.cast_column(image_column, datasets.Image())
     unlabelled = unlabelled_reason(ds, label_column, f"the {split!r} split of {dataset!r}")
     if unlabelled:
         raise DatasetError(f"{unlabelled}. Pass a labelled split with {setting('split')}.")

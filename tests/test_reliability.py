@@ -2557,3 +2557,18 @@ def test_a_one_process_script_launched_as_several_processes_is_refused(model_dir
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process (a launcher of one): it runs
     script_module(script).main(argv)
     assert (tmp_path / "out" / "config.json").is_file() or (folder / "README.md").is_file()
+
+
+def test_an_image_column_datasets_reads_as_images_is_evaluated(model_dir, dataset_dir, tmp_path):
+    """An image column of pixel arrays (whole numbers 0..255, no datasets.Image feature) passes the image column
+    check, which lets through what datasets reads as images, and training decodes it; the evaluation read the cells
+    as they are and stopped on them (`'list' object has no attribute 'mode'`). Now it decodes them as training does."""
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.map(lambda row: {"arr": np.asarray(row["img"], np.uint8).tolist()},
+                                               remove_columns=["img"]))  # fmt: skip
+    (data / "README.md").unlink()  # it declares `img`; the parquet files alone load with their own columns
+    script_module("evaluate_model.py").main(["--model", str(model_dir), "--dataset", str(data), "--output_dir",
+                                             str(tmp_path / "eval"), "--no_progress", "--no_report", "--device", "cpu",
+                                             "--image_column", "arr", "--max_attention_maps", "2"])  # fmt: skip
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_examples"] == 20 and metrics["evaluation"]["attention_maps"] == 2
