@@ -498,7 +498,7 @@ def load_dataset_image(
     """
     import datasets
 
-    from .data import find_columns, get_split, load_dataset
+    from .data import DatasetError, check_image_column, find_columns, get_split, load_dataset
 
     ds = get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
     if not 0 <= index < len(ds):
@@ -507,10 +507,14 @@ def load_dataset_image(
         )
     image_column, label_column = find_columns(ds, image_column, label_column, label_required=False)
     if not isinstance(ds.features[image_column], datasets.Image):
-        raise ValueError(
-            f"the column {image_column!r} of {dataset} holds {type(ds.features[image_column]).__name__} values, not "
-            f"images. Name the image column with {setting('image_column')}."
-        )
+        try:  # what training and the evaluation read as images (pixel arrays, encoded bytes, paths) is drawn too
+            check_image_column(ds, image_column, dataset)
+        except DatasetError:
+            raise ValueError(
+                f"the column {image_column!r} of {dataset} holds {type(ds.features[image_column]).__name__} values, "
+                f"not images. Name the image column with {setting('image_column')}."
+            ) from None
+        ds = ds.cast_column(image_column, datasets.Image())
     row = ds[index]
     feature = ds.features[label_column] if label_column else None
     if isinstance(feature, datasets.ClassLabel):

@@ -895,3 +895,24 @@ def test_the_attention_pictures_follow_what_the_head_reads_by_its_pool(tmp_path,
             assert all("[CLS]'s attention (its row of each matrix)" in t for t in text)
             assert "its [CLS] row" in text[1] and "mean-pooled" not in " ".join(text)
             assert summary["attention_maps_show"].startswith("[CLS]'s attention")
+
+
+def test_a_dataset_image_in_a_column_datasets_reads_as_images_is_drawn(tmp_path):
+    """An image column of pixel arrays (0..255) without a datasets.Image feature: training and the evaluation read
+    it as images (hf_vit.data.check_image_column lets it through), but load_dataset_image refused it ('holds List
+    values, not images'), so visualize.py could not draw the image the evaluation had scored under an index. Now it
+    reads it as they do; a column that holds no images is still refused with the same words."""
+    import datasets
+
+    from hf_vit.teaching import load_dataset_image
+
+    pixels = np.zeros((32, 32, 3), dtype=np.uint8)
+    pixels[..., 0] = 255  # red
+    (tmp_path / "ds").mkdir()
+    datasets.Dataset.from_dict({"arr": [pixels.tolist()], "label": [1]}).to_parquet(
+        str(tmp_path / "ds" / "test-00000-of-00001.parquet"))  # fmt: skip
+    image, _ = load_dataset_image(str(tmp_path / "ds"), 0, image_column="arr")
+    assert image.size == (32, 32) and np.asarray(image)[0, 0].tolist() == [255, 0, 0]
+    with pytest.raises(ValueError, match=r"^the column 'label' of .* holds Value values, not images. Name the image "
+                                         r"column with image_column\.$"):
+        load_dataset_image(str(tmp_path / "ds"), 0, image_column="label")
