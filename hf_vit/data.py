@@ -319,11 +319,22 @@ def check_image_column(ds, image_column: str, where: str) -> None:
 
 
 def unlabelled_reason(ds, label_column: str, where: str) -> str | None:
-    """Why `ds` cannot be scored when its label column is empty in every row (None when it has labels)."""
-    if len(ds) and ds.with_format("arrow")[label_column].null_count == len(ds):
-        return (f"{where} holds no labels (its {len(ds)} {label_column!r} cells are all empty, as in a competition's "
-                "unlabelled test set): only labelled images can be scored")
-    return None
+    """Why `ds` cannot be scored when its label column is empty in every row, or -1 in every row (ClassLabel's mark
+    for no label, which the Hub's unlabelled test sets hold), None when it has labels."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cells = ds.with_format("arrow")[label_column]
+    if not len(ds):
+        return None
+    if cells.null_count == len(ds):
+        held = "empty,"
+    elif pa.types.is_integer(cells.type) and not cells.null_count and pc.all(pc.equal(cells, -1)).as_py():
+        held = "-1, the mark for no label,"
+    else:
+        return None
+    return (f"{where} holds no labels (its {len(ds)} {label_column!r} cells are all {held} as in a competition's "
+            "unlabelled test set): only labelled images can be scored")
 
 
 def check_no_empty_cells(ds, column: str, where: str) -> None:

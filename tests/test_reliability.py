@@ -488,6 +488,26 @@ def test_a_test_split_without_any_labels_is_named_as_such(model_dir, dataset_dir
     assert "1 row(s) of the 'test' split have an empty 'label' cell (first: row 0)" in train_error(capsys, train_args(data, out))
 
 
+def test_a_test_split_labelled_minus_one_throughout_is_named_unlabelled(model_dir, dataset_dir, tmp_path, capsys):
+    """A competition's test split as the Hub stores it: every label -1 (ClassLabel's mark for no label; the Hub's
+    unlabelled test sets hold it, not empty cells). 3ce5f36 named only empty cells as an unlabelled split, so
+    training said '20 labels in the 'test' split lie outside 0..9 (e.g. -1) ... Fix the labels', which no label can
+    fix; now it is named as the empty cells are, with the splits to choose or the lines that make a test split."""
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "test", lambda ds: ds.map(lambda row: {"label": -1}))
+    out = tmp_path / "out"
+    err = train_error(capsys, train_args(data, out))
+    assert err.startswith(
+        f"train.py: error: the 'test' split of {str(data)!r} holds no labels (its 20 'label' cells are all -1, the "
+        "mark for no label, as in a competition's unlabelled test set): only labelled images can be scored. A dataset "
+        "without a held-out test split needs one made"), err
+    assert not out.exists()
+    message = evaluate_error(model_dir, data, tmp_path)
+    assert message == (f"error: the 'test' split of {str(data)!r} holds no labels (its 20 'label' cells are all -1, "
+                       "the mark for no label, as in a competition's unlabelled test set): only labelled images can be "
+                       "scored. Pass a labelled split with --split.")  # fmt: skip
+
+
 def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
     """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
     from transformers import pipeline
