@@ -233,11 +233,15 @@ def _counted_whole_split(dataset: str | None, metrics_files, default: str | None
     )
 
 
-def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None) -> str | None:
+def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None, train_metrics: dict) -> str | None:
     """How training used the split the evaluation scored ("trained on", "chose its checkpoints on"), or None for a
     split it never saw (its test split, another dataset): those numbers are no measure of new images."""
     data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
     if not data or "accuracy" not in eval_metrics or not _same_dataset(eval_metrics.get("dataset"), dataset):
+        return None
+    # another configuration of that dataset holds other images; unrecorded on either side (older files): as before
+    configs = (_config_of(eval_metrics, recipe, False), _config_of(train_metrics, recipe, True))
+    if None not in configs and configs[0] != configs[1]:
         return None
     split = _split_of(eval_metrics, default=None)
     if split == data.get("train_split", "train"):
@@ -573,7 +577,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             else f"On part of the {split} split of {results_label} (from `{metrics_file}`); so the card's metadata "
             "(model-index) reports no result."
         )
-    seen = _seen_in_training(metrics, recipe, dataset) if metrics is eval_metrics else None
+    seen = _seen_in_training(metrics, recipe, dataset, train_metrics) if metrics is eval_metrics else None
     if seen:  # labelled by its split, but a reader must also learn that training used those very images
         held_out = train_metrics.get("accuracy")
         results_intro += (

@@ -274,6 +274,25 @@ def test_results_on_a_split_that_training_used_say_so(tmp_path):
         assert words is not None or "overstate" not in text
 
 
+def test_results_on_another_configuration_of_the_training_dataset_are_not_said_to_be_seen(tmp_path):
+    """The train split of another configuration of the training dataset (trained on 'coarse', evaluated on 'fine'):
+    other images, but the card said 'These are images the model trained on, so the numbers overstate ...', as it
+    compared the dataset names alone. Now a configuration both files record must agree too."""
+    folder = make_model_folder(tmp_path / "run", recipe_dataset="/data/fruit", extras=False)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "dataset_config": "coarse"}))
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    recipe["data"].update(train_split="train", dataset_config="coarse")
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    path = folder / "evaluation" / "metrics.json"
+    evaluation = json.loads(path.read_text())
+    for config, seen in [("fine", False), ("coarse", True), (None, True)]:  # None: an older file, as before
+        path.write_text(json.dumps({**evaluation, "split": "train", "dataset": "/data/fruit"}
+                                   | ({"dataset_config": config} if config else {})))
+        text = ModelCard.load(write_model_card(folder)).text
+        assert ("These are images the model trained on" in text) == seen, config
+
+
 def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     """3 classes, a local dataset, its own normalisation: no CIFAR-10 claim anywhere it would be false."""
     folder = tmp_path / "fruit-model"
