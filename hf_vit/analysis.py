@@ -37,6 +37,7 @@ from .data import (
     DEFAULT_DATASET,
     DatasetError,
     ImageDepthError,
+    _label_array,
     as_mode,
     check_eight_bit,
     check_image_column,
@@ -695,7 +696,8 @@ def _evaluate(
             "Evaluate on the dataset the model was trained on, or train a model on this dataset's classes.",
         )
     else:
-        labels = np.asarray(ds.with_format("numpy")[label_column], dtype=np.int64)  # (N,), one column read
+        # (N,), one column read; floats are refused as training refuses them (a cast would truncate 3.7 to 3)
+        labels = _label_array(ds, label_column, split).astype(np.int64)
     if labels.min() < 0 or labels.max() >= len(names):
         raise ValueError(
             f"Labels of {dataset!r}/{split} run from {labels.min()} to {labels.max()}, but the model knows "

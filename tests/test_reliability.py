@@ -508,6 +508,23 @@ def test_a_test_split_labelled_minus_one_throughout_is_named_unlabelled(model_di
                        "scored. Pass a labelled split with --split.")  # fmt: skip
 
 
+def test_the_evaluation_refuses_float_labels_as_training_does(model_dir, dataset_dir, tmp_path):
+    """A label column of floats: training refuses it (399df91, README row 227), but the evaluation cast it to int64
+    as it read it, so 3.7 was scored as class 3 and 0.5 as class 0, without a word. Now it says what training says."""
+    import datasets
+
+    data = copy_of(dataset_dir, tmp_path, "data")
+    rewrite_split(data, "*", lambda ds: ds.map(lambda row: {"label": row["label"] + 0.5}, features=datasets.Features(
+        {"img": datasets.Image(), "label": datasets.Value("float64")})))  # fmt: skip
+    (data / "README.md").unlink()  # it declares the ClassLabel
+    message = evaluate_error(model_dir, data, tmp_path)
+    assert message == (
+        "error: the label column 'label' of the 'test' split holds float64 values; it must hold integer class ids "
+        "0..num_labels-1 or class names. Cast it, e.g. `ds = ds.cast_column('label', datasets.Value('int64'))` for "
+        "whole numbers stored as floats, and save the dataset again."), message
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
 def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
     """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
     from transformers import pipeline
