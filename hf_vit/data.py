@@ -318,7 +318,7 @@ def check_image_column(ds, image_column: str, where: str) -> None:
         ) from None
 
 
-def unlabelled_reason(ds, label_column: str, where: str) -> str | None:
+def unlabelled_reason(ds, label_column: str, where: str, need: str = "be scored") -> str | None:
     """Why `ds` cannot be scored when its label column is empty in every row, or -1 in every row (ClassLabel's mark
     for no label, which the Hub's unlabelled test sets hold), None when it has labels."""
     import pyarrow as pa
@@ -334,7 +334,7 @@ def unlabelled_reason(ds, label_column: str, where: str) -> str | None:
     else:
         return None
     return (f"{where} holds no labels (its {len(ds)} {label_column!r} cells are all {held} as in a competition's "
-            "unlabelled test set): only labelled images can be scored")
+            f"unlabelled test set): only labelled images can {need}")
 
 
 def check_no_empty_cells(ds, column: str, where: str) -> None:
@@ -839,6 +839,14 @@ def prepare_data(
     if validation_split is not None:
         val_ds = get_split(dataset_dict, validation_split, dataset_name, "validation_split")
         find_columns(val_ds, image_column, label_column)
+        unlabelled = unlabelled_reason(val_ds, label_column, f"the {validation_split!r} split of {dataset_name!r}",
+                                       "choose checkpoints")
+        if unlabelled:  # dropping its empty rows, as check_no_empty_cells advises, would leave none
+            raise DatasetError(
+                f"{unlabelled}. Name a labelled split with "
+                f"{setting('validation_split')}, or leave it out to carve validation images from the train split "
+                f"({setting('validation_size')})."
+            )
         val_labels = get_labels(val_ds, label_column, num_labels, validation_split, names)
         val_pixels = decode_images(val_ds, image_column, image_size, num_channels, split=validation_split)
         train_idx, val_idx = np.arange(len(train_labels)), np.arange(len(val_labels))

@@ -525,6 +525,27 @@ def test_the_evaluation_refuses_float_labels_as_training_does(model_dir, dataset
     assert not (tmp_path / "eval" / "metrics.json").exists()
 
 
+def test_a_validation_split_without_any_labels_is_named_as_such(dataset_dir, tmp_path, capsys):
+    """--validation_split naming a split whose labels are all empty (or all -1): checkpoints cannot be chosen on it.
+    The test split is named so (3ce5f36), but the validation split got `20 row(s) of the 'validation' split have an empty
+    'label' cell (first: row 0). Drop them ...`, advice that leaves no validation images (or, for -1, 'Fix the
+    labels'); now it says the split holds no labels and the ways out."""
+    data = copy_of(dataset_dir, tmp_path, "data")
+    shutil.copy(next((data / "plain_text").glob("test-*.parquet")), data / "plain_text" / "validation-00000-of-00001.parquet")
+    (data / "README.md").unlink()  # it declares the train and test splits only
+    out = tmp_path / "out"
+    for label in (None, -1):
+        rewrite_split(data, "validation", lambda ds: ds.map(lambda row: {"label": label}))
+        err = train_error(capsys, train_args(data, out, "--validation_split", "validation"))
+        held = "empty," if label is None else "-1, the mark for no label,"
+        assert err == (
+            f"train.py: error: the 'validation' split of {str(data)!r} holds no labels (its 20 'label' cells are all {held} "
+            "as in a competition's unlabelled test set): only labelled images can choose checkpoints. Name a labelled "
+            "split with --validation_split, or leave it out to carve validation images from the train split "
+            "(--validation_size)."), err
+        assert not out.exists()
+
+
 def test_a_non_square_image_size_from_the_command_line(dataset_dir, tmp_path, capsys):
     """The config takes (height, width); --image_size 64 48 was refused as 'arguments not used: [48]'."""
     from transformers import pipeline
