@@ -17,6 +17,7 @@ A DatasetError names each setting as the caller gave it: `label_column` to Pytho
 import contextvars
 import io
 import logging
+import math
 import numbers
 import os
 import socket
@@ -806,10 +807,15 @@ def prepare_data(
 
         stratify = (f", stratify_by_column={label_column!r}"  # only a ClassLabel column can be stratified by
                     if isinstance(train_ds.features[label_column], datasets.ClassLabel) else "")
+        test_size = "0.1"
+        if stratify:  # datasets' stratified split needs a test image and a train image of every class present
+            classes = len(np.unique(train_ds.with_format("numpy")[label_column]))
+            if math.ceil(0.1 * len(train_ds)) < classes:
+                test_size, stratify = (str(classes), stratify) if len(train_ds) >= 2 * classes else ("0.1", "")
         make_test = (
             "a dataset without a held-out test split needs one made from its train split first, e.g. "
             f"`d = datasets.load_dataset({', '.join(map(repr, filter(None, (str(dataset_name), dataset_config))))})"
-            f"[{train_split!r}].train_test_split(test_size=0.1, seed=0{stratify})`, "
+            f"[{train_split!r}].train_test_split(test_size={test_size}, seed=0{stratify})`, "
             "then `d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
             f"{setting('dataset_name', 'new', quote=False)}"
         )

@@ -785,3 +785,25 @@ def test_sharpness_solarize_and_equalize_match_pil_at_their_edges():
     pil_equalized = np.asarray(ImageOps.equalize(Image.fromarray(red_ramp)))
     assert pil_equalized[..., 1:].max() == 0 and equalized[0, 1:].max() == 0  # green and blue stay black, as in PIL
     assert equalized[0, 0].std() > 0.2  # the ramp itself is spread
+
+
+def test_the_line_that_makes_a_test_split_runs_for_many_classes_and_few_images(tmp_path):
+    """A dataset without a test split of 30 images in 5 classes: the line the message gives,
+    `train_test_split(test_size=0.1, seed=0, stratify_by_column='label')`, stopped in datasets with 'The test_size = 3
+    should be greater or equal to the number of classes = 5'; now it asks for one test image per class at least."""
+    import re
+
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=list("abcde"))})
+    folder = tmp_path / "few"
+    folder.mkdir()
+    datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * 30, "label": [i % 5 for i in range(30)]},
+                               features=features).to_parquet(str(folder / "train-00000-of-00001.parquet"))  # fmt: skip
+    with pytest.raises(DatasetError) as err:
+        prepare_data(str(folder), image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD)
+    line = re.search(r"`d = (.*?)`", str(err.value))[1]
+    assert "test_size=5, seed=0, stratify_by_column='label'" in line, line
+    d = eval(line)  # noqa: S307 (the message's own code)
+    assert sorted(d["test"]["label"]) == [0, 1, 2, 3, 4]
