@@ -38,7 +38,8 @@ def read_state_dict(path) -> dict:
         raise ValueError(f"{path} is a folder. Pass the weights file in it (torch.save(model.state_dict(), ...)).")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist. Pass the file written by torch.save(model.state_dict(), ...).")
-    if path.suffix == ".safetensors" or _looks_like_safetensors(path):  # save_file(sd, "vit.pt") happens too
+    # Read by content: save_file(sd, "vit.pt") and torch.save(sd, "vit.safetensors") both happen.
+    if _looks_like_safetensors(path) or (path.suffix == ".safetensors" and not _looks_like_torch_save(path)):
         from safetensors.torch import load_file
 
         try:
@@ -50,7 +51,9 @@ def read_state_dict(path) -> dict:
             ) from None
     try:
         # weights_only: only tensors and plain containers load; a pickled class or function is refused.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # A file object: given a path ending in .safetensors, torch.load reads it with safetensors.
+        with open(path, "rb") as file:
+            obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
         raise _load_error(path, err) from err
     if _is_state_dict(obj):
@@ -82,6 +85,13 @@ def _looks_like_safetensors(path: Path) -> bool:
     with open(path, "rb") as file:
         head = file.read(9)
     return len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def _looks_like_torch_save(path: Path) -> bool:
+    """torch.save's zip archive (PK), or its legacy pickle (protocol 2+: 0x80 then the protocol number)."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    return head == b"PK\x03\x04" or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _load_error(path: Path, err: Exception) -> ValueError:

@@ -488,3 +488,16 @@ def test_heads_given_for_weights_of_one_head_as_wide_as_dim_are_named(tmp_path):
         "give them), or pass heads=1."
     )
     assert lesson_config(ref.state_dict(), {"heads": 1}).dim_head == 32
+
+
+def test_a_torch_save_file_under_the_safetensors_suffix_imports(tmp_path):
+    """torch.save(state_dict, "vit.safetensors"): the suffix sent it to safetensors, which could not read it, and the
+    import called the file damaged ('cut short by an interrupted copy or save. Copy or save it again.'), which no copy
+    mends. 328f612 reads safetensors under another suffix by its content; a torch file under the .safetensors suffix
+    is read by its content too. A file that is neither is still called damaged."""
+    _, ref = lesson_model()
+    torch.save(ref.state_dict(), tmp_path / "vit.safetensors")
+    assert torch.equal(read_state_dict(tmp_path / "vit.safetensors")["cls_token"], ref.state_dict()["cls_token"])
+    (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
+    with pytest.raises(ValueError, match=r"is damaged"):
+        read_state_dict(tmp_path / "cut.safetensors")
