@@ -924,6 +924,9 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
     return {
         "model": {**{k: getattr(config, k) for k in SHAPE_KEYS}, "image_mean": list(processor.image_mean),
                   "image_std": list(processor.image_std)},
+        # The head's rows, in order: the same count of other classes (another dataset, renamed or text labels)
+        # would train each row towards another class.
+        "classes": [config.id2label[i] for i in range(config.num_labels)],
         "data": {k: getattr(data_args, k) for k in ("dataset_config", "image_column", "label_column", "train_split",
                                                     "validation_size", "validation_split", "max_train_samples",
                                                     "max_eval_samples")}
@@ -951,6 +954,7 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
         return False
     if "optim" in (saved.get("optimizer") or {}):  # recorded as given by an earlier version: adamw_torch_fused
         saved["optimizer"]["optim"] = optimizer_family(saved["optimizer"]["optim"])
+    check_classes(resume, saved, fingerprint)
     changes = _changes(saved, fingerprint, "model", "data", "optimizer")
     if changes:
         optimizer = [key for part, key, _, _ in changes if part == "optimizer"]
@@ -963,6 +967,22 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
     check_visible_gpus(resume, fingerprint, state)
     same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
     return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def check_classes(resume, saved: dict, fingerprint: dict) -> None:
+    """Refuse a resume on other classes than the checkpoint's head was trained for (a checkpoint from before this
+    record is not compared; another class count is a shape change, said with the model's)."""
+    old, new = saved.get("classes"), fingerprint["classes"]
+    if not isinstance(old, list) or old == new or len(old) != len(new):
+        return
+    differ = [f"{i}: {a!r} -> {b!r}" for i, (a, b) in enumerate(zip(old, new)) if a != b]
+    more = f" (and {len(differ) - 5} more)" if len(differ) > 5 else ""
+    raise SetupError(
+        f"--resume_from_checkpoint {str(resume)!r} was trained on other classes: its head's rows are "
+        f"{'; '.join(differ[:5])}{more} (checkpoint -> this dataset). Resume on the dataset it trained on, or "
+        f"fine-tune its weights on this one with --model_name_or_path {str(resume)!r} in another --output_dir "
+        "(a head for the same class names is kept, its rows reordered; other classes get a new one)."
+    )
 
 
 # What a step and an epoch are made of: the Trainer places a resume by the checkpoint's step count (its epoch,

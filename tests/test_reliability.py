@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from tiny_data import make_tiny_cifar
+from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
 from hf_vit import HfViTConfig, HfViTForImageClassification, make_image_processor
@@ -2091,6 +2091,27 @@ def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp
     state_file.write_text(json.dumps(state))  # the same visible devices: resumes
     assert main(train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)) == 0
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
+
+
+def test_a_resume_on_other_classes_is_refused(dataset_dir, tmp_path, capsys):
+    """The run record kept the class count, not the classes: a resume on a dataset of as many other (or renamed,
+    or reordered) classes trained each row of the checkpoint's head towards another class, without a word. Now
+    the classes are recorded and compared; the same classes resume."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    checkpoint = out / "checkpoint-4"
+    names = [*CIFAR10_NAMES[:8], "lorry", "ship"]  # 8 and 9 renamed or moved: 'ship' was row 8
+    other = make_tiny_cifar(tmp_path / "other", n_train=60, n_test=20, names=names)
+    err = train_error(capsys, train_args(other, out, "--resume_from_checkpoint", "last", steps=8))
+    assert err == (
+        f"train.py: error: --resume_from_checkpoint '{checkpoint}' was trained on other classes: its head's rows are "
+        "8: 'ship' -> 'lorry'; 9: 'truck' -> 'ship' (checkpoint -> this dataset). Resume on the dataset it trained "
+        f"on, or fine-tune its weights on this one with --model_name_or_path '{checkpoint}' in another --output_dir "
+        "(a head for the same class names is kept, its rows reordered; other classes get a new one)."
+    )
+    assert main(train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)) == 0
 
 
 def test_a_checkpoint_holds_its_run_record_before_it_counts_as_complete(dataset_dir, tmp_path):
