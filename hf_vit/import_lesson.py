@@ -80,18 +80,25 @@ def read_state_dict(path) -> dict:
     )
 
 
+def _head(path: Path, size: int) -> bytes:
+    """The file's first `size` bytes (fewer for a shorter file): what each format check below reads."""
+    with open(path, "rb") as file:
+        return file.read(size)
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip archive starts so
+
+
 def _looks_like_safetensors(path: Path) -> bool:
     """A safetensors file starts with its JSON header's length (8 bytes, little-endian), then the header's '{'."""
-    with open(path, "rb") as file:
-        head = file.read(9)
+    head = _head(path, 9)
     return len(head) == 9 and head[8:] == b"{" and 0 < int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def _looks_like_torch_save(path: Path) -> bool:
     """torch.save's zip archive (PK), or its legacy pickle (protocol 2+: 0x80 then the protocol number)."""
-    with open(path, "rb") as file:
-        head = file.read(4)
-    return head == b"PK\x03\x04" or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5)
+    head = _head(path, 4)
+    return head == _ZIP_MAGIC or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _load_error(path: Path, err: Exception) -> ValueError:
@@ -108,8 +115,7 @@ def _load_error(path: Path, err: Exception) -> ValueError:
             "state_dict() alone with torch.save (for a checkpoint dict: the entry holding it, e.g. obj['model']), and "
             "import that file."
         )
-    with open(path, "rb") as file:
-        zipped = file.read(4) == b"PK\x03\x04"  # torch.save's zip archive, which torch.load cannot read whole
+    zipped = _head(path, 4) == _ZIP_MAGIC  # torch.save's zip archive, which torch.load cannot read whole
     if zipped or isinstance(err, EOFError):  # EOFError: a pickle (the legacy format) cut short
         return ValueError(
             f"{path} is damaged ({text.split('. ')[0]}): it was probably cut short by an interrupted copy or save. "
