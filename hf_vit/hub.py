@@ -471,27 +471,35 @@ _HUB_URL = re.compile(
 )
 
 
+class BadRepoId(ValueError):
+    """`check_repo_id`'s refusal: "Bad repo id '<id>': <reason>"; `.reason` alone for a caller that names the id its
+    own way (train.py's --hub_model_id)."""
+
+    def __init__(self, repo_id, reason: str):
+        super().__init__(f"Bad repo id {repo_id!r}: {reason}")
+        self.reason = reason
+
+
 def check_repo_id(repo_id: str) -> None:
-    """A ValueError naming what is wrong with `repo_id` and the id to pass instead (a web address names its id)."""
+    """A ValueError (BadRepoId) naming what is wrong with `repo_id` and the id to pass instead (a web address names
+    its id)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     url = _HUB_URL.fullmatch(repo_id.strip()) if isinstance(repo_id, str) else None
     if url and url.group(1):
         kind = "a dataset" if url.group(1) == "datasets/" else "a Space"
-        raise ValueError(f"Bad repo id {repo_id!r}: that is the address of {kind}; a model goes to a model "
-                         "repository. Pass its id, e.g. 'your-username/model-name'.")  # fmt: skip
+        raise BadRepoId(repo_id, f"that is the address of {kind}; a model goes to a model repository. Pass its id, "
+                                 "e.g. 'your-username/model-name'.")  # fmt: skip
     if url and "/" not in url.group(2):  # a user's or an organization's page: its bare name would go to the token's
-        raise ValueError(f"Bad repo id {repo_id!r}: that is a web address on the Hub, not a model repository's. Pass "
-                         "the repository's id, 'owner/model-name' (its address is huggingface.co/owner/model-name).")
+        raise BadRepoId(repo_id, "that is a web address on the Hub, not a model repository's. Pass the repository's "
+                                 "id, 'owner/model-name' (its address is huggingface.co/owner/model-name).")
     if url:
-        raise ValueError(
-            f"Bad repo id {repo_id!r}: that is the repository's web address. Pass its id: {url.group(2)!r}."
-        )
+        raise BadRepoId(repo_id, f"that is the repository's web address. Pass its id: {url.group(2)!r}.")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:  # huggingface_hub's advice on `repo_type` is for its API, not this push
         reason = str(err).replace(" Use `repo_type` argument if needed.", "")
-        raise ValueError(f"Bad repo id {repo_id!r}: {reason} Use 'your-username/model-name'.") from err
+        raise BadRepoId(repo_id, f"{reason} Use 'your-username/model-name'.") from err
 
 
 def push_model_folder(
@@ -608,6 +616,6 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
 
 
 __all__ = [
-    "IncompleteModelFolder", "Pushed", "check_model_folder", "check_repo_id", "push_branch", "push_model_folder",
-    "two_saves", "upload_plan",
+    "BadRepoId", "IncompleteModelFolder", "Pushed", "check_model_folder", "check_repo_id", "push_branch",
+    "push_model_folder", "two_saves", "upload_plan",
 ]

@@ -859,7 +859,7 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
         return None
     from huggingface_hub import get_token
 
-    from .hub import check_repo_id, push_branch
+    from .hub import BadRepoId, check_repo_id, push_branch
 
     strategy = getattr(args.hub_strategy, "value", args.hub_strategy)
     if strategy not in ("end", "every_save"):  # every_save is the default: here the one save is the finished folder
@@ -870,9 +870,9 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
     repo_id = args.hub_model_id or Path(args.output_dir).name
     try:  # push_to_hub.py's check: a web address names the id in it
         check_repo_id(repo_id)
-    except ValueError as err:
-        raise SetupError(f"--push_to_hub needs a repo id, and {repo_id!r} is not one: "
-                         f"{str(err).removeprefix(f'Bad repo id {repo_id!r}: ')} Pass it with --hub_model_id.") from None
+    except BadRepoId as err:
+        raise SetupError(f"--push_to_hub needs a repo id, and {repo_id!r} is not one: {err.reason} Pass it with "
+                         "--hub_model_id.") from None
     try:
         push_branch(args.hub_revision)
     except ValueError as err:
