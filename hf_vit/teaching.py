@@ -498,7 +498,7 @@ def load_dataset_image(
     """
     import datasets
 
-    from .data import DatasetError, check_image_column, find_columns, get_split, load_dataset
+    from .data import DatasetError, check_image_column, find_columns, get_split, holds_names, load_dataset
 
     ds = get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
     if not 0 <= index < len(ds):
@@ -521,7 +521,7 @@ def load_dataset_image(
         label = feature.int2str(row[label_column])
     elif label_column and id2label and isinstance(row[label_column], int) and row[label_column] in id2label:
         label = id2label[row[label_column]]
-    elif label_column and isinstance(row[label_column], str):  # a column of class names (training takes them so)
+    elif holds_names(feature):  # a column of class names (training takes them so)
         label = row[label_column]
     else:  # no names to show: the picture gives the prediction only
         label = None
