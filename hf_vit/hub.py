@@ -398,9 +398,14 @@ def stale_files(repo_files, files) -> list[str]:
 _BRANCH = re.compile(r"(?!.*\.\.)(?!.*//)(?!(?:.*/)?\.)(?!.*\.lock(?:/|$))(?![/-])[\w./-]*[\w-]")
 
 
+def on_main(revision: str | None) -> bool:
+    """Whether a push with `revision` commits to main (no revision, an empty one, or "main")."""
+    return revision in (None, "", "main")
+
+
 def push_branch(revision: str | None) -> str | None:
     """The branch a push with `revision` commits to (None: main), or a ValueError saying what is wrong with it."""
-    if revision in (None, "", "main"):
+    if on_main(revision):
         return None
     if re.fullmatch(r"[0-9a-f]{40}", revision):
         raise ValueError(
@@ -616,6 +621,6 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
 
 
 __all__ = [
-    "BadRepoId", "IncompleteModelFolder", "Pushed", "check_model_folder", "check_repo_id", "push_branch",
-    "push_model_folder", "two_saves", "upload_plan",
+    "BadRepoId", "IncompleteModelFolder", "Pushed", "check_model_folder", "check_repo_id", "on_main",
+    "push_branch", "push_model_folder", "two_saves", "upload_plan",
 ]

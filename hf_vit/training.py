@@ -1526,7 +1526,7 @@ def refuse_public_now(repo_id: str, token) -> None:
 
 def push_finished_folder(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> None:
     """--push_to_hub: the folder as scripts/push_to_hub.py would push it (card for the repo id, metrics)."""
-    from .hub import push_model_folder
+    from .hub import on_main, push_model_folder
 
     try:
         files, info = pushed = push_model_folder(
@@ -1536,7 +1536,7 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
         # the retry goes where this push went: its branch, and private if this run asked for it
-        branch = training_args.hub_revision not in (None, "", "main")
+        branch = not on_main(training_args.hub_revision)
         same = (f" --revision {training_args.hub_revision}" if branch else "") + (
             " --private" if training_args.hub_private_repo else "")
         raise SetupError(
