@@ -152,11 +152,9 @@ def locate_model(
 
 def hub_unreachable() -> bool:
     """True when the Hub cannot be asked (HF_HUB_OFFLINE=1, or no connection within seconds)."""
-    from huggingface_hub import constants
+    from .data import hub_unreachable_reason
 
-    from .data import _hub_reachable
-
-    return bool(constants.HF_HUB_OFFLINE) or not _hub_reachable()
+    return hub_unreachable_reason() is not None
 
 
 def load_classifier(model_name_or_path, argument: str = "model_name_or_path", flag: str | None = "model", **kwargs):

@@ -124,6 +124,18 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def hub_unreachable_reason() -> str | None:
+    """Why the Hub cannot be asked now ("HF_HUB_OFFLINE is set", or no connection within seconds), None when it can:
+    what the evaluation, train.py --push_to_hub and a push's dry run say before any of them waits on the network."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if not _hub_reachable():
+        return f"no connection to {constants.ENDPOINT}"
+    return None
+
+
 def load_dataset(
     dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name"
 ):

@@ -437,16 +437,15 @@ def _would_delete(repo_id: str, files, token, branch=None, private=None,
     """(what a push of `files` would delete, a note) for a dry run: the repository's files (on `branch`, else
     main), listed as the push lists them, and nothing else asked of the Hub. Offline, the files are not known and
     the note says why."""
-    from huggingface_hub import constants
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    from .data import _hub_reachable
+    from .data import hub_unreachable_reason
 
     if "/" not in repo_id:  # the push names it after the token's account, which a dry run does not ask for
         return None, (f"{repo_id!r} names no owner: the push makes it under the token's account. Pass "
                       f"'your-username/{repo_id}' to see the files of that repository it would delete")  # fmt: skip
-    if constants.HF_HUB_OFFLINE or not _hub_reachable():  # not half a minute of the client's retries
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"no connection to {constants.ENDPOINT}"
+    why = hub_unreachable_reason()
+    if why:  # not half a minute of the client's retries
         return None, f"the files {repo_id!r} holds could not be listed ({why})"
     api, note = HfApi(token=token), None
     try:

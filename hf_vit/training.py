@@ -882,12 +882,10 @@ def take_over_push(training_args: TrainingArguments) -> str | None:
             "--push_to_hub: no Hugging Face token found. Log in with `hf auth login`, set HF_TOKEN or pass "
             "--hub_token (write access), or train without --push_to_hub and push later with scripts/push_to_hub.py."
         )
-    from huggingface_hub import constants
+    from .data import hub_unreachable_reason
 
-    from .analysis import hub_unreachable
-
-    if hub_unreachable():  # known now, not after hours of training (the Trainer would create the repo at start)
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else f"no connection to {constants.ENDPOINT}"
+    why = hub_unreachable_reason()
+    if why:  # known now, not after hours of training (the Trainer would create the repo at start)
         raise SetupError(
             f"--push_to_hub: the Hugging Face Hub cannot be reached ({why}). Train without --push_to_hub and push "
             "the finished folder later with scripts/push_to_hub.py."
