@@ -171,7 +171,7 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
     from . import HfViTConfig  # noqa: F401  (importing hf_vit registers the Auto classes)
 
     source, is_local = locate_model(model_name_or_path, argument, flag)
-    flag = setting(argument, flag=flag)  # as the messages below name it
+    named = setting(argument, flag=flag)  # as the messages below name it
     local_only = not is_local and hub_unreachable()
     if is_local:  # config.json against the safetensors headers: names the missing or mis-shaped weight
         from .hub import weights_against_config
@@ -182,9 +182,9 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
         except Exception:  # unreadable files: transformers' load below names them
             problems = []
         if problems:
-            raise ValueError(f"{source!r} ({flag}): {problems[0]}")
+            raise ValueError(f"{source!r} ({named}): {problems[0]}")
     mismatch = (
-        f"{source!r} ({flag}): config.json does not describe the saved weights ({{}}): the model would run with "
+        f"{source!r} ({named}): config.json does not describe the saved weights ({{}}): the model would run with "
         "layers the weights do not fill. Use the folder as training (or save_pretrained) wrote it."
     )
     try:
@@ -202,14 +202,14 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
             except Exception:
                 model_type = str(err).split("<class '")[-1].split("'")[0].rsplit(".", 1)[-1]
             raise ValueError(
-                f"{source!r} ({flag}) is a {model_type!r} model, which has no image-classification head. Pass an image "
+                f"{source!r} ({named}) is a {model_type!r} model, which has no image-classification head. Pass an image "
                 "classifier: an hf_vit model folder (config.json says \"model_type\": \"hf_vit\"), e.g. runs/<name>."
             ) from None
         if "trust_remote_code" not in str(err):
             raise
         # An architecture neither hf_vit nor transformers knows: its own .py files would run. Only on request.
         raise ValueError(
-            f"{source!r} ({flag}) is a model whose code comes with it (auto_map in config.json names .py files that "
+            f"{source!r} ({named}) is a model whose code comes with it (auto_map in config.json names .py files that "
             "would run here). hf_vit models load without it. If you trust its author, pass "
             f"{setting('trust_remote_code', True)}."
         ) from None
@@ -224,14 +224,14 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
         else:
             hub = f"the Hugging Face Hub cannot be reached and the local cache has no copy ({reason})"
         raise OSError(
-            f"Could not load the model {source!r} ({flag}): there is no local folder {str(Path(source).resolve())!r}, "
+            f"Could not load the model {source!r} ({named}): there is no local folder {str(Path(source).resolve())!r}, "
             f"and {hub}. Pass the path of a model folder (config.json + model.safetensors), e.g. runs/<name>, or a "
             "Hub id you can reach."
         ) from err
     missing = sorted(info.get("missing_keys") or [])
     if missing and all(key.startswith("mlp_head.") for key in missing):
         raise ValueError(
-            f"{source!r} ({flag}) holds a model without a classification head (saved from HfViTModel): its "
+            f"{source!r} ({named}) holds a model without a classification head (saved from HfViTModel): its "
             "predictions would come from a random head. Pass the folder training wrote (HfViTForImageClassification)."
         )
     if missing or info.get("mismatched_keys"):  # newly initialised at random: the scores would be noise
