@@ -66,6 +66,7 @@ from .eval_pictures import (
 from .image_processing import processor_size_mismatch
 from .metrics import classification_metrics, macro_scope
 from .output_folder import hold_folders, replace_text
+from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
 
 # Sub-folders of the output folder whose old .png files a rerun deletes before writing its own.
@@ -833,7 +834,7 @@ def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, devic
         try:
             model.set_attn_implementation("eager")
         except (AttributeError, ValueError) as err:
-            return f"Could not switch {type(model).__name__} to eager attention ({err}); no attention maps were drawn."
+            return f"Could not switch {type(model).__name__} to eager attention ({err}){NONE_DRAWN}"
     grid = getattr(model.config, "grid_size", None)
     pool = head_reads(model.config)  # the maps follow what the head reads: [CLS]'s row, or all rows averaged
     indices = np.array([r["index"] for r in rows], dtype=np.int64)
@@ -843,11 +844,11 @@ def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, devic
     for pixel_values, idx in tqdm(loader, desc="attention maps", unit="batch", disable=not progress):
         out = model(pixel_values=pixel_values.to(device), output_attentions=True)
         if not out.attentions:
-            return f"{type(model).__name__} returned no attention weights; no attention maps were drawn."
+            return f"{type(model).__name__} returned no attention weights{NONE_DRAWN}"
         if pool is None:
             return (
                 f"{type(model).__name__}'s config does not say which tokens its head reads (no `pool` as hf_vit's, "
-                "and not transformers' ViT, which reads [CLS]); no attention maps were drawn."
+                f"and not transformers' ViT, which reads [CLS]){NONE_DRAWN}"
             )
         attentions = [a.float().cpu() for a in out.attentions]  # depth x (B, heads, N+1, N+1)
         rollout = pooled_rollout(attentions, pool)  # (B, N)
@@ -856,7 +857,7 @@ def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, devic
         if grid is None or grid[0] * grid[1] != num_patches:
             side = int(round(num_patches**0.5))
             if side * side != num_patches:
-                return f"Cannot place {num_patches} attention weights on a patch grid; no attention maps were drawn."
+                return f"Cannot place {num_patches} attention weights on a patch grid{NONE_DRAWN}"
             grid = (side, side)
         for b, i in enumerate(idx.tolist()):
             row = row_of[i]
