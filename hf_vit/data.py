@@ -870,11 +870,12 @@ def prepare_data(
         train_idx, val_idx = np.arange(len(train_labels)), np.arange(len(val_labels))
     else:
         unused = [s for s in VALIDATION_SPLITS if s in dataset_dict and s not in (train_split, test_split)]
-        if unused and validation_size > 0:
+        if unused:
+            how = (f"validation images are carved from {train_split!r} ({setting('validation_size', validation_size)})"
+                   if validation_size > 0 else f"training runs without validation ({setting('validation_size', 0)})")
             logger.warning(
-                "the dataset has a %r split, which is not used: validation images are carved from %r (%s). Pass %s "
-                "to choose checkpoints on it instead.", unused[0], train_split,
-                setting("validation_size", validation_size), setting("validation_split", unused[0], quote=False),
+                "the dataset has a %r split, which is not used: %s. Pass %s to choose checkpoints on it instead.",
+                unused[0], how, setting("validation_split", unused[0], quote=False),
             )
         train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
         val_pixels, val_labels = train_pixels, train_labels

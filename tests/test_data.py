@@ -641,6 +641,11 @@ def test_an_unused_split_named_valid_is_mentioned_too(tmp_path, caplog):
     assert "the dataset has a 'valid' split, which is not used" in caplog.text
     assert "Pass validation_split='valid' to choose checkpoints on it instead" in caplog.text
     assert len(prepare_data(str(folder), validation_split="valid", **kwargs).validation) == 12
+    caplog.clear()  # with no carve, training would run without any validation while that split sits unused
+    with caplog.at_level("WARNING", logger="hf_vit.data"):
+        prepare_data(str(folder), **{**kwargs, "validation_size": 0})
+    assert ("the dataset has a 'valid' split, which is not used: training runs without validation (validation_size=0). "
+            "Pass validation_split='valid' to choose checkpoints on it instead.") in caplog.text
 
 
 def test_a_validation_size_that_does_not_fit_offers_one_that_does(tmp_path):
