@@ -201,12 +201,27 @@ def _split_of(metrics: dict, default="test") -> str:
 _CONFIG = re.compile(r"\w[\w.-]*")
 
 
-def _config_of(metrics: dict, recipe, from_training: bool) -> str | None:
-    """The configuration of the results' dataset: as the metrics file recorded it (the one loaded); an older
-    file of training's falls back on the recipe's --dataset_config (an evaluation loaded the default, unnamed)."""
+# A revision as the Hub names one (a branch, a tag, refs/pr/1, a commit hash): plain text in markdown and YAML.
+_REVISION = re.compile(r"\w[\w.\-/]*")
+
+
+def _recorded(metrics: dict, recipe, from_training: bool, key: str, form: re.Pattern) -> str | None:
+    """A setting of the results' dataset (`key`: dataset_config, dataset_revision) as the metrics file recorded it;
+    an older file of training's falls back on the recipe's flag (an evaluation without it loaded the default).
+    Shown only in its plain `form`: an edited file's markup would otherwise reach the card."""
     data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
-    config = metrics.get("dataset_config", data.get("dataset_config") if from_training else None)
-    return config if isinstance(config, str) and _CONFIG.fullmatch(config) else None
+    value = metrics.get(key, data.get(key) if from_training else None)
+    return value if isinstance(value, str) and form.fullmatch(value) else None
+
+
+def _config_of(metrics: dict, recipe, from_training: bool) -> str | None:
+    """The configuration of the results' dataset: the one loaded (--dataset_config, else the default)."""
+    return _recorded(metrics, recipe, from_training, "dataset_config", _CONFIG)
+
+
+def _revision_of(metrics: dict, recipe, from_training: bool) -> str | None:
+    """The Hub revision of the results' dataset (--dataset_revision); None: its main branch, or unrecorded."""
+    return _recorded(metrics, recipe, from_training, "dataset_revision", _REVISION)
 
 
 def _whole_cifar10_split(metrics: dict) -> bool:
@@ -481,6 +496,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     train_format = _image_format(train_metrics)
     jpeg_copy = train_source == "copy" and train_format == "JPEG"
     dataset_label = _dataset_label(dataset, train_source, train_format)
+    train_revision = _revision_of(train_metrics, recipe, from_training=True)  # --dataset_revision, if one was given
     if train_source == "copy":
         how = {"JPEG": " whose images were re-encoded as JPEG", None: ""}.get(train_format, f" ({train_format} images)")
         data_text = (
@@ -490,6 +506,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         )
     elif train_source == "hub":
         source = f"`{dataset}`" if dataset else f"`{HUB_DATASET}` (assumed: no training_recipe.json names the dataset)"
+        source += f" at revision `{train_revision}`" if train_revision else ""
         data_text = (
             f"**CIFAR-10** from the Hugging Face Hub, {source}: 50,000 training and 10,000 test colour images of "
             "32x32 pixels in 10 classes."
@@ -502,6 +519,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         link = f" ([`{dataset}`](https://huggingface.co/datasets/{dataset}))" if _HUB_ID.fullmatch(dataset) else ""
         config = _config_of(train_metrics, recipe, from_training=True)
         which = f", configuration `{config}`" if config else ""
+        which += f", revision `{train_revision}`" if train_revision else ""
         data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}{which}."
     data_args = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
     limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
@@ -622,6 +640,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
                 dataset_name=results_label if results_source else results_hub_id,  # the id itself, unescaped
                 dataset_config=results_config,
                 dataset_split=split,
+                dataset_revision=_revision_of(metrics, recipe, metrics_file == "metrics.json"),
                 metric_type="accuracy",
                 metric_name=f"{split.capitalize()} accuracy",
                 metric_value=accuracy,
@@ -658,7 +677,9 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         + (f"; {split} accuracy{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
-        summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base})." if base_hub_id
+        pinned = ((recipe or {}).get("model") or {}).get("model_revision")  # --model_revision, if given
+        at = f" at revision `{pinned}`" if isinstance(pinned, str) and _REVISION.fullmatch(pinned) else ""
+        summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base}){at}." if base_hub_id
                     else f" Fine-tuned from a local model (*{_text(_folder_name(base))}*).")
     variables = dict(
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),

@@ -32,7 +32,7 @@ import torch
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
 from .dataset_cache import local_cache_dir, prune_other_states
 from .output_folder import replace_file, unwritable_reason
-from .public import looks_local  # one rule for "a path, not a Hub id", shared with the card and the push
+from .public import is_local, looks_local  # one rule for "a path, not a Hub id", shared with the card and the push
 
 logger = logging.getLogger(__name__)
 
@@ -136,16 +136,48 @@ def hub_unreachable_reason() -> str | None:
     return None
 
 
+def revision_problem(name, revision, named: str, revision_named: str, kind: str) -> str | None:
+    """Why `revision` (a branch, tag or commit of the Hub repository `name`) cannot be used, or None. A local folder
+    has no revisions: datasets and transformers take a revision there without a word and read the folder as it is
+    now, so a run would record a pin it never had. `named`/`revision_named`: the settings as messages name them
+    (`setting`); `kind`: "dataset" or "model". What counts as local is public.is_local, the card's and the push's
+    rule."""
+    if revision is None:
+        return None
+    if not isinstance(revision, str) or not revision.strip():
+        return (f"{revision_named} {revision!r} names no revision: pass a branch, tag or commit of the {kind}'s Hub "
+                "repository, or leave it out.")
+    if not is_local(str(name), "dataset_name" if kind == "dataset" else "model_name_or_path"):
+        return None
+    where = ("a local folder, which has no revisions" if Path(str(name)).expanduser().is_dir()
+             else "a local path, not a Hub id (and no folder is there)")
+    reads = "datasets would read the folder as it is now" if kind == "dataset" else (
+        "transformers would load the folder as it is now")
+    return (f"{revision_named} applies to a Hub {kind}; {named} {str(name)!r} is {where}: {reads}. Leave "
+            f"{revision_named} out, or pass the {kind}'s Hub id (owner/name).")
+
+
+def check_dataset_revision(dataset_name, dataset_revision, argument: str = "dataset_name") -> None:
+    """`dataset_revision` refused for a local folder (revision_problem), naming the caller's `argument`."""
+    problem = revision_problem(dataset_name, dataset_revision, setting(argument), setting("dataset_revision"),
+                               "dataset")
+    if problem:
+        raise DatasetError(problem)
+
+
 def load_dataset(
-    dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name"
+    dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name",
+    dataset_revision: str | None = None,
 ):
     """`datasets.load_dataset` on a local Hub-layout folder or a Hub id, with clear errors offline.
 
     `argument` is the caller's name for the dataset (evaluate_model's is `dataset`), for the messages.
+    `dataset_revision`: a branch, tag or commit of a Hub dataset (datasets' `revision`); refused for a folder.
     """
     import datasets
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub import constants
+    from huggingface_hub.errors import RevisionNotFoundError
 
     named = setting(argument)  # --dataset_name, or dataset_name for Python code
     if not isinstance(dataset_name, (str, os.PathLike)):  # a loaded DatasetDict: Path() failed with a TypeError
@@ -153,6 +185,7 @@ def load_dataset(
             f"{named} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object. Save a loaded "
             "dataset first, e.g. `dataset_dict.save_to_disk('my_data')`, and pass 'my_data'."
         )
+    check_dataset_revision(dataset_name, dataset_revision, argument)
     path = Path(dataset_name).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -197,8 +230,15 @@ def load_dataset(
     _check_cache_writable(datasets.config.HF_DATASETS_CACHE)
     try:
         # Offline mode still finds a copy in the Hugging Face cache, if there is one.
-        return datasets.load_dataset(dataset_name, dataset_config)
+        return datasets.load_dataset(dataset_name, dataset_config, revision=dataset_revision)
     except (OSError, DatasetNotFoundError) as err:  # ConnectionError is an OSError
+        # datasets names a revision the repository lacks in a DatasetNotFoundError caused by the Hub's answer
+        if dataset_revision is not None and RevisionNotFoundError in (type(err), type(err.__cause__)):
+            raise DatasetError(
+                f"the dataset {dataset_name!r} on the Hugging Face Hub has no revision {dataset_revision!r}. Fix "
+                f"{setting('dataset_revision')}: a branch, tag or commit of the dataset's repository (its 'Files and "
+                "versions' tab lists them)."
+            ) from None
         if constants.HF_HUB_OFFLINE:
             raise DatasetError(
                 _offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", argument)
@@ -783,12 +823,13 @@ def prepare_data(
     max_test_samples: int | None = None,
     augment_on_device: bool = False,
     validation_split: str | None = None,
+    dataset_revision: str | None = None,
 ) -> PreparedData:
     """Everything training needs, from a dataset name to three datasets and a collator.
 
     `num_labels=None` takes the class count from the dataset (its ClassLabel names, else the largest label + 1).
     Validation is carved from the train split (`validation_size`, stratified) unless `validation_split` names
-    a split of its own.
+    a split of its own. `dataset_revision` pins a Hub dataset's branch, tag or commit.
     """
     for argument, value in (("max_train_samples", max_train_samples), ("max_eval_samples", max_eval_samples),
                             ("max_test_samples", max_test_samples)):
@@ -804,7 +845,7 @@ def prepare_data(
             "are neither trained on nor tested. Name another split, or leave it out to carve validation images from the "
             f"train split ({setting('validation_size')})."
         )
-    dataset_dict = load_dataset(dataset_name, dataset_config)
+    dataset_dict = load_dataset(dataset_name, dataset_config, dataset_revision=dataset_revision)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
     image_column, label_column = find_columns(train_ds, image_column, label_column)
     check_image_column(train_ds, image_column, f"the {train_split!r} split")
@@ -824,9 +865,11 @@ def prepare_data(
             classes = len(np.unique(train_ds.with_format("numpy")[label_column]))
             if math.ceil(0.1 * len(train_ds)) < classes:
                 test_size, stratify = (str(classes), stratify) if len(train_ds) >= 2 * classes else ("0.1", "")
+        pinned = f", revision={dataset_revision!r}" if dataset_revision is not None else ""  # the same files
         make_test = (
             "a dataset without a held-out test split needs one made from its train split first, e.g. "
-            f"`d = datasets.load_dataset({', '.join(map(repr, filter(None, (str(dataset_name), dataset_config))))})"
+            f"`d = datasets.load_dataset({', '.join(map(repr, filter(None, (str(dataset_name), dataset_config))))}"
+            f"{pinned})"
             f"[{train_split!r}].train_test_split(test_size={test_size}, seed=0{stratify})`, "
             "then `d['train'].to_parquet('new/train.parquet')`, `d['test'].to_parquet('new/test.parquet')` and "
             f"{setting('dataset_name', 'new', quote=False)}"

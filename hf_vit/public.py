@@ -31,8 +31,9 @@ PATH_KEYS = (
 # id as ./x, but an older file may not): a bare name there is local when it names something on this machine. Not
 # "model": metrics.json's validation "model" is "best" or "final", whatever folders the working folder holds.
 REFERENCE_KEYS = ("dataset_name", "dataset", "model_name_or_path", "_name_or_path")
-# Keys whose value is a Hub id or a branch, never a path: "me/vit" stays even where a folder me/vit exists here.
-HUB_KEYS = ("hub_model_id", "hub_revision", "trackio_space_id")
+# Keys whose value is a Hub id or a branch, never a path: "me/vit" stays even where a folder me/vit exists here,
+# and a revision refs/pr/1 is no folder pr/1.
+HUB_KEYS = ("hub_model_id", "hub_revision", "trackio_space_id", "dataset_revision", "model_revision")
 _DRIVE = re.compile(r"[A-Za-z]:([\\/]|$)")
 _URL = re.compile(r"[A-Za-z][\w+.-]+://")  # two letters at least: C://x is a drive
 # A recipe shipped in the package is recorded by its place there (hf_vit/recipes/cpu.yaml): no path of this machine.

@@ -76,6 +76,11 @@ class ModelArguments:
                   "weights: its shape, image size and normalisation are kept, and its head follows the dataset's "
                   "classes (--preset and the shape flags build a fresh model only)"},
     )
+    model_revision: str | None = field(
+        default=None,
+        metadata={"help": "a branch, tag or commit of the --model_name_or_path Hub model (default: its main branch); "
+                  "not for a local folder"},
+    )
     preset: str = field(default="lesson", metadata={"help": f"model shape by name: {', '.join(PRESETS)}"})
     image_size: list[int] | None = field(
         default=None, metadata={"help": "input size: one number (square) or height width (default 32)"})
@@ -104,6 +109,11 @@ class DataArguments:
         default=DEFAULT_DATASET, metadata={"help": "Hub id or a local folder in the Hub layout (../shared/data/cifar10)"}
     )
     dataset_config: str | None = field(default=None, metadata={"help": "dataset configuration name"})
+    dataset_revision: str | None = field(
+        default=None,
+        metadata={"help": "a branch, tag or commit of the --dataset_name Hub dataset (default: its main branch), "
+                  "recorded in metrics.json and the card; not for a local folder"},
+    )
     image_column: str | None = field(default=None, metadata={"help": "image column (default: img or image)"})
     label_column: str | None = field(default=None, metadata={"help": "label column (default: label or labels)"})
     train_split: str = field(default="train")
@@ -925,9 +935,9 @@ def run_fingerprint(config, processor, data_args, training_args, train_size: int
         # The head's rows, in order: the same count of other classes (another dataset, renamed or text labels)
         # would train each row towards another class.
         "classes": [config.id2label[i] for i in range(config.num_labels)],
-        "data": {k: getattr(data_args, k) for k in ("dataset_config", "image_column", "label_column", "train_split",
-                                                    "validation_size", "validation_split", "max_train_samples",
-                                                    "max_eval_samples")}
+        "data": {k: getattr(data_args, k) for k in ("dataset_config", "dataset_revision", "image_column",
+                                                    "label_column", "train_split", "validation_size",
+                                                    "validation_split", "max_train_samples", "max_eval_samples")}
         | {"seed": training_args.seed, "data_seed": training_args.data_seed},
         "schedule": {"train_images": train_size, "world_size": training_args.world_size}
         | {k: getattr(training_args, k) for k in ("max_steps", "num_train_epochs", "per_device_train_batch_size",
@@ -1141,6 +1151,7 @@ class Start:
     is_local: bool
     config: HfViTConfig
     processor: object | None  # its saved image processor, if any
+    revision: str | None = None  # --model_revision: the Hub model's branch, tag or commit
 
 
 def load_start(model_args: ModelArguments, output_dir=None) -> Start:
@@ -1150,11 +1161,16 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
     from .analysis import hub_unreachable, locate_model
+    from .data import revision_problem, setting
     from .hub import weights_against_config
 
-    name = model_args.model_name_or_path
+    name, revision = model_args.model_name_or_path, model_args.model_revision
     try:
         with flags_in_messages():  # named as train.py's flag
+            problem = revision_problem(name, revision, setting("model_name_or_path"), setting("model_revision"),
+                                       "model")
+            if problem:
+                raise SetupError(problem)
             source, is_local = locate_model(name, "model_name_or_path", flag=None)
     except (OSError, ValueError) as err:
         raise SetupError(str(err)) from None
@@ -1170,7 +1186,8 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
     local_only = not is_local and hub_unreachable()
     try:
         # trust_remote_code=False, never None: transformers would ask on the terminal and run a folder's code on "y"
-        config = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=local_only,
+                                            revision=revision)
     except (OSError, ValueError) as err:
         if isinstance(err, ValueError) and "trust_remote_code" in str(err):
             raise SetupError(
@@ -1192,7 +1209,8 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
         if problems:
             raise SetupError(f"--model_name_or_path {name!r}: {problems[0]}")
     try:
-        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
+        processor = AutoImageProcessor.from_pretrained(source, trust_remote_code=False, local_files_only=local_only,
+                                                       revision=revision)
     except (OSError, ValueError) as err:  # none saved: CIFAR-10's numbers (or --image_mean/--image_std), and a note
         if "trust_remote_code" in str(err):
             raise SetupError(
@@ -1201,7 +1219,7 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
                 "file (or the file, to start from CIFAR-10's normalisation)."
             ) from None
         processor = None
-    return Start(source, local_only, is_local, config, processor)
+    return Start(source, local_only, is_local, config, processor, revision)
 
 
 def load_for_fine_tuning(start: Start, config: HfViTConfig, attn_implementation=None):
@@ -1210,7 +1228,7 @@ def load_for_fine_tuning(start: Start, config: HfViTConfig, attn_implementation=
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model, info = HfViTForImageClassification.from_pretrained(
         start.source, config=config, ignore_mismatched_sizes=True, use_safetensors=True,
-        local_files_only=start.local_only, output_loading_info=True, **kwargs,
+        local_files_only=start.local_only, output_loading_info=True, revision=start.revision, **kwargs,
     )
     fresh = sorted({*(info.get("missing_keys") or []), *(k for k, *_ in info.get("mismatched_keys") or [])})
     body = [k for k in fresh if not k.startswith("mlp_head.")]
@@ -1288,6 +1306,12 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             "augmentation off (--pad 0 --hflip false, no RandAugment, erasing or mixing)."
         )
     hub_repo = take_over_push(training_args)
+    if model_args.model_revision is not None and not model_args.model_name_or_path:  # it would pin nothing
+        raise SetupError(
+            f"--model_revision {model_args.model_revision!r} pins the Hub model --model_name_or_path names, and none "
+            "is named: this run starts from random weights. Pass --model_name_or_path OWNER/NAME, or leave "
+            "--model_revision out."
+        )
     # The model to fine-tune is read before anything of --output_dir is cleared: it may not lie in there.
     start = load_start(model_args, output_dir) if model_args.model_name_or_path else None
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
@@ -1339,6 +1363,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             max_test_samples=data_args.max_test_samples,
             augment_on_device=data_args.augment_on_device,
             validation_split=data_args.validation_split,
+            dataset_revision=data_args.dataset_revision,
         )
         config = build_config(model_args, data.label_names, data.num_labels, start=start.config if start else None)
         if start is None:
@@ -1351,7 +1376,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         if training_args.process_index == 0:
             head = f"; {head}" if head else ""
             kept = "" if start.processor is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"
-            print(f"[hf_vit] fine-tuning {model_args.model_name_or_path}{head}{kept}", flush=True)
+            at = f" (revision {start.revision})" if start.revision is not None else ""
+            print(f"[hf_vit] fine-tuning {model_args.model_name_or_path}{at}{head}{kept}", flush=True)
 
     curve = AccuracyCurve()
     callbacks = [curve, *extra_callbacks]
@@ -1374,6 +1400,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     # the starting weights: a local folder by where it is, however it was spelled
     trainer.run_fingerprint["model"]["model_name_or_path"] = (
         str(Path(start.source).resolve()) if start and start.is_local else model_args.model_name_or_path)
+    trainer.run_fingerprint["model"]["model_revision"] = model_args.model_revision
     # read now: save_total_limit may delete that checkpoint during training
     resume_state = (_read_json_or_none(Path(resume) / "trainer_state.json") or {}) if resume else {}
     finished = resume is not None and check_resume(resume, trainer.run_fingerprint, resume_state)
@@ -1448,6 +1475,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     metrics.update(
         dataset=dataset_reference(data_args.dataset_name),
         dataset_config=data.dataset_config,  # the one loaded (--dataset_config, else the default): the model-index's
+        dataset_revision=data_args.dataset_revision,  # None: the Hub dataset's main branch as it was, or a folder
         image_format=data.image_format,  # "JPEG": the card's "JPEG copy" of CIFAR-10 rests on it
         split=data_args.test_split,
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)

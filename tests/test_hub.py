@@ -355,6 +355,28 @@ def test_the_model_index_names_the_configuration_of_a_hub_dataset(tmp_path):
     assert model_index()[0] == ("someone/fruit", None, "test")
 
 
+def test_the_card_and_the_model_index_name_the_dataset_revision(tmp_path):
+    """A run on a pinned Hub dataset (train.py --dataset_revision, recorded in metrics.json) is named with its
+    revision in the card's dataset line and the model-index (an evaluation's own revision, for its results); the
+    push uploads a revision as it is (refs/pr/1 is no folder pr/1 of this machine)."""
+    from hf_vit.public import public_copies
+
+    folder = make_model_folder(tmp_path / "run", recipe_dataset="uoft-cs/cifar10", extras=False)
+    for name in ("metrics.json", "evaluation/metrics.json"):
+        path = folder / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "dataset_revision": "refs/pr/1"}))
+    card = ModelCard.load(write_model_card(folder))
+    assert "**CIFAR-10** from the Hugging Face Hub, `uoft-cs/cifar10` at revision `refs/pr/1`: 50,000" in card.text
+    (result,) = card.data.eval_results
+    assert (result.dataset_type, result.dataset_revision) == ("uoft-cs/cifar10", "refs/pr/1")
+    copies = public_copies(folder, ["metrics.json", "evaluation/metrics.json"])
+    assert "metrics.json" not in copies  # nothing of this machine in it: uploaded as it is
+    assert json.loads(copies["evaluation/metrics.json"])["dataset_revision"] == "refs/pr/1"  # its model path went
+    path = folder / "evaluation" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "dataset_revision": None}))  # evaluated on main
+    assert ModelCard.load(write_model_card(folder)).data.eval_results[0].dataset_revision is None
+
+
 def test_the_card_says_what_a_cropping_or_older_processor_does(tmp_path):
     """A processor that resizes to 40x40 and crops the centre 32x32 (which the push accepts) was described as
     resizing to 40x40; an older feature extractor's `"size": 32` as not resizing at all."""

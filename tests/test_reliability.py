@@ -2651,3 +2651,154 @@ def test_an_image_column_datasets_reads_as_images_is_evaluated(model_dir, datase
                                              "--image_column", "arr", "--max_attention_maps", "2"])  # fmt: skip
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["num_examples"] == 20 and metrics["evaluation"]["attention_maps"] == 2
+
+
+# ---------------------------------------------------------------------------
+# Revisions: --dataset_revision, --model_revision (train.py), --revision (evaluate_model.py, visualize.py)
+# ---------------------------------------------------------------------------
+def hub_dataset_spy(monkeypatch, dataset_dir):
+    """datasets.load_dataset with a spy in front of it (the one stand-in here: the Hub is out of reach): a call for
+    the Hub id 'me/tiny' is recorded with its arguments and answered with `dataset_dir`, loaded for real. The
+    connection probe says the Hub answers. Returns the recorded calls [(path, revision)]."""
+    import datasets
+    from huggingface_hub import constants
+
+    from hf_vit import data
+    from hf_vit.dataset_cache import local_cache_dir
+
+    real, calls = datasets.load_dataset, []
+
+    def spy(path, name=None, **kwargs):
+        if path != "me/tiny":
+            return real(path, name, **kwargs)
+        calls.append((path, kwargs.get("revision")))
+        return real(str(dataset_dir), name, cache_dir=local_cache_dir(dataset_dir))
+
+    monkeypatch.setattr(datasets, "load_dataset", spy)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: True)
+    return calls
+
+
+def test_a_dataset_revision_reaches_the_hub_and_one_the_dataset_lacks_is_named(monkeypatch):
+    """--dataset_revision is datasets.load_dataset's revision=: the Hub's first answer (HfApi.hf_hub_download of
+    the dataset card, the network call mocked here, under the real datasets.load_dataset) is asked for that
+    revision, and a revision the repository lacks is named as such, not as an unreachable Hub ('Pass a local
+    copy ...')."""
+    import httpx2
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    from hf_vit import data
+
+    asked = []
+
+    def hub_download(self, repo_id, filename, **kwargs):
+        asked.append((repo_id, filename, kwargs.get("repo_type"), kwargs.get("revision")))
+        request = httpx2.Request("GET", f"https://huggingface.co/datasets/{repo_id}/resolve/v9/{filename}")
+        raise RevisionNotFoundError("404: revision not found", response=httpx2.Response(404, request=request))
+
+    monkeypatch.setattr(HfApi, "hf_hub_download", hub_download)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(data, "_hub_reachable", lambda timeout=3.0: True)
+    with data.flags_in_messages(), pytest.raises(data.DatasetError) as err:
+        data.load_dataset("me/tiny", dataset_revision="v9")
+    assert asked == [("me/tiny", "README.md", "dataset", "v9")]
+    assert str(err.value) == (
+        "the dataset 'me/tiny' on the Hugging Face Hub has no revision 'v9'. Fix --dataset_revision: a branch, tag "
+        "or commit of the dataset's repository (its 'Files and versions' tab lists them)."
+    )
+
+
+def test_train_py_records_the_dataset_revision_and_refuses_a_resume_on_another(dataset_dir, tmp_path, capsys,
+                                                                                monkeypatch):
+    """--dataset_revision reaches datasets.load_dataset (a spy in front of it, hub_dataset_spy), is recorded in
+    the checkpoints' run record, metrics.json and training_recipe.json, and named on the card; a resume with
+    another revision is refused as another configuration or split is (other images under the same names)."""
+    from hf_vit.training import main
+
+    calls = hub_dataset_spy(monkeypatch, dataset_dir)
+    out = tmp_path / "run"
+    assert main(train_args("me/tiny", out, "--dataset_revision", "v1", "--stop_after_steps", "4", steps=8)) == 0
+    assert calls == [("me/tiny", "v1")]
+    record = json.loads((out / "checkpoint-4" / "hf_vit_run.json").read_text())
+    assert record["data"]["dataset_revision"] == "v1"
+    err = train_error(capsys, train_args("me/tiny", out, "--dataset_revision", "v2", "--resume_from_checkpoint",
+                                         "last", steps=8))  # fmt: skip
+    assert err == (
+        f"train.py: error: --resume_from_checkpoint '{out / 'checkpoint-4'}' was saved by a run with other settings: "
+        "--dataset_revision 'v1' -> 'v2' (checkpoint -> now). Resume with the checkpoint's values, or start a new "
+        "run in another --output_dir."
+    )
+    assert train_error(capsys, train_args("me/tiny", out, "--resume_from_checkpoint", "last", steps=8)).endswith(
+        "--dataset_revision 'v1' -> None (checkpoint -> now). Resume with the checkpoint's values, or start a new "
+        "run in another --output_dir.")  # fmt: skip
+    assert main(train_args("me/tiny", out, "--dataset_revision", "v1", "--resume_from_checkpoint", "last",
+                           steps=8)) == 0  # fmt: skip
+    assert calls[-1] == ("me/tiny", "v1")
+    assert json.loads((out / "metrics.json").read_text())["dataset_revision"] == "v1"
+    assert json.loads((out / "training_recipe.json").read_text())["data"]["dataset_revision"] == "v1"
+    card = (out / "README.md").read_text()
+    assert ("**me/tiny** from the Hugging Face Hub ([`me/tiny`](https://huggingface.co/datasets/me/tiny)), "
+            "configuration `plain_text`, revision `v1`.") in card  # fmt: skip
+    assert "| `dataset_revision` | v1 |" in card
+
+
+def test_train_py_refuses_a_revision_with_a_local_folder(dataset_dir, model_dir, tmp_path, capsys):
+    """A revision pins a Hub repository's commit; datasets and transformers take one given with a local folder
+    without a word and read the folder as it is, so the run would record a pin it never had. Refused before
+    anything is written; --model_revision without a model to pin too."""
+    out = tmp_path / "run"
+    folder = f"--dataset_name {str(dataset_dir)!r} is a local folder, which has no revisions"
+    assert train_error(capsys, train_args(dataset_dir, out, "--dataset_revision", "v1")) == (
+        f"train.py: error: --dataset_revision applies to a Hub dataset; {folder}: datasets would read the folder as "
+        "it is now. Leave --dataset_revision out, or pass the dataset's Hub id (owner/name)."
+    )
+    assert train_error(capsys, train_args(dataset_dir, out, "--model_name_or_path", str(model_dir),
+                                          "--model_revision", "v1")) == (  # fmt: skip
+        f"train.py: error: --model_revision applies to a Hub model; --model_name_or_path {str(model_dir)!r} is a "
+        "local folder, which has no revisions: transformers would load the folder as it is now. Leave "
+        "--model_revision out, or pass the model's Hub id (owner/name)."
+    )
+    assert train_error(capsys, train_args(dataset_dir, out, "--model_revision", "v1")) == (
+        "train.py: error: --model_revision 'v1' pins the Hub model --model_name_or_path names, and none is named: "
+        "this run starts from random weights. Pass --model_name_or_path OWNER/NAME, or leave --model_revision out."
+    )
+    assert not out.exists()
+
+
+def as_hub_cache(model_dir, cache, repo_id="me/vit", revision="v1"):
+    """`model_dir` laid out in the Hugging Face cache `cache` as a download of `repo_id` at `revision` leaves it:
+    refs/<revision> names a commit, snapshots/<commit>/ holds the files. No refs/main: a load that does not ask
+    for that revision finds nothing."""
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(model_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / revision).write_text(commit)
+
+
+def offline_hub_cache(model_dir, tmp_path, monkeypatch) -> None:
+    """The Hub cut off (HF_HUB_OFFLINE, nothing else mocked) and `model_dir` in this test's Hugging Face cache as
+    'me/vit' at revision v1 only (as_hub_cache): it loads only if v1 reaches from_pretrained."""
+    from huggingface_hub import constants
+
+    as_hub_cache(model_dir, tmp_path / "hub")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def test_train_py_fine_tunes_a_hub_model_at_its_revision(model_dir, dataset_dir, tmp_path, monkeypatch, capsys):
+    """--model_revision reaches from_pretrained (the model is in the cache at v1 only: offline_hub_cache), is
+    recorded in training_recipe.json and named on the card beside the model it started from."""
+    from hf_vit.training import main
+
+    offline_hub_cache(model_dir, tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    assert "--model_name_or_path 'me/vit': could not read it from the Hugging Face Hub (or its local cache)" in (
+        train_error(capsys, train_args(dataset_dir, out, "--model_name_or_path", "me/vit", steps=4)))
+    assert main(train_args(dataset_dir, out, "--model_name_or_path", "me/vit", "--model_revision", "v1", steps=4)) == 0
+    assert "[hf_vit] fine-tuning me/vit (revision v1)" in capsys.readouterr().out
+    assert json.loads((out / "training_recipe.json").read_text())["model"]["model_revision"] == "v1"
+    card = (out / "README.md").read_text()
+    assert "Fine-tuned from [me/vit](https://huggingface.co/me/vit) at revision `v1`." in card
