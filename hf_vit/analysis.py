@@ -41,6 +41,7 @@ from .data import (
     as_mode,
     check_eight_bit,
     check_image_column,
+    check_dataset_revision,
     check_no_empty_cells,
     class_ids,
     config_name,
@@ -51,6 +52,7 @@ from .data import (
     image_format,
     load_dataset,
     looks_local,
+    revision_problem,
     setting,
     unlabelled_reason,
 )
@@ -158,8 +160,18 @@ def hub_unreachable() -> bool:
     return hub_unreachable_reason() is not None
 
 
-def load_classifier(model_name_or_path, argument: str = "model_name_or_path", flag: str | None = "model", **kwargs):
-    """(model, source, local_files_only): `AutoModelForImageClassification` from a checked folder or a Hub id.
+def check_model_revision(model_name_or_path, revision, argument: str = "model_name_or_path",
+                         flag: str | None = "model") -> None:
+    """`revision` (a Hub model's branch, tag or commit) refused for a local folder, which has none."""
+    problem = revision_problem(model_name_or_path, revision, setting(argument, flag=flag), setting("revision"), "model")
+    if problem:
+        raise ValueError(problem)
+
+
+def load_classifier(model_name_or_path, argument: str = "model_name_or_path", flag: str | None = "model",
+                    revision: str | None = None, **kwargs):
+    """(model, source, local_files_only): `AutoModelForImageClassification` from a checked folder or a Hub id
+    (at `revision`, a branch, tag or commit of it; refused for a folder).
 
     Weights load with use_safetensors=True: never unpickled. For a Hub id without a connection only the
     Hugging Face cache is read (at once, instead of the client's retries), and a failure says that there
@@ -171,6 +183,7 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
 
     from . import HfViTConfig  # noqa: F401  (importing hf_vit registers the Auto classes)
 
+    check_model_revision(model_name_or_path, revision, argument, flag)
     source, is_local = locate_model(model_name_or_path, argument, flag)
     named = setting(argument, flag=flag)  # as the messages below name it
     local_only = not is_local and hub_unreachable()
@@ -190,7 +203,8 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
     )
     try:
         model, info = AutoModelForImageClassification.from_pretrained(
-            source, use_safetensors=True, local_files_only=local_only, output_loading_info=True, **kwargs
+            source, use_safetensors=True, local_files_only=local_only, output_loading_info=True, revision=revision,
+            **kwargs,
         )
     except RuntimeError as err:  # a Hub model's weight of another shape (a local folder's is named above)
         if "ignore_mismatched_sizes" not in str(err):
@@ -241,15 +255,18 @@ def load_classifier(model_name_or_path, argument: str = "model_name_or_path", fl
     return model, source, local_only
 
 
-def load_image_processor(source, name, trust_remote_code: bool, local_only: bool):
-    """The image processor saved beside the weights of `source` (`name`: as the user gave it). A missing or broken
-    preprocessor_config.json is a FileNotFoundError naming the fix; its cause is the loader's own error."""
+def load_image_processor(source, name, trust_remote_code: bool, local_only: bool, revision: str | None = None):
+    """The image processor saved beside the weights of `source` (`name`: as the user gave it; `revision`: the Hub
+    model's, as the weights were loaded). A missing or broken preprocessor_config.json is a FileNotFoundError
+    naming the fix; its cause is the loader's own error."""
     # From its module: transformers 5.17 without torchvision turns the top-level name into a placeholder that
     # raises (5.24 does not); the module's class loads the PIL processor on both.
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
     try:
-        return AutoImageProcessor.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local_only)
+        return AutoImageProcessor.from_pretrained(
+            source, trust_remote_code=trust_remote_code, local_files_only=local_only, revision=revision
+        )
     except (OSError, ValueError) as err:
         raise FileNotFoundError(
             f"No image processor for {str(name)!r} ({err}). Save one beside the weights: "
@@ -257,10 +274,12 @@ def load_image_processor(source, name, trust_remote_code: bool, local_only: bool
         ) from err
 
 
-def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = False):
-    """The classifier (eval mode, on `device`) and its saved image processor."""
-    model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code)
-    processor = load_image_processor(source, model_name_or_path, trust_remote_code, local_only)
+def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote_code: bool = False,
+                             revision: str | None = None):
+    """The classifier (eval mode, on `device`) and its saved image processor, at the Hub model's `revision`."""
+    model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code,
+                                                revision=revision)
+    processor = load_image_processor(source, model_name_or_path, trust_remote_code, local_only, revision)
     _check_processor_size(processor, model.config, model_name_or_path, setting("model_name_or_path", flag="model"))
     model.to(device).eval()
     return model, processor
@@ -279,9 +298,11 @@ def _check_processor_size(processor, config, name, named: str):
         )
 
 
-def load_split(dataset: str, split: str = "test"):
-    """One split of a dataset folder (Hub layout) or Hub id; `hf_vit.data` says what is wrong and how to fix it."""
-    return get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
+def load_split(dataset: str, split: str = "test", dataset_revision: str | None = None):
+    """One split of a dataset folder (Hub layout) or Hub id (at `dataset_revision`); `hf_vit.data` says what is
+    wrong and how to fix it."""
+    return get_split(load_dataset(dataset, argument="dataset", dataset_revision=dataset_revision), split, dataset,
+                     "split")
 
 
 def model_label_names(config) -> list[str]:
@@ -636,8 +657,12 @@ def evaluate_model(
     trust_remote_code: bool = False,
     progress: bool = True,
     report: bool = True,
+    revision: str | None = None,
+    dataset_revision: str | None = None,
 ) -> dict:
-    """Run the evaluation and write every output (see the module docstring); returns the metrics dict."""
+    """Run the evaluation and write every output (see the module docstring); returns the metrics dict.
+    `revision` and `dataset_revision` pin a Hub model's and a Hub dataset's branch, tag or commit (recorded in
+    metrics.json); a local folder has none and is refused with one."""
     # Every argument is checked before the model and the data load (and before anything is written).
     for name, value, least in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1),
                                ("num_workers", num_workers, 0), ("gallery_size", gallery_size, 0)):
@@ -651,19 +676,22 @@ def evaluate_model(
             f"{max_attention_maps!r}."
         )
     device = resolve_device(device)
+    check_model_revision(model_name_or_path, revision)
+    check_dataset_revision(dataset, dataset_revision, "dataset")  # before the model loads (load_dataset would too)
     locate_model(model_name_or_path)  # a mistyped folder is named as such, not as an unwritable output
     output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path)
     _check_output_dir(output_dir, model_name_or_path)
     with _hold_folders(output_dir, model_name_or_path):
         return _evaluate(
             model_name_or_path, dataset, split, output_dir, batch_size, device, num_workers, num_threads, image_column,
-            label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report,
+            label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report, revision,
+            dataset_revision,
         )
 
 
 def _evaluate(
     model_name_or_path, dataset, split, output_dir, batch_size, device, num_workers, num_threads, image_column,
-    label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report,
+    label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report, revision, dataset_revision,
 ) -> dict:
     """evaluate_model's work, once its arguments are checked and its folders held."""
     import datasets
@@ -674,8 +702,8 @@ def _evaluate(
     start = time.perf_counter()
 
     weights = _weights_state(model_name_or_path)  # before loading: a change from here on is caught below
-    model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code)
-    ds = load_split(dataset, split)
+    model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code, revision)
+    ds = load_split(dataset, split, dataset_revision)
     image_column, label_column = find_columns(ds, image_column, label_column)
     check_image_column(ds, image_column, f"the {split!r} split of {dataset!r}")
     if not isinstance(ds.features[image_column], datasets.Image):  # bytes, paths, pixel arrays: read as training reads them
@@ -718,8 +746,10 @@ def _evaluate(
     metrics = classification_metrics(logits, labels, label_names=names)
     metrics.update(
         dataset=dataset_reference(str(dataset)), dataset_config=config_name(ds), split=split,
+        dataset_revision=dataset_revision,  # None: a folder, or the Hub dataset's main branch as it was
         image_format=image_format(ds, image_column),
         model=dataset_reference(str(model_name_or_path)),  # runs/vit is recorded as ./runs/vit: a folder, not a Hub id
+        model_revision=revision,
     )
 
     # -- the mistakes ------------------------------------------------------------

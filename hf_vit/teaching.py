@@ -411,8 +411,9 @@ def fresh_model(preset: str = "default", seed: int = 0, **overrides):
     return HfViTForImageClassification(HfViTConfig(**fields)).eval()
 
 
-def load_model(model_dir, trust_remote_code: bool = False):
-    """(model, image processor or None) from a folder written by training (or a Hub id, if reachable).
+def load_model(model_dir, trust_remote_code: bool = False, revision: str | None = None):
+    """(model, image processor or None) from a folder written by training (or a Hub id, if reachable, at
+    `revision`: a branch, tag or commit of it).
 
     Loaded as the evaluation loads it (`hf_vit.analysis.load_classifier`): the same checks and messages,
     and safetensors only (a folder with just a pickled pytorch_model.bin is refused, never unpickled).
@@ -420,14 +421,14 @@ def load_model(model_dir, trust_remote_code: bool = False):
     from .analysis import _check_processor_size, load_classifier, load_image_processor
 
     model, source, local_only = load_classifier(
-        model_dir, "model_dir", trust_remote_code=trust_remote_code, attn_implementation="eager"
+        model_dir, "model_dir", trust_remote_code=trust_remote_code, attn_implementation="eager", revision=revision
     )
     _base_model(model, model_dir)
     path = Path(source)
     if path.exists() and not (path / "preprocessor_config.json").is_file():
         return model.eval(), None  # no processor saved: the script says which statistics it assumes
     try:  # trust_remote_code given, never None: transformers would ask on the terminal and run it on a "y"
-        processor = load_image_processor(source, model_dir, trust_remote_code, local_only)
+        processor = load_image_processor(source, model_dir, trust_remote_code, local_only, revision)
     except FileNotFoundError as err:
         cause = err.__cause__
         if isinstance(cause, ValueError) and "trust_remote_code" in str(cause):
@@ -486,9 +487,10 @@ def load_image_file(path) -> Image.Image:
 
 def load_dataset_image(
     dataset: str, index: int, split: str = "test", image_column: str | None = None, label_column: str | None = None,
-    id2label: dict | None = None,
+    id2label: dict | None = None, dataset_revision: str | None = None,
 ) -> tuple[Image.Image, str | None]:
-    """Image number `index` of a dataset split (a local folder or a Hub id) and its class name, if labelled.
+    """Image number `index` of a dataset split (a local folder or a Hub id, at `dataset_revision`) and its class
+    name, if labelled.
 
     A ClassLabel column names its classes, a column of names holds them; plain integer labels are named by
     `id2label` (the model's, as the evaluation names them), else left out.
@@ -500,7 +502,8 @@ def load_dataset_image(
 
     from .data import DatasetError, check_image_column, find_columns, get_split, holds_names, load_dataset
 
-    ds = get_split(load_dataset(dataset, argument="dataset"), split, dataset, "split")
+    loaded = load_dataset(dataset, argument="dataset", dataset_revision=dataset_revision)
+    ds = get_split(loaded, split, dataset, "split")
     if not 0 <= index < len(ds):
         raise ValueError(
             f"{setting('index', index)} is out of range: split {split!r} of {dataset} has {len(ds)} images (0..{len(ds) - 1})."

@@ -19,6 +19,11 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="model folder (config.json, model.safetensors, ...) or Hub id")
     p.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset folder in the Hub layout or Hub id "
                    f"(default {DEFAULT_DATASET}; offline, pass a local copy such as ../shared/data/cifar10)")
+    p.add_argument("--revision", default=None,
+                   help="a branch, tag or commit of the --model Hub model (default: its main branch; not for a folder)")
+    p.add_argument("--dataset_revision", default=None,
+                   help="a branch, tag or commit of the --dataset Hub dataset (default: its main branch; not for a "
+                   "folder); recorded in metrics.json")
     p.add_argument("--split", default="test")
     p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation (never the model folder itself)")
     p.add_argument("--batch_size", type=int, default=256)
@@ -61,6 +66,8 @@ def main(argv=None):
                 progress=not args.no_progress,
                 report=not args.no_report,
                 trust_remote_code=args.trust_remote_code,
+                revision=args.revision,
+                dataset_revision=args.dataset_revision,
             )
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")

@@ -31,6 +31,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model: a trained folder, or a fresh model from a preset and flags")
     model.add_argument("--model", help="model folder (config.json, model.safetensors, remote code) or Hub id")
+    model.add_argument("--revision", help="with --model: a branch, tag or commit of the Hub model (default: its main "
+                       "branch; not for a folder)")
     model.add_argument("--trust_remote_code", action="store_true",
                        help="let a --model whose architecture hf_vit does not know run its own .py files (only for a "
                        "model you trust; hf_vit models never need it)")
@@ -46,6 +48,8 @@ def parse_args(argv=None):
     source = image.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="an image file (PNG/JPEG); resized to the model's image size")
     source.add_argument("--dataset", help="dataset folder or Hub id that datasets.load_dataset reads")
+    image.add_argument("--dataset_revision", help="with --dataset: a branch, tag or commit of the Hub dataset "
+                       "(default: its main branch; not for a folder)")
     image.add_argument("--split", default="test", help="dataset split (default: test)")
     image.add_argument("--index", type=int, help="row of the split to draw (with --dataset)")
     image.add_argument("--image_column", default=None, help="with --dataset; default: img, else image (as training)")
@@ -62,6 +66,12 @@ def parse_args(argv=None):
     overrides = [f"--{n}" for n in (*CONFIG_FLAGS, "pool") if getattr(args, n) is not None]
     if args.model and (args.preset or overrides):
         parser.error(f"--model loads a trained model; {' '.join(overrides) or '--preset'} only apply to a fresh model.")
+    if args.revision is not None and not args.model:
+        parser.error("--revision pins the Hub model --model names; a fresh model has none. Pass --model OWNER/NAME, "
+                     "or leave --revision out.")
+    if args.dataset_revision is not None and not args.dataset:
+        parser.error("--dataset_revision pins the Hub dataset --dataset names; an --image file has none. Pass "
+                     "--dataset OWNER/NAME --index N, or leave --dataset_revision out.")
     if args.dataset and args.index is None:
         parser.error("--dataset needs --index N (which image of the split to draw).")
     if args.image and args.index is not None:
@@ -91,7 +101,7 @@ def _draw(args) -> dict:
         check_pictures(args.pictures)  # before the model and the image load: loading them takes seconds
         check_output_dir(args.output_dir)
         if args.model:
-            model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code)
+            model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code, revision=args.revision)
             channels = getattr(model.config, "num_channels", 3)
             if processor is None and channels != 3:  # CIFAR-10's statistics are three numbers: nothing to assume
                 raise ValueError(
@@ -111,8 +121,11 @@ def _draw(args) -> dict:
         else:
             image, label = load_dataset_image(args.dataset, args.index, split=args.split,
                                               image_column=args.image_column, label_column=args.label_column,
-                                              id2label=model.config.id2label)
-            source = f"{args.dataset} [{args.split}][{args.index}]"
+                                              id2label=model.config.id2label,
+                                              dataset_revision=args.dataset_revision)
+            # a pinned dataset as the Hub's file system names it (hf://datasets/owner/name@revision)
+            pinned = f"@{args.dataset_revision}" if args.dataset_revision is not None else ""
+            source = f"{args.dataset}{pinned} [{args.split}][{args.index}]"
         return write_pictures(
             model, image, args.output_dir, processor=processor, pictures=args.pictures,
             scale=args.scale, label=label, source=source,

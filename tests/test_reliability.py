@@ -2767,6 +2767,40 @@ def test_train_py_refuses_a_revision_with_a_local_folder(dataset_dir, model_dir,
     assert not out.exists()
 
 
+def test_the_evaluation_and_the_pictures_refuse_a_revision_with_a_local_folder(dataset_dir, model_dir, tmp_path,
+                                                                                capsys):
+    """evaluate_model.py's and visualize.py's --revision and --dataset_revision with a local folder (or a path
+    where no folder is) are refused as train.py refuses them, before anything is written; visualize.py's with a
+    fresh model or an image file, which have no revision, too."""
+    assert evaluate_error(model_dir, dataset_dir, tmp_path, "--revision", "v1") == (
+        f"error: --revision applies to a Hub model; --model {str(model_dir)!r} is a local folder, which has no "
+        "revisions: transformers would load the folder as it is now. Leave --revision out, or pass the model's Hub "
+        "id (owner/name)."
+    )
+    assert evaluate_error(model_dir, "./no/such/data", tmp_path, "--dataset_revision", "main") == (
+        "error: --dataset_revision applies to a Hub dataset; --dataset './no/such/data' is a local path, not a Hub "
+        "id (and no folder is there): datasets would read the folder as it is now. Leave --dataset_revision out, "
+        "or pass the dataset's Hub id (owner/name)."
+    )
+    assert not (tmp_path / "eval").exists()
+    pictures = tmp_path / "pictures"
+    draw = ["--model", str(model_dir), "--dataset", str(dataset_dir), "--index", "0", "--output_dir", str(pictures)]
+    assert run_script_main("visualize.py", [*draw, "--revision", "v1"]).startswith(
+        f"error: --revision applies to a Hub model; --model {str(model_dir)!r} is a local folder")
+    assert run_script_main("visualize.py", [*draw, "--dataset_revision", "v1"]).startswith(
+        f"error: --dataset_revision applies to a Hub dataset; --dataset {str(dataset_dir)!r} is a local folder")
+    fresh = ["--preset", "tiny", "--image", "cat.png", "--output_dir", str(pictures)]
+    for extra, message in (
+        (["--revision", "v1"], "--revision pins the Hub model --model names; a fresh model has none."),
+        (["--dataset_revision", "v1"], "--dataset_revision pins the Hub dataset --dataset names; an --image file has "
+                                       "none."),
+    ):
+        capsys.readouterr()  # the model loads above drew progress bars
+        assert run_script_main("visualize.py", [*fresh, *extra]) == "2"  # argparse's exit status for a usage error
+        assert f": error: {message}" in capsys.readouterr().err
+    assert not pictures.exists()
+
+
 def as_hub_cache(model_dir, cache, repo_id="me/vit", revision="v1"):
     """`model_dir` laid out in the Hugging Face cache `cache` as a download of `repo_id` at `revision` leaves it:
     refs/<revision> names a commit, snapshots/<commit>/ holds the files. No refs/main: a load that does not ask
@@ -2802,3 +2836,25 @@ def test_train_py_fine_tunes_a_hub_model_at_its_revision(model_dir, dataset_dir,
     assert json.loads((out / "training_recipe.json").read_text())["model"]["model_revision"] == "v1"
     card = (out / "README.md").read_text()
     assert "Fine-tuned from [me/vit](https://huggingface.co/me/vit) at revision `v1`." in card
+
+
+def test_evaluate_model_and_visualize_load_hub_revisions(model_dir, dataset_dir, tmp_path, monkeypatch):
+    """--revision reaches from_pretrained (the model is in the cache at v1 only: offline_hub_cache) and
+    --dataset_revision datasets.load_dataset (a spy in front of it: hub_dataset_spy); the evaluation records both
+    in its metrics.json, the pictures the dataset's in pictures.json."""
+    calls = hub_dataset_spy(monkeypatch, dataset_dir)
+    offline_hub_cache(model_dir, tmp_path, monkeypatch)  # after the spy: the Hub is off
+    evaluation = ["--model", "me/vit", "--dataset", "me/tiny", "--output_dir", str(tmp_path / "eval"),
+                  "--no_progress", "--no_report", "--device", "cpu"]  # fmt: skip
+    assert run_script_main("evaluate_model.py", evaluation).startswith("error: Could not load the model 'me/vit'")
+    script_module("evaluate_model.py").main([*evaluation, "--revision", "v1", "--dataset_revision", "v2"])
+    assert calls == [("me/tiny", "v2")]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["model"], metrics["model_revision"], metrics["dataset"], metrics["dataset_revision"]) == (
+        "me/vit", "v1", "me/tiny", "v2")
+    pictures = tmp_path / "pictures"
+    script_module("visualize.py").main(["--model", "me/vit", "--revision", "v1", "--dataset", "me/tiny",
+                                        "--dataset_revision", "v3", "--index", "0", "--output_dir", str(pictures),
+                                        "--pictures", "patch_grid"])  # fmt: skip
+    assert calls[-1] == ("me/tiny", "v3")
+    assert json.loads((pictures / "pictures.json").read_text())["source"] == "me/tiny@v3 [test][0]"
