@@ -355,6 +355,12 @@ def _cards(rows: list, folder: Path, split: str, key: str, maps: str, layout: st
     )
 
 
+def _at(metrics: dict, key: str) -> str:
+    """The Hub revision the evaluation pinned (`key`: model_revision, dataset_revision), as HTML; '' for none."""
+    revision = metrics.get(key)
+    return f" at revision <b>{html.escape(revision)}</b>" if isinstance(revision, str) else ""
+
+
 def write_report(output_dir, title: str | None = None, metrics: dict | None = None) -> Path:
     """Write `<output_dir>/report.html` from the evaluation files there; returns its path.
 
@@ -398,8 +404,8 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 <title>{e(title)}</title><style>{STYLE}</style></head>
 <body><main>
 <h1>{e(title)}</h1>
-<p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>, split <b>{e(str(metrics.get("split", "?")))}</b>,
-model <b>{e(str(metrics.get("model", "?")))}</b></p>
+<p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>{_at(metrics, "dataset_revision")}, split
+<b>{e(str(metrics.get("split", "?")))}</b>, model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}</p>
 <h2>Metrics</h2>
 {_metrics_table(metrics)}
 <h2>Per class</h2>

@@ -2841,7 +2841,9 @@ def test_train_py_fine_tunes_a_hub_model_at_its_revision(model_dir, dataset_dir,
 def test_evaluate_model_and_visualize_load_hub_revisions(model_dir, dataset_dir, tmp_path, monkeypatch):
     """--revision reaches from_pretrained (the model is in the cache at v1 only: offline_hub_cache) and
     --dataset_revision datasets.load_dataset (a spy in front of it: hub_dataset_spy); the evaluation records both
-    in its metrics.json, the pictures the dataset's in pictures.json."""
+    in its metrics.json and report.html, the pictures the dataset's in pictures.json."""
+    from hf_vit.report import write_report
+
     calls = hub_dataset_spy(monkeypatch, dataset_dir)
     offline_hub_cache(model_dir, tmp_path, monkeypatch)  # after the spy: the Hub is off
     evaluation = ["--model", "me/vit", "--dataset", "me/tiny", "--output_dir", str(tmp_path / "eval"),
@@ -2852,6 +2854,9 @@ def test_evaluate_model_and_visualize_load_hub_revisions(model_dir, dataset_dir,
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (metrics["model"], metrics["model_revision"], metrics["dataset"], metrics["dataset_revision"]) == (
         "me/vit", "v1", "me/tiny", "v2")
+    write_report(tmp_path / "eval")  # rebuilt from metrics.json, as evaluate_model.py writes it without --no_report
+    assert ("dataset <b>me/tiny</b> at revision <b>v2</b>, split\n<b>test</b>, model <b>me/vit</b> at revision "
+            "<b>v1</b>") in (tmp_path / "eval" / "report.html").read_text()  # fmt: skip
     pictures = tmp_path / "pictures"
     script_module("visualize.py").main(["--model", "me/vit", "--revision", "v1", "--dataset", "me/tiny",
                                         "--dataset_revision", "v3", "--index", "0", "--output_dir", str(pictures),
