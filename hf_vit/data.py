@@ -227,6 +227,15 @@ def load_dataset(
         )
     if not constants.HF_HUB_OFFLINE and not _hub_reachable():
         raise DatasetError(_offline_message(dataset_name, f"no connection to {constants.ENDPOINT}", argument))
+    if constants.HF_HUB_OFFLINE and dataset_revision is not None:  # datasets would not honour the pin
+        pinned = setting("dataset_revision", dataset_revision)
+        raise DatasetError(
+            f"{pinned} needs the Hugging Face Hub, and HF_HUB_OFFLINE is set: offline, datasets reads the latest "
+            f"cached copy of {dataset_name!r}, whatever its revision, so the run would record a revision it may not "
+            "have read. Unset HF_HUB_OFFLINE, or pass a local copy of that revision "
+            f"(`hf download {dataset_name} --repo-type dataset --revision {dataset_revision} --local-dir DIR`, then "
+            f"`{setting(argument, 'DIR', quote=False)}`) without {setting('dataset_revision')}."
+        )
     _check_cache_writable(datasets.config.HF_DATASETS_CACHE)
     try:
         # Offline mode still finds a copy in the Hugging Face cache, if there is one.

@@ -2839,27 +2839,53 @@ def test_train_py_fine_tunes_a_hub_model_at_its_revision(model_dir, dataset_dir,
 
 
 def test_evaluate_model_and_visualize_load_hub_revisions(model_dir, dataset_dir, tmp_path, monkeypatch):
-    """--revision reaches from_pretrained (the model is in the cache at v1 only: offline_hub_cache) and
-    --dataset_revision datasets.load_dataset (a spy in front of it: hub_dataset_spy); the evaluation records both
-    in its metrics.json and report.html, the pictures the dataset's in pictures.json."""
+    """--dataset_revision reaches datasets.load_dataset (a spy in front of it: hub_dataset_spy), and --revision
+    from_pretrained (the model is in the cache at v1 only, the Hub cut off: offline_hub_cache); the evaluation
+    records both in its metrics.json and report.html, the pictures the dataset's in pictures.json."""
     from hf_vit.report import write_report
 
     calls = hub_dataset_spy(monkeypatch, dataset_dir)
-    offline_hub_cache(model_dir, tmp_path, monkeypatch)  # after the spy: the Hub is off
-    evaluation = ["--model", "me/vit", "--dataset", "me/tiny", "--output_dir", str(tmp_path / "eval"),
-                  "--no_progress", "--no_report", "--device", "cpu"]  # fmt: skip
-    assert run_script_main("evaluate_model.py", evaluation).startswith("error: Could not load the model 'me/vit'")
-    script_module("evaluate_model.py").main([*evaluation, "--revision", "v1", "--dataset_revision", "v2"])
+    evaluation = ["--output_dir", str(tmp_path / "eval"), "--no_progress", "--no_report", "--device", "cpu"]
+    script_module("evaluate_model.py").main(["--model", str(model_dir), "--dataset", "me/tiny", "--dataset_revision",
+                                             "v2", *evaluation])  # fmt: skip
     assert calls == [("me/tiny", "v2")]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert (metrics["model"], metrics["model_revision"], metrics["dataset"], metrics["dataset_revision"]) == (
-        "me/vit", "v1", "me/tiny", "v2")
+    assert (metrics["dataset"], metrics["dataset_revision"], metrics["model_revision"]) == ("me/tiny", "v2", None)
     write_report(tmp_path / "eval")  # rebuilt from metrics.json, as evaluate_model.py writes it without --no_report
-    assert ("dataset <b>me/tiny</b> at revision <b>v2</b>, split\n<b>test</b>, model <b>me/vit</b> at revision "
-            "<b>v1</b>") in (tmp_path / "eval" / "report.html").read_text()  # fmt: skip
-    pictures = tmp_path / "pictures"
-    script_module("visualize.py").main(["--model", "me/vit", "--revision", "v1", "--dataset", "me/tiny",
-                                        "--dataset_revision", "v3", "--index", "0", "--output_dir", str(pictures),
-                                        "--pictures", "patch_grid"])  # fmt: skip
+    assert "dataset <b>me/tiny</b> at revision <b>v2</b>, split\n" in (tmp_path / "eval" / "report.html").read_text()
+    pictures = ["--index", "0", "--output_dir", str(tmp_path / "pictures"), "--pictures", "patch_grid"]
+    script_module("visualize.py").main(["--model", str(model_dir), "--dataset", "me/tiny", "--dataset_revision", "v3",
+                                        *pictures])  # fmt: skip
     assert calls[-1] == ("me/tiny", "v3")
-    assert json.loads((pictures / "pictures.json").read_text())["source"] == "me/tiny@v3 [test][0]"
+    assert json.loads((tmp_path / "pictures" / "pictures.json").read_text())["source"] == "me/tiny@v3 [test][0]"
+
+    offline_hub_cache(model_dir, tmp_path, monkeypatch)
+    hub_model = ["--model", "me/vit", "--dataset", str(dataset_dir)]
+    assert run_script_main("evaluate_model.py", [*hub_model, *evaluation]).startswith(
+        "error: Could not load the model 'me/vit'")  # fmt: skip
+    script_module("evaluate_model.py").main([*hub_model, "--revision", "v1", *evaluation])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["model"], metrics["model_revision"], metrics["dataset_revision"]) == ("me/vit", "v1", None)
+    write_report(tmp_path / "eval")
+    assert "model <b>me/vit</b> at revision <b>v1</b></p>" in (tmp_path / "eval" / "report.html").read_text()
+    script_module("visualize.py").main([*hub_model, "--revision", "v1", *pictures])
+    assert json.loads((tmp_path / "pictures" / "pictures.json").read_text())["source"] == f"{dataset_dir} [test][0]"
+
+
+def test_a_dataset_revision_is_refused_offline(dataset_dir, tmp_path, capsys, monkeypatch):
+    """Offline, datasets reads the latest cached copy of a Hub dataset whatever revision it is asked for (its
+    CachedDatasetModuleFactory), so --dataset_revision was ignored while the run recorded it. Refused before
+    datasets is asked (its load is spied on: hub_dataset_spy), nothing written; a local copy is the way."""
+    from huggingface_hub import constants
+
+    calls = hub_dataset_spy(monkeypatch, dataset_dir)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "run"
+    assert train_error(capsys, train_args("me/tiny", out, "--dataset_revision", "v1")) == (
+        "train.py: error: --dataset_revision 'v1' needs the Hugging Face Hub, and HF_HUB_OFFLINE is set: offline, "
+        "datasets reads the latest cached copy of 'me/tiny', whatever its revision, so the run would record a "
+        "revision it may not have read. Unset HF_HUB_OFFLINE, or pass a local copy of that revision (`hf download "
+        "me/tiny --repo-type dataset --revision v1 --local-dir DIR`, then `--dataset_name DIR`) without "
+        "--dataset_revision."
+    )
+    assert calls == [] and not out.exists()
