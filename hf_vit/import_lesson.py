@@ -12,6 +12,7 @@ no output projection (one head as wide as `dim`). `pool` and the dropouts leave
 no trace in the weights: `pool` defaults to 'cls' like the lesson's cfg.
 """
 
+import logging
 import math
 import re
 from pathlib import Path
@@ -20,6 +21,9 @@ import torch
 
 from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig
 from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary
+from .data import setting
+
+logger = logging.getLogger(__name__)
 
 # The lesson's cfg fields (its ViTConfig) and hf_vit's own names for them.
 LESSON_FIELDS = {
@@ -27,12 +31,15 @@ LESSON_FIELDS = {
     "depth": "depth", "heads": "heads", "mlp_dim": "mlp_dim", "pool": "pool", "channels": "num_channels",
     "dim_head": "dim_head", "dropout": "dropout", "emb_dropout": "emb_dropout",
 }
-# Keys under which training loops often nest the weights in a checkpoint dict (looked in first: an EMA copy beside).
+# Keys under which training loops often nest the model's weights in a checkpoint dict (an EMA copy may sit beside).
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
+# A checkpoint's entry named as an averaged copy of the model: model_ema, ema, state_dict_ema, swa_model, averaged.
+_AVERAGED = re.compile(r"(?:^|[^a-z])(?:ema|swa|averaged|avg)(?:$|[^a-z])", re.IGNORECASE)
 
 
-def read_state_dict(path) -> dict:
-    """Tensors from a .safetensors file or a torch.save'd state dict (never unpickling arbitrary objects)."""
+def read_state_dict(path, key: str | None = None) -> dict:
+    """Tensors from a .safetensors file or a torch.save'd state dict (never unpickling arbitrary objects). `key`
+    names the entry of a training checkpoint dict to import, where it holds several state dicts."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise ValueError(f"{path} is a folder. Pass the weights file in it (torch.save(model.state_dict(), ...)).")
@@ -43,12 +50,13 @@ def read_state_dict(path) -> dict:
         from safetensors.torch import load_file
 
         try:
-            return load_file(path)
+            tensors = load_file(path)
         except Exception as err:  # safetensors raises its own SafetensorError, not an OSError
             raise ValueError(
                 f"{path} is damaged ({err}): it was probably cut short by an interrupted copy or save. Copy or save "
                 "it again."
             ) from None
+        return _whole(path, tensors, key)
     try:
         # weights_only: only tensors and plain containers load; a pickled class or function is refused.
         # A file object: given a path ending in .safetensors, torch.load reads it with safetensors.
@@ -57,27 +65,60 @@ def read_state_dict(path) -> dict:
     except Exception as err:
         raise _load_error(path, err) from err
     if _is_state_dict(obj):
-        return obj
+        return _whole(path, obj, key)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict (a dict of name -> tensor). Pass the "
                          "file written by `torch.save(model.state_dict(), path)`.")
-    # A training checkpoint: the weights beside the optimizer, epoch, ... under a key of the loop's choosing.
-    known = [key for key in _NESTED_KEYS if _is_state_dict(obj.get(key))]
-    nested = known[:1] or [key for key, value in obj.items() if _is_state_dict(value)]
+    return _checkpoint_entry(path, obj, key)
+
+
+def _whole(path: Path, state_dict: dict, key) -> dict:
+    """A file that is one state dict: a key to pick from it would name one tensor, not the model's weights."""
+    if key is not None:
+        raise ValueError(f"{path} holds one state dict, not a checkpoint dict of several: "
+                         f"{setting('key', key, quote=False)} has nothing to choose. Leave {setting('key')} out.")
+    return state_dict
+
+
+def _checkpoint_entry(path: Path, obj: dict, key) -> dict:
+    """The state dict a training checkpoint holds beside the optimizer, epoch, ... under a key of the loop's choosing.
+    Of several (the model and its EMA copy, a student and a teacher), the model's own is taken and the others named,
+    or, where none is plainly the model's, the import stops naming them: importing either silently could be the
+    wrong model."""
+    nested = [name for name, value in obj.items() if _is_state_dict(value)]
+    listed = " and ".join(filter(None, (", ".join(map(repr, nested[:-1])), repr(nested[-1])))) if nested else ""
+    if key is not None:
+        if key in nested:
+            return obj[key]
+        held = (f"has no entry {key!r}" if key not in obj
+                else f"holds a value of type {type(obj[key]).__name__} under {key!r}")
+        where = f"its state dicts are under {listed}" if nested else "it holds no state dict under any key"
+        raise ValueError(f"{path} {held}, not a state dict ({setting('key', key, quote=False)}): {where}. Pass "
+                         f"{setting('key')} naming one of them.")
     if len(nested) == 1:
         return obj[nested[0]]
-    if nested:  # e.g. a student and a teacher: importing either silently could be the wrong model
+    if not nested:
+        shown = ", ".join(map(repr, list(obj)[:8])) + (", ..." if len(obj) > 8 else "")
+        keys = f"a dict of {shown}" if obj else "an empty dict"
         raise ValueError(
-            f"{path} holds {len(nested)} state dicts, under {', '.join(map(repr, nested[:-1]))} and {nested[-1]!r}: "
-            "which one to import is not clear. Save the one you mean alone, e.g. "
-            f"`torch.save(torch.load(path, weights_only=True)[{nested[0]!r}], 'vit.pt')`, and import that file."
+            f"{path} holds {keys} with no state dict (a dict of name -> tensor) in it or under any of its keys. Pass "
+            "the file written by `torch.save(model.state_dict(), path)`."
         )
-    listed = ", ".join(map(repr, list(obj)[:8])) + (", ..." if len(obj) > 8 else "")
-    keys = f"a dict of {listed}" if obj else "an empty dict"
-    raise ValueError(
-        f"{path} holds {keys} with no state dict (a dict of name -> tensor) in it or under any of its keys. Pass the "
-        "file written by `torch.save(model.state_dict(), path)`."
+    # The model's own: under a name training loops give it, else the one that is not an averaged (EMA/SWA) copy.
+    known = [name for name in _NESTED_KEYS if name in nested]
+    own = known or [name for name in nested if not _AVERAGED.search(name)]
+    if len(own) != 1:  # e.g. a student and a teacher
+        raise ValueError(
+            f"{path} holds {len(nested)} state dicts, under {listed}: which one to import is not clear. Pass the one "
+            f"to import with {setting('key', nested[0], quote=False)}."
+        )
+    left = [name for name in nested if name != own[0]]
+    logger.warning(
+        "%s holds %d state dicts: imported the one under %r, the model's own, and left %s. To import %r instead, "
+        "pass %s.", path, len(nested), own[0], " and ".join(map(repr, left)), left[0],
+        setting("key", left[0], quote=False),
     )
+    return obj[own[0]]
 
 
 def _head(path: Path, size: int) -> bytes:
@@ -284,7 +325,7 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
 
 def import_lesson_weights(
     weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True, image_mean=None, image_std=None,
-    labels=None,
+    labels=None, key=None,
 ) -> Path:
     """Load a lesson state dict file strictly into hf_vit and save a complete model folder; returns it.
 
@@ -293,7 +334,8 @@ def import_lesson_weights(
     `image_std` (one value per channel) are the normalisation the weights were
     trained with; the default is CIFAR-10's, which only fits 3 channels. The
     folder is written whole or not at all, and `overwrite` never deletes `weights`. `labels` names the classes
-    (see `lesson_config`).
+    (see `lesson_config`). `key` names the entry of a checkpoint dict to import where it holds several state dicts
+    (without it the model's own is taken, said in a warning of this module's logger, or the import stops).
     """
     from . import make_image_processor  # the package __init__ registers the classes for save_pretrained
     from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
@@ -301,7 +343,7 @@ def import_lesson_weights(
     from .output_folder import check_output_folder, hold_folders, staged_folder
 
     check_output_folder(output_dir, overwrite=overwrite, inputs=[weights])
-    state_dict = read_state_dict(weights)
+    state_dict = read_state_dict(weights, key)
     bad = non_finite_summary(state_dict)
     if bad:
         raise ValueError(

@@ -8,7 +8,9 @@ The lesson's cfg fields come from --config (a JSON object) and the flags below (
 the rest are read off the weight shapes (image and patch sizes as squares: give a
 non-square one as H W). The load is strict: a wrong or partial state
 dict stops with the missing and unexpected keys. .pt files load with
-torch.load(weights_only=True): pickled objects other than tensors are refused.
+torch.load(weights_only=True): pickled objects other than tensors are refused. Of a
+training checkpoint holding several state dicts, the model's own is taken and the
+others named (--key picks one).
 The weights carry no class names: --labels gives them (default: CIFAR-10's for a
 10-class head, the lesson's dataset). Writes a complete model folder (config,
 safetensors, remote code, image processor, card).
@@ -16,10 +18,13 @@ safetensors, remote code, image processor, card).
 
 import argparse
 import json
+import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from hf_vit import HfViTConfig
+from hf_vit.data import flags_in_messages
 from hf_vit.import_lesson import import_lesson_weights
 from hf_vit.output_folder import refuse_several_processes
 
@@ -48,6 +53,10 @@ def main(argv=None):
     parser.add_argument("--labels", nargs="+", default=None, metavar="NAME",
                         help="the class names, in the order of the head's outputs (default: CIFAR-10's for 10 "
                              "classes, else LABEL_0, LABEL_1, ...)")
+    parser.add_argument("--key", default=None,
+                        help="for a training checkpoint dict holding several state dicts (the model and its EMA copy, "
+                             "a student and a teacher): the entry to import (default: the model's own, said; none "
+                             "plainly the model's stops the import)")
     parser.add_argument("--overwrite", action="store_true", help="replace output_dir if it exists")
     args = parser.parse_args(argv)
 
@@ -68,16 +77,19 @@ def main(argv=None):
     cfg.update({k: v for k in (*INT_FIELDS, *FLOAT_FIELDS, "pool") if (v := getattr(args, k)) is not None})
     try:
         refuse_several_processes("import_lesson_weights.py", "each would import the weights into the same output_dir")
-        out = import_lesson_weights(
-            args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean, image_std=args.image_std,
-            labels=args.labels,
-        )
+        with flags_in_messages(), _notes() as notes:  # the import's messages name this script's flags
+            out = import_lesson_weights(
+                args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean,
+                image_std=args.image_std, labels=args.labels, key=args.key,
+            )
     except (ValueError, OSError) as err:  # OSError: missing, unreadable or clashing files
         sys.exit(f"error: {err}")
     c = HfViTConfig.from_pretrained(out)
     print(f"imported into {out}: image {_size(c.image_size)}, patch {_size(c.patch_size)}, dim {c.dim}, depth "
           f"{c.depth}, {c.heads} heads of {c.dim_head}, mlp_dim {c.mlp_dim}, pool {c.pool}, {c.num_labels} classes "
           f"({', '.join(c.id2label[i] for i in range(min(c.num_labels, 10)))}{', ...' if c.num_labels > 10 else ''})")
+    for note in notes:  # what the import chose on its own (e.g. which of a checkpoint's state dicts)
+        print(f"note: {note}")
     if args.labels is None:  # the weights carry no names: say where these came from
         print("note: --labels not given: the class names above are " + (
             "CIFAR-10's (the lesson's dataset)" if c.num_labels == 10 else "placeholders") + "; if the lesson trained "
@@ -92,6 +104,25 @@ def main(argv=None):
               f"If the lesson's cfg gave a (height, width) pair, import again with "
               f"{' '.join(g + ' H W' for g in guessed)} --overwrite: the weights fit either way, but the model would "
               "cut the images into the wrong patches.")
+
+
+@contextmanager
+def _notes():
+    """The import's warnings, collected to be printed as notes once it has succeeded (not on stderr meanwhile)."""
+    notes, log = [], logging.getLogger("hf_vit.import_lesson")
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            notes.append(record.getMessage())
+
+    handler, propagate = Collect(logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield notes
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
 
 
 def _size(value):

@@ -275,8 +275,7 @@ def test_a_checkpoint_dict_holding_the_weights_under_any_key_imports_and_several
         read_state_dict(tmp_path / "two.pt")
     assert str(err.value) == (
         f"{tmp_path / 'two.pt'} holds 2 state dicts, under 'student' and 'teacher': which one to import is not clear. "
-        "Save the one you mean alone, e.g. `torch.save(torch.load(path, weights_only=True)['student'], 'vit.pt')`, "
-        "and import that file."
+        "Pass the one to import with key='student'."
     )
     torch.save({"epoch": 3, "weights": [ref.state_dict()["cls_token"]]}, tmp_path / "none.pt")
     with pytest.raises(ValueError) as err:
@@ -285,6 +284,55 @@ def test_a_checkpoint_dict_holding_the_weights_under_any_key_imports_and_several
         f"{tmp_path / 'none.pt'} holds a dict of 'epoch', 'weights' with no state dict (a dict of name -> tensor) in "
         "it or under any of its keys. Pass the file written by `torch.save(model.state_dict(), path)`."
     )
+
+
+def test_of_several_state_dicts_the_models_own_is_imported_and_said_or_key_picks_one(tmp_path, caplog, capsys):
+    """{'model': sd, 'ema': ema_sd} imported 'model' without a word, while {'net': sd, 'ema': ema_sd} was refused as
+    holding two state dicts. One rule now: the model's own (under a name training loops give it, else the one entry
+    not named as an averaged copy) is imported and the others named, with --key (key=) to take another; where none
+    is plainly the model's (a student and a teacher), the import stops naming --key."""
+    _, ref = lesson_model()
+    _, ema = lesson_model(seed=1)
+    x = torch.randn(2, 3, 32, 32)
+
+    def logits(folder):
+        with torch.no_grad():
+            return HfViTForImageClassification.from_pretrained(folder).eval()(pixel_values=x).logits
+
+    torch.save({"model": ref.state_dict(), "ema": ema.state_dict(), "epoch": 3}, tmp_path / "model.pt")
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
+        import_lesson_weights(tmp_path / "model.pt", tmp_path / "a", {"heads": 3})
+    assert caplog.messages == [
+        f"{tmp_path / 'model.pt'} holds 2 state dicts: imported the one under 'model', the model's own, and left "
+        "'ema'. To import 'ema' instead, pass key='ema'."
+    ]
+    assert (logits(tmp_path / "a") - ref(x)).abs().max().item() <= 1e-5
+
+    torch.save({"net": ref.state_dict(), "ema": ema.state_dict(), "epoch": 3}, tmp_path / "net.pt")
+    script = load_script("import_lesson_weights")
+    script.main([str(tmp_path / "net.pt"), str(tmp_path / "b"), "--heads", "3"])
+    assert (f"note: {tmp_path / 'net.pt'} holds 2 state dicts: imported the one under 'net', the model's own, and "
+            "left 'ema'. To import 'ema' instead, pass --key ema.") in capsys.readouterr().out
+    assert (logits(tmp_path / "b") - ref(x)).abs().max().item() <= 1e-5
+    script.main([str(tmp_path / "net.pt"), str(tmp_path / "c"), "--heads", "3", "--key", "ema"])
+    assert "holds 2 state dicts" not in capsys.readouterr().out
+    assert (logits(tmp_path / "c") - ema(x)).abs().max().item() <= 1e-5
+
+    torch.save({"student": ref.state_dict(), "teacher": ema.state_dict()}, tmp_path / "two.pt")
+    torch.save(ref.state_dict(), tmp_path / "plain.pt")
+    for argv, message in (
+        (["two.pt"], f"{tmp_path / 'two.pt'} holds 2 state dicts, under 'student' and 'teacher': which one to import "
+                     "is not clear. Pass the one to import with --key student."),
+        (["net.pt", "--key", "epoch"], f"{tmp_path / 'net.pt'} holds a value of type int under 'epoch', not a state "
+                                       "dict (--key epoch): its state dicts are under 'net' and 'ema'. Pass --key "
+                                       "naming one of them."),
+        (["plain.pt", "--key", "model"], f"{tmp_path / 'plain.pt'} holds one state dict, not a checkpoint dict of "
+                                         "several: --key model has nothing to choose. Leave --key out."),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            script.main([str(tmp_path / argv[0]), str(tmp_path / "d"), "--heads", "3", *argv[1:]])
+        assert str(refused.value.code) == f"error: {message}"
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_pickled_whole_model_or_a_cut_short_file_is_named_with_the_way_out(tmp_path):
