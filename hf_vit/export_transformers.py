@@ -35,6 +35,7 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from .configuration_hf_vit import HfViTConfig, _pair
 from .convert_lesson import non_finite_summary
+from .data import setting
 from .hub import check_weights
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
@@ -244,7 +245,7 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     if output_dir.resolve() == model_dir.resolve():
         raise ValueError("output_dir must differ from model_dir: the export is a separate model folder.")
     refuse_links_outside(model_dir, _copied_files(model_dir), "the export would copy the file it points to")
-    check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)")
+    check_output_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag=setting("overwrite", True))
     # From the weights' read to the folder's swap: no training writes either folder meanwhile.
     with hold_folders(output_dir, _HOLDER, reads=[model_dir], flag="output_dir") as held:
         evaluation = model_dir / "evaluation"
@@ -285,7 +286,7 @@ def _convert_and_write(model_dir: Path, output_dir: Path, config, *, repo_id, ov
     if not diff <= atol:  # NaN too
         raise RuntimeError(f"The exported ViT differs from the hf_vit model by {diff:.2e} in the logits (> {atol}); not writing it.")
 
-    with staged_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag="overwrite=True (--overwrite)") as staged:
+    with staged_folder(output_dir, overwrite=overwrite, inputs=[model_dir], flag=setting("overwrite", True)) as staged:
         vit.to(saved_dtype).save_pretrained(staged)  # float32 -> the saved dtype again: the same numbers
         for name in _copied_files(model_dir):
             (staged / name).parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ inference through `pipeline(...)` sees exactly what training saw.
 """
 
 from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, _pair
+from .data import setting
 
 
 def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD):
@@ -18,13 +19,13 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
     if len(image_mean) != config.num_channels or len(image_std) != config.num_channels:
         raise ValueError(
             f"image_mean/image_std need one value per channel ({config.num_channels}), got {len(image_mean)} and "
-            f"{len(image_std)}. Pass `image_mean` and `image_std` with {config.num_channels} value(s) each: the "
-            "statistics the model was trained with (the CIFAR-10 defaults fit 3 channels; in "
-            "scripts/import_lesson_weights.py: --image_mean / --image_std)."
+            f"{len(image_std)}. Pass {setting('image_mean')} and {setting('image_std')} with {config.num_channels} "
+            "value(s) each: the statistics the model was trained with (the CIFAR-10 defaults fit 3 channels)."
         )
     if any(not float(std) > 0 for std in image_std):  # (x - mean) / 0: every score NaN, blamed on the model
         raise ValueError(f"image_std must be positive for every channel, got {list(image_std)}: a standard deviation "
-                         "of 0 divides by zero. Pass the statistics the model was trained with (--image_std).")
+                         "of 0 divides by zero. Pass the statistics the model was trained with "
+                         f"({setting('image_std')}).")
     if not all(0 <= mean <= 1 for mean in image_mean) or not all(std <= 1 for std in image_std):
         # The processor scales pixels to 0..1 first: statistics of 0..255 pixels (or NaN, inf) would turn every
         # image into the same few values, and the model would be trained and served on them without a word.

@@ -214,6 +214,23 @@ def _check_blocks(layers: set, cfg: dict):
         )
 
 
+_OR_IN_CONFIG = ', or "heads" in the --config JSON'
+
+
+def _as_flags() -> bool:
+    """Whether messages name the script's flags (within data.flags_in_messages) rather than the cfg's entries."""
+    return setting("cfg") != "cfg"
+
+
+def _cfg_field(name: str, *value) -> str:
+    """A cfg field to pass, as messages name it: the script's flag (`--image_size H W`) within
+    data.flags_in_messages, else the cfg dict a Python caller passes (`cfg={'image_size': (H, W)}`)."""
+    if _as_flags():
+        return " ".join(map(str, (setting(name), *value)))
+    shown = value[0] if len(value) == 1 else f"({', '.join(map(str, value))})"
+    return f"cfg={{{name!r}: {shown}}}"
+
+
 def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfViTConfig:
     """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes.
 
@@ -253,8 +270,8 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
     if patch_dim and "patch_size" not in cfg and "patch_size" not in found:  # else built with the default 4x4
         raise ValueError(
             f"The weights take {patch_dim[1]} values per patch (channels x patch height x patch width), not {channels} "
-            f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's --channels (3 unless given: 1 "
-            "for grey images) and, for a non-square patch, --patch_size H W."
+            f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's {setting('channels')} (3 "
+            f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}."
         )
     if positions and "image_size" not in cfg:
         grid = math.isqrt(positions[1] - 1)
@@ -262,13 +279,14 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         if grid * grid != positions[1] - 1:
             raise ValueError(
                 f"The weights hold {positions[1] - 1} patch positions, not a square grid: the lesson's images (or "
-                "patches) are not square. Pass the lesson's --image_size H W (and --patch_size H W for a non-square "
-                "patch)."
+                f"patches) are not square. Pass the lesson's {_cfg_field('image_size', 'H', 'W')} (and "
+                f"{_cfg_field('patch_size', 'H', 'W')} for a non-square patch)."
             )
         if not isinstance(patch, int):  # the default 32x32 could fit the positions by chance, at the wrong geometry
             raise ValueError(
                 f"The image size cannot be read off the weights for a non-square patch {tuple(patch)}: "
-                f"{positions[1] - 1} patch positions fit several grids. Pass the lesson's --image_size H W."
+                f"{positions[1] - 1} patch positions fit several grids. Pass the lesson's "
+                f"{_cfg_field('image_size', 'H', 'W')}."
             )
         found["image_size"] = grid * patch
     qkv = shape("vit.transformer.layers.0.attn.to_qkv.weight")
@@ -281,7 +299,7 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
                 "The weights' attention has no output projection (to_out), which the lesson's ViT leaves out only for "
                 f"one head as wide as dim (heads=1, dim_head={found['dim']}), so "
                 f"{', '.join(f'{k}={v}' for k, v in given.items())} cannot hold them. Leave heads and dim_head out "
-                "(the weights give them), or pass heads=1."
+                f"(the weights give them), or pass {_cfg_field('heads', 1)}."
             )
     elif qkv:
         inner = qkv[0] // 3
@@ -298,7 +316,7 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         elif "heads" not in cfg and "dim_head" not in cfg:
             raise ValueError(
                 f"The weights give the attention width heads * dim_head = {inner} but not how it splits into heads. "
-                "Pass the lesson's `heads` (e.g. --heads 8, or \"heads\" in the config JSON)."
+                f"Pass the lesson's `heads` (e.g. {_cfg_field('heads', 8)}{_OR_IN_CONFIG if _as_flags() else ''})."
             )
     merged = {**found, **cfg}
     merged.setdefault("pool", "cls")
@@ -309,13 +327,13 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         if twice or "" in labels:
             problem = f"names {', '.join(map(repr, twice))} more than once" if twice else "holds an empty name"
             raise ValueError(
-                f"--labels {problem}: each class needs its own name (label2id maps names back to classes). Name "
-                "every class once, in the order of the head's outputs."
+                f"{setting('labels')} {problem}: each class needs its own name (label2id maps names back to classes). "
+                "Name every class once, in the order of the head's outputs."
             )
         if classes is not None and len(labels) != classes:
             raise ValueError(
-                f"{len(labels)} class names given (--labels) but the model has {classes} classes (its head's outputs). "
-                "Name every class once, in the order of the head's outputs."
+                f"{len(labels)} class names given ({setting('labels')}) but the model has {classes} classes (its "
+                "head's outputs). Name every class once, in the order of the head's outputs."
             )
         merged["id2label"] = dict(enumerate(labels))
     elif classes == len(CIFAR10_LABELS):
@@ -342,7 +360,8 @@ def import_lesson_weights(
     from .modeling_hf_vit import HfViTForImageClassification
     from .output_folder import check_output_folder, hold_folders, staged_folder
 
-    check_output_folder(output_dir, overwrite=overwrite, inputs=[weights])
+    overwriting = setting("overwrite", True)  # as the refusals below name it
+    check_output_folder(output_dir, overwrite=overwrite, inputs=[weights], flag=overwriting)
     state_dict = read_state_dict(weights, key)
     bad = non_finite_summary(state_dict)
     if bad:
@@ -362,7 +381,7 @@ def import_lesson_weights(
 
     # A training writing output_dir meanwhile would have its folder replaced under it.
     with hold_folders(output_dir, "an import of lesson weights", flag="output_dir"), staged_folder(
-        output_dir, overwrite=overwrite, inputs=[weights]
+        output_dir, overwrite=overwrite, inputs=[weights], flag=overwriting
     ) as staged:
         model.save_pretrained(staged)
         processor.save_pretrained(staged)

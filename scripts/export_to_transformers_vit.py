@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hf_vit import HfViTConfig
+from hf_vit.data import flags_in_messages
 from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
 from hf_vit.output_folder import refuse_several_processes
 
@@ -25,7 +26,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         refuse_several_processes("export_to_transformers_vit.py", "each would export the model into the same output_dir")
-        out = export_to_transformers_vit(args.model_dir, args.output_dir, repo_id=args.repo_id, overwrite=args.overwrite)
+        with flags_in_messages():  # the export's messages name this script's flags (--overwrite)
+            out = export_to_transformers_vit(args.model_dir, args.output_dir, repo_id=args.repo_id,
+                                             overwrite=args.overwrite)
     except (NotExportable, OSError, ValueError, RuntimeError) as err:  # OSError: missing or unreadable files
         sys.exit(f"error: {err}")
     print(f"exported to {out} (transformers ViTForImageClassification, no remote code)")

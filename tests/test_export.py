@@ -151,7 +151,7 @@ def test_overwrite_never_deletes_the_source_and_a_failed_export_writes_nothing(t
             export([str(source), str(tmp_path / name), "--overwrite"])
         kept = ", ".join(repr(e) for e in own if e != "config.json")
         assert exit_info.value.code == (
-            f"error: overwrite=True (--overwrite) replaces the whole folder {tmp_path / name}, which holds more than "
+            f"error: --overwrite replaces the whole folder {tmp_path / name}, which holds more than "
             f"a model folder ({kept}): they would be deleted. Choose another folder, or move them out first."
         )
         assert sorted(p.name for p in (tmp_path / name).iterdir()) == own
@@ -411,3 +411,25 @@ def test_an_embedding_dropout_that_transformers_vit_cannot_hold_is_said(tmp_path
             "(hidden_dropout_prob): the export has 0.1. The logits are the same; only a further training of the "
             "export drops the embeddings at another rate.") in capsys.readouterr().out
     assert json.loads((tmp_path / "vit" / "config.json").read_text())["hidden_dropout_prob"] == 0.1
+
+
+def test_the_exports_refusals_name_overwrite_as_the_caller_gives_it(tmp_path):
+    """A refused export said `overwrite=True (--overwrite)` to everyone: the script's user has no `overwrite=True`,
+    a Python caller no `--overwrite`. Within the script (data.flags_in_messages) it is --overwrite, else
+    overwrite=True."""
+    source = make_model_folder(tmp_path / "src", extras=False)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError) as refused:
+        export_to_transformers_vit(source, tmp_path / "out")
+    assert str(refused.value) == (
+        f"{tmp_path / 'out'} exists and is not empty. Choose another folder or pass overwrite=True."
+    )
+    with pytest.raises(FileExistsError, match=r"^overwrite=True replaces the whole folder .* \('notes.txt'\)"):
+        export_to_transformers_vit(source, tmp_path / "out", overwrite=True)
+    with pytest.raises(SystemExit) as refused:
+        load_script("export_to_transformers_vit").main([str(source), str(tmp_path / "out")])
+    assert refused.value.code == (
+        f"error: {tmp_path / 'out'} exists and is not empty. Choose another folder or pass --overwrite."
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]

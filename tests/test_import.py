@@ -144,7 +144,7 @@ def test_one_channel_weights_need_their_statistics_and_a_failure_writes_nothing(
     with pytest.raises(SystemExit) as exit_info:  # CIFAR-10's 3-channel statistics cannot fit
         main([str(weights), str(tmp_path / "out"), "--heads", "3", "--channels", "1"])
     assert "one value per channel (1), got 3 and 3" in str(exit_info.value.code)
-    assert "--image_mean / --image_std" in str(exit_info.value.code)
+    assert "Pass --image_mean and --image_std with 1 value(s) each" in str(exit_info.value.code)
     assert not (tmp_path / "out").exists()
 
     main([str(weights), str(tmp_path / "out"), "--heads", "3", "--channels", "1", "--image_mean", "0.5", "--image_std", "0.25"])
@@ -379,14 +379,14 @@ def test_shapes_no_square_or_head_count_fits_name_the_flag_to_pass(tmp_path):
     cases = [
         ({"channels": 1}, {"heads": 3},
          "The weights take 16 values per patch (channels x patch height x patch width), not 3 channels x a square "
-         "patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a non-square patch, "
-         "--patch_size H W."),
+         "patch. Pass the lesson's channels (3 unless given: 1 for grey images) and, for a non-square patch, "
+         "cfg={'patch_size': (H, W)}."),
         ({"image_size": (32, 64)}, {"heads": 3},
          "The weights hold 128 patch positions, not a square grid: the lesson's images (or patches) are not square. "
-         "Pass the lesson's --image_size H W (and --patch_size H W for a non-square patch)."),
+         "Pass the lesson's cfg={'image_size': (H, W)} (and cfg={'patch_size': (H, W)} for a non-square patch)."),
         ({"image_size": (16, 64), "patch_size": (2, 8)}, {"heads": 3, "patch_size": [2, 8]},
          "The image size cannot be read off the weights for a non-square patch (2, 8): 64 patch positions fit several "
-         "grids. Pass the lesson's --image_size H W."),
+         "grids. Pass the lesson's cfg={'image_size': (H, W)}."),
         ({}, {"heads": 5},
          "heads = 5 does not divide the attention width heads * dim_head = 72 that the weights hold. Pass the "
          "lesson's own heads (a divisor of 72), or its dim_head instead."),
@@ -396,6 +396,50 @@ def test_shapes_no_square_or_head_count_fits_name_the_flag_to_pass(tmp_path):
         with pytest.raises(ValueError) as err:
             lesson_config(ref.state_dict(), cfg)
         assert str(err.value) == message
+
+
+def test_messages_name_the_scripts_flags_there_and_the_arguments_in_python(tmp_path):
+    """The import's messages named the script's flags (--channels, --image_size H W, --labels, --overwrite, ...)
+    to a Python caller too, who passes a cfg dict and keyword arguments; one said `pass heads=1` to the script's user.
+    Within the script (data.flags_in_messages) they name the flags, from Python the cfg entries and arguments."""
+    from hf_vit.data import flags_in_messages
+
+    _, grey = lesson_model(channels=1)
+    _, wide = lesson_model(image_size=(32, 64))
+    _, one_head = lesson_model(dim=32, heads=1, dim_head=32, mlp_dim=64)
+    _, ref = lesson_model()
+    cases = [  # (state dict, cfg, labels, as the script says it, as Python says it)
+        (grey.state_dict(), {"heads": 3}, None, "Pass the lesson's --channels (3 unless given: 1 for grey images) "
+         "and, for a non-square patch, --patch_size H W.", "Pass the lesson's channels (3 unless given: 1 for grey "
+         "images) and, for a non-square patch, cfg={'patch_size': (H, W)}."),
+        (wide.state_dict(), {"heads": 3}, None, "Pass the lesson's --image_size H W (and --patch_size H W for a "
+         "non-square patch).", "Pass the lesson's cfg={'image_size': (H, W)} (and cfg={'patch_size': (H, W)} for a "
+         "non-square patch)."),
+        (ref.state_dict(), {}, None, "Pass the lesson's `heads` (e.g. --heads 8, or \"heads\" in the --config JSON).",
+         "Pass the lesson's `heads` (e.g. cfg={'heads': 8})."),
+        (one_head.state_dict(), {"heads": 8}, None, "or pass --heads 1.", "or pass cfg={'heads': 1}."),
+        (ref.state_dict(), {"heads": 3}, ["a", "a"], "--labels names 'a' more than once", "labels names 'a' more "
+         "than once"),
+        (ref.state_dict(), {"heads": 3}, ["a"], "1 class names given (--labels)", "1 class names given (labels)"),
+    ]
+    for state_dict, cfg, labels, flagged, named in cases:
+        with pytest.raises(ValueError) as err:
+            lesson_config(state_dict, cfg, labels=labels)
+        assert named in str(err.value) and "--" not in str(err.value)
+        with flags_in_messages(), pytest.raises(ValueError) as err:
+            lesson_config(state_dict, cfg, labels=labels)
+        assert flagged in str(err.value)
+
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="Choose another folder or pass overwrite=True.$"):
+        import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", {"heads": 3})
+    with pytest.raises(ValueError, match="Pass image_mean and image_std with 3 value"):
+        import_lesson_weights(tmp_path / "vit.pt", tmp_path / "new", {"heads": 3}, image_mean=[0.5], image_std=[0.2])
+    with pytest.raises(SystemExit, match="Choose another folder or pass --overwrite.$"):
+        load_script("import_lesson_weights").main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"])
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("flag", ["--heads", "--dim_head", "--channels"])
@@ -533,7 +577,7 @@ def test_heads_given_for_weights_of_one_head_as_wide_as_dim_are_named(tmp_path):
     assert str(err.value) == (
         "The weights' attention has no output projection (to_out), which the lesson's ViT leaves out only for one head "
         "as wide as dim (heads=1, dim_head=32), so heads=8 cannot hold them. Leave heads and dim_head out (the weights "
-        "give them), or pass heads=1."
+        "give them), or pass cfg={'heads': 1}."
     )
     assert lesson_config(ref.state_dict(), {"heads": 1}).dim_head == 32
 
