@@ -341,9 +341,42 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
     return HfViTConfig(**merged)
 
 
+DTYPES = ("auto", "float32", "float16", "bfloat16")  # what `dtype` takes, as transformers' from_pretrained names them
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _saved_dtype(state_dict: dict, dtype) -> torch.dtype:
+    """The dtype the imported folder's weights are saved in (see import_lesson_weights' `dtype`)."""
+    if isinstance(dtype, torch.dtype):
+        dtype = _dtype_name(dtype)
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"{setting('dtype', dtype)} is not a dtype the import saves in: use one of "
+                         f"{', '.join(DTYPES)} ('auto': the weights' own).")
+    own = sorted({_dtype_name(v.dtype) for v in state_dict.values() if v.is_floating_point()})
+    if dtype == "auto":
+        if len(own) != 1:  # transformers' "auto" would take the first weight's, by chance of the order
+            raise ValueError(
+                f"The weights mix {' and '.join(own)} tensors: {setting('dtype', 'auto', quote=False)} cannot keep "
+                f"one dtype for them. Pass the one to save in, e.g. {setting('dtype', 'float32', quote=False)}."
+            )
+        return getattr(torch, own[0])
+    if dtype is None and own != ["float32"]:
+        # Not kept by default: transformers' from_pretrained (dtype="auto") would load half weights as half, and a
+        # fine-tuning from the folder would then train in them.
+        kept = f" To keep {own[0]}, pass {setting('dtype', 'auto', quote=False)}." if len(own) == 1 else ""
+        logger.warning(
+            "The weights are %s: the model folder holds them as float32 (the default, what training from it needs).%s",
+            " and ".join(own), kept,
+        )
+    return getattr(torch, dtype or "float32")
+
+
 def import_lesson_weights(
     weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True, image_mean=None, image_std=None,
-    labels=None, key=None,
+    labels=None, key=None, dtype=None,
 ) -> Path:
     """Load a lesson state dict file strictly into hf_vit and save a complete model folder; returns it.
 
@@ -354,6 +387,9 @@ def import_lesson_weights(
     folder is written whole or not at all, and `overwrite` never deletes `weights`. `labels` names the classes
     (see `lesson_config`). `key` names the entry of a checkpoint dict to import where it holds several state dicts
     (without it the model's own is taken, said in a warning of this module's logger, or the import stops).
+    `dtype` is the one the folder's weights are saved in, as transformers' from_pretrained(dtype=...): 'float32' (the
+    default, what training from the folder needs: half-precision weights are said in a warning when it changes
+    them), 'float16', 'bfloat16', or 'auto' for the weights' own.
     """
     from . import make_image_processor  # the package __init__ registers the classes for save_pretrained
     from .configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
@@ -370,9 +406,18 @@ def import_lesson_weights(
             "score every image NaN. The lesson's training diverged before they were saved (e.g. an overflow in fp16): "
             "import a checkpoint saved before it did."
         )
+    saved_dtype = _saved_dtype(state_dict, dtype)
     config = lesson_config(state_dict, cfg, labels=labels)
     model = HfViTForImageClassification(config).eval()
     load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys
+    model.to(saved_dtype)  # save_pretrained records it in config.json, which from_pretrained(dtype="auto") reads
+    bad = non_finite_summary(model.state_dict())
+    if bad:  # float32 values beyond float16's range (65504) become infinities
+        raise ValueError(
+            f"{Path(weights).expanduser()}: the weights hold values beyond {_dtype_name(saved_dtype)}'s range ({bad}): "
+            "saved so the model would score every image NaN. Import them with "
+            f"{setting('dtype', 'float32', quote=False)} or {setting('dtype', 'bfloat16', quote=False)}."
+        )
     processor = make_image_processor(
         config,
         image_mean=CIFAR10_MEAN if image_mean is None else image_mean,

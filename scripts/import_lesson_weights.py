@@ -11,6 +11,8 @@ dict stops with the missing and unexpected keys. .pt files load with
 torch.load(weights_only=True): pickled objects other than tensors are refused. Of a
 training checkpoint holding several state dicts, the model's own is taken and the
 others named (--key picks one).
+The weights are saved as float32 (what training from the folder needs; half-precision
+weights are said when changed): --dtype auto keeps their own, like transformers' torch_dtype.
 The weights carry no class names: --labels gives them (default: CIFAR-10's for a
 10-class head, the lesson's dataset). Writes a complete model folder (config,
 safetensors, remote code, image processor, card).
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from hf_vit import HfViTConfig
 from hf_vit.data import flags_in_messages
-from hf_vit.import_lesson import import_lesson_weights
+from hf_vit.import_lesson import DTYPES, import_lesson_weights
 from hf_vit.output_folder import refuse_several_processes
 
 INT_FIELDS = ("num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
@@ -53,6 +55,10 @@ def main(argv=None):
     parser.add_argument("--labels", nargs="+", default=None, metavar="NAME",
                         help="the class names, in the order of the head's outputs (default: CIFAR-10's for 10 "
                              "classes, else LABEL_0, LABEL_1, ...)")
+    parser.add_argument("--dtype", choices=DTYPES, default=None,
+                        help="the dtype the model folder's weights are saved in, as transformers' torch_dtype "
+                             "(default: float32, what training from the folder needs; half-precision weights are said "
+                             "when they are changed; auto: the weights' own, e.g. float16 or bfloat16)")
     parser.add_argument("--key", default=None,
                         help="for a training checkpoint dict holding several state dicts (the model and its EMA copy, "
                              "a student and a teacher): the entry to import (default: the model's own, said; none "
@@ -80,14 +86,15 @@ def main(argv=None):
         with flags_in_messages(), _notes() as notes:  # the import's messages name this script's flags
             out = import_lesson_weights(
                 args.weights, args.output_dir, cfg, overwrite=args.overwrite, image_mean=args.image_mean,
-                image_std=args.image_std, labels=args.labels, key=args.key,
+                image_std=args.image_std, labels=args.labels, key=args.key, dtype=args.dtype,
             )
     except (ValueError, OSError) as err:  # OSError: missing, unreadable or clashing files
         sys.exit(f"error: {err}")
     c = HfViTConfig.from_pretrained(out)
     print(f"imported into {out}: image {_size(c.image_size)}, patch {_size(c.patch_size)}, dim {c.dim}, depth "
           f"{c.depth}, {c.heads} heads of {c.dim_head}, mlp_dim {c.mlp_dim}, pool {c.pool}, {c.num_labels} classes "
-          f"({', '.join(c.id2label[i] for i in range(min(c.num_labels, 10)))}{', ...' if c.num_labels > 10 else ''})")
+          f"({', '.join(c.id2label[i] for i in range(min(c.num_labels, 10)))}{', ...' if c.num_labels > 10 else ''}), "
+          f"{str(c.dtype or 'float32').removeprefix('torch.')} weights")
     for note in notes:  # what the import chose on its own (e.g. which of a checkpoint's state dicts)
         print(f"note: {note}")
     if args.labels is None:  # the weights carry no names: say where these came from

@@ -593,3 +593,54 @@ def test_a_torch_save_file_under_the_safetensors_suffix_imports(tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": ")
     with pytest.raises(ValueError, match=r"is damaged"):
         read_state_dict(tmp_path / "cut.safetensors")
+
+
+def test_half_precision_weights_import_as_float32_said_or_in_their_own_dtype_with_dtype_auto(tmp_path, caplog, capsys):
+    """fp16/bf16 lesson weights were imported as float32 without a word (while the export keeps the saved dtype).
+    float32 stays the default (what training from the folder needs) and is said; --dtype auto (dtype='auto', as
+    transformers' from_pretrained) keeps the weights' own, and --dtype float16/bfloat16 saves in that one."""
+    from hf_vit.data import flags_in_messages
+
+    _, ref = lesson_model()
+    half = {k: v.half() for k, v in ref.state_dict().items()}
+    torch.save(half, tmp_path / "half.pt")
+    script = load_script("import_lesson_weights")
+
+    script.main([str(tmp_path / "half.pt"), str(tmp_path / "a"), "--heads", "3"])
+    out = capsys.readouterr().out
+    assert ("note: The weights are float16: the model folder holds them as float32 (the default, what training from "
+            "it needs). To keep float16, pass --dtype auto.") in out and "float32 weights" in out
+    model = HfViTForImageClassification.from_pretrained(tmp_path / "a")
+    assert model.dtype == torch.float32 and torch.equal(model.vit.embeddings.cls_token, half["cls_token"].float())
+
+    for flag, dtype in (("auto", torch.float16), ("bfloat16", torch.bfloat16)):
+        script.main([str(tmp_path / "half.pt"), str(tmp_path / flag), "--heads", "3", "--dtype", flag])
+        out = capsys.readouterr().out
+        assert "note: The weights are" not in out and f"{str(dtype)[6:]} weights" in out
+        model = HfViTForImageClassification.from_pretrained(tmp_path / flag)  # dtype="auto": config.json's
+        assert model.dtype == dtype and torch.equal(model.vit.embeddings.cls_token, half["cls_token"].to(dtype))
+
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):  # the same from Python, in its terms
+        import_lesson_weights(tmp_path / "half.pt", tmp_path / "b", {"heads": 3})
+    assert caplog.messages[-1].endswith("To keep float16, pass dtype='auto'.")
+    import_lesson_weights(tmp_path / "half.pt", tmp_path / "c", {"heads": 3}, dtype="auto")
+    assert HfViTForImageClassification.from_pretrained(tmp_path / "c").dtype == torch.float16
+
+    # Mixed dtypes have no one to keep; float32 values beyond float16's range would be saved as infinities.
+    torch.save({**half, "cls_token": ref.state_dict()["cls_token"]}, tmp_path / "mixed.pt")
+    big = ref.state_dict()
+    big["cls_token"] = big["cls_token"] * 1e6
+    torch.save(big, tmp_path / "big.pt")
+    for name, dtype, message in (
+        ("mixed.pt", "auto", "The weights mix float16 and float32 tensors: --dtype auto cannot keep one dtype for "
+                             "them. Pass the one to save in, e.g. --dtype float32."),
+        ("big.pt", "float16", f"{tmp_path / 'big.pt'}: the weights hold values beyond float16's range (1 tensor: "
+                              "vit.embeddings.cls_token): saved so the model would score every image NaN. Import them "
+                              "with --dtype float32 or --dtype bfloat16."),
+    ):
+        with pytest.raises(SystemExit) as refused:
+            script.main([str(tmp_path / name), str(tmp_path / "d"), "--heads", "3", "--dtype", dtype])
+        assert str(refused.value.code) == f"error: {message}"
+    assert not (tmp_path / "d").exists()
+    with flags_in_messages(), pytest.raises(ValueError, match=r"^--dtype 'half' is not a dtype the import saves in"):
+        import_lesson_weights(tmp_path / "half.pt", tmp_path / "d", {"heads": 3}, dtype="half")
