@@ -12,10 +12,14 @@ no output projection (one head as wide as `dim`). `pool` and the dropouts leave
 no trace in the weights: `pool` defaults to 'cls' like the lesson's cfg.
 """
 
+import argparse
+import dataclasses
 import logging
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -231,13 +235,32 @@ def _cfg_field(name: str, *value) -> str:
     return f"cfg={{{name!r}: {shown}}}"
 
 
+def _cfg_fields(cfg) -> dict:
+    """The lesson's cfg fields from a dict, or from the lesson's own cfg object (its ViTConfig dataclass, or a
+    namespace), which its notebook holds and a caller passes as it is."""
+    if cfg is None:
+        return {}
+    if isinstance(cfg, Mapping):
+        return dict(cfg)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {field.name: getattr(cfg, field.name) for field in dataclasses.fields(cfg)}
+    if isinstance(cfg, (SimpleNamespace, argparse.Namespace)):
+        return vars(cfg).copy()
+    raise ValueError(
+        f"cfg must be a dict of the lesson's cfg fields (or the lesson's cfg object itself), got a "
+        f"{type(cfg).__name__}: {cfg!r:.80}. Pass e.g. {{'heads': 8}}"
+        f"{', or the JSON file read with json.load' if isinstance(cfg, (str, Path)) else ''}."
+    )
+
+
 def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfViTConfig:
-    """An `HfViTConfig` from the lesson's cfg fields in `cfg`, the rest read from the weight shapes.
+    """An `HfViTConfig` from the lesson's cfg fields in `cfg` (a dict, or the lesson's cfg object), the rest read from
+    the weight shapes.
 
     The weights carry no class names: `labels` names them, in the head's order; without it a 10-class head gets
     CIFAR-10's names (the lesson's dataset, as the default image mean and std are CIFAR-10's) and any other head
     LABEL_0, LABEL_1, ... as transformers names classes it knows nothing of."""
-    cfg = dict(cfg or {})
+    cfg = _cfg_fields(cfg)
     unknown = sorted(set(cfg) - set(LESSON_FIELDS) - set(LESSON_FIELDS.values()))
     if unknown:
         raise ValueError(f"Unknown config fields {unknown}. The lesson's cfg fields are: {', '.join(LESSON_FIELDS)}.")

@@ -644,3 +644,28 @@ def test_half_precision_weights_import_as_float32_said_or_in_their_own_dtype_wit
     assert not (tmp_path / "d").exists()
     with flags_in_messages(), pytest.raises(ValueError, match=r"^--dtype 'half' is not a dtype the import saves in"):
         import_lesson_weights(tmp_path / "half.pt", tmp_path / "d", {"heads": 3}, dtype="half")
+
+
+def test_the_lessons_own_cfg_object_is_taken_as_cfg_and_anything_else_named(tmp_path):
+    """The lesson's notebook holds its cfg as a ViTConfig dataclass; passing it as `cfg` ended in `TypeError:
+    'ViTConfig' object is not iterable`, and a JSON file's path in `ValueError: dictionary update sequence element #0
+    has length 1; 2 is required`. The cfg object's fields are read (a namespace's too); anything else is named."""
+    from types import SimpleNamespace
+
+    cfg, ref = lesson_model(pool="mean", heads=6, dim_head=12)  # no shape tells pool or the 6 x 12 split
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    out = import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", cfg)
+    model = HfViTForImageClassification.from_pretrained(out).eval()
+    assert (model.config.pool, model.config.heads, model.config.dim_head) == ("mean", 6, 12)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
+    assert lesson_config(ref.state_dict(), SimpleNamespace(heads=6)).dim_head == 12
+
+    with pytest.raises(ValueError) as err:
+        import_lesson_weights(tmp_path / "vit.pt", tmp_path / "other", "cfg.json")
+    assert str(err.value) == (
+        "cfg must be a dict of the lesson's cfg fields (or the lesson's cfg object itself), got a str: 'cfg.json'. "
+        "Pass e.g. {'heads': 8}, or the JSON file read with json.load."
+    )
+    assert not (tmp_path / "other").exists()
