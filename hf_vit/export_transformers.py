@@ -36,7 +36,7 @@ from transformers import ViTConfig, ViTForImageClassification
 from .configuration_hf_vit import HfViTConfig, _pair
 from .convert_lesson import non_finite_summary
 from .data import setting
-from .hub import check_weights
+from .hub import BadRepoId, check_repo_id, check_weights
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import check_output_folder, hold_folders, share_folder, staged_folder
@@ -221,6 +221,11 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
     """
 
     model_dir, output_dir = Path(model_dir).expanduser(), Path(output_dir).expanduser()  # "~" as a shell would
+    if repo_id is not None:  # the card's usage example loads it: a web address or a typo would not load
+        try:
+            check_repo_id(repo_id)
+        except BadRepoId as err:
+            raise ValueError(f"{setting('repo_id', repo_id)} is not a repo id: {err.reason}") from None
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json: pass an hf_vit model folder (what training wrote).")
     for name in ("config.json", "preprocessor_config.json"):  # named with the file, before anything is written

@@ -433,3 +433,20 @@ def test_the_exports_refusals_name_overwrite_as_the_caller_gives_it(tmp_path):
         f"error: {tmp_path / 'out'} exists and is not empty. Choose another folder or pass --overwrite."
     )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]
+
+
+def test_a_repo_id_that_is_no_repo_id_is_refused_before_the_card_shows_it(tmp_path):
+    """--repo_id goes into the card's usage example (from_pretrained("<repo_id>")): a web address or a malformed id
+    was written there as given, a snippet that does not load. It is checked as the push checks it, and named."""
+    source = make_model_folder(tmp_path / "src", extras=False)
+    with pytest.raises(ValueError) as refused:
+        export_to_transformers_vit(source, tmp_path / "out", repo_id="https://huggingface.co/me/vit")
+    assert str(refused.value) == (
+        "repo_id='https://huggingface.co/me/vit' is not a repo id: that is the repository's web address. Pass its "
+        "id: 'me/vit'."
+    )
+    with pytest.raises(SystemExit) as refused:
+        load_script("export_to_transformers_vit").main([str(source), str(tmp_path / "out"), "--repo_id", "me/my vit"])
+    assert str(refused.value.code).startswith("error: --repo_id 'me/my vit' is not a repo id: ")
+    assert str(refused.value.code).endswith("Use 'your-username/model-name'.")
+    assert not (tmp_path / "out").exists()
