@@ -450,3 +450,21 @@ def test_a_repo_id_that_is_no_repo_id_is_refused_before_the_card_shows_it(tmp_pa
     assert str(refused.value.code).startswith("error: --repo_id 'me/my vit' is not a repo id: ")
     assert str(refused.value.code).endswith("Use 'your-username/model-name'.")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_processor_of_another_size_than_the_model_is_refused_not_copied(tmp_path):
+    """The export copies preprocessor_config.json as it is: one that resized to 64x64 for a 32x32 model was
+    written beside the ViT, and every pipeline() call of the export failed with `Input image size (64*64) doesn't
+    match model (32*32)`. It is named before anything is written, as the push names it."""
+    source = make_model_folder(tmp_path / "src", extras=False)
+    settings = json.loads((source / "preprocessor_config.json").read_text())
+    settings["size"] = {"height": 64, "width": 64}
+    (source / "preprocessor_config.json").write_text(json.dumps(settings))
+    with pytest.raises(ValueError) as refused:
+        export_to_transformers_vit(source, tmp_path / "out")
+    assert str(refused.value) == (
+        f"{source}: preprocessor_config.json makes images of 64x64 but config.json's image_size is 32x32: "
+        "pipeline('image-classification') would hand the model images it refuses. Save the model's own processor: "
+        "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
+    )
+    assert not (tmp_path / "out").exists()
