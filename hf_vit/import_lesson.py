@@ -345,6 +345,9 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
     merged.setdefault("pool", "cls")
     classes = merged.get("num_classes", merged.get("num_labels"))
     if labels is not None:
+        if isinstance(labels, str):  # its letters would be taken as the names, and fit a head of as many classes
+            raise ValueError(f"{setting('labels')} takes one name per class, in the order of the head's outputs, not "
+                             f"one string: got {labels!r}. Pass a list, e.g. {labels.split()[:3] or ['cat', 'dog']}.")
         labels = [str(name) for name in labels]
         twice = sorted({name for name in labels if labels.count(name) > 1})
         if twice or "" in labels:

@@ -669,3 +669,19 @@ def test_the_lessons_own_cfg_object_is_taken_as_cfg_and_anything_else_named(tmp_
         "Pass e.g. {'heads': 8}, or the JSON file read with json.load."
     )
     assert not (tmp_path / "other").exists()
+
+
+def test_labels_given_as_one_string_are_refused_not_spelled_out(tmp_path):
+    """labels='pearl' (one string, from Python) was taken letter by letter: a 5-class head got the names 'p', 'e',
+    'a', 'r', 'l' without a word (another head a refusal counting the letters as names)."""
+    _, ref = lesson_model(num_classes=5)
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    with pytest.raises(ValueError) as refused:
+        import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", {"heads": 3}, labels="pearl")
+    assert str(refused.value) == (
+        "labels takes one name per class, in the order of the head's outputs, not one string: got 'pearl'. Pass a "
+        "list, e.g. ['pearl']."
+    )
+    assert not (tmp_path / "out").exists()
+    import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", {"heads": 3}, labels=("a", "b", "c", "d", "e"))
+    assert HfViTForImageClassification.from_pretrained(tmp_path / "out").config.id2label[4] == "e"
