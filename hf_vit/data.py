@@ -62,6 +62,11 @@ def flags_in_messages():
         _AS_FLAGS.reset(token)
 
 
+def messages_name_flags() -> bool:
+    """Whether messages now name command-line flags (within flags_in_messages) rather than Python arguments."""
+    return _AS_FLAGS.get()
+
+
 _NO_VALUE = object()
 
 
@@ -70,7 +75,7 @@ def setting(name: str, value=_NO_VALUE, quote: bool = True, flag: str | None = N
     With a value: `--name 'test'` (`--name test` with quote=False, as a shell command reads) or `name='test'`;
     True is a switch: `--name` or `name=True`. `flag`: the script's name for it where that differs from the
     argument's (evaluate_model's `model_name_or_path` is evaluate_model.py's `--model`)."""
-    if not _AS_FLAGS.get():
+    if not messages_name_flags():
         return name if value is _NO_VALUE else f"{name}={value!r}"
     flag = f"--{flag or name}"
     if value is _NO_VALUE or value is True:

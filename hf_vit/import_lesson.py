@@ -25,7 +25,7 @@ import torch
 
 from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig
 from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary
-from .data import setting
+from .data import messages_name_flags, setting
 
 logger = logging.getLogger(__name__)
 
@@ -221,15 +221,10 @@ def _check_blocks(layers: set, cfg: dict):
 _OR_IN_CONFIG = ', or "heads" in the --config JSON'
 
 
-def _as_flags() -> bool:
-    """Whether messages name the script's flags (within data.flags_in_messages) rather than the cfg's entries."""
-    return setting("cfg") != "cfg"
-
-
 def _cfg_field(name: str, *value) -> str:
     """A cfg field to pass, as messages name it: the script's flag (`--image_size H W`) within
     data.flags_in_messages, else the cfg dict a Python caller passes (`cfg={'image_size': (H, W)}`)."""
-    if _as_flags():
+    if messages_name_flags():
         return " ".join(map(str, (setting(name), *value)))
     shown = value[0] if len(value) == 1 else f"({', '.join(map(str, value))})"
     return f"cfg={{{name!r}: {shown}}}"
@@ -339,7 +334,7 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         elif "heads" not in cfg and "dim_head" not in cfg:
             raise ValueError(
                 f"The weights give the attention width heads * dim_head = {inner} but not how it splits into heads. "
-                f"Pass the lesson's `heads` (e.g. {_cfg_field('heads', 8)}{_OR_IN_CONFIG if _as_flags() else ''})."
+                f"Pass the lesson's `heads` (e.g. {_cfg_field('heads', 8)}{_OR_IN_CONFIG if messages_name_flags() else ''})."
             )
     merged = {**found, **cfg}
     merged.setdefault("pool", "cls")
