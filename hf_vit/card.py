@@ -726,6 +726,23 @@ def render_model_card(model_dir, repo_id=None, template_path=None, revision=None
     return ModelCard(re.sub(r"\n{3,}", "\n\n", str(card)).strip() + "\n")
 
 
+# The revisions a card's code loads: each `REVISION = "x"` or `revision="x"` of its Python blocks, and main for a
+# load that names none (an exported model's card for main writes `from_pretrained("user/model")`).
+_PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+_REVISION_VALUE = re.compile(r"""\brevision\s*=\s*(["'])(.*?)\1""", re.I)
+_LOAD_CALL = re.compile(r"\b(?:from_pretrained|pipeline)\(([^()]*)\)")
+
+
+def card_revisions(text: str) -> set[str]:
+    """The revisions (branches, commit hashes) that the code of a card's text loads the model from."""
+    revisions = set()
+    for code in _PYTHON_BLOCK.findall(text):
+        revisions.update(m.group(2) for m in _REVISION_VALUE.finditer(code))
+        if any("revision" not in args.lower() for args in _LOAD_CALL.findall(code)):
+            revisions.add("main")
+    return revisions
+
+
 def write_model_card(model_dir, repo_id=None, template_path=None) -> Path:
     """Fill the card template from `model_dir` and write `<model_dir>/README.md`; returns its path."""
     card = render_model_card(model_dir, repo_id=repo_id, template_path=template_path)
@@ -737,4 +754,5 @@ def write_card_text(model_dir, text: str) -> Path:
     return replace_text(Path(model_dir) / "README.md", text)
 
 
-__all__ = ["write_model_card", "write_card_text", "render_model_card", "card_inputs", "count_parameters", "find_template"]
+__all__ = ["write_model_card", "write_card_text", "render_model_card", "card_inputs", "card_revisions", "count_parameters",
+           "find_template"]

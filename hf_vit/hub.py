@@ -22,7 +22,8 @@ Every check (folder complete, repo id and branch well formed, no file that a sym
 brings in from outside the folder, a token available, no training or evaluation writing the folder) runs
 before the first network call, so a bad call fails at once and uploads nothing; --private into an existing
 public repository is refused after create_repo, before the commit. `revision` pushes to a branch (made from
-main if absent), and the card's code then loads that branch.
+main if absent), and the card's code then loads that branch; a card kept as it is (--keep_card) whose code loads
+another revision than the push's is refused.
 """
 
 import fnmatch
@@ -506,6 +507,28 @@ def check_repo_id(repo_id: str) -> None:
         raise BadRepoId(repo_id, f"{reason} Use 'your-username/model-name'.") from err
 
 
+def refuse_card_of_another_revision(model_dir: Path, branch: str | None) -> None:
+    """A ValueError when the folder's card, going up as it is (--keep_card), loads the model from another revision
+    than the one pushed to: a push to a branch writes its card into the folder (REVISION = "dev"), and a later push
+    of that folder to main told main's users to load the branch. A commit hash is the user's own pin, and kept."""
+    from .card import card_revisions
+
+    path = model_dir / "README.md"
+    if not path.is_file():
+        return
+    target = branch or "main"
+    other = sorted(r for r in card_revisions(path.read_text(encoding="utf-8", errors="replace"))
+                   if r != target and not re.fullmatch(r"[0-9a-f]{40}", r))  # fmt: skip
+    if other:
+        pushed_to = "main" if branch is None else f"the branch {branch!r}"
+        raise ValueError(
+            f"README.md's code loads the model from {' and '.join(map(repr, other))}, but this push goes to "
+            f"{pushed_to}: kept as it is (--keep_card), the card would send its readers to another revision's model. "
+            f"Push without --keep_card to write the card for {pushed_to}, or change the card's revision to "
+            f"{target!r} (or a commit hash of the repository) and push again."
+        )
+
+
 def push_model_folder(
     model_dir,
     repo_id: str,
@@ -558,6 +581,8 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         raise IncompleteModelFolder(
             f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
         )
+    if not write_card:
+        refuse_card_of_another_revision(model_dir, branch)
     # Before the token and the network: a link to a file elsewhere (a token, a key) would go up as the model's.
     # A card written for this push goes up from memory, whatever README.md was.
     from_folder = [name for name in upload_plan(model_dir) if not (write_card and name == "README.md")]

@@ -1534,3 +1534,45 @@ def test_a_folder_without_a_head_is_refused_by_the_push(tmp_path, fake_hub, monk
                     "card's code would load it with a random head. Push the folder training wrote "
                     "(HfViTForImageClassification).")  # fmt: skip
     assert fake_hub == {"create_repo": [], "create_commit": []}
+
+
+def test_a_kept_card_that_loads_another_revision_is_refused(tmp_path, fake_hub, monkeypatch):
+    """A push to a branch writes its card into the folder (REVISION = "dev"); a later push of the folder to main with
+    --keep_card uploaded that card as it was, so main's card told its readers to load the dev branch. A kept card
+    whose code loads another revision than the push's is now refused (its dry run too), before anything is
+    uploaded; pinned to the push's branch or to a commit hash, it goes up as it is."""
+    from hf_vit.card import render_model_card
+    from hf_vit.export_transformers import export_to_transformers_vit
+
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push([str(folder), "someone/x"])
+    push([str(folder), "someone/x", "--revision", "dev"])
+    card = (folder / "README.md").read_text()
+    assert 'REVISION = "dev"' in card  # the branch's card, left in the folder
+    main, commits = dict(fake_hub.repos["someone/x"]), len(fake_hub["create_commit"])
+    for dry_run in ([], ["--dry_run"]):
+        code = pytest.raises(SystemExit, push, [str(folder), "someone/x", "--keep_card", *dry_run]).value.code
+        assert code == (
+            "error: README.md's code loads the model from 'dev', but this push goes to main: kept as it is "
+            "(--keep_card), the card would send its readers to another revision's model. Push without --keep_card "
+            "to write the card for main, or change the card's revision to 'main' (or a commit hash of the "
+            "repository) and push again."
+        )
+    assert fake_hub.repos["someone/x"] == main and len(fake_hub["create_commit"]) == commits
+    assert (folder / "README.md").read_text() == card
+    push([str(folder), "someone/x", "--revision", "dev", "--keep_card"])  # its own branch: goes up as it is
+    assert fake_hub.branches[("someone/x", "dev")]["README.md"].decode() == card
+    pinned = card.replace('REVISION = "dev"', 'REVISION = "0123456789abcdef0123456789abcdef01234567"')
+    (folder / "README.md").write_text(pinned)  # a commit hash the user read: kept wherever it goes
+    push([str(folder), "someone/x", "--keep_card"])
+    assert fake_hub.repos["someone/x"]["README.md"].decode() == pinned
+
+    # An exported model's card for main names no revision: it loads main, which a branch's readers must not get.
+    plain = export_to_transformers_vit(make_model_folder(tmp_path / "cls", extras=False), tmp_path / "plain")
+    (plain / "README.md").write_text(str(render_model_card(plain, "someone/x")))
+    code = pytest.raises(SystemExit, push, [str(plain), "someone/x", "--revision", "dev", "--keep_card"]).value.code
+    assert code.startswith("error: README.md's code loads the model from 'main', but this push goes to the branch "
+                           "'dev': kept as it is"), code  # fmt: skip
+    assert "write the card for the branch 'dev', or change the card's revision to 'dev'" in code
