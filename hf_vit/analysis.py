@@ -71,7 +71,11 @@ from .output_folder import hold_folders, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
 
-# Sub-folders of the output folder whose old .png files a rerun deletes before writing its own.
+# What an evaluation writes into its output folder: these files, and the .png files of these sub-folders. A rerun
+# deletes exactly these before writing its own (any other file there is the user's, a loss curve added by hand), and
+# a push takes exactly these for an earlier push's files (hf_vit/hub.py reads both).
+EVALUATION_FILES = ("metrics.json", "misclassified.csv", "report.html", "gallery.png", "confusion_matrix.png",
+                    "per_class_accuracy.png")
 EVALUATION_SUBFOLDERS = ("misclassified", "attention")
 CSV_FIELDS = [
     "index",
@@ -568,8 +572,8 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             f"cannot write {given} ({problem}). Pass a writable {flag} (default: "
             "<model folder>/evaluation, which a read-only model folder cannot hold)."
         )
-    # A rerun clears the earlier evaluation's files (every top-level .png among them): only in a folder that an
-    # evaluation wrote (misclassified/ is made before anything else is written), never in one of the user's.
+    # A rerun clears the earlier evaluation's files (EVALUATION_FILES): only in a folder that an evaluation wrote
+    # (misclassified/ is made before anything else is written), never in one of the user's.
     earlier = (output_dir / "misclassified").is_dir() or (output_dir / "misclassified.csv").is_file()
     own = sorted(p.name for p in output_dir.iterdir() if not p.name.startswith(".")) if output_dir.is_dir() else []
     if own and not earlier:  # hidden files (.DS_Store, .gitkeep) are no one's evaluation and no one's photos
@@ -784,8 +788,8 @@ def _evaluate(
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.png"):
             old.unlink()
-    for old in [*output_dir.glob("*.png"), *(output_dir / n for n in ("metrics.json", "misclassified.csv", "report.html"))]:
-        old.unlink(missing_ok=True)
+    for name in EVALUATION_FILES:
+        (output_dir / name).unlink(missing_ok=True)
 
     # Each wrong image as stored in the dataset (not the normalised tensor).
     row_of = {r["index"]: r for r in rows}

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
+from .analysis import EVALUATION_FILES, EVALUATION_SUBFOLDERS
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
 from .output_folder import share_checkpoint_run, share_folder, two_saves
@@ -69,18 +70,11 @@ EVALUATION_PATTERNS = (
     "evaluation/attention/*.png",
     "evaluation/misclassified/*.png",
 )
-# What the evaluation itself writes under evaluation/ (hf_vit/analysis.py): its named files, and the two folders it
-# owns and empties on each run. Only these are an earlier push's to delete; other files there are the user's.
-EVALUATION_WRITTEN = (
-    "evaluation/metrics.json",
-    "evaluation/misclassified.csv",
-    "evaluation/report.html",
-    "evaluation/gallery.png",
-    "evaluation/confusion_matrix.png",
-    "evaluation/per_class_accuracy.png",
-    "evaluation/attention/*.png",
-    "evaluation/misclassified/*.png",
-)
+# What the evaluation itself writes under evaluation/ (hf_vit/analysis.py): its named files, and the .png files of
+# the folders it owns and empties on each run. Only these are an earlier push's to delete; other files there are
+# the user's.
+EVALUATION_WRITTEN = (*(f"evaluation/{name}" for name in EVALUATION_FILES),
+                      *(f"evaluation/{folder}/*.png" for folder in EVALUATION_SUBFOLDERS))
 _ABSOLUTE_IMPORT = re.compile(r"^\s*(from\s+hf_vit[\s.]|import\s+hf_vit\b)", re.MULTILINE)
 
 

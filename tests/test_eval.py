@@ -700,6 +700,26 @@ def test_an_output_dir_of_the_users_own_files_is_refused_not_cleared(evaluated, 
     evaluate_model(str(evaluated["model_dir"]), output_dir=tmp_path / "new", **kwargs)  # its own earlier run: fine
 
 
+def test_a_rerun_clears_only_the_files_the_push_takes_for_the_evaluations(evaluated, tmp_path):
+    """A rerun deleted every .png at the top of the evaluation folder while the push took only three of them for the
+    evaluation's (the others are the user's, kept in the repository): a loss curve the user had put there was lost
+    to the rerun. One list (analysis.EVALUATION_FILES, read by the push) now says what the evaluation writes: the
+    rerun deletes only those, and every file it writes is one the push uploads and knows as the evaluation's."""
+    from hf_vit.hub import pushed_kind, upload_plan
+
+    model = Path(shutil.copytree(evaluated["model_dir"], tmp_path / "model"))
+    (model / "evaluation" / "loss_curve.png").write_bytes(b"mine")
+    evaluate_model(str(model), dataset=str(evaluated["data_dir"]), progress=False, max_attention_maps=2)
+    assert (model / "evaluation" / "loss_curve.png").read_bytes() == b"mine"
+    written = sorted(p.relative_to(model).as_posix() for p in (model / "evaluation").rglob("*") if p.is_file())
+    written.remove("evaluation/loss_curve.png")
+    assert {"evaluation/per_class_accuracy.png", "evaluation/report.html"} <= set(written)
+    assert any(name.startswith("evaluation/attention/") for name in written)
+    assert [name for name in written if not pushed_kind(name)] == []  # an earlier push's, when the folder drops it
+    assert sorted(set(written) - set(upload_plan(model))) == []
+    assert not pushed_kind("evaluation/loss_curve.png") and "evaluation/loss_curve.png" in upload_plan(model)
+
+
 def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
