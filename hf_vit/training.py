@@ -572,6 +572,9 @@ class HfViTTrainer(Trainer):
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             folder.mkdir(parents=True, exist_ok=True)
             write_json(folder / RUN_FINGERPRINT, self.run_fingerprint)
+        # What this run's passes took: a resume keeps the checkpoint's trainer_state.json, whose train_batch_size is
+        # then its run's, not this one's (2 processes x 16 resumed as one x 32); the next resume reads it.
+        self.state.train_batch_size = self._train_batch_size
         return super()._save_checkpoint(model, trial)
 
     def train(self, *args, **kwargs):
@@ -971,9 +974,11 @@ def check_resume(resume, fingerprint: dict, state: dict) -> bool:
             "(checkpoint -> now). Resume with the checkpoint's values, or start a new run in another --output_dir."
             + _optimizer_advice(resume, optimizer)
         )
-    check_batches(resume, saved, fingerprint)
-    check_visible_gpus(resume, fingerprint, state)
-    same_schedule = _json_value(saved.get("schedule")) == _json_value(fingerprint["schedule"])
+    check_batches(resume, saved, fingerprint, state)
+    # the same steps (check_batches), over as many images and as long a run: the checkpoint's max_steps is this run's
+    length = [{k: v for k, v in (schedule or {}).items() if k not in BATCH_KEYS}
+              for schedule in (saved.get("schedule"), fingerprint["schedule"])]
+    same_schedule = bool(saved.get("schedule")) and _json_value(length[0]) == _json_value(length[1])
     return same_schedule and 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
 
 
@@ -995,22 +1000,32 @@ def check_classes(resume, saved: dict, fingerprint: dict) -> None:
 
 # What a step and an epoch are made of: the Trainer places a resume by the checkpoint's step count (its epoch,
 # how many batches of that epoch to skip, how far along the learning-rate schedule), in the batches of this run.
-GLOBAL_BATCH_KEYS = ("world_size", "per_device_train_batch_size", "gradient_accumulation_steps")  # their product
-BATCH_KEYS = (*GLOBAL_BATCH_KEYS, "dataloader_drop_last")
+BATCH_KEYS = ("world_size", "per_device_train_batch_size", "gradient_accumulation_steps", "dataloader_drop_last")
 
 
-def check_batches(resume, saved: dict, fingerprint: dict) -> None:
-    """Refuse a resume whose steps hold other images than the checkpoint's (another process count, batch size,
-    accumulation or last-batch rule): its step count would be read in the new steps, so the resume would skip or
-    repeat images and run the schedule to another length. A longer or shorter schedule (--max_steps,
-    --num_train_epochs) stays allowed."""
+def check_batches(resume, saved: dict, fingerprint: dict, state: dict) -> None:
+    """Refuse a resume whose optimiser steps hold other images than the checkpoint's: another count of images per
+    step (processes x images per process step x accumulation), another last-batch rule, or another count of steps
+    per epoch. Its step count would be read in the new steps, so the resume would skip or repeat images and run the
+    schedule to another length. The same images per step made otherwise (2 processes x 16, then one x 32; 16, then
+    8 x 2 accumulated) resume: the sampler's order, the place in the epoch and the schedule are the same. A longer or
+    shorter schedule (--max_steps, --num_train_epochs) stays allowed."""
     old, new = saved.get("schedule") or {}, fingerprint["schedule"]
-    keys = [k for k in BATCH_KEYS if k in old and _json_value(old[k]) != _json_value(new[k])]
-    if not keys:
+    known = {k: old.get(k, new[k]) for k in BATCH_KEYS}  # a value the checkpoint did not record is not compared
+    was = _step(known, _checkpoint_process_batch(saved, state) or known["per_device_train_batch_size"])
+    now = _step(new, _process_batch_now(fingerprint, state))
+    images = old.get("train_images", new["train_images"])
+    per_epoch = [_steps_per_epoch(images, step) for step in (was, now)]
+    if _step_images(was) == _step_images(now) and was["drop_last"] == now["drop_last"] and per_epoch[0] == per_epoch[1]:
         return
+    keys = [k for k in BATCH_KEYS if k in old and _json_value(old[k]) != _json_value(new[k])]
+    if not keys:  # the same flags: one process's step took another batch (visible GPUs, --auto_find_batch_size)
+        _refuse_process_batch(resume, new["per_device_train_batch_size"], was["process_batch"], now["process_batch"])
     changes = [f"{_batch_name(k)} {_json_value(old[k])!r} -> {_json_value(new[k])!r}" for k in keys]
-    if all(k in old for k in GLOBAL_BATCH_KEYS) and keys != ["dataloader_drop_last"]:
-        changes.append(f"images per step {_global_batch(old)} -> {_global_batch(new)}")
+    if _step_images(was) != _step_images(now):
+        changes.append(f"images per step {_step_images(was)} -> {_step_images(now)}")
+    elif per_epoch[0] != per_epoch[1] and was["drop_last"] == now["drop_last"]:  # grouped otherwise, dropping
+        changes.append(f"steps per epoch {per_epoch[0]} -> {per_epoch[1]}")
     values = [f"--{k} {_json_value(old[k])}" for k in keys if k != "world_size"]
     if "world_size" in keys:
         n = old["world_size"]
@@ -1026,16 +1041,59 @@ def check_batches(resume, saved: dict, fingerprint: dict) -> None:
     )
 
 
-def check_visible_gpus(resume, fingerprint: dict, state: dict) -> None:
-    """Refuse a resume whose process steps hold other images for another count of visible GPUs: one process that
-    sees several GPUs (DataParallel) puts --per_device_train_batch_size on each, and trainer_state.json records
-    what its steps took. With --auto_find_batch_size the Trainer takes the checkpoint's batch itself."""
-    now, saved = fingerprint["process_step"], state.get("train_batch_size")
-    if not isinstance(saved, int) or saved == now["train_batch_size"] or now["auto_find_batch_size"]:
-        return
-    per_device = fingerprint["schedule"]["per_device_train_batch_size"]
-    if saved % per_device:  # another batch altogether: check_batches names it when the checkpoint recorded it
-        return
+def _step(schedule: dict, process_batch: int) -> dict:
+    """What one optimiser step is made of: `process_batch` images in each pass of each process (per device x the
+    GPUs it sees), accumulated over as many passes."""
+    return {"processes": schedule["world_size"], "process_batch": process_batch,
+            "accumulation": schedule["gradient_accumulation_steps"], "drop_last": schedule["dataloader_drop_last"]}
+
+
+def _step_images(step: dict) -> int:
+    return step["processes"] * step["process_batch"] * step["accumulation"]
+
+
+def _steps_per_epoch(images: int, step: dict) -> int:
+    """The Trainer's optimiser steps per epoch of `images`: the sampler's batches of one pass, dealt round the
+    processes (accelerate: the last round filled, or dropped with --dataloader_drop_last), grouped by the
+    accumulation (a short last group is a step too)."""
+    batch, processes = step["process_batch"], step["processes"]
+    if step["drop_last"]:
+        passes = images // batch // processes
+    else:
+        passes = -(-(-(-images // batch)) // processes)
+    return max(-(-passes // step["accumulation"]), 1)
+
+
+def _checkpoint_process_batch(saved: dict, state: dict) -> int | None:
+    """The images of one pass of one process in the checkpoint's run: trainer_state.json's train_batch_size (per
+    device x the GPUs it saw), else as hf_vit_run.json recorded it (None: neither did)."""
+    for recorded in (state.get("train_batch_size"), (saved.get("process_step") or {}).get("train_batch_size")):
+        if isinstance(recorded, int) and recorded > 0:
+            return recorded
+    return None
+
+
+def _process_batch_now(fingerprint: dict, state: dict) -> int:
+    """The images of one pass of one process in this run: with --auto_find_batch_size the Trainer takes the
+    checkpoint's (trainer_state.json), else per device x the GPUs this process sees."""
+    step, restored = fingerprint["process_step"], state.get("train_batch_size")
+    if step["auto_find_batch_size"] and isinstance(restored, int) and restored > 0:
+        return restored
+    return step["train_batch_size"]
+
+
+def _refuse_process_batch(resume, per_device: int, saved: int, now: int) -> None:
+    """Refuse a resume whose passes hold other images under the same flags: one process that sees several GPUs
+    (DataParallel) puts --per_device_train_batch_size on each, and trainer_state.json records what its passes took;
+    --auto_find_batch_size records the smaller batch it fell back to."""
+    if saved % per_device or now % per_device:
+        raise SetupError(
+            f"--resume_from_checkpoint {str(resume)!r} was saved by a process whose steps took {saved} images "
+            f"(trainer_state.json's train_batch_size: --auto_find_batch_size lowers the batch when one does not "
+            f"fit); here they would take {now}, so this resume would skip or repeat images and stretch or cut the "
+            "schedule. Relaunch with --auto_find_batch_size (it takes the checkpoint's batch), or start a new run "
+            f"from its weights with --model_name_or_path {str(resume)!r} in another --output_dir."
+        )
 
     def devices(images: int) -> str:
         n = images // per_device
@@ -1044,19 +1102,15 @@ def check_visible_gpus(resume, fingerprint: dict, state: dict) -> None:
 
     raise SetupError(
         f"--resume_from_checkpoint {str(resume)!r} was saved by a process whose steps took {devices(saved)}; here "
-        f"they would take {devices(now['train_batch_size'])}: one process puts --per_device_train_batch_size on "
-        "each GPU it sees (DataParallel), so this resume would skip or repeat images and stretch or cut the "
-        f"schedule. Make {saved // per_device} GPU(s) visible (CUDA_VISIBLE_DEVICES) as the checkpoint's run had, "
-        f"or start a new run from its weights with --model_name_or_path {str(resume)!r} in another --output_dir."
+        f"they would take {devices(now)}: one process puts --per_device_train_batch_size on each GPU it sees "
+        "(DataParallel), so this resume would skip or repeat images and stretch or cut the schedule. Make "
+        f"{saved // per_device} GPU(s) visible (CUDA_VISIBLE_DEVICES) as the checkpoint's run had, or start a new run "
+        f"from its weights with --model_name_or_path {str(resume)!r} in another --output_dir."
     )
 
 
 def _batch_name(key: str) -> str:
     return "processes" if key == "world_size" else f"--{key}"
-
-
-def _global_batch(schedule: dict) -> int:
-    return schedule["world_size"] * schedule["per_device_train_batch_size"] * schedule["gradient_accumulation_steps"]
 
 
 def _changes(saved: dict, fingerprint: dict, *parts: str) -> list[tuple]:

@@ -2037,18 +2037,19 @@ def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir
     """The Trainer places a resume by the checkpoint's step count, read in this run's steps: with another batch
     size or gradient accumulation (or process count: tests/test_train.py) it skipped or repeated images and ran
     the schedule to another length, silently. Refused, naming the fix; a longer schedule in the same batches
-    still resumes."""
+    still resumes. (The same images per step made otherwise, 8 x 2 accumulated for 16, resume:
+    test_a_resume_in_other_batches_of_as_many_images_per_step_goes_on.)"""
     from hf_vit.training import main
 
     out = tmp_path / "run"
     assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
     checkpoint = out / "checkpoint-4"
     err = train_error(capsys, train_args(dataset_dir, out, "--per_device_train_batch_size", "8",
-                                         "--gradient_accumulation_steps", "2", "--resume_from_checkpoint", "last",
+                                         "--gradient_accumulation_steps", "3", "--resume_from_checkpoint", "last",
                                          steps=8))  # fmt: skip
     assert err == (
         f"train.py: error: --resume_from_checkpoint '{checkpoint}' was saved by a run with other batches: "
-        "--per_device_train_batch_size 16 -> 8; --gradient_accumulation_steps 1 -> 2; images per step 16 -> 16 "
+        "--per_device_train_batch_size 16 -> 8; --gradient_accumulation_steps 1 -> 3; images per step 16 -> 24 "
         "(checkpoint -> now). Its place in the epoch and in the learning-rate schedule is counted in its own steps, "
         "so this resume would skip or repeat images and stretch or cut the schedule. Relaunch with the checkpoint's "
         "values (--per_device_train_batch_size 16; --gradient_accumulation_steps 1), or start a new run from its "
@@ -2063,6 +2064,71 @@ def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-4"]
     assert main(train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12)) == 0
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 12
+
+
+def test_a_resume_in_other_batches_of_as_many_images_per_step_goes_on(dataset_dir, tmp_path, capsys):
+    """The batch check compared the flags, not the images of an optimiser step: one process x 32 after 2 processes
+    x 16, or 8 x 2 accumulated after 16, was refused though its steps hold the same images (the sampler's order,
+    the place in the epoch and the schedule's length are the same). It now compares processes x images per pass
+    x accumulation (the pass: per device x visible GPUs, as trainer_state.json records it), and the steps per
+    epoch, which --dataloader_drop_last makes differ for the same images per step. Checked here on this run's
+    checkpoint as each launch would record it (and resumed for real; 2 processes: tests/test_train.py)."""
+    from hf_vit.training import SetupError, check_resume, main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    checkpoint = out / "checkpoint-4"
+    saved = json.loads((checkpoint / "hf_vit_run.json").read_text())
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert (saved["schedule"]["world_size"], saved["process_step"]["train_batch_size"], state["train_batch_size"]) == (
+        1, 16, 16)  # fmt: skip
+
+    def launch(world_size, per_device, accumulation=1, gpus=1, drop_last=False, auto_find=False, images=None):
+        """This run's fingerprint as such a launch records it."""
+        schedule = {**saved["schedule"], "world_size": world_size, "per_device_train_batch_size": per_device,
+                    "gradient_accumulation_steps": accumulation, "dataloader_drop_last": drop_last}
+        if images:
+            schedule["train_images"] = images
+        return {**saved, "schedule": schedule,
+                "process_step": {"train_batch_size": per_device * gpus, "auto_find_batch_size": auto_find}}
+
+    def was(world_size, per_device, gpus=1, **kwargs):
+        """The checkpoint as such a run wrote it (hf_vit_run.json, trainer_state.json)."""
+        fingerprint = launch(world_size, per_device, gpus=gpus, **kwargs)
+        (checkpoint / "hf_vit_run.json").write_text(json.dumps(fingerprint))
+        return {**state, "train_batch_size": per_device * gpus}
+
+    def refusal(checkpoint_state, fingerprint):
+        return str(pytest.raises(SetupError, check_resume, checkpoint, fingerprint, checkpoint_state).value)
+
+    for before, after in (
+        ((2, 16), (1, 32)),  # 2 processes x 16, then one x 32
+        ((1, 16), (1, 8, 2)),  # 16, then 8 x 2 accumulated
+        ((1, 16, 2), (1, 32)),  # one process on 2 GPUs (DataParallel) x 16, then on one x 32
+        ((1, 16, 2), (2, 16)),  # ... then 2 processes x 16
+    ):
+        assert check_resume(checkpoint, launch(*after), was(*before)) is False, (before, after)
+    assert check_resume(checkpoint, launch(1, 64, auto_find=True), was(1, 16)) is False  # the Trainer takes 16 itself
+    assert refusal(was(2, 16), launch(1, 16)).endswith(
+        "other batches: processes 2 -> 1; images per step 32 -> 16 (checkpoint -> now). Its place in the epoch and in "
+        "the learning-rate schedule is counted in its own steps, so this resume would skip or repeat images and "
+        "stretch or cut the schedule. Relaunch with the checkpoint's values (2 processes in all: `torchrun "
+        "--nproc_per_node 2` or `accelerate launch --num_processes 2` on one machine), or start a new run from its "
+        f"weights with --model_name_or_path '{checkpoint}' in another --output_dir.")  # fmt: skip
+    assert "--per_device_train_batch_size 16 -> 32; images per step 32 -> 64 (checkpoint" in refusal(
+        was(2, 16), launch(2, 32))  # fmt: skip
+    # 120 images, dropping the last short batch: 7 steps of 16 an epoch, but 15 passes of 8 make 8 steps of 2
+    message = refusal(was(1, 16, drop_last=True, images=120), launch(1, 8, 2, drop_last=True, images=120))
+    assert "other batches: --per_device_train_batch_size 16 -> 8; --gradient_accumulation_steps 1 -> 2; steps per " \
+           "epoch 7 -> 8 (checkpoint -> now)" in message, message
+    assert check_resume(checkpoint, launch(1, 8, 2, drop_last=True, images=128),
+                        was(1, 16, drop_last=True, images=128)) is False  # 8 steps either way  # fmt: skip
+
+    was(1, 16)  # as the run wrote it: resumed for real, in 8 x 2
+    assert main(train_args(dataset_dir, out, "--per_device_train_batch_size", "8", "--gradient_accumulation_steps",
+                           "2", "--resume_from_checkpoint", "last", steps=8)) == 0  # fmt: skip
+    train = json.loads((out / "metrics.json").read_text())["train"]
+    assert (train["steps"], train["epochs"]) == (8, 2.0)  # 60 images: 4 steps an epoch, as in 16s
 
 
 def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp_path, capsys):

@@ -261,6 +261,30 @@ def test_a_two_process_checkpoint_resumed_in_one_process_is_refused(tiny, two_pr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
 
+def test_a_two_process_checkpoint_resumes_in_one_process_of_as_many_images_per_step(tiny, two_process_run, tmp_path):
+    """2 processes x 16 resumed as one x 32: the same 32 images a step, but the check compared the flags and refused
+    it ('processes 2 -> 1'). It now resumes, where the 2 processes had reached (5 steps an epoch either way); its
+    checkpoint records what its own steps took (trainer_state.json kept the 2 processes' 16), so going back to 2
+    processes x 16 from it resumes too (at its end here: nothing to train)."""
+    done, _ = two_process_run
+    out = Path(shutil.copytree(done, tmp_path / "model"))
+    shutil.rmtree(out / "checkpoint-4")
+    for name in ("model.safetensors", "metrics.json", "README.md"):
+        (out / name).unlink()
+    resume = tiny_args(tiny, out, *TWO_PROCESS_RUN, "--per_device_train_batch_size", "32",
+                       "--resume_from_checkpoint", str(out / "checkpoint-2"))  # fmt: skip
+    proc = run([sys.executable, TRAIN, *resume])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 steps this session" in proc.stdout, proc.stdout[-3000:]
+    train = json.loads((out / "metrics.json").read_text())["train"]
+    assert (train["steps"], train["epochs"]) == (4, pytest.approx(4 / 5))  # as the 2 processes' run
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["train_batch_size"] == 32
+    (out / "model.safetensors").unlink()
+    proc = two_processes(tiny, out, "--resume_from_checkpoint", "last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "checkpoint-4 is the run's last step (4 of 4): no training this session" in proc.stdout
+
+
 def test_offline_hub_id_stops_with_one_clear_message(tmp_path):
     proc = run([sys.executable, TRAIN, "--dataset_name", "uoft-cs/cifar10", "--output_dir", str(tmp_path / "o")],
                timeout=120, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))  # fmt: skip
