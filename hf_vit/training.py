@@ -571,11 +571,21 @@ class HfViTTrainer(Trainer):
             # passes for complete but cannot be checked against the run.
             folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
             folder.mkdir(parents=True, exist_ok=True)
-            write_json(folder / RUN_FINGERPRINT, self.run_fingerprint)
+            write_json(folder / RUN_FINGERPRINT, self._fingerprint_of_this_batch())
         # What this run's passes took: a resume keeps the checkpoint's trainer_state.json, whose train_batch_size is
         # then its run's, not this one's (2 processes x 16 resumed as one x 32); the next resume reads it.
         self.state.train_batch_size = self._train_batch_size
         return super()._save_checkpoint(model, trial)
+
+    def _fingerprint_of_this_batch(self) -> dict:
+        """run_fingerprint with the batch the steps take now: --auto_find_batch_size lowers the Trainer's batch when
+        one does not fit, after the fingerprint recorded the flag's (a resume compares the batch, and a refusal
+        names it as the one to relaunch with)."""
+        fingerprint = dict(self.run_fingerprint)
+        fingerprint["schedule"] = {**fingerprint["schedule"],
+                                   "per_device_train_batch_size": self._train_batch_size // max(1, self.args.n_gpu)}
+        fingerprint["process_step"] = {**fingerprint["process_step"], "train_batch_size": self._train_batch_size}
+        return fingerprint
 
     def train(self, *args, **kwargs):
         result = super().train(*args, **kwargs)

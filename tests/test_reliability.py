@@ -2131,6 +2131,42 @@ def test_a_resume_in_other_batches_of_as_many_images_per_step_goes_on(dataset_di
     assert (train["steps"], train["epochs"]) == (8, 2.0)  # 60 images: 4 steps an epoch, as in 16s
 
 
+def test_auto_find_batch_size_records_the_batch_it_fell_back_to(dataset_dir, tmp_path, capsys, monkeypatch):
+    """--auto_find_batch_size: when a batch does not fit, the Trainer lowers it (x 0.9) and starts again, but each
+    checkpoint's hf_vit_run.json kept the flag's batch, recorded before training: a resume was compared with a
+    batch the steps never took, and its refusal named that batch as the one to relaunch with. The checkpoint now
+    records the batch its steps took. Here a batch of more than 28 images is out of memory (the fault is raised as
+    torch raises it on a CPU; the Trainer's own fallback does the rest)."""
+    from hf_vit.training import HfViTTrainer, main
+
+    compute_loss = HfViTTrainer.compute_loss
+
+    def out_of_memory_over_28(self, model, inputs, *args, **kwargs):
+        if len(inputs["labels"]) > 28:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 2097152 bytes.")
+        return compute_loss(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(HfViTTrainer, "compute_loss", out_of_memory_over_28)
+    out = tmp_path / "run"
+    batch = ("--per_device_train_batch_size", "32")
+    assert main(train_args(dataset_dir, out, *batch, "--auto_find_batch_size", "true", "--stop_after_steps", "3",
+                           steps=6)) == 0  # fmt: skip
+    checkpoint = out / "checkpoint-3"
+    recorded = json.loads((checkpoint / "hf_vit_run.json").read_text())
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["train_batch_size"] == 28
+    assert (recorded["schedule"]["per_device_train_batch_size"], recorded["process_step"]["train_batch_size"]) == (
+        28, 28)  # fmt: skip
+    err = train_error(capsys, train_args(dataset_dir, out, *batch, "--resume_from_checkpoint", "last", steps=6))
+    assert (f"'{checkpoint}' was saved by a run with other batches: --per_device_train_batch_size 28 -> 32; images "
+            "per step 28 -> 32 (checkpoint -> now).") in err, err  # fmt: skip
+    assert "Relaunch with the checkpoint's values (--per_device_train_batch_size 28)" in err
+    # with the flag again the Trainer takes the checkpoint's 28 itself: 60 images make 3 steps an epoch
+    assert main(train_args(dataset_dir, out, *batch, "--auto_find_batch_size", "true", "--resume_from_checkpoint",
+                           "last", steps=6)) == 0  # fmt: skip
+    train = json.loads((out / "metrics.json").read_text())["train"]
+    assert (train["steps"], train["epochs"]) == (6, 2.0)
+
+
 def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp_path, capsys):
     """One process that sees several GPUs (DataParallel) puts --per_device_train_batch_size on each: its steps hold
     that many times the images, and trainer_state.json records it. A resume with fewer or more GPUs visible passed
