@@ -501,15 +501,21 @@ def check_repo_id(repo_id: str) -> None:
         raise BadRepoId(repo_id, f"{reason} Use 'your-username/model-name'.") from err
 
 
-def refuse_card_of_another_revision(model_dir: Path, branch: str | None) -> None:
-    """A ValueError when the folder's card, going up as it is (--keep_card), loads the model from another revision
-    than the one pushed to: a push to a branch writes its card into the folder (REVISION = "dev"), and a later push
-    of that folder to main told main's users to load the branch. A commit hash is the user's own pin, and kept."""
+def refuse_kept_card(model_dir: Path, branch: str | None) -> None:
+    """A ValueError when the folder's card cannot go up as it is (--keep_card): there is none, so the repository
+    would keep an earlier push's card (another model's results) or have none; or it loads the model from another
+    revision than the one pushed to: a push to a branch writes its card into the folder (REVISION = "dev"), and a
+    later push of that folder to main told main's users to load the branch. A commit hash is the user's own pin,
+    and kept."""
     from .card import card_revisions
 
     path = model_dir / "README.md"
     if not path.is_file():
-        return
+        raise ValueError(
+            f"--keep_card uploads the folder's README.md as it is, but {model_dir} has none: the repository would keep "
+            "the card an earlier push wrote, with another model's results, or have no card at all. Push without "
+            f"--keep_card to write the card, or put your card in {path}."
+        )
     target = branch or "main"
     other = sorted(r for r in card_revisions(path.read_text(encoding="utf-8", errors="replace"))
                    if r != target and not re.fullmatch(r"[0-9a-f]{40}", r))  # fmt: skip
@@ -576,7 +582,7 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
             f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
         )
     if not write_card:
-        refuse_card_of_another_revision(model_dir, branch)
+        refuse_kept_card(model_dir, branch)
     # Before the token and the network: a link to a file elsewhere (a token, a key) would go up as the model's.
     # A card written for this push goes up from memory, whatever README.md was.
     from_folder = [name for name in upload_plan(model_dir) if not (write_card and name == "README.md")]

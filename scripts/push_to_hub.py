@@ -34,8 +34,8 @@ def main(argv=None):
                         help="the branch to push to (made from main if absent; default: main); the card's code "
                         "loads that branch")
     parser.add_argument("--keep_card", action="store_true",
-                        help="upload README.md as it is instead of rewriting it (refused when its code loads another "
-                        "revision than the one pushed to)")
+                        help="upload README.md as it is instead of rewriting it (refused when the folder has none, "
+                        "or when its code loads another revision than the one pushed to)")
     parser.add_argument("--dry_run", action="store_true",
                         help="check the folder, write the card, list the files it would upload and delete (reads "
                         "the repository's file list only); uploads nothing")

@@ -1576,3 +1576,24 @@ def test_a_kept_card_that_loads_another_revision_is_refused(tmp_path, fake_hub, 
     assert code.startswith("error: README.md's code loads the model from 'main', but this push goes to the branch "
                            "'dev': kept as it is"), code  # fmt: skip
     assert "write the card for the branch 'dev', or change the card's revision to 'dev'" in code
+
+
+def test_keep_card_without_a_card_in_the_folder_is_refused(tmp_path, fake_hub, monkeypatch):
+    """--keep_card on a folder without README.md uploaded the new weights and results and left the repository's
+    card as an earlier push wrote it: the model page showed another model's accuracy. Refused now (the dry run
+    too), before anything goes up."""
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push([str(folder), "someone/x"])
+    (folder / "README.md").unlink()
+    before, commits = dict(fake_hub.repos["someone/x"]), len(fake_hub["create_commit"])
+    for dry_run in ([], ["--dry_run"]):
+        code = pytest.raises(SystemExit, push, [str(folder), "someone/x", "--keep_card", *dry_run]).value.code
+        assert code == (
+            f"error: --keep_card uploads the folder's README.md as it is, but {folder} has none: the repository would "
+            "keep the card an earlier push wrote, with another model's results, or have no card at all. Push without "
+            f"--keep_card to write the card, or put your card in {folder / 'README.md'}."
+        )
+    assert fake_hub.repos["someone/x"] == before and len(fake_hub["create_commit"]) == commits
+    assert not (folder / "README.md").exists()
