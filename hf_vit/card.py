@@ -743,6 +743,15 @@ def card_revisions(text: str) -> set[str]:
     return revisions
 
 
+# The repositories a card's code loads from: the first argument of from_pretrained, pipeline's model=.
+_MODEL_VALUE = re.compile(r"""(?:\bfrom_pretrained\(\s*|\bmodel\s*=\s*)(["'])(.*?)\1""")
+
+
+def card_models(text: str) -> set[str]:
+    """The model ids (or folders) that the code of a card's text loads."""
+    return {m.group(2) for code in _PYTHON_BLOCK.findall(text) for m in _MODEL_VALUE.finditer(code)}
+
+
 def write_model_card(model_dir, repo_id=None, template_path=None) -> Path:
     """Fill the card template from `model_dir` and write `<model_dir>/README.md`; returns its path."""
     card = render_model_card(model_dir, repo_id=repo_id, template_path=template_path)
@@ -754,5 +763,5 @@ def write_card_text(model_dir, text: str) -> Path:
     return replace_text(Path(model_dir) / "README.md", text)
 
 
-__all__ = ["write_model_card", "write_card_text", "render_model_card", "card_inputs", "card_revisions", "count_parameters",
-           "find_template"]
+__all__ = ["write_model_card", "write_card_text", "render_model_card", "card_inputs", "card_models", "card_revisions",
+           "count_parameters", "find_template"]

@@ -501,13 +501,24 @@ def check_repo_id(repo_id: str) -> None:
         raise BadRepoId(repo_id, f"{reason} Use 'your-username/model-name'.") from err
 
 
-def refuse_kept_card(model_dir: Path, branch: str | None) -> None:
+def _another_repository(named: str, repo_id: str) -> bool:
+    """Whether a card's model id `named` is another repository than `repo_id` (ids are case-insensitive on the Hub).
+    An id without an owner goes under the token's account, not known before the push: only its name is compared,
+    and the card's placeholder owner (your-username/...) is never the account."""
+    named, repo_id = named.lower(), repo_id.lower()
+    if "/" in repo_id or named.startswith("your-username/"):
+        return named != repo_id
+    return named.split("/")[-1] != repo_id
+
+
+def refuse_kept_card(model_dir: Path, repo_id: str, branch: str | None) -> None:
     """A ValueError when the folder's card cannot go up as it is (--keep_card): there is none, so the repository
-    would keep an earlier push's card (another model's results) or have none; or it loads the model from another
-    revision than the one pushed to: a push to a branch writes its card into the folder (REVISION = "dev"), and a
-    later push of that folder to main told main's users to load the branch. A commit hash is the user's own pin,
-    and kept."""
-    from .card import card_revisions
+    would keep an earlier push's card (another model's results) or have none; or its code loads the model from
+    another repository (the card of a push, or a dry run, to another id; training's 'your-username/...') or from
+    another revision than the one pushed to: a push to a branch writes its card into the folder
+    (REVISION = "dev"), and a later push of that folder to main told main's users to load the branch. A commit hash
+    is the user's own pin, and kept."""
+    from .card import card_models, card_revisions
 
     path = model_dir / "README.md"
     if not path.is_file():
@@ -516,9 +527,17 @@ def refuse_kept_card(model_dir: Path, branch: str | None) -> None:
             "the card an earlier push wrote, with another model's results, or have no card at all. Push without "
             f"--keep_card to write the card, or put your card in {path}."
         )
+    text = path.read_text(encoding="utf-8", errors="replace")
+    others = sorted(m for m in card_models(text) if _another_repository(m, repo_id))
+    if others:
+        raise ValueError(
+            f"README.md's code loads the model {' and '.join(map(repr, others))}, but this push goes to {repo_id!r}: "
+            "kept as it is (--keep_card), the card would send its readers to another repository. Push without "
+            f"--keep_card to write the card for {repo_id!r}, or change the card's model id to {repo_id!r} and push "
+            "again."
+        )
     target = branch or "main"
-    other = sorted(r for r in card_revisions(path.read_text(encoding="utf-8", errors="replace"))
-                   if r != target and not re.fullmatch(r"[0-9a-f]{40}", r))  # fmt: skip
+    other = sorted(r for r in card_revisions(text) if r != target and not re.fullmatch(r"[0-9a-f]{40}", r))
     if other:
         pushed_to = "main" if branch is None else f"the branch {branch!r}"
         raise ValueError(
@@ -582,7 +601,7 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
             f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
         )
     if not write_card:
-        refuse_kept_card(model_dir, branch)
+        refuse_kept_card(model_dir, repo_id, branch)
     # Before the token and the network: a link to a file elsewhere (a token, a key) would go up as the model's.
     # A card written for this push goes up from memory, whatever README.md was.
     from_folder = [name for name in upload_plan(model_dir) if not (write_card and name == "README.md")]

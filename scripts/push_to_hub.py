@@ -35,7 +35,7 @@ def main(argv=None):
                         "loads that branch")
     parser.add_argument("--keep_card", action="store_true",
                         help="upload README.md as it is instead of rewriting it (refused when the folder has none, "
-                        "or when its code loads another revision than the one pushed to)")
+                        "or when its code loads another repository or revision than the one pushed to)")
     parser.add_argument("--dry_run", action="store_true",
                         help="check the folder, write the card, list the files it would upload and delete (reads "
                         "the repository's file list only); uploads nothing")

@@ -1597,3 +1597,30 @@ def test_keep_card_without_a_card_in_the_folder_is_refused(tmp_path, fake_hub, m
         )
     assert fake_hub.repos["someone/x"] == before and len(fake_hub["create_commit"]) == commits
     assert not (folder / "README.md").exists()
+
+
+def test_a_kept_card_that_loads_another_repository_is_refused(tmp_path, fake_hub, monkeypatch):
+    """push_to_hub.py --keep_card uploaded the folder's card as it was: the card an earlier push (or dry run) wrote
+    for another repository, or training's card with its placeholder 'your-username/run', so the model page told its
+    readers to load another model, or one that does not exist. Refused now, before anything goes up; a card for
+    this repository (or, for an id without an owner, this name) goes up as it is."""
+    from hf_vit.card import write_model_card
+
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push([str(folder), "someone/x", "--dry_run"])  # writes the card for someone/x into the folder
+    commits = len(fake_hub["create_commit"])
+    code = pytest.raises(SystemExit, push, [str(folder), "someone/y", "--keep_card"]).value.code
+    assert code == (
+        "error: README.md's code loads the model 'someone/x', but this push goes to 'someone/y': kept as it is "
+        "(--keep_card), the card would send its readers to another repository. Push without --keep_card to write the "
+        "card for 'someone/y', or change the card's model id to 'someone/y' and push again."
+    )
+    write_model_card(folder)  # as training writes it: no repository named yet
+    assert "'your-username/run'" in pytest.raises(SystemExit, push, [str(folder), "run", "--keep_card"]).value.code
+    assert len(fake_hub["create_commit"]) == commits and "someone/y" not in fake_hub.repos
+    push([str(folder), "someone/x", "--dry_run"])
+    push([str(folder), "SomeOne/X", "--keep_card"])  # the same repository, spelled otherwise
+    push([str(folder), "x", "--keep_card"])  # under the token's account: the name matches
+    assert fake_hub.repos["SomeOne/X"]["README.md"] == (folder / "README.md").read_bytes()
