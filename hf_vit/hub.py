@@ -569,7 +569,8 @@ def push_model_folder(
     organization's default; False asks for a public one even where that default is private);
     an existing repository keeps its visibility. `write_card` fills the card (README.md) from the
     folder for this repo id: it goes up in the commit and is written into the folder once the commit has
-    landed (a dry run writes it at once, so that it can be read). `revision`: the branch to commit to (made from
+    landed (a dry run writes it at once, so that it can be read); without it the folder's README.md goes up as it
+    is, refused when absent or when its code loads another repository or revision (`refuse_kept_card`). `revision`: the branch to commit to (made from
     main if absent; None: main); the card's code then loads that branch. The folder is shared with readers for
     the push, so a training or an evaluation writing it refuses it (`held_by_caller`: the caller holds it as its
     writer, train.py pushing the run it has just finished). `private_flag`: the caller's name for `private`, which
@@ -600,12 +601,12 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         raise IncompleteModelFolder(
             f"Not pushing {model_dir}: the folder is incomplete.\n- " + "\n- ".join(problems)
         )
-    if not write_card:
-        refuse_kept_card(model_dir, repo_id, branch)
     # Before the token and the network: a link to a file elsewhere (a token, a key) would go up as the model's.
     # A card written for this push goes up from memory, whatever README.md was.
     from_folder = [name for name in upload_plan(model_dir) if not (write_card and name == "README.md")]
     refuse_links_outside(model_dir, from_folder, "the push would upload the file it points to")
+    if not write_card:  # read once no link brings it from outside the folder
+        refuse_kept_card(model_dir, repo_id, branch)
     # This machine's paths in the files (metrics, recipe, report) go up by their last part only.
     public = public_copies(model_dir, from_folder)
     # The token is checked before the card is rewritten: a push that cannot happen leaves the folder as it was.
