@@ -20,6 +20,7 @@ import logging
 import math
 import numbers
 import os
+import re
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -332,12 +333,45 @@ def holds_names(feature) -> bool:
 
 def label_names(ds, label_column: str, split: str = "train") -> list[str] | None:
     """The class names: a ClassLabel column's, those a column of names holds (sorted, the ids datasets'
-    `class_encode_column` would give), or None for plain integers."""
+    `class_encode_column` would give; whole numbers as numbers, '2' before '10'), or None for plain integers.
+    The model's id2label keeps the names, and the evaluation finds a text label's class by its name."""
     feature = ds.features[label_column]
     if holds_names(feature):
         check_no_empty_cells(ds, label_column, f"the {split!r} split")
-        return sorted(set(ds.with_format("arrow")[label_column].to_pylist()))
+        return sort_class_names(set(ds.with_format("arrow")[label_column].to_pylist()), label_column, split)
     return list(feature.names) if hasattr(feature, "names") else None
+
+
+def _name_key(name: str):
+    """What two spellings of one class share: 'Cat ' and 'cat' give 'cat', '01' and '1' give 1."""
+    key = name.strip().casefold()
+    return int(key) if re.fullmatch(r"[+-]?\d+", key) else key
+
+
+def sort_class_names(names, label_column: str, split: str) -> list[str]:
+    """Class names read as text, in class-id order, refusing names that differ only in case or surrounding spaces
+    ('cat' and 'Cat ', '1' and '01'): a slip in the data that would silently split one class in two."""
+    alike: dict = {}
+    for name in names:
+        alike.setdefault(_name_key(name), []).append(name)
+    clashes = [sorted(group) for group in alike.values() if len(group) > 1]
+    if clashes:
+        shown = "; ".join(" / ".join(map(repr, group)) for group in sorted(clashes)[:5])
+        raise DatasetError(
+            f"the label column {label_column!r} of the {split!r} split holds class names that differ only in case or "
+            f"surrounding spaces (or leading zeros): {shown}{'; ...' if len(clashes) > 5 else ''}. Each would be a "
+            f"class of its own. Clean the column, e.g. `ds = ds.map(lambda r: {{{label_column!r}: r[{label_column!r}].strip().lower()}})`, and "
+            "save the dataset again; or, if they are meant as different classes, cast the column to the classes you "
+            f"want yourself: `ds = ds.cast_column({label_column!r}, datasets.ClassLabel(names=[...]))`."
+        )
+    if all(re.fullmatch(r"[+-]?\d+", name) for name in names):
+        # Text order would put '10' between '1' and '2': number the classes as the numbers count.
+        ordered = sorted(names, key=lambda name: (int(name), name))
+        shown = ", ".join(f"{name!r} -> {i}" for i, name in enumerate(ordered[:10]))
+        logger.info("the class names of %r are whole numbers, numbered in numeric order: %s%s", label_column, shown,
+                    ", ..." if len(ordered) > 10 else "")
+        return ordered
+    return sorted(names)
 
 
 def class_ids(values, names, where: str, whose: str, fix: str) -> np.ndarray:
@@ -347,6 +381,11 @@ def class_ids(values, names, where: str, whose: str, fix: str) -> np.ndarray:
     if unknown:
         shown = ", ".join(map(repr, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
         known = ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "")
+        keys = {_name_key(name): name for name in names}
+        near = [f"{v!r} is {keys[_name_key(v)]!r}" for v in unknown if _name_key(v) in keys][:3]
+        if near:  # 'Cat ' for 'cat': one class spelled two ways, not a class the model lacks
+            fix = (f"Spelled differently from a class ({', '.join(near)}, but for case or spaces): clean the column, "
+                   "e.g. with `.strip()` and the classes' case, and save the dataset again.")
         raise DatasetError(
             f"{len(unknown)} class name(s) in {where} are not among the {len(names)} classes of {whose} ({known}): "
             f"{shown}. {fix}"

@@ -812,3 +812,50 @@ def test_the_line_that_makes_a_test_split_runs_for_many_classes_and_few_images(t
     assert "test_size=5, seed=0, stratify_by_column='label'" in line, line
     d = eval(line)  # noqa: S307 (the message's own code)
     assert sorted(d["test"]["label"]) == [0, 1, 2, 3, 4]
+
+
+def test_class_names_differing_only_in_case_or_spaces_are_refused_and_numbers_sort_as_numbers(tmp_path, caplog):
+    """Text class names were sorted as they came: 'cat' and 'Cat ' silently became two classes, and names that are
+    numbers sorted as text ('10' before '2'). Now such near-duplicates are refused with the cleaning to do, a test
+    name spelled another way is named as such, and whole-number names are numbered as numbers."""
+    import datasets
+    from PIL import Image
+
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("string")})
+    folder = tmp_path / "names"
+    (folder / "data").mkdir(parents=True)
+
+    def write(split, labels):
+        datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * len(labels), "label": labels},
+                                   features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
+    write("train", ["cat", "Cat ", "dog", "Dog", "fox"])
+    write("test", ["cat", "dog"])
+    with pytest.raises(DatasetError, match=r"^the label column 'label' of the 'train' split holds class names that "
+                                           r"differ only in case or surrounding spaces \(or leading zeros\): "
+                                           r"'Cat ' / 'cat'; 'Dog' / 'dog'\. Each would be a class of its own\. Clean "
+                                           r"the column, e\.g\. `ds = ds\.map\(") as err:
+        prepare_data(str(folder), **kwargs)
+    assert "datasets.ClassLabel(names=[...])" in str(err.value)
+    clean = re.search(r"`ds = (.*?)`", str(err.value))[1]
+    path = folder / "data" / "train-00000-of-00001.parquet"
+    ds = eval(clean, {"ds": datasets.Dataset.from_parquet(str(path))})  # noqa: S307 (the message's own code)
+    path.unlink()
+    ds.to_parquet(str(path))
+    data = prepare_data(str(folder), **kwargs)
+    assert data.label_names == ["cat", "dog", "fox"] and data.train.labels.tolist() == [0, 0, 1, 1, 2]
+    write("test", ["cat", "Fox "])  # the test split spells a class another way
+    with pytest.raises(DatasetError, match=r"'Fox ' is 'fox', but for case or spaces\): clean the column"):
+        prepare_data(str(folder), **kwargs)
+
+    write("train", ["10", "2", "1", "2", "10"])
+    write("test", ["2", "10", "1"])
+    with caplog.at_level("INFO", logger="hf_vit.data"):
+        data = prepare_data(str(folder), **kwargs)
+    assert data.label_names == ["1", "2", "10"] and data.train.labels.tolist() == [2, 1, 0, 1, 2]
+    assert data.test.labels.tolist() == [1, 2, 0]
+    assert "numbered in numeric order: '1' -> 0, '2' -> 1, '10' -> 2" in caplog.text
+    write("train", ["1", "01", "2"])
+    with pytest.raises(DatasetError, match=r"\(or leading zeros\): '01' / '1'\."):
+        prepare_data(str(folder), **kwargs)
