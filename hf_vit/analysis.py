@@ -302,11 +302,12 @@ def _check_processor_size(processor, config, name, named: str):
         )
 
 
-def load_split(dataset: str, split: str = "test", dataset_revision: str | None = None):
+def load_split(dataset: str, split: str = "test", dataset_revision: str | None = None,
+               label_column: str | None = None):
     """One split of a dataset folder (Hub layout) or Hub id (at `dataset_revision`); `hf_vit.data` says what is
     wrong and how to fix it."""
-    return get_split(load_dataset(dataset, argument="dataset", dataset_revision=dataset_revision), split, dataset,
-                     "split")
+    return get_split(load_dataset(dataset, argument="dataset", dataset_revision=dataset_revision,
+                                  label_column=label_column), split, dataset, "split")
 
 
 def model_label_names(config) -> list[str]:
@@ -707,7 +708,7 @@ def _evaluate(
 
     weights = _weights_state(model_name_or_path)  # before loading: a change from here on is caught below
     model, processor = load_model_and_processor(model_name_or_path, device, trust_remote_code, revision)
-    ds = load_split(dataset, split, dataset_revision)
+    ds = load_split(dataset, split, dataset_revision, label_column)
     image_column, label_column = find_columns(ds, image_column, label_column)
     check_image_column(ds, image_column, f"the {split!r} split of {dataset!r}")
     if not isinstance(ds.features[image_column], datasets.Image):  # bytes, paths, pixel arrays: read as training reads them

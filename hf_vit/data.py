@@ -173,15 +173,16 @@ def check_dataset_revision(dataset_name, dataset_revision, argument: str = "data
 
 def load_dataset(
     dataset_name: str = DEFAULT_DATASET, dataset_config: str | None = None, argument: str = "dataset_name",
-    dataset_revision: str | None = None,
+    dataset_revision: str | None = None, label_column: str | None = None,
 ):
     """`datasets.load_dataset` on a local Hub-layout folder or a Hub id, with clear errors offline.
 
     `argument` is the caller's name for the dataset (evaluate_model's is `dataset`), for the messages.
     `dataset_revision`: a branch, tag or commit of a Hub dataset (datasets' `revision`); refused for a folder.
+    `label_column` (else label/labels) is checked to hold one kind of value, names or ids, in every split.
     """
     import datasets
-    from datasets.exceptions import DatasetNotFoundError
+    from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
     from huggingface_hub import constants
     from huggingface_hub.errors import RevisionNotFoundError
 
@@ -202,7 +203,15 @@ def load_dataset(
             # A cache of its own per folder state: datasets would reuse a same-named folder's rows.
             cache_dir = local_cache_dir(path)
             _check_cache_writable(cache_dir)
-            loaded = datasets.load_dataset(str(path), dataset_config, cache_dir=cache_dir)
+            try:
+                loaded = datasets.load_dataset(str(path), dataset_config, cache_dir=cache_dir)
+            except DatasetGenerationError:  # e.g. pyarrow's "Failed to parse string: 'cat' as a scalar of type int64"
+                _check_one_kind_per_column(path, dataset_config, cache_dir, f"{named} {dataset_name!r}")
+                raise
+            labels = [label_column] if label_column else LABEL_COLUMNS
+            if any(holds_names(split.features.get(c)) for split in loaded.values() for c in labels):
+                # Ids in another split's files were read as text: '0', '1', ... (other columns may mix harmlessly)
+                _check_one_kind_per_column(path, dataset_config, cache_dir, f"{named} {dataset_name!r}", labels)
             prune_other_states(cache_dir)  # the folder's earlier states can never load again
             return loaded
         except ValueError as err:
@@ -259,6 +268,42 @@ def load_dataset(
                 _offline_message(dataset_name, "HF_HUB_OFFLINE=1 and no copy in the cache", argument)
             ) from None
         raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], argument)) from None
+
+
+def _check_one_kind_per_column(path: Path, dataset_config, cache_dir, dataset: str, columns=None) -> None:
+    """A DatasetError when a column (of `columns`, else any) holds text in one split's parquet files and numbers in
+    another's (class names in train, class ids in test): datasets reads every split as one type, so it fails to parse
+    the text as numbers, or reads the ids as class names '0', '1', ... that match no class."""
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def kind(arrow_type):
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+            return "text"
+        return "numbers" if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) else None
+
+    kinds: dict[str, dict[str, tuple[str, str]]] = {}  # column -> {kind: (split, file)}, the first file of each kind
+    try:
+        data_files = datasets.load_dataset_builder(str(path), dataset_config, cache_dir=cache_dir).config.data_files
+        for split, files in (data_files or {}).items():
+            for file in (f for f in files if str(f).endswith(".parquet")):
+                for field in pq.read_schema(file):
+                    if kind(field.type) and (columns is None or field.name in columns):
+                        kinds.setdefault(field.name, {}).setdefault(kind(field.type), (str(split), Path(file).name))
+    except Exception:  # noqa: BLE001 -- only a better message is at stake: datasets' own result or error stands
+        return
+    for column, found in kinds.items():
+        if len(found) > 1:
+            (text_split, text_file), (number_split, number_file) = found["text"], found["numbers"]
+            raise DatasetError(
+                f"{dataset}: the column {column!r} holds text in the {text_split!r} split ({text_file}) but numbers in "
+                f"the {number_split!r} split ({number_file}). datasets reads every split as one type, so class ids "
+                "would become names '0', '1', ... (or the text fails to read as numbers). Give the column one kind in "
+                f"every split, e.g. cast each split to the same classes: `ds = ds.cast_column({column!r}, "
+                "datasets.ClassLabel(names=[...]))` with the class names in id order (text cells become their ids; "
+                "integer cells must be those ids already), and save the splits again."
+            )
 
 
 def _check_cache_writable(cache_dir) -> None:
@@ -898,7 +943,8 @@ def prepare_data(
             "are neither trained on nor tested. Name another split, or leave it out to carve validation images from the "
             f"train split ({setting('validation_size')})."
         )
-    dataset_dict = load_dataset(dataset_name, dataset_config, dataset_revision=dataset_revision)
+    dataset_dict = load_dataset(dataset_name, dataset_config, dataset_revision=dataset_revision,
+                                label_column=label_column)
     train_ds = get_split(dataset_dict, train_split, dataset_name)
     image_column, label_column = find_columns(train_ds, image_column, label_column)
     check_image_column(train_ds, image_column, f"the {train_split!r} split")

@@ -859,3 +859,51 @@ def test_class_names_differing_only_in_case_or_spaces_are_refused_and_numbers_so
     write("train", ["1", "01", "2"])
     with pytest.raises(DatasetError, match=r"\(or leading zeros\): '01' / '1'\."):
         prepare_data(str(folder), **kwargs)
+
+
+def test_a_label_column_of_names_in_one_split_and_ids_in_another_is_named(tmp_path):
+    """Class names in the train split's file, class ids in the test split's: datasets read the ids as the names '0',
+    '1', '2' (blamed as classes the model lacks), or, the other way round, failed with DatasetGenerationError ('An
+    error occurred while generating the dataset'). Now both say which column and splits, and the cast that fixes it."""
+    import datasets
+    from PIL import Image
+
+    from hf_vit.analysis import load_split
+
+    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
+
+    def write(folder, split, labels):
+        features = datasets.Features({"img": datasets.Image(), "label": datasets.Value(
+            "string" if isinstance(labels[0], str) else "int64")})
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * len(labels), "label": labels},
+                                   features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+
+    for first, names, ids in (("train", ["dog", "cat", "fox", "cat"], [1, 0, 2]), ("test", ["dog", "cat"], [1, 0, 2, 0])):
+        folder = tmp_path / f"names_in_{first}"
+        write(folder, first, names)
+        write(folder, "test" if first == "train" else "train", ids)
+        other = "test" if first == "train" else "train"
+        expected = (rf"the column 'label' holds text in the '{first}' split \({first}-00000-of-00001\.parquet\) but "
+                    rf"numbers in the '{other}' split \({other}-00000-of-00001\.parquet\)\. datasets reads every split as "
+                    r"one type, .* `ds = ds\.cast_column\('label', datasets\.ClassLabel\(names=\[\.\.\.\]\)\)`")
+        with pytest.raises(DatasetError, match=rf"^dataset_name '{re.escape(str(folder))}': {expected}"):
+            prepare_data(str(folder), **kwargs)
+        with pytest.raises(DatasetError, match=expected):  # the evaluation's loading
+            load_split(str(folder), "test")
+    # the message's cast, with the classes in id order, on every split: then it trains
+    cast = re.search(r"`ds = (.*?)`", str(err_of(lambda: prepare_data(str(folder), **kwargs))))[1]
+    for path in (folder / "data").glob("*.parquet"):
+        ds = eval(cast.replace("[...]", "['cat', 'dog', 'fox']"), {"ds": datasets.Dataset.from_parquet(str(path)),  # noqa: S307
+                                                                   "datasets": datasets})
+        path.unlink()
+        ds.to_parquet(str(path))
+    data = prepare_data(str(folder), **kwargs)
+    assert data.label_names == ["cat", "dog", "fox"] and data.train.labels.tolist() == [1, 0, 2, 0]
+    assert data.test.labels.tolist() == [1, 0]
+
+
+def err_of(call):
+    with pytest.raises(DatasetError) as err:
+        call()
+    return err.value
