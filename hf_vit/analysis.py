@@ -390,7 +390,10 @@ class BatchPreprocessor:
 
     def __call__(self, images) -> torch.Tensor:
         if not self.fast:
-            return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+            # Grey or RGB first, as training decodes them: a 1-channel processor reads a palette image's indices
+            # (and fails on LA or RGBA, 'mean must have 2 elements'); a 3-channel one converts as as_mode does.
+            images = [as_mode(image, "RGB" if self.num_channels == 3 else "L") for image in images]
+            return self.processor(images=images, return_tensors="pt")["pixel_values"]
         arrays = [self.to_array(im) for im in images]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:

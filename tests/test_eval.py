@@ -1582,3 +1582,41 @@ def test_what_the_attention_maps_follow_comes_from_the_config(evaluated, tmp_pat
         "not transformers' ViT, which reads [CLS]); no attention maps were drawn."
     )
     assert not any((out / "attention").iterdir()) and "attention" not in rows[0]
+
+
+def test_palette_transparent_and_two_band_images_read_as_training_decodes_them_on_every_path():
+    """Palette (P), 1-bit, LA, RGBA, CMYK and 16-bit images, stored in a dataset: training's decode and the
+    evaluation read each as its grey values for a 1-channel model (transparency on white) and as RGB for a
+    3-channel one. A processor the fast path does not take (a centre crop) was called on the images as they are:
+    for one channel it read a palette image's indices (and a 1-bit image as 0/1), and failed on LA, RGBA and CMYK
+    with `mean must have 2 elements`."""
+    import datasets
+
+    from hf_vit.data import decode_images
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    alpha = np.where(np.arange(64).reshape(8, 8) % 3 == 0, 0, 255).astype(np.uint8)  # every third pixel transparent
+    rgba = Image.fromarray(np.dstack([np.asarray(rgb), alpha]), "RGBA")
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16))  # 16 bits, values within 0..255
+    images = [rgb.quantize(16), rgb.convert("1"), rgba.convert("LA"), rgba, rgb.convert("CMYK"), sixteen]
+    ds = datasets.Dataset.from_dict({"img": images}, features=datasets.Features({"img": datasets.Image()}))
+    stored = ds["img"]
+    assert [im.mode for im in stored] == ["P", "1", "LA", "RGBA", "CMYK", "I;16"]
+
+    def seen(image, mode):  # what a reader expects: transparent pixels on white, then PIL's own conversion
+        if image.mode == "I;16":  # its values, as 8 bits
+            return np.asarray(Image.fromarray(np.asarray(image).astype(np.uint8)).convert(mode))
+        white = Image.alpha_composite(Image.new("RGBA", image.size, (255,) * 4), image.convert("RGBA"))
+        return np.asarray(white.convert(mode) if "A" in image.getbands() else image.convert(mode))
+
+    for channels, mode in ((1, "L"), (3, "RGB")):
+        want = np.stack([seen(im, mode).reshape(8, 8, channels) for im in stored]).transpose(0, 3, 1, 2)  # (6, C, 8, 8)
+        assert np.array_equal(decode_images(ds, "img", 8, channels, cache=False).numpy(), want), mode  # training
+        config = hf_vit.HfViTConfig(image_size=8, patch_size=4, num_channels=channels)
+        processor = hf_vit.make_image_processor(config, [0.0] * channels, [1.0] * channels)
+        cropping = hf_vit.make_image_processor(config, [0.0] * channels, [1.0] * channels)
+        cropping.do_center_crop, cropping.crop_size = True, {"height": 8, "width": 8}
+        for preprocess in (BatchPreprocessor(processor, channels), BatchPreprocessor(cropping, channels)):
+            got = preprocess(stored).numpy() * 255  # the evaluation's path, fast and through the processor
+            np.testing.assert_allclose(got, want, atol=1e-3, err_msg=f"{mode}, fast={preprocess.fast}")
