@@ -814,96 +814,85 @@ def test_the_line_that_makes_a_test_split_runs_for_many_classes_and_few_images(t
     assert sorted(d["test"]["label"]) == [0, 1, 2, 3, 4]
 
 
+LABELLED = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
+
+
+def write_labels(folder, split, labels):
+    """One split of blank 32x32 images with these labels (class names as text, or integer ids) as parquet."""
+    import datasets
+    from PIL import Image
+
+    dtype = "string" if isinstance(labels[0], str) else "int64"
+    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value(dtype)})
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * len(labels), "label": labels},
+                               features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+
+
+def run_advice(folder, message, split="*", fill=None):
+    """Run the `ds = ...` code a message gives on the split's parquet files (`fill` for its `[...]`) and save them."""
+    import datasets
+
+    code = re.search(r"`ds = (.*?)`", message)[1]
+    code = code.replace("[...]", fill) if fill else code
+    for path in (folder / "data").glob(f"{split}-*.parquet"):
+        ds = eval(code, {"ds": datasets.Dataset.from_parquet(str(path)), "datasets": datasets})  # noqa: S307
+        path.unlink()
+        ds.to_parquet(str(path))
+
+
 def test_class_names_differing_only_in_case_or_spaces_are_refused_and_numbers_sort_as_numbers(tmp_path, caplog):
     """Text class names were sorted as they came: 'cat' and 'Cat ' silently became two classes, and names that are
     numbers sorted as text ('10' before '2'). Now such near-duplicates are refused with the cleaning to do, a test
     name spelled another way is named as such, and whole-number names are numbered as numbers."""
-    import datasets
-    from PIL import Image
-
-    features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("string")})
     folder = tmp_path / "names"
-    (folder / "data").mkdir(parents=True)
-
-    def write(split, labels):
-        datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * len(labels), "label": labels},
-                                   features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
-
-    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
-    write("train", ["cat", "Cat ", "dog", "Dog", "fox"])
-    write("test", ["cat", "dog"])
+    write_labels(folder, "train", ["cat", "Cat ", "dog", "Dog", "fox"])
+    write_labels(folder, "test", ["cat", "dog"])
     with pytest.raises(DatasetError, match=r"^the label column 'label' of the 'train' split holds class names that "
                                            r"differ only in case or surrounding spaces \(or leading zeros\): "
                                            r"'Cat ' / 'cat'; 'Dog' / 'dog'\. Each would be a class of its own\. Clean "
                                            r"the column, e\.g\. `ds = ds\.map\(") as err:
-        prepare_data(str(folder), **kwargs)
+        prepare_data(str(folder), **LABELLED)
     assert "datasets.ClassLabel(names=[...])" in str(err.value)
-    clean = re.search(r"`ds = (.*?)`", str(err.value))[1]
-    path = folder / "data" / "train-00000-of-00001.parquet"
-    ds = eval(clean, {"ds": datasets.Dataset.from_parquet(str(path))})  # noqa: S307 (the message's own code)
-    path.unlink()
-    ds.to_parquet(str(path))
-    data = prepare_data(str(folder), **kwargs)
+    run_advice(folder, str(err.value), "train")
+    data = prepare_data(str(folder), **LABELLED)
     assert data.label_names == ["cat", "dog", "fox"] and data.train.labels.tolist() == [0, 0, 1, 1, 2]
-    write("test", ["cat", "Fox "])  # the test split spells a class another way
+    write_labels(folder, "test", ["cat", "Fox "])  # the test split spells a class another way
     with pytest.raises(DatasetError, match=r"'Fox ' is 'fox', but for case or spaces\): clean the column"):
-        prepare_data(str(folder), **kwargs)
+        prepare_data(str(folder), **LABELLED)
 
-    write("train", ["10", "2", "1", "2", "10"])
-    write("test", ["2", "10", "1"])
+    write_labels(folder, "train", ["10", "2", "1", "2", "10"])
+    write_labels(folder, "test", ["2", "10", "1"])
     with caplog.at_level("INFO", logger="hf_vit.data"):
-        data = prepare_data(str(folder), **kwargs)
+        data = prepare_data(str(folder), **LABELLED)
     assert data.label_names == ["1", "2", "10"] and data.train.labels.tolist() == [2, 1, 0, 1, 2]
     assert data.test.labels.tolist() == [1, 2, 0]
     assert "numbered in numeric order: '1' -> 0, '2' -> 1, '10' -> 2" in caplog.text
-    write("train", ["1", "01", "2"])
+    write_labels(folder, "train", ["1", "01", "2"])
     with pytest.raises(DatasetError, match=r"\(or leading zeros\): '01' / '1'\."):
-        prepare_data(str(folder), **kwargs)
+        prepare_data(str(folder), **LABELLED)
 
 
 def test_a_label_column_of_names_in_one_split_and_ids_in_another_is_named(tmp_path):
     """Class names in the train split's file, class ids in the test split's: datasets read the ids as the names '0',
     '1', '2' (blamed as classes the model lacks), or, the other way round, failed with DatasetGenerationError ('An
     error occurred while generating the dataset'). Now both say which column and splits, and the cast that fixes it."""
-    import datasets
-    from PIL import Image
-
     from hf_vit.analysis import load_split
 
-    kwargs = dict(image_size=32, num_channels=3, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD, validation_size=0)
-
-    def write(folder, split, labels):
-        features = datasets.Features({"img": datasets.Image(), "label": datasets.Value(
-            "string" if isinstance(labels[0], str) else "int64")})
-        (folder / "data").mkdir(parents=True, exist_ok=True)
-        datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * len(labels), "label": labels},
-                                   features=features).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
-
-    for first, names, ids in (("train", ["dog", "cat", "fox", "cat"], [1, 0, 2]), ("test", ["dog", "cat"], [1, 0, 2, 0])):
-        folder = tmp_path / f"names_in_{first}"
-        write(folder, first, names)
-        write(folder, "test" if first == "train" else "train", ids)
-        other = "test" if first == "train" else "train"
-        expected = (rf"the column 'label' holds text in the '{first}' split \({first}-00000-of-00001\.parquet\) but "
-                    rf"numbers in the '{other}' split \({other}-00000-of-00001\.parquet\)\. datasets reads every split as "
+    for names, ids in (("train", "test"), ("test", "train")):
+        folder = tmp_path / f"names_in_{names}"
+        write_labels(folder, names, ["dog", "cat", "fox", "cat"][: 4 if names == "train" else 2])
+        write_labels(folder, ids, [1, 0, 2] + [0] * (ids == "train"))
+        expected = (rf"the column 'label' holds text in the '{names}' split \({names}-00000-of-00001\.parquet\) but "
+                    rf"numbers in the '{ids}' split \({ids}-00000-of-00001\.parquet\)\. datasets reads every split as "
                     r"one type, .* `ds = ds\.cast_column\('label', datasets\.ClassLabel\(names=\[\.\.\.\]\)\)`")
         with pytest.raises(DatasetError, match=rf"^dataset_name '{re.escape(str(folder))}': {expected}"):
-            prepare_data(str(folder), **kwargs)
-        with pytest.raises(DatasetError, match=expected):  # the evaluation's loading
+            prepare_data(str(folder), **LABELLED)
+        with pytest.raises(DatasetError, match=expected) as err:  # the evaluation's loading
             load_split(str(folder), "test")
     # the message's cast, with the classes in id order, on every split: then it trains
-    cast = re.search(r"`ds = (.*?)`", str(err_of(lambda: prepare_data(str(folder), **kwargs))))[1]
-    for path in (folder / "data").glob("*.parquet"):
-        ds = eval(cast.replace("[...]", "['cat', 'dog', 'fox']"), {"ds": datasets.Dataset.from_parquet(str(path)),  # noqa: S307
-                                                                   "datasets": datasets})
-        path.unlink()
-        ds.to_parquet(str(path))
-    data = prepare_data(str(folder), **kwargs)
+    run_advice(folder, str(err.value), fill="['cat', 'dog', 'fox']")
+    data = prepare_data(str(folder), **LABELLED)
     assert data.label_names == ["cat", "dog", "fox"] and data.train.labels.tolist() == [1, 0, 2, 0]
     assert data.test.labels.tolist() == [1, 0]
 
-
-def err_of(call):
-    with pytest.raises(DatasetError) as err:
-        call()
-    return err.value
