@@ -383,7 +383,16 @@ def label_names(ds, label_column: str, split: str = "train") -> list[str] | None
     feature = ds.features[label_column]
     if holds_names(feature):
         check_no_empty_cells(ds, label_column, f"the {split!r} split")
-        return sort_class_names(set(ds.with_format("arrow")[label_column].to_pylist()), label_column, split)
+        values = ds.with_format("arrow")[label_column].to_pylist()
+        blank = [i for i, name in enumerate(values) if not name.strip()]
+        if blank:  # '' or ' ': a missing label as text (a CSV's empty field), which would train as a class of its own
+            raise DatasetError(
+                f"{len(blank)} row(s) of the {split!r} split have a blank {label_column!r} cell (first: row {blank[0]}, "
+                f"{values[blank[0]]!r}), which would be a class without a name. Drop them, e.g. "
+                f"`ds = ds.filter(lambda r: r[{label_column!r}].strip() != '')`, or give them their class, and save the "
+                "dataset again."
+            )
+        return sort_class_names(set(values), label_column, split)
     return list(feature.names) if hasattr(feature, "names") else None
 
 

@@ -896,3 +896,16 @@ def test_a_label_column_of_names_in_one_split_and_ids_in_another_is_named(tmp_pa
     assert data.label_names == ["cat", "dog", "fox"] and data.train.labels.tolist() == [1, 0, 2, 0]
     assert data.test.labels.tolist() == [1, 0]
 
+
+def test_a_blank_class_name_is_named_with_its_row(tmp_path):
+    """A label column of names where some cells are '' or ' ' (a CSV's empty field read as text): they trained as a
+    class named '' (in id2label, the card and the pipeline's answers). Now the rows are named with the filter."""
+    folder = tmp_path / "blank"
+    write_labels(folder, "train", ["cat", "", "dog", " ", "dog"])
+    write_labels(folder, "test", ["cat", "dog"])
+    with pytest.raises(DatasetError, match=r"^2 row\(s\) of the 'train' split have a blank 'label' cell \(first: row 1, "
+                                           r"''\), which would be a class without a name\. Drop them, e\.g\. `ds = ") as err:
+        prepare_data(str(folder), **LABELLED)
+    run_advice(folder, str(err.value), "train")
+    data = prepare_data(str(folder), **LABELLED)
+    assert data.label_names == ["cat", "dog"] and data.train.labels.tolist() == [0, 1, 1]
