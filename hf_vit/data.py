@@ -16,6 +16,7 @@ A DatasetError names each setting as the caller gave it: `label_column` to Pytho
 
 import contextvars
 import io
+import json
 import logging
 import math
 import numbers
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
-from .dataset_cache import local_cache_dir, prune_other_states
+from .dataset_cache import _files, local_cache_dir, prune_other_states
 from .output_folder import replace_file, unwritable_reason
 from .public import is_local, looks_local  # one rule for "a path, not a Hub id", shared with the card and the push
 
@@ -206,12 +207,12 @@ def load_dataset(
             try:
                 loaded = datasets.load_dataset(str(path), dataset_config, cache_dir=cache_dir)
             except DatasetGenerationError:  # e.g. pyarrow's "Failed to parse string: 'cat' as a scalar of type int64"
-                _check_one_kind_per_column(path, dataset_config, cache_dir, f"{named} {dataset_name!r}")
+                _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}")
                 raise
+            # Ids in another split's files read as text ('0', '1', ...; other columns may mix harmlessly), or read
+            # with another split's class names
             labels = [label_column] if label_column else LABEL_COLUMNS
-            if any(holds_names(split.features.get(c)) for split in loaded.values() for c in labels):
-                # Ids in another split's files were read as text: '0', '1', ... (other columns may mix harmlessly)
-                _check_one_kind_per_column(path, dataset_config, cache_dir, f"{named} {dataset_name!r}", labels)
+            _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}", labels, loaded)
             prune_other_states(cache_dir)  # the folder's earlier states can never load again
             return loaded
         except ValueError as err:
@@ -270,10 +271,16 @@ def load_dataset(
         raise DatasetError(_offline_message(dataset_name, str(err).splitlines()[0], argument)) from None
 
 
-def _check_one_kind_per_column(path: Path, dataset_config, cache_dir, dataset: str, columns=None) -> None:
-    """A DatasetError when a column (of `columns`, else any) holds text in one split's parquet files and numbers in
-    another's (class names in train, class ids in test): datasets reads every split as one type, so it fails to parse
-    the text as numbers, or reads the ids as class names '0', '1', ... that match no class."""
+def _check_split_files(path: Path, dataset_config, cache_dir, dataset: str, columns=None, loaded=None) -> None:
+    """A DatasetError for what datasets reads wrongly from the splits' parquet files, each split saved on its own:
+
+    - a column (of `columns`, else any) of text in one split and numbers in another (class names in train, ids in
+      test): datasets reads every split as one type, so it fails to parse the text as numbers, or reads the ids as
+      class names '0', '1', ... that match no class;
+    - a ClassLabel column numbered by other classes in one split's file than the ones `loaded` (the dataset card's,
+      or the first split's) gives it (`class_encode_column` run on each split alone, one lacking a class): datasets
+      keeps the ids, so each would name another class, and the test accuracy scores the wrong labels silently.
+    """
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -283,16 +290,19 @@ def _check_one_kind_per_column(path: Path, dataset_config, cache_dir, dataset: s
             return "text"
         return "numbers" if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type) else None
 
-    kinds: dict[str, dict[str, tuple[str, str]]] = {}  # column -> {kind: (split, file)}, the first file of each kind
+    if not _holds_parquet(path):  # an image folder: resolving its files again would cost seconds per 1000 images
+        return
     try:
         data_files = datasets.load_dataset_builder(str(path), dataset_config, cache_dir=cache_dir).config.data_files
-        for split, files in (data_files or {}).items():
-            for file in (f for f in files if str(f).endswith(".parquet")):
-                for field in pq.read_schema(file):
-                    if kind(field.type) and (columns is None or field.name in columns):
-                        kinds.setdefault(field.name, {}).setdefault(kind(field.type), (str(split), Path(file).name))
+        schemas = [(str(split), Path(file).name, pq.read_schema(file)) for split, files in (data_files or {}).items()
+                   for file in files if str(file).endswith(".parquet")]
     except Exception:  # noqa: BLE001 -- only a better message is at stake: datasets' own result or error stands
         return
+    kinds: dict[str, dict[str, tuple[str, str]]] = {}  # column -> {kind: (split, file)}, the first file of each kind
+    for split, file, schema in schemas:
+        for field in schema:
+            if kind(field.type) and (columns is None or field.name in columns):
+                kinds.setdefault(field.name, {}).setdefault(kind(field.type), (split, file))
     for column, found in kinds.items():
         if len(found) > 1:
             (text_split, text_file), (number_split, number_file) = found["text"], found["numbers"]
@@ -304,6 +314,44 @@ def _check_one_kind_per_column(path: Path, dataset_config, cache_dir, dataset: s
                 "datasets.ClassLabel(names=[...]))` with the class names in id order (text cells become their ids; "
                 "integer cells must be those ids already), and save the splits again."
             )
+    for split, file, schema in schemas if loaded is not None else ():
+        try:
+            saved = json.loads((schema.metadata or {}).get(b"huggingface", b"{}"))["info"]["features"]
+        except (ValueError, KeyError, TypeError):
+            continue  # written without datasets' features: nothing to compare
+        for column, feature in saved.items() if isinstance(saved, dict) else ():
+            read = loaded[split].features.get(column) if split in loaded else None
+            if not isinstance(read, datasets.ClassLabel) or not isinstance(feature, dict) or feature.get("_type") != "ClassLabel":
+                continue
+            own, names = [str(n) for n in feature.get("names") or []], [str(n) for n in read.names]
+            # A class both name at different ids is renumbered; wholly other names (a card renaming '0', '1') pass.
+            moved = [i for i, name in enumerate(own) if name in names and names.index(name) != i]
+            if moved:
+                differ = moved[0]
+                label2id = ({n: i for i, n in enumerate(names)} if len(names) <= 20 else
+                            f"{{name: i for i, name in enumerate(<the {len(names)} classes in that order>)}}")
+                raise DatasetError(
+                    f"{dataset}: the {split!r} split's file {file} numbers the column {column!r} by its own classes "
+                    f"{_listed(own)}, but datasets reads it with the classes {_listed(names)}, so its ids would name "
+                    f"other classes ({_id_meaning(differ, own, names)}) and it would be scored against wrong labels. "
+                    f"Renumber that split by the others' classes: `ds = ds.align_labels_with_mapping({label2id}, "
+                    f"{column!r})`, and save it again."
+                )
+
+
+def _holds_parquet(path: Path) -> bool:
+    """Whether a .parquet file lies under `path`, found as the cache key finds files (through linked folders, each
+    once: a link back up would loop)."""
+    return any(relative.endswith(".parquet") for relative, _ in _files(Path(path)))
+
+
+def _listed(names: list[str]) -> str:
+    return "(" + ", ".join(map(repr, names[:10])) + (", ..." if len(names) > 10 else "") + ")"
+
+
+def _id_meaning(i: int, own: list[str], names: list[str]) -> str:
+    """What class id `i` is in the file, and what it would be read as."""
+    return f"its id {i} is {own[i]!r}, read as {names[i]!r}" if i < len(names) else f"its id {i}, {own[i]!r}, has no class"
 
 
 def _check_cache_writable(cache_dir) -> None:

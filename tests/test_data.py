@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_data import make_tiny_cifar
+from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, make_image_processor
 from hf_vit.augment import (
@@ -841,6 +841,17 @@ def run_advice(folder, message, split="*", fill=None):
         ds.to_parquet(str(path))
 
 
+def refused_by_training_and_evaluation(folder, expected: str) -> str:
+    """The message (matching `expected`) with which both training's and the evaluation's loading refuse `folder`."""
+    from hf_vit.analysis import load_split
+
+    with pytest.raises(DatasetError, match=rf"^dataset_name '{re.escape(str(folder))}': {expected}"):
+        prepare_data(str(folder), **LABELLED)
+    with pytest.raises(DatasetError, match=expected) as err:  # the evaluation's loading
+        load_split(str(folder), "test")
+    return str(err.value)
+
+
 def test_class_names_differing_only_in_case_or_spaces_are_refused_and_numbers_sort_as_numbers(tmp_path, caplog):
     """Text class names were sorted as they came: 'cat' and 'Cat ' silently became two classes, and names that are
     numbers sorted as text ('10' before '2'). Now such near-duplicates are refused with the cleaning to do, a test
@@ -877,8 +888,6 @@ def test_a_label_column_of_names_in_one_split_and_ids_in_another_is_named(tmp_pa
     """Class names in the train split's file, class ids in the test split's: datasets read the ids as the names '0',
     '1', '2' (blamed as classes the model lacks), or, the other way round, failed with DatasetGenerationError ('An
     error occurred while generating the dataset'). Now both say which column and splits, and the cast that fixes it."""
-    from hf_vit.analysis import load_split
-
     for names, ids in (("train", "test"), ("test", "train")):
         folder = tmp_path / f"names_in_{names}"
         write_labels(folder, names, ["dog", "cat", "fox", "cat"][: 4 if names == "train" else 2])
@@ -886,12 +895,9 @@ def test_a_label_column_of_names_in_one_split_and_ids_in_another_is_named(tmp_pa
         expected = (rf"the column 'label' holds text in the '{names}' split \({names}-00000-of-00001\.parquet\) but "
                     rf"numbers in the '{ids}' split \({ids}-00000-of-00001\.parquet\)\. datasets reads every split as "
                     r"one type, .* `ds = ds\.cast_column\('label', datasets\.ClassLabel\(names=\[\.\.\.\]\)\)`")
-        with pytest.raises(DatasetError, match=rf"^dataset_name '{re.escape(str(folder))}': {expected}"):
-            prepare_data(str(folder), **LABELLED)
-        with pytest.raises(DatasetError, match=expected) as err:  # the evaluation's loading
-            load_split(str(folder), "test")
+        message = refused_by_training_and_evaluation(folder, expected)
     # the message's cast, with the classes in id order, on every split: then it trains
-    run_advice(folder, str(err.value), fill="['cat', 'dog', 'fox']")
+    run_advice(folder, message, fill="['cat', 'dog', 'fox']")
     data = prepare_data(str(folder), **LABELLED)
     assert data.label_names == ["cat", "dog", "fox"] and data.train.labels.tolist() == [1, 0, 2, 0]
     assert data.test.labels.tolist() == [1, 0]
@@ -909,3 +915,33 @@ def test_a_blank_class_name_is_named_with_its_row(tmp_path):
     run_advice(folder, str(err.value), "train")
     data = prepare_data(str(folder), **LABELLED)
     assert data.label_names == ["cat", "dog"] and data.train.labels.tolist() == [0, 1, 1]
+
+
+def test_a_split_numbered_by_other_classes_is_named_not_scored_against_wrong_labels(tmp_path):
+    """`class_encode_column` run on each split alone, the test split lacking a class: its file numbers 'cat' 0 and
+    'dog' 1, but datasets read it with the train split's classes ('bird', 'cat', 'dog'), so each test image carried
+    another class's label, silently, in training's test score and in the evaluation. Now the split is named with
+    the renumbering that fixes it."""
+    import datasets
+    from PIL import Image
+
+    folder = tmp_path / "encoded_apart"
+    (folder / "data").mkdir(parents=True)
+    for split, labels in (("train", ["bird", "cat", "dog", "cat"]), ("test", ["cat", "dog", "dog"])):
+        ds = datasets.Dataset.from_dict({"img": [Image.new("RGB", (32, 32))] * len(labels), "label": labels})
+        ds.class_encode_column("label").to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+    expected = (r"the 'test' split's file test-00000-of-00001\.parquet numbers the column 'label' by its own classes "
+                r"\('cat', 'dog'\), but datasets reads it with the classes \('bird', 'cat', 'dog'\), so its ids would "
+                r"name other classes \(its id 0 is 'cat', read as 'bird'\) and it would be scored against wrong labels\. "
+                r"Renumber that split by the others' classes: `ds = ds\.align_labels_with_mapping\(\{'bird': 0, "
+                r"'cat': 1, 'dog': 2\}, 'label'\)`, and save it again\.$")
+    run_advice(folder, refused_by_training_and_evaluation(folder, expected), "test")
+    data = prepare_data(str(folder), **LABELLED)
+    assert data.label_names == ["bird", "cat", "dog"] and data.test.labels.tolist() == [1, 2, 2]
+    # a dataset card that names classes the files call '0'..'9' renames them: no class moves, nothing to refuse
+    renamed = make_tiny_cifar(tmp_path / "renamed", n_train=20, n_test=10, names=[str(i) for i in range(10)])
+    card = (renamed / "README.md").read_text()
+    for i, name in enumerate(CIFAR10_NAMES):
+        card = card.replace(f"'{i}': \"{i}\"", f"'{i}': \"{name}\"")
+    (renamed / "README.md").write_text(card)
+    assert prepare_data(str(renamed), **LABELLED).label_names == CIFAR10_NAMES
