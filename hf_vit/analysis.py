@@ -43,6 +43,7 @@ from .data import (
     check_image_column,
     check_dataset_revision,
     check_no_empty_cells,
+    check_no_unlabelled_rows,
     class_ids,
     config_name,
     dataset_reference,
@@ -733,6 +734,7 @@ def _evaluate(
     else:
         # (N,), one column read; floats are refused as training refuses them (a cast would truncate 3.7 to 3)
         labels = _label_array(ds, label_column, split).astype(np.int64)
+    check_no_unlabelled_rows(labels, label_column, f"the {split!r} split of {dataset!r}")
     if labels.min() < 0 or labels.max() >= len(names):
         raise ValueError(
             f"Labels of {dataset!r}/{split} run from {labels.min()} to {labels.max()}, but the model knows "

@@ -580,6 +580,7 @@ def _label_array(ds, label_column: str, split: str, names=None) -> np.ndarray:
 def get_labels(ds, label_column: str, num_labels: int, split: str, names=None) -> torch.Tensor:
     """(N,) int64 labels, checked to lie in 0..num_labels-1; a column of class names is read by `names`."""
     labels = _label_array(ds, label_column, split, names)
+    check_no_unlabelled_rows(labels, label_column, f"the {split!r} split")
     bad = (labels < 0) | (labels >= num_labels)
     if bad.any():
         raise DatasetError(
@@ -588,6 +589,18 @@ def get_labels(ds, label_column: str, num_labels: int, split: str, names=None) -
             "its largest label + 1). Fix the labels, or the dataset's class names."
         )
     return torch.from_numpy(labels.astype(np.int64))
+
+
+def check_no_unlabelled_rows(labels: np.ndarray, label_column: str, where: str) -> None:
+    """Rows labelled -1, ClassLabel's mark for no label, among labelled ones (a split of both kinds): named with the
+    filter that drops them, not as labels outside the classes (a split of -1 only is unlabelled_reason's)."""
+    unlabelled = np.flatnonzero(labels == -1)
+    if len(unlabelled):
+        raise DatasetError(
+            f"{len(unlabelled)} row(s) of {where} have the {label_column!r} -1, the mark for an image without a label "
+            f"(first: row {unlabelled[0]}): only labelled images can be trained on or scored. Drop them, e.g. "
+            f"`ds = ds.filter(lambda r: r[{label_column!r}] != -1)`, and save the dataset again."
+        )
 
 
 def _class_name(label: int, names) -> str:

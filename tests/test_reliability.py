@@ -418,15 +418,26 @@ def test_an_image_column_of_processor_outputs_is_named_at_training_and_evaluatio
 
 
 def test_training_labels_outside_0_to_num_labels(dataset_dir, tmp_path, capsys):
+    import datasets
+
     # A test split without labels: the Hub convention is -1, which a ClassLabel column accepts.
     data = copy_of(dataset_dir, tmp_path, "data")
     rewrite_split(data, "test", lambda ds: ds.map(lambda ex, i: {"label": -1 if i % 4 == 0 else ex["label"]},
                                                   with_indices=True))
     err = train_error(capsys, train_args(data, tmp_path / "out"))
-    assert err == (
-        "train.py: error: 5 labels in the 'test' split lie outside 0..9 (e.g. -1): the model has 10 classes (the "
-        "train split's ClassLabel names, else its largest label + 1). Fix the labels, or the dataset's class names."
+    assert err == (  # -1 is named as no label (test_some_rows_labelled_minus_one_are_named_with_the_filter)
+        "train.py: error: 5 row(s) of the 'test' split have the 'label' -1, the mark for an image without a label "
+        "(first: row 0): only labelled images can be trained on or scored. Drop them, e.g. "
+        "`ds = ds.filter(lambda r: r['label'] != -1)`, and save the dataset again."
     )
+    # Integer ids without names, 0..8 in train (9 classes) and a 9 in test: outside the model's classes.
+    ids = datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")})
+    rewrite_split(data, "*", lambda ds: ds.map(lambda ex: {"label": 9 if ex["label"] == -1 else ex["label"]},
+                                               features=ids))
+    rewrite_split(data, "train", lambda ds: ds.map(lambda ex: {"label": min(ex["label"], 8)}))
+    (data / "README.md").unlink()  # it declares the ten ClassLabel names
+    err = train_error(capsys, train_args(data, tmp_path / "out"))
+    assert err.startswith("train.py: error: ") and "lie outside 0..8 (e.g. 9): the model has 9 classes" in err, err
 
 
 @pytest.mark.parametrize("label_column, label_feature", [("label", "classes"), ("labels", "integers")])
@@ -2991,3 +3002,18 @@ def test_a_dataset_revision_is_refused_offline(dataset_dir, tmp_path, capsys, mo
         "--dataset_revision."
     )
     assert calls == [] and not out.exists()
+
+
+def test_some_rows_labelled_minus_one_are_named_with_the_filter(model_dir, dataset_dir, tmp_path, capsys):
+    """A split where a few rows carry -1, ClassLabel's mark for no label, among labelled ones: training said '2 labels
+    in the 'test' split lie outside 0..9 (e.g. -1) ... Fix the labels, or the dataset's class names', the evaluation
+    'a split without labels (-1) cannot be evaluated'. Now both name the rows and give the filter that drops them."""
+    data = copy_of(dataset_dir, tmp_path, "some_unlabelled")
+    rewrite_split(data, "test", lambda ds: ds.map(lambda row, i: {"label": -1 if i in (3, 7) else row["label"]},
+                                                  with_indices=True))  # fmt: skip
+    message = ("2 row(s) of the 'test' split{} have the 'label' -1, the mark for an image without a label "
+               "(first: row 3): only labelled images can be trained on or scored. Drop them, e.g. "
+               "`ds = ds.filter(lambda r: r['label'] != -1)`, and save the dataset again.")
+    assert train_error(capsys, train_args(data, tmp_path / "run")) == "train.py: error: " + message.format("")
+    assert not (tmp_path / "run").exists()
+    assert evaluate_error(model_dir, data, tmp_path) == "error: " + message.format(f" of {str(data)!r}")
