@@ -702,6 +702,12 @@ def config_name(ds) -> str | None:
 def image_format(ds, image_column: str) -> str | None:
     """The file format of the split's first image ("JPEG", "PNG"), as encoded in the dataset; None when it cannot
     be told (an empty split, images stored as arrays). The card says "JPEG copy" of CIFAR-10 only on this record."""
+    first = _first_image(ds, image_column)
+    return first.format if first is not None else None
+
+
+def _first_image(ds, image_column: str):
+    """The split's first image as PIL opens it (its header read, its pixels not), None when it cannot be opened."""
     import datasets
     from PIL import Image
 
@@ -710,12 +716,26 @@ def image_format(ds, image_column: str) -> str | None:
     value = ds.cast_column(image_column, datasets.Image(decode=False)).with_format("arrow")[:1][image_column].to_pylist()[0]
     try:
         if isinstance(value, dict) and value.get("bytes") is not None:
-            return Image.open(io.BytesIO(value["bytes"])).format
+            return Image.open(io.BytesIO(value["bytes"]))
         if isinstance(value, dict) and value.get("path"):
-            return Image.open(value["path"]).format
+            return Image.open(value["path"])
     except OSError:
         return None  # the decoding pass names an unreadable image
     return None
+
+
+def warn_downscaled(ds, image_column: str, image_size, split: str) -> None:
+    """Say when the images are shrunk to a small part of their size (224x224 photos read at CIFAR-10's 32x32):
+    the model's image_size, not the dataset, sets the size, and a user training on their own images at the
+    default size would otherwise learn from thumbnails without a word."""
+    first = _first_image(ds, image_column)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if first is not None and first.width * first.height >= 4 * height * width:
+        logger.warning(
+            "the %r split's images are %dx%d (its first one) and are shrunk to %dx%d, the model's image size; pass "
+            "%s (with a %s that divides it) to train on more of their detail.", split, first.width, first.height,
+            width, height, setting("image_size"), setting("patch_size"),
+        )
 
 
 def _remove_older_decodes(cache_path: Path, key: str) -> None:
@@ -1064,6 +1084,7 @@ def prepare_data(
     check_two_classes(train_labels, names, train_split)
     test_labels = get_labels(test_ds, label_column, num_labels, test_split, names)
     train_pixels = decode_images(train_ds, image_column, image_size, num_channels, split=train_split)
+    warn_downscaled(train_ds, image_column, image_size, train_split)
     test_pixels = decode_images(test_ds, image_column, image_size, num_channels, split=test_split)
 
     if validation_split is not None:

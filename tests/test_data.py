@@ -945,3 +945,17 @@ def test_a_split_numbered_by_other_classes_is_named_not_scored_against_wrong_lab
         card = card.replace(f"'{i}': \"{i}\"", f"'{i}': \"{name}\"")
     (renamed / "README.md").write_text(card)
     assert prepare_data(str(renamed), **LABELLED).label_names == CIFAR10_NAMES
+
+
+def test_images_shrunk_to_a_small_part_of_their_size_are_mentioned(tmp_path, caplog):
+    """A dataset of 64x64 images trained at the default 32x32: each image was read at a quarter of its pixels
+    without a word (the model's image_size sets the size). Now the log says so and which flags change it;
+    images of about the model's size say nothing."""
+    big = make_tiny_cifar(tmp_path / "big", n_train=20, n_test=10, size=64)
+    with caplog.at_level("WARNING", logger="hf_vit.data"):
+        prepare_data(str(big), 48, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=0)  # 2304 of 4096 pixels: kept
+        assert "shrunk" not in caplog.text
+        with flags_in_messages():
+            prepare_data(str(big), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=0)
+    assert ("the 'train' split's images are 64x64 (its first one) and are shrunk to 32x32, the model's image size; "
+            "pass --image_size (with a --patch_size that divides it) to train on more of their detail.") in caplog.text
