@@ -35,6 +35,7 @@ from .attention_maps import (
 )
 from .data import (
     DEFAULT_DATASET,
+    TEST_SAMPLE,
     DatasetError,
     ImageDepthError,
     _label_array,
@@ -54,6 +55,7 @@ from .data import (
     load_dataset,
     looks_local,
     revision_problem,
+    sample_rows,
     setting,
     unlabelled_reason,
 )
@@ -67,7 +69,7 @@ from .eval_pictures import (
     per_class_accuracy_image,
 )
 from .image_processing import processor_size_mismatch
-from .metrics import classification_metrics, macro_scope
+from .metrics import classification_metrics, macro_scope, part_of_split
 from .output_folder import hold_folders, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
@@ -518,7 +520,9 @@ def _as_rgb(image: Image.Image) -> Image.Image:
 
 def format_metrics_table(metrics: dict) -> str:
     """The headline numbers and the per-class table, as plain text."""
-    lines = [f"examples: {metrics['num_examples']}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
+    part = part_of_split(metrics)
+    examples = f"{part}: not the whole split" if part else metrics["num_examples"]
+    lines = [f"examples: {examples}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
     for k in ("top3_accuracy", "top5_accuracy"):
         if k in metrics:
             lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
@@ -668,10 +672,16 @@ def evaluate_model(
     report: bool = True,
     revision: str | None = None,
     dataset_revision: str | None = None,
+    max_eval_samples: int | None = None,
+    seed: int = 42,
 ) -> dict:
     """Run the evaluation and write every output (see the module docstring); returns the metrics dict.
+
     `revision` and `dataset_revision` pin a Hub model's and a Hub dataset's branch, tag or commit (recorded in
-    metrics.json); a local folder has none and is refused with one."""
+    metrics.json); a local folder has none and is refused with one.
+    `max_eval_samples`: score only that many images of the split, drawn at random with `seed` (in row order; of a
+    test split, the images training's --max_test_samples N --seed S scored). metrics.json, the report and the model
+    card then say how many of how many images were scored."""
     # Every argument is checked before the model and the data load (and before anything is written).
     for name, value, least in (("batch_size", batch_size, 1), ("num_threads", num_threads, 1),
                                ("num_workers", num_workers, 0), ("gallery_size", gallery_size, 0)):
@@ -684,6 +694,15 @@ def evaluate_model(
             f"{setting('max_attention_maps')} must be a whole number of at least 0, or -1 for all, got "
             f"{max_attention_maps!r}."
         )
+    if max_eval_samples is not None and (
+        isinstance(max_eval_samples, bool) or not isinstance(max_eval_samples, int) or max_eval_samples < 1
+    ):
+        raise ValueError(
+            f"{setting('max_eval_samples')} must be a whole number of at least 1, got {max_eval_samples!r}; leave it "
+            "out to evaluate every image of the split."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{setting('seed')} must be a whole number, got {seed!r}.")
     device = resolve_device(device)
     check_model_revision(model_name_or_path, revision)
     check_dataset_revision(dataset, dataset_revision, "dataset")  # before the model loads (load_dataset would too)
@@ -694,13 +713,14 @@ def evaluate_model(
         return _evaluate(
             model_name_or_path, dataset, split, output_dir, batch_size, device, num_workers, num_threads, image_column,
             label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report, revision,
-            dataset_revision,
+            dataset_revision, max_eval_samples, seed,
         )
 
 
 def _evaluate(
     model_name_or_path, dataset, split, output_dir, batch_size, device, num_workers, num_threads, image_column,
     label_column, max_attention_maps, gallery_size, trust_remote_code, progress, report, revision, dataset_revision,
+    max_eval_samples, seed,
 ) -> dict:
     """evaluate_model's work, once its arguments are checked and its folders held."""
     import datasets
@@ -742,15 +762,19 @@ def _evaluate(
         )
     if remap is not None:
         labels = remap[labels]
+    # The images scored: all, or a seeded sample in row order (rows keep their dataset index in every file).
+    split_size = len(ds)
+    scored = sample_rows(np.arange(split_size), max_eval_samples, seed, TEST_SAMPLE)  # (n,) dataset rows
+    labels = labels[scored]  # (n,)
     load_s = time.perf_counter() - start
 
-    # -- pass 1: logits for every image --------------------------------------
-    num = len(ds)
+    # -- pass 1: logits for every image scored ---------------------------------
+    num = len(scored)
     logits = np.zeros((num, model.config.num_labels), dtype=np.float32)
-    loader = _loader(ds, np.arange(num), image_column, preprocess, batch_size, num_workers)
+    loader = _loader(ds, scored, image_column, preprocess, batch_size, num_workers)
     for pixel_values, idx in tqdm(loader, desc=f"evaluate {split}", unit="batch", disable=not progress):
         out = model(pixel_values=pixel_values.to(device))
-        logits[idx.numpy()] = out.logits.float().cpu().numpy()
+        logits[np.searchsorted(scored, idx.numpy())] = out.logits.float().cpu().numpy()
     inference_s = time.perf_counter() - start - load_s
 
     metrics = classification_metrics(logits, labels, label_names=names)
@@ -760,19 +784,23 @@ def _evaluate(
         image_format=image_format(ds, image_column),
         model=dataset_reference(str(model_name_or_path)),  # runs/vit is recorded as ./runs/vit: a folder, not a Hub id
         model_revision=revision,
+        split_size=split_size,  # num_examples below it: part of the split (the report and the card say so)
     )
+    if num < split_size:
+        metrics["sample"] = {"max_eval_samples": num, "seed": seed}
 
     # -- the mistakes ------------------------------------------------------------
     probs = torch.from_numpy(logits).softmax(dim=-1).numpy()  # (N, C)
     # Ranked by the logits, as the metrics are: far-apart logits give float32 probabilities of exactly 0, whose
     # ties would put another class in the CSV's top 3 than the one top-3 accuracy counted.
     preds = logits.argmax(axis=1)
-    wrong = np.flatnonzero(preds != labels)
+    wrong_at = np.flatnonzero(preds != labels)  # positions among the scored images
+    wrong = scored[wrong_at]  # their dataset rows
     top3 = np.argsort(-logits, axis=1, kind="stable")[:, :3]  # (N, 3)
     rows = []
-    for i in wrong:
+    for i, row_index in zip(wrong_at, wrong):
         row = {
-            "index": int(i),
+            "index": int(row_index),
             "true_label": names[labels[i]],
             "predicted_label": names[preds[i]],
             "confidence": float(probs[i, preds[i]]),
@@ -782,7 +810,7 @@ def _evaluate(
             has = r < top3.shape[1]
             row[f"top{r + 1}_label"] = names[top3[i, r]] if has else ""
             row[f"top{r + 1}_probability"] = float(probs[i, top3[i, r]]) if has else ""
-        row["image"] = f"misclassified/{mistake_file_name(int(i), row['true_label'], row['predicted_label'])}"
+        row["image"] = f"misclassified/{mistake_file_name(int(row_index), row['true_label'], row['predicted_label'])}"
         row["attention"] = ""
         rows.append(row)
     by_confidence = sorted(rows, key=lambda r: -r["confidence"])

@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .image_processing import size_dict
-from .metrics import macro_scope
+from .metrics import macro_scope, part_of_split
 from .output_folder import replace_text, two_saves
 from .public import is_local, local_name, replace_local
 
@@ -557,7 +557,9 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     results_source = _cifar10_source(results_dataset, labels, _counted_whole_split(results_dataset, metrics_files, dataset))
     # Results on part of a split (training's --max_test_samples, or fewer images than CIFAR-10's split) stay in
     # the text: the model-index would publish them as the split's accuracy.
-    partial = (metrics_file == "metrics.json" and "max_test_samples" in limits) or (
+    # An evaluation of part of its split (evaluate_model.py --max_eval_samples) records it, whatever the dataset.
+    sampled = part_of_split(metrics)
+    partial = (metrics_file == "metrics.json" and "max_test_samples" in limits) or bool(sampled) or (
         results_source is not None and not _whole_cifar10_split(metrics)
     )
     results_label = _dataset_label(results_dataset, results_source, _image_format(metrics))
@@ -571,7 +573,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             if key in metrics:
                 result_rows.append((name + (macro_note if key.startswith("macro") else ""), _pct(metrics[key])))
         if "num_examples" in metrics:
-            result_rows.append((f"Images ({split} split)", f"{metrics['num_examples']:,}"))
+            result_rows.append((f"Images ({split} split)", sampled or f"{metrics['num_examples']:,}"))
     validation = train_metrics.get("validation") if isinstance(train_metrics.get("validation"), dict) else None
     val_acc = validation.get("accuracy") if validation else None
     chosen = validation is not None and validation.get("model", "best") == "best"  # older files: always chosen
@@ -587,7 +589,13 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     elif validation is not None:
         data_text += f" The model is the last step's (no checkpoint selection); the results below are on the {split} split."
     results_intro = f"On the {split} split of {results_label} (from `{metrics_file}`)."
-    if partial and accuracy is not None:
+    if sampled and accuracy is not None:
+        results_intro = (
+            f"On {sampled} of the {split} split of {results_label}, not the whole split (from `{metrics_file}`, "
+            "evaluated with `--max_eval_samples`): the split's own accuracy may differ, so the card's metadata "
+            "(model-index) reports no result."
+        )
+    elif partial and accuracy is not None:
         results_intro = (
             f"On {metrics.get('num_examples', 'some'):,} images of the {split} split of {results_label}, not the whole "
             f"split (from `{metrics_file}`); so the card's metadata (model-index) reports no result."
@@ -670,11 +678,15 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     image_size_text = _size(arch["image_size"])
     classes_text = f"the {len(labels)} CIFAR-10 classes" if train_source else f"{len(labels)} classes"
     on_text = f" on {results_label}" if results_label != dataset_label else ""
+    # Part of a split: its accuracy is not called the split's, in the summary either.
+    scope = (f"accuracy on {sampled} of the {split} split" if sampled else
+             f"accuracy on {metrics['num_examples']:,} images of the {split} split"
+             if partial and isinstance(metrics.get("num_examples"), int) else f"{split} accuracy")
     summary = (
         f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
         f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "
         f"{image_size_text} images into {classes_text}"
-        + (f"; {split} accuracy{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
+        + (f"; {scope}{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
         pinned = ((recipe or {}).get("model") or {}).get("model_revision")  # --model_revision, if given

@@ -991,6 +991,20 @@ class PreparedData:
     dataset_config: str | None = None  # the configuration loaded, for metrics.json and the card
 
 
+TEST_SAMPLE = 2  # sample_rows' stream for the test split: evaluate_model.py's sample of it draws the same images
+
+
+def sample_rows(indices, cap: int | None, seed: int, stream: int) -> np.ndarray:
+    """`cap` of `indices` drawn at random, in row order (all of them when `cap` is None or not smaller).
+
+    A generator per `stream` (0 train, 1 validation, TEST_SAMPLE test): each sample depends only on the seed and
+    its own cap (a data-scaling study that changes --max_train_samples still scores every run on the same
+    validation and test images)."""
+    if cap is None or cap >= len(indices):
+        return np.asarray(indices)
+    return np.sort(np.random.default_rng([seed, stream]).choice(indices, cap, replace=False))
+
+
 def prepare_data(
     dataset_name: str,
     image_size,
@@ -1113,17 +1127,10 @@ def prepare_data(
         train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
         val_pixels, val_labels = train_pixels, train_labels
 
-    def subset(indices, cap, k):
-        # A generator per subset: each depends only on the seed and its own cap (a data-scaling study that
-        # changes --max_train_samples still scores every run on the same validation and test images).
-        if cap is None or cap >= len(indices):
-            return indices
-        return np.sort(np.random.default_rng([seed, k]).choice(indices, cap, replace=False))
-
-    train_idx = subset(train_idx, max_train_samples, 0)
+    train_idx = sample_rows(train_idx, max_train_samples, seed, 0)
     warn_untrained_classes(train_labels[train_idx], num_labels, names)
-    val_idx = subset(val_idx, max_eval_samples, 1)
-    test_idx = subset(np.arange(len(test_labels)), max_test_samples, 2)
+    val_idx = sample_rows(val_idx, max_eval_samples, seed, 1)
+    test_idx = sample_rows(np.arange(len(test_labels)), max_test_samples, seed, TEST_SAMPLE)
 
     return PreparedData(
         train=ImageTensorDataset(train_pixels, train_labels, train_idx, augment=True),

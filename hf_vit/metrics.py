@@ -94,6 +94,18 @@ def _summary(logits, labels) -> dict:
     return {k: result[k] for k in ("accuracy", "top3_accuracy", "macro_f1") if k in result}
 
 
+def part_of_split(metrics: dict) -> str | None:
+    """"500 of 10,000 images (a random sample, seed 42)" when the metrics score only part of their split
+    (evaluate_model.py --max_eval_samples), else None. One wording for the evaluation table, the report and the
+    card: none may pass a sample's accuracy off as the split's."""
+    scored, total = metrics.get("num_examples"), metrics.get("split_size")
+    if not (isinstance(scored, int) and isinstance(total, int) and scored < total):
+        return None
+    sample = metrics.get("sample") if isinstance(metrics.get("sample"), dict) else {}
+    seed = f", seed {sample['seed']}" if isinstance(sample.get("seed"), int) else ""
+    return f"{scored:,} of {total:,} images (a random sample{seed})"
+
+
 def macro_scope(per_class) -> str:
     """" (over 2 of 3 classes)" when some classes are in neither the labels nor the predictions (their
     precision is None and the macro means leave them out), else "". One wording for the evaluation table,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import macro_scope
+from .metrics import macro_scope, part_of_split
 from .output_folder import replace_text
 from .spreadsheet import csv_value
 
@@ -176,7 +176,7 @@ def _metrics_table(metrics: dict) -> str:
         (f"macro precision{over}", f"{metrics['macro_precision']:.4f}"),
         (f"macro recall{over}", f"{metrics['macro_recall']:.4f}"),
         (f"macro F1{over}", f"{metrics['macro_f1']:.4f}"),
-        ("examples", str(metrics["num_examples"])),
+        ("examples", part_of_split(metrics) or str(metrics["num_examples"])),
     ]
     if "evaluation" in metrics:
         rows.append(("misclassified", str(metrics["evaluation"].get("num_misclassified", ""))))
@@ -186,6 +186,19 @@ def _metrics_table(metrics: dict) -> str:
     )
     table = f'<table id="metrics"><caption>Overall metrics</caption>{head}<tbody>{body}</tbody></table>'
     return _scrolling("Metrics", table)
+
+
+def _part_of_split_note(metrics: dict) -> str:
+    """For an evaluation of part of its split: that its numbers are not the split's (empty for a whole split)."""
+    part = part_of_split(metrics)
+    if part is None:
+        return ""
+    split = html.escape(str(metrics.get("split") or "?"))
+    return (
+        f'<p id="part-of-split"><strong>Part of the split:</strong> these results score {html.escape(part)} of the '
+        f"{split} split (--max_eval_samples), not the whole split: its accuracy may differ. Evaluate without "
+        "--max_eval_samples for the split's own numbers.</p>\n"
+    )
 
 
 def _scrolling(label: str, table: str) -> str:
@@ -406,7 +419,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 <h1>{e(title)}</h1>
 <p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>{_at(metrics, "dataset_revision")}, split
 <b>{e(str(metrics.get("split", "?")))}</b>, model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}</p>
-<h2>Metrics</h2>
+{_part_of_split_note(metrics)}<h2>Metrics</h2>
 {_metrics_table(metrics)}
 <h2>Per class</h2>
 {_per_class_table(metrics)}

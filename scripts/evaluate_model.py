@@ -25,6 +25,12 @@ def parse_args(argv=None):
                    help="a branch, tag or commit of the --dataset Hub dataset (default: its main branch; not for a "
                    "folder); recorded in metrics.json")
     p.add_argument("--split", default="test")
+    p.add_argument("--max_eval_samples", type=int, default=None,
+                   help="evaluate only this many images of the split: a random sample drawn with --seed, kept in row "
+                   "order (of the test split, the images train.py --max_test_samples N --seed S tests). metrics.json, "
+                   "report.html and the model card then say how many of how many images were scored. Default: all")
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of the --max_eval_samples sample (default 42, as training)")
     p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation (never the model folder itself)")
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
@@ -68,6 +74,8 @@ def main(argv=None):
                 trust_remote_code=args.trust_remote_code,
                 revision=args.revision,
                 dataset_revision=args.dataset_revision,
+                max_eval_samples=args.max_eval_samples,
+                seed=args.seed,
             )
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")

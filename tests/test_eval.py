@@ -407,6 +407,54 @@ def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
     assert "hidden" not in message["attrs"] and message["text"].strip() == "The model made no mistakes on this split."
 
 
+def test_an_evaluation_of_part_of_the_split_says_so_in_metrics_report_table_and_card(evaluated, tmp_path, capsys):
+    """evaluate_model.py had no way to score part of a split. --max_eval_samples N scores a seeded random sample (the
+    test images train.py's --max_test_samples N --seed S scores); metrics.json, the printed table, report.html and
+    the model card say how many of how many images, and the card publishes no model-index result for a sample."""
+    from huggingface_hub import ModelCard
+
+    from hf_vit.card import write_model_card
+    from hf_vit.data import prepare_data
+    from hf_vit.configuration_hf_vit import CIFAR10_MEAN, CIFAR10_STD
+
+    model = tmp_path / "model"
+    shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
+    code, stdout = run_evaluate_script(["--model", str(model), "--dataset", str(evaluated["data_dir"]), "--device",
+                                        "cpu", "--max_eval_samples", "20", "--seed", "3"], capsys)  # fmt: skip
+    assert code is None
+    assert "examples: 20 of 60 images (a random sample, seed 3): not the whole split" in stdout
+    out = model / "evaluation"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["num_examples"], metrics["split_size"]) == (20, 60)
+    assert metrics["sample"] == {"max_eval_samples": 20, "seed": 3}
+    # the same images as training's --max_test_samples 20 --seed 3, scored as the fixture's own forward pass does
+    test = prepare_data(str(evaluated["data_dir"]), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=10, seed=3,
+                        max_test_samples=20).test
+    scored = np.asarray(test.indices)
+    assert len(scored) == 20
+    preds, labels = evaluated["preds"][scored], evaluated["labels"][scored]
+    assert metrics["accuracy"] == pytest.approx((preds == labels).mean())
+    assert sorted(int(r["index"]) for r in read_csv(out / "misclassified.csv")) == scored[preds != labels].tolist()
+    page = (out / "report.html").read_text()
+    assert ("<strong>Part of the split:</strong> these results score 20 of 60 images (a random sample, seed 3) of "
+            "the test split") in page
+    assert '<td class="metric">20 of 60 images (a random sample, seed 3)</td>' in page
+    # a Hub dataset's name: a whole split would be published in the model-index; a sample is not
+    (out / "metrics.json").write_text(json.dumps({**metrics, "dataset": "someone/tiny"}))
+    card = ModelCard.load(write_model_card(model))
+    assert card.data.eval_results is None
+    assert "On 20 of 60 images (a random sample, seed 3) of the test split of" in card.text
+    assert "| Images (test split) | 20 of 60 images (a random sample, seed 3) |" in card.text
+    assert "; accuracy on 20 of 60 images (a random sample, seed 3) of the test split" in card.text
+    assert "test accuracy" not in card.text.lower()
+
+    # as many as the split holds, or more: the whole split, said as such
+    metrics = evaluate_model(str(model), dataset=str(evaluated["data_dir"]), device="cpu", progress=False,
+                             max_eval_samples=60)  # fmt: skip
+    assert (metrics["num_examples"], metrics["split_size"], "sample" in metrics) == (60, 60, False)
+    assert "Part of the split" not in (out / "report.html").read_text()
+
+
 def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     """Colour is the row share (a big class and a small one read alike), from white (0) to dark blue (1)."""
     from hf_vit.eval_pictures import DARK_BLUE, confusion_matrix_image
@@ -740,6 +788,10 @@ def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, 
         (["--num_threads", "-1"], "error: --num_threads must be a whole number of at least 1, got -1."),
         (["--gallery_size", "-1"], "error: --gallery_size must be a whole number of at least 0, got -1."),
         (["--batch_size", "0"], "error: --batch_size must be a whole number of at least 1, got 0."),
+        (["--max_eval_samples", "0"], "error: --max_eval_samples must be a whole number of at least 1, got 0; leave it "
+                                      "out to evaluate every image of the split."),
+        (["--max_eval_samples", "-500"], "error: --max_eval_samples must be a whole number of at least 1, got -500; "
+                                         "leave it out to evaluate every image of the split."),
         (["--max_attention_maps", "-5"],
          "error: --max_attention_maps must be a whole number of at least 0, or -1 for all, got -5."),
     ],
