@@ -18,6 +18,8 @@ into pixels, so the tests can check both.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,8 @@ from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode, setting
 from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
 from .presets import PRESETS as TRAINING_PRESETS
+
+logger = logging.getLogger(__name__)
 
 PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
 
@@ -220,7 +224,30 @@ def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
 # ---------------------------------------------------------------------------
 # Drawing
 # ---------------------------------------------------------------------------
-MAX_PICTURE_SIDE = 4096  # the patch grid at --scale: 100000 asked for gigabytes and the process was killed
+# Every picture: the patch grid at --scale 100000 asked for gigabytes and the process was killed; cls_attention.png
+# of a 224-px model of 12 layers x 12 heads came out 9,438 x 8,114 px.
+MAX_PICTURE_SIDE = 4096
+FOOTER_ROOM = 200  # px kept for a caption's wrapped lines when panels are fitted under MAX_PICTURE_SIDE
+# Per-panel scales the pictures are drawn at when they fit (cls_attention and rollout: times the image; the
+# similarity and norm tiles: px per patch, as similarity_tile_size and draw_feature_norms choose them).
+CLS_ATTENTION_SCALE, ROLLOUT_SCALE = 3, 4
+
+
+def canvas_size(rows: int, cols: int, tile_w: int, tile_h: int, left: int = 0, top: int = 0, gap: int = 2):
+    """(width, height) of a rows x cols layout of tiles at `tile_boxes`, before any caption."""
+    return left + gap + cols * (tile_w + gap), top + gap + rows * (tile_h + gap)
+
+
+def fit_scale(panel, rows: int, cols: int, asked, left: int = 0, top: int = 0, gap: int = 2):
+    """The largest per-panel scale up to `asked` at which rows x cols panels of `panel` (width, height) px, with a
+    caption below, stay within MAX_PICTURE_SIDE px a side: `asked` when it fits, else a whole scale (square pixels)
+    down to 1, and only then a fraction of 1."""
+    width, height = panel
+    room_w, room_h = MAX_PICTURE_SIDE - left - gap, MAX_PICTURE_SIDE - top - gap - FOOTER_ROOM
+    fits = min((room_w / cols - gap) / width, (room_h / rows - gap) / height)
+    if fits >= asked:
+        return asked
+    return math.floor(fits) if fits >= 1 else fits
 
 
 def check_patch_grid_scale(config: HfViTConfig, scale: int) -> None:
@@ -281,7 +308,7 @@ def draw_pos_similarity(similarity: np.ndarray, grid_size, cell: int | None = No
     cell = cell or similarity_tile_size(grid_size)
     tile_w, tile_h = gw * cell, gh * cell
     boxes = tile_boxes(gh, gw, tile_w, tile_h, gap=gap)
-    canvas = Image.new("RGB", (gap + gw * (tile_w + gap), gap + gh * (tile_h + gap)), GAP_COLOR)
+    canvas = Image.new("RGB", canvas_size(gh, gw, tile_w, tile_h, gap=gap), GAP_COLOR)
     for i in range(n):
         colors = similarity_colors(similarity[i].reshape(gh, gw))  # (gh, gw, 3)
         tile = Image.fromarray(colors).resize((tile_w, tile_h), Image.NEAREST)
@@ -310,7 +337,7 @@ def _labelled_grid(tiles: list[list[Image.Image]], row_labels, col_labels, gap: 
     tile_w, tile_h = tiles[0][0].size
     rows, cols = len(tiles), len(tiles[0])
     boxes = tile_boxes(rows, cols, tile_w, tile_h, left=left, top=LABEL_TOP, gap=gap)
-    canvas = Image.new("RGB", (left + gap + cols * (tile_w + gap), LABEL_TOP + gap + rows * (tile_h + gap)), BACKGROUND)
+    canvas = Image.new("RGB", canvas_size(rows, cols, tile_w, tile_h, left, LABEL_TOP, gap), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     for (r, c), (x0, y0, _, _) in boxes.items():
         canvas.paste(tiles[r][c], (x0, y0))
@@ -336,7 +363,8 @@ ROLLOUT_MAPS = {
 }
 
 
-def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, pool: str = "cls") -> Image.Image:
+def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale=CLS_ATTENTION_SCALE,
+                       pool: str = "cls") -> Image.Image:
     """Rows = layers; columns = the input (first row only), the heads and their mean. Each map tile is
     `heat_map_image(map, image size x scale)`: one block per patch, beside the image rather than over it. `pool`:
     the model's, which `maps` follow (`cls_attention_maps`); the caption says what they show."""
@@ -362,13 +390,15 @@ def draw_cls_attention(image: Image.Image, maps: np.ndarray, scale: int = 3, poo
     )
 
 
-def model_image_scaled(image: Image.Image, scale: int) -> Image.Image:
-    """The image upscaled with square pixels (drawn beside the maps)."""
+def model_image_scaled(image: Image.Image, scale) -> Image.Image:
+    """The image upscaled with square pixels (drawn beside the maps); a scale under 1 (a picture kept under
+    MAX_PICTURE_SIDE) averages pixels instead of dropping them."""
     image = image.convert("RGB")
-    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.NEAREST if scale >= 1 else Image.BOX)
 
 
-def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray, scale: int = 4,
+def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray, scale=ROLLOUT_SCALE,
                  caption: list[str] | None = None, pool: str = "cls") -> Image.Image:
     """Three panels: the input, rollout over all layers, the last layer's attention (mean of heads), both into
     what the head reads (`pool`: the model's, which the maps follow; the caption says what they show)."""
@@ -379,12 +409,17 @@ def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray
                                                    "bright yellow = most attended, black = least (scaled per panel)"])
 
 
+def norm_tile_size(grid_size) -> int:
+    """Pixels per cell inside one feature-norm tile, so that a tile is about 64 px wide."""
+    return max(2, 64 // max(grid_size))
+
+
 def draw_feature_norms(norms: np.ndarray, grid_size, cell: int | None = None) -> Image.Image:
     """One tile per stage (embeddings, after block 1..L): the patch tokens' norms on the grid, one colour
     scale for all tiles (`magnitude_colors` up to the largest patch norm); [CLS]'s norm written below."""
     gh, gw = grid_size
     stages = norms.shape[0]
-    cell = cell or max(2, 64 // max(grid_size))
+    cell = cell or norm_tile_size(grid_size)
     vmax = float(norms[:, 1:].max())
     maps = [magnitude_colors(norms[s, 1:].reshape(gh, gw), vmax) for s in range(stages)]  # (gh, gw, 3) each
     tiles = [[Image.fromarray(m).resize((gw * cell, gh * cell), Image.NEAREST) for m in maps]]
@@ -574,21 +609,59 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     # The attention maps follow what the head reads: [CLS]'s row, or all tokens' rows averaged for a mean pool.
     pool = config.pool
 
+    smaller = {}  # name -> why the picture is drawn smaller than asked (logged, and kept in pictures.json)
+
+    def fitted(name, panel, rows, cols, asked, left=0, top=0):
+        """`asked`, or the per-panel scale that keeps picture `name` within MAX_PICTURE_SIDE (said in `smaller`)."""
+        fit = fit_scale(panel, rows, cols, asked, left, top)
+        if fit < asked:
+            width, height = canvas_size(rows, cols, round(panel[0] * asked), round(panel[1] * asked), left, top)
+            smaller[name] = (
+                f"{name}.png: its {rows} x {cols} panels are drawn at {fit:.2g}x instead of {asked}x: at {asked}x the "
+                f"picture would be {width:,}x{height:,} px, over the limit of {MAX_PICTURE_SIDE} px a side."
+            )
+        return fit
+
+    gh, gw = grid
+    shown_size = shown.size
+
     def draw(name):
         if name == "patch_grid":
             return draw_patch_grid(shown, config, scale=scale)
         if name == "pos_similarity":
-            return draw_pos_similarity(pos_embedding_similarity(model), grid)
+            cell = max(1, int(fitted(name, (gw, gh), gh, gw, similarity_tile_size(grid))))
+            return draw_pos_similarity(pos_embedding_similarity(model), grid, cell=cell)
         if name == "cls_attention":
-            return draw_cls_attention(shown, cls_attention_maps(result["attentions"], grid, pool), pool=pool)
+            maps = cls_attention_maps(result["attentions"], grid, pool)  # (depth, heads, gh, gw)
+            rows, cols = maps.shape[0], maps.shape[1] + 2  # the input, the heads, their mean
+            fit = fitted(name, shown_size, rows, cols, CLS_ATTENTION_SCALE, LABEL_LEFT, LABEL_TOP)
+            return draw_cls_attention(shown, maps, scale=fit, pool=pool)
         if name == "rollout":
             last = patch_map_to_grid(pooled_attention(result["attentions"], pool, layer=-1)[0], grid)
-            return draw_rollout(shown, rollout_map(result["attentions"], grid, pool), last, caption=caption,
-                                pool=pool)
-        return draw_feature_norms(token_norms(result["hidden_states"]), grid)
+            fit = fitted(name, shown_size, 1, 3, ROLLOUT_SCALE, 0, LABEL_TOP)
+            return draw_rollout(shown, rollout_map(result["attentions"], grid, pool), last, scale=fit,
+                                caption=caption, pool=pool)
+        norms = token_norms(result["hidden_states"])  # (depth + 1, N + 1): one tile per stage
+        cell = max(1, int(fitted(name, (gw, gh), 1, len(norms), norm_tile_size(grid), 0, LABEL_TOP)))
+        return draw_feature_norms(norms, grid, cell=cell)
+
+    def within_limit(name, picture):
+        """The last word on MAX_PICTURE_SIDE, for what no fitted scale keeps under it (e.g. a 1-px-per-patch
+        similarity grid of thousands of patches): shrunk as a whole."""
+        if max(picture.size) <= MAX_PICTURE_SIDE:
+            return picture
+        before = picture.size
+        picture.thumbnail((MAX_PICTURE_SIDE, MAX_PICTURE_SIDE), Image.LANCZOS)
+        smaller[name] = (
+            f"{name}.png is shrunk from {before[0]:,}x{before[1]:,} to {picture.width}x{picture.height} px: the limit "
+            f"is {MAX_PICTURE_SIDE} px a side (its labels may be hard to read)."
+        )
+        return picture
 
     # All drawn in memory before the folder is touched: a failure (or Ctrl-C) while drawing leaves it as it was.
-    drawn = {name: draw(name) for name in pictures}
+    drawn = {name: within_limit(name, draw(name)) for name in pictures}
+    for note in smaller.values():
+        logger.warning(note)
     summary = {
         "source": source,
         "label": label,
@@ -603,6 +676,7 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         "pool": config.pool,
         "attention_maps_show": MAPS_SHOW[pool],  # what cls_attention.png and rollout.png follow, by the pool
         "pictures": {name: f"{name}.png" for name in drawn},
+        **({"drawn_smaller": smaller} if smaller else {}),
     }
     return _write_set(output_dir, drawn, summary)
 

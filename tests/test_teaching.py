@@ -18,6 +18,7 @@ from hf_vit.attention_maps import heat_map_image
 from hf_vit.data import flags_in_messages
 from hf_vit.teaching import (
     GRID_COLOR,
+    PICTURES,
     cls_attention_maps,
     patch_grid_cells,
     pos_embedding_similarity,
@@ -916,3 +917,38 @@ def test_a_dataset_image_in_a_column_datasets_reads_as_images_is_drawn(tmp_path)
     with pytest.raises(ValueError, match=r"^the column 'label' of .* holds Value values, not images. Name the image "
                                          r"column with image_column\.$"):
         load_dataset_image(str(tmp_path / "ds"), 0, image_column="label")
+
+
+def test_every_picture_stays_within_the_size_limit_and_says_when_it_is_drawn_smaller(tmp_path, caplog):
+    """--scale capped only the patch grid: cls_attention.png (every layer x head, 3x per panel) of a 224-px model of
+    12 layers x 12 heads came out 9,466 x 8,106 px, and rollout.png of a 384-px model 4,616 px wide. Now every picture
+    is kept within MAX_PICTURE_SIDE px a side (its panels drawn smaller: whole scales, then a fraction of 1), and
+    visualize.py says which picture was drawn smaller and why; pictures.json keeps the note."""
+    from hf_vit.teaching import MAX_PICTURE_SIDE
+
+    noise_image(64, 64).save(tmp_path / "in.png")
+    out = tmp_path / "pictures"
+    small = ["--dim", "16", "--depth", "12", "--heads", "12", "--dim_head", "4", "--mlp_dim", "16"]
+    load_script().main(["--image_size", "224", "--patch_size", "16", *small, "--image", str(tmp_path / "in.png"),
+                        "--output_dir", str(out)])  # fmt: skip
+    note = ("cls_attention.png: its 12 x 14 panels are drawn at 1x instead of 3x: at 3x the picture would be "
+            f"9,466x8,106 px, over the limit of {MAX_PICTURE_SIDE} px a side.")
+    assert [r.getMessage() for r in caplog.records if r.name == "hf_vit.teaching"] == [note]  # on stderr in a run
+    assert json.loads((out / "pictures.json").read_text())["drawn_smaller"] == {"cls_attention": note}
+    for name in PICTURES:
+        with Image.open(out / f"{name}.png") as img:
+            assert max(img.size) <= MAX_PICTURE_SIDE, (name, img.size)
+    with Image.open(out / "cls_attention.png") as img:  # 28 px row labels + 14 panels of 224 px at 1x
+        assert img.width == 28 + 2 + 14 * (224 + 2)
+
+    # Under 1x: 12 x 14 panels of a 384-px model are drawn at 0.75x (288 px), the rollout's 3 at 3x, not 4x.
+    model = tiny_model(image_size=384, patch_size=16, dim=16, depth=12, heads=12, dim_head=4, mlp_dim=16)
+    write_pictures(model, noise_image(64, 64), tmp_path / "big", pictures=["cls_attention", "rollout"])
+    smaller = json.loads((tmp_path / "big" / "pictures.json").read_text())["drawn_smaller"]
+    assert "panels are drawn at 0.75x instead of 3x" in smaller["cls_attention"]
+    assert "its 1 x 3 panels are drawn at 3x instead of 4x" in smaller["rollout"]
+    for name in ("cls_attention", "rollout"):
+        with Image.open(tmp_path / "big" / f"{name}.png") as img:
+            assert max(img.size) <= MAX_PICTURE_SIDE, (name, img.size)
+    with Image.open(tmp_path / "big" / "cls_attention.png") as img:
+        assert img.width == 28 + 2 + 14 * (288 + 2)
