@@ -36,11 +36,12 @@ TEMPLATE_NAME = "model_card.md"
 HUB_DATASET = "uoft-cs/cifar10"
 HUB_DATASET_NAMES = (HUB_DATASET, "cifar10")  # the old canonical id leads to the same dataset
 
-# (file under evaluation/, caption; {split} is the evaluated split) in the order the card shows them.
+# (file under evaluation/, caption; {split}: "test split", or "test split, a sample of 500 images") in the order the
+# card shows them.
 PICTURES = (
-    ("gallery.png", "The most confident mistakes ({split} split)"),
-    ("confusion_matrix.png", "Confusion matrix ({split} split)"),
-    ("per_class_accuracy.png", "Accuracy per class ({split} split)"),
+    ("gallery.png", "The most confident mistakes ({split})"),
+    ("confusion_matrix.png", "Confusion matrix ({split})"),
+    ("per_class_accuracy.png", "Accuracy per class ({split})"),
 )
 
 
@@ -549,7 +550,12 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
                 train_rows.append((name, _cell(train_info[key])))
 
     # -- results ---------------------------------------------------------------
-    metrics, metrics_file = (eval_metrics, "evaluation/metrics.json") if "accuracy" in eval_metrics else (train_metrics, "metrics.json")
+    # An evaluation of a sample (evaluate_model.py --max_eval_samples) gives way to training's results on its whole
+    # test split, where there are some: a quick look at 500 mistakes must not replace the split's accuracy.
+    eval_sample = part_of_split(eval_metrics)
+    whole_test = "accuracy" in train_metrics and "max_test_samples" not in limits and not part_of_split(train_metrics)
+    use_eval = "accuracy" in eval_metrics and not (eval_sample and whole_test)
+    metrics, metrics_file = (eval_metrics, "evaluation/metrics.json") if use_eval else (train_metrics, "metrics.json")
     accuracy = metrics.get("accuracy")
     # The split and dataset the numbers come from, as the metrics file records them (training's is its test split).
     split = _split_of(metrics)
@@ -603,6 +609,11 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             else f"On part of the {split} split of {results_label} (from `{metrics_file}`); so the card's metadata "
             "(model-index) reports no result."
         )
+    if eval_sample and not use_eval and accuracy is not None:
+        results_intro += (
+            f" The evaluation in `evaluation/` scored only {eval_sample} of the {_split_of(eval_metrics)} split: its "
+            "pictures below are of that sample."
+        )
     seen = _seen_in_training(metrics, recipe, dataset, train_metrics) if metrics is eval_metrics else None
     if seen:  # labelled by its split, but a reader must also learn that training used those very images
         held_out = train_metrics.get("accuracy")
@@ -624,7 +635,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     # (hub.upload_plan), so the card shows them only with it, or the Hub page would show broken images.
     finished = (model_dir / "evaluation" / "metrics.json").is_file()
     pictures = [
-        (caption.format(split=pictures_split), f"evaluation/{name}")
+        (caption.format(split=pictures_split + (f" split, a sample of {eval_metrics['num_examples']:,} images"
+                                                if eval_sample else " split")), f"evaluation/{name}")
         for name, caption in PICTURES
         if finished and (model_dir / "evaluation" / name).is_file()
     ]

@@ -455,6 +455,36 @@ def test_an_evaluation_of_part_of_the_split_says_so_in_metrics_report_table_and_
     assert "Part of the split" not in (out / "report.html").read_text()
 
 
+def test_a_card_keeps_trainings_whole_test_split_over_an_evaluation_of_a_sample(evaluated, tmp_path):
+    """An evaluation of 500 images (--max_eval_samples) made after training replaced training's results on the
+    whole test split in the card (and dropped its model-index): a quick look at some mistakes cost the model its
+    published accuracy. Training's whole split is shown now, and the card says the pictures are of a sample."""
+    from huggingface_hub import ModelCard
+
+    from hf_vit.card import write_model_card
+
+    model = tmp_path / "model"
+    shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
+    labels, preds = evaluated["labels"], evaluated["preds"]
+    whole = classification_metrics(np.eye(10)[preds], labels, label_names=CIFAR10_NAMES)
+    (model / "metrics.json").write_text(json.dumps({**whole, "dataset": "someone/tiny", "split": "test"}))
+    sample = classification_metrics(np.eye(10)[preds[:20]], labels[:20], label_names=CIFAR10_NAMES)
+    (model / "evaluation").mkdir()
+    (model / "evaluation" / "metrics.json").write_text(json.dumps({
+        **sample, "dataset": "someone/tiny", "split": "test", "split_size": 60, "sample": {"max_eval_samples": 20,
+                                                                                          "seed": 42}}))  # fmt: skip
+    for name in ("gallery.png", "confusion_matrix.png"):
+        shutil.copy(evaluated["out"] / name, model / "evaluation" / name)
+    card = ModelCard.load(write_model_card(model))
+    (result,) = card.data.eval_results
+    assert result.metric_value == whole["accuracy"] != sample["accuracy"]
+    assert "On the test split of" in card.text and "(from `metrics.json`)" in card.text
+    assert ("The evaluation in `evaluation/` scored only 20 of 60 images (a random sample, seed 42) of the test "
+            "split: its pictures below are of that sample.") in card.text
+    assert "**Confusion matrix (test split, a sample of 20 images)**" in card.text
+    assert "| Images (test split) | 60 |" in card.text
+
+
 def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     """Colour is the row share (a big class and a small one read alike), from white (0) to dark blue (1)."""
     from hf_vit.eval_pictures import DARK_BLUE, confusion_matrix_image
