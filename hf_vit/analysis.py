@@ -848,10 +848,16 @@ def _evaluate(
             # class names come from a dataset card: one like =HYPERLINK(...) must stay text in a spreadsheet
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else csv_cell(v)) for k, v in row.items()})
 
-    confusion_matrix_image(metrics["confusion_matrix"], names).save(output_dir / "confusion_matrix.png")
+    # Pictures of a sample say so in their titles: they are shown on their own (the card, the Hub page, a slide).
+    of = f" ({num:,} of {split_size:,} images)" if num < split_size else ""
+    confusion_matrix_image(metrics["confusion_matrix"], names, title=f"Confusion matrix{of}").save(
+        output_dir / "confusion_matrix.png"
+    )
     # A class without images in this split has no accuracy: drawn as such, not as a 0% bar.
     recalls = [row["recall"] if row["support"] else None for row in (metrics["per_class"][n] for n in names)]
-    per_class_accuracy_image(recalls, names, overall=metrics["accuracy"]).save(output_dir / "per_class_accuracy.png")
+    per_class_accuracy_image(recalls, names, overall=metrics["accuracy"], title=f"Accuracy per class{of}").save(
+        output_dir / "per_class_accuracy.png"
+    )
     shown = by_confidence[:gallery_size]
     gallery_images = [Image.open(output_dir / r["image"]) for r in shown]
     captions = [
@@ -862,7 +868,8 @@ def _evaluate(
         ]
         for r in shown
     ]
-    title = f"The {len(shown)} most confident mistakes (of {len(rows)})"
+    among = f" in {num:,} of {split_size:,} images" if of else ""
+    title = f"The {len(shown)} most confident mistakes (of {len(rows)}{among})"
     gallery_image(gallery_images, captions, title=title).save(output_dir / "gallery.png")
 
     elapsed = time.perf_counter() - start

@@ -79,7 +79,8 @@ def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") ->
     f_names, f_cell, f_title = font(13), font(max(8, min(14, cell // 3))), font(16)
     name_w = _measure(names, f_names) + 10
     left, top = name_w + 24, name_w + 52  # room for the names, the axis captions and the title
-    width, height = left + num_classes * cell + 10, top + num_classes * cell + 10
+    # as wide as the title too: a few classes make a matrix narrower than "Confusion matrix (500 of 10,000 images)"
+    width, height = max(left + num_classes * cell + 10, _measure([title], f_title) + 20), top + num_classes * cell + 10
     img = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(img)
     draw.text((10, 8), title, font=f_title, fill=BLACK)
@@ -117,7 +118,7 @@ def per_class_accuracy_image(accuracies, names, overall: float | None = None, ti
     bar_h, gap, bar_max = 18, 6, 320
     name_w = _measure(names, f_names) + 12
     left, top = name_w + 10, 40
-    width = left + bar_max + 70
+    width = max(left + bar_max + 70, _measure([title], f_title) + 20)  # and room for a longer title
     height = top + len(names) * (bar_h + gap) + 30
     img = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(img)

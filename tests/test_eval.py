@@ -485,6 +485,38 @@ def test_a_card_keeps_trainings_whole_test_split_over_an_evaluation_of_a_sample(
     assert "| Images (test split) | 60 |" in card.text
 
 
+def test_the_pictures_of_a_sample_say_so_in_their_titles(evaluated, tmp_path):
+    """confusion_matrix.png, per_class_accuracy.png and gallery.png of an evaluation of 20 of 60 images were titled
+    as a whole split's ("Confusion matrix", "Accuracy per class"): the card and the Hub page show them on their own.
+    Their titles now give the count, and a matrix or chart of few classes is widened to hold its title."""
+    from hf_vit.eval_pictures import confusion_matrix_image, font, gallery_image, text_size
+    from PIL import ImageDraw
+
+    out = tmp_path / "out"
+    metrics = evaluate_model(str(evaluated["model_dir"]), dataset=str(evaluated["data_dir"]), output_dir=out,
+                             device="cpu", progress=False, max_eval_samples=20, max_attention_maps=0)  # fmt: skip
+    names = list(metrics["per_class"])
+    drawn = confusion_matrix_image(metrics["confusion_matrix"], names, title="Confusion matrix (20 of 60 images)")
+    assert (np.asarray(Image.open(out / "confusion_matrix.png")) == np.asarray(drawn)).all()
+    recalls = [row["recall"] if row["support"] else None for row in metrics["per_class"].values()]
+    drawn = per_class_accuracy_image(recalls, names, overall=metrics["accuracy"],
+                                     title="Accuracy per class (20 of 60 images)")  # fmt: skip
+    assert (np.asarray(Image.open(out / "per_class_accuracy.png")) == np.asarray(drawn)).all()
+    with Image.open(out / "gallery.png") as gallery:
+        wrong = metrics["evaluation"]["num_misclassified"]
+        title = f"The {min(wrong, 32)} most confident mistakes (of {wrong} in 20 of 60 images)"
+        assert gallery.size == gallery_image([Image.new("RGB", (32, 32))] * min(wrong, 32),
+                                             [[("", BAR_BLUE)] * 3] * min(wrong, 32), title=title).size
+    # two classes: the long title fits
+    def width(title):
+        return text_size(ImageDraw.Draw(Image.new("RGB", (1, 1))), title, font(16))[0]
+
+    title = "Confusion matrix (500 of 10,000 images)"
+    assert confusion_matrix_image([[1, 0], [0, 1]], ["a", "b"], title=title).width >= width(title) + 20
+    title = "Accuracy per class (500 of 10,000 images of the validation split)"
+    assert per_class_accuracy_image([1.0], ["a"], title=title).width >= width(title) + 20
+
+
 def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     """Colour is the row share (a big class and a small one read alike), from white (0) to dark blue (1)."""
     from hf_vit.eval_pictures import DARK_BLUE, confusion_matrix_image
