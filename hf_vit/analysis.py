@@ -583,7 +583,7 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
         )
     # A rerun clears the earlier evaluation's files (EVALUATION_FILES): only in a folder that an evaluation wrote
     # (misclassified/ is made before anything else is written), never in one of the user's.
-    earlier = (output_dir / "misclassified").is_dir() or (output_dir / "misclassified.csv").is_file()
+    earlier = holds_an_evaluation(output_dir)
     own = sorted(p.name for p in output_dir.iterdir() if not p.name.startswith(".")) if output_dir.is_dir() else []
     if own and not earlier:  # hidden files (.DS_Store, .gitkeep) are no one's evaluation and no one's photos
         example = own[0]
@@ -592,6 +592,11 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "
             "or empty folder."
         )
+
+
+def holds_an_evaluation(folder: Path) -> bool:
+    """An evaluation wrote `folder` (misclassified/ is made before anything else is written)."""
+    return (folder / "misclassified").is_dir() or (folder / "misclassified.csv").is_file()
 
 
 def _refuse_other_models_evaluation(output_dir: Path, model_path: Path) -> None:

@@ -481,11 +481,25 @@ def load_model(model_dir, trust_remote_code: bool = False, revision: str | None 
 
 
 def check_output_dir(output_dir) -> Path:
-    """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent)."""
+    """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent), a model
+    folder or an evaluation folder: their files are training's and the evaluation's, which the push uploads and a
+    rerun of the evaluation clears (it deleted these pictures and left pictures.json naming them)."""
+    from .analysis import holds_an_evaluation
+
     output_dir = Path(output_dir).expanduser()
+    given = setting("output_dir", str(output_dir))
     if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{given} is a file, not a folder. Pass a folder for the pictures.")
+    model, evaluation = (output_dir / "config.json").is_file(), holds_an_evaluation(output_dir)
+    if model or evaluation:
+        whose = (
+            "a model folder (it holds config.json): the pictures would mix with what training wrote there" if model
+            else "an evaluation folder: a rerun of evaluate_model.py deletes every .png there, and a push would "
+            "upload the pictures as the evaluation's"
+        )
+        own = output_dir / "pictures" if model else output_dir.parent / "pictures"  # beside the evaluation
         raise ValueError(
-            f"{setting('output_dir', str(output_dir))} is a file, not a folder. Pass a folder for the pictures."
+            f"{given} is {whose}. Pass a folder of their own, e.g. {setting('output_dir', str(own), quote=False)}."
         )
     return output_dir
 

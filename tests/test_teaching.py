@@ -952,3 +952,30 @@ def test_every_picture_stays_within_the_size_limit_and_says_when_it_is_drawn_sma
             assert max(img.size) <= MAX_PICTURE_SIDE, (name, img.size)
     with Image.open(tmp_path / "big" / "cls_attention.png") as img:
         assert img.width == 28 + 2 + 14 * (288 + 2)
+
+
+def test_pictures_are_refused_in_a_model_or_evaluation_folder(tmp_path, capsys):
+    """visualize.py --output_dir runs/x/evaluation wrote its five PNGs and pictures.json among the evaluation's: the
+    push uploaded them as evaluation pictures, and a rerun of evaluate_model.py deleted the PNGs but left
+    pictures.json naming them. Into the model folder they mixed with training's files. Both are refused now, naming
+    a folder of their own; nothing is written."""
+    model = tmp_path / "run"
+    tiny_model(image_size=16).save_pretrained(model)
+    (model / "evaluation" / "misclassified").mkdir(parents=True)
+    noise_image(16, 16).save(tmp_path / "in.png")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for output_dir, whose, own in (
+        (model / "evaluation", "an evaluation folder: a rerun of evaluate_model.py deletes every .png there",
+         model / "pictures"),
+        (model, "a model folder (it holds config.json): the pictures would mix with what training wrote there",
+         model / "pictures"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            load_script().main(["--model", str(model), "--image", str(tmp_path / "in.png"), "--output_dir",
+                                str(output_dir)])  # fmt: skip
+        assert str(exc.value.code).startswith(f"error: --output_dir '{output_dir}' is {whose}"), exc.value.code
+        assert str(exc.value.code).endswith(f"Pass a folder of their own, e.g. --output_dir {own}.")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    load_script().main(["--model", str(model), "--image", str(tmp_path / "in.png"), "--output_dir",
+                        str(model / "pictures"), "--pictures", "rollout"])  # fmt: skip
+    assert (model / "pictures" / "rollout.png").is_file()
