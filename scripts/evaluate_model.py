@@ -29,7 +29,7 @@ def parse_args(argv=None):
                    help="evaluate only this many images of the split: a random sample drawn with --seed, kept in row "
                    "order (of the test split, the images train.py --max_test_samples N --seed S tests). metrics.json, "
                    "report.html and the model card then say how many of how many images were scored. Default: all")
-    p.add_argument("--seed", type=int, default=42,
+    p.add_argument("--seed", type=int, default=None,
                    help="seed of the --max_eval_samples sample (default 42, as training)")
     p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation (never the model folder itself)")
     p.add_argument("--batch_size", type=int, default=256)
@@ -51,6 +51,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.seed is not None and args.max_eval_samples is None:  # the whole split is scored: nothing to seed
+        sys.exit("error: --seed only applies with --max_eval_samples N (it draws which images are scored); pass both, "
+                 "or leave --seed out to evaluate every image of the split.")
     try:
         # the evaluation does not share out its images: each process would score the whole split
         refuse_several_processes("evaluate_model.py", "each would evaluate the whole split into the same --output_dir",
@@ -75,7 +78,7 @@ def main(argv=None):
                 revision=args.revision,
                 dataset_revision=args.dataset_revision,
                 max_eval_samples=args.max_eval_samples,
-                seed=args.seed,
+                seed=42 if args.seed is None else args.seed,
             )
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")

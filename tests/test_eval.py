@@ -854,6 +854,8 @@ def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, 
                                       "out to evaluate every image of the split."),
         (["--max_eval_samples", "-500"], "error: --max_eval_samples must be a whole number of at least 1, got -500; "
                                          "leave it out to evaluate every image of the split."),
+        (["--seed", "7"], "error: --seed only applies with --max_eval_samples N (it draws which images are scored); "
+                          "pass both, or leave --seed out to evaluate every image of the split."),
         (["--max_attention_maps", "-5"],
          "error: --max_attention_maps must be a whole number of at least 0, or -1 for all, got -5."),
     ],
