@@ -64,6 +64,7 @@ FIRST_CARDS = 200
 FULL_CONFUSION_TABLE, TOP_CONFUSIONS = 100, 20
 # Under the filters when no card is shown: none of the mistakes matches, or there are none at all.
 NO_MATCH, NO_MISTAKES = "No mistakes match these filters.", "The model made no mistakes on this split."
+NO_MISTAKES_IN_SAMPLE = "The model made no mistakes on these images (part of the split: see above)."
 UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>'
 
 STYLE = """
@@ -410,6 +411,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
     note = metrics.get("evaluation", {}).get("attention_note")
     key, maps, no_map = _attention_key(metrics), _attention_maps(metrics), _no_map_reason(metrics)
     # where the model looked, or, for a model whose maps were all skipped, that the note below says why
+    none = NO_MISTAKES_IN_SAMPLE if part_of_split(metrics) else NO_MISTAKES  # a sample's are not the split's
     looked = f"and where it looked ({e(maps)}; {e(key)})" if no_map == BEYOND_LIMIT else "(no attention maps: see below)"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -433,7 +435,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 <label>predicted class <select id="filter-pred">{options}</select></label>
 <span role="status" aria-live="polite" aria-atomic="true">showing
 <span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
-id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else NO_MISTAKES}</b></span>
+id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else none}</b></span>
 </div>
 {_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps, _attention_layout(metrics), no_map)}
 </main>

@@ -517,6 +517,16 @@ def test_the_pictures_of_a_sample_say_so_in_their_titles(evaluated, tmp_path):
     assert per_class_accuracy_image([1.0], ["a"], title=title).width >= width(title) + 20
 
 
+def test_no_mistakes_on_a_sample_is_not_called_none_on_the_split(evaluated, tmp_path):
+    """A report of 10 of 60 images without a mistake said "The model made no mistakes on this split."."""
+    make_controlled_model(tmp_path / "model", evaluated["data_dir"], confuse=False)
+    out = tmp_path / "out"
+    evaluate_model(str(tmp_path / "model"), dataset=str(evaluated["data_dir"]), output_dir=out, device="cpu",
+                   progress=False, max_eval_samples=10)  # fmt: skip
+    message = find_all(parse_page((out / "report.html").read_text()), id="no-match")[0]
+    assert message["text"].strip() == "The model made no mistakes on these images (part of the split: see above)."
+
+
 def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     """Colour is the row share (a big class and a small one read alike), from white (0) to dark blue (1)."""
     from hf_vit.eval_pictures import DARK_BLUE, confusion_matrix_image
