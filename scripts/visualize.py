@@ -60,7 +60,9 @@ def parse_args(argv=None):
         "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
     )
     parser.add_argument("--scale", type=int, default=8,
-                        help="upscaling of the patch grid picture (default: 8; at most 4096 px a side)")
+                        help="upscaling of the patch grid picture (default: 8; at most 4096 px a side). The other "
+                        "pictures keep to 4096 px a side too: their panels are drawn smaller where needed, with a "
+                        "message naming the picture")
     args = parser.parse_args(argv)
 
     overrides = [f"--{n}" for n in (*CONFIG_FLAGS, "pool") if getattr(args, n) is not None]
