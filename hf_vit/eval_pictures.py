@@ -67,35 +67,54 @@ def _rotated_text(text: str, fnt, fill=BLACK) -> Image.Image:
     return img.rotate(90, expand=True)
 
 
+# No picture over this many px a side (visualize.py's too, hf_vit.teaching): 1000 classes drew a 14,099 x 14,127 px
+# confusion matrix (1.2 GB, a minute), which report.html then carried as a data URI.
+MAX_PICTURE_SIDE = 4096
+NAMED_CELL = 14  # the smallest cell that still has room for a class name beside its row and above its column
+
+
 def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") -> Image.Image:
     """Heatmap of a (C, C) count matrix (rows: true class, columns: predicted class).
 
     Colour is the row-normalised share (the recall of each cell), so small and
-    large classes read alike; the number in each cell is the raw count.
+    large classes read alike; the number in each cell is the raw count. Within
+    MAX_PICTURE_SIDE: classes too many for named rows of NAMED_CELL px get smaller cells and no names (in the
+    order of the labels).
     """
     cm = np.asarray(confusion, dtype=np.int64)
     num_classes = cm.shape[0]
-    cell = int(max(14, min(48, 640 // max(num_classes, 1))))
+    cell = int(max(NAMED_CELL, min(48, 640 // max(num_classes, 1))))
     f_names, f_cell, f_title = font(13), font(max(8, min(14, cell // 3))), font(16)
     name_w = _measure(names, f_names) + 10
+    named = name_w + 52 + num_classes * cell + 10 <= MAX_PICTURE_SIDE  # the top margin is the larger one
+    if not named:  # the names' margins dropped; cells as large as the limit allows, at least 1 px
+        name_w = 0
+        cell = max(1, (MAX_PICTURE_SIDE - 52 - 10) // max(num_classes, 1))
     left, top = name_w + 24, name_w + 52  # room for the names, the axis captions and the title
     # as wide as the title too: a few classes make a matrix narrower than "Confusion matrix (500 of 10,000 images)"
     width, height = max(left + num_classes * cell + 10, _measure([title], f_title) + 20), top + num_classes * cell + 10
     img = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(img)
     draw.text((10, 8), title, font=f_title, fill=BLACK)
-    draw.text((left, 30), "predicted class ->", font=f_names, fill=GREY)
+    axis = "predicted class ->" if named else "predicted class -> (classes in the order of labels)"
+    draw.text((left, 30), axis, font=f_names, fill=GREY)
     caption = _rotated_text("<- true class", f_names, GREY)  # turned a quarter left: the arrow points down the rows
     img.paste(caption, (4, top), caption)
 
     row_sums = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=np.float64), where=row_sums > 0)
-    for i in range(num_classes):
-        for j in range(num_classes):
-            colour = tuple(int(c) for c in np.array(WHITE) + share[i, j] * (DARK_BLUE - np.array(WHITE)))
-            x0, y0 = left + j * cell, top + i * cell
-            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(220, 220, 220))
-            if cell >= 20:
+    # All cells at once: (C, C, 3) colours blown up to cell x cell blocks, each outlined in light grey.
+    colours = (np.array(WHITE) + share[..., None] * (DARK_BLUE - np.array(WHITE))).astype(np.uint8)  # (C, C, 3)
+    blocks = colours.repeat(cell, axis=0).repeat(cell, axis=1)  # (C * cell, C * cell, 3)
+    if cell >= 4:  # smaller cells would be all outline
+        edge = np.isin(np.arange(num_classes * cell) % cell, (0, cell - 1))
+        blocks[edge, :] = blocks[:, edge] = (220, 220, 220)
+    img.paste(Image.fromarray(blocks), (left, top))
+    if cell >= 20:
+        for i in range(num_classes):
+            for j in range(num_classes):
+                colour = tuple(int(c) for c in colours[i, j])
+                x0, y0 = left + j * cell, top + i * cell
                 text = str(cm[i, j])
                 tw, th = text_size(draw, text, f_cell)
                 draw.text(
@@ -104,7 +123,7 @@ def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") ->
                     font=f_cell,
                     fill=readable_on(colour),  # by contrast, not share: white on a mid blue was 3:1
                 )
-    for k, name in enumerate(names):
+    for k, name in enumerate(names if named else ()):
         tw, th = text_size(draw, name, f_names)
         draw.text((left - tw - 6, top + k * cell + (cell - th) / 2 - 2), name, font=f_names, fill=BLACK)
         rotated = _rotated_text(name, f_names)

@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .attention_maps import MAPS_SHOW, heat_map_image, patch_map_to_grid, pooled_attention, pooled_rollout
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode, setting
+from .eval_pictures import MAX_PICTURE_SIDE
 from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
 from .presets import PRESETS as TRAINING_PRESETS
 
@@ -224,9 +225,9 @@ def model_image(image: Image.Image, config: HfViTConfig) -> Image.Image:
 # ---------------------------------------------------------------------------
 # Drawing
 # ---------------------------------------------------------------------------
-# Every picture: the patch grid at --scale 100000 asked for gigabytes and the process was killed; cls_attention.png
-# of a 224-px model of 12 layers x 12 heads came out 9,438 x 8,114 px.
-MAX_PICTURE_SIDE = 4096
+# MAX_PICTURE_SIDE (4096, the evaluation's limit too) holds for every picture: the patch grid at --scale 100000 asked
+# for gigabytes and the process was killed; cls_attention.png of a 224-px model of 12 layers x 12 heads came out
+# 9,466 x 8,106 px.
 FOOTER_ROOM = 200  # px kept for a caption's wrapped lines when panels are fitted under MAX_PICTURE_SIDE
 # Per-panel scales the pictures are drawn at when they fit (cls_attention and rollout: times the image; the
 # similarity and norm tiles: px per patch, as similarity_tile_size and draw_feature_norms choose them).

@@ -544,6 +544,26 @@ def test_confusion_matrix_cells_are_shaded_by_their_share_of_the_true_class():
     assert area(1.0) == 0  # neither by column (90/91, 3/13 ...) nor by the largest count
 
 
+def test_a_confusion_matrix_of_many_classes_stays_within_the_picture_limit():
+    """300 classes drew a 4,300 px confusion matrix, 1000 classes a 14,099 x 14,127 px one (1.2 GB and a minute),
+    which report.html then embedded. Over what named rows of 14 px allow, the cells shrink to fit MAX_PICTURE_SIDE and
+    the names are left out (the axis says the classes are in the order of labels); fewer classes are drawn as before."""
+    from hf_vit.eval_pictures import DARK_BLUE, confusion_matrix_image
+    from hf_vit.teaching import MAX_PICTURE_SIDE
+
+    for n in (300, 1000):
+        counts = np.eye(n, dtype=np.int64) * 5
+        counts[1, 1], counts[1, 0] = 0, 5  # class 1 always taken for class 0
+        picture = confusion_matrix_image(counts, [f"class {k}" for k in range(n)])
+        assert max(picture.size) <= MAX_PICTURE_SIDE, (n, picture.size)
+        cell = (MAX_PICTURE_SIDE - 62) // n
+        assert picture.size == (24 + n * cell + 10, 52 + n * cell + 10)
+        pixels = np.asarray(picture)
+        dark = tuple(DARK_BLUE.astype(np.uint8))
+        centre = lambda i, j: tuple(pixels[52 + i * cell + cell // 2, 24 + j * cell + cell // 2])  # noqa: E731
+        assert centre(0, 0) == centre(n - 1, n - 1) == centre(1, 0) == dark and centre(1, 1) == (255, 255, 255)
+
+
 def test_confusion_matrix_counts_contrast_with_their_cells():
     """Every count is drawn in black or white, whichever stands out more from its cell: at least 4.5:1 (WCAG AA).
     Before, white was chosen above a share of 0.5: 2.98:1 on the cell of share 0.5001."""
