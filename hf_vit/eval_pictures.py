@@ -132,31 +132,48 @@ def confusion_matrix_image(confusion, names, title: str = "Confusion matrix") ->
 
 
 def per_class_accuracy_image(accuracies, names, overall: float | None = None, title: str = "Accuracy per class"):
-    """Horizontal bars: the share of each class's images classified correctly (its recall; None: no images)."""
+    """Horizontal bars: the share of each class's images classified correctly (its recall; None: no images).
+
+    Within MAX_PICTURE_SIDE: classes too many for labelled rows of 24 px (1000 made the chart 24,070 px tall) get
+    thinner bars, in the order of the labels, without their names and numbers (report.html's table has them); a
+    class without images then has no bar at all."""
     f_names, f_title = font(13), font(16)
     bar_h, gap, bar_max = 18, 6, 320
-    name_w = _measure(names, f_names) + 12
-    left, top = name_w + 10, 40
+    top = 40
+    labelled = top + len(names) * (bar_h + gap) + 30 <= MAX_PICTURE_SIDE
+    if not labelled:
+        row = max(1, (MAX_PICTURE_SIDE - top - 46) // len(names))  # 16 px more below: what the bars are
+        gap = 1 if row > 2 else 0
+        bar_h = row - gap
+    name_w = _measure(names, f_names) + 12 if labelled else 0
+    left = name_w + 10
     width = max(left + bar_max + 70, _measure([title], f_title) + 20)  # and room for a longer title
-    height = top + len(names) * (bar_h + gap) + 30
+    height = top + len(names) * (bar_h + gap) + (30 if labelled else 46)
     img = Image.new("RGB", (width, height), WHITE)
     draw = ImageDraw.Draw(img)
     draw.text((10, 8), title, font=f_title, fill=BLACK)
     for k, (name, acc) in enumerate(zip(names, accuracies)):
         y = top + k * (bar_h + gap)
-        tw, th = text_size(draw, name, f_names)
-        draw.text((left - tw - 8, y + (bar_h - th) / 2 - 2), name, font=f_names, fill=BLACK)
-        draw.rectangle([left, y, left + bar_max, y + bar_h], fill=(240, 240, 240))
+        if labelled:
+            tw, th = text_size(draw, name, f_names)
+            draw.text((left - tw - 8, y + (bar_h - th) / 2 - 2), name, font=f_names, fill=BLACK)
         if acc is None:  # no images of this class in the split: nothing to measure
-            draw.text((left + 6, y + 1), "no images", font=f_names, fill=GREY)
+            if labelled:
+                draw.rectangle([left, y, left + bar_max, y + bar_h], fill=(240, 240, 240))
+                draw.text((left + 6, y + 1), "no images", font=f_names, fill=GREY)
             continue
-        draw.rectangle([left, y, left + round(bar_max * float(acc)), y + bar_h], fill=BAR_BLUE)
-        draw.text((left + bar_max + 6, y + 1), f"{100 * float(acc):.1f}%", font=f_names, fill=BLACK)
+        draw.rectangle([left, y, left + bar_max, y + bar_h - (0 if labelled else 1)], fill=(240, 240, 240))
+        draw.rectangle([left, y, left + round(bar_max * float(acc)), y + bar_h - (0 if labelled else 1)],
+                       fill=BAR_BLUE)
+        if labelled:
+            draw.text((left + bar_max + 6, y + 1), f"{100 * float(acc):.1f}%", font=f_names, fill=BLACK)
     axis_y = top + len(names) * (bar_h + gap)
     for frac in (0, 0.5, 1):
         x = left + round(bar_max * frac)
         draw.line([x, axis_y, x, axis_y + 4], fill=GREY)
         draw.text((x - 8, axis_y + 6), f"{int(frac * 100)}%", font=font(11), fill=GREY)
+    if not labelled:
+        draw.text((10, axis_y + 24), f"{len(names)} classes, in the order of labels", font=font(11), fill=GREY)
     if overall is not None:
         # The overall accuracy as a red line, to spot the classes below it; a 1 px white outline parts it from
         # the blue bars (red on that blue is 1.3:1).

@@ -564,6 +564,21 @@ def test_a_confusion_matrix_of_many_classes_stays_within_the_picture_limit():
         assert centre(0, 0) == centre(n - 1, n - 1) == centre(1, 0) == dark and centre(1, 1) == (255, 255, 255)
 
 
+def test_a_per_class_chart_of_many_classes_stays_within_the_picture_limit():
+    """per_class_accuracy.png of 1000 classes was 24,070 px tall. Past what rows of 24 px allow, the bars get thinner
+    (4 px here: 3 of bar, 1 of gap), without names or numbers; each still draws its class's accuracy."""
+    from hf_vit.teaching import MAX_PICTURE_SIDE
+
+    accuracies = [k / 999 for k in range(1000)]
+    pixels = np.asarray(per_class_accuracy_image(accuracies, [f"class {k}" for k in range(1000)]))
+    assert max(pixels.shape[:2]) <= MAX_PICTURE_SIDE, pixels.shape
+    row, left, top = (MAX_PICTURE_SIDE - 86) // 1000, 10, 40
+    for k in (1, 500, 999):  # the blue run of bar k, on its middle line
+        line = pixels[top + k * row + 1, left:left + 321]
+        blue = np.flatnonzero((line == BAR_BLUE).all(axis=1))
+        assert blue.max() == round(320 * accuracies[k]) and blue.min() == 0, k
+
+
 def test_confusion_matrix_counts_contrast_with_their_cells():
     """Every count is drawn in black or white, whichever stands out more from its cell: at least 4.5:1 (WCAG AA).
     Before, white was chosen above a share of 0.5: 2.98:1 on the cell of share 0.5001."""
