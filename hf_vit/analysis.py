@@ -62,9 +62,11 @@ from .data import (
 from .eval_pictures import (
     BLACK,
     GREY,
+    MAX_PICTURE_SIDE,
     RED,
     attention_strip,
     confusion_matrix_image,
+    gallery_capacity,
     gallery_image,
     per_class_accuracy_image,
 )
@@ -699,6 +701,11 @@ def evaluate_model(
             f"{setting('max_attention_maps')} must be a whole number of at least 0, or -1 for all, got "
             f"{max_attention_maps!r}."
         )
+    if gallery_size is not None and gallery_size > gallery_capacity():  # 1000 made gallery.png 19,159 px tall
+        raise ValueError(
+            f"{setting('gallery_size')} must be at most {gallery_capacity()}, got {gallery_size}: gallery.png holds "
+            f"that many mistakes within {MAX_PICTURE_SIDE} px a side (misclassified/ and report.html hold them all)."
+        )
     if max_eval_samples is not None and (
         isinstance(max_eval_samples, bool) or not isinstance(max_eval_samples, int) or max_eval_samples < 1
     ):
@@ -863,7 +870,7 @@ def _evaluate(
     per_class_accuracy_image(recalls, names, overall=metrics["accuracy"], title=f"Accuracy per class{of}").save(
         output_dir / "per_class_accuracy.png"
     )
-    shown = by_confidence[:gallery_size]
+    shown = by_confidence[: gallery_capacity() if gallery_size is None else gallery_size]
     gallery_images = [Image.open(output_dir / r["image"]) for r in shown]
     captions = [
         [

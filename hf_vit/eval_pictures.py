@@ -194,15 +194,25 @@ def _upscale(image: Image.Image, target: int) -> tuple[Image.Image, int]:
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST), scale
 
 
+def _gallery_cell(tile: int, lines: int, pad: int = 8) -> tuple[int, int]:
+    """(width, height) of one gallery cell: the image and `lines` caption lines under it."""
+    return tile + pad, tile + 15 * lines + 4 + pad
+
+
+def gallery_capacity(columns: int = 8, tile: int = 96, lines: int = 3) -> int:
+    """How many images `gallery_image` draws within MAX_PICTURE_SIDE px a side (208 at the evaluation's layout)."""
+    cell_w, cell_h = _gallery_cell(tile, lines)
+    return min(columns, (MAX_PICTURE_SIDE - 16) // cell_w) * ((MAX_PICTURE_SIDE - 34) // cell_h)
+
+
 def gallery_image(images, captions, columns: int = 8, tile: int = 96, title: str = "Most confident mistakes"):
     """A grid of images, each with caption lines under it (`captions[i]` is a list of (text, colour))."""
     f_text, f_title = font(12), font(16)
     lines = max((len(c) for c in captions), default=0)
-    caption_h = 15 * lines + 4
     columns = max(1, min(columns, len(images)))
     rows = max(1, math.ceil(len(images) / columns))
     pad = 8
-    cell_w, cell_h = tile + pad, tile + caption_h + pad
+    cell_w, cell_h = _gallery_cell(tile, lines, pad)
     heading = title if images else f"{title}: none"
     heading_w = _measure([heading], f_title)
     # As wide as the heading too: one or two images (or none) make a grid narrower than its title.

@@ -899,6 +899,8 @@ def test_output_dir_that_is_a_model_folder_is_refused_before_writing(evaluated, 
                                       "out to evaluate every image of the split."),
         (["--max_eval_samples", "-500"], "error: --max_eval_samples must be a whole number of at least 1, got -500; "
                                          "leave it out to evaluate every image of the split."),
+        (["--gallery_size", "209"], "error: --gallery_size must be at most 208, got 209: gallery.png holds that many "
+                                    "mistakes within 4096 px a side (misclassified/ and report.html hold them all)."),
         (["--seed", "7"], "error: --seed only applies with --max_eval_samples N (it draws which images are scored); "
                           "pass both, or leave --seed out to evaluate every image of the split."),
         (["--max_attention_maps", "-5"],
