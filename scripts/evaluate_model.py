@@ -40,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--label_column", default=None, help="default: label, else labels (as training)")
     p.add_argument("--max_attention_maps", type=int, default=500,
                    help="attention maps for at most this many mistakes, most confident first (-1: all)")
-    p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png (0 or more)")
+    p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png (0 to 208: what fits 4096 px)")
     p.add_argument("--trust_remote_code", action="store_true",
                    help="let a --model whose architecture hf_vit and transformers do not know run its own .py files "
                    "(only for a model you trust; hf_vit models never need it)")
