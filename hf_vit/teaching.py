@@ -483,8 +483,8 @@ def load_model(model_dir, trust_remote_code: bool = False, revision: str | None 
 
 def check_output_dir(output_dir) -> Path:
     """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent), a model
-    folder or an evaluation folder: their files are training's and the evaluation's, which the push uploads and a
-    rerun of the evaluation clears (it deleted these pictures and left pictures.json naming them)."""
+    folder or an evaluation folder: their files are training's and the evaluation's, which the push uploads as such
+    (evaluation/*.png goes up as the evaluation's pictures)."""
     from .analysis import holds_an_evaluation
 
     output_dir = Path(output_dir).expanduser()
@@ -495,8 +495,8 @@ def check_output_dir(output_dir) -> Path:
     if model or evaluation:
         whose = (
             "a model folder (it holds config.json): the pictures would mix with what training wrote there" if model
-            else "an evaluation folder: a rerun of evaluate_model.py deletes every .png there, and a push would "
-            "upload the pictures as the evaluation's"
+            else "an evaluation folder: a push would upload the pictures among the evaluation's, as if the "
+            "evaluation had drawn them"
         )
         own = output_dir / "pictures" if model else output_dir.parent / "pictures"  # beside the evaluation
         raise ValueError(

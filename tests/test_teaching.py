@@ -956,8 +956,8 @@ def test_every_picture_stays_within_the_size_limit_and_says_when_it_is_drawn_sma
 
 def test_pictures_are_refused_in_a_model_or_evaluation_folder(tmp_path, capsys):
     """visualize.py --output_dir runs/x/evaluation wrote its five PNGs and pictures.json among the evaluation's: the
-    push uploaded them as evaluation pictures, and a rerun of evaluate_model.py deleted the PNGs but left
-    pictures.json naming them. Into the model folder they mixed with training's files. Both are refused now, naming
+    push uploaded them as evaluation pictures (and a rerun of evaluate_model.py, which then cleared every top-level
+    PNG, deleted them but left pictures.json naming them). Into the model folder they mixed with training's files. Both are refused now, naming
     a folder of their own; nothing is written."""
     model = tmp_path / "run"
     tiny_model(image_size=16).save_pretrained(model)
@@ -965,7 +965,7 @@ def test_pictures_are_refused_in_a_model_or_evaluation_folder(tmp_path, capsys):
     noise_image(16, 16).save(tmp_path / "in.png")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     for output_dir, whose, own in (
-        (model / "evaluation", "an evaluation folder: a rerun of evaluate_model.py deletes every .png there",
+        (model / "evaluation", "an evaluation folder: a push would upload the pictures among the evaluation's",
          model / "pictures"),
         (model, "a model folder (it holds config.json): the pictures would mix with what training wrote there",
          model / "pictures"),
