@@ -153,8 +153,8 @@ class HfViTAttention(nn.Module):
         if output_attentions or not x.shape[0]:
             # SDPA and flash kernels never materialise the weights, and transformers' SDPA fails on an empty batch.
             attention_interface = eager_attention_forward
-        out, attn = attention_interface(
-            self, q, k, v, None, scaling=self.scaling, dropout=self.dropout if self.training else 0.0
+        out, attn = _attend(
+            attention_interface, self, q, k, v, scaling=self.scaling, dropout=self.dropout if self.training else 0.0
         )
         out = rearrange(out, "b n h d -> b n (h d)")  # (B, N+1, heads*dim_head)
         return self.to_out(out), (attn if output_attentions else None)  # weights die here unless asked for
@@ -374,6 +374,22 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+
+def _attend(attention_interface, module, query, key, value, **kwargs):
+    """The attention kernel's call. PyTorch refuses flex attention's CPU backward with "set the input requires_grad
+    to False", which a model user cannot follow (the inputs are the projected q, k, v): said in their terms."""
+    try:
+        return attention_interface(module, query, key, value, None, **kwargs)
+    except NotImplementedError as err:
+        if module.config._attn_implementation != "flex_attention" or query.device.type != "cpu":
+            raise
+        raise NotImplementedError(
+            "attn_implementation='flex_attention' has no backward pass on a CPU (PyTorch's flex attention only runs "
+            "inference there), and this call tracks gradients. For inference, call the model under torch.no_grad() "
+            "(or torch.inference_mode()); to train or take gradients on a CPU, switch the kernel: "
+            "model.set_attn_implementation('sdpa')."
+        ) from err
 
 
 def _refuse_mixed_batches(kwargs) -> None:

@@ -65,6 +65,21 @@ def test_sdpa_equals_eager(shape):
     assert diff <= 1e-5
 
 
+def test_flex_attention_equals_eager_and_on_a_cpu_with_gradients_says_to_use_no_grad_or_sdpa():
+    _, model = make_pair(SHAPES[1], "cls")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixel_values=x).logits
+        model.set_attn_implementation("flex_attention")
+        assert (model(pixel_values=x).logits - expected).abs().max().item() <= 1e-5
+    # PyTorch's flex attention has no backward pass on a CPU: a plain call (gradients on) failed with PyTorch's
+    # "set the input requires_grad to False", advice a model user cannot follow (the input is the projected q/k/v).
+    with pytest.raises(NotImplementedError) as err:
+        model(pixel_values=x)
+    assert "attn_implementation='flex_attention' has no backward pass on a CPU" in str(err.value)
+    assert "torch.no_grad()" in str(err.value) and "model.set_attn_implementation('sdpa')" in str(err.value)
+
+
 def test_output_attentions_and_hidden_states():
     shape = SHAPES[1]
     _, model = make_pair(shape, "cls")
