@@ -312,7 +312,10 @@ class HfViTConfig(PretrainedConfig):
             given = {}
         if given:
             config_dict = {**{k: v for k, v in config_dict.items() if k not in label_keys}, **given}
-        return super().from_dict(config_dict, **kwargs)
+        loaded = super().from_dict(config_dict, **kwargs)
+        # transformers sets the other keyword overrides (dim="64", pool="max") after the constructor's checks.
+        (loaded[0] if isinstance(loaded, tuple) else loaded).validate_hf_vit()
+        return loaded
 
     def to_diff_dict(self):
         # transformers leaves id2label out of config.json when it equals its own default (two labels, LABEL_0

@@ -125,6 +125,26 @@ def test_invalid_values_are_explained(kwargs, pattern):
         HfViTConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"dim": "64"}, r"`dim` must be a positive integer, got '64'"),
+        ({"hidden_size": "64"}, r"`dim` must be a positive integer, got '64'"),
+        ({"patch_size": 5}, r"`patch_size` 5 does not divide `image_size` 32"),
+        ({"pool": "max"}, r"unknown `pool` 'max'"),
+        ({"dropout": 2}, r"`dropout` must be a probability in \[0, 1\), got 2"),
+    ],
+)
+def test_from_pretrained_overrides_are_checked_as_the_constructor_checks_them(tmp_path, kwargs, pattern):
+    """transformers sets from_pretrained's keyword overrides after the constructor: they went unchecked, and a config
+    with dim='64' or a patch size that does not divide the image (a wrong grid_size) came back without a word."""
+    HfViTConfig().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=pattern):
+        HfViTConfig.from_pretrained(tmp_path, **kwargs)
+    config, unused = HfViTConfig.from_pretrained(tmp_path, pool="mean", depth=2, return_unused_kwargs=True, foo=1)
+    assert (config.pool, config.depth, unused) == ("mean", 2, {"foo": 1})
+
+
 def test_invalid_config_file_is_explained(tmp_path):
     c = HfViTConfig()
     c.save_pretrained(tmp_path)
