@@ -178,6 +178,18 @@ def _patch_sizes_for(height, width):
     return "only 1 divides both sides; resize or pad the images to a size such as 32"
 
 
+def _refuse_array_scalar(name, value):
+    """Refuse a NumPy or torch number (np.int64(64) from a sweep, a 0-d tensor) as such: the range check would say
+    "must be a positive integer" of 64, and config.json cannot store either kind."""
+    if isinstance(value, (bool, int, float, str)) or not hasattr(value, "item") or getattr(value, "ndim", None) != 0:
+        return
+    plain = type(value.item()).__name__
+    raise ValueError(
+        f"HfViTConfig: `{name}` must be a plain Python {plain}, got {value!r}, a NumPy or torch number "
+        f"(config.json cannot store one). Pass {name}={plain}(value)."
+    )
+
+
 class HfViTConfig(PretrainedConfig):
     r"""Configuration of [`HfViTModel`] and [`HfViTForImageClassification`].
 
@@ -249,6 +261,7 @@ class HfViTConfig(PretrainedConfig):
             kwargs["id2label"] = {_class_id(i, "label2id"): _class_name(name) for name, i in kwargs["label2id"].items()}
         id2label = kwargs.get("id2label")
         num_labels = kwargs.get("num_labels")
+        _refuse_array_scalar("num_labels", num_labels)
         if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
             raise ValueError(f"HfViTConfig: `num_labels` must be a whole number of classes, got {num_labels!r}.")
         if id2label is not None and not isinstance(id2label, dict):
@@ -431,6 +444,7 @@ class HfViTConfig(PretrainedConfig):
         """Raise `ValueError` naming the bad field and the fix."""
 
         def positive_int(name, value):
+            _refuse_array_scalar(name, value)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"HfViTConfig: `{name}` must be a positive integer, got {value!r}. Set {name} >= 1.")
 
@@ -461,10 +475,12 @@ class HfViTConfig(PretrainedConfig):
         _check_problem_type(self.problem_type)
         for name in ("dropout", "emb_dropout"):
             value = getattr(self, name)
+            _refuse_array_scalar(name, value)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"HfViTConfig: `{name}` must be a probability in [0, 1), got {value!r}.")
         for name in ("layer_norm_eps", "initializer_range"):
             value = getattr(self, name)
+            _refuse_array_scalar(name, value)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"HfViTConfig: `{name}` must be a positive finite number, got {value!r}.")
         _check_vit_fields_without_effect(self)

@@ -1,6 +1,8 @@
 """Config fields, aliases and validation messages."""
 
+import numpy as np
 import pytest
+import torch
 
 from hf_vit import CIFAR10_LABELS, HfViTConfig, HfViTForImageClassification
 
@@ -143,6 +145,25 @@ def test_from_pretrained_overrides_are_checked_as_the_constructor_checks_them(tm
         HfViTConfig.from_pretrained(tmp_path, **kwargs)
     config, unused = HfViTConfig.from_pretrained(tmp_path, pool="mean", depth=2, return_unused_kwargs=True, foo=1)
     assert (config.pool, config.depth, unused) == ("mean", 2, {"foo": 1})
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"dim": np.int64(64)}, r"`dim` must be a plain Python int, got np\.int64\(64\), a NumPy or torch number"),
+        ({"image_size": np.int64(32)}, r"`image_size` must be a plain Python int, got np\.int64\(32\)"),
+        ({"depth": torch.tensor(2)}, r"`depth` must be a plain Python int, got tensor\(2\)"),
+        ({"dropout": np.float32(0.1)}, r"`dropout` must be a plain Python float, got np\.float32\(0\.1\)"),
+        ({"layer_norm_eps": np.float32(1e-5)}, r"`layer_norm_eps` must be a plain Python float"),
+        ({"num_labels": np.int64(3)}, r"`num_labels` must be a plain Python int, got np\.int64\(3\)"),
+    ],
+)
+def test_numpy_and_torch_numbers_are_refused_as_such_not_as_out_of_range(kwargs, pattern):
+    """Sizes from a NumPy sweep (np.int64(64)) were refused with "must be a positive integer ... Set dim >= 1", which
+    64 is: the message now says what the value is and how to pass it (config.json cannot store either kind)."""
+    with pytest.raises(ValueError, match=pattern) as err:
+        HfViTConfig(**kwargs)
+    assert "config.json cannot store" in str(err.value) and "(value)" in str(err.value)
 
 
 def test_invalid_config_file_is_explained(tmp_path):
