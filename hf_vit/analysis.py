@@ -796,6 +796,8 @@ def _evaluate(
         image_format=image_format(ds, image_column),
         model=dataset_reference(str(model_name_or_path)),  # runs/vit is recorded as ./runs/vit: a folder, not a Hub id
         model_revision=revision,
+        # the dtype the model ran in, no autocast: training's metrics.json records its own (often bf16 autocast)
+        numeric_precision=str(model.dtype).removeprefix("torch."),
         split_size=split_size,  # num_examples below it: part of the split (the report and the card say so)
     )
     if num < split_size:

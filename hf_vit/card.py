@@ -265,6 +265,42 @@ def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None, train_met
     return "chose its checkpoints on" if split is not None and split == data.get("validation_split") else None
 
 
+# A precision as metrics.json records it ("float32", "bf16 autocast"): plain text in the card.
+_PRECISION = re.compile(r"\w+( under \w+)?( autocast)?")
+
+
+def _precision_of(metrics: dict) -> str | None:
+    """The precision a metrics file was measured in (`numeric_precision`); None for an older file without it."""
+    value = metrics.get("numeric_precision")
+    return value if isinstance(value, str) and _PRECISION.fullmatch(value) else None
+
+
+def precision_words(precision: str) -> str:
+    """"under bf16 autocast" (float32 weights, autocast around them), "in float32" (the weights' own dtype)."""
+    return f"under {precision}" if precision.endswith("autocast") else f"in {precision}"
+
+
+def _same_images(eval_metrics: dict, train_metrics: dict, recipe, dataset: str | None) -> bool:
+    """The evaluation scored the images of training's test accuracy: that split of its dataset and configuration,
+    whole on both sides or the same seeded sample (--max_eval_samples N --seed S takes the images of training's
+    --max_test_samples N --seed S)."""
+    data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    training = recipe.get("training") if isinstance(recipe, dict) and isinstance(recipe.get("training"), dict) else {}
+    if not _same_dataset(eval_metrics.get("dataset"), dataset) or _split_of(eval_metrics) != _split_of(train_metrics):
+        return False
+    configs = (_config_of(eval_metrics, recipe, False), _config_of(train_metrics, recipe, True))
+    if None not in configs and configs[0] != configs[1]:
+        return False
+    if eval_metrics.get("num_examples") != train_metrics.get("num_examples"):
+        return False
+    sample = eval_metrics.get("sample") if isinstance(eval_metrics.get("sample"), dict) else {}
+    limit = data.get("max_test_samples")
+    total = eval_metrics.get("split_size")
+    limited = isinstance(limit, int) and (not isinstance(total, int) or limit < total)
+    wanted = (limit, training.get("seed")) if limited else (None, None)
+    return (sample.get("max_eval_samples"), sample.get("seed") if sample else None) == wanted
+
+
 def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str | None:
     """"hub" (uoft-cs/cifar10), "copy" (a local folder of it: the JPEG copy) or None (another dataset).
 
@@ -621,6 +657,24 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             f" These are images the model {seen}, so the numbers overstate how it does on new ones"
             + (f"; on its held-out {_split_of(train_metrics)} split training measured {_pct(held_out)} "
                "(`metrics.json`)." if isinstance(held_out, (int, float)) else ".")
+        )
+    # Training scores the test split under its own precision (bf16 autocast by the recipes), evaluate_model.py the
+    # saved float32 weights in float32: a few images apart. Said wherever a reader may meet the other figure.
+    train_precision, eval_precision = _precision_of(train_metrics), _precision_of(eval_metrics)
+    if metrics is eval_metrics and _same_images(eval_metrics, train_metrics, recipe, dataset) and isinstance(
+        train_metrics.get("accuracy"), (int, float)) and None not in (train_precision, eval_precision) and (
+        train_precision != eval_precision
+    ):
+        results_intro += (
+            f" Training scored the same images {precision_words(train_precision)}: "
+            f"{_pct(train_metrics['accuracy'])} (`metrics.json`); this evaluation ran the model "
+            f"{precision_words(eval_precision)}. Any difference of a few images between the two comes from the "
+            "precision."
+        )
+    elif metrics is train_metrics and accuracy is not None and train_precision not in (None, "float32"):
+        results_intro += (
+            f" Training scored these images {precision_words(train_precision)}; `scripts/evaluate_model.py` runs the saved "
+            "float32 weights in float32, so its accuracy may differ by a few images, from the precision alone."
         )
     # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
     score = lambda v: "-" if v is None else _pct(v)  # noqa: E731

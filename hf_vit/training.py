@@ -1514,6 +1514,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     if training_args.bf16_full_eval or training_args.fp16_full_eval:
         kept = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     prediction = trainer.predict(data.test, metric_key_prefix="test")
+    precision = prediction_precision(trainer)  # before the weights go back to float32
     # The validation accuracy of the model that is written: the best checkpoint's, or else the final model's own.
     selected = bool(training_args.load_best_model_at_end and trainer.state.best_metric is not None)
     best_val = selected_validation_accuracy(trainer.state) if selected else None
@@ -1542,6 +1543,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         dataset_revision=data_args.dataset_revision,  # None: the Hub dataset's main branch as it was, or a folder
         image_format=data.image_format,  # "JPEG": the card's "JPEG copy" of CIFAR-10 rests on it
         split=data_args.test_split,
+        numeric_precision=precision,  # evaluate_model.py scores the saved float32 weights in float32: a few images apart
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
         validation={"accuracy": best_val, "model": "best" if selected else "final"}
         | ({"selected_by": training_args.metric_for_best_model} if selected else {}),
@@ -1571,14 +1573,29 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             "training": json.loads(training_args.to_json_string()),
         },
     )
-    from .card import write_model_card
+    from .card import precision_words, write_model_card
 
     write_model_card(output_dir)
-    print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f} ({_validation_words(metrics['validation'])}); "
+    # bf16 autocast: evaluate_model.py, in float32, may count a few images otherwise
+    under = "" if precision == "float32" else f" {precision_words(precision)}"
+    print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f}{under} ({_validation_words(metrics['validation'])}); "
           f"model folder: {output_dir}", flush=True)  # fmt: skip
     if hub_repo:
         push_finished_folder(output_dir, hub_repo, training_args)
     return metrics
+
+
+def prediction_precision(trainer: Trainer) -> str:
+    """The precision trainer.predict ran the model in, as metrics.json records it: the weights' dtype ("float32";
+    "bfloat16" or "float16" under --bf16/fp16_full_eval, which cast the model), or "bf16 autocast" / "fp16 autocast"
+    for float32 weights whose forward accelerate wrapped in autocast (--bf16/--fp16 train, and so score, that way)."""
+    dtype = str(next(trainer.model.parameters()).dtype).removeprefix("torch.")
+    mixed = trainer.accelerator.mixed_precision
+    if not (trainer.accelerator.native_amp and mixed in ("bf16", "fp16") and hasattr(trainer.model, "_original_forward")):
+        return dtype
+    if dtype == "float32":
+        return f"{mixed} autocast"
+    return dtype if dtype == {"bf16": "bfloat16", "fp16": "float16"}[mixed] else f"{dtype} under {mixed} autocast"
 
 
 def _device_name(device: torch.device) -> str:

@@ -2004,6 +2004,34 @@ def test_full_eval_in_bf16_leaves_the_written_weights_in_float32(dataset_dir, tm
     assert {t.dtype for t in written.values()} == {torch.float32}
     assert max_diff(written, load_file(out / f"checkpoint-{best}" / "model.safetensors")) == 0
     assert json.loads((out / "config.json").read_text()).get("dtype") in (None, "float32")
+    # the test accuracy was measured in the cast model's dtype, and metrics.json says so
+    assert json.loads((out / "metrics.json").read_text())["numeric_precision"] == "bfloat16"
+
+
+def test_training_and_evaluation_record_their_precision_and_the_card_explains_the_gap(dataset_dir, tmp_path, capsys):
+    """train.py scored its test images under the recipe's bf16 autocast, evaluate_model.py the saved float32
+    weights in float32: two accuracies a few images apart for one model, with nothing to say why. Each metrics.json
+    now records its precision, and the card says it where it shows or meets the other figure."""
+    from hf_vit.analysis import evaluate_model
+    from hf_vit.card import write_model_card
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, "--bf16", "true", steps=4)) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    assert trained["numeric_precision"] == "bf16 autocast"
+    assert f"[hf_vit] test accuracy {trained['accuracy']:.4f} under bf16 autocast (" in capsys.readouterr().out
+    card = " ".join((out / "README.md").read_text().split())
+    assert ("Training scored these images under bf16 autocast; `scripts/evaluate_model.py` runs the saved float32 weights in "
+            "float32, so its accuracy may differ by a few images, from the precision alone.") in card
+    # the same 8 images as training's --max_test_samples 8 --seed 0
+    evaluated = evaluate_model(str(out), dataset=str(dataset_dir), device="cpu", progress=False, report=False,
+                               max_eval_samples=8, seed=0, max_attention_maps=0)
+    assert evaluated["numeric_precision"] == "float32"
+    card = " ".join(Path(write_model_card(out)).read_text().split())
+    assert (f"Training scored the same images under bf16 autocast: {100 * trained['accuracy']:.2f}% (`metrics.json`); "
+            "this evaluation ran the model in float32. Any difference of a few images between the two comes from the "
+            "precision.") in card
 
 
 def test_a_resume_needs_the_optimizer_state_and_the_same_data_seed(dataset_dir, tmp_path, capsys):
