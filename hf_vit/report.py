@@ -419,8 +419,8 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
 <title>{e(title)}</title><style>{STYLE}</style></head>
 <body><main>
 <h1>{e(title)}</h1>
-<p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>{_at(metrics, "dataset_revision")}, split
-<b>{e(str(metrics.get("split", "?")))}</b>, model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}</p>
+<p class="meta">dataset <b>{e(str(metrics.get("dataset", "?")))}</b>{_at(metrics, "dataset_revision")}, split <b>{e(str(metrics.get("split", "?")))}</b>,
+model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}</p>
 {_part_of_split_note(metrics)}<h2>Metrics</h2>
 {_metrics_table(metrics)}
 <h2>Per class</h2>

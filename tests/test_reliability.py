@@ -2993,7 +2993,7 @@ def test_evaluate_model_and_visualize_load_hub_revisions(model_dir, dataset_dir,
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (metrics["dataset"], metrics["dataset_revision"], metrics["model_revision"]) == ("me/tiny", "v2", None)
     write_report(tmp_path / "eval")  # rebuilt from metrics.json, as evaluate_model.py writes it without --no_report
-    assert "dataset <b>me/tiny</b> at revision <b>v2</b>, split\n" in (tmp_path / "eval" / "report.html").read_text()
+    assert "dataset <b>me/tiny</b> at revision <b>v2</b>, split <b>test</b>" in (tmp_path / "eval" / "report.html").read_text()
     pictures = ["--index", "0", "--output_dir", str(tmp_path / "pictures"), "--pictures", "patch_grid"]
     script_module("visualize.py").main(["--model", str(model_dir), "--dataset", "me/tiny", "--dataset_revision", "v3",
                                         *pictures])  # fmt: skip
