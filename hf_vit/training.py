@@ -849,6 +849,12 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
             "--stop_after_steps ends the session to be resumed, but --save_only_model true leaves the optimizer "
             "and learning-rate schedule out of the checkpoints, so a resume could not continue the run. Drop one."
         )
+    try:  # an optimizer whose package is missing failed at the first step, after the data was decoded
+        Trainer.get_optimizer_cls_and_kwargs(args)
+    except (ImportError, ValueError) as err:
+        line = str(err).strip().splitlines()[0].rstrip(".")
+        raise SetupError(f"--optim {getattr(args.optim, 'value', args.optim)}: {line}; or leave --optim out (AdamW, "
+                         "the default).") from None
     from transformers.integrations import get_reporting_integration_callbacks
 
     try:  # a logger whose package is missing fails when the Trainer is built: after the data is decoded

@@ -1870,6 +1870,9 @@ def max_diff(a, b):
         (["--image_std", "0", "0", "0"], "image_std must be positive for every channel, got [0.0, 0.0, 0.0]"),
         (["--train_sampling_strategy", "sequential"], "--train_sampling_strategy sequential: the augmentation of a "
          "batch is drawn from the images in it, so every epoch would see the same crops, flips and mixes."),
+        # was: bitsandbytes' ImportError in a traceback at the first step, after the data was decoded
+        (["--optim", "adamw_bnb_8bit"], "--optim adamw_bnb_8bit: You need to install `bitsandbytes` in order to use "
+         "bitsandbytes optimizers: `pip install -U bitsandbytes`; or leave --optim out (AdamW, the default)."),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
