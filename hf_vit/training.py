@@ -814,6 +814,12 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
     for name, low in at_least.items():  # torch would say so only after the dataset is decoded, in a traceback
         if getattr(args, name) < low:
             raise SetupError(f"--{name} must be at least {low}, got {getattr(args, name)}.")
+    if args.dataloader_persistent_workers and args.dataloader_num_workers == 0:  # torch's error, after decoding
+        raise SetupError(
+            "--dataloader_persistent_workers true keeps the data-loader workers alive between epochs, but "
+            "--dataloader_num_workers 0 starts none: pass --dataloader_num_workers N (1 or more) with it, or leave "
+            "it out."
+        )
     if not 0 <= args.label_smoothing_factor < 1:
         raise SetupError(f"--label_smoothing_factor must be in [0, 1), got {args.label_smoothing_factor} (0.1 is usual).")
     if args.max_steps <= 0 and args.num_train_epochs <= 0:

@@ -1873,6 +1873,9 @@ def max_diff(a, b):
         # was: bitsandbytes' ImportError in a traceback at the first step, after the data was decoded
         (["--optim", "adamw_bnb_8bit"], "--optim adamw_bnb_8bit: You need to install `bitsandbytes` in order to use "
          "bitsandbytes optimizers: `pip install -U bitsandbytes`; or leave --optim out (AdamW, the default)."),
+        # was: torch's "persistent_workers option needs num_workers > 0" in a traceback, after the data was decoded
+        (["--dataloader_persistent_workers", "true"], "--dataloader_persistent_workers true keeps the data-loader "
+         "workers alive between epochs, but --dataloader_num_workers 0 starts none: pass --dataloader_num_workers N"),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
