@@ -814,6 +814,11 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
     for name, low in at_least.items():  # torch would say so only after the dataset is decoded, in a traceback
         if getattr(args, name) < low:
             raise SetupError(f"--{name} must be at least {low}, got {getattr(args, name)}.")
+    if args.prediction_loss_only:  # a KeyError at the first evaluation, or a TypeError at the test
+        raise SetupError(
+            "--prediction_loss_only true keeps no predictions, but train.py scores each evaluation's accuracy "
+            "(which picks the best checkpoint) and the test split's metrics.json from them: leave it out."
+        )
     if args.dataloader_persistent_workers and args.dataloader_num_workers == 0:  # torch's error, after decoding
         raise SetupError(
             "--dataloader_persistent_workers true keeps the data-loader workers alive between epochs, but "

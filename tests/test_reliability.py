@@ -1876,6 +1876,10 @@ def max_diff(a, b):
         # was: torch's "persistent_workers option needs num_workers > 0" in a traceback, after the data was decoded
         (["--dataloader_persistent_workers", "true"], "--dataloader_persistent_workers true keeps the data-loader "
          "workers alive between epochs, but --dataloader_num_workers 0 starts none: pass --dataloader_num_workers N"),
+        # was: the Trainer's KeyError ('eval_accuracy' not found) at the first evaluation, after a training step
+        (["--prediction_loss_only", "true"], "--prediction_loss_only true keeps no predictions, but train.py scores "
+         "each evaluation's accuracy (which picks the best checkpoint) and the test split's metrics.json from them: "
+         "leave it out."),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
