@@ -814,6 +814,12 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
     for name, low in at_least.items():  # torch would say so only after the dataset is decoded, in a traceback
         if getattr(args, name) < low:
             raise SetupError(f"--{name} must be at least {low}, got {getattr(args, name)}.")
+    if args.use_liger_kernel:  # installed, Liger only logs that it has no kernels for this model; absent, a traceback
+        raise SetupError(
+            "--use_liger_kernel true: Liger's kernels replace layers of language models (Llama, Qwen, ...) and it has "
+            "none for this ViT, so it would change nothing. Leave it out (--attn_implementation eager is the faster "
+            "kernel on a CPU)."
+        )
     if args.prediction_loss_only:  # a KeyError at the first evaluation, or a TypeError at the test
         raise SetupError(
             "--prediction_loss_only true keeps no predictions, but train.py scores each evaluation's accuracy "

@@ -1880,6 +1880,9 @@ def max_diff(a, b):
         (["--prediction_loss_only", "true"], "--prediction_loss_only true keeps no predictions, but train.py scores "
          "each evaluation's accuracy (which picks the best checkpoint) and the test split's metrics.json from them: "
          "leave it out."),
+        # was: liger-kernel's ImportError in a traceback after the data was decoded (installed: no kernel for a ViT)
+        (["--use_liger_kernel", "true"], "--use_liger_kernel true: Liger's kernels replace layers of language models "
+         "(Llama, Qwen, ...) and it has none for this ViT, so it would change nothing. Leave it out"),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
