@@ -338,6 +338,12 @@ def parse_args(argv=None):
             ) from None
         raise SetupError(str(err).strip()) from None
     check_what_runs(asked, given, training_args.eval_strategy)
+    if training_args.remove_unused_columns:  # only a flag or file sets it (our default is false); train() turns it off
+        raise SetupError(
+            "--remove_unused_columns true would drop the image and label columns (the model's forward names "
+            "neither) before the collator makes them into tensors; train.py keeps them, so the flag would be ignored. "
+            "Leave it out."
+        )
     fell_back = False
     if training_args.bf16 and training_args.use_cpu and not cpu_has_native_bf16():
         emulated = (

@@ -1883,6 +1883,10 @@ def max_diff(a, b):
         # was: liger-kernel's ImportError in a traceback after the data was decoded (installed: no kernel for a ViT)
         (["--use_liger_kernel", "true"], "--use_liger_kernel true: Liger's kernels replace layers of language models "
          "(Llama, Qwen, ...) and it has none for this ViT, so it would change nothing. Leave it out"),
+        # was: accepted, then set back to false without a word
+        (["--remove_unused_columns", "true"], "--remove_unused_columns true would drop the image and label columns "
+         "(the model's forward names neither) before the collator makes them into tensors; train.py keeps them, so "
+         "the flag would be ignored. Leave it out."),
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
