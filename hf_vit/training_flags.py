@@ -95,6 +95,18 @@ EXAMPLE_SCRIPT_FLAGS = {
 }  # fmt: skip
 
 
+# TrainingArguments that transformers 5 removed, which a user of transformers 4 still reaches for: what to pass now.
+REMOVED_TRAINER_FLAGS = {
+    "--warmup_ratio": "a --warmup_steps below 1 is now the fraction of the run: pass --warmup_steps {value}",
+    "--logging_dir": "TensorBoard writes under --output_dir (runs/...), or where the environment variable "
+                     "TENSORBOARD_LOGGING_DIR says",
+    "--no_cuda": "pass --use_cpu true",
+    "--group_by_length": "it is --train_sampling_strategy group_by_length now, which groups texts by length; every "
+                         "image here has the same size, so leave it out",
+    "--include_inputs_for_metrics": "pass --include_for_metrics inputs",
+}  # fmt: skip
+
+
 def _split_as_images(value: str) -> str:
     """--train_val_split's value as train.py's --validation_size: the given fraction, 0 as no validation set, and
     that script's default 0.15 as the example only where no number was given."""
@@ -114,6 +126,13 @@ def unknown_flag_message(token: str, options) -> str:
     if flag in EXAMPLE_SCRIPT_FLAGS:
         advice = EXAMPLE_SCRIPT_FLAGS[flag].format(images=_split_as_images(value))
         return f"unknown flag {flag} (from transformers' run_image_classification.py): {advice}."
+    if flag in REMOVED_TRAINER_FLAGS:
+        try:
+            shown = _text(float(value)) if 0 < float(value) < 1 else "0.1"
+        except ValueError:
+            shown = "0.1"
+        advice = REMOVED_TRAINER_FLAGS[flag].format(value=shown)
+        return f"unknown flag {flag} (transformers 5 removed it from TrainingArguments): {advice}."
     close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
     hint = f" Did you mean {close[0]}?" if close else ""
     return f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags."

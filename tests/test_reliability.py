@@ -913,6 +913,28 @@ def test_run_image_classification_flag_names_say_what_to_use_here(tmp_path, caps
         parse_args(["--output_dir", str(tmp_path / "out"), "--config_file", str(recipe)])
 
 
+def test_trainer_flags_that_transformers_5_removed_say_what_to_pass_now(tmp_path):
+    """TrainingArguments of transformers 4 that a Trainer user still reaches for met 'unknown flag --warmup_ratio.
+    See `scripts/train.py --help`', with no word of what replaced them."""
+    from hf_vit.training import SetupError, parse_args
+
+    removed = "unknown flag {} (transformers 5 removed it from TrainingArguments): {}."
+    for flags, advice in [
+        (["--warmup_ratio", "0.06"], "a --warmup_steps below 1 is now the fraction of the run: pass --warmup_steps 0.06"),
+        (["--warmup_ratio=abc"], "a --warmup_steps below 1 is now the fraction of the run: pass --warmup_steps 0.1"),
+        (["--logging_dir", "logs"], "TensorBoard writes under --output_dir (runs/...), or where the environment "
+                                    "variable TENSORBOARD_LOGGING_DIR says"),
+        (["--no_cuda"], "pass --use_cpu true"),
+        (["--group_by_length", "true"], "it is --train_sampling_strategy group_by_length now, which groups texts by "
+                                        "length; every image here has the same size, so leave it out"),
+        (["--include_inputs_for_metrics", "true"], "pass --include_for_metrics inputs"),
+    ]:  # fmt: skip
+        with pytest.raises(SetupError) as refused:
+            parse_args(["--output_dir", str(tmp_path / "out"), *flags])
+        assert str(refused.value) == removed.format(flags[0].split("=")[0], advice)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_flag_value_of_the_wrong_type_is_one_usage_line_and_the_error(tmp_path, capsys):
     from hf_vit.training import main
 
