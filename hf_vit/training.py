@@ -953,7 +953,7 @@ RUN_FINGERPRINT = "hf_vit_run.json"
 SHAPE_KEYS = ("image_size", "patch_size", "num_channels", "dim", "depth", "heads", "dim_head", "mlp_dim", "pool",
               "num_labels")
 # A resume loads these from the checkpoint's optimizer and scheduler state: a new value would be ignored.
-OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "optim")
+OPTIMIZER_KEYS = ("learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "optim", "optim_args")
 
 
 def optimizer_family(optim) -> str:

@@ -2111,6 +2111,24 @@ def test_a_resume_with_another_learning_rate_is_refused_and_other_augmentation_i
     ]
 
 
+def test_a_resume_with_other_optim_args_is_refused(dataset_dir, tmp_path, capsys):
+    """--optim_args (SGD's momentum, ...) live in the optimizer state a resume loads: --optim_args momentum=0.0 on a
+    resume of a momentum=0.9 run trained on with 0.9, without a word."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    sgd = ("--optim", "sgd", "--learning_rate", "1e-2")
+    assert main(train_args(dataset_dir, out, *sgd, "--optim_args", "momentum=0.9", "--stop_after_steps", "2",
+                           steps=4)) == 0  # fmt: skip
+    err = train_error(capsys, train_args(dataset_dir, out, *sgd, "--optim_args", "momentum=0.0",
+                                         "--resume_from_checkpoint", "last", steps=4))  # fmt: skip
+    assert "--optim_args 'momentum=0.9' -> 'momentum=0.0' (checkpoint -> now)" in err, err
+    assert "A resume takes --optim_args from the checkpoint's optimizer and schedule state" in err, err
+    assert not (out / "checkpoint-4").exists()
+    assert main(train_args(dataset_dir, out, *sgd, "--optim_args", "momentum=0.9", "--resume_from_checkpoint", "last",
+                           steps=4)) == 0  # fmt: skip
+
+
 def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir, tmp_path, capsys):
     """The Trainer places a resume by the checkpoint's step count, read in this run's steps: with another batch
     size or gradient accumulation (or process count: tests/test_train.py) it skipped or repeated images and ran
