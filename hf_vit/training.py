@@ -872,12 +872,22 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
             "--stop_after_steps ends the session to be resumed, but --save_only_model true leaves the optimizer "
             "and learning-rate schedule out of the checkpoints, so a resume could not continue the run. Drop one."
         )
+    optim = getattr(args.optim, "value", args.optim)
+    if args.optim_args and any(pair.count("=") != 1 for pair in args.optim_args.replace(" ", "").split(",")):
+        raise SetupError(f"--optim_args takes key=value pairs separated by commas (e.g. momentum=0.9,nesterov=true), "
+                         f"got {args.optim_args!r}.")
     try:  # an optimizer whose package is missing failed at the first step, after the data was decoded
-        Trainer.get_optimizer_cls_and_kwargs(args)
+        ignored = ignored_optim_args(args)
     except (ImportError, ValueError) as err:
         line = str(err).strip().splitlines()[0].rstrip(".")
-        raise SetupError(f"--optim {getattr(args.optim, 'value', args.optim)}: {line}; or leave --optim out (AdamW, "
-                         "the default).") from None
+        raise SetupError(f"--optim {optim}: {line}; or leave --optim out (AdamW, the default).") from None
+    if ignored:
+        adamw = " (AdamW's settings are flags of their own: --adam_beta1, --adam_beta2, --adam_epsilon)"
+        raise SetupError(
+            f"--optim_args {args.optim_args}: --optim {optim} does not read {', '.join(ignored)}, so the Trainer would "
+            f"ignore {'it' if len(ignored) == 1 else 'them'} without a word. Leave {'it' if len(ignored) == 1 else 'them'} "
+            f"out{adamw if optim.startswith('adamw_torch') else ''}."
+        )
     from transformers.integrations import get_reporting_integration_callbacks
 
     try:  # a logger whose package is missing fails when the Trainer is built: after the data is decoded
@@ -891,6 +901,22 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
         kwargs = dict(args.lr_scheduler_kwargs or {})
         kwargs.setdefault("mode", "max" if args.greater_is_better else "min")
         args.lr_scheduler_kwargs = kwargs
+
+
+def ignored_optim_args(args: TrainingArguments) -> list[str]:
+    """The keys of --optim_args that --optim's optimizer never reads (transformers' AdamW reads none, SGD only its
+    momentum, dampening, weight_decay and nesterov): each is tried alone, and one that leaves the optimizer's
+    arguments as they are without it is ignored. Raises the optimizer factory's error for a missing package."""
+    import copy
+
+    def optimizer_kwargs(optim_args):
+        one = copy.copy(args)
+        one.optim_args = optim_args
+        return Trainer.get_optimizer_cls_and_kwargs(one)[1]
+
+    plain = optimizer_kwargs(None)
+    pairs = [pair.strip() for pair in (args.optim_args or "").split(",") if pair.strip()]
+    return [pair.split("=", 1)[0].strip() for pair in pairs if optimizer_kwargs(pair) == plain]
 
 
 def _logger_problem(err: Exception) -> str:

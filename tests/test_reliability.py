@@ -1909,6 +1909,12 @@ def max_diff(a, b):
         (["--remove_unused_columns", "true"], "--remove_unused_columns true would drop the image and label columns "
          "(the model's forward names neither) before the collator makes them into tensors; train.py keeps them, so "
          "the flag would be ignored. Leave it out."),
+        # were: ignored by the Trainer without a word (its AdamW reads no --optim_args; SGD has no momentun)
+        (["--optim_args", "amsgrad=True"], "--optim_args amsgrad=True: --optim adamw_torch"),
+        (["--optim", "sgd", "--optim_args", "momentun=0.9,nesterov=true"], "--optim_args momentun=0.9,nesterov=true: "
+         "--optim sgd does not read momentun, so the Trainer would ignore it without a word. Leave it out."),
+        (["--optim", "sgd", "--optim_args", "momentum"], "--optim_args takes key=value pairs separated by commas "
+         "(e.g. momentum=0.9,nesterov=true), got 'momentum'."),  # was: 'not enough values to unpack' at the first step
     ],
 )  # fmt: skip
 def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset_dir, tmp_path, capsys, monkeypatch,
