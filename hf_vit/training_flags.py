@@ -57,7 +57,9 @@ def _text(value) -> str:
 
 # Evaluation flags that mean nothing without validation images (they were switched off without a word).
 EVALUATION_FLAGS = ("eval_strategy", "eval_steps", "load_best_model_at_end", "metric_for_best_model",
-                    "max_eval_samples")  # fmt: skip
+                    "max_eval_samples", "eval_on_start")  # fmt: skip
+# Evaluation flags that ask for an evaluation by themselves, whatever --eval_strategy says.
+EVALUATING_ANYWAY = ("load_best_model_at_end", "eval_on_start")
 
 
 def check_validation_size(value) -> None:
@@ -155,11 +157,11 @@ def settle_evaluation(asked, given: Given, notes: list) -> dict:
 def without_validation(asked, given: Given, notes: list) -> dict:
     """No validation images: no evaluation, and the last step's model is kept. Evaluation flags on the command line
     are refused (they would go unused); a recipe's are switched off, with a note."""
-    off = {"eval_strategy": "no", "load_best_model_at_end": "false"}
+    off = {"eval_strategy": "no", "load_best_model_at_end": "false", "eval_on_start": "false"}
     evaluating = _text(asked.eval_strategy) != "no"  # with evaluation off, its steps, metric and sample cap are moot
     asking = [name for name in EVALUATION_FLAGS
               if name in given.command_line and off.get(name) != _text(getattr(asked, name))
-              and (evaluating or name == "load_best_model_at_end")]  # fmt: skip
+              and (evaluating or name in EVALUATING_ANYWAY)]  # fmt: skip
     if _text(asked.save_strategy) == "best":  # saves when an evaluation finds a new best: never, here
         asking.append("save_strategy")
     if asking:
@@ -174,7 +176,7 @@ def without_validation(asked, given: Given, notes: list) -> dict:
         return {}
     notes.append("no validation set (--validation_size 0): no evaluation during training, and the model written is "
                  "the last step's.")
-    return {"eval_strategy": "no", "load_best_model_at_end": False}
+    return {"eval_strategy": "no", "load_best_model_at_end": False, "eval_on_start": False}
 
 
 def matching_checkpoints(asked, given: Given, notes: list) -> dict:

@@ -804,6 +804,24 @@ def test_eval_and_save_strategies_follow_the_one_given_or_are_refused_in_one_lin
     assert "[hf_vit] note: --save_strategy steps and --save_steps 2 follow --eval_strategy" in capsys.readouterr().out
 
 
+def test_eval_on_start_without_validation_images_is_refused_or_switched_off(dataset_dir, tmp_path, capsys):
+    """--eval_on_start true with --validation_size 0 ended, after the data was decoded, in the Trainer's 'ValueError:
+    Trainer: evaluation requires an eval_dataset.' traceback. On the command line it is refused as the other
+    evaluation flags are; a recipe file's is switched off with the others, with their note."""
+    from hf_vit.training import main, parse_args
+
+    assert train_error(capsys, train_args(dataset_dir, tmp_path / "out", "--eval_on_start", "true")) == (
+        "train.py: error: --eval_on_start true needs validation images, but --validation_size 0 leaves none: carve "
+        "some from train with --validation_size N (or pass --validation_split NAME), or leave it out.")  # fmt: skip
+    assert not (tmp_path / "out").exists()
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("eval_on_start: true\n")
+    *_, args = parse_args([*train_args(dataset_dir, tmp_path / "out"), "--config_file", str(recipe)])
+    assert not args.eval_on_start
+    assert "no validation set (--validation_size 0)" in args._hf_vit_notes[0]
+    assert main([*train_args(dataset_dir, tmp_path / "run", steps=1), "--config_file", str(recipe)]) == 0
+
+
 def test_without_validation_images_evaluation_flags_are_refused_and_nothing_prints_none(dataset_dir, tmp_path,
                                                                                        capsys):  # fmt: skip
     """--validation_size 0 switched off an explicit --eval_strategy steps, --load_best_model_at_end true,
