@@ -37,6 +37,7 @@ from .output_folder import FolderInUseError, folder_lock, probe_writable, replac
 from .training_flags import (
     Given,
     SetupError,
+    advice_for_unknown,
     check_validation_size,
     check_what_runs,
     flags_given,
@@ -302,8 +303,10 @@ def parse_args(argv=None):
             )
         unknown = sorted(set(values) - dests)
         if unknown:
+            # transformers 4's names and run_image_classification.py's get the advice they get as flags
+            advice = "".join(f" {hint}" for name in unknown if (hint := advice_for_unknown(f"--{name}", values[name])))
             raise SetupError(
-                f"unknown argument(s) {unknown} in the recipe {str(path)!r}; see `scripts/train.py --help`."
+                f"unknown argument(s) {unknown} in the recipe {str(path)!r}; see `scripts/train.py --help`.{advice}"
             )
         defaults.update(values)
         sets.update(values)

@@ -140,6 +140,14 @@ def unknown_flag_message(token: str, options) -> str:
     return f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags."
 
 
+def advice_for_unknown(flag: str, value) -> str:
+    """unknown_flag_message for a name of transformers 4 or of run_image_classification.py (a recipe file's key
+    too), else ''."""
+    if flag in REMOVED_TRAINER_FLAGS or flag in EXAMPLE_SCRIPT_FLAGS:
+        return unknown_flag_message(f"{flag}={value}", ()).removeprefix("unknown flag ")
+    return ""
+
+
 def settle_evaluation(asked, given: Given, notes: list) -> dict:
     """The defaults that make the evaluation and checkpoint flags fit together (each change gets a note), or a
     one-line refusal where the flags the user gave contradict each other."""

@@ -953,6 +953,24 @@ def test_trainer_flags_that_transformers_5_removed_say_what_to_pass_now(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_recipe_file_with_a_transformers_4_name_says_what_to_set_now(tmp_path):
+    """A recipe file of transformers 4 days (warmup_ratio: 0.06) met only 'unknown argument(s) [...] in the recipe';
+    its keys get the advice the same flags get on the command line."""
+    from hf_vit.training import SetupError, parse_args
+
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("warmup_ratio: 0.06\ntrain_val_split: 0.2\nbogus: 1\n")
+    with pytest.raises(SetupError) as refused:
+        parse_args(["--output_dir", str(tmp_path / "out"), "--config_file", str(recipe)])
+    assert str(refused.value) == (
+        f"unknown argument(s) ['bogus', 'train_val_split', 'warmup_ratio'] in the recipe '{recipe}'; see "
+        "`scripts/train.py --help`. --train_val_split (from transformers' run_image_classification.py): here "
+        "--validation_size N counts the images carved from train; 0.2 of CIFAR-10's 50,000 training images would be "
+        "--validation_size 10000. --warmup_ratio (transformers 5 removed it from TrainingArguments): a --warmup_steps "
+        "below 1 is now the fraction of the run: pass --warmup_steps 0.06.")  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_flag_value_of_the_wrong_type_is_one_usage_line_and_the_error(tmp_path, capsys):
     from hf_vit.training import main
 
