@@ -590,9 +590,10 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
     if own and not earlier:  # hidden files (.DS_Store, .gitkeep) are no one's evaluation and no one's photos
         example = own[0]
         raise ValueError(
-            f"{given} holds other files ({example!r}, ...) and no earlier evaluation: the "
-            "evaluation replaces the .png files, metrics.json, misclassified.csv and report.html there. Pass a new "
-            "or empty folder."
+            f"{given} holds other files ({example!r}, ...) and no earlier evaluation: the evaluation would write "
+            f"its own among them ({', '.join(EVALUATION_FILES)} and the folders {', '.join(EVALUATION_SUBFOLDERS)}), "
+            "replacing any of the same names, and a push would take the pictures there for the evaluation's. Pass a "
+            "new or empty folder."
         )
 
 

@@ -844,8 +844,12 @@ def test_an_output_dir_of_the_users_own_files_is_refused_not_cleared(evaluated, 
     mine.mkdir()
     (mine / "holiday.png").write_bytes(b"mine")
     kwargs = dict(dataset=str(evaluated["data_dir"]), progress=False, max_attention_maps=0)
-    with pytest.raises(ValueError, match=r"holds other files \('holiday.png', ...\) and no earlier evaluation"):
+    with pytest.raises(ValueError, match=r"holds other files \('holiday.png', ...\) and no earlier evaluation") as err:
         evaluate_model(str(evaluated["model_dir"]), output_dir=mine, **kwargs)
+    # It names what the evaluation writes (the list a rerun clears), not "the .png files": a rerun keeps the others.
+    assert "the evaluation would write its own among them (metrics.json, misclassified.csv, report.html, " in str(
+        err.value)
+    assert ".png files" not in str(err.value)
     assert (mine / "holiday.png").read_bytes() == b"mine"
     with pytest.raises(ValueError, match="which is a file. Pass a folder"):
         evaluate_model(str(evaluated["model_dir"]), output_dir=mine / "holiday.png" / "sub", **kwargs)
