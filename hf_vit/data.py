@@ -156,11 +156,13 @@ def revision_problem(name, revision, named: str, revision_named: str, kind: str)
                 "repository, or leave it out.")
     if not is_local(str(name), "dataset_name" if kind == "dataset" else "model_name_or_path"):
         return None
-    where = ("a local folder, which has no revisions" if Path(str(name)).expanduser().is_dir()
-             else "a local path, not a Hub id (and no folder is there)")
-    reads = "datasets would read the folder as it is now" if kind == "dataset" else (
-        "transformers would load the folder as it is now")
-    return (f"{revision_named} applies to a Hub {kind}; {named} {str(name)!r} is {where}: {reads}. Leave "
+    if Path(str(name)).expanduser().is_dir():
+        reads = "datasets would read the folder as it is now" if kind == "dataset" else (
+            "transformers would load the folder as it is now")
+        where = f"a local folder, which has no revisions: {reads}"
+    else:  # nothing to read there either: the path is the slip, not the revision
+        where = "a local path, not a Hub id, and no folder is there"
+    return (f"{revision_named} applies to a Hub {kind}; {named} {str(name)!r} is {where}. Leave "
             f"{revision_named} out, or pass the {kind}'s Hub id (owner/name).")
 
 

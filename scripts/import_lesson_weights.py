@@ -12,7 +12,7 @@ torch.load(weights_only=True): pickled objects other than tensors are refused. O
 training checkpoint holding several state dicts, the model's own is taken and the
 others named (--key picks one).
 The weights are saved as float32 (what training from the folder needs; half-precision
-weights are said when changed): --dtype auto keeps their own, like transformers' torch_dtype.
+weights are said when changed): --dtype auto keeps their own, like transformers' dtype (formerly torch_dtype).
 The weights carry no class names: --labels gives them (default: CIFAR-10's for a
 10-class head, the lesson's dataset). Writes a complete model folder (config,
 safetensors, remote code, image processor, card).
@@ -56,7 +56,7 @@ def main(argv=None):
                         help="the class names, in the order of the head's outputs (default: CIFAR-10's for 10 "
                              "classes, else LABEL_0, LABEL_1, ...)")
     parser.add_argument("--dtype", choices=DTYPES, default=None,
-                        help="the dtype the model folder's weights are saved in, as transformers' torch_dtype "
+                        help="the dtype the model folder's weights are saved in, as transformers' dtype "
                              "(default: float32, what training from the folder needs; half-precision weights are said "
                              "when they are changed; auto: the weights' own, e.g. float16 or bfloat16)")
     parser.add_argument("--key", default=None,

@@ -3019,8 +3019,7 @@ def test_the_evaluation_and_the_pictures_refuse_a_revision_with_a_local_folder(d
     )
     assert evaluate_error(model_dir, "./no/such/data", tmp_path, "--dataset_revision", "main") == (
         "error: --dataset_revision applies to a Hub dataset; --dataset './no/such/data' is a local path, not a Hub "
-        "id (and no folder is there): datasets would read the folder as it is now. Leave --dataset_revision out, "
-        "or pass the dataset's Hub id (owner/name)."
+        "id, and no folder is there. Leave --dataset_revision out, or pass the dataset's Hub id (owner/name)."
     )
     assert not (tmp_path / "eval").exists()
     pictures = tmp_path / "pictures"
