@@ -38,6 +38,7 @@ from .training_flags import (
     Given,
     SetupError,
     advice_for_unknown,
+    check_one_precision,
     check_validation_size,
     check_what_runs,
     flags_given,
@@ -330,6 +331,7 @@ def parse_args(argv=None):
     # fit together first, so that those checks never blame a flag the user left alone.
     asked, _ = parser.parse_known_args(rest)
     parser.set_defaults(**settle_evaluation(asked, given, notes))
+    check_one_precision(asked, given, {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"})
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback

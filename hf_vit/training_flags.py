@@ -296,3 +296,27 @@ def check_what_runs(asked, given: Given, eval_strategy) -> None:
     else:
         return
     raise SetupError(f"{problem}.")
+
+
+def check_one_precision(asked, given: Given, where: dict) -> None:
+    """--fp16 and --bf16 both true: transformers' refusal ('At most one of fp16 and bf16 ...') blames a flag that a
+    recipe may have set, unseen. Say where each came from; `where` names the levels above the defaults (1: the
+    recipe, 2: the config file)."""
+    if not (asked.fp16 and asked.bf16):
+        return
+    fp16, bf16 = given.level("fp16"), given.level("bf16")
+    if fp16 == bf16 == 3:
+        raise SetupError("--fp16 true and --bf16 true (both on the command line) each ask for a mixed precision, and "
+                         "a run trains in one: leave one of them out.")
+    said = {3: "the command line", **where}
+
+    def setting(name, level):  # as the user wrote it: a flag, or a recipe file's key
+        return f"--{name} true ({said[level]})" if level == 3 else f"{name}: true ({said[level]})"
+
+    # the less explicit one gives way; fp16 is for CUDA GPUs only
+    drop, keep = ("bf16", "fp16") if bf16 < fp16 else ("fp16", "bf16")
+    gpu = " (a CUDA GPU only)" if keep == "fp16" else ""
+    raise SetupError(
+        f"{setting('fp16', fp16)} and {setting('bf16', bf16)} each ask for a mixed precision, and a run trains in "
+        f"one: pass --{drop} false as well to train in {keep}{gpu}, or leave --{keep} out."
+    )

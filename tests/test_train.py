@@ -348,6 +348,21 @@ def test_recipes_parse_and_command_line_overrides(tmp_path):
         parse_args(["--recipe", "fast"])
 
 
+def test_fp16_against_a_recipes_bf16_names_where_each_was_set():
+    """`--recipe cpu --fp16 true` stopped with transformers' 'At most one of fp16 and bf16 can be True, but not both',
+    blaming a --bf16 the user never typed (the recipe's `bf16: true`). Now one line says where each came from and
+    which flag to pass, before TrainingArguments runs."""
+    with pytest.raises(SetupError) as err:
+        parse_args(["--recipe", "cpu", "--fp16", "true"])
+    assert str(err.value) == (
+        "--fp16 true (the command line) and bf16: true (the cpu recipe) each ask for a mixed precision, and a run "
+        "trains in one: pass --bf16 false as well to train in fp16 (a CUDA GPU only), or leave --fp16 out."
+    )
+    with pytest.raises(SetupError, match=r"^--fp16 true and --bf16 true \(both on the command line\) each ask for a "
+                       r"mixed precision, and a run trains in one: leave one of them out\.$"):
+        parse_args(["--preset", "tiny", "--fp16", "true", "--bf16", "true"])
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
 def test_the_loss_is_label_smoothed_cross_entropy_weighted_by_the_mix(tmp_path):
     """HfViTTrainer.compute_loss on a mixed batch: lam * CE(y_a) + (1 - lam) * CE(y_b), both smoothed by
