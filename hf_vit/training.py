@@ -88,14 +88,14 @@ class ModelArguments:
         default=None, metadata={"help": "input size: one number (square) or height width (default 32)"})
     patch_size: list[int] | None = field(
         default=None, metadata={"help": "patch size: one number (square) or height width (default 4)"})
-    dim: int | None = field(default=None, metadata={"help": "token width"})
-    depth: int | None = field(default=None, metadata={"help": "number of encoder blocks"})
-    heads: int | None = field(default=None, metadata={"help": "attention heads"})
-    dim_head: int | None = field(default=None, metadata={"help": "width of one head"})
-    mlp_dim: int | None = field(default=None, metadata={"help": "feed-forward hidden width"})
-    pool: str | None = field(default=None, metadata={"help": "'cls' or 'mean'"})
-    dropout: float | None = field(default=None, metadata={"help": "dropout in attention and feed-forward"})
-    emb_dropout: float | None = field(default=None, metadata={"help": "dropout after the position embedding"})
+    dim: int | None = field(default=None, metadata={"help": "token width (default: the --preset's)"})
+    depth: int | None = field(default=None, metadata={"help": "number of encoder blocks (default: the --preset's)"})
+    heads: int | None = field(default=None, metadata={"help": "attention heads (default: the --preset's)"})
+    dim_head: int | None = field(default=None, metadata={"help": "width of one head (default: the --preset's)"})
+    mlp_dim: int | None = field(default=None, metadata={"help": "feed-forward hidden width (default: the --preset's)"})
+    pool: str | None = field(default=None, metadata={"help": "'cls' or 'mean' (default: the --preset's)"})
+    dropout: float | None = field(default=None, metadata={"help": "dropout in attention and feed-forward (default 0)"})
+    emb_dropout: float | None = field(default=None, metadata={"help": "dropout after the position embedding (default 0)"})
     attn_implementation: str | None = field(
         default=None,
         metadata={"help": "attention kernel: 'sdpa' (transformers' default), 'eager', 'flash_attention_2', ... "
@@ -263,6 +263,16 @@ def read_recipe(path) -> dict:
 NO_STRATEGIES = ("eval_strategy", "save_strategy", "logging_strategy")  # the strategies that have a "no"
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help without "(default: None)": an unset flag leaves the value to the preset, the model or transformers
+    (the help says which), and after a help that names its own default, "(default 32) (default: None)" contradicted it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "(default " in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parse_args(argv=None):
     """(model_args, data_args, run_args, training_args) from a recipe file and/or the command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -275,7 +285,8 @@ def parse_args(argv=None):
         known.config_file, rest = rest[0], []
 
     # prog: the same name in every error line, however the script is started (python, accelerate, torchrun, tests)
-    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="train.py")
+    parser = HfArgumentParser((ModelArguments, DataArguments, RunArguments, TrainingArguments), prog="train.py",
+                              formatter_class=_HelpFormatter)
     # argparse would print every one of the ~130 flags' usage above each error line
     parser.usage = "%(prog)s [--recipe NAME] [--config_file FILE] [--flag value ...]  (every flag: %(prog)s --help)"
     # argparse's negative-number pattern has no exponent: `--learning_rate -1e-3` failed with "expected one

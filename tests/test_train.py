@@ -363,6 +363,20 @@ def test_fp16_against_a_recipes_bf16_names_where_each_was_set():
         parse_args(["--preset", "tiny", "--fp16", "true", "--bf16", "true"])
 
 
+def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
+    """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
+    `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
+    width. Now a flag left unset says where its value comes from, and a help that names its default keeps it."""
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text
+    assert "--dim DIM token width (default: the --preset's)" in text
+    assert "--pool POOL 'cls' or 'mean' (default: the --preset's)" in text
+    assert "height width (default 32) --patch_size" in text  # its own default, said once
+    assert "--preset PRESET model shape by name: tiny, lesson, small, base (default: lesson)" in text
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
 def test_the_loss_is_label_smoothed_cross_entropy_weighted_by_the_mix(tmp_path):
     """HfViTTrainer.compute_loss on a mixed batch: lam * CE(y_a) + (1 - lam) * CE(y_b), both smoothed by
