@@ -281,15 +281,20 @@ def precision_words(precision: str) -> str:
 
 
 def _same_images(eval_metrics: dict, train_metrics: dict, recipe, dataset: str | None) -> bool:
-    """The evaluation scored the images of training's test accuracy: that split of its dataset and configuration,
-    whole on both sides or the same seeded sample (--max_eval_samples N --seed S takes the images of training's
-    --max_test_samples N --seed S)."""
+    """The evaluation scored the images of training's test accuracy: that split of its dataset, configuration and
+    revision, whole on both sides or the same seeded sample (--max_eval_samples N --seed S takes the images of
+    training's --max_test_samples N --seed S)."""
     data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
     training = recipe.get("training") if isinstance(recipe, dict) and isinstance(recipe.get("training"), dict) else {}
     if not _same_dataset(eval_metrics.get("dataset"), dataset) or _split_of(eval_metrics) != _split_of(train_metrics):
         return False
     configs = (_config_of(eval_metrics, recipe, False), _config_of(train_metrics, recipe, True))
     if None not in configs and configs[0] != configs[1]:
+        return False
+    # another revision of the dataset may hold other images or labels; None is its main branch as it was then
+    if "dataset_revision" in eval_metrics and _revision_of(eval_metrics, recipe, False) != _revision_of(
+        train_metrics, recipe, True
+    ):
         return False
     if eval_metrics.get("num_examples") != train_metrics.get("num_examples"):
         return False

@@ -485,6 +485,34 @@ def test_a_card_keeps_trainings_whole_test_split_over_an_evaluation_of_a_sample(
     assert "| Images (test split) | 60 |" in card.text
 
 
+def test_the_card_calls_no_other_revisions_images_the_same_as_trainings(evaluated, tmp_path):
+    """The card's sentence "Training scored the same images under bf16 autocast ... Any difference ... comes from
+    the precision" compared the dataset, configuration, split and sample, not the revision: training on revision v1
+    and an evaluation of revision v2 (a relabelled split of as many images) were called the same images, and their
+    gap put down to the precision. Another recorded revision is now other images; the same one still is."""
+    from hf_vit.card import write_model_card
+
+    model = tmp_path / "model"
+    shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
+    labels, preds = evaluated["labels"], evaluated["preds"]
+    whole = classification_metrics(np.eye(10)[preds], labels, label_names=CIFAR10_NAMES)
+    (model / "evaluation").mkdir()
+    same = "Training scored the same images under bf16 autocast"
+
+    def card(train_revision, eval_revision):
+        (model / "metrics.json").write_text(json.dumps({
+            **whole, "dataset": "someone/tiny", "split": "test", "dataset_revision": train_revision,
+            "numeric_precision": "bf16 autocast"}))  # fmt: skip
+        (model / "evaluation" / "metrics.json").write_text(json.dumps({
+            **whole, "dataset": "someone/tiny", "split": "test", "split_size": 60, "dataset_revision": eval_revision,
+            "numeric_precision": "float32"}))  # fmt: skip
+        return " ".join(Path(write_model_card(model)).read_text().split())
+
+    assert same in card("v1", "v1") and same in card(None, None)
+    assert same not in card("v1", "v2")
+    assert same not in card(None, "v2")  # training read the main branch as it was then
+
+
 def test_the_pictures_of_a_sample_say_so_in_their_titles(evaluated, tmp_path):
     """confusion_matrix.png, per_class_accuracy.png and gallery.png of an evaluation of 20 of 60 images were titled
     as a whole split's ("Confusion matrix", "Accuracy per class"): the card and the Hub page show them on their own.
