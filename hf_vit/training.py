@@ -1071,6 +1071,19 @@ def check_classes(resume, saved: dict, fingerprint: dict) -> None:
         return
     differ = [f"{i}: {a!r} -> {b!r}" for i, (a, b) in enumerate(zip(old, new)) if a != b]
     more = f" (and {len(differ) - 5} more)" if len(differ) > 5 else ""
+    if sorted(map(str, old)) == sorted(map(str, new)):  # the same names: only their numbering differs
+        numbers = all(isinstance(n, str) and re.fullmatch(r"[+-]?\d+", n) for n in new)
+        # text labels that are whole numbers were numbered as text before hf_vit numbered them as numbers
+        why = (" The class names are whole numbers: an older hf_vit numbered them as text ('10' before '2'), this "
+               "one numbers them as numbers." if numbers and old == sorted(old) else "")
+        raise SetupError(
+            f"--resume_from_checkpoint {str(resume)!r} was trained on the same classes numbered in another order: its "
+            f"head's rows are {'; '.join(differ[:5])}{more} (checkpoint -> this dataset), so a resume would train each "
+            f"row towards another class.{why} A resume keeps the head's rows as they are: "
+            + ("" if why else "resume on the dataset numbered as it was, or ")
+            + f"fine-tune its weights with --model_name_or_path {str(resume)!r} in another --output_dir (its head is "
+            "kept, its rows reordered to this numbering)."
+        )
     raise SetupError(
         f"--resume_from_checkpoint {str(resume)!r} was trained on other classes: its head's rows are "
         f"{'; '.join(differ[:5])}{more} (checkpoint -> this dataset). Resume on the dataset it trained on, or "

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
@@ -2352,6 +2352,58 @@ def test_a_resume_on_other_classes_is_refused(dataset_dir, tmp_path, capsys):
         "(a head for the same class names is kept, its rows reordered; other classes get a new one)."
     )
     assert main(train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)) == 0
+
+
+def test_a_resume_of_numeric_class_names_numbered_as_text_says_so(tmp_path, capsys):
+    """Class names that are whole numbers ('0' .. '11' as text) were numbered as text by the hf_vit before this one
+    ('10' and '11' between '1' and '2') and now as numbers. A checkpoint of that version, resumed on its own dataset,
+    was refused as "trained on other classes ... Resume on the dataset it trained on", the very thing being done.
+    Now the message says the classes are the same, numbered in another order, and why."""
+    import datasets
+
+    from hf_vit.training import main
+
+    data = make_tiny_cifar(tmp_path / "data", n_train=48, n_test=12, names=[f"c{i}" for i in range(12)])
+    (data / "README.md").unlink()  # its ClassLabel features: the labels become text below
+    for path in (data / "plain_text").glob("*.parquet"):
+        ds = datasets.Dataset.from_parquet(str(path)).cast_column("label", datasets.Value("string"))  # '0' .. '11'
+        path.unlink()
+        ds.to_parquet(str(path))
+    out = tmp_path / "run"
+    assert main(train_args(data, out, "--stop_after_steps", "4", steps=8)) == 0
+    checkpoint = out / "checkpoint-4"
+    record = json.loads((checkpoint / "hf_vit_run.json").read_text())
+    assert record["classes"] == [str(i) for i in range(12)]
+    # as the older version numbered them: the record, config.json and the head's rows in text order
+    text_order = sorted(record["classes"])
+    record["classes"] = text_order
+    (checkpoint / "hf_vit_run.json").write_text(json.dumps(record))
+    config = json.loads((checkpoint / "config.json").read_text())
+    config |= {"id2label": dict(enumerate(text_order)), "label2id": {n: i for i, n in enumerate(text_order)}}
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    weights = load_file(checkpoint / "model.safetensors")
+    rows = torch.tensor([int(n) for n in text_order])
+    for key in ("mlp_head.1.weight", "mlp_head.1.bias"):
+        weights[key] = weights[key][rows].contiguous()
+    save_file(weights, checkpoint / "model.safetensors", metadata={"format": "pt"})
+    err = train_error(capsys, train_args(data, out, "--resume_from_checkpoint", "last", steps=8))
+    assert err.startswith(
+        f"train.py: error: --resume_from_checkpoint '{checkpoint}' was trained on the same classes numbered in another "
+        "order: its head's rows are 2: '10' -> '2'; 3: '11' -> '3'; 4: '2' -> '4'; "
+    )
+    assert ("The class names are whole numbers: an older hf_vit numbered them as text ('10' before '2'), this one "
+            "numbers them as numbers.") in err
+    assert "Resume on the dataset it trained on" not in err and "resume on the dataset numbered as it was" not in err
+    assert f"fine-tune its weights with --model_name_or_path '{checkpoint}' in another --output_dir" in err
+    # the same classes in another order for another reason (a dataset renumbered): no word on older versions
+    (checkpoint / "hf_vit_run.json").write_text(json.dumps({**record, "classes": text_order[::-1]}))
+    other = train_error(capsys, train_args(data, out, "--resume_from_checkpoint", "last", steps=8))
+    assert "older hf_vit" not in other and (
+        "A resume keeps the head's rows as they are: resume on the dataset numbered as it was, or fine-tune") in other
+    (checkpoint / "hf_vit_run.json").write_text(json.dumps(record))
+    # the advice runs: the checkpoint's head is kept for the same names (an older one's rows taken by name)
+    assert main(train_args(data, tmp_path / "tuned", "--model_name_or_path", str(checkpoint), steps=4)) == 0
+    assert "the head's rows follow the dataset's class order (0, 1, 2, 3, ...)" in capsys.readouterr().out
 
 
 def test_a_checkpoint_holds_its_run_record_before_it_counts_as_complete(dataset_dir, tmp_path):
