@@ -43,6 +43,7 @@ from .data import (
     check_eight_bit,
     check_image_column,
     check_dataset_revision,
+    check_no_blank_names,
     check_no_empty_cells,
     check_no_unlabelled_rows,
     class_ids,
@@ -760,8 +761,10 @@ def _evaluate(
     for column in (label_column, image_column):  # before a worker meets one: a row left empty, named
         check_no_empty_cells(ds, column, f"the {split!r} split of {dataset!r}")
     if holds_names(label_feature):  # class names as text ("cat"): the model's class of that name
+        values = ds.with_format("arrow")[label_column].to_pylist()
+        check_no_blank_names(values, label_column, f"the {split!r} split of {dataset!r}")
         labels = class_ids(
-            ds.with_format("arrow")[label_column].to_pylist(), names, f"the {split!r} split of {dataset!r}", "the model",
+            values, names, f"the {split!r} split of {dataset!r}", "the model",
             "Evaluate on the dataset the model was trained on, or train a model on this dataset's classes.",
         )
     else:

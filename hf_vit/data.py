@@ -434,16 +434,22 @@ def label_names(ds, label_column: str, split: str = "train") -> list[str] | None
     if holds_names(feature):
         check_no_empty_cells(ds, label_column, f"the {split!r} split")
         values = ds.with_format("arrow")[label_column].to_pylist()
-        blank = [i for i, name in enumerate(values) if not name.strip()]
-        if blank:  # '' or ' ': a missing label as text (a CSV's empty field), which would train as a class of its own
-            raise DatasetError(
-                f"{len(blank)} row(s) of the {split!r} split have a blank {label_column!r} cell (first: row {blank[0]}, "
-                f"{values[blank[0]]!r}), which would be a class without a name. Drop them, e.g. "
-                f"`ds = ds.filter(lambda r: r[{label_column!r}].strip() != '')`, or give them their class, and save the "
-                "dataset again."
-            )
+        check_no_blank_names(values, label_column, f"the {split!r} split")
         return sort_class_names(set(values), label_column, split)
     return list(feature.names) if hasattr(feature, "names") else None
+
+
+def check_no_blank_names(values, label_column: str, where: str) -> None:
+    """Refuse '' or ' ' among class names read as text (a CSV's empty field), naming the rows: in the train split it
+    would train as a class without a name; in a split scored against the classes, it is no class to add."""
+    blank = [i for i, name in enumerate(values) if isinstance(name, str) and not name.strip()]
+    if blank:
+        raise DatasetError(
+            f"{len(blank)} row(s) of {where} have a blank {label_column!r} cell (first: row {blank[0]}, "
+            f"{values[blank[0]]!r}), which would be a class without a name. Drop them, e.g. "
+            f"`ds = ds.filter(lambda r: r[{label_column!r}].strip() != '')`, or give them their class, and save the "
+            "dataset again."
+        )
 
 
 def _name_key(name: str):
@@ -564,8 +570,10 @@ def _label_array(ds, label_column: str, split: str, names=None) -> np.ndarray:
     check_label_column(ds, label_column, split)
     check_no_empty_cells(ds, label_column, f"the {split!r} split")
     if names is not None and holds_names(ds.features[label_column]):
+        values = ds.with_format("arrow")[label_column].to_pylist()
+        check_no_blank_names(values, label_column, f"the {split!r} split")
         return class_ids(
-            ds.with_format("arrow")[label_column].to_pylist(), names, f"the {split!r} split", "the train split",
+            values, names, f"the {split!r} split", "the train split",
             "A model learns only the classes it trains on: drop or relabel those rows, or add training images of them.",
         )
     labels = np.asarray(ds.with_format("numpy")[label_column])

@@ -917,6 +917,33 @@ def test_a_blank_class_name_is_named_with_its_row(tmp_path):
     assert data.label_names == ["cat", "dog"] and data.train.labels.tolist() == [0, 1, 1]
 
 
+def test_a_blank_class_name_in_the_test_split_is_named_as_blank_by_training_and_the_evaluation(tmp_path):
+    """Blank names were named as such in the train split only: a test split's '' was "1 class name(s) in the 'test'
+    split are not among the 2 classes of the train split ('cat', 'dog'): ''. ... add training images of them" (the
+    evaluation: "... Evaluate on the dataset the model was trained on"), as if '' were a class to add. Now both say
+    the row is blank, with the filter that drops it."""
+    import hf_vit
+    from hf_vit.analysis import evaluate_model
+
+    folder = tmp_path / "blank"
+    write_labels(folder, "train", ["cat", "dog", "dog"])
+    write_labels(folder, "test", ["cat", "dog", " "])
+    expected = (r"^1 row\(s\) of the 'test' split{} have a blank 'label' cell \(first: row 2, ' '\), which would be a "
+                r"class without a name\. Drop them, e\.g\. `ds = ")
+    with pytest.raises(DatasetError, match=expected.format("")):
+        prepare_data(str(folder), **LABELLED)
+    model = tmp_path / "model"
+    config = hf_vit.HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32,
+                                id2label={0: "cat", 1: "dog"})  # fmt: skip
+    hf_vit.HfViTForImageClassification(config).save_pretrained(model)
+    hf_vit.make_image_processor(config).save_pretrained(model)
+    with pytest.raises(DatasetError, match=expected.format(f" of {re.escape(repr(str(folder)))}")) as err:
+        evaluate_model(str(model), dataset=str(folder), device="cpu", progress=False)
+    assert not (model / "evaluation").exists()
+    run_advice(folder, str(err.value), "test")
+    assert prepare_data(str(folder), **LABELLED).test.labels.tolist() == [0, 1]
+
+
 def test_a_split_numbered_by_other_classes_is_named_not_scored_against_wrong_labels(tmp_path):
     """`class_encode_column` run on each split alone, the test split lacking a class: its file numbers 'cat' 0 and
     'dog' 1, but datasets read it with the train split's classes ('bird', 'cat', 'dog'), so each test image carried
