@@ -552,7 +552,8 @@ def load_dataset_image(
 
     from .data import DatasetError, check_image_column, find_columns, get_split, holds_names, load_dataset
 
-    loaded = load_dataset(dataset, argument="dataset", dataset_revision=dataset_revision)
+    # label_column: the one checked to hold names or ids alike in every split, as the evaluation checks it
+    loaded = load_dataset(dataset, argument="dataset", dataset_revision=dataset_revision, label_column=label_column)
     ds = get_split(loaded, split, dataset, "split")
     if not 0 <= index < len(ds):
         raise ValueError(

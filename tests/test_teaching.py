@@ -276,6 +276,37 @@ def test_pictures_and_saved_mistakes_show_transparent_pixels_on_white_as_the_mod
         assert picture.mode == "RGB" and (pixels[:, 16:] == 255).all() and (pixels[:, :16] == [200, 0, 0]).all()
 
 
+def test_a_dataset_image_is_checked_by_the_label_column_given_as_the_evaluation_checks_it(tmp_path):
+    """visualize.py --label_column: the check of a column holding class names in one split and ids in another (the
+    evaluation's, by its --label_column) looked at label/labels instead, so it refused a dataset over a column the
+    picture does not use, and let the given one through: ids read as the names '1', '0', shown as the class."""
+    import datasets
+
+    from hf_vit.analysis import load_split
+    from hf_vit.data import DatasetError
+    from hf_vit.teaching import load_dataset_image
+
+    def write(folder, mixed: str):
+        """Two splits; `mixed` holds names in train and ids in test, the other column ids in both."""
+        (folder / "data").mkdir(parents=True)
+        for split, names in (("train", ["cat", "dog"]), ("test", [1, 0])):
+            other = "fine" if mixed == "label" else "label"
+            columns = {"img": [Image.new("RGB", (32, 32))] * 2, mixed: names, other: [0, 1]}
+            datasets.Dataset.from_dict(columns).to_parquet(str(folder / "data" / f"{split}-00000-of-00001.parquet"))
+        return str(folder)
+
+    for mixed in ("label", "fine"):
+        ds = write(tmp_path / mixed, mixed)
+        message = rf"the column '{mixed}' holds text in the 'train' split .* but numbers in the 'test' split"
+        with pytest.raises(DatasetError, match=message):  # the evaluation, by its --label_column
+            load_split(ds, "test", label_column=mixed)
+        with pytest.raises(DatasetError, match=message):  # the picture of that column, likewise
+            load_dataset_image(ds, 0, label_column=mixed)
+    # the mixed 'label' is no concern of a picture of 'fine': drawn, as the evaluation scores it
+    assert len(load_split(str(tmp_path / "label"), "test", label_column="fine")) == 2
+    assert load_dataset_image(str(tmp_path / "label"), 0, label_column="fine")[1] is None  # ids without names
+
+
 def test_a_dataset_image_is_found_by_the_evaluations_column_rule(tmp_path):
     """visualize.py draws the image and class that the evaluation scored under that index: columns named
     img/image and label/labels (or the names given), not the first image and class columns of the table."""
