@@ -276,8 +276,9 @@ def _precision_of(metrics: dict) -> str | None:
 
 
 def precision_words(precision: str) -> str:
-    """"under bf16 autocast" (float32 weights, autocast around them), "in float32" (the weights' own dtype)."""
-    return f"under {precision}" if precision.endswith("autocast") else f"in {precision}"
+    """"under bf16 autocast" (float32 weights, autocast around them), "in float32" (the weights' own dtype), "in
+    float16 under bf16 autocast" (weights cast by --fp16_full_eval, autocast still around them)."""
+    return f"under {precision}" if precision.endswith("autocast") and " under " not in precision else f"in {precision}"
 
 
 def _same_images(eval_metrics: dict, train_metrics: dict, recipe, dataset: str | None) -> bool:

@@ -513,6 +513,23 @@ def test_the_card_calls_no_other_revisions_images_the_same_as_trainings(evaluate
     assert same not in card(None, "v2")  # training read the main branch as it was then
 
 
+def test_the_card_words_a_cast_model_under_autocast_once(evaluated, tmp_path):
+    """train.py records "float16 under bf16 autocast" for a model cast by --fp16_full_eval whose forward accelerate
+    still wraps in bf16 autocast (training.prediction_precision); the card made it "Training scored these images
+    under float16 under bf16 autocast". Now "in float16 under bf16 autocast"; autocast alone stays "under"."""
+    from hf_vit.card import precision_words, write_model_card
+
+    model = tmp_path / "model"
+    shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
+    whole = classification_metrics(np.eye(10)[evaluated["preds"]], evaluated["labels"], label_names=CIFAR10_NAMES)
+    (model / "metrics.json").write_text(json.dumps({**whole, "dataset": "someone/tiny", "split": "test",
+                                                    "numeric_precision": "float16 under bf16 autocast"}))  # fmt: skip
+    card = " ".join(Path(write_model_card(model)).read_text().split())
+    assert "Training scored these images in float16 under bf16 autocast; `scripts/evaluate_model.py`" in card
+    assert "under float16 under" not in card
+    assert (precision_words("bf16 autocast"), precision_words("float32")) == ("under bf16 autocast", "in float32")
+
+
 def test_the_pictures_of_a_sample_say_so_in_their_titles(evaluated, tmp_path):
     """confusion_matrix.png, per_class_accuracy.png and gallery.png of an evaluation of 20 of 60 images were titled
     as a whole split's ("Confusion matrix", "Accuracy per class"): the card and the Hub page show them on their own.
