@@ -876,6 +876,12 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
             "--fp16 needs a CUDA GPU: on a CPU the Trainer would train in fp32 and record fp16. Leave it out, or "
             "use --bf16 true on a CPU with bf16 instructions."
         )
+    if args.fp16_full_eval and args.bf16 and args.device.type == "cpu":
+        raise SetupError(
+            "--fp16_full_eval true casts the model to float16 to evaluate, and on a CPU the bf16 autocast of --bf16 "
+            "true cannot run a float16 model (torch stops at the first evaluation). Leave --fp16_full_eval out, or "
+            "evaluate in bfloat16 with --bf16_full_eval true."
+        )
     if args.batch_eval_metrics and args.world_size > 1:
         raise SetupError(
             f"--batch_eval_metrics true in {args.world_size} processes: the Trainer then keeps no predictions, so the "
