@@ -548,12 +548,14 @@ def format_metrics_table(metrics: dict) -> str:
 # ---------------------------------------------------------------------------
 # The whole evaluation
 # ---------------------------------------------------------------------------
-def default_output_dir(model_name_or_path: str) -> Path:
-    """`<model_dir>/evaluation` for a local folder, `evaluation-<owner>--<name>` here for a Hub id."""
+def default_output_dir(model_name_or_path: str, revision: str | None = None) -> Path:
+    """`<model_dir>/evaluation` for a local folder, `evaluation-<owner>--<name>` here for a Hub id, with
+    `@<revision>` for a pinned one (so evaluating two revisions of one model keeps both)."""
     path = Path(model_name_or_path).expanduser()  # as locate_model reads it
     if path.exists():
         return path / "evaluation"
-    return Path(f"evaluation-{str(model_name_or_path).replace('/', '--')}")
+    pinned = f"@{revision}" if revision else ""
+    return Path(f"evaluation-{str(model_name_or_path)}{pinned}".replace("/", "--"))
 
 
 def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
@@ -721,7 +723,7 @@ def evaluate_model(
     check_model_revision(model_name_or_path, revision)
     check_dataset_revision(dataset, dataset_revision, "dataset")  # before the model loads (load_dataset would too)
     locate_model(model_name_or_path)  # a mistyped folder is named as such, not as an unwritable output
-    output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path)
+    output_dir = Path(output_dir).expanduser() if output_dir is not None else default_output_dir(model_name_or_path, revision)
     _check_output_dir(output_dir, model_name_or_path)
     with _hold_folders(output_dir, model_name_or_path):
         return _evaluate(

@@ -31,7 +31,8 @@ def parse_args(argv=None):
                    "report.html and the model card then say how many of how many images were scored. Default: all")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the --max_eval_samples sample (default 42, as training)")
-    p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation (never the model folder itself)")
+    p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation, or "
+                   "evaluation-<owner>--<name>[@<revision>] here for a Hub id (never the model folder itself)")
     p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader processes decoding images")

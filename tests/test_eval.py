@@ -1832,3 +1832,13 @@ def test_palette_transparent_and_two_band_images_read_as_training_decodes_them_o
         for preprocess in (BatchPreprocessor(processor, channels), BatchPreprocessor(cropping, channels)):
             got = preprocess(stored).numpy() * 255  # the evaluation's path, fast and through the processor
             np.testing.assert_allclose(got, want, atol=1e-3, err_msg=f"{mode}, fast={preprocess.fast}")
+
+
+def test_a_hub_models_default_evaluation_folder_keeps_revisions_apart():
+    """evaluate_model.py --model me/vit --revision v2 wrote to evaluation-me--vit, the folder of the unpinned model's
+    evaluation (and of any other revision's), replacing it. A pinned revision now has a folder of its own."""
+    from hf_vit.analysis import default_output_dir
+
+    assert default_output_dir("me/vit") == Path("evaluation-me--vit")
+    assert default_output_dir("me/vit", "v2") == Path("evaluation-me--vit@v2")
+    assert default_output_dir("me/vit", "refs/pr/1") == Path("evaluation-me--vit@refs--pr--1")  # one folder, not three
