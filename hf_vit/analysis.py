@@ -73,16 +73,10 @@ from .eval_pictures import (
 )
 from .image_processing import processor_size_mismatch
 from .metrics import classification_metrics, macro_scope, part_of_split
-from .output_folder import hold_folders, replace_text
+from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, hold_folders, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
 
-# What an evaluation writes into its output folder: these files, and the .png files of these sub-folders. A rerun
-# deletes exactly these before writing its own (any other file there is the user's, a loss curve added by hand), and
-# a push takes exactly these for an earlier push's files (hf_vit/hub.py reads both).
-EVALUATION_FILES = ("metrics.json", "misclassified.csv", "report.html", "gallery.png", "confusion_matrix.png",
-                    "per_class_accuracy.png")
-EVALUATION_SUBFOLDERS = ("misclassified", "attention")
 CSV_FIELDS = [
     "index",
     "true_label",

@@ -34,10 +34,9 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
-from .analysis import EVALUATION_FILES, EVALUATION_SUBFOLDERS
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
-from .output_folder import share_checkpoint_run, share_folder, two_saves
+from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, share_checkpoint_run, share_folder, two_saves
 from .public import public_copies
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
@@ -70,9 +69,9 @@ EVALUATION_PATTERNS = (
     "evaluation/attention/*.png",
     "evaluation/misclassified/*.png",
 )
-# What the evaluation itself writes under evaluation/ (hf_vit/analysis.py): its named files, and the .png files of
-# the folders it owns and empties on each run. Only these are an earlier push's to delete; other files there are
-# the user's.
+# What the evaluation itself writes under evaluation/ (output_folder.EVALUATION_FILES, which hf_vit/analysis.py
+# writes by): its named files, and the .png files of the folders it owns and empties on each run. Only these are an
+# earlier push's to delete; other files there are the user's.
 EVALUATION_WRITTEN = (*(f"evaluation/{name}" for name in EVALUATION_FILES),
                       *(f"evaluation/{folder}/*.png" for folder in EVALUATION_SUBFOLDERS))
 _ABSOLUTE_IMPORT = re.compile(r"^\s*(from\s+hf_vit[\s.]|import\s+hf_vit\b)", re.MULTILINE)

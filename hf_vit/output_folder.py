@@ -37,6 +37,13 @@ MODEL_FOLDER_ENTRIES = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json", "README.md",
     "metrics.json", "training_recipe.json", "evaluation",
 )
+# What an evaluation (hf_vit/analysis.py) writes into its output folder: these files, and the .png files of these
+# sub-folders. A rerun deletes exactly these before writing its own (any other file there is the user's, a loss curve
+# added by hand), and a push takes exactly these for an earlier push's files (hf_vit/hub.py reads both). Here, not in
+# hf_vit.analysis, so that the push reads them without importing the evaluation (and datasets and evaluate with it).
+EVALUATION_FILES = ("metrics.json", "misclassified.csv", "report.html", "gallery.png", "confusion_matrix.png",
+                    "per_class_accuracy.png")
+EVALUATION_SUBFOLDERS = ("misclassified", "attention")
 
 
 def two_saves(model_dir) -> str | None:
