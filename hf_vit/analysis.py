@@ -284,12 +284,12 @@ def load_model_and_processor(model_name_or_path: str, device="cpu", trust_remote
     model, source, local_only = load_classifier(model_name_or_path, trust_remote_code=trust_remote_code,
                                                 revision=revision)
     processor = load_image_processor(source, model_name_or_path, trust_remote_code, local_only, revision)
-    _check_processor_size(processor, model.config, model_name_or_path, setting("model_name_or_path", flag="model"))
+    check_processor_size(processor, model.config, model_name_or_path, setting("model_name_or_path", flag="model"))
     model.to(device).eval()
     return model, processor
 
 
-def _check_processor_size(processor, config, name, named: str):
+def check_processor_size(processor, config, name, named: str):
     """The image processor makes images of the model's size: a 2000x2000 processor over a 32x32 model
     resized and normalised a whole batch of 4M-pixel images before the model refused them."""
     mismatch = processor_size_mismatch(processor.to_dict(), getattr(config, "image_size", None))

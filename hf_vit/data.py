@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
-from .dataset_cache import _files, local_cache_dir, prune_other_states
+from .dataset_cache import folder_files, local_cache_dir, prune_other_states
 from .output_folder import replace_file, unwritable_reason
 from .public import is_local, looks_local  # one rule for "a path, not a Hub id", shared with the card and the push
 
@@ -344,7 +344,7 @@ def _check_split_files(path: Path, dataset_config, cache_dir, dataset: str, colu
 def _holds_parquet(path: Path) -> bool:
     """Whether a .parquet file lies under `path`, found as the cache key finds files (through linked folders, each
     once: a link back up would loop)."""
-    return any(relative.endswith(".parquet") for relative, _ in _files(Path(path)))
+    return any(relative.endswith(".parquet") for relative, _ in folder_files(Path(path)))
 
 
 def _listed(names: list[str]) -> str:

@@ -28,13 +28,13 @@ def local_cache_dir(folder) -> str:
 
     folder = Path(folder).resolve()
     digest = hashlib.sha256()
-    for relative, stat in sorted(_files(folder)):
+    for relative, stat in sorted(folder_files(folder)):
         digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     by_path = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
     return str(Path(config.HF_DATASETS_CACHE) / "hf_vit-local" / by_path / digest.hexdigest()[:16])
 
 
-def _files(folder: Path):
+def folder_files(folder: Path):
     """(relative path, stat) of each file under `folder` as datasets reads them: through linked folders too (a
     `plain_text -> /data/cifar10/plain_text` link; Path.rglob does not follow it, so changed data behind it kept
     the old key), each real folder once (a link back up would loop), hidden entries left out."""

@@ -36,7 +36,7 @@ from transformers import ViTConfig, ViTForImageClassification
 from .configuration_hf_vit import HfViTConfig, _pair
 from .convert_lesson import non_finite_summary
 from .data import setting
-from .hub import BadRepoId, _processor_against_config, check_repo_id, check_weights
+from .hub import BadRepoId, check_repo_id, check_weights, processor_against_config
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import check_output_folder, hold_folders, share_folder, staged_folder
@@ -248,7 +248,7 @@ def export_to_transformers_vit(model_dir, output_dir, *, repo_id=None, overwrite
             "with `hf_vit.make_image_processor(config).save_pretrained(model_dir)` and export again."
         )
     # The processor is copied as it is: one of another size would make every pipeline() call of the export fail.
-    processor_problems = _processor_against_config(model_dir / "preprocessor_config.json", config.to_dict())
+    processor_problems = processor_against_config(model_dir / "preprocessor_config.json", config.to_dict())
     if processor_problems:
         raise ValueError(f"{model_dir}: {processor_problems[0]}")
     if output_dir.resolve() == model_dir.resolve():

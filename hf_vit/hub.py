@@ -165,7 +165,7 @@ def check_model_folder(model_dir) -> list[str]:
             "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
         )
     elif isinstance(config, dict):
-        problems.extend(_processor_against_config(model_dir / "preprocessor_config.json", config))
+        problems.extend(processor_against_config(model_dir / "preprocessor_config.json", config))
 
     if isinstance(config, dict):
         problems.extend(_missing_auto_classes(config))
@@ -222,7 +222,7 @@ def _missing_auto_classes(config: dict) -> list[str]:
             "auto_map and copies their files)."]  # fmt: skip
 
 
-def _processor_against_config(path: Path, config: dict) -> list[str]:
+def processor_against_config(path: Path, config: dict) -> list[str]:
     """A processor that makes images of another size than the model's: every pipeline() call would fail."""
     try:
         settings = json.loads(path.read_text(encoding="utf-8"))

@@ -454,7 +454,7 @@ def load_model(model_dir, trust_remote_code: bool = False, revision: str | None 
     Loaded as the evaluation loads it (`hf_vit.analysis.load_classifier`): the same checks and messages,
     and safetensors only (a folder with just a pickled pytorch_model.bin is refused, never unpickled).
     """
-    from .analysis import _check_processor_size, load_classifier, load_image_processor
+    from .analysis import check_processor_size, load_classifier, load_image_processor
 
     model, source, local_only = load_classifier(
         model_dir, "model_dir", trust_remote_code=trust_remote_code, attn_implementation="eager", revision=revision
@@ -477,7 +477,7 @@ def load_model(model_dir, trust_remote_code: bool = False, revision: str | None 
             raise  # a preprocessor_config.json that is there but broken: refused as the evaluation refuses it
         processor = None  # a Hub id without a processor: the script says which statistics it assumes
     if processor is not None:  # one of another size than the model's: refused as the evaluation refuses it
-        _check_processor_size(processor, model.config, model_dir, setting("model_dir", flag="model"))
+        check_processor_size(processor, model.config, model_dir, setting("model_dir", flag="model"))
     return model.eval(), processor
 
 
