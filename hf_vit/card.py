@@ -161,6 +161,12 @@ def _labels(config: dict) -> list[str]:
     return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
 
 
+def _recipe_part(recipe, part: str) -> dict:
+    """training_recipe.json's `part` ("data", "training"), or {} where the file is absent, older or edited."""
+    value = recipe.get(part) if isinstance(recipe, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def _recipe_dataset(recipe) -> str | None:
     """The dataset the recipe trained on (a Hub id or a local path), searched anywhere in the recipe."""
     if isinstance(recipe, dict):
@@ -210,7 +216,7 @@ def _recorded(metrics: dict, recipe, from_training: bool, key: str, form: re.Pat
     """A setting of the results' dataset (`key`: dataset_config, dataset_revision) as the metrics file recorded it;
     an older file of training's falls back on the recipe's flag (an evaluation without it loaded the default).
     Shown only in its plain `form`: an edited file's markup would otherwise reach the card."""
-    data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    data = _recipe_part(recipe, "data")
     value = metrics.get(key, data.get(key) if from_training else None)
     return value if isinstance(value, str) and form.fullmatch(value) else None
 
@@ -252,7 +258,7 @@ def _counted_whole_split(dataset: str | None, metrics_files, default: str | None
 def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None, train_metrics: dict) -> str | None:
     """How training used the split the evaluation scored ("trained on", "chose its checkpoints on"), or None for a
     split it never saw (its test split, another dataset): those numbers are no measure of new images."""
-    data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    data = _recipe_part(recipe, "data")
     if not data or "accuracy" not in eval_metrics or not _same_dataset(eval_metrics.get("dataset"), dataset):
         return None
     # another configuration of that dataset holds other images; unrecorded on either side (older files): as before
@@ -285,8 +291,8 @@ def _same_images(eval_metrics: dict, train_metrics: dict, recipe, dataset: str |
     """The evaluation scored the images of training's test accuracy: that split of its dataset, configuration and
     revision, whole on both sides or the same seeded sample (--max_eval_samples N --seed S takes the images of
     training's --max_test_samples N --seed S)."""
-    data = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
-    training = recipe.get("training") if isinstance(recipe, dict) and isinstance(recipe.get("training"), dict) else {}
+    data = _recipe_part(recipe, "data")
+    training = _recipe_part(recipe, "training")
     if not _same_dataset(eval_metrics.get("dataset"), dataset) or _split_of(eval_metrics) != _split_of(train_metrics):
         return False
     configs = (_config_of(eval_metrics, recipe, False), _config_of(train_metrics, recipe, True))
@@ -564,7 +570,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         which = f", configuration `{config}`" if config else ""
         which += f", revision `{train_revision}`" if train_revision else ""
         data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}{which}."
-    data_args = recipe.get("data") if isinstance(recipe, dict) and isinstance(recipe.get("data"), dict) else {}
+    data_args = _recipe_part(recipe, "data")
     limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
     if limits:
         data_text += " This run used only part of it: " + ", ".join(f"`--{k} {v}`" for k, v in limits.items()) + "."
