@@ -11,6 +11,7 @@ import sys
 
 from hf_vit.analysis import DEFAULT_DATASET, evaluate_model, format_metrics_table
 from hf_vit.data import flags_in_messages
+from hf_vit.eval_pictures import MAX_PICTURE_SIDE, gallery_capacity
 from hf_vit.output_folder import refuse_several_processes
 
 
@@ -41,7 +42,8 @@ def parse_args(argv=None):
     p.add_argument("--label_column", default=None, help="default: label, else labels (as training)")
     p.add_argument("--max_attention_maps", type=int, default=500,
                    help="attention maps for at most this many mistakes, most confident first (-1: all)")
-    p.add_argument("--gallery_size", type=int, default=32, help="mistakes shown in gallery.png (0 to 208: what fits 4096 px)")
+    p.add_argument("--gallery_size", type=int, default=32,
+                   help=f"mistakes shown in gallery.png (0 to {gallery_capacity()}: what fits {MAX_PICTURE_SIDE} px)")
     p.add_argument("--trust_remote_code", action="store_true",
                    help="let a --model whose architecture hf_vit and transformers do not know run its own .py files "
                    "(only for a model you trust; hf_vit models never need it)")

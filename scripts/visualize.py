@@ -13,6 +13,7 @@ import sys
 from hf_vit.data import flags_in_messages
 from hf_vit.output_folder import refuse_several_processes
 from hf_vit.teaching import (
+    MAX_PICTURE_SIDE,
     PICTURES,
     PRESETS,
     check_output_dir,
@@ -60,8 +61,9 @@ def parse_args(argv=None):
         "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
     )
     parser.add_argument("--scale", type=int, default=8,
-                        help="upscaling of the patch grid picture (default: 8; at most 4096 px a side). The other "
-                        "pictures keep to 4096 px a side too: their panels are drawn smaller where needed, with a "
+                        help=f"upscaling of the patch grid picture (default: 8; at most {MAX_PICTURE_SIDE} px a side). "
+                        f"The other pictures keep to {MAX_PICTURE_SIDE} px a side too: their panels are drawn smaller "
+                        "where needed, with a "
                         "message naming the picture")
     args = parser.parse_args(argv)
 
