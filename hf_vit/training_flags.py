@@ -310,13 +310,13 @@ def check_one_precision(asked, given: Given, where: dict) -> None:
                          "a run trains in one: leave one of them out.")
     said = {3: "the command line", **where}
 
-    def setting(name, level):  # as the user wrote it: a flag, or a recipe file's key
+    def as_written(name, level):  # as the user wrote it: a flag, or a recipe file's key (not hf_vit.data.setting)
         return f"--{name} true ({said[level]})" if level == 3 else f"{name}: true ({said[level]})"
 
     # the less explicit one gives way; fp16 is for CUDA GPUs only
     drop, keep = ("bf16", "fp16") if bf16 < fp16 else ("fp16", "bf16")
     gpu = " (a CUDA GPU only)" if keep == "fp16" else ""
     raise SetupError(
-        f"{setting('fp16', fp16)} and {setting('bf16', bf16)} each ask for a mixed precision, and a run trains in "
+        f"{as_written('fp16', fp16)} and {as_written('bf16', bf16)} each ask for a mixed precision, and a run trains in "
         f"one: pass --{drop} false as well to train in {keep}{gpu}, or leave --{keep} out."
     )
