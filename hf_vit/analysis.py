@@ -165,9 +165,11 @@ def hub_unreachable() -> bool:
 
 
 def check_model_revision(model_name_or_path, revision, argument: str = "model_name_or_path",
-                         flag: str | None = "model") -> None:
-    """`revision` (a Hub model's branch, tag or commit) refused for a local folder, which has none."""
-    problem = revision_problem(model_name_or_path, revision, setting(argument, flag=flag), setting("revision"), "model")
+                         flag: str | None = "model", revision_argument: str = "revision") -> None:
+    """`revision` (a Hub model's branch, tag or commit) refused for a local folder, which has none. Messages name
+    the settings as `argument` (the script's `--flag`) and `revision_argument` (train.py's --model_revision)."""
+    problem = revision_problem(model_name_or_path, revision, setting(argument, flag=flag), setting(revision_argument),
+                               "model")
     if problem:
         raise ValueError(problem)
 

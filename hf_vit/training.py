@@ -1314,17 +1314,13 @@ def load_start(model_args: ModelArguments, output_dir=None) -> Start:
     # from its module: transformers 5.17 without torchvision exports a placeholder that raises
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
-    from .analysis import hub_unreachable, locate_model
-    from .data import revision_problem, setting
+    from .analysis import check_model_revision, hub_unreachable, locate_model
     from .hub import weights_against_config
 
     name, revision = model_args.model_name_or_path, model_args.model_revision
     try:
         with flags_in_messages():  # named as train.py's flag
-            problem = revision_problem(name, revision, setting("model_name_or_path"), setting("model_revision"),
-                                       "model")
-            if problem:
-                raise SetupError(problem)
+            check_model_revision(name, revision, "model_name_or_path", flag=None, revision_argument="model_revision")
             source, is_local = locate_model(name, "model_name_or_path", flag=None)
     except (OSError, ValueError) as err:
         raise SetupError(str(err)) from None
