@@ -73,7 +73,7 @@ from .eval_pictures import (
 )
 from .image_processing import processor_size_mismatch
 from .metrics import classification_metrics, macro_scope, part_of_split
-from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, hold_folders, replace_text
+from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, hold_folders, holds_an_evaluation, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
 
@@ -594,11 +594,6 @@ def _check_output_dir(output_dir: Path, model_name_or_path) -> None:
             "replacing any of the same names, and a push would take the pictures there for the evaluation's. Pass a "
             "new or empty folder."
         )
-
-
-def holds_an_evaluation(folder: Path) -> bool:
-    """An evaluation wrote `folder` (misclassified/ is made before anything else is written)."""
-    return (folder / "misclassified").is_dir() or (folder / "misclassified.csv").is_file()
 
 
 def _refuse_other_models_evaluation(output_dir: Path, model_path: Path) -> None:

@@ -46,6 +46,11 @@ EVALUATION_FILES = ("metrics.json", "misclassified.csv", "report.html", "gallery
 EVALUATION_SUBFOLDERS = ("misclassified", "attention")
 
 
+def holds_an_evaluation(folder: Path) -> bool:
+    """An evaluation wrote `folder` (misclassified/ is made before anything else is written)."""
+    return (folder / "misclassified").is_dir() or (folder / "misclassified.csv").is_file()
+
+
 def two_saves(model_dir) -> str | None:
     """Both a single model.safetensors and a sharded save's index: what two saves into one folder leave
     (save_pretrained deletes an earlier save's shards, never an earlier single file or index). transformers

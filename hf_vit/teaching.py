@@ -30,7 +30,7 @@ from .attention_maps import MAPS_SHOW, heat_map_image, patch_map_to_grid, pooled
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode, setting
 from .eval_pictures import MAX_PICTURE_SIDE
-from .output_folder import FolderInUseError, folder_lock, replace_file, replace_text
+from .output_folder import FolderInUseError, folder_lock, holds_an_evaluation, replace_file, replace_text
 from .presets import PRESETS as TRAINING_PRESETS
 
 logger = logging.getLogger(__name__)
@@ -485,8 +485,6 @@ def check_output_dir(output_dir) -> Path:
     """`output_dir` as a Path, refused when it is a file (the pictures go in a folder, created if absent), a model
     folder or an evaluation folder: their files are training's and the evaluation's, which the push uploads as such
     (evaluation/*.png goes up as the evaluation's pictures)."""
-    from .analysis import holds_an_evaluation
-
     output_dir = Path(output_dir).expanduser()
     given = setting("output_dir", str(output_dir))
     if output_dir.exists() and not output_dir.is_dir():
