@@ -22,8 +22,8 @@ Every check (folder complete, repo id and branch well formed, no file that a sym
 brings in from outside the folder, a token available, no training or evaluation writing the folder) runs
 before the first network call, so a bad call fails at once and uploads nothing; --private into an existing
 public repository is refused after create_repo, before the commit. `revision` pushes to a branch (made from
-main if absent), and the card's code then loads that branch; a card kept as it is (--keep_card) whose code loads
-another revision than the push's is refused.
+main if absent), and the card's code then loads that branch. A card kept as it is (--keep_card) is refused when the
+folder has none or its code loads another repository or revision than the push's (`refuse_kept_card`).
 """
 
 import fnmatch
@@ -569,10 +569,10 @@ def push_model_folder(
     an existing repository keeps its visibility. `write_card` fills the card (README.md) from the
     folder for this repo id: it goes up in the commit and is written into the folder once the commit has
     landed (a dry run writes it at once, so that it can be read); without it the folder's README.md goes up as it
-    is, refused when absent or when its code loads another repository or revision (`refuse_kept_card`). `revision`: the branch to commit to (made from
-    main if absent; None: main); the card's code then loads that branch. The folder is shared with readers for
-    the push, so a training or an evaluation writing it refuses it (`held_by_caller`: the caller holds it as its
-    writer, train.py pushing the run it has just finished). `private_flag`: the caller's name for `private`, which
+    is, refused when absent or when its code loads another repository or revision (`refuse_kept_card`).
+    `revision`: the branch to commit to (made from main if absent; None: main); the card's code then loads that
+    branch. The folder is shared with readers for the push, so a training or an evaluation writing it refuses it
+    (`held_by_caller`: the caller holds it as its writer, train.py pushing the run it has just finished). `private_flag`: the caller's name for `private`, which
     the refusal of a private push into a public repository names (train.py: --hub_private_repo).
     """
     model_dir = Path(model_dir).expanduser()
