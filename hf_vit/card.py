@@ -622,9 +622,11 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     result_rows = []
     if accuracy is not None:
         result_rows.append(("Top-1 accuracy", _pct(accuracy)))
+        # Top-k with k guesses covering every class is 100% for any model: no result, so no row (older files hold it).
+        trivial = {f"top{k}_accuracy" for k in (3, 5) if labels and k >= len(labels)}
         for key, name in (("top3_accuracy", "Top-3 accuracy"), ("top5_accuracy", "Top-5 accuracy"),
                           ("macro_precision", "Macro precision"), ("macro_recall", "Macro recall"), ("macro_f1", "Macro F1")):
-            if key in metrics:
+            if key in metrics and key not in trivial:
                 result_rows.append((name + (macro_note if key.startswith("macro") else ""), _pct(metrics[key])))
         if "num_examples" in metrics:
             result_rows.append((f"Images ({split} split)", sampled or f"{metrics['num_examples']:,}"))

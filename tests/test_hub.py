@@ -469,6 +469,15 @@ def test_a_short_run_is_timed_in_seconds_and_the_example_output_names_the_models
     assert "'cat'" not in text
 
 
+def test_a_top_k_accuracy_that_every_prediction_reaches_is_not_shown(tmp_path):
+    """A 3-class model's card showed "Top-3 accuracy | 100.00%" (its three guesses are all the classes): a figure
+    that no model can miss, read as a result. A top-k row is shown only for k below the number of classes."""
+    text = card_of(tmp_path / "model", ["apple", "pear", "plum"], "someone/fruit", {"data": {"dataset_name": "someone/fruit"}})
+    assert "| Top-1 accuracy | 50.00% |" in text and "Top-3" not in text
+    text = card_of(tmp_path / "model4", ["a", "b", "c", "d"], "someone/fruit", {"data": {"dataset_name": "someone/fruit"}})
+    assert "| Top-3 accuracy | 87.50% |" in text and "Top-5" not in text  # 3 guesses of 4 classes can miss
+
+
 def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
     """The split of metrics.json and the recipe's model_name_or_path reached the card as they were: a split
     `[x](http://evil)` became a link in every results sentence, a base model `[x](http://evil)` a link to it, and a
