@@ -685,3 +685,16 @@ def test_labels_given_as_one_string_are_refused_not_spelled_out(tmp_path):
     assert not (tmp_path / "out").exists()
     import_lesson_weights(tmp_path / "vit.pt", tmp_path / "out", {"heads": 3}, labels=("a", "b", "c", "d", "e"))
     assert HfViTForImageClassification.from_pretrained(tmp_path / "out").config.id2label[4] == "e"
+
+
+def test_an_imported_models_card_points_to_no_results_it_does_not_have(tmp_path):
+    """An imported model has no metrics: its card said "the accuracy above is far below large pretrained models"
+    and "less accurately than the results above suggest" under "No metrics were found". The limitations now
+    speak of results only where the card shows some."""
+    _, model = lesson_model()
+    torch.save(model.state_dict(), tmp_path / "vit.pt")
+    load_script("import_lesson_weights").main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"])
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "No metrics were found" in text
+    assert "above" not in text.split("## Limitations")[1]
+    assert "will be classified\n  less accurately than the training images." in text
