@@ -72,7 +72,7 @@ from .eval_pictures import (
     per_class_accuracy_image,
 )
 from .image_processing import processor_size_mismatch
-from .metrics import classification_metrics, macro_scope, part_of_split
+from .metrics import classification_metrics, macro_scope, part_of_split, shown_top_k
 from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, hold_folders, holds_an_evaluation, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
@@ -522,7 +522,7 @@ def format_metrics_table(metrics: dict) -> str:
     part = part_of_split(metrics)
     examples = f"{part}: not the whole split" if part else metrics["num_examples"]
     lines = [f"examples: {examples}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
-    for k in ("top3_accuracy", "top5_accuracy"):
+    for k in shown_top_k(metrics):  # no top-3 line for 3 classes: 100% for any model
         if k in metrics:
             lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
     lines.append(

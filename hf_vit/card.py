@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .image_processing import size_dict
-from .metrics import macro_scope, part_of_split
+from .metrics import macro_scope, part_of_split, shown_top_k
 from .output_folder import replace_text, two_saves
 from .public import is_local, local_name, replace_local
 
@@ -623,7 +623,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     if accuracy is not None:
         result_rows.append(("Top-1 accuracy", _pct(accuracy)))
         # Top-k with k guesses covering every class is 100% for any model: no result, so no row (older files hold it).
-        trivial = {f"top{k}_accuracy" for k in (3, 5) if labels and k >= len(labels)}
+        trivial = {k for k in ("top3_accuracy", "top5_accuracy") if k not in shown_top_k(metrics, len(labels) or None)}
         for key, name in (("top3_accuracy", "Top-3 accuracy"), ("top5_accuracy", "Top-5 accuracy"),
                           ("macro_precision", "Macro precision"), ("macro_recall", "Macro recall"), ("macro_f1", "Macro F1")):
             if key in metrics and key not in trivial:

@@ -5,6 +5,7 @@ script ships inside the package (`metric_scripts/vit_classification`) and
 loads from that path, so training and evaluation work without network.
 """
 
+import re
 from pathlib import Path
 
 import evaluate
@@ -104,6 +105,16 @@ def part_of_split(metrics: dict) -> str | None:
     sample = metrics.get("sample") if isinstance(metrics.get("sample"), dict) else {}
     seed = f", seed {sample['seed']}" if isinstance(sample.get("seed"), int) else ""
     return f"{scored:,} of {total:,} images (a random sample{seed})"
+
+
+def shown_top_k(metrics: dict, num_classes: int | None = None) -> list[str]:
+    """The top-k accuracy keys of `metrics` worth showing, by k: those with k below the class count, since k guesses
+    that cover every class score 100% for any model (scikit-learn's top_k_accuracy_score warns so). `num_classes`:
+    default, the rows of the per-class table (every class of the model)."""
+    if num_classes is None and isinstance(metrics.get("per_class"), dict) and metrics["per_class"]:
+        num_classes = len(metrics["per_class"])
+    ks = sorted(int(m.group(1)) for key in metrics if (m := re.fullmatch(r"top(\d+)_accuracy", key)))
+    return [f"top{k}_accuracy" for k in ks if num_classes is None or k < num_classes]
 
 
 def macro_scope(per_class) -> str:

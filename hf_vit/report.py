@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import macro_scope, part_of_split
+from .metrics import macro_scope, part_of_split, shown_top_k
 from .output_folder import replace_text
 from .spreadsheet import csv_value
 
@@ -170,7 +170,7 @@ def _pct(x) -> str:
 
 def _metrics_table(metrics: dict) -> str:
     rows = [("accuracy", _pct(metrics["accuracy"]))]
-    for k in sorted(key for key in metrics if key.startswith("top") and key.endswith("_accuracy")):
+    for k in shown_top_k(metrics):  # no top-3 row for 3 classes: 100% for any model
         rows.append((k.replace("_", " "), _pct(metrics[k])))
     over = macro_scope(metrics["per_class"])
     rows += [

@@ -1842,3 +1842,22 @@ def test_a_hub_models_default_evaluation_folder_keeps_revisions_apart():
     assert default_output_dir("me/vit") == Path("evaluation-me--vit")
     assert default_output_dir("me/vit", "v2") == Path("evaluation-me--vit@v2")
     assert default_output_dir("me/vit", "refs/pr/1") == Path("evaluation-me--vit@refs--pr--1")  # one folder, not three
+
+
+def test_the_table_and_the_report_show_no_top_k_that_covers_every_class():
+    """A 3-class model's evaluation printed 'top3 accuracy: 100.00%' and report.html a 'top3 accuracy 100.00%' row:
+    three guesses of three classes are always right, a figure any model reaches, read as a result (the card already
+    left it out). Shown only for k below the class count, as the card does."""
+    from hf_vit.analysis import format_metrics_table
+    from hf_vit.report import _metrics_table
+
+    def metrics(classes):
+        row = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+        return {"accuracy": 0.5, "top3_accuracy": 1.0 if classes == 3 else 0.75, "macro_precision": 0.5,
+                "macro_recall": 0.5, "macro_f1": 0.5, "num_examples": 2 * classes,
+                "per_class": {f"c{i}": dict(row) for i in range(classes)}}
+
+    assert "top3 accuracy" not in format_metrics_table(metrics(3))
+    assert "top3 accuracy" not in _metrics_table(metrics(3))
+    assert "top3 accuracy: 75.00%" in format_metrics_table(metrics(4))
+    assert "top3 accuracy" in _metrics_table(metrics(4)) and "75.00%" in _metrics_table(metrics(4))
