@@ -523,8 +523,7 @@ def format_metrics_table(metrics: dict) -> str:
     examples = f"{part}: not the whole split" if part else metrics["num_examples"]
     lines = [f"examples: {examples}", f"accuracy: {100 * metrics['accuracy']:.2f}%"]
     for k in shown_top_k(metrics):  # no top-3 line for 3 classes: 100% for any model
-        if k in metrics:
-            lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
+        lines.append(f"{k.replace('_', ' ')}: {100 * metrics[k]:.2f}%")
     lines.append(
         f"macro precision / recall / F1{macro_scope(metrics['per_class'])}: {metrics['macro_precision']:.4f} / "
         f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}"

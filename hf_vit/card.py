@@ -623,10 +623,10 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     if accuracy is not None:
         result_rows.append(("Top-1 accuracy", _pct(accuracy)))
         # Top-k with k guesses covering every class is 100% for any model: no result, so no row (older files hold it).
-        trivial = {k for k in ("top3_accuracy", "top5_accuracy") if k not in shown_top_k(metrics, len(labels) or None)}
+        shown = set(shown_top_k(metrics, len(labels) or None))
         for key, name in (("top3_accuracy", "Top-3 accuracy"), ("top5_accuracy", "Top-5 accuracy"),
                           ("macro_precision", "Macro precision"), ("macro_recall", "Macro recall"), ("macro_f1", "Macro F1")):
-            if key in metrics and key not in trivial:
+            if key in metrics and (key in shown or not key.startswith("top")):
                 result_rows.append((name + (macro_note if key.startswith("macro") else ""), _pct(metrics[key])))
         if "num_examples" in metrics:
             result_rows.append((f"Images ({split} split)", sampled or f"{metrics['num_examples']:,}"))
