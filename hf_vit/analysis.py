@@ -33,6 +33,7 @@ from .attention_maps import (
     pooled_attention,
     pooled_rollout,
 )
+from .configuration_hf_vit import _pair
 from .data import (
     DEFAULT_DATASET,
     TEST_SAMPLE,
@@ -907,6 +908,16 @@ def _evaluate(
     return metrics
 
 
+def _patch_grid(config):
+    """(rows, columns) of the model's patch grid: hf_vit's grid_size, else image_size // patch_size (transformers'
+    ViT has no grid_size; the square root of the patch count put a 16x64 image's 2 x 8 patches on a 4 x 4 grid)."""
+    grid = getattr(config, "grid_size", None)
+    if grid is None and getattr(config, "image_size", None) and getattr(config, "patch_size", None):
+        (height, width), (patch_h, patch_w) = _pair(config.image_size), _pair(config.patch_size)
+        grid = (height // patch_h, width // patch_w)
+    return grid
+
+
 def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, device, output_dir, progress):
     """Second pass over `rows` with output_attentions=True; writes attention/<name>.png, fills row["attention"]."""
     from tqdm import tqdm
@@ -920,7 +931,7 @@ def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, devic
             model.set_attn_implementation("eager")
         except (AttributeError, ValueError) as err:
             return f"Could not switch {type(model).__name__} to eager attention ({err}){NONE_DRAWN}"
-    grid = getattr(model.config, "grid_size", None)
+    grid = _patch_grid(model.config)
     pool = head_reads(model.config)  # the maps follow what the head reads: [CLS]'s row, or all rows averaged
     indices = np.array([r["index"] for r in rows], dtype=np.int64)
     row_of = {r["index"]: r for r in rows}

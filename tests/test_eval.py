@@ -1796,6 +1796,51 @@ def test_what_the_attention_maps_follow_comes_from_the_config(evaluated, tmp_pat
     assert not any((out / "attention").iterdir()) and "attention" not in rows[0]
 
 
+def test_a_non_square_transformers_vit_has_its_attention_maps_drawn_on_its_own_patch_grid(tmp_path, monkeypatch):
+    """transformers' ViTConfig has no grid_size: the evaluation took the patch grid as the square root of the
+    patch count, so a 16x64 export (2 x 8 patches = 16) had its maps drawn on a 4 x 4 grid, scrambled, and a 16x48
+    one (2 x 6) got none ("Cannot place 12 attention weights"). Now the grid comes from image_size and patch_size;
+    the maps are checked against a rollout recomputed here in NumPy."""
+    import datasets
+
+    from hf_vit import analysis
+    from hf_vit.export_transformers import convert_to_vit
+
+    drawn = []
+    strip = analysis.attention_strip
+    monkeypatch.setattr(analysis, "attention_strip", lambda image, rollout, last, **kw: drawn.append(
+        (rollout, last)) or strip(image, rollout, last, **kw))  # fmt: skip
+    for width, grid in [(64, (2, 8)), (48, (2, 6))]:
+        config = hf_vit.HfViTConfig(image_size=(16, width), patch_size=8, dim=32, depth=2, heads=2, dim_head=16,
+                                    mlp_dim=32)  # fmt: skip
+        torch.manual_seed(0)
+        model = hf_vit.HfViTForImageClassification(config).eval()
+        with torch.no_grad():
+            for layer in model.vit.transformer.layers:  # sharper attention than at init: the maps differ by patch
+                layer.attn.to_qkv.weight.mul_(20)
+        vit = convert_to_vit(model).eval()
+        vit.set_attn_implementation("eager")
+        out = tmp_path / str(width)
+        (out / "attention").mkdir(parents=True)
+        image = Image.fromarray(np.random.default_rng(width).integers(0, 256, (16, width, 3), dtype=np.uint8))
+        image.save(out / "0.png")
+        ds = datasets.Dataset.from_dict({"img": [image]}).cast_column("img", datasets.Image())
+        rows = [{"index": 0, "image": "0.png", "true_label": "a", "predicted_label": "b", "confidence": 0.5}]
+        preprocess = BatchPreprocessor(hf_vit.make_image_processor(config), 3)
+        drawn.clear()
+        with torch.no_grad():
+            note = analysis._attention_maps(vit, ds, rows, "img", preprocess, 1, "cpu", out, False)
+            attentions = vit(pixel_values=preprocess([image]), output_attentions=True).attentions
+        assert note == "" and rows[0]["attention"] == "attention/0.png" and len(drawn) == 1
+        # By hand: heads averaged; rollout = (A2+I)/2 @ (A1+I)/2 (rows sum to 1 already); [CLS]'s row, patches
+        # placed row by row on the (2, width/8) grid as the patch embedding's Conv2d + flatten orders them.
+        a = [att[0].double().mean(0).numpy() for att in attentions]
+        n = a[0].shape[0]
+        rollout = ((a[1] + np.eye(n)) / 2) @ ((a[0] + np.eye(n)) / 2)
+        np.testing.assert_allclose(drawn[0][0], rollout[0, 1:].reshape(grid), atol=1e-6)
+        np.testing.assert_allclose(drawn[0][1], a[1][0, 1:].reshape(grid), atol=1e-6)
+
+
 def test_palette_transparent_and_two_band_images_read_as_training_decodes_them_on_every_path():
     """Palette (P), 1-bit, LA, RGBA, CMYK and 16-bit images, stored in a dataset: training's decode and the
     evaluation read each as its grey values for a 1-channel model (transparency on white) and as RGB for a
