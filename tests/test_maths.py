@@ -283,6 +283,36 @@ def test_random_erasing_replaces_one_box_per_image_with_probability_p():
         assert torch.equal((erased[b] != before[b]).any(0), (erased[b] != before[b]).all(0))  # every channel
 
 
+@pytest.mark.parametrize("height, width", [(16, 40), (40, 16), (24, 24)])
+def test_rotation_and_translation_keep_their_pixel_geometry_on_non_square_images(height, width):
+    """RandAugment's warps run in affine_grid's [-1, 1] frame, whose unit differs along a non-square image's sides:
+    a blob 4 px right and 2 px below the centre turns by 30 degrees at full strength and keeps its distance (in
+    pixels, measured here from the output's centroid); a translation moves by 45% of the side it runs along."""
+    from hf_vit.augment import RANDAUGMENT_OPS
+
+    def centroid(image):
+        ys, xs = np.mgrid[0:height, 0:width]
+        m = image[0, 0].numpy()
+        return (m * ys).sum() / m.sum(), (m * xs).sum() / m.sum()
+
+    cy, cx = (height - 1) / 2, (width - 1) / 2
+    ys, xs = np.mgrid[0:height, 0:width]
+    blob = np.exp(-((ys - cy - 2) ** 2 + (xs - cx - 4) ** 2) / 1.3)  # smooth: bilinear sampling keeps its centroid
+    x = torch.from_numpy(blob).float()[None, None]
+    y0, x0 = centroid(x)
+    for v in (1.0, -1.0):
+        y1, x1 = centroid(RANDAUGMENT_OPS["rotate"](x, torch.tensor([v])))
+        turned = np.degrees(np.arctan2(y1 - cy, x1 - cx) - np.arctan2(y0 - cy, x0 - cx))
+        assert abs(abs(turned) - 30) < 0.5 and abs(np.hypot(y1 - cy, x1 - cx) - np.hypot(y0 - cy, x0 - cx)) < 0.1
+    block = torch.zeros(1, 1, height, width)
+    block[0, 0, height // 2 - 1 : height // 2 + 1, width // 2 - 1 : width // 2 + 1] = 1
+    by, bx = centroid(block)
+    for op, axis, side in (("translate_x", 1, width), ("translate_y", 0, height)):
+        moved = centroid(RANDAUGMENT_OPS[op](block, torch.tensor([0.5])))  # half strength: stays inside
+        shift = np.subtract(moved, (by, bx))
+        assert abs(abs(shift[axis]) - 0.225 * side) < 0.05 and abs(shift[1 - axis]) < 1e-6, (op, shift)
+
+
 # ---------------------------------------------------------------------------
 # Metrics
 # ---------------------------------------------------------------------------
