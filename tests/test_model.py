@@ -363,6 +363,26 @@ def test_a_model_traced_at_its_own_size_with_interpolation_runs_at_other_sizes()
             assert torch.allclose(traced(x), wrapper(x), atol=1e-5), size
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("model_class", [HfViTForImageClassification, HfViTModel])
+def test_torch_export_with_a_dynamic_batch_gives_the_eager_outputs(model_class, attn):
+    """`torch.export.export(model, (pixel_values,), dynamic_shapes=...)`: the size checks are Python branches on the
+    input's shape, which must not break the export; the program takes other batch sizes, 1 included."""
+    torch.manual_seed(0)
+    config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, attn_implementation=attn)
+    model = model_class(config).eval()
+    assert model.config._attn_implementation == attn
+    batches = {0: torch.export.Dim("batch")}
+    program = torch.export.export(model, (torch.randn(2, 3, 32, 32),), dynamic_shapes=(batches,)).module()
+    for batch in (1, 2, 5):
+        x = torch.randn(batch, 3, 32, 32)
+        with torch.no_grad():
+            got, expected = program(x), model(pixel_values=x)
+        assert type(got) is type(expected) and got.keys() == expected.keys()
+        for name in expected.keys():
+            assert torch.allclose(got[name], expected[name], atol=1e-5), (batch, name)
+
+
 def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
     config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
     config.pool = "max"  # would otherwise mean-pool without a word
