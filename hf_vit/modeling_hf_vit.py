@@ -90,13 +90,13 @@ class HfViTEmbeddings(nn.Module):
         """Resize the patch positions bicubically to a (height, width) image's grid."""
         grid_h, grid_w = self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1]
         new_h, new_w = height // self.patch_size[0], width // self.patch_size[1]
-        cls_pos, patch_pos = self.pos_embedding[:, :1], self.pos_embedding[:, 1:]
-        if (new_h, new_w) == (grid_h, grid_w) and not torch.jit.is_tracing():  # a trace would keep the short-cut
-            return self.pos_embedding
-        patch_pos = rearrange(patch_pos, "1 (h w) d -> 1 d h w", h=grid_h, w=grid_w)
+        # Eager only, asked first: in a trace, torch.export or torch.compile, comparing sizes ties the graph to them.
+        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()) and (new_h, new_w) == (grid_h, grid_w):
+            return self.pos_embedding  # what resizing to the same grid gives, without the work
+        patch_pos = rearrange(self.pos_embedding[:, 1:], "1 (h w) d -> 1 d h w", h=grid_h, w=grid_w)
         patch_pos = nn.functional.interpolate(patch_pos, size=(new_h, new_w), mode="bicubic", align_corners=False)
         patch_pos = rearrange(patch_pos, "1 d h w -> 1 (h w) d")
-        return torch.cat((cls_pos, patch_pos), dim=1)
+        return torch.cat((self.pos_embedding[:, :1], patch_pos), dim=1)  # [CLS]'s position stays as it is
 
 
 # ---------------------------------------------------------------------------

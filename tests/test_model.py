@@ -383,6 +383,23 @@ def test_torch_export_with_a_dynamic_batch_gives_the_eager_outputs(model_class, 
             assert torch.allclose(got[name], expected[name], atol=1e-5), (batch, name)
 
 
+def test_a_model_exported_at_its_own_size_with_interpolation_runs_at_other_sizes():
+    """torch.export records the branch taken, as torch.jit.trace does: exported at 32x32 with a dynamic height and
+    width, the position resize was skipped and the program refused every other size (`Guard failed:
+    pixel_values.size()[2] // 4 == 8`; exported at 48x48, it refused 32x32)."""
+    torch.manual_seed(0)
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    sides = {0: torch.export.Dim("batch"), 2: 4 * torch.export.Dim("h", max=32), 3: 4 * torch.export.Dim("w", max=32)}
+    program = torch.export.export(model, (torch.randn(2, 3, 32, 32),), {"interpolate_pos_encoding": True},
+                                  dynamic_shapes=(sides, None)).module()  # fmt: skip
+    for height, width in ((32, 32), (48, 48), (64, 32)):
+        x = torch.randn(3, 3, height, width)
+        with torch.no_grad():
+            got = program(x, interpolate_pos_encoding=True).logits
+            expected = model(pixel_values=x, interpolate_pos_encoding=True).logits
+        assert torch.allclose(got, expected, atol=1e-5), (height, width)
+
+
 def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
     config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
     config.pool = "max"  # would otherwise mean-pool without a word
