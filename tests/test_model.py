@@ -400,6 +400,33 @@ def test_a_model_exported_at_its_own_size_with_interpolation_runs_at_other_sizes
         assert torch.allclose(got, expected, atol=1e-5), (height, width)
 
 
+def test_torch_compile_with_fullgraph_gives_the_eager_outputs_and_gradients():
+    """torch.compile(model, fullgraph=True) captures the forward pass whole (a graph break, e.g. an `.item()` or a
+    branch on a tensor's value, fails here): the logits at 48x48 with interpolate_pos_encoding, and a training step's
+    loss and gradients at the native size, equal the eager model's. The aot_eager backend traces the forward and
+    backward graphs as inductor would, without its C++ build (~15 s more on 2 CPUs)."""
+    torch.manual_seed(0)
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, dropout=0.0, emb_dropout=0.0)
+    model = HfViTForImageClassification(config).eval()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=False)
+    x = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        expected = model(pixel_values=x, interpolate_pos_encoding=True).logits
+        assert torch.allclose(compiled(pixel_values=x, interpolate_pos_encoding=True).logits, expected, atol=1e-5)
+    model.train()
+    x, labels = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+
+    def step(forward):
+        model.zero_grad()
+        loss = forward(pixel_values=x, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    (loss, grads), (compiled_loss, compiled_grads) = step(model), step(compiled)
+    assert torch.allclose(compiled_loss, loss, atol=1e-6)
+    assert all(torch.allclose(compiled_grads[name], grads[name], atol=1e-6) for name in grads)
+
+
 def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
     config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
     config.pool = "max"  # would otherwise mean-pool without a word
