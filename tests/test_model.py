@@ -149,6 +149,20 @@ def test_an_empty_batch_gives_empty_outputs():
         assert base.last_hidden_state.shape == (0, 65, 32) and base.pooler_output.shape == (0, 32)
 
 
+def test_return_dict_false_gives_the_outputs_fields_as_a_tuple():
+    """transformers' convention: `return_dict=False` (or config.return_dict = False) returns the ModelOutput's fields
+    that are not None, in its order (loss first, with labels), for the classifier and the base model."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).eval()
+    x, every = torch.randn(2, 3, 32, 32), {"output_attentions": True, "output_hidden_states": True}
+    with torch.no_grad():
+        for module, kwargs in ((model, {}), (model, {"labels": torch.tensor([0, 1]), **every}), (model.vit, every)):
+            got, expected = module(pixel_values=x, return_dict=False, **kwargs), module(pixel_values=x, **kwargs)
+            assert type(got) is tuple and len(got) == len(expected.to_tuple()) == len(expected.keys())
+            torch.testing.assert_close(got, expected.to_tuple(), rtol=0, atol=0)
+        model.config.return_dict = False  # as from_pretrained(folder, return_dict=False) sets it
+        assert type(model(pixel_values=x)) is tuple and type(model.vit(pixel_values=x)) is tuple
+
+
 def test_base_model_outputs():
     config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, pool="mean")
     model = HfViTModel(config).eval()
@@ -473,6 +487,43 @@ def test_fine_tuning_with_new_class_names_as_in_transformers_tutorial(tmp_path):
     assert AutoConfig.from_pretrained(tmp_path, num_labels=10).id2label[0] == "airplane"  # the saved count: kept
     with pytest.raises(ValueError, match="`num_labels=3` disagrees with `id2label`"):
         AutoConfig.from_pretrained(tmp_path, num_labels=3, id2label={0: "a"})
+
+
+def test_loading_options_keep_the_float32_logits_and_flash_attention_on_a_cpu_is_refused(tmp_path):
+    """from_pretrained's usual options on a float32 folder: dtype="auto", device_map="cpu" and eager attention give
+    float32's logits (flex attention has its own test: it compiles, ~8 s); dtype=bfloat16/float16 (or model.half()
+    after loading) take float32 pixel values and give logits within bf16's/fp16's rounding of float32's;
+    flash_attention_2 without a GPU is refused when loading."""
+    from transformers import AutoModelForImageClassification
+
+    import hf_vit  # noqa: F401  (registers the Auto classes)
+
+    torch.manual_seed(0)
+    config = HfViTConfig(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, initializer_range=0.2)  # logits ~3
+    HfViTForImageClassification(config).save_pretrained(tmp_path)
+    x = torch.randn(16, 3, 32, 32)
+
+    def logits(model):
+        with torch.no_grad():
+            return model.eval()(pixel_values=x).logits
+
+    expected = logits(HfViTForImageClassification.from_pretrained(tmp_path))
+    scale = float(expected.abs().max())
+    for kwargs, dtype, rtol in (
+        ({"dtype": "auto"}, torch.float32, 1e-6),
+        ({"device_map": "cpu"}, torch.float32, 1e-6),
+        ({"attn_implementation": "eager"}, torch.float32, 1e-6),
+        ({"dtype": torch.bfloat16}, torch.bfloat16, 0.03),  # measured: at most 0.009 of the largest logit
+        ({"dtype": torch.float16}, torch.float16, 0.005),  # measured: at most 0.0009
+    ):
+        model = AutoModelForImageClassification.from_pretrained(tmp_path, **kwargs)
+        got = logits(model)
+        assert model.dtype == got.dtype == dtype, kwargs
+        assert float((got.float() - expected).abs().max()) <= rtol * scale, kwargs
+    assert torch.equal(logits(HfViTForImageClassification.from_pretrained(tmp_path).half()), got)  # the float16 row's
+    if not torch.cuda.is_available():
+        with pytest.raises(ImportError, match="FlashAttention2 has been toggled on, but it cannot be used"):
+            AutoModelForImageClassification.from_pretrained(tmp_path, attn_implementation="flash_attention_2")
 
 
 def test_label2id_alone_names_the_classes_and_the_maps_always_agree():
