@@ -124,12 +124,18 @@ def run_model(model, pixel_values: torch.Tensor) -> dict:
     """One forward pass with attentions and hidden states: {logits, probs, attentions, hidden_states}.
 
     The input goes to the model's device and dtype (a GPU or bf16 model works as it is); what comes back is on
-    the CPU in float32, ready for NumPy and the pictures.
+    the CPU in float32, ready for NumPy and the pictures. The pass runs in eval mode (no dropout); a model in
+    training mode (drawn between epochs of one's own loop) is handed back in it.
     """
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     weight = next(model.parameters())
-    out = model(pixel_values=pixel_values.to(weight.device, weight.dtype), output_attentions=True,
-                output_hidden_states=True)  # fmt: skip
+    try:
+        out = model(pixel_values=pixel_values.to(weight.device, weight.dtype), output_attentions=True,
+                    output_hidden_states=True)  # fmt: skip
+    finally:
+        for module, training in modes.items():
+            module.training = training
     logits = out.logits.float().cpu()
     return {
         "logits": logits,

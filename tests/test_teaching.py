@@ -1010,3 +1010,16 @@ def test_pictures_are_refused_in_a_model_or_evaluation_folder(tmp_path, capsys):
     load_script().main(["--model", str(model), "--image", str(tmp_path / "in.png"), "--output_dir",
                         str(model / "pictures"), "--pictures", "rollout"])  # fmt: skip
     assert (model / "pictures" / "rollout.png").is_file()
+
+
+def test_the_pictures_leave_a_model_in_training_mode_as_they_found_it(tmp_path):
+    # A learner draws the pictures between epochs of their own loop: the model must come back still training (its
+    # dropout on), not switched to eval mode without a word for the epochs that follow.
+    model = tiny_model(dropout=0.1).train()
+    run_model(model, torch.zeros(1, 3, 32, 32))
+    assert model.training
+    write_pictures(model, noise_image(32, 32), tmp_path / "pictures", pictures=("rollout",))
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    run_model(model, torch.zeros(1, 3, 32, 32))
+    assert not model.training
