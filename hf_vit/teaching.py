@@ -606,10 +606,8 @@ def check_pictures(pictures) -> None:
         raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
 
 
-def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
-                   label: str | None = None, source: str | None = None) -> dict:
-    """Run the model on `image` and write the chosen PNGs plus pictures.json as one set (`_write_set`); returns
-    {name: path}."""
+def _check_drawable(model, pictures, scale) -> None:
+    """Refuse what the pictures cannot be drawn for, before the model runs."""
     check_pictures(pictures)
     config = model.config
     if config.num_channels not in (1, 3):  # as training: images decode to grey or RGB only
@@ -618,7 +616,30 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
     _base_model(model)
     if "patch_grid" in pictures:
         check_patch_grid_scale(config, scale)
+
+
+def draw_pictures(model, image: Image.Image, processor=None, pictures=PICTURES, scale: int = 8,
+                  label: str | None = None) -> dict:
+    """The chosen pictures as PIL images, {name: image}, drawn in memory and written nowhere: in a notebook, a cell
+    ending in one shows it (or `display(...)` each). The same pictures write_pictures saves; `label`, the image's
+    true class, goes into rollout's caption. A model in training mode stays in it (see run_model)."""
+    _check_drawable(model, pictures, scale)
+    return _draw_pictures(model, image, processor, pictures, scale, label, source=None)[0]
+
+
+def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
+                   label: str | None = None, source: str | None = None) -> dict:
+    """Run the model on `image` and write the chosen PNGs plus pictures.json as one set (`_write_set`); returns
+    {name: path}."""
+    _check_drawable(model, pictures, scale)
     output_dir = check_output_dir(output_dir)
+    drawn, summary = _draw_pictures(model, image, processor, pictures, scale, label, source)
+    return _write_set(output_dir, drawn, summary)
+
+
+def _draw_pictures(model, image, processor, pictures, scale, label, source) -> tuple[dict, dict]:
+    """({name: PIL image}, what pictures.json records) for a model and pictures `_check_drawable` accepted."""
+    config = model.config
     shown = model_image(image, config)
     result = run_model(model, pixel_values_for(image, config, processor))
     grid = config.grid_size
@@ -698,7 +719,7 @@ def write_pictures(model, image: Image.Image, output_dir, processor=None, pictur
         "pictures": {name: f"{name}.png" for name in drawn},
         **({"drawn_smaller": smaller} if smaller else {}),
     }
-    return _write_set(output_dir, drawn, summary)
+    return drawn, summary
 
 
 def _write_set(output_dir: Path, drawn: dict, summary: dict) -> dict:
@@ -735,6 +756,7 @@ __all__ = [
     "draw_cls_attention",
     "draw_feature_norms",
     "draw_patch_grid",
+    "draw_pictures",
     "draw_pos_similarity",
     "draw_rollout",
     "fresh_model",

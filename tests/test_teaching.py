@@ -1023,3 +1023,21 @@ def test_the_pictures_leave_a_model_in_training_mode_as_they_found_it(tmp_path):
     model.eval()
     run_model(model, torch.zeros(1, 3, 32, 32))
     assert not model.training
+
+
+def test_a_notebook_gets_the_pictures_as_images_without_writing_files(tmp_path, monkeypatch):
+    # In a notebook the pictures are shown, not saved: draw_pictures hands back the PIL images write_pictures would
+    # save (the same pixels), and writes nothing anywhere.
+    from hf_vit.teaching import draw_pictures
+
+    model, image = tiny_model(), noise_image(32, 32)
+    monkeypatch.chdir(tmp_path)
+    drawn = draw_pictures(model, image, label="cat")
+    assert list(drawn) == list(PICTURES)
+    assert all(isinstance(picture, Image.Image) and picture.mode == "RGB" for picture in drawn.values())
+    assert list(tmp_path.iterdir()) == []
+    written = write_pictures(model, image, tmp_path / "pictures", label="cat")
+    for name, picture in drawn.items():
+        assert np.array_equal(np.asarray(picture).astype(int), load_png(written[name])), name
+    with pytest.raises(ValueError, match="Unknown picture"):
+        draw_pictures(model, image, pictures=("patches",))
