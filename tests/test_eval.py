@@ -360,6 +360,21 @@ def test_classification_metrics_take_the_models_logits_as_torch_tensors():
         assert classification_metrics(scores, labels) == expected
 
 
+def test_classification_metrics_name_the_classes_from_a_models_id2label():
+    """label_names=model.config.id2label, the model's own names, is a dict {id: name}: taken in id order (config.json's
+    string keys too). Before, its keys became the names: per_class {0: ..., 1: ...}, and the table failed on
+    `len(0)`."""
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    expected = classification_metrics(logits, labels, label_names=["cat", "dog", "bird"])
+    for id2label in ({0: "cat", 1: "dog", 2: "bird"}, {"2": "bird", "0": "cat", "1": "dog"},
+                     hf_vit.HfViTConfig(id2label=["cat", "dog", "bird"]).id2label):
+        metrics = classification_metrics(logits, labels, label_names=id2label)
+        assert metrics == expected and list(metrics["per_class"]) == ["cat", "dog", "bird"]
+        assert "bird" in format_metrics_table(metrics)
+    with pytest.raises(ValueError, match="class ids 0..2"):
+        classification_metrics(logits, labels, label_names={0: "cat", 1: "dog", 3: "bird"})
+
+
 def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp_path):
     """scikit-learn's rule: a class in neither the references nor the predictions is not a 0 in the means."""
     metrics = classification_metrics([[5, 0, 0], [0, 5, 0], [5, 0, 0], [0, 5, 0]], [0, 1, 0, 1], label_names=["a", "b", "c"])

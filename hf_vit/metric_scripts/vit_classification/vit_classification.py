@@ -19,7 +19,8 @@ Args:
     predictions (`list` of `list` of `float`): per-class scores (logits or probabilities), one row per example.
     references (`list` of `int`): the true class of each example.
     top_k (`list` of `int`, defaults to [1, 3, 5]): the k of the top-k accuracies (k above the class count are skipped).
-    label_names (`list` of `str`, optional): class names, for the `per_class` table; defaults to "0", "1", ...
+    label_names (`list` of `str`, or a model's `id2label` dict, optional): class names, for the `per_class`
+        table; defaults to "0", "1", ...
 Returns:
     accuracy, top{k}_accuracy for each k, macro_precision, macro_recall, macro_f1 (means over the classes
     present in the references or the predictions), per_class {name: {precision, recall, f1, support}}
@@ -30,6 +31,20 @@ Examples:
     >>> metric.compute(predictions=[[0.1, 0.9], [0.8, 0.2]], references=[1, 1])["accuracy"]
     0.5
 """
+
+
+def _names_in_id_order(id2label: dict) -> list:
+    """The names of an id2label dict by class id, 0, 1, ... (keys 3 or "3")."""
+    try:
+        by_id = {int(i): name for i, name in id2label.items()}
+    except (TypeError, ValueError):
+        by_id = {}
+    if sorted(by_id) != list(range(len(id2label))):
+        raise ValueError(
+            f"label_names as a dict must map the class ids 0..{len(id2label) - 1} to names, as a model's "
+            f"config.id2label does; got the keys {list(id2label)}."
+        )
+    return [by_id[i] for i in range(len(by_id))]
 
 
 class VitClassification(evaluate.Metric):
@@ -64,7 +79,10 @@ class VitClassification(evaluate.Metric):
                 f"{int(bad.sum())} of {len(scores)} rows of scores hold NaN or infinite values (the model diverged, or "
                 "its weights are damaged): there is no ranking to score. Fix the model, then evaluate again."
             )
-        names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
+        if isinstance(label_names, dict):  # a model's config.id2label, {id: name} (config.json's ids are text)
+            names = _names_in_id_order(label_names)
+        else:
+            names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
         if len(names) != num_classes:
             raise ValueError(f"label_names has {len(names)} names for {num_classes} classes of scores.")
 
