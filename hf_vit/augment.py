@@ -391,9 +391,13 @@ class BatchAugment:
         mean, std = self._stats(images.device)
         return (images - mean) / std
 
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor, seed: int) -> dict:
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, seed: int | None = None) -> dict:
+        """`seed` decides the batch's draws (the collator's: one per batch, from the run seed and its indices). Left
+        out, as in one's own loop, each call draws one from torch's global generator (torch.manual_seed repeats it)."""
         _check_images(images, self.mean.shape[1], uint8_only=True)
         _check_labels(labels, images.shape[0])
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, ()))
         cfg = self.config
         dev = images.device
         generator = torch.Generator(device=dev).manual_seed(seed)

@@ -986,3 +986,20 @@ def test_images_shrunk_to_a_small_part_of_their_size_are_mentioned(tmp_path, cap
             prepare_data(str(big), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=0)
     assert ("the 'train' split's images are 64x64 (its first one) and are shrunk to 32x32, the model's image size; "
             "pass --image_size (with a --patch_size that divides it) to train on more of their detail.") in caplog.text
+
+
+def test_batch_augment_in_ones_own_loop_draws_from_torchs_seed():
+    """`aug(images, labels)` in one's own loop, as a transform is called: without a seed each call draws its own
+    from torch's global generator (so torch.manual_seed repeats a run), instead of a TypeError asking for a seed whose
+    right value (a new one per batch) it did not say. A seed given still decides the batch alone."""
+    aug = BatchAugment(CIFAR10_MEAN, CIFAR10_STD, AugmentConfig(pad=4, hflip=True))
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(8)
+    torch.manual_seed(0)
+    first, second = aug(images, labels), aug(images, labels)
+    torch.manual_seed(0)
+    again = aug(images, labels)
+    assert torch.equal(first["pixel_values"], again["pixel_values"])
+    assert not torch.equal(first["pixel_values"], second["pixel_values"])  # a new draw per batch
+    assert first["pixel_values"].shape == (8, 3, 32, 32) and torch.equal(first["labels"], labels)
+    assert torch.equal(aug(images, labels, 5)["pixel_values"], aug(images, labels, seed=5)["pixel_values"])
