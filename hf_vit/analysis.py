@@ -136,6 +136,13 @@ def locate_model(
     """
     from .hub import check_weights
 
+    if not isinstance(model_name_or_path, (str, os.PathLike)):  # a model in memory: str() of it named no file
+        raise TypeError(
+            f"{setting(argument, flag=flag)} takes a model folder or a Hub id, got a "
+            f"{type(model_name_or_path).__name__} object. Save a model in memory first: "
+            "`model.save_pretrained('my-vit')` and `hf_vit.make_image_processor(model.config).save_pretrained('my-vit')`"
+            " (its own image_mean/image_std if it was trained with others), then pass 'my-vit'."
+        )
     name = str(model_name_or_path)
     path = Path(name).expanduser()
     if not path.exists():

@@ -1921,3 +1921,16 @@ def test_the_table_and_the_report_show_no_top_k_that_covers_every_class():
     assert "top3 accuracy" not in _metrics_table(metrics(3))
     assert "top3 accuracy: 75.00%" in format_metrics_table(metrics(4))
     assert "top3 accuracy" in _metrics_table(metrics(4)) and "75.00%" in _metrics_table(metrics(4))
+
+
+def test_evaluating_a_model_still_in_memory_says_how_to_save_it(tmp_path):
+    """evaluate_model(model) on a model trained in one's own loop, not saved: it takes a folder, so the error says how
+    to write one (before: OSError 'File name too long' quoting the model's whole repr)."""
+    model = hf_vit.HfViTForImageClassification(hf_vit.HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    with pytest.raises(TypeError) as err:
+        evaluate_model(model, dataset=str(tmp_path / "data"), output_dir=tmp_path / "evaluation", progress=False)
+    message = str(err.value)
+    assert "got a HfViTForImageClassification object" in message and "model_name_or_path" in message
+    assert "model.save_pretrained('my-vit')" in message
+    assert "hf_vit.make_image_processor(model.config).save_pretrained('my-vit')" in message
+    assert len(message) < 600 and not (tmp_path / "evaluation").exists()
