@@ -44,12 +44,22 @@ def _holder_prefix(keys: set) -> str:
     return ""
 
 
+def refuse_a_model(weights) -> None:
+    """The lesson's model object where its weights belong (its attributes are no name -> tensor pairs)."""
+    if isinstance(weights, torch.nn.Module):
+        raise TypeError(
+            f"expected a state dict (name -> tensor), got the {type(weights).__name__} model itself: pass its weights, "
+            "model.state_dict()."
+        )
+
+
 def convert_lesson_state_dict(state_dict: dict) -> dict:
     """Rename a lesson `ViT.state_dict()` to `HfViTForImageClassification` keys.
 
     Keys that match no rule are kept as they are, so that loading reports them
     as unexpected instead of dropping them silently.
     """
+    refuse_a_model(state_dict)
     # AveragedModel's step count (an EMA / SWA copy) is no weight.
     names = {key: _WRAPPER_PREFIX.sub("", key) for key in state_dict if key != "n_averaged"}
     holder = _holder_prefix(set(names.values()))

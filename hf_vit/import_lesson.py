@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import torch
 
 from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig
-from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary
+from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary, refuse_a_model
 from .data import messages_name_flags, setting
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,15 @@ def _checkpoint_entry(path: Path, obj: dict, key) -> dict:
         setting("key", left[0], quote=False),
     )
     return obj[own[0]]
+
+
+def _in_memory(weights: Mapping, key) -> tuple[str, dict]:
+    """(its name in messages, the state dict) of weights passed as a dict: a state dict, or a checkpoint dict holding
+    one (chosen as from a file)."""
+    weights = dict(weights)
+    if _is_state_dict(weights):
+        return "the state dict", _whole("the state dict", weights, key)
+    return "the checkpoint dict", _checkpoint_entry("the checkpoint dict", weights, key)
 
 
 def _head(path: Path, size: int) -> bytes:
@@ -399,7 +408,9 @@ def import_lesson_weights(
     weights, output_dir, cfg: dict | None = None, *, overwrite=False, write_card=True, image_mean=None, image_std=None,
     labels=None, key=None, dtype=None,
 ) -> Path:
-    """Load a lesson state dict file strictly into hf_vit and save a complete model folder; returns it.
+    """Load a lesson state dict strictly into hf_vit and save a complete model folder; returns it. `weights`: the
+    file (`torch.save(net.state_dict(), path)`, or .safetensors), or the state dict itself (`net.state_dict()`, or a
+    checkpoint dict holding it) where the lesson's model is still in memory.
 
     Raises `ValueError` listing missing and unexpected keys (and shape
     mismatches) when the weights do not fit the config. `image_mean` /
@@ -418,12 +429,18 @@ def import_lesson_weights(
     from .output_folder import check_output_folder, hold_folders, staged_folder
 
     overwriting = setting("overwrite", True)  # as the refusals below name it
-    check_output_folder(output_dir, overwrite=overwrite, inputs=[weights], flag=overwriting)
-    state_dict = read_state_dict(weights, key)
+    refuse_a_model(weights)
+    in_memory = isinstance(weights, Mapping)  # a notebook's net.state_dict(): no file to read, none to keep safe
+    inputs = [] if in_memory else [weights]
+    check_output_folder(output_dir, overwrite=overwrite, inputs=inputs, flag=overwriting)
+    if in_memory:
+        name, state_dict = _in_memory(weights, key)
+    else:
+        name, state_dict = Path(weights).expanduser(), read_state_dict(weights, key)
     bad = non_finite_summary(state_dict)
     if bad:
         raise ValueError(
-            f"{Path(weights).expanduser()}: the weights hold NaN or infinite values ({bad}): the imported model would "
+            f"{name}: the weights hold NaN or infinite values ({bad}): the imported model would "
             "score every image NaN. The lesson's training diverged before they were saved (e.g. an overflow in fp16): "
             "import a checkpoint saved before it did."
         )
@@ -435,7 +452,7 @@ def import_lesson_weights(
     bad = non_finite_summary(model.state_dict())
     if bad:  # float32 values beyond float16's range (65504) become infinities
         raise ValueError(
-            f"{Path(weights).expanduser()}: the weights hold values beyond {_dtype_name(saved_dtype)}'s range ({bad}): "
+            f"{name}: the weights hold values beyond {_dtype_name(saved_dtype)}'s range ({bad}): "
             "saved so the model would score every image NaN. Import them with "
             f"{setting('dtype', 'float32', quote=False)} or {setting('dtype', 'bfloat16', quote=False)}."
         )
@@ -447,7 +464,7 @@ def import_lesson_weights(
 
     # A training writing output_dir meanwhile would have its folder replaced under it.
     with hold_folders(output_dir, "an import of lesson weights", flag="output_dir"), staged_folder(
-        output_dir, overwrite=overwrite, inputs=[weights], flag=overwriting
+        output_dir, overwrite=overwrite, inputs=inputs, flag=overwriting
     ) as staged:
         model.save_pretrained(staged)
         processor.save_pretrained(staged)

@@ -698,3 +698,31 @@ def test_an_imported_models_card_points_to_no_results_it_does_not_have(tmp_path)
     assert "No metrics were found" in text
     assert "above" not in text.split("## Limitations")[1]
     assert "will be classified\n  less accurately than the training images." in text
+
+
+def test_import_takes_the_lesson_models_state_dict_in_memory(tmp_path):
+    """The lesson's model still in a notebook: import_lesson_weights(net.state_dict(), folder, cfg) writes the folder
+    as from a file (before: TypeError 'expected str, bytes or os.PathLike object, not OrderedDict'); a checkpoint dict
+    in memory picks its model entry as a file's does. The model object itself, or handed to lesson_config or
+    load_lesson_state_dict, is refused saying to pass its state_dict() (before: "'ViT' object is not iterable")."""
+    from hf_vit.convert_lesson import load_lesson_state_dict
+
+    cfg, ref = lesson_model()
+    x = torch.randn(2, 3, 32, 32)
+    for weights, out in ((ref.state_dict(), tmp_path / "a"), ({"model": ref.state_dict(), "epoch": 3}, tmp_path / "b")):
+        assert import_lesson_weights(weights, out, cfg) == out
+        model = HfViTForImageClassification.from_pretrained(out).eval()
+        with torch.no_grad():
+            assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
+        assert model.config.id2label[3] == "cat"
+    with pytest.raises(ValueError, match=r"the state dict holds one state dict, not a checkpoint dict"):
+        import_lesson_weights(ref.state_dict(), tmp_path / "c", cfg, key="model")
+    bad = {k: v.clone() for k, v in ref.state_dict().items()}
+    bad["cls_token"][0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^the state dict: the weights hold NaN"):
+        import_lesson_weights(bad, tmp_path / "c", cfg)
+    for call in (lambda: import_lesson_weights(ref, tmp_path / "c", cfg), lambda: lesson_config(ref, cfg),
+                 lambda: load_lesson_state_dict(model, ref)):
+        with pytest.raises(TypeError, match=r"got the ViT model itself: pass its weights, model\.state_dict\(\)"):
+            call()
+    assert not (tmp_path / "c").exists()
