@@ -8,8 +8,10 @@ This file is copied next to saved weights as remote code, so it imports
 nothing from `hf_vit` (only `transformers` and its `huggingface_hub`).
 """
 
+import dataclasses
 import inspect
 import math
+from collections.abc import Mapping
 
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import PretrainedConfig
@@ -190,6 +192,24 @@ def _refuse_array_scalar(name, value):
     )
 
 
+def _refuse_a_whole_cfg(first) -> None:
+    """The lesson's cfg object (or a dict of its fields) passed whole, as the lesson's `ViT(cfg)` takes it: it would
+    land in image_size, and the error would call it a bad image size."""
+    if isinstance(first, Mapping):
+        fix = "HfViTConfig(**cfg)"
+    elif dataclasses.is_dataclass(first) and not isinstance(first, type):
+        fix = "HfViTConfig(**dataclasses.asdict(cfg))"
+    elif hasattr(first, "dim") and hasattr(first, "depth") and not isinstance(first, PretrainedConfig):
+        fix = "HfViTConfig(**vars(cfg))"
+    else:
+        return
+    raise TypeError(
+        f"HfViTConfig takes the lesson's fields as keywords, got a {type(first).__name__} object as its first argument "
+        f"(image_size). Pass its fields: {fix}, adding id2label=<the dataset's class names> to name the classes "
+        "(num_classes alone names them LABEL_0, LABEL_1, ...)."
+    )
+
+
 class HfViTConfig(PretrainedConfig):
     r"""Configuration of [`HfViTModel`] and [`HfViTForImageClassification`].
 
@@ -240,6 +260,7 @@ class HfViTConfig(PretrainedConfig):
         initializer_range=0.02,
         **kwargs,
     ):
+        _refuse_a_whole_cfg(image_size)
         # A lesson field left at its default is no choice (as for `dropout` above): only a value given counts.
         sizes = dict(num_channels=num_channels, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
         _one_value_per_field(kwargs, {f: v for f, v in sizes.items() if v != FIELD_DEFAULTS[f]})

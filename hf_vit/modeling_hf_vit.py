@@ -248,7 +248,7 @@ class HfViTPreTrainedModel(PreTrainedModel):
     _input_embed_layer = "to_patch_embedding"
 
     def __init__(self, config: HfViTConfig, *inputs, **kwargs):
-        config.validate_hf_vit()  # again: a field may have been edited since the config was built
+        _check_config(self, config)  # again: a field may have been edited since the config was built
         super().__init__(config, *inputs, **kwargs)
         # Entries already present (e.g. "repo--module.Class" from the Hub) win.
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
@@ -458,6 +458,21 @@ def _not_a_tensor_error(pixel_values) -> Exception:
         "image processor for tensors: `processor(images, return_tensors='pt')`, or convert the array with "
         "`torch.as_tensor(...)`."
     )
+
+
+def _check_config(model, config) -> None:
+    """Refuse what is not an HfViTConfig (the lesson's cfg dataclass, as its `ViT(cfg)` takes one; transformers'
+    ViTConfig), saying how to build one, then check the fields. By its method, not isinstance: remote code may load
+    the config class from another copy of its module."""
+    if not hasattr(config, "validate_hf_vit"):
+        kind = type(config)
+        name = f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
+        raise TypeError(
+            f"{type(model).__name__} takes an HfViTConfig, got a {name}. Build one from the lesson's fields: "
+            f"{type(model).__name__}(HfViTConfig(**dataclasses.asdict(cfg))) for the lesson's cfg dataclass, or "
+            "HfViTConfig(dim=..., depth=..., heads=..., dim_head=..., mlp_dim=...)."
+        )
+    config.validate_hf_vit()
 
 
 def _check_image_batch(pixel_values: torch.Tensor, num_channels: int) -> None:

@@ -389,3 +389,26 @@ def test_validate_raises_transformers_own_error_for_its_validators_and_a_plain_o
     with pytest.raises(ValueError) as caught:
         config.check_before_save()
     assert type(caught.value) is ValueError and "pool" in str(caught.value)
+
+
+def test_the_lessons_cfg_object_passed_whole_says_how_to_pass_its_fields():
+    """The lesson builds ViT(cfg) from its ViTConfig dataclass; a learner writes HfViTConfig(cfg) or
+    HfViTForImageClassification(cfg). Before: "`image_size` must be a positive integer, got ViTConfig(...)" and
+    AttributeError "'ViTConfig' object has no attribute 'validate_hf_vit'". Now both say to pass the fields."""
+    import dataclasses
+
+    from lesson_vit import ViTConfig
+    from transformers import ViTConfig as TransformersViTConfig
+
+    cfg = ViTConfig(dim=64, depth=2, heads=4, dim_head=16, mlp_dim=128)
+    fix = r"HfViTConfig\(\*\*dataclasses\.asdict\(cfg\)\)"
+    with pytest.raises(TypeError, match=r"HfViTConfig takes the lesson's fields as keywords, got a ViTConfig .*" + fix):
+        HfViTConfig(cfg)
+    with pytest.raises(TypeError, match=r"HfViTConfig takes .* got a dict .*HfViTConfig\(\*\*cfg\)"):
+        HfViTConfig({"dim": 64})
+    with pytest.raises(TypeError, match=r"HfViTForImageClassification takes an HfViTConfig, got a ViTConfig.*" + fix):
+        HfViTForImageClassification(cfg)
+    with pytest.raises(TypeError, match=r"takes an HfViTConfig, got a transformers ViTConfig"):
+        HfViTForImageClassification(TransformersViTConfig())
+    config = HfViTConfig(**dataclasses.asdict(cfg))  # the advice works
+    assert (config.dim, config.heads, config.num_labels) == (64, 4, 10)
