@@ -879,6 +879,21 @@ def stratified_split(labels, validation_size: int, seed: int = 42) -> tuple[np.n
 # ---------------------------------------------------------------------------
 # Batches
 # ---------------------------------------------------------------------------
+class _Batch(dict):
+    """One batch as ImageTensorDataset hands it out, whole, for BatchCollator. torch's default collate reads it as a
+    list of samples (batch[0]) and failed with `KeyError: 0`: that read says which collate_fn to pass instead."""
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            raise TypeError(
+                "ImageTensorDataset hands out whole batches of uint8 images, which hf_vit.data.BatchCollator augments "
+                "and normalises; this DataLoader's collate_fn reads them as a list of samples. Pass "
+                "collate_fn=BatchCollator(BatchAugment(mean, std, AugmentConfig())) (hf_vit.augment; the model's "
+                "image_mean and image_std, e.g. hf_vit.CIFAR10_MEAN and CIFAR10_STD) to the DataLoader."
+            )
+        return super().__getitem__(key)
+
+
 class ImageTensorDataset(torch.utils.data.Dataset):
     """Decoded images + labels. `__getitems__` lets the DataLoader fetch a whole batch with one indexing op.
 
@@ -912,7 +927,7 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         idx = torch.as_tensor(batch_indices, dtype=torch.long)  # (B,) positions in this subset
         j = self.indices[idx]
         # One batch, not a list of samples: the collator receives it as it is.
-        return {"pixel_values": self.pixels[j], "labels": self.labels[j], "index": idx, "augment": self.augment}
+        return _Batch(pixel_values=self.pixels[j], labels=self.labels[j], index=idx, augment=self.augment)
 
 
 class BatchCollator:

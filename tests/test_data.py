@@ -1003,3 +1003,18 @@ def test_batch_augment_in_ones_own_loop_draws_from_torchs_seed():
     assert not torch.equal(first["pixel_values"], second["pixel_values"])  # a new draw per batch
     assert first["pixel_values"].shape == (8, 3, 32, 32) and torch.equal(first["labels"], labels)
     assert torch.equal(aug(images, labels, 5)["pixel_values"], aug(images, labels, seed=5)["pixel_values"])
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_dataloader_over_image_tensor_dataset_without_the_collator_names_it(num_workers):
+    """ImageTensorDataset hands out whole uint8 batches for BatchCollator. A DataLoader left with torch's default
+    collate failed inside torch with `KeyError: 0`; now the error names the collator to pass, in a worker too."""
+    pixels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    dataset = ImageTensorDataset(pixels, torch.arange(8) % 2, augment=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=num_workers)
+    with pytest.raises(TypeError, match=r"collate_fn=BatchCollator\(BatchAugment\(mean, std, AugmentConfig\(\)\)\)"):
+        next(iter(loader))
+    collator = BatchCollator(BatchAugment(CIFAR10_MEAN, CIFAR10_STD, AugmentConfig()))
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=num_workers, collate_fn=collator)))
+    assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert dataset.__getitems__([0, 1])["labels"].tolist() == [0, 1]
