@@ -191,9 +191,13 @@ def load_dataset(
 
     named = setting(argument)  # --dataset_name, or dataset_name for Python code
     if not isinstance(dataset_name, (str, os.PathLike)):  # a loaded DatasetDict: Path() failed with a TypeError
+        save = ("`dataset_dict.save_to_disk('my_data')`" if not isinstance(dataset_name, datasets.Dataset) else
+                # one split saved alone has no split name, and datasets refuses its folder here (see below)
+                "`datasets.DatasetDict({'test': ds}).save_to_disk('my_data')` for one split (its name as the key; "
+                "training needs 'train' and 'test')")
         raise DatasetError(
             f"{named} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object. Save a loaded "
-            "dataset first, e.g. `dataset_dict.save_to_disk('my_data')`, and pass 'my_data'."
+            f"dataset first, e.g. {save}, and pass 'my_data'."
         )
     check_dataset_revision(dataset_name, dataset_revision, argument)
     path = Path(dataset_name).expanduser()
@@ -227,6 +231,12 @@ def load_dataset(
                 raise DatasetError(
                     f"{named} {dataset_name!r}: its README.md lists a class name twice (datasets: {err}). Give each "
                     "class its own name in the card's `class_label: names:`."
+                ) from None
+            if "load_from_disk" in str(err):  # one split's Dataset.save_to_disk: datasets reads only a DatasetDict's
+                raise DatasetError(
+                    f"{named} {dataset_name!r} holds one split saved alone (Dataset.save_to_disk), without a split "
+                    "name. Save it as a split of a DatasetDict, e.g. `datasets.DatasetDict({'test': "
+                    f"datasets.load_from_disk({str(dataset_name)!r})}}).save_to_disk('my_data')`, and pass 'my_data'."
                 ) from None
             if "BuilderConfig" in str(err):  # an unknown --dataset_config; datasets lists the ones there are
                 raise DatasetError(

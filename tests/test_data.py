@@ -1018,3 +1018,20 @@ def test_a_dataloader_over_image_tensor_dataset_without_the_collator_names_it(nu
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=num_workers, collate_fn=collator)))
     assert batch["pixel_values"].shape == (4, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
     assert dataset.__getitems__([0, 1])["labels"].tolist() == [0, 1]
+
+
+def test_one_split_loaded_or_saved_alone_says_how_to_save_it_as_a_split(tiny, tmp_path):
+    """A learner's own `ds = load_dataset(...)["test"]`: passed as an object, the advice was DatasetDict's
+    save_to_disk; followed with the split alone (`ds.save_to_disk`), datasets refused the folder with "Please use
+    `load_from_disk` instead", which hf_vit's callers cannot do. Both now say to save it under a split name, and that
+    folder loads."""
+    import datasets
+
+    split = datasets.load_dataset(str(tiny))["test"]
+    with pytest.raises(DatasetError, match=r"got a Dataset object.*datasets\.DatasetDict\(\{'test': ds\}\)\.save_to_disk"):
+        load_dataset(split)
+    split.save_to_disk(str(tmp_path / "alone"))
+    with pytest.raises(DatasetError, match=r"one split saved alone.*DatasetDict\(\{'test': datasets\.load_from_disk\("):
+        load_dataset(str(tmp_path / "alone"))
+    datasets.DatasetDict({"test": datasets.load_from_disk(str(tmp_path / "alone"))}).save_to_disk(str(tmp_path / "my_data"))
+    assert len(load_dataset(str(tmp_path / "my_data"))["test"]) == len(split)
