@@ -925,6 +925,19 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
         args.lr_scheduler_kwargs = kwargs
 
 
+def check_best_metric_for_classes(metric_for_best_model: str | None, num_labels: int) -> None:
+    """A top-k accuracy whose k guesses cover every class is 100% for any checkpoint (and with fewer than k classes
+    it is not computed: the Trainer's KeyError at the first evaluation), so it cannot pick the best one. Checked
+    once the dataset's classes are known, before the output folder is touched."""
+    found = re.fullmatch(r"top(\d+)_accuracy", (metric_for_best_model or "").removeprefix("eval_"))
+    if found and int(found.group(1)) >= num_labels:
+        raise SetupError(
+            f"--metric_for_best_model {metric_for_best_model}: the dataset has {num_labels} classes, so "
+            f"{found.group(1)} guesses always include the right one and every checkpoint would score 100%: nothing to "
+            "choose by. Choose accuracy, macro_f1 or loss."
+        )
+
+
 def ignored_optim_args(args: TrainingArguments) -> list[str]:
     """The keys of --optim_args that --optim's optimizer never reads (transformers' AdamW reads none, SGD only its
     momentum, dampening, weight_decay and nesterov): each is tried alone, and one that leaves the optimizer's
@@ -1515,6 +1528,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             validation_split=data_args.validation_split,
             dataset_revision=data_args.dataset_revision,
         )
+        check_best_metric_for_classes(training_args.metric_for_best_model, data.num_labels)
         config = build_config(model_args, data.label_names, data.num_labels, start=start.config if start else None)
         if start is None:
             model = HfViTForImageClassification(config)

@@ -1968,6 +1968,26 @@ def test_trainer_flags_that_would_fail_late_or_mislead_are_refused_first(dataset
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("names", [["x", "y", "z"], ["x", "y"]])
+def test_a_top_k_accuracy_that_covers_every_class_cannot_pick_the_best_checkpoint(tmp_path, capsys, names):
+    """--metric_for_best_model top3_accuracy on a 3-class dataset picked checkpoints by a constant (3 guesses hold
+    every class: 100% for any model); on a 2-class one the Trainer's KeyError came at the first evaluation, after
+    training steps. Refused once the dataset's classes are known, before the output folder is written."""
+    data = make_tiny_cifar(tmp_path / "data", n_train=30, n_test=9, names=names)
+    err = train_error(capsys, train_args(data, tmp_path / "out", *VALIDATED, "--metric_for_best_model",
+                                         "eval_top3_accuracy", steps=6))  # fmt: skip
+    assert err == (
+        f"train.py: error: --metric_for_best_model eval_top3_accuracy: the dataset has {len(names)} classes, so 3 "
+        "guesses always include the right one and every checkpoint would score 100%: nothing to choose by. Choose "
+        "accuracy, macro_f1 or loss."
+    )
+    assert not (tmp_path / "out").exists()
+    from hf_vit.training import check_best_metric_for_classes
+
+    for metric in ("top3_accuracy", "eval_top3_accuracy", "accuracy", None):  # 4 classes: top-3 still tells apart
+        check_best_metric_for_classes(metric, 4)
+
+
 @pytest.mark.parametrize("offline", [True, False])
 def test_push_to_hub_without_a_way_to_the_hub_is_refused_before_training(dataset_dir, tmp_path, capsys, monkeypatch,
                                                                          offline):  # fmt: skip
