@@ -24,7 +24,7 @@ import os
 import re
 import socket
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -1024,6 +1024,8 @@ class PreparedData:
     collator: BatchCollator
     image_format: str | None = None  # of the train split's images, for metrics.json and the card
     dataset_config: str | None = None  # the configuration loaded, for metrics.json and the card
+    # max_train/eval/test_samples not below the images they would sample (all taken): name -> the note saying so
+    uncapped: dict[str, str] = field(default_factory=dict)
 
 
 TEST_SAMPLE = 2  # sample_rows' stream for the test split: evaluate_model.py's sample of it draws the same images
@@ -1038,6 +1040,12 @@ def sample_rows(indices, cap: int | None, seed: int, stream: int) -> np.ndarray:
     if cap is None or cap >= len(indices):
         return np.asarray(indices)
     return np.sort(np.random.default_rng([seed, stream]).choice(indices, cap, replace=False))
+
+
+def whole_not_sampled(cap: str, count: int, images: str, outcome: str = "all of them are used") -> str:
+    """The note for a sample cap (`cap`: "--max_test_samples 1000") not below the images it would sample: a user who
+    asked for a sample learns that there was none (evaluate_model.py --max_eval_samples, train.py --max_*_samples)."""
+    return f"{cap} is not below the {count:,} {images}: {outcome}, not a sample."
 
 
 def prepare_data(
@@ -1162,10 +1170,20 @@ def prepare_data(
         train_idx, val_idx = stratified_split(train_labels.numpy(), validation_size, seed)
         val_pixels, val_labels = train_pixels, train_labels
 
+    test_idx = np.arange(len(test_labels))
+    uncapped = {
+        name: whole_not_sampled(setting(name, cap), len(rows), images)
+        for name, cap, rows, images in (
+            ("max_train_samples", max_train_samples, train_idx, "training images"),
+            ("max_eval_samples", max_eval_samples, val_idx, "validation images"),
+            ("max_test_samples", max_test_samples, test_idx, f"images of the {test_split!r} split"),
+        )
+        if cap is not None and cap >= len(rows) > 0  # no validation images: nothing was asked of this cap
+    }
     train_idx = sample_rows(train_idx, max_train_samples, seed, 0)
     warn_untrained_classes(train_labels[train_idx], num_labels, names)
     val_idx = sample_rows(val_idx, max_eval_samples, seed, 1)
-    test_idx = sample_rows(np.arange(len(test_labels)), max_test_samples, seed, TEST_SAMPLE)
+    test_idx = sample_rows(test_idx, max_test_samples, seed, TEST_SAMPLE)
 
     return PreparedData(
         train=ImageTensorDataset(train_pixels, train_labels, train_idx, augment=True),
@@ -1176,4 +1194,5 @@ def prepare_data(
         collator=BatchCollator(BatchAugment(image_mean, image_std, augment), seed=seed, on_device=augment_on_device),
         image_format=image_format(train_ds, image_column),
         dataset_config=config_name(test_ds),
+        uncapped=uncapped,
     )

@@ -1542,6 +1542,9 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             kept = "" if start.processor is not None else "; it has no preprocessor_config.json: CIFAR-10's mean and std"
             at = f" (revision {start.revision})" if start.revision is not None else ""
             print(f"[hf_vit] fine-tuning {model_args.model_name_or_path}{at}{head}{kept}", flush=True)
+    if training_args.process_index == 0:  # asked for a sample, got every image: said, and recorded as no limit
+        for note in data.uncapped.values():
+            print(f"[hf_vit] note: {note}", flush=True)
 
     curve = AccuracyCurve()
     callbacks = [curve, *extra_callbacks]
@@ -1668,7 +1671,9 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
                 # the preset does not apply (the model's own shape does)
                 "model_name_or_path": dataset_reference(model_args.model_name_or_path), "preset": None,
             } if start else {}),
-            "data": {**asdict(data_args), "dataset_name": dataset_reference(data_args.dataset_name)},
+            # a cap that took every image limited nothing: none is recorded, so the card claims no sample
+            "data": {**asdict(data_args), "dataset_name": dataset_reference(data_args.dataset_name)}
+            | dict.fromkeys(data.uncapped),
             "run": asdict(run_args),
             "training": json.loads(training_args.to_json_string()),
         },

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from hf_vit.analysis import DEFAULT_DATASET, evaluate_model, format_metrics_table
-from hf_vit.data import flags_in_messages
+from hf_vit.data import flags_in_messages, whole_not_sampled
 from hf_vit.eval_pictures import MAX_PICTURE_SIDE, gallery_capacity
 from hf_vit.output_folder import refuse_several_processes
 
@@ -86,6 +86,9 @@ def main(argv=None):
     except (ValueError, OSError, ConnectionError) as err:
         sys.exit(f"error: {err}")
     print(format_metrics_table(metrics))
+    if args.max_eval_samples is not None and "sample" not in metrics:  # asked for a sample, scored every image
+        print("note: " + whole_not_sampled(f"--max_eval_samples {args.max_eval_samples}", metrics["split_size"],
+                                           f"images of the {metrics['split']!r} split", "the whole split was evaluated"))
     ev = metrics["evaluation"]
     print(f"{ev['num_misclassified']} mistakes; {ev['inference_s']:.1f} s inference, {ev['total_s']:.1f} s in all")
     written = ["metrics.json", "misclassified.csv", "misclassified/", "attention/", "gallery.png",

@@ -470,6 +470,20 @@ def test_an_evaluation_of_part_of_the_split_says_so_in_metrics_report_table_and_
     assert "Part of the split" not in (out / "report.html").read_text()
 
 
+def test_a_sample_as_large_as_the_split_is_said_to_be_the_whole_split(evaluated, tmp_path, capsys):
+    """--max_eval_samples 1000 on a 60-image split scored the whole split without a word: the user, who asked for
+    a sample, learns that every image was evaluated (metrics.json, as before, records no sample)."""
+    for cap, whole in (("1000", True), ("59", False)):  # below the split's size: a sample, and no such note
+        code, stdout = run_evaluate_script(["--model", str(evaluated["model_dir"]), "--dataset",
+                                            str(evaluated["data_dir"]), "--device", "cpu", "--max_eval_samples", cap,
+                                            "--max_attention_maps", "0", "--output_dir", str(tmp_path / cap)], capsys)  # fmt: skip
+        assert code is None
+        note = f"note: --max_eval_samples {cap} is not below the 60 images of the 'test' split: the whole split was "
+        assert (note + "evaluated, not a sample." in stdout, "examples: 60\n" in stdout) == (whole, whole), stdout
+        metrics = json.loads((tmp_path / cap / "metrics.json").read_text())
+        assert (metrics["num_examples"], "sample" in metrics) == ((60, False) if whole else (59, True))
+
+
 def test_a_card_keeps_trainings_whole_test_split_over_an_evaluation_of_a_sample(evaluated, tmp_path):
     """An evaluation of 500 images (--max_eval_samples) made after training replaced training's results on the
     whole test split in the card (and dropped its model-index): a quick look at some mistakes cost the model its

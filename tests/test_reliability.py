@@ -1988,6 +1988,26 @@ def test_a_top_k_accuracy_that_covers_every_class_cannot_pick_the_best_checkpoin
         check_best_metric_for_classes(metric, 4)
 
 
+def test_sample_caps_as_large_as_their_split_are_said_to_take_it_whole(dataset_dir, tmp_path, capsys):
+    """--max_test_samples 1000 on a 20-image test split tested the whole split, yet the card said "This run used
+    only part of it: `--max_test_samples 1000`" and "On 20 images of the test split ..., not the whole split", and
+    the user was told nothing. A cap not below its images is named in a note and recorded as no limit."""
+    from hf_vit.training import main
+
+    out = tmp_path / "out"
+    assert main(train_args(dataset_dir, out, "--max_train_samples", "1000", "--max_test_samples", "1000", steps=2)) == 0
+    stdout = capsys.readouterr().out
+    assert ("[hf_vit] note: --max_train_samples 1000 is not below the 60 training images: all of them are used, not "
+            "a sample.") in stdout
+    assert ("[hf_vit] note: --max_test_samples 1000 is not below the 20 images of the 'test' split: all of them are "
+            "used, not a sample.") in stdout
+    data = json.loads((out / "training_recipe.json").read_text())["data"]
+    assert (data["max_train_samples"], data["max_test_samples"]) == (None, None)
+    card = (out / "README.md").read_text()
+    assert "only part of it" not in card and "not the whole split" not in card
+    assert "On the test split of the local dataset *tiny*" in card
+
+
 @pytest.mark.parametrize("offline", [True, False])
 def test_push_to_hub_without_a_way_to_the_hub_is_refused_before_training(dataset_dir, tmp_path, capsys, monkeypatch,
                                                                          offline):  # fmt: skip
