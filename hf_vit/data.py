@@ -487,9 +487,16 @@ def sort_class_names(names, label_column: str, split: str) -> list[str]:
     if all(re.fullmatch(r"[+-]?\d+", name) for name in names):
         # Text order would put '10' between '1' and '2': number the classes as the numbers count.
         ordered = sorted(names, key=lambda name: (int(name), name))
-        shown = ", ".join(f"{name!r} -> {i}" for i, name in enumerate(ordered[:10]))
-        logger.info("the class names of %r are whole numbers, numbered in numeric order: %s%s", label_column, shown,
-                    ", ..." if len(ordered) > 10 else "")
+        # A warning where the orders differ: the ids are not those a user converting the column as text (datasets'
+        # class_encode_column) would expect, and train.py shows warnings only.
+        moved = next(((a, b) for a, b in zip(sorted(names), ordered) if a != b), None)
+        if moved:
+            shown = ", ".join(f"{name!r} -> {i}" for i, name in enumerate(ordered[:10]))
+            logger.warning(
+                "the class names of %r are whole numbers, numbered in numeric order: %s%s (in text order, as datasets' "
+                "class_encode_column numbers them, %r would come before %r)", label_column, shown,
+                ", ..." if len(ordered) > 10 else "", *moved,
+            )
         return ordered
     return sorted(names)
 

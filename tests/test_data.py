@@ -884,6 +884,22 @@ def test_class_names_differing_only_in_case_or_spaces_are_refused_and_numbers_so
         prepare_data(str(folder), **LABELLED)
 
 
+def test_whole_number_class_names_numbered_otherwise_than_text_order_are_warned_of(tmp_path, caplog):
+    """Class names '1', '2', '10' are numbered as numbers ('10' -> 2), not as text sorts them (datasets'
+    class_encode_column: '10' -> 1). The note saying so was logged at INFO, which train.py does not show, so the
+    user never learnt which id each class got. A warning now, once, and only where the two orders differ."""
+    folder = tmp_path / "numbers"
+    write_labels(folder, "test", ["2", "1"])
+    note = ("the class names of 'label' are whole numbers, numbered in numeric order: '1' -> 0, '2' -> 1, '10' -> 2 "
+            "(in text order, as datasets' class_encode_column numbers them, '10' would come before '2')")
+    for train, shown in ((["10", "2", "1", "2"], [note]), (["2", "0", "1"], [])):  # '0'..'2': one order either way
+        write_labels(folder, "train", train)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hf_vit.data"):
+            prepare_data(str(folder), **LABELLED)
+        assert [r.getMessage() for r in caplog.records if "whole numbers" in r.getMessage()] == shown
+
+
 def test_a_label_column_of_names_in_one_split_and_ids_in_another_is_named(tmp_path):
     """Class names in the train split's file, class ids in the test split's: datasets read the ids as the names '0',
     '1', '2' (blamed as classes the model lacks), or, the other way round, failed with DatasetGenerationError ('An
