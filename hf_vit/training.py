@@ -842,6 +842,13 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
             "none for this ViT, so it would change nothing. Leave it out (--attn_implementation eager is the faster "
             "kernel on a CPU)."
         )
+    if args.include_num_input_tokens_seen != "no":  # the Trainer counts the elements of the model's main input
+        value = {"all": "true"}.get(args.include_num_input_tokens_seen, args.include_num_input_tokens_seen)
+        raise SetupError(
+            f"--include_num_input_tokens_seen {value} counts a language model's input tokens; for this ViT the "
+            "Trainer would count every pixel value of every image (3,072 per 32x32 RGB image) and log them as tokens "
+            "seen and tokens per second. Leave it out (train_samples_per_second counts the images)."
+        )
     if args.prediction_loss_only:  # a KeyError at the first evaluation, or a TypeError at the test
         raise SetupError(
             "--prediction_loss_only true keeps no predictions, but train.py scores each evaluation's accuracy "

@@ -1945,6 +1945,10 @@ def max_diff(a, b):
         # was: liger-kernel's ImportError in a traceback after the data was decoded (installed: no kernel for a ViT)
         (["--use_liger_kernel", "true"], "--use_liger_kernel true: Liger's kernels replace layers of language models "
          "(Llama, Qwen, ...) and it has none for this ViT, so it would change nothing. Leave it out"),
+        # was: pixel values (3,072 per 32x32 image) logged as num_input_tokens_seen and train_tokens_per_second
+        (["--include_num_input_tokens_seen", "true"], "--include_num_input_tokens_seen true counts a language model's "
+         "input tokens; for this ViT the Trainer would count every pixel value of every image (3,072 per 32x32 RGB "
+         "image) and log them as tokens seen and tokens per second. Leave it out"),
         # was: accepted, then set back to false without a word
         (["--remove_unused_columns", "true"], "--remove_unused_columns true would drop the image and label columns "
          "(the model's forward names neither) before the collator makes them into tensors; train.py keeps them, so "
