@@ -1772,6 +1772,10 @@ def main(argv=None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     try:
         args = parse_args(argv)
+        # Every process reads the same data, and logged the same warnings: once per machine now, from its first
+        # process (which also decodes and caches the data there, so that a cache it cannot write is still said).
+        if args[3].local_process_index != 0:
+            logging.getLogger("hf_vit").setLevel(logging.ERROR)
         output_dir = Path(args[3].output_dir)
         existed = output_dir.exists()
         try:

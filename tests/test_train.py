@@ -198,6 +198,25 @@ def test_two_processes_refuse_batch_eval_metrics(tiny, tmp_path):
     assert not (tmp_path / "model" / "metrics.json").exists()
 
 
+def test_two_processes_warn_of_the_data_once(tmp_path):
+    """Every process reads the data, and each logged the same warnings about it: under `accelerate launch
+    --num_processes 2` each came twice (here: how whole-number class names are numbered). Once per machine now."""
+    from test_data import write_labels
+
+    data = tmp_path / "numbers"
+    write_labels(data, "train", ["1", "2", "10"] * 20)
+    write_labels(data, "test", ["1", "2", "10"] * 4)
+    proc = run(accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
+                          "--preset", "tiny", "--dataset_name", str(data), "--output_dir", str(tmp_path / "model"),
+                          "--validation_size", "0", "--max_steps", "1", "--per_device_train_batch_size", "8",
+                          "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+                          "--use_cpu", "true", "--num_threads", "1", "--disable_tqdm", "true"),
+               ACCELERATE_USE_CPU="1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("WARNING hf_vit.data: the class names of 'label' are whole numbers") == 1, proc.stderr
+
+
+
 def test_two_processes_log_the_validation_loss_of_one_process(tiny, two_process_run, tmp_path):
     """The validation loss of each evaluation (logged, and what --metric_for_best_model eval_loss selects by) is
     one process's on the same weights and images. Before: the Trainer's loss counted the images the distributed
