@@ -176,12 +176,13 @@ def check_model_folder(model_dir) -> list[str]:
                 "'image-classification') and the card's code would load it with a random head. Push the folder "
                 "training wrote (HfViTForImageClassification)."
             )
-    # Remote code: every module auto_map names must sit next to the weights and stand alone.
-    if isinstance(config, dict) and config.get("auto_map"):
-        modules = sorted(_auto_map_modules(config["auto_map"]))
+    # Remote code: every module auto_map names (config.json's, and a 1-channel model's processor's) must sit next
+    # to the weights and stand alone.
+    for source, auto_map in _auto_maps(model_dir, config):
+        modules = sorted(_auto_map_modules(auto_map))
         for module in (m for m in modules if not _MODULE_NAME.fullmatch(m)):
             problems.append(
-                f"config.json's auto_map names the module {module!r}, which is not a file of the folder: remote code "
+                f"{source}'s auto_map names the module {module!r}, which is not a file of the folder: remote code "
                 "is a module beside the weights, named plainly (e.g. modeling_hf_vit.HfViTModel). Save the model "
                 "again with save_pretrained."
             )
@@ -189,8 +190,9 @@ def check_model_folder(model_dir) -> list[str]:
             path = model_dir / f"{module}.py"
             if not path.is_file():
                 problems.append(
-                    f"{module}.py is missing: config.json's auto_map loads it as remote code. Save the model with "
-                    "`import hf_vit` done first (it registers the classes so save_pretrained copies their files)."
+                    f"{module}.py is missing: {source}'s auto_map loads it as remote code. Save the model (and its "
+                    "processor) with `import hf_vit` done first (it registers the classes so save_pretrained copies "
+                    "their files)."
                 )
             elif _ABSOLUTE_IMPORT.search(path.read_text(encoding="utf-8")):
                 problems.append(
@@ -317,16 +319,27 @@ def _auto_map_refs(auto_map: dict) -> list[str]:
     return refs
 
 
+def _auto_maps(model_dir: Path, config=None) -> list[tuple[str, dict]]:
+    """`(file name, auto_map)` of config.json (`config`: read already) and preprocessor_config.json: a 1-channel
+    model's processor is remote code too (hf_vit.image_processing_hf_vit)."""
+    found = []
+    for name in ("config.json", "preprocessor_config.json"):
+        settings = config if name == "config.json" and config is not None else None
+        if settings is None:
+            try:
+                settings = json.loads((model_dir / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):  # missing or broken: named by check_model_folder's own checks
+                continue
+        if isinstance(settings, dict) and isinstance(settings.get("auto_map"), dict) and settings["auto_map"]:
+            found.append((name, settings["auto_map"]))
+    return found
+
+
 def remote_code_files(model_dir) -> set[str]:
     """The .py files a Hub user's `trust_remote_code=True` load runs: auto_map's modules and what they import."""
     model_dir = Path(model_dir)
-    try:
-        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return set()
-    auto_map = config.get("auto_map") if isinstance(config, dict) else None
     # Plain module names only: a path (`/home/me/secret.Class`) is no file of the folder and never goes up.
-    todo = [m for m in _auto_map_modules(auto_map) if _MODULE_NAME.fullmatch(m)] if isinstance(auto_map, dict) else []
+    todo = [m for _, auto_map in _auto_maps(model_dir) for m in _auto_map_modules(auto_map) if _MODULE_NAME.fullmatch(m)]
     found = set()
     while todo:
         name = f"{todo.pop()}.py"

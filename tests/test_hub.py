@@ -1633,3 +1633,31 @@ def test_a_kept_card_that_loads_another_repository_is_refused(tmp_path, fake_hub
     push([str(folder), "SomeOne/X", "--keep_card"])  # the same repository, spelled otherwise
     push([str(folder), "x", "--keep_card"])  # under the token's account: the name matches
     assert fake_hub.repos["SomeOne/X"]["README.md"] == (folder / "README.md").read_bytes()
+
+
+def test_the_image_processors_remote_code_goes_up_and_is_checked_like_the_models(tmp_path):
+    """The push took as remote code only the modules config.json's auto_map names: a processor whose
+    preprocessor_config.json names its own module in auto_map (a 1-channel model's grey processor) went up
+    without its .py, so a Hub user's AutoImageProcessor and pipeline() failed. Its module (and the siblings it
+    imports) now go up, and one that is missing or imports hf_vit is refused, as config.json's are."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    settings = json.loads((folder / "preprocessor_config.json").read_text())
+    settings["auto_map"] = {"AutoImageProcessor": "processing_mine.MyProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(settings))
+    (folder / "processing_mine.py").write_text("from .helpers_mine import grey\n")
+    (folder / "helpers_mine.py").write_text("def grey(image):\n    return image\n")
+    (folder / "script.py").write_text("print('not remote code')\n")
+    assert check_model_folder(folder) == []
+    plan = upload_plan(folder)
+    assert "processing_mine.py" in plan and "helpers_mine.py" in plan and "script.py" not in plan
+
+    (folder / "processing_mine.py").write_text("import hf_vit\n")
+    assert check_model_folder(folder) == ["processing_mine.py imports hf_vit absolutely; remote code must only use "
+                                          "`from .sibling import X` (hf_vit is not installed where the model is "
+                                          "downloaded)."]  # fmt: skip
+    (folder / "processing_mine.py").unlink()
+    assert check_model_folder(folder) == [
+        "processing_mine.py is missing: preprocessor_config.json's auto_map loads it as remote code. Save the model "
+        "(and its processor) with `import hf_vit` done first (it registers the classes so save_pretrained copies "
+        "their files)."
+    ]
