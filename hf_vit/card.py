@@ -27,7 +27,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
-from .image_processing import size_dict
+from .image_processing import is_grey_processor, size_dict
 from .metrics import macro_scope, part_of_split, shown_top_k
 from .output_folder import replace_text, two_saves
 from .public import is_local, local_name, replace_local
@@ -369,6 +369,8 @@ def _processor_text(processor: dict | None) -> str:
             "for this model: save one with `hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
         )
     steps = []
+    if is_grey_processor(processor):
+        steps.append("turns the image grey (transparent pixels laid on white)")
     size, crop = (size_dict(processor.get(key)) for key in ("size", "crop_size"))
     size, crop = (value if isinstance(value, dict) else {} for value in (size, crop))
     if processor.get("do_resize", True):
@@ -773,11 +775,15 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         at = f" at revision `{pinned}`" if isinstance(pinned, str) and _REVISION.fullmatch(pinned) else ""
         summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base}){at}." if base_hub_id
                     else f" Fine-tuned from a local model (*{_text(_folder_name(base))}*).")
+    processor = _read_json(model_dir / "preprocessor_config.json")
     variables = dict(
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,
         exported=exported,
-        one_channel=arch["num_channels"] == 1,
+        # A grey processor takes any image, through pipeline() too; a plain one (an export's, or a 1-channel
+        # model saved before hf_vit had one) needs the image made grey first and cannot serve pipeline().
+        one_channel=arch["num_channels"] == 1 and not is_grey_processor(processor),
+        processor_code=is_grey_processor(processor),
         can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],
         patch_text=_size(arch["patch_size"]),
         depth_text=f"{arch['depth']} Pre-LayerNorm encoder block" + ("s" if arch["depth"] != 1 else ""),
@@ -790,7 +796,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         cifar10=bool(train_source),
         data_short="CIFAR-10" if train_source else (dataset_label if dataset else "one dataset"),
         split=split,
-        processor_text=_processor_text(_read_json(model_dir / "preprocessor_config.json")),
+        processor_text=_processor_text(processor),
         recipe_intro="The resolved arguments of the training run (`training_recipe.json`):",
         recipe_sections=recipe_sections,
         train_rows=train_rows,

@@ -33,6 +33,8 @@ import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
 from .dataset_cache import folder_files, local_cache_dir, prune_other_states
+# The conversion a 1-channel model's image processor (shipped as remote code) makes too: one copy of the rule.
+from .image_processing_hf_vit import ImageDepthError, as_mode, check_eight_bit  # noqa: F401 (re-exported)
 from .output_folder import replace_file, unwritable_reason
 from .public import is_local, looks_local  # one rule for "a path, not a Hub id", shared with the card and the push
 
@@ -663,36 +665,6 @@ def warn_untrained_classes(labels: torch.Tensor, num_labels: int, names) -> None
 # Decode once
 # ---------------------------------------------------------------------------
 _MEMORY_CACHE: dict[tuple, torch.Tensor] = {}
-
-
-class ImageDepthError(ValueError):
-    """An image of more than 8 bits per value whose values PIL's conversion would clip."""
-
-
-def check_eight_bit(image) -> None:
-    """Refuse a 16-bit, 32-bit or float image with values outside 0..255: PIL's conversion to "RGB" or "L" (and so
-    transformers' image processor) clips them, and a 12-bit scan becomes an all-white picture without a word."""
-    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
-        return
-    low, high = image.getextrema()
-    if low < 0 or high > 255:
-        raise ImageDepthError(
-            f"it is a {image.mode!r} image with values {low:g}..{high:g}, which PIL's conversion to 8 bits (and "
-            "transformers' image processor) clips to 0..255, so most of it would turn white or black. Convert the "
-            "images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) >> 8).astype('uint8'))` for 16 bits."
-        )
-
-
-def as_mode(image, mode: str):
-    """`image` in PIL mode "RGB" or "L", transparent pixels laid on white first: what transformers' image
-    processors do at inference (convert_to_rgb), so training and evaluation see what a pipeline sees."""
-    from PIL import Image
-
-    check_eight_bit(image)
-    if image.mode != mode and ("A" in image.getbands() or image.info.get("transparency") is not None):
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return image if image.mode == mode else image.convert(mode)
 
 
 # Part of the decoded-pixel cache's key: bump it whenever _decode_one or as_mode change what pixels they make,

@@ -37,6 +37,7 @@ from .configuration_hf_vit import HfViTConfig, _pair
 from .convert_lesson import non_finite_summary
 from .data import setting
 from .hub import BadRepoId, check_repo_id, check_weights, processor_against_config
+from .image_processing import is_grey_processor
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import check_output_folder, hold_folders, share_folder, staged_folder
@@ -207,6 +208,20 @@ def _copied_files(model_dir: Path) -> list[str]:
     return carried + [p.relative_to(model_dir).as_posix() for p in pictures]
 
 
+def _without_remote_code(path: Path) -> None:
+    """A 1-channel model's processor is hf_vit's grey one, remote code (auto_map) whose .py the export leaves
+    behind: the export's names transformers' own ViTImageProcessor, with the same settings (its card says to
+    convert images to grey first)."""
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if not is_grey_processor(settings):
+        return
+    del settings["auto_map"]["AutoImageProcessor"]
+    if not settings["auto_map"]:
+        del settings["auto_map"]
+    settings["image_processor_type"] = "ViTImageProcessor"
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 _HOLDER = "an export to transformers' ViT"  # how a run refused meanwhile names it
 
 
@@ -300,6 +315,7 @@ def _convert_and_write(model_dir: Path, output_dir: Path, config, *, repo_id, ov
         for name in _copied_files(model_dir):
             (staged / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(model_dir / name, staged / name)
+        _without_remote_code(staged / "preprocessor_config.json")
         write_model_card(staged, repo_id=repo_id)
     return output_dir
 

@@ -10,9 +10,12 @@ from .data import setting
 
 
 def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std=CIFAR10_STD):
-    """A `ViTImageProcessor` for `config.image_size` with the given (default CIFAR-10) statistics."""
+    """A `ViTImageProcessor` for `config.image_size` with the given (default CIFAR-10) statistics; for a
+    1-channel model, `HfViTGreyImageProcessor`, which first makes any image grey as training decodes it."""
     # Imported here: without torchvision transformers warns that it falls back to the PIL backend.
     from transformers import ViTImageProcessor
+
+    from .image_processing_hf_vit import HfViTGreyImageProcessor
 
     height, width = _pair(config.image_size)
     image_mean, image_std = _floats("image_mean", image_mean), _floats("image_std", image_std)
@@ -34,7 +37,9 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
             f"rescaling by 1/255), got mean {image_mean} and std {image_std}. Statistics of 0..255 pixels are 255 "
             f"times too large: divide them by 255 (CIFAR-10's are mean {list(CIFAR10_MEAN)}, std {list(CIFAR10_STD)})."
         )
-    return ViTImageProcessor(
+    # A 3-channel model keeps transformers' own class: its folder loads with no code of ours.
+    processor_class = HfViTGreyImageProcessor if config.num_channels == 1 else ViTImageProcessor
+    return processor_class(
         do_resize=True,
         size={"height": height, "width": width},
         resample=2,  # PIL bilinear: 32x32 CIFAR images pass through unchanged
@@ -45,6 +50,17 @@ def make_image_processor(config: HfViTConfig, image_mean=CIFAR10_MEAN, image_std
         image_std=list(image_std),
         do_convert_rgb=config.num_channels == 3,
     )
+
+
+def is_grey_processor(settings) -> bool:
+    """preprocessor_config.json's settings (`processor.to_dict()` or the file's JSON) are hf_vit's grey processor,
+    loaded as remote code (auto_map): what make_image_processor saves for a 1-channel model (before it existed,
+    a plain ViTImageProcessor)."""
+    if not isinstance(settings, dict):
+        return False
+    auto_map = settings.get("auto_map")
+    return (settings.get("image_processor_type") == "HfViTGreyImageProcessor" and isinstance(auto_map, dict)
+            and "AutoImageProcessor" in auto_map)
 
 
 def _floats(name: str, values) -> list[float]:

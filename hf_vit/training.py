@@ -707,8 +707,8 @@ def check_output_dir(path):
 # What a run leaves in its output folder: checkpoint-* folders and the final model folder's files.
 RUN_FILES = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json",
-    "configuration_hf_vit.py", "modeling_hf_vit.py", "metrics.json", "training_recipe.json", "training_args.bin",
-    "evaluation",
+    "configuration_hf_vit.py", "modeling_hf_vit.py", "image_processing_hf_vit.py",  # the last: 1-channel models'
+    "metrics.json", "training_recipe.json", "training_args.bin", "evaluation",
 )
 
 

@@ -468,3 +468,34 @@ def test_a_processor_of_another_size_than_the_model_is_refused_not_copied(tmp_pa
         "`hf_vit.make_image_processor(model.config).save_pretrained(folder)`."
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_one_channel_export_carries_transformers_own_processor_not_hf_vits(tmp_path):
+    """A 1-channel model's processor is hf_vit's grey one, remote code: copied as it was, the export's
+    preprocessor_config.json named image_processing_hf_vit.py, which the export leaves behind, so the exported
+    ViT's processor failed to load (and would have asked for trust_remote_code). The export writes transformers'
+    ViTImageProcessor with the same settings; its card makes the image grey first."""
+    import numpy as np
+    from PIL import Image
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+    from hf_vit import make_image_processor
+
+    source = tmp_path / "grey"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1)
+    HfViTForImageClassification(config).save_pretrained(source)
+    make_image_processor(config, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(source)
+    assert (source / "image_processing_hf_vit.py").is_file()
+    out = export_to_transformers_vit(source, tmp_path / "vit")
+
+    assert not list(out.glob("*.py"))
+    settings = json.loads((out / "preprocessor_config.json").read_text())
+    assert "auto_map" not in settings and settings["image_processor_type"] == "ViTImageProcessor"
+    kept = json.loads((source / "preprocessor_config.json").read_text())
+    assert {k: v for k, v in settings.items() if k not in ("auto_map", "image_processor_type")} == {
+        k: v for k, v in kept.items() if k not in ("auto_map", "image_processor_type")}  # fmt: skip
+    processor = AutoImageProcessor.from_pretrained(out, trust_remote_code=False)
+    assert type(processor).__module__.startswith("transformers.models.vit")
+    grey = Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 251)
+    assert processor(images=grey, return_tensors="pt")["pixel_values"].shape == (1, 1, 32, 32)
+    assert 'Image.open("my_image.png").convert("L")' in (out / "README.md").read_text()

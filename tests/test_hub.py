@@ -770,12 +770,14 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
     assert got["preds"][0]["label"] == CIFAR10_LABELS[top]
 
 
-@pytest.mark.parametrize("channels", [3, 1])
+@pytest.mark.parametrize("channels", [3, 1, "1, plain processor"])
 def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkeypatch, channels):
     """The card's "How to use" code, run as a Hub user would (the pushed files only, a fresh process without
     hf_vit, offline), the repo id pointing at their folder: its step-by-step half used an `image` it never made
     (NameError), and a one-channel model's card began with pipeline(), which converts images to RGB and fails.
-    Both halves now run and name the same class; a one-channel card reads a greyscale image without pipeline()."""
+    Both halves now run and name the same class: a one-channel model's grey processor (remote code, pushed)
+    takes the RGB image through pipeline() too; one saved with a plain ViTImageProcessor (before hf_vit had the
+    grey one) gets a card that reads a greyscale image without pipeline()."""
     import ast
 
     if channels == 3:
@@ -785,7 +787,13 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
         config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1,
                              id2label=dict(enumerate(labels)))  # fmt: skip
         HfViTForImageClassification(config).save_pretrained(folder)
-        make_image_processor(config, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(folder)
+        processor = make_image_processor(config, image_mean=(0.5,), image_std=(0.25,))
+        if channels != 1:  # what make_image_processor saved for a 1-channel model before
+            from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+            processor = ViTImageProcessorPil(**{k: v for k, v in processor.to_dict().items()
+                                                if k not in ("image_processor_type", "auto_map")})  # fmt: skip
+        processor.save_pretrained(folder)
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
     push_model_folder(folder, "someone/vit-cifar10")
     (commit,) = fake_hub["create_commit"]
@@ -809,10 +817,11 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = proc.stdout.strip().splitlines()
     assert printed[-1] in labels
-    if channels == 3:
+    if channels in (3, 1):
         assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
     else:
         assert "pipeline(" not in code
+    assert (download / "image_processing_hf_vit.py").is_file() == (channels == 1)  # the push took it
 
 
 def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp_path, fake_hub, monkeypatch):

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, pipeline
@@ -130,3 +131,111 @@ def test_fresh_process_without_hf_vit_loads_folder(tmp_path):
     top = probs.topk(3)
     assert [r["label"] for r in out["pipeline"]] == [model.config.id2label[int(i)] for i in top.indices]
     assert np.allclose([r["score"] for r in out["pipeline"]], top.values.numpy(), atol=1e-5)
+
+
+def save_grey(folder, image_size=16):
+    """A tiny 1-channel model (grey images) with its processor, as training saves them."""
+    torch.manual_seed(0)
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1, image_size=image_size,
+                         patch_size=4, id2label={0: "dark", 1: "mid", 2: "light"})  # fmt: skip
+    model = HfViTForImageClassification(config).eval()
+    model.save_pretrained(folder)
+    make_image_processor(config, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(folder)
+    return model
+
+
+def colour_images(size=(20, 24)):
+    """One picture in the modes a user's files come in; transparent pixels in the transparent ones."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    alpha = np.where(np.arange(size[0] * size[1]).reshape(size) % 3 == 0, 0, 255).astype(np.uint8)
+    rgba = Image.fromarray(np.dstack([np.asarray(rgb), alpha]), "RGBA")
+    sixteen = Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16))  # 16 bits, values within 0..255
+    return {"RGB": rgb, "P": rgb.quantize(16), "L": rgb.convert("L"), "1": rgb.convert("1"),
+            "CMYK": rgb.convert("CMYK"), "I;16": sixteen, "RGBA": rgba, "LA": rgba.convert("LA")}  # fmt: skip
+
+
+def training_pixels(images, image_size, mean=0.5, std=0.25):
+    """The pixel values training feeds the model for these images (hf_vit.data.decode_images, then normalised)."""
+    import datasets
+
+    from hf_vit.data import decode_images
+
+    ds = datasets.Dataset.from_dict({"img": images}, features=datasets.Features({"img": datasets.Image()}))
+    return (decode_images(ds, "img", image_size, 1, cache=False).float() / 255 - mean) / std
+
+
+def test_a_one_channel_models_processor_reads_any_image_as_training_decodes_it(tmp_path):
+    """A 1-channel model's saved processor was a plain ViTImageProcessor: called on a palette image it read the
+    palette indices as grey values, on a 1-bit image 0/1, and on RGB, RGBA, LA or CMYK it failed (`mean must have
+    3 elements`). It now makes any image grey as training decodes it (transparency on white), arrays too."""
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+    save_grey(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)  # hf_vit imported: its own class, no remote code
+    images = colour_images()
+    want = training_pixels(list(images.values()), 16)
+    for (mode, image), expected in zip(images.items(), want):
+        got = processor(images=image, return_tensors="pt")["pixel_values"]
+        assert got.shape == (1, 1, 16, 16), mode
+        assert torch.allclose(got[0], expected, atol=1e-5), mode
+    rgb = np.array(images["RGB"])
+    for array in (rgb, torch.from_numpy(rgb).permute(2, 0, 1)):  # (H, W, C) and (C, H, W)
+        assert torch.allclose(processor(images=array, return_tensors="pt")["pixel_values"][0], want[0], atol=1e-5)
+    batch = processor(images=[images["P"], images["RGBA"]], return_tensors="pt")["pixel_values"]
+    assert torch.allclose(batch, want[[1, 6]], atol=1e-5)
+    with pytest.raises(ValueError, match="pass a PIL image, a uint8 array, or the grey image itself"):
+        processor(images=rgb.astype(np.float32) / 255)
+
+
+GREY_PIPELINE = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["hf_vit"] = None  # make `import hf_vit` fail even where the package is installed
+    from transformers import pipeline
+
+    classify = pipeline("image-classification", model=sys.argv[1], trust_remote_code=True)
+    print("RESULT" + json.dumps({"module": type(classify.image_processor).__module__,
+                                 "results": [classify(path, top_k=3) for path in sys.argv[2:]]}))
+    """
+)
+
+
+def test_pipeline_serves_a_one_channel_model_as_training_reads_its_images(tmp_path):
+    """pipeline("image-classification") failed on a 1-channel model: it converts every image to RGB, which the
+    model's plain ViTImageProcessor could not normalise with one channel's statistics. The folder now carries
+    the grey processor as remote code: in a fresh process without hf_vit, the pipeline's scores for files of
+    several modes equal the model's on the pixels training decodes (hf_vit.data) and on the evaluation's."""
+    from hf_vit.analysis import BatchPreprocessor, load_model_and_processor
+
+    folder = tmp_path / "grey"
+    model = save_grey(folder)
+    assert (folder / "image_processing_hf_vit.py").is_file()
+    text = (folder / "image_processing_hf_vit.py").read_text()
+    assert "import hf_vit" not in text and "from hf_vit" not in text and "from ." not in text
+    # Files as a user has them; transparent ones are left out: pipeline's load_image drops alpha itself.
+    images = {mode: im for mode, im in colour_images().items() if mode not in ("RGBA", "LA", "I;16")}
+    paths = []
+    for mode, image in images.items():
+        paths.append(str(tmp_path / f"{mode}.{'jpg' if mode == 'CMYK' else 'png'}"))
+        image.save(paths[-1])
+    (tmp_path / "load.py").write_text(GREY_PIPELINE)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), str(folder), *paths], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert out["module"].startswith("transformers_modules"), out["module"]  # the folder's copy, not hf_vit's
+
+    files = [Image.open(path) for path in paths]
+    _, processor = load_model_and_processor(str(folder))  # as evaluate_model.py loads it: no trust_remote_code
+    evaluation = BatchPreprocessor(processor, 1)(files)
+    training = training_pixels(files, 16)
+    assert torch.allclose(evaluation, training, atol=1e-5)
+    with torch.no_grad():
+        probs = model(pixel_values=training).logits.softmax(-1)
+    for mode, result, p in zip(images, out["results"], probs):
+        top = p.topk(3)
+        assert [r["label"] for r in result] == [model.config.id2label[int(i)] for i in top.indices], mode
+        assert np.allclose([r["score"] for r in result], top.values.numpy(), atol=1e-5), mode

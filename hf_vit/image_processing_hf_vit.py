@@ -1,0 +1,82 @@
+"""The image processor of a one-channel (greyscale) model, and the image conversion training decodes with.
+
+A 1-channel model's preprocessor_config.json names `HfViTGreyImageProcessor` (auto_map "AutoImageProcessor"):
+transformers' ViTImageProcessor has no conversion to grey, so called on a palette image it read the palette
+indices as pixel values, and on an RGB or RGBA image it failed (`mean must have 3 elements`); pipeline()
+hands the processor RGB images, so it could not serve such a model at all. This processor first turns every
+image to grey exactly as training decodes it (`as_mode`), then resizes and normalises as ViT's does.
+
+This file is copied next to saved weights as remote code, so it imports nothing from `hf_vit` (only
+`transformers`, numpy and PIL).
+"""
+
+import numpy as np
+from PIL import Image, ImageOps
+from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
+
+# The PIL backend in both transformers 5.17 and 5.24 (the top-level ViTImageProcessor is torchvision's where
+# torchvision is installed): it resizes the 8-bit grey image with PIL's bilinear filter, as training does.
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+
+class ImageDepthError(ValueError):
+    """An image of more than 8 bits per value whose values PIL's conversion would clip."""
+
+
+def check_eight_bit(image) -> None:
+    """Refuse a 16-bit, 32-bit or float image with values outside 0..255: PIL's conversion to "RGB" or "L" (and so
+    transformers' image processor) clips them, and a 12-bit scan becomes an all-white picture without a word."""
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return
+    low, high = image.getextrema()
+    if low < 0 or high > 255:
+        raise ImageDepthError(
+            f"it is a {image.mode!r} image with values {low:g}..{high:g}, which PIL's conversion to 8 bits (and "
+            "transformers' image processor) clips to 0..255, so most of it would turn white or black. Convert the "
+            "images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) >> 8).astype('uint8'))` for 16 bits."
+        )
+
+
+def as_mode(image, mode: str):
+    """`image` in PIL mode "RGB" or "L", transparent pixels laid on white first: what transformers' image
+    processors do at inference (convert_to_rgb), so training and evaluation see what a pipeline sees.
+    Training's decoded-pixel cache keys on hf_vit.data.DECODE_VERSION: bump it when this changes."""
+    check_eight_bit(image)
+    if image.mode != mode and ("A" in image.getbands() or image.info.get("transparency") is not None):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image if image.mode == mode else image.convert(mode)
+
+
+def as_grey(image, input_data_format=None):
+    """One image (PIL, or a numpy array or torch tensor of 1, 3 or 4 channels) as training reads it for a
+    1-channel model: upright (EXIF orientation), transparent pixels on white, PIL's conversion to "L"."""
+    if isinstance(image, Image.Image):
+        return as_mode(ImageOps.exif_transpose(image), "L")
+    array = image.numpy() if hasattr(image, "numpy") and not isinstance(image, np.ndarray) else np.asarray(image)
+    if array.ndim != 3:
+        return array  # (H, W): grey already; anything else is refused by transformers as before
+    if input_data_format is None:
+        input_data_format = infer_channel_dimension_format(array, num_channels=(1, 3, 4))
+    if ChannelDimension(input_data_format) == ChannelDimension.FIRST:
+        array = np.moveaxis(array, 0, -1)
+    if array.shape[-1] == 1:
+        return array[..., 0]
+    if array.dtype != np.uint8:  # PIL reads colour only as 8 bits; a float array's scale cannot be told
+        raise ValueError(
+            f"This model reads one-channel (grey) images, and a {array.shape[-1]}-channel {array.dtype} array cannot "
+            "be turned grey as training does: pass a PIL image, a uint8 array, or the grey image itself (H, W)."
+        )
+    return np.asarray(as_mode(Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB"), "L"))
+
+
+class HfViTGreyImageProcessor(ViTImageProcessorPil):
+    """ViT's image processor for a one-channel model: any image (palette, RGB, RGBA, LA, 16-bit, ...) is first
+    made grey as training decodes it, then resized, rescaled and normalised with the one-channel statistics."""
+
+    def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs):
+        # grey now, and (H, W): the channel layout given was the colour image's
+        return super().process_image(as_grey(image, input_data_format), do_convert_rgb=False, **kwargs)
+
+
+__all__ = ["HfViTGreyImageProcessor"]
