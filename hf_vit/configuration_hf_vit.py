@@ -195,11 +195,26 @@ def _refuse_array_scalar(name, value):
 def _refuse_a_whole_cfg(first) -> None:
     """The lesson's cfg object (or a dict of its fields) passed whole, as the lesson's `ViT(cfg)` takes it: it would
     land in image_size, and the error would call it a bad image size."""
+    if isinstance(first, PretrainedConfig):  # a dataclass too: asdict would hand over another model's fields
+        if hasattr(first, "validate_hf_vit"):
+            raise TypeError(
+                "HfViTConfig got an HfViTConfig object as its first argument (image_size): it is one already. Use it "
+                "as it is (copy.deepcopy(config) for a copy to edit)."
+            )
+        kind = type(first)
+        name = f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
+        raise TypeError(
+            f"HfViTConfig takes the lesson's fields as keywords, got a {name} object as "
+            "its first argument (image_size), another model's configuration. Give its shape as keywords: "
+            "HfViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, num_channels=cfg.num_channels, "
+            "dim=cfg.hidden_size, depth=cfg.num_hidden_layers, heads=cfg.num_attention_heads, "
+            "dim_head=cfg.hidden_size // cfg.num_attention_heads, mlp_dim=cfg.intermediate_size, id2label=cfg.id2label)."
+        )
     if isinstance(first, Mapping):
         fix = "HfViTConfig(**cfg)"
     elif dataclasses.is_dataclass(first) and not isinstance(first, type):
         fix = "HfViTConfig(**dataclasses.asdict(cfg))"
-    elif hasattr(first, "dim") and hasattr(first, "depth") and not isinstance(first, PretrainedConfig):
+    elif hasattr(first, "dim") and hasattr(first, "depth"):
         fix = "HfViTConfig(**vars(cfg))"
     else:
         return

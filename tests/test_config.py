@@ -412,3 +412,33 @@ def test_the_lessons_cfg_object_passed_whole_says_how_to_pass_its_fields():
         HfViTForImageClassification(TransformersViTConfig())
     config = HfViTConfig(**dataclasses.asdict(cfg))  # the advice works
     assert (config.dim, config.heads, config.num_labels) == (64, 4, 10)
+
+
+def test_a_configuration_object_passed_as_hf_vit_configs_first_argument_gets_advice_that_works():
+    """transformers' configs are dataclasses too: HfViTConfig(transformers.ViTConfig()) was told
+    HfViTConfig(**dataclasses.asdict(cfg)), which fails ("qkv_bias=True has no effect"), and HfViTConfig(config) of
+    an HfViTConfig was told the same of a config that needs nothing. Each now gets advice that builds a config."""
+    from transformers import ViTConfig as TransformersViTConfig
+
+    cfg = TransformersViTConfig(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=128)  # fmt: skip
+    with pytest.raises(TypeError) as caught:
+        HfViTConfig(cfg)
+    message = str(caught.value)
+    assert "dataclasses.asdict" not in message
+    assert ("got a transformers ViTConfig object as its first argument (image_size), another model's configuration. "
+            "Give its shape as keywords: HfViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, "
+            "num_channels=cfg.num_channels, dim=cfg.hidden_size, depth=cfg.num_hidden_layers, "
+            "heads=cfg.num_attention_heads, dim_head=cfg.hidden_size // cfg.num_attention_heads, "
+            "mlp_dim=cfg.intermediate_size, id2label=cfg.id2label)") in message
+    config = HfViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, num_channels=cfg.num_channels,
+                         dim=cfg.hidden_size, depth=cfg.num_hidden_layers, heads=cfg.num_attention_heads,
+                         dim_head=cfg.hidden_size // cfg.num_attention_heads, mlp_dim=cfg.intermediate_size,
+                         id2label=cfg.id2label)  # fmt: skip  # the advice works
+    assert (config.dim, config.depth, config.heads, config.dim_head, config.mlp_dim) == (64, 2, 4, 16, 128)
+    own = HfViTConfig(dim=64, heads=4, dim_head=16, mlp_dim=128)
+    with pytest.raises(TypeError) as caught:
+        HfViTConfig(own)
+    assert "dataclasses.asdict" not in str(caught.value)
+    assert "got an HfViTConfig object as its first argument (image_size): it is one already. Use it as it is" in str(
+        caught.value)
