@@ -1016,8 +1016,12 @@ def test_the_pictures_leave_a_model_in_training_mode_as_they_found_it(tmp_path):
     # A learner draws the pictures between epochs of their own loop: the model must come back still training (its
     # dropout on), not switched to eval mode without a word for the epochs that follow.
     model = tiny_model(dropout=0.1).train()
-    run_model(model, torch.zeros(1, 3, 32, 32))
+    pixels = torch.randn(1, 3, 32, 32)
+    first = run_model(model, pixels)
     assert model.training
+    # ... while the pass itself runs without dropout: the eval-mode logits, the same every time
+    assert torch.equal(first["logits"], run_model(model, pixels)["logits"])
+    assert torch.equal(first["logits"], run_model(tiny_model(dropout=0.1).eval(), pixels)["logits"])
     write_pictures(model, noise_image(32, 32), tmp_path / "pictures", pictures=("rollout",))
     assert model.training and all(m.training for m in model.modules())
     model.eval()
