@@ -238,7 +238,8 @@ def load_dataset(
                 raise DatasetError(
                     f"{named} {dataset_name!r} holds one split saved alone (Dataset.save_to_disk), without a split "
                     "name. Save it as a split of a DatasetDict, e.g. `datasets.DatasetDict({'test': "
-                    f"datasets.load_from_disk({str(dataset_name)!r})}}).save_to_disk('my_data')`, and pass 'my_data'."
+                    f"datasets.load_from_disk({str(dataset_name)!r})}}).save_to_disk('my_data')` (its split's name as the key; "
+                    "training needs 'train' and 'test'), and pass 'my_data'."
                 ) from None
             if "BuilderConfig" in str(err):  # an unknown --dataset_config; datasets lists the ones there are
                 raise DatasetError(
