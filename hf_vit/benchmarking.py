@@ -74,6 +74,22 @@ def _sync(device):
         torch.cuda.synchronize(device)  # that GPU's queue: a bare synchronize() waits on the current one (cuda:0)
 
 
+def timed_device(requested: str | None) -> torch.device:
+    """--device as the benchmarks time it: a CPU or a CUDA GPU, whose queue `_sync` waits on. On any other device
+    (mps, meta) a step would be timed as it is queued; a ValueError names the fix."""
+    from .analysis import resolve_device
+    from .data import flags_in_messages
+
+    with flags_in_messages():  # named as the script's --device
+        device = resolve_device(requested)
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(
+            f"--device {requested}: the benchmark times a CPU or a CUDA GPU only (it waits on CUDA's queue; on "
+            f"{device.type} it would time the queueing, not the work). Use --device cpu or cuda."
+        )
+    return device
+
+
 def build_model(kind: str, config: HfViTConfig, attn: str = "sdpa"):
     """'hf_vit', 'transformers' (built-in ViTForImageClassification) or 'lesson' (the reference).
 
@@ -513,12 +529,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     # Every flag is checked here, before the first timing: a bad one is one `error:` line, not a traceback
     # (or a dataset error after minutes of timing).
-    from .analysis import resolve_device
-    from .data import flags_in_messages
-
     try:
-        with flags_in_messages():  # named as this script's --device
-            args.device = str(resolve_device(args.device))
+        args.device = str(timed_device(args.device))
     except ValueError as err:
         parser.error(str(err))
     for flag, value in (("--batch_size", args.batch_size), ("--threads", args.threads)):

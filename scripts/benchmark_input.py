@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD
-from hf_vit.analysis import resolve_device
-from hf_vit.benchmarking import compare_models
+from hf_vit.benchmarking import compare_models, timed_device
 from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, flags_in_messages, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
 from hf_vit.training import (
@@ -34,11 +33,7 @@ def step_device(requested, training_args) -> torch.device:
     the GPU when this machine has one)."""
     if requested is None:
         return training_args.device
-    with flags_in_messages():  # ValueError naming the fix, and this script's --device
-        device = resolve_device(requested)
-    if device.type not in ("cpu", "cuda"):  # the timing waits on CUDA's queue only
-        raise ValueError(f"--device {requested}: the step is timed on a CPU or a CUDA GPU. Use --device cpu or cuda.")
-    return device
+    return timed_device(requested)  # a CPU or a CUDA GPU, else a ValueError naming the fix
 
 
 def step_dtype(recipe: str, device: torch.device) -> str:

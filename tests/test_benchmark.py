@@ -465,3 +465,20 @@ def test_the_printout_divides_each_figure_the_right_way(monkeypatch, capsys, tmp
     assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train 1.02x, inference 0.99x" in out
     assert "400.0 img/s vs bare model step 500.0 img/s -> 80%" in out
     assert "87.5% of its wall time inside the training steps (480.0 img/s there), 12.5% between them" in out
+
+
+def test_a_device_the_benchmark_cannot_time_is_refused_before_any_timing(monkeypatch, capsys):
+    """The timing waits on CUDA's queue only: on another device (meta here; mps, also what --device auto picks on a
+    Mac) a step would be timed as it is queued, not as it runs. before: `--device meta` measured a 'matmul peak' for
+    2 s and then died in a timing child with a traceback (autocast has no meta device)."""
+    from hf_vit import benchmarking
+
+    peaks = []
+    monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: peaks.append(a) or 1.0)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "meta", "--models", "hf_vit", "--e2e_steps", "0"])
+    assert exit_info.value.code == 2 and peaks == []
+    assert capsys.readouterr().err.strip().endswith(
+        "error: --device meta: the benchmark times a CPU or a CUDA GPU only (it waits on CUDA's queue; on meta it "
+        "would time the queueing, not the work). Use --device cpu or cuda."
+    )
