@@ -499,7 +499,7 @@ def main(argv=None) -> int:
     import argparse
     import tempfile
 
-    from .training import PRESETS, cpu_has_native_bf16
+    from .training import PRESETS, cpu_has_native_bf16, usable_cpus
 
     parser = argparse.ArgumentParser(description="hf_vit speed, side by side")
     parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model shape (cpu recipe: small)")
@@ -536,6 +536,11 @@ def main(argv=None) -> int:
     for flag, value in (("--batch_size", args.batch_size), ("--threads", args.threads)):
         if value is not None and value < 1:
             parser.error(f"{flag} {value}: must be at least 1")
+    if args.threads is not None and args.threads > usable_cpus():
+        parser.error(
+            f"--threads {args.threads}: more than the {usable_cpus()} CPU(s) this process may use; the threads would "
+            f"contend for them, and the figures would time that. Pass at most {usable_cpus()}, or leave --threads out."
+        )
     if args.e2e_steps < 0:
         parser.error(f"--e2e_steps {args.e2e_steps}: must be at least 1, or 0 to skip the end-to-end run")
     if args.dtype is None:
