@@ -594,14 +594,16 @@ def main(argv=None) -> int:
             return 0
         dtype, attn = fastest["dtype"], fastest["attn"]
         # The bare step of exactly the model the Trainer trains (its own pool, the fastest dtype and kernel).
+        trained = HfViTConfig(**shape)
         bare = compare_models(
-            HfViTConfig(**shape), ["hf_vit"], args.batch_size, args.steps, args.rounds, args.device, threads, dtype,
-            [attn], memory=False,
+            trained, ["hf_vit"], args.batch_size, args.steps, args.rounds, args.device, threads, dtype, [attn],
+            memory=False,
         )[0]
         with tempfile.TemporaryDirectory() as tmp:
             e2e = end_to_end_on(
                 args.device, args.preset, dataset, args.batch_size, args.e2e_steps, dtype, tmp,
-                ["--attn_implementation", attn, "--num_threads", str(threads)],  # the bare step's threads
+                # the bare step's kernel, threads and pool (--pool overrides the preset's, which train.py would take)
+                ["--attn_implementation", attn, "--num_threads", str(threads), "--pool", trained.pool],
             )
         print(
             f"\nend-to-end Trainer run ({args.e2e_steps} steps, {dtype}, {attn} attention, {dataset}): "

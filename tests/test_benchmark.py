@@ -499,3 +499,32 @@ def test_more_threads_than_cpus_is_refused_before_any_timing(capsys):
         f"error: --threads {cpus + 1}: more than the {cpus} CPU(s) this process may use; the threads would contend "
         f"for them, and the figures would time that. Pass at most {cpus}, or leave --threads out."
     )
+
+
+def test_the_end_to_end_run_trains_the_shape_of_its_bare_step(tmp_path, monkeypatch, capsys):
+    """The end-to-end img/s is set against the bare step of exactly the model the Trainer trains. before: --pool
+    reached the bare step but not the Trainer run, which trained the preset's own pool (--preset tiny --pool mean:
+    the bare step pooled the mean, the Trainer's model [CLS])."""
+    from hf_vit import benchmarking, training
+    from hf_vit.training import SHAPE_FLAGS
+
+    shapes = {}
+    real_compare, real_train = benchmarking.compare_models, training.train
+
+    def compare(config, kinds, *args, **kwargs):
+        shapes["bare"] = {k: getattr(config, k) for k in SHAPE_FLAGS}
+        return real_compare(config, kinds, *args, **kwargs)
+
+    def train(model_args, *args, **kwargs):
+        config = training.build_config(model_args)
+        shapes["trainer"] = {k: getattr(config, k) for k in SHAPE_FLAGS}
+        return real_train(model_args, *args, **kwargs)
+
+    monkeypatch.setattr(benchmarking, "compare_models", compare)
+    monkeypatch.setattr(training, "train", train)
+    data = make_tiny_cifar(tmp_path / "data", n_train=16, n_test=4)
+    main(["--preset", "tiny", "--pool", "mean", "--models", "hf_vit", "--dtype", "fp32", "--attn", "eager",
+          "--batch_size", "4", "--steps", "1", "--rounds", "1", "--threads", "1", "--no_control", "--no_memory",
+          "--e2e_steps", "2", "--dataset", str(data)])  # fmt: skip
+    assert "end-to-end Trainer run (2 steps" in capsys.readouterr().out
+    assert shapes["bare"]["pool"] == "mean" and shapes["trainer"] == shapes["bare"]
