@@ -528,3 +528,87 @@ def test_the_end_to_end_run_trains_the_shape_of_its_bare_step(tmp_path, monkeypa
           "--e2e_steps", "2", "--dataset", str(data)])  # fmt: skip
     assert "end-to-end Trainer run (2 steps" in capsys.readouterr().out
     assert shapes["bare"]["pool"] == "mean" and shapes["trainer"] == shapes["bare"]
+
+
+def test_the_flop_count_is_the_same_for_either_kernel_though_torchs_counter_misses_cpu_sdpa():
+    """What FlopCounterMode counts: matmuls and convolutions only (no softmax, scaling, norms, GELU, residual adds or
+    optimizer), and under the CPU's SDPA kernel no attention matmul at all (it has no formula for
+    _scaled_dot_product_flash_attention_for_cpu). The benchmark's count is the eager one for both kernels: the same
+    q k^T and attn v, written out here (2 matmuls x 2 FLOPs x tokens^2 x dim_head per head and layer)."""
+    config = HfViTConfig(**SMALL_CLS)
+    tokens, batch = (32 // 4) ** 2 + 1, 3
+    attention = 2 * 2 * tokens * tokens * config.dim_head * config.heads * config.depth * batch  # forward, batch
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    counts = {}
+    for attn in ("eager", "sdpa"):
+        model = build_model("hf_vit", config, attn)
+        with torch.no_grad(), FlopCounterMode(display=False) as forward:
+            model(pixel_values=x)
+        with FlopCounterMode(display=False) as both:
+            torch.nn.functional.cross_entropy(model(pixel_values=x).logits, y).backward()
+        counts[attn] = forward.get_total_flops(), both.get_total_flops()
+        ops = {str(op).removeprefix("aten.") for op in both.get_flop_counts()["Global"]}
+        assert ops == ({"mm", "addmm", "bmm"} if attn == "eager" else {"mm", "addmm"}), (attn, ops)
+    assert counts["eager"] == (forward_flops(config, batch), train_flops(config, batch))
+    # the backward of q k^T and attn v is two matmuls each: 3x the forward's
+    assert counts["sdpa"] == (forward_flops(config, batch) - attention, train_flops(config, batch) - 3 * attention)
+    assert attention / forward_flops(config, batch) == pytest.approx(0.112, abs=0.001)  # 11% of the forward
+
+
+def test_every_model_of_a_table_computes_in_its_dtype():
+    """bf16: every matmul and convolution of all three models runs in bf16 (autocast), fp32 otherwise."""
+    config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
+    for autocast, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        for kind in ("hf_vit", "transformers", "lesson"):
+            bench = _Bench(kind, "eager", config, 2, "cpu", autocast)
+            seen = set()
+            for module in bench.model.modules():
+                if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                    module.register_forward_hook(lambda m, i, out: seen.add(out.dtype))
+            bench.train_step()
+            bench.infer_step()
+            assert seen == {dtype}, (kind, autocast, seen)
+            assert all(p.dtype == torch.float32 for p in bench.model.parameters())  # weights stay fp32, as training
+
+
+def test_warm_up_steps_are_left_out_and_the_matmul_peak_uses_the_models_threads(monkeypatch, capsys):
+    """The timing child run in this process (as in test_a_slower_peer_gives_hf_vit_a_ratio_above_one): the lesson's
+    first 3 steps of each phase sleep 0.5 s (a compilation, a cold allocator), and its figures must not show it. The
+    matmul peak is measured with the threads every step runs with."""
+    import queue
+
+    from hf_vit import benchmarking
+
+    def in_process(target, args):
+        answer = queue.Queue()
+        target(*args, answer)
+        return json.loads(answer.get_nowait())
+
+    calls, threads_seen = {"train": 0, "infer": 0}, set()
+
+    def slow_start(phase, step):
+        def run(self):
+            threads_seen.add(torch.get_num_threads())
+            if self.kind == "lesson":
+                calls[phase] += 1
+                if calls[phase] <= 3:
+                    time.sleep(0.5)
+            step(self)
+
+        return run
+
+    peak_threads = []
+    monkeypatch.setattr(benchmarking, "_child", in_process)
+    monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: peak_threads.append(torch.get_num_threads()) or 50.0)
+    for phase in ("train", "infer"):
+        monkeypatch.setattr(_Bench, f"{phase}_step", slow_start(phase, getattr(_Bench, f"{phase}_step")))
+    before = torch.get_num_threads()
+    try:
+        main(["--preset", "tiny", "--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2",
+              "--steps", "2", "--rounds", "3", "--threads", "1", "--no_control", "--no_memory", "--e2e_steps", "0"])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    assert calls == {"train": 3 + 3 * 2, "infer": 3 + 3 * 2}  # 3 warm-up steps, then 3 windows of 2
+    assert peak_threads == [1] and threads_seen == {1}
+    ratios = re.search(r"hf_vit/eager / lesson: train ([\d.]+)x, inference ([\d.]+)x", capsys.readouterr().out)
+    assert all(float(r) < 3 for r in ratios.groups()), ratios.group(0)  # a timed 0.5 s sleep would read ~100x
