@@ -355,6 +355,7 @@ class StepTimer(TrainerCallback):
         self.marks = []  # (edge, time.perf_counter() or a recorded torch.cuda.Event)
         self.inside_s = self.total_s = 0.0
         self.steps = 0
+        self.images_per_step = 0  # one optimizer step: a batch per accumulated micro-batch
 
     def _mark(self, edge):
         if self.cuda:
@@ -369,6 +370,8 @@ class StepTimer(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.marks = []
+        if args is not None:
+            self.images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
         self._mark("train")
 
     def on_step_begin(self, args, state, control, **kwargs):
@@ -415,7 +418,7 @@ def end_to_end_img_s(preset, dataset, batch, steps, device, dtype, output_dir, e
     return {
         "train_img_s": metrics["train"]["train_samples_per_second"],
         "runtime_s": metrics["train"]["runtime_s"],
-        "in_step_img_s": timer.steps * batch / timer.inside_s,
+        "in_step_img_s": timer.steps * timer.images_per_step / timer.inside_s,  # the Trainer's count of images
         "outside_share": 1 - timer.inside_s / timer.total_s,
         "inside_s": timer.inside_s,
         "total_s": timer.total_s,

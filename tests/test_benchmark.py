@@ -612,3 +612,17 @@ def test_warm_up_steps_are_left_out_and_the_matmul_peak_uses_the_models_threads(
     assert peak_threads == [1] and threads_seen == {1}
     ratios = re.search(r"hf_vit/eager / lesson: train ([\d.]+)x, inference ([\d.]+)x", capsys.readouterr().out)
     assert all(float(r) < 3 for r in ratios.groups()), ratios.group(0)  # a timed 0.5 s sleep would read ~100x
+
+
+def test_the_end_to_end_split_counts_every_image_of_an_accumulated_step(tmp_path):
+    """StepTimer's edges are the optimizer steps (on_step_begin/on_step_end once per step, whatever the gradient
+    accumulation), and the Trainer's img/s counts batch x accumulation per step. before: the in-step img/s counted
+    one batch per step, half the images at --gradient_accumulation_steps 2, and read slower than the whole run."""
+    data = make_tiny_cifar(tmp_path / "data", n_train=32, n_test=4)
+    steps, batch, accumulation = 3, 4, 2
+    r = end_to_end_img_s("tiny", data, batch, steps, "cpu", "fp32", tmp_path / "run", [
+        "--num_threads", "1", "--disable_tqdm", "true", "--gradient_accumulation_steps", str(accumulation)])
+    assert r["steps"] == steps
+    assert r["train_img_s"] == pytest.approx(steps * batch * accumulation / r["runtime_s"], rel=0.01)
+    assert r["in_step_img_s"] == pytest.approx(steps * batch * accumulation / r["inside_s"])
+    assert r["in_step_img_s"] > r["train_img_s"]  # the steps are part of the run's time
