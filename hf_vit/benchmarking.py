@@ -183,7 +183,8 @@ def time_models(jobs, config_dict, batch, steps, rounds, device, threads, dtype_
 
     Round r times one window per model, in an order rotated by r, so that a slow spell of a shared
     machine hits every model alike. Each figure is the median window; each ratio the median of the
-    per-round ratios (paired: both windows of a pair ran next to each other).
+    per-round ratios (paired: both windows of a pair ran in the same round, side by side only for
+    neighbours in the order).
     """
     torch.set_num_threads(threads)
     _like_training(device)
