@@ -626,3 +626,13 @@ def test_the_end_to_end_split_counts_every_image_of_an_accumulated_step(tmp_path
     assert r["train_img_s"] == pytest.approx(steps * batch * accumulation / r["runtime_s"], rel=0.01)
     assert r["in_step_img_s"] == pytest.approx(steps * batch * accumulation / r["inside_s"])
     assert r["in_step_img_s"] > r["train_img_s"]  # the steps are part of the run's time
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message of a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_one_error_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--device", "cuda", "--models", "hf_vit", "--e2e_steps", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("error: --device cuda: CUDA is not available on this machine. Use --device cpu.")
+    assert "Traceback" not in err
