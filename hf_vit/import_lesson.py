@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import torch
 
-from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig
+from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig, _pair
 from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary, refuse_a_model
 from .data import messages_name_flags, setting
 
@@ -257,6 +257,102 @@ def _cfg_fields(cfg) -> dict:
     )
 
 
+def _shapes(count: int, cell=(1, 1), most: int = 3) -> list:
+    """The (height, width) of `count` cells of `cell` laid out in a whole grid, nearest a square first: the sizes that
+    fit a count read off the weights, as advice in an error (a weight's shape bounds `count`: the search is short)."""
+    grids = [(h, count // h) for h in range(1, count + 1) if count % h == 0]
+    sizes = {(h * cell[0], w * cell[1]) for h, w in grids}
+    return sorted(sizes, key=lambda hw: (max(hw) / min(hw), hw[0]))[:most]
+
+
+def _size_value(size) -> str:
+    """A size as the script's flag takes it (`32`, `16 64`) or as the cfg dict holds it (`32`, `(16, 64)`)."""
+    height, width = _pair(size)
+    if height == width:
+        return str(height)
+    return f"{height} {width}" if messages_name_flags() else f"({height}, {width})"
+
+
+def _size_field(name: str, size) -> str:
+    """`--image_size 16 64` or `cfg={'image_size': (16, 64)}`."""
+    return f"{setting(name)} {_size_value(size)}" if messages_name_flags() else f"cfg={{{name!r}: {_size_value(size)}}}"
+
+
+def _listed_sizes(name: str, sizes) -> str:
+    fields = [_size_field(name, size) for size in sizes]
+    return " or ".join(filter(None, (", ".join(fields[:-1]), fields[-1])))
+
+
+def _patch_size(cfg: dict, values: int) -> dict:
+    """The patch size that the weights' `values` per patch (channels x patch height x patch width) hold: the given
+    one checked (with the given channels, else the lesson's 3), else the square that fits."""
+    channels = cfg.get("num_channels", 3)
+    if "patch_size" not in cfg:
+        side = math.isqrt(values // channels)
+        if side * side * channels == values:
+            return {"patch_size": side}
+        raise ValueError(
+            f"The weights take {values} values per patch (channels x patch height x patch width), not {channels} "
+            f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's {setting('channels')} (3 "
+            f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}."
+        )
+    height, width = _pair(cfg["patch_size"])
+    if channels * height * width == values:
+        return {}
+    default = "" if "num_channels" in cfg else f" ({setting('channels')} not given: the lesson's default)"
+    fits = []
+    if values % (height * width) == 0:
+        fit = values // (height * width)
+        fits.append(f"With {height}x{width} patches they fit {fit} channel{'s' if fit != 1 else ''}: "
+                    f"{_cfg_field('channels', fit)}.")
+    if values % channels == 0:
+        fits.append(f"With {channels} channel{'s' if channels != 1 else ''} they fit patches of {values // channels} "
+                    f"pixels: {_listed_sizes('patch_size', _shapes(values // channels))}.")
+    raise ValueError(
+        f"{_size_field('patch_size', cfg['patch_size'])} with {channels} channel{'s' if channels != 1 else ''}"
+        f"{default} makes {channels * height * width} values per patch (channels x patch height x patch width), but "
+        f"the weights take {values}. {' '.join(fits + [''])}Pass the lesson's own {setting('patch_size')} and "
+        f"{setting('channels')}."
+    )
+
+
+def _image_size(cfg: dict, count: int, patch) -> dict:
+    """The image size that the weights' `count` patch positions hold with `patch`: the given one checked, else the
+    square that fits."""
+    if "image_size" not in cfg:
+        grid = math.isqrt(count)
+        if grid * grid != count:
+            raise ValueError(
+                f"The weights hold {count} patch positions, not a square grid: the lesson's images (or "
+                f"patches) are not square. Pass the lesson's {_cfg_field('image_size', 'H', 'W')} (and "
+                f"{_cfg_field('patch_size', 'H', 'W')} for a non-square patch)."
+            )
+        if not isinstance(patch, int):  # the default 32x32 could fit the positions by chance, at the wrong geometry
+            raise ValueError(
+                f"The image size cannot be read off the weights for a non-square patch {tuple(patch)}: "
+                f"{count} patch positions fit several grids. Pass the lesson's "
+                f"{_cfg_field('image_size', 'H', 'W')}."
+            )
+        return {"image_size": grid * patch}
+    (height, width), (patch_height, patch_width) = _pair(cfg["image_size"]), _pair(patch)
+    if height % patch_height or width % patch_width:
+        return {}  # HfViTConfig names the patch sizes that divide the image
+    grid = (height // patch_height, width // patch_width)
+    if grid[0] * grid[1] == count:
+        return {}
+    read = "patch_size" not in cfg  # then the patch may be the size at fault
+    patch_read, and_patch = (f" ({setting('patch_size')} not given: read off the weights)",
+                             f" (and {setting('patch_size')})") if read else ("", "")
+    raise ValueError(
+        f"{_size_field('image_size', cfg['image_size'])} cut into {patch_height}x{patch_width} patches{patch_read} "
+        f"makes a {grid[0]}x{grid[1]} grid "
+        f"of {grid[0] * grid[1]} patch positions, but the weights hold {count}. With {patch_height}x{patch_width} "
+        f"patches they fit images of {count * patch_height * patch_width} pixels: "
+        f"{_listed_sizes('image_size', _shapes(count, (patch_height, patch_width)))}. Pass the lesson's own "
+        f"{setting('image_size')}{and_patch}."
+    )
+
+
 def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfViTConfig:
     """An `HfViTConfig` from the lesson's cfg fields in `cfg` (a dict, or the lesson's cfg object), the rest read from
     the weight shapes.
@@ -287,35 +383,12 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         found["mlp_dim"] = shape("vit.transformer.layers.0.ff.net.0.weight")[0]
     if shape("mlp_head.1.weight"):
         found["num_labels"] = shape("mlp_head.1.weight")[0]
-    channels = cfg.get("num_channels", 3)
     patch_dim = shape("vit.embeddings.to_patch_embedding.1.weight")
     positions = shape("vit.embeddings.pos_embedding")
-    if patch_dim and "patch_size" not in cfg:
-        side = math.isqrt(patch_dim[1] // channels)
-        if side * side * channels == patch_dim[1]:
-            found["patch_size"] = side
-    if patch_dim and "patch_size" not in cfg and "patch_size" not in found:  # else built with the default 4x4
-        raise ValueError(
-            f"The weights take {patch_dim[1]} values per patch (channels x patch height x patch width), not {channels} "
-            f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's {setting('channels')} (3 "
-            f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}."
-        )
-    if positions and "image_size" not in cfg:
-        grid = math.isqrt(positions[1] - 1)
-        patch = cfg.get("patch_size", found.get("patch_size"))
-        if grid * grid != positions[1] - 1:
-            raise ValueError(
-                f"The weights hold {positions[1] - 1} patch positions, not a square grid: the lesson's images (or "
-                f"patches) are not square. Pass the lesson's {_cfg_field('image_size', 'H', 'W')} (and "
-                f"{_cfg_field('patch_size', 'H', 'W')} for a non-square patch)."
-            )
-        if not isinstance(patch, int):  # the default 32x32 could fit the positions by chance, at the wrong geometry
-            raise ValueError(
-                f"The image size cannot be read off the weights for a non-square patch {tuple(patch)}: "
-                f"{positions[1] - 1} patch positions fit several grids. Pass the lesson's "
-                f"{_cfg_field('image_size', 'H', 'W')}."
-            )
-        found["image_size"] = grid * patch
+    if patch_dim:
+        found.update(_patch_size(cfg, patch_dim[1]))
+    if positions and positions[1] > 1 and (patch_dim or "patch_size" in cfg):  # else the strict load names the gap
+        found.update(_image_size(cfg, positions[1] - 1, cfg.get("patch_size", found.get("patch_size"))))
     qkv = shape("vit.transformer.layers.0.attn.to_qkv.weight")
     has_out = "vit.transformer.layers.0.attn.to_out.0.weight" in sd
     if qkv and not has_out and "dim" in found:  # the lesson drops to_out only for one head as wide as dim

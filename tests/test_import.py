@@ -726,3 +726,77 @@ def test_import_takes_the_lesson_models_state_dict_in_memory(tmp_path):
         with pytest.raises(TypeError, match=r"got the ViT model itself: pass its weights, model\.state_dict\(\)"):
             call()
     assert not (tmp_path / "c").exists()
+
+
+def test_sizes_given_that_the_weights_cannot_hold_are_named_before_building(tmp_path):
+    """A channel count, patch or image size given that the weights do not hold was built into the model and the strict
+    load stopped with `Shape mismatches (set dim/depth/heads/dim_head/mlp_dim/patch_size/image_size/channels/
+    num_classes to the lesson's values): vit.embeddings.pos_embedding: checkpoint (1, 65, 48) vs model (1, 257, 48)`.
+    Now each given size is checked against the weights (values per patch, patch positions) first, and the message
+    names the sizes that would fit."""
+    _, ref = lesson_model()  # 32x32 RGB images in 4x4 patches: 48 values per patch, 64 patch positions
+    _, grey = lesson_model(channels=1, image_size=(48, 144), patch_size=(4, 12))  # 48 values, 144 positions
+    cases = [  # (weights, cfg, message from Python, the same from the script)
+        (ref, {"image_size": 64},
+         "cfg={'image_size': 64} cut into 4x4 patches (patch_size not given: read off the weights) makes a 16x16 grid "
+         "of 256 patch positions, but the weights hold 64. With 4x4 patches they fit images of 1024 pixels: "
+         "cfg={'image_size': 32}, cfg={'image_size': (16, 64)} or cfg={'image_size': (64, 16)}. Pass the lesson's own "
+         "image_size (and patch_size).",
+         "--image_size 64 cut into 4x4 patches (--patch_size not given: read off the weights) makes a 16x16 grid of "
+         "256 patch positions, but the weights hold 64. With 4x4 patches they fit images of 1024 pixels: "
+         "--image_size 32, --image_size 16 64 or --image_size 64 16. Pass the lesson's own --image_size (and "
+         "--patch_size)."),
+        (ref, {"image_size": (16, 64), "patch_size": 8},
+         "cfg={'patch_size': 8} with 3 channels (channels not given: the lesson's default) makes 192 values per patch "
+         "(channels x patch height x patch width), but the weights take 48. With 3 channels they fit patches of 16 "
+         "pixels: cfg={'patch_size': 4}, cfg={'patch_size': (2, 8)} or cfg={'patch_size': (8, 2)}. Pass the lesson's "
+         "own patch_size and channels.",
+         "--patch_size 8 with 3 channels (--channels not given: the lesson's default) makes 192 values per patch "
+         "(channels x patch height x patch width), but the weights take 48. With 3 channels they fit patches of 16 "
+         "pixels: --patch_size 4, --patch_size 2 8 or --patch_size 8 2. Pass the lesson's own --patch_size and "
+         "--channels."),
+        (ref, {"patch_size": 4, "channels": 1},
+         "cfg={'patch_size': 4} with 1 channel makes 16 values per patch (channels x patch height x patch width), but "
+         "the weights take 48. With 4x4 patches they fit 3 channels: cfg={'channels': 3}. With 1 channel they fit "
+         "patches of 48 pixels: cfg={'patch_size': (6, 8)}, cfg={'patch_size': (8, 6)} or cfg={'patch_size': (4, 12)}. "
+         "Pass the lesson's own patch_size and channels.",
+         "--patch_size 4 with 1 channel makes 16 values per patch (channels x patch height x patch width), but the "
+         "weights take 48. With 4x4 patches they fit 3 channels: --channels 3. With 1 channel they fit patches of 48 "
+         "pixels: --patch_size 6 8, --patch_size 8 6 or --patch_size 4 12. Pass the lesson's own --patch_size and "
+         "--channels."),
+        (grey, {"patch_size": (4, 12), "image_size": (48, 144)},
+         "cfg={'patch_size': (4, 12)} with 3 channels (channels not given: the lesson's default) makes 144 values per "
+         "patch (channels x patch height x patch width), but the weights take 48. With 4x12 patches they fit 1 "
+         "channel: cfg={'channels': 1}. With 3 channels they fit patches of 16 pixels: cfg={'patch_size': 4}, "
+         "cfg={'patch_size': (2, 8)} or cfg={'patch_size': (8, 2)}. Pass the lesson's own patch_size and channels.",
+         "--patch_size 4 12 with 3 channels (--channels not given: the lesson's default) makes 144 values per patch "
+         "(channels x patch height x patch width), but the weights take 48. With 4x12 patches they fit 1 channel: "
+         "--channels 1. With 3 channels they fit patches of 16 pixels: --patch_size 4, --patch_size 2 8 or "
+         "--patch_size 8 2. Pass the lesson's own --patch_size and --channels."),
+        (grey, {"patch_size": (4, 12), "channels": 1, "image_size": 48},
+         "cfg={'image_size': 48} cut into 4x12 patches makes a 12x4 grid of 48 patch positions, but the weights hold "
+         "144. With 4x12 patches they fit images of 6912 pixels: cfg={'image_size': (72, 96)}, cfg={'image_size': "
+         "(96, 72)} or cfg={'image_size': (64, 108)}. Pass the lesson's own image_size.",
+         "--image_size 48 cut into 4x12 patches makes a 12x4 grid of 48 patch positions, but the weights hold 144. "
+         "With 4x12 patches they fit images of 6912 pixels: --image_size 72 96, --image_size 96 72 or --image_size "
+         "64 108. Pass the lesson's own --image_size."),
+    ]
+    script = load_script("import_lesson_weights")
+    for model, cfg, named, flagged in cases:
+        with pytest.raises(ValueError) as refused:
+            lesson_config(model.state_dict(), {"heads": 3, **cfg})
+        assert str(refused.value) == named
+        torch.save(model.state_dict(), tmp_path / "vit.pt")
+        argv = [a for k, v in cfg.items() for a in (f"--{k}", *map(str, v if isinstance(v, tuple) else (v,)))]
+        with pytest.raises(SystemExit) as refused:
+            script.main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3", *argv])
+        assert str(refused.value.code) == f"error: {flagged}"
+        assert not (tmp_path / "out").exists()
+
+    # The sizes that fit are taken, and give the lesson's logits on its own (non-square) images.
+    script.main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3", "--channels", "1", "--patch_size",
+                 "4", "12", "--image_size", "48", "144", "--image_mean", "0.5", "--image_std", "0.25"])
+    x = torch.randn(2, 1, 48, 144)
+    with torch.no_grad():
+        logits = HfViTForImageClassification.from_pretrained(tmp_path / "out").eval()(pixel_values=x).logits
+        assert (logits - grey(x)).abs().max().item() <= 1e-5
