@@ -5,8 +5,9 @@
       -> HfViTForImageClassification, loaded strictly (hf_vit.convert_lesson)
       -> model folder: config.json, model.safetensors, remote code, preprocessor_config.json, README.md
 
-Most cfg fields can be read from the shapes (dim, depth, mlp_dim, num_classes,
-patch and image size for square images); the split of the attention width
+Most cfg fields can be read from the shapes (dim, depth, mlp_dim, num_classes; patch and image size as the
+squares that fit, with 3 channels unless given, said in a warning as other sizes fit the same weights; sizes given are
+checked against the weights); the split of the attention width
 into `heads` x `dim_head` cannot, so `heads` must be given unless the block has
 no output projection (one head as wide as `dim`). `pool` and the dropouts leave
 no trace in the weights: `pool` defaults to 'cls' like the lesson's cfg.
@@ -441,7 +442,42 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
         merged["id2label"] = dict(enumerate(labels))
     elif classes == len(CIFAR10_LABELS):
         merged["id2label"] = dict(enumerate(CIFAR10_LABELS))
-    return HfViTConfig(**merged)
+    config = HfViTConfig(**merged)
+    _say_read_sizes(cfg, found, config)
+    return config
+
+
+def _say_read_sizes(cfg: dict, found: dict, config: HfViTConfig):
+    """A warning naming the sizes read off the weights, and how to give the lesson's: 16x64 images in 8-px patches
+    hold as many positions as 32x32 ones, a (2, 8) patch as many values as a (4, 4) one, and 1 channel x 4x12 as many
+    as 3 x 4x4. The weights fit either reading; only the lesson's cfg tells them apart."""
+    image, patch = "image_size" in found, "patch_size" in found
+    channels = patch and "num_channels" not in cfg  # the square patch was read with the lesson's default of 3
+    if not (image or patch):
+        return
+    height, width = _pair(config.image_size)
+    takes = " ".join(filter(None, (
+        f"{height}x{width} images" if image else "images",
+        f"of {config.num_channels} channels" if channels else "",
+        f"in {config.patch_size}x{config.patch_size} patches" if patch else "",
+    )))
+    why = f"the square{'s that fit' if image and patch else ' that fits'} the weight shapes" + (
+        f" and the lesson's default of {config.num_channels} channels" if channels else "")
+    read = [name for name, is_read in (("image_size", image), ("patch_size", patch), ("channels", channels)) if is_read]
+    given = [name for name in ("channels", "image_size", "patch_size") if name in read]
+    if messages_name_flags():
+        again = " ".join(_cfg_field(name, *("C" if name == "channels" else "HW")) for name in given)
+        again += f" {setting('overwrite')}"
+    else:
+        fields = ", ".join(f"{name!r}: {'C' if name == 'channels' else '(H, W)'}" for name in given)
+        again = f"cfg={{{fields}}} and overwrite=True"
+    logger.warning(
+        "%s not given: the model takes %s, %s. If the lesson's cfg gave a (height, width) pair%s, import again with "
+        "%s: the weights fit either way, but the model would %s.",
+        " and ".join(filter(None, (", ".join(map(setting, read[:-1])), setting(read[-1])))), takes, why,
+        " or another channel count (1 for grey images)" if channels else "", again,
+        "cut the images into the wrong patches" if patch else "place the patches at the wrong positions",
+    )
 
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")  # what `dtype` takes, as transformers' from_pretrained names them
@@ -517,8 +553,8 @@ def import_lesson_weights(
             "score every image NaN. The lesson's training diverged before they were saved (e.g. an overflow in fp16): "
             "import a checkpoint saved before it did."
         )
-    saved_dtype = _saved_dtype(state_dict, dtype)
     config = lesson_config(state_dict, cfg, labels=labels)
+    saved_dtype = _saved_dtype(state_dict, dtype)
     model = HfViTForImageClassification(config).eval()
     load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys
     model.to(saved_dtype)  # save_pretrained records it in config.json, which from_pretrained(dtype="auto") reads

@@ -5,8 +5,9 @@
     python scripts/import_lesson_weights.py vit.pt out --heads 8 --image_size 32 64 --patch_size 4 8
 
 The lesson's cfg fields come from --config (a JSON object) and the flags below (flags win);
-the rest are read off the weight shapes (image and patch sizes as squares: give a
-non-square one as H W). The load is strict: a wrong or partial state
+the rest are read off the weight shapes (image and patch sizes as squares, with 3
+channels unless --channels says otherwise, and said: give a non-square one as H W;
+sizes given are checked against the weights). The load is strict: a wrong or partial state
 dict stops with the missing and unexpected keys. .pt files load with
 torch.load(weights_only=True): pickled objects other than tensors are refused. Of a
 training checkpoint holding several state dicts, the model's own is taken and the
@@ -105,12 +106,6 @@ def main(argv=None):
         print("note: --pool not given: the model pools the [CLS] token, as the lesson's cfg does by default. If the "
               "lesson's cfg said pool='mean', import again with --pool mean --overwrite: the weights fit either way, "
               "but the logits differ.")
-    guessed = [f"--{name}" for name in SIZE_FIELDS if name not in cfg]
-    if guessed:  # a (2, 8) patch has the weights of a (4, 4) one: only the lesson's cfg can tell them apart
-        print(f"note: {' and '.join(guessed)} not given: the sizes above are squares that fit the weight shapes. "
-              f"If the lesson's cfg gave a (height, width) pair, import again with "
-              f"{' '.join(g + ' H W' for g in guessed)} --overwrite: the weights fit either way, but the model would "
-              "cut the images into the wrong patches.")
 
 
 @contextmanager

@@ -77,11 +77,12 @@ def test_non_square_sizes_are_given_as_pairs_and_a_square_guess_is_said(tmp_path
     script.main([str(weights), str(tmp_path / "guess"), "--heads", "3"])
     out = capsys.readouterr().out
     assert "image 32x32, patch 4x4, dim 48, depth 2, 3 heads of 16" in out
-    assert "note: --image_size and --patch_size not given: the sizes above are squares" in out
+    assert ("note: --image_size, --patch_size and --channels not given: the model takes 32x32 images of 3 channels in "
+            "4x4 patches, the squares that fit the weight shapes") in out
     assert "--image_size H W --patch_size H W --overwrite" in out
     script.main([str(weights), str(tmp_path / "pair"), "--heads", "3", "--image_size", "32", "--patch_size", "2", "8"])
     out = capsys.readouterr().out
-    assert "image 32x32, patch 2x8," in out and "not given: the sizes above" not in out
+    assert "image 32x32, patch 2x8," in out and "not given: the model takes" not in out
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = ref(x)
@@ -301,7 +302,7 @@ def test_of_several_state_dicts_the_models_own_is_imported_and_said_or_key_picks
 
     torch.save({"model": ref.state_dict(), "ema": ema.state_dict(), "epoch": 3}, tmp_path / "model.pt")
     with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
-        import_lesson_weights(tmp_path / "model.pt", tmp_path / "a", {"heads": 3})
+        import_lesson_weights(tmp_path / "model.pt", tmp_path / "a", {"heads": 3, "image_size": 32, "patch_size": 4})
     assert caplog.messages == [
         f"{tmp_path / 'model.pt'} holds 2 state dicts: imported the one under 'model', the model's own, and left "
         "'ema'. To import 'ema' instead, pass key='ema'."
@@ -799,4 +800,53 @@ def test_sizes_given_that_the_weights_cannot_hold_are_named_before_building(tmp_
     x = torch.randn(2, 1, 48, 144)
     with torch.no_grad():
         logits = HfViTForImageClassification.from_pretrained(tmp_path / "out").eval()(pixel_values=x).logits
+        assert (logits - grey(x)).abs().max().item() <= 1e-5
+
+
+def test_sizes_read_off_the_weights_are_said_from_python_too_and_the_channels_with_them(tmp_path, caplog, capsys):
+    """Lesson weights of 16x64 images in 8-px patches (a 2x8 grid: 16 positions, as a 4x4 one) imported as 32x32 from
+    Python without a word, and the script's note left out the channels: grey weights of 4x12 patches (48 values per
+    patch, as 3 channels x 4x4) imported as an RGB model, the pipeline turning grey images into RGB ones. Now the
+    import says each size it read off the weights, the channels among them, from Python (a warning of its logger,
+    naming the cfg fields) as from the script (a note naming the flags); given the lesson's sizes, it says nothing and
+    gives the lesson's logits on its own non-square images."""
+    _, wide = lesson_model(image_size=(16, 64), patch_size=8)
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
+        assert lesson_config(wide.state_dict(), {"heads": 3, "patch_size": 8}).image_size == 32
+    assert caplog.messages == [
+        "image_size not given: the model takes 32x32 images, the square that fits the weight shapes. If the lesson's "
+        "cfg gave a (height, width) pair, import again with cfg={'image_size': (H, W)} and overwrite=True: the "
+        "weights fit either way, but the model would place the patches at the wrong positions."
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
+        import_lesson_weights(wide.state_dict(), tmp_path / "wide", {"heads": 3, "image_size": (16, 64)})
+    assert caplog.messages == [
+        "patch_size and channels not given: the model takes images of 3 channels in 8x8 patches, the square that fits "
+        "the weight shapes and the lesson's default of 3 channels. If the lesson's cfg gave a (height, width) pair or "
+        "another channel count (1 for grey images), import again with cfg={'channels': C, 'patch_size': (H, W)} and "
+        "overwrite=True: the weights fit either way, but the model would cut the images into the wrong patches."
+    ]
+    x = torch.randn(2, 3, 16, 64)
+    with torch.no_grad():
+        logits = HfViTForImageClassification.from_pretrained(tmp_path / "wide").eval()(pixel_values=x).logits
+        assert (logits - wide(x)).abs().max().item() <= 1e-5
+
+    _, grey = lesson_model(channels=1, image_size=(48, 144), patch_size=(4, 12))  # 144 positions, as a 12x12 grid
+    torch.save(grey.state_dict(), tmp_path / "grey.pt")
+    script = load_script("import_lesson_weights")
+    script.main([str(tmp_path / "grey.pt"), str(tmp_path / "guess"), "--heads", "3"])
+    assert (
+        "note: --image_size, --patch_size and --channels not given: the model takes 48x48 images of 3 channels in 4x4 "
+        "patches, the squares that fit the weight shapes and the lesson's default of 3 channels. If the lesson's cfg "
+        "gave a (height, width) pair or another channel count (1 for grey images), import again with --channels C "
+        "--image_size H W --patch_size H W --overwrite: the weights fit either way, but the model would cut the "
+        "images into the wrong patches."
+    ) in capsys.readouterr().out
+    script.main([str(tmp_path / "grey.pt"), str(tmp_path / "given"), "--heads", "3", "--image_size", "48", "144",
+                 "--patch_size", "4", "12", "--channels", "1", "--image_mean", "0.5", "--image_std", "0.25"])
+    assert "not given: the model takes" not in capsys.readouterr().out
+    x = torch.randn(2, 1, 48, 144)
+    with torch.no_grad():
+        logits = HfViTForImageClassification.from_pretrained(tmp_path / "given").eval()(pixel_values=x).logits
         assert (logits - grey(x)).abs().max().item() <= 1e-5
