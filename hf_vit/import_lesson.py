@@ -261,8 +261,8 @@ def _cfg_fields(cfg) -> dict:
 def _shapes(count: int, cell=(1, 1), most: int = 3) -> list:
     """The (height, width) of `count` cells of `cell` laid out in a whole grid, nearest a square first: the sizes that
     fit a count read off the weights, as advice in an error (a weight's shape bounds `count`: the search is short)."""
-    grids = [(h, count // h) for h in range(1, count + 1) if count % h == 0]
-    sizes = {(h * cell[0], w * cell[1]) for h, w in grids}
+    grids = [(h, count // h) for h in range(1, math.isqrt(count) + 1) if count % h == 0]
+    sizes = {(h * cell[0], w * cell[1]) for grid in grids for h, w in (grid, grid[::-1])}
     return sorted(sizes, key=lambda hw: (max(hw) / min(hw), hw[0]))[:most]
 
 
@@ -279,9 +279,28 @@ def _size_field(name: str, size) -> str:
     return f"{setting(name)} {_size_value(size)}" if messages_name_flags() else f"cfg={{{name!r}: {_size_value(size)}}}"
 
 
+def _or(items: list) -> str:
+    """`a, b or c`."""
+    return " or ".join(filter(None, (", ".join(items[:-1]), items[-1])))
+
+
 def _listed_sizes(name: str, sizes) -> str:
-    fields = [_size_field(name, size) for size in sizes]
-    return " or ".join(filter(None, (", ".join(fields[:-1]), fields[-1])))
+    return _or([_size_field(name, size) for size in sizes])
+
+
+def _patches_for(values: int, channels: int) -> str:
+    """The patch sizes that `channels` channels fit in the weights' `values` per patch, as a sentence of advice."""
+    if values % channels:
+        return ""
+    return (f"With {channels} channel{'s' if channels != 1 else ''} they fit patches of {values // channels} pixels: "
+            f"{_listed_sizes('patch_size', _shapes(values // channels))}.")
+
+
+def _images_for(count: int, patch) -> str:
+    """The image sizes that `count` patch positions fit with `patch`, as a sentence of advice."""
+    height, width = _pair(patch)
+    return (f"With {height}x{width} patches they fit images of {count * height * width} pixels: "
+            f"{_listed_sizes('image_size', _shapes(count, (height, width)))}.")
 
 
 def _patch_size(cfg: dict, values: int) -> dict:
@@ -292,11 +311,16 @@ def _patch_size(cfg: dict, values: int) -> dict:
         side = math.isqrt(values // channels)
         if side * side * channels == values:
             return {"patch_size": side}
-        raise ValueError(
+        # Grey, grey and alpha, RGB, RGBA: the channel counts whose square patches the weights could hold.
+        sides = {c: math.isqrt(values // c) for c in range(1, 5) if values % c == 0}
+        square = [f"{_cfg_field('channels', c)} ({side}x{side})" for c, side in sides.items() if side**2 * c == values]
+        raise ValueError(" ".join(filter(None, (
             f"The weights take {values} values per patch (channels x patch height x patch width), not {channels} "
             f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's {setting('channels')} (3 "
-            f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}."
-        )
+            f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}.",
+            f"They fit square patches with {_or(square)}." if square else "",
+            _patches_for(values, channels) if values // channels > 1 else "",
+        ))))
     height, width = _pair(cfg["patch_size"])
     if channels * height * width == values:
         return {}
@@ -306,15 +330,13 @@ def _patch_size(cfg: dict, values: int) -> dict:
         fit = values // (height * width)
         fits.append(f"With {height}x{width} patches they fit {fit} channel{'s' if fit != 1 else ''}: "
                     f"{_cfg_field('channels', fit)}.")
-    if values % channels == 0:
-        fits.append(f"With {channels} channel{'s' if channels != 1 else ''} they fit patches of {values // channels} "
-                    f"pixels: {_listed_sizes('patch_size', _shapes(values // channels))}.")
-    raise ValueError(
+    fits.append(_patches_for(values, channels))
+    raise ValueError(" ".join(filter(None, (
         f"{_size_field('patch_size', cfg['patch_size'])} with {channels} channel{'s' if channels != 1 else ''}"
         f"{default} makes {channels * height * width} values per patch (channels x patch height x patch width), but "
-        f"the weights take {values}. {' '.join(fits + [''])}Pass the lesson's own {setting('patch_size')} and "
-        f"{setting('channels')}."
-    )
+        f"the weights take {values}.", *fits, f"Pass the lesson's own {setting('patch_size')} and "
+        f"{setting('channels')}.",
+    ))))
 
 
 def _image_size(cfg: dict, count: int, patch) -> dict:
@@ -326,13 +348,13 @@ def _image_size(cfg: dict, count: int, patch) -> dict:
             raise ValueError(
                 f"The weights hold {count} patch positions, not a square grid: the lesson's images (or "
                 f"patches) are not square. Pass the lesson's {_cfg_field('image_size', 'H', 'W')} (and "
-                f"{_cfg_field('patch_size', 'H', 'W')} for a non-square patch)."
+                f"{_cfg_field('patch_size', 'H', 'W')} for a non-square patch). {_images_for(count, patch)}"
             )
         if not isinstance(patch, int):  # the default 32x32 could fit the positions by chance, at the wrong geometry
             raise ValueError(
                 f"The image size cannot be read off the weights for a non-square patch {tuple(patch)}: "
                 f"{count} patch positions fit several grids. Pass the lesson's "
-                f"{_cfg_field('image_size', 'H', 'W')}."
+                f"{_cfg_field('image_size', 'H', 'W')}. {_images_for(count, patch)}"
             )
         return {"image_size": grid * patch}
     (height, width), (patch_height, patch_width) = _pair(cfg["image_size"]), _pair(patch)
@@ -346,11 +368,8 @@ def _image_size(cfg: dict, count: int, patch) -> dict:
                              f" (and {setting('patch_size')})") if read else ("", "")
     raise ValueError(
         f"{_size_field('image_size', cfg['image_size'])} cut into {patch_height}x{patch_width} patches{patch_read} "
-        f"makes a {grid[0]}x{grid[1]} grid "
-        f"of {grid[0] * grid[1]} patch positions, but the weights hold {count}. With {patch_height}x{patch_width} "
-        f"patches they fit images of {count * patch_height * patch_width} pixels: "
-        f"{_listed_sizes('image_size', _shapes(count, (patch_height, patch_width)))}. Pass the lesson's own "
-        f"{setting('image_size')}{and_patch}."
+        f"makes a {grid[0]}x{grid[1]} grid of {grid[0] * grid[1]} patch positions, but the weights hold {count}. "
+        f"{_images_for(count, patch)} Pass the lesson's own {setting('image_size')}{and_patch}."
     )
 
 

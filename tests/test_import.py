@@ -381,13 +381,17 @@ def test_shapes_no_square_or_head_count_fits_name_the_flag_to_pass(tmp_path):
         ({"channels": 1}, {"heads": 3},
          "The weights take 16 values per patch (channels x patch height x patch width), not 3 channels x a square "
          "patch. Pass the lesson's channels (3 unless given: 1 for grey images) and, for a non-square patch, "
-         "cfg={'patch_size': (H, W)}."),
+         "cfg={'patch_size': (H, W)}. They fit square patches with cfg={'channels': 1} (4x4) or cfg={'channels': 4} "
+         "(2x2)."),
         ({"image_size": (32, 64)}, {"heads": 3},
          "The weights hold 128 patch positions, not a square grid: the lesson's images (or patches) are not square. "
-         "Pass the lesson's cfg={'image_size': (H, W)} (and cfg={'patch_size': (H, W)} for a non-square patch)."),
+         "Pass the lesson's cfg={'image_size': (H, W)} (and cfg={'patch_size': (H, W)} for a non-square patch). With "
+         "4x4 patches they fit images of 2048 pixels: cfg={'image_size': (32, 64)}, cfg={'image_size': (64, 32)} or "
+         "cfg={'image_size': (16, 128)}."),
         ({"image_size": (16, 64), "patch_size": (2, 8)}, {"heads": 3, "patch_size": [2, 8]},
          "The image size cannot be read off the weights for a non-square patch (2, 8): 64 patch positions fit several "
-         "grids. Pass the lesson's cfg={'image_size': (H, W)}."),
+         "grids. Pass the lesson's cfg={'image_size': (H, W)}. With 2x8 patches they fit images of 1024 pixels: "
+         "cfg={'image_size': 32}, cfg={'image_size': (16, 64)} or cfg={'image_size': (64, 16)}."),
         ({}, {"heads": 5},
          "heads = 5 does not divide the attention width heads * dim_head = 72 that the weights hold. Pass the "
          "lesson's own heads (a divisor of 72), or its dim_head instead."),
@@ -850,3 +854,42 @@ def test_sizes_read_off_the_weights_are_said_from_python_too_and_the_channels_wi
     with torch.no_grad():
         logits = HfViTForImageClassification.from_pretrained(tmp_path / "given").eval()(pixel_values=x).logits
         assert (logits - grey(x)).abs().max().item() <= 1e-5
+
+
+def test_a_refusal_to_read_a_size_off_the_weights_names_the_sizes_that_fit(tmp_path):
+    """Weights that no square reading fits (4-channel 4x4 patches: 64 values, as 1 channel x 8x8; 1-channel 4x12
+    patches; 32x64 images: 128 positions; a (2, 8) patch with no image size) were refused with `Pass the lesson's --channels` / `--image_size H W`
+    alone, leaving the user to work out which sizes the weights could hold. Each refusal now names them."""
+    _, rgba = lesson_model(channels=4)
+    _, wide = lesson_model(image_size=(32, 64))
+    _, flat = lesson_model(image_size=(16, 64), patch_size=(2, 8))
+    _, grey = lesson_model(channels=1, image_size=(48, 144), patch_size=(4, 12))
+    cases = [
+        (rgba, {}, "The weights take 64 values per patch (channels x patch height x patch width), not 3 channels x a "
+         "square patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a non-square patch, "
+         "--patch_size H W. They fit square patches with --channels 1 (8x8) or --channels 4 (4x4)."),
+        (grey, {"channels": 1}, "The weights take 48 values per patch (channels x patch height x patch width), not 1 "
+         "channel x a square patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a "
+         "non-square patch, --patch_size H W. They fit square patches with --channels 3 (4x4). With 1 channel they fit "
+         "patches of 48 pixels: --patch_size 6 8, --patch_size 8 6 or --patch_size 4 12."),
+        (wide, {}, "The weights hold 128 patch positions, not a square grid: the lesson's images (or patches) are not "
+         "square. Pass the lesson's --image_size H W (and --patch_size H W for a non-square patch). With 4x4 patches "
+         "they fit images of 2048 pixels: --image_size 32 64, --image_size 64 32 or --image_size 16 128."),
+        (flat, {"patch_size": (2, 8)}, "The image size cannot be read off the weights for a non-square patch (2, 8): "
+         "64 patch positions fit several grids. Pass the lesson's --image_size H W. With 2x8 patches they fit images "
+         "of 1024 pixels: --image_size 32, --image_size 16 64 or --image_size 64 16."),
+    ]
+    script = load_script("import_lesson_weights")
+    for model, cfg, message in cases:
+        torch.save(model.state_dict(), tmp_path / "vit.pt")
+        argv = [a for k, v in cfg.items() for a in (f"--{k}", *map(str, v if isinstance(v, tuple) else (v,)))]
+        with pytest.raises(SystemExit) as refused:
+            script.main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3", *argv])
+        assert str(refused.value.code) == f"error: {message}"
+    with pytest.raises(ValueError, match=re.escape(
+            "With 4x4 patches they fit images of 2048 pixels: cfg={'image_size': (32, 64)}, cfg={'image_size': "
+            "(64, 32)} or cfg={'image_size': (16, 128)}.")):
+        lesson_config(wide.state_dict(), {"heads": 3})
+    with pytest.raises(ValueError, match=re.escape("They fit square patches with cfg={'channels': 1} (8x8) or "
+                                                   "cfg={'channels': 4} (4x4).")):
+        lesson_config(rgba.state_dict(), {"heads": 3})
