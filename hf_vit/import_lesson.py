@@ -258,7 +258,7 @@ def _cfg_fields(cfg) -> dict:
     )
 
 
-def _shapes(count: int, cell=(1, 1), most: int = 3) -> list:
+def _shapes(count: int, cell=(1, 1), most: int | None = 3) -> list:
     """The (height, width) of `count` cells of `cell` laid out in a whole grid, nearest a square first: the sizes that
     fit a count read off the weights, as advice in an error (a weight's shape bounds `count`: the search is short)."""
     grids = [(h, count // h) for h in range(1, math.isqrt(count) + 1) if count % h == 0]
@@ -292,14 +292,14 @@ def _patches_for(values: int, channels: int) -> str:
     """The patch sizes that `channels` channels fit in the weights' `values` per patch, as a sentence of advice."""
     if values % channels:
         return ""
-    return (f"With {channels} channel{'s' if channels != 1 else ''} they fit patches of {values // channels} pixels: "
-            f"{_listed_sizes('patch_size', _shapes(values // channels))}.")
+    return (f"With {channels} channel{'s' if channels != 1 else ''} the weights fit patches of {values // channels} "
+            f"pixels: {_listed_sizes('patch_size', _shapes(values // channels))}.")
 
 
 def _images_for(count: int, patch) -> str:
     """The image sizes that `count` patch positions fit with `patch`, as a sentence of advice."""
     height, width = _pair(patch)
-    return (f"With {height}x{width} patches they fit images of {count * height * width} pixels: "
+    return (f"With {height}x{width} patches the weights fit images of {count * height * width} pixels: "
             f"{_listed_sizes('image_size', _shapes(count, (height, width)))}.")
 
 
@@ -318,7 +318,7 @@ def _patch_size(cfg: dict, values: int) -> dict:
             f"The weights take {values} values per patch (channels x patch height x patch width), not {channels} "
             f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's {setting('channels')} (3 "
             f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}.",
-            f"They fit square patches with {_or(square)}." if square else "",
+            f"The weights fit square patches with {_or(square)}." if square else "",
             _patches_for(values, channels) if values // channels > 1 else "",
         ))))
     height, width = _pair(cfg["patch_size"])
@@ -328,7 +328,7 @@ def _patch_size(cfg: dict, values: int) -> dict:
     fits = []
     if values % (height * width) == 0:
         fit = values // (height * width)
-        fits.append(f"With {height}x{width} patches they fit {fit} channel{'s' if fit != 1 else ''}: "
+        fits.append(f"With {height}x{width} patches the weights fit {fit} channel{'s' if fit != 1 else ''}: "
                     f"{_cfg_field('channels', fit)}.")
     fits.append(_patches_for(values, channels))
     raise ValueError(" ".join(filter(None, (
@@ -358,18 +358,31 @@ def _image_size(cfg: dict, count: int, patch) -> dict:
             )
         return {"image_size": grid * patch}
     (height, width), (patch_height, patch_width) = _pair(cfg["image_size"]), _pair(patch)
-    if height % patch_height or width % patch_width:
-        return {}  # HfViTConfig names the patch sizes that divide the image
-    grid = (height // patch_height, width // patch_width)
-    if grid[0] * grid[1] == count:
-        return {}
     read = "patch_size" not in cfg  # then the patch may be the size at fault
+    whole = not (height % patch_height or width % patch_width)
+    if not (whole or read):
+        return {}  # HfViTConfig names the patch sizes that divide the image
     patch_read, and_patch = (f" ({setting('patch_size')} not given: read off the weights)",
                              f" (and {setting('patch_size')})") if read else ("", "")
+    image, pixels = _size_field("image_size", cfg["image_size"]), patch_height * patch_width
+    if height * width == count * pixels:
+        if whole:
+            return {}
+        # As many pixels as the weights' patch positions hold: some patch of `pixels` pixels always cuts it whole.
+        cutting = [_size_field("patch_size", size) for size in _shapes(pixels, most=None)
+                   if height % size[0] == 0 and width % size[1] == 0]
+        raise ValueError(
+            f"{image} is not cut whole by {patch_height}x{patch_width} patches{patch_read}. Of the patches of {pixels} "
+            f"pixels that the weights fit, {_or(cutting[:3])} cut{'s' if len(cutting) == 1 else ''} it whole. Pass "
+            f"the lesson's own {setting('patch_size')}."
+        )
+    grid = (height // patch_height, width // patch_width)
+    made = (f"cut into {patch_height}x{patch_width} patches{patch_read} makes a {grid[0]}x{grid[1]} grid of "
+            f"{grid[0] * grid[1]} patch positions, but the weights hold {count}" if whole else
+            f"is not cut whole by {patch_height}x{patch_width} patches{patch_read}, and holds {height * width} pixels "
+            f"where the weights' {count} patch positions hold {count * pixels}")
     raise ValueError(
-        f"{_size_field('image_size', cfg['image_size'])} cut into {patch_height}x{patch_width} patches{patch_read} "
-        f"makes a {grid[0]}x{grid[1]} grid of {grid[0] * grid[1]} patch positions, but the weights hold {count}. "
-        f"{_images_for(count, patch)} Pass the lesson's own {setting('image_size')}{and_patch}."
+        f"{image} {made}. {_images_for(count, patch)} Pass the lesson's own {setting('image_size')}{and_patch}."
     )
 
 

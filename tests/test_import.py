@@ -381,16 +381,16 @@ def test_shapes_no_square_or_head_count_fits_name_the_flag_to_pass(tmp_path):
         ({"channels": 1}, {"heads": 3},
          "The weights take 16 values per patch (channels x patch height x patch width), not 3 channels x a square "
          "patch. Pass the lesson's channels (3 unless given: 1 for grey images) and, for a non-square patch, "
-         "cfg={'patch_size': (H, W)}. They fit square patches with cfg={'channels': 1} (4x4) or cfg={'channels': 4} "
-         "(2x2)."),
+         "cfg={'patch_size': (H, W)}. The weights fit square patches with cfg={'channels': 1} (4x4) or "
+         "cfg={'channels': 4} (2x2)."),
         ({"image_size": (32, 64)}, {"heads": 3},
          "The weights hold 128 patch positions, not a square grid: the lesson's images (or patches) are not square. "
          "Pass the lesson's cfg={'image_size': (H, W)} (and cfg={'patch_size': (H, W)} for a non-square patch). With "
-         "4x4 patches they fit images of 2048 pixels: cfg={'image_size': (32, 64)}, cfg={'image_size': (64, 32)} or "
-         "cfg={'image_size': (16, 128)}."),
+         "4x4 patches the weights fit images of 2048 pixels: cfg={'image_size': (32, 64)}, cfg={'image_size': (64, "
+         "32)} or cfg={'image_size': (16, 128)}."),
         ({"image_size": (16, 64), "patch_size": (2, 8)}, {"heads": 3, "patch_size": [2, 8]},
          "The image size cannot be read off the weights for a non-square patch (2, 8): 64 patch positions fit several "
-         "grids. Pass the lesson's cfg={'image_size': (H, W)}. With 2x8 patches they fit images of 1024 pixels: "
+         "grids. Pass the lesson's cfg={'image_size': (H, W)}. With 2x8 patches the weights fit images of 1024 pixels: "
          "cfg={'image_size': 32}, cfg={'image_size': (16, 64)} or cfg={'image_size': (64, 16)}."),
         ({}, {"heads": 5},
          "heads = 5 does not divide the attention width heads * dim_head = 72 that the weights hold. Pass the "
@@ -744,47 +744,47 @@ def test_sizes_given_that_the_weights_cannot_hold_are_named_before_building(tmp_
     cases = [  # (weights, cfg, message from Python, the same from the script)
         (ref, {"image_size": 64},
          "cfg={'image_size': 64} cut into 4x4 patches (patch_size not given: read off the weights) makes a 16x16 grid "
-         "of 256 patch positions, but the weights hold 64. With 4x4 patches they fit images of 1024 pixels: "
+         "of 256 patch positions, but the weights hold 64. With 4x4 patches the weights fit images of 1024 pixels: "
          "cfg={'image_size': 32}, cfg={'image_size': (16, 64)} or cfg={'image_size': (64, 16)}. Pass the lesson's own "
          "image_size (and patch_size).",
          "--image_size 64 cut into 4x4 patches (--patch_size not given: read off the weights) makes a 16x16 grid of "
-         "256 patch positions, but the weights hold 64. With 4x4 patches they fit images of 1024 pixels: "
+         "256 patch positions, but the weights hold 64. With 4x4 patches the weights fit images of 1024 pixels: "
          "--image_size 32, --image_size 16 64 or --image_size 64 16. Pass the lesson's own --image_size (and "
          "--patch_size)."),
         (ref, {"image_size": (16, 64), "patch_size": 8},
          "cfg={'patch_size': 8} with 3 channels (channels not given: the lesson's default) makes 192 values per patch "
-         "(channels x patch height x patch width), but the weights take 48. With 3 channels they fit patches of 16 "
-         "pixels: cfg={'patch_size': 4}, cfg={'patch_size': (2, 8)} or cfg={'patch_size': (8, 2)}. Pass the lesson's "
-         "own patch_size and channels.",
+         "(channels x patch height x patch width), but the weights take 48. With 3 channels the weights fit patches of "
+         "16 pixels: cfg={'patch_size': 4}, cfg={'patch_size': (2, 8)} or cfg={'patch_size': (8, 2)}. Pass the "
+         "lesson's own patch_size and channels.",
          "--patch_size 8 with 3 channels (--channels not given: the lesson's default) makes 192 values per patch "
-         "(channels x patch height x patch width), but the weights take 48. With 3 channels they fit patches of 16 "
-         "pixels: --patch_size 4, --patch_size 2 8 or --patch_size 8 2. Pass the lesson's own --patch_size and "
+         "(channels x patch height x patch width), but the weights take 48. With 3 channels the weights fit patches of "
+         "16 pixels: --patch_size 4, --patch_size 2 8 or --patch_size 8 2. Pass the lesson's own --patch_size and "
          "--channels."),
         (ref, {"patch_size": 4, "channels": 1},
          "cfg={'patch_size': 4} with 1 channel makes 16 values per patch (channels x patch height x patch width), but "
-         "the weights take 48. With 4x4 patches they fit 3 channels: cfg={'channels': 3}. With 1 channel they fit "
-         "patches of 48 pixels: cfg={'patch_size': (6, 8)}, cfg={'patch_size': (8, 6)} or cfg={'patch_size': (4, 12)}. "
-         "Pass the lesson's own patch_size and channels.",
+         "the weights take 48. With 4x4 patches the weights fit 3 channels: cfg={'channels': 3}. With 1 channel the "
+         "weights fit patches of 48 pixels: cfg={'patch_size': (6, 8)}, cfg={'patch_size': (8, 6)} or "
+         "cfg={'patch_size': (4, 12)}. Pass the lesson's own patch_size and channels.",
          "--patch_size 4 with 1 channel makes 16 values per patch (channels x patch height x patch width), but the "
-         "weights take 48. With 4x4 patches they fit 3 channels: --channels 3. With 1 channel they fit patches of 48 "
-         "pixels: --patch_size 6 8, --patch_size 8 6 or --patch_size 4 12. Pass the lesson's own --patch_size and "
-         "--channels."),
+         "weights take 48. With 4x4 patches the weights fit 3 channels: --channels 3. With 1 channel the weights fit "
+         "patches of 48 pixels: --patch_size 6 8, --patch_size 8 6 or --patch_size 4 12. Pass the lesson's own "
+         "--patch_size and --channels."),
         (grey, {"patch_size": (4, 12), "image_size": (48, 144)},
          "cfg={'patch_size': (4, 12)} with 3 channels (channels not given: the lesson's default) makes 144 values per "
-         "patch (channels x patch height x patch width), but the weights take 48. With 4x12 patches they fit 1 "
-         "channel: cfg={'channels': 1}. With 3 channels they fit patches of 16 pixels: cfg={'patch_size': 4}, "
+         "patch (channels x patch height x patch width), but the weights take 48. With 4x12 patches the weights fit 1 "
+         "channel: cfg={'channels': 1}. With 3 channels the weights fit patches of 16 pixels: cfg={'patch_size': 4}, "
          "cfg={'patch_size': (2, 8)} or cfg={'patch_size': (8, 2)}. Pass the lesson's own patch_size and channels.",
          "--patch_size 4 12 with 3 channels (--channels not given: the lesson's default) makes 144 values per patch "
-         "(channels x patch height x patch width), but the weights take 48. With 4x12 patches they fit 1 channel: "
-         "--channels 1. With 3 channels they fit patches of 16 pixels: --patch_size 4, --patch_size 2 8 or "
-         "--patch_size 8 2. Pass the lesson's own --patch_size and --channels."),
+         "(channels x patch height x patch width), but the weights take 48. With 4x12 patches the weights fit 1 "
+         "channel: --channels 1. With 3 channels the weights fit patches of 16 pixels: --patch_size 4, --patch_size 2 "
+         "8 or --patch_size 8 2. Pass the lesson's own --patch_size and --channels."),
         (grey, {"patch_size": (4, 12), "channels": 1, "image_size": 48},
          "cfg={'image_size': 48} cut into 4x12 patches makes a 12x4 grid of 48 patch positions, but the weights hold "
-         "144. With 4x12 patches they fit images of 6912 pixels: cfg={'image_size': (72, 96)}, cfg={'image_size': "
-         "(96, 72)} or cfg={'image_size': (64, 108)}. Pass the lesson's own image_size.",
+         "144. With 4x12 patches the weights fit images of 6912 pixels: cfg={'image_size': (72, 96)}, "
+         "cfg={'image_size': (96, 72)} or cfg={'image_size': (64, 108)}. Pass the lesson's own image_size.",
          "--image_size 48 cut into 4x12 patches makes a 12x4 grid of 48 patch positions, but the weights hold 144. "
-         "With 4x12 patches they fit images of 6912 pixels: --image_size 72 96, --image_size 96 72 or --image_size "
-         "64 108. Pass the lesson's own --image_size."),
+         "With 4x12 patches the weights fit images of 6912 pixels: --image_size 72 96, --image_size 96 72 or "
+         "--image_size 64 108. Pass the lesson's own --image_size."),
     ]
     script = load_script("import_lesson_weights")
     for model, cfg, named, flagged in cases:
@@ -858,8 +858,9 @@ def test_sizes_read_off_the_weights_are_said_from_python_too_and_the_channels_wi
 
 def test_a_refusal_to_read_a_size_off_the_weights_names_the_sizes_that_fit(tmp_path):
     """Weights that no square reading fits (4-channel 4x4 patches: 64 values, as 1 channel x 8x8; 1-channel 4x12
-    patches; 32x64 images: 128 positions; a (2, 8) patch with no image size) were refused with `Pass the lesson's --channels` / `--image_size H W`
-    alone, leaving the user to work out which sizes the weights could hold. Each refusal now names them."""
+    patches; 32x64 images: 128 positions; a (2, 8) patch with no image size) were refused with `Pass the lesson's
+    --channels` / `--image_size H W` alone, leaving the user to work out which sizes the weights could hold. Each
+    refusal now names them."""
     _, rgba = lesson_model(channels=4)
     _, wide = lesson_model(image_size=(32, 64))
     _, flat = lesson_model(image_size=(16, 64), patch_size=(2, 8))
@@ -867,17 +868,19 @@ def test_a_refusal_to_read_a_size_off_the_weights_names_the_sizes_that_fit(tmp_p
     cases = [
         (rgba, {}, "The weights take 64 values per patch (channels x patch height x patch width), not 3 channels x a "
          "square patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a non-square patch, "
-         "--patch_size H W. They fit square patches with --channels 1 (8x8) or --channels 4 (4x4)."),
-        (grey, {"channels": 1}, "The weights take 48 values per patch (channels x patch height x patch width), not 1 "
-         "channel x a square patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a "
-         "non-square patch, --patch_size H W. They fit square patches with --channels 3 (4x4). With 1 channel they fit "
+         "--patch_size H W. The weights fit square patches with --channels 1 (8x8) or --channels 4 (4x4)."),
+        (grey, {"channels": 1},
+         "The weights take 48 values per patch (channels x patch height x patch width), not 1 channel x a square "
+         "patch. Pass the lesson's --channels (3 unless given: 1 for grey images) and, for a non-square patch, "
+         "--patch_size H W. The weights fit square patches with --channels 3 (4x4). With 1 channel the weights fit "
          "patches of 48 pixels: --patch_size 6 8, --patch_size 8 6 or --patch_size 4 12."),
         (wide, {}, "The weights hold 128 patch positions, not a square grid: the lesson's images (or patches) are not "
          "square. Pass the lesson's --image_size H W (and --patch_size H W for a non-square patch). With 4x4 patches "
-         "they fit images of 2048 pixels: --image_size 32 64, --image_size 64 32 or --image_size 16 128."),
-        (flat, {"patch_size": (2, 8)}, "The image size cannot be read off the weights for a non-square patch (2, 8): "
-         "64 patch positions fit several grids. Pass the lesson's --image_size H W. With 2x8 patches they fit images "
-         "of 1024 pixels: --image_size 32, --image_size 16 64 or --image_size 64 16."),
+         "the weights fit images of 2048 pixels: --image_size 32 64, --image_size 64 32 or --image_size 16 128."),
+        (flat, {"patch_size": (2, 8)},
+         "The image size cannot be read off the weights for a non-square patch (2, 8): 64 patch positions fit several "
+         "grids. Pass the lesson's --image_size H W. With 2x8 patches the weights fit images of 1024 pixels: "
+         "--image_size 32, --image_size 16 64 or --image_size 64 16."),
     ]
     script = load_script("import_lesson_weights")
     for model, cfg, message in cases:
@@ -887,9 +890,40 @@ def test_a_refusal_to_read_a_size_off_the_weights_names_the_sizes_that_fit(tmp_p
             script.main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3", *argv])
         assert str(refused.value.code) == f"error: {message}"
     with pytest.raises(ValueError, match=re.escape(
-            "With 4x4 patches they fit images of 2048 pixels: cfg={'image_size': (32, 64)}, cfg={'image_size': "
+            "With 4x4 patches the weights fit images of 2048 pixels: cfg={'image_size': (32, 64)}, cfg={'image_size': "
             "(64, 32)} or cfg={'image_size': (16, 128)}.")):
         lesson_config(wide.state_dict(), {"heads": 3})
-    with pytest.raises(ValueError, match=re.escape("They fit square patches with cfg={'channels': 1} (8x8) or "
+    with pytest.raises(ValueError, match=re.escape("The weights fit square patches with cfg={'channels': 1} (8x8) or "
                                                    "cfg={'channels': 4} (4x4).")):
         lesson_config(rgba.state_dict(), {"heads": 3})
+
+
+def test_an_image_size_the_patch_read_off_the_weights_does_not_cut_whole_names_the_patches_that_do(tmp_path):
+    """--image_size 18 64 alone for weights of (2, 8) patches: the 4x4 patch read off the weights (48 values, 3 x 4x4)
+    does not cut 18 rows whole, and HfViTConfig refused a `patch_size` 4 that was never given, advising a patch size of
+    2 (12 values per patch, which the weights do not hold). Now the refusal says the patch was read off the weights and
+    names the patches of as many pixels that cut the image whole."""
+    _, ref = lesson_model(image_size=(18, 64), patch_size=(2, 8))
+    torch.save(ref.state_dict(), tmp_path / "vit.pt")
+    script = load_script("import_lesson_weights")
+    with pytest.raises(SystemExit) as refused:
+        script.main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3", "--image_size", "18", "64"])
+    assert str(refused.value.code) == (
+        "error: --image_size 18 64 is not cut whole by 4x4 patches (--patch_size not given: read off the weights). Of "
+        "the patches of 16 pixels that the weights fit, --patch_size 2 8 or --patch_size 1 16 cut it whole. Pass the "
+        "lesson's own --patch_size."
+    )
+    with pytest.raises(ValueError) as refused:
+        lesson_config(ref.state_dict(), {"heads": 3, "image_size": (18, 60)})  # 1080 pixels, not 72 x 16
+    assert str(refused.value) == (
+        "cfg={'image_size': (18, 60)} is not cut whole by 4x4 patches (patch_size not given: read off the weights), "
+        "and holds 1080 pixels where the weights' 72 patch positions hold 1152. With 4x4 patches the weights fit "
+        "images of 1152 pixels: cfg={'image_size': (32, 36)}, cfg={'image_size': (36, 32)} or cfg={'image_size': (24, "
+        "48)}. Pass the lesson's own image_size (and patch_size)."
+    )
+    script.main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3", "--image_size", "18", "64",
+                 "--patch_size", "2", "8"])
+    x = torch.randn(2, 3, 18, 64)
+    with torch.no_grad():
+        logits = HfViTForImageClassification.from_pretrained(tmp_path / "out").eval()(pixel_values=x).logits
+        assert (logits - ref(x)).abs().max().item() <= 1e-5
