@@ -65,7 +65,8 @@ def as_grey(image, input_data_format=None):
     if array.dtype != np.uint8:  # PIL reads colour only as 8 bits; a float array's scale cannot be told
         raise ValueError(
             f"This model reads one-channel (grey) images, and a {array.shape[-1]}-channel {array.dtype} array cannot "
-            "be turned grey as training does: pass a PIL image, a uint8 array, or the grey image itself (H, W)."
+            "be turned grey as training does: pass a PIL image, a uint8 array, or the grey image itself with one "
+            "channel, (H, W, 1) or (1, H, W) (transformers refuses a bare (H, W) array)."
         )
     return np.asarray(as_mode(Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB"), "L"))
 

@@ -239,3 +239,21 @@ def test_pipeline_serves_a_one_channel_model_as_training_reads_its_images(tmp_pa
         top = p.topk(3)
         assert [r["label"] for r in result] == [model.config.id2label[int(i)] for i in top.indices], mode
         assert np.allclose([r["score"] for r in result], top.values.numpy(), atol=1e-5), mode
+
+
+def test_a_float_colour_arrays_refusal_names_a_grey_array_the_processor_takes(tmp_path):
+    """A 3-channel float array is refused by a 1-channel model's processor: the message told the user to pass
+    'the grey image itself (H, W)', which transformers refuses ('Could not make a flat list of images'). It now
+    names the one-channel shapes it takes, and the grey array so given reads as training reads that image."""
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+    save_grey(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    rgb = colour_images()["RGB"]
+    with pytest.raises(ValueError, match=r"\(H, W, 1\) or \(1, H, W\)") as refused:
+        processor(images=np.asarray(rgb, dtype=np.float32))
+    assert "(H, W)." not in str(refused.value)
+    grey = np.asarray(rgb.convert("L"), dtype=np.float32)  # what the user makes of it
+    want = training_pixels([rgb], 16)
+    for array in (grey[..., None], grey[None]):
+        assert torch.allclose(processor(images=array, return_tensors="pt")["pixel_values"], want, atol=1e-5)
