@@ -316,14 +316,14 @@ def _same_images(eval_metrics: dict, train_metrics: dict, recipe, dataset: str |
 def _cifar10_source(dataset: str | None, labels: list[str], sized: bool) -> str | None:
     """"hub" (uoft-cs/cifar10), "copy" (a local folder of it: the JPEG copy) or None (another dataset).
 
-    Only a model with CIFAR-10's ten classes, in order, is taken to have met CIFAR-10; with no dataset
-    recorded at all, such a model is assumed to come from the Hub's copy. A local folder is called a copy
-    only when a metrics file (`sized`) counted a whole CIFAR-10 split in it: ten classes of the same names
-    (a toy folder, CINIC-10) are not enough.
+    Only a model with CIFAR-10's ten classes, in order, is taken to have met CIFAR-10, and only where a file names
+    the dataset: a model saved from one's own loop (no recipe, no metrics) may have met any images. A local folder
+    is called a copy only when a metrics file (`sized`) counted a whole CIFAR-10 split in it: ten classes of the
+    same names (a toy folder, CINIC-10) are not enough.
     """
-    if list(labels) != list(CIFAR10_LABELS):
+    if list(labels) != list(CIFAR10_LABELS) or dataset is None:
         return None
-    if dataset is None or dataset in HUB_DATASET_NAMES:
+    if dataset in HUB_DATASET_NAMES:
         return "hub"
     return "copy" if _is_local_path(dataset) and sized else None
 
@@ -556,8 +556,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
         )
     elif train_source == "hub":
-        source = f"`{dataset}`" if dataset else f"`{HUB_DATASET}` (assumed: no training_recipe.json names the dataset)"
-        source += f" at revision `{train_revision}`" if train_revision else ""
+        source = f"`{dataset}`" + (f" at revision `{train_revision}`" if train_revision else "")
         data_text = (
             f"**CIFAR-10** from the Hugging Face Hub, {source}: 50,000 training and 10,000 test colour images of "
             "32x32 pixels in 10 classes."

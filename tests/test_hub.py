@@ -224,9 +224,49 @@ def test_card_with_only_a_config(tmp_path):
     assert card.data.eval_results is None  # no metrics, no model-index
     assert "No metrics were found" in card.text
     assert "No `training_recipe.json`" in card.text
-    assert "JPEG copy" not in card.text and "uoft-cs/cifar10" in card.text
+    # nothing names the data it was trained on: no CIFAR-10 is assumed (before: "`uoft-cs/cifar10` (assumed: ...)")
+    assert "JPEG copy" not in card.text and "uoft-cs/cifar10" not in card.text
     n_params = sum(p.numel() for p in HfViTForImageClassification(config).parameters())
     assert f"{n_params:,}" in card.text  # counted by building the model when there are no weights
+
+
+def test_the_card_of_a_model_without_training_records_invents_no_training_data(tmp_path):
+    """A model trained in a learner's own loop and saved with save_pretrained + make_image_processor (CIFAR-10's class
+    names, no training_recipe.json, no metrics.json), then evaluated: its card said it was trained on "**CIFAR-10**
+    from the Hugging Face Hub, `uoft-cs/cifar10` (assumed ...): 50,000 training and 10,000 test colour images",
+    listed uoft-cs/cifar10 as its training dataset in the metadata, with a cifar10 tag, and "Trained on CIFAR-10
+    only". Nothing recorded that. Now the card says the training data is not recorded; an evaluation on CIFAR-10
+    still gives its results and model-index, which name the dataset evaluated on."""
+    from hf_vit.analysis import evaluate_model
+    from tiny_data import make_tiny_cifar
+
+    data = make_tiny_cifar(tmp_path / "tiny", n_train=10, n_test=20)
+    folder = tmp_path / "own"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label=dict(enumerate(CIFAR10_LABELS)))
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config).save_pretrained(folder)
+    evaluated = evaluate_model(str(folder), dataset=str(data), device="cpu", num_threads=1, progress=False,
+                               report=False, max_attention_maps=0)  # fmt: skip
+    unrecorded = "No `training_recipe.json` or `metrics.json` names the dataset the model was trained on."
+    for evaluated_on in ("tiny", "uoft-cs/cifar10"):
+        if evaluated_on != "tiny":  # the Hub's whole test split (no network here: its metrics file as written)
+            path = folder / "evaluation" / "metrics.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "dataset": "uoft-cs/cifar10",
+                                        "num_examples": 10_000, "split_size": 10_000}))  # fmt: skip
+        card = ModelCard.load(write_model_card(folder, repo_id="me/own"))
+        data_section = card.text.split("## Data")[1].split("## Training recipe")[0]
+        assert unrecorded in data_section and "CIFAR-10" not in data_section, data_section
+        assert card.data.datasets is None and "cifar10" not in card.data.tags
+        assert "Trained on CIFAR-10" not in card.text and "50,000" not in card.text
+        assert "No `training_recipe.json` was found next to the weights" in card.text
+        if evaluated_on == "tiny":
+            assert card.data.eval_results is None and "uoft-cs/cifar10" not in card.text
+            assert f"; test accuracy on the local dataset *tiny* **{100 * evaluated['accuracy']:.2f}%**." in card.text
+        else:
+            (result,) = card.data.eval_results
+            assert (result.dataset_type, result.dataset_split, result.metric_value) == (
+                "uoft-cs/cifar10", "test", evaluated["accuracy"])
+            assert f"; test accuracy on CIFAR-10 **{100 * evaluated['accuracy']:.2f}%**." in card.text
 
 
 def test_card_hub_dataset_and_broken_json(tmp_path):
