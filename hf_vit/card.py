@@ -516,7 +516,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     arch_rows = [
         ("image_size", _size(arch["image_size"]), "input height x width (pixels)"),
         ("patch_size", _size(arch["patch_size"]), f"patch height x width: {num_patches} patches + [CLS] = {num_patches + 1} tokens"),
-        ("num_channels", arch["num_channels"], "input colour channels"),
+        ("num_channels", arch["num_channels"], {1: "input channels: 1 (greyscale)", 3: "input channels: 3 (RGB colour)"}
+         .get(arch["num_channels"], "input channels")),
         ("dim", arch["dim"], "token width (hidden size)"),
         ("depth", arch["depth"], "encoder blocks"),
         ("heads", arch["heads"], "attention heads per block"),
@@ -766,7 +767,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     summary = (
         f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
         f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "
-        f"{image_size_text} images into {classes_text}"
+        f"{image_size_text}{' greyscale' if arch['num_channels'] == 1 else ''} images into {classes_text}"
         + (f"; {scope}{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not

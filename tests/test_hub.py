@@ -269,6 +269,33 @@ def test_the_card_of_a_model_without_training_records_invents_no_training_data(t
             assert f"; test accuracy on CIFAR-10 **{100 * evaluated['accuracy']:.2f}%**." in card.text
 
 
+def test_a_one_channel_models_card_says_it_reads_grey_images_and_names_all_its_code(tmp_path):
+    """A 1-channel model's card opened with "This model uses **custom code** (`configuration_hf_vit.py`,
+    `modeling_hf_vit.py`, ...)", leaving out the grey image processor's `image_processing_hf_vit.py`, which
+    trust_remote_code also runs; it said the model "classifies 32x32 images" and called its one channel an "input
+    colour channel". Now the notice names every file of code that runs, and the summary and table say grey."""
+    from hf_vit.export_transformers import export_to_transformers_vit
+
+    folder = tmp_path / "grey"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1,
+                         id2label={0: "dark", 1: "light"})  # fmt: skip
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(folder)
+    code_files = lambda text: re.search(r"> This model uses \*\*custom code\*\* \(([^)]*)\)", text).group(1)  # noqa: E731
+    text = ModelCard.load(write_model_card(folder)).text
+    assert code_files(text) == "`configuration_hf_vit.py`, `modeling_hf_vit.py`, `image_processing_hf_vit.py`, " \
+                               "shipped in this repository"  # fmt: skip
+    assert (folder / "image_processing_hf_vit.py").is_file()
+    assert "that classifies 32x32 greyscale images into 2 classes." in text
+    assert "| `num_channels` | 1 | input channels: 1 (greyscale) |" in text
+    exported = ModelCard.load(write_model_card(export_to_transformers_vit(folder, tmp_path / "plain"))).text
+    assert "that classifies 32x32 greyscale images into 2 classes." in exported
+    colour = ModelCard.load(write_model_card(make_model_folder(tmp_path / "run", extras=False))).text
+    assert code_files(colour) == "`configuration_hf_vit.py`, `modeling_hf_vit.py`, shipped in this repository"
+    assert "that classifies 32x32 images into the 10 CIFAR-10 classes" in colour
+    assert "| `num_channels` | 3 | input channels: 3 (RGB colour) |" in colour
+
+
 def test_card_hub_dataset_and_broken_json(tmp_path):
     folder = make_model_folder(tmp_path / "run", recipe_dataset="uoft-cs/cifar10", extras=False)
     text = ModelCard.load(write_model_card(folder)).text
