@@ -837,6 +837,30 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
     assert got["preds"][0]["label"] == CIFAR10_LABELS[top]
 
 
+def run_card_code(download: Path, repo_id: str, tmp_path: Path) -> tuple[str, list[str]]:
+    """Run the Python of the card in `download` (the pushed files) as a Hub user would: a fresh process without
+    hf_vit, offline, `repo_id` pointing at the folder, an RGB my_image.png beside it. Returns the code and the lines
+    it printed."""
+    (code,) = re.findall(r"```python\n(.*?)```", (download / "README.md").read_text(), re.S)
+    code = code.replace(f'"{repo_id}"', repr(str(download)))
+    import transformers
+
+    if getattr(transformers.AutoImageProcessor, "_backends", None):  # 5.17 without torchvision: a placeholder
+        assert "from transformers.models.auto.image_processing_auto import\nAutoImageProcessor" in (
+            download / "README.md").read_text()  # the card's way round it, run here in its place  # fmt: skip
+        code = "from transformers.models.auto.image_processing_auto import AutoImageProcessor\n" + code.replace(
+            "import AutoImageProcessor, ", "import ")  # fmt: skip
+    user = tmp_path / "user"
+    user.mkdir(exist_ok=True)
+    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "user_hf_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-c", 'import sys; sys.modules["hf_vit"] = None\n' + code], cwd=user,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return code, proc.stdout.strip().splitlines()
+
+
 @pytest.mark.parametrize("channels", [3, 1, "1, plain processor"])
 def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkeypatch, channels):
     """The card's "How to use" code, run as a Hub user would (the pushed files only, a fresh process without
@@ -865,30 +889,41 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
     push_model_folder(folder, "someone/vit-cifar10")
     (commit,) = fake_hub["create_commit"]
     download = download_commit(commit, tmp_path / "download")
-    (code,) = re.findall(r"```python\n(.*?)```", (download / "README.md").read_text(), re.S)
-    code = code.replace('"someone/vit-cifar10"', repr(str(download)))
-    import transformers
-
-    if getattr(transformers.AutoImageProcessor, "_backends", None):  # 5.17 without torchvision: a placeholder
-        assert "from transformers.models.auto.image_processing_auto import\nAutoImageProcessor" in (
-            download / "README.md").read_text()  # the card's way round it, run here in its place  # fmt: skip
-        code = "from transformers.models.auto.image_processing_auto import AutoImageProcessor\n" + code.replace(
-            "import AutoImageProcessor, ", "import ")  # fmt: skip
-    user = tmp_path / "user"
-    user.mkdir()
-    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
-    env.update(HF_HOME=str(tmp_path / "user_hf_home"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", 'import sys; sys.modules["hf_vit"] = None\n' + code], cwd=user,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    printed = proc.stdout.strip().splitlines()
+    code, printed = run_card_code(download, "someone/vit-cifar10", tmp_path)
     assert printed[-1] in labels
     if channels in (3, 1):
         assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
     else:
         assert "pipeline(" not in code
     assert (download / "image_processing_hf_vit.py").is_file() == (channels == 1)  # the push took it
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_an_exported_models_card_code_runs_step_by_step_to_a_class(tmp_path, fake_hub, monkeypatch, channels):
+    """The card of a model exported to transformers' ViT: after "# Or step by step:" its code loaded the processor
+    and the model and stopped there (no image read, nothing predicted), while an hf_vit model's card goes on to a
+    class. Both now end on the predicted class; for 3 channels it is the pipeline's top label, printed before."""
+    import ast
+
+    from hf_vit.export_transformers import export_to_transformers_vit
+
+    if channels == 3:
+        source = make_model_folder(tmp_path / "run", extras=False)
+    else:
+        source = tmp_path / "grey"
+        config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1,
+                             id2label={0: "dark", 1: "light"})  # fmt: skip
+        HfViTForImageClassification(config).save_pretrained(source)
+        make_image_processor(config, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(source)
+    folder = export_to_transformers_vit(source, tmp_path / "plain")
+    labels = list(json.loads((folder / "config.json").read_text())["id2label"].values())
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    push_model_folder(folder, "someone/plain")
+    (commit,) = fake_hub["create_commit"]
+    code, printed = run_card_code(download_commit(commit, tmp_path / "download"), "someone/plain", tmp_path)
+    assert "model(**inputs)" in code and printed[-1] in labels
+    if channels == 3:
+        assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
 
 
 def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp_path, fake_hub, monkeypatch):
