@@ -574,6 +574,11 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}{which}."
     data_args = _recipe_part(recipe, "data")
     limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
+    # An older recipe kept a test cap that was not below the split as given: fewer images tested than the cap means
+    # all of them were (train.py now records such a cap as none). A cap equal to them may have drawn a sample.
+    tested = train_metrics.get("num_examples")
+    if isinstance(tested, int) and isinstance(limits.get("max_test_samples"), int) and tested < limits["max_test_samples"]:
+        del limits["max_test_samples"]
     if limits:
         data_text += " This run used only part of it: " + ", ".join(f"`--{k} {v}`" for k, v in limits.items()) + "."
 

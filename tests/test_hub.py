@@ -661,6 +661,31 @@ def test_cifar10_names_alone_or_part_of_a_split_make_no_cifar10_claim(tmp_path):
     assert "On 60 images of the test split of CIFAR-10, not the whole split" in card.text
 
 
+def test_an_older_recipes_test_cap_above_the_images_tested_is_no_sample_on_the_card(tmp_path):
+    """A folder trained before train.py recorded a --max_test_samples not below the test split as no limit keeps
+    `max_test_samples: 20000` in its recipe, beside metrics.json's 10,000 images: the whole split was tested, yet
+    its card (written again by a push) said "This run used only part of it: `--max_test_samples 20000`" and "On
+    10,000 images of the test split of CIFAR-10, not the whole split", and published no model-index. A cap above
+    the images tested took them all; one equal to them may have been a sample, and is still said to be."""
+    folder = make_model_folder(tmp_path / "run", recipe_dataset="uoft-cs/cifar10", extras=False)
+    shutil.rmtree(folder / "evaluation")  # the results come from training's metrics.json
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    accuracy = json.loads((folder / "metrics.json").read_text())["accuracy"]
+    for cap, whole in ((20_000, True), (10_000, False)):
+        recipe["data"].update(max_test_samples=cap)
+        (folder / "training_recipe.json").write_text(json.dumps(recipe))
+        card = ModelCard.load(write_model_card(folder))
+        assert ("This run used only part of it" not in card.text) == whole, cap
+        assert ("not the whole split" not in card.text) == whole, cap
+        if whole:
+            (result,) = card.data.eval_results
+            assert (result.dataset_type, result.dataset_split, result.metric_value) == (
+                "uoft-cs/cifar10", "test", accuracy)
+            assert "On the test split of CIFAR-10 (from `metrics.json`)." in card.text
+        else:
+            assert card.data.eval_results is None
+
+
 @pytest.mark.parametrize("trained_on", ["uoft-cs/cifar10", "/data/cifar10"])
 def test_a_small_folder_evaluated_after_training_on_cifar10_is_not_called_cifar10(tmp_path, trained_on):
     """Training counted CIFAR-10's whole test split; the evaluation then ran on a 60-image folder with the same
