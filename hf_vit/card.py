@@ -361,8 +361,9 @@ def _close(values, reference) -> bool:
     )
 
 
-def _processor_text(processor: dict | None) -> str:
-    """What `preprocessor_config.json` does to an image, read from the file."""
+def _processor_text(processor: dict | None, trained: bool = True) -> str:
+    """What `preprocessor_config.json` does to an image, read from the file; `trained`: said to be as in training
+    (a folder without training records has none to compare with)."""
     if processor is None:
         return (
             "No `preprocessor_config.json` was found next to the weights, so `pipeline(...)` cannot prepare images "
@@ -392,7 +393,7 @@ def _processor_text(processor: dict | None) -> str:
     if not steps:
         return "The image processor (`preprocessor_config.json`) passes the pixel values through unchanged."
     listed = steps[0] if len(steps) == 1 else ", ".join(steps[:-1]) + " and " + steps[-1]
-    return f"The image processor (`preprocessor_config.json`) {listed}, as in training."
+    return f"The image processor (`preprocessor_config.json`) {listed}{', as in training' if trained else ''}."
 
 
 # ---------------------------------------------------------------------------
@@ -799,9 +800,9 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         labels=[_text(n) for n in labels],
         jpeg_copy=jpeg_copy,
         cifar10=bool(train_source),
-        data_short="CIFAR-10" if train_source else (dataset_label if dataset else "one dataset"),
+        data_short="CIFAR-10" if train_source else (dataset_label if dataset else None),  # None: unrecorded
         split=split,
-        processor_text=_processor_text(processor),
+        processor_text=_processor_text(processor, trained=recipe is not None or dataset is not None),
         recipe_intro="The resolved arguments of the training run (`training_recipe.json`):",
         recipe_sections=recipe_sections,
         train_rows=train_rows,

@@ -296,6 +296,29 @@ def test_a_one_channel_models_card_says_it_reads_grey_images_and_names_all_its_c
     assert "| `num_channels` | 3 | input channels: 3 (RGB colour) |" in colour
 
 
+def test_the_limitations_and_the_processor_of_a_model_without_training_records_claim_no_training(tmp_path):
+    """Beside "No `training_recipe.json` or `metrics.json` names the dataset", the card of a model saved from one's
+    own loop still said "Trained on one dataset only" and that its processor normalises "..., as in training": both
+    unrecorded. Now the limitation says the training data is not recorded, and the processor's steps are only
+    described; a trained folder keeps both sentences."""
+    folder = tmp_path / "own"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label={0: "apple", 1: "pear"})
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config).save_pretrained(folder)
+    text = ModelCard.load(write_model_card(folder)).text
+    assert "one dataset" not in text and "as in training" not in text
+    grey = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1, id2label={0: "a", 1: "b"})
+    HfViTForImageClassification(grey).save_pretrained(tmp_path / "grey")
+    make_image_processor(grey, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(tmp_path / "grey")
+    grey_text = ModelCard.load(write_model_card(tmp_path / "grey")).text
+    assert "as training\ndid" not in grey_text and "any image grey first, as hf_vit's\ntraining does" in grey_text
+    assert "- Its training data is not recorded; it knows 2 classes of 32x32 images only. Any other image" in text
+    assert "normalises with the CIFAR-10 mean and standard deviation.\n" in text
+    trained = ModelCard.load(write_model_card(make_model_folder(tmp_path / "run", extras=False))).text
+    assert "- Trained on CIFAR-10 only: 10 classes of 32x32 images." in trained
+    assert "normalises with the CIFAR-10 mean and standard deviation, as in training." in trained
+
+
 def test_card_hub_dataset_and_broken_json(tmp_path):
     folder = make_model_folder(tmp_path / "run", recipe_dataset="uoft-cs/cifar10", extras=False)
     text = ModelCard.load(write_model_card(folder)).text
