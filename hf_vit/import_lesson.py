@@ -388,11 +388,20 @@ def _image_size(cfg: dict, count: int, patch) -> dict:
 
 def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfViTConfig:
     """An `HfViTConfig` from the lesson's cfg fields in `cfg` (a dict, or the lesson's cfg object), the rest read from
-    the weight shapes.
+    the weight shapes (said in a warning, see `_read_sizes_said`).
 
     The weights carry no class names: `labels` names them, in the head's order; without it a 10-class head gets
     CIFAR-10's names (the lesson's dataset, as the default image mean and std are CIFAR-10's) and any other head
     LABEL_0, LABEL_1, ... as transformers names classes it knows nothing of."""
+    config, said = _lesson_config(state_dict, cfg, labels)
+    if said:
+        logger.warning(said)
+    return config
+
+
+def _lesson_config(state_dict: dict, cfg, labels) -> tuple[HfViTConfig, str | None]:
+    """`lesson_config`'s config, and its warning of the sizes read off the weights (None if all were given), for the
+    caller to say when it sees fit: an import says it once its folder is written, not before a refusal."""
     cfg = _cfg_fields(cfg)
     unknown = sorted(set(cfg) - set(LESSON_FIELDS) - set(LESSON_FIELDS.values()))
     if unknown:
@@ -475,18 +484,17 @@ def lesson_config(state_dict: dict, cfg: dict | None = None, labels=None) -> HfV
     elif classes == len(CIFAR10_LABELS):
         merged["id2label"] = dict(enumerate(CIFAR10_LABELS))
     config = HfViTConfig(**merged)
-    _say_read_sizes(cfg, found, config)
-    return config
+    return config, _read_sizes_said(cfg, found, config)
 
 
-def _say_read_sizes(cfg: dict, found: dict, config: HfViTConfig):
-    """A warning naming the sizes read off the weights, and how to give the lesson's: 16x64 images in 8-px patches
+def _read_sizes_said(cfg: dict, found: dict, config: HfViTConfig) -> str | None:
+    """The warning naming the sizes read off the weights, and how to give the lesson's: 16x64 images in 8-px patches
     hold as many positions as 32x32 ones, a (2, 8) patch as many values as a (4, 4) one, and 1 channel x 4x12 as many
     as 3 x 4x4. The weights fit either reading; only the lesson's cfg tells them apart."""
     image, patch = "image_size" in found, "patch_size" in found
     channels = patch and "num_channels" not in cfg  # the square patch was read with the lesson's default of 3
     if not (image or patch):
-        return
+        return None
     height, width = _pair(config.image_size)
     takes = " ".join(filter(None, (
         f"{height}x{width} images" if image else "images",
@@ -503,12 +511,12 @@ def _say_read_sizes(cfg: dict, found: dict, config: HfViTConfig):
     else:
         fields = ", ".join(f"{name!r}: {'C' if name == 'channels' else '(H, W)'}" for name in given)
         again = f"cfg={{{fields}}} and overwrite=True"
-    logger.warning(
-        "%s not given: the model takes %s, %s. If the lesson's cfg gave a (height, width) pair%s, import again with "
-        "%s: the weights fit either way, but the model would %s.",
-        " and ".join(filter(None, (", ".join(map(setting, read[:-1])), setting(read[-1])))), takes, why,
-        " or another channel count (1 for grey images)" if channels else "", again,
-        "cut the images into the wrong patches" if patch else "place the patches at the wrong positions",
+    return (
+        f"{' and '.join(filter(None, (', '.join(map(setting, read[:-1])), setting(read[-1]))))} not given: the model "
+        f"takes {takes}, {why}. If the lesson's cfg gave a (height, width) pair"
+        f"{' or another channel count (1 for grey images)' if channels else ''}, import again with {again}: the "
+        f"weights fit either way, but the model would "
+        f"{'cut the images into the wrong patches' if patch else 'place the patches at the wrong positions'}."
     )
 
 
@@ -519,8 +527,9 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def _saved_dtype(state_dict: dict, dtype) -> torch.dtype:
-    """The dtype the imported folder's weights are saved in (see import_lesson_weights' `dtype`)."""
+def _saved_dtype(state_dict: dict, dtype) -> tuple[torch.dtype, str | None]:
+    """The dtype the imported folder's weights are saved in (see import_lesson_weights' `dtype`), and the warning of a
+    change to them (None if none)."""
     if isinstance(dtype, torch.dtype):
         dtype = _dtype_name(dtype)
     if dtype is not None and dtype not in DTYPES:
@@ -533,16 +542,15 @@ def _saved_dtype(state_dict: dict, dtype) -> torch.dtype:
                 f"The weights mix {' and '.join(own)} tensors: {setting('dtype', 'auto', quote=False)} cannot keep "
                 f"one dtype for them. Pass the one to save in, e.g. {setting('dtype', 'float32', quote=False)}."
             )
-        return getattr(torch, own[0])
+        return getattr(torch, own[0]), None
+    changed = None
     if dtype is None and own != ["float32"]:
         # Not kept by default: transformers' from_pretrained (dtype="auto") would load half weights as half, and a
         # fine-tuning from the folder would then train in them.
         kept = f" To keep {own[0]}, pass {setting('dtype', 'auto', quote=False)}." if len(own) == 1 else ""
-        logger.warning(
-            "The weights are %s: the model folder holds them as float32 (the default, what training from it needs).%s",
-            " and ".join(own), kept,
-        )
-    return getattr(torch, dtype or "float32")
+        changed = (f"The weights are {' and '.join(own)}: the model folder holds them as float32 (the default, what "
+                   f"training from it needs).{kept}")
+    return getattr(torch, dtype or "float32"), changed
 
 
 def import_lesson_weights(
@@ -585,8 +593,9 @@ def import_lesson_weights(
             "score every image NaN. The lesson's training diverged before they were saved (e.g. an overflow in fp16): "
             "import a checkpoint saved before it did."
         )
-    config = lesson_config(state_dict, cfg, labels=labels)
-    saved_dtype = _saved_dtype(state_dict, dtype)
+    # Said once the folder is written (the sizes, then the dtype): a refusal below must not tell to "import again".
+    config, sizes_said = _lesson_config(state_dict, cfg, labels)
+    saved_dtype, dtype_said = _saved_dtype(state_dict, dtype)
     model = HfViTForImageClassification(config).eval()
     load_lesson_state_dict(model, state_dict)  # strict: ValueError listing missing / unexpected keys
     model.to(saved_dtype)  # save_pretrained records it in config.json, which from_pretrained(dtype="auto") reads
@@ -613,6 +622,8 @@ def import_lesson_weights(
             from .card import write_model_card
 
             write_model_card(staged)
+    for said in filter(None, (sizes_said, dtype_said)):
+        logger.warning(said)
     return Path(output_dir).expanduser()
 
 

@@ -927,3 +927,22 @@ def test_an_image_size_the_patch_read_off_the_weights_does_not_cut_whole_names_t
     with torch.no_grad():
         logits = HfViTForImageClassification.from_pretrained(tmp_path / "out").eval()(pixel_values=x).logits
         assert (logits - ref(x)).abs().max().item() <= 1e-5
+
+
+def test_a_refused_import_from_python_warns_of_no_size_it_never_imported(tmp_path, caplog):
+    """From Python the import warned of the sizes it read off the weights ('import again with cfg=... and
+    overwrite=True') before its own later checks refused the call: a dtype it does not save in, a state dict the
+    strict load refuses, float16 values beyond its range. Nothing was imported, yet the warning told the user to import
+    again. Now its warnings come once the folder is written, the sizes before the dtype, as the script prints them."""
+    _, ref = lesson_model()
+    partial = {k: v for k, v in ref.state_dict().items() if k != "mlp_head.1.bias"}
+    big = {k: v * 1e6 if k == "cls_token" else v for k, v in ref.state_dict().items()}
+    for weights, dtype in ((ref.state_dict(), "float64"), (partial, None), (big, "float16")):
+        with caplog.at_level("WARNING", logger="hf_vit.import_lesson"), pytest.raises(ValueError):
+            import_lesson_weights(weights, tmp_path / "out", {"heads": 3}, dtype=dtype)
+        assert caplog.messages == [] and not (tmp_path / "out").exists(), dtype
+    half = {k: v.half() for k, v in ref.state_dict().items()}
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
+        import_lesson_weights(half, tmp_path / "out", {"heads": 3})
+    assert [m.split(":")[0] for m in caplog.messages] == [
+        "image_size, patch_size and channels not given", "The weights are float16"]
