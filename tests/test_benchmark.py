@@ -636,3 +636,29 @@ def test_cuda_on_a_machine_without_it_is_one_error_line(capsys):
     err = capsys.readouterr().err
     assert err.strip().endswith("error: --device cuda: CUDA is not available on this machine. Use --device cpu.")
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux's CPU affinity")
+def test_the_threads_limit_is_the_cpus_of_the_affinity_mask_not_the_machines(monkeypatch, capsys):
+    """A container or taskset narrows the CPUs a process may use below os.cpu_count(): the refusal counts those (here
+    1 of this machine's CPUs), and --threads within them is timed. test_more_threads_than_cpus_is_refused_before_any_
+    timing passes with either count on a machine whose mask holds every CPU."""
+    from hf_vit import benchmarking
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: 1.0)
+    argv = ["--preset", "tiny", "--models", "hf_vit", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2",
+            "--steps", "1", "--rounds", "1", "--e2e_steps", "0", "--no_control", "--no_memory"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", "2", *argv])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "error: --threads 2: more than the 1 CPU(s) this process may use; the threads would contend for them, and the "
+        "figures would time that. Pass at most 1, or leave --threads out."
+    )
+    before = torch.get_num_threads()
+    try:
+        main(["--threads", "1", *argv])
+    finally:
+        torch.set_num_threads(before)
+    assert "1 threads" in capsys.readouterr().out
