@@ -32,7 +32,14 @@ def step_device(requested, training_args) -> torch.device:
     """Where the step is timed: --device, else where train.py trains the recipe (the CPU under its use_cpu, else
     the GPU when this machine has one)."""
     if requested is None:
-        return training_args.device
+        device = training_args.device
+        if device.type not in ("cpu", "cuda"):  # e.g. the gpu recipe on a Mac: mps, which timed_device refuses too
+            raise ValueError(
+                f"--device not given: the recipe trains on {device.type} on this machine, which the benchmark cannot "
+                f"time (it times a CPU or a CUDA GPU only, waiting on CUDA's queue; on {device.type} it would time "
+                "the queueing, not the work). Pass --device cpu."
+            )
+        return device
     return timed_device(requested)  # a CPU or a CUDA GPU, else a ValueError naming the fix
 
 

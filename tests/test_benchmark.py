@@ -662,3 +662,24 @@ def test_the_threads_limit_is_the_cpus_of_the_affinity_mask_not_the_machines(mon
     finally:
         torch.set_num_threads(before)
     assert "1 threads" in capsys.readouterr().out
+
+
+def test_benchmark_input_without_device_refuses_a_training_device_it_cannot_time():
+    """Without --device the step is timed where the recipe trains: on a Mac the gpu recipe trains on mps, whose steps
+    would be timed as they are queued (only --device mps was refused). The refusal says the device came from the
+    recipe, since no --device was given."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
+    spec = importlib.util.spec_from_file_location("_benchmark_input", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.step_device(None, SimpleNamespace(device=torch.device("cpu"))) == torch.device("cpu")
+    with pytest.raises(ValueError) as refused:
+        module.step_device(None, SimpleNamespace(device=torch.device("mps")))
+    assert str(refused.value) == (
+        "--device not given: the recipe trains on mps on this machine, which the benchmark cannot time (it times a "
+        "CPU or a CUDA GPU only, waiting on CUDA's queue; on mps it would time the queueing, not the work). Pass "
+        "--device cpu."
+    )
