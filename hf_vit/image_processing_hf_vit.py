@@ -65,15 +65,29 @@ def as_grey(image, input_data_format=None):
     if array.dtype != np.uint8:  # PIL reads colour only as 8 bits; a float array's scale cannot be told
         raise ValueError(
             f"This model reads one-channel (grey) images, and a {array.shape[-1]}-channel {array.dtype} array cannot "
-            "be turned grey as training does: pass a PIL image, a uint8 array, or the grey image itself with one "
-            "channel, (H, W, 1) or (1, H, W) (transformers refuses a bare (H, W) array)."
+            "be turned grey as training does: pass a PIL image, a uint8 array, or the grey image itself: (H, W), "
+            "(H, W, 1) or (1, H, W)."
         )
     return np.asarray(as_mode(Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB"), "L"))
+
+
+def with_channel(images, input_data_format=None):
+    """A bare (H, W) array or tensor, alone or in a list, given its one channel: the grey image itself, which
+    transformers' flattening of the inputs refuses ('Could not make a flat list of images')."""
+    if isinstance(images, (list, tuple)):
+        return type(images)(with_channel(image, input_data_format) for image in images)
+    if getattr(images, "ndim", None) != 2:
+        return images
+    first = input_data_format is not None and ChannelDimension(input_data_format) == ChannelDimension.FIRST
+    return images[None] if first else images[..., None]
 
 
 class HfViTGreyImageProcessor(ViTImageProcessorPil):
     """ViT's image processor for a one-channel model: any image (palette, RGB, RGBA, LA, 16-bit, ...) is first
     made grey as training decodes it, then resized, rescaled and normalised with the one-channel statistics."""
+
+    def preprocess(self, images, *args, **kwargs):
+        return super().preprocess(with_channel(images, kwargs.get("input_data_format")), *args, **kwargs)
 
     def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs):
         # grey now, and (H, W): the channel layout given was the colour image's

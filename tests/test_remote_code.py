@@ -257,3 +257,21 @@ def test_a_float_colour_arrays_refusal_names_a_grey_array_the_processor_takes(tm
     want = training_pixels([rgb], 16)
     for array in (grey[..., None], grey[None]):
         assert torch.allclose(processor(images=array, return_tensors="pt")["pixel_values"], want, atol=1e-5)
+
+
+def test_a_bare_grey_array_is_read_as_the_grey_image_it_is(tmp_path):
+    """A grey image as numpy or torch holds it, (H, W), given to a 1-channel model's processor, was refused by
+    transformers with 'Could not make a flat list of images from [[...]]' and the whole array printed. It is the
+    image such a model reads: it now reads as training reads that image, alone or in a list, uint8 or float."""
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+    save_grey(tmp_path)
+    processor = AutoImageProcessor.from_pretrained(tmp_path)
+    rgb = colour_images()["RGB"]
+    want = training_pixels([rgb, rgb], 16)
+    grey = np.asarray(rgb.convert("L"))
+    for array in (grey, grey.astype(np.float32), torch.from_numpy(grey.copy())):
+        assert torch.allclose(processor(images=array, return_tensors="pt")["pixel_values"], want[:1], atol=1e-5)
+        assert torch.allclose(processor(images=[array, array], return_tensors="pt")["pixel_values"], want, atol=1e-5)
+    channels_first = processor(images=grey, input_data_format="channels_first", return_tensors="pt")["pixel_values"]
+    assert torch.allclose(channels_first, want[:1], atol=1e-5)
