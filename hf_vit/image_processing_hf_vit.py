@@ -16,7 +16,16 @@ from transformers.image_utils import ChannelDimension, infer_channel_dimension_f
 
 # The PIL backend in both transformers 5.17 and 5.24 (the top-level ViTImageProcessor is torchvision's where
 # torchvision is installed): it resizes the 8-bit grey image with PIL's bilinear filter, as training does.
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+try:
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+except ModuleNotFoundError as err:  # transformers 5.0-5.3: a Hub user would see only the module's name
+    import transformers
+
+    raise ImportError(
+        f"This model's image processor (HfViTGreyImageProcessor) needs transformers 5.4 or later, which has "
+        f"transformers.models.vit.image_processing_pil_vit; this is transformers {transformers.__version__}. "
+        "Upgrade it: pip install -U 'transformers>=5.4,<6'."
+    ) from err
 
 
 class ImageDepthError(ValueError):

@@ -241,6 +241,38 @@ def test_pipeline_serves_a_one_channel_model_as_training_reads_its_images(tmp_pa
         assert np.allclose([r["score"] for r in result], top.values.numpy(), atol=1e-5), mode
 
 
+OLD_TRANSFORMERS = textwrap.dedent(
+    """
+    import sys
+    sys.modules["hf_vit"] = None  # make `import hf_vit` fail even where the package is installed
+    sys.modules["transformers.models.vit.image_processing_pil_vit"] = None  # as in transformers 5.0-5.3
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
+
+    try:
+        AutoImageProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+    except ImportError as err:
+        print("REFUSED " + str(err))
+    """
+)
+
+
+def test_the_grey_processor_on_a_transformers_without_its_base_says_which_version_it_needs(tmp_path):
+    """transformers 5.0-5.3 have no PIL ViT processor (transformers.models.vit.image_processing_pil_vit), which
+    the grey processor builds on: a Hub user there got a bare ModuleNotFoundError naming that module. It now
+    says which transformers the processor needs and how to get it (the module is hidden in a fresh process, as
+    a version without it would lack it)."""
+    folder = tmp_path / "grey"
+    save_grey(folder)
+    (tmp_path / "load.py").write_text(OLD_TRANSFORMERS)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), str(folder)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "REFUSED" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
+    message = proc.stdout.split("REFUSED", 1)[1]
+    assert "needs transformers 5.4 or later" in message and "pip install -U 'transformers>=5.4,<6'" in message
+
+
 def test_a_float_colour_arrays_refusal_names_a_grey_array_the_processor_takes(tmp_path):
     """A 3-channel float array is refused by a 1-channel model's processor: the message told the user to pass
     'the grey image itself (H, W)', which transformers refuses ('Could not make a flat list of images'). It now
