@@ -139,7 +139,7 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
             staged = staging_root / output_dir.name
             staged.mkdir()
             yield staged
-            with _signals_held():  # Ctrl-C or kill between the two moves takes effect once both are done
+            with signals_held():  # Ctrl-C or kill between the two moves takes effect once both are done
                 if output_dir.exists():
                     os.replace(output_dir, set_aside)  # removed with the staging folder below
                 os.replace(staged, output_dir)
@@ -193,7 +193,7 @@ def _remove_abandoned_staging(output_dir: Path) -> None:
 
 
 @contextmanager
-def _signals_held():
+def signals_held():
     """Hold back SIGINT and SIGTERM for the block: each takes effect once it is done. A signal mask would not do: the
     system hands the signal to another thread (torch's), and Python interrupts the main thread all the same."""
     if threading.current_thread() is not threading.main_thread():  # signal.signal works only there

@@ -33,7 +33,7 @@ from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
 from .presets import PRESETS  # model shapes by name; explicit config fields given next to a preset override it
-from .output_folder import FolderInUseError, folder_lock, probe_writable, replace_text
+from .output_folder import FolderInUseError, folder_lock, probe_writable, replace_text, signals_held
 from .training_flags import (
     Given,
     SetupError,
@@ -1637,11 +1637,37 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     if kept is not None:
         trainer.model.to(next(iter(kept.values())).dtype)
         trainer.model.load_state_dict(kept)
+    # Ctrl-C or a kill (a launcher stopping the ranks when another failed) while the model folder is written takes
+    # effect once it is whole: never a config.json beside half the weights, or weights without their card.
+    with signals_held():
+        metrics = _write_model_folder(trainer, prediction, precision, selected, best_val, train_result, curve,
+                                      resume_state, data, config, model_args, data_args, run_args, training_args,
+                                      start)  # fmt: skip
+    if metrics is None:  # another rank: rank 0 wrote the folder
+        return None
+    from .card import precision_words
+
+    # bf16 autocast: evaluate_model.py, in float32, may count a few images otherwise
+    under = "" if precision == "float32" else f" {precision_words(precision)}"
+    print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f}{under} ({_validation_words(metrics['validation'])}); "
+          f"model folder: {output_dir}", flush=True)  # fmt: skip
+    if hub_repo:
+        push_finished_folder(output_dir, hub_repo, training_args)
+    return metrics
+
+
+def _write_model_folder(trainer, prediction, precision, selected, best_val, train_result, curve, resume_state, data,
+                        config, model_args, data_args, run_args, training_args, start) -> dict | None:
+    """Write the model folder at --output_dir: weights, processor, metrics.json, training_recipe.json and the card.
+    Returns the test metrics on rank 0, None on the other ranks."""
+    output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         # An earlier evaluation of this folder scored other weights (a resumed run ends in a new model), and an
-        # earlier metrics.json too: gone before the new weights land, so a crash between the two never pairs them.
+        # earlier metrics.json, card and recipe describe them too: gone before the new weights land, so a crash
+        # (kill -9) between the two never pairs them.
         remove_entry(output_dir / "evaluation")
-        (output_dir / "metrics.json").unlink(missing_ok=True)
+        for name in ("metrics.json", "README.md", "training_recipe.json"):
+            (output_dir / name).unlink(missing_ok=True)
     trainer.save_model(str(output_dir))  # config (auto_map), weights, remote code, preprocessor_config.json
     # save_model also pickles the TrainingArguments; the model folder holds no pickles (training_recipe.json has them).
     if trainer.is_world_process_zero():
@@ -1689,15 +1715,9 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             "training": json.loads(training_args.to_json_string()),
         },
     )
-    from .card import precision_words, write_model_card
+    from .card import write_model_card
 
     write_model_card(output_dir)
-    # bf16 autocast: evaluate_model.py, in float32, may count a few images otherwise
-    under = "" if precision == "float32" else f" {precision_words(precision)}"
-    print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f}{under} ({_validation_words(metrics['validation'])}); "
-          f"model folder: {output_dir}", flush=True)  # fmt: skip
-    if hub_repo:
-        push_finished_folder(output_dir, hub_repo, training_args)
     return metrics
 
 

@@ -368,7 +368,7 @@ def test_a_signal_while_the_swap_installs_its_handlers_leaves_ctrl_c_working():
     try:
         output_folder.signal.signal = install
         with pytest.raises(SystemExit):
-            with output_folder._signals_held():
+            with output_folder.signals_held():
                 pass
     finally:
         output_folder.signal.signal = real_signal

@@ -1646,7 +1646,9 @@ def test_class_names_that_are_formulas_stay_text_in_the_csv(tmp_path):
 # Runs scripts/train.py's main() with two test-only instruments, both set through the environment:
 # HF_VIT_TEST_LOAD_LOG records every torch.load call (file, weights_only) as a JSON line, and
 # HF_VIT_TEST_STALL_SAVE=checkpoint-N makes the weight write of that checkpoint stop half-way (half the bytes on
-# disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint.
+# disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint (the name
+# of --output_dir: the final model's write). HF_VIT_TEST_STALL_SECONDS (default 600) ends the sleep, and the write
+# then completes: for a signal that is to take effect only once the files are whole.
 WRAPPER = """
 import json, os, sys, time
 import torch
@@ -1669,7 +1671,7 @@ if stall:
             with open(filename, "wb") as f:
                 f.write(data[: len(data) // 2])
             print("STALLED-IN-SAVE", filename, flush=True)
-            time.sleep(600)
+            time.sleep(float(os.environ.get("HF_VIT_TEST_STALL_SECONDS", 600)))
         return real_save(tensors, filename, metadata=metadata)
     modeling_utils.safe_save_file = stalling_save
 from hf_vit.training import main
@@ -1803,17 +1805,19 @@ def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset
     assert any(r["file"].endswith("rng_state.pth") for r in loaded)
 
 
-def kill_when_stalled(proc, what):
-    """SIGKILL the run once its stalled save (HF_VIT_TEST_STALL_SAVE) has written half a weights file."""
+def kill_when_stalled(proc, what, sig=signal.SIGKILL):
+    """Send `sig` (SIGKILL unless given) to the run once its stalled save (HF_VIT_TEST_STALL_SAVE) has written half a
+    weights file; returns the rest of its output."""
     deadline = time.time() + 180
     line = ""
     while "STALLED-IN-SAVE" not in line:
         line = proc.stdout.readline()
         assert line or proc.poll() is None, f"the run ended without reaching {what}"
         assert time.time() < deadline
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
+    os.kill(proc.pid, sig)
+    output, _ = proc.communicate(timeout=120)
+    assert sig != signal.SIGKILL or proc.returncode == -signal.SIGKILL
+    return output
 
 
 def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path):
@@ -1840,11 +1844,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_names_the_previous_one(dataset_dir
     its trainer_state.json, and the message names checkpoint-8, the one --resume_from_checkpoint last takes."""
     out = tmp_path / "run"
     proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
-    deadline = time.time() + 180
-    while "STALLED-IN-SAVE" not in proc.stdout.readline():
-        assert proc.poll() is None and time.time() < deadline, "the run ended without reaching checkpoint-12"
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
+    output = kill_when_stalled(proc, "checkpoint-12", signal.SIGINT)
     assert proc.returncode == 130, output[-3000:]
     assert (out / "checkpoint-12").is_dir() and not (out / "checkpoint-12" / "trainer_state.json").exists()
     assert re.findall(r"train\.py: interrupted[^\r\n]*", output) == [
@@ -2561,6 +2561,34 @@ def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_
                           HF_VIT_TEST_STALL_SAVE=out.name)  # the final folder's weight write stops half-way
     kill_when_stalled(proc, "its model folder")
     assert not (out / "metrics.json").exists()
+
+
+def test_a_resumed_run_stopped_while_writing_its_model_folder_leaves_no_earlier_card_and_ctrl_c_lets_it_finish(
+        dataset_dir, tmp_path):  # fmt: skip
+    """A finished 8-step run resumed to 12 steps, stopped while its model folder is written (real signals of a real
+    subprocess; the test-only wrapper stalls the weight write half-way). kill -9: the earlier run's card (README.md,
+    '8 optimizer steps' and its test accuracy) and training_recipe.json must not stay beside the new weights (before:
+    they did, and `push_to_hub.py --keep_card` would publish them). Ctrl-C: the folder is written whole first, then
+    the run stops as interrupted (before: a config.json beside half a model.safetensors, no metrics, no card)."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12)
+    kill_when_stalled(start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name), "its model folder")
+    left = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
+    assert not {"README.md", "training_recipe.json", "metrics.json"} & set(left), left
+
+    # The same resume again (checkpoint-12 ends the run: no training), Ctrl-C while the weights are half-written.
+    proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name, HF_VIT_TEST_STALL_SECONDS="2")
+    output = kill_when_stalled(proc, "its model folder", signal.SIGINT)
+    assert proc.returncode == 130, output[-3000:]
+    assert "train.py: interrupted. Continue with the same command" in output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 12
+    assert "| Optimizer steps | 12 |" in (out / "README.md").read_text()
+    assert json.loads((out / "training_recipe.json").read_text())["training"]["max_steps"] == 12
+    assert max_abs_diff(weights(out), weights(out / "checkpoint-12")) == 0  # whole, and the run's last weights
 
 
 # ---------------------------------------------------------------------------
