@@ -135,7 +135,7 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
     (staging_root / OWNER_FILE).write_text(_owner())
     set_aside = staging_root / "replaced"
     try:
-        with _sigterm_exits():  # else a plain kill would leave the hidden staging folder behind
+        with sigterm_exits():  # else a plain kill would leave the hidden staging folder behind
             staged = staging_root / output_dir.name
             staged.mkdir()
             yield staged
@@ -213,7 +213,7 @@ def signals_held():
 
 
 @contextmanager
-def _sigterm_exits():
+def sigterm_exits():
     """A plain `kill` (SIGTERM) ends Python without running `finally` or `with` exits, which would leave a half-made
     folder or lock file behind: inside the block it exits through SystemExit instead (status 143, as the signal
     would), so the clean-up runs."""
@@ -227,8 +227,11 @@ def _sigterm_exits():
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
+SIGTERM_EXIT = 128 + signal.SIGTERM  # the exit status of a process a kill ended, 143: what sigterm_exits exits with
+
+
 def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
+    raise SystemExit(SIGTERM_EXIT)
 
 
 def replace_file(path, write) -> Path:
@@ -328,7 +331,7 @@ def hold_folders(output_dir, holder: str, *, reads=(), flag: str = "--output_dir
     writes from model folders (an evaluation, an export, an import): a training writing either of them would
     leave the result built from half-replaced weights, or replace the folder under it. `clash` says what a
     writer already in `output_dir` would suffer. Yields the ExitStack that holds them. Raises FolderInUseError."""
-    with _sigterm_exits(), ExitStack() as held:  # a kill anywhere in the block still releases and removes them
+    with sigterm_exits(), ExitStack() as held:  # a kill anywhere in the block still releases and removes them
         for folder in map(Path, reads):
             if folder.is_dir():
                 _share_model_folder(held, folder, holder)

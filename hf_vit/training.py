@@ -33,7 +33,9 @@ from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
 from .presets import PRESETS  # model shapes by name; explicit config fields given next to a preset override it
-from .output_folder import FolderInUseError, folder_lock, probe_writable, replace_text, signals_held
+from .output_folder import (
+    FolderInUseError, SIGTERM_EXIT, folder_lock, probe_writable, replace_text, sigterm_exits, signals_held,
+)
 from .training_flags import (
     Given,
     SetupError,
@@ -1803,7 +1805,9 @@ def main(argv=None) -> int:
         output_dir = Path(args[3].output_dir)
         existed = output_dir.exists()
         try:
-            with flags_in_messages():  # the data's messages name train.py's flags, not prepare_data's arguments
+            # the data's messages name train.py's flags, not prepare_data's arguments; a kill (SIGTERM) stops the run
+            # as Ctrl-C does, through the clean-up (Python's default would end it at once, leaving its lock file)
+            with flags_in_messages(), sigterm_exits():
                 train(*args)
         except BaseException:
             # A run refused during setup leaves no empty --output_dir behind (check_output_dir made it).
@@ -1816,12 +1820,15 @@ def main(argv=None) -> int:
     except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: checkpoints are written in place, so one cut short is not named
+    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, kill: checkpoints are written in place, so one cut
+        killed = isinstance(err, SystemExit)  # short is not named
+        if killed and err.code != SIGTERM_EXIT:
+            raise
         done = last_complete_checkpoint(output_dir) if "output_dir" in locals() and output_dir.is_dir() else None
         hint = (
             f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
             if done else " No checkpoint was written yet."
         )
-        print(f"train.py: interrupted.{hint}", file=sys.stderr, flush=True)
-        return 130
+        print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}.{hint}", file=sys.stderr, flush=True)
+        return SIGTERM_EXIT if killed else 130
     return 0

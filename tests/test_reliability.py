@@ -1648,7 +1648,8 @@ def test_class_names_that_are_formulas_stay_text_in_the_csv(tmp_path):
 # HF_VIT_TEST_STALL_SAVE=checkpoint-N makes the weight write of that checkpoint stop half-way (half the bytes on
 # disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint (the name
 # of --output_dir: the final model's write). HF_VIT_TEST_STALL_SECONDS (default 600) ends the sleep, and the write
-# then completes: for a signal that is to take effect only once the files are whole.
+# then completes: for a signal that is to take effect only once the files are whole. HF_VIT_TEST_STALL_DECODE=1 makes
+# the first decode of a split print DECODING and sleep 600 s: a signal while the data is read.
 WRAPPER = """
 import json, os, sys, time
 import torch
@@ -1674,6 +1675,12 @@ if stall:
             time.sleep(float(os.environ.get("HF_VIT_TEST_STALL_SECONDS", 600)))
         return real_save(tensors, filename, metadata=metadata)
     modeling_utils.safe_save_file = stalling_save
+if os.environ.get("HF_VIT_TEST_STALL_DECODE"):
+    import hf_vit.data
+    def stalling_decode(*args, **kwargs):
+        print("DECODING", flush=True)
+        time.sleep(600)
+    hf_vit.data.decode_images = stalling_decode
 from hf_vit.training import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -2547,6 +2554,43 @@ def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
         f"{newest})."
     ]
     assert "Traceback" not in stderr
+
+
+def test_a_plain_kill_of_a_training_while_it_reads_the_data_leaves_no_folder_it_made(dataset_dir, tmp_path):
+    """`kill` (SIGTERM, what a batch system's time limit sends) of a real training subprocess while the data is
+    decoded (the test-only wrapper stalls the decode): exit status 143, one line, and no --output_dir left (before:
+    Python's default ended the run at once, silently, and left a folder holding only .hf_vit.lock)."""
+    out = tmp_path / "run"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_DECODE="1")
+    while "DECODING" not in proc.stdout.readline():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+    proc.terminate()
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output[-3000:]
+    assert re.findall(r"train\.py: stopped[^\r\n]*", output) == [
+        "train.py: stopped by SIGTERM (kill). No checkpoint was written yet."]
+    assert not out.exists()
+
+
+def test_a_plain_kill_mid_training_says_how_to_continue(dataset_dir, tmp_path):
+    """`kill` (SIGTERM) of a real training subprocess after checkpoint-12: Ctrl-C's line, naming the newest complete
+    checkpoint, exit status 143, no lock file left (before: no word, and .hf_vit.lock stayed)."""
+    out = tmp_path / "run"
+    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=4000))
+    while not (out / "checkpoint-12" / "trainer_state.json").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    proc.terminate()
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output[-3000:]
+    newest = max((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
+                 key=lambda p: int(p.name.split("-")[1])).name  # fmt: skip
+    assert re.findall(r"train\.py: stopped[^\r\n]*", output) == [
+        "train.py: stopped by SIGTERM (kill). Continue with the same command and --resume_from_checkpoint last (the "
+        f"newest is {newest})."
+    ]
+    assert "Traceback" not in output
+    assert not (out / ".hf_vit.lock").exists()
 
 
 def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, tmp_path):
