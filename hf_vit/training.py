@@ -1623,6 +1623,10 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
                 flush=True,
             )
         return None
+    if getattr(training_args, "enable_jit_checkpoint", False) and trainer.state.global_step < trainer.state.max_steps:
+        # --enable_jit_checkpoint: the Trainer answers a kill (SIGTERM) by saving a checkpoint and ending training
+        # early, as if it were done; the run stops as a kill stops it, rather than test and write a half-trained model.
+        raise SystemExit(SIGTERM_EXIT)
 
     # The best model (by validation accuracy) is loaded now; score it on the test split on every rank.
     # --bf16/fp16_full_eval: outside training the Trainer casts the model itself to evaluate; keep the weights.

@@ -2572,17 +2572,22 @@ def test_a_plain_kill_of_a_training_while_it_reads_the_data_leaves_no_folder_it_
     assert not out.exists()
 
 
-def test_a_plain_kill_mid_training_says_how_to_continue(dataset_dir, tmp_path):
-    """`kill` (SIGTERM) of a real training subprocess after checkpoint-12: Ctrl-C's line, naming the newest complete
-    checkpoint, exit status 143, no lock file left (before: no word, and .hf_vit.lock stayed)."""
-    out = tmp_path / "run"
-    proc = start_training(tmp_path, train_args(dataset_dir, out, steps=4000))
-    while not (out / "checkpoint-12" / "trainer_state.json").exists():
+def kill_after(proc, checkpoint):
+    """`kill` (SIGTERM) the run once `checkpoint` is complete; it must exit with status 143. Returns its output."""
+    while not (checkpoint / "trainer_state.json").exists():
         assert proc.poll() is None, proc.communicate()[0][-3000:]
         time.sleep(0.05)
     proc.terminate()
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, output[-3000:]
+    return output
+
+
+def test_a_plain_kill_mid_training_says_how_to_continue(dataset_dir, tmp_path):
+    """`kill` (SIGTERM) of a real training subprocess after checkpoint-12: Ctrl-C's line, naming the newest complete
+    checkpoint, exit status 143, no lock file left (before: no word, and .hf_vit.lock stayed)."""
+    out = tmp_path / "run"
+    output = kill_after(start_training(tmp_path, train_args(dataset_dir, out, steps=4000)), out / "checkpoint-12")
     newest = max((p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file()),
                  key=lambda p: int(p.name.split("-")[1])).name  # fmt: skip
     assert re.findall(r"train\.py: stopped[^\r\n]*", output) == [
@@ -2591,6 +2596,23 @@ def test_a_plain_kill_mid_training_says_how_to_continue(dataset_dir, tmp_path):
     ]
     assert "Traceback" not in output
     assert not (out / ".hf_vit.lock").exists()
+
+
+def test_a_kill_with_enable_jit_checkpoint_saves_a_checkpoint_and_writes_no_model_folder(dataset_dir, tmp_path):
+    """--enable_jit_checkpoint true (transformers 5): the Trainer answers SIGTERM by saving a checkpoint 3 s later and
+    ending training early, as if done. A real SIGTERM to a real 4000-step run: it stops as a plain kill does, exit
+    status 143 and the resume line naming that checkpoint (before: exit status 0, and the half-trained model was
+    tested and written as the run's model folder, card and all: 'test accuracy ...; model folder: ...')."""
+    out = tmp_path / "run"
+    output = kill_after(start_training(tmp_path, train_args(dataset_dir, out, "--enable_jit_checkpoint", "true",
+                                                            steps=4000)), out / "checkpoint-8")  # fmt: skip
+    assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
+    newest = max(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert (newest / "trainer_state.json").is_file() and int(newest.name.split("-")[1]) < 4000
+    assert re.findall(r"train\.py: stopped[^\r\n]*", output) == [
+        "train.py: stopped by SIGTERM (kill). Continue with the same command and --resume_from_checkpoint last (the "
+        f"newest is {newest.name})."
+    ]
 
 
 def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, tmp_path):
