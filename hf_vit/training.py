@@ -1547,8 +1547,13 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             model = HfViTForImageClassification(config)
         else:
             model, head = load_for_fine_tuning(start, config, model_args.attn_implementation)
-        if resume is None:  # the other ranks wait here until the earlier run is gone
-            clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0)
+    if resume is None:
+        # The earlier run goes once every rank has its data: a rank reading a copy of its own (another node's) may
+        # refuse it where rank 0's passed, and a refused run deletes nothing. The others wait until it is gone.
+        training_args.distributed_state.wait_for_everyone()
+        if training_args.process_index == 0:
+            clear_earlier_run(output_dir, run_args.overwrite_output_dir, is_main=True)
+        training_args.distributed_state.wait_for_everyone()
     if start is not None:
         if training_args.process_index == 0:
             head = f"; {head}" if head else ""

@@ -188,6 +188,46 @@ def test_two_processes_both_train_one_folder_is_written(two_process_run):
     assert metrics["train"]["epochs"] == pytest.approx(4 / 5)
 
 
+# A sitecustomize (put first on PYTHONPATH by the test) that gives rank 1 a dataset copy of its own with a truncated
+# image in row 3: rank 1 decodes without the cache rank 0 wrote, and the real decode of that row fails as PIL does on
+# a truncated file. What a rank on another node sees when its node's copy is damaged.
+RANK_1_DAMAGED_COPY = """
+import os
+if os.environ.get("RANK") == "1":
+    import hf_vit.data as data
+    decode_images, decode_one, rows = data.decode_images, data._decode_one, []
+    def damaged_row_3(value, mode, size):
+        rows.append(1)
+        if len(rows) == 4:
+            raise OSError("image file is truncated (3 bytes not processed)")
+        return decode_one(value, mode, size)
+    data._decode_one = damaged_row_3
+    data.decode_images = lambda *args, **kwargs: decode_images(*args, **{**kwargs, "cache": False})
+"""
+
+
+def test_a_rank_that_refuses_its_data_ends_the_run_and_the_earlier_run_stays(tiny, tmp_path):
+    """2 real processes; only rank 1 sees a damaged image (its own copy, see RANK_1_DAMAGED_COPY). The launch must end
+    (rank 0 must not wait for rank 1 forever), name the row, and, as a run refused for its data, delete nothing: the
+    earlier run that --overwrite_output_dir would replace stays (before: rank 0 deleted it once its own data passed,
+    and the failed run left an empty folder)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RANK_1_DAMAGED_COPY)
+    out = tmp_path / "model"
+    (out / "checkpoint-4").mkdir(parents=True)
+    for name in ("model.safetensors", "metrics.json"):
+        (out / name).write_text("the earlier run's")
+    proc = run(accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
+                          *tiny_args(tiny, out, *TWO_PROCESS_RUN, "--overwrite_output_dir", "true")),
+               timeout=240, ACCELERATE_USE_CPU="1", PYTHONPATH=f"{site}{os.pathsep}{ROOT}")  # fmt: skip
+    assert proc.returncode != 0
+    assert "train.py: error: row 3 of the 'train' split cannot be decoded: its 'img' cell is not a readable image " \
+           "(image file is truncated (3 bytes not processed)). Re-encode or drop that row." in proc.stderr, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-4", "metrics.json", "model.safetensors"]
+    assert (out / "metrics.json").read_text() == "the earlier run's"
+
+
 def test_two_processes_refuse_batch_eval_metrics(tiny, tmp_path):
     """With batch_eval_metrics the Trainer keeps no predictions, so the validation loss of several processes could
     not be taken over each image once: it counted the sampler's repeats again. Refused before the data is read."""
