@@ -228,6 +228,46 @@ def test_a_rank_that_refuses_its_data_ends_the_run_and_the_earlier_run_stays(tin
     assert (out / "metrics.json").read_text() == "the earlier run's"
 
 
+# A sitecustomize (put first on PYTHONPATH by the test): rank 1 fails right after the test prediction, while rank 0
+# writes the model folder, whose weights take 8 s to write here (a large model's would): the launcher stops rank 0
+# with SIGTERM in the middle of it (rank 1 takes a few seconds to end and be noticed).
+RANK_1_FAILS_WHILE_RANK_0_WRITES = """
+import os, time
+if os.environ.get("RANK") == "1":
+    import hf_vit.training as training
+    def fails(trainer):
+        raise RuntimeError("rank 1 failed after the test prediction")
+    training.prediction_precision = fails
+elif os.environ.get("RANK") == "0":
+    import transformers.modeling_utils as modeling_utils
+    real_save = modeling_utils.safe_save_file
+    def slow_save(tensors, filename, metadata=None):
+        if "checkpoint-" not in str(filename):
+            time.sleep(8)
+        return real_save(tensors, filename, metadata=metadata)
+    modeling_utils.safe_save_file = slow_save
+"""
+
+
+def test_a_launcher_stopping_rank_0_while_it_writes_the_model_folder_leaves_it_whole(tiny, tmp_path):
+    """2 real processes: rank 1 fails after the test prediction, and the launcher sends SIGTERM to rank 0 while it
+    writes the model folder. The folder is finished first (the weights, metrics.json and the card), then rank 0 stops
+    (before: config.json without model.safetensors, no metrics, no card)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(RANK_1_FAILS_WHILE_RANK_0_WRITES)
+    out = tmp_path / "model"
+    proc = run(accelerate("--multi_gpu", "--num_processes", "2", "--main_process_port", str(free_port()), TRAIN,
+                          *tiny_args(tiny, out, *TWO_PROCESS_RUN)),
+               timeout=240, ACCELERATE_USE_CPU="1", PYTHONPATH=f"{site}{os.pathsep}{ROOT}")  # fmt: skip
+    assert proc.returncode != 0
+    assert "rank 1 failed after the test prediction" in proc.stderr, proc.stderr[-3000:]
+    best = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["best_model_checkpoint"]
+    assert max_diff(weights(out), weights(best)) == 0.0  # whole: the weights the run chose
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 4
+    assert (out / "README.md").is_file() and (out / "training_recipe.json").is_file()
+
+
 def test_two_processes_refuse_batch_eval_metrics(tiny, tmp_path):
     """With batch_eval_metrics the Trainer keeps no predictions, so the validation loss of several processes could
     not be taken over each image once: it counted the sampler's repeats again. Refused before the data is read."""
