@@ -36,7 +36,9 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ge
 
 from .image_processing import processor_size_mismatch
 from .links import refuse_links_outside
-from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, share_checkpoint_run, share_folder, two_saves
+from .output_folder import (
+    EVALUATION_FILES, EVALUATION_SUBFOLDERS, share_checkpoint_run, share_folder, sigterm_exits, two_saves,
+)
 from .public import public_copies
 
 # Top-level files that go up when present (config.json, weights and preprocessor are also required).
@@ -591,7 +593,7 @@ def push_model_folder(
     model_dir = Path(model_dir).expanduser()
     check_repo_id(repo_id)
     branch = push_branch(revision)
-    with ExitStack() as held:
+    with sigterm_exits(), ExitStack() as held:  # a kill anywhere in the block still releases the folders
         # A training or an evaluation writing the folder meanwhile would send half-replaced files, or another
         # model's evaluation beside these weights: the push reads it as an evaluation does, and they refuse it.
         for folder in (model_dir, model_dir / "evaluation"):
