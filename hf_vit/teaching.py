@@ -30,7 +30,9 @@ from .attention_maps import MAPS_SHOW, heat_map_image, patch_map_to_grid, pooled
 from .configuration_hf_vit import HfViTConfig, _pair
 from .data import ImageDepthError, as_mode, setting
 from .eval_pictures import MAX_PICTURE_SIDE
-from .output_folder import FolderInUseError, folder_lock, holds_an_evaluation, replace_file, replace_text
+from .output_folder import (
+    FolderInUseError, folder_lock, holds_an_evaluation, replace_file, replace_text, sigterm_exits,
+)
 from .presets import PRESETS as TRAINING_PRESETS
 
 logger = logging.getLogger(__name__)
@@ -727,7 +729,8 @@ def _write_set(output_dir: Path, drawn: dict, summary: dict) -> dict:
     run that this one did not redraw removed (they would show another image beside this run's pictures.json),
     pictures.json last, so a set that has one is complete. Returns {name: path}."""
     try:  # one run per folder, as the evaluation's: two runs writing it at once would mix their pictures
-        with folder_lock(output_dir, "a visualize.py run"):
+        # a kill while the set is written still releases the folder (Python's default would leave the lock file)
+        with sigterm_exits(), folder_lock(output_dir, "a visualize.py run"):
             return _write_locked_set(output_dir, drawn, summary)
     except FolderInUseError as err:
         raise FolderInUseError(

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 from PIL import Image
+from stalled import signal_and_wait, start_stalled
 
 from hf_vit import CIFAR10_LABELS, HfViTConfig, HfViTForImageClassification, make_image_processor
 from hf_vit.card import find_template, write_model_card
@@ -1457,36 +1459,15 @@ def test_a_folder_a_training_or_an_evaluation_is_writing_is_not_pushed(tmp_path,
         pass
 
 
-# A sitecustomize (put first on PYTHONPATH by the test) that stalls a real push_to_hub.py when it writes the card, with
-# the model folder and its evaluation held: time for a real signal there.
-STALL_CARD = """
-import time
-import hf_vit.card
-def stalled(model_dir, text):
-    print("WRITING CARD", flush=True)
-    time.sleep(600)
-hf_vit.card.write_card_text = stalled
-"""
-
-
 def test_a_plain_kill_of_a_push_leaves_no_lock_file_in_the_folders_it_read(tmp_path):
     """`kill` (SIGTERM) of a real `push_to_hub.py --dry_run` (offline: no network at all) while it writes the card:
     it exits through the clean-up (status 143) and leaves the folder as it was (before: Python's default ended it
     there, and .hf_vit.lock stayed in the model folder and in its evaluation/, as row 119 said of the export)."""
     folder = make_model_folder(tmp_path / "run")
     card = write_model_card(folder).read_bytes()
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(STALL_CARD)
-    proc = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(folder), "someone/x", "--dry_run"],
-        cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{REPO_ROOT}", HF_HUB_OFFLINE="1"), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    while "WRITING CARD" not in proc.stdout.readline():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-    proc.terminate()
-    output, _ = proc.communicate(timeout=60)
+    proc = start_stalled(tmp_path, [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), str(folder),
+                                    "someone/x", "--dry_run"], "hf_vit.card.write_card_text", REPO_ROOT, HF_HUB_OFFLINE="1")
+    output = signal_and_wait(proc, signal.SIGTERM)
     assert proc.returncode == 143, output[-3000:]
     assert not list(folder.rglob(".hf_vit.lock"))
     assert (folder / "README.md").read_bytes() == card

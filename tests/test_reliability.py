@@ -24,6 +24,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from stalled import signal_and_wait, start_stalled
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
@@ -1062,18 +1063,6 @@ def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(model_dir
     assert not [f for f in upload_plan(folder) if f.startswith("evaluation/")]
 
 
-# A sitecustomize (put first on PYTHONPATH by the test) that stalls a real evaluate_model.py once its pictures are
-# being drawn (the mistakes are saved and the earlier evaluation's files deleted): time for a real signal there.
-STALL_DRAWING = """
-import time
-import hf_vit.analysis
-def stalled(*args, **kwargs):
-    print("DRAWING", flush=True)
-    time.sleep(600)
-hf_vit.analysis.gallery_image = stalled
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
 def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_and_a_rerun_completes(
         model_dir, dataset_dir, tmp_path, sig):  # fmt: skip
@@ -1084,19 +1073,10 @@ def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_a
 
     folder = copy_of(model_dir, tmp_path)
     analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(STALL_DRAWING)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(folder), "--dataset",
-         str(dataset_dir), "--device", "cpu", "--no_progress"], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{ROOT}", OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1"),
-    )  # fmt: skip
-    while "DRAWING" not in proc.stdout.readline():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
-    proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=120)
+    proc = start_stalled(tmp_path, [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(folder),
+                                    "--dataset", str(dataset_dir), "--device", "cpu", "--no_progress"],
+                         "hf_vit.analysis.gallery_image", ROOT, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")  # fmt: skip
+    output = signal_and_wait(proc, sig)
     assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGINT), output[-3000:]
     evaluation = folder / "evaluation"
     assert not [p.name for p in evaluation.iterdir() if p.name in ("metrics.json", "report.html")]

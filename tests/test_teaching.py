@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from stalled import signal_and_wait, start_stalled
 
 from hf_vit import HfViTConfig, HfViTForImageClassification
 from hf_vit.attention_maps import heat_map_image
@@ -343,6 +345,21 @@ def test_a_dataset_image_is_found_by_the_evaluations_column_rule(tmp_path):
         load_dataset_image(ds, 0, image_column="coarse")
     with flags_in_messages(), pytest.raises(ValueError, match=r"^--index 5 is out of range"):
         load_dataset_image(ds, 5)
+
+
+def test_a_plain_kill_of_visualize_leaves_no_lock_file_and_no_summary(tmp_path):
+    """`kill` (SIGTERM) of a real visualize.py while it writes its set: status 143, no pictures.json (the set is not
+    whole) and no .hf_vit.lock left (before: Python's default ended it there, the lock file stayed in the folder)."""
+    image_path = tmp_path / "input.png"
+    noise_image(32, 32).save(image_path)
+    out = tmp_path / "pictures"
+    proc = start_stalled(tmp_path, [sys.executable, str(REPO / "scripts/visualize.py"), "--preset", "tiny", "--depth",
+                                    "1", "--image", str(image_path), "--output_dir", str(out), "--scale", "2"],
+                         "hf_vit.teaching.replace_text", REPO)  # fmt: skip
+    output = signal_and_wait(proc, signal.SIGTERM)
+    assert proc.returncode == 143, output[-3000:]
+    assert not (out / "pictures.json").exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):

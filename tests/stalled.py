@@ -1,0 +1,34 @@
+"""Real signals at a chosen instant of a real script: a sitecustomize in a temp dir, first on PYTHONPATH, replaces one
+function of the script's process with one that prints STALLED and sleeps; the test then signals that process."""
+
+import os
+import subprocess
+
+STALL = """
+import importlib, time
+def stalled(*args, **kwargs):
+    print("STALLED", flush=True)
+    time.sleep(600)
+setattr(importlib.import_module({module!r}), {name!r}, stalled)
+"""
+
+
+def start_stalled(tmp_path, cmd, stall_at: str, root, **env) -> subprocess.Popen:
+    """Start `cmd` (cwd `root`, which is also on PYTHONPATH) with `stall_at` ("package.module.function") stalled;
+    return once the process has reached it."""
+    module, name = stall_at.rsplit(".", 1)
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(STALL.format(module=module, name=name))
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{root}", **env))  # fmt: skip
+    while "STALLED" not in proc.stdout.readline():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+    return proc
+
+
+def signal_and_wait(proc: subprocess.Popen, sig) -> str:
+    """Send `sig` and wait for the process to end; returns the rest of its output."""
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    return output
