@@ -1829,10 +1829,11 @@ def main(argv=None) -> int:
     except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
-    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, kill: checkpoints are written in place, so one cut
-        killed = isinstance(err, SystemExit)  # short is not named
+    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, or a kill (sigterm_exits)
+        killed = isinstance(err, SystemExit)
         if killed and err.code != SIGTERM_EXIT:
             raise
+        # checkpoints are written in place, so one cut short is not named
         done = last_complete_checkpoint(output_dir) if "output_dir" in locals() and output_dir.is_dir() else None
         hint = (
             f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
