@@ -1,15 +1,14 @@
 """Import a `state_dict` saved from the lesson's `ViT` module into a complete hf_vit model folder.
 
-    state dict file (.pt/.pth via torch.load(weights_only=True), or .safetensors)
+    state dict (a file: .pt/.pth via torch.load(weights_only=True), or .safetensors; or the dict in memory)
       + the lesson's cfg fields (given, or read off the weight shapes)
       -> HfViTForImageClassification, loaded strictly (hf_vit.convert_lesson)
       -> model folder: config.json, model.safetensors, remote code, preprocessor_config.json, README.md
 
-Most cfg fields can be read from the shapes (dim, depth, mlp_dim, num_classes; patch and image size as the
-squares that fit, with 3 channels unless given, said in a warning as other sizes fit the same weights; sizes given are
-checked against the weights); the split of the attention width
-into `heads` x `dim_head` cannot, so `heads` must be given unless the block has
-no output projection (one head as wide as `dim`). `pool` and the dropouts leave
+Most cfg fields can be read from the shapes (dim, depth, mlp_dim, num_classes; patch and image size as the squares
+that fit, with 3 channels unless given: said in a warning, as other sizes fit the same weights). Sizes given are
+checked against the weights. The split of the attention width into `heads` x `dim_head` cannot be read, so `heads`
+must be given unless the block has no output projection (one head as wide as `dim`). `pool` and the dropouts leave
 no trace in the weights: `pool` defaults to 'cls' like the lesson's cfg.
 """
 
@@ -91,7 +90,7 @@ def _checkpoint_entry(path: Path, obj: dict, key) -> dict:
     or, where none is plainly the model's, the import stops naming them: importing either silently could be the
     wrong model."""
     nested = [name for name, value in obj.items() if _is_state_dict(value)]
-    listed = " and ".join(filter(None, (", ".join(map(repr, nested[:-1])), repr(nested[-1])))) if nested else ""
+    listed = _joined(list(map(repr, nested)), "and") if nested else ""
     if key is not None:
         if key in nested:
             return obj[key]
@@ -266,26 +265,21 @@ def _shapes(count: int, cell=(1, 1), most: int | None = 3) -> list:
     return sorted(sizes, key=lambda hw: (max(hw) / min(hw), hw[0]))[:most]
 
 
-def _size_value(size) -> str:
-    """A size as the script's flag takes it (`32`, `16 64`) or as the cfg dict holds it (`32`, `(16, 64)`)."""
-    height, width = _pair(size)
-    if height == width:
-        return str(height)
-    return f"{height} {width}" if messages_name_flags() else f"({height}, {width})"
-
-
 def _size_field(name: str, size) -> str:
-    """`--image_size 16 64` or `cfg={'image_size': (16, 64)}`."""
-    return f"{setting(name)} {_size_value(size)}" if messages_name_flags() else f"cfg={{{name!r}: {_size_value(size)}}}"
+    """A size as a cfg field to pass (`_cfg_field`), one number for a square: `--image_size 16 64` or
+    `cfg={'image_size': (16, 64)}`."""
+    height, width = _pair(size)
+    return _cfg_field(name, *((height,) if height == width else (height, width)))
 
 
-def _or(items: list) -> str:
-    """`a, b or c`."""
-    return " or ".join(filter(None, (", ".join(items[:-1]), items[-1])))
+def _joined(items: list, word: str = "or") -> str:
+    """`a, b or c` (`a, b and c` with word="and")."""
+    return f" {word} ".join(filter(None, (", ".join(items[:-1]), items[-1])))
 
 
 def _listed_sizes(name: str, sizes) -> str:
-    return _or([_size_field(name, size) for size in sizes])
+    """`sizes` as the fields to pass, one of which to choose: `--patch_size 4 or --patch_size 2 8`."""
+    return _joined([_size_field(name, size) for size in sizes])
 
 
 def _patches_for(values: int, channels: int) -> str:
@@ -318,7 +312,7 @@ def _patch_size(cfg: dict, values: int) -> dict:
             f"The weights take {values} values per patch (channels x patch height x patch width), not {channels} "
             f"channel{'s' if channels != 1 else ''} x a square patch. Pass the lesson's {setting('channels')} (3 "
             f"unless given: 1 for grey images) and, for a non-square patch, {_cfg_field('patch_size', 'H', 'W')}.",
-            f"The weights fit square patches with {_or(square)}." if square else "",
+            f"The weights fit square patches with {_joined(square)}." if square else "",
             _patches_for(values, channels) if values // channels > 1 else "",
         ))))
     height, width = _pair(cfg["patch_size"])
@@ -373,7 +367,7 @@ def _image_size(cfg: dict, count: int, patch) -> dict:
                    if height % size[0] == 0 and width % size[1] == 0]
         raise ValueError(
             f"{image} is not cut whole by {patch_height}x{patch_width} patches{patch_read}. Of the patches of {pixels} "
-            f"pixels that the weights fit, {_or(cutting[:3])} cut{'s' if len(cutting) == 1 else ''} it whole. Pass "
+            f"pixels that the weights fit, {_joined(cutting[:3])} cut{'s' if len(cutting) == 1 else ''} it whole. Pass "
             f"the lesson's own {setting('patch_size')}."
         )
     grid = (height // patch_height, width // patch_width)
@@ -504,15 +498,15 @@ def _read_sizes_said(cfg: dict, found: dict, config: HfViTConfig) -> str | None:
     why = f"the square{'s that fit' if image and patch else ' that fits'} the weight shapes" + (
         f" and the lesson's default of {config.num_channels} channels" if channels else "")
     read = [name for name, is_read in (("image_size", image), ("patch_size", patch), ("channels", channels)) if is_read]
-    given = [name for name in ("channels", "image_size", "patch_size") if name in read]
+    to_give = [name for name in ("channels", "image_size", "patch_size") if name in read]
     if messages_name_flags():
-        again = " ".join(_cfg_field(name, *("C" if name == "channels" else "HW")) for name in given)
+        again = " ".join(_cfg_field(name, *(("C",) if name == "channels" else ("H", "W"))) for name in to_give)
         again += f" {setting('overwrite')}"
     else:
-        fields = ", ".join(f"{name!r}: {'C' if name == 'channels' else '(H, W)'}" for name in given)
+        fields = ", ".join(f"{name!r}: {'C' if name == 'channels' else '(H, W)'}" for name in to_give)
         again = f"cfg={{{fields}}} and overwrite=True"
     return (
-        f"{' and '.join(filter(None, (', '.join(map(setting, read[:-1])), setting(read[-1]))))} not given: the model "
+        f"{_joined(list(map(setting, read)), 'and')} not given: the model "
         f"takes {takes}, {why}. If the lesson's cfg gave a (height, width) pair"
         f"{' or another channel count (1 for grey images)' if channels else ''}, import again with {again}: the "
         f"weights fit either way, but the model would "
