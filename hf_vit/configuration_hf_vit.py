@@ -192,6 +192,12 @@ def _refuse_array_scalar(name, value):
     )
 
 
+def _type_name(obj) -> str:
+    """The class of `obj` as messages name it: `transformers ViTConfig` for one of transformers' own, else its name."""
+    kind = type(obj)
+    return f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
+
+
 def _refuse_a_whole_cfg(first) -> None:
     """The lesson's cfg object (or a dict of its fields) passed whole, as the lesson's `ViT(cfg)` takes it: it would
     land in image_size, and the error would call it a bad image size."""
@@ -201,10 +207,8 @@ def _refuse_a_whole_cfg(first) -> None:
                 "HfViTConfig got an HfViTConfig object as its first argument (image_size): it is one already. Use it "
                 "as it is (copy.deepcopy(config) for a copy to edit)."
             )
-        kind = type(first)
-        name = f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
         raise TypeError(
-            f"HfViTConfig takes the lesson's fields as keywords, got a {name} object as "
+            f"HfViTConfig takes the lesson's fields as keywords, got a {_type_name(first)} object as "
             "its first argument (image_size), another model's configuration. Give its shape as keywords: "
             "HfViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, num_channels=cfg.num_channels, "
             "dim=cfg.hidden_size, depth=cfg.num_hidden_layers, heads=cfg.num_attention_heads, "

@@ -29,7 +29,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .configuration_hf_vit import HfViTConfig, _pair
+from .configuration_hf_vit import HfViTConfig, _pair, _type_name
 
 
 # ---------------------------------------------------------------------------
@@ -465,11 +465,9 @@ def _check_config(model, config) -> None:
     ViTConfig), saying how to build one, then check the fields. By its method, not isinstance: remote code may load
     the config class from another copy of its module."""
     if not hasattr(config, "validate_hf_vit"):
-        kind = type(config)
-        name = f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
         raise TypeError(
-            f"{type(model).__name__} takes an HfViTConfig, got a {name}. Build one from the lesson's fields: "
-            f"{type(model).__name__}(HfViTConfig(**dataclasses.asdict(cfg))) for the lesson's cfg dataclass, or "
+            f"{type(model).__name__} takes an HfViTConfig, got a {_type_name(config)}. Build one from the lesson's "
+            f"fields: {type(model).__name__}(HfViTConfig(**dataclasses.asdict(cfg))) for the lesson's cfg dataclass, or "
             "HfViTConfig(dim=..., depth=..., heads=..., dim_head=..., mlp_dim=...)."
         )
     config.validate_hf_vit()
