@@ -361,9 +361,9 @@ def _close(values, reference) -> bool:
     )
 
 
-def _processor_text(processor: dict | None, trained: bool = True) -> str:
-    """What `preprocessor_config.json` does to an image, read from the file; `trained`: said to be as in training
-    (a folder without training records has none to compare with)."""
+def _processor_text(processor: dict | None, as_in_training: bool) -> str:
+    """What `preprocessor_config.json` does to an image, read from the file; `as_in_training`: said to be as in
+    training (a folder without training records has no training to compare with)."""
     if processor is None:
         return (
             "No `preprocessor_config.json` was found next to the weights, so `pipeline(...)` cannot prepare images "
@@ -393,7 +393,7 @@ def _processor_text(processor: dict | None, trained: bool = True) -> str:
     if not steps:
         return "The image processor (`preprocessor_config.json`) passes the pixel values through unchanged."
     listed = steps[0] if len(steps) == 1 else ", ".join(steps[:-1]) + " and " + steps[-1]
-    return f"The image processor (`preprocessor_config.json`) {listed}{', as in training' if trained else ''}."
+    return f"The image processor (`preprocessor_config.json`) {listed}{', as in training' if as_in_training else ''}."
 
 
 # ---------------------------------------------------------------------------
@@ -782,14 +782,15 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base}){at}." if base_hub_id
                     else f" Fine-tuned from a local model (*{_text(_folder_name(base))}*).")
     processor = _read_json(model_dir / "preprocessor_config.json")
+    grey_processor = is_grey_processor(processor)
     variables = dict(
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,
         exported=exported,
         # A grey processor takes any image, through pipeline() too; a plain one (an export's, or a 1-channel
         # model saved before hf_vit had one) needs the image made grey first and cannot serve pipeline().
-        one_channel=arch["num_channels"] == 1 and not is_grey_processor(processor),
-        processor_code=is_grey_processor(processor),
+        one_channel=arch["num_channels"] == 1 and not grey_processor,
+        processor_code=grey_processor,
         can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],
         patch_text=_size(arch["patch_size"]),
         depth_text=f"{arch['depth']} Pre-LayerNorm encoder block" + ("s" if arch["depth"] != 1 else ""),
@@ -802,7 +803,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         cifar10=bool(train_source),
         data_short="CIFAR-10" if train_source else (dataset_label if dataset else None),  # None: unrecorded
         split=split,
-        processor_text=_processor_text(processor, trained=recipe is not None or dataset is not None),
+        processor_text=_processor_text(processor, as_in_training=recipe is not None or dataset is not None),
         recipe_intro="The resolved arguments of the training run (`training_recipe.json`):",
         recipe_sections=recipe_sections,
         train_rows=train_rows,

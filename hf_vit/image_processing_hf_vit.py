@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from transformers.image_utils import ChannelDimension, infer_channel_dimension_format
 
-# The PIL backend in both transformers 5.17 and 5.24 (the top-level ViTImageProcessor is torchvision's where
+# The PIL backend, in transformers 5.4 and later (the top-level ViTImageProcessor is torchvision's where
 # torchvision is installed): it resizes the 8-bit grey image with PIL's bilinear filter, as training does.
 try:
     from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
@@ -64,7 +64,7 @@ def as_grey(image, input_data_format=None):
         return as_mode(ImageOps.exif_transpose(image), "L")
     array = image.numpy() if hasattr(image, "numpy") and not isinstance(image, np.ndarray) else np.asarray(image)
     if array.ndim != 3:
-        return array  # (H, W): grey already; anything else is refused by transformers as before
+        return array  # (H, W): grey already; any other shape transformers refuses itself
     if input_data_format is None:
         input_data_format = infer_channel_dimension_format(array, num_channels=(1, 3, 4))
     if ChannelDimension(input_data_format) == ChannelDimension.FIRST:
@@ -99,7 +99,7 @@ class HfViTGreyImageProcessor(ViTImageProcessorPil):
         return super().preprocess(with_channel(images, kwargs.get("input_data_format")), *args, **kwargs)
 
     def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs):
-        # grey now, and (H, W): the channel layout given was the colour image's
+        # as_grey hands back (H, W): the input_data_format given described the image before, so it is left out
         return super().process_image(as_grey(image, input_data_format), do_convert_rgb=False, **kwargs)
 
 

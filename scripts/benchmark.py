@@ -11,8 +11,8 @@ img/s, peak memory and achieved GFLOP/s next to a measured matmul peak, one tabl
 attention. All models of a table are timed in one process, in interleaved windows whose order
 rotates each round: figures are median windows, ratios are medians of paired windows (the two
 models' windows of one round), so a slow spell of a shared machine hits every model alike. A
-second, identical hf_vit in the same windows gives the run's noise floor (`--no_control` skips it). Peak memory comes from a fresh
-process per model. Then the end-to-end img/s of a real short `Trainer` run (real input pipeline,
+second, identical hf_vit in the same windows gives the run's noise floor (`--no_control` skips
+it). Peak memory comes from a fresh process per model. Then the end-to-end img/s of a real short `Trainer` run (real input pipeline,
 the CIFAR-10 copy when present) with the fastest hf_vit setting, next to its bare model step,
 and that run's own split into time inside the training steps and between them. The work is in
 `hf_vit.benchmarking`.
