@@ -193,10 +193,12 @@ def load_dataset(
 
     named = setting(argument)  # --dataset_name, or dataset_name for Python code
     if not isinstance(dataset_name, (str, os.PathLike)):  # a loaded DatasetDict: Path() failed with a TypeError
-        save = ("`dataset_dict.save_to_disk('my_data')`" if not isinstance(dataset_name, datasets.Dataset) else
-                # one split saved alone has no split name, and datasets refuses its folder here (see below)
-                "`datasets.DatasetDict({'test': ds}).save_to_disk('my_data')` for one split (its name as the key; "
-                "training needs 'train' and 'test')")
+        if isinstance(dataset_name, datasets.Dataset):
+            # One split saved alone has no split name, and datasets refuses its folder here (see below).
+            save = ("`datasets.DatasetDict({'test': ds}).save_to_disk('my_data')` for one split (its name as the key; "
+                    "training needs 'train' and 'test')")
+        else:
+            save = "`dataset_dict.save_to_disk('my_data')`"
         raise DatasetError(
             f"{named} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object. Save a loaded "
             f"dataset first, e.g. {save}, and pass 'my_data'."
@@ -668,8 +670,9 @@ def warn_untrained_classes(labels: torch.Tensor, num_labels: int, names) -> None
 _MEMORY_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-# Part of the decoded-pixel cache's key: bump it whenever _decode_one or as_mode change what pixels they make,
-# or a cache written by the older rules would still be read. 2: EXIF orientation applied.
+# Part of the decoded-pixel cache's key: bump it whenever _decode_one or as_mode (image_processing_hf_vit.py, shared
+# with the grey processor) change what pixels they make, or a cache written by the older rules would still be read.
+# 2: EXIF orientation applied.
 DECODE_VERSION = 2
 
 

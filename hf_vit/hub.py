@@ -326,8 +326,9 @@ def _auto_maps(model_dir: Path, config=None) -> list[tuple[str, dict]]:
     model's processor is remote code too (hf_vit.image_processing_hf_vit)."""
     found = []
     for name in ("config.json", "preprocessor_config.json"):
-        settings = config if name == "config.json" and config is not None else None
-        if settings is None:
+        if name == "config.json" and config is not None:
+            settings = config
+        else:
             try:
                 settings = json.loads((model_dir / name).read_text(encoding="utf-8"))
             except (OSError, ValueError):  # missing or broken: named by check_model_folder's own checks
