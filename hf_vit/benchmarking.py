@@ -371,7 +371,7 @@ class StepTimer(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.marks = []
-        if args is not None:
+        if args is not None:  # None where the callback is driven by hand, not by a Trainer
             self.images_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
         self._mark("train")
 

@@ -615,7 +615,7 @@ def _check_drawable(model, pictures, scale) -> None:
     if config.num_channels not in (1, 3):  # as training: images decode to grey or RGB only
         raise ValueError(f"The pictures need a model of 1 or 3 channels (num_channels), this one has "
                          f"{config.num_channels}. Train it on grey (1) or RGB (3) images.")
-    _base_model(model)
+    _base_model(model)  # refuses a model without hf_vit's layers (transformers' ViT, another class)
     if "patch_grid" in pictures:
         check_patch_grid_scale(config, scale)
 
