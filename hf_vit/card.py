@@ -789,7 +789,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         exported=exported,
         # A grey processor takes any image, through pipeline() too; a plain one (an export's, or a 1-channel
         # model saved before hf_vit had one) needs the image made grey first and cannot serve pipeline().
-        one_channel=arch["num_channels"] == 1 and not grey_processor,
+        convert_to_grey=arch["num_channels"] == 1 and not grey_processor,
         processor_code=grey_processor,
         can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],
         patch_text=_size(arch["patch_size"]),
