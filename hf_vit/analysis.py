@@ -400,8 +400,9 @@ class BatchPreprocessor:
 
     def __call__(self, images) -> torch.Tensor:
         if not self.fast:
-            # Grey or RGB first, as training decodes them: a 1-channel processor reads a palette image's indices
-            # (and fails on LA or RGBA, 'mean must have 2 elements'); a 3-channel one converts as as_mode does.
+            # Grey or RGB first, as training decodes them: a plain 1-channel ViTImageProcessor (an export's, or one
+            # saved before hf_vit's grey processor) reads a palette image's indices (and fails on LA or RGBA, 'mean
+            # must have 2 elements'); the grey processor and a 3-channel one convert as as_mode does.
             images = [as_mode(image, "RGB" if self.num_channels == 3 else "L") for image in images]
             return self.processor(images=images, return_tensors="pt")["pixel_values"]
         arrays = [self.to_array(im) for im in images]
