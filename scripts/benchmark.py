@@ -21,6 +21,7 @@ and that run's own split into time inside the training steps and between them. T
 import sys
 
 from hf_vit.benchmarking import main
+from hf_vit.interrupted import NOTHING_LEFT, run_script
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_script("benchmark.py", lambda: main(sys.argv[1:]), NOTHING_LEFT))

@@ -20,6 +20,7 @@ from hf_vit import CIFAR10_MEAN, CIFAR10_STD
 from hf_vit.benchmarking import compare_models, timed_device
 from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, flags_in_messages, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
+from hf_vit.interrupted import NOTHING_LEFT, run_script
 from hf_vit.training import (
     RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe, set_cpu_threads,
 )
@@ -146,4 +147,4 @@ def main():
 
 
 if __name__ == "__main__":  # compare_models spawns processes that re-import this file
-    sys.exit(main())
+    sys.exit(run_script("benchmark_input.py", main, NOTHING_LEFT))

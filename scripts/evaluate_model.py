@@ -9,9 +9,10 @@ the `evaluate` library for everything it imports. The work is in hf_vit.analysis
 import argparse
 import sys
 
-from hf_vit.analysis import DEFAULT_DATASET, evaluate_model, format_metrics_table
+from hf_vit.analysis import DEFAULT_DATASET, default_output_dir, evaluate_model, format_metrics_table
 from hf_vit.data import flags_in_messages, whole_not_sampled
 from hf_vit.eval_pictures import MAX_PICTURE_SIDE, gallery_capacity
+from hf_vit.interrupted import results_left, run_script
 from hf_vit.output_folder import refuse_several_processes
 
 
@@ -96,6 +97,12 @@ def main(argv=None):
     print(f"wrote {ev['output_dir']}/ ({', '.join(written)})")
 
 
+def left() -> str:
+    """What a Ctrl-C left: metrics.json, written last, marks a whole evaluation; it goes first when one is replaced."""
+    args = parse_args()
+    return results_left(args.output_dir or default_output_dir(args.model, args.revision), "metrics.json", "evaluation")
+
+
 if __name__ == "__main__":
     sys.stdout.reconfigure(errors="backslashreplace")  # class names an ASCII terminal cannot show: escaped, not fatal
-    main()
+    sys.exit(run_script("evaluate_model.py", main, left))

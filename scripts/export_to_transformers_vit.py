@@ -14,6 +14,7 @@ from pathlib import Path
 from hf_vit import HfViTConfig
 from hf_vit.data import flags_in_messages
 from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
+from hf_vit.interrupted import run_script
 from hf_vit.output_folder import refuse_several_processes
 
 
@@ -39,5 +40,6 @@ def main(argv=None):
               "a further training of the export drops the embeddings at another rate.")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the export is written into a hidden staging folder, which replaces output_dir when whole
+    sys.exit(run_script("export_to_transformers_vit.py", main, "nothing was exported: output_dir is as it was (an "
+                        "export replaces it whole, or not at all). Rerun the same command."))

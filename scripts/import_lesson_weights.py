@@ -29,6 +29,7 @@ from pathlib import Path
 from hf_vit import HfViTConfig
 from hf_vit.data import flags_in_messages
 from hf_vit.import_lesson import DTYPES, import_lesson_weights
+from hf_vit.interrupted import run_script
 from hf_vit.output_folder import refuse_several_processes
 
 INT_FIELDS = ("num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
@@ -132,5 +133,6 @@ def _size(value):
     return f"{height}x{width}"
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the import is written into a hidden staging folder, which replaces output_dir when whole
+    sys.exit(run_script("import_lesson_weights.py", main, "nothing was imported: output_dir is as it was (an import "
+                        "replaces it whole, or not at all). Rerun the same command."))

@@ -17,6 +17,7 @@ import sys
 from huggingface_hub import get_token
 
 from hf_vit.hub import IncompleteModelFolder, push_model_folder
+from hf_vit.interrupted import run_script
 from hf_vit.output_folder import FolderInUseError, refuse_several_processes
 
 
@@ -75,5 +76,7 @@ def deleted_text(pushed, dry_run: bool) -> str:
     return head + (":\n  " + "\n  ".join(pushed.deleted) if pushed.deleted else ".")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # the folder's README.md is rewritten only once the commit has landed (a dry run: at once)
+    sys.exit(run_script("push_to_hub.py", main, "a push lands as one commit or not at all, and this one may not have "
+                        "landed (a --dry_run uploads nothing): see the repository's history on the Hub, and rerun the "
+                        "same command."))

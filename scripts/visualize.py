@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from hf_vit.data import flags_in_messages
+from hf_vit.interrupted import results_left, run_script
 from hf_vit.output_folder import refuse_several_processes
 from hf_vit.teaching import (
     MAX_PICTURE_SIDE,
@@ -138,5 +139,6 @@ def _draw(args) -> dict:
         sys.exit(f"error: {err}")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # pictures.json, written last, marks a whole set; it goes first when one is replaced
+    sys.exit(run_script("visualize.py", main, lambda: results_left(parse_args().output_dir, "pictures.json",
+                                                                    "set of pictures")))

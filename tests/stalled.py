@@ -2,6 +2,7 @@
 function of the script's process with one that prints STALLED and sleeps; the test then signals that process."""
 
 import os
+import signal
 import subprocess
 
 STALL = """
@@ -20,8 +21,10 @@ def start_stalled(tmp_path, cmd, stall_at: str, root, **env) -> subprocess.Popen
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(STALL.format(module=module, name=name))
+    # SIGINT at its default: a shell running the tests in the background ignores it, and the child would inherit that
     proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{root}", **env))  # fmt: skip
+                            env=dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{root}", **env),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     while "STALLED" not in proc.stdout.readline():
         assert proc.poll() is None, proc.communicate()[0][-3000:]
     return proc

@@ -1077,13 +1077,99 @@ def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_a
                                     "--dataset", str(dataset_dir), "--device", "cpu", "--no_progress"],
                          "hf_vit.analysis.gallery_image", ROOT, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")  # fmt: skip
     output = signal_and_wait(proc, sig)
-    assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGINT), output[-3000:]
+    assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else 130), output[-3000:]
     evaluation = folder / "evaluation"
+    if sig == signal.SIGINT:  # one line saying what is left, not a traceback (before: a traceback and status -2)
+        assert "Traceback" not in output and re.findall(r"evaluate_model\.py: interrupted[^\n]*", output) == [
+            f"evaluate_model.py: interrupted; {evaluation} holds no complete evaluation (no metrics.json: any files "
+            "there are not a whole one). Rerun the same command."
+        ], output[-3000:]
     assert not [p.name for p in evaluation.iterdir() if p.name in ("metrics.json", "report.html")]
     assert not list(folder.rglob(".hf_vit.lock"))
     analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)
     assert (evaluation / "metrics.json").is_file() and (evaluation / "report.html").is_file()
 
+
+
+def _ctrl_c_evaluation(tmp_path, model_dir, dataset_dir):
+    from hf_vit import analysis
+
+    folder = copy_of(model_dir, tmp_path)
+    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    metrics = (folder / "evaluation" / "metrics.json").read_bytes()
+    return (
+        ["evaluate_model.py", "--model", str(folder), "--dataset", str(dataset_dir), "--device", "cpu", "--no_progress"],
+        "hf_vit.analysis.classification_metrics",  # before the earlier evaluation is touched
+        f"{folder / 'evaluation'} holds the earlier evaluation as it was (metrics.json); rerun the same command to "
+        "replace it.",
+        lambda: (folder / "evaluation" / "metrics.json").read_bytes() == metrics,
+    )
+
+
+def _ctrl_c_export(tmp_path, model_dir, dataset_dir):
+    out = tmp_path / "vit"
+    return (["export_to_transformers_vit.py", str(model_dir), str(out)], "hf_vit.card.write_card_text",
+            "nothing was exported: output_dir is as it was (an export replaces it whole, or not at all). Rerun the "
+            "same command.", lambda: not out.exists())
+
+
+def _ctrl_c_import(tmp_path, model_dir, dataset_dir):
+    from lesson_vit import ViT, ViTConfig
+
+    weights, out = tmp_path / "vit.pt", tmp_path / "imported"
+    torch.save(ViT(ViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).state_dict(), weights)
+    return (["import_lesson_weights.py", str(weights), str(out), "--heads", "2"], "hf_vit.card.write_card_text",
+            "nothing was imported: output_dir is as it was (an import replaces it whole, or not at all). Rerun the "
+            "same command.", lambda: not out.exists())
+
+
+def _ctrl_c_visualize(tmp_path, model_dir, dataset_dir):
+    image, out = tmp_path / "input.png", tmp_path / "pictures"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
+    return (["visualize.py", "--preset", "tiny", "--depth", "1", "--image", str(image), "--output_dir", str(out),
+             "--scale", "2"], "hf_vit.teaching.replace_text",
+            f"{out} holds no complete set of pictures (no pictures.json: any files there are not a whole one). Rerun "
+            "the same command.", lambda: not (out / "pictures.json").exists())
+
+
+def _ctrl_c_push(tmp_path, model_dir, dataset_dir):
+    folder = copy_of(model_dir, tmp_path)
+    return (["push_to_hub.py", str(folder), "someone/x", "--dry_run"], "hf_vit.card.write_card_text",
+            "a push lands as one commit or not at all, and this one may not have landed (a --dry_run uploads "
+            "nothing): see the repository's history on the Hub, and rerun the same command.",
+            lambda: not (folder / "README.md").exists())
+
+
+def _ctrl_c_benchmark(tmp_path, model_dir, dataset_dir):
+    return (["benchmark.py", "--preset", "tiny", "--models", "hf_vit", "--dtype", "fp32", "--e2e_steps", "0"],
+            "hf_vit.benchmarking.matmul_peak_gflops", NOTHING_LEFT, lambda: True)
+
+
+def _ctrl_c_benchmark_input(tmp_path, model_dir, dataset_dir):
+    return (["benchmark_input.py", "--batches", "1", "--steps", "5"], "hf_vit.benchmarking.compare_models",
+            NOTHING_LEFT, lambda: True)
+
+
+NOTHING_LEFT = "the benchmark writes no files of its own, so nothing is left over: rerun the same command for its figures."
+
+
+@pytest.mark.parametrize("case", [
+    _ctrl_c_evaluation, _ctrl_c_export, _ctrl_c_import, _ctrl_c_visualize, _ctrl_c_push, _ctrl_c_benchmark,
+    _ctrl_c_benchmark_input,
+], ids=lambda case: case.__name__.removeprefix("_ctrl_c_"))  # fmt: skip
+def test_ctrl_c_of_a_script_is_one_line_saying_what_is_left(model_dir, dataset_dir, tmp_path, case):
+    """A real Ctrl-C (SIGINT) of each script, stalled at a known point of its work: one line `<script>: interrupted;
+    <what is left>` and status 130, as train.py answers, not a KeyboardInterrupt traceback and status -2 (before);
+    what is left is as the line says (no lock file, no hidden staging folder)."""
+    argv, stall_at, left, as_said = case(tmp_path, model_dir, dataset_dir)
+    proc = start_stalled(tmp_path, [sys.executable, str(ROOT / "scripts" / argv[0]), *argv[1:]], stall_at, ROOT,
+                         OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_VIT_CIFAR10=str(tmp_path / "no-copy"))  # fmt: skip
+    output = signal_and_wait(proc, signal.SIGINT)
+    assert proc.returncode == 130, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert re.findall(rf"{re.escape(argv[0])}: interrupted[^\n]*", output) == [f"{argv[0]}: interrupted; {left}"]
+    assert as_said()
+    assert not list(tmp_path.rglob(".hf_vit.lock")) and not list(tmp_path.rglob(".*staging*"))
 
 def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
     from hf_vit.training import SetupError, parse_args
