@@ -835,14 +835,15 @@ def _evaluate(
     by_confidence = sorted(rows, key=lambda r: -r["confidence"])
 
     # A rerun must not leave a previous run's files behind: its mistakes, its pictures, and above all its
-    # metrics.json, which is written last and so marks a complete evaluation (the card and the push read it).
+    # metrics.json, which is written last and so marks a complete evaluation (the card and the push read it). It goes
+    # first: a Ctrl-C amid the removals must not leave it beside half the pictures it describes.
+    for name in EVALUATION_FILES:  # metrics.json first
+        (output_dir / name).unlink(missing_ok=True)
     for sub in EVALUATION_SUBFOLDERS:
         folder = output_dir / sub
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.glob("*.png"):
             old.unlink()
-    for name in EVALUATION_FILES:
-        (output_dir / name).unlink(missing_ok=True)
 
     # Each wrong image as stored in the dataset (not the normalised tensor).
     row_of = {r["index"]: r for r in rows}

@@ -1063,6 +1063,32 @@ def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(model_dir
     assert not [f for f in upload_plan(folder) if f.startswith("evaluation/")]
 
 
+
+def test_ctrl_c_while_an_evaluation_clears_the_earlier_one_leaves_no_metrics(model_dir, dataset_dir, tmp_path,
+                                                                            monkeypatch):  # fmt: skip
+    """A rerun cleared the earlier evaluation's pictures before its metrics.json: a Ctrl-C amid the removals left that
+    metrics.json, which marks a whole evaluation (the card and the push read it; evaluate_model.py's line said the
+    earlier evaluation was kept), beside half its pictures. metrics.json goes first now. Path.unlink is wrapped only
+    to aim the KeyboardInterrupt at the first picture removed."""
+    from hf_vit import analysis
+
+    folder = copy_of(model_dir, tmp_path)
+    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    evaluation = folder / "evaluation"
+    assert list((evaluation / "misclassified").glob("*.png"))  # an untrained model: mistakes, with their pictures
+    real_unlink = Path.unlink
+
+    def interrupted_at_a_picture(self, *args, **kwargs):
+        if self.suffix == ".png":
+            raise KeyboardInterrupt
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", interrupted_at_a_picture)
+    with pytest.raises(KeyboardInterrupt):
+        analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    monkeypatch.undo()
+    assert not (evaluation / "metrics.json").exists()
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
 def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_and_a_rerun_completes(
         model_dir, dataset_dir, tmp_path, sig):  # fmt: skip
