@@ -1469,6 +1469,11 @@ def test_a_plain_kill_of_a_push_leaves_no_lock_file_in_the_folders_it_read(tmp_p
                                     "someone/x", "--dry_run"], "hf_vit.card.write_card_text", REPO_ROOT, HF_HUB_OFFLINE="1")
     output = signal_and_wait(proc, signal.SIGTERM)
     assert proc.returncode == 143, output[-3000:]
+    assert re.findall(r"push_to_hub\.py: [^\n]*", output) == [  # one line, as train.py's (before: nothing said)
+        "push_to_hub.py: stopped by SIGTERM (kill); a push lands as one commit or not at all, and this one may not "
+        "have landed (a --dry_run uploads nothing): see the repository's history on the Hub, and rerun the same "
+        "command."
+    ]
     assert not list(folder.rglob(".hf_vit.lock"))
     assert (folder / "README.md").read_bytes() == card
 

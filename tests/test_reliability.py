@@ -1105,11 +1105,12 @@ def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_a
     output = signal_and_wait(proc, sig)
     assert proc.returncode == (128 + signal.SIGTERM if sig == signal.SIGTERM else 130), output[-3000:]
     evaluation = folder / "evaluation"
-    if sig == signal.SIGINT:  # one line saying what is left, not a traceback (before: a traceback and status -2)
-        assert "Traceback" not in output and re.findall(r"evaluate_model\.py: interrupted[^\n]*", output) == [
-            f"evaluate_model.py: interrupted; {evaluation} holds no complete evaluation (no metrics.json: any files "
-            "there are not a whole one). Rerun the same command."
-        ], output[-3000:]
+    # one line saying what is left, not a traceback (before: a Ctrl-C printed a traceback, status -2; a kill, nothing)
+    stopped = "stopped by SIGTERM (kill)" if sig == signal.SIGTERM else "interrupted"
+    assert "Traceback" not in output and re.findall(r"evaluate_model\.py: [^\n]*", output) == [
+        f"evaluate_model.py: {stopped}; {evaluation} holds no complete evaluation (no metrics.json: any files there "
+        "are not a whole one). Rerun the same command."
+    ], output[-3000:]
     assert not [p.name for p in evaluation.iterdir() if p.name in ("metrics.json", "report.html")]
     assert not list(folder.rglob(".hf_vit.lock"))
     analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)

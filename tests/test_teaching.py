@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -358,6 +359,10 @@ def test_a_plain_kill_of_visualize_leaves_no_lock_file_and_no_summary(tmp_path):
                          "hf_vit.teaching.replace_text", REPO)  # fmt: skip
     output = signal_and_wait(proc, signal.SIGTERM)
     assert proc.returncode == 143, output[-3000:]
+    assert re.findall(r"visualize\.py: [^\n]*", output) == [  # one line, as train.py's (before: nothing said)
+        f"visualize.py: stopped by SIGTERM (kill); {out} holds no complete set of pictures (no pictures.json: any "
+        "files there are not a whole one). Rerun the same command."
+    ]
     assert not (out / "pictures.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
