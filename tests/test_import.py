@@ -1,12 +1,17 @@
 """Import of the lesson's state dicts (tests/lesson_vit.py is the lesson's module) into hf_vit folders."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from lesson_vit import ViT, ViTConfig
 from safetensors.torch import save_file
 from test_hub import load_script
+from test_train import env, modes_off_the_umask
 
 from hf_vit import HfViTForImageClassification
 from hf_vit.import_lesson import import_lesson_weights, lesson_config, read_state_dict
@@ -946,3 +951,18 @@ def test_a_refused_import_from_python_warns_of_no_size_it_never_imported(tmp_pat
         import_lesson_weights(half, tmp_path / "out", {"heads": 3})
     assert [m.split(":")[0] for m in caplog.messages] == [
         "image_size, patch_size and channels not given", "The weights are float16"]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_an_imported_folder_gets_the_modes_the_umask_gives(tmp_path, umask):
+    """The staged folder is moved into place with the umask's modes: safetensors 0.8 wrote model.safetensors 0600
+    (a lab-mate could not read it), and the staging folder's parent is a mkdtemp folder (0700)."""
+    _, model = lesson_model()
+    torch.save(model.state_dict(), tmp_path / "vit.pt")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "import_lesson_weights.py"
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"],
+                          env=env(), capture_output=True, text=True, timeout=300, umask=umask)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert modes_off_the_umask(tmp_path / "out", umask) == []

@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -693,3 +694,53 @@ def test_fine_tuning_starts_from_the_saved_weights_and_replaces_only_a_head_of_a
     assert recipe["model_name_or_path"] == "./source" and "Fine-tuned from a local model (*source*)." in (
         tmp_path / "relative" / "README.md").read_text()
     assert all(torch.equal(weights(tmp_path / "relative")[k], before[k]) for k in before)
+
+
+def modes_off_the_umask(folder, umask):
+    """The entries under `folder` (itself included) whose permission bits are not those `umask` gives a new file
+    (0o666 & ~umask) or folder (0o777 & ~umask), with the bits found."""
+    folder = Path(folder)
+    off = []
+    for path in [folder, *folder.rglob("*")]:
+        want = (0o777 if path.is_dir() else 0o666) & ~umask
+        found = stat.S_IMODE(path.lstat().st_mode)
+        if not path.is_symlink() and found != want:
+            off.append(f"{path.relative_to(folder.parent)} {found:o}")
+    return off
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
+def test_the_umask_is_read_without_being_changed_and_without_proc_too(monkeypatch):
+    from hf_vit import output_folder
+
+    old = os.umask(0o027)
+    try:
+        assert output_folder.current_umask() == 0o027 and os.umask(0o027) == 0o027  # read from /proc, left as it was
+
+        def no_proc(*args, **kwargs):
+            raise FileNotFoundError("no /proc here")
+
+        monkeypatch.setattr(output_folder, "open", no_proc, raising=False)  # macOS: set it and back
+        assert output_folder.current_umask() == 0o027 and os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_a_trained_model_its_checkpoints_its_evaluation_and_the_pixel_cache_get_the_modes_the_umask_gives(
+    tiny, tmp_path, umask
+):
+    """A lab-mate (umask 022) can read the model, its checkpoints and its evaluation; a private user (077) keeps
+    them private. safetensors 0.8 wrote each model.safetensors 0600 whatever the umask (it renames a temporary file)."""
+    out, cache = tmp_path / "model", tmp_path / "datasets-cache"
+    args = tiny_args(tiny, out, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--warmup_steps", "0")
+    for cmd in ([sys.executable, TRAIN, *args],
+                [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(out), "--dataset",
+                 str(tiny), "--device", "cpu", "--no_progress", "--max_attention_maps", "2"]):  # fmt: skip
+        proc = subprocess.run(cmd, cwd=ROOT, env=env(HF_DATASETS_CACHE=str(cache)), capture_output=True, text=True,
+                              timeout=300, umask=umask)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "checkpoint-2" / "model.safetensors").is_file() and (out / "evaluation" / "report.html").is_file()
+    assert list(cache.rglob("hf_vit-pixels-*.npy"))  # the decoded-pixel cache, written by the run
+    assert modes_off_the_umask(out, umask) == [] and modes_off_the_umask(cache, umask) == []
