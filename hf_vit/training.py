@@ -15,7 +15,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -663,6 +665,21 @@ class StopAfterSteps(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
+
+
+def _noted_sigterms() -> list:
+    """Wrap the SIGTERM handler in place (--enable_jit_checkpoint: the Trainer's) so that each kill it answers is
+    noted in the list returned. The Trainer puts back its own predecessor when training ends."""
+    noted = []
+    answer = signal.getsignal(signal.SIGTERM)
+    if callable(answer) and threading.current_thread() is threading.main_thread():  # signal.signal works only there
+
+        def note(signum, frame):
+            noted.append(signum)
+            answer(signum, frame)
+
+        signal.signal(signal.SIGTERM, note)
+    return noted
 
 
 class RankReport(TrainerCallback):
@@ -1626,6 +1643,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
                 f"(checkpoint -> now); they apply from step {resume_state.get('global_step', 0) + 1} on",
                 flush=True,
             )
+    # An early end is no sign of a kill (a callback's: EarlyStoppingCallback); the kills the Trainer answered are.
+    kills = _noted_sigterms() if getattr(training_args, "enable_jit_checkpoint", False) else []
     if finished:  # the Trainer would take one more step past the schedule's end
         train_result = finish_without_training(trainer, resume, output_dir)
     else:
@@ -1638,7 +1657,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
                 flush=True,
             )
         return None
-    if getattr(training_args, "enable_jit_checkpoint", False) and trainer.state.global_step < trainer.state.max_steps:
+    if kills:
         # --enable_jit_checkpoint: the Trainer answers a kill (SIGTERM) by saving a checkpoint and ending training
         # early, as if it were done; the run stops as a kill stops it, rather than test and write a half-trained model.
         raise SystemExit(SIGTERM_EXIT)

@@ -2751,6 +2751,26 @@ def test_a_kill_with_enable_jit_checkpoint_saves_a_checkpoint_and_writes_no_mode
     ]
 
 
+def test_an_early_stop_with_enable_jit_checkpoint_is_not_taken_for_a_kill(dataset_dir, tmp_path):
+    """--enable_jit_checkpoint true and a training ended early by a callback, not a kill (EarlyStoppingCallback,
+    passed to train() from Python): the run tests and writes its model folder. Before, any end short of max_steps
+    was read as a JIT checkpoint's kill: train() raised SystemExit(143) in the caller's Python, no model folder."""
+    from transformers import EarlyStoppingCallback
+
+    from hf_vit.training import parse_args, train
+
+    out = tmp_path / "run"
+    args = parse_args(train_args(dataset_dir, out, "--enable_jit_checkpoint", "true", "--validation_size", "16",
+                                 "--eval_strategy", "steps", "--eval_steps", "4", "--load_best_model_at_end", "true"))
+    # no gain above 1.0 in accuracy: the second evaluation (step 8 of 40) ends the training
+    stop = EarlyStoppingCallback(early_stopping_patience=1, early_stopping_threshold=1.0)
+    previous = signal.getsignal(signal.SIGTERM)
+    metrics = train(*args, extra_callbacks=[stop])
+    assert metrics is not None and metrics["train"]["steps"] == 8
+    assert (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
+    assert signal.getsignal(signal.SIGTERM) is previous  # the caller's handler, as it was
+
+
 def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, tmp_path):
     """A finished run, resumed to train longer, is killed while its new model.safetensors is written: the folder
     must not pair the earlier run's metrics.json (which the card and the push read) with the new weights."""
