@@ -669,7 +669,7 @@ class StopAfterSteps(TrainerCallback):
 
 def _noted_sigterms() -> list:
     """Wrap the SIGTERM handler in place (--enable_jit_checkpoint: the Trainer's) so that each kill it answers is
-    noted in the list returned. The Trainer puts back its own predecessor when training ends."""
+    noted in the list returned. _train puts back the handler from before the Trainer once training is over."""
     noted = []
     answer = signal.getsignal(signal.SIGTERM)
     if callable(answer) and threading.current_thread() is threading.main_thread():  # signal.signal works only there
@@ -1596,6 +1596,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     stopper = StopAfterSteps(run_args.stop_after_steps) if run_args.stop_after_steps else None
     if stopper:
         callbacks.append(stopper)
+    jit = getattr(training_args, "enable_jit_checkpoint", False)
+    sigterm_before = signal.getsignal(signal.SIGTERM)  # --enable_jit_checkpoint: the Trainer's own replaces it
     trainer = HfViTTrainer(
         model=model,
         args=training_args,
@@ -1607,6 +1609,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         callbacks=callbacks,
         batch_augment=data.collator.augment,
     )
+    # An early end is no sign of a kill (a callback's: EarlyStoppingCallback); the kills the Trainer answered are.
+    kills = _noted_sigterms() if jit else []
     trainer.add_callback(RankReport(trainer))
     trainer.run_fingerprint = run_fingerprint(config, processor, data_args, training_args, len(data.train))
     # the starting weights: a local folder by where it is, however it was spelled
@@ -1643,12 +1647,16 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
                 f"(checkpoint -> now); they apply from step {resume_state.get('global_step', 0) + 1} on",
                 flush=True,
             )
-    # An early end is no sign of a kill (a callback's: EarlyStoppingCallback); the kills the Trainer answered are.
-    kills = _noted_sigterms() if getattr(training_args, "enable_jit_checkpoint", False) else []
-    if finished:  # the Trainer would take one more step past the schedule's end
-        train_result = finish_without_training(trainer, resume, output_dir)
-    else:
-        train_result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        if finished:  # the Trainer would take one more step past the schedule's end
+            train_result = finish_without_training(trainer, resume, output_dir)
+        else:
+            train_result = trainer.train(resume_from_checkpoint=resume)
+    finally:
+        # The Trainer's handler only schedules a checkpoint within a training, and it puts the earlier one back only
+        # after a training it ran: left in place (no training this session, or a failed one), a kill goes unheeded.
+        if jit and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if sigterm_before is None else sigterm_before)
     if stopper and stopper.stopped:
         if trainer.is_world_process_zero():
             print(

@@ -2771,6 +2771,24 @@ def test_an_early_stop_with_enable_jit_checkpoint_is_not_taken_for_a_kill(datase
     assert signal.getsignal(signal.SIGTERM) is previous  # the caller's handler, as it was
 
 
+def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heeded(dataset_dir, tmp_path):
+    """--enable_jit_checkpoint true and a resume of a finished run (its checkpoint is the last step: no training this
+    session), killed (SIGTERM) while it writes its model folder: the folder is finished, then the run stops as a kill
+    does, status 143. Before: the Trainer's SIGTERM handler, which only schedules a checkpoint within a training and
+    is put back only after a training it ran, stayed: the kill went unheeded and the run ended with status 0."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", "--enable_jit_checkpoint", "true",
+                        steps=8)  # fmt: skip
+    proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name, HF_VIT_TEST_STALL_SECONDS="2")
+    output = kill_when_stalled(proc, "its model folder", signal.SIGTERM)
+    assert proc.returncode == 143, output[-3000:]
+    assert "train.py: stopped by SIGTERM (kill)." in output
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8  # written whole first
+
+
 def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, tmp_path):
     """A finished run, resumed to train longer, is killed while its new model.safetensors is written: the folder
     must not pair the earlier run's metrics.json (which the card and the push read) with the new weights."""
