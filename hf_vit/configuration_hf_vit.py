@@ -198,6 +198,10 @@ def _type_name(obj) -> str:
     return f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
 
 
+# The lesson's size fields, names transformers' configs do not use: what marks a cfg object (or dict) as the lesson's.
+LESSON_SIZE_FIELDS = ("dim", "depth", "heads", "dim_head", "mlp_dim")
+
+
 def _refuse_a_whole_cfg(first) -> None:
     """The lesson's cfg object (or a dict of its fields) passed whole, as the lesson's `ViT(cfg)` takes it: it would
     land in image_size, and the error would call it a bad image size."""
@@ -214,14 +218,23 @@ def _refuse_a_whole_cfg(first) -> None:
             "dim=cfg.hidden_size, depth=cfg.num_hidden_layers, heads=cfg.num_attention_heads, "
             "dim_head=cfg.hidden_size // cfg.num_attention_heads, mlp_dim=cfg.intermediate_size, id2label=cfg.id2label)."
         )
+    # Only a cfg carrying the lesson's own size names is the lesson's: another dataclass or dict (TrainingArguments,
+    # a dataset's settings) passed through **asdict would build a default model with its fields stored as junk.
     if isinstance(first, Mapping):
-        fix = "HfViTConfig(**cfg)"
+        fix, names = "HfViTConfig(**cfg)", first.keys()
     elif dataclasses.is_dataclass(first) and not isinstance(first, type):
-        fix = "HfViTConfig(**dataclasses.asdict(cfg))"
-    elif hasattr(first, "dim") and hasattr(first, "depth"):
-        fix = "HfViTConfig(**vars(cfg))"
+        fix, names = "HfViTConfig(**dataclasses.asdict(cfg))", [field.name for field in dataclasses.fields(first)]
+    elif hasattr(first, "dim") and hasattr(first, "depth"):  # both: a tensor has .dim alone
+        fix, names = "HfViTConfig(**vars(cfg))", LESSON_SIZE_FIELDS
     else:
         return
+    if not set(LESSON_SIZE_FIELDS) & set(names):
+        raise TypeError(
+            f"HfViTConfig: image_size (the first argument) takes an int or (height, width), got a {_type_name(first)} "
+            f"object, which has none of the lesson's fields ({', '.join(LESSON_SIZE_FIELDS)}). The config takes its "
+            "fields as keywords, e.g. HfViTConfig(image_size=32, patch_size=4, dim=192, depth=6, heads=3, "
+            "dim_head=64, mlp_dim=768)."
+        )
     raise TypeError(
         f"HfViTConfig takes the lesson's fields as keywords, got a {type(first).__name__} object as its first argument "
         f"(image_size). Pass its fields: {fix}, adding id2label=<the dataset's class names> to name the classes "

@@ -442,3 +442,35 @@ def test_a_configuration_object_passed_as_hf_vit_configs_first_argument_gets_adv
     assert "dataclasses.asdict" not in str(caught.value)
     assert "got an HfViTConfig object as its first argument (image_size): it is one already. Use it as it is" in str(
         caught.value)
+
+
+def test_a_dataclass_or_dict_without_the_lessons_fields_as_first_argument_is_told_the_config_takes_keywords():
+    """Any dataclass or dict passed as HfViTConfig's first argument was taken for the lesson's cfg: transformers'
+    TrainingArguments was told HfViTConfig(**dataclasses.asdict(cfg)), which builds a default-sized model carrying
+    the training arguments as junk fields. Only a cfg with the lesson's size fields gets that advice now; anything
+    else is told what image_size takes and that the config takes keywords."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    @dataclasses.dataclass
+    class DataSettings:
+        batch_size: int = 128
+        image_size: int = 32
+
+    expected = (r"HfViTConfig: image_size \(the first argument\) takes an int or \(height, width\), got a {} object, "
+                r"which has none of the lesson's fields \(dim, depth, heads, dim_head, mlp_dim\)\. The config takes its "
+                r"fields as keywords, e\.g\. HfViTConfig\(image_size=32, patch_size=4, dim=192")  # fmt: skip
+    for first, name in ((TrainingArguments("unused"), "transformers TrainingArguments"),
+                        (DataSettings(), "DataSettings"), ({"batch_size": 128}, "dict")):  # fmt: skip
+        with pytest.raises(TypeError, match=expected.format(name)) as caught:
+            HfViTConfig(first)
+        assert "asdict" not in str(caught.value) and "**cfg" not in str(caught.value)
+
+    @dataclasses.dataclass
+    class LearnersCfg:  # the lesson's fields beside the learner's own: still the lesson's cfg
+        dim: int = 64
+        epochs: int = 3
+
+    with pytest.raises(TypeError, match=r"Pass its fields: HfViTConfig\(\*\*dataclasses\.asdict\(cfg\)\)"):
+        HfViTConfig(LearnersCfg())
