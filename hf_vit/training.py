@@ -1685,23 +1685,51 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     if kept is not None:
         trainer.model.to(next(iter(kept.values())).dtype)
         trainer.model.load_state_dict(kept)
-    # Ctrl-C or a kill (a launcher stopping the ranks when another failed) while the model folder is written takes
-    # effect once it is whole: never a config.json beside half the weights, or weights without their card.
-    with signals_held():
-        metrics = _write_model_folder(trainer, prediction, precision, selected, best_val, train_result, curve,
-                                      resume_state, data, config, model_args, data_args, run_args, training_args,
-                                      start)  # fmt: skip
-    if metrics is None:  # another rank: rank 0 wrote the folder
-        return None
-    from .card import precision_words
+    metrics, pushing = None, False
+    try:
+        # Ctrl-C or a kill (a launcher stopping the ranks when another failed) while the model folder is written takes
+        # effect once it is whole: never a config.json beside half the weights, or weights without their card.
+        with signals_held():
+            metrics = _write_model_folder(trainer, prediction, precision, selected, best_val, train_result, curve,
+                                          resume_state, data, config, model_args, data_args, run_args, training_args,
+                                          start)  # fmt: skip
+        if metrics is None:  # another rank: rank 0 wrote the folder
+            return None
+        from .card import precision_words
 
-    # bf16 autocast: evaluate_model.py, in float32, may count a few images otherwise
-    under = "" if precision == "float32" else f" {precision_words(precision)}"
-    print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f}{under} ({_validation_words(metrics['validation'])}); "
-          f"model folder: {output_dir}", flush=True)  # fmt: skip
-    if hub_repo:
-        push_finished_folder(output_dir, hub_repo, training_args)
+        # bf16 autocast: evaluate_model.py, in float32, may count a few images otherwise
+        under = "" if precision == "float32" else f" {precision_words(precision)}"
+        print(f"[hf_vit] test accuracy {metrics['accuracy']:.4f}{under} ({_validation_words(metrics['validation'])}); "
+              f"model folder: {output_dir}", flush=True)  # fmt: skip
+        if hub_repo:
+            pushing = True
+            push_finished_folder(output_dir, hub_repo, training_args)
+    except (KeyboardInterrupt, SystemExit) as err:
+        if metrics is not None:  # the folder is whole: main's line says so, not "continue with a resume"
+            err.hf_vit_left = _left_after_folder(output_dir, hub_repo, training_args, pushing)
+        raise
     return metrics
+
+
+def _left_after_folder(output_dir: Path, hub_repo: str | None, training_args: TrainingArguments, pushing: bool) -> str:
+    """What a run stopped after its model folder was written left: the folder complete, and the push, if any, to do."""
+    left = (f"The model folder {output_dir} is complete (its test accuracy is in metrics.json): no need to resume, "
+            "which would only test and write it again.")  # fmt: skip
+    if hub_repo:
+        push = "was cut short" if pushing else "was skipped"
+        left += f" The push to {hub_repo!r} {push}: push it with `{_push_command(output_dir, hub_repo, training_args)}`."
+    return left
+
+
+def _push_command(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> str:
+    """scripts/push_to_hub.py's command that pushes where train.py's --push_to_hub would: its branch, and private if
+    this run asked for it."""
+    from .hub import on_main
+
+    branch = not on_main(training_args.hub_revision)
+    same = (f" --revision {training_args.hub_revision}" if branch else "") + (
+        " --private" if training_args.hub_private_repo else "")
+    return f"python scripts/push_to_hub.py {output_dir} {repo_id}{same}"
 
 
 def _write_model_folder(trainer, prediction, precision, selected, best_val, train_result, curve, resume_state, data,
@@ -1817,7 +1845,7 @@ def refuse_public_now(repo_id: str, token) -> None:
 
 def push_finished_folder(output_dir: Path, repo_id: str, training_args: TrainingArguments) -> None:
     """--push_to_hub: the folder as scripts/push_to_hub.py would push it (card for the repo id, metrics)."""
-    from .hub import on_main, push_model_folder
+    from .hub import push_model_folder
 
     try:
         files, info = pushed = push_model_folder(
@@ -1826,14 +1854,10 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
             private_flag="--hub_private_repo",
         )
     except Exception as err:  # the network, the token's rights: the trained folder is complete either way
-        # the retry goes where this push went: its branch, and private if this run asked for it
-        branch = not on_main(training_args.hub_revision)
-        same = (f" --revision {training_args.hub_revision}" if branch else "") + (
-            " --private" if training_args.hub_private_repo else "")
         raise SetupError(
             f"the model folder {output_dir} is complete, but the push to {repo_id!r} failed: "
             f"{(str(err).strip().splitlines() or [type(err).__name__])[0].rstrip('.')}. Push it with "
-            f"`python scripts/push_to_hub.py {output_dir} {repo_id}{same}`."
+            f"`{_push_command(output_dir, repo_id, training_args)}`."
         ) from None
     gone = f" and deleted {len(pushed.deleted)} files of an earlier push" if pushed.deleted else ""
     print(f"[hf_vit] pushed {len(files)} files{gone} to {getattr(info, 'commit_url', None) or repo_id}", flush=True)
@@ -1872,10 +1896,12 @@ def main(argv=None) -> int:
             raise
         # checkpoints are written in place, so one cut short is not named
         done = last_complete_checkpoint(output_dir) if "output_dir" in locals() and output_dir.is_dir() else None
-        hint = (
-            f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
-            if done else " No checkpoint was written yet."
-        )
+        if getattr(err, "hf_vit_left", None):  # stopped once the model folder was whole (train() says what is left)
+            hint = f" {err.hf_vit_left}"
+        elif done:
+            hint = f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
+        else:
+            hint = " No checkpoint was written yet."
         print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}.{hint}", file=sys.stderr, flush=True)
         return SIGTERM_EXIT if killed else 130
     return 0

@@ -1817,6 +1817,9 @@ if os.environ.get("HF_VIT_TEST_STALL_DECODE"):
         print("DECODING", flush=True)
         time.sleep(600)
     hf_vit.data.decode_images = stalling_decode
+if os.environ.get("HF_VIT_TEST_HUB_REACHABLE"):  # --push_to_hub's probe answers: only the Hub network is mocked
+    import hf_vit.data
+    hf_vit.data._hub_reachable = lambda timeout=3.0: True
 from hf_vit.training import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -2809,7 +2812,8 @@ def test_a_resumed_run_stopped_while_writing_its_model_folder_leaves_no_earlier_
     subprocess; the test-only wrapper stalls the weight write half-way). kill -9: the earlier run's card (README.md,
     '8 optimizer steps' and its test accuracy) and training_recipe.json must not stay beside the new weights (before:
     they did, and `push_to_hub.py --keep_card` would publish them). Ctrl-C: the folder is written whole first, then
-    the run stops as interrupted (before: a config.json beside half a model.safetensors, no metrics, no card)."""
+    the run stops as interrupted, saying the folder is complete (before: a config.json beside half a model.safetensors,
+    no metrics, no card; then a line advising a resume that would only write the same folder again)."""
     from hf_vit.training import main
 
     out = tmp_path / "run"
@@ -2823,13 +2827,45 @@ def test_a_resumed_run_stopped_while_writing_its_model_folder_leaves_no_earlier_
     proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name, HF_VIT_TEST_STALL_SECONDS="2")
     output = kill_when_stalled(proc, "its model folder", signal.SIGINT)
     assert proc.returncode == 130, output[-3000:]
-    assert "train.py: interrupted. Continue with the same command" in output
+    # the folder is whole: resuming would only test and write it again (before: "Continue with ... resume")
+    assert (f"train.py: interrupted. The model folder {out} is complete (its test accuracy is in metrics.json): no "
+            "need to resume, which would only test and write it again.\n") in output, output[-3000:]
+    assert "Continue with" not in output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["train"]["steps"] == 12
     assert "| Optimizer steps | 12 |" in (out / "README.md").read_text()
     assert json.loads((out / "training_recipe.json").read_text())["training"]["max_steps"] == 12
     assert max_abs_diff(weights(out), weights(out / "checkpoint-12")) == 0  # whole, and the run's last weights
 
+
+
+def test_a_kill_held_while_the_model_folder_is_written_says_the_folder_is_complete_and_the_push_was_skipped(
+        dataset_dir, tmp_path):  # fmt: skip
+    """A kill (SIGTERM) of a --push_to_hub run while its model folder is written takes effect once the folder is whole,
+    before the push. Before: `train.py: stopped by SIGTERM (kill). Continue with the same command and
+    --resume_from_checkpoint last`, a resume that only tests and writes the same folder again, and no word of the
+    push. Now the line says the folder is complete and gives the push's command; status 143 still. The Hub network is
+    mocked (the reachability probe answers; the endpoint is a closed local port, the token made up): the push is
+    skipped."""
+    from hf_vit.training import main
+
+    out = tmp_path / "run"
+    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    # checkpoint-4 ends the run: no training, the folder is tested and written again, then pushed
+    resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", "--push_to_hub", "--hub_model_id",
+                        "someone/tiny-vit", "--hub_token", "hf_made_up", "--hub_revision", "dev", steps=4)  # fmt: skip
+    # a push that ran would fail at once (nothing listens there) and say so
+    proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name, HF_VIT_TEST_STALL_SECONDS="2",
+                          HF_VIT_TEST_HUB_REACHABLE="1", HF_ENDPOINT="http://127.0.0.1:9")  # fmt: skip
+    output = kill_when_stalled(proc, "its model folder", signal.SIGTERM)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert (f"train.py: stopped by SIGTERM (kill). The model folder {out} is complete (its test accuracy is in "
+            "metrics.json): no need to resume, which would only test and write it again. The push to "
+            f"'someone/tiny-vit' was skipped: push it with `python scripts/push_to_hub.py {out} someone/tiny-vit "
+            "--revision dev`.\n") in output, output[-3000:]  # fmt: skip
+    assert "Continue with" not in output and "[hf_vit] pushed" not in output
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 4
+    assert max_abs_diff(weights(out), weights(out / "checkpoint-4")) == 0
 
 # ---------------------------------------------------------------------------
 # Two runs at once: a training or an evaluation holds its folder (a lock the system drops when the process ends)
