@@ -74,6 +74,12 @@ def _sync(device):
         torch.cuda.synchronize(device)  # that GPU's queue: a bare synchronize() waits on the current one (cuda:0)
 
 
+def why_not_timed(device_type: str) -> str:
+    """Why the benchmarks refuse to time a step on `device_type`: one wording for --device and for a recipe's device."""
+    return (f"the benchmark times a CPU or a CUDA GPU only (it waits on CUDA's queue; on {device_type} it would time "
+            "the queueing, not the work)")
+
+
 def timed_device(requested: str | None) -> torch.device:
     """--device as the benchmarks time it: a CPU or a CUDA GPU, whose queue `_sync` waits on. On any other device
     (mps, meta) a step would be timed as it is queued; a ValueError names the fix."""
@@ -83,10 +89,7 @@ def timed_device(requested: str | None) -> torch.device:
     with flags_in_messages():  # named as the script's --device
         device = resolve_device(requested)
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(
-            f"--device {requested}: the benchmark times a CPU or a CUDA GPU only (it waits on CUDA's queue; on "
-            f"{device.type} it would time the queueing, not the work). Use --device cpu or cuda."
-        )
+        raise ValueError(f"--device {requested}: {why_not_timed(device.type)}. Use --device cpu or cuda.")
     return device
 
 

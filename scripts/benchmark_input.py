@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD
-from hf_vit.benchmarking import compare_models, timed_device
+from hf_vit.benchmarking import compare_models, timed_device, why_not_timed
 from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, flags_in_messages, looks_local, prepare_data
 from hf_vit.augment import BatchAugment
 from hf_vit.interrupted import NOTHING_LEFT, run_script
@@ -35,10 +35,9 @@ def step_device(requested, training_args) -> torch.device:
     if requested is None:
         device = training_args.device
         if device.type not in ("cpu", "cuda"):  # e.g. the gpu recipe on a Mac: mps, which timed_device refuses too
-            raise ValueError(
-                f"--device not given: the recipe trains on {device.type} on this machine, which the benchmark cannot "
-                f"time (it times a CPU or a CUDA GPU only, waiting on CUDA's queue; on {device.type} it would time "
-                "the queueing, not the work). Pass --device cpu."
+            raise ValueError(  # no CUDA here (the recipe would train there): the CPU is the device left to time
+                f"--device not given: the recipe trains on {device.type} on this machine, and "
+                f"{why_not_timed(device.type)}. Pass --device cpu."
             )
         return device
     return timed_device(requested)  # a CPU or a CUDA GPU, else a ValueError naming the fix

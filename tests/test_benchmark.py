@@ -667,7 +667,8 @@ def test_the_threads_limit_is_the_cpus_of_the_affinity_mask_not_the_machines(mon
 def test_benchmark_input_without_device_refuses_a_training_device_it_cannot_time():
     """Without --device the step is timed where the recipe trains: on a Mac the gpu recipe trains on mps, whose steps
     would be timed as they are queued (only --device mps was refused). The refusal says the device came from the
-    recipe, since no --device was given."""
+    recipe, since no --device was given, and explains the limit in the words of the refusal of --device (before:
+    the same limit in other words)."""
     import importlib.util
     from types import SimpleNamespace
 
@@ -678,8 +679,14 @@ def test_benchmark_input_without_device_refuses_a_training_device_it_cannot_time
     assert module.step_device(None, SimpleNamespace(device=torch.device("cpu"))) == torch.device("cpu")
     with pytest.raises(ValueError) as refused:
         module.step_device(None, SimpleNamespace(device=torch.device("mps")))
+    # the limit in benchmark.py's words (timed_device's refusal of --device mps), then what to pass here
     assert str(refused.value) == (
-        "--device not given: the recipe trains on mps on this machine, which the benchmark cannot time (it times a "
-        "CPU or a CUDA GPU only, waiting on CUDA's queue; on mps it would time the queueing, not the work). Pass "
-        "--device cpu."
+        "--device not given: the recipe trains on mps on this machine, and the benchmark times a CPU or a CUDA GPU "
+        "only (it waits on CUDA's queue; on mps it would time the queueing, not the work). Pass --device cpu."
+    )
+    with pytest.raises(ValueError) as given:
+        module.step_device("meta", SimpleNamespace(device=torch.device("cpu")))
+    assert str(given.value) == (
+        "--device meta: the benchmark times a CPU or a CUDA GPU only (it waits on CUDA's queue; on meta it would "
+        "time the queueing, not the work). Use --device cpu or cuda."
     )
