@@ -230,10 +230,11 @@ def test_a_rank_that_refuses_its_data_ends_the_run_and_the_earlier_run_stays(tin
 
 
 # A sitecustomize (put first on PYTHONPATH by the test): rank 1 fails right after the test prediction, while rank 0
-# writes the model folder, whose weights take 8 s to write here (a large model's would): the launcher stops rank 0
-# with SIGTERM in the middle of it (rank 1 takes a few seconds to end and be noticed).
+# writes the model folder, whose weights take until the launcher's SIGTERM to write here (a large model's would take
+# long): the launcher stops rank 0 in the middle of it. The write waits for the signal itself, not a fixed time (rank 1
+# takes a few seconds to end and be noticed): whichever handler rank 0 has then gets it as it would have.
 RANK_1_FAILS_WHILE_RANK_0_WRITES = """
-import os, time
+import os, signal, time
 if os.environ.get("RANK") == "1":
     import hf_vit.training as training
     def fails(trainer):
@@ -244,7 +245,20 @@ elif os.environ.get("RANK") == "0":
     real_save = modeling_utils.safe_save_file
     def slow_save(tensors, filename, metadata=None):
         if "checkpoint-" not in str(filename):
-            time.sleep(8)
+            got, handler = [], signal.getsignal(signal.SIGTERM)
+            def noted(signum, frame):
+                got.append(signum)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
+                if callable(handler):
+                    handler(signum, frame)
+                elif handler in (None, signal.SIG_DFL):  # no handler: the kill ends the process, as it would have
+                    os.kill(os.getpid(), signum)
+            signal.signal(signal.SIGTERM, noted)
+            deadline = time.monotonic() + 60
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if signal.getsignal(signal.SIGTERM) is noted:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
         return real_save(tensors, filename, metadata=metadata)
     modeling_utils.safe_save_file = slow_save
 """
@@ -726,6 +740,20 @@ def test_the_umask_is_read_without_being_changed_and_without_proc_too(monkeypatc
         os.umask(old)
 
 
+# Runs scripts (a JSON list of [script, *args]) one after the other in this process, each as `python script ...`
+# would: the first that does not exit with status 0 ends the process with its status.
+ONE_PROCESS_SCRIPTS = """
+import json, runpy, sys
+for argv in json.loads(sys.argv[1]):
+    sys.argv = argv
+    try:
+        runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as end:
+        if end.code not in (None, 0):
+            raise
+"""
+
+
 @pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
 def test_a_trained_model_its_checkpoints_its_evaluation_and_the_pixel_cache_get_the_modes_the_umask_gives(
@@ -735,12 +763,14 @@ def test_a_trained_model_its_checkpoints_its_evaluation_and_the_pixel_cache_get_
     them private. safetensors 0.8 wrote each model.safetensors 0600 whatever the umask (it renames a temporary file)."""
     out, cache = tmp_path / "model", tmp_path / "datasets-cache"
     args = tiny_args(tiny, out, "--max_steps", "2", "--eval_steps", "2", "--save_steps", "2", "--warmup_steps", "0")
-    for cmd in ([sys.executable, TRAIN, *args],
-                [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(out), "--dataset",
-                 str(tiny), "--device", "cpu", "--no_progress", "--max_attention_maps", "2"]):  # fmt: skip
-        proc = subprocess.run(cmd, cwd=ROOT, env=env(HF_DATASETS_CACHE=str(cache)), capture_output=True, text=True,
-                              timeout=300, umask=umask)  # fmt: skip
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    scripts = [[TRAIN, *args],
+               [str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(out), "--dataset", str(tiny), "--device",
+                "cpu", "--no_progress", "--max_attention_maps", "2"]]  # fmt: skip
+    # both real scripts, one after the other, in one process under the umask (one start of torch, not two)
+    proc = subprocess.run([sys.executable, "-c", ONE_PROCESS_SCRIPTS, json.dumps(scripts)], cwd=ROOT,
+                          env=env(HF_DATASETS_CACHE=str(cache)), capture_output=True, text=True, timeout=300,
+                          umask=umask)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "checkpoint-2" / "model.safetensors").is_file() and (out / "evaluation" / "report.html").is_file()
     assert list(cache.rglob("hf_vit-pixels-*.npy"))  # the decoded-pixel cache, written by the run
     assert modes_off_the_umask(out, umask) == [] and modes_off_the_umask(cache, umask) == []
