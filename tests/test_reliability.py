@@ -1783,9 +1783,11 @@ def test_class_names_that_are_formulas_stay_text_in_the_csv(tmp_path):
 # HF_VIT_TEST_LOAD_LOG records every torch.load call (file, weights_only) as a JSON line, and
 # HF_VIT_TEST_STALL_SAVE=checkpoint-N makes the weight write of that checkpoint stop half-way (half the bytes on
 # disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint (the name
-# of --output_dir: the final model's write). HF_VIT_TEST_STALL_SECONDS (default 600) ends the sleep, and the write
-# then completes: for a signal that is to take effect only once the files are whole. HF_VIT_TEST_STALL_DECODE=1 makes
+# of --output_dir: the final model's write). HF_VIT_TEST_STALL_SECONDS ends the sleep once SIGINT or SIGTERM has
+# come (or after that many seconds; the signal passed on at once to the run's handler), and the write then completes:
+# for a signal that is to take effect only once the files are whole. HF_VIT_TEST_STALL_DECODE=1 makes
 # the first decode of a split print DECODING and sleep 600 s: a signal while the data is read.
+# HF_VIT_TEST_JIT_KILL_WAIT shortens the wait of --enable_jit_checkpoint between a SIGTERM and its checkpoint.
 WRAPPER = """
 import json, os, sys, time
 import torch
@@ -1807,10 +1809,41 @@ if stall:
             data = save(tensors, metadata=metadata)
             with open(filename, "wb") as f:
                 f.write(data[: len(data) // 2])
-            print("STALLED-IN-SAVE", filename, flush=True)
-            time.sleep(float(os.environ.get("HF_VIT_TEST_STALL_SECONDS", 600)))
+            if os.environ.get("HF_VIT_TEST_STALL_SECONDS"):
+                wait_for_a_signal(float(os.environ["HF_VIT_TEST_STALL_SECONDS"]), filename)
+            else:
+                print("STALLED-IN-SAVE", filename, flush=True)
+                time.sleep(600)
         return real_save(tensors, filename, metadata=metadata)
+    def wait_for_a_signal(seconds, filename):
+        # the stall ends once SIGINT or SIGTERM has come (at most `seconds`), each passed on at once to the handler
+        # the run had, or ending the process where it had none, as it would have without the stall
+        import signal
+        got, handlers = [], {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        def put_back():
+            for sig, handler in handlers.items():
+                if signal.getsignal(sig) is noted:
+                    signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        def noted(signum, frame):
+            got.append(signum)
+            put_back()
+            if callable(handlers[signum]):
+                handlers[signum](signum, frame)
+            elif handlers[signum] in (None, signal.SIG_DFL):
+                os.kill(os.getpid(), signum)
+        for sig in handlers:
+            signal.signal(sig, noted)
+        print("STALLED-IN-SAVE", filename, flush=True)  # once the handlers are in place
+        deadline = time.monotonic() + seconds
+        try:
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            put_back()
     modeling_utils.safe_save_file = stalling_save
+if os.environ.get("HF_VIT_TEST_JIT_KILL_WAIT"):  # the JIT checkpoint's grace after a SIGTERM (transformers: 3 s)
+    from transformers.trainer_jit_checkpoint import CheckpointManager
+    CheckpointManager.__init__.__defaults__ = (float(os.environ["HF_VIT_TEST_JIT_KILL_WAIT"]),)
 if os.environ.get("HF_VIT_TEST_STALL_DECODE"):
     import hf_vit.data
     def stalling_decode(*args, **kwargs):
@@ -2738,13 +2771,14 @@ def test_a_plain_kill_mid_training_says_how_to_continue(dataset_dir, tmp_path):
 
 
 def test_a_kill_with_enable_jit_checkpoint_saves_a_checkpoint_and_writes_no_model_folder(dataset_dir, tmp_path):
-    """--enable_jit_checkpoint true (transformers 5): the Trainer answers SIGTERM by saving a checkpoint 3 s later and
-    ending training early, as if done. A real SIGTERM to a real 4000-step run: it stops as a plain kill does, exit
+    """--enable_jit_checkpoint true (transformers 5): the Trainer answers SIGTERM by saving a checkpoint 3 s later
+    (0.5 s here: HF_VIT_TEST_JIT_KILL_WAIT) and ending training early, as if done. A real SIGTERM to a real 4000-step run: it stops as a plain kill does, exit
     status 143 and the resume line naming that checkpoint (before: exit status 0, and the half-trained model was
     tested and written as the run's model folder, card and all: 'test accuracy ...; model folder: ...')."""
     out = tmp_path / "run"
     output = kill_after(start_training(tmp_path, train_args(dataset_dir, out, "--enable_jit_checkpoint", "true",
-                                                            steps=4000)), out / "checkpoint-8")  # fmt: skip
+                                                            steps=4000), HF_VIT_TEST_JIT_KILL_WAIT="0.5"),
+                        out / "checkpoint-8")  # fmt: skip
     assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
     newest = max(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert (newest / "trainer_state.json").is_file() and int(newest.name.split("-")[1]) < 4000
