@@ -205,8 +205,8 @@ class HfViTEncoder(nn.Module):
 
     def __init__(self, config: HfViTConfig):
         super().__init__()
+        # Checkpointing is switched on each HfViTLayer (a GradientCheckpointingLayer): no flag is needed here.
         self.layers = nn.ModuleList([HfViTLayer(config) for _ in range(config.depth)])
-        self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False):
         all_hidden_states = (x,) if output_hidden_states else None
