@@ -294,20 +294,15 @@ class HfViTModel(HfViTPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        if not isinstance(pixel_values, torch.Tensor):  # None, or a processor's lists (no return_tensors="pt")
-            raise _not_a_tensor_error(pixel_values)
+        _check_pixel_values(pixel_values)  # a float tensor, else an error that says how to prepare the images
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
-        if not pixel_values.is_floating_point():  # raw 0..255 pixels would pass through unnormalised
-            raise ValueError(
-                f"pixel_values are {pixel_values.dtype} (raw pixels?); the model takes normalised floats. Prepare "
-                "the images with the image processor: `hf_vit.make_image_processor(config)` or AutoImageProcessor."
-            )
-        expected_dtype = self.embeddings.cls_token.dtype  # a parameter every variant keeps
+        # The [CLS] token gives the model's dtype: a plain parameter, whatever quantisation did to the layers.
+        expected_dtype = self.embeddings.cls_token.dtype
         x = self.embeddings(pixel_values.to(expected_dtype), interpolate_pos_encoding)  # (B, N+1, dim)
         x, hidden_states, attentions = self.transformer(
             x, output_attentions=output_attentions, output_hidden_states=output_hidden_states
@@ -440,6 +435,17 @@ def _labels_outside_the_head_error(labels, num_labels: int) -> Exception | None:
         "HfViTConfig(..., id2label=dataset.features['label'].names), or load a trained model with "
         "from_pretrained(folder, num_labels=N, ignore_mismatched_sizes=True)."
     )
+
+
+def _check_pixel_values(pixel_values) -> None:
+    """Refuse pixel_values that are missing, not a tensor, or raw integer pixels, saying how to prepare them."""
+    if not isinstance(pixel_values, torch.Tensor):  # None, or a processor's lists (no return_tensors="pt")
+        raise _not_a_tensor_error(pixel_values)
+    if not pixel_values.is_floating_point():  # raw 0..255 pixels would pass through unnormalised
+        raise ValueError(
+            f"pixel_values are {pixel_values.dtype} (raw pixels?); the model takes normalised floats. Prepare "
+            "the images with the image processor: `hf_vit.make_image_processor(config)` or AutoImageProcessor."
+        )
 
 
 def _not_a_tensor_error(pixel_values) -> Exception:
