@@ -8,7 +8,7 @@ Read top to bottom, it is the lesson's network:
       -> depth x Pre-LN block:  x = x + MHSA(LN(x))
                                 x = x + FFN(LN(x))                (B, N+1, dim)
       -> pool: the [CLS] token or the mean of all tokens          (B, dim)
-      -> head: LayerNorm + Linear                                  (B, num_labels)
+      -> head: LayerNorm + Linear                                 (B, num_labels)
 
 Module names inside a block follow the lesson (`to_qkv`, `to_out`, `net`),
 so its weights map one to one (see `convert_lesson_state_dict`).
@@ -116,7 +116,8 @@ def eager_attention_forward(
     scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # (B, heads, N+1, N+1)
     if attention_mask is not None:
         scores = scores + attention_mask
-    attn = scores.softmax(dim=-1).to(query.dtype)  # bf16/fp16 softmax kernels accumulate in fp32
+    # No fp32 upcast: bf16/fp16 softmax kernels accumulate in fp32. `.to`: CUDA autocast's softmax returns fp32.
+    attn = scores.softmax(dim=-1).to(query.dtype)  # (B, heads, N+1, N+1), each row sums to 1
     attn = nn.functional.dropout(attn, p=dropout, training=module.training)
     out = torch.matmul(attn, value)  # (B, heads, N+1, dim_head)
     return out.transpose(1, 2).contiguous(), attn  # (B, N+1, heads, dim_head)
@@ -233,6 +234,8 @@ AUTO_MAP = {
 
 
 class HfViTPreTrainedModel(PreTrainedModel):
+    """What both models share: the config check, weight init, and what transformers reads off the class."""
+
     config_class = HfViTConfig
     config: HfViTConfig
     base_model_prefix = "vit"
@@ -254,8 +257,8 @@ class HfViTPreTrainedModel(PreTrainedModel):
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        # transformers copies the remote-code files into the folder before the config refuses itself there: checked
-        # first, a refused save writes nothing (and leaves an earlier save in that folder as it was).
+        # Checked first: transformers copies the remote-code files into the folder before its own checks refuse the
+        # config, so a refused save would leave a half-written folder (or spoil an earlier save there).
         self.config.check_before_save()
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -371,6 +374,9 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         )
 
 
+# ---------------------------------------------------------------------------
+# 6. Checks and errors: each refusal names the problem and the fix, kept here out of the model's way
+# ---------------------------------------------------------------------------
 def _attend(attention_interface, module, query, key, value, **kwargs):
     """The attention kernel's call. PyTorch refuses flex attention's CPU backward with "set the input requires_grad
     to False", which a model user cannot follow (the inputs are the projected q, k, v): said in their terms."""
@@ -387,6 +393,12 @@ def _attend(attention_interface, module, query, key, value, **kwargs):
         ) from err
 
 
+def _refuse_hf_vit_trainer_batches(pixel_values, kwargs) -> None:
+    """Batches of hf_vit's collator that only HfViTTrainer reads right: mixed, or left raw for the device."""
+    _refuse_mixed_batches(kwargs)
+    _refuse_on_device_batches(pixel_values, kwargs)
+
+
 def _refuse_mixed_batches(kwargs) -> None:
     """A Mixup/CutMix batch (hf_vit's collator) in a Trainer that is not hf_vit's: the loss would silently drop the
     partner labels and train on mixed images as if each were its first label alone."""
@@ -396,12 +408,6 @@ def _refuse_mixed_batches(kwargs) -> None:
             "takes one label per image and would ignore the second. Train with hf_vit.training.HfViTTrainer, which "
             "mixes the loss, or turn mixing off (AugmentConfig(mixup_alpha=0, cutmix_alpha=0))."
         )
-
-
-def _refuse_hf_vit_trainer_batches(pixel_values, kwargs) -> None:
-    """Batches of hf_vit's collator that only HfViTTrainer reads right: mixed, or left raw for the device."""
-    _refuse_mixed_batches(kwargs)
-    _refuse_on_device_batches(pixel_values, kwargs)
 
 
 def _refuse_on_device_batches(pixel_values, kwargs) -> None:
