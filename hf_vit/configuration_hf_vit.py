@@ -49,6 +49,8 @@ def _check_problem_type(problem_type) -> None:
             "'regression', or leave it out to infer it from the labels."
         )
 
+
+# transformers' ViTConfig has two dropout rates; the lesson's one `dropout` takes either name.
 DROPOUT_ALIASES = ("attention_probs_dropout_prob", "hidden_dropout_prob")
 
 
@@ -245,6 +247,8 @@ def _refuse_a_whole_cfg(first) -> None:
 class HfViTConfig(PretrainedConfig):
     r"""Configuration of [`HfViTModel`] and [`HfViTForImageClassification`].
 
+    A name in parentheses is transformers' for the same field (`config.hidden_size` reads `config.dim`).
+
     Args:
         image_size (`int` or `(int, int)`, defaults to 32): input height/width.
         patch_size (`int` or `(int, int)`, defaults to 4): patch height/width; must divide `image_size`.
@@ -252,15 +256,17 @@ class HfViTConfig(PretrainedConfig):
         dim (`int`, defaults to 192): token width (`hidden_size`).
         depth (`int`, defaults to 6): number of encoder blocks (`num_hidden_layers`).
         heads (`int`, defaults to 3): attention heads (`num_attention_heads`).
-        dim_head (`int`, defaults to 64): width of one head; `heads * dim_head` need not equal `dim`.
+        dim_head (`int`, defaults to 64): width of one head (`head_dim`); `heads * dim_head` need not equal `dim`.
         mlp_dim (`int`, defaults to 768): hidden width of the feed-forward block (`intermediate_size`).
         pool (`str`, defaults to `"cls"`): `"cls"` takes the [CLS] token, `"mean"` averages all tokens.
-        dropout (`float`, defaults to 0.0): dropout in attention weights, attention output and FFN.
+        dropout (`float`, defaults to 0.0): dropout in attention weights, attention output and FFN
+            (`hidden_dropout_prob` and `attention_probs_dropout_prob`: the lesson has one rate for both).
         emb_dropout (`float`, defaults to 0.0): dropout after adding positional embeddings.
         layer_norm_eps (`float`, defaults to 1e-5): LayerNorm epsilon (PyTorch's default, as in the lesson).
         initializer_range (`float`, defaults to 0.02): std of the weight init (normal for Linear layers,
             truncated normal for the [CLS] token and the positions).
-        id2label (`dict`, defaults to the 10 CIFAR-10 classes).
+        id2label (`dict` or `list`, defaults to the 10 CIFAR-10 classes): the class names by id; `num_labels`
+            (the lesson's `num_classes`) alone names them LABEL_0, LABEL_1, ...
     """
 
     model_type = "hf_vit"
@@ -293,7 +299,7 @@ class HfViTConfig(PretrainedConfig):
         **kwargs,
     ):
         _refuse_a_whole_cfg(image_size)
-        # A lesson field left at its default is no choice (as for `dropout` above): only a value given counts.
+        # A lesson field left at its default is no choice (as for `dropout` below): only a value given counts.
         sizes = dict(num_channels=num_channels, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
         _one_value_per_field(kwargs, {f: v for f, v in sizes.items() if v != FIELD_DEFAULTS[f]})
         # The lesson's `channels` and `num_classes` are accepted as aliases.
@@ -350,7 +356,8 @@ class HfViTConfig(PretrainedConfig):
         self.emb_dropout = emb_dropout
         self.layer_norm_eps = layer_norm_eps
         self.initializer_range = initializer_range
-        # Set after transformers' checks, which refuse it beside attn_implementation="sdpa" (served here: the setter).
+        # Set after transformers' __init__, whose check refuses it beside attn_implementation="sdpa"; hf_vit serves
+        # the weights under every attention implementation (see the output_attentions setter).
         output_attentions = kwargs.pop("output_attentions", False)
         _check_problem_type(kwargs.get("problem_type"))  # before transformers 5.17's own check, which names no fix
         super().__init__(**kwargs)
