@@ -162,6 +162,16 @@ def _class_id(value, where: str) -> int:
         raise ValueError(f"HfViTConfig: the class ids in `{where}` must be whole numbers 0, 1, ..., got {value!r}.") from None
 
 
+def _as_id2label(value):
+    """id2label as the config keeps it: a list ["cat", "dog"] numbered {0: "cat", 1: "dog"}, keys 0 or "0"
+    (config.json's keys are strings) as ints, names as text; anything else as it is, for the checks to refuse."""
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if isinstance(value, dict):
+        value = {_class_id(i, "id2label"): _class_name(name) for i, name in value.items()}
+    return value
+
+
 def _class_name(name):
     """A class name as text. A dataset card's unquoted YAML names `no`/`yes` or `10` arrive from datasets as
     False/True or 10; kept as such, config.json would write `false` for a name and `"false"` for its label2id key,
@@ -310,10 +320,8 @@ class HfViTConfig(PretrainedConfig):
         for key in ("id2label", "label2id", "num_labels"):  # None means not given, as the checks below read it
             if key in kwargs and kwargs[key] is None:
                 del kwargs[key]  # else transformers would take num_labels=None and fail on range(None)
-        if isinstance(kwargs.get("id2label"), (list, tuple)):  # ["cat", "dog"] reads as {0: "cat", 1: "dog"}
-            kwargs["id2label"] = dict(enumerate(kwargs["id2label"]))
-        if isinstance(kwargs.get("id2label"), dict):  # keys 0 or "0" (config.json's keys are strings)
-            kwargs["id2label"] = {_class_id(i, "id2label"): _class_name(name) for i, name in kwargs["id2label"].items()}
+        if "id2label" in kwargs:
+            kwargs["id2label"] = _as_id2label(kwargs["id2label"])
         if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
             # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
             # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
@@ -486,17 +494,17 @@ class HfViTConfig(PretrainedConfig):
         self.num_labels = value
 
     def __setattr__(self, key, value):
-        # `config.id2label = {...}` renames the classes: label2id follows (transformers' num_labels setter rebuilds
-        # both the same way), or save_pretrained would write two maps that disagree and from_pretrained refuses.
         if key == "problem_type":
             _check_problem_type(value)
-        if key == "id2label" and isinstance(value, (list, tuple)):  # ["cat", "dog"] numbers them, as in the constructor
-            value = dict(enumerate(value))
-        if key == "id2label" and isinstance(value, dict):
-            value = {_class_id(i, "id2label"): _class_name(name) for i, name in value.items()}
-            super().__setattr__(key, value)
-            super().__setattr__("label2id", {name: i for i, name in value.items()})
-            return
+        if key == "id2label":
+            value = _as_id2label(value)
+            if isinstance(value, dict):
+                # `config.id2label = {...}` renames the classes: label2id follows (transformers' num_labels setter
+                # rebuilds both the same way), or save_pretrained would write two maps that disagree and
+                # from_pretrained refuses.
+                super().__setattr__(key, value)
+                super().__setattr__("label2id", {name: i for i, name in value.items()})
+                return
         super().__setattr__(key, value)
 
     # -- validation ----------------------------------------------------------
