@@ -90,18 +90,6 @@ def _check_vit_fields_without_effect(config):
             raise ValueError(f"HfViTConfig: {name}={value!r} has no effect: {what}. Leave {name} out{keep}.")
 
 
-# The other names of the lesson's size fields: transformers' (attribute_map) and the lesson's `channels`. The two
-# dropout names are `_one_dropout`'s.
-FIELD_ALIASES = {
-    "hidden_size": "dim",
-    "num_hidden_layers": "depth",
-    "num_attention_heads": "heads",
-    "head_dim": "dim_head",
-    "intermediate_size": "mlp_dim",
-    "channels": "num_channels",
-}
-
-
 def _one_value_per_field(kwargs, fields):
     """Refuse another name in `kwargs` (hidden_size=48) that disagrees with its field given too (dim=64 in
     `fields`): transformers would set one after the other, and whichever came last would win without a word."""
@@ -280,6 +268,7 @@ class HfViTConfig(PretrainedConfig):
     """
 
     model_type = "hf_vit"
+    # transformers' names (and the lesson's `channels`) for the lesson's fields: config.hidden_size reads config.dim.
     attribute_map = {
         "hidden_size": "dim",
         "num_hidden_layers": "depth",
@@ -582,6 +571,8 @@ class HfViTConfig(PretrainedConfig):
             )
 
 
+# The other names of the lesson's size fields: attribute_map's, less the two dropout names (`_one_dropout`'s).
+FIELD_ALIASES = {alias: field for alias, field in HfViTConfig.attribute_map.items() if field != "dropout"}
 # The constructor's defaults of the lesson's size fields (a value equal to one may have been left out).
 _PARAMETERS = inspect.signature(HfViTConfig.__init__).parameters
 FIELD_DEFAULTS = {name: _PARAMETERS[name].default for name in FIELD_ALIASES.values()}
