@@ -133,6 +133,49 @@ def _check_label_count(num_labels, id2label):
         )
 
 
+def _one_set_of_labels(kwargs):
+    """The constructor's class arguments in `kwargs`, settled in place before transformers reads them: the lesson's
+    num_classes as num_labels, None as not given, id2label kept as _as_id2label keeps it (or label2id's inverse when
+    only label2id is given, or the 10 CIFAR-10 classes when nothing is), and label2id the inverse of id2label. A
+    num_labels that is not a whole number, an id2label that is not a map, and counts or maps that disagree are
+    refused."""
+    _num_classes_as_num_labels(kwargs)
+    for key in ("id2label", "label2id", "num_labels"):  # None means not given, as the checks below read it
+        if key in kwargs and kwargs[key] is None:
+            del kwargs[key]  # else transformers would take num_labels=None and fail on range(None)
+    if "id2label" in kwargs:
+        kwargs["id2label"] = _as_id2label(kwargs["id2label"])
+    if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
+        # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
+        # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
+        kwargs["id2label"] = {_class_id(i, "label2id"): _class_name(name) for name, i in kwargs["label2id"].items()}
+    id2label = kwargs.get("id2label")
+    num_labels = kwargs.get("num_labels")
+    _refuse_array_scalar("num_labels", num_labels)
+    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
+        raise ValueError(f"HfViTConfig: `num_labels` must be a whole number of classes, got {num_labels!r}.")
+    if id2label is not None and not isinstance(id2label, dict):
+        raise ValueError(
+            f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
+        )
+    _check_label_count(num_labels, id2label)
+    if id2label is None and num_labels is None:
+        kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
+    if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
+        kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
+    elif isinstance(kwargs.get("id2label"), dict) and isinstance(kwargs.get("label2id"), dict):
+        # Checked here, not left to validate_hf_vit: transformers sets id2label after label2id, and __setattr__ then
+        # rebuilds label2id from it, so a label2id that disagreed would be dropped without a word.
+        inverse = {name: i for i, name in kwargs["id2label"].items()}
+        given = {_class_name(name): _class_id(i, "label2id") for name, i in kwargs["label2id"].items()}
+        kwargs["label2id"] = given
+        if inverse != given:
+            raise ValueError(
+                f"HfViTConfig: `label2id` {kwargs['label2id']!r} is not the inverse of `id2label` "
+                f"{kwargs['id2label']!r}. Pass only `id2label` (label2id is then built from it)."
+            )
+
+
 def _pair(value):
     """`32` -> `(32, 32)`; `(32, 24)` stays as it is (the lesson's `pair`)."""
     if isinstance(value, (list, tuple)):
@@ -301,44 +344,10 @@ class HfViTConfig(PretrainedConfig):
         # A lesson field left at its default is no choice (as for `dropout` below): only a value given counts.
         sizes = dict(num_channels=num_channels, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
         _one_value_per_field(kwargs, {f: v for f, v in sizes.items() if v != FIELD_DEFAULTS[f]})
-        # The lesson's `channels` and `num_classes` are accepted as aliases.
-        if "channels" in kwargs:
+        if "channels" in kwargs:  # the lesson's name for num_channels
             num_channels = kwargs.pop("channels")
         dropout = _one_dropout(kwargs, dropout, explicit=dropout != 0.0)  # 0.0: the default, or said so
-        _num_classes_as_num_labels(kwargs)
-        for key in ("id2label", "label2id", "num_labels"):  # None means not given, as the checks below read it
-            if key in kwargs and kwargs[key] is None:
-                del kwargs[key]  # else transformers would take num_labels=None and fail on range(None)
-        if "id2label" in kwargs:
-            kwargs["id2label"] = _as_id2label(kwargs["id2label"])
-        if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
-            # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
-            # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
-            kwargs["id2label"] = {_class_id(i, "label2id"): _class_name(name) for name, i in kwargs["label2id"].items()}
-        id2label = kwargs.get("id2label")
-        num_labels = kwargs.get("num_labels")
-        _refuse_array_scalar("num_labels", num_labels)
-        if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
-            raise ValueError(f"HfViTConfig: `num_labels` must be a whole number of classes, got {num_labels!r}.")
-        if id2label is not None and not isinstance(id2label, dict):
-            raise ValueError(
-                f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
-            )
-        _check_label_count(num_labels, id2label)
-        if id2label is None and num_labels is None:
-            kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
-        if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
-            kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
-        elif isinstance(kwargs.get("id2label"), dict) and isinstance(kwargs.get("label2id"), dict):
-            inverse = {name: i for i, name in kwargs["id2label"].items()}
-            kwargs["label2id"] = given = {
-                _class_name(name): _class_id(i, "label2id") for name, i in kwargs["label2id"].items()
-            }
-            if inverse != given:
-                raise ValueError(
-                    f"HfViTConfig: `label2id` {kwargs['label2id']!r} is not the inverse of `id2label` "
-                    f"{kwargs['id2label']!r}. Pass only `id2label` (label2id is then built from it)."
-                )
+        _one_set_of_labels(kwargs)  # num_classes, num_labels, id2label, label2id: one set of classes
 
         self.image_size = list(image_size) if isinstance(image_size, (list, tuple)) else image_size
         self.patch_size = list(patch_size) if isinstance(patch_size, (list, tuple)) else patch_size
