@@ -4,6 +4,9 @@ The field names are the lesson's (`dim`, `depth`, `heads`, `dim_head`,
 `mlp_dim`, `pool`); transformers' standard names (`hidden_size`,
 `num_hidden_layers`, ...) resolve to them through `attribute_map`.
 
+The class comes first; the checks it calls, each naming the bad value and
+the fix, follow it.
+
 This file is copied next to saved weights as remote code, so it imports
 nothing from `hf_vit` (only `transformers` and its `huggingface_hub`).
 """
@@ -34,255 +37,6 @@ CIFAR10_LABELS = (
 # the usual published figures, saved into the image processor.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-
-
-# The losses transformers' `loss_function` knows for a classification head.
-PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
-
-
-def _check_problem_type(problem_type) -> None:
-    if problem_type not in (None, *PROBLEM_TYPES):
-        # transformers 5.24 accepts any text here and fails only at the first loss, as "Invalid problem type".
-        raise ValueError(
-            f"HfViTConfig: unknown `problem_type` {problem_type!r}. Use 'single_label_classification' (one "
-            "class id per image), 'multi_label_classification' (float 0/1 labels, one per class) or "
-            "'regression', or leave it out to infer it from the labels."
-        )
-
-
-# transformers' ViTConfig has two dropout rates; the lesson's one `dropout` takes either name.
-DROPOUT_ALIASES = ("attention_probs_dropout_prob", "hidden_dropout_prob")
-
-
-def _one_dropout(kwargs, dropout, explicit):
-    """The dropout rate, with transformers' two names for it popped from `kwargs`. ViT keeps hidden and attention
-    dropout apart; the lesson has one rate for both, so both names set `dropout`, and two different values would
-    leave whichever came last."""
-    given = {**({"dropout": dropout} if explicit else {}), **{n: kwargs.pop(n) for n in DROPOUT_ALIASES if n in kwargs}}
-    if len(set(given.values())) > 1:
-        named = ", ".join(f"{name}={value!r}" for name, value in given.items())
-        raise ValueError(
-            f"HfViTConfig: {named} each set `dropout`, the model's one dropout rate (on the attention weights, after "
-            "the attention and in the FFN, as in the lesson); it has no separate hidden and attention dropout. "
-            "Pass one value, e.g. dropout=0.1."
-        )
-    return next(iter(given.values())) if given else dropout
-
-
-# transformers' ViTConfig fields with no part in the lesson's model: the values that match what it does, and what it
-# does. Kept silently, another value would be saved and read back while the model went on as before.
-VIT_FIELDS_WITHOUT_EFFECT = {
-    "hidden_act": (("gelu",), "the FFN always uses GELU (torch's exact nn.GELU, transformers' 'gelu')"),
-    "qkv_bias": ((False,), "the q, k, v projection (to_qkv) has no bias, as in the lesson"),
-    "pooler_output_size": ((), "the pooled vector is the [CLS] token or the mean of the tokens (config.pool), with no "
-                               "dense layer"),
-    "pooler_act": ((), "the pooled vector goes to the head with no activation"),
-    "encoder_stride": ((), "the model has no masked-image-modeling decoder"),
-}
-
-
-def _check_vit_fields_without_effect(config):
-    """Refuse a ViT field set to a value the model does not follow (hidden_act="relu"), naming what it does."""
-    for name, (allowed, what) in VIT_FIELDS_WITHOUT_EFFECT.items():
-        value = getattr(config, name, None)
-        if value is not None and value not in allowed:
-            keep = f" (or {name}={allowed[0]!r})" if allowed else ""
-            raise ValueError(f"HfViTConfig: {name}={value!r} has no effect: {what}. Leave {name} out{keep}.")
-
-
-def _one_value_per_field(kwargs, fields):
-    """Refuse another name in `kwargs` (hidden_size=48) that disagrees with its field given too (dim=64 in
-    `fields`): transformers would set one after the other, and whichever came last would win without a word."""
-    for alias, field in FIELD_ALIASES.items():
-        if alias in kwargs and field in fields and kwargs[alias] != fields[field]:
-            whose = "the lesson's" if alias == "channels" else "transformers'"
-            raise ValueError(
-                f"HfViTConfig: {field}={fields[field]!r} and {alias}={kwargs[alias]!r} disagree: they are one "
-                f"setting ({alias} is {whose} name for {field}). Pass one of them."
-            )
-
-
-def _numbers(given, names, kind):
-    """The values of `names` in update_from_string's text pairs, as numbers of `kind`; None where one is not a number
-    (transformers' own parsing then names the bad value)."""
-    try:
-        return {k: kind(v) for k, v in given.items() if k in names}
-    except ValueError:
-        return None
-
-
-def _num_classes_as_num_labels(kwargs):
-    """The lesson's `num_classes=N` means `num_labels=N` (in place); both given must agree."""
-    num_classes = kwargs.pop("num_classes", None)
-    if num_classes is None:
-        return
-    if kwargs.get("num_labels") not in (None, num_classes):
-        raise ValueError(
-            f"num_classes={num_classes} and num_labels={kwargs['num_labels']} disagree: they are one setting "
-            "(num_classes is the lesson's name for num_labels). Pass one of them."
-        )
-    kwargs["num_labels"] = num_classes
-
-
-def _check_label_count(num_labels, id2label):
-    """`num_labels` and `id2label` given together must count the same classes."""
-    if id2label is not None and num_labels is not None and len(id2label) != num_labels:
-        raise ValueError(
-            f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
-            "entries. Pass only one of them, or make `id2label` list exactly `num_labels` classes."
-        )
-
-
-def _one_set_of_labels(kwargs):
-    """The constructor's class arguments in `kwargs`, settled in place before transformers reads them: the lesson's
-    num_classes as num_labels, None as not given, id2label kept as _as_id2label keeps it (or label2id's inverse when
-    only label2id is given, or the 10 CIFAR-10 classes when nothing is), and label2id the inverse of id2label. A
-    num_labels that is not a whole number, an id2label that is not a map, and counts or maps that disagree are
-    refused."""
-    _num_classes_as_num_labels(kwargs)
-    for key in ("id2label", "label2id", "num_labels"):  # None means not given, as the checks below read it
-        if key in kwargs and kwargs[key] is None:
-            del kwargs[key]  # else transformers would take num_labels=None and fail on range(None)
-    if "id2label" in kwargs:
-        kwargs["id2label"] = _as_id2label(kwargs["id2label"])
-    if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
-        # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
-        # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
-        kwargs["id2label"] = {_class_id(i, "label2id"): _class_name(name) for name, i in kwargs["label2id"].items()}
-    id2label = kwargs.get("id2label")
-    num_labels = kwargs.get("num_labels")
-    _refuse_array_scalar("num_labels", num_labels)
-    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
-        raise ValueError(f"HfViTConfig: `num_labels` must be a whole number of classes, got {num_labels!r}.")
-    if id2label is not None and not isinstance(id2label, dict):
-        raise ValueError(
-            f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
-        )
-    _check_label_count(num_labels, id2label)
-    if id2label is None and num_labels is None:
-        kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
-    if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
-        kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
-    elif isinstance(kwargs.get("id2label"), dict) and isinstance(kwargs.get("label2id"), dict):
-        # Checked here, not left to validate_hf_vit: transformers sets id2label after label2id, and __setattr__ then
-        # rebuilds label2id from it, so a label2id that disagreed would be dropped without a word.
-        inverse = {name: i for i, name in kwargs["id2label"].items()}
-        given = {_class_name(name): _class_id(i, "label2id") for name, i in kwargs["label2id"].items()}
-        kwargs["label2id"] = given
-        if inverse != given:
-            raise ValueError(
-                f"HfViTConfig: `label2id` {kwargs['label2id']!r} is not the inverse of `id2label` "
-                f"{kwargs['id2label']!r}. Pass only `id2label` (label2id is then built from it)."
-            )
-
-
-def _pair(value):
-    """`32` -> `(32, 32)`; `(32, 24)` stays as it is (the lesson's `pair`)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(value)
-    return (value, value)
-
-
-def _class_id(value, where: str) -> int:
-    """A class id from id2label's keys or label2id's values: 3 or "3" (JSON keys are strings)."""
-    try:
-        if isinstance(value, bool) or int(value) != float(value):
-            raise ValueError
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"HfViTConfig: the class ids in `{where}` must be whole numbers 0, 1, ..., got {value!r}.") from None
-
-
-def _as_id2label(value):
-    """id2label as the config keeps it: a list ["cat", "dog"] numbered {0: "cat", 1: "dog"}, keys 0 or "0"
-    (config.json's keys are strings) as ints, names as text; anything else as it is, for the checks to refuse."""
-    if isinstance(value, (list, tuple)):
-        value = dict(enumerate(value))
-    if isinstance(value, dict):
-        value = {_class_id(i, "id2label"): _class_name(name) for i, name in value.items()}
-    return value
-
-
-def _class_name(name):
-    """A class name as text. A dataset card's unquoted YAML names `no`/`yes` or `10` arrive from datasets as
-    False/True or 10; kept as such, config.json would write `false` for a name and `"false"` for its label2id key,
-    and the folder could not be loaded again."""
-    return str(name) if isinstance(name, (bool, int, float)) else name
-
-
-def _patch_sizes_for(height, width):
-    """The patch sizes that cut a height x width image into a whole grid, as advice in an error.
-
-    The common divisors are found by trial up to a bound (with their cofactors), not over the whole side: an
-    image_size of 10**12 made the error itself loop for hours."""
-    common = math.gcd(height, width)
-    small = [p for p in range(2, min(math.isqrt(common), 1024) + 1) if common % p == 0]
-    sizes = sorted({*small, *(common // p for p in small), *([common] if common > 1 else [])})[:4]
-    if sizes:
-        return "e.g. " + ", ".join(map(str, sizes))
-    return "only 1 divides both sides; resize or pad the images to a size such as 32"
-
-
-def _refuse_array_scalar(name, value):
-    """Refuse a NumPy or torch number (np.int64(64) from a sweep, a 0-d tensor) as such: the range check would say
-    "must be a positive integer" of 64, and config.json cannot store either kind."""
-    if isinstance(value, (bool, int, float, str)) or not hasattr(value, "item") or getattr(value, "ndim", None) != 0:
-        return
-    plain = type(value.item()).__name__
-    raise ValueError(
-        f"HfViTConfig: `{name}` must be a plain Python {plain}, got {value!r}, a NumPy or torch number "
-        f"(config.json cannot store one). Pass {name}={plain}(value)."
-    )
-
-
-def _type_name(obj) -> str:
-    """The class of `obj` as messages name it: `transformers ViTConfig` for one of transformers' own, else its name."""
-    kind = type(obj)
-    return f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
-
-
-# The lesson's size fields, names transformers' configs do not use: what marks a cfg object (or dict) as the lesson's.
-LESSON_SIZE_FIELDS = ("dim", "depth", "heads", "dim_head", "mlp_dim")
-
-
-def _refuse_a_whole_cfg(first) -> None:
-    """The lesson's cfg object (or a dict of its fields) passed whole, as the lesson's `ViT(cfg)` takes it: it would
-    land in image_size, and the error would call it a bad image size."""
-    if isinstance(first, PretrainedConfig):  # a dataclass too: asdict would hand over another model's fields
-        if hasattr(first, "validate_hf_vit"):
-            raise TypeError(
-                "HfViTConfig got an HfViTConfig object as its first argument (image_size): it is one already. Use it "
-                "as it is (copy.deepcopy(config) for a copy to edit)."
-            )
-        raise TypeError(
-            f"HfViTConfig takes the lesson's fields as keywords, got a {_type_name(first)} object as "
-            "its first argument (image_size), another model's configuration. Give its shape as keywords: "
-            "HfViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, num_channels=cfg.num_channels, "
-            "dim=cfg.hidden_size, depth=cfg.num_hidden_layers, heads=cfg.num_attention_heads, "
-            "dim_head=cfg.hidden_size // cfg.num_attention_heads, mlp_dim=cfg.intermediate_size, id2label=cfg.id2label)."
-        )
-    # Only a cfg carrying the lesson's own size names is the lesson's: another dataclass or dict (TrainingArguments,
-    # a dataset's settings) passed through **asdict would build a default model with its fields stored as junk.
-    if isinstance(first, Mapping):
-        fix, names = "HfViTConfig(**cfg)", first.keys()
-    elif dataclasses.is_dataclass(first) and not isinstance(first, type):
-        fix, names = "HfViTConfig(**dataclasses.asdict(cfg))", [field.name for field in dataclasses.fields(first)]
-    elif hasattr(first, "dim") and hasattr(first, "depth"):  # both: a tensor has .dim alone
-        fix, names = "HfViTConfig(**vars(cfg))", LESSON_SIZE_FIELDS
-    else:
-        return
-    if not set(LESSON_SIZE_FIELDS) & set(names):
-        raise TypeError(
-            f"HfViTConfig: image_size (the first argument) takes an int or (height, width), got a {_type_name(first)} "
-            f"object, which has none of the lesson's fields ({', '.join(LESSON_SIZE_FIELDS)}). The config takes its "
-            "fields as keywords, e.g. HfViTConfig(image_size=32, patch_size=4, dim=192, depth=6, heads=3, "
-            "dim_head=64, mlp_dim=768)."
-        )
-    raise TypeError(
-        f"HfViTConfig takes the lesson's fields as keywords, got a {type(first).__name__} object as its first argument "
-        f"(image_size). Pass its fields: {fix}, adding id2label=<the dataset's class names> to name the classes "
-        "(num_classes alone names them LABEL_0, LABEL_1, ...)."
-    )
 
 
 class HfViTConfig(PretrainedConfig):
@@ -578,6 +332,259 @@ class HfViTConfig(PretrainedConfig):
                 f"HfViTConfig: `label2id` {self.label2id!r} is not the inverse of `id2label` {self.id2label!r}. "
                 "Set `id2label` alone (label2id follows it) or make the two maps agree."
             )
+
+
+# ---------------------------------------------------------------------------
+# The checks HfViTConfig calls: each refusal names the bad value and the fix
+# ---------------------------------------------------------------------------
+
+# The losses transformers' `loss_function` knows for a classification head.
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+
+
+def _check_problem_type(problem_type) -> None:
+    if problem_type not in (None, *PROBLEM_TYPES):
+        # transformers 5.24 accepts any text here and fails only at the first loss, as "Invalid problem type".
+        raise ValueError(
+            f"HfViTConfig: unknown `problem_type` {problem_type!r}. Use 'single_label_classification' (one "
+            "class id per image), 'multi_label_classification' (float 0/1 labels, one per class) or "
+            "'regression', or leave it out to infer it from the labels."
+        )
+
+
+# transformers' ViTConfig has two dropout rates; the lesson's one `dropout` takes either name.
+DROPOUT_ALIASES = ("attention_probs_dropout_prob", "hidden_dropout_prob")
+
+
+def _one_dropout(kwargs, dropout, explicit):
+    """The dropout rate, with transformers' two names for it popped from `kwargs`. ViT keeps hidden and attention
+    dropout apart; the lesson has one rate for both, so both names set `dropout`, and two different values would
+    leave whichever came last."""
+    given = {**({"dropout": dropout} if explicit else {}), **{n: kwargs.pop(n) for n in DROPOUT_ALIASES if n in kwargs}}
+    if len(set(given.values())) > 1:
+        named = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        raise ValueError(
+            f"HfViTConfig: {named} each set `dropout`, the model's one dropout rate (on the attention weights, after "
+            "the attention and in the FFN, as in the lesson); it has no separate hidden and attention dropout. "
+            "Pass one value, e.g. dropout=0.1."
+        )
+    return next(iter(given.values())) if given else dropout
+
+
+# transformers' ViTConfig fields with no part in the lesson's model: the values that match what it does, and what it
+# does. Kept silently, another value would be saved and read back while the model went on as before.
+VIT_FIELDS_WITHOUT_EFFECT = {
+    "hidden_act": (("gelu",), "the FFN always uses GELU (torch's exact nn.GELU, transformers' 'gelu')"),
+    "qkv_bias": ((False,), "the q, k, v projection (to_qkv) has no bias, as in the lesson"),
+    "pooler_output_size": ((), "the pooled vector is the [CLS] token or the mean of the tokens (config.pool), with no "
+                               "dense layer"),
+    "pooler_act": ((), "the pooled vector goes to the head with no activation"),
+    "encoder_stride": ((), "the model has no masked-image-modeling decoder"),
+}
+
+
+def _check_vit_fields_without_effect(config):
+    """Refuse a ViT field set to a value the model does not follow (hidden_act="relu"), naming what it does."""
+    for name, (allowed, what) in VIT_FIELDS_WITHOUT_EFFECT.items():
+        value = getattr(config, name, None)
+        if value is not None and value not in allowed:
+            keep = f" (or {name}={allowed[0]!r})" if allowed else ""
+            raise ValueError(f"HfViTConfig: {name}={value!r} has no effect: {what}. Leave {name} out{keep}.")
+
+
+def _one_value_per_field(kwargs, fields):
+    """Refuse another name in `kwargs` (hidden_size=48) that disagrees with its field given too (dim=64 in
+    `fields`): transformers would set one after the other, and whichever came last would win without a word."""
+    for alias, field in FIELD_ALIASES.items():
+        if alias in kwargs and field in fields and kwargs[alias] != fields[field]:
+            whose = "the lesson's" if alias == "channels" else "transformers'"
+            raise ValueError(
+                f"HfViTConfig: {field}={fields[field]!r} and {alias}={kwargs[alias]!r} disagree: they are one "
+                f"setting ({alias} is {whose} name for {field}). Pass one of them."
+            )
+
+
+def _numbers(given, names, kind):
+    """The values of `names` in update_from_string's text pairs, as numbers of `kind`; None where one is not a number
+    (transformers' own parsing then names the bad value)."""
+    try:
+        return {k: kind(v) for k, v in given.items() if k in names}
+    except ValueError:
+        return None
+
+
+def _num_classes_as_num_labels(kwargs):
+    """The lesson's `num_classes=N` means `num_labels=N` (in place); both given must agree."""
+    num_classes = kwargs.pop("num_classes", None)
+    if num_classes is None:
+        return
+    if kwargs.get("num_labels") not in (None, num_classes):
+        raise ValueError(
+            f"num_classes={num_classes} and num_labels={kwargs['num_labels']} disagree: they are one setting "
+            "(num_classes is the lesson's name for num_labels). Pass one of them."
+        )
+    kwargs["num_labels"] = num_classes
+
+
+def _check_label_count(num_labels, id2label):
+    """`num_labels` and `id2label` given together must count the same classes."""
+    if id2label is not None and num_labels is not None and len(id2label) != num_labels:
+        raise ValueError(
+            f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
+            "entries. Pass only one of them, or make `id2label` list exactly `num_labels` classes."
+        )
+
+
+def _one_set_of_labels(kwargs):
+    """The constructor's class arguments in `kwargs`, settled in place before transformers reads them: the lesson's
+    num_classes as num_labels, None as not given, id2label kept as _as_id2label keeps it (or label2id's inverse when
+    only label2id is given, or the 10 CIFAR-10 classes when nothing is), and label2id the inverse of id2label. A
+    num_labels that is not a whole number, an id2label that is not a map, and counts or maps that disagree are
+    refused."""
+    _num_classes_as_num_labels(kwargs)
+    for key in ("id2label", "label2id", "num_labels"):  # None means not given, as the checks below read it
+        if key in kwargs and kwargs[key] is None:
+            del kwargs[key]  # else transformers would take num_labels=None and fail on range(None)
+    if "id2label" in kwargs:
+        kwargs["id2label"] = _as_id2label(kwargs["id2label"])
+    if kwargs.get("id2label") is None and isinstance(kwargs.get("label2id"), dict):
+        # label2id alone names the classes too: id2label is its inverse (transformers' ViTConfig would
+        # drop it silently and keep two classes named LABEL_i; here the two maps always agree).
+        kwargs["id2label"] = {_class_id(i, "label2id"): _class_name(name) for name, i in kwargs["label2id"].items()}
+    id2label = kwargs.get("id2label")
+    num_labels = kwargs.get("num_labels")
+    _refuse_array_scalar("num_labels", num_labels)
+    if num_labels is not None and (isinstance(num_labels, bool) or not isinstance(num_labels, int)):
+        raise ValueError(f"HfViTConfig: `num_labels` must be a whole number of classes, got {num_labels!r}.")
+    if id2label is not None and not isinstance(id2label, dict):
+        raise ValueError(
+            f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
+        )
+    _check_label_count(num_labels, id2label)
+    if id2label is None and num_labels is None:
+        kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))
+    if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
+        kwargs["label2id"] = {name: int(i) for i, name in kwargs["id2label"].items()}
+    elif isinstance(kwargs.get("id2label"), dict) and isinstance(kwargs.get("label2id"), dict):
+        # Checked here, not left to validate_hf_vit: transformers sets id2label after label2id, and __setattr__ then
+        # rebuilds label2id from it, so a label2id that disagreed would be dropped without a word.
+        inverse = {name: i for i, name in kwargs["id2label"].items()}
+        given = {_class_name(name): _class_id(i, "label2id") for name, i in kwargs["label2id"].items()}
+        kwargs["label2id"] = given
+        if inverse != given:
+            raise ValueError(
+                f"HfViTConfig: `label2id` {kwargs['label2id']!r} is not the inverse of `id2label` "
+                f"{kwargs['id2label']!r}. Pass only `id2label` (label2id is then built from it)."
+            )
+
+
+def _pair(value):
+    """`32` -> `(32, 32)`; `(32, 24)` stays as it is (the lesson's `pair`)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return (value, value)
+
+
+def _class_id(value, where: str) -> int:
+    """A class id from id2label's keys or label2id's values: 3 or "3" (JSON keys are strings)."""
+    try:
+        if isinstance(value, bool) or int(value) != float(value):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"HfViTConfig: the class ids in `{where}` must be whole numbers 0, 1, ..., got {value!r}.") from None
+
+
+def _as_id2label(value):
+    """id2label as the config keeps it: a list ["cat", "dog"] numbered {0: "cat", 1: "dog"}, keys 0 or "0"
+    (config.json's keys are strings) as ints, names as text; anything else as it is, for the checks to refuse."""
+    if isinstance(value, (list, tuple)):
+        value = dict(enumerate(value))
+    if isinstance(value, dict):
+        value = {_class_id(i, "id2label"): _class_name(name) for i, name in value.items()}
+    return value
+
+
+def _class_name(name):
+    """A class name as text. A dataset card's unquoted YAML names `no`/`yes` or `10` arrive from datasets as
+    False/True or 10; kept as such, config.json would write `false` for a name and `"false"` for its label2id key,
+    and the folder could not be loaded again."""
+    return str(name) if isinstance(name, (bool, int, float)) else name
+
+
+def _patch_sizes_for(height, width):
+    """The patch sizes that cut a height x width image into a whole grid, as advice in an error.
+
+    The common divisors are found by trial up to a bound (with their cofactors), not over the whole side: an
+    image_size of 10**12 made the error itself loop for hours."""
+    common = math.gcd(height, width)
+    small = [p for p in range(2, min(math.isqrt(common), 1024) + 1) if common % p == 0]
+    sizes = sorted({*small, *(common // p for p in small), *([common] if common > 1 else [])})[:4]
+    if sizes:
+        return "e.g. " + ", ".join(map(str, sizes))
+    return "only 1 divides both sides; resize or pad the images to a size such as 32"
+
+
+def _refuse_array_scalar(name, value):
+    """Refuse a NumPy or torch number (np.int64(64) from a sweep, a 0-d tensor) as such: the range check would say
+    "must be a positive integer" of 64, and config.json cannot store either kind."""
+    if isinstance(value, (bool, int, float, str)) or not hasattr(value, "item") or getattr(value, "ndim", None) != 0:
+        return
+    plain = type(value.item()).__name__
+    raise ValueError(
+        f"HfViTConfig: `{name}` must be a plain Python {plain}, got {value!r}, a NumPy or torch number "
+        f"(config.json cannot store one). Pass {name}={plain}(value)."
+    )
+
+
+def _type_name(obj) -> str:
+    """The class of `obj` as messages name it: `transformers ViTConfig` for one of transformers' own, else its name."""
+    kind = type(obj)
+    return f"transformers {kind.__name__}" if kind.__module__.startswith("transformers.") else kind.__name__
+
+
+# The lesson's size fields, names transformers' configs do not use: what marks a cfg object (or dict) as the lesson's.
+LESSON_SIZE_FIELDS = ("dim", "depth", "heads", "dim_head", "mlp_dim")
+
+
+def _refuse_a_whole_cfg(first) -> None:
+    """The lesson's cfg object (or a dict of its fields) passed whole, as the lesson's `ViT(cfg)` takes it: it would
+    land in image_size, and the error would call it a bad image size."""
+    if isinstance(first, PretrainedConfig):  # a dataclass too: asdict would hand over another model's fields
+        if hasattr(first, "validate_hf_vit"):
+            raise TypeError(
+                "HfViTConfig got an HfViTConfig object as its first argument (image_size): it is one already. Use it "
+                "as it is (copy.deepcopy(config) for a copy to edit)."
+            )
+        raise TypeError(
+            f"HfViTConfig takes the lesson's fields as keywords, got a {_type_name(first)} object as "
+            "its first argument (image_size), another model's configuration. Give its shape as keywords: "
+            "HfViTConfig(image_size=cfg.image_size, patch_size=cfg.patch_size, num_channels=cfg.num_channels, "
+            "dim=cfg.hidden_size, depth=cfg.num_hidden_layers, heads=cfg.num_attention_heads, "
+            "dim_head=cfg.hidden_size // cfg.num_attention_heads, mlp_dim=cfg.intermediate_size, id2label=cfg.id2label)."
+        )
+    # Only a cfg carrying the lesson's own size names is the lesson's: another dataclass or dict (TrainingArguments,
+    # a dataset's settings) passed through **asdict would build a default model with its fields stored as junk.
+    if isinstance(first, Mapping):
+        fix, names = "HfViTConfig(**cfg)", first.keys()
+    elif dataclasses.is_dataclass(first) and not isinstance(first, type):
+        fix, names = "HfViTConfig(**dataclasses.asdict(cfg))", [field.name for field in dataclasses.fields(first)]
+    elif hasattr(first, "dim") and hasattr(first, "depth"):  # both: a tensor has .dim alone
+        fix, names = "HfViTConfig(**vars(cfg))", LESSON_SIZE_FIELDS
+    else:
+        return
+    if not set(LESSON_SIZE_FIELDS) & set(names):
+        raise TypeError(
+            f"HfViTConfig: image_size (the first argument) takes an int or (height, width), got a {_type_name(first)} "
+            f"object, which has none of the lesson's fields ({', '.join(LESSON_SIZE_FIELDS)}). The config takes its "
+            "fields as keywords, e.g. HfViTConfig(image_size=32, patch_size=4, dim=192, depth=6, heads=3, "
+            "dim_head=64, mlp_dim=768)."
+        )
+    raise TypeError(
+        f"HfViTConfig takes the lesson's fields as keywords, got a {type(first).__name__} object as its first argument "
+        f"(image_size). Pass its fields: {fix}, adding id2label=<the dataset's class names> to name the classes "
+        "(num_classes alone names them LABEL_0, LABEL_1, ...)."
+    )
 
 
 # The other names of the lesson's size fields: attribute_map's, less the two dropout names (`_one_dropout`'s).
