@@ -304,34 +304,7 @@ class HfViTConfig(PretrainedConfig):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < math.inf):
                 raise ValueError(f"HfViTConfig: `{name}` must be a positive finite number, got {value!r}.")
         _check_vit_fields_without_effect(self)
-        if self.num_labels is None or self.num_labels < 1:
-            raise ValueError("HfViTConfig: the model needs at least one class: pass `id2label` or `num_labels`.")
-        ids = sorted(_class_id(i, "id2label") for i in self.id2label)
-        if ids != list(range(len(ids))):
-            # The head's output j is class j: a gap leaves an output without a name (pipeline() fails on it).
-            raise ValueError(
-                f"HfViTConfig: `id2label` keys must be the class ids 0..{len(ids) - 1}, got {ids}. Number the "
-                "classes from 0 without gaps."
-            )
-        classes = {}
-        for i, name in sorted(self.id2label.items(), key=lambda item: _class_id(item[0], "id2label")):
-            classes.setdefault(name, []).append(_class_id(i, "id2label"))
-        shared = next(((name, ids) for name, ids in classes.items() if len(ids) > 1), None)
-        if shared:
-            # label2id keeps one class per name: the others could not be found by their name (evaluation, pipelines).
-            name, ids = shared
-            listed = ", ".join(map(str, ids[:-1])) + f" and {ids[-1]}"
-            raise ValueError(
-                f"HfViTConfig: `id2label` gives the name {name!r} to classes {listed}, but label2id can map a name "
-                "to one class only. Give each class its own name."
-            )
-        inverse = {name: _class_id(i, "id2label") for i, name in self.id2label.items()}
-        given = self.label2id if isinstance(self.label2id, dict) else inverse
-        if inverse != {name: _class_id(i, "label2id") for name, i in given.items()}:
-            raise ValueError(
-                f"HfViTConfig: `label2id` {self.label2id!r} is not the inverse of `id2label` {self.id2label!r}. "
-                "Set `id2label` alone (label2id follows it) or make the two maps agree."
-            )
+        _check_class_maps(self.num_labels, self.id2label, self.label2id)
 
 
 # ---------------------------------------------------------------------------
@@ -432,6 +405,39 @@ def _check_label_count(num_labels, id2label):
         raise ValueError(
             f"HfViTConfig: `num_labels={num_labels}` disagrees with `id2label`, which has {len(id2label)} "
             "entries. Pass only one of them, or make `id2label` list exactly `num_labels` classes."
+        )
+
+
+def _check_class_maps(num_labels, id2label, label2id):
+    """Refuse classes the head cannot serve by name: none, ids other than 0..N-1, a name given to two classes, or a
+    label2id that is not id2label's inverse."""
+    if num_labels is None or num_labels < 1:
+        raise ValueError("HfViTConfig: the model needs at least one class: pass `id2label` or `num_labels`.")
+    ids = sorted(_class_id(i, "id2label") for i in id2label)
+    if ids != list(range(len(ids))):
+        # The head's output j is class j: a gap leaves an output without a name (pipeline() fails on it).
+        raise ValueError(
+            f"HfViTConfig: `id2label` keys must be the class ids 0..{len(ids) - 1}, got {ids}. Number the "
+            "classes from 0 without gaps."
+        )
+    classes = {}
+    for i, name in sorted(id2label.items(), key=lambda item: _class_id(item[0], "id2label")):
+        classes.setdefault(name, []).append(_class_id(i, "id2label"))
+    shared = next(((name, class_ids) for name, class_ids in classes.items() if len(class_ids) > 1), None)
+    if shared:
+        # label2id keeps one class per name: the others could not be found by their name (evaluation, pipelines).
+        name, class_ids = shared
+        listed = ", ".join(map(str, class_ids[:-1])) + f" and {class_ids[-1]}"
+        raise ValueError(
+            f"HfViTConfig: `id2label` gives the name {name!r} to classes {listed}, but label2id can map a name "
+            "to one class only. Give each class its own name."
+        )
+    inverse = {name: _class_id(i, "id2label") for i, name in id2label.items()}
+    given = label2id if isinstance(label2id, dict) else inverse
+    if inverse != {name: _class_id(i, "label2id") for name, i in given.items()}:
+        raise ValueError(
+            f"HfViTConfig: `label2id` {label2id!r} is not the inverse of `id2label` {id2label!r}. "
+            "Set `id2label` alone (label2id follows it) or make the two maps agree."
         )
 
 
