@@ -1,10 +1,10 @@
 """The image processor of a one-channel (greyscale) model, and the image conversion training decodes with.
 
 A 1-channel model's preprocessor_config.json names `HfViTGreyImageProcessor` (auto_map "AutoImageProcessor"):
-transformers' ViTImageProcessor has no conversion to grey, so called on a palette image it read the palette
-indices as pixel values, and on an RGB or RGBA image it failed (`mean must have 3 elements`); pipeline()
-hands the processor RGB images, so it could not serve such a model at all. This processor first turns every
-image to grey exactly as training decodes it (`as_mode`), then resizes and normalises as ViT's does.
+transformers' ViTImageProcessor has no conversion to grey, so on a palette image it reads the palette indices
+as pixel values, and on an RGB or RGBA image it fails (`mean must have 3 elements`, or 4); pipeline() hands
+the processor RGB images, so it cannot serve such a model at all. This processor first turns every image to
+grey exactly as training decodes it (`as_mode`), then resizes and normalises as ViT's does.
 
 This file is copied next to saved weights as remote code, so it imports nothing from `hf_vit` (only
 `transformers`, numpy and PIL).
@@ -99,7 +99,8 @@ class HfViTGreyImageProcessor(ViTImageProcessorPil):
         return super().preprocess(with_channel(images, kwargs.get("input_data_format")), *args, **kwargs)
 
     def process_image(self, image, do_convert_rgb=None, input_data_format=None, **kwargs):
-        # as_grey hands back (H, W): the input_data_format given described the image before, so it is left out
+        # as_grey hands back a grey PIL image or (H, W) array: the input_data_format given described the image
+        # before that, so it is left out
         return super().process_image(as_grey(image, input_data_format), do_convert_rgb=False, **kwargs)
 
 
