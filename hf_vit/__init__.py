@@ -30,7 +30,7 @@ class _GreyProcessorKey(PretrainedConfig):
 
 
 # A 1-channel model's processor (preprocessor_config.json names HfViTGreyImageProcessor): with hf_vit imported,
-# transformers finds the class by that name and loads it without trust_remote_code, as the model. Under both
+# transformers finds the class by that name and loads it without trust_remote_code, as it loads the model. Under both
 # backends: the class is PIL's either way, and with torchvision installed transformers asks for that one first.
 AutoImageProcessor.register(_GreyProcessorKey, exist_ok=True, image_processor_classes={
     "pil": HfViTGreyImageProcessor, "torchvision": HfViTGreyImageProcessor})  # fmt: skip

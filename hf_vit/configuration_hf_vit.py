@@ -95,7 +95,8 @@ class HfViTConfig(PretrainedConfig):
         **kwargs,
     ):
         _refuse_a_whole_cfg(image_size)
-        # A lesson field left at its default is no choice (as for `dropout` below): only a value given counts.
+        # dim=64 beside hidden_size=48 is refused; a field at its default was not given (as dropout=0.0 below),
+        # so HfViTConfig(hidden_size=48) alone stands.
         sizes = dict(num_channels=num_channels, dim=dim, depth=depth, heads=heads, dim_head=dim_head, mlp_dim=mlp_dim)
         _one_value_per_field(kwargs, {f: v for f, v in sizes.items() if v != FIELD_DEFAULTS[f]})
         if "channels" in kwargs:  # the lesson's name for num_channels

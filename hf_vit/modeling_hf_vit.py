@@ -11,7 +11,7 @@ Read top to bottom, it is the lesson's network:
       -> head: LayerNorm + Linear                                 (B, num_labels)
 
 Module names inside a block follow the lesson (`to_qkv`, `to_out`, `net`),
-so its weights map one to one (see `convert_lesson_state_dict`).
+so its weights map one to one (see `hf_vit.convert_lesson`).
 
 This file is copied next to saved weights as remote code: it imports only
 installed libraries and its sibling `configuration_hf_vit` (relative import).
