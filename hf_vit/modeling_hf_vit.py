@@ -263,7 +263,7 @@ class HfViTPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def resize_token_embeddings(self, *args, **kwargs):
-        # transformers' method for a text model's vocabulary: here it failed inside, on the patch embedding's Sequential.
+        # transformers' method for a text model's vocabulary: here it would fail inside, on the patch embedding.
         raise NotImplementedError(
             f"{type(self).__name__} has no token embeddings to resize: a ViT reads image patches, not tokens of a "
             "vocabulary. For another number of classes, load with `from_pretrained(folder, num_labels=N, "
