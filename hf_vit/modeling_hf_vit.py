@@ -17,7 +17,9 @@ This file is copied next to saved weights as remote code: it imports only
 installed libraries and its sibling `configuration_hf_vit` (relative import).
 """
 
+import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 from einops import rearrange, repeat
@@ -260,7 +262,11 @@ class HfViTPreTrainedModel(PreTrainedModel):
         # Checked first: transformers copies the remote-code files into the folder before its own checks refuse the
         # config, so a refused save would leave a half-written folder (or spoil an earlier save there).
         self.config.check_before_save()
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        before = _weights_files(save_directory)
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        # safetensors 0.8 writes the weights 0600 whatever the umask: the files this save wrote get the umask's bits
+        give_umask_modes(*(path for path, stamp in _weights_files(save_directory).items() if before.get(path) != stamp))
+        return saved
 
     def resize_token_embeddings(self, *args, **kwargs):
         # transformers' method for a text model's vocabulary: here it would fail inside, on the patch embedding.
@@ -519,6 +525,52 @@ def _convert_hint(num_channels) -> str:
     """The PIL conversion that gives images the model's channels (a 1-channel model takes grey images)."""
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(num_channels)
     return f"`image.convert('{mode}')`" if mode else f"to {num_channels} channels"
+
+
+# ---------------------------------------------------------------------------
+# 6. Saved files' permission bits (here because save_pretrained needs them in remote code, where hf_vit may be absent)
+# ---------------------------------------------------------------------------
+def _weights_files(folder) -> dict:
+    """The .safetensors files in `folder`, each with its inode and time, which a save that writes it anew changes."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # not there yet (save_pretrained makes it), or a file
+        return {}
+    found = (e for e in entries if e.name.endswith(".safetensors") and e.is_file(follow_symlinks=False))
+    return {Path(e.path): (stat.st_ino, stat.st_mtime_ns) for e in found for stat in (e.stat(follow_symlinks=False),)}
+
+
+def current_umask() -> int:
+    """The process's umask, left as it is: read from /proc (Linux 4.7+). Elsewhere it can only be read by setting
+    it and back, and a file another thread creates in between would get the stand-in (0o022, the usual one)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_umask_modes(*paths) -> None:
+    """Give each of `paths` (a folder with all it holds) the permission bits the umask gives a new file (0o666 & ~umask)
+    or folder (0o777 & ~umask): a lab-mate, or a container's other user, reads the model where the umask lets them, and
+    a umask of 077 keeps it private. safetensors 0.8 writes every weights file 0600 whatever the umask: it renames a
+    temporary file into place (safetensors issue #782, PR #789 open; sentence-transformers #4010). No-op on Windows."""
+    if os.name == "nt":
+        return
+    umask = current_umask()
+    for top in map(Path, paths):
+        for path in [top, *top.rglob("*")] if top.is_dir() and not top.is_symlink() else [top]:
+            if path.is_symlink() or not path.exists():  # a link's own bits mean nothing; chmod would change its target
+                continue
+            try:
+                os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+            except OSError:  # another user's file (a shared folder): only its owner may change its bits
+                pass
 
 
 __all__ = ["HfViTPreTrainedModel", "HfViTModel", "HfViTForImageClassification"]

@@ -139,7 +139,10 @@ def staged_folder(output_dir, *, overwrite: bool, inputs=(), flag: str = "--over
             staged = staging_root / output_dir.name
             staged.mkdir()
             yield staged
-            give_umask_modes(staged)  # everything in it is this run's; the weights were written 0600
+            # In the model's file (its save_pretrained needs it as remote code); imported here: this module loads alone
+            from .modeling_hf_vit import give_umask_modes
+
+            give_umask_modes(staged)  # all this run's; transformers' own models (an export's ViT) write weights 0600
             with signals_held():  # Ctrl-C or kill between the two moves takes effect once both are done
                 if output_dir.exists():
                     os.replace(output_dir, set_aside)  # removed with the staging folder below
@@ -233,39 +236,6 @@ SIGTERM_EXIT = 128 + signal.SIGTERM  # the exit status of a process a kill ended
 
 def _exit_on_sigterm(signum, frame):
     raise SystemExit(SIGTERM_EXIT)
-
-
-def current_umask() -> int:
-    """The process's umask, left as it is: read from /proc (Linux 4.7+). Elsewhere it can only be read by setting
-    it and back, and a file another thread creates in between would get the stand-in (0o022, the usual one)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def give_umask_modes(*paths) -> None:
-    """Give each of `paths` (a folder with all it holds) the permission bits the umask gives a new file (0o666 & ~umask)
-    or folder (0o777 & ~umask): a lab-mate, or a container's other user, reads the model where the umask lets them, and
-    a umask of 077 keeps it private. safetensors 0.8 writes every weights file 0600 whatever the umask: it renames a
-    temporary file into place (safetensors issue #782, PR #789 open; sentence-transformers #4010). No-op on Windows."""
-    if os.name == "nt":
-        return
-    umask = current_umask()
-    for top in map(Path, paths):
-        for path in [top, *top.rglob("*")] if top.is_dir() and not top.is_symlink() else [top]:
-            if path.is_symlink() or not path.exists():  # a link's own bits mean nothing; chmod would change its target
-                continue
-            try:
-                os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-            except OSError:  # another user's file (a shared folder): only its owner may change its bits
-                pass
 
 
 def replace_file(path, write) -> Path:
@@ -530,6 +500,6 @@ def _release_lock(fd: int, path: Path) -> None:
 
 
 __all__ = [
-    "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock", "give_umask_modes",
+    "MODEL_FOLDER_ENTRIES", "FolderInUseError", "check_output_folder", "folder_lock",
     "hold_folders", "replace_text", "share_checkpoint_run", "share_folder", "staged_folder", "unwritable_reason",
 ]

@@ -36,7 +36,7 @@ from .metrics import classification_metrics, compute_metrics, forget_batches, ga
 from .modeling_hf_vit import HfViTForImageClassification
 from .presets import PRESETS  # model shapes by name; explicit config fields given next to a preset override it
 from .output_folder import (
-    FolderInUseError, SIGTERM_EXIT, folder_lock, give_umask_modes, probe_writable, replace_text, sigterm_exits,
+    FolderInUseError, SIGTERM_EXIT, folder_lock, probe_writable, replace_text, sigterm_exits,
     signals_held,
 )
 from .training_flags import (
@@ -607,15 +607,6 @@ class HfViTTrainer(Trainer):
         # then its run's, not this one's (2 processes x 16 resumed as one x 32); the next resume reads it.
         self.state.train_batch_size = self._train_batch_size
         return super()._save_checkpoint(model, trial)
-
-    def save_model(self, output_dir=None, _internal_call=False):
-        """Every save of weights, each checkpoint's and the model folder's: safetensors 0.8 writes them 0600 whatever
-        the umask (see give_umask_modes). Only save_pretrained's weight files are this save's own (the model folder
-        may hold the user's files too); the Trainer writes its other files with open(), which heeds the umask."""
-        super().save_model(output_dir, _internal_call=_internal_call)
-        if self.args.should_save:  # the process that wrote them
-            folder = Path(output_dir if output_dir is not None else self.args.output_dir)
-            give_umask_modes(*folder.glob("model.safetensors"), *folder.glob("model-*-of-*.safetensors"))
 
     def _fingerprint_of_this_batch(self) -> dict:
         """run_fingerprint with the batch the steps take now: --auto_find_batch_size lowers the Trainer's batch when

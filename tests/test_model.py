@@ -1,5 +1,8 @@
 """The model matches the lesson's maths; SDPA == eager; attentions, hidden states, checkpointing."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -467,6 +470,30 @@ def test_fine_tuning_a_saved_model_on_new_classes(tmp_path):
     # the lesson's name for it works in from_pretrained too (transformers would set the read-only alias)
     model = AutoModelForImageClassification.from_pretrained(tmp_path, num_classes=4, ignore_mismatched_sizes=True)
     assert model.config.num_labels == 4 and model.mlp_head[1].weight.shape == (4, 32)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
+def test_save_pretrained_gives_the_weights_it_writes_the_modes_the_umask_gives(tmp_path, umask):
+    """One's own model.save_pretrained(folder) wrote model.safetensors 0600 whatever the umask (safetensors 0.8
+    writes a temporary file and renames it: safetensors issue #782), so a lab-mate could not read the weights beside
+    a 0644 config.json. Now every weights file the save writes, each shard of a sharded save too, gets the bits the
+    umask gives a new file; a .safetensors file of one's own in the folder, which the save did not write, keeps its."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    (tmp_path / "sharded").mkdir()
+    own = tmp_path / "sharded" / "own.safetensors"
+    own.write_bytes(b"")
+    own.chmod(0o640)
+    old = os.umask(umask)
+    try:
+        model.save_pretrained(tmp_path / "whole")
+        model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(tmp_path).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in tmp_path.rglob("*.*")}
+    assert len([name for name in modes if name.startswith("sharded/model-")]) > 1  # the save was sharded
+    off = {name: f"{mode:o}" for name, mode in modes.items() if mode != 0o666 & ~umask}
+    assert off == {"sharded/own.safetensors": "640"}
 
 
 def test_fine_tuning_with_new_class_names_as_in_transformers_tutorial(tmp_path):

@@ -725,17 +725,17 @@ def modes_off_the_umask(folder, umask):
 
 @pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
 def test_the_umask_is_read_without_being_changed_and_without_proc_too(monkeypatch):
-    from hf_vit import output_folder
+    from hf_vit import modeling_hf_vit  # where the model's save_pretrained finds it, also as remote code
 
     old = os.umask(0o027)
     try:
-        assert output_folder.current_umask() == 0o027 and os.umask(0o027) == 0o027  # read from /proc, left as it was
+        assert modeling_hf_vit.current_umask() == 0o027 and os.umask(0o027) == 0o027  # read from /proc, left as it was
 
         def no_proc(*args, **kwargs):
             raise FileNotFoundError("no /proc here")
 
-        monkeypatch.setattr(output_folder, "open", no_proc, raising=False)  # macOS: set it and back
-        assert output_folder.current_umask() == 0o027 and os.umask(0o027) == 0o027
+        monkeypatch.setattr(modeling_hf_vit, "open", no_proc, raising=False)  # macOS: set it and back
+        assert modeling_hf_vit.current_umask() == 0o027 and os.umask(0o027) == 0o027
     finally:
         os.umask(old)
 
