@@ -364,6 +364,8 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
 
         loss = None
         if labels is not None:
+            if torch.compiler.is_compiling():  # the eager check below reads the ids in Python: a graph break
+                labels = _labels_checked_in_the_graph(labels, self.config.num_labels)
             try:
                 loss = self.loss_function(labels, logits, self.config, **kwargs)
             except IndexError as err:  # a class id outside the head (cross-entropy on a CPU; a GPU asserts)
@@ -443,9 +445,7 @@ def _labels_outside_the_head_error(labels, num_labels: int) -> Exception | None:
         )
     return ValueError(
         f"labels hold class ids from {int(found.min())} to {int(found.max())}, but the model has {num_labels} classes "
-        f"(ids 0..{num_labels - 1}; -100 skips an image). Build the config with the dataset's classes, e.g. "
-        "HfViTConfig(..., id2label=dataset.features['label'].names), or load a trained model with "
-        "from_pretrained(folder, num_labels=N, ignore_mismatched_sizes=True)."
+        f"(ids 0..{num_labels - 1}; -100 skips an image). {_CLASSES_FIX}."
     )
 
 
@@ -458,6 +458,25 @@ def _check_pixel_values(pixel_values) -> None:
             f"pixel_values are {pixel_values.dtype} (raw pixels?); the model takes normalised floats. Prepare "
             "the images with the image processor: `hf_vit.make_image_processor(config)` or AutoImageProcessor."
         )
+
+
+_CLASSES_FIX = (
+    "Build the config with the dataset's classes, e.g. HfViTConfig(..., id2label=dataset.features['label'].names), "
+    "or load a trained model with from_pretrained(folder, num_labels=N, ignore_mismatched_sizes=True)"
+)
+
+
+def _labels_checked_in_the_graph(labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """The labels check under torch.compile or torch.export, where the compiled cross-entropy failed first with
+    "index out of bounds" (IndexError "Target 10 is out of bounds" under aot_eager): an assert inside the graph (no
+    graph break under fullgraph=True) says it in the model's words, though without the ids (a graph cannot put
+    tensor values into a message). The ids it refuses are masked, so that no kernel indexes with them before it."""
+    inside = ((labels >= 0) & (labels < num_labels)) | (labels == -100)
+    torch._assert_async(inside.all(), (
+        f"labels hold a class id outside the model's {num_labels} classes (ids 0..{num_labels - 1}; -100 skips an "
+        f"image; -1 usually marks an unlabelled split: drop those rows). {_CLASSES_FIX}. A compiled model cannot name "
+        "the ids: call the model uncompiled to see them."))  # fmt: skip
+    return torch.where(inside, labels, -100)
 
 
 def _not_a_tensor_error(pixel_values) -> Exception:

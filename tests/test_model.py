@@ -420,7 +420,8 @@ def test_a_model_exported_at_its_own_size_with_interpolation_runs_at_other_sizes
 def test_torch_compile_with_fullgraph_gives_the_eager_outputs_and_gradients():
     """torch.compile(model, fullgraph=True) captures the forward pass whole (a graph break, e.g. an `.item()` or a
     branch on a tensor's value, fails here): the logits at 48x48 with interpolate_pos_encoding, and a training step's
-    loss and gradients at the native size, equal the eager model's. The aot_eager backend traces the forward and
+    loss and gradients at the native size, equal the eager model's; a label outside the head is refused in the model's
+    words, from inside the graph. The aot_eager backend traces the forward and
     backward graphs as inductor would, without its C++ build (~15 s more on 2 CPUs)."""
     torch.manual_seed(0)
     config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, dropout=0.0, emb_dropout=0.0)
@@ -442,6 +443,10 @@ def test_torch_compile_with_fullgraph_gives_the_eager_outputs_and_gradients():
     (loss, grads), (compiled_loss, compiled_grads) = step(model), step(compiled)
     assert torch.allclose(compiled_loss, loss, atol=1e-6)
     assert all(torch.allclose(compiled_grads[name], grads[name], atol=1e-6) for name in grads)
+    # A class id outside the head: the eager model's check reads the ids in Python, which a graph cannot; the compiled
+    # model said only "Target 10 is out of bounds" (IndexError; inductor's kernel: "index out of bounds").
+    with pytest.raises(RuntimeError, match=r"labels hold a class id outside the model's 10 classes \(ids 0..9; -100 "):
+        compiled(pixel_values=x, labels=torch.tensor([0, 1, 2, 10]))
 
 
 def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
