@@ -550,17 +550,25 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     jpeg_copy = train_source == "copy" and train_format == "JPEG"
     dataset_label = _dataset_label(dataset, train_source, train_format)
     train_revision = _revision_of(train_metrics, recipe, from_training=True)  # --dataset_revision, if one was given
+    # The train split's images as training loaded them (older metrics files: unrecorded, CIFAR-10's then assumed).
+    train_images = train_metrics.get("train_split_size")
+    if isinstance(train_images, bool) or not isinstance(train_images, int):
+        train_images = None
+    whole_train = train_images in (None, CIFAR10_SPLIT_SIZES["train"])
     if train_source == "copy":
         how = {"JPEG": " whose images were re-encoded as JPEG", None: ""}.get(train_format, f" ({train_format} images)")
+        splits = ("the Hub's splits: 50,000 training" if whole_train
+                  else f"{train_images:,} training images (the Hub's train split holds 50,000)")  # fmt: skip
         data_text = (
             f"**{dataset_label}**: a local copy of [`{HUB_DATASET}`](https://huggingface.co/datasets/{HUB_DATASET}) "
-            f"(folder *{_text(_folder_name(dataset))}*){how}, with the Hub's splits: "
-            "50,000 training and 10,000 test images of 32x32 pixels in 10 classes."
+            f"(folder *{_text(_folder_name(dataset))}*){how}, with {splits} and 10,000 test images of 32x32 pixels "
+            "in 10 classes."
         )
     elif train_source == "hub":
         source = f"`{dataset}`" + (f" at revision `{train_revision}`" if train_revision else "")
+        splits = "50,000 training" if whole_train else f"{train_images:,} training (of the Hub's 50,000)"
         data_text = (
-            f"**CIFAR-10** from the Hugging Face Hub, {source}: 50,000 training and 10,000 test colour images of "
+            f"**CIFAR-10** from the Hugging Face Hub, {source}: {splits} and 10,000 test colour images of "
             "32x32 pixels in 10 classes."
         )
     elif dataset is None:
@@ -573,6 +581,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         which = f", configuration `{config}`" if config else ""
         which += f", revision `{train_revision}`" if train_revision else ""
         data_text = f"**{_text(dataset)}** from the Hugging Face Hub{link}{which}."
+    if train_source is None and dataset is not None and train_images is not None:
+        data_text += f" Its train split holds {train_images:,} images."
     data_args = _recipe_part(recipe, "data")
     limits = {k: data_args[k] for k in ("max_train_samples", "max_eval_samples", "max_test_samples") if data_args.get(k)}
     # An older recipe kept a test cap that was not below the split as given: fewer images tested than the cap means

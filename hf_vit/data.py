@@ -1007,6 +1007,7 @@ class PreparedData:
     collator: BatchCollator
     image_format: str | None = None  # of the train split's images, for metrics.json and the card
     dataset_config: str | None = None  # the configuration loaded, for metrics.json and the card
+    train_split_size: int | None = None  # the train split's images as loaded (before validation and caps), for the card
     # max_train/eval/test_samples not below the images they would sample (all taken): name -> the note saying so
     uncapped: dict[str, str] = field(default_factory=dict)
 
@@ -1177,5 +1178,6 @@ def prepare_data(
         collator=BatchCollator(BatchAugment(image_mean, image_std, augment), seed=seed, on_device=augment_on_device),
         image_format=image_format(train_ds, image_column),
         dataset_config=config_name(test_ds),
+        train_split_size=len(train_ds),
         uncapped=uncapped,
     )

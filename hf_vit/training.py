@@ -1750,6 +1750,7 @@ def _write_model_folder(trainer, prediction, precision, selected, best_val, trai
         dataset_revision=data_args.dataset_revision,  # None: the Hub dataset's main branch as it was, or a folder
         image_format=data.image_format,  # "JPEG": the card's "JPEG copy" of CIFAR-10 rests on it
         split=data_args.test_split,
+        train_split_size=data.train_split_size,  # the card says how many training images the dataset had
         numeric_precision=precision,  # evaluate_model.py scores the saved float32 weights in float32: a few images apart
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
         validation={"accuracy": best_val, "model": "best" if selected else "final"}

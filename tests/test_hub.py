@@ -173,6 +173,31 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
         assert f"| {name} |" in text  # per-class table
 
 
+def test_the_card_gives_the_train_split_size_training_recorded(tmp_path):
+    """A local folder in the Hub layout with CIFAR-10's classes and whole 10,000-image test split, but a train split
+    of 40 images: the card called it "a local copy of uoft-cs/cifar10 ..., with the Hub's splits: 50,000 training
+    and 10,000 test images", whatever the run trained on. Now it gives the train split's size as training recorded
+    it (metrics.json's train_split_size); another dataset's card says it too. A file without it (older) reads as
+    before."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+
+    def data_section(folder=folder):
+        return ModelCard.load(write_model_card(folder)).text.split("## Data")[1].split("Classes (")[0]
+
+    assert "with the Hub's splits: 50,000 training and 10,000 test images" in data_section()  # unrecorded: as before
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for size, said in ((50_000, "with the Hub's splits: 50,000 training and 10,000 test images of 32x32"),
+                       (40, "with 40 training images (the Hub's train split holds 50,000) and 10,000 test images")):
+        (folder / "metrics.json").write_text(json.dumps({**metrics, "train_split_size": size}))
+        assert said in data_section() and ("50,000 training" in data_section()) == (size == 50_000)
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "num_examples": 60, "train_split_size": 40}))
+    (folder / "evaluation" / "metrics.json").unlink()  # no file counted a whole CIFAR-10 split: another dataset
+    assert "a local dataset folder, not on the Hugging Face Hub. Its train split holds 40 images." in data_section()
+    hub = make_model_folder(tmp_path / "hub", recipe_dataset="uoft-cs/cifar10", extras=False)
+    (hub / "metrics.json").write_text(json.dumps({**metrics, "dataset": "uoft-cs/cifar10", "train_split_size": 40}))
+    assert "`uoft-cs/cifar10`: 40 training (of the Hub's 50,000) and 10,000 test colour images" in data_section(hub)
+
+
 def test_the_card_shows_only_pictures_the_push_uploads(tmp_path):
     """An evaluation stopped before its metrics.json leaves pictures the push keeps home (row 37): the card still
     showed them, three broken images on the Hub page (and another run's pictures, maybe)."""

@@ -111,6 +111,7 @@ def test_accelerate_launch_writes_a_complete_model_folder(full_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["num_examples"] == 50
     assert metrics["image_format"] == "PNG"  # as the datasets library encodes the test data's arrays
+    assert metrics["train_split_size"] == 200 and "Its train split holds 200 images." in (out / "README.md").read_text()
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["validation"]["accuracy"] is not None
     assert metrics["train"]["steps"] == STEPS and set(metrics["per_class"]) >= {"airplane", "truck"}
     recipe = json.loads((out / "training_recipe.json").read_text())
