@@ -1474,8 +1474,25 @@ def train(
         for note in getattr(training_args, "_hf_vit_notes", ()):
             print(f"[hf_vit] note: {note}", flush=True)
     check_output_dir(output_dir)
-    with hold_output_dir(output_dir, is_main=training_args.process_index == 0):
+    with hold_output_dir(output_dir, is_main=training_args.process_index == 0), _sigterm_handler_kept():
         return _train(model_args, data_args, run_args, training_args, extra_callbacks)
+
+
+@contextmanager
+def _sigterm_handler_kept():
+    """The caller's SIGTERM handler, back however the block ends. --enable_jit_checkpoint: building the Trainer puts
+    in its own, which transformers puts back only after a training it ran; a run refused or failed in between (a
+    resume refused once the Trainer is built) left it in a Python caller (a notebook), where a kill then went to it."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        _put_back_sigterm(before)
+
+
+def _put_back_sigterm(handler) -> None:
+    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
 
 
 def _train(model_args, data_args, run_args, training_args, extra_callbacks):
@@ -1646,8 +1663,8 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     finally:
         # The Trainer's handler only schedules a checkpoint within a training, and it puts the earlier one back only
         # after a training it ran: left in place (no training this session, or a failed one), a kill goes unheeded.
-        if jit and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, signal.SIG_DFL if sigterm_before is None else sigterm_before)
+        if jit:  # (train() puts it back too, however the run ends)
+            _put_back_sigterm(sigterm_before)
     if stopper and stopper.stopped:
         if trainer.is_world_process_zero():
             print(

@@ -2791,10 +2791,12 @@ def test_a_kill_with_enable_jit_checkpoint_saves_a_checkpoint_and_writes_no_mode
 def test_an_early_stop_with_enable_jit_checkpoint_is_not_taken_for_a_kill(dataset_dir, tmp_path):
     """--enable_jit_checkpoint true and a training ended early by a callback, not a kill (EarlyStoppingCallback,
     passed to train() from Python): the run tests and writes its model folder. Before, any end short of max_steps
-    was read as a JIT checkpoint's kill: train() raised SystemExit(143) in the caller's Python, no model folder."""
+    was read as a JIT checkpoint's kill: train() raised SystemExit(143) in the caller's Python, no model folder.
+    Then a resume of it that is refused once the Trainer is built (another learning rate) also leaves the caller's
+    SIGTERM handler in place (before: the Trainer's stayed, and a kill of the caller's Python went to it)."""
     from transformers import EarlyStoppingCallback
 
-    from hf_vit.training import parse_args, train
+    from hf_vit.training import SetupError, parse_args, train
 
     out = tmp_path / "run"
     args = parse_args(train_args(dataset_dir, out, "--enable_jit_checkpoint", "true", "--validation_size", "16",
@@ -2806,6 +2808,11 @@ def test_an_early_stop_with_enable_jit_checkpoint_is_not_taken_for_a_kill(datase
     assert metrics is not None and metrics["train"]["steps"] == 8
     assert (out / "model.safetensors").is_file() and (out / "metrics.json").is_file()
     assert signal.getsignal(signal.SIGTERM) is previous  # the caller's handler, as it was
+    refused = parse_args(train_args(dataset_dir, out, "--enable_jit_checkpoint", "true", "--resume_from_checkpoint",
+                                    "last", "--learning_rate", "1e-2", "--validation_size", "16"))  # fmt: skip
+    with pytest.raises(SetupError, match="was saved by a run with other settings: --learning_rate"):
+        train(*refused)
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heeded(dataset_dir, tmp_path):
