@@ -1665,6 +1665,11 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         # after a training it ran: left in place (no training this session, or a failed one), a kill goes unheeded.
         if jit:  # (train() puts it back too, however the run ends)
             _put_back_sigterm(sigterm_before)
+    if kills:
+        # --enable_jit_checkpoint: the Trainer answers a kill (SIGTERM) by saving a checkpoint and ending training
+        # early, as if it were done; the run stops as a kill stops it, rather than test and write a half-trained model.
+        # So too where --stop_after_steps ended the session first (within the Trainer's wait before its checkpoint).
+        raise SystemExit(SIGTERM_EXIT)
     if stopper and stopper.stopped:
         if trainer.is_world_process_zero():
             print(
@@ -1673,10 +1678,6 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
                 flush=True,
             )
         return None
-    if kills:
-        # --enable_jit_checkpoint: the Trainer answers a kill (SIGTERM) by saving a checkpoint and ending training
-        # early, as if it were done; the run stops as a kill stops it, rather than test and write a half-trained model.
-        raise SystemExit(SIGTERM_EXIT)
 
     # The best model (by validation accuracy) is loaded now; score it on the test split on every rank.
     # --bf16/fp16_full_eval: outside training the Trainer casts the model itself to evaluate; keep the weights.

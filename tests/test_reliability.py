@@ -2815,6 +2815,31 @@ def test_an_early_stop_with_enable_jit_checkpoint_is_not_taken_for_a_kill(datase
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def test_a_kill_with_enable_jit_checkpoint_is_heeded_when_stop_after_steps_ends_the_session_first(dataset_dir, tmp_path):
+    """--enable_jit_checkpoint true --stop_after_steps 2, and a real SIGTERM to this process at the end of step 1 (a
+    callback sends it): the Trainer waits 3 s before its checkpoint, and step 2's stop saves one and ends the session
+    first. The run stops as a kill does, SystemExit(143) (main: status 143 and the resume line); before: the stop's
+    'session ended' line and status 0, as if no kill had come."""
+    from transformers import TrainerCallback
+
+    from hf_vit.training import parse_args, train
+
+    class KillAtStep1(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "run"
+    args = parse_args(train_args(dataset_dir, out, "--enable_jit_checkpoint", "true", "--stop_after_steps", "2",
+                                 "--save_steps", "2", steps=8))  # fmt: skip
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        train(*args, extra_callbacks=[KillAtStep1()])
+    assert stopped.value.code == 143
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file() and not (out / "metrics.json").exists()
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
 def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heeded(dataset_dir, tmp_path):
     """--enable_jit_checkpoint true and a resume of a finished run (its checkpoint is the last step: no training this
     session), killed (SIGTERM) while it writes its model folder: the folder is finished, then the run stops as a kill
