@@ -1876,8 +1876,12 @@ def push_finished_folder(output_dir: Path, repo_id: str, training_args: Training
 def main(argv=None) -> int:
     """Entry point of scripts/train.py: user errors become one line on stderr and exit status 2."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    speaks = True  # whether a stop is said here: until the arguments are read, no process knows its rank
     try:
         args = parse_args(argv)
+        # A Ctrl-C or a launcher's kill reaches every process of the run: rank 0 says what the run left, as it alone
+        # says the rest (another rank's line would repeat it, or advise a resume of a model folder rank 0 finished).
+        speaks = args[3].process_index == 0
         # Every process reads the same data, and logged the same warnings: once per machine now, from its first
         # process (which also decodes and caches the data there, so that a cache it cannot write is still said).
         if args[3].local_process_index != 0:
@@ -1912,6 +1916,8 @@ def main(argv=None) -> int:
             hint = f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
         else:
             hint = " No checkpoint was written yet."
-        print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}.{hint}", file=sys.stderr, flush=True)
+        if speaks:
+            print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}.{hint}", file=sys.stderr,
+                  flush=True)  # fmt: skip
         return SIGTERM_EXIT if killed else 130
     return 0

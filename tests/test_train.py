@@ -7,6 +7,7 @@ import shutil
 import os
 import platform
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from stalled import STALL
 from tiny_data import make_tiny_cifar
 
 from hf_vit.training import SetupError, cpu_has_native_bf16, parse_args, read_recipe
@@ -282,6 +284,34 @@ def test_a_launcher_stopping_rank_0_while_it_writes_the_model_folder_leaves_it_w
     assert max_diff(weights(out), weights(best)) == 0.0  # whole: the weights the run chose
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 4
     assert (out / "README.md").is_file() and (out / "training_recipe.json").is_file()
+
+
+def test_ctrl_c_of_a_two_process_run_is_said_by_rank_0_alone(tiny, tmp_path):
+    """Ctrl-C of a 2-process run (SIGINT to each process, as a terminal sends it to them all), both ranks started by
+    hand as a launcher starts them (RANK, WORLD_SIZE, ...: no launcher's own start to wait for), stalled once they
+    have read their arguments: one `train.py: interrupted. ...` line, rank 0's, and status 130 from each. Before:
+    every rank said it, and where rank 0 had written its model folder (a signal held until then) rank 1's line
+    advised a resume that rank 0's said was not needed."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(STALL.format(module="hf_vit.training", name="check_output_dir"))
+    port, out = str(free_port()), tmp_path / "model"
+    ranks = [subprocess.Popen(
+        [sys.executable, TRAIN, *tiny_args(tiny, out, *TWO_PROCESS_RUN)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env(PYTHONPATH=f"{site}{os.pathsep}{ROOT}", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+        # SIGINT at its default: a shell running the tests in the background ignores it, and the ranks would too
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) for rank in (0, 1)]  # fmt: skip
+    for proc in ranks:
+        while "STALLED" not in proc.stdout.readline():
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+    for proc in ranks:
+        proc.send_signal(signal.SIGINT)
+    said = [re.findall(r"train\.py: [^\n]*", proc.communicate(timeout=120)[0]) for proc in ranks]
+    assert [proc.returncode for proc in ranks] == [130, 130], said
+    assert said == [["train.py: interrupted. No checkpoint was written yet."], []]
 
 
 def test_two_processes_refuse_batch_eval_metrics(tiny, tmp_path):
