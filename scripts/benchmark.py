@@ -20,8 +20,12 @@ and that run's own split into time inside the training steps and between them. T
 
 import sys
 
-from hf_vit.benchmarking import main
-from hf_vit.interrupted import NOTHING_LEFT, run_script
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from hf_vit.benchmarking import main
+    from hf_vit.interrupted import NOTHING_LEFT, run_script
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("benchmark.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.exit(run_script("benchmark.py", lambda: main(sys.argv[1:]), NOTHING_LEFT))

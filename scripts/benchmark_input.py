@@ -14,16 +14,20 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    import torch
 
-from hf_vit import CIFAR10_MEAN, CIFAR10_STD
-from hf_vit.benchmarking import compare_models, timed_device, why_not_timed
-from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, flags_in_messages, looks_local, prepare_data
-from hf_vit.augment import BatchAugment
-from hf_vit.interrupted import NOTHING_LEFT, run_script
-from hf_vit.training import (
-    RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe, set_cpu_threads,
-)
+    from hf_vit import CIFAR10_MEAN, CIFAR10_STD
+    from hf_vit.benchmarking import compare_models, timed_device, why_not_timed
+    from hf_vit.data import BatchCollator, DatasetError, ImageTensorDataset, flags_in_messages, looks_local, prepare_data
+    from hf_vit.augment import BatchAugment
+    from hf_vit.interrupted import NOTHING_LEFT, run_script
+    from hf_vit.training import (
+        RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe, set_cpu_threads,
+    )
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("benchmark_input.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 REAL_COPY = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # the repo is a sibling of shared/
 WINDOWS = 5  # the step is timed in this many windows of equal length; the median window is the figure

@@ -9,11 +9,15 @@ the `evaluate` library for everything it imports. The work is in hf_vit.analysis
 import argparse
 import sys
 
-from hf_vit.analysis import DEFAULT_DATASET, default_output_dir, evaluate_model, format_metrics_table
-from hf_vit.data import flags_in_messages, whole_not_sampled
-from hf_vit.eval_pictures import MAX_PICTURE_SIDE, gallery_capacity
-from hf_vit.interrupted import results_left, run_script
-from hf_vit.output_folder import refuse_several_processes
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from hf_vit.analysis import DEFAULT_DATASET, default_output_dir, evaluate_model, format_metrics_table
+    from hf_vit.data import flags_in_messages, whole_not_sampled
+    from hf_vit.eval_pictures import MAX_PICTURE_SIDE, gallery_capacity
+    from hf_vit.interrupted import results_left, run_script
+    from hf_vit.output_folder import refuse_several_processes
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("evaluate_model.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 
 def parse_args(argv=None):

@@ -11,11 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from hf_vit import HfViTConfig
-from hf_vit.data import flags_in_messages
-from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
-from hf_vit.interrupted import run_script
-from hf_vit.output_folder import refuse_several_processes
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from hf_vit import HfViTConfig
+    from hf_vit.data import flags_in_messages
+    from hf_vit.export_transformers import NotExportable, export_to_transformers_vit
+    from hf_vit.interrupted import run_script
+    from hf_vit.output_folder import refuse_several_processes
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("export_to_transformers_vit.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 
 def main(argv=None):

@@ -26,11 +26,15 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from hf_vit import HfViTConfig
-from hf_vit.data import flags_in_messages
-from hf_vit.import_lesson import DTYPES, import_lesson_weights
-from hf_vit.interrupted import run_script
-from hf_vit.output_folder import refuse_several_processes
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from hf_vit import HfViTConfig
+    from hf_vit.data import flags_in_messages
+    from hf_vit.import_lesson import DTYPES, import_lesson_weights
+    from hf_vit.interrupted import run_script
+    from hf_vit.output_folder import refuse_several_processes
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("import_lesson_weights.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 INT_FIELDS = ("num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
 SIZE_FIELDS = ("image_size", "patch_size")  # one number (square) or two (height width), as the lesson's cfg

@@ -14,11 +14,15 @@ The token comes from --token, else HF_TOKEN, else the `hf auth login` cache.
 import argparse
 import sys
 
-from huggingface_hub import get_token
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from huggingface_hub import get_token
 
-from hf_vit.hub import IncompleteModelFolder, push_model_folder
-from hf_vit.interrupted import run_script
-from hf_vit.output_folder import FolderInUseError, refuse_several_processes
+    from hf_vit.hub import IncompleteModelFolder, push_model_folder
+    from hf_vit.interrupted import run_script
+    from hf_vit.output_folder import FolderInUseError, refuse_several_processes
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("push_to_hub.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 
 def main(argv=None):

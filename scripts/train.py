@@ -9,7 +9,11 @@ All arguments: `python scripts/train.py --help`. The work is done in `hf_vit.tra
 
 import sys
 
-from hf_vit.training import main
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from hf_vit.training import main
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("train.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 if __name__ == "__main__":
     sys.stdout.reconfigure(errors="backslashreplace")  # class names an ASCII terminal cannot show: escaped, not fatal

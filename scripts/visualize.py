@@ -10,21 +10,25 @@ the head reads ([CLS], or the mean of all tokens for pool="mean"), feature norms
 import argparse
 import sys
 
-from hf_vit.data import flags_in_messages
-from hf_vit.interrupted import results_left, run_script
-from hf_vit.output_folder import refuse_several_processes
-from hf_vit.teaching import (
-    MAX_PICTURE_SIDE,
-    PICTURES,
-    PRESETS,
-    check_output_dir,
-    check_pictures,
-    fresh_model,
-    load_dataset_image,
-    load_image_file,
-    load_model,
-    write_pictures,
-)
+try:  # the libraries take seconds to load, before the script's own answer to Ctrl-C is in place
+    from hf_vit.data import flags_in_messages
+    from hf_vit.interrupted import results_left, run_script
+    from hf_vit.output_folder import refuse_several_processes
+    from hf_vit.teaching import (
+        MAX_PICTURE_SIDE,
+        PICTURES,
+        PRESETS,
+        check_output_dir,
+        check_pictures,
+        fresh_model,
+        load_dataset_image,
+        load_image_file,
+        load_model,
+        write_pictures,
+    )
+except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
+    print("visualize.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
+    sys.exit(130)
 
 CONFIG_FLAGS = ("image_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim")
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from stalled import signal_and_wait, start_stalled
+from stalled import STALL_IMPORT, signal_and_wait, start_stalled, start_with_site
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
@@ -1197,6 +1197,19 @@ def test_ctrl_c_of_a_script_is_one_line_saying_what_is_left(model_dir, dataset_d
     assert re.findall(rf"{re.escape(argv[0])}: interrupted[^\n]*", output) == [f"{argv[0]}: interrupted; {left}"]
     assert as_said()
     assert not list(tmp_path.rglob(".hf_vit.lock")) and not list(tmp_path.rglob(".*staging*"))
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "scripts").glob("*.py")))
+def test_ctrl_c_while_a_script_loads_its_libraries_is_one_line(tmp_path, script):
+    """A real Ctrl-C (SIGINT) of each script while it imports its libraries (torch, transformers, hf_vit: seconds,
+    before run_script's or train.py's own answer is in place; here stalled at the first of them): one line
+    `<script>: interrupted while loading its libraries; nothing was done.` and status 130, not a KeyboardInterrupt
+    traceback through importlib (before)."""
+    proc = start_with_site(tmp_path, [sys.executable, str(ROOT / "scripts" / script), "--help"],
+                           STALL_IMPORT.format(names=("torch", "huggingface_hub", "hf_vit")), ROOT)  # fmt: skip
+    output = signal_and_wait(proc, signal.SIGINT)
+    assert proc.returncode == 130, output[-3000:]
+    assert output == f"{script}: interrupted while loading its libraries; nothing was done.\n"
+
 
 def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
     from hf_vit.training import SetupError, parse_args
