@@ -277,7 +277,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     (the help says which), and after a help that names its own default, "(default 32) (default: None)" contradicted it."""
 
     def _get_help_string(self, action):
-        if action.default is None or "(default " in (action.help or ""):
+        said = action.default is None or "(default " in (action.help or "")
+        if said or isinstance(action, argparse._StoreFalseAction):  # a --no_X twin: X's default is printed on --X
             return action.help
         return super()._get_help_string(action)
 
@@ -333,7 +334,9 @@ def parse_args(argv=None):
         sets.update(values)
     parser.set_defaults(**defaults)
     for action in parser._actions:  # transformers' help names its own default, which ours replaces
-        if action.dest == "metric_for_best_model":
+        if isinstance(action, argparse._StoreFalseAction):  # HfArgumentParser gives --no_X the help of X
+            action.help = f"turns --{action.dest} off (the same as --{action.dest} false)"
+        elif action.dest == "metric_for_best_model":
             action.help = (
                 "the evaluation metric that picks the best checkpoint (accuracy, loss, macro_f1, ...); "
                 "its direction follows it (a loss is best lowest)"

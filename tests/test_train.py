@@ -522,6 +522,19 @@ def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     assert "--preset PRESET model shape by name: tiny, lesson, small, base (default: lesson)" in text
 
 
+def test_help_of_a_no_flag_says_it_turns_its_flag_off(capsys):
+    """HfArgumentParser gives every boolean flag whose default is true a `--no_X` twin with X's own help, so `--help`
+    said `--no_hflip  random horizontal flip (default: False)`: the opposite of what it does. Now the twin says it
+    turns the flag off, with no default of its own (the flag's is printed once, on the flag)."""
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--hflip [HFLIP] random horizontal flip (default: True)" in text
+    assert "--no_hflip, --no-hflip turns --hflip off (the same as --hflip false) --randaugment_ops" in text
+    assert "--no_dataloader_pin_memory, --no-dataloader-pin-memory turns --dataloader_pin_memory off" in text
+    assert parse_args(["--preset", "tiny", "--no_hflip", "--output_dir", "runs/x"])[1].hflip is False
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
 def test_the_loss_is_label_smoothed_cross_entropy_weighted_by_the_mix(tmp_path):
     """HfViTTrainer.compute_loss on a mixed batch: lam * CE(y_a) + (1 - lam) * CE(y_b), both smoothed by
