@@ -386,6 +386,8 @@ def parse_args(argv=None):
             notes.append(f"{emulated}: training in fp32 instead. Pass --bf16 true to force bf16.")
             fell_back = True
     check_launcher_precision(training_args, fell_back)
+    # train.py always trains and tests: recorded so (training_recipe.json, the card), not TrainingArguments' false
+    training_args.do_train = training_args.do_predict = True
     # A shipped recipe is recorded by its place in the package, not this machine's path to it: training_recipe.json
     # goes to the Hub, and the card shows it.
     training_args._hf_vit_sources = [

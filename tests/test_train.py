@@ -535,6 +535,17 @@ def test_help_of_a_no_flag_says_it_turns_its_flag_off(capsys):
     assert parse_args(["--preset", "tiny", "--no_hflip", "--output_dir", "runs/x"])[1].hflip is False
 
 
+def test_the_recorded_arguments_say_train_py_trains_and_tests(tmp_path):
+    """train.py always trains and tests (check_what_runs refuses asking for less), but TrainingArguments' defaults
+    do_train=False and do_predict=False were recorded as they were: training_recipe.json and the model card's recipe
+    table said `do_train false` of a model that was trained. Now the arguments say what the run does."""
+    training_args = parse_args(["--preset", "tiny", "--output_dir", str(tmp_path), "--use_cpu", "true"])[3]
+    assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (True, True, True)
+    training_args = parse_args(["--preset", "tiny", "--output_dir", str(tmp_path), "--use_cpu", "true",
+                                "--eval_strategy", "no"])[3]  # fmt: skip
+    assert (training_args.do_train, training_args.do_eval, training_args.do_predict) == (True, False, True)
+
+
 @pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
 def test_the_loss_is_label_smoothed_cross_entropy_weighted_by_the_mix(tmp_path):
     """HfViTTrainer.compute_loss on a mixed batch: lam * CE(y_a) + (1 - lam) * CE(y_b), both smoothed by
