@@ -30,7 +30,7 @@ def parse_args(argv=None):
     p.add_argument("--dataset_revision", default=None,
                    help="a branch, tag or commit of the --dataset Hub dataset (default: its main branch; not for a "
                    "folder); recorded in metrics.json")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="the split to score (default: test)")
     p.add_argument("--max_eval_samples", type=int, default=None,
                    help="evaluate only this many images of the split: a random sample drawn with --seed, kept in row "
                    "order (of the test split, the images train.py --max_test_samples N --seed S tests). metrics.json, "
@@ -39,16 +39,16 @@ def parse_args(argv=None):
                    help="seed of the --max_eval_samples sample (default 42, as training)")
     p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation, or "
                    "evaluation-<owner>--<name>[@<revision>] here for a Hub id (never the model folder itself)")
-    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--batch_size", type=int, default=256, help="images per inference batch (default: 256)")
     p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--num_workers", type=int, default=0, help="DataLoader processes decoding images")
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     p.add_argument("--image_column", default=None, help="default: img, else image (as training)")
     p.add_argument("--label_column", default=None, help="default: label, else labels (as training)")
     p.add_argument("--max_attention_maps", type=int, default=500,
-                   help="attention maps for at most this many mistakes, most confident first (-1: all)")
+                   help="attention maps for at most this many mistakes, most confident first (default: 500; -1: all)")
     p.add_argument("--gallery_size", type=int, default=32,
-                   help=f"mistakes shown in gallery.png (0 to {gallery_capacity()}: what fits {MAX_PICTURE_SIDE} px)")
+                   help=f"mistakes shown in gallery.png (default: 32; 0 to {gallery_capacity()}: what fits {MAX_PICTURE_SIDE} px)")
     p.add_argument("--trust_remote_code", action="store_true",
                    help="let a --model whose architecture hf_vit and transformers do not know run its own .py files "
                    "(only for a model you trust; hf_vit models never need it)")

@@ -1948,3 +1948,16 @@ def test_evaluating_a_model_still_in_memory_says_how_to_save_it(tmp_path):
     assert "model.save_pretrained('my-vit')" in message
     assert "hf_vit.make_image_processor(model.config).save_pretrained('my-vit')" in message
     assert len(message) < 600 and not (tmp_path / "evaluation").exists()
+
+
+def test_evaluate_help_gives_each_default_the_readme_states(capsys):
+    """`evaluate_model.py --help` gave no default for --max_attention_maps, --gallery_size, --batch_size or --split,
+    so a reader of --help could not tell that 500 maps and 32 gallery images are drawn unless told otherwise (the
+    README says so). Each now names its default."""
+    code, out = run_evaluate_script(["--help"], capsys)
+    text = " ".join(out.split())
+    assert code == "0"
+    assert "--split SPLIT the split to score (default: test)" in text
+    assert "--batch_size BATCH_SIZE images per inference batch (default: 256)" in text
+    assert "most confident first (default: 500; -1: all)" in text
+    assert "--gallery_size GALLERY_SIZE mistakes shown in gallery.png (default: 32; 0 to 208" in text
