@@ -45,7 +45,7 @@ def parse_args(argv=None):
     model.add_argument("--preset", choices=sorted(PRESETS),
                        help="fresh model shape, as train.py's --preset (default: 'default', HfViTConfig(), the same as "
                        "'lesson')")
-    model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation")
+    model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation (default: 0)")
     for name in CONFIG_FLAGS:
         model.add_argument(f"--{name}", type=int, help=f"fresh model: override config.{name}")
     model.add_argument("--pool", choices=("cls", "mean"),
@@ -63,7 +63,8 @@ def parse_args(argv=None):
                        help="with --dataset; default: label, else labels (as training); a dataset without one: no true class shown")
     parser.add_argument("--output_dir", required=True, help="where the PNGs and pictures.json go")
     parser.add_argument(
-        "--pictures", default=",".join(PICTURES), help=f"comma-separated subset of {','.join(PICTURES)}"
+        "--pictures", default=",".join(PICTURES),
+        help=f"the pictures to draw, comma-separated, e.g. patch_grid,rollout (default: all: {', '.join(PICTURES)})"
     )
     parser.add_argument("--scale", type=int, default=8,
                         help=f"upscaling of the patch grid picture (default: 8; at most {MAX_PICTURE_SIDE} px a side). "
