@@ -509,21 +509,25 @@ def main(argv=None) -> int:
     from .training import PRESETS, cpu_has_native_bf16, usable_cpus
 
     parser = argparse.ArgumentParser(description="hf_vit speed, side by side")
-    parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model shape (cpu recipe: small)")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS),
+                        help="model shape (default: small, the cpu recipe's)")
     parser.add_argument("--pool", default=None, choices=("cls", "mean"), help="override the preset's pool")
-    parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=4, help="steps per timed window")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved windows per model; figures are medians")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch_size", type=int, default=128, help="images per batch (default: 128)")
+    parser.add_argument("--steps", type=int, default=4, help="steps per timed window (default: 4)")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="interleaved windows per model; figures are medians (default: 10)")
+    parser.add_argument("--device", default="cpu", help="where to time: cpu, cuda or cuda:<index> (default: cpu)")
     parser.add_argument(
         "--dtype",
         default=None,
         help="comma list of fp32, bf16 (autocast); one table each (default: both, or fp32 alone on a CPU without "
         "bf16 instructions, where bf16 is emulated)",
     )
-    parser.add_argument("--attn", default="sdpa,eager", help="attention kernels for hf_vit and transformers' ViT")
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--models", default="hf_vit,transformers,lesson")
+    parser.add_argument("--attn", default="sdpa,eager",
+                        help="attention kernels for hf_vit and transformers' ViT (default: sdpa,eager)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own count)")
+    parser.add_argument("--models", default="hf_vit,transformers,lesson",
+                        help="which models to time, comma-separated (default: hf_vit,transformers,lesson)")
     parser.add_argument("--compile", action="store_true", help="also time hf_vit under torch.compile (slow to start)")
     parser.add_argument(
         "--no_control", action="store_true", help="skip the second copy of hf_vit that measures the noise floor"
@@ -532,7 +536,8 @@ def main(argv=None) -> int:
         "--no_memory", action="store_true", help="skip peak memory (one fresh process per model; the slow part of a short run)"
     )
     parser.add_argument("--dataset", default=None, help="for the end-to-end run (default: the CIFAR-10 copy if present)")
-    parser.add_argument("--e2e_steps", type=int, default=40, help="Trainer steps of the end-to-end run (0 = skip)")
+    parser.add_argument("--e2e_steps", type=int, default=40,
+                        help="Trainer steps of the end-to-end run (default: 40; 0 = skip)")
     args = parser.parse_args(argv)
     # Every flag is checked here, before the first timing: a bad one is one `error:` line, not a traceback
     # (or a dataset error after minutes of timing).

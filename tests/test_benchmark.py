@@ -253,6 +253,23 @@ def test_bad_benchmark_arguments_are_named(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_benchmark_help_gives_the_defaults_the_readme_quotes(capsys):
+    """`benchmark.py --help` named no default for --batch_size, --steps, --rounds, --device, --attn, --models or
+    --e2e_steps, though the README describes a default run by them (batch 128, 4 steps per window, 10 rounds, 40
+    Trainer steps); --device, --threads and --models had no help at all. Each now says its default."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for said in ("--preset {base,lesson,small,tiny} model shape (default: small, the cpu recipe's)",
+                 "--batch_size BATCH_SIZE images per batch (default: 128)", "--steps STEPS steps per timed window (default: 4)",
+                 "figures are medians (default: 10)", "--device DEVICE where to time: cpu, cuda or cuda:<index> "
+                 "(default: cpu)", "transformers' ViT (default: sdpa,eager)", "--threads THREADS torch CPU threads "
+                 "(default: torch's own count)", "--models MODELS which models to time, comma-separated (default: "
+                 "hf_vit,transformers,lesson)", "Trainer steps of the end-to-end run (default: 40; 0 = skip)"):
+        assert said in text, said
+
+
 def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path, monkeypatch):
     """A real Trainer run on tiny data whose collator is made slow on purpose (a test-only wrapper that sleeps
     50 ms per batch): StepTimer must count that time between the steps, not inside them."""
