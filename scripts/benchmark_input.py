@@ -23,7 +23,8 @@ try:  # the libraries take seconds to load, before the script's own answer to Ct
     from hf_vit.augment import BatchAugment
     from hf_vit.interrupted import NOTHING_LEFT, run_script
     from hf_vit.training import (
-        RECIPES_DIR, SetupError, build_config, cpu_has_native_bf16, parse_args, read_recipe, set_cpu_threads,
+        RECIPES_DIR, SetupError, available_recipes, build_config, cpu_has_native_bf16, parse_args, read_recipe,
+        set_cpu_threads,
     )
 except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
     print("benchmark_input.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
@@ -67,12 +68,13 @@ def check_steps(steps: int) -> str | None:
 
 def main():
     cli = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_argument("--recipe", default="cpu")
+    cli.add_argument("--recipe", default="cpu", help="the shipped recipe whose model and batch are timed: "
+                     f"{', '.join(available_recipes())} (default: cpu)")
     cli.add_argument("--dataset_name", default=None,
                      help="a dataset folder (default: the CIFAR-10 copy if present, else synthetic images)")
-    cli.add_argument("--batches", type=int, default=100, help="batches timed through the pipeline")
+    cli.add_argument("--batches", type=int, default=100, help="batches timed through the pipeline (default: 100)")
     cli.add_argument("--steps", type=int, default=10, help=f"training steps timed, a multiple of {WINDOWS} "
-                     f"(median of {WINDOWS} windows)")
+                     f"(median of {WINDOWS} windows; default: 10)")
     cli.add_argument("--device", default=None,
                      help="where the training step is timed: cpu, cuda, cuda:<index> (default: where train.py trains "
                      "the recipe: the cpu recipe on the CPU, the gpu recipe on the GPU if this machine has one)")
