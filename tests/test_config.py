@@ -11,12 +11,26 @@ def test_defaults_and_standard_names():
     c = HfViTConfig()
     assert c.id2label == dict(enumerate(CIFAR10_LABELS))
     assert c.label2id["truck"] == 9
-    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (c.dim, c.depth, c.heads)
-    assert (c.intermediate_size, c.head_dim, c.hidden_dropout_prob) == (c.mlp_dim, c.dim_head, c.dropout)
+    # The defaults the docstring and README state (32x32 images, 4x4 patches, dim 192, 6 blocks, 3 heads, ...).
+    assert (c.image_size, c.patch_size, c.num_channels) == (32, 4, 3)
+    assert (c.dim, c.depth, c.heads, c.dim_head, c.mlp_dim, c.pool) == (192, 6, 3, 64, 768, "cls")
+    assert (c.dropout, c.emb_dropout, c.layer_norm_eps, c.initializer_range) == (0.0, 0.0, 1e-5, 0.02)
     assert c.num_patches == 64 and c.grid_size == (8, 8)
-    # Setting through the standard name writes the lesson's field.
-    c.hidden_size = 96
-    assert c.dim == 96
+    # Every field its own value, so a standard name read through the wrong field (hidden_dropout_prob -> emb_dropout,
+    # equal at the defaults) shows.
+    c = HfViTConfig(num_channels=2, dim=40, depth=5, heads=7, dim_head=12, mlp_dim=80, dropout=0.1, emb_dropout=0.2)
+    other_names = ("channels", "hidden_size", "num_hidden_layers", "num_attention_heads", "head_dim",
+                   "intermediate_size", "hidden_dropout_prob", "attention_probs_dropout_prob")  # fmt: skip
+    assert [getattr(c, name) for name in other_names] == [2, 40, 5, 7, 12, 80, 0.1, 0.1]
+    # Setting through the other name writes the lesson's field.
+    for name, field, value in (("hidden_size", "dim", 96), ("num_hidden_layers", "depth", 3),
+                               ("num_attention_heads", "heads", 2), ("head_dim", "dim_head", 24),
+                               ("intermediate_size", "mlp_dim", 48), ("channels", "num_channels", 1),
+                               ("hidden_dropout_prob", "dropout", 0.3),
+                               ("attention_probs_dropout_prob", "dropout", 0.4)):  # fmt: skip
+        setattr(c, name, value)
+        assert getattr(c, field) == value, name
+    assert c.emb_dropout == 0.2
 
 
 def test_lesson_aliases():
