@@ -110,7 +110,9 @@ def test_round_trip(tmp_path):
     "kwargs, pattern",
     [
         ({"image_size": 32, "patch_size": 5}, r"`patch_size` 5 does not divide `image_size` 32.*e\.g\. 2, 4, 8, 16"),
-        ({"image_size": (32, 30), "patch_size": 4}, r"does not divide `image_size`"),
+        # non-square: the message names both sides, and its advice divides both (2 alone, not 2, 4, 8, 16 of 32)
+        ({"image_size": (32, 30), "patch_size": 4},
+         r"`patch_size` 4 does not divide `image_size` \[32, 30\].*for 32x30: e\.g\. 2\)"),
         ({"pool": "max"}, r"unknown `pool` 'max'. Use pool='cls'.*pool='mean'"),
         ({"dim": 0}, r"`dim` must be a positive integer, got 0"),
         ({"depth": -1}, r"`depth` must be a positive integer, got -1"),
