@@ -245,7 +245,7 @@ def test_a_field_edited_after_construction_is_checked_before_saving(tmp_path):
     c.pool = "max"
     with pytest.raises(ValueError, match="unknown `pool` 'max'"):
         c.save_pretrained(tmp_path / "c")
-    assert not (tmp_path / "c" / "config.json").exists()
+    assert not (tmp_path / "c").exists()  # no folder made either
 
 
 def test_a_transformers_name_that_disagrees_with_the_lessons_is_refused(tmp_path):
