@@ -404,7 +404,8 @@ def test_validate_raises_transformers_own_error_for_its_validators_and_a_plain_o
     config.pool = "max"
     with pytest.raises(ValueError) as caught:
         config.check_before_save()
-    assert type(caught.value) is ValueError and "pool" in str(caught.value)
+    assert type(caught.value) is ValueError
+    assert str(caught.value).startswith("HfViTConfig: unknown `pool` 'max'. Use pool='cls'")
 
 
 def test_the_lessons_cfg_object_passed_whole_says_how_to_pass_its_fields():
