@@ -282,6 +282,9 @@ def test_an_unknown_problem_type_is_refused_when_the_config_is_built(tmp_path):
         HfViTForImageClassification.from_pretrained(tmp_path, problem_type="multilabel")
     for problem_type in (None, "single_label_classification", "multi_label_classification", "regression"):
         assert HfViTConfig(problem_type=problem_type).problem_type == problem_type
+    with pytest.raises(ValueError, match=pattern):  # set on a built config: refused at once, not at the first loss
+        model.config.problem_type = "multilabel"
+    assert model.config.problem_type is None
 
 
 def test_labels_passed_as_none_mean_not_given(tmp_path):
