@@ -131,7 +131,7 @@ def test_positional_similarity_and_token_norms_recomputed():
 def test_a_patch_is_the_token_its_grid_cell_numbers_and_its_map_is_drawn_in_that_cell():
     """Pixels changed inside cell (r, c) change the patch embedding of token 1 + r * gw + c alone; a map drawn
     over a non-square image puts that token's weight in that cell (not transposed)."""
-    from hf_vit.attention_maps import heat_colours, heat_map_image, patch_map_to_grid
+    from hf_vit.attention_maps import heat_map_image, patch_map_to_grid
     from hf_vit.teaching import patch_grid_cells
 
     model = random_model()
@@ -148,9 +148,25 @@ def test_a_patch_is_the_token_its_grid_cell_numbers_and_its_map_is_drawn_in_that
         assert moved.nonzero().flatten().tolist() == [token - 1]
     weights = torch.arange(40, dtype=torch.float32)  # token t + 1 weighs t
     picture = np.asarray(heat_map_image(patch_map_to_grid(weights, (4, 10)), (20 * 4, 12 * 4)))  # (48, 80, 3)
-    for token, (left, top, right, bottom) in patch_grid_cells(model.config, scale=4):
-        want = heat_colours((token - 1) / 39)
-        assert (picture[top:bottom, left:right] == want).all(), token
+    # Drawn 4 times larger, a 3 x 2 px patch is a 12 x 8 px block; its colour is the inferno table read linearly at
+    # its weight scaled from the map's lowest (0) to highest (39). Every pixel is checked, each token its own colour.
+    want = np.zeros((48, 80, 3), dtype=np.uint8)
+    for token in range(1, 41):
+        r, c = divmod(token - 1, 10)
+        assert patch_grid_cells(model.config, scale=4)[token - 1] == (token, (c * 8, r * 12, (c + 1) * 8, (r + 1) * 12))
+        want[r * 12 : (r + 1) * 12, c * 8 : (c + 1) * 8] = inferno((token - 1) / 39)
+    assert len({tuple(want[r * 12, c * 8]) for r in range(4) for c in range(10)}) == 40
+    np.testing.assert_array_equal(picture, want)
+
+
+def inferno(value):
+    """The colour for a value in [0, 1]: HEAT_SCALE's 11 inferno samples (the data) at 0, 0.1, ..., 1, the two about
+    `value` mixed linearly, rounded to whole levels."""
+    from hf_vit.attention_maps import HEAT_SCALE
+
+    i = min(int(value * 10), 9)
+    t = value * 10 - i
+    return [round(float(lo + t * (hi - lo))) for lo, hi in zip(HEAT_SCALE[i], HEAT_SCALE[i + 1])]
 
 
 # ---------------------------------------------------------------------------
