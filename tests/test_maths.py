@@ -274,13 +274,17 @@ def test_mixup_blends_each_image_with_its_partner_by_lambda():
     mean, std = [0.5], [0.25]
     cfg = AugmentConfig(pad=2, mixup_alpha=0.4)
     images, labels = images_of(4, 1, 9, 16), torch.tensor([0, 1, 2, 3])
+    lams = set()
     for seed in range(5):
         mixed, before = mixed_and_unmixed(cfg, images, labels, seed, mean, std)
         lam = mixed["mix_lam"]
-        assert lam.shape == (4,) and torch.all(lam == lam[0]) and 0 <= float(lam[0]) <= 1
+        assert lam.shape == (4,) and torch.all(lam == lam[0]) and 0 < float(lam[0]) < 1
         want = float(lam[0]) * before.numpy() + (1 - float(lam[0])) * before.flip(0).numpy()
         np.testing.assert_allclose(mixed["pixel_values"].numpy(), want, atol=1e-5)
+        assert np.abs(mixed["pixel_values"].numpy() - before.numpy()).max() > 1e-3  # a blend, not the batch as it was
         assert torch.equal(mixed["labels_b"], labels.flip(0))
+        lams.add(float(lam[0]))
+    assert len(lams) == 5  # a Beta draw per batch (seed), not a fixed share
 
 
 def test_random_erasing_replaces_one_box_per_image_with_probability_p():
