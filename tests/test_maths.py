@@ -301,6 +301,9 @@ def test_random_erasing_replaces_one_box_per_image_with_probability_p():
         box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
         assert box == len(ys) and box <= 0.25 * 9 * 16 + 9  # one box (round() may add a row), inside the image
         assert torch.equal((erased[b] != before[b]).any(0), (erased[b] != before[b]).all(0))  # every channel
+    # What fills the boxes is standard normal noise (in the normalised units), not a constant or the image.
+    noise = erased.permute(1, 0, 2, 3)[:, changed].flatten()
+    assert len(noise) > 3000 and abs(float(noise.mean())) < 0.1 and abs(float(noise.std()) - 1) < 0.1
 
 
 @pytest.mark.parametrize("height, width", [(16, 40), (40, 16), (24, 24)])
