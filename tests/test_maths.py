@@ -364,7 +364,8 @@ def test_metrics_of_a_hand_worked_example():
     assert abs(m["macro_precision"] - (2 / 3 + 1 / 2) / 4) < 1e-12
     assert abs(m["macro_recall"] - (2 / 3 + 2 / 3) / 4) < 1e-12
     assert abs(m["macro_f1"] - (2 / 3 + 4 / 7) / 4) < 1e-12
-    assert m["confusion_matrix"][0] == [2, 1, 0, 0, 0] and m["confusion_matrix"][2] == [0, 1, 0, 1, 0]
+    # rows the true class, columns the predicted one: (0, 0) twice, (0, 1), (1, 1) twice, (1, 0), (2, 1), (2, 3)
+    assert m["confusion_matrix"] == [[2, 1, 0, 0, 0], [1, 2, 0, 0, 0], [0, 1, 0, 1, 0], [0] * 5, [0] * 5]
 
 
 def test_top_k_ties_go_to_the_lower_class_id_as_argmax_picks():
