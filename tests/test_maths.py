@@ -212,6 +212,8 @@ def test_crop_and_flip_per_image_within_the_padding_on_non_square_images(channel
         assert len(found) == 1, (b, found)  # random pixels: one offset in 0..2*pad and one flip explain it
         draws.append(found[0])
     assert len({d[:2] for d in draws}) > 8 and {d[2] for d in draws} == {False, True}  # each image its own draw
+    # the window moves up to `pad` either way along both sides: offsets 0..2*pad each drawn (24 draws of 7 here)
+    assert {d[0] for d in draws} == {d[1] for d in draws} == set(range(7))
     # Another batch's content at the other positions changes nothing here: the draws depend on the seed alone.
     others = images_of(24, channels, 10, 14, seed=1)
     others[5] = images[5]
