@@ -136,6 +136,10 @@ def test_round_trip(tmp_path):
         ({"id2label": 5}, r"`id2label` must map class ids to names"),
         ({"image_size": 33}, r"for 33x33: e\.g\. 3, 11, 33\)"),
         ({"image_size": (31, 29), "patch_size": 4}, r"only 1 divides both sides; resize or pad the images"),
+        ({"image_size": (32, 32, 3)}, r"`image_size` must be an int or a pair \(height, width\), got \[32, 32, 3\]\.$"),
+        ({"patch_size": [4]}, r"`patch_size` must be an int or a pair \(height, width\), got \[4\]\.$"),
+        ({"num_labels": 0}, r"the model needs at least one class: pass `id2label` or `num_labels`\.$"),
+        ({"id2label": {}}, r"the model needs at least one class: pass `id2label` or `num_labels`\.$"),
     ],
 )
 def test_invalid_values_are_explained(kwargs, pattern):
