@@ -420,6 +420,7 @@ def test_the_lessons_cfg_object_passed_whole_says_how_to_pass_its_fields():
     HfViTForImageClassification(cfg). Before: "`image_size` must be a positive integer, got ViTConfig(...)" and
     AttributeError "'ViTConfig' object has no attribute 'validate_hf_vit'". Now both say to pass the fields."""
     import dataclasses
+    from argparse import Namespace
 
     from lesson_vit import ViTConfig
     from transformers import ViTConfig as TransformersViTConfig
@@ -436,6 +437,12 @@ def test_the_lessons_cfg_object_passed_whole_says_how_to_pass_its_fields():
         HfViTForImageClassification(TransformersViTConfig())
     config = HfViTConfig(**dataclasses.asdict(cfg))  # the advice works
     assert (config.dim, config.heads, config.num_labels) == (64, 4, 10)
+    args = Namespace(dim=64, depth=2, heads=4)  # a learner's argparse settings: no dataclass, the lesson's names
+    pattern = r"got a Namespace object as its first argument .*HfViTConfig\(\*\*vars\(cfg\)\)"
+    with pytest.raises(TypeError, match=pattern):
+        HfViTConfig(args)
+    config = HfViTConfig(**vars(args))  # the advice works
+    assert (config.dim, config.depth, config.heads) == (64, 2, 4)
 
 
 def test_a_configuration_object_passed_as_hf_vit_configs_first_argument_gets_advice_that_works():
