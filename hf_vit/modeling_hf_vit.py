@@ -364,8 +364,8 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
 
         loss = None
         if labels is not None:
-            if torch.compiler.is_compiling():  # the eager check below reads the ids in Python: a graph break
-                labels = _labels_checked_in_the_graph(labels, self.config.num_labels)
+            if torch.compiler.is_compiling() and _are_class_ids(labels, self.config):  # the eager check below
+                labels = _labels_checked_in_the_graph(labels, self.config.num_labels)  # reads ids in Python: a break
             try:
                 loss = self.loss_function(labels, logits, self.config, **kwargs)
             except IndexError as err:  # a class id outside the head (cross-entropy on a CPU; a GPU asserts)
@@ -464,6 +464,14 @@ _CLASSES_FIX = (
     "Build the config with the dataset's classes, e.g. HfViTConfig(..., id2label=dataset.features['label'].names), "
     "or load a trained model with from_pretrained(folder, num_labels=N, ignore_mismatched_sizes=True)"
 )
+
+
+def _are_class_ids(labels: torch.Tensor, config) -> bool:
+    """Whether the loss reads `labels` as class ids (cross-entropy), as transformers' loss picks it: a regression's or
+    multi-label head's float targets (2.5, or 1.0 for a one-class head) are no class ids and are left as they are."""
+    if config.problem_type is not None:
+        return config.problem_type == "single_label_classification"
+    return config.num_labels > 1 and labels.dtype in (torch.long, torch.int)
 
 
 def _labels_checked_in_the_graph(labels: torch.Tensor, num_labels: int) -> torch.Tensor:

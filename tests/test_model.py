@@ -450,6 +450,20 @@ def test_torch_compile_with_fullgraph_gives_the_eager_outputs_and_gradients():
         compiled(pixel_values=x, labels=torch.tensor([0, 1, 2, 10]))
 
 
+def test_a_compiled_regression_model_takes_its_float_targets_as_the_eager_one():
+    """The compiled check of class ids is for a classifier's ids alone (the loss transformers picks: cross-entropy):
+    a regression's targets (2.5, -1.0), like a multi-label head's floats, are no class ids, and the compiled loss
+    equals the eager one (they were refused as "a class id outside the model's 1 classes", else masked to -100)."""
+    torch.manual_seed(0)
+    config = HfViTConfig(image_size=8, patch_size=4, dim=16, depth=1, heads=2, dim_head=8, mlp_dim=32, num_labels=1)
+    model = HfViTForImageClassification(config).eval()  # one output and no problem_type: transformers' regression
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager", dynamic=False)
+    x, targets = torch.randn(2, 3, 8, 8), torch.tensor([2.5, -1.0])
+    with torch.no_grad():
+        expected = model(pixel_values=x, labels=targets).loss
+        assert torch.allclose(compiled(pixel_values=x, labels=targets).loss, expected, atol=1e-6)
+
+
 def test_a_config_edited_into_an_invalid_one_is_refused_when_the_model_is_built():
     config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
     config.pool = "max"  # would otherwise mean-pool without a word
