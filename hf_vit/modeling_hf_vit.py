@@ -555,7 +555,7 @@ def _convert_hint(num_channels) -> str:
 
 
 # ---------------------------------------------------------------------------
-# 6. Saved files' permission bits (here because save_pretrained needs them in remote code, where hf_vit may be absent)
+# 7. Saved files' permission bits (here because save_pretrained needs them in remote code, where hf_vit may be absent)
 # ---------------------------------------------------------------------------
 def _weights_files(folder) -> dict:
     """The .safetensors files in `folder`, each with its inode and time, which a save that writes it anew changes."""
