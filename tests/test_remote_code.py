@@ -70,7 +70,7 @@ def test_pipeline_with_package_installed(tmp_path):
 
 FRESH_PROCESS = textwrap.dedent(
     """
-    import json, sys
+    import json, os, sys
     sys.modules["hf_vit"] = None  # make `import hf_vit` fail even where the package is installed
     try:
         import hf_vit  # noqa: F401
@@ -95,6 +95,9 @@ FRESH_PROCESS = textwrap.dedent(
             "logits": model(pixel_values=x).logits.tolist(),
             "pipeline": classify(image, top_k=3),
         }
+    # The remote code saves too (a Hub user's fine-tune): its weights get the umask's bits, with no hf_vit to import.
+    model.save_pretrained(sys.argv[4])
+    out["weights_mode"] = oct(os.stat(os.path.join(sys.argv[4], "model.safetensors")).st_mode & 0o777)
     print("RESULT" + json.dumps(out))
     """
 )
@@ -112,12 +115,15 @@ def test_fresh_process_without_hf_vit_loads_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "load.py"), str(folder), str(tmp_path / "x.pt"), str(image_path)],
+        [sys.executable, "-I", str(tmp_path / "load.py"), str(folder), str(tmp_path / "x.pt"), str(image_path),
+         str(tmp_path / "saved")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        **({} if os.name == "nt" else {"umask": 0o022}),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert out["class"] == "HfViTForImageClassification" and out["base_class"] == "HfViTModel"
+    assert os.name == "nt" or out["weights_mode"] == "0o644"  # safetensors alone writes 0o600 (Windows: no bits)
     assert out["module"].startswith("transformers_modules"), out["module"]  # really the copied remote code
     with torch.no_grad():
         expected = model(pixel_values=x).logits
