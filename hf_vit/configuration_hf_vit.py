@@ -433,12 +433,22 @@ def _check_class_maps(num_labels, id2label, label2id):
             f"HfViTConfig: `id2label` gives the name {name!r} to classes {listed}, but label2id can map a name "
             "to one class only. Give each class its own name."
         )
+    _check_label2id_is_a_map(label2id)  # one set on the config afterwards: saved, no load would take it
     inverse = {name: _class_id(i, "id2label") for i, name in id2label.items()}
     given = label2id if isinstance(label2id, dict) else inverse
     if inverse != {name: _class_id(i, "label2id") for name, i in given.items()}:
         raise ValueError(
             f"HfViTConfig: `label2id` {label2id!r} is not the inverse of `id2label` {id2label!r}. "
             "Set `id2label` alone (label2id follows it) or make the two maps agree."
+        )
+
+
+def _check_label2id_is_a_map(label2id):
+    """Refuse a label2id that is not a map, e.g. the class names as a list (the form id2label takes)."""
+    if label2id is not None and not isinstance(label2id, dict):
+        raise ValueError(
+            f"HfViTConfig: `label2id` must map class names to ids, e.g. {{'cat': 0, 'dog': 1}}, got {label2id!r}. "
+            "Pass the names as id2label (a list: id2label=['cat', 'dog']); label2id follows it."
         )
 
 
@@ -467,6 +477,7 @@ def _one_set_of_labels(kwargs):
         raise ValueError(
             f"HfViTConfig: `id2label` must map class ids to names, e.g. {{0: 'cat', 1: 'dog'}}, got {id2label!r}."
         )
+    _check_label2id_is_a_map(kwargs.get("label2id"))  # else transformers 5.24 would drop it without a word
     _check_label_count(num_labels, id2label)
     if id2label is None and num_labels is None:
         kwargs["id2label"] = dict(enumerate(CIFAR10_LABELS))

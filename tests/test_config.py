@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from hf_vit import CIFAR10_LABELS, HfViTConfig, HfViTForImageClassification
 
@@ -145,6 +146,24 @@ def test_round_trip(tmp_path):
 def test_invalid_values_are_explained(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         HfViTConfig(**kwargs)
+
+
+def test_a_label2id_that_is_no_map_is_refused_not_dropped():
+    """label2id=['cat', 'dog'] (the names, as id2label takes them): transformers 5.24 dropped it without a word, and the
+    config came out with CIFAR-10's 10 classes (from_pretrained too: a 3-class folder became 10 classes); 5.17 refused
+    it in its own words. A label2id set on a config afterwards was saved as it was, a folder no load would take."""
+    pattern = r"`label2id` must map class names to ids, e\.g\. \{'cat': 0, 'dog': 1\}, got \['cat', 'dog'\]\. Pass"
+    with pytest.raises(ValueError, match=pattern):
+        HfViTConfig(label2id=["cat", "dog"])
+    with pytest.raises(ValueError, match=pattern):
+        HfViTConfig.from_dict(HfViTConfig(id2label=["a", "b", "c"]).to_dict(), label2id=["cat", "dog"])
+    config = HfViTConfig(id2label=["cat", "dog"])
+    try:
+        config.label2id = ["cat", "dog"]
+    except StrictDataclassFieldValidationError:  # transformers 5.17 checks the type as it is set
+        return
+    with pytest.raises(ValueError, match=pattern):
+        config.validate_hf_vit()
 
 
 @pytest.mark.parametrize(
