@@ -178,46 +178,94 @@ def test_compare_models_pairs_every_model_with_every_other():
         assert r["infer_img_s"] > 0 and r["peak_mem_mb"] is None
 
 
-def test_the_control_is_the_same_model_on_the_same_inputs():
-    # The noise floor is only a noise floor if the copy computes exactly what its twin computes.
-    config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
-    twin, copy = (_Bench("hf_vit", "eager", config, 4, "cpu", False, False, c) for c in (False, True))
-    assert (twin.name, copy.name) == ("hf_vit/eager", "hf_vit/eager (copy)")
-    assert torch.equal(twin.x, copy.x) and torch.equal(twin.y, copy.y)
-    for (key, a), b in zip(twin.model.state_dict().items(), copy.model.state_dict().values()):
-        assert torch.equal(a, b), key
-    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa"], memory=True, control=True)
-    assert [r["model"] for r in rows] == ["hf_vit/sdpa", "lesson", "hf_vit/sdpa (copy)"]
-    assert [r["copy"] for r in rows] == [False, False, True]
-    assert rows[0]["peak_mem_mb"] > 0 and rows[2]["peak_mem_mb"] is None  # the copy's memory is its twin's
-
-
-def test_peak_memory_is_the_models_own_process_not_the_one_that_started_it():
-    # before: ru_maxrss survives the exec of a spawned child, so every model read this process's peak (here >1 GiB)
+@pytest.fixture(scope="module")
+def memory_run():
+    """One compare_models run with peak memory and the control, after this process has touched 1 GiB: its timing
+    child and one memory child per model (a fresh interpreter each, ~5 s) serve both tests below."""
     import resource
 
     config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
     block = torch.ones(2**28)  # 1 GiB, touched, then freed: this process's peak stays above it
     del block
     parent_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=1, threads=1, attns=["eager"])
-    for r in rows:
+    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa"], memory=True, control=True)
+    return config, rows, parent_peak_mb
+
+
+def test_the_control_is_the_same_model_on_the_same_inputs(memory_run):
+    # The noise floor is only a noise floor if the copy computes exactly what its twin computes.
+    config, rows, _ = memory_run
+    twin, copy = (_Bench("hf_vit", "eager", config, 4, "cpu", False, False, c) for c in (False, True))
+    assert (twin.name, copy.name) == ("hf_vit/eager", "hf_vit/eager (copy)")
+    assert torch.equal(twin.x, copy.x) and torch.equal(twin.y, copy.y)
+    for (key, a), b in zip(twin.model.state_dict().items(), copy.model.state_dict().values()):
+        assert torch.equal(a, b), key
+    # rows: compare_models(config, ["hf_vit", "lesson"], ..., attns=["sdpa"], memory=True, control=True)
+    assert [r["model"] for r in rows] == ["hf_vit/sdpa", "lesson", "hf_vit/sdpa (copy)"]
+    assert [r["copy"] for r in rows] == [False, False, True]
+    assert rows[0]["peak_mem_mb"] > 0 and rows[2]["peak_mem_mb"] is None  # the copy's memory is its twin's
+
+
+def test_peak_memory_is_the_models_own_process_not_the_one_that_started_it(memory_run):
+    # before: ru_maxrss survives the exec of a spawned child, so every model read this process's peak (here >1 GiB,
+    # touched by the fixture before its compare_models run)
+    _, rows, parent_peak_mb = memory_run
+    measured = [r for r in rows if not r["copy"]]  # the copy is measured by its twin (the test above)
+    assert [r["model"] for r in measured] == ["hf_vit/sdpa", "lesson"]
+    for r in measured:
         assert 0 < r["peak_mem_mb"] < parent_peak_mb - 500, (r["model"], r["peak_mem_mb"], parent_peak_mb)
 
 
-def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comparisons(capsys):
-    main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2", "--steps", "1",
-          "--rounds", "1", "--threads", "1", "--e2e_steps", "0", "--no_memory"])
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def benchmark_run(tmp_path_factory):
+    """One whole benchmark run (scripts/benchmark.py's main) whose printout and shapes serve the four tests below,
+    each with its own assertion: hf_vit and the lesson with the control (the noise floor), the default dtypes
+    (no --dtype), and an end-to-end Trainer run of --preset tiny --pool mean with --threads 1 (2 on a one-CPU
+    machine). One matmul peak, one timing child, one bare-step child and one Trainer run instead of four of each."""
+    import contextlib
+    import io
+
+    from hf_vit import benchmarking, training
+    from hf_vit.training import SHAPE_FLAGS
+
+    shapes = {}
+    real_compare, real_train = benchmarking.compare_models, training.train
+
+    def compare(config, kinds, *args, **kwargs):  # the last call is the bare step beside the end-to-end run
+        shapes["bare"] = {k: getattr(config, k) for k in SHAPE_FLAGS}
+        return real_compare(config, kinds, *args, **kwargs)
+
+    def train(model_args, *args, **kwargs):
+        config = training.build_config(model_args)
+        shapes["trainer"] = {k: getattr(config, k) for k in SHAPE_FLAGS}
+        return real_train(model_args, *args, **kwargs)
+
+    threads = 1 if len(os.sched_getaffinity(0)) > 1 else 2
+    data = make_tiny_cifar(tmp_path_factory.mktemp("benchmark_run") / "data", n_train=16, n_test=4)
+    out, before = io.StringIO(), torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(benchmarking, "compare_models", compare)
+        patch.setattr(training, "train", train)
+        try:
+            main(["--preset", "tiny", "--pool", "mean", "--models", "hf_vit,lesson", "--attn", "eager",
+                  "--batch_size", "4", "--steps", "1", "--rounds", "1", "--threads", str(threads), "--no_memory",
+                  "--e2e_steps", "2", "--dataset", str(data)])  # fmt: skip
+        finally:
+            torch.set_num_threads(before)
+    return {"out": out.getvalue(), "shapes": shapes, "threads": threads}
+
+
+def test_the_benchmark_prints_the_noise_floor_and_keeps_the_copy_out_of_the_comparisons(benchmark_run):
+    # benchmark_run: --models hf_vit,lesson --attn eager, with the control (no --no_control)
+    out = benchmark_run["out"]
     assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train " in out
     assert "hf_vit/eager / lesson: train " in out
     assert "(copy) / lesson" not in out and "/ hf_vit/eager (copy)" not in out
 
 
-def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(capsys):
-    main(["--models", "hf_vit", "--attn", "eager", "--batch_size", "2", "--steps", "1", "--rounds", "1",
-          "--threads", "1", "--e2e_steps", "0", "--no_control", "--no_memory"])  # fmt: skip
-    out = capsys.readouterr().out
+def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(benchmark_run):
+    # benchmark_run: no --dtype, --rounds 1, --no_memory
+    out = benchmark_run["out"]
     assert "\nfp32 (median of 1 interleaved windows" in out
     assert re.search(r"\nhf_vit/eager +[\d.]+ +[\d.]+ +- ", out)  # --no_memory: no peak-memory process, a dash
     assert ("\nbf16 (median of" in out) == cpu_has_native_bf16()
@@ -312,15 +360,10 @@ def test_end_to_end_split_puts_a_slow_input_pipeline_outside_the_steps(tmp_path,
     assert r["in_step_img_s"] > r["train_img_s"]  # the Trainer's figure includes the slow pipeline
 
 
-def test_the_end_to_end_run_trains_with_the_bare_steps_threads(tmp_path, capsys):
+def test_the_end_to_end_run_trains_with_the_bare_steps_threads(benchmark_run):
     # before: the Trainer run took its own default (every CPU this process may use), so --threads 1 on 2 cores
-    # set one thread against two
-    threads = 1 if len(os.sched_getaffinity(0)) > 1 else 2
-    data = make_tiny_cifar(tmp_path / "data", n_train=16, n_test=4)
-    main(["--preset", "tiny", "--models", "hf_vit", "--dtype", "fp32", "--attn", "eager", "--batch_size", "4",
-          "--steps", "1", "--rounds", "1", "--threads", str(threads), "--no_control", "--no_memory",
-          "--e2e_steps", "2", "--dataset", str(data)])  # fmt: skip
-    out = capsys.readouterr().out
+    # set one thread against two. benchmark_run: --threads 1 (2 on one CPU), --e2e_steps 2 on 16 tiny images
+    out, threads = benchmark_run["out"], benchmark_run["threads"]
     assert f"; {threads} threads; device cpu" in out
     assert f"1 process(es), {threads} thread(s) each on cpu" in out
 
@@ -537,32 +580,13 @@ def test_more_threads_than_cpus_is_refused_before_any_timing(capsys):
     )
 
 
-def test_the_end_to_end_run_trains_the_shape_of_its_bare_step(tmp_path, monkeypatch, capsys):
+def test_the_end_to_end_run_trains_the_shape_of_its_bare_step(benchmark_run):
     """The end-to-end img/s is set against the bare step of exactly the model the Trainer trains. before: --pool
     reached the bare step but not the Trainer run, which trained the preset's own pool (--preset tiny --pool mean:
-    the bare step pooled the mean, the Trainer's model [CLS])."""
-    from hf_vit import benchmarking, training
-    from hf_vit.training import SHAPE_FLAGS
-
-    shapes = {}
-    real_compare, real_train = benchmarking.compare_models, training.train
-
-    def compare(config, kinds, *args, **kwargs):
-        shapes["bare"] = {k: getattr(config, k) for k in SHAPE_FLAGS}
-        return real_compare(config, kinds, *args, **kwargs)
-
-    def train(model_args, *args, **kwargs):
-        config = training.build_config(model_args)
-        shapes["trainer"] = {k: getattr(config, k) for k in SHAPE_FLAGS}
-        return real_train(model_args, *args, **kwargs)
-
-    monkeypatch.setattr(benchmarking, "compare_models", compare)
-    monkeypatch.setattr(training, "train", train)
-    data = make_tiny_cifar(tmp_path / "data", n_train=16, n_test=4)
-    main(["--preset", "tiny", "--pool", "mean", "--models", "hf_vit", "--dtype", "fp32", "--attn", "eager",
-          "--batch_size", "4", "--steps", "1", "--rounds", "1", "--threads", "1", "--no_control", "--no_memory",
-          "--e2e_steps", "2", "--dataset", str(data)])  # fmt: skip
-    assert "end-to-end Trainer run (2 steps" in capsys.readouterr().out
+    the bare step pooled the mean, the Trainer's model [CLS]). benchmark_run: --preset tiny --pool mean, its shapes
+    those compare_models (last: the bare step) and training.train were given."""
+    shapes = benchmark_run["shapes"]
+    assert "end-to-end Trainer run (2 steps" in benchmark_run["out"]
     assert shapes["bare"]["pool"] == "mean" and shapes["trainer"] == shapes["bare"]
 
 
