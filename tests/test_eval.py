@@ -1476,7 +1476,9 @@ class Chromium:
             self.buffer += chunk
 
     def open(self, url):
+        """A new tab (its own page, session and emulated screen) at `url`."""
         target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+        self.target = target
         self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, session=False)[
             "sessionId"
         ]
@@ -1496,6 +1498,12 @@ class Chromium:
                 raise TimeoutError(f"page never satisfied: {expression}")
             time.sleep(0.1)
 
+    def close_tab(self):
+        """Close the tab `open` made: the next test's tab starts afresh in the same browser."""
+        if self.session:
+            self.send("Target.closeTarget", {"targetId": self.target}, session=False)
+            self.session = None
+
     def close(self):
         try:
             self.send("Browser.close", session=False, timeout=5)
@@ -1512,13 +1520,22 @@ class Chromium:
 VISIBLE_CARDS = "Array.from(document.querySelectorAll('#cards .card')).filter(c => c.offsetParent !== null)"
 
 
+@pytest.fixture(scope="module")
+def chromium(tmp_path_factory):
+    """One headless Chromium for the report tests below (a start and close each cost ~1 s); each opens its own tab
+    and closes it when done."""
+    browser = Chromium(tmp_path_factory.mktemp("chromium") / "profile")
+    yield browser
+    browser.close()
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
-def test_report_in_headless_chromium(evaluated, tmp_path):
+def test_report_in_headless_chromium(evaluated, chromium):
     out = evaluated["out"]
     report = write_report(out)  # rewriting it from the folder's files alone works too
     rows = read_csv(out / "misclassified.csv")
     metrics = json.loads((out / "metrics.json").read_text())
-    browser = Chromium(tmp_path / "profile")
+    browser = chromium
     try:
         browser.open(report.as_uri())
         # The metrics are rendered.
@@ -1565,11 +1582,11 @@ def test_report_in_headless_chromium(evaluated, tmp_path):
         dogs = [r for r in rows if r["true_label"] == "dog"]
         assert browser.eval(f"{VISIBLE_CARDS}.length") == len(dogs) > 0
     finally:
-        browser.close()
+        browser.close_tab()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
-def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evaluated, tmp_path):
+def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evaluated, tmp_path, chromium):
     """650 mistakes: 200 cards shown, "Show 200 more" adds the next ones in order and moves the focus to the first
     of them (the last click hides the button: focus was lost), a filter looks at every card (also those not on the
     page yet) and counts those that match, and a 320 px wide screen needs no sideways scrolling."""
@@ -1577,7 +1594,7 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
     shutil.copytree(evaluated["out"], folder)
     rows = many_mistakes(folder, 650)
     report = folder / "report.html"
-    browser = Chromium(tmp_path / "profile")
+    browser = chromium
     shown = f"{VISIBLE_CARDS}.map(c => c.dataset.index)"
     text = lambda element_id: browser.eval(f"document.getElementById('{element_id}').textContent")  # noqa: E731
     button_shown = "document.getElementById('show-more').offsetParent !== null"
@@ -1626,11 +1643,11 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
         assert browser.eval("document.documentElement.scrollWidth") <= 320
         assert browser.eval("getComputedStyle(document.querySelector('.filters')).position") == "static"
     finally:
-        browser.close()
+        browser.close_tab()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
-def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_headless_chromium(evaluated, tmp_path):
+def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_headless_chromium(evaluated, tmp_path, chromium):
     """A class name of 90 characters without a space widened the page past a 320 px screen (its <select> and the
     cards' headings); a split without mistakes said "No mistakes match these filters."."""
     folder, long = tmp_path / "evaluation", "Felis_silvestris_catus_" * 4
@@ -1641,7 +1658,7 @@ def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_h
     (none_folder / "misclassified.csv").write_text(",".join(rows[0]) + "\n")
     (none_folder / "metrics.json").write_text(json.dumps(metrics))
     none_page = write_report(none_folder)
-    browser = Chromium(tmp_path / "profile")
+    browser = chromium
     try:
         browser.open(long_page.as_uri())
         browser.send("Emulation.setDeviceMetricsOverride",
@@ -1658,7 +1675,7 @@ def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_h
         assert browser.eval(message) == "The model made no mistakes on this split."
         assert browser.eval("document.getElementById('shown-count').textContent") == "0 of 0"
     finally:
-        browser.close()
+        browser.close_tab()
 
 
 def test_attention_maps_with_nan_weights_are_named_in_the_note(evaluated, tmp_path):
