@@ -29,6 +29,16 @@ def _counted_flops(model, batch):
     return counter.get_total_flops()
 
 
+def in_this_process(target, args):
+    """A stand-in for benchmarking._child where the test is not about the child process: the child's function run in
+    this process (a plain queue instead of a spawned interpreter, ~5 s less), its answer read as _child reads it."""
+    import queue
+
+    answer = queue.Queue()
+    target(*args, answer)
+    return json.loads(answer.get_nowait())
+
+
 @pytest.mark.parametrize("kind", ["hf_vit", "transformers", "lesson"])
 def test_forward_flops_match_the_matmuls_torch_counts(kind):
     # GFLOP/s and "% of peak" rest on this formula; torch's own counter must agree on every model.
@@ -163,9 +173,17 @@ def test_the_three_models_get_the_same_inputs():
         assert torch.equal(other.x, hf_vit.x) and torch.equal(other.y, hf_vit.y), other.name
 
 
-def test_compare_models_pairs_every_model_with_every_other():
+def test_compare_models_pairs_every_model_with_every_other(monkeypatch):
+    from hf_vit import benchmarking
+
     config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
-    rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa", "eager"], memory=False)
+    monkeypatch.setattr(benchmarking, "_child", in_this_process)  # the pairing is arithmetic on the child's windows
+    before = torch.get_num_threads()
+    try:
+        rows = compare_models(config, ["hf_vit", "lesson"], batch=4, steps=1, rounds=3, threads=1, attns=["sdpa", "eager"],
+                              memory=False)  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
     assert [r["model"] for r in rows] == ["hf_vit/sdpa", "hf_vit/eager", "lesson"]
     by_name = {r["model"]: r for r in rows}
     for a in by_name:
@@ -482,14 +500,7 @@ def test_a_slower_peer_gives_hf_vit_a_ratio_above_one(monkeypatch):
     """The timing child run in this process (a plain queue instead of a spawned interpreter, so that a test-only
     20 ms sleep added to the lesson's steps applies): hf_vit's paired ratio to the lesson is above 1 (it is the
     faster), the lesson's to hf_vit below, and the img/s agree."""
-    import queue
-
     from hf_vit import benchmarking
-
-    def in_process(target, args):
-        answer = queue.Queue()
-        target(*args, answer)
-        return json.loads(answer.get_nowait())
 
     def slowed(step):
         def run(self):
@@ -499,7 +510,7 @@ def test_a_slower_peer_gives_hf_vit_a_ratio_above_one(monkeypatch):
 
         return run
 
-    monkeypatch.setattr(benchmarking, "_child", in_process)
+    monkeypatch.setattr(benchmarking, "_child", in_this_process)
     monkeypatch.setattr(_Bench, "train_step", slowed(_Bench.train_step))
     monkeypatch.setattr(_Bench, "infer_step", slowed(_Bench.infer_step))
     config = HfViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, pool="cls")
@@ -635,14 +646,7 @@ def test_warm_up_steps_are_left_out_and_the_matmul_peak_uses_the_models_threads(
     """The timing child run in this process (as in test_a_slower_peer_gives_hf_vit_a_ratio_above_one): the lesson's
     first 3 steps of each phase sleep 0.5 s (a compilation, a cold allocator), and its figures must not show it. The
     matmul peak is measured with the threads every step runs with."""
-    import queue
-
     from hf_vit import benchmarking
-
-    def in_process(target, args):
-        answer = queue.Queue()
-        target(*args, answer)
-        return json.loads(answer.get_nowait())
 
     calls, threads_seen = {"train": 0, "infer": 0}, set()
 
@@ -658,7 +662,7 @@ def test_warm_up_steps_are_left_out_and_the_matmul_peak_uses_the_models_threads(
         return run
 
     peak_threads = []
-    monkeypatch.setattr(benchmarking, "_child", in_process)
+    monkeypatch.setattr(benchmarking, "_child", in_this_process)
     monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: peak_threads.append(torch.get_num_threads()) or 50.0)
     for phase in ("train", "infer"):
         monkeypatch.setattr(_Bench, f"{phase}_step", slow_start(phase, getattr(_Bench, f"{phase}_step")))
@@ -707,6 +711,7 @@ def test_the_threads_limit_is_the_cpus_of_the_affinity_mask_not_the_machines(mon
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: 1.0)
+    monkeypatch.setattr(benchmarking, "_child", in_this_process)  # the timing of --threads 1, in this process
     argv = ["--preset", "tiny", "--models", "hf_vit", "--dtype", "fp32", "--attn", "eager", "--batch_size", "2",
             "--steps", "1", "--rounds", "1", "--e2e_steps", "0", "--no_control", "--no_memory"]  # fmt: skip
     with pytest.raises(SystemExit) as exit_info:
