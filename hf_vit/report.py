@@ -70,6 +70,8 @@ UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
+/* the title and meta line name the model's folder: a long path breaks anywhere rather than widen the page */
+h1, .meta { overflow-wrap: anywhere; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f3f3f3; }

@@ -1649,9 +1649,13 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
 def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_headless_chromium(evaluated, tmp_path, chromium):
     """A class name of 90 characters without a space widened the page past a 320 px screen (its <select> and the
-    cards' headings); a split without mistakes said "No mistakes match these filters."."""
+    cards' headings), as did a long model path in the title and meta line (even pytest's own
+    /tmp/pytest-of-root/pytest-1075/eval0/model did); a split without mistakes said "No mistakes match these
+    filters."."""
     folder, long = tmp_path / "evaluation", "Felis_silvestris_catus_" * 4
     rows, metrics = copy_with_a_class_renamed(evaluated["out"], folder, long)
+    # The title and meta line name the model: a long folder path as unbroken as the class name.
+    metrics["model"] = "/home/learner/experiments/" + "vit_cifar10_small_patch4_mean_pool_" * 3 + "run/model"
     long_page = write_report(folder, metrics=metrics)
     none_folder = tmp_path / "none"
     none_folder.mkdir()
