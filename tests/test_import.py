@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import torch
 from lesson_vit import ViT, ViTConfig
 from safetensors.torch import save_file
 from test_hub import load_script
-from test_train import env, modes_off_the_umask
+from test_train import modes_off_the_umask
 
 from hf_vit import HfViTForImageClassification
 from hf_vit.import_lesson import import_lesson_weights, lesson_config, read_state_dict
@@ -966,9 +964,11 @@ def test_an_imported_folder_gets_the_modes_the_umask_gives(tmp_path, umask):
     (a lab-mate could not read it), and the staging folder's parent is a mkdtemp folder (0700)."""
     _, model = lesson_model()
     torch.save(model.state_dict(), tmp_path / "vit.pt")
-    script = Path(__file__).resolve().parents[1] / "scripts" / "import_lesson_weights.py"
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"],
-                          env=env(), capture_output=True, text=True, timeout=300, umask=umask)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The script's main in this process under the umask (a fresh process cost a start of torch); put back after.
+    old = os.umask(umask)
+    try:
+        load_script("import_lesson_weights").main([str(tmp_path / "vit.pt"), str(tmp_path / "out"), "--heads", "3"])
+    finally:
+        os.umask(old)
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert modes_off_the_umask(tmp_path / "out", umask) == []
