@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from stalled import STALL
 from tiny_data import make_tiny_cifar
 
-from hf_vit.training import SetupError, cpu_has_native_bf16, parse_args, read_recipe
+from hf_vit.training import SetupError, cpu_has_native_bf16, main, parse_args, read_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "scripts" / "train.py")
@@ -48,6 +48,8 @@ def tiny_args(data, out, *more):
     ]  # fmt: skip
 
 
+# Runs of one process call train.py's entry point, hf_vit.training.main, in the test's own process where nothing
+# else of a fresh process is tested (scripts/train.py is only that call): a start of Python and torch each saved.
 def run(cmd, timeout=300, **extra_env):
     proc = subprocess.run(cmd, cwd=ROOT, env=env(**extra_env), capture_output=True, text=True, timeout=timeout)
     return proc
@@ -130,19 +132,17 @@ def test_accelerate_launch_writes_a_complete_model_folder(full_run):
     assert classify(Image.new("RGB", (32, 32), (200, 30, 30)))[0]["label"] in model.config.id2label.values()
 
 
-def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tiny, full_run, tmp_path):
+def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tiny, full_run, tmp_path, capsys):
     out_full, _ = full_run
     out = tmp_path / "model"
-    first = run([sys.executable, TRAIN, *tiny_args(tiny, out, "--stop_after_steps", "6")])
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "session ended at step 6 of 8" in first.stdout
+    assert main(tiny_args(tiny, out, "--stop_after_steps", "6")) == 0
+    assert "session ended at step 6 of 8" in capsys.readouterr().out
     assert (out / "checkpoint-6").is_dir() and not (out / "model.safetensors").exists()
     # mid-epoch checkpoint; the full run's schedule (max_steps 8) is kept
     assert json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["max_steps"] == STEPS
 
     # checkpoint-6 is off the save schedule (every 4): the stop forced it
-    second = run([sys.executable, TRAIN, *tiny_args(tiny, out, "--resume_from_checkpoint", str(out / "checkpoint-6"))])
-    assert second.returncode == 0, second.stderr[-3000:]
+    assert main(tiny_args(tiny, out, "--resume_from_checkpoint", str(out / "checkpoint-6"))) == 0
     resumed, uninterrupted = weights(out / f"checkpoint-{STEPS}"), weights(out_full / f"checkpoint-{STEPS}")
     assert max_diff(resumed, uninterrupted) <= 1e-5
     assert max_diff(weights(out), weights(out_full)) <= 1e-5  # the best model too
@@ -386,7 +386,7 @@ def test_two_processes_resume_a_checkpoint_that_ends_the_run(tiny, two_process_r
         first["accuracy"], first["num_examples"], first["validation"])
 
 
-def test_a_two_process_checkpoint_resumed_in_one_process_is_refused(tiny, two_process_run, tmp_path):
+def test_a_two_process_checkpoint_resumed_in_one_process_is_refused(tiny, two_process_run, tmp_path, capsys):
     """A checkpoint of 2 processes (32 images a step) resumed in one (16): the Trainer read its step count in the
     new steps, so it skipped or repeated images and stretched the schedule (a run of 8 steps in 2 processes,
     stopped at 3, ran to step 16), silently. Refused, naming the launch that continues it; nothing is trained."""
@@ -394,19 +394,20 @@ def test_a_two_process_checkpoint_resumed_in_one_process_is_refused(tiny, two_pr
     out = Path(shutil.copytree(done, tmp_path / "model"))
     checkpoint = out / "checkpoint-2"
     resume = tiny_args(tiny, out, *TWO_PROCESS_RUN, "--resume_from_checkpoint", str(checkpoint))
-    proc = run([sys.executable, TRAIN, *resume])
-    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert main(resume) == 2
+    err = capsys.readouterr().err
     assert (
         f"train.py: error: --resume_from_checkpoint '{checkpoint}' was saved by a run with other batches: processes "
         "2 -> 1; images per step 32 -> 16 (checkpoint -> now)."
-    ) in proc.stderr, proc.stderr[-3000:]
+    ) in err, err[-3000:]
     assert ("Relaunch with the checkpoint's values (2 processes in all: `torchrun --nproc_per_node 2` or `accelerate "
             "launch --num_processes 2` on one machine), or start a new run from its weights with --model_name_or_path "
-            f"'{checkpoint}' in another --output_dir.") in proc.stderr
+            f"'{checkpoint}' in another --output_dir.") in err
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
 
 
-def test_a_two_process_checkpoint_resumes_in_one_process_of_as_many_images_per_step(tiny, two_process_run, tmp_path):
+def test_a_two_process_checkpoint_resumes_in_one_process_of_as_many_images_per_step(tiny, two_process_run, tmp_path,
+                                                                                     capsys):
     """2 processes x 16 resumed as one x 32: the same 32 images a step, but the check compared the flags and refused
     it ('processes 2 -> 1'). It now resumes, where the 2 processes had reached (5 steps an epoch either way); its
     checkpoint records what its own steps took (trainer_state.json kept the 2 processes' 16), so going back to 2
@@ -418,9 +419,9 @@ def test_a_two_process_checkpoint_resumes_in_one_process_of_as_many_images_per_s
         (out / name).unlink()
     resume = tiny_args(tiny, out, *TWO_PROCESS_RUN, "--per_device_train_batch_size", "32",
                        "--resume_from_checkpoint", str(out / "checkpoint-2"))  # fmt: skip
-    proc = run([sys.executable, TRAIN, *resume])
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2 steps this session" in proc.stdout, proc.stdout[-3000:]
+    assert main(resume) == 0
+    stdout = capsys.readouterr().out
+    assert "2 steps this session" in stdout, stdout[-3000:]
     train = json.loads((out / "metrics.json").read_text())["train"]
     assert (train["steps"], train["epochs"]) == (4, pytest.approx(4 / 5))  # as the 2 processes' run
     assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["train_batch_size"] == 32
@@ -621,39 +622,55 @@ def test_cpu_recipe_learns_on_real_cifar10(tmp_path):
     assert ("[hf_vit] note: this CPU has no bf16 instructions" in proc.stdout) != cpu_has_native_bf16()
 
 
+# Each arm in a child forked from one interpreter that has imported torch and hf_vit.training but has run no step:
+# the mallopt settings are the process's for good, so the kept arm must not be the default arm's process, and each
+# child starts from glibc's defaults as a fresh interpreter would (one start of torch, not two).
 FAULTS_PER_STEP = """
-import resource, sys, torch
+import os, resource, sys, traceback, torch
 from hf_vit.training import keep_freed_memory
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-x = torch.randn(10 * 1024, 1024)
-def step():  # like a training step: activations alive at once, all freed at the end
-    acts = [x * i for i in range(4)]  # 4 x 40 MiB
-    return sum(float(a[0, 0]) for a in acts)
-for _ in range(3):
-    step()
-per_step = []
-for _ in range(11):
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    step()
-    per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(sorted(per_step)[5])  # the median step: a one-off growth of the heap is not a fault-in every step
+def faults_per_step(arm):
+    if arm == "keep":
+        assert keep_freed_memory()
+    x = torch.randn(10 * 1024, 1024)
+    def step():  # like a training step: activations alive at once, all freed at the end
+        acts = [x * i for i in range(4)]  # 4 x 40 MiB
+        return sum(float(a[0, 0]) for a in acts)
+    for _ in range(3):
+        step()
+    per_step = []
+    for _ in range(11):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        step()
+        per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return sorted(per_step)[5]  # the median step: a one-off growth of the heap is not a fault-in every step
+for arm in ("default", "keep"):
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            print(arm, faults_per_step(arm), flush=True)
+            os._exit(0)
+        except BaseException:
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] == 0, arm
 """
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_cpu_training_keeps_freed_activation_memory_instead_of_faulting_it_in_again():
-    """Each arm in a fresh interpreter: with glibc's defaults a step that frees its 160 MiB of activations
-    page-faults them in again next time; after keep_freed_memory() (what CPU training calls) it does not.
+    """Each arm in a process of its own (see FAULTS_PER_STEP): with glibc's defaults a step that frees its 160 MiB
+    of activations page-faults them in again next time; after keep_freed_memory() (what CPU training calls) it does
+    not.
 
     The blocks are 40 MiB, above 32 MiB, the ceiling of glibc's moving mmap threshold, so the default arm is
     a fresh mmap every time. Smaller blocks (the cpu recipe's are ~4 MiB) fault in again only when the heap's
     top gets trimmed, which depends on what else lies on the heap: not something a test can pin down."""
-    faults = {}
-    for arm in ("default", "keep"):
-        out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP, arm], capture_output=True, text=True, env=env())
-        assert out.returncode == 0, out.stderr
-        faults[arm] = int(out.stdout.split()[-1])
+    out = subprocess.run([sys.executable, "-c", FAULTS_PER_STEP], capture_output=True, text=True, env=env())
+    assert out.returncode == 0, out.stderr
+    faults = {arm: int(n) for arm, n in (line.split() for line in out.stdout.splitlines())}
+    assert faults.keys() == {"default", "keep"}, out.stdout
     assert faults["default"] > 10_000  # 160 MiB = 40k pages of 4 KiB
     # Here the kept arm faults 0 pages a step; one CI machine averaged 1024 (4 MiB of 160), so the bound is a
     # tenth: still far below what the default arm faults, which is what the arm without the fix would show.
@@ -795,24 +812,22 @@ def test_the_umask_is_read_without_being_changed_and_without_proc_too(monkeypatc
         os.umask(old)
 
 
-# Runs scripts (a JSON list of [script, *args]) one after the other in this process, each as `python script ...`
-# would: the first that does not exit with status 0 ends the process with its status.
-ONE_PROCESS_SCRIPTS = """
-import json, runpy, sys
-for argv in json.loads(sys.argv[1]):
-    sys.argv = argv
+def run_as_main(argv, monkeypatch):
+    """Runs the script argv[0] in this process as `python script ...` would (as __main__, with that sys.argv); a
+    status other than 0 fails the test."""
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", [str(a) for a in argv])
     try:
-        runpy.run_path(argv[0], run_name="__main__")
+        runpy.run_path(str(argv[0]), run_name="__main__")
     except SystemExit as end:
-        if end.code not in (None, 0):
-            raise
-"""
+        assert end.code in (None, 0), f"{Path(argv[0]).name} exited with {end.code}"
 
 
 @pytest.mark.skipif(os.name == "nt", reason="Windows has no umask or permission bits")
 @pytest.mark.parametrize("umask", [0o022, 0o077], ids=["umask022", "umask077"])
 def test_a_trained_model_its_checkpoints_its_evaluation_and_the_pixel_cache_get_the_modes_the_umask_gives(
-    tiny, tmp_path, umask
+    tiny, tmp_path, umask, monkeypatch
 ):
     """A lab-mate (umask 022) can read the model, its checkpoints and its evaluation; a private user (077) keeps
     them private. safetensors 0.8 wrote each model.safetensors 0600 whatever the umask (it renames a temporary file)."""
@@ -821,11 +836,18 @@ def test_a_trained_model_its_checkpoints_its_evaluation_and_the_pixel_cache_get_
     scripts = [[TRAIN, *args],
                [str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(out), "--dataset", str(tiny), "--device",
                 "cpu", "--no_progress", "--max_attention_maps", "2"]]  # fmt: skip
-    # both real scripts, one after the other, in one process under the umask (one start of torch, not two)
-    proc = subprocess.run([sys.executable, "-c", ONE_PROCESS_SCRIPTS, json.dumps(scripts)], cwd=ROOT,
-                          env=env(HF_DATASETS_CACHE=str(cache)), capture_output=True, text=True, timeout=300,
-                          umask=umask)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Both real scripts as __main__, one after the other, in this process under the umask (put back after): what
+    # two fresh processes did, without two starts of torch. datasets read HF_DATASETS_CACHE when it was imported.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.chdir(ROOT)
+    old = os.umask(umask)
+    try:
+        for argv in scripts:
+            run_as_main(argv, monkeypatch)
+    finally:
+        os.umask(old)
     assert (out / "checkpoint-2" / "model.safetensors").is_file() and (out / "evaluation" / "report.html").is_file()
     assert list(cache.rglob("hf_vit-pixels-*.npy"))  # the decoded-pixel cache, written by the run
     assert modes_off_the_umask(out, umask) == [] and modes_off_the_umask(cache, umask) == []
