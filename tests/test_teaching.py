@@ -3,10 +3,8 @@
 import importlib.util
 import json
 import math
-import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -367,17 +365,17 @@ def test_a_plain_kill_of_visualize_leaves_no_lock_file_and_no_summary(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path):
+def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path, monkeypatch):
+    from test_train import run_as_main
+
     image_path = tmp_path / "input.png"
     noise_image(30, 40).save(image_path)  # not the model's size: the script resizes
     out = tmp_path / "pictures"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [
-        sys.executable, str(REPO / "scripts/visualize.py"), "--preset", "tiny", "--depth", "2", "--heads", "2",
-        "--image", str(image_path), "--output_dir", str(out), "--scale", "8",
+        REPO / "scripts/visualize.py", "--preset", "tiny", "--depth", "2", "--heads", "2",
+        "--image", image_path, "--output_dir", out, "--scale", "8",
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    run_as_main(cmd, monkeypatch)  # the real script as __main__, in this process (a fresh one cost a start of torch)
     summary = json.loads((out / "pictures.json").read_text())
     assert summary["grid_size"] == [8, 8] and summary["num_patches"] == 64 and summary["depth"] == 2
     sizes = {}
