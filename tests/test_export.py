@@ -1,6 +1,7 @@
 """Export to transformers' built-in ViTForImageClassification: same logits, no remote code."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -245,6 +246,15 @@ def test_paths_with_a_tilde_are_read_as_a_shell_would(tmp_path, monkeypatch):
     assert (tmp_path / "imported" / "model.safetensors").is_file()
 
 
+def only_output_folder():
+    """The first lines of a child script that imports hf_vit.output_folder (the standard library only) without the
+    package's __init__, which starts transformers and torch (~4 s) that the staging and lock code never touch."""
+    import hf_vit.output_folder
+
+    package = str(Path(hf_vit.output_folder.__file__).parent)
+    return f"import sys, types\nsys.modules['hf_vit'] = types.ModuleType('hf_vit')\nsys.modules['hf_vit'].__path__ = [{package!r}]\n"
+
+
 def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_path):
     """`kill` (SIGTERM) halfway through an export or import: Python's default would end the process without
     running the staging folder's clean-up, leaving a hidden `.NAME.staging-*` folder beside the output. After a
@@ -256,7 +266,7 @@ def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "README.md").write_text("the earlier export")
-    script = (
+    script = only_output_folder() + (
         "import sys, time\n"
         "from hf_vit.output_folder import staged_folder\n"
         "with staged_folder(sys.argv[1], overwrite=True) as folder:\n"
@@ -289,7 +299,7 @@ def test_a_plain_kill_while_converting_leaves_no_output_folder_and_no_lock_file(
     import sys
 
     source = make_model_folder(tmp_path / "src")
-    script = (
+    script = only_output_folder() + (
         "import sys, time\n"
         "from hf_vit.output_folder import hold_folders\n"
         "with hold_folders(sys.argv[1], 'an export', reads=[sys.argv[2]]):\n"
