@@ -58,6 +58,23 @@ def copy_of(folder, tmp_path, name="copy"):
     return Path(shutil.copytree(folder, tmp_path / name))
 
 
+@pytest.fixture(scope="module")
+def finished_run(dataset_dir, tmp_path_factory):
+    """finished_run(steps, out): the finished run `main(train_args(dataset_dir, out, steps=steps))` writes, copied to
+    `out`. Each is trained once (in this process) on first use; tests change only their copies."""
+    runs = {}
+
+    def copy_to(steps, out):
+        from hf_vit.training import main
+
+        if steps not in runs:
+            runs[steps] = tmp_path_factory.mktemp(f"finished-{steps}") / "run"
+            assert main(train_args(dataset_dir, runs[steps], steps=steps)) == 0
+        shutil.copytree(runs[steps], out)
+
+    return copy_to
+
+
 def rewrite_split(dataset_dir, split, edit):
     """Apply `edit(dataset) -> dataset` to one split's parquet file ("*": every split)."""
     import datasets
@@ -643,11 +660,11 @@ def test_training_and_the_evaluation_record_the_dataset_configuration_they_loade
     assert json.loads((out / "evaluation" / "metrics.json").read_text())["dataset_config"] == "plain_text"
 
 
-def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tmp_path, capsys):
+def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, finished_run, tmp_path, capsys):
     from hf_vit.training import main
 
     out = tmp_path / "out"
-    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    finished_run(4, out)
     (out / "checkpoint-4" / "from_the_first_run").write_text("x")
     (out / "notes.txt").write_text("mine")  # not the run's: kept
     err = train_error(capsys, train_args(dataset_dir, out, steps=8))
@@ -665,13 +682,14 @@ def test_an_output_dir_holding_another_run_is_refused_or_cleared(dataset_dir, tm
     assert "8 steps this session (global step 8), 120 training images on this rank" in capsys.readouterr().out
 
 
-def test_overwrite_output_dir_refused_for_its_dataset_leaves_the_earlier_run(dataset_dir, tmp_path, capsys):
+def test_overwrite_output_dir_refused_for_its_dataset_leaves_the_earlier_run(dataset_dir, finished_run, tmp_path,
+                                                                             capsys):  # fmt: skip
     """--overwrite_output_dir with a dataset the run then refuses (here: no image column): the earlier model and
     its checkpoints were already deleted when the data error came, so the refused command had destroyed a model."""
-    from hf_vit.training import earlier_run, main
+    from hf_vit.training import earlier_run
 
     out = tmp_path / "out"
-    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    finished_run(4, out)
     before = earlier_run(out)
     weights = (out / "model.safetensors").read_bytes()
     data = copy_of(dataset_dir, tmp_path, "data")
@@ -1792,8 +1810,7 @@ def test_class_names_that_are_formulas_stay_text_in_the_csv(tmp_path):
 # ---------------------------------------------------------------------------
 # Training faults: real subprocesses of scripts/train.py, killed with SIGKILL
 # ---------------------------------------------------------------------------
-# Runs scripts/train.py's main() with two test-only instruments, both set through the environment:
-# HF_VIT_TEST_LOAD_LOG records every torch.load call (file, weights_only) as a JSON line, and
+# Runs scripts/train.py's main() with test-only instruments, set through the environment:
 # HF_VIT_TEST_STALL_SAVE=checkpoint-N makes the weight write of that checkpoint stop half-way (half the bytes on
 # disk, flushed) and sleep, so that the test can SIGKILL the process in the middle of writing a checkpoint (the name
 # of --output_dir: the final model's write). HF_VIT_TEST_STALL_SECONDS ends the sleep once SIGINT or SIGTERM has
@@ -1802,17 +1819,9 @@ def test_class_names_that_are_formulas_stay_text_in_the_csv(tmp_path):
 # the first decode of a split print DECODING and sleep 600 s: a signal while the data is read.
 # HF_VIT_TEST_JIT_KILL_WAIT shortens the wait of --enable_jit_checkpoint between a SIGTERM and its checkpoint.
 WRAPPER = """
-import json, os, sys, time
-import torch
+import os, sys, time
 
-log, stall = os.environ.get("HF_VIT_TEST_LOAD_LOG"), os.environ.get("HF_VIT_TEST_STALL_SAVE")
-if log:
-    real_load = torch.load
-    def recording_load(f, *args, **kwargs):
-        with open(log, "a") as out:
-            out.write(json.dumps({"file": str(f), "weights_only": kwargs.get("weights_only")}) + "\\n")
-        return real_load(f, *args, **kwargs)
-    torch.load = recording_load
+stall = os.environ.get("HF_VIT_TEST_STALL_SAVE")
 if stall:
     import transformers.modeling_utils as modeling_utils
     from safetensors.torch import save
@@ -1907,11 +1916,32 @@ RUN_STEPS = 100  # ~1 s of steps on this machine after start-up: time enough to 
 
 @pytest.fixture(scope="module")
 def uninterrupted(dataset_dir, tmp_path_factory):
-    """The reference: the same run, never interrupted."""
-    tmp = tmp_path_factory.mktemp("uninterrupted")
-    out = tmp / "run"
-    finish(start_training(tmp, train_args(dataset_dir, out, steps=RUN_STEPS)))
+    """The reference: the same run, never interrupted (in this process: --num_threads 1 gives it the arithmetic of
+    the one-thread subprocesses, and it saves a Python + torch start)."""
+    from hf_vit.training import main
+
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert main(train_args(dataset_dir, out, steps=RUN_STEPS)) == 0
     return out
+
+
+def resume_here(capsys, monkeypatch, argv):
+    """Resume in this process (the run that was killed is the subprocess; its resume needs no fresh one): returns
+    its output and the torch.load calls it made (file, weights_only)."""
+    from hf_vit.training import main
+
+    loaded, real_load = [], torch.load
+
+    def recording_load(f, *args, **kwargs):
+        loaded.append({"file": str(f), "weights_only": kwargs.get("weights_only")})
+        return real_load(f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", recording_load)
+    capsys.readouterr()
+    assert main(argv) == 0
+    monkeypatch.setattr(torch, "load", real_load)
+    out = capsys.readouterr()
+    return out.out + out.err, loaded
 
 
 def test_nan_loss_stops_the_run_naming_the_step(dataset_dir, tmp_path, capsys):
@@ -1970,9 +2000,9 @@ def test_a_fractional_logging_steps_reads_the_deferred_loss_record_at_logging_st
     assert len(read_at) <= 6, read_at
 
 
-def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset_dir, uninterrupted, tmp_path):
+def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset_dir, uninterrupted, tmp_path, capsys,
+                                                                       monkeypatch):  # fmt: skip
     out = tmp_path / "run"
-    log = tmp_path / "loads.jsonl"
     proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS))
     deadline = time.time() + 180
     while not (out / "checkpoint-8" / "trainer_state.json").exists():
@@ -1987,12 +2017,11 @@ def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset
     killed_at = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     assert 8 <= killed_at < RUN_STEPS
 
-    text = finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS),
-                                 HF_VIT_TEST_LOAD_LOG=str(log)))
+    text, loaded = resume_here(capsys, monkeypatch, train_args(dataset_dir, out, "--resume_from_checkpoint", "last",
+                                                               steps=RUN_STEPS))  # fmt: skip
     assert "test accuracy" in text
     assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
     # The resume really read the checkpoint's optimizer and RNG states (safely: see the security row).
-    loaded = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(r["file"].endswith("optimizer.pt") for r in loaded)
     assert any(r["file"].endswith("rng_state.pth") for r in loaded)
 
@@ -2012,7 +2041,8 @@ def kill_when_stalled(proc, what, sig=signal.SIGKILL):
     return output
 
 
-def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path):
+def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dataset_dir, uninterrupted, tmp_path,
+                                                                            capsys, monkeypatch):  # fmt: skip
     out = tmp_path / "run"
     proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_SAVE="checkpoint-12")
     kill_when_stalled(proc, "checkpoint-12")
@@ -2025,7 +2055,8 @@ def test_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable(dat
     model = HfViTForImageClassification.from_pretrained(previous)  # the previous checkpoint loads
     assert model(pixel_values=torch.zeros(1, 3, 32, 32)).logits.isfinite().all()
 
-    text = finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS)))
+    text, _ = resume_here(capsys, monkeypatch, train_args(dataset_dir, out, "--resume_from_checkpoint", "last",
+                                                          steps=RUN_STEPS))  # fmt: skip
     assert f"skipping {partial}: incomplete" in text
     assert max_abs_diff(weights(out), weights(uninterrupted)) <= 1e-5
 
@@ -2055,14 +2086,12 @@ def test_training_output_holds_no_pickled_model_files(uninterrupted):
         assert pickles == ["optimizer.pt", "rng_state.pth", "scheduler.pt", "training_args.bin"], pickles
 
 
-def test_resume_reads_checkpoint_state_with_weights_only(dataset_dir, uninterrupted, tmp_path):
+def test_resume_reads_checkpoint_state_with_weights_only(dataset_dir, uninterrupted, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     older = min(uninterrupted.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))  # not the last step
     shutil.copytree(older, out / older.name)
-    log = tmp_path / "loads.jsonl"
-    finish(start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=RUN_STEPS),
-                          HF_VIT_TEST_LOAD_LOG=str(log)))
-    loaded = [json.loads(line) for line in log.read_text().splitlines()]
+    _, loaded = resume_here(capsys, monkeypatch, train_args(dataset_dir, out, "--resume_from_checkpoint", "last",
+                                                            steps=RUN_STEPS))  # fmt: skip
     assert {Path(r["file"]).name for r in loaded} >= {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
     assert all(r["weights_only"] is True for r in loaded), loaded
     assert not any(r["file"].endswith("training_args.bin") for r in loaded)
@@ -2853,15 +2882,14 @@ def test_a_kill_with_enable_jit_checkpoint_is_heeded_when_stop_after_steps_ends_
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
-def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heeded(dataset_dir, tmp_path):
+def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heeded(dataset_dir, finished_run,
+                                                                                   tmp_path):  # fmt: skip
     """--enable_jit_checkpoint true and a resume of a finished run (its checkpoint is the last step: no training this
     session), killed (SIGTERM) while it writes its model folder: the folder is finished, then the run stops as a kill
     does, status 143. Before: the Trainer's SIGTERM handler, which only schedules a checkpoint within a training and
     is put back only after a training it ran, stayed: the kill went unheeded and the run ended with status 0."""
-    from hf_vit.training import main
-
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    finished_run(8, out)
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", "--enable_jit_checkpoint", "true",
                         steps=8)  # fmt: skip
     proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name, HF_VIT_TEST_STALL_SECONDS="2")
@@ -2871,13 +2899,12 @@ def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heede
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8  # written whole first
 
 
-def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, tmp_path):
+def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, finished_run,
+                                                                                           tmp_path):  # fmt: skip
     """A finished run, resumed to train longer, is killed while its new model.safetensors is written: the folder
     must not pair the earlier run's metrics.json (which the card and the push read) with the new weights."""
-    from hf_vit.training import main
-
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    finished_run(8, out)
     assert (out / "metrics.json").is_file()
     proc = start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12),
                           HF_VIT_TEST_STALL_SAVE=out.name)  # the final folder's weight write stops half-way
@@ -2886,17 +2913,15 @@ def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_
 
 
 def test_a_resumed_run_stopped_while_writing_its_model_folder_leaves_no_earlier_card_and_ctrl_c_lets_it_finish(
-        dataset_dir, tmp_path):  # fmt: skip
+        dataset_dir, finished_run, tmp_path):  # fmt: skip
     """A finished 8-step run resumed to 12 steps, stopped while its model folder is written (real signals of a real
     subprocess; the test-only wrapper stalls the weight write half-way). kill -9: the earlier run's card (README.md,
     '8 optimizer steps' and its test accuracy) and training_recipe.json must not stay beside the new weights (before:
     they did, and `push_to_hub.py --keep_card` would publish them). Ctrl-C: the folder is written whole first, then
     the run stops as interrupted, saying the folder is complete (before: a config.json beside half a model.safetensors,
     no metrics, no card; then a line advising a resume that would only write the same folder again)."""
-    from hf_vit.training import main
-
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    finished_run(8, out)
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12)
     kill_when_stalled(start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name), "its model folder")
     left = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -2919,17 +2944,15 @@ def test_a_resumed_run_stopped_while_writing_its_model_folder_leaves_no_earlier_
 
 
 def test_a_kill_held_while_the_model_folder_is_written_says_the_folder_is_complete_and_the_push_was_skipped(
-        dataset_dir, tmp_path):  # fmt: skip
+        dataset_dir, finished_run, tmp_path):  # fmt: skip
     """A kill (SIGTERM) of a --push_to_hub run while its model folder is written takes effect once the folder is whole,
     before the push. Before: `train.py: stopped by SIGTERM (kill). Continue with the same command and
     --resume_from_checkpoint last`, a resume that only tests and writes the same folder again, and no word of the
     push. Now the line says the folder is complete and gives the push's command; status 143 still. The Hub network is
     mocked (the reachability probe answers; the endpoint is a closed local port, the token made up): the push is
     skipped."""
-    from hf_vit.training import main
-
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    finished_run(4, out)
     # checkpoint-4 ends the run: no training, the folder is tested and written again, then pushed
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", "--push_to_hub", "--hub_model_id",
                         "someone/tiny-vit", "--hub_token", "hf_made_up", "--hub_revision", "dev", steps=4)  # fmt: skip
@@ -3096,15 +3119,14 @@ def test_an_evaluation_into_a_folder_another_evaluation_is_writing_is_refused(mo
     assert not list(folder.rglob(".hf_vit.lock")) and not list(folder.rglob("*.tmp"))
 
 
-def test_a_training_or_an_evaluation_of_a_folder_a_training_is_writing_is_refused(dataset_dir, tmp_path, capsys):
+def test_a_training_or_an_evaluation_of_a_folder_a_training_is_writing_is_refused(dataset_dir, finished_run, tmp_path,
+                                                                                  capsys):  # fmt: skip
     """A finished run is resumed to train longer (a real run, held in the middle of a checkpoint's save). A second
     training into the folder was accepted (one result was lost), and an evaluation of it ended beside the new
     weights: both are refused, naming the run. Its kill -9 releases the folder at once."""
     from hf_vit.analysis import evaluate_model
-    from hf_vit.training import main
-
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, steps=8)) == 0
+    finished_run(8, out)
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=16)
     proc = start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE="checkpoint-12")
     deadline = time.time() + 180
@@ -3128,12 +3150,12 @@ def test_a_training_or_an_evaluation_of_a_folder_a_training_is_writing_is_refuse
     assert (out / "evaluation" / "metrics.json").is_file()
 
 
-def test_a_training_into_a_folder_an_evaluation_is_reading_is_refused(dataset_dir, tmp_path, capsys):
+def test_a_training_into_a_folder_an_evaluation_is_reading_is_refused(dataset_dir, finished_run, tmp_path, capsys):
     """A resumed training deletes evaluation/ and writes new weights: not while an evaluation reads the model."""
     from hf_vit.training import main
 
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, steps=4)) == 0
+    finished_run(4, out)
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=8)
     with lock_held_elsewhere(out, "an evaluation", shared=True):
         assert train_error(capsys, resume) == (
