@@ -135,13 +135,39 @@ def train_args(data, out, *extra, steps=40):
 def error_within(code, seconds=120):
     """Run `code` in a fresh Python that imports this checkout's hf_vit; it must raise within `seconds` (the
     old code hung: no pytest-timeout here). Returns the last line of its traceback: `ValueError: ...`."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"no answer within {seconds} s")
+    proc = python_within(code, seconds)
     assert proc.returncode != 0, proc.stdout[-2000:]
     return proc.stderr.strip().splitlines()[-1]
+
+
+def python_within(code, seconds):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"no answer within {seconds} s")
+
+
+EACH_RAISES = """
+import traceback
+for code in {codes!r}:
+    try:
+        exec(code, {{}})
+    except Exception as error:
+        print("RAISED", traceback.format_exception_only(error)[-1].strip().splitlines()[-1], flush=True)
+    else:
+        print("RAISED nothing", flush=True)
+"""
+
+
+def errors_within(codes, seconds=120):
+    """error_within for several `codes` run one after the other in one fresh Python (one start of torch for all):
+    each must raise, all within `seconds`. Returns the last line of each one's traceback."""
+    proc = python_within(EACH_RAISES.format(codes=list(codes)), seconds)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line.removeprefix("RAISED ") for line in proc.stdout.splitlines() if line.startswith("RAISED ")]
+    assert len(lines) == len(codes) and "nothing" not in lines, proc.stdout[-2000:]
+    return lines
 
 
 def train_error(capsys, argv):
@@ -1740,14 +1766,15 @@ def test_lesson_weights_numbering_a_block_99999_are_refused_before_building(tmp_
     torch.save(renamed, tmp_path / "renamed.pt")
     torch.save(state, tmp_path / "one_block.pt")
     call = "from hf_vit.import_lesson import import_lesson_weights as f; f({!r}, {!r}, {})"
-    line = error_within(call.format(str(tmp_path / "renamed.pt"), str(tmp_path / "a"), {"heads": 2}), seconds=60)
+    # both in one fresh Python, each refused within the 60 s (before: minutes of building, each)
+    line, second = errors_within([call.format(str(tmp_path / "renamed.pt"), str(tmp_path / "a"), {"heads": 2}),
+                                  call.format(str(tmp_path / "one_block.pt"), str(tmp_path / "b"),
+                                              {"heads": 2, "depth": 100_000})], seconds=60)  # fmt: skip
     assert line == (
         "ValueError: The weights hold 1 encoder block numbered 99999, not 0 to 0: the model would be built with "
         "100000 blocks. Pass the lesson model's own state_dict(), whose blocks are numbered from 0 without gaps."
     )
-    line = error_within(call.format(str(tmp_path / "one_block.pt"), str(tmp_path / "b"), {"heads": 2, "depth": 100_000}),
-                        seconds=60)  # fmt: skip
-    assert line == (
+    assert second == (
         "ValueError: The cfg field `depth` is 100000 but the weights hold 1 encoder block. Leave `depth` out (the "
         "weights give it) or give the depth the weights were trained with."
     )
