@@ -1242,6 +1242,7 @@ def test_ctrl_c_of_a_script_is_one_line_saying_what_is_left(model_dir, dataset_d
     assert as_said()
     assert not list(tmp_path.rglob(".hf_vit.lock")) and not list(tmp_path.rglob(".*staging*"))
 
+
 @pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "scripts").glob("*.py")))
 def test_ctrl_c_while_a_script_loads_its_libraries_is_one_line(tmp_path, script):
     """A real Ctrl-C (SIGINT) of each script while it imports its libraries (torch, transformers, hf_vit: seconds,
