@@ -103,8 +103,9 @@ def test_accelerate_launch_uses_the_cpus(tiny, tmp_path):
     assert f"1 process(es), {cpus} thread(s) each on cpu; eager attention, bf16 autocast" in proc.stdout, proc.stdout[-2000:]
 
 
-def test_accelerate_launch_writes_a_complete_model_folder(full_run):
-    from transformers import AutoModelForImageClassification, pipeline
+def test_accelerate_launch_writes_a_complete_model_folder(tiny, full_run):
+    from datasets import load_dataset
+    from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
     from PIL import Image
 
     out, proc = full_run
@@ -116,20 +117,38 @@ def test_accelerate_launch_writes_a_complete_model_folder(full_run):
     assert metrics["split"] == "test" and metrics["num_examples"] == 50
     assert metrics["image_format"] == "PNG"  # as the datasets library encodes the test data's arrays
     assert metrics["train_split_size"] == 200 and "Its train split holds 200 images." in (out / "README.md").read_text()
-    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["validation"]["accuracy"] is not None
+    assert metrics["validation"]["accuracy"] is not None
     assert metrics["train"]["steps"] == STEPS and set(metrics["per_class"]) >= {"airplane", "truck"}
     recipe = json.loads((out / "training_recipe.json").read_text())
     assert recipe["model"]["preset"] == "tiny" and recipe["data"]["randaugment_ops"] == 2
     assert recipe["training"]["max_steps"] == STEPS
     assert "[hf_vit] rank 0/1: 8 steps this session (global step 8), 128 training images on this rank" in proc.stdout
 
-    model = AutoModelForImageClassification.from_pretrained(out, trust_remote_code=True)
-    assert model.config.dim == 64 and model.config.id2label[0] == "airplane"
+    model = AutoModelForImageClassification.from_pretrained(out, trust_remote_code=True).eval()
+    test = load_dataset(str(tiny), split="test")
+    names = test.features["label"].names
+    assert model.config.dim == 64 and model.config.id2label == dict(enumerate(names)) and metrics["labels"] == names
     # the saved best model is one of the checkpoints, bit for bit
     best = json.loads((out / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())["best_model_checkpoint"]
     assert max_diff(weights(out), weights(best)) == 0.0
+    # metrics.json scores the saved model on the test split: the folder's own model and image processor, run here on
+    # those 50 images, give its confusion matrix cell for cell (rows: true class) and so its accuracy.
+    processor = AutoImageProcessor.from_pretrained(out, trust_remote_code=True)
+    with torch.no_grad():
+        logits = model(**processor([im.convert("RGB") for im in test["img"]], return_tensors="pt")).logits
+    predicted, labels = logits.argmax(-1), torch.tensor(test["label"])
+    confusion = torch.zeros(len(names), len(names), dtype=torch.long).index_put_((labels, predicted), torch.tensor(1),
+                                                                                 accumulate=True)  # fmt: skip
+    assert confusion.tolist() == metrics["confusion_matrix"]
+    assert metrics["accuracy"] == pytest.approx(float((predicted == labels).float().mean()))
+    # the pipeline's top answer is the model's own: its most likely class through the folder's processor, that
+    # class's softmax probability
     classify = pipeline("image-classification", model=str(out), trust_remote_code=True)
-    assert classify(Image.new("RGB", (32, 32), (200, 30, 30)))[0]["label"] in model.config.id2label.values()
+    image = Image.new("RGB", (32, 32), (200, 30, 30))
+    with torch.no_grad():
+        probs = model(**processor(image, return_tensors="pt")).logits.softmax(-1)[0]
+    top = classify(image)[0]
+    assert top["label"] == names[int(probs.argmax())] and top["score"] == pytest.approx(float(probs.max()), abs=1e-6)
 
 
 def test_stopped_and_resumed_run_equals_the_uninterrupted_one(tiny, full_run, tmp_path, capsys):
