@@ -88,7 +88,17 @@ def test_exported_folder_runs_without_remote_code(tmp_path):
     with torch.no_grad():
         expected = model(pixel_values=x).logits[0]
     assert (torch.tensor(got["logits"]) - expected).abs().max().item() <= 1e-4
-    assert len(got["preds"]) == 3 and got["preds"][0]["label"] in model.config.id2label.values()
+    # The user's pipeline (the exported processor, config and weights) answers as the source model does through the
+    # source's processor: USER_SCRIPT's picture, top 3 classes by name and softmax probability.
+    from transformers import AutoImageProcessor
+    from PIL import Image
+
+    picture = Image.new("RGB", (40, 28), (200, 30, 60))
+    with torch.no_grad():
+        probs = model(**AutoImageProcessor.from_pretrained(source)(picture, return_tensors="pt")).logits.softmax(-1)[0]
+    top = probs.topk(3)
+    assert [p["label"] for p in got["preds"]] == [model.config.id2label[int(i)] for i in top.indices]
+    assert [p["score"] for p in got["preds"]] == pytest.approx(top.values.tolist(), abs=1e-5)
 
 
 def test_errors_say_why(tmp_path):
