@@ -523,38 +523,55 @@ def test_a_slower_peer_gives_hf_vit_a_ratio_above_one(monkeypatch):
 
 def test_the_printout_divides_each_figure_the_right_way(monkeypatch, capsys, tmp_path):
     """main() with its measurements replaced by fixed figures (no timing here, only the arithmetic and the words
-    around it): % of peak, the paired ratios, the noise floor and the end-to-end share."""
+    around it): % of peak, the paired ratios, the noise floor and the end-to-end share. Every figure that a wrong
+    choice could print instead differs (train and inference GFLOP/s of a row, a ratio and its reverse, the bare step
+    and the table's row), and each percentage is checked against the figures the printout itself shows."""
     from hf_vit import benchmarking
 
     def row(model, kind, train, infer, paired, copy=False):
         return {"model": model, "kind": kind, "attn": "eager", "compiled": False, "copy": copy, "dtype": "fp32",
-                "train_img_s": train, "infer_img_s": infer, "train_gflops": train / 10, "infer_gflops": infer / 30,
+                "train_img_s": train, "infer_img_s": infer, "train_gflops": train / 10, "infer_gflops": infer / 25,
                 "peak_mem_mb": None, "paired": paired}  # fmt: skip
 
+    ours = row("hf_vit/eager", "hf_vit", 400, 1200, {"lesson": {"train": 1.25, "infer": 0.8},
+                                                     "hf_vit/eager (copy)": {"train": 0.98, "infer": 1.01}})
+    lesson = row("lesson", "lesson", 320, 1500, {"hf_vit/eager": {"train": 0.8, "infer": 1.25}})
+    copy = row("hf_vit/eager (copy)", "hf_vit", 408, 1188, {"hf_vit/eager": {"train": 1.02, "infer": 0.99}}, copy=True)
+
     def fixed_rows(config, kinds, *args, **kwargs):
-        ours = row("hf_vit/eager", "hf_vit", 400, 1200, {"lesson": {"train": 1.25, "infer": 0.8},
-                                                         "hf_vit/eager (copy)": {"train": 0.98, "infer": 1.01}})
         if kinds == ["hf_vit"]:  # the bare step next to the end-to-end run
             return [row("hf_vit/eager", "hf_vit", 500, 1500, {})]
-        return [ours, row("lesson", "lesson", 320, 1500, {"hf_vit/eager": {"train": 0.8, "infer": 1.25}}),
-                row("hf_vit/eager (copy)", "hf_vit", 408, 1188, {"hf_vit/eager": {"train": 1.02, "infer": 0.99}},
-                    copy=True)]  # fmt: skip
+        return [ours, lesson, copy]
 
     monkeypatch.setattr(benchmarking, "compare_models", fixed_rows)
     monkeypatch.setattr(benchmarking, "matmul_peak_gflops", lambda *a, **k: 80.0)
     monkeypatch.setattr(benchmarking, "end_to_end_img_s", lambda *a, **k: {
-        "train_img_s": 400.0, "in_step_img_s": 480.0, "outside_share": 0.125})
+        "train_img_s": 360.0, "in_step_img_s": 480.0, "outside_share": 0.125})
     data = make_tiny_cifar(tmp_path / "data", n_train=8, n_test=4)
     assert main(["--models", "hf_vit,lesson", "--dtype", "fp32", "--attn", "eager", "--threads", "1", "--batch_size", "4",
                  "--e2e_steps", "2", "--dataset", str(data), "--no_memory"]) == 0  # fmt: skip
     out = capsys.readouterr().out
-    table = {line[:20].strip(): line.split()[-2:] for line in out.splitlines() if line.endswith("%")}
-    assert table["hf_vit/eager"] == ["40.0", "50%"] and table["lesson"] == ["32.0", "40%"]  # GFLOP/s over the peak, 80
-    assert "hf_vit/eager / lesson: train 1.25x, inference 0.80x" in out
-    assert "hf_vit/eager achieved 50% of the matmul peak in training" in out
-    assert "noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train 1.02x, inference 0.99x" in out
-    assert "400.0 img/s vs bare model step 500.0 img/s -> 80%" in out
-    assert "87.5% of its wall time inside the training steps (480.0 img/s there), 12.5% between them" in out
+    peak = float(re.search(r"matmul peak \(fp32, 2048\^3\): ([\d.]+) GFLOP/s", out).group(1))
+    table = {line[:20].strip(): line[20:].split() for line in out.splitlines() if line.endswith("%")}
+    assert list(table) == ["hf_vit/eager", "lesson", "hf_vit/eager (copy)"]
+    for name, (train, infer, memory, gflops, share) in table.items():
+        assert memory == "-"  # --no_memory
+        assert float(gflops) == pytest.approx(float(train) / 10, abs=0.05)  # the training column, not inference
+        assert share == f"{100 * float(gflops) / peak:.0f}%"
+    # hf_vit's share of the peak is its training row's, as the table shows it
+    assert f"hf_vit/eager achieved {table['hf_vit/eager'][4]} of the matmul peak in training" in out
+    # each ratio line is the first model's timing over the second's: its own paired entry, not the peer's reverse
+    pair, twin = ours["paired"]["lesson"], copy["paired"]["hf_vit/eager"]
+    assert f"hf_vit/eager / lesson: train {pair['train']:.2f}x, inference {pair['infer']:.2f}x" in out
+    assert (f"noise floor: hf_vit/eager (copy) / hf_vit/eager (the same model twice): train {twin['train']:.2f}x, "
+            f"inference {twin['infer']:.2f}x") in out  # fmt: skip
+    # the end-to-end run over the bare step of the same model (500 img/s), not over the table's row (400)
+    e2e, bare, share = re.search(r"([\d.]+) img/s vs bare model step ([\d.]+) img/s -> (\d+)%", out).groups()
+    assert float(bare) == 500.0 and share == f"{100 * float(e2e) / float(bare):.0f}%"[:-1]
+    inside, in_step, outside = re.search(
+        r"split by StepTimer: ([\d.]+)% of its wall time inside the training steps \(([\d.]+) img/s there\), "
+        r"([\d.]+)% between them", out).groups()  # fmt: skip
+    assert float(inside) + float(outside) == pytest.approx(100.0) and float(outside) == 12.5 and float(in_step) == 480.0
 
 
 def test_a_device_the_benchmark_cannot_time_is_refused_before_any_timing(monkeypatch, capsys):
