@@ -563,14 +563,22 @@ def test_pictures_from_a_saved_model_folder(tmp_path):
 
     model = tiny_model(seed=5, image_size=16, patch_size=4)
     model.save_pretrained(tmp_path / "model")
-    make_image_processor(model.config).save_pretrained(tmp_path / "model")
+    # statistics of the folder's own, not the package default's: the pictures must normalise with the folder's
+    own = make_image_processor(model.config)
+    own.image_mean, own.image_std = [0.2, 0.5, 0.8], [0.1, 0.3, 0.2]
+    own.save_pretrained(tmp_path / "model")
     loaded, processor = load_model(tmp_path / "model")
-    assert processor is not None and loaded.config.grid_size == (4, 4)
+    assert list(processor.image_mean) == own.image_mean and loaded.config.grid_size == (4, 4)
     np.testing.assert_allclose(pos_embedding_similarity(loaded), pos_embedding_similarity(model), atol=1e-6)
-    written = write_pictures(loaded, noise_image(16, 16), tmp_path / "pictures", processor=processor, label="cat")
+    image = noise_image(16, 16)
+    written = write_pictures(loaded, image, tmp_path / "pictures", processor=processor, label="cat")
     assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"])
     summary = json.loads((tmp_path / "pictures" / "pictures.json").read_text())
-    assert summary["label"] == "cat" and summary["predicted"] in model.config.id2label.values()
+    # the saved model's own answer on the image through the folder's processor: its top class and probability
+    with torch.no_grad():
+        probs = model(pixel_values=own(images=image, return_tensors="pt")["pixel_values"]).logits.softmax(-1)[0]
+    assert summary["label"] == "cat" and summary["predicted"] == model.config.id2label[int(probs.argmax())]
+    assert summary["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
 
 
 def test_visualize_says_which_statistics_it_assumed_for_a_folder_without_a_processor(tmp_path, capsys):
