@@ -311,12 +311,17 @@ def test_the_image_processor_resizes_other_sizes_bilinearly():
 
 
 def test_crop_is_a_window_of_the_padded_image():
-    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    """Each image is cut at an offset of its own, and every one of the (2 * pad + 1)^2 offsets is drawn: a crop that
+    never moves, skips the far edge or moves the whole batch alike would pass a check of one image's window."""
+    x = torch.arange(400 * 3 * 8 * 8, dtype=torch.float32).view(400, 3, 8, 8)  # every window of every image differs
     out = random_crop(x, 2, torch.Generator().manual_seed(0))
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
-    for b in range(2):
-        windows = [padded[b, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
-        assert any(torch.equal(out[b], w) for w in windows)
+    offsets = []
+    for b in range(400):
+        (offset,) = [(i, j) for i in range(5) for j in range(5) if torch.equal(out[b], padded[b, :, i : i + 8, j : j + 8])]
+        offsets.append(offset)
+    assert sorted(set(offsets)) == [(i, j) for i in range(5) for j in range(5)]  # 400 draws: each of 25 about 16 times
+    assert max(offsets.count(o) for o in set(offsets)) < 40
 
 
 def test_augment_is_seeded_and_strong_options_work():
