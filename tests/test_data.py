@@ -423,6 +423,10 @@ def test_flip_erasing_and_mixup_do_what_they_say():
     assert all(not torch.equal(erased[b], x[b]) for b in range(6))
     changed = (erased != x).any(1)  # (B, H, W): one rectangle per image, the same on every channel
     assert torch.equal((erased != x).all(1), changed)
+    for mask in changed:  # a rectangle: the changed pixels are every pixel of the rows and columns they span ...
+        assert torch.equal(mask, mask.any(1)[:, None] & mask.any(0)[None, :])
+        # ... of at most the largest share drawn (scale 0.25 of the 80 pixels), give or take the rounding of its sides
+        assert int(mask.sum()) <= 0.25 * 8 * 10 + (8 + 10) / 2 + 1
     # Mixup alone: image b blended with image B-1-b at the drawn lam, the labels paired the same way.
     out, labels_b, lam = mix_batch(x, torch.arange(6), 0.4, 0.0, 1.0, 0.5, np.random.default_rng(3))
     lam0 = float(lam[0])
