@@ -814,6 +814,11 @@ def _evaluate(
     # ties would put another class in the CSV's top 3 than the one top-3 accuracy counted.
     preds = logits.argmax(axis=1)
     wrong_at = np.flatnonzero(preds != labels)  # positions among the scored images
+    # Most confident first, by the predicted class's log-probability in float64: confident mistakes tie in float32
+    # (exactly 1.0) and in the CSV's six decimals, and ties in row order put the attention maps, the gallery and the
+    # report's cards on different mistakes. The CSV keeps this order; the report's stable sort of it keeps it too.
+    log_confidence = torch.from_numpy(logits).double().log_softmax(dim=-1).numpy()[wrong_at, preds[wrong_at]]
+    wrong_at = wrong_at[np.argsort(-log_confidence, kind="stable")]
     wrong = scored[wrong_at]  # their dataset rows
     top3 = np.argsort(-logits, axis=1, kind="stable")[:, :3]  # (N, 3)
     rows = []
@@ -832,7 +837,7 @@ def _evaluate(
         row["image"] = f"misclassified/{mistake_file_name(int(row_index), row['true_label'], row['predicted_label'])}"
         row["attention"] = ""
         rows.append(row)
-    by_confidence = sorted(rows, key=lambda r: -r["confidence"])
+    by_confidence = rows  # (ranked above)
 
     # A rerun must not leave a previous run's files behind: its mistakes, its pictures, and above all its
     # metrics.json, which is written last and so marks a complete evaluation (the card and the push read it). It goes
@@ -845,11 +850,12 @@ def _evaluate(
         for old in folder.glob("*.png"):
             old.unlink()
 
-    # Each wrong image as stored in the dataset (not the normalised tensor).
+    # Each wrong image as stored in the dataset (not the normalised tensor), read in row order.
     row_of = {r["index"]: r for r in rows}
+    in_row_order = np.sort(wrong)
     starts = range(0, len(wrong), batch_size)
     for start_k in tqdm(starts, desc="save mistakes", unit="batch", disable=not progress or not len(wrong)):
-        chunk = wrong[start_k : start_k + batch_size]
+        chunk = in_row_order[start_k : start_k + batch_size]
         for i, image in zip(chunk, ds[chunk.tolist()][image_column]):
             _as_rgb(image).save(output_dir / row_of[int(i)]["image"])
 

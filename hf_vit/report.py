@@ -395,6 +395,8 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
     with open(csv_path, newline="", encoding="utf-8") as f:
         # the class names as they are, without the quote that keeps a spreadsheet from running them
         rows = [{k: csv_value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    # stable: rows whose six decimals tie keep the CSV's order, the evaluation's exact ranking (its gallery and
+    # attention maps follow it too); a CSV edited by hand is still shown most confident first
     rows.sort(key=lambda r: -float(r["confidence"]))
     names = list(metrics.get("labels") or metrics["per_class"])
     e = html.escape

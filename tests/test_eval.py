@@ -1102,6 +1102,32 @@ def test_each_card_shows_its_own_image_and_attention_most_confident_first(evalua
     assert confidences == sorted(confidences, reverse=True) and len(set(confidences)) > 1
 
 
+@pytest.mark.parametrize("sharpen", [2, 4])
+def test_the_cards_csv_and_attention_maps_rank_confident_mistakes_alike(evaluated, tmp_path, sharpen):
+    """Confident mistakes tie in float32 (probability exactly 1.0: head x4) or in the CSV's six decimals (0.999995
+    and 0.999996 both '0.999996': head x2). The attention maps went to the first of the exact float32 ranking (ties
+    in index order), the report re-sorted the CSV's rounded numbers (ties in index order again): a card without a
+    map came before one with a map, and the gallery's order was not the cards'. Now mistakes are ranked by the
+    predicted class's log-probability in float64, and the CSV lists them in that order, which the report keeps."""
+    model, _ = make_controlled_model(tmp_path / "model", evaluated["data_dir"])
+    with torch.no_grad():  # a power of 2: the logits are exactly `sharpen` times the fixture's
+        model.mlp_head[1].weight.mul_(sharpen)
+        model.mlp_head[1].bias.mul_(sharpen)
+    model.save_pretrained(tmp_path / "model")
+    out = tmp_path / "out"
+    evaluate_model(str(tmp_path / "model"), dataset=str(evaluated["data_dir"]), output_dir=out, device="cpu",
+                   progress=False, max_attention_maps=4, gallery_size=0)  # fmt: skip
+    logits, labels = evaluated["logits"].astype(np.float64) * sharpen, evaluated["labels"]
+    log_probs = torch.from_numpy(logits).log_softmax(-1).numpy()
+    wrong = np.flatnonzero(logits.argmax(1) != labels)
+    expected = wrong[np.argsort(-log_probs[wrong].max(1), kind="stable")]
+    rows = read_csv(out / "misclassified.csv")
+    assert len({r["confidence"] for r in rows}) < len(rows)  # the ties this test is about
+    cards = report_cards((out / "report.html").read_text())
+    assert [int(c["index"]) for c in cards] == [int(r["index"]) for r in rows] == expected.tolist()
+    assert [bool(c.get("att")) for c in cards] == [True] * 4 + [False] * (len(cards) - 4)
+
+
 def copy_with_a_class_renamed(source, folder, new_name):
     """Copy the evaluation folder `source` to `folder` with the first mistake's true class renamed `new_name` in
     misclassified.csv; returns its rows and the metrics with the class renamed (metrics.json is left as it was)."""
