@@ -92,7 +92,8 @@ details { margin: 0 0 1.5em; }
         width: 100%; max-width: 490px; }
 .card h3 { font-size: 0.95em; margin: 0 0 6px; } .card-body { display: flex; flex-wrap: wrap; gap: 8px; }
 .card-body > div { flex: 1 1 240px; min-width: 0; }
-.card .thumb { width: 64px; height: 64px; image-rendering: pixelated; }
+.card .thumb { width: 64px; height: 64px; image-rendering: pixelated;
+               object-fit: contain; /* an image that is not square whole in the box, not stretched */ }
 .card .att { max-width: 100%; height: auto; } .card p { margin: 2px 0; font-size: 0.85em; }
 .card h3, .card p { overflow-wrap: anywhere; }
 .wrong { color: #c82828; font-weight: bold; } .muted { color: #666; }

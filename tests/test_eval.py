@@ -1673,6 +1673,36 @@ def test_report_show_more_filters_and_narrow_screens_in_headless_chromium(evalua
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+def test_a_cards_thumbnail_keeps_the_images_proportions_in_headless_chromium(evaluated, tmp_path, chromium):
+    """The thumbnail box is 64 x 64 px: a mistake of a dataset whose images are not square (here 64 x 32, all red)
+    was stretched to fill it, so the card showed another picture than misclassified/ holds. Now it is fitted into
+    the box whole (object-fit: contain): the box's top and bottom quarters show the card's white background."""
+    import base64
+    import io
+
+    folder = tmp_path / "evaluation"
+    shutil.copytree(evaluated["out"], folder)
+    first = sorted(read_csv(folder / "misclassified.csv"), key=lambda r: -float(r["confidence"]))[0]
+    Image.new("RGB", (64, 32), (255, 0, 0)).save(folder / first["image"])
+    thumb = "document.querySelector('#cards .card img.thumb')"
+    try:
+        chromium.open(write_report(folder).as_uri())
+        chromium.eval(f"{thumb}.scrollIntoView()")
+        chromium.wait_for(f"{thumb}.complete && {thumb}.naturalWidth === 64")
+        # the clip is in page coordinates: the box's place in the viewport plus the scroll
+        box = chromium.eval(f"(r => ({{x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height}}))"
+                            f"({thumb}.getBoundingClientRect())")  # fmt: skip
+        assert (box["width"], box["height"]) == (64, 64)
+        shot = chromium.send("Page.captureScreenshot", {"format": "png", "clip": {**box, "scale": 1}})["data"]
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(shot))).convert("RGB")).astype(int)
+        red = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
+        assert red[20:44].all(), "the image's rows"
+        assert not red[:12].any() and not red[-12:].any(), "stretched to the box's full height"
+    finally:
+        chromium.close_tab()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
 def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_headless_chromium(evaluated, tmp_path, chromium):
     """A class name of 90 characters without a space widened the page past a 320 px screen (its <select> and the
     cards' headings), as did a long model path in the title and meta line (even pytest's own
