@@ -193,6 +193,15 @@ def load_dataset(
 
     named = setting(argument)  # --dataset_name, or dataset_name for Python code
     if not isinstance(dataset_name, (str, os.PathLike)):  # a loaded DatasetDict: Path() failed with a TypeError
+        if isinstance(dataset_name, (datasets.IterableDataset, datasets.IterableDatasetDict)):
+            # A stream has no save_to_disk (the advice below failed with an AttributeError), and training reads
+            # every image anyway: the id or folder it streams from is what to pass.
+            raise DatasetError(
+                f"{named} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object (a dataset "
+                "loaded with streaming=True). Training decodes every image once, so it reads the dataset whole, not as "
+                f"a stream: pass the Hub id or folder it streams from, e.g. "
+                f"`{setting(argument, 'uoft-cs/cifar10', quote=False)}` (loaded whole here, without streaming)."
+            )
         if isinstance(dataset_name, datasets.Dataset):
             # One split saved alone has no split name, and datasets refuses its folder here (see below).
             save = ("`datasets.DatasetDict({'test': ds}).save_to_disk('my_data')` for one split (its name as the key; "

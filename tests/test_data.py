@@ -1064,3 +1064,20 @@ def test_one_split_loaded_or_saved_alone_says_how_to_save_it_as_a_split(tiny, tm
         load_dataset(str(tmp_path / "alone"))
     datasets.DatasetDict({"test": datasets.load_from_disk(str(tmp_path / "alone"))}).save_to_disk(str(tmp_path / "my_data"))
     assert len(load_dataset(str(tmp_path / "my_data"))["test"]) == len(split)
+
+
+def test_a_streamed_dataset_is_told_to_pass_the_id_or_folder_it_streams_from(tiny):
+    """A dataset loaded with streaming=True was told to `save_to_disk`, which a stream lacks (AttributeError when
+    followed); now the message says that training reads the dataset whole and to pass the folder or Hub id, which
+    loads."""
+    import datasets
+
+    streamed = datasets.load_dataset(str(tiny), streaming=True)
+    for given in (streamed, streamed["train"]):
+        with pytest.raises(DatasetError) as refused:
+            prepare_data(given, 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20)
+        message = str(refused.value)
+        assert f"got a {type(given).__name__} object (a dataset loaded with streaming=True)" in message
+        assert "save_to_disk" not in message and not hasattr(given, "save_to_disk")
+        assert "pass the Hub id or folder it streams from, e.g. `dataset_name='uoft-cs/cifar10'`" in message
+    assert len(prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20).test) == 20
