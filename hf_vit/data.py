@@ -15,6 +15,7 @@ A DatasetError names each setting as the caller gave it: `label_column` to Pytho
 """
 
 import contextvars
+import errno
 import io
 import json
 import logging
@@ -225,8 +226,14 @@ def load_dataset(
             _check_cache_writable(cache_dir)
             try:
                 loaded = datasets.load_dataset(str(path), dataset_config, cache_dir=cache_dir)
-            except DatasetGenerationError:  # e.g. pyarrow's "Failed to parse string: 'cat' as a scalar of type int64"
-                _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}")
+            except (DatasetGenerationError, OSError) as err:  # e.g. pyarrow's "Failed to parse string: 'cat' as a
+                # scalar of type int64", or a full disk under the Arrow copy
+                if no_room := _no_room(err):
+                    size = sum(stat.st_size for _, stat in folder_files(path))
+                    raise _no_room_error(no_room, f"the datasets cache '{cache_dir}'",
+                                         f", about as large as the folder's files ({size / 1e6:,.1f} MB)") from None
+                if isinstance(err, DatasetGenerationError):
+                    _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}")
                 raise
             # Ids in another split's files read as text ('0', '1', ...; other columns may mix harmlessly), or read
             # with another split's class names
@@ -282,7 +289,12 @@ def load_dataset(
     try:
         # Offline mode still finds a copy in the Hugging Face cache, if there is one.
         return datasets.load_dataset(dataset_name, dataset_config, revision=dataset_revision)
-    except (OSError, DatasetNotFoundError) as err:  # ConnectionError is an OSError
+    except (OSError, DatasetNotFoundError, DatasetGenerationError) as err:  # ConnectionError is an OSError
+        if no_room := _no_room(err):  # not the Hub's fault: a local copy would need the same room
+            raise _no_room_error(no_room, f"the Hugging Face cache ('{constants.HF_HUB_CACHE}' for the download, "
+                                 f"'{datasets.config.HF_DATASETS_CACHE}' for the Arrow copy)", "") from None
+        if isinstance(err, DatasetGenerationError):
+            raise
         # datasets names a revision the repository lacks in a DatasetNotFoundError caused by the Hub's answer
         if dataset_revision is not None and RevisionNotFoundError in (type(err), type(err.__cause__)):
             raise DatasetError(
@@ -378,6 +390,28 @@ def _listed(names: list[str]) -> str:
 def _id_meaning(i: int, own: list[str], names: list[str]) -> str:
     """What class id `i` is in the file, and what it would be read as."""
     return f"its id {i} is {own[i]!r}, read as {names[i]!r}" if i < len(names) else f"its id {i}, {own[i]!r}, has no class"
+
+
+def _no_room(err: BaseException) -> OSError | None:
+    """The OSError in `err`'s chain (datasets wraps pyarrow's in a DatasetGenerationError) saying a disk is full, a
+    quota spent or a file-size limit reached; None for any other error."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _no_room_error(err: OSError, where: str, size: str) -> DatasetError:
+    """A full disk under the datasets cache: datasets' traceback ended in "An error occurred while generating the
+    dataset" (the Hub's path blamed the Hub and advised a local copy, which needs the same room)."""
+    limit = " (a file-size limit: `ulimit -f`, or the file system's)" if err.errno == errno.EFBIG else ""
+    return DatasetError(
+        f"no room to write {where} ({err.strerror or err}{limit}): datasets keeps an Arrow copy of the dataset "
+        f"there{size}. Free space there, or point HF_DATASETS_CACHE (or HF_HOME) at a disk with room, and run again."
+    )
 
 
 def _check_cache_writable(cache_dir) -> None:

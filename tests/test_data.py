@@ -1081,3 +1081,30 @@ def test_a_streamed_dataset_is_told_to_pass_the_id_or_folder_it_streams_from(tin
         assert "save_to_disk" not in message and not hasattr(given, "save_to_disk")
         assert "pass the Hub id or folder it streams from, e.g. `dataset_name='uoft-cs/cifar10'`" in message
     assert len(prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20).test) == 20
+
+
+def test_no_room_for_the_datasets_cache_is_named_with_the_fix(tmp_path):
+    """A full disk (or quota, or file-size limit) under the datasets cache stopped the load with datasets' traceback
+    ending in "DatasetGenerationError: An error occurred while generating the dataset". Now one DatasetError names
+    the cache, the OS's reason and the fix; nothing half-written is left: once there is room, the folder loads.
+    The limit here is a file-size limit (RLIMIT_FSIZE, what `ulimit -f` sets), the same refusal a full disk gives."""
+    import resource
+    import signal
+
+    folder = make_tiny_cifar(tmp_path / "roomless", n_train=100, n_test=10)  # ~300 kB of Arrow: over the limit
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails (EFBIG), not the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, hard))
+    try:
+        with pytest.raises(DatasetError) as refused:
+            load_dataset(str(folder))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, xfsz)
+    message = str(refused.value)
+    assert re.fullmatch(
+        r"no room to write the datasets cache '.*hf_vit-local/\w+/\w+' \(File too large \(a file-size limit: "
+        r"`ulimit -f`, or the file system's\)\): datasets keeps an Arrow copy of the dataset there, about as large as "
+        r"the folder's files \(0\.\d MB\)\. Free space there, or point HF_DATASETS_CACHE \(or HF_HOME\) at a disk with "
+        r"room, and run again\.", message), message
+    assert len(load_dataset(str(folder))["train"]) == 100
