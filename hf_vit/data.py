@@ -1110,6 +1110,16 @@ def prepare_data(
             raise DatasetError(
                 f"{setting(argument)} must be at least 1, got {value}; leave it out to use every image{hint}."
             )
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    pad = (augment or AugmentConfig()).pad  # BatchAugment's default without one
+    if pad >= min(height, width):
+        # The crop's window starts anywhere in 0..2 * pad: from pad = side on, it can miss the image entirely.
+        raise DatasetError(
+            f"{setting('pad', pad)} pads each side of the {width}x{height} images by {pad} pixels, as much as their shorter side or more: a random crop could then hold "
+            "only padding, a black image trained with its label. Pad by less than the side, e.g. "
+            f"{setting('pad', max(1, min(height, width) // 8))} (an eighth of it, as CIFAR-10's 4 is of 32), or "
+            f"{setting('pad', 0)} for no crop."
+        )
     if validation_split is not None and validation_split in (train_split, test_split):
         raise DatasetError(
             f"{setting('validation_split', validation_split)} is also the "

@@ -1108,3 +1108,22 @@ def test_no_room_for_the_datasets_cache_is_named_with_the_fix(tmp_path):
         r"the folder's files \(0\.\d MB\)\. Free space there, or point HF_DATASETS_CACHE \(or HF_HOME\) at a disk with "
         r"room, and run again\.", message), message
     assert len(load_dataset(str(folder))["train"]) == 100
+
+
+def test_a_pad_as_large_as_the_image_is_refused_before_loading(tiny):
+    """--pad 32 on 32x32 images: the crop's window (offset 0..2 * pad) could miss the image entirely, so a share of
+    the training images were all padding (black) with a label, without a word. Refused now, before any loading; a
+    pad one below the side still crops (every window holds a pixel of the image)."""
+    for pad, size, expected in ((32, 32, "--pad 32 pads each side of the 32x32 images by 32 pixels"),
+                                (12, (48, 12), "--pad 12 pads each side of the 12x48 images by 12 pixels")):
+        with flags_in_messages(), pytest.raises(DatasetError) as refused:
+            prepare_data("./no-such-folder", size, 3, CIFAR10_MEAN, CIFAR10_STD, augment=AugmentConfig(pad=pad))
+        assert str(refused.value).startswith(
+            f"{expected}, as much as their shorter side or more: a random crop could then hold only padding, a black "
+            f"image trained with its label. Pad by less than the side, e.g. --pad {max(1, min(pad, 32) // 8)}")
+    generator = torch.Generator().manual_seed(0)
+    images = torch.full((2000, 1, 4, 4), 255, dtype=torch.uint8)
+    assert (random_crop(images, 3, generator).amax(dim=(1, 2, 3)) == 255).all()  # pad 3 < 4: never all padding
+    assert (random_crop(images, 4, generator).amax(dim=(1, 2, 3)) == 0).any()  # pad 4: some crops are all padding
+    data = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, augment=AugmentConfig(pad=31), validation_size=20)
+    assert len(data.train) == 80
