@@ -772,3 +772,34 @@ def test_benchmark_input_without_device_refuses_a_training_device_it_cannot_time
         "--device meta: the benchmark times a CPU or a CUDA GPU only (it waits on CUDA's queue; on meta it would "
         "time the queueing, not the work). Use --device cpu or cuda."
     )
+
+
+def test_benchmark_input_augments_where_the_recipe_trains_it(tmp_path, capsys):
+    """The gpu recipe augments on the GPU inside the training step (augment_on_device), but benchmark_input.py timed
+    its pipeline with the CPU collator's RandAugment, work train.py never does on the CPU there, and called the
+    ratio BELOW target. Now the pipeline is the recipe's: its collator hands the uint8 batch and its seed on, and
+    the step's figure includes the augmentation, timed where the step runs (here the CPU), on the same pixels the
+    CPU collator makes. The cpu recipe's pipeline still augments."""
+    import importlib.util
+
+    from hf_vit.training import build_config, parse_args
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_input.py"
+    spec = importlib.util.spec_from_file_location("_benchmark_input", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tiny = make_tiny_cifar(tmp_path / "tiny", n_train=16, n_test=4)
+    batches = {}
+    for recipe in ("cpu", "gpu"):
+        model_args, data_args, _, _ = parse_args(["--recipe", recipe, "--bf16", "false"])
+        train_set, collator = module.input_pipeline(str(tiny), None, build_config(model_args), data_args)
+        batches[recipe] = collator(train_set.__getitems__(list(range(8))))
+        assert collator.on_device == (recipe == "gpu")
+    assert batches["cpu"]["pixel_values"].dtype == torch.float32 and "aug_seed" not in batches["cpu"]
+    uint8, seed = batches["gpu"]["pixel_values"], batches["gpu"]["aug_seed"]
+    assert uint8.dtype == torch.uint8 and isinstance(seed, int)
+    assert module.device_augment_rate(collator.augment, [batches["gpu"]] * 2, torch.device("cpu")) > 0
+    on_cpu = module.BatchCollator(collator.augment, seed=collator.seed)(train_set.__getitems__(list(range(8))))
+    torch.testing.assert_close(collator.augment(uint8, batches["gpu"]["labels"], seed)["pixel_values"],
+                               on_cpu["pixel_values"], rtol=0, atol=0)
+    capsys.readouterr()
