@@ -30,7 +30,7 @@ def _as_numpy(values):
 
 def classification_metrics(scores, references, label_names=None, top_k=(1, 3, 5)) -> dict:
     """Accuracy, top-k, per-class precision/recall/F1 and confusion matrix of (N, C) scores (numpy or torch)."""
-    metric = load_metric()
+    metric = load_metric(keep_in_memory=True)  # not evaluate's Arrow file in HF_HOME: a full disk stopped training
     scores = np.asarray(_as_numpy(scores), dtype=np.float32)
     references = np.asarray(_as_numpy(references))
     return metric.compute(predictions=scores, references=references, top_k=list(top_k), label_names=label_names)

@@ -360,6 +360,27 @@ def test_classification_metrics_take_the_models_logits_as_torch_tensors():
         assert classification_metrics(scores, labels) == expected
 
 
+def test_classification_metrics_write_nothing_to_disk():
+    """evaluate keeps a metric's inputs in an Arrow file under HF_HOME by default: with that disk full, training
+    stopped at its first evaluation with 'OSError: [Errno 28] No space left on device' from evaluate's writer
+    (checked: a run whose data fit a full 300 kB tmpfs). The metric now keeps them in memory. Here a file-size
+    limit (RLIMIT_FSIZE, what `ulimit -f` sets) refuses every write as a full disk does."""
+    import resource
+    import signal
+
+    logits, labels = torch.randn(64, 10), torch.arange(64) % 10
+    expected = classification_metrics(logits, labels)  # the metric's module is copied under HF_HOME once, here
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails (EFBIG), not the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+    try:
+        scored = classification_metrics(logits, labels)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, xfsz)
+    assert scored == expected
+
+
 def test_classification_metrics_name_the_classes_from_a_models_id2label():
     """label_names=model.config.id2label, the model's own names, is a dict {id: name}: taken in id order (config.json's
     string keys too). Before, its keys became the names: per_class {0: ..., 1: ...}, and the table failed on
