@@ -23,6 +23,7 @@ import math
 import numbers
 import os
 import re
+import shutil
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -800,6 +801,28 @@ def _save_synced(path: Path, array: np.ndarray) -> None:
         os.fsync(f.fileno())  # on disk before the rename: a power loss must not leave an empty cache file
 
 
+def _why_unwritten(err: OSError, folder: Path, size: int) -> str:
+    """Why `size` bytes could not be written in `folder`: numpy's short write names no cause ("122880 requested and
+    49024 written"), so the file-size limit or the free space it met is named, with the fix."""
+    try:
+        import resource  # not on Windows
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and limit < size:
+            return (f"{err}: the file-size limit (`ulimit -f`) is {limit:,} bytes and the decoded images take "
+                    f"{size:,}; raise it")
+    except ImportError:
+        pass
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return str(err)
+    if _no_room(err) or free < size:
+        return (f"{err}: the decoded images take {size / 1e6:,.1f} MB and the disk has {free / 1e6:,.1f} MB free; free "
+                "space there, or point HF_DATASETS_CACHE (or HF_HOME) at a disk with room")
+    return str(err)
+
+
 def decode_images(
     ds, image_column: str, image_size, num_channels: int = 3, cache: bool = True, split: str | None = None
 ) -> torch.Tensor:
@@ -866,7 +889,8 @@ def decode_images(
             replace_file(cache_path, lambda tmp: _save_synced(tmp, pixels.numpy()))  # a reader never sees half
             _remove_older_decodes(cache_path, key)
         except OSError as err:
-            logger.warning("could not cache decoded images at %s (%s); keeping them in memory only", cache_path, err)
+            logger.warning("could not cache decoded images at %s (%s); keeping them in memory only: each run decodes "
+                           "them again", cache_path, _why_unwritten(err, cache_path.parent, pixels.numpy().nbytes))
     if cache:
         _MEMORY_CACHE[memory_key] = pixels
     return pixels

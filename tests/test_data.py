@@ -1127,3 +1127,31 @@ def test_a_pad_as_large_as_the_image_is_refused_before_loading(tiny):
     assert (random_crop(images, 4, generator).amax(dim=(1, 2, 3)) == 0).any()  # pad 4: some crops are all padding
     data = prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, augment=AugmentConfig(pad=31), validation_size=20)
     assert len(data.train) == 80
+
+
+def test_a_decode_cache_that_finds_no_room_says_which_limit_and_the_fix(tiny, caplog):
+    """A cache write cut short (a full disk, or a file-size limit) warned 'could not cache decoded images at ...
+    (172800 requested and 20000 written)': numpy's short write, naming no cause. Now the warning names the limit
+    met and the fix; the images are still decoded, and no half file is left. RLIMIT_FSIZE (`ulimit -f`) stands in
+    for the disk here."""
+    import resource
+    import signal
+
+    ds = load_dataset(str(tiny))["train"]
+    size = (24, 24)  # a size no other test decodes: nothing cached yet
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails (EFBIG), not the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
+    try:
+        pixels = decode_images(ds, "img", size, cache=False)
+        with caplog.at_level("WARNING", logger="hf_vit.data"):
+            cached = decode_images(ds, "img", size)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, xfsz)
+    assert torch.equal(cached, pixels)
+    assert re.search(r"could not cache decoded images at \S+\.npy \(.*: the file-size limit \(`ulimit -f`\) is 20,000 "
+                     r"bytes and the decoded images take 172,800; raise it\); keeping them in memory only: each run "
+                     r"decodes them again", caplog.text), caplog.text
+    folder = Path(ds.cache_files[0]["filename"]).parent
+    assert not [p.name for p in folder.iterdir() if "24x24" in p.name]  # no half-written cache or temporary file
