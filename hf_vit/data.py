@@ -1134,6 +1134,15 @@ def prepare_data(
             raise DatasetError(
                 f"{setting(argument)} must be at least 1, got {value}; leave it out to use every image{hint}."
             )
+    counts = [len(values) if hasattr(values, "__len__") else 1 for values in (image_mean, image_std)]
+    if counts != [num_channels, num_channels]:
+        # The collator normalises channel by channel: a mismatch passed here and failed at the first training batch.
+        raise DatasetError(
+            f"{setting('image_mean')} and {setting('image_std')} need one value per channel "
+            f"({setting('num_channels', num_channels)}), got {counts[0]} and {counts[1]}. Pass the statistics of "
+            f"{num_channels}-channel images (the model's image processor's image_mean and image_std), or the "
+            "num_channels they were computed for."
+        )
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     pad = (augment or AugmentConfig()).pad  # BatchAugment's default without one
     if pad >= min(height, width):

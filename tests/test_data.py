@@ -1155,3 +1155,17 @@ def test_a_decode_cache_that_finds_no_room_says_which_limit_and_the_fix(tiny, ca
                      r"decodes them again", caplog.text), caplog.text
     folder = Path(ds.cache_files[0]["filename"]).parent
     assert not [p.name for p in folder.iterdir() if "24x24" in p.name]  # no half-written cache or temporary file
+
+
+def test_statistics_for_another_channel_count_are_refused_before_decoding(tiny):
+    """prepare_data(num_channels=1) with CIFAR-10's 3-value mean and std prepared everything (decoding included) and
+    failed at the first training batch, inside the Trainer ('BatchAugment takes images of shape (B, C, H, W) with
+    C = 3'). Now refused at once, naming both counts; one value each trains."""
+    with pytest.raises(DatasetError) as refused:
+        prepare_data("./no-such-folder", 32, 1, CIFAR10_MEAN, CIFAR10_STD)
+    assert str(refused.value) == (
+        "image_mean and image_std need one value per channel (num_channels=1), got 3 and 3. Pass the statistics of "
+        "1-channel images (the model's image processor's image_mean and image_std), or the num_channels they were "
+        "computed for.")
+    data = prepare_data(str(tiny), 32, 1, [0.5], [0.25], validation_size=20)
+    assert data.collator(data.train.__getitems__([0, 1]))["pixel_values"].shape == (2, 1, 32, 32)
