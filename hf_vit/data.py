@@ -728,7 +728,7 @@ def _decode_one(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     elif value.get("path"):
         image = Image.open(value["path"])
     else:
-        raise DatasetError("an image cell holds neither bytes nor a path.")
+        raise OSError("the cell holds neither image bytes nor a file path")  # named with its row by the caller
     # A phone photo's EXIF orientation: the datasets library and transformers' load_image turn the image upright,
     # so pipeline() sees it so; training and the test score must see the same pixels.
     image = ImageOps.exif_transpose(image)

@@ -1169,3 +1169,25 @@ def test_statistics_for_another_channel_count_are_refused_before_decoding(tiny):
         "computed for.")
     data = prepare_data(str(tiny), 32, 1, [0.5], [0.25], validation_size=20)
     assert data.collator(data.train.__getitems__([0, 1]))["pixel_values"].shape == (2, 1, 32, 32)
+
+
+def test_an_image_cell_without_bytes_or_path_is_named_with_its_row():
+    """A parquet file written without datasets can hold an image cell whose bytes and path are both empty (not a null
+    cell, which is named before decoding): the error was 'an image cell holds neither bytes nor a path.', naming
+    neither the row, the split nor the fix."""
+    import io
+
+    import datasets
+    import pyarrow as pa
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    cells = pa.array([{"bytes": png.getvalue(), "path": None}, {"bytes": None, "path": None}],
+                     type=pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+    ds = datasets.Dataset(pa.table({"img": cells, "label": [0, 1]})).cast_column("img", datasets.Image())
+    with pytest.raises(DatasetError) as refused:
+        decode_images(ds, "img", 8, cache=False, split="train")
+    assert str(refused.value) == (
+        "row 1 of the 'train' split cannot be decoded: its 'img' cell is not a readable image (the cell holds neither "
+        "image bytes nor a file path). Re-encode or drop that row.")
