@@ -8,4 +8,15 @@ PRESETS = {
     "base": dict(dim=384, depth=9, heads=12, dim_head=32, mlp_dim=1536),  # one GPU, from scratch
 }
 
-__all__ = ["PRESETS"]
+# What each of the lesson's shape fields means, for the --help of every script that takes them as flags.
+SHAPE_MEANINGS = {
+    "image_size": "input size in pixels",
+    "patch_size": "patch size in pixels",
+    "dim": "token width",
+    "depth": "number of encoder blocks",
+    "heads": "attention heads",
+    "dim_head": "width of one head",
+    "mlp_dim": "feed-forward hidden width",
+}
+
+__all__ = ["PRESETS", "SHAPE_MEANINGS"]

@@ -34,7 +34,7 @@ from .data import DEFAULT_DATASET, DatasetError, dataset_reference, flags_in_mes
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
-from .presets import PRESETS  # model shapes by name; explicit config fields given next to a preset override it
+from .presets import PRESETS, SHAPE_MEANINGS  # model shapes by name; explicit config fields given next to a preset override it
 from .output_folder import (
     FolderInUseError, SIGTERM_EXIT, folder_lock, probe_writable, replace_text, sigterm_exits,
     signals_held,
@@ -75,6 +75,10 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
+def _preset_default(name: str) -> str:
+    return f"{SHAPE_MEANINGS[name]} (default: the --preset's)"
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(
@@ -93,11 +97,11 @@ class ModelArguments:
         default=None, metadata={"help": "input size: one number (square) or height width (default 32)"})
     patch_size: list[int] | None = field(
         default=None, metadata={"help": "patch size: one number (square) or height width (default 4)"})
-    dim: int | None = field(default=None, metadata={"help": "token width (default: the --preset's)"})
-    depth: int | None = field(default=None, metadata={"help": "number of encoder blocks (default: the --preset's)"})
-    heads: int | None = field(default=None, metadata={"help": "attention heads (default: the --preset's)"})
-    dim_head: int | None = field(default=None, metadata={"help": "width of one head (default: the --preset's)"})
-    mlp_dim: int | None = field(default=None, metadata={"help": "feed-forward hidden width (default: the --preset's)"})
+    dim: int | None = field(default=None, metadata={"help": _preset_default("dim")})
+    depth: int | None = field(default=None, metadata={"help": _preset_default("depth")})
+    heads: int | None = field(default=None, metadata={"help": _preset_default("heads")})
+    dim_head: int | None = field(default=None, metadata={"help": _preset_default("dim_head")})
+    mlp_dim: int | None = field(default=None, metadata={"help": _preset_default("mlp_dim")})
     pool: str | None = field(default=None, metadata={"help": "'cls' or 'mean' (default: the --preset's)"})
     dropout: float | None = field(default=None, metadata={"help": "dropout in attention and feed-forward (default 0)"})
     emb_dropout: float | None = field(default=None, metadata={"help": "dropout after the position embedding (default 0)"})
@@ -123,8 +127,9 @@ class DataArguments:
     )
     image_column: str | None = field(default=None, metadata={"help": "image column (default: img or image)"})
     label_column: str | None = field(default=None, metadata={"help": "label column (default: label or labels)"})
-    train_split: str = field(default="train")
-    test_split: str = field(default="test")
+    train_split: str = field(default="train", metadata={"help": "the split to train on"})
+    test_split: str = field(default="test", metadata={"help": "the split scored once training ends (the test "
+                            "figures in metrics.json and the card)"})
     validation_size: int = field(default=5000, metadata={"help": "images carved (stratified) from train for selection"})
     validation_split: str | None = field(
         default=None,

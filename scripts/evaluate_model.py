@@ -40,8 +40,9 @@ def parse_args(argv=None):
     p.add_argument("--output_dir", default=None, help="default: <model folder>/evaluation, or "
                    "evaluation-<owner>--<name>[@<revision>] here for a Hub id (never the model folder itself)")
     p.add_argument("--batch_size", type=int, default=256, help="images per inference batch (default: 256)")
-    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--num_workers", type=int, default=0, help="DataLoader processes decoding images")
+    p.add_argument("--device", default="auto", help="auto (cuda, mps, cpu, the first there is), cpu, cuda, cuda:1, ... (default: auto)")
+    p.add_argument("--num_workers", type=int, default=0,
+                   help="DataLoader processes decoding images (default: 0, decoded in this process)")
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     p.add_argument("--image_column", default=None, help="default: img, else image (as training)")
     p.add_argument("--label_column", default=None, help="default: label, else labels (as training)")

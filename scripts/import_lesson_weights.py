@@ -32,6 +32,7 @@ try:  # the libraries take seconds to load, before the script's own answer to Ct
     from hf_vit.import_lesson import DTYPES, import_lesson_weights
     from hf_vit.interrupted import run_script
     from hf_vit.output_folder import refuse_several_processes
+    from hf_vit.presets import SHAPE_MEANINGS
 except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status, not a traceback
     print("import_lesson_weights.py: interrupted while loading its libraries; nothing was done.", file=sys.stderr)
     sys.exit(130)
@@ -39,6 +40,20 @@ except KeyboardInterrupt:  # nothing was done yet: one line and Ctrl-C's status,
 INT_FIELDS = ("num_classes", "dim", "depth", "heads", "dim_head", "mlp_dim", "channels")
 SIZE_FIELDS = ("image_size", "patch_size")  # one number (square) or two (height width), as the lesson's cfg
 FLOAT_FIELDS = ("dropout", "emb_dropout")
+READ = "(default: read off the weights)"
+# The lesson's cfg fields as flags: what each means, and where it comes from when not given.
+FIELD_HELP = {
+    "num_classes": f"classes of the head {READ}",
+    **{name: f"{SHAPE_MEANINGS[name]} {READ}" for name in ("dim", "depth", "mlp_dim")},
+    "heads": "attention heads (no default: the weights hold the attention width heads * dim_head but not its "
+             "split, so give --heads or --dim_head; a model whose attention has no output projection has one head)",
+    "dim_head": "width of one head (default: the weights' attention width / --heads)",
+    "channels": "colour channels of the input images (default: 3, the lesson's; 1 for grey images)",
+    "dropout": "dropout in attention and feed-forward, used only when training on from the folder (default: 0; "
+               "the weights keep no trace of it)",
+    "emb_dropout": "dropout after the position embedding, used only when training on from the folder (default: "
+                   "0; the weights keep no trace of it)",
+}
 
 
 def main(argv=None):
@@ -48,12 +63,14 @@ def main(argv=None):
     parser.add_argument("--config", default=None, help="JSON file with the lesson's cfg fields")
     for name in SIZE_FIELDS:
         parser.add_argument(f"--{name}", type=int, nargs="+", default=None, metavar="N",
-                            help="N for a square, or H W (default: read off the weights, assuming a square)")
+                            help=f"{SHAPE_MEANINGS[name]}: N for a square, or H W (default: read off the weights, "
+                            "assuming a square)")
     for name in INT_FIELDS:
-        parser.add_argument(f"--{name}", type=int, default=None)
+        parser.add_argument(f"--{name}", type=int, default=None, help=FIELD_HELP[name])
     for name in FLOAT_FIELDS:
-        parser.add_argument(f"--{name}", type=float, default=None)
-    parser.add_argument("--pool", choices=("cls", "mean"), default=None, help="default: cls (as the lesson)")
+        parser.add_argument(f"--{name}", type=float, default=None, help=FIELD_HELP[name])
+    parser.add_argument("--pool", choices=("cls", "mean"), default=None, help="what the head reads: the [CLS] token or the mean of all tokens (default: cls, as the lesson; the "
+                        "weights fit either)")
     parser.add_argument("--image_mean", type=float, nargs="+", default=None,
                         help="per-channel mean the weights were trained with (default: CIFAR-10's, 3 channels)")
     parser.add_argument("--image_std", type=float, nargs="+", default=None,

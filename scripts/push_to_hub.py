@@ -34,7 +34,9 @@ def main(argv=None):
                         help="create the repository private (default: the account's or organization's default); "
                         "an existing public one is refused (make it private on the Hub first), a private one taken")
     parser.add_argument("--token", default=None, help="a write token (default: HF_TOKEN or the login cache)")
-    parser.add_argument("--commit_message", default=None)
+    parser.add_argument("--commit_message", default=None,
+                        help="the Hub commit's message (default: 'Upload <folder name> (hf_vit model, card, "
+                        "evaluation)')")
     parser.add_argument("--revision", default=None,
                         help="the branch to push to (made from main if absent; default: main); the card's code "
                         "loads that branch")

@@ -14,6 +14,7 @@ try:  # the libraries take seconds to load, before the script's own answer to Ct
     from hf_vit.data import flags_in_messages
     from hf_vit.interrupted import results_left, run_script
     from hf_vit.output_folder import refuse_several_processes
+    from hf_vit.presets import SHAPE_MEANINGS
     from hf_vit.teaching import (
         MAX_PICTURE_SIDE,
         PICTURES,
@@ -46,10 +47,12 @@ def parse_args(argv=None):
                        help="fresh model shape, as train.py's --preset (default: 'default', HfViTConfig(), the same as "
                        "'lesson')")
     model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation (default: 0)")
-    for name in CONFIG_FLAGS:
-        model.add_argument(f"--{name}", type=int, help=f"fresh model: override config.{name}")
+    for name in CONFIG_FLAGS:  # the sizes are no preset's: HfViTConfig's own defaults
+        default = {"image_size": "32", "patch_size": "4"}.get(name, "the --preset's")
+        model.add_argument(f"--{name}", type=int, help=f"fresh model: {SHAPE_MEANINGS[name]} (default: {default})")
     model.add_argument("--pool", choices=("cls", "mean"),
-                       help="fresh model: override config.pool (the head reads [CLS] alone, or the mean of all tokens)")
+                       help="fresh model: what the head reads, [CLS] alone or the mean of all tokens (default: the "
+                       "--preset's)")
     image = parser.add_argument_group("image: a file, or one image of a dataset split")
     source = image.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="an image file (PNG/JPEG); resized to the model's image size")
@@ -57,7 +60,7 @@ def parse_args(argv=None):
     image.add_argument("--dataset_revision", help="with --dataset: a branch, tag or commit of the Hub dataset "
                        "(default: its main branch; not for a folder)")
     image.add_argument("--split", default="test", help="dataset split (default: test)")
-    image.add_argument("--index", type=int, help="row of the split to draw (with --dataset)")
+    image.add_argument("--index", type=int, help="row of the split to draw (needed with --dataset)")
     image.add_argument("--image_column", default=None, help="with --dataset; default: img, else image (as training)")
     image.add_argument("--label_column", default=None,
                        help="with --dataset; default: label, else labels (as training); a dataset without one: no true class shown")

@@ -1244,6 +1244,48 @@ def test_ctrl_c_of_a_script_is_one_line_saying_what_is_left(model_dir, dataset_d
 
 
 @pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "scripts").glob("*.py")))
+def test_every_flag_of_every_script_says_in_its_help_what_it_does(monkeypatch, capsys, script):
+    """`import_lesson_weights.py --help` listed --dim, --depth, --heads, --dim_head, --mlp_dim, --num_classes,
+    --channels and the dropouts bare: a user of the lesson could not tell what each is, that most are read off the
+    weights, or that --heads has no default; --commit_message (push_to_hub.py) and train.py's --train_split and
+    --test_split were bare too. Now no flag of any script is without help, and the lesson's shape flags say what they
+    mean and where their value comes from when not given."""
+    import argparse
+
+    shown, print_help = [], argparse.ArgumentParser.print_help
+
+    def recorded(parser, *args):  # the parser whose help is printed: its flags are checked, not its wrapped text
+        shown.append(parser)
+        return print_help(parser, *args)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "print_help", recorded)
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as exit_info:
+        script_module(script).main()
+    assert exit_info.value.code in (0, None) and len(shown) == 1
+    bare = [action.option_strings or action.dest for action in shown[0]._actions
+            if action.help != argparse.SUPPRESS and not (action.help or "").strip()]
+    assert bare == [], f"{script} --help: no help for {bare}"
+    text = " ".join(capsys.readouterr().out.split())
+    said = {
+        "import_lesson_weights.py": ["--dim DIM token width (default: read off the weights)",
+                                     "--depth DEPTH number of encoder blocks (default: read off the weights)",
+                                     "--heads HEADS attention heads (no default: the weights hold the attention width",
+                                     "--dim_head DIM_HEAD width of one head (default: the weights' attention width / "
+                                     "--heads)", "--mlp_dim MLP_DIM feed-forward hidden width (default: read off the",
+                                     "--pool {cls,mean} what the head reads: the [CLS] token or the mean of all tokens "
+                                     "(default: cls, as the lesson", "--channels CHANNELS colour channels of the input "
+                                     "images (default: 3, the lesson's"],
+        "visualize.py": ["--dim DIM fresh model: token width (default: the --preset's)",
+                         "--image_size IMAGE_SIZE fresh model: input size in pixels (default: 32)"],
+        "train.py": ["--dim DIM token width (default: the --preset's)",
+                     "--train_split TRAIN_SPLIT, --train-split TRAIN_SPLIT the split to train on (default: train)"],
+    }
+    for line in said.get(script, []):
+        assert line in text
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "scripts").glob("*.py")))
 def test_ctrl_c_while_a_script_loads_its_libraries_is_one_line(tmp_path, script):
     """A real Ctrl-C (SIGINT) of each script while it imports its libraries (torch, transformers, hf_vit: seconds,
     before run_script's or train.py's own answer is in place; here stalled at the first of them): one line
