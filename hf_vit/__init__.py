@@ -8,6 +8,7 @@ where `hf_vit` is not installed).
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageClassification, PretrainedConfig
 from transformers.models.auto.image_processing_auto import AutoImageProcessor
+from transformers.models.auto.video_processing_auto import VIDEO_PROCESSOR_MAPPING
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD, HfViTConfig
 from .image_processing import make_image_processor
@@ -34,6 +35,11 @@ class _GreyProcessorKey(PretrainedConfig):
 # backends: the class is PIL's either way, and with torchvision installed transformers asks for that one first.
 AutoImageProcessor.register(_GreyProcessorKey, exist_ok=True, image_processor_classes={
     "pil": HfViTGreyImageProcessor, "torchvision": HfViTGreyImageProcessor})  # fmt: skip
+# pipeline() also looks for a video processor, and AutoVideoProcessor reads the grey processor's auto_map entry as
+# remote code (HfViTGreyVideoProcessor, which does not exist): with the model and processor local, a terminal still
+# got "Do you wish to run the custom code? [y/N]" and waited 15 s. Registered here as having no video processor,
+# the model is local code to that search too: it ends at once, with none, as for a 3-channel model.
+VIDEO_PROCESSOR_MAPPING.register(HfViTConfig, {}, exist_ok=True)
 
 HfViTConfig.register_for_auto_class()
 HfViTModel.register_for_auto_class("AutoModel")

@@ -194,6 +194,24 @@ def test_a_one_channel_models_processor_reads_any_image_as_training_decodes_it(t
         processor(images=rgb.astype(np.float32) / 255)
 
 
+def test_pipeline_of_a_one_channel_model_with_hf_vit_imported_asks_nothing(tmp_path, monkeypatch):
+    """With hf_vit imported, pipeline("image-classification") on a 1-channel folder (no trust_remote_code: the model
+    and its grey processor are local code) asked in a terminal "Do you wish to run the custom code? [y/N]" and
+    waited 15 s: its search for a video processor read the grey processor's auto_map as remote code. It now asks
+    nothing, as for a 3-channel model, and classifies a grey image as the model does."""
+    import builtins
+
+    model = save_grey(tmp_path)
+    asked = []
+    monkeypatch.setattr(builtins, "input", lambda prompt="": asked.append(prompt) or "")  # a terminal's prompt
+    classify = pipeline("image-classification", model=str(tmp_path), device="cpu")
+    assert asked == []
+    grey = Image.fromarray(np.arange(16 * 16, dtype=np.uint8).reshape(16, 16), "L")
+    with torch.no_grad():
+        probs = model(pixel_values=training_pixels([grey], 16)).logits.softmax(-1)[0]
+    assert np.allclose([r["score"] for r in classify(grey, top_k=3)], probs.sort(descending=True).values, atol=1e-5)
+
+
 GREY_PIPELINE = textwrap.dedent(
     """
     import json, sys
