@@ -34,7 +34,7 @@ from .data import DEFAULT_DATASET, DatasetError, dataset_reference, flags_in_mes
 from .image_processing import make_image_processor
 from .metrics import classification_metrics, compute_metrics, forget_batches, gathered_labels, gathered_logits
 from .modeling_hf_vit import HfViTForImageClassification
-from .presets import PRESETS, SHAPE_MEANINGS  # model shapes by name; explicit config fields given next to a preset override it
+from .presets import PRESETS, SHAPE_MEANINGS  # shapes by name; config fields given beside a preset override it
 from .output_folder import (
     FolderInUseError, SIGTERM_EXIT, folder_lock, probe_writable, replace_text, sigterm_exits,
     signals_held,
@@ -1723,7 +1723,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         if hub_repo:
             pushing = True
             push_finished_folder(output_dir, hub_repo, training_args)
-    except (KeyboardInterrupt, SystemExit) as err:
+    except (KeyboardInterrupt, SystemExit, RuntimeError) as err:  # RuntimeError: another process lost (main)
         if metrics is not None:  # the folder is whole: main's line says so, not "continue with a resume"
             err.hf_vit_left = _left_after_folder(output_dir, hub_repo, training_args, pushing)
         raise
@@ -1902,7 +1902,20 @@ def main(argv=None) -> int:
             # the data's messages name train.py's flags, not prepare_data's arguments; a kill (SIGTERM) stops the run
             # as Ctrl-C does, through the clean-up (Python's default would end it at once, leaving its lock file)
             with flags_in_messages(), sigterm_exits():
-                train(*args)
+                try:
+                    train(*args)
+                except RuntimeError as err:
+                    if not lost_a_process(err, args[3].world_size):
+                        raise
+                    if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+                        # the launcher stops the processes left once one has ended: this line first (sigterm_exits
+                        # puts the handler back after it)
+                        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    # Rank 0 speaks for the run; of two processes, the one left speaks where rank 0 is the one lost.
+                    if speaks or args[3].world_size == 2:
+                        print(f"train.py: error: {_lost_process_words(args[3])}{_what_is_left(err, output_dir)}",
+                              file=sys.stderr, flush=True)  # fmt: skip
+                    raise ProcessLostError from None
         except BaseException:
             # A run refused during setup leaves no empty --output_dir behind (check_output_dir made it).
             if not existed and output_dir.is_dir() and not any(output_dir.iterdir()):
@@ -1914,20 +1927,45 @@ def main(argv=None) -> int:
     except (DatasetError, SetupError, NonFiniteLossError) as err:
         print(f"train.py: error: {err}", file=sys.stderr, flush=True)
         return 2
+    except ProcessLostError:  # said above
+        return 1
     except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C, or a kill (sigterm_exits)
         killed = isinstance(err, SystemExit)
         if killed and err.code != SIGTERM_EXIT:
             raise
-        # checkpoints are written in place, so one cut short is not named
-        done = last_complete_checkpoint(output_dir) if "output_dir" in locals() and output_dir.is_dir() else None
-        if getattr(err, "hf_vit_left", None):  # stopped once the model folder was whole (train() says what is left)
-            hint = f" {err.hf_vit_left}"
-        elif done:
-            hint = f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
-        else:
-            hint = " No checkpoint was written yet."
         if speaks:
-            print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}.{hint}", file=sys.stderr,
+            print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}."
+                  f"{_what_is_left(err, output_dir if 'output_dir' in locals() else None)}", file=sys.stderr,
                   flush=True)  # fmt: skip
         return SIGTERM_EXIT if killed else 130
     return 0
+
+
+class ProcessLostError(Exception):
+    """Another process of the run ended while this one waited for it in a collective; main has said so."""
+
+
+def lost_a_process(err: RuntimeError, world_size: int) -> bool:
+    """Whether a collective failed because another process of the run is gone (killed by the out-of-memory killer or
+    a kill of its own, or crashed): gloo says its connection was closed or reset by the peer."""
+    text = str(err)
+    return world_size > 1 and any(words in text for words in ("closed by peer", "reset by peer", "Broken pipe"))
+
+
+def _lost_process_words(args: TrainingArguments) -> str:
+    """What happened, as this process can tell: which process ended where there were two, else another one."""
+    other = f"rank {1 - args.process_index}" if args.world_size == 2 else "another process"
+    return (f"{other} of this run ended (its own error above says why; with none, it was killed, e.g. by the "
+            "out-of-memory killer: the launcher's summary names the signal), so rank "
+            f"{args.process_index} stopped too.")
+
+
+def _what_is_left(err: BaseException, output_dir: Path | None) -> str:
+    """What a stopped run left, as the sentence that follows the line saying why it stopped."""
+    if getattr(err, "hf_vit_left", None):  # stopped once the model folder was whole (train() says what is left)
+        return f" {err.hf_vit_left}"
+    # checkpoints are written in place, so one cut short is not named
+    done = last_complete_checkpoint(output_dir) if output_dir is not None and output_dir.is_dir() else None
+    if done:
+        return f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
+    return " No checkpoint was written yet."

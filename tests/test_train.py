@@ -305,32 +305,106 @@ def test_a_launcher_stopping_rank_0_while_it_writes_the_model_folder_leaves_it_w
     assert (out / "README.md").is_file() and (out / "training_recipe.json").is_file()
 
 
-def test_ctrl_c_of_a_two_process_run_is_said_by_rank_0_alone(tiny, tmp_path):
-    """Ctrl-C of a 2-process run (SIGINT to each process, as a terminal sends it to them all), both ranks started by
-    hand as a launcher starts them (RANK, WORLD_SIZE, ...: no launcher's own start to wait for), stalled once they
-    have read their arguments: one `train.py: interrupted. ...` line, rank 0's, and status 130 from each. Before:
-    every rank said it, and where rank 0 had written its model folder (a signal held until then) rank 1's line
-    advised a resume that rank 0's said was not needed."""
+def start_two_ranks(tmp_path, data, sitecustomize: str) -> list:
+    """Ranks 0 and 1 of a 2-process run of TWO_PROCESS_RUN, started by hand as a launcher starts them (RANK,
+    WORLD_SIZE, ...: no launcher's own start to wait for, nor its kill of the rest when one ends), with this
+    sitecustomize."""
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(STALL.format(module="hf_vit.training", name="check_output_dir"))
+    (site / "sitecustomize.py").write_text(sitecustomize)
     port, out = str(free_port()), tmp_path / "model"
-    ranks = [subprocess.Popen(
-        [sys.executable, TRAIN, *tiny_args(tiny, out, *TWO_PROCESS_RUN)], cwd=ROOT, text=True,
+    return [subprocess.Popen(
+        [sys.executable, TRAIN, *tiny_args(data, out, *TWO_PROCESS_RUN)], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env=env(PYTHONPATH=f"{site}{os.pathsep}{ROOT}", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
                 LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
         # SIGINT at its default: a shell running the tests in the background ignores it, and the ranks would too
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) for rank in (0, 1)]  # fmt: skip
+
+
+def until_stalled(proc):
+    while "STALLED" not in proc.stdout.readline():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+
+
+def test_ctrl_c_of_a_two_process_run_is_said_by_rank_0_alone(tiny, tmp_path):
+    """Ctrl-C of a 2-process run (SIGINT to each process, as a terminal sends it to them all), both ranks started by
+    hand as a launcher starts them (RANK, WORLD_SIZE, ...: no launcher's own start to wait for), stalled once they
+    have read their arguments: one `train.py: interrupted. ...` line, rank 0's, and status 130 from each. Before:
+    every rank said it, and where rank 0 had written its model folder (a signal held until then) rank 1's line
+    advised a resume that rank 0's said was not needed."""
+    ranks = start_two_ranks(tmp_path, tiny, STALL.format(module="hf_vit.training", name="check_output_dir"))
     for proc in ranks:
-        while "STALLED" not in proc.stdout.readline():
-            assert proc.poll() is None, proc.communicate()[0][-3000:]
+        until_stalled(proc)
     for proc in ranks:
         proc.send_signal(signal.SIGINT)
     said = [re.findall(r"train\.py: [^\n]*", proc.communicate(timeout=120)[0]) for proc in ranks]
     assert [proc.returncode for proc in ranks] == [130, 130], said
     assert said == [["train.py: interrupted. No checkpoint was written yet."], []]
+
+
+# A sitecustomize: rank {rank} stalls at the start of step 3 (checkpoint-2 written), where the test kills it.
+RANK_STALLS_IN_STEP_3 = """
+import os, time
+if os.environ.get("RANK") == "{rank}":
+    import hf_vit.training as training
+    real = training.HfViTTrainer.training_step
+    def step(self, *args, **kwargs):
+        if self.state.global_step == 2:
+            print("STALLED", flush=True)
+            time.sleep(600)
+        return real(self, *args, **kwargs)
+    training.HfViTTrainer.training_step = step
+"""
+
+
+def test_a_rank_killed_alone_is_said_by_rank_0_with_how_to_resume(tiny, tmp_path):
+    """SIGKILL (the out-of-memory killer's) of rank 1 alone of a 2-process run in the middle of training: rank 0,
+    waiting for it in the step's all-reduce, says in one line what happened and how to resume, and exits 1. Before:
+    a 30-line traceback ending in gloo's `Connection closed by peer`, and no word of the checkpoint to resume from
+    (a SIGTERM to rank 1 alone: the same, rank 1's own stop silent, as rank 0 speaks for the run)."""
+    ranks = start_two_ranks(tmp_path, tiny, RANK_STALLS_IN_STEP_3.format(rank=1))
+    until_stalled(ranks[1])
+    ranks[1].kill()
+    output = ranks[0].communicate(timeout=120)[0]
+    assert ranks[1].wait(timeout=60) == -signal.SIGKILL
+    assert ranks[0].returncode == 1, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert re.findall(r"train\.py: [^\n]*", output) == [
+        "train.py: error: rank 1 of this run ended (its own error above says why; with none, it was killed, e.g. by "
+        "the out-of-memory killer: the launcher's summary names the signal), so rank 0 stopped too. Continue with the "
+        "same command and --resume_from_checkpoint last (the newest is checkpoint-2)."
+    ]
+
+
+def test_a_lost_process_is_said_once_by_rank_0_or_by_the_one_rank_left(monkeypatch, tmp_path, capsys):
+    """The line of a run that lost a process comes from rank 0, which speaks for the run; of two processes, from
+    rank 1 too when rank 0 is the one lost (no one would say it otherwise); from no other rank (one line per run).
+    Each exits 1 with its SIGTERM handler put back; a RuntimeError of another kind is not taken for a lost process."""
+    from types import SimpleNamespace
+
+    import hf_vit.training as training
+
+    def lost(*args):
+        raise RuntimeError("[../gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:29500")
+
+    monkeypatch.setattr(training, "train", lost)
+    before = signal.getsignal(signal.SIGTERM)
+    for rank, world_size, said in ((1, 2, "rank 0 of this run ended"), (0, 4, "another process of this run ended"),
+                                   (2, 4, None)):  # fmt: skip
+        run_args = SimpleNamespace(process_index=rank, local_process_index=rank, world_size=world_size,
+                                   output_dir=str(tmp_path / "model"))  # fmt: skip
+        monkeypatch.setattr(training, "parse_args", lambda argv: (None, None, None, run_args))
+        assert training.main([]) == 1
+        err = capsys.readouterr().err
+        assert err == (f"train.py: error: {said} (its own error above says why; with none, it was killed, e.g. by the "
+                       "out-of-memory killer: the launcher's summary names the signal), so rank "
+                       f"{rank} stopped too. No checkpoint was written yet.\n" if said else ""), (rank, world_size)
+        assert signal.getsignal(signal.SIGTERM) is before
+    monkeypatch.setattr(training, "train", lambda *args: (_ for _ in ()).throw(RuntimeError("CUDA error")))
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        training.main([])
 
 
 def test_two_processes_refuse_batch_eval_metrics(tiny, tmp_path):
