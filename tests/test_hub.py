@@ -965,7 +965,18 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
     (commit,) = fake_hub["create_commit"]
     download = download_commit(commit, tmp_path / "download")
     code, printed = run_card_code(download, "someone/vit-cifar10", tmp_path)
-    assert printed[-1] in labels
+    # the class the code prints is the model's own answer: its top class on the user's image (grey for a 1-channel
+    # model, as training decodes it) through the folder's processor, here in this process
+    from transformers import AutoImageProcessor
+
+    from hf_vit.data import as_mode
+
+    model = HfViTForImageClassification.from_pretrained(folder).eval()
+    with Image.open(tmp_path / "user" / "my_image.png") as image:
+        shown = as_mode(image.copy(), "L" if model.config.num_channels == 1 else "RGB")
+    inputs = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)(images=shown, return_tensors="pt")
+    with torch.no_grad():
+        assert printed[-1] == labels[int(model(**inputs).logits.argmax(-1))]
     if channels in (3, 1):
         assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
     else:
