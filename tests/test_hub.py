@@ -168,9 +168,14 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
     assert "per_class_accuracy.png" not in text  # absent picture, not linked
     assert 'trust_remote_code=True, revision=REVISION' in text and "someone/vit-cifar10" in text
     assert "resizes to 32x32, scales to [0, 1] and normalises with the CIFAR-10 mean and standard deviation" in text
-    assert "| `learning_rate` | 0.001 |" in text and "61.00%" in text  # recipe and validation accuracy
-    for name in CIFAR10_LABELS:
-        assert f"| {name} |" in text  # per-class table
+    assert "| `learning_rate` | 0.001 |" in text and "| Best validation accuracy | 61.00% |" in text
+    # the per-class table: the evaluation's figures for each class, in its columns (recall, precision, F1, images);
+    # recall and precision differ in most rows here, so a swap shows
+    rows = [line for line in text.splitlines()
+            if line.startswith("| ") and line.split(" | ")[0][2:] in CIFAR10_LABELS and line.count("|") == 6]
+    assert rows == [f"| {name} | {100 * c['recall']:.2f}% | {100 * c['precision']:.2f}% | {100 * c['f1']:.2f}% | "
+                    f"{c['support']} |" for name, c in evaluation["per_class"].items()]  # fmt: skip
+    assert list(evaluation["per_class"]) == list(CIFAR10_LABELS)
 
 
 def test_the_card_gives_the_train_split_size_training_recorded(tmp_path):
