@@ -92,10 +92,21 @@ def test_patch_grid_png_has_grid_lines_at_the_cell_edges(tmp_path):
     assert line_cols == [0, 32, 64, width - 1]  # left edge of each of the 3 cells + right border
     assert line_rows == [0, 16, 32, 48, height - 1]  # top edge of each of the 4 cells + bottom border
     # Inside the cells: the image colour, and a white-on-black number at each cell's top left.
+    labels = {}
     for index, (left, top, right, bottom) in patch_grid_cells(model.config, scale):
         assert (region[bottom - 3, right - 3] == (40, 80, 120)).all()
         label = region[top + 1 : top + 10, left + 1 : left + 12]
         assert (label == 255).all(axis=-1).any() and (label == 0).all(axis=-1).any(), f"cell {index} unlabelled"
+        labels[index] = label.tolist()
+    # Each cell shows its own token number: the 12 labels all differ, and cell k's label is the one cell k gets in a
+    # grid of another shape (6 x 2 cells of the same size), where it sits elsewhere.
+    assert len({str(label) for label in labels.values()}) == 12
+    other = tiny_model(image_size=(24, 16), patch_size=(4, 8))
+    write_pictures(other, Image.new("RGB", (16, 24), (40, 80, 120)), tmp_path / "other", pictures=["patch_grid"],
+                   scale=scale)  # fmt: skip
+    png = load_png(tmp_path / "other" / "patch_grid.png")
+    for index, (left, top, _, _) in patch_grid_cells(other.config, scale)[:12]:
+        assert png[top + 1 : top + 10, left + 1 : left + 12].tolist() == labels[index], f"cell {index}"
 
 
 # ---------------------------------------------------------------------------
