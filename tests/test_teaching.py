@@ -898,12 +898,16 @@ def test_visualize_draws_a_fresh_model_of_either_pooling(tmp_path, capsys):
     """The README tells a learner that the cpu recipe pools by mean and that `--pool cls` makes a head that reads
     [CLS] alone, but visualize.py had no --pool: a fresh model of the other pooling could not be drawn to compare.
     Now --pool sets it (a fresh model only, like the other shape flags)."""
+    from hf_vit.presets import PRESETS
+
     noise_image(16, 16).save(tmp_path / "in.png")
     for preset, pool in (("small", "cls"), ("tiny", "mean")):
         out = tmp_path / pool
         load_script().main(["--preset", preset, "--pool", pool, "--image_size", "16", "--depth", "1",
                             "--image", str(tmp_path / "in.png"), "--output_dir", str(out), "--pictures", "rollout"])
-        assert json.loads((out / "pictures.json").read_text())["pool"] == pool
+        summary = json.loads((out / "pictures.json").read_text())
+        # the pool given, on the preset's shape (small: 4 heads, tiny: 2) with the depth given
+        assert (summary["pool"], summary["heads"], summary["depth"]) == (pool, PRESETS[preset]["heads"], 1)
     with pytest.raises(SystemExit):
         load_script().main(["--model", "runs/x", "--pool", "cls", "--image", "in.png", "--output_dir", "o"])
     assert "--pool only apply to a fresh model" in capsys.readouterr().err
