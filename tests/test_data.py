@@ -318,7 +318,8 @@ def test_crop_is_a_window_of_the_padded_image():
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     offsets = []
     for b in range(400):
-        (offset,) = [(i, j) for i in range(5) for j in range(5) if torch.equal(out[b], padded[b, :, i : i + 8, j : j + 8])]
+        windows = {(i, j): padded[b, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)}
+        (offset,) = [at for at, window in windows.items() if torch.equal(out[b], window)]
         offsets.append(offset)
     assert sorted(set(offsets)) == [(i, j) for i in range(5) for j in range(5)]  # 400 draws: each of 25 about 16 times
     assert max(offsets.count(o) for o in set(offsets)) < 40
