@@ -131,6 +131,7 @@ class HfViTConfig(PretrainedConfig):
         # The labels given replace the saved ones as a whole, before the constructor checks them (transformers
         # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
         # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
+        _refuse_another_model_type(config_dict.get("model_type"))  # before its fields are read as hf_vit's
         _num_classes_as_num_labels(kwargs)  # else transformers would set the read-only property and fail
         _check_problem_type(kwargs.get("problem_type"))  # set after loading: 5.17's own check would name no fix
         _one_value_per_field(kwargs, kwargs)  # dim=64, hidden_size=48: set one by one, the last would win
@@ -355,6 +356,20 @@ VIT_FIELDS_WITHOUT_EFFECT = {
     "pooler_act": ((), "the pooled vector goes to the head with no activation"),
     "encoder_stride": ((), "the model has no masked-image-modeling decoder"),
 }
+
+
+def _refuse_another_model_type(model_type) -> None:
+    """A config.json of another model (transformers' own ViT: google/vit-*, or hf_vit's export) read as hf_vit's:
+    transformers only warns, and the first ViT field hf_vit has no part for (qkv_bias, pooler_output_size) was
+    blamed; with those gone, none of the weights' names would match and the model would be left at random init."""
+    if model_type in (None, HfViTConfig.model_type):
+        return
+    raise ValueError(
+        f"HfViTConfig: the config (config.json) is of model_type {model_type!r}, not {HfViTConfig.model_type!r}: "
+        "another model's, whose weights are named for another architecture and would not load into hf_vit's layers. "
+        "Load it with its own class: transformers.AutoModelForImageClassification.from_pretrained(folder) "
+        "(transformers' ViT for model_type 'vit', e.g. a folder written by hf_vit's export)."
+    )
 
 
 def _check_vit_fields_without_effect(config):

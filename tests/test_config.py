@@ -524,3 +524,19 @@ def test_a_dataclass_or_dict_without_the_lessons_fields_as_first_argument_is_tol
 
     with pytest.raises(TypeError, match=r"Pass its fields: HfViTConfig\(\*\*dataclasses\.asdict\(cfg\)\)"):
         HfViTConfig(LearnersCfg())
+
+
+def test_a_folder_of_transformers_vit_is_refused_as_another_model_not_for_a_field(tmp_path):
+    """HfViTForImageClassification.from_pretrained on transformers' own ViT folder (google/vit-*, or hf_vit's export)
+    blamed a ViT field (qkv_bias=True, or pooler_output_size=32 for an export's qkv_bias=False): the problem is the
+    folder's kind, said now with the class that loads it, for the config and the model alike."""
+    from transformers import ViTConfig
+
+    for qkv_bias in (True, False):
+        folder = tmp_path / f"vit-{qkv_bias}"
+        ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32,
+                  patch_size=8, qkv_bias=qkv_bias, layer_norm_eps=1e-5).save_pretrained(folder)  # fmt: skip
+        pattern = r"^HfViTConfig: the config \(config.json\) is of model_type 'vit', not 'hf_vit'.*AutoModelForImage"
+        for load in (HfViTConfig.from_pretrained, HfViTForImageClassification.from_pretrained):
+            with pytest.raises(ValueError, match=pattern):
+                load(folder)
