@@ -262,6 +262,7 @@ class HfViTPreTrainedModel(PreTrainedModel):
         # Checked first: transformers copies the remote-code files into the folder before its own checks refuse the
         # config, so a refused save would leave a half-written folder (or spoil an earlier save there).
         self.config.check_before_save()
+        _check_head_fits_config(self, getattr(getattr(self, "mlp_head", None), "1", None))
         before = _weights_files(save_directory)
         saved = super().save_pretrained(save_directory, *args, **kwargs)
         # safetensors 0.8 writes the weights 0600 whatever the umask: the files this save wrote get the umask's bits
@@ -361,6 +362,7 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
             return_dict=True,
         )
         logits = self.mlp_head(outputs.pooler_output)  # (B, num_labels)
+        _check_head_fits_config(self, logits)  # classes edited on the config give the model no new head
 
         loss = None
         if labels is not None:
@@ -446,6 +448,24 @@ def _labels_outside_the_head_error(labels, num_labels: int) -> Exception | None:
     return ValueError(
         f"labels hold class ids from {int(found.min())} to {int(found.max())}, but the model has {num_labels} classes "
         f"(ids 0..{num_labels - 1}; -100 skips an image). {_CLASSES_FIX}."
+    )
+
+
+def _check_head_fits_config(model, head_or_logits) -> None:
+    """Refuse a head whose outputs are not the config's classes: `model.config.id2label = {...}` (or num_labels) with
+    another count after the model was built keeps the old head, and the loss then failed on a reshape ("shape '[-1,
+    3]' is invalid"), pipeline() with a KeyError, and a save wrote a folder that from_pretrained refuses."""
+    outputs = getattr(head_or_logits, "out_features", None)  # the head's Linear (a save), or the logits (a forward)
+    if isinstance(head_or_logits, torch.Tensor):
+        outputs = head_or_logits.shape[-1]
+    if outputs is None or outputs == model.config.num_labels:
+        return
+    raise ValueError(
+        f"config.num_labels is {model.config.num_labels} (config.id2label), but the classification head (mlp_head) has "
+        f"{outputs} outputs: the config's classes were changed after the model was built, which gives it no new "
+        f"head. For {model.config.num_labels} classes, load the model with from_pretrained(folder, "
+        "id2label=..., label2id=..., ignore_mismatched_sizes=True) (a new head), or build it with "
+        f"HfViTConfig(..., id2label=...); to rename the {outputs} classes, give id2label {outputs} names."
     )
 
 

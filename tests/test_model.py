@@ -536,6 +536,26 @@ def test_fine_tuning_with_new_class_names_as_in_transformers_tutorial(tmp_path):
         AutoConfig.from_pretrained(tmp_path, num_labels=3, id2label={0: "a"})
 
 
+def test_classes_set_on_the_config_of_a_built_model_are_refused_not_left_to_the_old_head(tmp_path):
+    """`model.config.id2label = {...}` with 3 classes on a 10-class model (instead of from_pretrained's id2label)
+    keeps the 10-output head: the loss failed with "shape '[-1, 3]' is invalid for input of size 20", pipeline() with
+    KeyError: 3, and save_pretrained wrote a folder from_pretrained refuses. Now forward and save say what happened and
+    how to get a new head, and a save writes nothing; renaming the 10 classes stays fine."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    model.config.id2label = {0: "a", 1: "b", 2: "c"}
+    pattern = (r"^config.num_labels is 3 \(config.id2label\), but the classification head \(mlp_head\) has 10 outputs"
+               r".*ignore_mismatched_sizes=True.*give id2label 10 names\.$")
+    pixels = torch.randn(2, 3, 32, 32)
+    for call in (lambda: model(pixel_values=pixels, labels=torch.tensor([0, 2])), lambda: model(pixel_values=pixels),
+                 lambda: model.save_pretrained(tmp_path / "m")):  # fmt: skip
+        with pytest.raises(ValueError, match=pattern):
+            call()
+    assert not (tmp_path / "m").exists()
+    model.config.id2label = [f"c{i}" for i in range(10)]  # a rename: same count
+    assert model(pixel_values=pixels).logits.shape == (2, 10)
+    model.save_pretrained(tmp_path / "m")
+
+
 def test_loading_options_keep_the_float32_logits_and_flash_attention_on_a_cpu_is_refused(tmp_path):
     """from_pretrained's usual options on a float32 folder: dtype="auto", device_map="cpu" and eager attention give
     float32's logits (flex attention has its own test: it compiles, ~8 s); dtype=bfloat16/float16 (or model.half()
