@@ -289,8 +289,9 @@ class HfViTPreTrainedModel(PreTrainedModel):
 class HfViTModel(HfViTPreTrainedModel):
     """The ViT without a head: token states and the pooled image vector."""
 
-    def __init__(self, config: HfViTConfig):
+    def __init__(self, config: HfViTConfig, add_pooling_layer: bool = True):
         super().__init__(config)
+        self.add_pooling_layer = add_pooling_layer  # ViTModel's flag: False, no pooler_output (the pool has no weights)
         self.embeddings = HfViTEmbeddings(config)
         self.transformer = HfViTEncoder(config)
         self.post_init()
@@ -321,6 +322,7 @@ class HfViTModel(HfViTPreTrainedModel):
         if self.config.pool not in ("cls", "mean"):  # an edit to another value: refused as a save would refuse it
             self.config.validate_hf_vit()
         pooled = x[:, 0] if self.config.pool == "cls" else x.mean(dim=1)  # (B, dim)
+        pooled = pooled if self.add_pooling_layer else None  # as ViTModel(config, add_pooling_layer=False) gives
 
         if not return_dict:
             return tuple(v for v in (x, pooled, hidden_states, attentions) if v is not None)

@@ -175,6 +175,25 @@ def test_base_model_outputs():
     assert torch.allclose(out.pooler_output, out.last_hidden_state.mean(dim=1), atol=1e-6)
 
 
+def test_add_pooling_layer_false_as_vit_model_takes_it_leaves_no_pooler_output(tmp_path):
+    """`AutoModel.from_pretrained(folder, add_pooling_layer=False)`, ViTModel's flag for token features alone, failed
+    with "HfViTModel.__init__() got an unexpected keyword argument 'add_pooling_layer'". Now taken as ViTModel takes
+    it: no pooler_output (None, and left out of the tuple), the same token states; True is the default."""
+    from transformers import AutoModel
+
+    import hf_vit  # noqa: F401  (registers the Auto classes)
+
+    HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).save_pretrained(tmp_path)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        pooled = AutoModel.from_pretrained(tmp_path, add_pooling_layer=True).eval()(pixel_values=x)
+        bare = AutoModel.from_pretrained(tmp_path, add_pooling_layer=False).eval()
+        out = bare(pixel_values=x)
+        assert out.pooler_output is None and torch.equal(out.last_hidden_state, pooled.last_hidden_state)
+        assert len(bare(pixel_values=x, return_dict=False)) == 1
+    assert pooled.pooler_output.shape == (2, 32)
+
+
 def test_a_new_model_starts_from_transformers_init_with_its_own_tokens_drawn_too():
     """Linear weights ~ N(0, initializer_range) with zero bias, LayerNorm at (1, 0), and the [CLS] token and
     positions drawn at the same scale: zero positions would leave the patches unordered until trained."""
