@@ -306,6 +306,7 @@ class HfViTModel(HfViTPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         _check_pixel_values(pixel_values)  # a float tensor, else an error that says how to prepare the images
+        _refuse_masked_patches(kwargs)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
@@ -356,6 +357,7 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
     ) -> ImageClassifierOutput | tuple:
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _refuse_hf_vit_trainer_batches(pixel_values, kwargs)  # before any compute
+        _refuse_masked_patches(kwargs)
         outputs = self.vit(
             pixel_values,
             output_attentions=output_attentions,
@@ -431,6 +433,17 @@ def _refuse_on_device_batches(pixel_values, kwargs) -> None:
             "collator made by prepare_data(augment_on_device=True), which leaves augmenting and normalising to the "
             "training step. Train with hf_vit.training.HfViTTrainer, which does that on the device, or prepare the "
             "data with augment_on_device=False (the collator then augments on the CPU)."
+        )
+
+
+def _refuse_masked_patches(kwargs) -> None:
+    """ViT's bool_masked_pos (masked image modeling) puts a learned mask token in place of the chosen patches; hf_vit
+    has no mask token, and the argument was taken silently with every patch left as it was."""
+    if kwargs.get("bool_masked_pos") is not None:
+        raise ValueError(
+            "bool_masked_pos (ViT's patch masking for masked image modeling) is not supported: hf_vit's model has no "
+            "mask token to put in place of a patch. Mask the images themselves, or use transformers' "
+            "ViTForMaskedImageModeling for masked image modeling."
         )
 
 

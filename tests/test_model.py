@@ -194,6 +194,17 @@ def test_add_pooling_layer_false_as_vit_model_takes_it_leaves_no_pooler_output(t
     assert pooled.pooler_output.shape == (2, 32)
 
 
+def test_vits_patch_mask_is_refused_not_ignored():
+    """bool_masked_pos (ViT's masked image modeling input) was taken silently by both models, every patch kept: hf_vit
+    has no mask token, so it is refused, naming what to use instead; None (not given) is fine."""
+    model = HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64))
+    x, mask = torch.randn(2, 3, 32, 32), torch.zeros(2, 64, dtype=torch.bool)
+    for module in (model, model.vit):
+        with pytest.raises(ValueError, match=r"^bool_masked_pos .* is not supported: hf_vit's model has no mask token"):
+            module(pixel_values=x, bool_masked_pos=mask)
+        module(pixel_values=x, bool_masked_pos=None)
+
+
 def test_a_new_model_starts_from_transformers_init_with_its_own_tokens_drawn_too():
     """Linear weights ~ N(0, initializer_range) with zero bias, LayerNorm at (1, 0), and the [CLS] token and
     positions drawn at the same scale: zero positions would leave the patches unordered until trained."""
