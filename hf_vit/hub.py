@@ -608,6 +608,20 @@ def push_model_folder(
         return _push(model_dir, repo_id, branch, private, token, commit_message, write_card, dry_run, private_flag)
 
 
+def default_commit_message(model_dir: Path, files) -> str:
+    """The commit's message: the folder and what goes up, as the plan has it (a folder never evaluated uploads no
+    evaluation, an export no hf_vit model)."""
+    try:
+        exported = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "vit"
+    except (OSError, ValueError, AttributeError):
+        exported = False
+    parts = ["ViT model exported from hf_vit" if exported else "hf_vit model"]
+    parts += ["card"] if "README.md" in files else []
+    parts += ["evaluation"] if any(name.startswith("evaluation/") for name in files) else []
+    # the folder's own name: "." (a push from inside it) has none
+    return f"Upload {model_dir.resolve().name} ({', '.join(parts)})"
+
+
 def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message, write_card, dry_run,
           private_flag) -> Pushed:
     """push_model_folder's work, with the folder held against writers."""
@@ -671,8 +685,7 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         repo_type="model",
         revision=branch,
         operations=operations,
-        # the folder's own name: "." (a push from inside it) has none
-        commit_message=commit_message or f"Upload {model_dir.resolve().name} (hf_vit model, card, evaluation)",
+        commit_message=commit_message or default_commit_message(model_dir, files),
     )
     if card is not None:
         write_card_text(model_dir, card)

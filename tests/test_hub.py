@@ -1534,6 +1534,24 @@ def test_a_push_from_inside_the_folder_names_it_in_the_commit(tmp_path, fake_hub
     assert {op.path_in_repo for op in commit["operations"]} >= {"config.json", "README.md", "evaluation/metrics.json"}
 
 
+def test_the_commit_message_names_only_what_the_push_uploads(tmp_path, fake_hub, monkeypatch):
+    """The default commit message was "Upload run (hf_vit model, card, evaluation)" whatever went up: a folder never
+    evaluated and a model exported to transformers' ViT said so too. It now names what the plan uploads."""
+    from hf_vit.export_transformers import export_to_transformers_vit
+
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    plain = export_to_transformers_vit(folder, tmp_path / "plain")
+    shutil.rmtree(folder / "evaluation")
+    push_model_folder(folder, "me/a")
+    push_model_folder(plain, "me/b")
+    (bare, exported) = fake_hub["create_commit"]
+    assert not any(op.path_in_repo.startswith("evaluation/") for op in bare["operations"])
+    assert bare["commit_message"] == "Upload run (hf_vit model, card)"
+    assert "evaluation/metrics.json" in {op.path_in_repo for op in exported["operations"]}
+    assert exported["commit_message"] == "Upload plain (ViT model exported from hf_vit, card, evaluation)"
+
+
 def test_a_push_that_cannot_reach_the_hub_is_one_line_and_leaves_the_card(tmp_path, monkeypatch, capsys):
     """The network is refused here the way an offline machine refuses it (HfApi.create_repo raises, as its
     HTTP client would): one error line, and the hand-written card is not rewritten for nothing."""
