@@ -797,6 +797,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         title=f"{model_name}: a Vision Transformer for " + ("CIFAR-10" if train_source else "image classification"),
         summary=summary,
         exported=exported,
+        # a start from another model: the card knows this run's data only, not what that model learnt before
+        fine_tuned=isinstance(base, str) and bool(base),
         # A grey processor takes any image, through pipeline() too; a plain one (an export's, or a 1-channel
         # model saved before hf_vit had one) needs the image made grey first and cannot serve pipeline().
         convert_to_grey=arch["num_channels"] == 1 and not grey_processor,

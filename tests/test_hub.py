@@ -618,6 +618,26 @@ def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
     assert "Fine-tuned from a local model (*my\\`model*)." in text and "On the validation split of" in text
 
 
+def test_the_limitations_of_a_fine_tuned_model_do_not_say_it_met_only_this_runs_data(tmp_path):
+    """A model fine-tuned from another (--model_name_or_path) got "Fine-tuned from someone/vit-base" in its summary
+    and "Trained on CIFAR-10 only" in its limitations, with its accuracy "far below large pretrained models
+    fine-tuned on CIFAR-10", which it may be one of. The limitations now say it was fine-tuned on that data."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+
+    def limitations():
+        return ModelCard.load(write_model_card(folder)).text.split("## Limitations")[1].split("## About")[0]
+
+    assert "- Trained on CIFAR-10 only: 10 classes" in limitations() and "far below" in limitations()
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    for base in ("someone/vit-base", "/home/alice/models/start"):
+        recipe["model"]["model_name_or_path"] = base
+        (folder / "training_recipe.json").write_text(json.dumps(recipe))
+        said = " ".join(limitations().split())
+        assert "Trained on" not in said and "far below" not in said
+        assert ("- Fine-tuned on CIFAR-10 from the model named above, whose own training data this card "
+                "does not describe: 10 classes of 32x32 images.") in said
+
+
 def test_the_card_publishes_no_local_path_from_the_recipe(tmp_path):
     """The recipe table printed training_recipe.json as it is: /home/alice/... of the dataset, the output folder and
     a recipe file went to the Hub on the card. A local path now shows by its last part; a Hub id stays."""
