@@ -635,6 +635,10 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         results_source is not None and not _whole_cifar10_split(metrics)
     )
     results_label = _dataset_label(results_dataset, results_source, _image_format(metrics))
+    # The results' images were JPEG when their metrics say so (an older file without the format: when they are
+    # training's own copy): a model trained on the JPEG copy and evaluated on the Hub's images has PNG results.
+    results_format = _image_format(metrics) or (train_format if _same_dataset(results_dataset, dataset) else None)
+    jpeg_results = accuracy is not None and results_source == "copy" and results_format == "JPEG"
     per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
     macro_note = macro_scope(per_class)
     result_rows = []
@@ -812,6 +816,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         data_text=data_text,
         labels=[_text(n) for n in labels],
         jpeg_copy=jpeg_copy,
+        jpeg_results=jpeg_results,
         cifar10=bool(train_source),
         data_short="CIFAR-10" if train_source else (dataset_label if dataset else None),  # None: unrecorded
         split=split,

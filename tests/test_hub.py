@@ -234,6 +234,31 @@ def test_a_local_copy_of_cifar10_is_called_the_jpeg_copy_only_when_its_images_we
     assert card.data.eval_results[0].dataset_name == "CIFAR-10 (local copy)"
 
 
+def test_the_jpeg_note_names_only_the_images_that_were_jpeg(tmp_path):
+    """A model trained on the JPEG copy and evaluated on the Hub's CIFAR-10 got "The training and test images were a
+    JPEG re-encoding of CIFAR-10" under results it says are on CIFAR-10's own images; one trained on the Hub's images
+    and evaluated on the JPEG copy got no note at all. The note now names the images that were JPEG."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    evaluation = folder / "evaluation" / "metrics.json"
+    copy_results = json.loads(evaluation.read_text())
+    both = "The training and test images were a JPEG re-encoding of CIFAR-10"
+
+    def limitations():
+        return ModelCard.load(write_model_card(folder)).text.split("## Limitations")[1]
+
+    assert both in limitations()  # trained and evaluated on the JPEG copy
+    evaluation.write_text(json.dumps({**copy_results, "dataset": "uoft-cs/cifar10", "image_format": "PNG"}))
+    assert both not in limitations() and "On the test split of CIFAR-10 (from" in write_model_card(folder).read_text()
+    assert "- The training images were a JPEG re-encoding of CIFAR-10, not the original PNG-like pixels." in limitations()
+    for name in ("metrics.json", "training_recipe.json"):  # trained on the Hub's images
+        path = folder / name
+        path.write_text(path.read_text().replace('"/work/shared/data/cifar10"', '"uoft-cs/cifar10"').replace(
+            '"JPEG"', '"PNG"'))  # fmt: skip
+    evaluation.write_text(json.dumps(copy_results))  # evaluated on the JPEG copy
+    assert both not in limitations() and "training images were a JPEG" not in limitations()
+    assert "- The results above are on a JPEG re-encoding of CIFAR-10's images" in limitations()
+
+
 @pytest.mark.parametrize("exported", [False, True])
 def test_the_card_says_each_sentence_once(tmp_path, exported):
     """The template said its note on importing AutoImageProcessor on transformers 5.17 twice in a row, on every
