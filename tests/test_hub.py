@@ -646,13 +646,18 @@ def test_an_edited_split_name_or_base_model_makes_no_link_on_the_card(tmp_path):
 def test_the_limitations_of_a_fine_tuned_model_do_not_say_it_met_only_this_runs_data(tmp_path):
     """A model fine-tuned from another (--model_name_or_path) got "Fine-tuned from someone/vit-base" in its summary
     and "Trained on CIFAR-10 only" in its limitations, with its accuracy "far below large pretrained models
-    fine-tuned on CIFAR-10", which it may be one of. The limitations now say it was fine-tuned on that data."""
+    fine-tuned on CIFAR-10", which it may be one of, and "License: Apache-2.0" alone. The limitations now say it was
+    fine-tuned on that data, and the licence line that the base model's own licence may apply too."""
     folder = make_model_folder(tmp_path / "run", extras=False)
 
     def limitations():
         return ModelCard.load(write_model_card(folder)).text.split("## Limitations")[1].split("## About")[0]
 
+    def about():
+        return " ".join(ModelCard.load(write_model_card(folder)).text.split("## About")[1].split())
+
     assert "- Trained on CIFAR-10 only: 10 classes" in limitations() and "far below" in limitations()
+    assert about().endswith("License: Apache-2.0.")
     recipe = json.loads((folder / "training_recipe.json").read_text())
     for base in ("someone/vit-base", "/home/alice/models/start"):
         recipe["model"]["model_name_or_path"] = base
@@ -661,6 +666,9 @@ def test_the_limitations_of_a_fine_tuned_model_do_not_say_it_met_only_this_runs_
         assert "Trained on" not in said and "far below" not in said
         assert ("- Fine-tuned on CIFAR-10 from the model named above, whose own training data this card "
                 "does not describe: 10 classes of 32x32 images.") in said
+        # the metadata's apache-2.0 is hf_vit's choice for the weights trained here, not the base model's license
+        assert about().endswith("License: Apache-2.0. The model it was fine-tuned from (see the summary) has a "
+                                "license of its own, which may also bind these weights: check it.")
 
 
 def test_the_card_publishes_no_local_path_from_the_recipe(tmp_path):
