@@ -662,7 +662,14 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         else:  # chosen by the loss or macro F1: the chosen checkpoint's accuracy need not be the best one seen
             label = "Best validation accuracy" if by == "accuracy" else f"Validation accuracy (checkpoint chosen by {by})"
         result_rows.append((label, _pct(val_acc)))
-    if chosen:
+    held_out = data_args.get("validation_size") if data_args.get("validation_split") is None else None
+    if chosen and isinstance(held_out, int) and not isinstance(held_out, bool) and held_out > 0:
+        # carved from the train split before anything else (data.py): the run trained on the rest only
+        cap = limits.get("max_eval_samples")  # --max_eval_samples: a sample of the held-out images chose them
+        some = f"{cap:,} of " if isinstance(cap, int) and 0 < cap < held_out else ""
+        data_text += (f" Checkpoints were chosen on {some}{held_out:,} images held out from the train split (not trained "
+                      f"on); the results below are on the {split} split.")
+    elif chosen:
         data_text += f" Checkpoints were chosen on a validation set (see the recipe); the results below are on the {split} split."
     elif validation is not None:
         data_text += f" The model is the last step's (no checkpoint selection); the results below are on the {split} split."

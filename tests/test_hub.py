@@ -217,6 +217,27 @@ def test_the_card_shows_only_pictures_the_push_uploads(tmp_path):
     assert image_links() == []
 
 
+def test_the_card_says_how_many_training_images_were_held_out_to_choose_checkpoints(tmp_path):
+    """Every run with --validation_size N (5,000 by default) trains on the train split less N images, which choose
+    its checkpoints; the card said "50,000 training and 10,000 test images ... Checkpoints were chosen on a
+    validation set (see the recipe)", read as training on all 50,000. It now says how many were held out (and how
+    many of them chose, under --max_eval_samples); a validation split of its own reads as before."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+
+    def data_section():
+        return " ".join(ModelCard.load(write_model_card(folder)).text.split("## Data")[1].split("Classes (")[0].split())
+
+    assert ("Checkpoints were chosen on 5,000 images held out from the train split (not trained on); the results "
+            "below are on the test split.") in data_section()
+    recipe["data"]["max_eval_samples"] = 500
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    assert "chosen on 500 of 5,000 images held out from the train split (not trained on)" in data_section()
+    recipe["data"].update(validation_split="valid", max_eval_samples=None)
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    assert "held out" not in data_section() and "Checkpoints were chosen on a validation set" in data_section()
+
+
 @pytest.mark.parametrize("image_format", ["PNG", None])
 def test_a_local_copy_of_cifar10_is_called_the_jpeg_copy_only_when_its_images_were_jpeg(tmp_path, image_format):
     """A whole CIFAR-10 folder saved with `hf download` holds the Hub's PNGs: its card said "JPEG copy" and that
