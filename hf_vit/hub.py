@@ -23,7 +23,8 @@ brings in from outside the folder, a token available, no training or evaluation 
 before the first network call, so a bad call fails at once and uploads nothing; --private into an existing
 public repository is refused after create_repo, before the commit. `revision` pushes to a branch (made from
 main if absent), and the card's code then loads that branch. A card kept as it is (--keep_card) is refused when the
-folder has none or its code loads another repository or revision than the push's (`refuse_kept_card`).
+folder has none or its code loads another repository or revision than the push's (`refuse_kept_card`), or an id
+without an owner; for a push to such an id, once create_repo has named the repository, before the commit.
 """
 
 import fnmatch
@@ -543,6 +544,16 @@ def refuse_kept_card(model_dir: Path, repo_id: str, branch: str | None) -> None:
             f"--keep_card to write the card, or put your card in {path}."
         )
     text = path.read_text(encoding="utf-8", errors="replace")
+    # "my-vit" (a dry run's card for a push to "my-vit"): the model lands as "<account>/my-vit", and no Hub user's
+    # from_pretrained("my-vit") finds it
+    bare = sorted(m for m in card_models(text) if "/" not in m)
+    if bare:
+        raise ValueError(
+            f"README.md's code loads the model {' and '.join(map(repr, bare))}, an id without an owner: the push puts "
+            f"the model under an account ('your-username/{bare[0]}'), and the card's code would load nothing. Push "
+            "without --keep_card to write the card for the repository's full id, or change the card's model id to "
+            f"'owner/{bare[0]}' and push again."
+        )
     others = sorted(m for m in card_models(text) if _another_repository(m, repo_id))
     if others:
         raise ValueError(
@@ -657,6 +668,8 @@ def _push(model_dir: Path, repo_id: str, branch, private, token, commit_message,
         named = getattr(url, "repo_id", None) or repo_id
         if card is not None and named != repo_id:
             card = str(render_model_card(model_dir, repo_id=named, revision=branch))
+        if card is None and named != repo_id:  # a kept card for "my-vit" may load "other/my-vit": now it is known
+            refuse_kept_card(model_dir, named, branch)
         repo_id = named
         refuse_public(api, repo_id, private, private_flag)  # nothing uploaded yet
         if branch and not branch.startswith("refs/pr/"):  # a pull request's ref exists already; a branch may not

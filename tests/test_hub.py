@@ -1951,6 +1951,42 @@ def test_a_kept_card_that_loads_another_repository_is_refused(tmp_path, fake_hub
     assert fake_hub.repos["SomeOne/X"]["README.md"] == (folder / "README.md").read_bytes()
 
 
+def test_a_push_to_an_id_without_an_owner_keeps_no_card_that_loads_another_id(tmp_path, fake_hub, monkeypatch):
+    """A push to 'my-vit' lands as '<account>/my-vit'. With --keep_card, a card a dry run wrote for 'my-vit'
+    (from_pretrained("my-vit"), which loads nothing on the Hub) or one for 'other/my-vit' went up as it was: only
+    the names were compared. The first is refused before the network, the second once create_repo has named the
+    repository, before the commit; a card for the full id goes up, and a card written by the push loads it."""
+    from huggingface_hub import RepoUrl
+
+    account_repo = HfApi.create_repo  # the fake: the Hub answers with the full id, under the token's account
+
+    def create_repo(self, repo_id, **kwargs):
+        full = repo_id if "/" in repo_id else f"someone/{repo_id}"
+        account_repo(self, full, **kwargs)
+        return RepoUrl(f"https://huggingface.co/{full}")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    push = load_script("push_to_hub").main
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    push([str(folder), "my-vit"])
+    assert fake_hub["create_commit"][-1]["repo_id"] == "someone/my-vit"
+    assert 'from_pretrained("someone/my-vit"' in (folder / "README.md").read_text()
+    push([str(folder), "my-vit", "--dry_run"])  # writes the card for 'my-vit'
+    assert 'from_pretrained("my-vit"' in (folder / "README.md").read_text()
+    calls = len(fake_hub["create_repo"]), len(fake_hub["create_commit"])
+    code = pytest.raises(SystemExit, push, [str(folder), "my-vit", "--keep_card"]).value.code
+    assert code.startswith("error: README.md's code loads the model 'my-vit', an id without an owner")
+    assert (len(fake_hub["create_repo"]), len(fake_hub["create_commit"])) == calls  # before the network
+    write_model_card(folder, repo_id="other/my-vit")
+    code = pytest.raises(SystemExit, push, [str(folder), "my-vit", "--keep_card"]).value.code
+    assert "loads the model 'other/my-vit', but this push goes to 'someone/my-vit'" in code
+    assert len(fake_hub["create_commit"]) == calls[1]
+    write_model_card(folder, repo_id="someone/my-vit")
+    push([str(folder), "my-vit", "--keep_card"])
+    assert fake_hub.repos["someone/my-vit"]["README.md"] == (folder / "README.md").read_bytes()
+
+
 def test_the_image_processors_remote_code_goes_up_and_is_checked_like_the_models(tmp_path):
     """The push took as remote code only the modules config.json's auto_map names: a processor whose
     preprocessor_config.json names its own module in auto_map (a 1-channel model's grey processor) went up
