@@ -764,7 +764,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             )
         ]
     # A fine-tuned model names the model it started from: a Hub id goes into base_model (the Hub links the two).
-    base = ((recipe or {}).get("model") or {}).get("model_name_or_path") if isinstance(recipe, dict) else None
+    # a recipe written by hand may name its model in words ("model": "ViT-tiny"): no base model
+    base = _recipe_part(recipe, "model").get("model_name_or_path")
     base_hub_id = base if isinstance(base, str) and not _is_local_path(base) and _HUB_ID.fullmatch(base) else None
     train_hub_id = HUB_DATASET if train_source else (
         dataset if dataset and not _is_local_path(dataset) and _HUB_ID.fullmatch(dataset) else None
@@ -798,7 +799,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         + (f"; {scope}{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
-        pinned = ((recipe or {}).get("model") or {}).get("model_revision")  # --model_revision, if given
+        pinned = _recipe_part(recipe, "model").get("model_revision")  # --model_revision, if given
         at = f" at revision `{pinned}`" if isinstance(pinned, str) and _REVISION.fullmatch(pinned) else ""
         summary += (f" Fine-tuned from [{base}](https://huggingface.co/{base}){at}." if base_hub_id
                     else f" Fine-tuned from a local model (*{_text(_folder_name(base))}*).")

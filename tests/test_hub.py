@@ -692,6 +692,20 @@ def test_the_limitations_of_a_fine_tuned_model_do_not_say_it_met_only_this_runs_
                                 "license of its own, which may also bind these weights: check it.")
 
 
+def test_a_recipe_written_by_hand_that_names_its_model_in_words_makes_a_card(tmp_path, fake_hub, monkeypatch):
+    """The card reads a training_recipe.json written by hand (its dataset is searched anywhere in it), but one whose
+    "model" was a name, not training's section, stopped the card with AttributeError: 'str' object has no attribute
+    'get', which push_to_hub.py reported as a failed push ("Check the connection ..."). It is a recipe row now."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    (folder / "training_recipe.json").write_text(json.dumps(
+        {"model": "ViT-tiny of the lesson", "dataset": "/work/shared/data/cifar10", "epochs": 30}))
+    load_script("push_to_hub").main([str(folder), "me/x", "--dry_run"])
+    card = ModelCard.load(folder / "README.md")
+    assert "| `model` | ViT-tiny of the lesson |" in card.text and "| `dataset` | cifar10 (local) |" in card.text
+    assert card.data.base_model is None and "Fine-tuned" not in card.text
+
+
 def test_the_card_publishes_no_local_path_from_the_recipe(tmp_path):
     """The recipe table printed training_recipe.json as it is: /home/alice/... of the dataset, the output folder and
     a recipe file went to the Hub on the card. A local path now shows by its last part; a Hub id stays."""
