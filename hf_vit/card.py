@@ -85,6 +85,33 @@ def _read_json(path: Path):
     return value
 
 
+# The scores a metrics file holds (fractions of the images); the model-index publishes accuracy as it is.
+_SCORES = ("accuracy", "top3_accuracy", "top5_accuracy", "macro_precision", "macro_recall", "macro_f1")
+
+
+def _read_metrics(path: Path) -> dict:
+    """A metrics file (training's or the evaluation's; {} when absent) whose values the card computes with are of
+    their kind: an edited one stopped the card with a TypeError (a failed push, to push_to_hub.py), showed a score
+    `true` as 100.00%, or put a text into the model-index as the accuracy."""
+    metrics = _read_json(path) or {}
+    kinds = {
+        **{key: ("a score between 0 and 1", lambda v: v is None or _number(v) and 0 <= v <= 1) for key in _SCORES},
+        "num_examples": ("a count of images", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+        "labels": ("a list of class names", lambda v: v is None or isinstance(v, list)),
+        "confusion_matrix": ("a list of rows of image counts", lambda v: v is None or isinstance(v, list) and all(
+            isinstance(row, list) and all(isinstance(n, int) and not isinstance(n, bool) for n in row) for row in v)),
+    }
+    for key, (kind, fits) in kinds.items():
+        if key in metrics and not fits(metrics[key]):
+            raise ValueError(f"{path}: {key} is {json.dumps(metrics[key])[:60]}, not {kind}. Re-create the file (or "
+                             "delete it) and write the card again.")
+    return metrics
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _safetensors_numel(path: Path) -> int:
     """Number of values in a .safetensors file, from its JSON header (no tensor is read)."""
     with open(path, "rb") as f:
@@ -503,8 +530,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     exported = config.get("model_type") == "vit"
     arch = architecture(config)
     labels = _labels(config)
-    train_metrics = _read_json(model_dir / "metrics.json") or {}
-    eval_metrics = _read_json(model_dir / "evaluation" / "metrics.json") or {}
+    train_metrics = _read_metrics(model_dir / "metrics.json")
+    eval_metrics = _read_metrics(model_dir / "evaluation" / "metrics.json")
     recipe = _read_json(model_dir / "training_recipe.json")
 
     model_name = repo_id.split("/")[-1] if repo_id else model_dir.resolve().name

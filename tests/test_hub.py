@@ -1534,6 +1534,31 @@ def test_a_card_that_cannot_be_filled_stops_the_push_before_the_repository_is_ma
     assert fake_hub == {"create_repo": [], "create_commit": []}
 
 
+@pytest.mark.parametrize("name, key, value, kind", [
+    ("evaluation/metrics.json", "num_examples", "10000", "a count of images"),
+    ("evaluation/metrics.json", "confusion_matrix", 7, "a list of rows of image counts"),
+    ("evaluation/metrics.json", "labels", {"0": "cat"}, "a list of class names"),
+    ("evaluation/metrics.json", "accuracy", "0.6", "a score between 0 and 1"),
+    ("metrics.json", "accuracy", True, "a score between 0 and 1"),
+])
+def test_an_edited_metrics_value_of_another_kind_is_named_before_the_push(tmp_path, fake_hub, monkeypatch, name,
+                                                                          key, value, kind):
+    """A metrics file edited by hand (num_examples "10000", a confusion matrix 7, labels as a dict) stopped the card
+    with a TypeError or KeyError, which push_to_hub.py reported as a failed push ("Check the connection ..."); an
+    accuracy "0.6" went into the model-index as a text, one `true` showed as 100.00%. The push now names the file,
+    the key and the fix, before any network call."""
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    if name == "metrics.json":  # training's results are the card's only ones
+        shutil.rmtree(folder / "evaluation")
+    data = json.loads((folder / name).read_text())
+    (folder / name).write_text(json.dumps({**data, key: value}))
+    message = str(pytest.raises(SystemExit, load_script("push_to_hub").main, [str(folder), "someone/x"]).value.code)
+    assert message == (f"error: {folder / name}: {key} is {json.dumps(value)}, not {kind}. Re-create the file (or "
+                       "delete it) and write the card again.")  # fmt: skip
+    assert fake_hub == {"create_repo": [], "create_commit": []}
+
+
 def test_push_without_token_says_how_to_log_in(tmp_path, fake_hub, monkeypatch):
     import huggingface_hub.constants
 
