@@ -775,7 +775,10 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     )
     # CIFAR-10 (a local copy too) is named as uoft-cs/cifar10, whose only configuration is plain_text.
     results_config = "plain_text" if results_source else _config_of(metrics, recipe, metrics_file == "metrics.json")
-    if accuracy is not None and results_hub_id and not partial:
+    if seen and accuracy is not None and results_hub_id and not partial:
+        # the text says these numbers overstate; the model-index would show them on the model page as its result
+        results_intro += " The card's metadata (model-index) reports no result for them."
+    if accuracy is not None and results_hub_id and not partial and not seen:
         eval_results = [
             EvalResult(
                 task_type="image-classification",

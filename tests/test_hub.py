@@ -414,8 +414,8 @@ def test_card_reports_the_split_the_metrics_came_from(tmp_path):
     path = folder / "evaluation" / "metrics.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "split": "train", "num_examples": 50_000}))
     card = ModelCard.load(write_model_card(folder, repo_id="me/tiny"))
-    (result,) = card.data.eval_results
-    assert (result.dataset_type, result.dataset_split, result.metric_name) == ("uoft-cs/cifar10", "train", "Train accuracy")
+    # images the model trained on: in the text only (test_results_on_images_training_used_stay_out_of_the_model_index)
+    assert card.data.eval_results is None
     assert "; train accuracy **" in card.text and "On the train split of CIFAR-10 (JPEG copy)" in card.text
     assert "test accuracy" not in card.text.lower() and "(test split)" not in card.text
 
@@ -440,6 +440,23 @@ def test_results_on_a_split_that_training_used_say_so(tmp_path):
                 f"its held-out test split training measured {held_out} (`metrics.json`).")
         assert (said in text) == (words is not None), (split, dataset)
         assert words is not None or "overstate" not in text
+
+
+def test_results_on_images_training_used_stay_out_of_the_model_index(tmp_path):
+    """`evaluate_model.py --split train` of a model trained on uoft-cs/cifar10: the card's text said the numbers
+    overstate how it does on new images, but its model-index published them ("Train accuracy", 60%) as the model's
+    result on CIFAR-10, shown on the model page without that sentence. They now stay in the text, as results on part
+    of a split do; an evaluation of the test split is published as before."""
+    folder = make_model_folder(tmp_path / "run", recipe_dataset="uoft-cs/cifar10", extras=False)
+    path = folder / "evaluation" / "metrics.json"
+    evaluation = {**json.loads(path.read_text()), "image_format": "PNG"}
+    for split, images, published in (("test", 10_000, True), ("train", 50_000, False)):
+        path.write_text(json.dumps({**evaluation, "split": split, "num_examples": images}))
+        card = ModelCard.load(write_model_card(folder))
+        assert (card.data.eval_results is not None) == published, split
+        assert ("images the model trained on" in card.text) == (not published)
+        assert ("The card's metadata (model-index) reports no result for them." in card.text) == (not published)
+    assert card.data.datasets == ["uoft-cs/cifar10"]  # the training data is still named
 
 
 def test_results_on_another_configuration_of_the_training_dataset_are_not_said_to_be_seen(tmp_path):
