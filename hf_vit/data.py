@@ -1148,8 +1148,9 @@ def prepare_data(
     if pad >= min(height, width):
         # The crop's window starts anywhere in 0..2 * pad: from pad = side on, it can miss the image entirely.
         raise DatasetError(
-            f"{setting('pad', pad)} pads each side of the {width}x{height} images by {pad} pixels, as much as their shorter side or more: a random crop could then hold "
-            "only padding, a black image trained with its label. Pad by less than the side, e.g. "
+            f"{setting('pad', pad)} pads each side of the {height}x{width} images by {pad} pixels, as much as their "
+            "shorter side or more: a random crop could then hold only padding, a black image trained with its label. "
+            "Pad by less than the side, e.g. "
             f"{setting('pad', max(1, min(height, width) // 8))} (an eighth of it, as CIFAR-10's 4 is of 32), or "
             f"{setting('pad', 0)} for no crop."
         )

@@ -1116,7 +1116,7 @@ def test_a_pad_as_large_as_the_image_is_refused_before_loading(tiny):
     the training images were all padding (black) with a label, without a word. Refused now, before any loading; a
     pad one below the side still crops (every window holds a pixel of the image)."""
     for pad, size, expected in ((32, 32, "--pad 32 pads each side of the 32x32 images by 32 pixels"),
-                                (12, (48, 12), "--pad 12 pads each side of the 12x48 images by 12 pixels")):
+                                (12, (48, 12), "--pad 12 pads each side of the 48x12 images by 12 pixels")):
         with flags_in_messages(), pytest.raises(DatasetError) as refused:
             prepare_data("./no-such-folder", size, 3, CIFAR10_MEAN, CIFAR10_STD, augment=AugmentConfig(pad=pad))
         assert str(refused.value).startswith(
