@@ -199,7 +199,7 @@ def load_dataset(
             # A stream has no save_to_disk (the advice below failed with an AttributeError), and training reads
             # every image anyway: the id or folder it streams from is what to pass.
             raise DatasetError(
-                f"{named} takes a dataset's Hub id or folder, got a {type(dataset_name).__name__} object (a dataset "
+                f"{named} takes a dataset's Hub id or folder, got an {type(dataset_name).__name__} object (a dataset "
                 "loaded with streaming=True). Training decodes every image once, so it reads the dataset whole, not as "
                 f"a stream: pass the Hub id or folder it streams from, e.g. "
                 f"`{setting(argument, 'uoft-cs/cifar10', quote=False)}` (loaded whole here, without streaming)."

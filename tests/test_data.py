@@ -1078,7 +1078,7 @@ def test_a_streamed_dataset_is_told_to_pass_the_id_or_folder_it_streams_from(tin
         with pytest.raises(DatasetError) as refused:
             prepare_data(given, 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20)
         message = str(refused.value)
-        assert f"got a {type(given).__name__} object (a dataset loaded with streaming=True)" in message
+        assert f"got an {type(given).__name__} object (a dataset loaded with streaming=True)" in message
         assert "save_to_disk" not in message and not hasattr(given, "save_to_disk")
         assert "pass the Hub id or folder it streams from, e.g. `dataset_name='uoft-cs/cifar10'`" in message
     assert len(prepare_data(str(tiny), 32, 3, CIFAR10_MEAN, CIFAR10_STD, validation_size=20).test) == 20
