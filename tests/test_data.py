@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from file_limits import file_size_limit
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 from hf_vit import CIFAR10_MEAN, CIFAR10_STD, HfViTConfig, make_image_processor
@@ -1089,19 +1090,9 @@ def test_no_room_for_the_datasets_cache_is_named_with_the_fix(tmp_path):
     ending in "DatasetGenerationError: An error occurred while generating the dataset". Now one DatasetError names
     the cache, the OS's reason and the fix; nothing half-written is left: once there is room, the folder loads.
     The limit here is a file-size limit (RLIMIT_FSIZE, what `ulimit -f` sets), the same refusal a full disk gives."""
-    import resource
-    import signal
-
     folder = make_tiny_cifar(tmp_path / "roomless", n_train=100, n_test=10)  # ~300 kB of Arrow: over the limit
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails (EFBIG), not the process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, hard))
-    try:
-        with pytest.raises(DatasetError) as refused:
-            load_dataset(str(folder))
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, xfsz)
+    with file_size_limit(64_000), pytest.raises(DatasetError) as refused:
+        load_dataset(str(folder))
     message = str(refused.value)
     assert re.fullmatch(
         r"no room to write the datasets cache '.*hf_vit-local/\w+/\w+' \(File too large \(a file-size limit: "
@@ -1135,21 +1126,12 @@ def test_a_decode_cache_that_finds_no_room_says_which_limit_and_the_fix(tiny, ca
     (172800 requested and 20000 written)': numpy's short write, naming no cause. Now the warning names the limit
     met and the fix; the images are still decoded, and no half file is left. RLIMIT_FSIZE (`ulimit -f`) stands in
     for the disk here."""
-    import resource
-    import signal
-
     ds = load_dataset(str(tiny))["train"]
     size = (24, 24)  # a size no other test decodes: nothing cached yet
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails (EFBIG), not the process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
-    try:
+    with file_size_limit(20_000):
         pixels = decode_images(ds, "img", size, cache=False)
         with caplog.at_level("WARNING", logger="hf_vit.data"):
             cached = decode_images(ds, "img", size)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, xfsz)
     assert torch.equal(cached, pixels)
     assert re.search(r"could not cache decoded images at \S+\.npy \(.*: the file-size limit \(`ulimit -f`\) is 20,000 "
                      r"bytes and the decoded images take 172,800; raise it\); keeping them in memory only: each run "

@@ -30,6 +30,7 @@ import pytest
 import torch
 from datasets import load_dataset as datasets_load_dataset
 from PIL import Image
+from file_limits import file_size_limit
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
@@ -365,19 +366,10 @@ def test_classification_metrics_write_nothing_to_disk():
     stopped at its first evaluation with 'OSError: [Errno 28] No space left on device' from evaluate's writer
     (checked: a run whose data fit a full 300 kB tmpfs). The metric now keeps them in memory. Here a file-size
     limit (RLIMIT_FSIZE, what `ulimit -f` sets) refuses every write as a full disk does."""
-    import resource
-    import signal
-
     logits, labels = torch.randn(64, 10), torch.arange(64) % 10
     expected = classification_metrics(logits, labels)  # the metric's module is copied under HF_HOME once, here
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    xfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write over the limit fails (EFBIG), not the process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
-    try:
+    with file_size_limit(0):
         scored = classification_metrics(logits, labels)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, xfsz)
     assert scored == expected
 
 
