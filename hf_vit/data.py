@@ -1134,7 +1134,8 @@ def prepare_data(
             raise DatasetError(
                 f"{setting(argument)} must be at least 1, got {value}; leave it out to use every image{hint}."
             )
-    counts = [len(values) if hasattr(values, "__len__") else 1 for values in (image_mean, image_std)]
+    # counted as BatchAugment reads them (a 0-d tensor or array is one value: len() refused it)
+    counts = [torch.as_tensor(values, dtype=torch.float32).numel() for values in (image_mean, image_std)]
     if counts != [num_channels, num_channels]:
         # The collator normalises channel by channel: a mismatch passed here and failed at the first training batch.
         raise DatasetError(

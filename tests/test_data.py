@@ -1152,6 +1152,10 @@ def test_statistics_for_another_channel_count_are_refused_before_decoding(tiny):
         "computed for.")
     data = prepare_data(str(tiny), 32, 1, [0.5], [0.25], validation_size=20)
     assert data.collator(data.train.__getitems__([0, 1]))["pixel_values"].shape == (2, 1, 32, 32)
+    # one value as a 0-d tensor or array is one value, as BatchAugment takes it (len() of it was a TypeError)
+    for mean, std in ((torch.tensor(0.5), torch.tensor(0.25)), (np.array(0.5), np.float64(0.25))):
+        data = prepare_data(str(tiny), 32, 1, mean, std, validation_size=20)
+        assert data.collator(data.train.__getitems__([0]))["pixel_values"].shape == (1, 1, 32, 32)
 
 
 def test_an_image_cell_without_bytes_or_path_is_named_with_its_row():
