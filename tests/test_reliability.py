@@ -24,7 +24,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from stalled import STALL_IMPORT, signal_and_wait, start_stalled, start_with_site
+from stalled import (STALL_IMPORT, WATCHED_ENV, ended, read_until, sigint_at_default, signal_and_wait, start_stalled,
+                     start_with_site)
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
@@ -1298,6 +1299,50 @@ def test_ctrl_c_while_a_script_loads_its_libraries_is_one_line(tmp_path, script)
     assert output == f"{script}: interrupted while loading its libraries; nothing was done.\n"
 
 
+# A stalled child that answers Ctrl-C as a script does (one line, 130); one that ignores it would sleep 600 s
+INTERRUPTIBLE = """import sys, time
+try:
+    print("STALLED", flush=True)  # a Ctrl-C may come as soon as it is out
+    time.sleep(600)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_a_child_sent_a_real_ctrl_c_gets_it_even_where_the_tests_run_with_sigint_ignored(tmp_path):
+    """A shell running pytest in the background without job control (`pytest ... &` in a script, nohup) ignores
+    SIGINT, and a child inherits that: a training child given the test's Ctrl-C slept out its stalled save, and
+    test_ctrl_c_while_a_checkpoint_is_written_names_the_previous_one failed after 120 s (TimeoutExpired),
+    test_ctrl_c_says_how_to_continue when its 4000 steps ended with status 0. The children of the signal tests start
+    with SIGINT at its default (stalled.sigint_at_default); here this process ignores SIGINT for the while."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = start_with_site(tmp_path, [sys.executable, "-c", INTERRUPTIBLE], "", ROOT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert signal_and_wait(proc, signal.SIGINT) == "interrupted\n" and proc.returncode == 130
+
+
+def test_a_signalled_child_that_does_not_end_fails_at_once_saying_what_was_awaited_and_where_it_stood(tmp_path):
+    """The signal tests' guard (stalled.ended): a child still running `within` s after its signal (here one that
+    ignores SIGINT) fails the test then, naming the signal, how the child handled SIGINT and SIGTERM, and where its
+    Python stood (faulthandler's stacks, on SIGABRT), and is stopped. Before: 120 s of silence, TimeoutExpired, and
+    the child left sleeping."""
+    ignoring = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + INTERRUPTIBLE
+    proc = start_with_site(tmp_path, [sys.executable, "-c", ignoring], "", ROOT)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    with pytest.raises(AssertionError) as failed:
+        ended(proc, "SIGINT it was sent", within=1)
+    assert time.monotonic() - started < 30 and proc.returncode == -signal.SIGABRT
+    said = str(failed.value)
+    assert said.startswith("the child did not end within 1 s of SIGINT it was sent (SIGINT ignored, SIGTERM at its "
+                           "default); its output, with its threads' stacks:\n"), said
+    at = ignoring.splitlines().index("    time.sleep(600)") + 1
+    assert f'File "<string>", line {at} in <module>' in said, said  # where it stood: the sleep
+
+
 def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
     from hf_vit.training import SetupError, parse_args
 
@@ -1955,6 +2000,7 @@ def start_training(tmp_path, argv, **env):
     wrapper.write_text(WRAPPER)
     full_env = dict(
         os.environ,
+        **WATCHED_ENV,  # a run that hangs after a signal shows where (stalled.ended)
         PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         OMP_NUM_THREADS="1",  # one thread per run: the same arithmetic in every run, and two runs fit 2 cores
         HF_DATASETS_CACHE=str(tmp_path.parent / "datasets-cache"),
@@ -1962,7 +2008,7 @@ def start_training(tmp_path, argv, **env):
     )
     return subprocess.Popen(
         [sys.executable, str(wrapper), *argv], cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_at_default,  # some tests send it a real Ctrl-C
     )
 
 
@@ -2099,14 +2145,9 @@ def test_kill_9_mid_training_then_resume_gives_the_uninterrupted_weights(dataset
 def kill_when_stalled(proc, what, sig=signal.SIGKILL):
     """Send `sig` (SIGKILL unless given) to the run once its stalled save (HF_VIT_TEST_STALL_SAVE) has written half a
     weights file; returns the rest of its output."""
-    deadline = time.time() + 180
-    line = ""
-    while "STALLED-IN-SAVE" not in line:
-        line = proc.stdout.readline()
-        assert line or proc.poll() is None, f"the run ended without reaching {what}"
-        assert time.time() < deadline
+    read_until(proc, "STALLED-IN-SAVE", f"the stalled save of {what}", within=180)
     os.kill(proc.pid, sig)
-    output, _ = proc.communicate(timeout=120)
+    output = ended(proc, f"{signal.Signals(sig).name} it was sent in the stalled save of {what}")
     assert sig != signal.SIGKILL or proc.returncode == -signal.SIGKILL
     return output
 
@@ -2821,23 +2862,23 @@ def test_ctrl_c_says_how_to_continue(dataset_dir, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "train.py"), *train_args(dataset_dir, out, steps=4000)], cwd=ROOT,
-        env=dict(os.environ, OMP_NUM_THREADS="1", HF_DATASETS_CACHE=str(tmp_path / "datasets-cache")),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, **WATCHED_ENV, OMP_NUM_THREADS="1", HF_DATASETS_CACHE=str(tmp_path / "datasets-cache")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_at_default,
     )  # fmt: skip
     deadline = time.time() + 180
     while not (out / "checkpoint-12" / "trainer_state.json").exists():  # after checkpoint-8: "12" < "8" as text
         assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr[-3000:]
+    output = ended(proc, "SIGINT it was sent after checkpoint-12")  # stdout, then stderr
+    assert proc.returncode == 130, output[-3000:]
     complete = (p for p in out.glob("checkpoint-*") if (p / "trainer_state.json").is_file())  # not one cut short
     newest = max(complete, key=lambda p: int(p.name.split("-")[1])).name
-    assert re.findall(r"train\.py: interrupted[^\r\n]*", stderr) == [
+    assert re.findall(r"train\.py: interrupted[^\r\n]*", output) == [
         f"train.py: interrupted. Continue with the same command and --resume_from_checkpoint last (the newest is "
         f"{newest})."
     ]
-    assert "Traceback" not in stderr
+    assert "Traceback" not in output
 
 
 def test_a_plain_kill_of_a_training_while_it_reads_the_data_leaves_no_folder_it_made(dataset_dir, tmp_path):
@@ -2846,10 +2887,9 @@ def test_a_plain_kill_of_a_training_while_it_reads_the_data_leaves_no_folder_it_
     Python's default ended the run at once, silently, and left a folder holding only .hf_vit.lock)."""
     out = tmp_path / "run"
     proc = start_training(tmp_path, train_args(dataset_dir, out, steps=RUN_STEPS), HF_VIT_TEST_STALL_DECODE="1")
-    while "DECODING" not in proc.stdout.readline():
-        assert proc.poll() is None, proc.communicate()[0][-3000:]
+    read_until(proc, "DECODING", "the stalled decode")
     proc.terminate()
-    output, _ = proc.communicate(timeout=120)
+    output = ended(proc, "SIGTERM it was sent in the stalled decode")
     assert proc.returncode == 143, output[-3000:]
     assert re.findall(r"train\.py: stopped[^\r\n]*", output) == [
         "train.py: stopped by SIGTERM (kill). No checkpoint was written yet."]
@@ -2858,11 +2898,13 @@ def test_a_plain_kill_of_a_training_while_it_reads_the_data_leaves_no_folder_it_
 
 def kill_after(proc, checkpoint):
     """`kill` (SIGTERM) the run once `checkpoint` is complete; it must exit with status 143. Returns its output."""
+    deadline = time.time() + 300
     while not (checkpoint / "trainer_state.json").exists():
         assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() < deadline, f"no {checkpoint.name} within 300 s"
         time.sleep(0.05)
     proc.terminate()
-    output, _ = proc.communicate(timeout=120)
+    output = ended(proc, f"SIGTERM it was sent after {checkpoint.name}")
     assert proc.returncode == 143, output[-3000:]
     return output
 
