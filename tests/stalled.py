@@ -8,11 +8,14 @@ import subprocess
 import threading
 from pathlib import Path
 
+# The stalls sleep 0.1 s at a time, not 600 s in one call: a signal whose handler ran outside that one sleep (just before
+# it began, or on another thread) never woke it, and Python acted on the signal only when it ended.
 STALL = """
 import importlib, time
 def stalled(*args, **kwargs):
     print("STALLED", flush=True)
-    time.sleep(600)
+    for _ in range(6000):
+        time.sleep(0.1)
 setattr(importlib.import_module({module!r}), {name!r}, stalled)
 """
 
@@ -26,7 +29,8 @@ class Stall:
         if name in {names!r}:
             sys.meta_path.remove(self)
             print("STALLED", flush=True)
-            time.sleep(600)
+            for _ in range(6000):
+                time.sleep(0.1)
 sys.meta_path.insert(0, Stall())
 """
 
