@@ -210,10 +210,23 @@ def signals_held():
             signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        _put_back(previous)
         for sig in caught:
             signal.raise_signal(sig)  # now handled as it would have been
+
+
+def _put_back(handlers: dict) -> None:
+    """Put each signal's handler back. A signal that came as the block ended is answered once its own handler is back,
+    maybe before the next one is (a KeyboardInterrupt raised by the first put back): the rest still go back, then it is
+    raised."""
+    stopped = None
+    for sig, handler in handlers.items():
+        try:
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        except BaseException as err:  # KeyboardInterrupt, or sigterm_exits' SystemExit
+            stopped = stopped or err
+    if stopped is not None:
+        raise stopped
 
 
 @contextmanager

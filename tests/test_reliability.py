@@ -1365,6 +1365,42 @@ def test_a_stall_ends_on_a_ctrl_c_whose_handler_ran_outside_its_sleep(tmp_path):
     assert proc.returncode == 130
 
 
+def test_a_ctrl_c_answered_as_a_held_block_ends_still_puts_back_the_kill_handler():
+    """signals_held (the model folder's write, --overwrite's swap) puts SIGINT's handler back, then SIGTERM's. A Ctrl-C
+    that came as the block ended is answered as soon as SIGINT's handler is back: its KeyboardInterrupt stopped the
+    put-back there, and SIGTERM kept the block's handler, which only notes a kill: in a process that lives on (a
+    notebook, a caller of train()), every later kill went unheeded. Both go back now, then the KeyboardInterrupt is
+    raised. signal.signal is wrapped only to send that SIGINT at that instant (a real one, from this process)."""
+    from hf_vit import output_folder
+
+    real_signal = signal.signal
+    calls = []
+
+    def put(sig, handler):
+        previous = real_signal(sig, handler)
+        calls.append(sig)
+        if len(calls) == 3:  # the first put-back (SIGINT's), after the block's two installs
+            os.kill(os.getpid(), signal.SIGINT)  # answered by the handler now back: KeyboardInterrupt
+        return previous
+
+    def on_sigterm(signum, frame):
+        raise SystemExit(128 + signum)
+
+    before_int = real_signal(signal.SIGINT, signal.default_int_handler)  # pytest run in the background ignores it
+    before_term = real_signal(signal.SIGTERM, on_sigterm)
+    try:
+        output_folder.signal.signal = put
+        with pytest.raises(KeyboardInterrupt):
+            with output_folder.signals_held():
+                pass
+        assert calls == [signal.SIGINT, signal.SIGTERM] * 2
+        assert signal.getsignal(signal.SIGTERM) is on_sigterm
+    finally:
+        output_folder.signal.signal = real_signal
+        real_signal(signal.SIGINT, before_int)
+        real_signal(signal.SIGTERM, before_term)
+
+
 def test_a_recipe_named_inside_a_config_file_is_refused(tmp_path):
     from hf_vit.training import SetupError, parse_args
 
