@@ -282,7 +282,7 @@ def test_a_plain_kill_while_staging_leaves_the_old_folder_and_no_hidden_one(tmp_
         "with staged_folder(sys.argv[1], overwrite=True) as folder:\n"
         "    (folder / 'half.txt').write_text('x')\n"
         "    print('writing', flush=True)\n"
-        "    time.sleep(120)\n"
+        "    for _ in range(1200): time.sleep(0.1)  # short sleeps: a kill whose handler runs between them ends it\n"
     )
     for kill, status in (("terminate", 128 + 15), ("kill", -9)):  # 143: what a shell reports for SIGTERM
         proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
@@ -314,7 +314,7 @@ def test_a_plain_kill_while_converting_leaves_no_output_folder_and_no_lock_file(
         "from hf_vit.output_folder import hold_folders\n"
         "with hold_folders(sys.argv[1], 'an export', reads=[sys.argv[2]]):\n"
         "    print('converting', flush=True)\n"
-        "    time.sleep(120)\n"
+        "    for _ in range(1200): time.sleep(0.1)  # short sleeps: a kill whose handler runs between them ends it\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out"), str(source)], stdout=subprocess.PIPE,
                             text=True)  # fmt: skip
