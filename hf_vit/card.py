@@ -314,6 +314,27 @@ def precision_words(precision: str) -> str:
     return f"under {precision}" if precision.endswith("autocast") and " under " not in precision else f"in {precision}"
 
 
+def hardware_words(hardware) -> str | None:
+    """metrics.json's `hardware` as the card says it: "1 x NVIDIA H100 80GB HBM3, bf16", "2 CPU threads (Intel
+    Xeon ...), fp32", "2 processes x 1 CPU thread (...), fp32". None for a file without it (older) or a malformed
+    one."""
+    if not isinstance(hardware, dict) or not isinstance(hardware.get("device"), str) or not hardware["device"]:
+        return None
+    processes, threads = hardware.get("processes"), hardware.get("threads_per_process")
+    if not (isinstance(processes, int) and processes >= 1):
+        return None
+    name = hardware.get("name") if isinstance(hardware.get("name"), str) and hardware.get("name").strip() else None
+    if hardware["device"] == "cpu" and isinstance(threads, int) and threads >= 1:
+        cpu = f"{threads} CPU thread{'s' if threads > 1 else ''}"
+        words = (f"{processes} processes x " if processes > 1 else "") + cpu + (f" ({name})" if name else "")
+    else:  # a GPU (cuda: its name; mps: the chip's), or a CPU whose thread count is not recorded
+        kind = {"cuda": "CUDA GPU", "mps": "MPS", "cpu": "CPU"}.get(hardware["device"], hardware["device"])
+        label = name if name and hardware["device"] == "cuda" else f"{kind} ({name})" if name else kind
+        words = f"{processes} x {label}"
+    precision = hardware.get("precision")
+    return _cell(words) + (f", {precision}" if precision in ("fp32", "bf16", "fp16") else "")
+
+
 def _same_images(eval_metrics: dict, train_metrics: dict, recipe, dataset: str | None) -> bool:
     """The evaluation scored the images of training's test accuracy: that split of its dataset, configuration and
     revision, whole on both sides or the same seeded sample (--max_eval_samples N --seed S takes the images of
@@ -641,6 +662,9 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         for key, name in (("steps", "Optimizer steps"), ("epochs", "Epochs"), ("train_samples_per_second", "Training images per second")):
             if key in train_info:
                 train_rows.append((name, _cell(train_info[key])))
+    hardware = hardware_words(train_metrics.get("hardware"))
+    if hardware:  # beside the time and speed it qualifies; an older metrics.json without it: no row
+        train_rows.append(("Measured on", hardware))
 
     # -- results ---------------------------------------------------------------
     # An evaluation of a sample (evaluate_model.py --max_eval_samples) gives way to training's results on its whole

@@ -1780,6 +1780,7 @@ def _write_model_folder(trainer, prediction, precision, selected, best_val, trai
         split=data_args.test_split,
         train_split_size=data.train_split_size,  # the card says how many training images the dataset had
         numeric_precision=precision,  # evaluate_model.py scores the saved float32 weights in float32: a few images apart
+        hardware=training_hardware(training_args),  # what the training time and images per second were measured on
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
         validation={"accuracy": best_val, "model": "best" if selected else "final"}
         | ({"selected_by": training_args.metric_for_best_model} if selected else {}),
@@ -1828,6 +1829,36 @@ def prediction_precision(trainer: Trainer) -> str:
     if dtype == "float32":
         return f"{mixed} autocast"
     return dtype if dtype == {"bf16": "bfloat16", "fp16": "float16"}[mixed] else f"{dtype} under {mixed} autocast"
+
+
+def training_hardware(training_args: TrainingArguments) -> dict:
+    """What training ran on, for metrics.json: the card gives it beside the training time and speed, which mean
+    little without it. threads_per_process is the CPU's torch thread count (None on a GPU, which it does not drive)."""
+    device = training_args.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _processor_name()
+    return {
+        "device": device.type,  # "cpu", "cuda", "mps"
+        "name": name or None,
+        "processes": training_args.world_size,
+        "threads_per_process": torch.get_num_threads() if device.type == "cpu" else None,
+        "precision": {"bf16": "bf16", "fp16": "fp16"}.get(training_args.mixed_precision, "fp32"),
+    }
+
+
+def _processor_name() -> str:
+    """The CPU's model ("Intel(R) Xeon(R) ..."): /proc/cpuinfo's "model name" on Linux (platform.processor() says
+    only "x86_64" there), else platform.processor(), which may be empty."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    return value.strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor()
 
 
 def _device_name(device: torch.device) -> str:

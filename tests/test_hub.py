@@ -176,6 +176,20 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
     assert rows == [f"| {name} | {100 * c['recall']:.2f}% | {100 * c['precision']:.2f}% | {100 * c['f1']:.2f}% | "
                     f"{c['support']} |" for name, c in evaluation["per_class"].items()]  # fmt: skip
     assert list(evaluation["per_class"]) == list(CIFAR10_LABELS)
+    # the hardware the training time and speed were measured on: an older metrics.json has none, and no row shows
+    assert "| Training images per second | 250 |\n" in text and "Measured on" not in text
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for hardware, said in (
+        ({"device": "cuda", "name": "NVIDIA H100 80GB HBM3", "processes": 1, "threads_per_process": None,
+          "precision": "bf16"}, "1 x NVIDIA H100 80GB HBM3, bf16"),
+        ({"device": "cpu", "name": "Intel(R) Xeon(R) Processor", "processes": 1, "threads_per_process": 2,
+          "precision": "fp32"}, "2 CPU threads (Intel(R) Xeon(R) Processor), fp32"),
+        ({"device": "cpu", "name": None, "processes": 2, "threads_per_process": 1, "precision": "fp32"},
+         "2 processes x 1 CPU thread, fp32"),
+    ):  # fmt: skip
+        (folder / "metrics.json").write_text(json.dumps({**metrics, "hardware": hardware}))
+        text = ModelCard.load(write_model_card(folder, repo_id="someone/vit-cifar10")).text  # still parses
+        assert f"| Training images per second | 250 |\n| Measured on | {said} |\n" in text, text
 
 
 def test_the_card_gives_the_train_split_size_training_recorded(tmp_path):

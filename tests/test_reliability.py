@@ -2541,6 +2541,15 @@ def test_training_and_evaluation_record_their_precision_and_the_card_explains_th
     assert main(train_args(dataset_dir, out, "--bf16", "true", steps=4)) == 0
     trained = json.loads((out / "metrics.json").read_text())
     assert trained["numeric_precision"] == "bf16 autocast"
+    # ... and what the training time and speed were measured on, which the card gives beside them
+    from hf_vit.training import _processor_name
+
+    hardware = {"device": "cpu", "name": _processor_name() or None, "processes": 1,
+                "threads_per_process": torch.get_num_threads(), "precision": "bf16"}  # fmt: skip
+    assert trained["hardware"] == hardware
+    threads = f"{hardware['threads_per_process']} CPU thread{'s' if hardware['threads_per_process'] > 1 else ''}"
+    assert f"| Measured on | {threads}{f' ({_processor_name()})' if _processor_name() else ''}, bf16 |" in (
+        (out / "README.md").read_text())
     assert f"[hf_vit] test accuracy {trained['accuracy']:.4f} under bf16 autocast (" in capsys.readouterr().out
     card = " ".join((out / "README.md").read_text().split())
     assert ("Training scored these images under bf16 autocast; `scripts/evaluate_model.py` runs the saved float32 weights in "

@@ -207,6 +207,7 @@ def test_two_processes_both_train_one_folder_is_written(two_process_run):
     assert written == ["checkpoint-2/model.safetensors", "checkpoint-4/model.safetensors", "model.safetensors"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_examples"] == 50  # gathered from both ranks, no duplicates
+    assert (metrics["hardware"]["processes"], metrics["hardware"]["threads_per_process"]) == (2, 1)
     # the ranks split each epoch: 5 steps per epoch instead of 10 (150 images, 16 per rank and step)
     assert metrics["train"]["epochs"] == pytest.approx(4 / 5)
 
