@@ -933,6 +933,37 @@ def _patch_grid(config):
     return grid
 
 
+# What one attention forward may hold of attention weights, all layers together: output_attentions keeps every
+# layer's (B, heads, N+1, N+1), 22 MB an image for a ViT-B/16 at 224 px (5.7 GB for a batch of 256). The lesson's
+# models (under 1 MB an image) still take a whole batch in one forward.
+ATTENTION_BYTES = 256 * 2**20
+
+
+def _pooled_maps(model, pixel_values, device, pool, chunk):
+    """(rollout, last layer) into what the head reads, (B, N) each, float32 on the CPU; None if the model returned no
+    attention weights. The batch goes through in chunks of chunk[0] images, each reduced on the model's device as
+    it comes out (heads averaged, only the pooled row kept) and dropped before the next: at most ATTENTION_BYTES
+    of attention weights are held. chunk[0] starts at 1 and is set from that first image's weights."""
+    rollouts, lasts = [], []
+    start = 0
+    while start < len(pixel_values):
+        part = pixel_values[start : start + chunk[0]]
+        out = model(pixel_values=part.to(device), output_attentions=True)
+        attentions = out.attentions
+        del out  # its logits and states: only the weights are needed
+        if not attentions:
+            return None
+        if pool is None:  # the caller says why no maps
+            return torch.empty(0), torch.empty(0)
+        per_image = sum(a[:1].numel() * a.element_size() for a in attentions)
+        rollouts.append(pooled_rollout(attentions, pool).float().cpu())
+        lasts.append(pooled_attention([attentions[-1].float()], pool).cpu())
+        del attentions
+        start += len(part)
+        chunk[0] = max(1, ATTENTION_BYTES // max(per_image, 1))
+    return torch.cat(rollouts), torch.cat(lasts)
+
+
 def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, device, output_dir, progress):
     """Second pass over `rows` with output_attentions=True; writes attention/<name>.png, fills row["attention"]."""
     from tqdm import tqdm
@@ -952,18 +983,17 @@ def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, devic
     row_of = {r["index"]: r for r in rows}
     loader = _loader(ds, indices, image_column, preprocess, batch_size, 0)
     not_finite = 0  # maps with NaN or inf weights (an overflow in the model): drawn, but they show nothing
+    chunk = [1]  # images per forward: the first image alone measures what one image's attentions take
     for pixel_values, idx in tqdm(loader, desc="attention maps", unit="batch", disable=not progress):
-        out = model(pixel_values=pixel_values.to(device), output_attentions=True)
-        if not out.attentions:
+        maps = _pooled_maps(model, pixel_values, device, pool, chunk)
+        if maps is None:
             return f"{type(model).__name__} returned no attention weights{NONE_DRAWN}"
         if pool is None:
             return (
                 f"{type(model).__name__}'s config does not say which tokens its head reads (no `pool` as hf_vit's, "
                 f"and not transformers' ViT, which reads [CLS]){NONE_DRAWN}"
             )
-        attentions = [a.float().cpu() for a in out.attentions]  # depth x (B, heads, N+1, N+1)
-        rollout = pooled_rollout(attentions, pool)  # (B, N)
-        last = pooled_attention(attentions, pool)  # (B, N)
+        rollout, last = maps  # (B, N) each
         num_patches = last.shape[1]
         if grid is None or grid[0] * grid[1] != num_patches:
             side = int(round(num_patches**0.5))

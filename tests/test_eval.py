@@ -2051,3 +2051,51 @@ def test_evaluate_help_gives_each_default_the_readme_states(capsys):
     assert "--batch_size BATCH_SIZE images per inference batch (default: 256)" in text
     assert "most confident first (default: 500; -1: all)" in text
     assert "--gallery_size GALLERY_SIZE mistakes shown in gallery.png (default: 32; 0 to 208" in text
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_the_attention_pass_holds_a_bounded_chunk_and_draws_the_same_maps(pool, monkeypatch):
+    """The attention pass kept every layer's (B, heads, N+1, N+1) weights for a whole batch on the CPU (5.7 GB for a
+    ViT-B/16 at 224 px and 256 images). Now the batch goes through in chunks whose weights fit in ATTENTION_BYTES
+    (the first image alone measures them), each reduced to its (B, N) maps as it comes out. The maps equal the
+    rollout and last-layer rows computed by hand in float64 from one whole-batch forward of a real (tiny) model."""
+    from hf_vit import analysis
+
+    config = hf_vit.HfViTConfig(image_size=32, patch_size=8, dim=32, depth=3, heads=4, dim_head=8, mlp_dim=32, pool=pool)
+    torch.manual_seed(0)
+    model = hf_vit.HfViTForImageClassification(config).eval()
+    pixels = torch.randn(7, 3, 32, 32)
+    with torch.no_grad():
+        attentions = [a.double().mean(dim=1) for a in model(pixel_values=pixels, output_attentions=True).attentions]
+    rows = (lambda m: m[:, 0]) if pool == "cls" else (lambda m: m.mean(dim=1))
+    eye = torch.eye(17, dtype=torch.float64)
+    flow = eye.expand(7, 17, 17)
+    for a in attentions:  # (A + I) / 2, rows renormalised, multiplied from the first layer on the right
+        a = (a + eye) / 2
+        flow = (a / a.sum(dim=-1, keepdim=True)) @ flow
+    want_rollout, want_last = rows(flow)[:, 1:], rows(attentions[-1])[:, 1:]
+
+    per_image = 3 * 4 * 17 * 17 * 4  # depth x heads x (N+1)^2 float32
+    held, sizes = [], []
+
+    def count(module, inputs, output):  # weights of one forward, all layers (held until its maps are drawn)
+        sizes.append(len(output.attentions[0]))
+        held.append(sum(a.numel() * a.element_size() for a in output.attentions))
+
+    model.register_forward_hook(count)
+    monkeypatch.setattr(analysis, "ATTENTION_BYTES", 2 * per_image + 1)
+    chunk = [1]
+    with torch.no_grad():
+        first = analysis._pooled_maps(model, pixels, "cpu", pool, chunk)
+        second = analysis._pooled_maps(model, pixels, "cpu", pool, chunk)  # a later batch: chunks of 2 from the start
+    assert sizes == [1, 2, 2, 2] + [2, 2, 2, 1]
+    assert max(held) <= analysis.ATTENTION_BYTES
+    for rollout, last in (first, second):
+        assert rollout.dtype == last.dtype == torch.float32 and rollout.shape == last.shape == (7, 16)
+        torch.testing.assert_close(rollout.double(), want_rollout, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(last.double(), want_last, atol=1e-6, rtol=1e-5)
+    monkeypatch.undo()  # the shipped budget: a small model's batch is one forward after the first image
+    sizes.clear()
+    with torch.no_grad():
+        analysis._pooled_maps(model, pixels, "cpu", pool, [1])
+    assert sizes == [1, 6]
