@@ -545,8 +545,9 @@ def refuse_kept_card(model_dir: Path, repo_id: str, branch: str | None) -> None:
         )
     text = path.read_text(encoding="utf-8", errors="replace")
     # "my-vit" (a dry run's card for a push to "my-vit"): the model lands as "<account>/my-vit", and no Hub user's
-    # from_pretrained("my-vit") finds it
-    bare = sorted(m for m in card_models(text) if "/" not in m)
+    # from_pretrained("my-vit") finds it. Only the push's own name: another ("." of a hand-written card, or "my-vit"
+    # for a push to "someone/my-vit") is another repository, said below with the id to load.
+    bare = sorted(m for m in card_models(text) if "/" not in m and not _another_repository(m, repo_id))
     if bare:
         raise ValueError(
             f"README.md's code loads the model {' and '.join(map(repr, bare))}, an id without an owner: the push puts "

@@ -2055,6 +2055,13 @@ def test_a_push_to_an_id_without_an_owner_keeps_no_card_that_loads_another_id(tm
     write_model_card(folder, repo_id="someone/my-vit")
     push([str(folder), "my-vit", "--keep_card"])
     assert fake_hub.repos["someone/my-vit"]["README.md"] == (folder / "README.md").read_bytes()
+    # another id without an owner is another repository, named as such (before: "an id without an owner ... put
+    # under an account ('your-username/.')" for a hand-written card that loads its folder)
+    card = (folder / "README.md").read_text()
+    for loads, pushed_to in ((".", "my-vit"), ("my-vit", "someone/my-vit")):
+        (folder / "README.md").write_text(card.replace('"someone/my-vit"', f'"{loads}"'))
+        code = pytest.raises(SystemExit, push, [str(folder), pushed_to, "--keep_card"]).value.code
+        assert f"loads the model {loads!r}, but this push goes to {pushed_to!r}" in code, code
 
 
 def test_the_image_processors_remote_code_goes_up_and_is_checked_like_the_models(tmp_path):
