@@ -298,6 +298,29 @@ def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None, train_met
     return "chose its checkpoints on" if split is not None and split == data.get("validation_split") else None
 
 
+def _results_dataset(metrics: dict, dataset: str | None) -> str | None:
+    """The dataset a metrics file's numbers come from: the one it names, else the training dataset."""
+    return metrics.get("dataset") if isinstance(metrics.get("dataset"), str) else dataset
+
+
+def _partial(metrics: dict, from_training: bool, limits: dict, source: str | None) -> bool:
+    """The numbers cover part of their split: training's --max_test_samples, evaluate_model.py's --max_eval_samples
+    (any dataset), or fewer images than CIFAR-10's split. The model-index would publish them as the split's."""
+    return (from_training and "max_test_samples" in limits) or bool(part_of_split(metrics)) or (
+        source is not None and not _whole_cifar10_split(metrics)
+    )
+
+
+def _accuracy_name(metrics: dict, partial: bool) -> str:
+    """An accuracy as the summary names it: part of a split's is not called the split's."""
+    split, sampled = _split_of(metrics), part_of_split(metrics)
+    if sampled:
+        return f"accuracy on {sampled} of the {split} split"
+    if partial and isinstance(metrics.get("num_examples"), int):
+        return f"accuracy on {metrics['num_examples']:,} images of the {split} split"
+    return f"{split} accuracy"
+
+
 # A precision as metrics.json records it ("float32", "bf16 autocast"): plain text in the card.
 _PRECISION = re.compile(r"\w+( under \w+)?( autocast)?")
 
@@ -676,15 +699,11 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     accuracy = metrics.get("accuracy")
     # The split and dataset the numbers come from, as the metrics file records them (training's is its test split).
     split = _split_of(metrics)
-    results_dataset = metrics.get("dataset") if isinstance(metrics.get("dataset"), str) else dataset
+    results_dataset = _results_dataset(metrics, dataset)
     results_source = _cifar10_source(results_dataset, labels, _counted_whole_split(results_dataset, metrics_files, dataset))
-    # Results on part of a split (training's --max_test_samples, or fewer images than CIFAR-10's split) stay in
-    # the text: the model-index would publish them as the split's accuracy.
-    # An evaluation of part of its split (evaluate_model.py --max_eval_samples) records it, whatever the dataset.
+    # Results on part of a split stay in the text: the model-index would publish them as the split's accuracy.
     sampled = part_of_split(metrics)
-    partial = (metrics_file == "metrics.json" and "max_test_samples" in limits) or bool(sampled) or (
-        results_source is not None and not _whole_cifar10_split(metrics)
-    )
+    partial = _partial(metrics, metrics_file == "metrics.json", limits, results_source)
     results_label = _dataset_label(results_dataset, results_source, _image_format(metrics))
     # The results' images were JPEG when their metrics say so (an older file without the format: when they are
     # training's own copy): a model trained on the JPEG copy and evaluated on the Hub's images has PNG results.
@@ -843,14 +862,24 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     classes_text = f"the {len(labels)} CIFAR-10 classes" if train_source else f"{len(labels)} classes"
     on_text = f" on {results_label}" if results_label != dataset_label else ""
     # Part of a split: its accuracy is not called the split's, in the summary either.
-    scope = (f"accuracy on {sampled} of the {split} split" if sampled else
-             f"accuracy on {metrics['num_examples']:,} images of the {split} split"
-             if partial and isinstance(metrics.get("num_examples"), int) else f"{split} accuracy")
+    scope = _accuracy_name(metrics, partial)
+    headline = f"; {scope}{on_text} **{_pct(accuracy)}**." if accuracy is not None else "."
+    if seen and _number(train_metrics.get("accuracy")):
+        # The evaluation scored images training used: the run's own held-out test accuracy leads, as the measure
+        # of new images, and the evaluation's figure follows with what it overstates.
+        held_dataset = _results_dataset(train_metrics, dataset)
+        held_source = _cifar10_source(held_dataset, labels, _counted_whole_split(held_dataset, metrics_files, dataset))
+        held_label = _dataset_label(held_dataset, held_source, _image_format(train_metrics))
+        held_name = _accuracy_name(train_metrics, _partial(train_metrics, True, limits, held_source))
+        headline = (
+            f"; {held_name}{f' on {held_label}' if held_label != dataset_label else ''} "
+            f"**{_pct(train_metrics['accuracy'])}** (held out, `metrics.json`). Its {scope}{on_text}, {_pct(accuracy)}, "
+            f"is on images the model {seen}, so it overstates how the model does on new ones."
+        )
     summary = (
         f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
         f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "
-        f"{image_size_text}{' greyscale' if arch['num_channels'] == 1 else ''} images into {classes_text}"
-        + (f"; {scope}{on_text} **{_pct(accuracy)}**." if accuracy is not None else ".")
+        f"{image_size_text}{' greyscale' if arch['num_channels'] == 1 else ''} images into {classes_text}{headline}"
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
         pinned = _recipe_part(recipe, "model").get("model_revision")  # --model_revision, if given
