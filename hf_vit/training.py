@@ -197,6 +197,9 @@ class RunArguments:
     )
 
 
+CPUINFO = "/proc/cpuinfo"  # Linux's CPU description (a module name, so that tests can point elsewhere)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX). Without them bf16 autocast is emulated:
     the cpu recipe's training step ran 13x slower than in fp32 on an AVX2-only AMD EPYC (11 vs 146 img/s)."""
@@ -204,7 +207,7 @@ def cpu_has_native_bf16() -> bool:
     if all(callable(probe) for probe in probes):
         return any(probe() for probe in probes)
     try:  # an older torch: ask the kernel
-        flags = Path("/proc/cpuinfo").read_text().split()
+        flags = Path(CPUINFO).read_text().split()
     except OSError:
         return True  # unknown: keep what the recipe asks for
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -1846,18 +1849,26 @@ def training_hardware(training_args: TrainingArguments) -> dict:
 
 
 def _processor_name() -> str:
-    """The CPU's model ("Intel(R) Xeon(R) ..."): /proc/cpuinfo's "model name" on Linux (platform.processor() says
-    only "x86_64" there), else platform.processor(), which may be empty."""
+    """The CPU's model ("Intel(R) Xeon(R) ...", "Apple M2 Pro"): /proc/cpuinfo's "model name" on Linux
+    (platform.processor() says only "x86_64" there); without that file (macOS), sysctl's brand string
+    (platform.processor() says only "arm" on Apple silicon); else platform.processor(), which may be empty."""
     import platform
+    import subprocess
 
     try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as info:
             for line in info:
                 key, _, value = line.partition(":")
                 if key.strip() == "model name" and value.strip():
                     return value.strip()
     except OSError:  # not Linux
-        pass
+        try:  # a name is a nicety: no sysctl, a hang or an error leaves it to platform.processor()
+            found = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], stdin=subprocess.DEVNULL,
+                                   capture_output=True, text=True, errors="replace", timeout=2, check=True)
+            if found.stdout.strip():
+                return found.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     return platform.processor()
 
 

@@ -2564,6 +2564,41 @@ def test_training_and_evaluation_record_their_precision_and_the_card_explains_th
             "precision.") in card
 
 
+def test_the_processor_name_comes_from_cpuinfo_then_sysctl_then_platform(tmp_path, monkeypatch):
+    """metrics.json's hardware name on macOS came from platform.processor(), which says only "arm" on Apple silicon.
+    Without /proc/cpuinfo, `sysctl -n machdep.cpu.brand_string` ("Apple M2 Pro") is asked first now; a missing
+    sysctl, an error, a hang or an empty answer falls back to platform.processor(), silently. Linux keeps
+    /proc/cpuinfo's model name and runs no sysctl."""
+    import platform
+
+    from hf_vit import training
+
+    calls = []
+
+    def sysctl(answer):
+        def run(args, **kwargs):
+            calls.append(args)
+            assert 0 < kwargs["timeout"] <= 5  # a hung sysctl must not hold up training's end
+            if isinstance(answer, BaseException):
+                raise answer
+            return subprocess.CompletedProcess(args, 0, stdout=answer, stderr="")
+        return run
+
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold 6338\nflags\t\t: fpu\n")
+    monkeypatch.setattr(training, "CPUINFO", str(cpuinfo))
+    monkeypatch.setattr(subprocess, "run", sysctl("Apple M2 Pro\n"))
+    assert (training._processor_name(), calls) == ("Intel(R) Xeon(R) Gold 6338", [])
+    monkeypatch.setattr(training, "CPUINFO", str(tmp_path / "absent"))  # macOS: no /proc
+    assert training._processor_name() == "Apple M2 Pro"
+    assert calls == [["sysctl", "-n", "machdep.cpu.brand_string"]]
+    for failure in (FileNotFoundError("sysctl"), subprocess.TimeoutExpired("sysctl", 2),
+                    subprocess.CalledProcessError(1, "sysctl"), " \n"):
+        monkeypatch.setattr(subprocess, "run", sysctl(failure))
+        assert training._processor_name() == "arm", failure
+
+
 def test_a_resume_needs_the_optimizer_state_and_the_same_data_seed(dataset_dir, tmp_path, capsys):
     from hf_vit.training import main
 
