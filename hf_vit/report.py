@@ -4,7 +4,8 @@
 (metrics.json, misclassified.csv, the pictures) and writes report.html: the
 metrics, the per-class table, the summary pictures (embedded as data URIs;
 the confusion matrix's counts also as a table, or its most frequent
-confusions over 100 classes), and one card per mistake,
+confusions over 100 classes; the five most frequent named in a line, each a
+link that filters the cards to it), and one card per mistake,
 sorted by confidence and filterable by true and predicted class with two
 <select>s. The first FIRST_CARDS cards are on the page; the rest wait in a
 <template> that a "Show more" button or a filter brings in. The cards point at
@@ -21,6 +22,7 @@ import html
 import json
 import struct
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -71,7 +73,7 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } .meta { color: #666; margin-top: 0; }
 /* the title and meta line name the model's folder: a long path breaks anywhere rather than widen the page */
-h1, .meta { overflow-wrap: anywhere; }
+h1, .meta, #top-confusions { overflow-wrap: anywhere; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } th { background: #f3f3f3; }
@@ -277,6 +279,27 @@ def _top_confusions_table(metrics: dict, names: list) -> str:
     )
 
 
+# The confusions named in a line under the pictures, each a link that filters the mistake cards to it: the lesson's
+# question "which classes does the model mix up?" answered without reading a classes x classes table.
+CONFUSION_PAIRS = 5
+
+
+def _confusion_pairs(metrics: dict, names: list) -> str:
+    """The CONFUSION_PAIRS most frequent confusions, largest first, each linking to its cards
+    (report.html#true=cat&pred=dog, which the page's filters read); "" when there are none."""
+    matrix = metrics["confusion_matrix"]
+    links = [
+        f'<a href="#{html.escape(urlencode({"true": names[i], "pred": names[j]}))}">{html.escape(names[i])} taken for '
+        f"{html.escape(names[j])}</a> ({count}, {count / sum(matrix[i]):.1%} of {html.escape(names[i])})"
+        for i, j, count in _top_confusions(matrix, CONFUSION_PAIRS)
+    ]
+    if not links:
+        return ""
+    return (
+        f'<p id="top-confusions">Most frequent confusions (each link shows its mistakes below): {", ".join(links)}.</p>'
+    )
+
+
 def _alt(name: str, alt: str, num_classes: int) -> str:
     """A summary picture's alt; the confusion matrix's says that the table below holds only the largest counts."""
     if name == "confusion_matrix.png" and num_classes > FULL_CONFUSION_TABLE:
@@ -411,7 +434,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
         if (output_dir / name).is_file()
     )
     if metrics.get("confusion_matrix") is not None:
-        figures += _confusion_table(metrics, names)
+        figures += _confusion_pairs(metrics, names) + _confusion_table(metrics, names)
     options = '<option value="">(any)</option>' + "".join(f'<option value="{e(n)}">{e(n)}</option>' for n in names)
     note = metrics.get("evaluation", {}).get("attention_note")
     key, maps, no_map = _attention_key(metrics), _attention_maps(metrics), _no_map_reason(metrics)

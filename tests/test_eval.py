@@ -1301,6 +1301,34 @@ def test_a_report_of_many_classes_lists_the_most_frequent_confusions_instead_of_
     assert "No confusions: every image was classified as its true class." in page
 
 
+def test_a_report_names_the_most_frequent_confusions_each_a_link_that_filters_the_cards_to_it(tmp_path):
+    """The lesson's last goal is to study the failures: which classes does the model mix up? The report answered
+    only in a classes x classes table folded away. Now a line under the pictures names the five largest confusions,
+    largest first, each linking to report.html#true=...&pred=..., which the page's filters read (names escaped)."""
+    from urllib.parse import parse_qs
+
+    (tmp_path / "misclassified.csv").write_text("index\n")
+    confusions = [(3, 5, 4), (5, 3, 2), (9, 1, 3), (2, 0, 1), (4, 7, 1), (6, 8, 1)]
+    metrics = metrics_of_classes(10, confusions)
+    names = metrics["labels"] = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "t-shirt & top", "ship", "truck"]
+    metrics["per_class"] = dict(zip(names, metrics["per_class"].values()))
+    root = parse_page(write_report(tmp_path, metrics=metrics).read_text())
+    line = find_all(root, "p", id="top-confusions")[0]
+    links = find_all(line, "a")
+    assert [a["text"] for a in links] == [
+        "cat taken for dog", "truck taken for car", "dog taken for cat", "bird taken for plane",
+        "deer taken for t-shirt & top",
+    ]
+    assert [parse_qs(a["attrs"]["href"].removeprefix("#")) for a in links][-1] == {"true": ["deer"],
+                                                                                    "pred": ["t-shirt & top"]}
+    assert "cat taken for dog (4, 40.0% of cat)" in line["text"]
+    options = {o["attrs"]["value"] for o in find_all(root, "select", id="filter-pred")[0]["children"]}
+    assert {parse_qs(a["attrs"]["href"][1:])["pred"][0] for a in links} <= options  # the filter can take each
+    # none confused: no line
+    page = write_report(tmp_path, metrics=metrics_of_classes(10)).read_text()
+    assert 'id="top-confusions"' not in page
+
+
 def png_size(path):
     with Image.open(path) as im:
         return im.size
