@@ -328,7 +328,8 @@ def draw_pos_similarity(similarity: np.ndarray, grid_size, cell: int | None = No
         [
             "tile (r,c): cosine similarity of patch (r,c)'s positional embedding with every patch's "
             "([CLS] left out).",
-            "-1 blue, 0 white, +1 red; the red cell is the patch itself.",
+            "-1 blue, 0 white, +1 red; in tile (r,c), cell (r,c) is the patch itself (always +1); other red cells "
+            "are positions embedded alike.",
         ],
     )
 
@@ -435,8 +436,8 @@ def draw_feature_norms(norms: np.ndarray, grid_size, cell: int | None = None) ->
     col_labels = ["emb"] + [f"L{s}" for s in range(1, stages)]
     canvas = _labelled_grid(tiles, [""], col_labels)
     return _with_footer(canvas, [
-        f"norm of each patch token after each block (blue 0 -> yellow {vmax:.2f}); each block adds its "
-        "output to this residual stream, which no LayerNorm rescales",
+        f"norm of each patch token after the embeddings (emb) and after each block (L1..L{stages - 1}) (blue 0 -> "
+        f"yellow {vmax:.2f}); each block adds its output to this residual stream, which no LayerNorm rescales",
         "[CLS] norms: " + ", ".join(f"{name} {norms[s, 0]:.2f}" for s, name in enumerate(col_labels)),
     ])
 

@@ -260,6 +260,25 @@ def test_token_norms_follow_the_residual_stream():
         np.testing.assert_allclose(norms[stage], want, rtol=1e-6)
 
 
+def test_the_similarity_and_norm_captions_say_what_every_tile_and_cell_is(monkeypatch):
+    """pos_similarity.png said "the red cell is the patch itself", but a trained model's tiles hold a red blob of
+    neighbours (the README's point): now it says which cell is the patch and what other red cells mean.
+    feature_norms.png said "after each block" over a first tile that is the embeddings': now it names both."""
+    from hf_vit import teaching
+
+    captions = []
+    footer = teaching._with_footer
+    monkeypatch.setattr(teaching, "_with_footer", lambda image, lines: captions.append(" ".join(lines)) or footer(image, lines))
+    grid = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(16, 2)
+    similarity = torch.exp(-torch.cdist(grid, grid)).numpy()  # trained-like: neighbours alike, so several red cells
+    teaching.draw_pos_similarity(similarity, (4, 4))
+    teaching.draw_feature_norms(np.ones((3, 17)), (4, 4))
+    similarity_caption, norms_caption = captions
+    assert "the red cell is" not in similarity_caption
+    assert "cell (r,c) is the patch itself (always +1); other red cells are positions embedded alike" in similarity_caption
+    assert "after the embeddings (emb) and after each block (L1..L2)" in norms_caption
+
+
 # ---------------------------------------------------------------------------
 # The script, end to end
 # ---------------------------------------------------------------------------
