@@ -4,7 +4,8 @@ out here: NumPy loops and formulas from the definitions, never the package's own
 - attention: each layer's softmax(q k^T / sqrt(dim_head)) recomputed from the weights, then the maps into what
   the head reads ([CLS]'s row, or all rows averaged for pool="mean"), head by head and averaged, and the rollout
   ((A + I) / 2 per layer, heads averaged, later layers on the left), on a non-square image with non-square patches;
-- positional-embedding similarity, token norms, where each token's map is drawn;
+- positional-embedding similarity, token norms, where each token's map is drawn; without positions, shuffled
+  patches give the same logits (attention is order-blind);
 - crop, flip, erasing, Mixup and CutMix: per image, within bounds, seeded, on non-square and 1-channel images;
 - accuracy, top-k with ties, per-class precision/recall/F1 and the macro means, against a hand computation.
 """
@@ -126,6 +127,29 @@ def test_positional_similarity_and_token_norms_recomputed():
     for stage, h in enumerate(result["hidden_states"]):
         h = h[0].double().numpy()
         np.testing.assert_allclose(norms[stage], np.sqrt((h * h).sum(-1)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_without_positions_the_model_sees_a_bag_of_patches(pool):
+    """The README's goal 2: attention is order-blind. Shuffle an image's patches (by hand, block by block): with
+    the learned positions the prediction changes; with them zeroed the logits are the same and every final patch
+    token is the one of its patch, moved with it; [CLS] alone cannot tell the orders apart."""
+    model = random_model(pool)
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 3, 12, 20))
+    perm = rng.permutation(40)  # new patch k is old patch perm[k], on the 4 x 10 grid of 3 x 2 patches
+    blocks = [image[:, :, r * 3:(r + 1) * 3, c * 2:(c + 1) * 2] for r in range(4) for c in range(10)]
+    shuffled = np.concatenate([np.concatenate([blocks[perm[r * 10 + c]] for c in range(10)], -1)
+                               for r in range(4)], -2)
+    image, shuffled = torch.from_numpy(image).float(), torch.from_numpy(shuffled).float()
+    with torch.no_grad():
+        assert not torch.allclose(model(image).logits, model(shuffled).logits, atol=1e-4)
+        model.vit.embeddings.pos_embedding.zero_()
+        before, after = model(image, output_hidden_states=True), model(shuffled, output_hidden_states=True)
+    torch.testing.assert_close(after.logits, before.logits, atol=1e-4, rtol=1e-4)
+    last_before, last_after = before.hidden_states[-1][0], after.hidden_states[-1][0]
+    torch.testing.assert_close(last_after[1:], last_before[1 + torch.from_numpy(perm)], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(last_after[0], last_before[0], atol=1e-4, rtol=1e-4)
 
 
 def test_a_patch_is_the_token_its_grid_cell_numbers_and_its_map_is_drawn_in_that_cell():
