@@ -40,9 +40,11 @@ class Given:
     command_line: dict
     config_file: set = field(default_factory=set)
     recipe: set = field(default_factory=set)
+    followed: dict = field(default_factory=dict)  # a setting that followed another: that one's level
 
     def level(self, name: str) -> int:
-        return 3 if name in self.command_line else 2 if name in self.config_file else 1 if name in self.recipe else 0
+        said = 3 if name in self.command_line else 2 if name in self.config_file else 1 if name in self.recipe else 0
+        return max(said, self.followed.get(name, 0))
 
 
 def _text(value) -> str:
@@ -159,7 +161,34 @@ def settle_evaluation(asked, given: Given, notes: list) -> dict:
             "--save_strategy best saves a checkpoint when an evaluation finds a new best, but --eval_strategy no "
             "evaluates none: pass --eval_strategy epoch (or steps), or another --save_strategy."
         )
-    return matching_checkpoints(asked, given, notes)
+    changes = strategies_for_steps(asked, given, notes)
+    for name, value in changes.items():
+        setattr(asked, name, value)
+    return changes | matching_checkpoints(asked, given, notes)
+
+
+# A number of steps and the strategy it counts under: the Trainer reads it only under `steps`.
+STEP_FLAGS = {"eval_steps": "eval_strategy", "save_steps": "save_strategy", "logging_steps": "logging_strategy"}
+
+
+def strategies_for_steps(asked, given: Given, notes: list) -> dict:
+    """`--eval_steps 100` beside our default (or a recipe's) --eval_strategy epoch was ignored without a word: the
+    run evaluated once an epoch. A number of steps given above its strategy makes it `steps` (a note says so); a
+    strategy given above the steps wins over them, as any higher level does; the two given together (a command
+    line that overrides the strategy of its own flags) keep the strategy, and a note says the steps go unused."""
+    changes = {}
+    for steps, strategy in STEP_FLAGS.items():
+        value, count = _text(getattr(asked, strategy)), _text(getattr(asked, steps))
+        if value == "steps" or given.level(steps) < given.level(strategy) or not given.level(steps):
+            continue
+        if given.level(steps) == given.level(strategy):
+            notes.append(f"--{steps} {count} goes unused: it counts only under --{strategy} steps, and --{strategy} "
+                         f"is {value}.")
+            continue
+        changes[strategy] = "steps"
+        given.followed[strategy] = given.level(steps)
+        notes.append(f"--{strategy} steps follows --{steps} {count} (the {value} strategy would ignore it).")
+    return changes
 
 
 def without_validation(asked, given: Given, notes: list) -> dict:

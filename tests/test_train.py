@@ -603,6 +603,27 @@ def test_fp16_against_a_recipes_bf16_names_where_each_was_set():
         parse_args(["--preset", "tiny", "--fp16", "true", "--bf16", "true"])
 
 
+def test_a_number_of_steps_given_alone_brings_its_strategy_along():
+    """`--recipe cpu --eval_steps 20` (or `--save_steps 20`) kept the recipe's (or train.py's default) epoch strategy,
+    under which the Trainer ignores the steps without a word: the run evaluated once an epoch. Now the strategy
+    follows the steps given above it, with a note; given together, the strategy stays and a note says so."""
+    for recipe in (["--recipe", "cpu"], ["--preset", "tiny"]):
+        for steps in ("eval_steps", "save_steps"):
+            args = parse_args([*recipe, f"--{steps}", "20", "--output_dir", "runs/x"])[3]
+            assert (args.eval_strategy.value, args.eval_steps, args.save_strategy.value, args.save_steps) == (
+                "steps", 20, "steps", 20)  # fmt: skip
+            kind = steps.removesuffix("_steps")
+            assert args._hf_vit_notes[0] == (f"--{kind}_strategy steps follows --{steps} 20 (the epoch strategy "
+                                             "would ignore it).")  # fmt: skip
+    # a strategy given above a recipe's steps overrides them, as any flag overrides a recipe
+    args = parse_args(["--recipe", "cpu", "--logging_strategy", "epoch", "--output_dir", "runs/x"])[3]
+    assert args.logging_strategy.value == "epoch"
+    # both given: the strategy stays, and a note says the steps go unused
+    args = parse_args(["--preset", "tiny", "--eval_strategy", "epoch", "--eval_steps", "20", "--output_dir", "runs/x"])[3]
+    assert args.eval_strategy.value == "epoch" and args._hf_vit_notes == [
+        "--eval_steps 20 goes unused: it counts only under --eval_strategy steps, and --eval_strategy is epoch."]
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
