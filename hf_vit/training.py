@@ -967,6 +967,27 @@ def check_trainer_flags(training_args: TrainingArguments, run_args) -> None:
         kwargs = dict(args.lr_scheduler_kwargs or {})
         kwargs.setdefault("mode", "max" if args.greater_is_better else "min")
         args.lr_scheduler_kwargs = kwargs
+    check_scheduler(args)
+
+
+def check_scheduler(args: TrainingArguments) -> None:
+    """The Trainer builds the learning-rate schedule at its first step, after the data is decoded: a schedule that
+    needs --lr_scheduler_kwargs (cosine_with_min_lr's min_lr, warmup_stable_decay's num_decay_steps) or is given
+    one it does not take stopped there in a traceback. Built now, as the Trainer will, on a stand-in optimizer."""
+    from transformers import get_scheduler
+
+    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=args.learning_rate or 1.0)
+    try:
+        get_scheduler(args.lr_scheduler_type, optimizer=stand_in, num_warmup_steps=args.get_warmup_steps(100),
+                      num_training_steps=100, scheduler_specific_kwargs=args.lr_scheduler_kwargs)  # fmt: skip
+    except (TypeError, ValueError) as err:
+        schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        kwargs = json.dumps(args.lr_scheduler_kwargs) if args.lr_scheduler_kwargs else "none"
+        raise SetupError(
+            f"--lr_scheduler_type {schedule} with --lr_scheduler_kwargs {kwargs}: {str(err).strip().splitlines()[0]}. "
+            "Pass the schedule's own arguments as --lr_scheduler_kwargs '{\"name\": value}' (e.g. "
+            "cosine_with_min_lr: '{\"min_lr_rate\": 0.1}'), or another --lr_scheduler_type."
+        ) from None
 
 
 def check_best_metric_for_classes(metric_for_best_model: str | None, num_labels: int) -> None:
