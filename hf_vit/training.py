@@ -44,6 +44,7 @@ from .training_flags import (
     SetupError,
     advice_for_unknown,
     check_one_precision,
+    check_push_flags,
     check_validation_size,
     check_what_runs,
     flags_given,
@@ -374,6 +375,7 @@ def parse_args(argv=None):
             ) from None
         raise SetupError(str(err).strip()) from None
     check_what_runs(asked, given, training_args.eval_strategy)
+    check_push_flags(given)
     if training_args.remove_unused_columns:  # only a flag or file sets it (our default is false); train() turns it off
         raise SetupError(
             "--remove_unused_columns true would drop the image and label columns (the model's forward names "

@@ -349,3 +349,20 @@ def check_one_precision(asked, given: Given, where: dict) -> None:
         f"{as_written('fp16', fp16)} and {as_written('bf16', bf16)} each ask for a mixed precision, and a run trains in "
         f"one: pass --{drop} false as well to train in {keep}{gpu}, or leave --{keep} out."
     )
+
+
+# Flags that only say where and how --push_to_hub pushes.
+PUSH_FLAGS = ("hub_model_id", "hub_private_repo", "hub_revision", "hub_strategy", "hub_always_push")
+
+
+def check_push_flags(given: Given) -> None:
+    """`--hub_model_id you/name` without --push_to_hub trained for hours and pushed nothing, without a word (the
+    Trainer reads the Hub flags only when pushing). Refused where --push_to_hub was not given at all; a --push_to_hub
+    false given anywhere keeps a recipe's Hub settings quiet."""
+    named = [f"--{name}" for name in PUSH_FLAGS if given.level(name)]
+    if named and not given.level("push_to_hub"):
+        raise SetupError(
+            f"{' and '.join(named)} {'says' if len(named) == 1 else 'say'} where to push, but --push_to_hub is off, so "
+            "nothing would be pushed: add --push_to_hub true (the finished folder goes up once, at the end), or leave "
+            f"{'it' if len(named) == 1 else 'them'} out and push later with scripts/push_to_hub.py."
+        )

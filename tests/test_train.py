@@ -647,6 +647,21 @@ def test_a_schedule_missing_its_arguments_is_refused_before_the_data(tiny, tmp_p
     check_trainer_flags(args, run_args)  # its arguments given: accepted
 
 
+def test_hub_flags_without_push_to_hub_are_refused_not_ignored(tmp_path):
+    """`--hub_model_id you/name` (or --hub_private_repo, --hub_revision) without --push_to_hub trained the whole run
+    and pushed nothing, without a word. Now refused at once; a --push_to_hub false given anywhere keeps them."""
+    with pytest.raises(SetupError, match=r"^--hub_model_id and --hub_private_repo say where to push, but --push_to_hub "
+                       r"is off, so nothing would be pushed: add --push_to_hub true \(the finished folder goes up "
+                       r"once, at the end\), or leave them out and push later with scripts/push_to_hub\.py\.$"):
+        parse_args(["--recipe", "cpu", "--hub_model_id", "me/vit", "--hub_private_repo", "true"])
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("hub_model_id: me/vit\n")
+    with pytest.raises(SetupError, match=r"^--hub_model_id says where to push"):
+        parse_args(["--preset", "tiny", "--config_file", str(mine)])
+    args = parse_args(["--preset", "tiny", "--config_file", str(mine), "--push_to_hub", "false"])[3]
+    assert args.hub_model_id == "me/vit" and not args.push_to_hub
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
