@@ -108,6 +108,19 @@ REMOVED_TRAINER_FLAGS = {
     "--group_by_length": "it is --train_sampling_strategy group_by_length now, which groups texts by length; every "
                          "image here has the same size, so leave it out",
     "--include_inputs_for_metrics": "pass --include_for_metrics inputs",
+    "--save_safetensors": "checkpoints and models are always safetensors now: leave it out",
+    "--use_mps_device": "the Trainer takes an Apple GPU by itself: leave it out (--use_cpu true keeps to the CPU)",
+    "--fp16_backend": "mixed precision runs through torch's autocast: leave it out",
+    "--half_precision_backend": "mixed precision runs through torch's autocast: leave it out",
+    "--push_to_hub_token": "pass --hub_token",
+}  # fmt: skip
+
+# Everyday names of training scripts, whose nearest flag by spelling is another setting (--batch_size is one
+# letter from --patch_size, --eval_batch_size from nothing near): the flag that does their work.
+EVERYDAY_NAMES = {
+    "--batch_size": "--per_device_train_batch_size", "--train_batch_size": "--per_device_train_batch_size",
+    "--eval_batch_size": "--per_device_eval_batch_size", "--lr": "--learning_rate", "--epochs": "--num_train_epochs",
+    "--num_epochs": "--num_train_epochs", "--steps": "--max_steps", "--wd": "--weight_decay",
 }  # fmt: skip
 
 
@@ -137,7 +150,8 @@ def unknown_flag_message(token: str, options) -> str:
             shown = "0.1"
         advice = REMOVED_TRAINER_FLAGS[flag].format(value=shown)
         return f"unknown flag {flag} (transformers 5 removed it from TrainingArguments): {advice}."
-    close = difflib.get_close_matches(flag, sorted(options), n=1, cutoff=0.75)
+    close = [EVERYDAY_NAMES[flag]] if flag in EVERYDAY_NAMES else difflib.get_close_matches(flag, sorted(options), n=1,
+                                                                                         cutoff=0.75)  # fmt: skip
     hint = f" Did you mean {close[0]}?" if close else ""
     return f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags."
 

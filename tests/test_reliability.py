@@ -993,6 +993,12 @@ def test_trainer_flags_that_transformers_5_removed_say_what_to_pass_now(tmp_path
         (["--group_by_length", "true"], "it is --train_sampling_strategy group_by_length now, which groups texts by "
                                         "length; every image here has the same size, so leave it out"),
         (["--include_inputs_for_metrics", "true"], "pass --include_for_metrics inputs"),
+        # these met 'unknown flag', or a wrong guess: --fp16_backend 'Did you mean --ddp_backend?'
+        (["--save_safetensors", "false"], "checkpoints and models are always safetensors now: leave it out"),
+        (["--fp16_backend", "amp"], "mixed precision runs through torch's autocast: leave it out"),
+        (["--use_mps_device"], "the Trainer takes an Apple GPU by itself: leave it out (--use_cpu true keeps to the "
+                               "CPU)"),
+        (["--push_to_hub_token", "hf_x"], "pass --hub_token"),
     ]:  # fmt: skip
         with pytest.raises(SetupError) as refused:
             parse_args(["--output_dir", str(tmp_path / "out"), *flags])

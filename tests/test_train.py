@@ -662,6 +662,17 @@ def test_hub_flags_without_push_to_hub_are_refused_not_ignored(tmp_path):
     assert args.hub_model_id == "me/vit" and not args.push_to_hub
 
 
+def test_everyday_flag_names_are_pointed_to_the_flag_that_does_their_work():
+    """`--batch_size 64` met 'Did you mean --patch_size?' (the nearest by spelling: a model shape flag),
+    --eval_batch_size the same, --train_batch_size '--auto_find_batch_size', and --lr and --epochs no hint at all."""
+    for flag, meant in [("--batch_size", "--per_device_train_batch_size"), ("--eval_batch_size",
+                        "--per_device_eval_batch_size"), ("--train_batch_size", "--per_device_train_batch_size"),
+                        ("--lr", "--learning_rate"), ("--epochs", "--num_train_epochs")]:  # fmt: skip
+        with pytest.raises(SetupError) as refused:
+            parse_args(["--recipe", "cpu", flag, "8"])
+        assert str(refused.value) == f"unknown flag {flag}. Did you mean {meant}? See `scripts/train.py --help` for the flags."
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
