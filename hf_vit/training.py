@@ -49,6 +49,7 @@ from .training_flags import (
     check_what_runs,
     flags_given,
     settle_evaluation,
+    stray_value_message,
     unknown_flag_message,
 )
 
@@ -361,7 +362,9 @@ def parse_args(argv=None):
     notes = []
     # What was asked for, before TrainingArguments' own checks run on it: settle how evaluation and checkpoints
     # fit together first, so that those checks never blame a flag the user left alone.
-    asked, _ = parser.parse_known_args(rest)
+    asked, stray = parser.parse_known_args(rest)
+    if stray:
+        raise SetupError(stray_value_message(rest, stray[0], options))
     parser.set_defaults(**settle_evaluation(asked, given, notes))
     check_one_precision(asked, given, {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"})
     try:

@@ -156,6 +156,28 @@ def unknown_flag_message(token: str, options) -> str:
     return f"unknown flag {flag}.{hint} See `scripts/train.py --help` for the flags."
 
 
+def stray_value_message(tokens, stray: str, options) -> str:
+    """A word argparse left over (HfArgumentParser said only "Some specified arguments are not used by the
+    HfArgumentParser: ['5']"): a one-dash flag, or one value too many after a flag that takes one."""
+    if stray.startswith("-"):
+        double = f"--{stray.lstrip('-')}"
+        meant = [double] if double in options else [EVERYDAY_NAMES[double]] if double in EVERYDAY_NAMES else (
+            difflib.get_close_matches(double, sorted(options), n=1, cutoff=0.75))  # fmt: skip
+        hint = f" (did you mean {meant[0]}?)" if meant else ""
+        return f"unknown flag {stray}: the flags here start with two dashes{hint}. See `scripts/train.py --help`."
+    at = tokens.index(stray)
+    token = next((token for token in reversed(tokens[:at]) if token.startswith("--")), None)
+    if token is None:
+        return f"{stray!r} is no flag: every argument here is a --flag (value), e.g. --learning_rate 1e-3."
+    flag, has_value, value = token.partition("=")
+    given = [value] if has_value else tokens[tokens.index(token) + 1:at]
+    took = f" took {', '.join(repr(v) for v in given)} and" if given else ""
+    several = (" (several loggers: list them in a --config_file, `report_to: [tensorboard, wandb]`)"
+               if flag == "--report_to" else "")  # fmt: skip
+    return (f"{stray!r} after {flag} is one value too many: {flag}{took} takes no more{several}. Remove it, or put "
+            "its flag in front of it.")
+
+
 def advice_for_unknown(flag: str, value) -> str:
     """unknown_flag_message for a name of transformers 4 or of run_image_classification.py (a recipe file's key
     too), else ''."""

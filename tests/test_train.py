@@ -693,6 +693,24 @@ def test_torch_compile_without_a_cpp_compiler_is_refused_before_the_data(tiny, t
     assert not (tmp_path / "out").exists()
 
 
+def test_a_value_too_many_or_a_one_dash_flag_names_the_flag():
+    """`--report_to none tensorboard`, `--learning_rate 1e-3 5` or `-lr 1e-3` met HfArgumentParser's "Some specified
+    arguments are not used by the HfArgumentParser: ['tensorboard']", which names no flag and no fix."""
+    for flags, message in [
+        (("--report_to", "none", "tensorboard"), "'tensorboard' after --report_to is one value too many: --report_to "
+                                                 "took 'none' and takes no more (several loggers: list them in a "
+                                                 "--config_file, `report_to: [tensorboard, wandb]`). Remove it, or put "
+                                                 "its flag in front of it."),
+        (("--learning_rate=1e-3", "5"), "'5' after --learning_rate is one value too many: --learning_rate took '1e-3' "
+                                        "and takes no more. Remove it, or put its flag in front of it."),
+        (("-lr", "1e-3"), "unknown flag -lr: the flags here start with two dashes (did you mean --learning_rate?). See "
+                          "`scripts/train.py --help`."),
+    ]:  # fmt: skip
+        with pytest.raises(SetupError) as refused:
+            parse_args(["--preset", "tiny", *flags])
+        assert str(refused.value) == message
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
