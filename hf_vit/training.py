@@ -48,6 +48,7 @@ from .training_flags import (
     check_validation_size,
     check_what_runs,
     flags_given,
+    note_unlimited_checkpoints,
     settle_evaluation,
     stray_value_message,
     unknown_flag_message,
@@ -366,6 +367,7 @@ def parse_args(argv=None):
     if stray:
         raise SetupError(stray_value_message(rest, stray[0], options))
     parser.set_defaults(**settle_evaluation(asked, given, notes))
+    note_unlimited_checkpoints(asked, given, notes)
     check_one_precision(asked, given, {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"})
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)

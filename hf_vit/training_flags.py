@@ -402,3 +402,11 @@ def check_push_flags(given: Given) -> None:
             "nothing would be pushed: add --push_to_hub true (the finished folder goes up once, at the end), or leave "
             f"{'it' if len(named) == 1 else 'them'} out and push later with scripts/push_to_hub.py."
         )
+
+
+def note_unlimited_checkpoints(asked, given: Given, notes: list) -> None:
+    """The Trainer reads --save_total_limit 0 (or below) as no limit: every checkpoint stays, where the number reads
+    as "keep none". It is the one way to lift train.py's default of 2 (a flag cannot say None), so it stays, said."""
+    if given.level("save_total_limit") and asked.save_total_limit is not None and asked.save_total_limit <= 0:
+        notes.append(f"--save_total_limit {asked.save_total_limit} keeps every checkpoint (the Trainer reads 0 and "
+                     "below as no limit); --save_strategy no saves none, and N keeps the newest N (and the best).")

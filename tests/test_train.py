@@ -711,6 +711,16 @@ def test_a_value_too_many_or_a_one_dash_flag_names_the_flag():
         assert str(refused.value) == message
 
 
+def test_save_total_limit_0_says_it_keeps_every_checkpoint():
+    """`--save_total_limit 0` reads as "keep none", but the Trainer reads 0 (and below) as no limit and kept every
+    checkpoint, without a word. It stays the way to lift train.py's default of 2; a note says what it does."""
+    args = parse_args(["--recipe", "cpu", "--save_total_limit", "0"])[3]
+    assert args.save_total_limit == 0 and args._hf_vit_notes == [
+        "--save_total_limit 0 keeps every checkpoint (the Trainer reads 0 and below as no limit); --save_strategy no "
+        "saves none, and N keeps the newest N (and the best)."]  # fmt: skip
+    assert parse_args(["--recipe", "cpu", "--save_total_limit", "1"])[3]._hf_vit_notes == []
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
