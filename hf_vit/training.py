@@ -1246,6 +1246,14 @@ def check_batches(resume, saved: dict, fingerprint: dict, state: dict) -> None:
     )
 
 
+def _step_words(args: TrainingArguments) -> str:
+    """The images of one optimizer step, and what makes them: the learning rate and the schedule's steps go by it,
+    and the Trainer says it only at its info level."""
+    per_process, accumulation, processes = args.train_batch_size, args.gradient_accumulation_steps, args.world_size
+    return (f"{per_process * accumulation * processes} images per optimizer step ({per_process} per process x "
+            f"{accumulation} accumulated x {processes} process(es))")
+
+
 def _step(schedule: dict, process_batch: int) -> dict:
     """What one optimiser step is made of: `process_batch` images in each pass of each process (per device x the
     GPUs it sees), accumulated over as many passes."""
@@ -1706,7 +1714,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
             f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on "
             f"{_device_name(training_args.device)}; "
-            f"{model.config._attn_implementation} attention, {precision}",
+            f"{model.config._attn_implementation} attention, {precision}; {_step_words(training_args)}",
             flush=True,
         )
         changes = resume_changes(resume, trainer.run_fingerprint) if resume is not None and not finished else []

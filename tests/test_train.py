@@ -721,6 +721,17 @@ def test_save_total_limit_0_says_it_keeps_every_checkpoint():
     assert parse_args(["--recipe", "cpu", "--save_total_limit", "1"])[3]._hf_vit_notes == []
 
 
+def test_the_start_line_says_the_images_of_an_optimizer_step(tiny, tmp_path, capsys):
+    """With --gradient_accumulation_steps the images per optimizer step (what the learning rate and the schedule's
+    steps go by) were said nowhere: the Trainer logs its 'Total train batch size' only at the info level, and the
+    start line named the processes and threads but not the batch."""
+    assert main(tiny_args(tiny, tmp_path / "out", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps",
+                          "2", "--max_steps", "1", "--validation_size", "0", "--eval_strategy", "no", "--save_strategy",
+                          "no")) == 0  # fmt: skip
+    assert ("1 process(es), 1 thread(s) each on cpu; sdpa attention, fp32; 16 images per optimizer step (8 per process "
+            "x 2 accumulated x 1 process(es))\n") in capsys.readouterr().out
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
