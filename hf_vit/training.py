@@ -1594,6 +1594,12 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         )
     # The model to fine-tune is read before anything of --output_dir is cleared: it may not lie in there.
     start = load_start(model_args, output_dir) if model_args.model_name_or_path else None
+    if training_args.resume_from_checkpoint not in (None, "") and run_args.overwrite_output_dir:
+        # a resume never clears the folder: the flag was ignored without a word, and the run continued
+        raise SetupError(
+            f"--overwrite_output_dir true deletes the earlier run in {str(output_dir)!r} to start afresh, and "
+            f"--resume_from_checkpoint {training_args.resume_from_checkpoint} continues it: pass one of the two."
+        )
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
     if resume is None:  # refused now, before the data is read; deleted once this run's data and settings pass
         clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0, delete=False)

@@ -732,6 +732,18 @@ def test_the_start_line_says_the_images_of_an_optimizer_step(tiny, tmp_path, cap
             "x 2 accumulated x 1 process(es))\n") in capsys.readouterr().out
 
 
+def test_overwrite_output_dir_with_a_resume_is_refused_not_ignored(tiny, tmp_path, capsys):
+    """--resume_from_checkpoint last with --overwrite_output_dir true continued the earlier run without a word (a
+    resume never clears the folder), where the flag asks to delete it and start afresh. Now one line, before the
+    checkpoint is looked for."""
+    out = tmp_path / "out"
+    assert main(tiny_args(tiny, out, "--resume_from_checkpoint", "last", "--overwrite_output_dir", "true")) == 2
+    assert capsys.readouterr().err == (
+        f"train.py: error: --overwrite_output_dir true deletes the earlier run in {str(out)!r} to start afresh, and "
+        "--resume_from_checkpoint last continues it: pass one of the two.\n")
+    assert not out.exists()
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
