@@ -410,3 +410,30 @@ def note_unlimited_checkpoints(asked, given: Given, notes: list) -> None:
     if given.level("save_total_limit") and asked.save_total_limit is not None and asked.save_total_limit <= 0:
         notes.append(f"--save_total_limit {asked.save_total_limit} keeps every checkpoint (the Trainer reads 0 and "
                      "below as no limit); --save_strategy no saves none, and N keeps the newest N (and the best).")
+
+
+def settle_direction(asked, given: Given, notes: list) -> dict:
+    """--greater_is_better against --metric_for_best_model's own direction (accuracy and F1 best highest, a loss
+    lowest) keeps the worst checkpoint as the best. Given below the metric (a config file's `greater_is_better:
+    false` for its loss, then --metric_for_best_model accuracy on the command line), it was kept, without a word:
+    now it follows the metric, with a note. Given with the metric or above it: refused, naming both."""
+    metric = asked.metric_for_best_model
+    if asked.greater_is_better is None or not metric:
+        return {}
+    higher = not metric.removeprefix("eval_").endswith("loss")
+    if _as_bool(asked.greater_is_better) == higher:
+        return {}
+    direction = "highest" if higher else "lowest"
+    if given.level("greater_is_better") < given.level("metric_for_best_model"):
+        notes.append(f"--greater_is_better follows --metric_for_best_model {metric} ({direction} is best).")
+        return {"greater_is_better": None}
+    raise SetupError(
+        f"--metric_for_best_model {metric} is best when {direction}, and --greater_is_better "
+        f"{_text(_as_bool(asked.greater_is_better))} would keep the worst checkpoint as the best: leave "
+        "--greater_is_better out (it follows the metric)."
+    )
+
+
+def _as_bool(value) -> bool:
+    """A bool flag's value as argparse or a recipe file gives it (True, 'false', ...)."""
+    return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")

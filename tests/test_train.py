@@ -744,6 +744,22 @@ def test_overwrite_output_dir_with_a_resume_is_refused_not_ignored(tiny, tmp_pat
     assert not out.exists()
 
 
+def test_greater_is_better_against_the_metric_follows_it_or_is_refused(tmp_path):
+    """A config file's `greater_is_better: false` (for its loss) stayed when the command line chose
+    --metric_for_best_model accuracy: the run kept the least accurate checkpoint as the best, without a word. Now it
+    follows the metric given above it, with a note; the two given together against each other: one line."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("metric_for_best_model: loss\ngreater_is_better: false\n")
+    args = parse_args(["--preset", "tiny", "--config_file", str(mine), "--metric_for_best_model", "accuracy"])[3]
+    assert args.greater_is_better is True and args._hf_vit_notes == [
+        "--greater_is_better follows --metric_for_best_model accuracy (highest is best)."]
+    assert parse_args(["--preset", "tiny", "--config_file", str(mine)])[3].greater_is_better is False  # its own loss
+    with pytest.raises(SetupError, match=r"^--metric_for_best_model accuracy is best when highest, and "
+                       r"--greater_is_better false would keep the worst checkpoint as the best: leave "
+                       r"--greater_is_better out \(it follows the metric\)\.$"):
+        parse_args(["--recipe", "cpu", "--greater_is_better", "false"])
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
