@@ -51,6 +51,7 @@ from .training_flags import (
     note_unlimited_checkpoints,
     settle_direction,
     settle_evaluation,
+    settle_warmup,
     stray_value_message,
     unknown_flag_message,
 )
@@ -369,7 +370,7 @@ def parse_args(argv=None):
         raise SetupError(stray_value_message(rest, stray[0], options))
     parser.set_defaults(**settle_evaluation(asked, given, notes))
     note_unlimited_checkpoints(asked, given, notes)
-    parser.set_defaults(**settle_direction(asked, given, notes))
+    parser.set_defaults(**settle_direction(asked, given, notes), **settle_warmup(asked, given, notes))
     check_one_precision(asked, given, {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"})
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)

@@ -437,3 +437,25 @@ def settle_direction(asked, given: Given, notes: list) -> dict:
 def _as_bool(value) -> bool:
     """A bool flag's value as argparse or a recipe file gives it (True, 'false', ...)."""
     return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
+
+
+# Learning-rate schedules that take no warmup: transformers' get_scheduler builds them without num_warmup_steps.
+WITHOUT_WARMUP = ("constant", "reduce_lr_on_plateau", "greedy")
+
+
+def settle_warmup(asked, given: Given, notes: list) -> dict:
+    """--lr_scheduler_type constant (or reduce_lr_on_plateau, greedy) ignores --warmup_steps without a word, and the
+    run recorded a warmup it never did. A recipe's warmup under a schedule given above it goes to 0, with a note; a
+    warmup given with the schedule or above it is refused, naming the schedule that has one."""
+    schedule = _text(asked.lr_scheduler_type)
+    if schedule not in WITHOUT_WARMUP or not asked.warmup_steps:
+        return {}
+    warmup = _text(asked.warmup_steps)
+    instead = "constant_with_warmup" if schedule == "constant" else None
+    if given.level("warmup_steps") < given.level("lr_scheduler_type"):
+        keep = f" (--lr_scheduler_type {instead} keeps it)" if instead else ""
+        notes.append(f"--lr_scheduler_type {schedule} has no warmup: warmup_steps {warmup} does not apply{keep}.")
+        return {"warmup_steps": 0}
+    fix = f"pass --lr_scheduler_type {instead}, or leave --warmup_steps out" if instead else "leave --warmup_steps out"
+    raise SetupError(f"--warmup_steps {warmup} asks for a warmup, and --lr_scheduler_type {schedule} has none (the "
+                     f"Trainer would ignore it): {fix}.")

@@ -760,6 +760,21 @@ def test_greater_is_better_against_the_metric_follows_it_or_is_refused(tmp_path)
         parse_args(["--recipe", "cpu", "--greater_is_better", "false"])
 
 
+def test_a_schedule_without_warmup_drops_a_recipes_warmup_and_refuses_one_given():
+    """`--recipe cpu --lr_scheduler_type constant` kept the recipe's warmup_steps 0.05, which transformers' constant
+    schedule ignores: the run did no warmup and recorded one. `--lr_scheduler_type constant --warmup_steps 10` the
+    same. Now a recipe's warmup under a schedule without one goes to 0 with a note; one given with it: one line."""
+    args = parse_args(["--recipe", "cpu", "--lr_scheduler_type", "constant"])[3]
+    assert args.warmup_steps == 0 and args._hf_vit_notes == [
+        "--lr_scheduler_type constant has no warmup: warmup_steps 0.05 does not apply (--lr_scheduler_type "
+        "constant_with_warmup keeps it)."]  # fmt: skip
+    assert parse_args(["--recipe", "cpu", "--lr_scheduler_type", "constant_with_warmup"])[3].warmup_steps == 0.05
+    with pytest.raises(SetupError, match=r"^--warmup_steps 10 asks for a warmup, and --lr_scheduler_type constant has "
+                       r"none \(the Trainer would ignore it\): pass --lr_scheduler_type constant_with_warmup, or "
+                       r"leave --warmup_steps out\.$"):
+        parse_args(["--preset", "tiny", "--lr_scheduler_type", "constant", "--warmup_steps", "10"])
+
+
 def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     """`train.py --help` printed `--dim DIM  token width (default: None)` for every shape flag, and
     `--image_size ... (default 32) (default: None)`, contradicting itself: a newcomer read that the model has no
