@@ -190,16 +190,16 @@ def settle_evaluation(asked, given: Given, notes: list) -> dict:
     """The defaults that make the evaluation and checkpoint flags fit together (each change gets a note), or a
     one-line refusal where the flags the user gave contradict each other."""
     check_validation_size(asked.validation_size)  # a recipe file's value: argparse checked only the command line's
+    changes = strategies_for_steps(asked, given, notes)
+    for name, value in changes.items():
+        setattr(asked, name, value)
     if asked.validation_size == 0 and asked.validation_split is None:
-        return without_validation(asked, given, notes)
+        return changes | without_validation(asked, given, notes)
     if _text(asked.save_strategy) == "best" and _text(asked.eval_strategy) == "no":  # it would save nothing
         raise SetupError(
             "--save_strategy best saves a checkpoint when an evaluation finds a new best, but --eval_strategy no "
             "evaluates none: pass --eval_strategy epoch (or steps), or another --save_strategy."
         )
-    changes = strategies_for_steps(asked, given, notes)
-    for name, value in changes.items():
-        setattr(asked, name, value)
     return changes | matching_checkpoints(asked, given, notes)
 
 

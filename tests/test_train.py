@@ -615,6 +615,9 @@ def test_a_number_of_steps_given_alone_brings_its_strategy_along():
             kind = steps.removesuffix("_steps")
             assert args._hf_vit_notes[0] == (f"--{kind}_strategy steps follows --{steps} 20 (the epoch strategy "
                                              "would ignore it).")  # fmt: skip
+    # without validation images too (the checkpoints alone count steps there)
+    args = parse_args(["--preset", "tiny", "--validation_size", "0", "--save_steps", "20", "--output_dir", "runs/x"])[3]
+    assert (args.eval_strategy.value, args.save_strategy.value, args.save_steps) == ("no", "steps", 20)
     # a strategy given above a recipe's steps overrides them, as any flag overrides a recipe
     args = parse_args(["--recipe", "cpu", "--logging_strategy", "epoch", "--output_dir", "runs/x"])[3]
     assert args.logging_strategy.value == "epoch"
