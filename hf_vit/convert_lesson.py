@@ -17,15 +17,30 @@ import re
 
 import torch
 
+# The lesson's block part (PreNorm i.0 around Attention, i.1 around FeedForward) and hf_vit's module for it.
+_BLOCK_PARTS = (("0.norm", "attn_norm"), ("0.fn", "attn"), ("1.norm", "ff_norm"), ("1.fn", "ff"))
 _RULES = [
     (re.compile(r"^to_patch_embedding\.(.*)$"), r"vit.embeddings.to_patch_embedding.\1"),
     (re.compile(r"^(cls_token|pos_embedding)$"), r"vit.embeddings.\1"),
-    (re.compile(r"^transformer\.layers\.(\d+)\.0\.norm\.(.*)$"), r"vit.transformer.layers.\1.attn_norm.\2"),
-    (re.compile(r"^transformer\.layers\.(\d+)\.0\.fn\.(.*)$"), r"vit.transformer.layers.\1.attn.\2"),
-    (re.compile(r"^transformer\.layers\.(\d+)\.1\.norm\.(.*)$"), r"vit.transformer.layers.\1.ff_norm.\2"),
-    (re.compile(r"^transformer\.layers\.(\d+)\.1\.fn\.(.*)$"), r"vit.transformer.layers.\1.ff.\2"),
+    *((re.compile(rf"^transformer\.layers\.(\d+)\.{re.escape(ours)}\.(.*)$"), rf"vit.transformer.layers.\1.{hf}.\2")
+      for ours, hf in _BLOCK_PARTS),
     (re.compile(r"^(mlp_head\..*)$"), r"\1"),
 ]
+# hf_vit's names back to the lesson's: a refusal names the keys as the lesson's file has them (beside its
+# unexpected keys, which match no rule), not as hf_vit does.
+_LESSON_NAMES = [
+    (re.compile(r"^vit\.embeddings\.(to_patch_embedding\..*|cls_token|pos_embedding)$"), r"\1"),
+    *((re.compile(rf"^vit\.transformer\.layers\.(\d+)\.{hf}\.(.*)$"), rf"transformer.layers.\1.{ours}.\2")
+      for ours, hf in _BLOCK_PARTS),
+]
+
+def lesson_name(key: str) -> str:
+    """The lesson's name of an hf_vit parameter (`vit.transformer.layers.0.attn.to_qkv.weight` ->
+    `transformer.layers.0.0.fn.to_qkv.weight`); a key of neither naming as it is."""
+    for pattern, replacement in _LESSON_NAMES:
+        if pattern.match(key):
+            return pattern.sub(replacement, key)
+    return key
 
 
 # Wrappers that prefix every key, in either order: DDP / DataParallel / AveragedModel ("module.") and torch.compile
@@ -59,35 +74,43 @@ def convert_lesson_state_dict(state_dict: dict) -> dict:
     Keys that match no rule are kept as they are, so that loading reports them
     as unexpected instead of dropping them silently.
     """
+    return {key: state_dict[original] for key, (original, _) in _renamed(state_dict).items()}
+
+
+def _renamed(state_dict: dict) -> dict:
+    """hf_vit key -> (the state dict's key, the lesson's name: that key without its wrapper or holder prefix)."""
     refuse_a_model(state_dict)
     # AveragedModel's step count (an EMA / SWA copy) is no weight.
     names = {key: _WRAPPER_PREFIX.sub("", key) for key in state_dict if key != "n_averaged"}
     holder = _holder_prefix(set(names.values()))
-    converted = {}
-    for original, key in names.items():
-        key = key.removeprefix(holder)
+    renamed = {}
+    for original, name in names.items():
+        key = name = name.removeprefix(holder)
         for pattern, replacement in _RULES:
             if pattern.match(key):
                 key = pattern.sub(replacement, key)
                 break
-        converted[key] = state_dict[original]
-    return converted
+        renamed[key] = (original, name)
+    return renamed
 
 
 def load_lesson_state_dict(model, state_dict: dict) -> None:
     """Load a lesson state dict into an `HfViTForImageClassification`, strictly.
 
     Raises `ValueError` listing the missing and unexpected keys (in the
-    lesson's naming where possible) and any shape mismatch, naming the config
+    lesson's naming) and any shape mismatch, naming the config
     field to change.
     """
-    converted = convert_lesson_state_dict(state_dict)
+    renamed = _renamed(state_dict)
+    converted = {key: state_dict[original] for key, (original, _) in renamed.items()}
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
+    # Named as the lesson names them (its wrapper prefixes aside), as a file's key that matches no rule is: beside
+    # it, a missing key in hf_vit's naming hid a difference of one `.fn.`.
+    missing = sorted(map(lesson_name, set(expected) - set(converted)))
+    unexpected = sorted(renamed[k][1] for k in set(converted) - set(expected))
     mismatched = [
-        f"{k}: checkpoint {tuple(converted[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(converted))
+        f"{lesson_name(k)}: checkpoint {tuple(converted[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(expected) & set(converted), key=lesson_name)
         if tuple(converted[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or mismatched:

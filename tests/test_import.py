@@ -112,8 +112,8 @@ def test_wrong_or_partial_state_dict_lists_missing_and_unexpected_keys(tmp_path)
     with pytest.raises(ValueError) as err:
         import_lesson_weights_from(sd, tmp_path, heads=3)
     message = str(err.value)
-    assert "Missing keys (1): vit.transformer.layers.1.ff.net.3.weight" in message
-    assert "Unexpected keys (1): vit.transformer.layers.0.attn.to_q.weight" in message
+    assert "Missing keys (1): transformer.layers.1.1.fn.net.3.weight" in message  # the lesson's names, as saved
+    assert "Unexpected keys (1): transformer.layers.0.0.fn.to_q.weight" in message
     assert not (tmp_path / "out").exists()  # nothing half-written
 
     # Through the script, with a wrong config: shape mismatches named, exit with a message.
@@ -121,7 +121,7 @@ def test_wrong_or_partial_state_dict_lists_missing_and_unexpected_keys(tmp_path)
     torch.save(ref.state_dict(), weights)
     with pytest.raises(SystemExit) as exit_info:
         load_script("import_lesson_weights").main([str(weights), str(tmp_path / "o"), "--heads", "3", "--mlp_dim", "64"])
-    assert "Shape mismatches" in str(exit_info.value.code) and "ff.net.0.weight" in str(exit_info.value.code)
+    assert "Shape mismatches" in str(exit_info.value.code) and "transformer.layers.0.1.fn.net.0.weight" in str(exit_info.value.code)
 
     # Partial: the script reports the missing keys too.
     torch.save({k: v for k, v in ref.state_dict().items() if not k.startswith("mlp_head")}, weights)
@@ -556,6 +556,25 @@ def test_safetensors_weights_under_another_suffix_import(tmp_path):
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, tmp_path / "vit.pt")
     assert torch.equal(read_state_dict(tmp_path / "vit.pt")["cls_token"], ref.state_dict()["cls_token"])
 
+
+
+def test_the_keys_of_another_lesson_variant_are_named_as_the_lesson_names_them(tmp_path):
+    """A later vit-pytorch's blocks hold Attention and FeedForward without PreNorm's `.fn.`: the refusal listed the
+    file's keys (`transformer.layers.0.0.to_qkv.weight`) as unexpected beside missing keys in hf_vit's naming
+    (`vit.transformer.layers.0.attn.to_qkv.weight`), which hid that the two differ by one `.fn.`. Both are named as
+    the lesson names them, its wrapper prefix aside, and so are shape mismatches."""
+    _, ref = lesson_model()
+    variant = {"module." + k.replace(".0.fn.", ".0.").replace(".1.fn.", ".1."): v for k, v in ref.state_dict().items()}
+    with pytest.raises(ValueError) as err:
+        import_lesson_weights(variant, tmp_path / "out", {"heads": 3})
+    lines = str(err.value).splitlines()
+    assert lines[1].startswith("Missing keys (14): transformer.layers.0.0.fn.to_out.0.bias, "
+                               "transformer.layers.0.0.fn.to_out.0.weight, transformer.layers.0.0.fn.to_qkv.weight, ")
+    assert lines[2].startswith("Unexpected keys (14): transformer.layers.0.0.to_out.0.bias, "
+                               "transformer.layers.0.0.to_out.0.weight, transformer.layers.0.0.to_qkv.weight, ")
+    with pytest.raises(ValueError, match=r"mlp_dim.*: transformer\.layers\.0\.1\.fn\.net\.0\.bias: checkpoint"):
+        import_lesson_weights(ref.state_dict(), tmp_path / "out", {"heads": 3, "mlp_dim": 32})
+    assert not (tmp_path / "out").exists()
 
 def test_a_state_dict_of_another_model_is_named_as_such_in_a_short_message(tmp_path):
     """transformers' own ViT (an export_to_transformers_vit.py folder's weights, say) given to the import: the message
