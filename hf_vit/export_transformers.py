@@ -93,6 +93,8 @@ def vit_config_from(config: HfViTConfig) -> ViTConfig:
         qkv_bias=False,  # to_qkv has no bias
         id2label=id2label,
         label2id={name: i for i, name in id2label.items()},
+        # A multi-label or regression head: pipeline() picks sigmoid / none / softmax by it, and the loss with it.
+        problem_type=config.problem_type,
     )
 
 

@@ -519,3 +519,33 @@ def test_a_one_channel_export_carries_transformers_own_processor_not_hf_vits(tmp
     grey = Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 251)
     assert processor(images=grey, return_tensors="pt")["pixel_values"].shape == (1, 1, 32, 32)
     assert 'Image.open("my_image.png").convert("L")' in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize("problem_type", ["multi_label_classification", "regression"])
+def test_the_exports_problem_type_is_the_models_so_pipeline_scores_alike(tmp_path, problem_type):
+    """The export left problem_type out: a multi-label model's exported pipeline() scored with softmax (the scores of
+    all classes summing to 1) instead of its sigmoid, a regression head's with sigmoid instead of its raw value."""
+    from PIL import Image
+    from transformers import pipeline
+
+    from hf_vit import make_image_processor
+
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, problem_type=problem_type,
+                         **({"num_labels": 1} if problem_type == "regression" else {}))
+    model = HfViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    model.save_pretrained(tmp_path / "src")
+    processor = make_image_processor(config)
+    processor.save_pretrained(tmp_path / "src")
+    vit_folder = export_to_transformers_vit(tmp_path / "src", tmp_path / "vit")
+
+    assert ViTForImageClassification.from_pretrained(vit_folder).config.problem_type == problem_type
+    picture = Image.new("RGB", (32, 32), (200, 30, 60))
+    with torch.no_grad():
+        logits = model(**processor(picture, return_tensors="pt")).logits[0]
+    expected = logits.sigmoid() if problem_type == "multi_label_classification" else logits
+    classify = pipeline("image-classification", model=str(vit_folder))
+    scores = {p["label"]: p["score"] for p in classify(picture, top_k=len(logits))}
+    assert [scores[model.config.id2label[i]] for i in range(len(logits))] == pytest.approx(expected.tolist(), abs=1e-5)
