@@ -42,6 +42,10 @@ def main(argv=None):
         print(f"note: emb_dropout {config.emb_dropout} differs from dropout {config.dropout}, and transformers' ViT has "
               f"one rate for both (hidden_dropout_prob): the export has {config.dropout}. The logits are the same; only "
               "a further training of the export drops the embeddings at another rate.")
+    if config.dropout > 0:  # hf_vit's MLP: Linear, GELU, Dropout, Linear, Dropout; ViT's: Linear, GELU, Linear
+        print(f"note: dropout {config.dropout}: transformers' ViT has no dropout inside its MLP, where hf_vit drops "
+              "between the GELU and the second Linear too, so the export drops once where the model drops twice. The "
+              "logits are the same; only a further training of the export drops less.")
 
 
 if __name__ == "__main__":  # the export is written into a hidden staging folder, which replaces output_dir when whole

@@ -433,6 +433,23 @@ def test_an_embedding_dropout_that_transformers_vit_cannot_hold_is_said(tmp_path
     assert json.loads((tmp_path / "vit" / "config.json").read_text())["hidden_dropout_prob"] == 0.1
 
 
+
+def test_a_dropout_inside_the_mlp_that_transformers_vit_lacks_is_said(tmp_path, capsys):
+    """hf_vit's (the lesson's) MLP drops after its GELU and after its second Linear; transformers' ViT drops after the
+    MLP only. A model trained with dropout 0.1 exported without a word; a further training of the export drops less."""
+    from hf_vit import make_image_processor
+
+    model = random_model(CONFIGS[0])
+    model.config.dropout = model.config.emb_dropout = 0.1
+    model.save_pretrained(tmp_path / "src")
+    make_image_processor(model.config).save_pretrained(tmp_path / "src")
+    load_script("export_to_transformers_vit").main([str(tmp_path / "src"), str(tmp_path / "vit")])
+    out = capsys.readouterr().out
+    assert "note: emb_dropout" not in out
+    assert ("note: dropout 0.1: transformers' ViT has no dropout inside its MLP, where hf_vit drops between the GELU "
+            "and the second Linear too, so the export drops once where the model drops twice. The logits are the "
+            "same; only a further training of the export drops less.") in out
+
 def test_the_exports_refusals_name_overwrite_as_the_caller_gives_it(tmp_path):
     """A refused export said `overwrite=True (--overwrite)` to everyone: the script's user has no `overwrite=True`,
     a Python caller no `--overwrite`. Within the script (data.flags_in_messages) it is --overwrite, else
