@@ -48,15 +48,42 @@ def lesson_name(key: str) -> str:
 _WRAPPER_PREFIX = re.compile(r"^(?:module\.|_orig_mod\.)+")
 
 
-def _holder_prefix(keys: set) -> str:
-    """'net.' when the lesson's ViT is an attribute of one's own module (`self.net = ViT(cfg)`; a Lightning module's
+# A name for an averaged copy of the model: model_ema, ema, state_dict_ema, swa_model, averaged.
+AVERAGED = re.compile(r"(?:^|[^a-z])(?:ema|swa|averaged|avg)(?:$|[^a-z])", re.IGNORECASE)
+
+
+def _holder_prefixes(keys: set) -> list:
+    """['net.'] when the lesson's ViT is an attribute of one's own module (`self.net = ViT(cfg)`; a Lightning module's
     `model.`): its own top-level names, cls_token beside pos_embedding and mlp_head, follow one prefix. hf_vit's keys
-    (vit.embeddings.cls_token, mlp_head at the top) have none."""
-    for key in keys:
-        prefix = key.removesuffix("cls_token")
-        if prefix != key and prefix.endswith(".") and {prefix + "pos_embedding", prefix + "mlp_head.1.weight"} <= keys:
-            return prefix
-    return ""
+    (vit.embeddings.cls_token, mlp_head at the top) have none. Several where the module holds several ViTs (the model
+    and its EMA copy), sorted."""
+    return sorted(
+        prefix for key in keys
+        if (prefix := key.removesuffix("cls_token")) != key and prefix.endswith(".")
+        and {prefix + "pos_embedding", prefix + "mlp_head.1.weight"} <= keys
+    )
+
+
+def one_model(state_dict: dict) -> tuple[dict, str | None]:
+    """(the state dict, None), or where it holds several lesson models under their own prefixes (a module holding the
+    model and its EMA copy: `model.` and `ema.module.`), the model's own alone (the one not named as an averaged copy)
+    and a note naming what was left. Where none is plainly the model's own, a `ValueError` names them."""
+    names = {key: _WRAPPER_PREFIX.sub("", key) for key in state_dict}
+    holders = _holder_prefixes(set(names.values()))
+    if len(holders) < 2:
+        return state_dict, None
+    listed = " and ".join(map(repr, holders))
+    own = [prefix for prefix in holders if not AVERAGED.search(prefix)]
+    if len(own) != 1:  # e.g. a student and a teacher
+        raise ValueError(
+            f"The state dict holds {len(holders)} lesson models, under {listed}: which one to import is not clear. "
+            f"Save the one to import alone, e.g. {{k.removeprefix({holders[0]!r}): v for k, v in sd.items() if "
+            f"k.startswith({holders[0]!r})}}, and import that."
+        )
+    left = [prefix for prefix in holders if prefix != own[0]]
+    kept = {key: value for key, value in state_dict.items() if not names[key].startswith(tuple(left))}
+    return kept, (f"The state dict holds {len(holders)} lesson models, under {listed}: imported the one under "
+                  f"{own[0]!r}, the model's own, and left {' and '.join(map(repr, left))}.")
 
 
 def refuse_a_model(weights) -> None:
@@ -80,9 +107,11 @@ def convert_lesson_state_dict(state_dict: dict) -> dict:
 def _renamed(state_dict: dict) -> dict:
     """hf_vit key -> (the state dict's key, the lesson's name: that key without its wrapper or holder prefix)."""
     refuse_a_model(state_dict)
+    state_dict, _ = one_model(state_dict)  # the model's own of several (the import says which, once)
     # AveragedModel's step count (an EMA / SWA copy) is no weight.
     names = {key: _WRAPPER_PREFIX.sub("", key) for key in state_dict if key != "n_averaged"}
-    holder = _holder_prefix(set(names.values()))
+    holders = _holder_prefixes(set(names.values()))
+    holder = holders[0] if holders else ""
     renamed = {}
     for original, name in names.items():
         key = name = name.removeprefix(holder)

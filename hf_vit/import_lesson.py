@@ -24,7 +24,9 @@ from types import SimpleNamespace
 import torch
 
 from .configuration_hf_vit import CIFAR10_LABELS, HfViTConfig, _pair
-from .convert_lesson import convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary, refuse_a_model
+from .convert_lesson import (
+    AVERAGED, convert_lesson_state_dict, load_lesson_state_dict, non_finite_summary, one_model, refuse_a_model,
+)
 from .data import messages_name_flags, setting
 
 logger = logging.getLogger(__name__)
@@ -37,8 +39,6 @@ LESSON_FIELDS = {
 }
 # Keys under which training loops often nest the model's weights in a checkpoint dict (an EMA copy may sit beside).
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model")
-# A checkpoint's entry named as an averaged copy of the model: model_ema, ema, state_dict_ema, swa_model, averaged.
-_AVERAGED = re.compile(r"(?:^|[^a-z])(?:ema|swa|averaged|avg)(?:$|[^a-z])", re.IGNORECASE)
 
 
 def read_state_dict(path, key: str | None = None) -> dict:
@@ -110,7 +110,7 @@ def _checkpoint_entry(path: Path, obj: dict, key) -> dict:
         )
     # The model's own: under a name training loops give it, else the one that is not an averaged (EMA/SWA) copy.
     known = [name for name in _NESTED_KEYS if name in nested]
-    own = known or [name for name in nested if not _AVERAGED.search(name)]
+    own = known or [name for name in nested if not AVERAGED.search(name)]
     if len(own) != 1:  # e.g. a student and a teacher
         raise ValueError(
             f"{path} holds {len(nested)} state dicts, under {listed}: which one to import is not clear. Pass the one "
@@ -580,6 +580,9 @@ def import_lesson_weights(
         name, state_dict = _in_memory(weights, key)
     else:
         name, state_dict = Path(weights).expanduser(), read_state_dict(weights, key)
+    state_dict, left = one_model(state_dict)
+    if left:  # said now, as the choice of a checkpoint's entry is
+        logger.warning(left)
     bad = non_finite_summary(state_dict)
     if bad:
         raise ValueError(

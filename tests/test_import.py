@@ -345,6 +345,33 @@ def test_of_several_state_dicts_the_models_own_is_imported_and_said_or_key_picks
     assert not (tmp_path / "d").exists()
 
 
+
+def test_a_module_holding_the_model_and_its_ema_copy_imports_the_models_own_and_says_so(tmp_path, caplog):
+    """A Lightning module holding the lesson's ViT and its EMA copy (`model.` and `ema.module.` in one state dict):
+    the prefix taken was the first of a set's order, which changes with the hash seed, and the other model's 30 keys
+    were refused as unexpected under `is it the lesson's ViT with the same config?`. The model's own is imported and
+    the other named, as for a checkpoint's entries; a student and a teacher are refused, naming both."""
+    _, ref = lesson_model()
+    _, ema = lesson_model(seed=1)
+    both = {"state_dict": {**{"model." + k: v for k, v in ref.state_dict().items()},
+                           **{"ema.module." + k: v for k, v in ema.state_dict().items()}}, "epoch": 1}
+    torch.save(both, tmp_path / "last.ckpt")
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
+        import_lesson_weights(tmp_path / "last.ckpt", tmp_path / "a", {"heads": 3, "image_size": 32, "patch_size": 4})
+    assert said(caplog) == ["The state dict holds 2 lesson models, under 'ema.module.' and 'model.': imported the "
+                            "one under 'model.', the model's own, and left 'ema.module.'."]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        got = HfViTForImageClassification.from_pretrained(tmp_path / "a").eval()(pixel_values=x).logits
+        assert (got - ref(x)).abs().max().item() <= 1e-5
+
+    pair = {**{"student." + k: v for k, v in ref.state_dict().items()},
+            **{"teacher." + k: v for k, v in ema.state_dict().items()}}
+    with pytest.raises(ValueError, match=r"^The state dict holds 2 lesson models, under 'student\.' and 'teacher\.': "
+                                         r"which one to import is not clear\. Save the one to import alone"):
+        import_lesson_weights(pair, tmp_path / "b", {"heads": 3})
+    assert not (tmp_path / "b").exists()
+
 def test_a_pickled_whole_model_or_a_cut_short_file_is_named_with_the_way_out(tmp_path):
     """torch.save(model) (the whole module) was refused with torch's own text: terminal colour codes, `re-run
     torch.load with weights_only set to False` and `torch.serialization.add_safe_globals`, which no import flag does. It
