@@ -227,6 +227,29 @@ def _check_blocks(layers: set, cfg: dict):
         )
 
 
+# A width the weights give, the lesson's name for it, and how the weights hold it.
+_WIDTHS = (("dim", "dim", "the weights' embedding width (of cls_token, pos_embedding and every block) is {}"),
+           ("mlp_dim", "mlp_dim", "the weights' feed-forward width (transformer.layers.0.1.fn.net.0) is {}"),
+           ("num_labels", "num_classes", "the weights' head (mlp_head.1) has {} classes"))
+
+
+def _check_widths(cfg: dict, found: dict, inner: int | None):
+    """Widths given that the weights do not hold, named with the field, as a depth is (the strict load listed every
+    mismatched tensor under 'set dim/depth/heads/... to the lesson's values', naming no field)."""
+    for field, name, held in _WIDTHS:
+        if field in cfg and field in found and cfg[field] != found[field]:
+            raise ValueError(
+                f"The cfg field `{name}` is {cfg[field]} but {held.format(found[field])}. Leave `{name}` out (the "
+                "weights give it) or give the value the weights were trained with."
+            )
+    if inner is not None and "heads" in cfg and "dim_head" in cfg and cfg["heads"] * cfg["dim_head"] != inner:
+        raise ValueError(
+            f"The cfg fields `heads` = {cfg['heads']} and `dim_head` = {cfg['dim_head']} make an attention width "
+            f"heads * dim_head = {cfg['heads'] * cfg['dim_head']}, but the weights' attention is {inner} wide "
+            f"(to_qkv). Give `heads` alone (dim_head follows) or the values the weights were trained with."
+        )
+
+
 _OR_IN_CONFIG = ', or "heads" in the --config JSON'
 
 
@@ -454,6 +477,7 @@ def _lesson_config(state_dict: dict, cfg, labels) -> tuple[HfViTConfig, str | No
                 f"The weights give the attention width heads * dim_head = {inner} but not how it splits into heads. "
                 f"Pass the lesson's `heads` (e.g. {_cfg_field('heads', 8)}{_OR_IN_CONFIG if messages_name_flags() else ''})."
             )
+    _check_widths(cfg, found, qkv[0] // 3 if qkv and has_out else None)
     merged = {**found, **cfg}
     merged.setdefault("pool", "cls")
     classes = merged.get("num_classes", merged.get("num_labels"))

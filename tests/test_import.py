@@ -121,7 +121,9 @@ def test_wrong_or_partial_state_dict_lists_missing_and_unexpected_keys(tmp_path)
     torch.save(ref.state_dict(), weights)
     with pytest.raises(SystemExit) as exit_info:
         load_script("import_lesson_weights").main([str(weights), str(tmp_path / "o"), "--heads", "3", "--mlp_dim", "64"])
-    assert "Shape mismatches" in str(exit_info.value.code) and "transformer.layers.0.1.fn.net.0.weight" in str(exit_info.value.code)
+    assert str(exit_info.value.code) == (
+        "error: The cfg field `mlp_dim` is 64 but the weights' feed-forward width (transformer.layers.0.1.fn.net.0) is "
+        "96. Leave `mlp_dim` out (the weights give it) or give the value the weights were trained with.")
 
     # Partial: the script reports the missing keys too.
     torch.save({k: v for k, v in ref.state_dict().items() if not k.startswith("mlp_head")}, weights)
@@ -599,8 +601,31 @@ def test_the_keys_of_another_lesson_variant_are_named_as_the_lesson_names_them(t
                                "transformer.layers.0.0.fn.to_out.0.weight, transformer.layers.0.0.fn.to_qkv.weight, ")
     assert lines[2].startswith("Unexpected keys (14): transformer.layers.0.0.to_out.0.bias, "
                                "transformer.layers.0.0.to_out.0.weight, transformer.layers.0.0.to_qkv.weight, ")
-    with pytest.raises(ValueError, match=r"mlp_dim.*: transformer\.layers\.0\.1\.fn\.net\.0\.bias: checkpoint"):
-        import_lesson_weights(ref.state_dict(), tmp_path / "out", {"heads": 3, "mlp_dim": 32})
+    narrower = ref.state_dict()  # block 1's feed-forward narrower than block 0's, which gives mlp_dim
+    narrower["transformer.layers.1.1.fn.net.0.bias"] = narrower["transformer.layers.1.1.fn.net.0.bias"][:32]
+    with pytest.raises(ValueError, match=r"mlp_dim.*: transformer\.layers\.1\.1\.fn\.net\.0\.bias: checkpoint"):
+        import_lesson_weights(narrower, tmp_path / "out", {"heads": 3})
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"heads": 3, "dim": 32}, "The cfg field `dim` is 32 but the weights' embedding width (of cls_token, pos_embedding "
+                              "and every block) is 48. Leave `dim` out (the weights give it) or give the value the "
+                              "weights were trained with."),
+    ({"heads": 3, "num_classes": 5}, "The cfg field `num_classes` is 5 but the weights' head (mlp_head.1) has 10 "
+                                     "classes. Leave `num_classes` out"),
+    ({"heads": 4, "dim_head": 16}, "The cfg fields `heads` = 4 and `dim_head` = 16 make an attention width heads * "
+                                   "dim_head = 64, but the weights' attention is 72 wide (to_qkv). Give `heads` alone "
+                                   "(dim_head follows) or the values the weights were trained with."),
+])
+def test_widths_given_that_the_weights_do_not_hold_are_named_with_their_field(tmp_path, cfg, message):
+    """A dim, mlp_dim, class count or heads x dim_head given that the weights do not hold was built into the model,
+    and the strict load listed every mismatched tensor under `set dim/depth/heads/dim_head/mlp_dim/... to the lesson's
+    values`, naming no field (a depth was already named). Each is named with the width the weights hold."""
+    _, ref = lesson_model()  # dim 48, 3 heads of 24 (attention width 72), mlp_dim 96, 10 classes
+    with pytest.raises(ValueError) as refused:
+        import_lesson_weights(ref.state_dict(), tmp_path / "out", cfg)
+    assert str(refused.value).startswith(message)
     assert not (tmp_path / "out").exists()
 
 def test_a_state_dict_of_another_model_is_named_as_such_in_a_short_message(tmp_path):
