@@ -56,10 +56,10 @@ def _holder_prefixes(keys: set) -> list:
     """['net.'] when the lesson's ViT is an attribute of one's own module (`self.net = ViT(cfg)`; a Lightning module's
     `model.`): its own top-level names, cls_token beside pos_embedding and mlp_head, follow one prefix. hf_vit's keys
     (vit.embeddings.cls_token, mlp_head at the top) have none. Several where the module holds several ViTs (the model
-    and its EMA copy), sorted."""
+    and its EMA copy), sorted; '' among them for a lesson ViT holding a copy of itself (`self.ema = ...`)."""
     return sorted(
         prefix for key in keys
-        if (prefix := key.removesuffix("cls_token")) != key and prefix.endswith(".")
+        if (prefix := key.removesuffix("cls_token")) != key and (prefix == "" or prefix.endswith("."))
         and {prefix + "pos_embedding", prefix + "mlp_head.1.weight"} <= keys
     )
 
@@ -72,18 +72,21 @@ def one_model(state_dict: dict) -> tuple[dict, str | None]:
     holders = _holder_prefixes(set(names.values()))
     if len(holders) < 2:
         return state_dict, None
-    listed = " and ".join(map(repr, holders))
+    # The top-level one too: each holder's keys, stripped of its prefix, would fall on the same hf_vit names, the
+    # last one read winning without a word.
+    listed = " and ".join(repr(prefix) if prefix else "the top level" for prefix in holders)
     own = [prefix for prefix in holders if not AVERAGED.search(prefix)]
     if len(own) != 1:  # e.g. a student and a teacher
         raise ValueError(
             f"The state dict holds {len(holders)} lesson models, under {listed}: which one to import is not clear. "
-            f"Save the one to import alone, e.g. {{k.removeprefix({holders[0]!r}): v for k, v in sd.items() if "
-            f"k.startswith({holders[0]!r})}}, and import that."
+            f"Save the one to import alone, e.g. {{k.removeprefix({holders[-1]!r}): v for k, v in sd.items() if "
+            f"k.startswith({holders[-1]!r})}}, and import that."
         )
     left = [prefix for prefix in holders if prefix != own[0]]
     kept = {key: value for key, value in state_dict.items() if not names[key].startswith(tuple(left))}
-    return kept, (f"The state dict holds {len(holders)} lesson models, under {listed}: imported the one under "
-                  f"{own[0]!r}, the model's own, and left {' and '.join(map(repr, left))}.")
+    return kept, (f"The state dict holds {len(holders)} lesson models, under {listed}: imported the one "
+                  f"{f'under {own[0]!r}' if own[0] else 'at the top level'}, the model's own, and left "
+                  f"{' and '.join(map(repr, left))}.")
 
 
 def refuse_a_model(weights) -> None:

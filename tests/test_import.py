@@ -352,7 +352,8 @@ def test_a_module_holding_the_model_and_its_ema_copy_imports_the_models_own_and_
     """A Lightning module holding the lesson's ViT and its EMA copy (`model.` and `ema.module.` in one state dict):
     the prefix taken was the first of a set's order, which changes with the hash seed, and the other model's 30 keys
     were refused as unexpected under `is it the lesson's ViT with the same config?`. The model's own is imported and
-    the other named, as for a checkpoint's entries; a student and a teacher are refused, naming both."""
+    the other named, as for a checkpoint's entries; a student and a teacher are refused, naming both. A lesson ViT
+    holding its own EMA copy (`cls_token` beside `ema.cls_token`) imported the copy without a word."""
     _, ref = lesson_model()
     _, ema = lesson_model(seed=1)
     both = {"state_dict": {**{"model." + k: v for k, v in ref.state_dict().items()},
@@ -365,6 +366,15 @@ def test_a_module_holding_the_model_and_its_ema_copy_imports_the_models_own_and_
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         got = HfViTForImageClassification.from_pretrained(tmp_path / "a").eval()(pixel_values=x).logits
+        assert (got - ref(x)).abs().max().item() <= 1e-5
+
+    itself = {**ref.state_dict(), **{"ema." + k: v for k, v in ema.state_dict().items()}}  # self.ema = a copy
+    with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
+        import_lesson_weights(itself, tmp_path / "c", {"heads": 3, "image_size": 32, "patch_size": 4})
+    assert said(caplog)[-1] == ("The state dict holds 2 lesson models, under the top level and 'ema.': imported the "
+                                "one at the top level, the model's own, and left 'ema.'.")
+    with torch.no_grad():  # before: the EMA copy's, without a word (its keys fell on the same names, read last)
+        got = HfViTForImageClassification.from_pretrained(tmp_path / "c").eval()(pixel_values=x).logits
         assert (got - ref(x)).abs().max().item() <= 1e-5
 
     pair = {**{"student." + k: v for k, v in ref.state_dict().items()},
