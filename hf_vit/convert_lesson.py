@@ -122,6 +122,12 @@ def _renamed(state_dict: dict) -> dict:
             if pattern.match(key):
                 key = pattern.sub(replacement, key)
                 break
+        if key in renamed:  # e.g. 'module.cls_token' beside 'cls_token': one would replace the other without a word
+            raise ValueError(
+                f"The state dict holds {renamed[key][0]!r} and {original!r}, two weights for the one parameter "
+                f"{name!r}: it holds the weights of two models (or of one saved twice, wrapped and not). Pass the "
+                "state dict of one model."
+            )
         renamed[key] = (original, name)
     return renamed
 

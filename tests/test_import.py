@@ -353,7 +353,8 @@ def test_a_module_holding_the_model_and_its_ema_copy_imports_the_models_own_and_
     the prefix taken was the first of a set's order, which changes with the hash seed, and the other model's 30 keys
     were refused as unexpected under `is it the lesson's ViT with the same config?`. The model's own is imported and
     the other named, as for a checkpoint's entries; a student and a teacher are refused, naming both. A lesson ViT
-    holding its own EMA copy (`cls_token` beside `ema.cls_token`) imported the copy without a word."""
+    holding its own EMA copy (`cls_token` beside `ema.cls_token`) imported the copy without a word, and so did two
+    models' weights, one under a wrapper's prefix (`module.cls_token` beside `cls_token`): that one is refused."""
     _, ref = lesson_model()
     _, ema = lesson_model(seed=1)
     both = {"state_dict": {**{"model." + k: v for k, v in ref.state_dict().items()},
@@ -376,6 +377,11 @@ def test_a_module_holding_the_model_and_its_ema_copy_imports_the_models_own_and_
     with torch.no_grad():  # before: the EMA copy's, without a word (its keys fell on the same names, read last)
         got = HfViTForImageClassification.from_pretrained(tmp_path / "c").eval()(pixel_values=x).logits
         assert (got - ref(x)).abs().max().item() <= 1e-5
+
+    twice = {**ref.state_dict(), **{"module." + k: v for k, v in ema.state_dict().items()}}  # wrapped and not
+    with pytest.raises(ValueError, match=r"^The state dict holds 'cls_token' and 'module\.cls_token', two weights for "
+                                         r"the one parameter 'cls_token': it holds the weights of two models"):
+        import_lesson_weights(twice, tmp_path / "b", {"heads": 3})
 
     pair = {**{"student." + k: v for k, v in ref.state_dict().items()},
             **{"teacher." + k: v for k, v in ema.state_dict().items()}}
