@@ -13,9 +13,12 @@ where the Pre-LN and the sub-layer sit inside a block:
     mlp_head.*                               mlp_head.*
 """
 
+import logging
 import re
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 # The lesson's block part (PreNorm i.0 around Attention, i.1 around FeedForward) and hf_vit's module for it.
 _BLOCK_PARTS = (("0.norm", "attn_norm"), ("0.fn", "attn"), ("1.norm", "ff_norm"), ("1.fn", "ff"))
@@ -68,6 +71,7 @@ def one_model(state_dict: dict) -> tuple[dict, str | None]:
     """(the state dict, None), or where it holds several lesson models under their own prefixes (a module holding the
     model and its EMA copy: `model.` and `ema.module.`), the model's own alone (the one not named as an averaged copy)
     and a note naming what was left. Where none is plainly the model's own, a `ValueError` names them."""
+    refuse_a_model(state_dict)
     names = {key: _WRAPPER_PREFIX.sub("", key) for key in state_dict}
     holders = _holder_prefixes(set(names.values()))
     if len(holders) < 2:
@@ -139,6 +143,9 @@ def load_lesson_state_dict(model, state_dict: dict) -> None:
     lesson's naming) and any shape mismatch, naming the config
     field to change.
     """
+    state_dict, left = one_model(state_dict)
+    if left:  # the import says it once, before it gets here with the one model
+        logger.warning(left)
     renamed = _renamed(state_dict)
     converted = {key: state_dict[original] for key, (original, _) in renamed.items()}
     expected = model.state_dict()

@@ -12,6 +12,7 @@ from test_hub import load_script
 from test_train import modes_off_the_umask
 
 from hf_vit import HfViTForImageClassification
+from hf_vit.convert_lesson import load_lesson_state_dict
 from hf_vit.import_lesson import import_lesson_weights, lesson_config, read_state_dict
 
 
@@ -368,6 +369,16 @@ def test_a_module_holding_the_model_and_its_ema_copy_imports_the_models_own_and_
     with torch.no_grad():
         got = HfViTForImageClassification.from_pretrained(tmp_path / "a").eval()(pixel_values=x).logits
         assert (got - ref(x)).abs().max().item() <= 1e-5
+
+    caplog.clear()  # from Python, without a folder: said too
+    sizes = {"heads": 3, "image_size": 32, "patch_size": 4}
+    model = HfViTForImageClassification(lesson_config(both["state_dict"], sizes))
+    with caplog.at_level("WARNING", logger="hf_vit"):
+        load_lesson_state_dict(model.eval(), both["state_dict"])
+    assert said(caplog) == ["The state dict holds 2 lesson models, under 'ema.module.' and 'model.': imported the "
+                            "one under 'model.', the model's own, and left 'ema.module.'."]
+    with torch.no_grad():
+        assert (model(pixel_values=x).logits - ref(x)).abs().max().item() <= 1e-5
 
     itself = {**ref.state_dict(), **{"ema." + k: v for k, v in ema.state_dict().items()}}  # self.ema = a copy
     with caplog.at_level("WARNING", logger="hf_vit.import_lesson"):
