@@ -8,10 +8,12 @@ For one image and one model (a trained folder or a fresh model) this writes:
                          [CLS]'s row (pool="cls") or all tokens' rows averaged (pool="mean")
     rollout.png          attention rollout across all layers into what the head reads, next to the last layer's map
     feature_norms.png    the norm of every token in the residual stream after each block
+    shuffled.png         the image and the same patches shuffled, each with the model's top class with its learned
+                         positions and with them zeroed (then both answers are the same: a bag of patches)
 
 The numbers behind each picture come from pure functions returning arrays
 (`patch_grid_cells`, `pos_embedding_similarity`, `cls_attention_maps`,
-`rollout_map`, `token_norms`); the `draw_*` functions only turn those arrays
+`rollout_map`, `token_norms`, `shuffle_patches` + `shuffled_predictions`); the `draw_*` functions only turn those arrays
 into pixels, so the tests can check both.
 """
 
@@ -37,7 +39,8 @@ from .presets import PRESETS as TRAINING_PRESETS
 
 logger = logging.getLogger(__name__)
 
-PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms")
+PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms", "shuffled")
+SHUFFLE_SEED = 0  # shuffled.png's patch order: fixed, so every run (and a trained and a fresh model) shows the same
 
 # Fresh-model presets: train.py's (tiny, lesson, small, base: a fresh model has the shape a trained one of that
 # name has) and "default", HfViTConfig() (the lesson's shape). Flags such as --patch_size override single fields.
@@ -145,6 +148,39 @@ def run_model(model, pixel_values: torch.Tensor) -> dict:
         "attentions": tuple(a.float().cpu() for a in out.attentions),  # depth x (B, heads, N+1, N+1)
         "hidden_states": tuple(h.float().cpu() for h in out.hidden_states),  # (depth+1) x (B, N+1, dim)
     }
+
+
+def shuffle_patches(pixels: torch.Tensor, patch_size, permutation) -> torch.Tensor:
+    """(B, C, H, W) with its patches moved block by block: new patch k (token k + 1, row by row) is old patch
+    permutation[k]; the pixels inside a patch keep their places."""
+    ph, pw = _pair(patch_size)
+    b, c, h, w = pixels.shape
+    gh, gw = h // ph, w // pw
+    patches = pixels.reshape(b, c, gh, ph, gw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, gh * gw, c, ph, pw)
+    patches = patches[:, torch.as_tensor(np.asarray(permutation), dtype=torch.long)]
+    return patches.reshape(b, gh, gw, c, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
+
+
+def shuffled_predictions(model, pixel_values: torch.Tensor, permutation) -> dict:
+    """The model's probabilities (1-D, float32, CPU) on the input and on its patches shuffled by `permutation`,
+    with the learned positions and with them zeroed: {"with_positions": {"input": p, "shuffled": p},
+    "without_positions": {...}}. The positions are put back afterwards, whatever happens."""
+    shuffled = shuffle_patches(pixel_values, model.config.patch_size, permutation)
+    pos = _base_model(model).embeddings.pos_embedding
+
+    def probs():
+        return {name: run_model(model, x)["probs"][0] for name, x in (("input", pixel_values), ("shuffled", shuffled))}
+
+    result = {"with_positions": probs()}
+    saved = pos.detach().clone()
+    try:
+        with torch.no_grad():
+            pos.zero_()
+        result["without_positions"] = probs()
+    finally:
+        with torch.no_grad():
+            pos.copy_(saved)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -419,6 +455,30 @@ def draw_rollout(image: Image.Image, rollout: np.ndarray, last_layer: np.ndarray
                                                    "bright yellow = most attended, black = least (scaled per panel)"])
 
 
+def draw_shuffled(image: Image.Image, permutation, patch_size, answers: dict, scale=ROLLOUT_SCALE) -> Image.Image:
+    """Two panels, the input and its patches shuffled by `permutation` (`shuffle_patches`), with the top class
+    and probability of each, with the learned positions and with them zeroed: `answers`, {"with_positions":
+    {"input": (class, p), "shuffled": (class, p)}, "without_positions": {...}}."""
+    pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None]  # a copy: writable
+    moved = shuffle_patches(pixels, patch_size, permutation)[0].permute(1, 2, 0).numpy()
+    tiles = [[model_image_scaled(image, scale), model_image_scaled(Image.fromarray(moved), scale)]]
+    canvas = _labelled_grid(tiles, [""], ["input", "patches shuffled"])
+
+    def line(key, text):
+        (c_in, p_in), (c_sh, p_sh) = answers[key]["input"], answers[key]["shuffled"]
+        same = c_in == c_sh and abs(p_in - p_sh) <= 1e-6
+        return (f"{text}: input {c_in} {p_in:.4f}, shuffled {c_sh} {p_sh:.4f}: "
+                + ("identical" if same else f"they differ ({abs(p_in - p_sh):.4f} apart)"))
+
+    return _with_footer(canvas, [
+        f"the same patches in another order (seed {SHUFFLE_SEED}); the top class and its probability:",
+        line("with_positions", "with the learned positions"),
+        line("without_positions", "positions zeroed"),
+        "attention is order-blind: without positions the model sees a bag of patches and both orders get the same "
+        "answer; only the positions tell them apart (an untrained model's random positions move it only slightly)",
+    ])
+
+
 def norm_tile_size(grid_size) -> int:
     """Pixels per cell inside one feature-norm tile, so that a tile is about 64 px wide."""
     return max(2, 64 // max(grid_size))
@@ -644,11 +704,17 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source) -> t
     """({name: PIL image}, what pictures.json records) for a model and pictures `_check_drawable` accepted."""
     config = model.config
     shown = model_image(image, config)
-    result = run_model(model, pixel_values_for(image, config, processor))
+    pixel_values = pixel_values_for(image, config, processor)
+    result = run_model(model, pixel_values)
     grid = config.grid_size
     probs = result["probs"][0]
+
+    def label_of(p):
+        top = int(p.argmax())
+        return config.id2label.get(top, str(top)) if config.id2label else str(top)
+
     top = int(probs.argmax())
-    predicted = config.id2label.get(top, str(top)) if config.id2label else str(top)
+    predicted = label_of(probs)
     caption = [f"predicted {predicted} ({probs[top]:.0%})" + (f", true {label}" if label else "")]
     # The attention maps follow what the head reads: [CLS]'s row, or all tokens' rows averaged for a mean pool.
     pool = config.pool
@@ -668,6 +734,11 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source) -> t
 
     gh, gw = grid
     shown_size = shown.size
+    if "shuffled" in pictures:  # goal 2: the same answer for both orders once the positions are zeroed
+        permutation = np.random.default_rng(SHUFFLE_SEED).permutation(config.num_patches).tolist()
+        shuffled_probs = shuffled_predictions(model, pixel_values, permutation)
+        shuffled_answers = {key: {name: (label_of(p), float(p.max())) for name, p in both.items()}
+                            for key, both in shuffled_probs.items()}
 
     def draw(name):
         if name == "patch_grid":
@@ -685,6 +756,9 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source) -> t
             fit = fitted(name, shown_size, 1, 3, ROLLOUT_SCALE, 0, LABEL_TOP)
             return draw_rollout(shown, rollout_map(result["attentions"], grid, pool), last, scale=fit,
                                 caption=caption, pool=pool)
+        if name == "shuffled":
+            fit = fitted(name, shown_size, 1, 2, ROLLOUT_SCALE, 0, LABEL_TOP)
+            return draw_shuffled(shown, permutation, config.patch_size, shuffled_answers, scale=fit)
         norms = token_norms(result["hidden_states"])  # (depth + 1, N + 1): one tile per stage
         cell = max(1, int(fitted(name, (gw, gh), 1, len(norms), norm_tile_size(grid), 0, LABEL_TOP)))
         return draw_feature_norms(norms, grid, cell=cell)
@@ -722,6 +796,13 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source) -> t
         "pictures": {name: f"{name}.png" for name in drawn},
         **({"drawn_smaller": smaller} if smaller else {}),
     }
+    if "shuffled" in drawn:  # the numbers under shuffled.png, unrounded (the picture shows 4 decimals)
+        summary["shuffled"] = {
+            "permutation_seed": SHUFFLE_SEED,
+            "permutation": permutation,  # new patch k is old patch permutation[k], in token order
+            **{key: {name: {"predicted": c, "probability": p} for name, (c, p) in both.items()}
+               for key, both in shuffled_answers.items()},
+        }
     return drawn, summary
 
 
@@ -763,6 +844,7 @@ __all__ = [
     "draw_pictures",
     "draw_pos_similarity",
     "draw_rollout",
+    "draw_shuffled",
     "fresh_model",
     "load_dataset_image",
     "load_image_file",
@@ -773,6 +855,8 @@ __all__ = [
     "pos_embedding_similarity",
     "rollout_map",
     "run_model",
+    "shuffle_patches",
+    "shuffled_predictions",
     "similarity_colors",
     "tile_boxes",
     "token_norms",

@@ -1,5 +1,6 @@
 """Teaching pictures for one image: patch grid, positional-embedding similarity, attention and rollout into what
-the head reads ([CLS], or the mean of all tokens for pool="mean"), feature norms (see hf_vit/teaching.py).
+the head reads ([CLS], or the mean of all tokens for pool="mean"), feature norms, and the image with its
+patches shuffled, answered with and without positions (see hf_vit/teaching.py).
 
     # a fresh (untrained) model and an image file
     python scripts/visualize.py --preset tiny --image cat.png --output_dir pictures/fresh

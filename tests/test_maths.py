@@ -19,7 +19,9 @@ from hf_vit import HfViTConfig, HfViTForImageClassification
 from hf_vit.augment import AugmentConfig, BatchAugment
 from hf_vit.data import BatchCollator, ImageTensorDataset
 from hf_vit.metrics import classification_metrics, compute_metrics
-from hf_vit.teaching import cls_attention_maps, pos_embedding_similarity, rollout_map, run_model, token_norms
+from hf_vit.teaching import (
+    cls_attention_maps, pos_embedding_similarity, rollout_map, run_model, shuffle_patches, token_norms,
+)
 
 # 12 x 20 pixels in 3 x 2 patches: a 4 x 10 grid, neither the image, the patch nor the grid square.
 FIELDS = dict(image_size=(12, 20), patch_size=(3, 2), dim=16, depth=3, heads=2, dim_head=8, mlp_dim=32)
@@ -129,6 +131,15 @@ def test_positional_similarity_and_token_norms_recomputed():
         np.testing.assert_allclose(norms[stage], np.sqrt((h * h).sum(-1)), rtol=1e-5)
 
 
+def shuffle_blocks_by_hand(image, perm, patch):
+    """(B, C, H, W) array with its patch-sized blocks moved: new block k (row by row) is old block perm[k]."""
+    (ph, pw), (h, w) = patch, image.shape[-2:]
+    gh, gw = h // ph, w // pw
+    blocks = [image[:, :, r * ph:(r + 1) * ph, c * pw:(c + 1) * pw] for r in range(gh) for c in range(gw)]
+    return np.concatenate([np.concatenate([blocks[perm[r * gw + c]] for c in range(gw)], -1)
+                           for r in range(gh)], -2)
+
+
 @pytest.mark.parametrize("pool", ["cls", "mean"])
 def test_without_positions_the_model_sees_a_bag_of_patches(pool):
     """The README's goal 2: attention is order-blind. Shuffle an image's patches (by hand, block by block): with
@@ -138,10 +149,10 @@ def test_without_positions_the_model_sees_a_bag_of_patches(pool):
     rng = np.random.default_rng(0)
     image = rng.normal(size=(1, 3, 12, 20))
     perm = rng.permutation(40)  # new patch k is old patch perm[k], on the 4 x 10 grid of 3 x 2 patches
-    blocks = [image[:, :, r * 3:(r + 1) * 3, c * 2:(c + 1) * 2] for r in range(4) for c in range(10)]
-    shuffled = np.concatenate([np.concatenate([blocks[perm[r * 10 + c]] for c in range(10)], -1)
-                               for r in range(4)], -2)
+    shuffled = shuffle_blocks_by_hand(image, perm, (3, 2))
     image, shuffled = torch.from_numpy(image).float(), torch.from_numpy(shuffled).float()
+    # shuffled.png's helper moves the same blocks (visualize.py draws goal 2 with it)
+    torch.testing.assert_close(shuffle_patches(image, (3, 2), perm), shuffled, atol=0, rtol=0)
     with torch.no_grad():
         assert not torch.allclose(model(image).logits, model(shuffled).logits, atol=1e-4)
         model.vit.embeddings.pos_embedding.zero_()

@@ -21,10 +21,15 @@ from hf_vit.teaching import (
     GRID_COLOR,
     PICTURES,
     cls_attention_maps,
+    draw_pictures,
+    fresh_model,
+    load_image_file,
     patch_grid_cells,
+    pixel_values_for,
     pos_embedding_similarity,
     rollout_map,
     run_model,
+    tile_boxes,
     token_norms,
     write_pictures,
 )
@@ -409,7 +414,7 @@ def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path, monkeypat
     summary = json.loads((out / "pictures.json").read_text())
     assert summary["grid_size"] == [8, 8] and summary["num_patches"] == 64 and summary["depth"] == 2
     sizes = {}
-    for name in ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"):
+    for name in ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms", "shuffled"):
         with Image.open(out / f"{name}.png") as img:
             img.load()
             assert img.format == "PNG"
@@ -422,9 +427,46 @@ def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path, monkeypat
     assert sizes["rollout"][0] == 2 + 3 * (128 + 2) and sizes["rollout"][1] > 16 + 2 + 130
     # feature_norms: 3 stages (embeddings + 2 blocks) of 64 px tiles = 200 px, widened to the 256 px minimum.
     assert sizes["feature_norms"][0] == 256 and sizes["feature_norms"][1] > 16 + 2 + 66
+    # shuffled: the input and its shuffled patches, 128 px each (4x).
+    assert sizes["shuffled"][0] == 2 + 2 * (128 + 2) and sizes["shuffled"][1] > 16 + 2 + 130
     # A picture drawn from the run: the patch grid's right border line at x = 32*8 - 1.
     grid = load_png(out / "patch_grid.png")
     assert (grid[: 32 * 8, 32 * 8 - 1] == GRID_COLOR).all()
+    check_shuffled_picture(out, image_path, fresh_model("tiny", depth=2, heads=2))
+
+
+def check_shuffled_picture(out, image_path, model):
+    """Goal 2 seen: shuffled.png's second panel is the input's 4 x 4 patches moved by the recorded permutation;
+    pictures.json's numbers under it are the model's own answers on the shuffled pixels with the positions (so
+    they differ from the input's), and with the positions zeroed the same for both orders, to 1e-6. Drawing it
+    leaves the model's positions as they were."""
+    from test_maths import shuffle_blocks_by_hand
+
+    numbers = json.loads((out / "pictures.json").read_text())["shuffled"]
+    perm = numbers["permutation"]
+    assert numbers["permutation_seed"] == 0 and sorted(perm) == list(range(64)) and perm != list(range(64))
+    picture = load_png(out / "shuffled.png")
+    (left, top, right, bottom), (left2, _, right2, _) = tile_boxes(1, 2, 128, 128, 0, 16).values()
+    shown = load_image_file(image_path).resize((32, 32), Image.BILINEAR).resize((128, 128), Image.NEAREST)
+    np.testing.assert_array_equal(picture[top:bottom, left:right], np.asarray(shown))  # the input, 4x
+    hand = shuffle_blocks_by_hand(picture[None, top:bottom, left:right].transpose(0, 3, 1, 2), perm, (16, 16))
+    np.testing.assert_array_equal(picture[top:bottom, left2:right2], hand[0].transpose(1, 2, 0))
+    pixels = pixel_values_for(load_image_file(image_path), model.config)
+    shuffled = torch.from_numpy(shuffle_blocks_by_hand(pixels.numpy(), perm, (4, 4)))
+    with torch.no_grad():
+        for name, x in (("input", pixels), ("shuffled", shuffled)):
+            probs = model(pixel_values=x).logits.softmax(-1)[0]
+            answer = numbers["with_positions"][name]
+            assert answer["predicted"] == model.config.id2label[int(probs.argmax())]
+            assert answer["probability"] == pytest.approx(float(probs.max()), abs=1e-6)
+    with_positions, without = numbers["with_positions"], numbers["without_positions"]
+    assert abs(with_positions["input"]["probability"] - with_positions["shuffled"]["probability"]) > 1e-5
+    assert without["input"]["predicted"] == without["shuffled"]["predicted"]
+    assert without["input"]["probability"] == pytest.approx(without["shuffled"]["probability"], abs=1e-6)
+    assert abs(without["input"]["probability"] - with_positions["input"]["probability"]) > 1e-4  # really zeroed
+    before = model.vit.embeddings.pos_embedding.detach().clone()
+    draw_pictures(model, load_image_file(image_path), pictures=["shuffled", "rollout"])
+    assert torch.equal(model.vit.embeddings.pos_embedding, before) and before.abs().sum() > 0
 
 
 def test_visualize_launched_as_several_processes_is_refused(tmp_path):
@@ -492,7 +534,7 @@ def test_visualize_refuses_an_unknown_picture_before_loading_anything(tmp_path, 
     anything loads, with the same message; nothing is written."""
     monkeypatch.chdir(tmp_path)
     unknown = ("error: Unknown picture(s) ['nope']. Choose from: patch_grid, pos_similarity, cls_attention, rollout, "
-               "feature_norms.")
+               "feature_norms, shuffled.")
     for source in (["--model", "./nothere"], ["--preset", "tiny"]):  # a missing model: not even looked for
         for image in (["--image", "missing.png"], ["--dataset", "./no-data", "--index", "0"]):
             with pytest.raises(SystemExit) as exc:
@@ -602,7 +644,8 @@ def test_pictures_from_a_saved_model_folder(tmp_path):
     np.testing.assert_allclose(pos_embedding_similarity(loaded), pos_embedding_similarity(model), atol=1e-6)
     image = noise_image(16, 16)
     written = write_pictures(loaded, image, tmp_path / "pictures", processor=processor, label="cat")
-    assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms"])
+    assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms",
+                                      "shuffled"])
     summary = json.loads((tmp_path / "pictures" / "pictures.json").read_text())
     # the saved model's own answer on the image through the folder's processor: its top class and probability
     with torch.no_grad():
@@ -1118,4 +1161,4 @@ def test_visualize_help_gives_the_seed_and_pictures_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--seed SEED seed of the fresh model's initialisation (default: 0)" in text
     assert ("--pictures PICTURES the pictures to draw, comma-separated, e.g. patch_grid,rollout (default: all: "
-            "patch_grid, pos_similarity, cls_attention, rollout, feature_norms)") in text
+            "patch_grid, pos_similarity, cls_attention, rollout, feature_norms, shuffled)") in text
