@@ -1994,8 +1994,10 @@ def main(argv=None) -> int:
     """Entry point of scripts/train.py: user errors become one line on stderr and exit status 2."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     speaks = True  # whether a stop is said here: until the arguments are read, no process knows its rank
+    overwrite = False  # the run's --overwrite_output_dir: "the same command" plus a resume would be refused with it
     try:
         args = parse_args(argv)
+        overwrite = bool(getattr(args[2], "overwrite_output_dir", False))
         # A Ctrl-C or a launcher's kill reaches every process of the run: rank 0 says what the run left, as it alone
         # says the rest (another rank's line would repeat it, or advise a resume of a model folder rank 0 finished).
         speaks = args[3].process_index == 0
@@ -2020,7 +2022,7 @@ def main(argv=None) -> int:
                         signal.signal(signal.SIGTERM, signal.SIG_IGN)
                     # Rank 0 speaks for the run; of two processes, the one left speaks where rank 0 is the one lost.
                     if speaks or args[3].world_size == 2:
-                        print(f"train.py: error: {_lost_process_words(args[3])}{_what_is_left(err, output_dir)}",
+                        print(f"train.py: error: {_lost_process_words(args[3])}{_what_is_left(err, output_dir, overwrite)}",
                               file=sys.stderr, flush=True)  # fmt: skip
                     raise ProcessLostError from None
         except BaseException:
@@ -2042,7 +2044,7 @@ def main(argv=None) -> int:
             raise
         if speaks:
             print(f"train.py: {'stopped by SIGTERM (kill)' if killed else 'interrupted'}."
-                  f"{_what_is_left(err, output_dir if 'output_dir' in locals() else None)}", file=sys.stderr,
+                  f"{_what_is_left(err, output_dir if 'output_dir' in locals() else None, overwrite)}", file=sys.stderr,
                   flush=True)  # fmt: skip
         return SIGTERM_EXIT if killed else 130
     return 0
@@ -2067,12 +2069,16 @@ def _lost_process_words(args: TrainingArguments) -> str:
             f"{args.process_index} stopped too.")
 
 
-def _what_is_left(err: BaseException, output_dir: Path | None) -> str:
-    """What a stopped run left, as the sentence that follows the line saying why it stopped."""
+def _what_is_left(err: BaseException, output_dir: Path | None, overwrite: bool = False) -> str:
+    """What a stopped run left, as the sentence that follows the line saying why it stopped. A run with
+    --overwrite_output_dir true is told to pass it false: beside a resume it is refused (it would delete the run)."""
     if getattr(err, "hf_vit_left", None):  # stopped once the model folder was whole (train() says what is left)
         return f" {err.hf_vit_left}"
     # checkpoints are written in place, so one cut short is not named
     done = last_complete_checkpoint(output_dir) if output_dir is not None and output_dir.is_dir() else None
     if done:
+        if overwrite:
+            return (" Continue with the same command and --resume_from_checkpoint last --overwrite_output_dir false (a "
+                    f"resume keeps the folder; the newest is {Path(done).name}).")
         return f" Continue with the same command and --resume_from_checkpoint last (the newest is {Path(done).name})."
     return " No checkpoint was written yet."

@@ -747,6 +747,30 @@ def test_overwrite_output_dir_with_a_resume_is_refused_not_ignored(tiny, tmp_pat
     assert not out.exists()
 
 
+def test_a_stopped_run_with_overwrite_output_dir_says_a_resume_that_is_accepted(tiny, tmp_path, capsys, monkeypatch):
+    """A run started with --overwrite_output_dir true (a rerun into the same folder), stopped by Ctrl-C, said
+    "Continue with the same command and --resume_from_checkpoint last", and that command is refused (the flag
+    deletes the run a resume continues). The line now says to pass --overwrite_output_dir false too, which resumes."""
+    from hf_vit.training import HfViTTrainer
+
+    save = HfViTTrainer._save_checkpoint
+
+    def save_then_ctrl_c(self, model, trial):
+        save(self, model, trial)
+        raise KeyboardInterrupt  # after the first checkpoint is whole
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(HfViTTrainer, "_save_checkpoint", save_then_ctrl_c)
+    command = tiny_args(tiny, out, "--overwrite_output_dir", "true")
+    assert main(command) == 130
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    assert said == ("train.py: interrupted. Continue with the same command and --resume_from_checkpoint last "
+                    "--overwrite_output_dir false (a resume keeps the folder; the newest is checkpoint-4).")
+    monkeypatch.setattr(HfViTTrainer, "_save_checkpoint", save)
+    assert main([*command, "--resume_from_checkpoint", "last", "--overwrite_output_dir", "false"]) == 0
+    assert (out / "model.safetensors").is_file()
+
+
 def test_greater_is_better_against_the_metric_follows_it_or_is_refused(tmp_path):
     """A config file's `greater_is_better: false` (for its loss) stayed when the command line chose
     --metric_for_best_model accuracy: the run kept the least accurate checkpoint as the best, without a word. Now it
