@@ -1006,7 +1006,10 @@ def check_scheduler(args: TrainingArguments) -> None:
     one it does not take stopped there in a traceback. Built now, as the Trainer will, on a stand-in optimizer."""
     from transformers import get_scheduler
 
-    stand_in = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=args.learning_rate or 1.0)
+    # two parameter groups, as the Trainer's optimizer has (with and without weight decay): a per-group argument
+    # (ReduceLROnPlateau's min_lr list) is checked against as many groups as the run will have
+    groups = [{"params": [torch.zeros(1, requires_grad=True)]} for _ in range(2)]
+    stand_in = torch.optim.SGD(groups, lr=args.learning_rate or 1.0)
     try:
         get_scheduler(args.lr_scheduler_type, optimizer=stand_in, num_warmup_steps=args.get_warmup_steps(100),
                       num_training_steps=100, scheduler_specific_kwargs=args.lr_scheduler_kwargs)  # fmt: skip

@@ -648,6 +648,17 @@ def test_a_schedule_missing_its_arguments_is_refused_before_the_data(tiny, tmp_p
     *_, run_args, args = parse_args(["--preset", "tiny", "--use_cpu", "true", "--lr_scheduler_type",
                                      "cosine_with_min_lr", "--lr_scheduler_kwargs", '{"min_lr_rate": 0.1}'])  # fmt: skip
     check_trainer_flags(args, run_args)  # its arguments given: accepted
+    # ReduceLROnPlateau's min_lr may be one per parameter group: the Trainer's AdamW has two (with and without weight
+    # decay), so two are accepted and one list of one is refused, as the Trainer would (a stand-in of one group
+    # refused the two)
+    for min_lr, accepted in (("[0, 1e-6]", True), ("[0]", False)):
+        *_, run_args, args = parse_args(["--preset", "tiny", "--use_cpu", "true", "--lr_scheduler_type",
+                                         "reduce_lr_on_plateau", "--lr_scheduler_kwargs", f'{{"min_lr": {min_lr}}}'])
+        if accepted:
+            check_trainer_flags(args, run_args)
+        else:
+            with pytest.raises(SetupError, match="expected 2 min_lrs, got 1"):
+                check_trainer_flags(args, run_args)
 
 
 def test_hub_flags_without_push_to_hub_are_refused_not_ignored(tmp_path):
