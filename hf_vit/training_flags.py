@@ -165,7 +165,10 @@ def stray_value_message(tokens, stray: str, options) -> str:
             difflib.get_close_matches(double, sorted(options), n=1, cutoff=0.75))  # fmt: skip
         hint = f" (did you mean {meant[0]}?)" if meant else ""
         return f"unknown flag {stray}: the flags here start with two dashes{hint}. See `scripts/train.py --help`."
-    at = tokens.index(stray)
+    # the stray where it follows no flag that takes it (the same word may be an earlier flag's value: '5' of
+    # `--num_train_epochs 5 --learning_rate 1e-3 5`), else its first place
+    places = [i for i, token in enumerate(tokens) if token == stray]
+    at = next((i for i in places if i == 0 or not tokens[i - 1].startswith("--") or "=" in tokens[i - 1]), places[0])
     token = next((token for token in reversed(tokens[:at]) if token.startswith("--")), None)
     if token is None:
         return f"{stray!r} is no flag: every argument here is a --flag (value), e.g. --learning_rate 1e-3."

@@ -719,6 +719,9 @@ def test_a_value_too_many_or_a_one_dash_flag_names_the_flag():
                                         "and takes no more. Remove it, or put its flag in front of it."),
         (("-lr", "1e-3"), "unknown flag -lr: the flags here start with two dashes (did you mean --learning_rate?). See "
                           "`scripts/train.py --help`."),
+        # the stray word also given earlier as a flag's value: the flag named is the one it follows as a stray
+        (("--num_train_epochs", "5", "--learning_rate", "1e-3", "5"), "'5' after --learning_rate is one value too "
+         "many: --learning_rate took '1e-3' and takes no more. Remove it, or put its flag in front of it."),
     ]:  # fmt: skip
         with pytest.raises(SetupError) as refused:
             parse_args(["--preset", "tiny", *flags])
