@@ -294,6 +294,10 @@ def _seen_in_training(eval_metrics: dict, recipe, dataset: str | None, train_met
         return None
     split = _split_of(eval_metrics, default=None)
     if split == data.get("train_split", "train"):
+        # --validation_size N carves N of these images out before training (data.py): not trained on, only scored
+        held_out = data.get("validation_size") if data.get("validation_split") is None else None
+        if isinstance(held_out, int) and not isinstance(held_out, bool) and held_out > 0:
+            return f"trained on (all but the {held_out:,} held out from it for validation)"
         return "trained on"
     return "chose its checkpoints on" if split is not None and split == data.get("validation_split") else None
 

@@ -438,14 +438,33 @@ def test_card_reports_the_split_the_metrics_came_from(tmp_path):
            (("train", path), ("test", folder / "metrics.json"))}
     assert pct["train"] != pct["test"]
     assert (f"into the 10 CIFAR-10 classes; test accuracy **{pct['test']}** (held out, `metrics.json`). Its train "
-            f"accuracy, {pct['train']}, is on images the model trained on, so it overstates how the model does on new "
-            "ones.\n") in card.text
+            f"accuracy, {pct['train']}, is on images the model trained on (all but the 5,000 held out from it for "
+            "validation), so it overstates how the model does on new ones.\n") in card.text
     assert f"test accuracy **{pct['train']}" not in card.text and "; train accuracy **" not in card.text
     metrics = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "accuracy"}))
     text = ModelCard.load(write_model_card(folder, repo_id="me/tiny")).text
     assert f"into the 10 CIFAR-10 classes; train accuracy **{pct['train']}**.\n" in text
     assert "test accuracy" not in text.lower()
+
+
+def test_train_split_results_do_not_say_the_images_held_out_for_validation_were_trained_on(tmp_path):
+    """A run with --validation_size N (5,000 by default) trains on its train split less N images, which the card's
+    Data section says were not trained on; an evaluation of that split was then said, in the summary and the
+    results, to be "on images the model trained on", all of them. Now the held-out part is named."""
+    folder = make_model_folder(tmp_path / "run", extras=False)
+    path = folder / "evaluation" / "metrics.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "split": "train", "num_examples": 50_000}))
+    text = ModelCard.load(write_model_card(folder, repo_id="me/tiny")).text
+    words = "on images the model trained on (all but the 5,000 held out from it for validation), so"
+    assert "These are images the model trained on (all but the 5,000 held out from it for validation)" in text
+    assert f"is {words} it overstates" in text and "not trained on" in text  # the Data section agrees
+    # a recipe without a held-out part (its own --validation_split): all of the train split was trained on
+    recipe = json.loads((folder / "training_recipe.json").read_text())
+    recipe["data"].update(validation_split="valid")
+    (folder / "training_recipe.json").write_text(json.dumps(recipe))
+    text = ModelCard.load(write_model_card(folder, repo_id="me/tiny")).text
+    assert "is on images the model trained on, so it overstates" in text and "held out from it" not in text
 
 
 def test_results_on_a_split_that_training_used_say_so(tmp_path):
