@@ -1851,7 +1851,8 @@ def _write_model_folder(trainer, prediction, precision, selected, best_val, trai
         split=data_args.test_split,
         train_split_size=data.train_split_size,  # the card says how many training images the dataset had
         numeric_precision=precision,  # evaluate_model.py scores the saved float32 weights in float32: a few images apart
-        hardware=training_hardware(training_args),  # what the training time and images per second were measured on
+        # the weights' dtype now is training's: predict's --bf16/fp16_full_eval cast was undone above
+        hardware=training_hardware(training_args, next(trainer.model.parameters()).dtype),  # what the training time and images per second were measured on
         # model: "best" (the checkpoint chosen on validation was loaded) or "final" (the last step's weights)
         validation={"accuracy": best_val, "model": "best" if selected else "final"}
         | ({"selected_by": training_args.metric_for_best_model} if selected else {}),
@@ -1902,17 +1903,20 @@ def prediction_precision(trainer: Trainer) -> str:
     return dtype if dtype == {"bf16": "bfloat16", "fp16": "float16"}[mixed] else f"{dtype} under {mixed} autocast"
 
 
-def training_hardware(training_args: TrainingArguments) -> dict:
+def training_hardware(training_args: TrainingArguments, weights: torch.dtype = torch.float32) -> dict:
     """What training ran on, for metrics.json: the card gives it beside the training time and speed, which mean
-    little without it. threads_per_process is the CPU's torch thread count (None on a GPU, which it does not drive)."""
+    little without it. threads_per_process is the CPU's torch thread count (None on a GPU, which it does not drive).
+    `weights`: the dtype the model trained in; a bfloat16 or float16 model (fine-tuned from a folder saved so) ran
+    in it whatever --bf16/--fp16 say."""
     device = training_args.device
+    held = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(weights)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else _processor_name()
     return {
         "device": device.type,  # "cpu", "cuda", "mps"
         "name": name or None,
         "processes": training_args.world_size,
         "threads_per_process": torch.get_num_threads() if device.type == "cpu" else None,
-        "precision": {"bf16": "bf16", "fp16": "fp16"}.get(training_args.mixed_precision, "fp32"),
+        "precision": held or {"bf16": "bf16", "fp16": "fp16"}.get(training_args.mixed_precision, "fp32"),
     }
 
 

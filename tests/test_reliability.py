@@ -3870,3 +3870,24 @@ def test_some_rows_labelled_minus_one_are_named_with_the_filter(model_dir, datas
     assert train_error(capsys, train_args(data, tmp_path / "run")) == "train.py: error: " + message.format("")
     assert not (tmp_path / "run").exists()
     assert evaluate_error(model_dir, data, tmp_path) == "error: " + message.format(f" of {str(data)!r}")
+
+
+def test_a_model_trained_in_bfloat16_weights_is_measured_on_bf16_not_fp32(dataset_dir, tmp_path):
+    """A model folder saved in bfloat16 and fine-tuned (--model_name_or_path, no --bf16) trains in bfloat16 weights
+    (from_pretrained keeps the saved dtype), but metrics.json's hardware (read from --bf16/--fp16 alone) said fp32,
+    and the card's "Measured on" row with it. The precision now follows the weights too."""
+    from hf_vit.training import main
+
+    config = HfViTConfig(image_size=32, patch_size=4, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32,
+                         num_labels=10, id2label=dict(enumerate(CIFAR10_NAMES)))  # fmt: skip
+    start = tmp_path / "bf16"
+    HfViTForImageClassification(config).to(torch.bfloat16).save_pretrained(start)
+    make_image_processor(config).save_pretrained(start)
+    out = tmp_path / "run"
+    assert main(["--model_name_or_path", str(start), "--dataset_name", str(dataset_dir), "--output_dir", str(out),
+                 "--validation_size", "0", "--max_steps", "2", "--per_device_train_batch_size", "16", "--use_cpu",
+                 "--num_threads", "1", "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end",
+                 "false", "--max_test_samples", "8", "--seed", "0"]) == 0  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["numeric_precision"], metrics["hardware"]["precision"]) == ("bfloat16", "bf16")
+    assert re.search(r"\| Measured on \| [^|\n]*, bf16 \|", (out / "README.md").read_text())
