@@ -357,7 +357,9 @@ def hardware_words(hardware) -> str | None:
     else:  # a GPU (cuda: its name; mps: the chip's), or a CPU whose thread count is not recorded
         kind = {"cuda": "CUDA GPU", "mps": "MPS", "cpu": "CPU"}.get(hardware["device"], hardware["device"])
         label = name if name and hardware["device"] == "cuda" else f"{kind} ({name})" if name else kind
-        words = f"{processes} x {label}"
+        per = hardware.get("gpus_per_process")  # DataParallel: one process, every visible GPU (older files: none)
+        per = per if isinstance(per, int) and not isinstance(per, bool) and per >= 1 else 1
+        words = f"{processes * per} x {label}"
     precision = hardware.get("precision")
     return _cell(words) + (f", {precision}" if precision in ("fp32", "bf16", "fp16") else "")
 

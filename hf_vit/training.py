@@ -1915,6 +1915,8 @@ def training_hardware(training_args: TrainingArguments, weights: torch.dtype = t
         "device": device.type,  # "cpu", "cuda", "mps"
         "name": name or None,
         "processes": training_args.world_size,
+        # one process drives every visible GPU (DataParallel) unless launched one per GPU: n_gpu is then 1
+        "gpus_per_process": training_args.n_gpu if device.type == "cuda" else None,
         "threads_per_process": torch.get_num_threads() if device.type == "cpu" else None,
         "precision": held or {"bf16": "bf16", "fp16": "fp16"}.get(training_args.mixed_precision, "fp32"),
     }

@@ -182,6 +182,11 @@ def test_card_parses_back_with_the_evaluation_accuracy(tmp_path):
     for hardware, said in (
         ({"device": "cuda", "name": "NVIDIA H100 80GB HBM3", "processes": 1, "threads_per_process": None,
           "precision": "bf16"}, "1 x NVIDIA H100 80GB HBM3, bf16"),
+        # one process driving 2 GPUs (DataParallel), and 2 processes of one GPU each
+        ({"device": "cuda", "name": "NVIDIA H100 80GB HBM3", "processes": 1, "gpus_per_process": 2,
+          "threads_per_process": None, "precision": "bf16"}, "2 x NVIDIA H100 80GB HBM3, bf16"),
+        ({"device": "cuda", "name": "NVIDIA H100 80GB HBM3", "processes": 2, "gpus_per_process": 1,
+          "threads_per_process": None, "precision": "fp32"}, "2 x NVIDIA H100 80GB HBM3, fp32"),
         ({"device": "cpu", "name": "Intel(R) Xeon(R) Processor", "processes": 1, "threads_per_process": 2,
           "precision": "fp32"}, "2 CPU threads (Intel(R) Xeon(R) Processor), fp32"),
         ({"device": "cpu", "name": None, "processes": 2, "threads_per_process": 1, "precision": "fp32"},

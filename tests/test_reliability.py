@@ -2550,7 +2550,7 @@ def test_training_and_evaluation_record_their_precision_and_the_card_explains_th
     # ... and what the training time and speed were measured on, which the card gives beside them
     from hf_vit.training import _processor_name
 
-    hardware = {"device": "cpu", "name": _processor_name() or None, "processes": 1,
+    hardware = {"device": "cpu", "name": _processor_name() or None, "processes": 1, "gpus_per_process": None,
                 "threads_per_process": torch.get_num_threads(), "precision": "bf16"}  # fmt: skip
     assert trained["hardware"] == hardware
     threads = f"{hardware['threads_per_process']} CPU thread{'s' if hardware['threads_per_process'] > 1 else ''}"
@@ -3891,3 +3891,19 @@ def test_a_model_trained_in_bfloat16_weights_is_measured_on_bf16_not_fp32(datase
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["numeric_precision"], metrics["hardware"]["precision"]) == ("bfloat16", "bf16")
     assert re.search(r"\| Measured on \| [^|\n]*, bf16 \|", (out / "README.md").read_text())
+
+
+def test_one_process_driving_several_gpus_is_measured_on_all_of_them(monkeypatch):
+    """One process with 2 visible GPUs trains on both (the Trainer wraps the model in DataParallel; n_gpu 2), but
+    metrics.json's hardware counted processes only and the card said "1 x NVIDIA H100 80GB HBM3". No GPU here: the
+    arguments stand in for a TrainingArguments of such a machine, and torch.cuda.get_device_name for its driver."""
+    from types import SimpleNamespace
+
+    from hf_vit.card import hardware_words
+    from hf_vit.training import training_hardware
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    args = SimpleNamespace(device=torch.device("cuda", 0), world_size=1, n_gpu=2, mixed_precision="bf16")
+    assert hardware_words(training_hardware(args)) == "2 x NVIDIA H100 80GB HBM3, bf16"
+    args = SimpleNamespace(device=torch.device("cuda", 0), world_size=4, n_gpu=1, mixed_precision="no")  # DDP
+    assert hardware_words(training_hardware(args)) == "4 x NVIDIA H100 80GB HBM3, fp32"
