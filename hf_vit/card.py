@@ -877,11 +877,16 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         held_source = _cifar10_source(held_dataset, labels, _counted_whole_split(held_dataset, metrics_files, dataset))
         held_label = _dataset_label(held_dataset, held_source, _image_format(train_metrics))
         held_name = _accuracy_name(train_metrics, _partial(train_metrics, True, limits, held_source))
+        held = train_metrics["accuracy"]
         headline = (
             f"; {held_name}{f' on {held_label}' if held_label != dataset_label else ''} "
-            f"**{_pct(train_metrics['accuracy'])}** (held out, `metrics.json`). Its {scope}{on_text}, {_pct(accuracy)}, "
-            f"is on images the model {seen}, so it overstates how the model does on new ones."
+            f"**{_pct(held)}** (held out, `metrics.json`)."
         )
+        if _number(accuracy):  # null (an evaluation that scored nothing): no figure to caveat
+            # "overstates" only where it is higher: a model that learned little scores alike on both
+            says = ("it overstates how the model does on new ones" if accuracy > held else
+                    "it is no measure of how the model does on new ones")
+            headline += f" Its {scope}{on_text}, {_pct(accuracy)}, is on images the model {seen}, so {says}."
     summary = (
         f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
         f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "

@@ -470,6 +470,15 @@ def test_train_split_results_do_not_say_the_images_held_out_for_validation_were_
     (folder / "training_recipe.json").write_text(json.dumps(recipe))
     text = ModelCard.load(write_model_card(folder, repo_id="me/tiny")).text
     assert "is on images the model trained on, so it overstates" in text and "held out from it" not in text
+    # a train accuracy no higher than the held-out one (a model that learned little) overstates nothing; a null one
+    # (hand-edited) is no figure to caveat: the summary said "Its train accuracy, n/a, ..., so it overstates ..."
+    held = json.loads((folder / "metrics.json").read_text())["accuracy"]
+    for accuracy, said in ((held, f"Its train accuracy, {100 * held:.2f}%, is on images the model trained on, so it "
+                                  "is no measure of how the model does on new ones."),
+                           (None, f"test accuracy **{100 * held:.2f}%** (held out, `metrics.json`).\n")):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "accuracy": accuracy}))
+        text = ModelCard.load(write_model_card(folder, repo_id="me/tiny")).text
+        assert said in text and "overstates how the model" not in text and "n/a" not in text, accuracy
 
 
 def test_results_on_a_split_that_training_used_say_so(tmp_path):
