@@ -1720,7 +1720,10 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
         )
     if trainer.is_world_process_zero():
         n_params = sum(p.numel() for p in model.parameters())
-        precision = {"bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(training_args.mixed_precision, "fp32")
+        # a model loaded in bfloat16/float16 (a folder saved so) trains in those weights whatever --bf16/--fp16 say
+        weights = {torch.bfloat16: "bf16 weights", torch.float16: "fp16 weights"}.get(next(model.parameters()).dtype)
+        autocast = {"bf16": "bf16 autocast", "fp16": "fp16 autocast"}.get(training_args.mixed_precision, "fp32")
+        precision = weights or autocast
         print(
             f"[hf_vit] {n_params / 1e6:.2f}M parameters; train {len(data.train)}, validation "
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "

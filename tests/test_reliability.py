@@ -3872,10 +3872,11 @@ def test_some_rows_labelled_minus_one_are_named_with_the_filter(model_dir, datas
     assert evaluate_error(model_dir, data, tmp_path) == "error: " + message.format(f" of {str(data)!r}")
 
 
-def test_a_model_trained_in_bfloat16_weights_is_measured_on_bf16_not_fp32(dataset_dir, tmp_path):
+def test_a_model_trained_in_bfloat16_weights_is_measured_on_bf16_not_fp32(dataset_dir, tmp_path, capsys):
     """A model folder saved in bfloat16 and fine-tuned (--model_name_or_path, no --bf16) trains in bfloat16 weights
     (from_pretrained keeps the saved dtype), but metrics.json's hardware (read from --bf16/--fp16 alone) said fp32,
-    and the card's "Measured on" row with it. The precision now follows the weights too."""
+    and the card's "Measured on" row with it, and the start line ("sdpa attention, fp32"). The precision now follows
+    the weights too."""
     from hf_vit.training import main
 
     config = HfViTConfig(image_size=32, patch_size=4, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32,
@@ -3888,6 +3889,7 @@ def test_a_model_trained_in_bfloat16_weights_is_measured_on_bf16_not_fp32(datase
                  "--validation_size", "0", "--max_steps", "2", "--per_device_train_batch_size", "16", "--use_cpu",
                  "--num_threads", "1", "--save_strategy", "no", "--eval_strategy", "no", "--load_best_model_at_end",
                  "false", "--max_test_samples", "8", "--seed", "0"]) == 0  # fmt: skip
+    assert re.search(r"\[hf_vit\] [^\n]* attention, bf16 weights; ", capsys.readouterr().out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["numeric_precision"], metrics["hardware"]["precision"]) == ("bfloat16", "bf16")
     assert re.search(r"\| Measured on \| [^|\n]*, bf16 \|", (out / "README.md").read_text())
