@@ -43,6 +43,7 @@ from .training_flags import (
     Given,
     SetupError,
     advice_for_unknown,
+    as_written,
     check_one_precision,
     check_push_flags,
     check_validation_size,
@@ -371,7 +372,8 @@ def parse_args(argv=None):
     parser.set_defaults(**settle_evaluation(asked, given, notes))
     note_unlimited_checkpoints(asked, given, notes)
     parser.set_defaults(**settle_direction(asked, given, notes), **settle_warmup(asked, given, notes))
-    check_one_precision(asked, given, {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"})
+    where = {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"}
+    check_one_precision(asked, given, where)
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
@@ -412,6 +414,10 @@ def parse_args(argv=None):
         p.relative_to(RECIPES_DIR.parent.parent).as_posix() if p.parent == RECIPES_DIR else str(p) for p, _ in sources
     ]
     training_args._hf_vit_notes = notes
+    # where the settings train() judges came from, for its messages: a recipe file's value is named as its key there
+    said = {0: "the default", 3: "the command line", **where}
+    training_args._hf_vit_said = {name: said[given.level(name)]
+                                  for name in ("overwrite_output_dir", "resume_from_checkpoint")}
     return model_args, data_args, run_args, training_args
 
 
@@ -1252,6 +1258,30 @@ def check_batches(resume, saved: dict, fingerprint: dict, state: dict) -> None:
     )
 
 
+def _overwrite_with_resume(training_args: TrainingArguments, output_dir: Path) -> str:
+    """--overwrite_output_dir true beside --resume_from_checkpoint, each named where it was set: a recipe file's
+    value (never typed on this command line) by its key and file. A flag overrides a file's value; only a flag can
+    be left out."""
+    line = "the command line"
+    said = getattr(training_args, "_hf_vit_said", {})
+    overwrite, resuming = (said.get(name, line) for name in ("overwrite_output_dir", "resume_from_checkpoint"))
+    if overwrite == resuming == line:
+        fix = "pass one of the two"
+    else:
+        to_resume = ("leave --overwrite_output_dir out" if overwrite == line else
+                     "pass --overwrite_output_dir false (it overrides the file's)")
+        afresh = ("leave --resume_from_checkpoint out" if resuming == line else
+                  f"take resume_from_checkpoint out of {resuming}")
+        fix = f"{to_resume} to resume, or {afresh} to start afresh"
+
+    def shown(name, value, source):
+        return f"--{name} {value}" if source == line else as_written(name, value, source)
+
+    return (f"{shown('overwrite_output_dir', 'true', overwrite)} deletes the earlier run in {str(output_dir)!r} to "
+            f"start afresh, and {shown('resume_from_checkpoint', training_args.resume_from_checkpoint, resuming)} "
+            f"continues it: {fix}.")
+
+
 def _step_words(args: TrainingArguments) -> str:
     """The images of one optimizer step, and what makes them: the learning rate and the schedule's steps go by it,
     and the Trainer says it only at its info level."""
@@ -1602,10 +1632,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
     start = load_start(model_args, output_dir) if model_args.model_name_or_path else None
     if training_args.resume_from_checkpoint not in (None, "") and run_args.overwrite_output_dir:
         # a resume never clears the folder: the flag was ignored without a word, and the run continued
-        raise SetupError(
-            f"--overwrite_output_dir true deletes the earlier run in {str(output_dir)!r} to start afresh, and "
-            f"--resume_from_checkpoint {training_args.resume_from_checkpoint} continues it: pass one of the two."
-        )
+        raise SetupError(_overwrite_with_resume(training_args, output_dir))
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)
     if resume is None:  # refused now, before the data is read; deleted once this run's data and settings pass
         clear_earlier_run(output_dir, run_args.overwrite_output_dir, training_args.process_index == 0, delete=False)

@@ -47,6 +47,14 @@ class Given:
         return max(said, self.followed.get(name, 0))
 
 
+def as_written(name: str, value, source: str) -> str:
+    """A setting as the user wrote it, and where: a flag (`--bf16 true (the command line)`), or a recipe file's key
+    (`bf16: true (the config file x.yaml)`)."""
+    if source == "the command line":
+        return f"--{name} {value} ({source})"
+    return f"{name}: {value} ({source})"
+
+
 def _text(value) -> str:
     """A value as a flag takes it: `steps`, `true`, `50` (not IntervalStrategy.STEPS, True, 50.0)."""
     value = getattr(value, "value", value)
@@ -377,16 +385,12 @@ def check_one_precision(asked, given: Given, where: dict) -> None:
         raise SetupError("--fp16 true and --bf16 true (both on the command line) each ask for a mixed precision, and "
                          "a run trains in one: leave one of them out.")
     said = {3: "the command line", **where}
-
-    def as_written(name, level):  # as the user wrote it: a flag, or a recipe file's key (not hf_vit.data.setting)
-        return f"--{name} true ({said[level]})" if level == 3 else f"{name}: true ({said[level]})"
-
     # the less explicit one gives way; fp16 is for CUDA GPUs only
     drop, keep = ("bf16", "fp16") if bf16 < fp16 else ("fp16", "bf16")
     gpu = " (a CUDA GPU only)" if keep == "fp16" else ""
     raise SetupError(
-        f"{as_written('fp16', fp16)} and {as_written('bf16', bf16)} each ask for a mixed precision, and a run trains in "
-        f"one: pass --{drop} false as well to train in {keep}{gpu}, or leave --{keep} out."
+        f"{as_written('fp16', 'true', said[fp16])} and {as_written('bf16', 'true', said[bf16])} each ask for a mixed "
+        f"precision, and a run trains in one: pass --{drop} false as well to train in {keep}{gpu}, or leave --{keep} out."
     )
 
 

@@ -759,6 +759,15 @@ def test_overwrite_output_dir_with_a_resume_is_refused_not_ignored(tiny, tmp_pat
         f"train.py: error: --overwrite_output_dir true deletes the earlier run in {str(out)!r} to start afresh, and "
         "--resume_from_checkpoint last continues it: pass one of the two.\n")
     assert not out.exists()
+    # set in a config file, the value is named with its file (it was on no command line to leave out)
+    config = tmp_path / "rerun.yaml"
+    config.write_text("overwrite_output_dir: true\n")
+    assert main(tiny_args(tiny, out, "--config_file", str(config), "--resume_from_checkpoint", "last")) == 2
+    assert capsys.readouterr().err == (
+        f"train.py: error: overwrite_output_dir: true (the config file {config}) deletes the earlier run in "
+        f"{str(out)!r} to start afresh, and --resume_from_checkpoint last continues it: pass --overwrite_output_dir "
+        "false (it overrides the file's) to resume, or leave --resume_from_checkpoint out to start afresh.\n")
+    assert not out.exists()
 
 
 def test_a_stopped_run_with_overwrite_output_dir_says_a_resume_that_is_accepted(tiny, tmp_path, capsys, monkeypatch):
