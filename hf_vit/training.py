@@ -1282,12 +1282,15 @@ def _overwrite_with_resume(training_args: TrainingArguments, output_dir: Path) -
             f"continues it: {fix}.")
 
 
-def _step_words(args: TrainingArguments) -> str:
+def _step_words(args: TrainingArguments, per_process: int) -> str:
     """The images of one optimizer step, and what makes them: the learning rate and the schedule's steps go by it,
-    and the Trainer says it only at its info level."""
-    per_process, accumulation, processes = args.train_batch_size, args.gradient_accumulation_steps, args.world_size
+    and the Trainer says it only at its info level. `per_process`: one pass of one process as the run starts;
+    --auto_find_batch_size may lower it later (by a tenth at each out-of-memory error), so the figure is said to be
+    the starting one there."""
+    accumulation, processes = args.gradient_accumulation_steps, args.world_size
+    at_first = ", to start with: --auto_find_batch_size may lower it" if args.auto_find_batch_size else ""
     return (f"{per_process * accumulation * processes} images per optimizer step ({per_process} per process x "
-            f"{accumulation} accumulated x {processes} process(es))")
+            f"{accumulation} accumulated x {processes} process(es)){at_first}")
 
 
 def _step(schedule: dict, process_batch: int) -> dict:
@@ -1756,7 +1759,9 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             f"{len(data.validation) if data.validation else 0}, test {len(data.test)} images; "
             f"{training_args.world_size} process(es), {torch.get_num_threads()} thread(s) each on "
             f"{_device_name(training_args.device)}; "
-            f"{model.config._attn_implementation} attention, {precision}; {_step_words(training_args)}",
+            f"{model.config._attn_implementation} attention, {precision}; "
+            # a resume under --auto_find_batch_size starts from the batch its checkpoint fell back to
+            f"{_step_words(training_args, _process_batch_now(trainer.run_fingerprint, resume_state))}",
             flush=True,
         )
         changes = resume_changes(resume, trainer.run_fingerprint) if resume is not None and not finished else []

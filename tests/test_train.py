@@ -747,6 +747,12 @@ def test_the_start_line_says_the_images_of_an_optimizer_step(tiny, tmp_path, cap
                           "no")) == 0  # fmt: skip
     assert ("1 process(es), 1 thread(s) each on cpu; sdpa attention, fp32; 16 images per optimizer step (8 per process "
             "x 2 accumulated x 1 process(es))\n") in capsys.readouterr().out
+    # --auto_find_batch_size lowers the batch where it does not fit, after this line: the figure is the starting one
+    assert main(tiny_args(tiny, tmp_path / "auto", "--per_device_train_batch_size", "8", "--max_steps", "1",
+                          "--validation_size", "0", "--eval_strategy", "no", "--save_strategy", "no",
+                          "--auto_find_batch_size", "true")) == 0  # fmt: skip
+    assert ("; 8 images per optimizer step (8 per process x 1 accumulated x 1 process(es)), to start with: "
+            "--auto_find_batch_size may lower it\n") in capsys.readouterr().out
 
 
 def test_overwrite_output_dir_with_a_resume_is_refused_not_ignored(tiny, tmp_path, capsys):
