@@ -12,6 +12,7 @@ environment, and only the main process writes the final files.
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from .output_folder import (
 from .training_flags import (
     Given,
     SetupError,
+    _text,
     advice_for_unknown,
     as_written,
     check_one_precision,
@@ -417,7 +419,7 @@ def parse_args(argv=None):
     # where the settings train() judges came from, for its messages: a recipe file's value is named as its key there
     said = {0: "the default", 3: "the command line", **where}
     training_args._hf_vit_said = {name: said[given.level(name)]
-                                  for name in ("overwrite_output_dir", "resume_from_checkpoint")}
+                                  for name in ("overwrite_output_dir", "resume_from_checkpoint", "warmup_steps")}
     return model_args, data_args, run_args, training_args
 
 
@@ -1282,6 +1284,28 @@ def _overwrite_with_resume(training_args: TrainingArguments, output_dir: Path) -
             f"continues it: {fix}.")
 
 
+def warmup_past_the_run(args: TrainingArguments, schedule: dict, per_process: int) -> str | None:
+    """A warmup as long as the run or longer: the learning rate climbs for every step and never reaches
+    --learning_rate (the schedule's factor at step s is s / warmup). The Trainer takes it without a word. A note,
+    not a refusal: the run still trains (a smoke run of --max_steps 1 beside a recipe's warmup is no mistake), and
+    the number of steps is known only once the data is read. `schedule`: run_fingerprint's."""
+    if args.max_steps > 0:
+        total = args.max_steps
+    else:  # as the Trainer counts: the optimizer steps of an epoch, times the epochs, rounded up
+        per_epoch = _steps_per_epoch(schedule["train_images"], _step(schedule, per_process))
+        total = math.ceil(args.num_train_epochs * per_epoch)
+    warmup = args.get_warmup_steps(total)
+    if total <= 0 or warmup < total:
+        return None
+    source = getattr(args, "_hf_vit_said", {}).get("warmup_steps", "the command line")
+    value = _text(args.warmup_steps)
+    of = f" ({value} of {total} steps)" if args.warmup_steps < 1 else ""
+    return (f"{as_written('warmup_steps', value, source)} warms up over {warmup} steps{of}, and this run takes "
+            f"{total} optimizer step(s): the learning rate climbs for the whole run and never reaches --learning_rate "
+            f"{_text(args.learning_rate)}. Pass a --warmup_steps below {total} (or a fraction of the run, such as "
+            "0.1), or train longer.")
+
+
 def _step_words(args: TrainingArguments, per_process: int) -> str:
     """The images of one optimizer step, and what makes them: the learning rate and the schedule's steps go by it,
     and the Trainer says it only at its info level. `per_process`: one pass of one process as the run starts;
@@ -1749,6 +1773,7 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             "run, without --save_only_model if it is to be resumed."
         )
     if trainer.is_world_process_zero():
+        per_process = _process_batch_now(trainer.run_fingerprint, resume_state)
         n_params = sum(p.numel() for p in model.parameters())
         # a model loaded in bfloat16/float16 (a folder saved so) trains in those weights whatever --bf16/--fp16 say
         weights = {torch.bfloat16: "bf16 weights", torch.float16: "fp16 weights"}.get(next(model.parameters()).dtype)
@@ -1761,9 +1786,12 @@ def _train(model_args, data_args, run_args, training_args, extra_callbacks):
             f"{_device_name(training_args.device)}; "
             f"{model.config._attn_implementation} attention, {precision}; "
             # a resume under --auto_find_batch_size starts from the batch its checkpoint fell back to
-            f"{_step_words(training_args, _process_batch_now(trainer.run_fingerprint, resume_state))}",
+            f"{_step_words(training_args, per_process)}",
             flush=True,
         )
+        note = warmup_past_the_run(training_args, trainer.run_fingerprint["schedule"], per_process)
+        if note and not finished:  # (a finished schedule takes no step)
+            print(f"[hf_vit] note: {note}", flush=True)
         changes = resume_changes(resume, trainer.run_fingerprint) if resume is not None and not finished else []
         if changes:
             print(

@@ -390,7 +390,8 @@ def check_one_precision(asked, given: Given, where: dict) -> None:
     gpu = " (a CUDA GPU only)" if keep == "fp16" else ""
     raise SetupError(
         f"{as_written('fp16', 'true', said[fp16])} and {as_written('bf16', 'true', said[bf16])} each ask for a mixed "
-        f"precision, and a run trains in one: pass --{drop} false as well to train in {keep}{gpu}, or leave --{keep} out."
+        f"precision, and a run trains in one: pass --{drop} false as well to train in {keep}{gpu}, or leave "
+        f"--{keep} out."
     )
 
 

@@ -745,14 +745,35 @@ def test_the_start_line_says_the_images_of_an_optimizer_step(tiny, tmp_path, cap
     assert main(tiny_args(tiny, tmp_path / "out", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps",
                           "2", "--max_steps", "1", "--validation_size", "0", "--eval_strategy", "no", "--save_strategy",
                           "no")) == 0  # fmt: skip
+    out = capsys.readouterr().out
     assert ("1 process(es), 1 thread(s) each on cpu; sdpa attention, fp32; 16 images per optimizer step (8 per process "
-            "x 2 accumulated x 1 process(es))\n") in capsys.readouterr().out
-    # --auto_find_batch_size lowers the batch where it does not fit, after this line: the figure is the starting one
-    assert main(tiny_args(tiny, tmp_path / "auto", "--per_device_train_batch_size", "8", "--max_steps", "1",
-                          "--validation_size", "0", "--eval_strategy", "no", "--save_strategy", "no",
-                          "--auto_find_batch_size", "true")) == 0  # fmt: skip
+            "x 2 accumulated x 1 process(es))\n") in out
+    # tiny_args' --warmup_steps 2 is the whole of this 1-step run: the learning rate never reaches its peak (the
+    # Trainer says nothing); a note, as the run still trains
+    assert ("[hf_vit] note: --warmup_steps 2 (the command line) warms up over 2 steps, and this run takes 1 optimizer "
+            "step(s): the learning rate climbs for the whole run and never reaches --learning_rate 0.003. Pass a "
+            "--warmup_steps below 1 (or a fraction of the run, such as 0.1), or train longer.\n") in out
+    # --auto_find_batch_size lowers the batch where it does not fit, after this line: the figure is the starting one.
+    # Counted by epochs as the Trainer counts: 200 images / 8 = 25 steps an epoch, x 0.05 rounded up = 2
+    assert main(tiny_args(tiny, tmp_path / "auto", "--per_device_train_batch_size", "8", "--max_steps", "-1",
+                          "--num_train_epochs", "0.05", "--validation_size", "0", "--eval_strategy", "no",
+                          "--save_strategy", "no", "--auto_find_batch_size", "true")) == 0  # fmt: skip
+    out = capsys.readouterr().out
     assert ("; 8 images per optimizer step (8 per process x 1 accumulated x 1 process(es)), to start with: "
-            "--auto_find_batch_size may lower it\n") in capsys.readouterr().out
+            "--auto_find_batch_size may lower it\n") in out
+    assert "warms up over 2 steps, and this run takes 2 optimizer step(s)" in out
+    from hf_vit.training import warmup_past_the_run
+
+    # a config file's fraction that rounds up to the whole run: 50 images / 16 = 4 steps an epoch, 2 epochs = 8
+    config = tmp_path / "long_warmup.yaml"
+    config.write_text("warmup_steps: 0.9\n")
+    schedule = {"train_images": 50, "world_size": 1, "gradient_accumulation_steps": 1, "dataloader_drop_last": False}
+    for fraction, said in ((None, "warmup_steps: 0.9 (the config file"), ("0.85", None)):
+        more = ["--warmup_steps", fraction] if fraction else []
+        args = parse_args(["--preset", "tiny", "--use_cpu", "true", "--config_file", str(config), "--num_train_epochs",
+                           "2", "--max_steps", "-1", *more])[3]  # fmt: skip
+        note = warmup_past_the_run(args, schedule, 16)
+        assert (note is None) if said is None else note.startswith(said) and "over 8 steps (0.9 of 8 steps)" in note
 
 
 def test_overwrite_output_dir_with_a_resume_is_refused_not_ignored(tiny, tmp_path, capsys):
