@@ -176,11 +176,14 @@ def architecture(config: dict) -> dict:
             "dropout": config.get("hidden_dropout_prob", 0.0),
             "emb_dropout": config.get("hidden_dropout_prob", 0.0),
             "layer_norm_eps": config.get("layer_norm_eps", 1e-12),
+            # a grey model's export: an RGB ViT whose patch projection turns the image grey (hf_vit.export_transformers)
+            "grey": config.get("grey_conversion_in_patch_projection") is True,
         }
     defaults = {"image_size": 32, "patch_size": 4, "num_channels": 3, "dim": 192, "depth": 6, "heads": 3,
                 "dim_head": 64, "mlp_dim": 768, "pool": "cls", "dropout": 0.0, "emb_dropout": 0.0,
                 "layer_norm_eps": 1e-5}
-    return {key: config.get(key, default) for key, default in defaults.items()}
+    arch = {key: config.get(key, default) for key, default in defaults.items()}
+    return {**arch, "grey": arch["num_channels"] == 1}
 
 
 def _labels(config: dict) -> list[str]:
@@ -594,8 +597,10 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     arch_rows = [
         ("image_size", _size(arch["image_size"]), "input height x width (pixels)"),
         ("patch_size", _size(arch["patch_size"]), f"patch height x width: {num_patches} patches + [CLS] = {num_patches + 1} tokens"),
-        ("num_channels", arch["num_channels"], {1: "input channels: 1 (greyscale)", 3: "input channels: 3 (RGB colour)"}
-         .get(arch["num_channels"], "input channels")),
+        ("num_channels", arch["num_channels"], "input channels: 3 (RGB), made grey by the patch projection (PIL's "
+         "grey weights)" if arch["grey"] and arch["num_channels"] == 3 else {
+             1: "input channels: 1 (greyscale)", 3: "input channels: 3 (RGB colour)"}.get(arch["num_channels"],
+                                                                                          "input channels")),
         ("dim", arch["dim"], "token width (hidden size)"),
         ("depth", arch["depth"], "encoder blocks"),
         ("heads", arch["heads"], "attention heads per block"),
@@ -890,7 +895,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     summary = (
         f"A small Vision Transformer (depth {arch['depth']}, width {arch['dim']}, {arch['heads']} heads, "
         f"{_size(arch['patch_size'])} patches, {num_params_text.split(' (')[0]} parameters) that classifies "
-        f"{image_size_text}{' greyscale' if arch['num_channels'] == 1 else ''} images into {classes_text}{headline}"
+        f"{image_size_text}{' greyscale' if arch['grey'] else ''} images into {classes_text}{headline}"
     )
     if isinstance(base, str) and base:  # a local folder by its name only: the card is published, the path is not
         pinned = _recipe_part(recipe, "model").get("model_revision")  # --model_revision, if given
@@ -905,8 +910,8 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         exported=exported,
         # a start from another model: the card knows this run's data only, not what that model learnt before
         fine_tuned=isinstance(base, str) and bool(base),
-        # A grey processor takes any image, through pipeline() too; a plain one (an export's, or a 1-channel
-        # model saved before hf_vit had one) needs the image made grey first and cannot serve pipeline().
+        # A grey processor takes any image, through pipeline() too; a plain one (a 1-channel model saved before
+        # hf_vit had one) needs the image made grey first and cannot serve pipeline(). An export takes RGB.
         convert_to_grey=arch["num_channels"] == 1 and not grey_processor,
         processor_code=grey_processor,
         can_export=arch["pool"] == "cls" and arch["heads"] * arch["dim_head"] == arch["dim"],

@@ -21,6 +21,13 @@ each token alone, so LN(x)[:, 0] == LN(x[:, 0]). A mean-pooled model has no such
 equivalent (the mean of normalised tokens is not the normalised mean), and
 transformers' ViT always classifies the [CLS] token.
 
+A 1-channel (grey) model becomes a 3-channel ViT: pipeline() hands every image to
+the processor as RGB, and a grey processor of transformers' own fails on it. The
+grey conversion is linear, L = wR*R + wG*G + wB*B (PIL's "L" weights, which sum to
+1), and so is the patch projection, so it folds into the projection's weight,
+W_rgb[:, c] = w_c * W_grey; with mean [m]*3 and std [s]*3 the weighted normalised
+channels are (L - m) / s, the grey model's input, up to PIL's rounding of L to 8 bits.
+
 The exported folder loads with `AutoModelForImageClassification` and
 `pipeline("image-classification")` without `trust_remote_code`.
 """
@@ -41,6 +48,11 @@ from .image_processing import is_grey_processor
 from .links import refuse_links_outside
 from .modeling_hf_vit import HfViTForImageClassification
 from .output_folder import check_output_folder, hold_folders, share_folder, staged_folder
+
+
+# PIL's convert("L"), which training and hf_vit's grey processor use: L = (R*19595 + G*38470 + B*7471 + 2**15) >> 16
+# (Pillow's Convert.c). Exactly PIL's weights, summing to exactly 1, so the folded mean and std stay the grey ones.
+GREY_WEIGHTS = (19595 / 65536, 38470 / 65536, 7471 / 65536)
 
 
 class NotExportable(ValueError):
@@ -74,7 +86,8 @@ def _plain_size(value):
 
 
 def vit_config_from(config: HfViTConfig) -> ViTConfig:
-    """The `ViTConfig` of the same network (call `check_exportable` first)."""
+    """The `ViTConfig` of the same network (call `check_exportable` first); a 1-channel model's takes RGB, the grey
+    conversion folded into its patch projection (see `convert_state_dict`)."""
     id2label = {int(k): v for k, v in config.id2label.items()}
     return ViTConfig(
         hidden_size=config.dim,
@@ -89,17 +102,20 @@ def vit_config_from(config: HfViTConfig) -> ViTConfig:
         layer_norm_eps=config.layer_norm_eps,
         image_size=_plain_size(config.image_size),
         patch_size=_plain_size(config.patch_size),
-        num_channels=config.num_channels,
+        num_channels=3 if config.num_channels == 1 else config.num_channels,
         qkv_bias=False,  # to_qkv has no bias
         id2label=id2label,
         label2id={name: i for i, name in id2label.items()},
         # A multi-label or regression head: pipeline() picks sigmoid / none / softmax by it, and the loss with it.
         problem_type=config.problem_type,
+        # said in config.json (the card reads it): the model sees its RGB input in grey
+        **({"grey_conversion_in_patch_projection": True} if config.num_channels == 1 else {}),
     )
 
 
 def convert_state_dict(model: HfViTForImageClassification) -> dict:
-    """hf_vit parameters renamed and reshaped to `ViTForImageClassification` keys."""
+    """hf_vit parameters renamed and reshaped to `ViTForImageClassification` keys; a 1-channel model's patch
+    projection takes RGB, weighted by PIL's grey conversion (`GREY_WEIGHTS`)."""
     config = model.config
     sd = model.state_dict()
     ph, pw = _pair(config.patch_size)
@@ -112,6 +128,10 @@ def convert_state_dict(model: HfViTForImageClassification) -> dict:
     out["vit.embeddings.patch_embeddings.projection.weight"] = (
         linear.reshape(dim, ph, pw, channels).permute(0, 3, 1, 2).contiguous()
     )  # (dim, c, p1, p2)
+    if channels == 1:  # grey -> RGB: the projection of L = sum w_c * channel_c is sum w_c * (W_grey . channel_c)
+        weights = torch.tensor(GREY_WEIGHTS, dtype=torch.float64).view(1, 3, 1, 1)
+        grey = out["vit.embeddings.patch_embeddings.projection.weight"]
+        out["vit.embeddings.patch_embeddings.projection.weight"] = (grey.double() * weights).to(grey.dtype)
     out["vit.embeddings.patch_embeddings.projection.bias"] = sd["vit.embeddings.to_patch_embedding.1.bias"]
     out["vit.embeddings.cls_token"] = sd["vit.embeddings.cls_token"]  # (1, 1, dim)
     out["vit.embeddings.position_embeddings"] = sd["vit.embeddings.pos_embedding"]  # (1, N+1, dim)
@@ -185,11 +205,15 @@ def convert_to_vit(model: HfViTForImageClassification) -> ViTForImageClassificat
 
 @torch.no_grad()
 def max_logit_difference(model, vit, batch_size: int = 4, seed: int = 0) -> float:
-    """Largest |logit difference| of the two models on random normalised images."""
+    """Largest |logit difference| of the two models on random normalised images (for a grey model exported as RGB:
+    the ViT's RGB images against the model's grey conversion of them)."""
     height, width = _pair(model.config.image_size)
     generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randn(batch_size, model.config.num_channels, height, width, generator=generator)
-    return (model.eval()(pixel_values=pixels).logits - vit(pixel_values=pixels).logits).abs().max().item()
+    pixels = torch.randn(batch_size, vit.config.num_channels, height, width, generator=generator)
+    source = pixels
+    if model.config.num_channels == 1 and vit.config.num_channels == 3:
+        source = (pixels * torch.tensor(GREY_WEIGHTS).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return (model.eval()(pixel_values=source).logits - vit(pixel_values=pixels).logits).abs().max().item()
 
 
 def _saved_dtype(config) -> torch.dtype:
@@ -210,17 +234,23 @@ def _copied_files(model_dir: Path) -> list[str]:
     return carried + [p.relative_to(model_dir).as_posix() for p in pictures]
 
 
-def _without_remote_code(path: Path) -> None:
+def _rgb_processor(path: Path, config) -> None:
     """A 1-channel model's processor is hf_vit's grey one, remote code (auto_map) whose .py the export leaves
-    behind: the export's names transformers' own ViTImageProcessor, with the same settings (its card says to
-    convert images to grey first)."""
-    settings = json.loads(path.read_text(encoding="utf-8"))
-    if not is_grey_processor(settings):
+    behind: the export's is transformers' own ViTImageProcessor for RGB (pipeline()'s images), the grey mean and
+    std for each channel, which the folded patch projection turns into the grey model's input."""
+    if config.num_channels != 1:  # a 3-channel model's processor is transformers' own already, copied as it is
         return
-    del settings["auto_map"]["AutoImageProcessor"]
-    if not settings["auto_map"]:
-        del settings["auto_map"]
+    settings = json.loads(path.read_text(encoding="utf-8"))
+    if is_grey_processor(settings):
+        del settings["auto_map"]["AutoImageProcessor"]
+        if not settings["auto_map"]:
+            del settings["auto_map"]
     settings["image_processor_type"] = "ViTImageProcessor"
+    for key in ("image_mean", "image_std"):  # one value (a list, or a number in an older file) for each of R, G, B
+        value = settings.get(key)
+        if isinstance(value, list) and len(value) == 1 or isinstance(value, (int, float)):
+            settings[key] = (value if isinstance(value, list) else [value]) * 3
+    settings["do_convert_rgb"] = True
     path.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -317,12 +347,13 @@ def _convert_and_write(model_dir: Path, output_dir: Path, config, *, repo_id, ov
         for name in _copied_files(model_dir):
             (staged / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(model_dir / name, staged / name)
-        _without_remote_code(staged / "preprocessor_config.json")
+        _rgb_processor(staged / "preprocessor_config.json", config)
         write_model_card(staged, repo_id=repo_id)
     return output_dir
 
 
 __all__ = [
+    "GREY_WEIGHTS",
     "NotExportable",
     "check_exportable",
     "vit_config_from",

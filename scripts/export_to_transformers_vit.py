@@ -38,6 +38,9 @@ def main(argv=None):
         sys.exit(f"error: {err}")
     print(f"exported to {out} (transformers ViTForImageClassification, no remote code)")
     config = HfViTConfig.from_pretrained(Path(args.model_dir).expanduser())
+    if config.num_channels == 1:  # vit_config_from makes it a 3-channel ViT: pipeline() hands it RGB images
+        print("note: the grey (1-channel) model was exported as an RGB ViT with the grey conversion (PIL's \"L\" "
+              "weights) folded into its patch projection, so pipeline() takes colour images as they are.")
     if config.emb_dropout != config.dropout:  # vit_config_from folds emb_dropout into ViT's one rate
         print(f"note: emb_dropout {config.emb_dropout} differs from dropout {config.dropout}, and transformers' ViT has "
               f"one rate for both (hidden_dropout_prob): the export has {config.dropout}. The logits are the same; only "

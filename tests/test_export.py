@@ -511,7 +511,9 @@ def test_a_one_channel_export_carries_transformers_own_processor_not_hf_vits(tmp
     """A 1-channel model's processor is hf_vit's grey one, remote code: copied as it was, the export's
     preprocessor_config.json named image_processing_hf_vit.py, which the export leaves behind, so the exported
     ViT's processor failed to load (and would have asked for trust_remote_code). The export writes transformers'
-    ViTImageProcessor with the same settings; its card makes the image grey first."""
+    ViTImageProcessor; and since pipeline() hands it RGB images, which a 1-channel one refuses ('mean must have 3
+    elements'), it is an RGB one, the grey statistics for each channel, for an RGB ViT whose patch projection folds
+    the grey conversion in: its card uses pipeline(), with no conversion to grey."""
     import numpy as np
     from PIL import Image
     from transformers.models.auto.image_processing_auto import AutoImageProcessor
@@ -528,14 +530,55 @@ def test_a_one_channel_export_carries_transformers_own_processor_not_hf_vits(tmp
     assert not list(out.glob("*.py"))
     settings = json.loads((out / "preprocessor_config.json").read_text())
     assert "auto_map" not in settings and settings["image_processor_type"] == "ViTImageProcessor"
+    assert (settings["image_mean"], settings["image_std"], settings["do_convert_rgb"]) == ([0.5] * 3, [0.25] * 3, True)
     kept = json.loads((source / "preprocessor_config.json").read_text())
-    assert {k: v for k, v in settings.items() if k not in ("auto_map", "image_processor_type")} == {
-        k: v for k, v in kept.items() if k not in ("auto_map", "image_processor_type")}  # fmt: skip
+    changed = ("auto_map", "image_processor_type", "image_mean", "image_std", "do_convert_rgb")
+    assert {k: v for k, v in settings.items() if k not in changed} == {
+        k: v for k, v in kept.items() if k not in changed}  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["num_channels"] == 3
     processor = AutoImageProcessor.from_pretrained(out, trust_remote_code=False)
     assert type(processor).__module__.startswith("transformers.models.vit")
     grey = Image.fromarray(np.arange(32 * 32, dtype=np.uint8).reshape(32, 32) % 251)
-    assert processor(images=grey, return_tensors="pt")["pixel_values"].shape == (1, 1, 32, 32)
-    assert 'Image.open("my_image.png").convert("L")' in (out / "README.md").read_text()
+    assert processor(images=grey, return_tensors="pt")["pixel_values"].shape == (1, 3, 32, 32)
+    card = (out / "README.md").read_text()
+    assert 'pipeline("image-classification"' in card and '.convert("L")' not in card
+
+
+def test_a_one_channel_exports_pipeline_gives_the_grey_models_answer(tmp_path, capsys):
+    """A 1-channel model was exported as a 1-channel ViT, and pipeline("image-classification"), which turns every
+    image RGB, failed on it ('mean must have 3 elements if it is an iterable, got 1'). The export is an RGB ViT
+    whose patch projection weighs R, G, B as PIL's conversion to grey does: its pipeline() gives the grey model's
+    class and scores (within PIL's rounding of the grey values to 8 bits) on colour, resized and palette images;
+    the export script says so."""
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    from hf_vit import make_image_processor
+
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1, num_labels=5)
+    model = HfViTForImageClassification(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(p.numel()))
+    model.save_pretrained(tmp_path / "src")
+    grey_processor = make_image_processor(config, image_mean=(0.48,), image_std=(0.24,))
+    grey_processor.save_pretrained(tmp_path / "src")
+    load_script("export_to_transformers_vit").main([str(tmp_path / "src"), str(tmp_path / "vit")])
+    assert ("note: the grey (1-channel) model was exported as an RGB ViT with the grey conversion (PIL's \"L\" "
+            "weights) folded into its patch projection, so pipeline() takes colour images as they are.\n"
+            ) in capsys.readouterr().out  # fmt: skip
+    classify = pipeline("image-classification", model=str(tmp_path / "vit"), top_k=None)
+
+    rng = np.random.default_rng(0)
+    colour = [Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)) for size in ((32, 32), (48, 40))]
+    for image in (*colour, colour[0].convert("P")):
+        with torch.no_grad():
+            expected = model(**grey_processor(images=image, return_tensors="pt")).logits[0].softmax(-1)
+        got = {answer["label"]: answer["score"] for answer in classify(image)}
+        assert max(got, key=got.get) == config.id2label[int(expected.argmax())]
+        # measured: at most 1.4e-4 on these images, 5e-4 on CIFAR-10 test images (PIL rounds the grey values)
+        assert max(abs(got[config.id2label[i]] - float(expected[i])) for i in range(5)) < 2e-3
 
 
 @pytest.mark.parametrize("problem_type", ["multi_label_classification", "regression"])

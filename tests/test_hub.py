@@ -387,6 +387,9 @@ def test_a_one_channel_models_card_says_it_reads_grey_images_and_names_all_its_c
     assert "| `num_channels` | 1 | input channels: 1 (greyscale) |" in text
     exported = ModelCard.load(write_model_card(export_to_transformers_vit(folder, tmp_path / "plain"))).text
     assert "that classifies 32x32 greyscale images into 2 classes." in exported
+    # the export is an RGB ViT that turns its input grey itself: no conversion to grey left to the user
+    assert "| `num_channels` | 3 | input channels: 3 (RGB), made grey by the patch projection" in exported
+    assert '.convert("L")' not in exported and 'pipeline("image-classification"' in exported
     colour = ModelCard.load(write_model_card(make_model_folder(tmp_path / "run", extras=False))).text
     assert code_files(colour) == "`configuration_hf_vit.py`, `modeling_hf_vit.py`, shipped in this repository"
     assert "that classifies 32x32 images into the 10 CIFAR-10 classes" in colour
@@ -1166,7 +1169,8 @@ def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkey
 def test_an_exported_models_card_code_runs_step_by_step_to_a_class(tmp_path, fake_hub, monkeypatch, channels):
     """The card of a model exported to transformers' ViT: after "# Or step by step:" its code loaded the processor
     and the model and stopped there (no image read, nothing predicted), while an hf_vit model's card goes on to a
-    class. Both now end on the predicted class; for 3 channels it is the pipeline's top label, printed before."""
+    class. Both now end on the predicted class, the pipeline's top label printed before (a 1-channel model's export
+    takes RGB images, so its card uses pipeline() too)."""
     import ast
 
     from hf_vit.export_transformers import export_to_transformers_vit
@@ -1185,8 +1189,8 @@ def test_an_exported_models_card_code_runs_step_by_step_to_a_class(tmp_path, fak
     (commit,) = fake_hub["create_commit"]
     code, printed = run_card_code(download_commit(commit, tmp_path / "download"), "someone/plain", tmp_path)
     assert "model(**inputs)" in code and printed[-1] == models_own_class(folder, tmp_path / "user" / "my_image.png")
-    if channels == 3:
-        assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
+    # a 1-channel model's export is an RGB ViT (the grey conversion folded in): its card's pipeline() runs too
+    assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
 
 
 def test_a_second_push_leaves_no_file_of_the_earlier_model_in_the_repository(tmp_path, fake_hub, monkeypatch):
