@@ -262,7 +262,8 @@ class HfViTPreTrainedModel(PreTrainedModel):
         # Checked first: transformers copies the remote-code files into the folder before its own checks refuse the
         # config, so a refused save would leave a half-written folder (or spoil an earlier save there).
         self.config.check_before_save()
-        _check_head_fits_config(self, getattr(getattr(self, "mlp_head", None), "1", None))
+        if hasattr(self, "mlp_head"):  # a model with a head
+            _check_head_fits_config(self, self.mlp_head[-1].out_features)
         before = _weights_files(save_directory)
         saved = super().save_pretrained(save_directory, *args, **kwargs)
         # safetensors 0.8 writes the weights 0600 whatever the umask: the files this save wrote get the umask's bits
@@ -358,6 +359,7 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         _refuse_hf_vit_trainer_batches(pixel_values, kwargs)  # before any compute
         _refuse_masked_patches(kwargs)
+        _check_head_fits_config(self, self.mlp_head[-1].out_features)  # classes edited on the config: no new head
         outputs = self.vit(
             pixel_values,
             output_attentions=output_attentions,
@@ -366,7 +368,6 @@ class HfViTForImageClassification(HfViTPreTrainedModel):
             return_dict=True,
         )
         logits = self.mlp_head(outputs.pooler_output)  # (B, num_labels)
-        _check_head_fits_config(self, logits)  # classes edited on the config give the model no new head
 
         loss = None
         if labels is not None:
@@ -466,14 +467,11 @@ def _labels_outside_the_head_error(labels, num_labels: int) -> Exception | None:
     )
 
 
-def _check_head_fits_config(model, head_or_logits) -> None:
-    """Refuse a head whose outputs are not the config's classes: `model.config.id2label = {...}` (or num_labels) with
-    another count after the model was built keeps the old head, and the loss then failed on a reshape ("shape '[-1,
-    3]' is invalid"), pipeline() with a KeyError, and a save wrote a folder that from_pretrained refuses."""
-    outputs = getattr(head_or_logits, "out_features", None)  # the head's Linear (a save), or the logits (a forward)
-    if isinstance(head_or_logits, torch.Tensor):
-        outputs = head_or_logits.shape[-1]
-    if outputs is None or outputs == model.config.num_labels:
+def _check_head_fits_config(model, outputs: int) -> None:
+    """Refuse a head whose `outputs` are not the config's classes: `model.config.id2label = {...}` (or num_labels)
+    with another count after the model was built keeps the old head, and the loss then failed on a reshape ("shape
+    '[-1, 3]' is invalid"), pipeline() with a KeyError, and a save wrote a folder that from_pretrained refuses."""
+    if outputs == model.config.num_labels:
         return
     raise ValueError(
         f"config.num_labels is {model.config.num_labels} (config.id2label), but the classification head (mlp_head) has "
