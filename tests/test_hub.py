@@ -967,6 +967,11 @@ def fake_hub(monkeypatch):
     """Replace the network calls of HfApi with recorders that keep each repository's files (the only mock in these
     tests): create_repo, create_commit (adds and deletes, as the Hub applies them, on main or a branch),
     create_branch, list_repo_files and repo_info (its visibility)."""
+    return install_fake_hub(monkeypatch)
+
+
+def install_fake_hub(monkeypatch) -> "FakeHub":
+    """fake_hub's recorders, set with `monkeypatch` (a module-scoped fixture passes its own MonkeyPatch)."""
     import httpx2
     from huggingface_hub import CommitOperationDelete
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
@@ -1052,11 +1057,144 @@ def download_commit(commit, folder: Path) -> Path:
     return folder
 
 
-def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, monkeypatch):
-    folder = make_model_folder(tmp_path / "run")
-    (folder / "my_scratch.py").write_text("print('not remote code')\n")  # .py files go up only as remote code
+def push_and_download(folder: Path, root: Path, monkeypatch) -> tuple[dict, Path]:
+    """The push test's push of `folder` (with --private) to a fake Hub of its own; returns the fake Hub's record and
+    the committed files downloaded into `root`/download."""
+    hub = install_fake_hub(monkeypatch)
     monkeypatch.setenv("HF_TOKEN", "hf_fake_token_for_the_mock")
     load_script("push_to_hub").main([str(folder), "someone/vit-cifar10", "--private"])
+    (commit,) = hub["create_commit"]
+    return hub, download_commit(commit, root / "download")
+
+
+def card_code(download: Path, repo_id: str) -> str:
+    """The Python of the card in `download` (the pushed files), `repo_id` pointing at the folder, as a Hub user
+    runs it."""
+    (code,) = re.findall(r"```python\n(.*?)```", (download / "README.md").read_text(), re.S)
+    code = code.replace(f'"{repo_id}"', repr(str(download)))
+    import transformers
+
+    if getattr(transformers.AutoImageProcessor, "_backends", None):  # 5.17 without torchvision: a placeholder
+        assert "from transformers.models.auto.image_processing_auto import\nAutoImageProcessor" in (
+            download / "README.md").read_text()  # the card's way round it, run here in its place  # fmt: skip
+        code = "from transformers.models.auto.image_processing_auto import AutoImageProcessor\n" + code.replace(
+            "import AutoImageProcessor, ", "import ")  # fmt: skip
+    return code
+
+
+def card_case(case: str, root: Path, monkeypatch) -> tuple[Path, Path]:
+    """A model folder of `case` pushed to a fake Hub of its own; returns the folder and the pushed files (downloaded).
+    "pushed 3": a CIFAR-10 model; "pushed 1": a 1-channel one with hf_vit's grey processor; "pushed 1, plain
+    processor": one saved with a plain ViTImageProcessor (before hf_vit had the grey one); "exported 3/1": those
+    models exported to transformers' ViT and pushed."""
+    hub = install_fake_hub(monkeypatch)
+    kind, channels = case.split(" ", 1)
+    if channels == "3":
+        source = make_model_folder(root / "run", extras=False)
+    else:
+        source = root / "grey"
+        config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1,
+                             id2label={0: "dark", 1: "light"})  # fmt: skip
+        HfViTForImageClassification(config).save_pretrained(source)
+        processor = make_image_processor(config, image_mean=(0.5,), image_std=(0.25,))
+        if channels != "1":  # what make_image_processor saved for a 1-channel model before
+            from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+            processor = ViTImageProcessorPil(**{k: v for k, v in processor.to_dict().items()
+                                                if k not in ("image_processor_type", "auto_map")})  # fmt: skip
+        processor.save_pretrained(source)
+    if kind == "exported":
+        from hf_vit.export_transformers import export_to_transformers_vit
+
+        folder = export_to_transformers_vit(source, root / "plain")
+    else:
+        folder = source
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    push_model_folder(folder, "someone/plain" if kind == "exported" else "someone/vit-cifar10")
+    (commit,) = hub["create_commit"]
+    # each download its own folder name: transformers names a folder's remote code after it (and its files' hash)
+    return folder, download_commit(commit, root / f"download_{kind}_{channels.replace(', ', '_').replace(' ', '_')}")
+
+
+CARD_CASES = ("pushed 3", "pushed 1", "pushed 1, plain processor", "exported 3", "exported 1")
+
+# Several Hub users' runs in ONE fresh process (its start, torch and transformers, is most of each run's cost): each
+# job a script run as __main__ by runpy, in its own namespace (a name one job's code made is not seen by the next),
+# its output between marks; a job that fails is said and the next one runs.
+ONE_HUB_USER_PROCESS = r"""
+import json, runpy, sys, traceback
+sys.modules["hf_vit"] = None  # `import hf_vit` now raises ImportError, in every job
+mark, jobs = sys.argv[1], json.loads(open(sys.argv[2]).read())
+for job in jobs:
+    print(f"{mark} BEGIN {job['name']}", flush=True)
+    sys.argv = [job["script"], *job["args"]]
+    try:
+        runpy.run_path(job["script"], run_name="__main__")
+        status = "OK"
+    except BaseException:  # SystemExit too: the test of that job fails, saying why; the others still run
+        traceback.print_exc(file=sys.stdout)
+        status = "FAILED"
+    sys.stdout.flush()
+    print(f"\n{mark} END {status}", flush=True)
+"""
+
+
+def run_as_hub_users(jobs: dict, root: Path) -> dict:
+    """Run each job {name: (script text, args)} as a Hub user would, all in one fresh process (ONE_HUB_USER_PROCESS;
+    run_as_hub_user runs one): a fresh HF_HOME, offline, no PYTHONPATH, hf_vit unimportable, cwd `root`/user (an RGB
+    my_image.png in it). Returns {name: (status "OK" or "FAILED", lines printed)}."""
+    user = root / "user"
+    user.mkdir(exist_ok=True)
+    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
+    scripts = root / "scripts"  # not the cwd, so not on the child's sys.path
+    scripts.mkdir(exist_ok=True)
+    listed = []
+    for i, (name, (text, args)) in enumerate(jobs.items()):
+        (scripts / f"job_{i}.py").write_text(text)
+        listed.append({"name": name, "script": str(scripts / f"job_{i}.py"), "args": [str(a) for a in args]})
+    (root / "jobs.json").write_text(json.dumps(listed))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
+    env.update(HF_HOME=str(root / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    mark = "@@HUB_USER_JOB@@"
+    proc = subprocess.run([sys.executable, "-c", ONE_HUB_USER_PROCESS, mark, str(root / "jobs.json")], cwd=user,
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = {}
+    for name, chunk in zip(jobs, proc.stdout.split(f"{mark} BEGIN ")[1:]):
+        assert chunk.startswith(f"{name}\n"), chunk[:200]
+        body, status = chunk[len(name) + 1:].rsplit(f"{mark} END ", 1)
+        results[name] = (status.strip(), body.strip().splitlines())
+    assert list(results) == list(jobs), proc.stdout[-3000:] + proc.stderr[-3000:]
+    return results
+
+
+@pytest.fixture(scope="module")
+def hub_user_runs(tmp_path_factory):
+    """What this file's tests run as a Hub user, prepared here and run in one fresh process (run_as_hub_users): the
+    push test's pushed files loaded by USER_SCRIPT with remote code, and the card code of each of CARD_CASES.
+    Returns {name: dict(folder, download, status, printed, ...)}. The tests assert on their own case."""
+    root = tmp_path_factory.mktemp("hub_users")
+    cases, jobs = {}, {}
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        folder = make_model_folder(root / "push" / "run")
+        (folder / "my_scratch.py").write_text("print('not remote code')\n")  # .py files go up only as remote code
+        hub, download = push_and_download(folder, root / "push", monkeypatch)
+    cases["push"] = {"folder": folder, "hub": hub, "download": download}
+    jobs["push"] = (USER_SCRIPT, [download, "1"])
+    for case in CARD_CASES:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            folder, download = card_case(case, root / case.replace(", ", "_").replace(" ", "_"), monkeypatch)
+        code = card_code(download, "someone/plain" if case.startswith("exported") else "someone/vit-cifar10")
+        cases[case] = {"folder": folder, "download": download, "code": code}
+        jobs[case] = ('import sys; sys.modules["hf_vit"] = None\n' + code, [])
+    for name, (status, printed) in run_as_hub_users(jobs, root).items():
+        cases[name].update(status=status, printed=printed, image=root / "user" / "my_image.png")
+    return cases
+
+
+def test_push_one_commit_exact_files_then_load_as_hub_user(hub_user_runs):
+    run = hub_user_runs["push"]  # pushed with --private, then loaded with remote code in a fresh process
+    folder, fake_hub, download = run["folder"], run["hub"], run["download"]
 
     (repo_call,) = fake_hub["create_repo"]
     assert repo_call["repo_id"] == "someone/vit-cifar10"
@@ -1069,9 +1207,10 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
     # The card was rewritten for this repo id before the upload.
     assert ModelCard.load(folder / "README.md").data.model_name == "vit-cifar10"
 
-    download = download_commit(commit, tmp_path / "download")
     assert (download / "README.md").read_bytes() == (folder / "README.md").read_bytes()  # and lands in the folder
-    got = run_as_hub_user(download, tmp_path, remote=True)
+    assert run["status"] == "OK", "\n".join(run["printed"])[-3000:]
+    line = next(l for l in run["printed"] if l.startswith("RESULT "))
+    got = json.loads(line[len("RESULT "):])
 
     assert got["class"] == "HfViTForImageClassification"
     assert got["module"].startswith("transformers_modules"), got["module"]  # the folder's code, not hf_vit
@@ -1089,30 +1228,6 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(tmp_path, fake_hub, m
     assert got["preds"][0]["label"] == CIFAR10_LABELS[top]
 
 
-def run_card_code(download: Path, repo_id: str, tmp_path: Path) -> tuple[str, list[str]]:
-    """Run the Python of the card in `download` (the pushed files) as a Hub user would: a fresh process without
-    hf_vit, offline, `repo_id` pointing at the folder, an RGB my_image.png beside it. Returns the code and the lines
-    it printed."""
-    (code,) = re.findall(r"```python\n(.*?)```", (download / "README.md").read_text(), re.S)
-    code = code.replace(f'"{repo_id}"', repr(str(download)))
-    import transformers
-
-    if getattr(transformers.AutoImageProcessor, "_backends", None):  # 5.17 without torchvision: a placeholder
-        assert "from transformers.models.auto.image_processing_auto import\nAutoImageProcessor" in (
-            download / "README.md").read_text()  # the card's way round it, run here in its place  # fmt: skip
-        code = "from transformers.models.auto.image_processing_auto import AutoImageProcessor\n" + code.replace(
-            "import AutoImageProcessor, ", "import ")  # fmt: skip
-    user = tmp_path / "user"
-    user.mkdir(exist_ok=True)
-    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
-    env.update(HF_HOME=str(tmp_path / "user_hf_home"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-c", 'import sys; sys.modules["hf_vit"] = None\n' + code], cwd=user,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return code, proc.stdout.strip().splitlines()
-
-
 def models_own_class(folder: Path, image_path: Path) -> str:
     """The class the model of `folder` gives the image, run here: its top class through the folder's processor, on
     the image grey for a 1-channel model (as training decodes it). What the card's code must print."""
@@ -1128,67 +1243,43 @@ def models_own_class(folder: Path, image_path: Path) -> str:
         return model.config.id2label[int(model(**inputs).logits.argmax(-1))]
 
 
+def card_run(hub_user_runs, case) -> tuple[dict, str, list[str]]:
+    """The run of `case`'s card code (hub_user_runs), checked to have ended without an error."""
+    run = hub_user_runs[case]
+    assert run["status"] == "OK", "\n".join(run["printed"])[-2000:]
+    return run, run["code"], run["printed"]
+
+
 @pytest.mark.parametrize("channels", [3, 1, "1, plain processor"])
-def test_the_cards_code_runs_against_the_pushed_files(tmp_path, fake_hub, monkeypatch, channels):
+def test_the_cards_code_runs_against_the_pushed_files(hub_user_runs, channels):
     """The card's "How to use" code, run as a Hub user would (the pushed files only, a fresh process without
     hf_vit, offline), the repo id pointing at their folder: its step-by-step half used an `image` it never made
     (NameError), and a one-channel model's card began with pipeline(), which converts images to RGB and fails.
     Both halves now run and name the same class: a one-channel model's grey processor (remote code, pushed)
     takes the RGB image through pipeline() too; one saved with a plain ViTImageProcessor (before hf_vit had the
-    grey one) gets a card that reads a greyscale image without pipeline()."""
+    grey one) gets a card that reads a greyscale image without pipeline(). (Built by card_case; each card's code
+    runs as its own __main__ in the one Hub user process of hub_user_runs.)"""
     import ast
 
-    if channels == 3:
-        folder, labels = make_model_folder(tmp_path / "run", extras=False), CIFAR10_LABELS
-    else:
-        folder, labels = tmp_path / "grey", ("dark", "light")
-        config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1,
-                             id2label=dict(enumerate(labels)))  # fmt: skip
-        HfViTForImageClassification(config).save_pretrained(folder)
-        processor = make_image_processor(config, image_mean=(0.5,), image_std=(0.25,))
-        if channels != 1:  # what make_image_processor saved for a 1-channel model before
-            from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
-
-            processor = ViTImageProcessorPil(**{k: v for k, v in processor.to_dict().items()
-                                                if k not in ("image_processor_type", "auto_map")})  # fmt: skip
-        processor.save_pretrained(folder)
-    monkeypatch.setenv("HF_TOKEN", "hf_fake")
-    push_model_folder(folder, "someone/vit-cifar10")
-    (commit,) = fake_hub["create_commit"]
-    download = download_commit(commit, tmp_path / "download")
-    code, printed = run_card_code(download, "someone/vit-cifar10", tmp_path)
-    assert printed[-1] == models_own_class(folder, tmp_path / "user" / "my_image.png")
+    run, code, printed = card_run(hub_user_runs, f"pushed {channels}")
+    assert printed[-1] == models_own_class(run["folder"], run["image"])
     if channels in (3, 1):
         assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
     else:
         assert "pipeline(" not in code
-    assert (download / "image_processing_hf_vit.py").is_file() == (channels == 1)  # the push took it
+    assert (run["download"] / "image_processing_hf_vit.py").is_file() == (channels == 1)  # the push took it
 
 
 @pytest.mark.parametrize("channels", [3, 1])
-def test_an_exported_models_card_code_runs_step_by_step_to_a_class(tmp_path, fake_hub, monkeypatch, channels):
+def test_an_exported_models_card_code_runs_step_by_step_to_a_class(hub_user_runs, channels):
     """The card of a model exported to transformers' ViT: after "# Or step by step:" its code loaded the processor
     and the model and stopped there (no image read, nothing predicted), while an hf_vit model's card goes on to a
     class. Both now end on the predicted class, the pipeline's top label printed before (a 1-channel model's export
-    takes RGB images, so its card uses pipeline() too)."""
+    takes RGB images, so its card uses pipeline() too). (Built by card_case, run in hub_user_runs' process.)"""
     import ast
 
-    from hf_vit.export_transformers import export_to_transformers_vit
-
-    if channels == 3:
-        source = make_model_folder(tmp_path / "run", extras=False)
-    else:
-        source = tmp_path / "grey"
-        config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, num_channels=1,
-                             id2label={0: "dark", 1: "light"})  # fmt: skip
-        HfViTForImageClassification(config).save_pretrained(source)
-        make_image_processor(config, image_mean=(0.5,), image_std=(0.25,)).save_pretrained(source)
-    folder = export_to_transformers_vit(source, tmp_path / "plain")
-    monkeypatch.setenv("HF_TOKEN", "hf_fake")
-    push_model_folder(folder, "someone/plain")
-    (commit,) = fake_hub["create_commit"]
-    code, printed = run_card_code(download_commit(commit, tmp_path / "download"), "someone/plain", tmp_path)
-    assert "model(**inputs)" in code and printed[-1] == models_own_class(folder, tmp_path / "user" / "my_image.png")
+    run, code, printed = card_run(hub_user_runs, f"exported {channels}")
+    assert "model(**inputs)" in code and printed[-1] == models_own_class(run["folder"], run["image"])
     # a 1-channel model's export is an RGB ViT (the grey conversion folded in): its card's pipeline() runs too
     assert ast.literal_eval(printed[-2])[0]["label"] == printed[-1]
 
