@@ -1120,13 +1120,15 @@ CARD_CASES = ("pushed 3", "pushed 1", "pushed 1, plain processor", "exported 3",
 
 # Several Hub users' runs in ONE fresh process (its start, torch and transformers, is most of each run's cost): each
 # job a script run as __main__ by runpy, in its own namespace (a name one job's code made is not seen by the next),
-# its output between marks; a job that fails is said and the next one runs.
-ONE_HUB_USER_PROCESS = r"""
+# its output between marks; a job that fails is said and the next one runs. A module a job hid (sys.modules[name] =
+# None, as a transformers without it) is back for the next job.
+ONE_PROCESS_JOBS = r"""
 import json, runpy, sys, traceback
 sys.modules["hf_vit"] = None  # `import hf_vit` now raises ImportError, in every job
 mark, jobs = sys.argv[1], json.loads(open(sys.argv[2]).read())
 for job in jobs:
     print(f"{mark} BEGIN {job['name']}", flush=True)
+    hidden = {name for name, module in sys.modules.items() if module is None}
     sys.argv = [job["script"], *job["args"]]
     try:
         runpy.run_path(job["script"], run_name="__main__")
@@ -1134,18 +1136,17 @@ for job in jobs:
     except BaseException:  # SystemExit too: the test of that job fails, saying why; the others still run
         traceback.print_exc(file=sys.stdout)
         status = "FAILED"
+    for name in [name for name, module in sys.modules.items() if module is None and name not in hidden]:
+        del sys.modules[name]
     sys.stdout.flush()
     print(f"\n{mark} END {status}", flush=True)
 """
 
 
-def run_as_hub_users(jobs: dict, root: Path) -> dict:
-    """Run each job {name: (script text, args)} as a Hub user would, all in one fresh process (ONE_HUB_USER_PROCESS;
-    run_as_hub_user runs one): a fresh HF_HOME, offline, no PYTHONPATH, hf_vit unimportable, cwd `root`/user (an RGB
-    my_image.png in it). Returns {name: (status "OK" or "FAILED", lines printed)}."""
-    user = root / "user"
-    user.mkdir(exist_ok=True)
-    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
+def run_jobs_in_one_process(jobs: dict, root: Path, env: dict, python_flags=(), **run_kwargs) -> dict:
+    """Run each job {name: (script text, args)} in one fresh process (ONE_PROCESS_JOBS), its scripts written under
+    `root`/scripts, with `env` (the whole environment) and subprocess.run's `run_kwargs` (cwd, umask). Returns
+    {name: (status "OK" or "FAILED", lines printed)}."""
     scripts = root / "scripts"  # not the cwd, so not on the child's sys.path
     scripts.mkdir(exist_ok=True)
     listed = []
@@ -1153,11 +1154,9 @@ def run_as_hub_users(jobs: dict, root: Path) -> dict:
         (scripts / f"job_{i}.py").write_text(text)
         listed.append({"name": name, "script": str(scripts / f"job_{i}.py"), "args": [str(a) for a in args]})
     (root / "jobs.json").write_text(json.dumps(listed))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
-    env.update(HF_HOME=str(root / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    mark = "@@HUB_USER_JOB@@"
-    proc = subprocess.run([sys.executable, "-c", ONE_HUB_USER_PROCESS, mark, str(root / "jobs.json")], cwd=user,
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    mark = "@@ONE_PROCESS_JOB@@"
+    proc = subprocess.run([sys.executable, *python_flags, "-c", ONE_PROCESS_JOBS, mark, str(root / "jobs.json")],
+                          env=env, capture_output=True, text=True, timeout=600, **run_kwargs)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = {}
     for name, chunk in zip(jobs, proc.stdout.split(f"{mark} BEGIN ")[1:]):
@@ -1166,6 +1165,18 @@ def run_as_hub_users(jobs: dict, root: Path) -> dict:
         results[name] = (status.strip(), body.strip().splitlines())
     assert list(results) == list(jobs), proc.stdout[-3000:] + proc.stderr[-3000:]
     return results
+
+
+def run_as_hub_users(jobs: dict, root: Path) -> dict:
+    """Run each job {name: (script text, args)} as a Hub user would, all in one fresh process
+    (run_jobs_in_one_process; run_as_hub_user runs one): a fresh HF_HOME, offline, no PYTHONPATH, hf_vit
+    unimportable, cwd `root`/user (an RGB my_image.png in it). Returns {name: (status, lines printed)}."""
+    user = root / "user"
+    user.mkdir(exist_ok=True)
+    Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
+    env.update(HF_HOME=str(root / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return run_jobs_in_one_process(jobs, root, env, cwd=user)
 
 
 @pytest.fixture(scope="module")

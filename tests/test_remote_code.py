@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -103,25 +101,11 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
-def test_fresh_process_without_hf_vit_loads_folder(tmp_path):
-    folder = tmp_path / "model"
-    model = save_tiny(folder, pool="mean")
-    x = torch.randn(3, 3, 32, 32)
-    torch.save(x, tmp_path / "x.pt")
-    image_path = tmp_path / "img.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image_path)
-    (tmp_path / "load.py").write_text(FRESH_PROCESS)
-
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "load.py"), str(folder), str(tmp_path / "x.pt"), str(image_path),
-         str(tmp_path / "saved")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-        **({} if os.name == "nt" else {"umask": 0o022}),
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+def test_fresh_process_without_hf_vit_loads_folder(fresh_process_runs):
+    run = fresh_process_runs["load"]  # FRESH_PROCESS on a pool="mean" model, in fresh_process_runs' process
+    model, x, image_path = run["model"], run["x"], run["image_path"]
+    assert run["status"] == "OK", run["output"][-3000:]
+    out = json.loads(run["output"].split("RESULT", 1)[1])
     assert out["class"] == "HfViTForImageClassification" and out["base_class"] == "HfViTModel"
     assert os.name == "nt" or out["weights_mode"] == "0o644"  # safetensors alone writes 0o600 (Windows: no bits)
     assert out["module"].startswith("transformers_modules"), out["module"]  # really the copied remote code
@@ -225,31 +209,20 @@ GREY_PIPELINE = textwrap.dedent(
 )
 
 
-def test_pipeline_serves_a_one_channel_model_as_training_reads_its_images(tmp_path):
+def test_pipeline_serves_a_one_channel_model_as_training_reads_its_images(fresh_process_runs):
     """pipeline("image-classification") failed on a 1-channel model: it converts every image to RGB, which the
     model's plain ViTImageProcessor could not normalise with one channel's statistics. The folder now carries
     the grey processor as remote code: in a fresh process without hf_vit, the pipeline's scores for files of
     several modes equal the model's on the pixels training decodes (hf_vit.data) and on the evaluation's."""
     from hf_vit.analysis import BatchPreprocessor, load_model_and_processor
 
-    folder = tmp_path / "grey"
-    model = save_grey(folder)
+    run = fresh_process_runs["grey pipeline"]  # GREY_PIPELINE in fresh_process_runs' process
+    folder, model, images, paths = run["folder"], run["model"], run["images"], run["paths"]
     assert (folder / "image_processing_hf_vit.py").is_file()
     text = (folder / "image_processing_hf_vit.py").read_text()
     assert "import hf_vit" not in text and "from hf_vit" not in text and "from ." not in text
-    # Files as a user has them; transparent ones are left out: pipeline's load_image drops alpha itself.
-    images = {mode: im for mode, im in colour_images().items() if mode not in ("RGBA", "LA", "I;16")}
-    paths = []
-    for mode, image in images.items():
-        paths.append(str(tmp_path / f"{mode}.{'jpg' if mode == 'CMYK' else 'png'}"))
-        image.save(paths[-1])
-    (tmp_path / "load.py").write_text(GREY_PIPELINE)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), str(folder), *paths], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert run["status"] == "OK", run["output"][-3000:]
+    out = json.loads(run["output"].split("RESULT", 1)[1])
     assert out["module"].startswith("transformers_modules"), out["module"]  # the folder's copy, not hf_vit's
 
     files = [Image.open(path) for path in paths]
@@ -280,21 +253,60 @@ OLD_TRANSFORMERS = textwrap.dedent(
 )
 
 
-def test_the_grey_processor_on_a_transformers_without_its_base_says_which_version_it_needs(tmp_path):
+def test_the_grey_processor_on_a_transformers_without_its_base_says_which_version_it_needs(fresh_process_runs):
     """transformers 5.0-5.3 have no PIL ViT processor (transformers.models.vit.image_processing_pil_vit), which
     the grey processor builds on: a Hub user there got a bare ModuleNotFoundError naming that module. It now
     says which transformers the processor needs and how to get it (the module is hidden in a fresh process, as
     a version without it would lack it)."""
-    folder = tmp_path / "grey"
-    save_grey(folder)
-    (tmp_path / "load.py").write_text(OLD_TRANSFORMERS)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-I", str(tmp_path / "load.py"), str(folder)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert "REFUSED" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-3000:]
-    message = proc.stdout.split("REFUSED", 1)[1]
+    output = fresh_process_runs["old transformers"]["output"]  # OLD_TRANSFORMERS, first in that fresh process
+    assert "REFUSED" in output, output[-3000:]
+    message = output.split("REFUSED", 1)[1]
     assert "needs transformers 5.4 or later" in message and "pip install -U 'transformers>=5.4,<6'" in message
+
+
+@pytest.fixture(scope="module")
+def fresh_process_runs(tmp_path_factory):
+    """The fresh processes without hf_vit of three tests, as ONE process (a fresh Python + torch + transformers start
+    is most of each one's cost; test_hub.run_jobs_in_one_process): each script runs as __main__ in its own
+    namespace, with what each had alone: `python -I`, no PYTHONPATH, a fresh HF_HOME, offline, umask 022, hf_vit
+    unimportable. OLD_TRANSFORMERS runs first, so the module it hides has never been imported, as in a
+    transformers without it; its folder has a name of its own, so its remote code is a module of its own.
+    Returns {job: dict(status, output, and what the test needs)}."""
+    from test_hub import run_jobs_in_one_process
+
+    root = tmp_path_factory.mktemp("fresh_process")
+    runs, jobs = {}, {}
+    save_grey(root / "grey_old_transformers")
+    jobs["old transformers"] = (OLD_TRANSFORMERS, [root / "grey_old_transformers"])
+    runs["old transformers"] = {}
+
+    folder = root / "model"
+    model = save_tiny(folder, pool="mean")
+    x = torch.randn(3, 3, 32, 32)
+    torch.save(x, root / "x.pt")
+    image_path = root / "img.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(image_path)
+    jobs["load"] = (FRESH_PROCESS, [folder, root / "x.pt", image_path, root / "saved"])
+    runs["load"] = {"model": model, "x": x, "image_path": image_path}
+
+    folder = root / "grey"
+    model = save_grey(folder)
+    # Files as a user has them; transparent ones are left out: pipeline's load_image drops alpha itself.
+    images = {mode: im for mode, im in colour_images().items() if mode not in ("RGBA", "LA", "I;16")}
+    paths = []
+    for mode, image in images.items():
+        paths.append(str(root / f"{mode}.{'jpg' if mode == 'CMYK' else 'png'}"))
+        image.save(paths[-1])
+    jobs["grey pipeline"] = (GREY_PIPELINE, [folder, *paths])
+    runs["grey pipeline"] = {"folder": folder, "model": model, "images": images, "paths": paths}
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_HOME")}
+    env.update(HF_HOME=str(root / "hf_home"), HF_HUB_OFFLINE="1")
+    umask = {} if os.name == "nt" else {"umask": 0o022}
+    results = run_jobs_in_one_process(jobs, root, env, ["-I"], cwd=root, **umask)
+    for name, (status, printed) in results.items():
+        runs[name].update(status=status, output="\n".join(printed))
+    return runs
 
 
 def test_a_float_colour_arrays_refusal_names_a_grey_array_the_processor_takes(tmp_path):
