@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -215,9 +216,70 @@ def test_config_zero_or_negative_sizes(field):
         )
 
 
-def test_config_huge_image_size_answers_at_once():
+def answers_within(codes, seconds):
+    """errors_within's run of `codes` in one fresh Python, each given `seconds` of its own (the first's include the
+    start): the last line of each one's traceback ("nothing" where it raised nothing), up to the first that did not
+    answer in time (the child is then stopped: the old code hung), and the child's output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", EACH_RAISES.format(codes=list(codes))], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    answers, seen = [], []
+    for _ in codes:
+        watchdog = threading.Timer(seconds, proc.kill)  # the readline below then returns ""
+        watchdog.start()
+        try:
+            while (line := proc.stdout.readline()) and not line.startswith("RAISED "):
+                seen.append(line)
+        finally:
+            watchdog.cancel()
+        if not line:
+            break
+        answers.append(line.removeprefix("RAISED ").strip())
+    proc.kill()
+    seen.append(proc.communicate()[0])
+    return answers, "".join(seen)[-2000:]
+
+
+@pytest.fixture(scope="module")
+def refusals_in_a_fresh_python(model_dir, tmp_path_factory):
+    """answer(name): the refusal of each input below that once hung (a divisor count up to 10**12; 100000 blocks built
+    before a check), all run in one fresh Python (one start of torch for the lot), each within 60 s; and the folder of
+    their files. A test whose input had no answer in time fails then."""
+    folder = tmp_path_factory.mktemp("refusals")
+    # config.json edited to depth 100000 over weights of one block
+    deep = copy_of(model_dir, folder)
+    config = json.loads((deep / "config.json").read_text())
+    (deep / "config.json").write_text(json.dumps({**config, "depth": 100_000}))
+    # lesson weights whose one block is numbered 99999, and one block imported with a cfg depth of 100000
+    from lesson_vit import ViT, ViTConfig
+
+    torch.manual_seed(0)
+    state = ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict()
+    renamed = {k.replace("transformer.layers.0.", "transformer.layers.99999."): v for k, v in state.items()}
+    torch.save(renamed, folder / "renamed.pt")
+    torch.save(state, folder / "one_block.pt")
+    call = "from hf_vit.import_lesson import import_lesson_weights as f; f({!r}, {!r}, {})"
+    codes = {
+        "huge image_size": "from hf_vit import HfViTConfig; HfViTConfig(image_size=10**12, patch_size=7)",
+        "config depth 100000": f"from hf_vit.analysis import load_classifier; load_classifier({str(deep)!r})",
+        "block 99999": call.format(str(folder / "renamed.pt"), str(folder / "a"), {"heads": 2}),
+        "cfg depth 100000": call.format(str(folder / "one_block.pt"), str(folder / "b"), {"heads": 2, "depth": 100_000}),
+    }
+    answers, output = answers_within(list(codes.values()), seconds=60)
+    answered = dict(zip(codes, answers))
+
+    def answer(name):
+        if name not in answered:
+            pytest.fail(f"{name}: no answer within 60 s (after {list(answered)}); the child's output: {output}")
+        return answered[name]
+
+    answer.folder = folder
+    return answer
+
+
+def test_config_huge_image_size_answers_at_once(refusals_in_a_fresh_python):
     """The advice in the error counted divisors up to the image size: image_size 10**12 hung the config."""
-    line = error_within("from hf_vit import HfViTConfig; HfViTConfig(image_size=10**12, patch_size=7)", seconds=60)
+    line = refusals_in_a_fresh_python("huge image_size")
     assert line == (
         "ValueError: HfViTConfig: `patch_size` 7 does not divide `image_size` 1000000000000: the image must cut into "
         "a whole grid of patches. Choose a patch size that divides the image size (for 1000000000000x1000000000000: "
@@ -1892,13 +1954,12 @@ def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch)
     assert str(err.value).endswith("Point HF_DATASETS_CACHE (or HF_HOME) at a writable folder.")
 
 
-def test_a_config_asking_for_20000_blocks_is_refused_from_the_weights_headers(model_dir, tmp_path):
+def test_a_config_asking_for_20000_blocks_is_refused_from_the_weights_headers(refusals_in_a_fresh_python):
     """config.json edited to depth 100000 over weights of one block: the check built the whole model (on the
     meta device) before comparing, minutes of work. The names in the safetensors header answer at once."""
-    folder = copy_of(model_dir, tmp_path)
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**config, "depth": 100_000}))
-    line = error_within(f"from hf_vit.analysis import load_classifier; load_classifier({str(folder)!r})", seconds=60)
+    folder = refusals_in_a_fresh_python.folder / "copy"  # model_dir's copy, its config.json edited to depth 100000
+    assert json.loads((folder / "config.json").read_text())["depth"] == 100_000
+    line = refusals_in_a_fresh_python("config depth 100000")
     assert line == (
         f"ValueError: {str(folder)!r} (model_name_or_path): config.json does not describe the weights in the safetensors "
         "(missing: vit.transformer.layers.1.* to vit.transformer.layers.99999.*; config.json's depth is 100000, the "
@@ -1907,21 +1968,12 @@ def test_a_config_asking_for_20000_blocks_is_refused_from_the_weights_headers(mo
     )
 
 
-def test_lesson_weights_numbering_a_block_99999_are_refused_before_building(tmp_path):
+def test_lesson_weights_numbering_a_block_99999_are_refused_before_building(refusals_in_a_fresh_python):
     """The depth was read off the largest block number in the key names: a key transformer.layers.99999...
     (or a cfg depth of 100000 over one block) built 100000 blocks before the strict load refused them."""
-    from lesson_vit import ViT, ViTConfig
-
-    torch.manual_seed(0)
-    state = ViT(ViTConfig(dim=16, depth=1, heads=2, dim_head=8, mlp_dim=16)).state_dict()
-    renamed = {k.replace("transformer.layers.0.", "transformer.layers.99999."): v for k, v in state.items()}
-    torch.save(renamed, tmp_path / "renamed.pt")
-    torch.save(state, tmp_path / "one_block.pt")
-    call = "from hf_vit.import_lesson import import_lesson_weights as f; f({!r}, {!r}, {})"
-    # both in one fresh Python, each refused within the 60 s (before: minutes of building, each)
-    line, second = errors_within([call.format(str(tmp_path / "renamed.pt"), str(tmp_path / "a"), {"heads": 2}),
-                                  call.format(str(tmp_path / "one_block.pt"), str(tmp_path / "b"),
-                                              {"heads": 2, "depth": 100_000})], seconds=60)  # fmt: skip
+    # each refused within its 60 s, in the fixture's fresh Python (before: minutes of building, each)
+    line, second = refusals_in_a_fresh_python("block 99999"), refusals_in_a_fresh_python("cfg depth 100000")
+    tmp_path = refusals_in_a_fresh_python.folder
     assert line == (
         "ValueError: The weights hold 1 encoder block numbered 99999, not 0 to 0: the model would be built with "
         "100000 blocks. Pass the lesson model's own state_dict(), whose blocks are numbered from 0 without gaps."
