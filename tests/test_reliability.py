@@ -1141,12 +1141,29 @@ def test_resuming_checks_the_checkpoint_and_never_mixes_two_models(dataset_dir, 
     assert "Training time (the last session, from step 8)" in (out / "README.md").read_text()
 
 
-def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(model_dir, dataset_dir, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def evaluated_copy(model_dir, dataset_dir, tmp_path_factory):
+    """evaluated_copy(tmp_path, report): a copy of model_dir in tmp_path holding a complete earlier evaluation of
+    dataset_dir (evaluate_model's, with its report or without), each evaluated once (in this process) on first use.
+    Its metrics.json names the folder first evaluated (nothing reads that back); tests change only their copies."""
+    from hf_vit import analysis
+
+    done = {}
+
+    def copy_to(tmp_path, report):
+        if report not in done:
+            done[report] = copy_of(model_dir, tmp_path_factory.mktemp(f"evaluated-{report}"))
+            analysis.evaluate_model(str(done[report]), str(dataset_dir), device="cpu", progress=False, report=report)
+        return copy_of(done[report], tmp_path)
+
+    return copy_to
+
+
+def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(evaluated_copy, dataset_dir, tmp_path, monkeypatch):
     from hf_vit import analysis
     from hf_vit.hub import upload_plan
 
-    folder = copy_of(model_dir, tmp_path)
-    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    folder = evaluated_copy(tmp_path, report=False)
     assert "evaluation/metrics.json" in upload_plan(folder)
 
     def interrupted(*args, **kwargs):
@@ -1178,16 +1195,15 @@ def test_an_interrupted_evaluation_leaves_no_metrics_and_is_not_pushed(model_dir
 
 
 
-def test_ctrl_c_while_an_evaluation_clears_the_earlier_one_leaves_no_metrics(model_dir, dataset_dir, tmp_path,
-                                                                            monkeypatch):  # fmt: skip
+def test_ctrl_c_while_an_evaluation_clears_the_earlier_one_leaves_no_metrics(evaluated_copy, dataset_dir, tmp_path,
+                                                                             monkeypatch):  # fmt: skip
     """A rerun cleared the earlier evaluation's pictures before its metrics.json: a Ctrl-C amid the removals left that
     metrics.json, which marks a whole evaluation (the card and the push read it; evaluate_model.py's line said the
     earlier evaluation was kept), beside half its pictures. metrics.json goes first now. Path.unlink is wrapped only
     to aim the KeyboardInterrupt at the first picture removed."""
     from hf_vit import analysis
 
-    folder = copy_of(model_dir, tmp_path)
-    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+    folder = evaluated_copy(tmp_path, report=False)
     evaluation = folder / "evaluation"
     assert list((evaluation / "misclassified").glob("*.png"))  # an untrained model: mistakes, with their pictures
     real_unlink = Path.unlink
@@ -1205,14 +1221,14 @@ def test_ctrl_c_while_an_evaluation_clears_the_earlier_one_leaves_no_metrics(mod
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
 def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_and_a_rerun_completes(
-        model_dir, dataset_dir, tmp_path, sig):  # fmt: skip
+        evaluated_copy, dataset_dir, tmp_path, sig):  # fmt: skip
     """Rows 37 and 119 with a real evaluate_model.py process and a real Ctrl-C or kill in the middle of its pictures,
     over an earlier complete evaluation: no metrics.json or report.html is left to pass the half-set for a finished
     one, no lock file stays in either folder, and the same command run again writes a whole evaluation."""
     from hf_vit import analysis
 
-    folder = copy_of(model_dir, tmp_path)
-    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False)
+    folder = evaluated_copy(tmp_path, report=True)
+    assert (folder / "evaluation" / "metrics.json").is_file() and (folder / "evaluation" / "report.html").is_file()
     proc = start_stalled(tmp_path, [sys.executable, str(ROOT / "scripts" / "evaluate_model.py"), "--model", str(folder),
                                     "--dataset", str(dataset_dir), "--device", "cpu", "--no_progress"],
                          "hf_vit.analysis.gallery_image", ROOT, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")  # fmt: skip
