@@ -1248,11 +1248,8 @@ def test_a_real_signal_while_an_evaluation_draws_leaves_no_metrics_and_no_lock_a
 
 
 
-def _ctrl_c_evaluation(tmp_path, model_dir, dataset_dir):
-    from hf_vit import analysis
-
-    folder = copy_of(model_dir, tmp_path)
-    analysis.evaluate_model(str(folder), str(dataset_dir), device="cpu", progress=False, report=False)
+def _ctrl_c_evaluation(tmp_path, model_dir, dataset_dir, evaluated_copy):
+    folder = evaluated_copy(tmp_path, report=False)
     metrics = (folder / "evaluation" / "metrics.json").read_bytes()
     return (
         ["evaluate_model.py", "--model", str(folder), "--dataset", str(dataset_dir), "--device", "cpu", "--no_progress"],
@@ -1263,14 +1260,14 @@ def _ctrl_c_evaluation(tmp_path, model_dir, dataset_dir):
     )
 
 
-def _ctrl_c_export(tmp_path, model_dir, dataset_dir):
+def _ctrl_c_export(tmp_path, model_dir, dataset_dir, evaluated_copy):
     out = tmp_path / "vit"
     return (["export_to_transformers_vit.py", str(model_dir), str(out)], "hf_vit.card.write_card_text",
             "nothing was exported: output_dir is as it was (an export replaces it whole, or not at all). Rerun the "
             "same command.", lambda: not out.exists())
 
 
-def _ctrl_c_import(tmp_path, model_dir, dataset_dir):
+def _ctrl_c_import(tmp_path, model_dir, dataset_dir, evaluated_copy):
     from lesson_vit import ViT, ViTConfig
 
     weights, out = tmp_path / "vit.pt", tmp_path / "imported"
@@ -1280,7 +1277,7 @@ def _ctrl_c_import(tmp_path, model_dir, dataset_dir):
             "same command.", lambda: not out.exists())
 
 
-def _ctrl_c_visualize(tmp_path, model_dir, dataset_dir):
+def _ctrl_c_visualize(tmp_path, model_dir, dataset_dir, evaluated_copy):
     image, out = tmp_path / "input.png", tmp_path / "pictures"
     Image.new("RGB", (32, 32), (200, 30, 30)).save(image)
     return (["visualize.py", "--preset", "tiny", "--depth", "1", "--image", str(image), "--output_dir", str(out),
@@ -1289,7 +1286,7 @@ def _ctrl_c_visualize(tmp_path, model_dir, dataset_dir):
             "the same command.", lambda: not (out / "pictures.json").exists())
 
 
-def _ctrl_c_push(tmp_path, model_dir, dataset_dir):
+def _ctrl_c_push(tmp_path, model_dir, dataset_dir, evaluated_copy):
     folder = copy_of(model_dir, tmp_path)
     return (["push_to_hub.py", str(folder), "someone/x", "--dry_run"], "hf_vit.card.write_card_text",
             "a push lands as one commit or not at all, and this one may not have landed (a --dry_run uploads "
@@ -1297,12 +1294,12 @@ def _ctrl_c_push(tmp_path, model_dir, dataset_dir):
             lambda: not (folder / "README.md").exists())
 
 
-def _ctrl_c_benchmark(tmp_path, model_dir, dataset_dir):
+def _ctrl_c_benchmark(tmp_path, model_dir, dataset_dir, evaluated_copy):
     return (["benchmark.py", "--preset", "tiny", "--models", "hf_vit", "--dtype", "fp32", "--e2e_steps", "0"],
             "hf_vit.benchmarking.matmul_peak_gflops", NOTHING_LEFT, lambda: True)
 
 
-def _ctrl_c_benchmark_input(tmp_path, model_dir, dataset_dir):
+def _ctrl_c_benchmark_input(tmp_path, model_dir, dataset_dir, evaluated_copy):
     return (["benchmark_input.py", "--batches", "1", "--steps", "5"], "hf_vit.benchmarking.compare_models",
             NOTHING_LEFT, lambda: True)
 
@@ -1314,11 +1311,11 @@ NOTHING_LEFT = "the benchmark writes no files of its own, so nothing is left ove
     _ctrl_c_evaluation, _ctrl_c_export, _ctrl_c_import, _ctrl_c_visualize, _ctrl_c_push, _ctrl_c_benchmark,
     _ctrl_c_benchmark_input,
 ], ids=lambda case: case.__name__.removeprefix("_ctrl_c_"))  # fmt: skip
-def test_ctrl_c_of_a_script_is_one_line_saying_what_is_left(model_dir, dataset_dir, tmp_path, case):
+def test_ctrl_c_of_a_script_is_one_line_saying_what_is_left(model_dir, dataset_dir, evaluated_copy, tmp_path, case):
     """A real Ctrl-C (SIGINT) of each script, stalled at a known point of its work: one line `<script>: interrupted;
     <what is left>` and status 130, as train.py answers, not a KeyboardInterrupt traceback and status -2 (before);
     what is left is as the line says (no lock file, no hidden staging folder)."""
-    argv, stall_at, left, as_said = case(tmp_path, model_dir, dataset_dir)
+    argv, stall_at, left, as_said = case(tmp_path, model_dir, dataset_dir, evaluated_copy)
     proc = start_stalled(tmp_path, [sys.executable, str(ROOT / "scripts" / argv[0]), *argv[1:]], stall_at, ROOT,
                          OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_VIT_CIFAR10=str(tmp_path / "no-copy"))  # fmt: skip
     output = signal_and_wait(proc, signal.SIGINT)
