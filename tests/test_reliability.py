@@ -2233,17 +2233,18 @@ def test_nan_loss_on_an_accelerator_is_read_later_but_still_names_its_step(datas
 
 def test_a_fractional_logging_steps_reads_the_deferred_loss_record_at_logging_steps_only(dataset_dir, tmp_path,
                                                                                       monkeypatch):  # fmt: skip
-    # --logging_steps 0.25 is a fraction of the run (every 10th of 40 steps); int(0.25) == 0 made the deferred
-    # check read the device every step, the host-device sync it exists to avoid.
+    # --logging_steps 0.25 is a fraction of the run (every 5th of 20 steps); int(0.25) == 0 made the deferred
+    # check read the device every step, the host-device sync it exists to avoid. (20 steps, not the default 40: four
+    # logging steps still tell every 5th step from every step, and the count bound from a read each step.)
     from hf_vit.training import HfViTTrainer, main
 
     monkeypatch.setattr(HfViTTrainer, "_defer_loss_check", lambda self: True)
     read_at = []
     check_loss = HfViTTrainer.check_loss
     monkeypatch.setattr(HfViTTrainer, "check_loss", lambda self: (read_at.append(self.state.global_step), check_loss(self))[1])
-    main(train_args(dataset_dir, tmp_path / "out", "--logging_steps", "0.25", "--save_strategy", "no"))
+    main(train_args(dataset_dir, tmp_path / "out", "--logging_steps", "0.25", "--save_strategy", "no", steps=20))
     assert (tmp_path / "out" / "model.safetensors").exists()
-    assert read_at[:4] == [9, 19, 29, 39], read_at  # before the Trainer's own logging sync at steps 10, 20, 30, 40
+    assert read_at[:4] == [4, 9, 14, 19], read_at  # before the Trainer's own logging sync at steps 5, 10, 15, 20
     assert len(read_at) <= 6, read_at
 
 
