@@ -26,8 +26,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from stalled import (STALL_IMPORT, WATCHED_ENV, ended, read_until, sigint_at_default, signal_and_wait, start_stalled,
-                     start_with_site)
+from stalled import (REACHED_WITHIN, STALL_IMPORT, WATCHED_ENV, ended, read_until, sigint_at_default, signal_and_wait,
+                     start_stalled, start_with_site)
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 
 import hf_vit
@@ -216,16 +216,18 @@ def test_config_zero_or_negative_sizes(field):
         )
 
 
-def answers_within(codes, seconds):
-    """errors_within's run of `codes` in one fresh Python, each given `seconds` of its own (the first's include the
-    start): the last line of each one's traceback ("nothing" where it raised nothing), up to the first that did not
-    answer in time (the child is then stopped: the old code hung), and the child's output."""
+def answers_within(codes, seconds, imports=""):
+    """errors_within's run of `codes` in one fresh Python, each given `seconds` of its own, after `imports` (the
+    libraries they load: a start of minutes on a loaded machine is no hang): the last line of each one's traceback
+    ("nothing" where it raised nothing), up to the first that did not answer in time (the child is then stopped: the
+    old code hung), and the child's output."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", EACH_RAISES.format(codes=list(codes))], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    program = f"{imports}\nprint('RAISED imported', flush=True)\n{EACH_RAISES.format(codes=list(codes))}"
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)  # fmt: skip
     answers, seen = [], []
-    for _ in codes:
-        watchdog = threading.Timer(seconds, proc.kill)  # the readline below then returns ""
+    for limit in (REACHED_WITHIN, *[seconds] * len(codes)):
+        watchdog = threading.Timer(limit, proc.kill)  # the readline below then returns ""
         watchdog.start()
         try:
             while (line := proc.stdout.readline()) and not line.startswith("RAISED "):
@@ -237,14 +239,14 @@ def answers_within(codes, seconds):
         answers.append(line.removeprefix("RAISED ").strip())
     proc.kill()
     seen.append(proc.communicate()[0])
-    return answers, "".join(seen)[-2000:]
+    return answers[1:], "".join(seen)[-2000:]  # the first: the imports'
 
 
 @pytest.fixture(scope="module")
 def refusals_in_a_fresh_python(model_dir, tmp_path_factory):
     """answer(name): the refusal of each input below that once hung (a divisor count up to 10**12; 100000 blocks built
-    before a check), all run in one fresh Python (one start of torch for the lot), each within 60 s; and the folder of
-    their files. A test whose input had no answer in time fails then."""
+    before a check), all run in one fresh Python (one start of torch for the lot), each within 60 s once the libraries
+    are loaded; and the folder of their files. A test whose input had no answer in time fails then."""
     folder = tmp_path_factory.mktemp("refusals")
     # config.json edited to depth 100000 over weights of one block
     deep = copy_of(model_dir, folder)
@@ -265,12 +267,14 @@ def refusals_in_a_fresh_python(model_dir, tmp_path_factory):
         "block 99999": call.format(str(folder / "renamed.pt"), str(folder / "a"), {"heads": 2}),
         "cfg depth 100000": call.format(str(folder / "one_block.pt"), str(folder / "b"), {"heads": 2, "depth": 100_000}),
     }
-    answers, output = answers_within(list(codes.values()), seconds=60)
+    answers, output = answers_within(list(codes.values()), seconds=60,
+                                     imports="import hf_vit, hf_vit.analysis, hf_vit.import_lesson")
     answered = dict(zip(codes, answers))
 
     def answer(name):
         if name not in answered:
-            pytest.fail(f"{name}: no answer within 60 s (after {list(answered)}); the child's output: {output}")
+            pytest.fail(f"{name}: no answer within 60 s (or the libraries not loaded within {REACHED_WITHIN} s; "
+                        f"answered: {list(answered)}); the child's output: {output}")
         return answered[name]
 
     answer.folder = folder
