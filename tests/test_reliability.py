@@ -2731,7 +2731,19 @@ def test_a_resume_with_other_optim_args_is_refused(dataset_dir, tmp_path, capsys
                            steps=4)) == 0  # fmt: skip
 
 
-def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def stopped_at_4_of_8(dataset_dir, tmp_path_factory):
+    """stopped_at_4_of_8(out): what `main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8))` leaves
+    (checkpoint-4 of an 8-step schedule, no model folder), copied to `out`. Trained once (in this process) on first
+    use, as finished_run is; tests change only their copies."""
+    from hf_vit.training import main
+
+    run = tmp_path_factory.mktemp("stopped-4-of-8") / "run"
+    assert main(train_args(dataset_dir, run, "--stop_after_steps", "4", steps=8)) == 0
+    return lambda out: shutil.copytree(run, out)
+
+
+def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir, stopped_at_4_of_8, tmp_path, capsys):
     """The Trainer places a resume by the checkpoint's step count, read in this run's steps: with another batch
     size or gradient accumulation (or process count: tests/test_train.py) it skipped or repeated images and ran
     the schedule to another length, silently. Refused, naming the fix; a longer schedule in the same batches
@@ -2740,7 +2752,7 @@ def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir
     from hf_vit.training import main
 
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    stopped_at_4_of_8(out)
     checkpoint = out / "checkpoint-4"
     err = train_error(capsys, train_args(dataset_dir, out, "--per_device_train_batch_size", "8",
                                          "--gradient_accumulation_steps", "3", "--resume_from_checkpoint", "last",
@@ -2764,7 +2776,7 @@ def test_a_resume_with_another_batch_size_or_accumulation_is_refused(dataset_dir
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 12
 
 
-def test_a_resume_in_other_batches_of_as_many_images_per_step_goes_on(dataset_dir, tmp_path, capsys):
+def test_a_resume_in_other_batches_of_as_many_images_per_step_goes_on(dataset_dir, stopped_at_4_of_8, tmp_path, capsys):
     """The batch check compared the flags, not the images of an optimiser step: one process x 32 after 2 processes
     x 16, or 8 x 2 accumulated after 16, was refused though its steps hold the same images (the sampler's order,
     the place in the epoch and the schedule's length are the same). It now compares processes x images per pass
@@ -2774,7 +2786,7 @@ def test_a_resume_in_other_batches_of_as_many_images_per_step_goes_on(dataset_di
     from hf_vit.training import SetupError, check_resume, main
 
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    stopped_at_4_of_8(out)
     checkpoint = out / "checkpoint-4"
     saved = json.loads((checkpoint / "hf_vit_run.json").read_text())
     state = json.loads((checkpoint / "trainer_state.json").read_text())
@@ -2865,7 +2877,7 @@ def test_auto_find_batch_size_records_the_batch_it_fell_back_to(dataset_dir, tmp
     assert (train["steps"], train["epochs"]) == (6, 2.0)
 
 
-def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp_path, capsys):
+def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, stopped_at_4_of_8, tmp_path, capsys):
     """One process that sees several GPUs (DataParallel) puts --per_device_train_batch_size on each: its steps hold
     that many times the images, and trainer_state.json records it. A resume with fewer or more GPUs visible passed
     the batch check (same flags, same process count) and skipped or repeated images. The checkpoint here is made
@@ -2873,7 +2885,7 @@ def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp
     from hf_vit.training import main
 
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    stopped_at_4_of_8(out)
     checkpoint = out / "checkpoint-4"
     state_file = checkpoint / "trainer_state.json"
     state = json.loads(state_file.read_text())
@@ -2893,14 +2905,14 @@ def test_a_resume_with_another_count_of_visible_gpus_is_refused(dataset_dir, tmp
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8
 
 
-def test_a_resume_on_other_classes_is_refused(dataset_dir, tmp_path, capsys):
+def test_a_resume_on_other_classes_is_refused(dataset_dir, stopped_at_4_of_8, tmp_path, capsys):
     """The run record kept the class count, not the classes: a resume on a dataset of as many other (or renamed,
     or reordered) classes trained each row of the checkpoint's head towards another class, without a word. Now
     the classes are recorded and compared; the same classes resume."""
     from hf_vit.training import main
 
     out = tmp_path / "run"
-    assert main(train_args(dataset_dir, out, "--stop_after_steps", "4", steps=8)) == 0
+    stopped_at_4_of_8(out)
     checkpoint = out / "checkpoint-4"
     names = [*CIFAR10_NAMES[:8], "lorry", "ship"]  # 8 and 9 renamed or moved: 'ship' was row 8
     other = make_tiny_cifar(tmp_path / "other", n_train=60, n_test=20, names=names)
