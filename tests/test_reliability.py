@@ -3203,31 +3203,39 @@ def test_a_kill_after_a_finished_runs_resume_with_enable_jit_checkpoint_is_heede
     assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 8  # written whole first
 
 
-def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(dataset_dir, finished_run,
-                                                                                           tmp_path):  # fmt: skip
-    """A finished run, resumed to train longer, is killed while its new model.safetensors is written: the folder
-    must not pair the earlier run's metrics.json (which the card and the push read) with the new weights."""
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def killed_writing_its_model_folder(dataset_dir, finished_run, tmp_path_factory):
+    """A finished 8-step run (with its metrics.json) resumed to 12 steps in a real subprocess, killed (kill -9) while
+    its new model.safetensors is written (the test-only wrapper stalls that write half-way): the folder it leaves.
+    Made once; a test that writes into it copies it."""
+    tmp = tmp_path_factory.mktemp("killed-writing-its-model-folder")
+    out = tmp / "run"
     finished_run(8, out)
     assert (out / "metrics.json").is_file()
-    proc = start_training(tmp_path, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12),
+    proc = start_training(tmp, train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12),
                           HF_VIT_TEST_STALL_SAVE=out.name)  # the final folder's weight write stops half-way
     kill_when_stalled(proc, "its model folder")
-    assert not (out / "metrics.json").exists()
+    return out
+
+
+def test_a_resumed_run_killed_while_writing_its_model_leaves_no_earlier_metrics_beside_it(
+        killed_writing_its_model_folder):  # fmt: skip
+    """A finished run, resumed to train longer, is killed while its new model.safetensors is written: the folder
+    must not pair the earlier run's metrics.json (which the card and the push read) with the new weights."""
+    assert not (killed_writing_its_model_folder / "metrics.json").exists()
 
 
 def test_a_resumed_run_stopped_while_writing_its_model_folder_leaves_no_earlier_card_and_ctrl_c_lets_it_finish(
-        dataset_dir, finished_run, tmp_path):  # fmt: skip
+        dataset_dir, killed_writing_its_model_folder, tmp_path):  # fmt: skip
     """A finished 8-step run resumed to 12 steps, stopped while its model folder is written (real signals of a real
     subprocess; the test-only wrapper stalls the weight write half-way). kill -9: the earlier run's card (README.md,
     '8 optimizer steps' and its test accuracy) and training_recipe.json must not stay beside the new weights (before:
     they did, and `push_to_hub.py --keep_card` would publish them). Ctrl-C: the folder is written whole first, then
     the run stops as interrupted, saying the folder is complete (before: a config.json beside half a model.safetensors,
     no metrics, no card; then a line advising a resume that would only write the same folder again)."""
-    out = tmp_path / "run"
-    finished_run(8, out)
+    # kill -9 (as in the test above: the run it left, copied here, where the same resume then runs again)
+    out = copy_of(killed_writing_its_model_folder, tmp_path, "run")
     resume = train_args(dataset_dir, out, "--resume_from_checkpoint", "last", steps=12)
-    kill_when_stalled(start_training(tmp_path, resume, HF_VIT_TEST_STALL_SAVE=out.name), "its model folder")
     left = sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith("."))
     assert not {"README.md", "training_recipe.json", "metrics.json"} & set(left), left
 
