@@ -1465,24 +1465,30 @@ def many_mistakes(folder, n):
     return rows
 
 
-def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path):
-    """The default dataset is a Hub id; offline (forced here with HF_*_OFFLINE: the only thing mocked is the
-    network to the Hub), the script says to pass a local copy."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf"),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts/evaluate_model.py"), "--model", str(evaluated["model_dir"]),
-         "--output_dir", str(tmp_path / "o"), "--no_progress"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode != 0
-    assert "uoft-cs/cifar10" in proc.stderr and "--dataset ../shared/data/cifar10" in proc.stderr, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+def test_script_offline_hub_dataset_names_the_local_copy(evaluated, tmp_path, capsys, monkeypatch):
+    """The default dataset is a Hub id; offline (forced here with HF_HUB_OFFLINE, an empty Hugging Face cache: the
+    only thing mocked is the network to the Hub), the script says to pass a local copy. The real script runs as
+    __main__ in this process (a fresh one cost a start of torch): the libraries read HF_HUB_OFFLINE and the cache
+    folders when they were imported, so their values are set where they read them."""
+    import runpy
+
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets")
+    script = REPO / "scripts/evaluate_model.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--model", str(evaluated["model_dir"]), "--output_dir",
+                                      str(tmp_path / "o"), "--no_progress"])  # fmt: skip
+    with pytest.raises(SystemExit) as end:  # any other exception (a traceback in a run) fails the test here
+        runpy.run_path(str(script), run_name="__main__")
+    assert end.value.code not in (None, 0)
+    stderr = capsys.readouterr().err + str(end.value.code)  # what Python prints of a sys.exit("...") on stderr
+    assert "uoft-cs/cifar10" in stderr and "--dataset ../shared/data/cifar10" in stderr, stderr[-2000:]
+    assert "Traceback" not in stderr
 
 
 # ---------------------------------------------------------------------------
