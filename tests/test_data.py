@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets_cache import own_datasets_cache  # noqa: F401 (autouse: local loads list this module's cache only)
 from file_limits import file_size_limit
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 

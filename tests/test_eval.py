@@ -30,6 +30,7 @@ import pytest
 import torch
 from datasets import load_dataset as datasets_load_dataset
 from PIL import Image
+from datasets_cache import own_datasets_cache  # noqa: F401 (autouse: local loads list this module's cache only)
 from file_limits import file_size_limit
 from tiny_data import CIFAR10_NAMES, make_tiny_cifar
 

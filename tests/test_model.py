@@ -6,6 +6,7 @@ import stat
 import numpy as np
 import pytest
 import torch
+from datasets_cache import own_datasets_cache  # noqa: F401 (autouse: local loads list this module's cache only)
 from lesson_vit import ViT, ViTConfig
 
 from hf_vit import HfViTConfig, HfViTForImageClassification, HfViTModel

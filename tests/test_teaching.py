@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from datasets_cache import own_datasets_cache  # noqa: F401 (autouse: local loads list this module's cache only)
 from stalled import signal_and_wait, start_stalled
 
 from hf_vit import HfViTConfig, HfViTForImageClassification
