@@ -135,22 +135,6 @@ def train_args(data, out, *extra, steps=40):
     ]  # fmt: skip
 
 
-def error_within(code, seconds=120):
-    """Run `code` in a fresh Python that imports this checkout's hf_vit; it must raise within `seconds` (the
-    old code hung: no pytest-timeout here). Returns the last line of its traceback: `ValueError: ...`."""
-    proc = python_within(code, seconds)
-    assert proc.returncode != 0, proc.stdout[-2000:]
-    return proc.stderr.strip().splitlines()[-1]
-
-
-def python_within(code, seconds):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    try:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=seconds)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"no answer within {seconds} s")
-
-
 EACH_RAISES = """
 import traceback
 for code in {codes!r}:
@@ -161,16 +145,6 @@ for code in {codes!r}:
     else:
         print("RAISED nothing", flush=True)
 """
-
-
-def errors_within(codes, seconds=120):
-    """error_within for several `codes` run one after the other in one fresh Python (one start of torch for all):
-    each must raise, all within `seconds`. Returns the last line of each one's traceback."""
-    proc = python_within(EACH_RAISES.format(codes=list(codes)), seconds)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = [line.removeprefix("RAISED ") for line in proc.stdout.splitlines() if line.startswith("RAISED ")]
-    assert len(lines) == len(codes) and "nothing" not in lines, proc.stdout[-2000:]
-    return lines
 
 
 def train_error(capsys, argv):
@@ -217,7 +191,8 @@ def test_config_zero_or_negative_sizes(field):
 
 
 def answers_within(codes, seconds, imports=""):
-    """errors_within's run of `codes` in one fresh Python, each given `seconds` of its own, after `imports` (the
+    """Run `codes` one after the other in one fresh Python importing this checkout's hf_vit (EACH_RAISES; one start
+    of torch for all), each given `seconds` of its own (the old code hung: no pytest-timeout here), after `imports` (the
     libraries they load: a start of minutes on a loaded machine is no hang): the last line of each one's traceback
     ("nothing" where it raised nothing), up to the first that did not answer in time (the child is then stopped: the
     old code hung), and the child's output."""
