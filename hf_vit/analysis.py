@@ -836,8 +836,7 @@ def _evaluate(
             row[f"top{r + 1}_probability"] = float(probs[i, top3[i, r]]) if has else ""
         row["image"] = f"misclassified/{mistake_file_name(int(row_index), row['true_label'], row['predicted_label'])}"
         row["attention"] = ""
-        rows.append(row)
-    by_confidence = rows  # (ranked above)
+        rows.append(row)  # most confident mistake first (ranked above)
 
     # A rerun must not leave a previous run's files behind: its mistakes, its pictures, and above all its
     # metrics.json, which is written last and so marks a complete evaluation (the card and the push read it). It goes
@@ -860,8 +859,8 @@ def _evaluate(
             _as_rgb(image).save(output_dir / row_of[int(i)]["image"])
 
     # -- pass 2: attention maps, only for the (most confident) mistakes ----------
-    n_maps = len(by_confidence) if max_attention_maps is None or max_attention_maps < 0 else max_attention_maps
-    attention_rows = by_confidence[:n_maps]
+    n_maps = len(rows) if max_attention_maps is None or max_attention_maps < 0 else max_attention_maps
+    attention_rows = rows[:n_maps]
     attention_note = _attention_maps(
         model, ds, attention_rows, image_column, preprocess, batch_size, device, output_dir, progress
     )
@@ -884,7 +883,7 @@ def _evaluate(
     per_class_accuracy_image(recalls, names, overall=metrics["accuracy"], title=f"Accuracy per class{of}").save(
         output_dir / "per_class_accuracy.png"
     )
-    shown = by_confidence[: gallery_capacity() if gallery_size is None else gallery_size]
+    shown = rows[: gallery_capacity() if gallery_size is None else gallery_size]
     gallery_images = [Image.open(output_dir / r["image"]) for r in shown]
     captions = [
         [
