@@ -55,8 +55,7 @@ print("RESULT " + json.dumps({"class": type(model).__name__, "module": type(mode
 
 def run_as_hub_user(folder: Path, tmp_path: Path, remote: bool) -> dict:
     """Load `folder` in a fresh process: fresh HF_HOME, offline, no PYTHONPATH, cwd elsewhere."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
-    env.update(HF_HOME=str(tmp_path / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = hub_user_env(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
     proc = subprocess.run(
@@ -64,7 +63,19 @@ def run_as_hub_user(folder: Path, tmp_path: Path, remote: bool) -> dict:
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))
+    return user_script_result(proc.stdout.splitlines())
+
+
+def hub_user_env(root: Path) -> dict:
+    """A Hub user's environment: this one without PYTHONPATH or a token, a fresh HF_HOME under `root`, offline."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
+    env.update(HF_HOME=str(root / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return env
+
+
+def user_script_result(printed: list[str]) -> dict:
+    """What USER_SCRIPT found: the JSON of its RESULT line among the lines it printed."""
+    line = next(l for l in printed if l.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
 
 
@@ -1174,9 +1185,7 @@ def run_as_hub_users(jobs: dict, root: Path) -> dict:
     user = root / "user"
     user.mkdir(exist_ok=True)
     Image.new("RGB", (40, 28), (200, 30, 60)).save(user / "my_image.png")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN")}
-    env.update(HF_HOME=str(root / "user_hf_home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return run_jobs_in_one_process(jobs, root, env, cwd=user)
+    return run_jobs_in_one_process(jobs, root, hub_user_env(root), cwd=user)
 
 
 @pytest.fixture(scope="module")
@@ -1220,8 +1229,7 @@ def test_push_one_commit_exact_files_then_load_as_hub_user(hub_user_runs):
 
     assert (download / "README.md").read_bytes() == (folder / "README.md").read_bytes()  # and lands in the folder
     assert run["status"] == "OK", "\n".join(run["printed"])[-3000:]
-    line = next(l for l in run["printed"] if l.startswith("RESULT "))
-    got = json.loads(line[len("RESULT "):])
+    got = user_script_result(run["printed"])
 
     assert got["class"] == "HfViTForImageClassification"
     assert got["module"].startswith("transformers_modules"), got["module"]  # the folder's code, not hf_vit
