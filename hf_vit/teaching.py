@@ -3,6 +3,8 @@
 For one image and one model (a trained folder or a fresh model) this writes:
 
     patch_grid.png       the image cut into its patch grid, each cell numbered in token order
+    patch_numbers.png    one patch enlarged beside its numbers in the Rearrange's order, the Linear they go
+                         through and the first numbers of the token it makes
     pos_similarity.png   cosine similarity of the learned positional embeddings, one map per position
     cls_attention.png    attention into what the head reads, per layer (rows) and head (columns, + their mean):
                          [CLS]'s row (pool="cls") or all tokens' rows averaged (pool="mean")
@@ -12,7 +14,7 @@ For one image and one model (a trained folder or a fresh model) this writes:
                          positions and with them zeroed (then both answers are the same: a bag of patches)
 
 The numbers behind each picture come from pure functions returning arrays
-(`patch_grid_cells`, `pos_embedding_similarity`, `cls_attention_maps`,
+(`patch_grid_cells`, `patch_numbers`, `pos_embedding_similarity`, `cls_attention_maps`,
 `rollout_map`, `token_norms`, `shuffle_patches` + `shuffled_predictions`); the `draw_*` functions only turn those arrays
 into pixels, so the tests can check both.
 """
@@ -39,7 +41,7 @@ from .presets import PRESETS as TRAINING_PRESETS
 
 logger = logging.getLogger(__name__)
 
-PICTURES = ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms", "shuffled")
+PICTURES = ("patch_grid", "patch_numbers", "pos_similarity", "cls_attention", "rollout", "feature_norms", "shuffled")
 SHUFFLE_SEED = 0  # shuffled.png's patch order: fixed, so every run (and a trained and a fresh model) shows the same
 
 # Fresh-model presets: train.py's (tiny, lesson, small, base: a fresh model has the shape a trained one of that
@@ -86,6 +88,44 @@ def patch_grid_cells(config: HfViTConfig, scale: int = 1) -> list[tuple[int, tup
             box = (col * pw * scale, row * ph * scale, (col + 1) * pw * scale, (row + 1) * ph * scale)
             cells.append((1 + row * gw + col, box))
     return cells
+
+
+def patch_numbers(model, pixel_values: torch.Tensor, patch: int | None = None) -> dict:
+    """One patch of the first image as the model's patch embedding reads it, and the token it makes:
+
+    {"token": k (1..N), "row", "column" (its place in the grid), "box" (left, top, right, bottom; as
+    `patch_grid_cells`), "chosen": "given" (`patch`, a token index) or "most varied" (the patch whose numbers
+    spread most, their standard deviation: a flat patch shows little), "numbers": (patch_dim,) the normalised
+    pixel values in the Rearrange's (p1 p2 c) order, "token_values": (dim,) the Linear's output for them,
+    before [CLS] and the positions are added}. Arrays float32 on the CPU.
+
+    Both come from the model's own layers (`to_patch_embedding`: Rearrange, then Linear), so they are what it
+    computes, on its device and dtype; number (p1 * patch_width + p2) * channels + c is channel c of pixel (p1, p2).
+    """
+    config = model.config
+    check_patch(config, patch, ["patch_numbers"])  # patch 0 or -1 would index the last patch without a word
+    (ph, pw), gw = _pair(config.patch_size), config.grid_size[1]
+    weight = next(model.parameters())
+    x = pixel_values[:1].to(weight.device, weight.dtype)
+    rearrange, linear = _base_model(model).embeddings.to_patch_embedding  # (B, N, patch_dim), then (B, N, dim)
+    with torch.no_grad():
+        flat = rearrange(x)
+        tokens = linear(flat)
+    flat, tokens = flat[0].float().cpu(), tokens[0].float().cpu()
+    if patch is None:
+        token, chosen = int(flat.std(dim=-1, correction=0).argmax()) + 1, "most varied"  # ties: the first
+    else:
+        token, chosen = int(patch), "given"
+    row, col = divmod(token - 1, gw)
+    return {
+        "token": token,
+        "row": row,
+        "column": col,
+        "box": (col * pw, row * ph, (col + 1) * pw, (row + 1) * ph),
+        "chosen": chosen,
+        "numbers": flat[token - 1].numpy(),
+        "token_values": tokens[token - 1].numpy(),
+    }
 
 
 def pos_embedding_similarity(model) -> np.ndarray:
@@ -336,6 +376,113 @@ def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> 
             f"tokens 1..{gh * gw}: row by row (token 0 = [CLS])",
         ],
     )
+
+
+PATCH_PANEL = 128  # px the image and the enlarged patch of patch_numbers.png are drawn to (whole scales, at least 1x)
+TABLE_PIXELS = 64  # patch_numbers.png lists the numbers of this many pixels at most (pictures.json has all)
+TOKEN_SHOWN = 8  # ... and this many of the token's dim numbers
+TABLE_FONT, TABLE_LINE = 11, 14
+
+
+def channel_names(channels: int) -> list[str]:
+    """What channel c of a pixel is, as patch_numbers.png labels it: R, G, B; grey for a 1-channel model."""
+    return ["grey"] if channels == 1 else ["R", "G", "B"] if channels == 3 else [f"c{c}" for c in range(channels)]
+
+
+def patch_number_rows(numbers, patch_size, channels: int, limit: int = TABLE_PIXELS) -> list[list[str]]:
+    """The table of patch_numbers.png, one row per pixel of the patch in the Rearrange's (p1 p2 c) order (at most
+    `limit` pixels): [f"{pixel} ({p1},{p2})", f"{index}: {value:+.3f}" for each channel], `index` being the
+    number's place among the patch_dim numbers the Linear reads."""
+    ph, pw = _pair(patch_size)
+    rows = []
+    for pixel in range(min(ph * pw, limit)):
+        p1, p2 = divmod(pixel, pw)
+        index = pixel * channels
+        rows.append([f"{pixel} ({p1},{p2})"]
+                    + [f"{index + c}: {float(numbers[index + c]):+.3f}" for c in range(channels)])
+    return rows
+
+
+def draw_patch_numbers(image: Image.Image, config: HfViTConfig, numbers: dict) -> Image.Image:
+    """Goal 1 for one patch (`patch_numbers`'s dict): the image with the patch outlined, the patch enlarged (its
+    pixels numbered row by row), its numbers in the Rearrange's order, and the first TOKEN_SHOWN numbers of the
+    token the Linear makes of them. Caption below."""
+    (image_h, image_w), (ph, pw) = _pair(config.image_size), _pair(config.patch_size)
+    channels, dim = config.num_channels, config.dim
+    patch_dim, token = ph * pw * channels, numbers["token"]
+    left, top, right, bottom = numbers["box"]
+    font = _font(TABLE_FONT)
+    shown = model_image(image, config)
+
+    # The image, 128 px or its own size, with the patch outlined in the grid's yellow, 2 px outside its pixels.
+    scale = max(1, PATCH_PANEL // max(image_h, image_w))
+    whole = shown.resize((image_w * scale, image_h * scale), Image.NEAREST)
+    # The patch alone, enlarged with square pixels, each numbered in the order its numbers come (when legible).
+    cell = max(1, PATCH_PANEL // max(ph, pw))
+    enlarged = shown.crop((left, top, right, bottom)).resize((pw * cell, ph * cell), Image.NEAREST)
+    if cell >= 16:
+        label_font, draw = _font(max(8, cell // 3)), ImageDraw.Draw(enlarged)
+        draw.fontmode = "1"
+        for pixel in range(ph * pw):
+            x, y, text = (pixel % pw) * cell, (pixel // pw) * cell, str(pixel)
+            draw.rectangle((x, y, x + 1 + _text_width(text, label_font), y + 1 + max(8, cell // 3)), fill=(0, 0, 0))
+            draw.text((x + 1, y), text, fill=(255, 255, 255), font=label_font)
+
+    rows = patch_number_rows(numbers["numbers"], (ph, pw), channels)
+    header = ["pixel (p1,p2)", *channel_names(channels)]
+    if len(rows) < ph * pw:
+        more = f"... {patch_dim - len(rows) * channels} more numbers (pixels {len(rows)}..{ph * pw - 1}), same order"
+    values = numbers["token_values"]
+    token_rows = [f"{i}: {float(values[i]):+.3f}" for i in range(min(dim, TOKEN_SHOWN))]
+    token_rows += [f"... {dim - TOKEN_SHOWN} more"] if dim > TOKEN_SHOWN else []
+    flow = f"-> Linear({patch_dim} -> {dim}) -> token {token}"
+
+    columns = [max(_text_width(text, font) for text in column) + 10 for column in zip(header, *rows)]
+    titles = (f"token {token} in the image", f"patch {ph}x{pw}, enlarged", f"{patch_dim} numbers, (p1 p2 c) order")
+    gap = 8
+    x_whole = gap
+    x_patch = x_whole + max(whole.width, _text_width(titles[0], font)) + 2 * gap
+    x_table = x_patch + max(enlarged.width, _text_width(titles[1], font)) + 2 * gap
+    x_token = x_table + max(sum(columns), _text_width(titles[2], font)) + 2 * gap
+    table_bottom = LABEL_TOP + (len(rows) + 2 + (len(rows) < ph * pw)) * TABLE_LINE
+    width = x_token + max(_text_width(flow, font), *(_text_width(t, font) for t in token_rows)) + gap
+    height = max(LABEL_TOP + 4 + whole.height, LABEL_TOP + 4 + enlarged.height, table_bottom,
+                 LABEL_TOP + (len(token_rows) + 2) * TABLE_LINE) + gap
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    y0 = LABEL_TOP + 4  # the pictures' top edge: room for the outline above the image
+    canvas.paste(whole, (x_whole, y0))
+    draw.rectangle((x_whole + left * scale - 2, y0 + top * scale - 2, x_whole + right * scale + 1,
+                    y0 + bottom * scale + 1), outline=GRID_COLOR, width=2)  # fmt: skip
+    canvas.paste(enlarged, (x_patch, y0))
+    for x, title in zip((x_whole, x_patch, x_table), titles):
+        draw.text((x, 2), title, fill=TEXT_COLOR, font=font)
+    for line, texts in enumerate([header, *rows]):
+        x = x_table
+        for text, column_width in zip(texts, columns):
+            draw.text((x, LABEL_TOP + line * TABLE_LINE), text, fill=TEXT_COLOR, font=font)
+            x += column_width
+    if len(rows) < ph * pw:
+        draw.text((x_table, LABEL_TOP + (len(rows) + 1) * TABLE_LINE), more, fill=TEXT_COLOR, font=font)
+    draw.text((x_token, 2), flow, fill=TEXT_COLOR, font=font)
+    draw.text((x_token, LABEL_TOP), f"{dim} numbers:", fill=TEXT_COLOR, font=font)
+    for line, text in enumerate(token_rows):
+        draw.text((x_token, LABEL_TOP + (line + 1) * TABLE_LINE), text, fill=TEXT_COLOR, font=font)
+
+    gh, gw = config.grid_size
+    why = "the patch asked for" if numbers["chosen"] == "given" else "the patch whose numbers vary most"
+    order = ", ".join(channel_names(channels))
+    return _with_footer(canvas, [
+        f"token {token}: row {numbers['row']}, column {numbers['column']} of the {gh} x {gw} grid, counting from 0 ({why}).",
+        f"its {ph}x{pw} pixels x {channels} channel{'s' if channels > 1 else ''} = {patch_dim} numbers, flattened "
+        f"as the model's Rearrange does, (p1 p2 c): pixel by pixel, row by row"
+        + (f", {order} within each pixel" if channels > 1 else "")
+        + f"; number (p1*{pw} + p2)*{channels} + c. They are the pixel values the model reads, normalised by its "
+        "image processor ((x/255 - mean) / std).",
+        f"{patch_dim} numbers -> Linear({patch_dim} -> {dim}) -> token {token}: {dim} numbers (the first "
+        f"{min(dim, TOKEN_SHOWN)} shown), before [CLS] is put in front and the positions are added. Every patch "
+        "goes through the same Linear; pictures.json has all the numbers.",
+    ])
 
 
 def similarity_tile_size(grid_size, target: int = 32) -> int:
@@ -669,7 +816,27 @@ def check_pictures(pictures) -> None:
         raise ValueError(f"Unknown picture(s) {unknown}. Choose from: {', '.join(PICTURES)}.")
 
 
-def _check_drawable(model, pictures, scale) -> None:
+def check_patch(config, patch, pictures) -> None:
+    """Refuse a `patch` (patch_numbers.png's token, 1..N) that is no patch of this model, or given without
+    patch_numbers among the pictures (it would choose nothing). `config` None (visualize.py, before the model
+    loads): what needs no model only."""
+    if patch is None:
+        return
+    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
+        raise ValueError(f"{setting('patch', patch)} is no patch: pass a token number, 1 for the first patch (token 0 "
+                         "is [CLS], which has no patch).")
+    if "patch_numbers" not in pictures:
+        raise ValueError(
+            f"{setting('patch', patch)} chooses the patch of patch_numbers.png, which {setting('pictures')} leaves "
+            f"out. Add patch_numbers to {setting('pictures')}, or leave {setting('patch')} out."
+        )
+    if config is not None and patch > config.num_patches:
+        (gh, gw), n = config.grid_size, config.num_patches
+        raise ValueError(f"{setting('patch', patch)} is no patch of this model: its image is cut into {gh} x {gw} = "
+                         f"{n} patches, tokens 1..{n}. Pass a number from 1 to {n}.")
+
+
+def _check_drawable(model, pictures, scale, patch=None) -> None:
     """Refuse what the pictures cannot be drawn for, before the model runs."""
     check_pictures(pictures)
     config = model.config
@@ -679,28 +846,30 @@ def _check_drawable(model, pictures, scale) -> None:
     _base_model(model)  # refuses a model without hf_vit's layers (transformers' ViT, another class)
     if "patch_grid" in pictures:
         check_patch_grid_scale(config, scale)
+    check_patch(config, patch, pictures)
 
 
 def draw_pictures(model, image: Image.Image, processor=None, pictures=PICTURES, scale: int = 8,
-                  label: str | None = None) -> dict:
+                  label: str | None = None, patch: int | None = None) -> dict:
     """The chosen pictures as PIL images, {name: image}, drawn in memory and written nowhere: in a notebook, a cell
     ending in one shows it (or `display(...)` each). The same pictures write_pictures saves; `label`, the image's
-    true class, goes into rollout's caption. A model in training mode stays in it (see run_model)."""
-    _check_drawable(model, pictures, scale)
-    return _draw_pictures(model, image, processor, pictures, scale, label, source=None)[0]
+    true class, goes into rollout's caption; `patch`, a token 1..N, is the patch patch_numbers.png shows (default:
+    the one whose numbers vary most). A model in training mode stays in it (see run_model)."""
+    _check_drawable(model, pictures, scale, patch)
+    return _draw_pictures(model, image, processor, pictures, scale, label, source=None, patch=patch)[0]
 
 
 def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
-                   label: str | None = None, source: str | None = None) -> dict:
+                   label: str | None = None, source: str | None = None, patch: int | None = None) -> dict:
     """Run the model on `image` and write the chosen PNGs plus pictures.json as one set (`_write_set`); returns
     {name: path}."""
-    _check_drawable(model, pictures, scale)
+    _check_drawable(model, pictures, scale, patch)
     output_dir = check_output_dir(output_dir)
-    drawn, summary = _draw_pictures(model, image, processor, pictures, scale, label, source)
+    drawn, summary = _draw_pictures(model, image, processor, pictures, scale, label, source, patch)
     return _write_set(output_dir, drawn, summary)
 
 
-def _draw_pictures(model, image, processor, pictures, scale, label, source) -> tuple[dict, dict]:
+def _draw_pictures(model, image, processor, pictures, scale, label, source, patch=None) -> tuple[dict, dict]:
     """({name: PIL image}, what pictures.json records) for a model and pictures `_check_drawable` accepted."""
     config = model.config
     shown = model_image(image, config)
@@ -740,9 +909,14 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source) -> t
         shuffled_answers = {key: {name: (label_of(p), float(p.max())) for name, p in both.items()}
                             for key, both in shuffled_probs.items()}
 
+    if "patch_numbers" in pictures:  # goal 1 for one patch: its numbers and the token the Linear makes of them
+        one_patch = patch_numbers(model, pixel_values, patch)
+
     def draw(name):
         if name == "patch_grid":
             return draw_patch_grid(shown, config, scale=scale)
+        if name == "patch_numbers":
+            return draw_patch_numbers(shown, config, one_patch)
         if name == "pos_similarity":
             cell = max(1, int(fitted(name, (gw, gh), gh, gw, similarity_tile_size(grid))))
             return draw_pos_similarity(pos_embedding_similarity(model), grid, cell=cell)
@@ -796,6 +970,17 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source) -> t
         "pictures": {name: f"{name}.png" for name in drawn},
         **({"drawn_smaller": smaller} if smaller else {}),
     }
+    if "patch_numbers" in drawn:  # every number, unrounded (the picture shows 3 decimals and the token's first few)
+        summary["patch_numbers"] = {
+            "token": one_patch["token"],
+            "row": one_patch["row"],
+            "column": one_patch["column"],
+            "chosen": one_patch["chosen"],
+            "order": "(p1 p2 c)",  # number (p1 * patch width + p2) * channels + c
+            "numbers": [float(v) for v in one_patch["numbers"]],
+            "linear": [len(one_patch["numbers"]), config.dim],  # in and out features
+            "token_values": [float(v) for v in one_patch["token_values"]],  # before [CLS] and the positions
+        }
     if "shuffled" in drawn:  # the numbers under shuffled.png, unrounded (the picture shows 4 decimals)
         summary["shuffled"] = {
             "permutation_seed": SHUFFLE_SEED,
@@ -841,6 +1026,7 @@ __all__ = [
     "draw_cls_attention",
     "draw_feature_norms",
     "draw_patch_grid",
+    "draw_patch_numbers",
     "draw_pictures",
     "draw_pos_similarity",
     "draw_rollout",
@@ -851,6 +1037,7 @@ __all__ = [
     "load_model",
     "magnitude_colors",
     "patch_grid_cells",
+    "patch_numbers",
     "pixel_values_for",
     "pos_embedding_similarity",
     "rollout_map",
@@ -862,4 +1049,5 @@ __all__ = [
     "token_norms",
     "write_pictures",
     "check_output_dir",
+    "check_patch",
 ]

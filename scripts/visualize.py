@@ -1,6 +1,7 @@
-"""Teaching pictures for one image: patch grid, positional-embedding similarity, attention and rollout into what
-the head reads ([CLS], or the mean of all tokens for pool="mean"), feature norms, and the image with its
-patches shuffled, answered with and without positions (see hf_vit/teaching.py).
+"""Teaching pictures for one image: patch grid, one patch's numbers and the token they make, positional-embedding
+similarity, attention and rollout into what the head reads ([CLS], or the mean of all tokens for pool="mean"),
+feature norms, and the image with its patches shuffled, answered with and without positions (see
+hf_vit/teaching.py).
 
     # a fresh (untrained) model and an image file
     python scripts/visualize.py --preset tiny --image cat.png --output_dir pictures/fresh
@@ -21,6 +22,7 @@ try:  # the libraries take seconds to load, before the script's own answer to Ct
         PICTURES,
         PRESETS,
         check_output_dir,
+        check_patch,
         check_pictures,
         fresh_model,
         load_dataset_image,
@@ -75,6 +77,9 @@ def parse_args(argv=None):
                         f"The other pictures keep to {MAX_PICTURE_SIDE} px a side too: their panels are drawn smaller "
                         "where needed, with a "
                         "message naming the picture")
+    parser.add_argument("--patch", type=int,
+                        help="the patch patch_numbers.png shows, by its token number in patch_grid.png (1..N; default: "
+                        "the patch whose numbers vary most)")
     args = parser.parse_args(argv)
 
     overrides = [f"--{n}" for n in (*CONFIG_FLAGS, "pool") if getattr(args, n) is not None]
@@ -113,6 +118,7 @@ def _draw(args) -> dict:
     try:
         refuse_several_processes("visualize.py", "each would draw the same pictures into the same --output_dir")
         check_pictures(args.pictures)  # before the model and the image load: loading them takes seconds
+        check_patch(None, args.patch, args.pictures)  # its range needs the model: write_pictures checks it
         check_output_dir(args.output_dir)
         if args.model:
             model, processor = load_model(args.model, trust_remote_code=args.trust_remote_code, revision=args.revision)
@@ -142,7 +148,7 @@ def _draw(args) -> dict:
             source = f"{args.dataset}{pinned} [{args.split}][{args.index}]"
         return write_pictures(
             model, image, args.output_dir, processor=processor, pictures=args.pictures,
-            scale=args.scale, label=label, source=source,
+            scale=args.scale, label=label, source=source, patch=args.patch,
         )
     except (ValueError, OSError) as err:  # OSError: missing, unreadable or unwritable files, an unreachable Hub
         sys.exit(f"error: {err}")

@@ -26,6 +26,8 @@ from hf_vit.teaching import (
     fresh_model,
     load_image_file,
     patch_grid_cells,
+    patch_number_rows,
+    patch_numbers,
     pixel_values_for,
     pos_embedding_similarity,
     rollout_map,
@@ -80,6 +82,107 @@ def test_cell_numbers_are_the_models_token_order():
     for index, (left, top, right, bottom) in patch_grid_cells(model.config):
         patch = x[0, :, top:bottom, left:right].permute(1, 2, 0).reshape(-1)  # (p1 p2 c)
         assert torch.equal(tokens[index - 1], patch)
+
+
+def by_hand(x, box):
+    """The pixels of `box` of the first image, in (p1 p2 c) order, cut out by hand (not by the model's Rearrange)."""
+    left, top, right, bottom = box
+    return x[0, :, top:bottom, left:right].permute(1, 2, 0).reshape(-1)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_patch_numbers_are_what_the_patch_embedding_reads_and_makes(channels):
+    """patch_numbers.png's numbers (goal 1): the patch's pixels in (p1 p2 c) order, which are the input of the
+    model's Linear for that token (its Rearrange's output), and the token values are that Linear's output, the
+    embeddings' output for the token before its position is added. By default the patch whose numbers vary most."""
+    model = tiny_model(image_size=(16, 24), patch_size=(4, 8), num_channels=channels)  # a 4 x 3 grid
+    torch.manual_seed(1)
+    x = 0.01 * torch.randn(1, channels, 16, 24)
+    x[0, :, 8:12, 8:16] = 3 * torch.randn(channels, 4, 8)  # row 2, column 1: token 2 * 3 + 1 + 1 = 8
+    picked = patch_numbers(model, x)
+    assert (picked["token"], picked["row"], picked["column"], picked["chosen"]) == (8, 2, 1, "most varied")
+    rearranged = model.vit.embeddings.to_patch_embedding[0](x)[0]  # (N, p1*p2*c): the model's own
+    linear = model.vit.embeddings.to_patch_embedding[1]
+    embedded = run_model(model, x)["hidden_states"][0][0]  # (N+1, dim): [CLS] + tokens, positions added
+    positions = model.vit.embeddings.pos_embedding[0].detach()
+    for token in (1, 5, 8, 12):
+        numbers = patch_numbers(model, x, patch=token)
+        assert numbers["chosen"] == "given" and numbers["box"] == patch_grid_cells(model.config)[token - 1][1]
+        assert numbers["numbers"].shape == (4 * 8 * channels,) and numbers["token_values"].shape == (32,)
+        np.testing.assert_array_equal(numbers["numbers"], by_hand(x, numbers["box"]).numpy())
+        np.testing.assert_array_equal(numbers["numbers"], rearranged[token - 1].detach().numpy())
+        hand = linear.weight.detach() @ by_hand(x, numbers["box"]) + linear.bias.detach()  # Linear(4*8*c -> 32)
+        np.testing.assert_allclose(numbers["token_values"], hand.numpy(), atol=1e-5)
+        np.testing.assert_allclose(numbers["token_values"], (embedded[token] - positions[token]).numpy(), atol=1e-5)
+        # The table drawn: row = pixel (p1, p2), then each channel's number with its place among the 4*8*c
+        left, top, _, _ = numbers["box"]
+        rows = patch_number_rows(numbers["numbers"], (4, 8), channels)
+        assert len(rows) == 32
+        for pixel in (0, 7, 8, 31):
+            p1, p2 = divmod(pixel, 8)
+            assert rows[pixel] == [f"{pixel} ({p1},{p2})"] + [
+                f"{pixel * channels + c}: {float(x[0, c, top + p1, left + p2]):+.3f}" for c in range(channels)
+            ]
+
+
+def test_patch_numbers_png_shows_the_patch_its_numbers_and_token(tmp_path):
+    """patch_numbers.png: the image with the chosen patch outlined and the patch enlarged (its own pixels), and
+    pictures.json the numbers: the processor's pixel values of that patch in (p1 p2 c) order and the Linear's
+    output for them. The patch asked for (patch=) is the one drawn; a patch outside the grid is refused."""
+    from hf_vit.teaching import PATCH_PANEL, check_patch
+
+    model = tiny_model()  # 32 x 32, 4 x 4 patches: an 8 x 8 grid
+    pixels = np.full((32, 32, 3), 120, dtype=np.uint8)
+    pixels[8:12, 8:12] = np.random.default_rng(3).integers(0, 256, (4, 4, 3))  # row 2, column 2: token 19
+    image = Image.fromarray(pixels)
+    out = tmp_path / "pictures"
+    write_pictures(model, image, out, pictures=["patch_numbers"])
+    record = json.loads((out / "pictures.json").read_text())["patch_numbers"]
+    assert (record["token"], record["row"], record["column"], record["chosen"]) == (19, 2, 2, "most varied")
+    x = pixel_values_for(image, model.config)
+    assert record["numbers"] == by_hand(x, (8, 8, 12, 12)).tolist() and record["linear"] == [48, 32]
+    linear = model.vit.embeddings.to_patch_embedding[1]
+    hand = linear.weight.detach() @ by_hand(x, (8, 8, 12, 12)) + linear.bias.detach()
+    np.testing.assert_allclose(record["token_values"], hand.numpy(), atol=1e-5)
+    png = load_png(out / "patch_numbers.png")
+    scale, cell, y0 = PATCH_PANEL // 32, PATCH_PANEL // 4, 16 + 4  # the image at 4x, each patch pixel 32 px
+    whole = png[y0 : y0 + 32 * scale, 8 : 8 + 32 * scale]
+    np.testing.assert_array_equal(whole[8 * scale : 12 * scale : scale, 8 * scale : 12 * scale : scale],
+                                  pixels[8:12, 8:12])  # fmt: skip
+    assert (whole[8 * scale - 1, 8 * scale : 12 * scale] == GRID_COLOR).all()  # the outline, just outside
+    assert (whole[12 * scale, 8 * scale : 12 * scale] == GRID_COLOR).all()
+    assert (whole[: 8 * scale - 2] == 120).all()  # the rows above it untouched
+    x_patch = 8 + 32 * scale + 16
+    enlarged = png[y0 : y0 + 4 * cell, x_patch : x_patch + 4 * cell]
+    for p1 in range(4):  # each pixel a 32 px square of its colour (its number sits in the square's top left)
+        for p2 in range(4):
+            square = enlarged[p1 * cell + cell // 2 : (p1 + 1) * cell, p2 * cell : (p2 + 1) * cell]
+            assert (square == pixels[8 + p1, 8 + p2]).all(), (p1, p2)
+
+    write_pictures(model, image, out, pictures=["patch_numbers"], patch=3)
+    record = json.loads((out / "pictures.json").read_text())["patch_numbers"]
+    assert (record["token"], record["row"], record["column"], record["chosen"]) == (3, 0, 2, "given")
+    assert record["numbers"] == by_hand(x, (8, 0, 12, 4)).tolist()
+    enlarged = load_png(out / "patch_numbers.png")[y0 : y0 + 4 * cell, x_patch : x_patch + 4 * cell]
+    # token 3's flat grey, in each pixel's square below its number
+    assert (enlarged.reshape(4, cell, 4, cell, 3)[:, cell // 2 :] == 120).all()
+    for patch, pictures, message in [
+        (65, ["patch_numbers"], "patch=65 is no patch of this model: its image is cut into 8 x 8 = 64 patches, "
+                                "tokens 1..64. Pass a number from 1 to 64."),
+        (0, ["patch_numbers"], "patch=0 is no patch: pass a token number, 1 for the first patch (token 0 is [CLS], "
+                               "which has no patch)."),
+        (2, ["rollout"], "patch=2 chooses the patch of patch_numbers.png, which pictures leaves out. Add "
+                         "patch_numbers to pictures, or leave patch out."),
+    ]:
+        with pytest.raises(ValueError) as err:
+            write_pictures(model, image, tmp_path / "refused", pictures=pictures, patch=patch)
+        assert str(err.value) == message
+        with pytest.raises(ValueError):
+            check_patch(model.config, patch, pictures)
+        if pictures == ["patch_numbers"]:  # as a library call: never the last patch for patch=0
+            with pytest.raises(ValueError, match="is no patch"):
+                patch_numbers(model, x, patch)
+    assert not (tmp_path / "refused").exists()
 
 
 def test_patch_grid_png_has_grid_lines_at_the_cell_edges(tmp_path):
@@ -218,7 +321,7 @@ def test_the_input_follows_the_models_device_and_dtype_and_results_come_back_as_
         assert a.dtype == torch.float32 and a.device.type == "cpu"
         torch.testing.assert_close(a, b, atol=0.03, rtol=0)
     assert half["probs"].dtype == torch.float32
-    written = write_pictures(model, image, tmp_path, pictures=["cls_attention", "feature_norms"])
+    written = write_pictures(model, image, tmp_path, pictures=["cls_attention", "feature_norms", "patch_numbers"])
     assert all(Path(path).stat().st_size > 0 for path in written.values())
 
 
@@ -415,7 +518,8 @@ def test_visualize_script_on_a_fresh_model_and_an_image_file(tmp_path, monkeypat
     summary = json.loads((out / "pictures.json").read_text())
     assert summary["grid_size"] == [8, 8] and summary["num_patches"] == 64 and summary["depth"] == 2
     sizes = {}
-    for name in ("patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms", "shuffled"):
+    for name in ("patch_grid", "patch_numbers", "pos_similarity", "cls_attention", "rollout", "feature_norms",
+                 "shuffled"):
         with Image.open(out / f"{name}.png") as img:
             img.load()
             assert img.format == "PNG"
@@ -516,6 +620,12 @@ def visualize_error(folder, tmp_path):
         (["--preset", "tiny", "--patch_size", "5", "--image", "a.png"], "does not divide"),
         (["--preset", "tiny", "--image", "a.png", "--pictures", "patch_grid,nope"], "Unknown picture"),
         (["--preset", "tiny", "--image", "a.png", "--pictures", ","], "--pictures names no picture"),
+        (["--preset", "tiny", "--image", "a.png", "--patch", "65"], "error: --patch 65 is no patch of this model: its "
+         "image is cut into 8 x 8 = 64 patches, tokens 1..64"),
+        (["--model", "./nothere", "--image", "a.png", "--patch", "0"], "error: --patch 0 is no patch: pass a token "
+         "number"),  # before a model is looked for
+        (["--model", "./nothere", "--image", "a.png", "--pictures", "rollout", "--patch", "2"], "error: --patch 2 "
+         "chooses the patch of patch_numbers.png, which --pictures leaves out"),
     ],
 )
 def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args, message):
@@ -534,8 +644,8 @@ def test_visualize_refuses_an_unknown_picture_before_loading_anything(tmp_path, 
     real model and CIFAR-10), and a mistyped --model or --dataset was named first. Now it is refused before
     anything loads, with the same message; nothing is written."""
     monkeypatch.chdir(tmp_path)
-    unknown = ("error: Unknown picture(s) ['nope']. Choose from: patch_grid, pos_similarity, cls_attention, rollout, "
-               "feature_norms, shuffled.")
+    unknown = ("error: Unknown picture(s) ['nope']. Choose from: patch_grid, patch_numbers, pos_similarity, "
+               "cls_attention, rollout, feature_norms, shuffled.")
     for source in (["--model", "./nothere"], ["--preset", "tiny"]):  # a missing model: not even looked for
         for image in (["--image", "missing.png"], ["--dataset", "./no-data", "--index", "0"]):
             with pytest.raises(SystemExit) as exc:
@@ -645,8 +755,8 @@ def test_pictures_from_a_saved_model_folder(tmp_path):
     np.testing.assert_allclose(pos_embedding_similarity(loaded), pos_embedding_similarity(model), atol=1e-6)
     image = noise_image(16, 16)
     written = write_pictures(loaded, image, tmp_path / "pictures", processor=processor, label="cat")
-    assert sorted(written) == sorted(["patch_grid", "pos_similarity", "cls_attention", "rollout", "feature_norms",
-                                      "shuffled"])
+    assert sorted(written) == sorted(["patch_grid", "patch_numbers", "pos_similarity", "cls_attention", "rollout",
+                                      "feature_norms", "shuffled"])
     summary = json.loads((tmp_path / "pictures" / "pictures.json").read_text())
     # the saved model's own answer on the image through the folder's processor: its top class and probability
     with torch.no_grad():
@@ -1162,4 +1272,4 @@ def test_visualize_help_gives_the_seed_and_pictures_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--seed SEED seed of the fresh model's initialisation (default: 0)" in text
     assert ("--pictures PICTURES the pictures to draw, comma-separated, e.g. patch_grid,rollout (default: all: "
-            "patch_grid, pos_similarity, cls_attention, rollout, feature_norms, shuffled)") in text
+            "patch_grid, patch_numbers, pos_similarity, cls_attention, rollout, feature_norms, shuffled)") in text
