@@ -5,7 +5,7 @@
 metrics, the per-class table, the summary pictures (embedded as data URIs;
 the confusion matrix's counts also as a table, or its most frequent
 confusions over 100 classes; the five most frequent named in a line, each a
-link that filters the cards to it), and one card per mistake,
+link that filters the cards to it and brings them into view), and one card per mistake,
 sorted by confidence and filterable by true and predicted class with two
 <select>s. The first FIRST_CARDS cards are on the page; the rest wait in a
 <template> that a "Show more" button or a filter brings in. The cards point at
@@ -155,12 +155,28 @@ SCRIPT = """
     }
   }
   function refilter() { limit = PAGE; apply(); }
+  // A filter from a link (the confusions named under the pictures) changed cards a screen or more below it, and
+  // the reader saw nothing happen: the filters and the cards come into view, and the keyboard's focus goes to
+  // the first card (on a link from another page, the scroll only).
+  function reveal(focus) {
+    if (!selTrue.value && !selPred.value) return;  // back to no filter: the browser puts the page where it was
+    document.getElementById('mistakes').scrollIntoView({block: 'start'});
+    if (focus && shown[0]) { shown[0].tabIndex = -1; shown[0].focus({preventScroll: true}); }
+  }
   selTrue.addEventListener('change', refilter);
   selPred.addEventListener('change', refilter);
   if (more) more.addEventListener('click', showMore);
-  window.addEventListener('hashchange', () => { fromHash(); refilter(); });
+  window.addEventListener('hashchange', () => { fromHash(); refilter(); reveal(true); });
+  // A link to the filter already shown changes no hash, so no hashchange: the click alone brings the cards back.
+  // (A click with a modifier key opens a tab or window: left to the browser.)
+  document.addEventListener('click', event => {
+    const link = event.target.closest && event.target.closest('a[href^="#"]');
+    const plain = !(event.ctrlKey || event.metaKey || event.shiftKey || event.altKey);
+    if (link && plain && link.hash === location.hash) { event.preventDefault(); reveal(true); }
+  });
   fromHash();
   apply();
+  reveal(false);
 })();
 """ % FIRST_CARDS
 
@@ -458,6 +474,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}
 <h2>Misclassified images</h2>
 <p>Each card: the image, what it is, what the model said and how sure it was, {looked}.</p>
 {f'<p class="muted">{e(note)}</p>' if note else ""}
+<div id="mistakes"><!-- the filters and the cards: where a filter link scrolls to -->
 <div class="filters">
 <label>true class <select id="filter-true">{options}</select></label>
 <label>predicted class <select id="filter-pred">{options}</select></label>
@@ -466,6 +483,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}
 id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else none}</b></span>
 </div>
 {_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps, _attention_layout(metrics), no_map)}
+</div>
 </main>
 <script>{SCRIPT}</script>
 </body></html>

@@ -1786,6 +1786,60 @@ def test_report_long_class_names_fit_a_narrow_screen_and_no_mistakes_say_so_in_h
         browser.close_tab()
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+def test_a_confusion_link_brings_its_mistakes_into_view_in_headless_chromium(evaluated, chromium):
+    """The links of the most frequent confusions (#true=cat&pred=dog) filtered the cards a screen or more below
+    them without scrolling: the reader, still at the link, saw nothing change. Clicked (a real mouse click), a link
+    now brings the filtered cards into view, first card focused; clicked again after scrolling away, it brings them
+    back; the back button clears the filter and returns to the link. On a 320 px screen too."""
+    rows = sorted(read_csv(evaluated["out"] / "misclassified.csv"), key=lambda r: -float(r["confidence"]))
+    cat_as_dog = [r["index"] for r in rows if (r["true_label"], r["predicted_label"]) == ("cat", "dog")]
+    link = "document.querySelector('#top-confusions a')"
+    # where an element is: 'in' the upper half of the viewport (where a reader looks after a click), or not
+    where = "(r => r.top >= 0 && r.top < innerHeight / 2 ? 'in' : 'not in view')({}.getBoundingClientRect())"
+    first_card = f"{VISIBLE_CARDS}[0]"
+    browser = chromium
+
+    def click(element):
+        box = browser.eval(f"(r => [r.x + r.width / 2, r.y + r.height / 2])({element}.getBoundingClientRect())")
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send("Input.dispatchMouseEvent",
+                         {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1})
+
+    try:
+        browser.open((evaluated["out"] / "report.html").as_uri())
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 1200, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+        assert browser.eval(f"{link}.textContent") == "cat taken for dog" and len(cat_as_dog) > 0
+        # The reader reaches the line under the pictures: the link at the foot of the screen, the cards below.
+        browser.eval(f"{link}.scrollIntoView({{block: 'end'}})")
+        assert browser.eval(f"{first_card}.getBoundingClientRect().top") > browser.eval("innerHeight")
+        click(link)
+        browser.wait_for("document.getElementById('filter-pred').value === 'dog'")  # after the hashchange
+        assert browser.eval(f"{VISIBLE_CARDS}.map(c => c.dataset.index)") == cat_as_dog
+        assert browser.eval(where.format(first_card)) == "in"
+        assert browser.eval(where.format("document.querySelector('.filters')")) == "in"  # what is filtered, and how
+        assert browser.eval("document.activeElement.dataset.index") == cat_as_dog[0]
+        # The same link again, once scrolled away: no hash changes, the cards come back all the same.
+        browser.eval(f"{link}.scrollIntoView({{block: 'end'}})")
+        click(link)
+        assert browser.eval(where.format(first_card)) == "in" and browser.eval("location.hash") == "#true=cat&pred=dog"
+        # Back: every mistake again, and the page where the reader clicked.
+        browser.eval("history.back()")
+        browser.wait_for("document.getElementById('filter-pred').value === ''")
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == len(rows)
+        assert browser.eval(f"(r => r.top >= 0 && r.bottom <= innerHeight)({link}.getBoundingClientRect())")
+        # A phone's screen: the filters do not stick there, the cards still come into view.
+        browser.send("Emulation.setDeviceMetricsOverride",
+                     {"width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": False})
+        browser.eval(f"{link}.scrollIntoView({{block: 'end'}})")
+        click(link)
+        browser.wait_for("document.getElementById('filter-pred').value === 'dog'")  # after the hashchange
+        assert browser.eval(where.format(first_card)) == "in"
+    finally:
+        browser.close_tab()
+
+
 def test_attention_maps_with_nan_weights_are_named_in_the_note(evaluated, tmp_path):
     """A model whose attention weights overflow (NaN, e.g. in fp16) got flat one-colour maps and no word on why:
     the evaluation's attention note now counts them. The model is real; a forward hook puts NaN into the last
