@@ -73,7 +73,7 @@ from .eval_pictures import (
     per_class_accuracy_image,
 )
 from .image_processing import processor_size_mismatch
-from .metrics import classification_metrics, macro_scope, part_of_split, shown_top_k
+from .metrics import classification_metrics, class_score, macro_scope, no_score_note, part_of_split, shown_top_k
 from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, hold_folders, holds_an_evaluation, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
@@ -537,16 +537,18 @@ def format_metrics_table(metrics: dict) -> str:
         f"macro precision / recall / F1{macro_scope(metrics['per_class'])}: {metrics['macro_precision']:.4f} / "
         f"{metrics['macro_recall']:.4f} / {metrics['macro_f1']:.4f}"
     )
-    width = max(len("class"), *(len(n) for n in metrics["per_class"]))
-    lines.append(f"{'class':<{width}}  {'precision':>9}  {'recall':>6}  {'f1':>6}  {'support':>7}")
-    for name, row in metrics["per_class"].items():
-        if row["precision"] is None:  # in neither the labels nor the predictions: no scores, not in the means
-            lines.append(f"{name:<{width}}  {'-':>9}  {'-':>6}  {'-':>6}  {row['support']:7d}")
-            continue
-        lines.append(
-            f"{name:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  {row['support']:7d}"
-        )
-    return "\n".join(lines)
+    # a score of 0/0 is a word (never predicted, no images): its column widens to fit it
+    table = [("class", "precision", "recall", "f1", "support")] + [
+        (name, *(class_score(row, key, "{:.4f}".format) for key in ("precision", "recall", "f1")), str(row["support"]))
+        for name, row in metrics["per_class"].items()
+    ]
+    widths = [max(len(cells[k]) for cells in table) for k in range(5)]
+    lines += [
+        "  ".join([cells[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(cells[1:], widths[1:])])
+        for cells in table
+    ]
+    note = no_score_note(metrics["per_class"])
+    return "\n".join(lines + ([note] if note else []))
 
 
 # ---------------------------------------------------------------------------

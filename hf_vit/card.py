@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .image_processing import is_grey_processor, size_dict
-from .metrics import macro_scope, part_of_split, shown_top_k
+from .metrics import class_score, macro_scope, no_score_note, part_of_split, shown_top_k
 from .output_folder import replace_text, two_saves
 from .public import is_local, local_name, replace_local
 
@@ -800,14 +800,14 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
             f" Training scored these images {precision_words(train_precision)}; `scripts/evaluate_model.py` runs the saved "
             "float32 weights in float32, so its accuracy may differ by a few images, from the precision alone."
         )
-    # A class in neither the labels nor the predictions has no scores ("-"); it is left out of the macro means.
-    score = lambda v: "-" if v is None else _pct(v)  # noqa: E731
+    # A score of 0/0 says why there is none (never predicted, no images), with a note on how the means take it.
     per_class_rows = [
-        {"name": _text(name), "recall": score(v.get("recall")), "precision": score(v.get("precision")),
-         "f1": score(v.get("f1")), "support": v.get("support", "-")}
+        {"name": _text(name), **{key: class_score(v, key, _pct) for key in ("recall", "precision", "f1")},
+         "support": v.get("support", "-")}
         for name, v in per_class.items()
         if isinstance(v, dict)
     ]
+    per_class_note = no_score_note(per_class)
     pictures_split = _split_of(eval_metrics, default=split)
     # Pictures beside no evaluation/metrics.json are an interrupted evaluation's: the push leaves them home
     # (hub.upload_plan), so the card shows them only with it, or the Hub page would show broken images.
@@ -935,6 +935,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
         results_intro=results_intro,
         result_rows=result_rows,
         per_class_rows=per_class_rows,
+        per_class_note=per_class_note,
         confused_pairs=_most_confused(metrics, labels),
         pictures=pictures,
         model_ref=model_ref,

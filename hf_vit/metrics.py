@@ -117,10 +117,45 @@ def shown_top_k(metrics: dict, num_classes: int | None = None) -> list[str]:
     return [f"top{k}_accuracy" for k in ks if num_classes is None or k < num_classes]
 
 
+def _rows(per_class) -> list:
+    return [row for row in per_class.values() if isinstance(row, dict)] if isinstance(per_class, dict) else []
+
+
 def macro_scope(per_class) -> str:
-    """" (over 2 of 3 classes)" when some classes are in neither the labels nor the predictions (their
-    precision is None and the macro means leave them out), else "". One wording for the evaluation table,
-    the report and the card."""
-    rows = [row for row in per_class.values() if isinstance(row, dict)] if isinstance(per_class, dict) else []
-    present = sum(1 for row in rows if row.get("precision") is not None)
+    """" (over 2 of 3 classes)" when some classes are in neither the labels nor the predictions (their F1 is
+    None and the macro means leave them out), else "". One wording for the evaluation table, the report and
+    the card."""
+    rows = _rows(per_class)
+    present = sum(1 for row in rows if row.get("f1") is not None)
     return f" (over {present} of {len(rows)} classes)" if present < len(rows) else ""
+
+
+# A per-class score that is 0/0 is None in metrics.json; the tables say why instead of a 0 that reads as "always
+# wrong" (a class without images in a sample, a class the model never predicts). F1 is None only with both.
+NO_SCORE = {"precision": "never predicted", "recall": "no images", "f1": "n/a"}
+
+
+def class_score(row: dict, key: str, number) -> str:
+    """`row[key]` (precision, recall or f1 of a per_class row) as `number` writes it, or NO_SCORE's word for
+    None. One wording for the evaluation table, the report and the card."""
+    value = row.get(key)
+    return NO_SCORE[key] if value is None else number(value)
+
+
+def no_score_note(per_class) -> str:
+    """What NO_SCORE's words in a per-class table mean and how the macro means take them; "" when the table has
+    none (every class has images and predictions)."""
+    rows = _rows(per_class)
+    said = []
+    if any(row.get("precision") is None for row in rows):
+        said.append(f"{NO_SCORE['precision']}: no precision (0/0: no image was predicted to be the class)")
+    if any(row.get("recall") is None for row in rows):
+        said.append(f"{NO_SCORE['recall']}: no recall (0/0: none of the images scored is of the class)")
+    if not said:
+        return ""
+    macro = []
+    if any(row.get("f1") is not None and None in (row.get("precision"), row.get("recall")) for row in rows):
+        macro.append("count such a precision or recall as 0 (scikit-learn's convention)")
+    if any(row.get("f1") is None for row in rows):
+        macro.append(f"leave out a class with neither (F1 {NO_SCORE['f1']})")
+    return "; ".join(said) + "; the macro means " + " and ".join(macro) + "."

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from .metrics import macro_scope, part_of_split, shown_top_k
+from .metrics import class_score, macro_scope, no_score_note, part_of_split, shown_top_k
 from .output_folder import replace_text
 from .spreadsheet import csv_value
 
@@ -67,7 +67,6 @@ FULL_CONFUSION_TABLE, TOP_CONFUSIONS = 100, 20
 # Under the filters when no card is shown: none of the mistakes matches, or there are none at all.
 NO_MATCH, NO_MISTAKES = "No mistakes match these filters.", "The model made no mistakes on this split."
 NO_MISTAKES_IN_SAMPLE = "The model made no mistakes on these images (part of the split: see above)."
-UNDEFINED = '<abbr title="no images and no predictions of this class">n/a</abbr>'
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -232,15 +231,16 @@ def _per_class_table(metrics: dict) -> str:
     columns = ("class", "precision", "recall (accuracy)", "F1", "support")
     head = "<thead><tr>" + "".join(f'<th scope="col">{c}</th>' for c in columns) + "</tr></thead>"
 
-    def cell(value):  # None: the class is in neither the labels nor the predictions (left out of the means)
-        return UNDEFINED if value is None else f"{value:.4f}"
+    def cell(row, key):  # 0/0: why there is no score (never predicted, no images), not a 0 read as "always wrong"
+        return f"<td>{html.escape(class_score(row, key, '{:.4f}'.format))}</td>"
 
     body = "".join(
-        f'<tr><th scope="row">{html.escape(name)}</th><td>{cell(r["precision"])}</td><td>{cell(r["recall"])}</td>'
-        f'<td>{cell(r["f1"])}</td><td>{r["support"]}</td></tr>'
+        f'<tr><th scope="row">{html.escape(name)}</th>{cell(r, "precision")}{cell(r, "recall")}{cell(r, "f1")}'
+        f'<td>{r["support"]}</td></tr>'
         for name, r in metrics["per_class"].items()
     )
-    caption = "<caption>Per class (n/a: no images and no predictions of this class)</caption>"
+    note = no_score_note(metrics["per_class"])
+    caption = f"<caption>Per class{f' ({html.escape(note)})' if note else ''}</caption>"
     return _scrolling("Per class", f'<table id="per-class">{caption}{head}<tbody>{body}</tbody></table>')
 
 

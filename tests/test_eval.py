@@ -227,14 +227,14 @@ def test_metrics_equal_a_hand_computation(evaluated):
     f1s = []
     for c, name in enumerate(CIFAR10_NAMES):
         tp = ((preds == c) & (labels == c)).sum()
-        precision = tp / (preds == c).sum() if (preds == c).any() else 0.0
+        precision = tp / (preds == c).sum() if (preds == c).any() else None  # never predicted: 0/0, no precision
         recall = tp / (labels == c).sum()
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
         f1s.append(f1)
         row = saved["per_class"][name]
         assert row["precision"] == pytest.approx(precision) and row["recall"] == pytest.approx(recall)
         assert row["f1"] == pytest.approx(f1) and row["support"] == (labels == c).sum()
-    assert saved["per_class"]["truck"]["precision"] == 0.0 and saved["per_class"]["cat"]["recall"] == 0.0
+    assert saved["per_class"]["truck"]["precision"] is None and saved["per_class"]["cat"]["recall"] == 0.0
     assert saved["macro_f1"] == pytest.approx(np.mean(f1s))
     assert saved["evaluation"]["num_misclassified"] == (preds != labels).sum()
 
@@ -402,7 +402,9 @@ def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp
     # Every place that shows the table says so instead of printing 0 or failing on None.
     table = format_metrics_table(metrics)
     assert "macro precision / recall / F1 (over 2 of 3 classes): 1.0000" in table
-    assert [line.split() for line in table.splitlines() if line.startswith("c ")] == [["c", "-", "-", "-", "0"]]
+    assert [line.split() for line in table.splitlines() if line.startswith("c ")] == [
+        ["c", "never", "predicted", "no", "images", "n/a", "0"]
+    ]
     # Every header ends where its column's values end (right-aligned numbers under right-aligned names).
     header, row = [line for line in table.splitlines() if line.startswith(("class", "a "))]
     ends = lambda line: [m.end() for m in re.finditer(r"\S+", line)]  # noqa: E731
@@ -410,11 +412,72 @@ def test_macro_averages_leave_out_classes_absent_from_labels_and_predictions(tmp
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     (tmp_path / "misclassified.csv").write_text("index\n")
     page = write_report(tmp_path).read_text()
-    na = '<td><abbr title="no images and no predictions of this class">n/a</abbr></td>'
-    assert f'<tr><th scope="row">c</th>{na}{na}{na}<td>0</td></tr>' in page and "macro F1 (over 2 of 3 classes)" in page
+    assert ('<tr><th scope="row">c</th><td>never predicted</td><td>no images</td><td>n/a</td><td>0</td></tr>' in page
+            and "macro F1 (over 2 of 3 classes)" in page)
     bars = np.asarray(per_class_accuracy_image([None, 1.0], ["c", "a"]))
     row_has_bar = [(bars[top : top + 18] == BAR_BLUE).all(-1).any() for top in (40, 64)]  # rows at top + k * 24
     assert row_has_bar == [False, True]
+
+
+def test_a_class_without_images_or_never_predicted_shows_why_it_has_no_score_not_a_0(evaluated, tmp_path, capsys,
+                                                                                     monkeypatch):
+    """A sample of 8 images (--max_eval_samples 8, seed 42) holds no cat, which the model still predicts (for a dog),
+    and the model never predicts truck: the recall of a class without images and the precision of a class never
+    predicted are 0/0. metrics.json recorded 0.0 for them, and the printed table, report.html and the model card
+    0.0000 / 0.00%, which reads as "always wrong". Now metrics.json holds null there, each table says "no images" /
+    "never predicted" with a note that the macro means count such a score as 0 (scikit-learn's convention: the
+    means are unchanged) and leave out a class with neither (F1 n/a); the per-class chart draws "no images"."""
+    from huggingface_hub import ModelCard
+
+    import hf_vit.analysis
+    from hf_vit.card import write_model_card
+
+    bars = []
+    monkeypatch.setattr(hf_vit.analysis, "per_class_accuracy_image",
+                        lambda accuracies, names, **kwargs: bars.append(dict(zip(names, accuracies)))
+                        or per_class_accuracy_image(accuracies, names, **kwargs))  # fmt: skip
+    model = tmp_path / "model"
+    shutil.copytree(evaluated["model_dir"], model, ignore=shutil.ignore_patterns("evaluation"))
+    code, stdout = run_evaluate_script(["--model", str(model), "--dataset", str(evaluated["data_dir"]), "--device",
+                                        "cpu", "--max_eval_samples", "8", "--max_attention_maps", "0"], capsys)  # fmt: skip
+    assert code is None
+    out = model / "evaluation"
+    metrics = json.loads((out / "metrics.json").read_text())
+    cm, names = np.array(metrics["confusion_matrix"]), metrics["labels"]
+    images, predicted = dict(zip(names, cm.sum(1))), dict(zip(names, cm.sum(0)))
+    # what this sample was drawn for: cat predicted without images; truck with images, never predicted
+    assert (images["cat"], images["truck"]) == (0, 1) and predicted["cat"] > 0 and predicted["truck"] == 0
+    present = [n for n in names if images[n] or predicted[n]]
+    assert len(present) < len(names)  # and classes with neither
+    for name, row in metrics["per_class"].items():
+        assert (row["recall"] is None) == (images[name] == 0), name
+        assert (row["precision"] is None) == (predicted[name] == 0), name
+        assert (row["f1"] is None) == (name not in present), name
+        assert (bars[0][name] is None) == (images[name] == 0), name  # the chart's "no images", not a 0% bar
+    # the macro means as before: a 0/0 counts as 0, a class with neither is left out
+    for key in ("precision", "recall"):
+        mean = np.mean([metrics["per_class"][n][key] or 0.0 for n in present])
+        assert metrics[f"macro_{key}"] == pytest.approx(mean)
+    note = ("never predicted: no precision (0/0: no image was predicted to be the class); no images: no recall (0/0: "
+            "none of the images scored is of the class); the macro means count such a precision or recall as 0 "
+            "(scikit-learn's convention) and leave out a class with neither (F1 n/a).")
+
+    # The printed table, report.html's and the card's: the word in place of the number, and the note.
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in stdout.splitlines()
+            if line.split() and line.split()[0] in names}  # fmt: skip
+    assert re.fullmatch(r"0\.0000 +no images +0\.0000 +0", rows["cat"]), rows["cat"]
+    assert re.fullmatch(r"never predicted +0\.0000 +0\.0000 +1", rows["truck"]), rows["truck"]
+    assert re.fullmatch(r"never predicted +no images +n/a +0", rows[next(n for n in names if n not in present)])
+    assert note in stdout
+    table = find_all(parse_page((out / "report.html").read_text()), "table", id="per-class")[0]
+    cells = {row[0][2]: [text for _, _, text in row[1:]] for row in table_rows(table)[1:]}
+    assert cells["cat"] == ["0.0000", "no images", "0.0000", "0"] and cells["truck"] == ["never predicted", "0.0000",
+                                                                                          "0.0000", "1"]
+    assert find_all(table, "caption")[0]["text"] == f"Per class ({note})"
+    card = ModelCard.load(write_model_card(model)).text
+    assert "| cat | no images | 0.00% | 0.00% | 0 |" in card  # recall first in the card
+    assert "| truck | 0.00% | never predicted | 0.00% | 1 |" in card
+    assert "\n\nN" + note[1:] in card  # after the table, not a row of it
 
 
 def test_no_mistakes_still_writes_everything(evaluated, tmp_path):
@@ -838,7 +901,8 @@ def test_the_per_class_chart_draws_each_class_recall(evaluated, tmp_path, monkey
     recalls = [float((preds[labels == c] == c).mean()) if (labels == c).any() else None for c in range(10)]
     assert names == CIFAR10_NAMES and kwargs["overall"] == metrics["accuracy"]
     assert bars == pytest.approx(recalls)
-    assert any(abs(metrics["per_class"][n]["precision"] - r) > 0.1 for n, r in zip(names, recalls) if r is not None)
+    precisions = [metrics["per_class"][n]["precision"] for n in names]  # None: never predicted (truck)
+    assert any(abs(p - r) > 0.1 for p, r in zip(precisions, recalls) if None not in (p, r))
 
 
 def test_batched_preprocessing_matches_the_image_processor(tmp_path):

@@ -580,7 +580,7 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
         assert claim not in text, claim
     assert "into 3 classes; test accuracy **" in text and "On the test split of the local dataset *fruit*" in text
     assert "normalises with mean (0.5, 0.5, 0.5) and standard deviation (0.25, 0.25, 0.25), as in training" in text
-    assert "| plum | - | - | - | 0 |" in text and "| Macro F1 (over 2 of 3 classes) |" in text
+    assert "| plum | no images | never predicted | n/a | 0 |" in text and "| Macro F1 (over 2 of 3 classes) |" in text
 
     # Evaluated on a Hub dataset instead: the model-index names it, and the split the file gives.
     path = folder / "evaluation" / "metrics.json"

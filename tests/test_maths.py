@@ -388,10 +388,10 @@ def test_metrics_of_a_hand_worked_example():
     # top 2 of the rows, ties (-1) going to the lower class id: image 5 gets {1, 2}; 6 gets {3, 0}; the rest
     # have their prediction and 0 (or 1 for a prediction of 0): hits at 0, 1, 2, 3, 4, 5, 7.
     assert m["top2_accuracy"] == 7 / 8 and m["top5_accuracy"] == 1.0
-    # class: tp, predicted, true -> precision, recall, f1
-    # 0: 2, 3, 3 -> 2/3, 2/3, 2/3     1: 2, 4, 3 -> 1/2, 2/3, 4/7     2: 0, 0, 2 -> 0, 0, 0
-    # 3: 0, 1, 0 -> 0, 0, 0           4: absent from both -> None, left out of the means
-    want = {"0": (2 / 3, 2 / 3, 2 / 3, 3), "1": (1 / 2, 2 / 3, 4 / 7, 3), "2": (0, 0, 0, 2), "3": (0, 0, 0, 0),
+    # class: tp, predicted, true -> precision, recall, f1 (0/0 is None: no score; 0 in the macro means)
+    # 0: 2, 3, 3 -> 2/3, 2/3, 2/3     1: 2, 4, 3 -> 1/2, 2/3, 4/7     2: 0, 0, 2 -> None, 0, 0
+    # 3: 0, 1, 0 -> 0, None, 0        4: absent from both -> None, left out of the means
+    want = {"0": (2 / 3, 2 / 3, 2 / 3, 3), "1": (1 / 2, 2 / 3, 4 / 7, 3), "2": (None, 0, 0, 2), "3": (0, None, 0, 0),
             "4": (None, None, None, 0)}
     for name, (p, r, f, support) in want.items():
         got = m["per_class"][name]

@@ -23,8 +23,10 @@ Args:
         table; defaults to "0", "1", ...
 Returns:
     accuracy, top{k}_accuracy for each k, macro_precision, macro_recall, macro_f1 (means over the classes
-    present in the references or the predictions), per_class {name: {precision, recall, f1, support}}
-    (None for a class absent from both), confusion_matrix (rows: true, columns: predicted),
+    present in the references or the predictions; a precision or recall of 0/0 counts as 0 there, as in
+    scikit-learn), per_class {name: {precision, recall, f1, support}} (precision None for a class never
+    predicted, recall None for a class without references: 0/0 is no score, and a 0 would read as "always
+    wrong"; all three None for a class absent from both), confusion_matrix (rows: true, columns: predicted),
     labels (the names), num_examples.
 Examples:
     >>> metric = evaluate.load("hf_vit/metric_scripts/vit_classification")
@@ -92,9 +94,11 @@ class VitClassification(evaluate.Metric):
         true_pos = np.diag(confusion).astype(np.float64)
         predicted = confusion.sum(axis=0).astype(np.float64)  # column sums
         support = confusion.sum(axis=1).astype(np.float64)  # row sums
-        # A class never predicted has precision 0 (scikit-learn's zero_division=0 convention).
+        # 0/0 (a class never predicted: its precision; a class without images: its recall) is 0 in the macro
+        # means, scikit-learn's zero_division=0 convention; per class it is None below.
         precision = np.divide(true_pos, predicted, out=np.zeros(num_classes), where=predicted > 0)
         recall = np.divide(true_pos, support, out=np.zeros(num_classes), where=support > 0)
+        # F1: 2PR / (P + R), 0 where both are 0; equal to 2 TP / (2 TP + FP + FN), so defined for every class present
         denom = precision + recall
         f1 = np.divide(2 * precision * recall, denom, out=np.zeros(num_classes), where=denom > 0)
 
@@ -109,8 +113,8 @@ class VitClassification(evaluate.Metric):
         # default): a class absent from both has no precision or recall at all, not a score of 0.
         present = (support > 0) | (predicted > 0)
 
-        def score(values, i):
-            return float(values[i]) if present[i] else None
+        def score(values, i, defined=present):
+            return float(values[i]) if defined[i] else None
 
         result.update(
             macro_precision=float(precision[present].mean()),
@@ -118,8 +122,8 @@ class VitClassification(evaluate.Metric):
             macro_f1=float(f1[present].mean()),
             per_class={
                 name: {
-                    "precision": score(precision, i),
-                    "recall": score(recall, i),
+                    "precision": score(precision, i, predicted > 0),
+                    "recall": score(recall, i, support > 0),
                     "f1": score(f1, i),
                     "support": int(support[i]),
                 }
