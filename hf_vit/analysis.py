@@ -73,7 +73,15 @@ from .eval_pictures import (
     per_class_accuracy_image,
 )
 from .image_processing import processor_size_mismatch
-from .metrics import classification_metrics, class_score, macro_scope, no_score_note, part_of_split, shown_top_k
+from .metrics import (
+    class_score,
+    classification_metrics,
+    macro_scope,
+    no_score_note,
+    part_of_split,
+    percent,
+    shown_top_k,
+)
 from .output_folder import EVALUATION_FILES, EVALUATION_SUBFOLDERS, hold_folders, holds_an_evaluation, replace_text
 from .report import NONE_DRAWN  # how a note saying why no map was drawn ends: the report reads the reason back
 from .spreadsheet import csv_cell
@@ -891,7 +899,7 @@ def _evaluate(
         [
             (f"true: {r['true_label']}", BLACK),
             (f"pred: {r['predicted_label']}", RED),
-            (f"{100 * r['confidence']:.0f}% sure, #{r['index']}", GREY),
+            (f"{percent(r['confidence'], 0)} sure, #{r['index']}", GREY),
         ]
         for r in shown
     ]
@@ -1006,7 +1014,7 @@ def _attention_maps(model, ds, rows, image_column, preprocess, batch_size, devic
             not_finite += not (torch.isfinite(rollout[b]).all() and torch.isfinite(last[b]).all())
             image = Image.open(output_dir / row["image"])
             caption = (
-                f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({100 * row['confidence']:.0f}%)"
+                f"#{i} true: {row['true_label']} | pred: {row['predicted_label']} ({percent(row['confidence'], 0)})"
             )
             strip = attention_strip(
                 image, patch_map_to_grid(rollout[b], grid), patch_map_to_grid(last[b], grid), caption=caption,

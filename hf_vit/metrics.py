@@ -107,6 +107,20 @@ def part_of_split(metrics: dict) -> str | None:
     return f"{scored:,} of {total:,} images (a random sample{seed})"
 
 
+def percent(share: float, decimals: int = 1) -> str:
+    """A probability as a percentage to `decimals` places that never rounds a share short of 1 up to 100% or one
+    above 0 down to 0%: a mistake made at 0.998 was "100% sure" in the gallery, a certainty the model never had.
+    Such shares read ">99%" / ">99.9%" and "<1%" / "<0.1%". One wording for the gallery, the attention maps'
+    captions and report.html's cards."""
+    share = float(share)
+    text, step = f"{100 * share:.{decimals}f}", 10.0**-decimals
+    if share < 1 and float(text) >= 100:
+        return f">{100 - step:.{decimals}f}%"
+    if share > 0 and float(text) == 0:
+        return f"<{step:.{decimals}f}%"
+    return f"{text}%"
+
+
 def shown_top_k(metrics: dict, num_classes: int | None = None) -> list[str]:
     """The top-k accuracy keys of `metrics` worth showing, by k: those with k below the class count, since k guesses
     that cover every class score 100% for any model (scikit-learn's top_k_accuracy_score warns so). `num_classes`:

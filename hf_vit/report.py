@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from .metrics import class_score, macro_scope, no_score_note, part_of_split, shown_top_k
+from .metrics import class_score, macro_scope, no_score_note, part_of_split, percent, shown_top_k
 from .output_folder import replace_text
 from .spreadsheet import csv_value
 
@@ -373,7 +373,7 @@ def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str 
     e = html.escape
     index, true, pred = e(row["index"]), e(row["true_label"]), e(row["predicted_label"])
     tops = ", ".join(
-        f"{e(row[f'top{k}_label'])} {100 * float(row[f'top{k}_probability']):.1f}%"
+        f"{e(row[f'top{k}_label'])} {e(percent(row[f'top{k}_probability']))}"
         for k in (1, 2, 3)
         if row.get(f"top{k}_label")
     )
@@ -387,10 +387,10 @@ def _card(row: dict, folder: Path, split: str, key: str, maps: str, layout: str 
         f'<li class="card" data-true="{true}" data-pred="{pred}" '
         f'data-confidence="{e(row["confidence"])}" data-index="{index}">'
         f'<h3>#{index}: {true}, predicted <span class="wrong">{pred}</span> '
-        f'({100 * float(row["confidence"]):.1f}%)</h3>'
+        f'({e(percent(row["confidence"]))})</h3>'
         f'<div class="card-body"><img class="thumb" loading="lazy" src="{e(row["image"])}"'
         f'{_size(folder / row["image"])} alt="{e(split)} image #{index}, labelled {true}">'
-        f"<div><p>p(true class): {100 * float(row['true_class_probability']):.1f}%</p>"
+        f"<div><p>p(true class): {e(percent(row['true_class_probability']))}</p>"
         f'<p class="muted">top 3: {tops}</p>{attention}</div></div></li>'
     )
 

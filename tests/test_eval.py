@@ -1206,6 +1206,40 @@ def test_the_cards_csv_and_attention_maps_rank_confident_mistakes_alike(evaluate
     assert [bool(c.get("att")) for c in cards] == [True] * 4 + [False] * (len(cards) - 4)
 
 
+def test_a_mistake_short_of_certain_is_never_called_100_percent_sure(evaluated, tmp_path, monkeypatch):
+    """The fixture's dog -> cat mistakes are made at 99.8%: the gallery said "100% sure" and each attention map's
+    caption "(100%)", a certainty the model never had (its card said 99.8%); a card of a mistake at 99.97% said
+    "(100.0%)", and a true class at 0.002% "p(true class): 0.0%". Now such shares read ">99%" (">99.9%") and
+    "<0.1%"; 0 and 1 themselves stay 0% and 100%."""
+    import hf_vit.analysis
+    from hf_vit.eval_pictures import attention_strip, gallery_image
+
+    drawn = {"strips": []}
+    monkeypatch.setattr(hf_vit.analysis, "gallery_image", lambda images, captions, **kwargs: drawn.setdefault(
+        "gallery", [line for line, _ in captions[0]]) and gallery_image(images, captions, **kwargs))
+    monkeypatch.setattr(hf_vit.analysis, "attention_strip", lambda *args, caption, **kwargs: drawn["strips"].append(
+        caption) or attention_strip(*args, caption=caption, **kwargs))
+    out = tmp_path / "evaluation"
+    evaluate_model(str(evaluated["model_dir"]), dataset=str(evaluated["data_dir"]), output_dir=out, device="cpu",
+                   progress=False, max_attention_maps=1, gallery_size=1)  # fmt: skip
+    rows = read_csv(out / "misclassified.csv")  # most confident first
+    assert 0.995 <= float(rows[0]["confidence"]) < 1  # a share that rounds to 100% at whole percents
+    assert drawn["gallery"][2] == f">99% sure, #{rows[0]['index']}"
+    assert drawn["strips"] == [f"#{rows[0]['index']} true: dog | pred: cat (>99%)"]
+
+    first = {**rows[0], "confidence": "0.999700", "top1_probability": "0.999700", "true_class_probability": "0.000020",
+             "top2_probability": "0.000000", "top3_probability": "0.000100"}
+    with open(out / "misclassified.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(first))
+        writer.writeheader()
+        writer.writerows([first, *rows[1:]])
+    card = parse_page(write_report(out).read_text())
+    card = find_all(card, "li", **{"class": "card"})[0]
+    assert find_all(card, "h3")[0]["text"] == f"#{first['index']}: dog, predicted cat (>99.9%)"
+    assert [p["text"] for p in find_all(card, "p")][:2] == [
+        "p(true class): <0.1%", f"top 3: cat >99.9%, {first['top2_label']} 0.0%, {first['top3_label']} <0.1%"]
+
+
 def copy_with_a_class_renamed(source, folder, new_name):
     """Copy the evaluation folder `source` to `folder` with the first mistake's true class renamed `new_name` in
     misclassified.csv; returns its rows and the metrics with the class renamed (metrics.json is left as it was)."""
