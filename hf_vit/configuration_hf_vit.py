@@ -62,6 +62,9 @@ class HfViTConfig(PretrainedConfig):
             truncated normal for the [CLS] token and the positions).
         id2label (`dict` or `list`, defaults to the 10 CIFAR-10 classes): the class names by id; `num_labels`
             (the lesson's `num_classes`) alone names them LABEL_0, LABEL_1, ...
+
+    Other keys are kept as transformers keeps them, except one a slip away from a name above (`dimm`) or another
+    library's name for one (`num_layers`): refused, naming the one meant.
     """
 
     model_type = "hf_vit"
@@ -132,6 +135,10 @@ class HfViTConfig(PretrainedConfig):
         # would set a passed id2label only afterwards, leaving the saved label2id behind). `num_labels=N` alone
         # gives N fresh labels (LABEL_0, ...), as transformers' own configs do, unless N is the saved count.
         _refuse_another_model_type(config_dict.get("model_type"))  # before its fields are read as hf_vit's
+        # from_pretrained(folder, dimm=64): transformers sets only the keywords the config has as attributes and drops
+        # the others without a word (a model's from_pretrained passes them on to its __init__, a bare TypeError).
+        _refuse_misspelt_keys(config_dict, loaded=True)  # else the constructor's refusal would say "Use dim=..."
+        _refuse_misspelt_keys(kwargs)
         _num_classes_as_num_labels(kwargs)  # else transformers would set the read-only property and fail
         _check_problem_type(kwargs.get("problem_type"))  # set after loading: 5.17's own check would name no fix
         _one_value_per_field(kwargs, kwargs)  # dim=64, hidden_size=48: set one by one, the last would win
@@ -203,6 +210,7 @@ class HfViTConfig(PretrainedConfig):
         # transformers sets the keys one by one: two values of one setting (two dropout names, dim and hidden_size,
         # num_labels and id2label) that disagree would leave whichever came last.
         config_dict = dict(config_dict)
+        _refuse_misspelt_keys(config_dict)  # transformers would set config.dimm and keep dim as it was
         _num_classes_as_num_labels(config_dict)
         _one_value_per_field(config_dict, config_dict)
         _check_label_count(config_dict.get("num_labels"), config_dict.get("id2label"))
@@ -307,6 +315,9 @@ class HfViTConfig(PretrainedConfig):
                 raise ValueError(f"HfViTConfig: `{name}` must be a positive finite number, got {value!r}.")
         _check_vit_fields_without_effect(self)
         _check_class_maps(self.num_labels, self.id2label, self.label2id)
+        # A misspelt keyword (dimm=100) lands here as an attribute; one set afterwards (config.dimm = 100) is refused
+        # before a save, as a later load of its config.json would refuse it.
+        _refuse_misspelt_keys(vars(self))
 
 
 # ---------------------------------------------------------------------------
@@ -390,6 +401,77 @@ def _one_value_per_field(kwargs, fields):
             raise ValueError(
                 f"HfViTConfig: {field}={fields[field]!r} and {alias}={kwargs[alias]!r} disagree: they are one "
                 f"setting ({alias} is {whose} name for {field}). Pass one of them."
+            )
+
+
+# Other libraries' names for the lesson's settings (timm, torchvision, transformers' other configs), said by name: by
+# spelling alone num_layers is nearest num_labels.
+OTHER_NAMES = {
+    "num_layers": "depth", "n_layers": "depth", "num_heads": "heads", "n_heads": "heads", "embed_dim": "dim",
+    "hidden_dim": "dim", "in_chans": "num_channels", "in_channels": "num_channels", "img_size": "image_size",
+    "drop_rate": "dropout", "layer_norm_epsilon": "layer_norm_eps",
+}  # fmt: skip
+# Names one slip from one of the config's that mean something else: a lesson's cfg may carry its batch_size beside the
+# model's fields (one letter from patch_size).
+NOT_MISSPELT = frozenset({"batch_size"})
+
+
+def _edits(a: str, b: str) -> int:
+    """Letters inserted, deleted, replaced or two swapped to turn `a` into `b` (optimal string alignment distance)."""
+    previous, row = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        before, previous, row = previous, row, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                row[j] = min(row[j], before[j - 2] + 1)
+    return row[-1]
+
+
+def _misspelt(key: str):
+    """The config's own name that `key` most likely misspells, or None.
+
+    transformers' configs keep any key they do not know (config.json carries transformers_version, a user's notes), so
+    an unknown key alone is no mistake. One a letter or two (case and underscores aside) from a name of the model's
+    shape or classes is: dimm=100 would be kept beside dim=192, and the model built with 192. Edit distance, not
+    difflib's ratio: at a ratio of 0.8, 86 of the 2,385 other field names of transformers' configs match one of these
+    names (decoder_num_attention_heads for num_attention_heads); by the rule below (and OTHER_NAMES), 18, most of them
+    another library's name for the same setting (depths, num_heads, in_channels).
+    """
+    known = key in OWN_NAMES or key in NOT_MISSPELT or key in _PRETRAINED_NAMES or hasattr(PretrainedConfig, key)
+    if known or key.startswith("_"):  # _name_or_path, _commit_hash: transformers' own
+        return None
+    if key in OTHER_NAMES:
+        return OTHER_NAMES[key]
+    plain = key.lower().replace("_", "")
+    slips = {name: _slips(plain, name.replace("_", "")) for name in OWN_NAMES}
+    near = {name: n for name, n in slips.items() if n is not None}
+    return min(near, key=near.get) if near else None
+
+
+def _slips(plain: str, own: str) -> int | None:
+    """The edits from `plain` to `own` where they look like a slip of the keyboard, else None."""
+    edits, shortest = _edits(plain, own), min(len(plain), len(own))
+    if edits <= 1:
+        # In a short name one letter replaced makes another word (dir for dim, bool for pool): there only a letter
+        # added, dropped, or two swapped counts.
+        return edits if shortest > 4 or len(plain) != len(own) or sorted(plain) == sorted(own) else None
+    # Two slips only in a long name that begins alike (num_class): kv_channels is another setting than channels.
+    return edits if edits == 2 and shortest >= 8 and plain[:3] == own[:3] else None
+
+
+def _refuse_misspelt_keys(settings, loaded: bool = False) -> None:
+    """Refuse a key of `settings` (keywords, attributes, or a `loaded` config.json's) that misspells one of the
+    config's own names, naming both."""
+    for key, value in settings.items():
+        meant = _misspelt(key) if isinstance(key, str) else None
+        if meant:
+            shown = f"{value!r}" if len(repr(value)) <= 40 else "..."
+            given, fix = (f"the loaded config (config.json) has `{key}={shown}`, which is", f"Rename the key to {meant}"
+                          ) if loaded else (f"`{key}={shown}` is", f"Use {meant}={shown}")  # fmt: skip
+            raise ValueError(
+                f"HfViTConfig: {given} not one of its settings: did you mean `{meant}`? The config would keep `{key}` "
+                f"unused and leave `{meant}` as it was. {fix}."
             )
 
 
@@ -625,6 +707,11 @@ FIELD_ALIASES = {alias: field for alias, field in HfViTConfig.attribute_map.item
 # The constructor's defaults of the lesson's size fields (a value equal to one may have been left out).
 _PARAMETERS = inspect.signature(HfViTConfig.__init__).parameters
 FIELD_DEFAULTS = {name: _PARAMETERS[name].default for name in FIELD_ALIASES.values()}
+# The names `_misspelt` measures a key against: the lesson's fields, their other names, and the classes' settings.
+OWN_NAMES = (*(p for p in _PARAMETERS if p not in ("self", "kwargs")), *HfViTConfig.attribute_map, "num_classes",
+             "num_labels", "id2label", "label2id", "problem_type")  # fmt: skip
+# transformers' own config keys (never a misspelling, whatever their spelling): its dataclass fields in 5.x.
+_PRETRAINED_NAMES = frozenset(getattr(PretrainedConfig, "__dataclass_fields__", ()))
 
 
 __all__ = ["HfViTConfig", "CIFAR10_LABELS", "CIFAR10_MEAN", "CIFAR10_STD"]

@@ -540,3 +540,44 @@ def test_a_folder_of_transformers_vit_is_refused_as_another_model_not_for_a_fiel
         for load in (HfViTConfig.from_pretrained, HfViTForImageClassification.from_pretrained):
             with pytest.raises(ValueError, match=pattern):
                 load(folder)
+
+
+def test_a_misspelt_setting_is_refused_naming_the_one_meant_while_other_keys_are_kept(tmp_path):
+    """HfViTConfig(dimm=100) built dim=192 and kept an attribute `dimm` (saved into config.json): the typo was lost
+    without a word, likewise in from_pretrained(folder, dimm=64), config.update() and a hand-edited config.json. A key
+    a slip away from one of the config's own names (or another library's name for one: num_layers) is refused now,
+    naming the name meant, everywhere a config takes keys; other unknown keys are kept, as transformers keeps them."""
+    import json
+
+    from transformers import AutoConfig
+
+    tiny = dict(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    pattern = r"^HfViTConfig: `{0}={1}` is not one of its settings: did you mean `{2}`\? .* Use {2}={1}\.$"
+    for key, value, meant in (("dimm", 100, "dim"), ("Depth", 2, "depth"), ("num_class", 5, "num_classes"),
+                              ("patchsize", 8, "patch_size"), ("image_szie", 64, "image_size"), ("pol", "'mean'", "pool"),
+                              ("num_layers", 4, "depth"), ("hidden_sizes", 48, "hidden_size")):  # fmt: skip
+        with pytest.raises(ValueError, match=pattern.format(key, value, meant)):
+            HfViTConfig(**{key: value if key != "pol" else "mean"})
+    # Not slips: a note of one's own, a training setting a letter from patch_size, another word as short as dim.
+    kept = HfViTConfig(**tiny, notes="run 3", batch_size=128, dir="runs")
+    assert (kept.dim, kept.notes, kept.batch_size, kept.dir) == (32, "run 3", 128, "runs")
+    HfViTForImageClassification(kept).save_pretrained(tmp_path / "kept")
+    assert HfViTConfig.from_pretrained(tmp_path / "kept").notes == "run 3"  # and the usual load keywords still work
+    model = HfViTForImageClassification.from_pretrained(tmp_path / "kept", dtype=torch.float32, output_loading_info=True)
+    assert model[0].config.dim == 32
+
+    for load in (HfViTConfig.from_pretrained, AutoConfig.from_pretrained, HfViTForImageClassification.from_pretrained):
+        with pytest.raises(ValueError, match=pattern.format("dimm", 64, "dim")):
+            load(tmp_path / "kept", dimm=64)
+    with pytest.raises(ValueError, match=pattern.format("dimm", 64, "dim")):
+        kept.update({"dimm": 64})
+    kept.dimm = 64  # set by hand: refused before it is saved, as its load would be
+    with pytest.raises(ValueError, match=pattern.format("dimm", 64, "dim")):
+        kept.save_pretrained(tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
+
+    edited = json.loads((tmp_path / "kept" / "config.json").read_text())
+    (tmp_path / "kept" / "config.json").write_text(json.dumps({**edited, "mlp_dimm": 256}))
+    loaded = r"^HfViTConfig: the loaded config \(config.json\) has `mlp_dimm=256`, which is not one of its settings: "
+    with pytest.raises(ValueError, match=loaded + r"did you mean `mlp_dim`\? .* Rename the key to mlp_dim\.$"):
+        HfViTConfig.from_pretrained(tmp_path / "kept")
