@@ -29,15 +29,23 @@ except ModuleNotFoundError as err:  # transformers 5.0-5.3: a Hub user would see
 
 
 class ImageDepthError(ValueError):
-    """An image of more than 8 bits per value whose values PIL's conversion would clip."""
+    """An image of more than 8 bits per value whose values PIL's conversion would clip or round away."""
 
 
 def check_eight_bit(image) -> None:
     """Refuse a 16-bit, 32-bit or float image with values outside 0..255: PIL's conversion to "RGB" or "L" (and so
-    transformers' image processor) clips them, and a 12-bit scan becomes an all-white picture without a word."""
+    transformers' image processor) clips them, and a 12-bit scan becomes an all-white picture without a word. Refuse
+    too a float image scaled to 0..1 (what `datasets` stores for a float array, e.g. from torchvision's ToTensor): the
+    conversion drops the fraction, leaving 0 (1 of 255 at 1.0), a black picture."""
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return
     low, high = image.getextrema()
+    if image.mode == "F" and 0 <= low and 0 < high <= 1:
+        raise ImageDepthError(
+            f"it is an 'F' (float) image with values {low:g}..{high:g}, scaled to 0..1, which PIL's conversion to 8 "
+            "bits (and transformers' image processor) cuts to 0 (1 of 255 at 1.0), so it would turn black. Convert the "
+            "images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) * 255).round().astype('uint8'))`."
+        )
     if low < 0 or high > 255:
         raise ImageDepthError(
             f"it is a {image.mode!r} image with values {low:g}..{high:g}, which PIL's conversion to 8 bits (and "

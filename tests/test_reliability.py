@@ -424,6 +424,35 @@ def test_a_16_bit_image_that_8_bits_would_clip_is_named_with_its_row(model_dir, 
     assert pixels[5, 0].flatten().tolist() == [v * 255 // 1023 for v in range(1024)]  # every value kept
 
 
+def test_a_float_image_scaled_to_0_1_is_refused_not_decoded_black(tmp_path):
+    """`datasets` stores a float array (e.g. torchvision's ToTensor output, 0..1) as a float TIFF (PIL mode F), and
+    PIL's conversion to 8 bits drops the fraction, leaving 0 (1 of 255 at 1.0): training, the evaluation and
+    visualize.py read it as a black picture without a word. Refused now, naming the row or file and how to convert it; a float image of
+    0..255 values is read as they are."""
+    import datasets
+
+    from hf_vit.data import DatasetError, decode_images
+    from hf_vit.image_processing_hf_vit import as_grey
+    from hf_vit.teaching import load_image_file
+
+    scaled = np.arange(32 * 32, dtype=np.float32).reshape(32, 32) / 1023  # 0..1
+    features = datasets.Features({"img": datasets.Image()})
+    rows = datasets.Dataset.from_dict({"img": [scaled * 255, scaled]}, features=features)  # without a warning
+    assert [rows[i]["img"].mode for i in range(2)] == ["F", "F"]
+    fix = "Convert the images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) * 255).round().astype('uint8'))`."
+    with pytest.raises(DatasetError, match=r"^row 1 of .*: it is an 'F' \(float\) image with values 0..1, scaled to "
+                                           r"0..1, which PIL's conversion to 8 bits .* would turn black\. ") as err:
+        decode_images(rows, "img", 32, cache=False)
+    assert str(err.value).endswith(fix)
+    pixels = decode_images(rows.select([0]), "img", 32, cache=False)
+    assert pixels[0, 0].flatten().tolist() == np.floor(scaled * 255).flatten().tolist()  # 0..255 floats: as they are
+    Image.fromarray(scaled).save(tmp_path / "scaled.tiff")
+    with pytest.raises(ValueError, match=rf"^{tmp_path / 'scaled.tiff'}: it is an 'F' \(float\) image with values 0..1,"):
+        load_image_file(tmp_path / "scaled.tiff")
+    with pytest.raises(ValueError, match=r"^it is an 'F' \(float\) image"):  # a 1-channel model's processor too
+        as_grey(Image.fromarray(scaled))
+
+
 def test_a_class_name_listed_twice_in_the_dataset_card_is_named(dataset_dir, tmp_path, capsys):
     data = copy_of(dataset_dir, tmp_path, "data")
     card = data / "README.md"
