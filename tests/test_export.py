@@ -548,11 +548,11 @@ def test_a_one_channel_exports_pipeline_gives_the_grey_models_answer(tmp_path, c
     """A 1-channel model was exported as a 1-channel ViT, and pipeline("image-classification"), which turns every
     image RGB, failed on it ('mean must have 3 elements if it is an iterable, got 1'). The export is an RGB ViT
     whose patch projection weighs R, G, B as PIL's conversion to grey does: its pipeline() gives the grey model's
-    class and scores (within PIL's rounding of the grey values to 8 bits) on colour, resized and palette images;
-    the export script says so."""
+    class and scores (within PIL's rounding of the grey values to 8 bits) on colour, resized and palette images, and
+    its logits on grey ones, through transformers' ViT and processor too; the export script says so."""
     import numpy as np
     from PIL import Image
-    from transformers import pipeline
+    from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
     from hf_vit import make_image_processor
 
@@ -572,13 +572,24 @@ def test_a_one_channel_exports_pipeline_gives_the_grey_models_answer(tmp_path, c
 
     rng = np.random.default_rng(0)
     colour = [Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)) for size in ((32, 32), (48, 40))]
-    for image in (*colour, colour[0].convert("P")):
+    grey = [Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)) for size in ((32, 32), (40, 48))]  # mode L
+    for image in (*colour, colour[0].convert("P"), *grey):
         with torch.no_grad():
             expected = model(**grey_processor(images=image, return_tensors="pt")).logits[0].softmax(-1)
         got = {answer["label"]: answer["score"] for answer in classify(image)}
         assert max(got, key=got.get) == config.id2label[int(expected.argmax())]
         # measured: at most 1.4e-4 on these images, 5e-4 on CIFAR-10 test images (PIL rounds the grey values)
         assert max(abs(got[config.id2label[i]] - float(expected[i])) for i in range(5)) < 2e-3
+    # A grey image is R = G = B = L, and PIL's weights sum to 1: transformers' ViT and its own processor give the grey
+    # model's logits on it (measured: 2.7e-7), not only its scores (an export whose std were 1% off passes the scores'
+    # check above and is 1.4e-3 off here).
+    vit = AutoModelForImageClassification.from_pretrained(tmp_path / "vit").eval()
+    vit_processor = AutoImageProcessor.from_pretrained(tmp_path / "vit")
+    for image in grey:
+        with torch.no_grad():
+            ours = model(**grey_processor(images=image, return_tensors="pt")).logits
+            theirs = vit(**vit_processor(images=image, return_tensors="pt")).logits
+        torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("problem_type", ["multi_label_classification", "regression"])
