@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
-from .dataset_cache import folder_files, local_cache_dir, prune_other_states
+from .dataset_cache import folder_files, local_cache_dir, tidy
 # The conversion a 1-channel model's image processor (shipped as remote code) makes too: one copy of the rule.
 from .image_processing_hf_vit import ImageDepthError, as_mode, check_eight_bit  # noqa: F401 (re-exported)
 from .output_folder import replace_file, unwritable_reason
@@ -225,6 +225,7 @@ def load_dataset(
             # A cache of its own per folder state: datasets would reuse a same-named folder's rows.
             cache_dir = local_cache_dir(path)
             _check_cache_writable(cache_dir)
+            built = not os.path.isdir(cache_dir)  # a new state: this load builds it
             try:
                 loaded = datasets.load_dataset(str(path), dataset_config, cache_dir=cache_dir)
             except (DatasetGenerationError, OSError) as err:  # e.g. pyarrow's "Failed to parse string: 'cat' as a
@@ -240,7 +241,7 @@ def load_dataset(
             # with another split's class names
             labels = [label_column] if label_column else LABEL_COLUMNS
             _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}", labels, loaded)
-            prune_other_states(cache_dir)  # the folder's earlier states can never load again
+            tidy(cache_dir, built)  # the folder's earlier states can never load again
             return loaded
         except ValueError as err:
             if "corresponds to no data" in str(err):  # datasets' wording for a split without rows

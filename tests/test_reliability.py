@@ -1961,6 +1961,39 @@ def test_the_cache_key_follows_a_file_touched_in_place_and_pruning_spares_a_stat
     assert sorted(p.name for p in after.parent.iterdir()) == sorted([after.name, "1" * 16])
 
 
+def test_a_warm_load_does_not_list_the_other_folders_caches(tmp_path, monkeypatch):
+    """Every load listed each folder of hf_vit-local (the sweep of hf_vit 0.1's layout): 0.6-0.75 s per load with
+    5,000 folders. Now a load whose state is already built lists none of 2,000 other folders' caches."""
+    import datasets
+
+    from hf_vit.data import load_dataset
+    from hf_vit.dataset_cache import local_cache_dir
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    folder = make_tiny_cifar(tmp_path / "tiny", n_train=4, n_test=3)
+    own = Path(local_cache_dir(folder)).parent
+    for index in range(2000):
+        (own.parent / f"{index:016x}" / ("0" * 16)).mkdir(parents=True)
+    load_dataset(str(folder))  # builds its state: sweeps them all, written now so kept
+    assert sum(path.is_dir() for path in own.parent.iterdir()) == 2000 + 1
+
+    listed = []
+
+    def spy(real):
+        def listing(path=".", *args, **kwargs):
+            if not isinstance(path, int):  # (shutil.rmtree lists by file descriptor)
+                listed.append(Path(os.fsdecode(path)))
+            return real(path, *args, **kwargs)
+        return listing
+
+    for name in ("scandir", "listdir"):  # os.walk and Path.iterdir list through them
+        monkeypatch.setattr(os, name, spy(getattr(os, name)))
+    assert len(load_dataset(str(folder))["test"]) == 3
+    assert listed, "the spy saw no listing at all"
+    others = [path for path in listed if path.is_relative_to(own.parent) and not path.is_relative_to(own)]
+    assert others == []  # before: hf_vit-local and each of the 2,000 folders in it
+
+
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
     import datasets
 
