@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .augment import AugmentConfig, BatchAugment, seed_for_batch
-from .dataset_cache import folder_files, local_cache_dir, tidy
+from .dataset_cache import folder_files, local_cache_dir, record_source, tidy
 # The conversion a 1-channel model's image processor (shipped as remote code) makes too: one copy of the rule.
 from .image_processing_hf_vit import ImageDepthError, as_mode, check_eight_bit  # noqa: F401 (re-exported)
 from .output_folder import replace_file, unwritable_reason
@@ -237,11 +237,13 @@ def load_dataset(
                 if isinstance(err, DatasetGenerationError):
                     _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}")
                 raise
+            finally:  # a failed load leaves datasets' locks: recorded, they go once the folder is gone
+                record_source(cache_dir, path)
             # Ids in another split's files read as text ('0', '1', ...; other columns may mix harmlessly), or read
             # with another split's class names
             labels = [label_column] if label_column else LABEL_COLUMNS
             _check_split_files(path, dataset_config, cache_dir, f"{named} {dataset_name!r}", labels, loaded)
-            tidy(cache_dir, built)  # the folder's earlier states can never load again
+            tidy(cache_dir, built)  # the folder's earlier states, and gone folders' caches, can never load again
             return loaded
         except ValueError as err:
             if "corresponds to no data" in str(err):  # datasets' wording for a split without rows

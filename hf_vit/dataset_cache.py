@@ -8,18 +8,23 @@ its files' sizes and modification times, so changed files are read again:
 
     <HF_DATASETS_CACHE>/hf_vit-local/<hash of the folder's path>/<hash of its files>/
 
-Once a state of a folder has loaded, `tidy` removes the folder's other states (each a whole Arrow copy plus the
-decoded pixels, hundreds of MB for CIFAR-10), which no load can reach again, once nothing has been written in
-them for an hour: another process may still be building or decoding one.
+Each state is a whole Arrow copy plus the decoded pixels (hundreds of MB for CIFAR-10), so `tidy` removes those
+no load can reach again, once nothing has been written in them for an hour (another process may still be
+building or decoding one): the folder's other states, and the caches of folders that are gone (a tmp folder, a
+moved copy), known by the folder's path that `record_source` keeps beside its states.
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
 import time
 from pathlib import Path
+from stat import S_ISDIR
 
 IDLE_BEFORE_PRUNE_S = 3600
+UNRECORDED_IDLE_S = 7 * 24 * 3600  # see prune_other_folders
+SOURCE = "source-folder"  # in <hash of the folder's path>/: the folder's path
 SWEPT = ".swept"  # in hf_vit-local/: its time is hf_vit-local's as of the last sweep
 
 
@@ -54,8 +59,23 @@ def folder_files(folder: Path):
             yield path.relative_to(folder).as_posix(), path.stat()
 
 
+def record_source(cache_dir, folder) -> None:
+    """Keep `folder`'s path beside its states, once datasets has written there (a refused load may write nothing),
+    whole or not at all: a sweep reading half a path would take the folder for gone."""
+    by_path = Path(cache_dir).parent
+    partial = by_path / f".{SOURCE}-{os.getpid()}"
+    try:
+        if not by_path.is_dir() or (by_path / SOURCE).exists():
+            return
+        partial.write_bytes(os.fsencode(Path(folder).resolve()))
+        os.replace(partial, by_path / SOURCE)
+    except OSError:  # e.g. a full disk (the load says so); unrecorded, the cache goes after UNRECORDED_IDLE_S
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+
+
 def tidy(cache_dir, built: bool, idle_s: float = IDLE_BEFORE_PRUNE_S) -> None:
-    """After a load from `cache_dir`: remove the folder's other states, and hf_vit 0.1's caches.
+    """After a load from `cache_dir`: remove the folder's other states, and the caches of folders that are gone.
     The second reads every cache folder there (5,000 of them on a test machine, before they were removed), so it
     runs only when this load `built` its state (slower anyway: an Arrow copy is written) or hf_vit-local itself
     changed since the last sweep (a folder's first load elsewhere, or hf_vit 0.1's layout written there): a warm
@@ -76,23 +96,53 @@ def prune_other_states(cache_dir, idle_s: float = IDLE_BEFORE_PRUNE_S) -> None:
             shutil.rmtree(other, ignore_errors=True)
 
 
-def prune_other_folders(root, idle_s: float = IDLE_BEFORE_PRUNE_S) -> None:
-    """Remove, from `root` (hf_vit-local), once untouched for `idle_s` seconds, hf_vit 0.1's caches (one folder
-    per state, <hash>/<dataset>/..., which no load reaches)."""
+def prune_other_folders(root, idle_s: float = IDLE_BEFORE_PRUNE_S, unrecorded_idle_s: float = UNRECORDED_IDLE_S):
+    """Remove, from `root` (hf_vit-local), once untouched for `idle_s` seconds, the caches of folders that are gone
+    and hf_vit 0.1's (one folder per state, <hash>/<dataset>/..., which no load reaches); a cache without the
+    folder's path (written before it was recorded) once untouched for `unrecorded_idle_s`."""
     root = Path(root)
     now = time.time()
     with os.scandir(root) as entries:
         folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
     for entry in folders:
-        # A folder whose own time is within the hour (a state added then) is not idle: one stat
+        # A folder whose own time is within the hour (a state or the record added then) is not idle: one stat
         try:
             if now - entry.stat(follow_symlinks=False).st_mtime <= idle_s:
                 continue
         except OSError:  # removed meanwhile
             continue
-        if _old_layout(entry.path) and _idle(entry.path, idle_s, now):
+        source = _recorded_source(entry.path)
+        if source is not None and not _gone(source):
+            continue
+        # An unrecorded cache (written before paths were recorded) belongs to an unknown folder (its name is a
+        # hash); every load records its folder, so this one's has not loaded since. It may still exist (a CIFAR-10
+        # copy, slow to decode again), hence the longer wait; removing it costs a rebuild only.
+        unrecorded = source is None and not _old_layout(entry.path)
+        if _idle(entry.path, unrecorded_idle_s if unrecorded else idle_s, now):
             shutil.rmtree(entry.path, ignore_errors=True)
     _mark_swept(root)
+
+
+def _recorded_source(folder: str) -> str | None:
+    try:  # os.open, not pathlib: a sweep reads thousands of these
+        record = os.open(os.path.join(folder, SOURCE), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return os.fsdecode(os.read(record, 1 << 16)) or None  # a path is at most 4 kB (PATH_MAX)
+    except OSError:
+        return None
+    finally:
+        os.close(record)
+
+
+def _gone(source: str) -> bool:
+    try:
+        return not S_ISDIR(os.stat(source).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:  # e.g. a folder we may not read: not known to be gone
+        return False
 
 
 def _swept(root: Path) -> bool:

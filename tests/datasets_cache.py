@@ -2,9 +2,9 @@
 
 A load of a local dataset folder that builds its cache (every test's tmp folder) ends in
 hf_vit.dataset_cache.tidy's sweep, which lists each folder of <HF_DATASETS_CACHE>/hf_vit-local (one per dataset folder
-ever loaded there: every tmp_path of every earlier test run on the machine). In the user's ~/.cache that had grown to
-5,000 folders, ~2 s of each load on the loaded 2-core host; in a cache of the module's own it lists the few folders of
-this module's own tests. Children started by the tests get it
+loaded there and not yet removed: every tmp_path of the test runs pytest still keeps). In the user's ~/.cache that had
+grown to 5,000 folders, ~2 s of each load on the loaded 2-core host; in a cache of the module's own it lists the few
+folders of this module's own tests. Children started by the tests get it
 through HF_DATASETS_CACHE too; both are put back when the module ends.
 """
 
