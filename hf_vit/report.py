@@ -456,7 +456,12 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
     key, maps, no_map = _attention_key(metrics), _attention_maps(metrics), _no_map_reason(metrics)
     # where the model looked, or, for a model whose maps were all skipped, that the note below says why
     none = NO_MISTAKES_IN_SAMPLE if part_of_split(metrics) else NO_MISTAKES  # a sample's are not the split's
-    looked = f"and where it looked ({e(maps)}; {e(key)})" if no_map == BEYOND_LIMIT else "(no attention maps: see below)"
+    if no_map != BEYOND_LIMIT:
+        looked = "(no attention maps: see below)"
+    elif rows and not any(r.get("attention") for r in rows):  # --max_attention_maps 0: no card has a map
+        looked = f"(no attention maps: {BEYOND_LIMIT})"
+    else:
+        looked = f"and where it looked ({e(maps)}; {e(key)})"
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

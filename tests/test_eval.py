@@ -2033,7 +2033,8 @@ def test_a_card_without_an_attention_map_says_why(evaluated, tmp_path):
     its head reads, a model that returns no attention weights) said "(no attention map: see --max_attention_maps)",
     a limit that had nothing to do with it. Now those cards give the reason the evaluation recorded
     (evaluation.attention_note, with 0 maps drawn); the --max_attention_maps hint stays for mistakes past the
-    limit, including a limit of 0 (0 maps, no note)."""
+    limit, including a limit of 0 (0 maps, no note), where the line above the cards says so too (it said "and
+    where it looked (...)" of cards that all have no map)."""
     folder = tmp_path / "evaluation"
     shutil.copytree(evaluated["out"], folder)
     saved = json.loads((folder / "metrics.json").read_text())
@@ -2069,8 +2070,11 @@ def test_a_card_without_an_attention_map_says_why(evaluated, tmp_path):
     said, page = cards_say({"attention_note": "", "attention_follows": "mean"}, 2)  # --max_attention_maps 2
     assert said == [None, None] + ["(no attention map: see --max_attention_maps)"] * (len(rows) - 2)
     assert "where it looked (the attention rollout through all layers into the mean-pooled vector" in page
-    said, _ = cards_say({"attention_note": "", "attention_follows": "mean"}, 0)  # --max_attention_maps 0
+    said, page = cards_say({"attention_note": "", "attention_follows": "mean"}, 0)  # --max_attention_maps 0
     assert said == ["(no attention map: see --max_attention_maps)"] * len(rows)
+    # the line above the cards said "and where it looked (...)" of cards that all say they have no map
+    assert "where it looked" not in page
+    assert "what the model said and how sure it was, (no attention maps: see --max_attention_maps)." in page
 
 
 def test_what_the_attention_maps_follow_comes_from_the_config(evaluated, tmp_path):
