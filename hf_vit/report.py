@@ -11,7 +11,8 @@ sorted by confidence and filterable by true and predicted class with two
 <template> that a "Show more" button or a filter brings in. The cards point at
 misclassified/ and attention/ by relative path (thousands of images would make
 one huge file), so keep report.html inside its folder. A filter can also come
-in the URL: report.html#true=cat&pred=dog. The page aims at WCAG 2.1 AA: table
+in the URL: report.html#true=cat&pred=dog (a class the evaluation lacks is
+named under the filters, its filter left off). The page aims at WCAG 2.1 AA: table
 headers and captions, alts that say what a picture shows, a live filter count,
 and a layout that reflows down to 320 CSS px.
 """
@@ -111,6 +112,7 @@ SCRIPT = """
   const selPred = document.getElementById('filter-pred');
   const count = document.getElementById('shown-count');
   const none = document.getElementById('no-match');
+  const stray = document.getElementById('unknown-class');
   const more = document.getElementById('show-more');
   let limit = PAGE, shown = [];  // shown: the cards on view, in page order
   function apply() {
@@ -146,24 +148,34 @@ SCRIPT = """
     const first = shown[before];
     if (first) { first.tabIndex = -1; first.focus(); }
   }
+  // A class in the address that the evaluation does not have (a typo, a link to another evaluation) leaves its
+  // filter off: said under the filters, or the reader would take every card for that class's.
   function fromHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    for (const [sel, key] of [[selTrue, 'true'], [selPred, 'pred']]) {
+    const unknown = [];
+    for (const [sel, key, what] of [[selTrue, 'true', 'true'], [selPred, 'pred', 'predicted']]) {
       const v = params.get(key);
-      sel.value = v !== null && Array.from(sel.options).some(o => o.value === v) ? v : '';
+      const known = v !== null && Array.from(sel.options).some(o => o.value === v);
+      sel.value = known ? v : '';
+      if (v && !known) unknown.push(what + ' class "' + v + '"');
     }
+    stray.textContent = unknown.length ? ' The address asks for ' + unknown.join(' and ') + ', which this ' +
+      'evaluation has no class called: ' + (unknown.length > 1 ? 'those filters are' : 'that filter is') + ' off.' : '';
+    stray.hidden = !unknown.length;
   }
   function refilter() { limit = PAGE; apply(); }
+  function chosen() { stray.hidden = true; refilter(); }  // the reader's own choice replaces the address's
   // A filter from a link (the confusions named under the pictures) changed cards a screen or more below it, and
   // the reader saw nothing happen: the filters and the cards come into view, and the keyboard's focus goes to
   // the first card (on a link from another page, the scroll only).
   function reveal(focus) {
-    if (!selTrue.value && !selPred.value) return;  // back to no filter: the browser puts the page where it was
+    // back to no filter: the browser puts the page where it was (a class the address names in vain: its line shows)
+    if (!selTrue.value && !selPred.value && stray.hidden) return;
     document.getElementById('mistakes').scrollIntoView({block: 'start'});
     if (focus && shown[0]) { shown[0].tabIndex = -1; shown[0].focus({preventScroll: true}); }
   }
-  selTrue.addEventListener('change', refilter);
-  selPred.addEventListener('change', refilter);
+  selTrue.addEventListener('change', chosen);
+  selPred.addEventListener('change', chosen);
   if (more) more.addEventListener('click', showMore);
   window.addEventListener('hashchange', () => { fromHash(); refilter(); reveal(true); });
   // A link to the filter already shown changes no hash, so no hashchange: the click alone brings the cards back.
@@ -485,7 +497,7 @@ model <b>{e(str(metrics.get("model", "?")))}</b>{_at(metrics, "model_revision")}
 <label>predicted class <select id="filter-pred">{options}</select></label>
 <span role="status" aria-live="polite" aria-atomic="true">showing
 <span id="shown-count">{min(len(rows), FIRST_CARDS)} of {len(rows)}</span> mistakes, most confident first.<b
-id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else none}</b></span>
+id="no-match"{" hidden" if rows else ""}> {NO_MATCH if rows else none}</b><b id="unknown-class" hidden></b></span>
 </div>
 {_cards(rows, output_dir, str(metrics.get("split") or "test"), key, maps, _attention_layout(metrics), no_map)}
 </div>

@@ -1938,6 +1938,38 @@ def test_a_confusion_link_brings_its_mistakes_into_view_in_headless_chromium(eva
         browser.close_tab()
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium); .ci/run installs it")
+def test_a_class_the_evaluation_lacks_in_the_address_is_said_in_headless_chromium(evaluated, chromium):
+    """report.html#true=nonesuch (a typo, a link made for another evaluation) showed every card without a word: the
+    reader took them for that class's mistakes. Now the line under the filters names the class and says its filter
+    is off, and the page opens there, as for a known class; a known class beside it still filters; the reader's own choice in a <select> clears the line."""
+    rows = read_csv(evaluated["out"] / "misclassified.csv")
+    report = (evaluated["out"] / "report.html").as_uri()
+    said = "(b => b.offsetParent !== null ? b.textContent.trim() : null)(document.getElementById('unknown-class'))"
+    browser = chromium
+    try:
+        browser.open(report + "#true=nonesuch")
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == len(rows)
+        # the line is in view (a filter from the address scrolls to the filters: this one too)
+        assert browser.eval("(r => r.top >= 0 && r.bottom <= innerHeight)"
+                            "(document.getElementById('unknown-class').getBoundingClientRect())")
+        assert browser.eval(said) == ('The address asks for true class "nonesuch", which this evaluation has no class '
+                                      "called: that filter is off.")
+        browser.eval("location.hash = 'true=cat&pred=Dog'")  # a hashchange; class names are case-sensitive
+        browser.wait_for("document.getElementById('filter-true').value === 'cat'")
+        assert browser.eval(f"{VISIBLE_CARDS}.length") == sum(r["true_label"] == "cat" for r in rows) > 0
+        assert browser.eval(said) == ('The address asks for predicted class "Dog", which this evaluation has no '
+                                      "class called: that filter is off.")
+        browser.eval("(s => { s.value = 'dog'; s.dispatchEvent(new Event('change')); })"
+                     "(document.getElementById('filter-pred'))")
+        assert browser.eval(said) is None and browser.eval("location.hash") == "#true=cat&pred=dog"
+        browser.eval("location.hash = 'true=cat'")  # a known class alone: nothing to say
+        browser.wait_for("document.getElementById('filter-pred').value === ''")
+        assert browser.eval(said) is None
+    finally:
+        browser.close_tab()
+
+
 def test_attention_maps_with_nan_weights_are_named_in_the_note(evaluated, tmp_path):
     """A model whose attention weights overflow (NaN, e.g. in fp16) got flat one-colour maps and no word on why:
     the evaluation's attention note now counts them. The model is real; a forward hook puts NaN into the last
