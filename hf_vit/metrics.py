@@ -111,7 +111,7 @@ def percent(share: float, decimals: int = 1) -> str:
     """A probability as a percentage to `decimals` places that never rounds a share short of 1 up to 100% or one
     above 0 down to 0%: a mistake made at 0.998 was "100% sure" in the gallery, a certainty the model never had.
     Such shares read ">99%" / ">99.9%" and "<1%" / "<0.1%". One wording for the gallery, the attention maps'
-    captions and report.html's cards."""
+    captions, report.html's cards and visualize's rollout.png."""
     share = float(share)
     text, step = f"{100 * share:.{decimals}f}", 10.0**-decimals
     if share < 1 and float(text) >= 100:

@@ -884,7 +884,11 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source, patc
 
     top = int(probs.argmax())
     predicted = label_of(probs)
-    caption = [f"predicted {predicted} ({probs[top]:.0%})" + (f", true {label}" if label else "")]
+    # percent: a share short of 1 is never "100%" (0.998 is ">99%"), as in the evaluation's captions. Imported
+    # here: hf_vit.metrics imports evaluate, 0.4 s that visualize.py's start need not wait for.
+    from .metrics import percent
+
+    caption = [f"predicted {predicted} ({percent(probs[top], 0)})" + (f", true {label}" if label else "")]
     # The attention maps follow what the head reads: [CLS]'s row, or all tokens' rows averaged for a mean pool.
     pool = config.pool
 

@@ -1086,6 +1086,27 @@ def test_visualize_draws_a_fresh_model_of_either_pooling(tmp_path, capsys):
     assert "--pool only apply to a fresh model" in capsys.readouterr().err
 
 
+def test_rollout_never_calls_a_prediction_short_of_certain_100_percent(monkeypatch):
+    """rollout.png's caption rounded the predicted class's probability to whole percents: a model 99.8% sure read
+    "predicted 1 (100%)", a certainty it never had (the evaluation's captions already said ">99%"). Now ">99%";
+    a probability of 1 itself stays 100%. The head is set by hand: its bias alone makes the probabilities."""
+    from hf_vit import teaching
+
+    captions = []
+    footer = teaching._with_footer
+    monkeypatch.setattr(teaching, "_with_footer", lambda image, lines: captions.append(lines) or footer(image, lines))
+    model = tiny_model(seed=0, image_size=16, patch_size=4)
+    head, n = model.mlp_head[-1], model.config.num_labels
+    for share, said in ((0.998, ">99%"), (0.5, "50%")):
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.zero_()
+            head.bias[1] = float(np.log(share * (n - 1) / (1 - share)))  # softmax: `share` for class 1
+        captions.clear()
+        draw_pictures(model, noise_image(16, 16), pictures=["rollout"])
+        assert captions[0][0] == f"predicted {model.config.id2label[1]} ({said})"
+
+
 def test_the_attention_pictures_follow_what_the_head_reads_by_its_pool(tmp_path, monkeypatch):
     """A mean-pooled head reads the mean of all final tokens, yet cls_attention.png and rollout.png drew [CLS]'s
     row (and only said in a caption that the head does not read it). Now the maps follow config.pool: for "mean"
