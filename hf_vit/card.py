@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_hf_vit import CIFAR10_LABELS, CIFAR10_MEAN, CIFAR10_STD
 from .image_processing import is_grey_processor, size_dict
-from .metrics import class_score, macro_scope, no_score_note, part_of_split, shown_top_k
+from .metrics import class_score, macro_scope, no_score_note, part_of_split, per_class_scores, shown_top_k
 from .output_folder import replace_text, two_saves
 from .public import is_local, local_name, replace_local
 
@@ -720,7 +720,7 @@ def card_inputs(model_dir, repo_id=None, revision=None) -> tuple[ModelCardData, 
     # training's own copy): a model trained on the JPEG copy and evaluated on the Hub's images has PNG results.
     results_format = _image_format(metrics) or (train_format if _same_dataset(results_dataset, dataset) else None)
     jpeg_results = accuracy is not None and results_source == "copy" and results_format == "JPEG"
-    per_class = metrics.get("per_class") if isinstance(metrics.get("per_class"), dict) else {}
+    per_class = per_class_scores(metrics)  # an older file's 0.0 for 0/0 too: "no images", "never predicted"
     macro_note = macro_scope(per_class)
     result_rows = []
     if accuracy is not None:

@@ -149,6 +149,34 @@ def macro_scope(per_class) -> str:
 NO_SCORE = {"precision": "never predicted", "recall": "no images", "f1": "n/a"}
 
 
+def per_class_scores(metrics: dict) -> dict:
+    """metrics["per_class"] with every 0/0 score None, as the metric has recorded it since it says why there is
+    none, for a file written before too (metrics.json of an older model folder or evaluation, where it is 0.0): a
+    recall where the class has no images (support 0), a precision where the confusion matrix's column of the
+    class is 0 (never predicted). A class with neither is None throughout in both. {} without a per_class."""
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, dict):
+        return {}
+    labels = metrics.get("labels")
+    order = labels if isinstance(labels, list) and sorted(map(str, labels)) == sorted(per_class) else list(per_class)
+    try:
+        matrix = np.asarray(metrics.get("confusion_matrix"), dtype=np.float64)
+    except (TypeError, ValueError):  # a file edited by hand: the precisions stay as they are
+        matrix = None
+    shaped = matrix is not None and matrix.shape == (len(order), len(order))
+    predicted = dict(zip(map(str, order), matrix.sum(axis=0))) if shaped else {}
+    scores = {}
+    for name, row in per_class.items():
+        if isinstance(row, dict) and row.get("f1") is not None:  # a class present: 0/0 could be one of its scores
+            row = {**row}
+            if row.get("support") == 0:
+                row["recall"] = None
+            if predicted.get(name) == 0:
+                row["precision"] = None
+        scores[name] = row
+    return scores
+
+
 def class_score(row: dict, key: str, number) -> str:
     """`row[key]` (precision, recall or f1 of a per_class row) as `number` writes it, or NO_SCORE's word for
     None. One wording for the evaluation table, the report and the card."""

@@ -27,7 +27,15 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from .metrics import class_score, macro_scope, no_score_note, part_of_split, percent, shown_top_k
+from .metrics import (
+    class_score,
+    macro_scope,
+    no_score_note,
+    part_of_split,
+    per_class_scores,
+    percent,
+    shown_top_k,
+)
 from .output_folder import replace_text
 from .spreadsheet import csv_value
 
@@ -444,6 +452,7 @@ def write_report(output_dir, title: str | None = None, metrics: dict | None = No
             )
     if metrics is None:
         metrics = json.loads(metrics_path.read_text())
+    metrics = {**metrics, "per_class": per_class_scores(metrics)}  # an older folder's 0.0 for 0/0: "no images", ...
     with open(csv_path, newline="", encoding="utf-8") as f:
         # the class names as they are, without the quote that keeps a spreadsheet from running them
         rows = [{k: csv_value(v) for k, v in row.items()} for row in csv.DictReader(f)]

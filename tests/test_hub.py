@@ -591,6 +591,42 @@ def test_card_of_a_model_that_is_not_cifar10(tmp_path):
     )
 
 
+def test_an_older_metrics_file_s_0_for_0_over_0_reads_as_no_images_or_never_predicted(tmp_path):
+    """metrics.json written before the metric recorded a 0/0 score as null held 0.0 there: the card of such a
+    model folder (and report.html rebuilt from such an evaluation) showed pear, never predicted, at precision
+    0.00% and plum, without images, at recall 0.00%, "always wrong", where a new file's card says "never
+    predicted" / "no images". Now both read an older file as a new one: the same tables and note."""
+    from hf_vit.analysis import CSV_FIELDS
+    from hf_vit.report import write_report
+
+    names = ["apple", "pear", "plum", "fig"]  # pear: never predicted; plum: no images; fig: neither
+    folder = tmp_path / "fruit-model"
+    config = HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64, id2label=dict(enumerate(names)))
+    HfViTForImageClassification(config).save_pretrained(folder)
+    make_image_processor(config, image_mean=(0.5,) * 3, image_std=(0.25,) * 3).save_pretrained(folder)
+    (folder / "training_recipe.json").write_text(json.dumps({"data": {"dataset_name": "/data/fruit"}}))
+    new = classification_metrics(np.eye(4)[[0, 2, 0, 0, 0]], np.array([0, 0, 1, 1, 0]), label_names=names)
+    assert (new["per_class"]["pear"]["precision"], new["per_class"]["plum"]["recall"]) == (None, None)
+    old = json.loads(json.dumps(new))
+    old["per_class"]["pear"]["precision"] = old["per_class"]["plum"]["recall"] = 0.0  # as the metric wrote them
+    evaluation = folder / "evaluation"
+    evaluation.mkdir()
+    with open(evaluation / "misclassified.csv", "w", newline="") as f:
+        f.write(",".join(CSV_FIELDS) + "\n")  # the report needs one; the mistakes are not what is checked here
+
+    def tables(metrics):
+        (evaluation / "metrics.json").write_text(json.dumps({**metrics, "dataset": "/data/fruit", "split": "test"}))
+        text = ModelCard.load(write_model_card(folder, repo_id="me/fruit")).text
+        page = write_report(evaluation).read_text()
+        return [line for line in text.splitlines() if line.startswith(tuple(f"| {n} |" for n in names))], \
+            page[page.index('<table id="per-class">') : page.index("</table>", page.index('<table id="per-class">'))]
+
+    card_rows, report_table = tables(old)
+    assert card_rows[1:3] == ["| pear | 0.00% | never predicted | 0.00% | 2 |", "| plum | no images | 0.00% | 0.00% | 0 |"]
+    assert "<td>never predicted</td>" in report_table and "<td>no images</td>" in report_table
+    assert tables(old) == tables(new)
+
+
 def test_the_model_index_names_the_configuration_of_a_hub_dataset(tmp_path):
     """A model trained with --dataset_config on a Hub dataset other than CIFAR-10 got a model-index without the
     dataset's config (the Hub then points at the default one). The configuration the metrics file records (the
