@@ -49,7 +49,8 @@ def parse_args(argv=None):
     model.add_argument("--preset", choices=sorted(PRESETS),
                        help="fresh model shape, as train.py's --preset (default: 'default', HfViTConfig(), the same as "
                        "'lesson')")
-    model.add_argument("--seed", type=int, default=0, help="seed of the fresh model's initialisation (default: 0)")
+    # default None, 0 in effect: given with --model it would be ignored, so it is refused there
+    model.add_argument("--seed", type=int, default=None, help="seed of the fresh model's initialisation (default: 0)")
     for name in CONFIG_FLAGS:  # the sizes are no preset's: HfViTConfig's own defaults
         default = {"image_size": "32", "patch_size": "4"}.get(name, "the --preset's")
         model.add_argument(f"--{name}", type=int, help=f"fresh model: {SHAPE_MEANINGS[name]} (default: {default})")
@@ -82,9 +83,11 @@ def parse_args(argv=None):
                         "the patch whose numbers vary most)")
     args = parser.parse_args(argv)
 
-    overrides = [f"--{n}" for n in (*CONFIG_FLAGS, "pool") if getattr(args, n) is not None]
-    if args.model and (args.preset or overrides):
-        parser.error(f"--model loads a trained model; {' '.join(overrides) or '--preset'} only apply to a fresh model.")
+    fresh_only = [f"--{n}" for n in ("preset", "seed", *CONFIG_FLAGS, "pool") if getattr(args, n) is not None]
+    if args.model and fresh_only:
+        one = len(fresh_only) == 1
+        parser.error(f"--model loads a trained model; {' '.join(fresh_only)} only appl{'ies' if one else 'y'} to a "
+                     f"fresh model: leave {'it' if one else 'them'} out, or leave out --model.")
     if args.revision is not None and not args.model:
         parser.error("--revision pins the Hub model --model names; a fresh model has none. Pass --model OWNER/NAME, "
                      "or leave --revision out.")
@@ -135,7 +138,7 @@ def _draw(args) -> dict:
                       "there (hf_vit.make_image_processor(config, mean, std).save_pretrained(folder)).", file=sys.stderr)
         else:
             fields = {n: getattr(args, n) for n in (*CONFIG_FLAGS, "pool")}
-            model, processor = fresh_model(args.preset or "default", seed=args.seed, **fields), None
+            model, processor = fresh_model(args.preset or "default", seed=args.seed or 0, **fields), None
         if args.image:
             image, label, source = load_image_file(args.image), None, args.image
         else:

@@ -614,7 +614,12 @@ def visualize_error(folder, tmp_path):
         (["--preset", "tiny", "--image", "not_an_image.png"], "not an image"),
         (["--dataset", "somewhere"], "--dataset needs --index"),
         (["--image", "a.png", "--index", "3"], "--index only applies with --dataset"),
-        (["--model", "runs/x", "--patch_size", "8", "--image", "a.png"], "only apply to a fresh model"),
+        (["--model", "runs/x", "--patch_size", "8", "--image", "a.png"], "--patch_size only applies to a fresh model"),
+        # --seed initialises a fresh model only: with --model it was ignored without a word
+        (["--model", "runs/x", "--seed", "3", "--image", "a.png"],
+         "--model loads a trained model; --seed only applies to a fresh model: leave it out, or leave out --model."),
+        (["--model", "runs/x", "--preset", "tiny", "--dim", "8", "--image", "a.png"],
+         "--preset --dim only apply to a fresh model: leave them out"),
         (["--model", ".", "--image", "a.png"], "has no config.json"),
         (["--model", "./runs/nothere", "--image", "a.png"], "error: no model folder at "),
         (["--preset", "tiny", "--patch_size", "5", "--image", "a.png"], "does not divide"),
@@ -1083,7 +1088,7 @@ def test_visualize_draws_a_fresh_model_of_either_pooling(tmp_path, capsys):
         assert (summary["pool"], summary["heads"], summary["depth"]) == (pool, PRESETS[preset]["heads"], 1)
     with pytest.raises(SystemExit):
         load_script().main(["--model", "runs/x", "--pool", "cls", "--image", "in.png", "--output_dir", "o"])
-    assert "--pool only apply to a fresh model" in capsys.readouterr().err
+    assert "--pool only applies to a fresh model" in capsys.readouterr().err
 
 
 def test_rollout_never_calls_a_prediction_short_of_certain_100_percent(monkeypatch):
