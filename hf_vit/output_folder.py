@@ -283,14 +283,21 @@ class SeveralProcessesError(ValueError):
     """A script that runs as one process was started as several by a launcher; the message names the fix."""
 
 
+def launched_processes() -> int:
+    """How many processes `torchrun` or `accelerate launch` started (WORLD_SIZE, the launchers' contract); 1 without
+    a launcher."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    # With a rank too: a WORLD_SIZE left over in a job's shell alone does not make a launch of several processes.
+    launched = "RANK" in os.environ or "LOCAL_RANK" in os.environ
+    return int(world) if launched and world.isdigit() and int(world) > 1 else 1
+
+
 def refuse_several_processes(script: str, clash: str, hint: str = "") -> None:
     """Raise SeveralProcessesError when `torchrun` or `accelerate launch` started `script` as several processes
     (WORLD_SIZE, the launchers' contract): each would do the whole work, `clash` says into what, and the lock or
     the launcher would stop the others halfway (before: two runs into one folder, or two pushes)."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    # With a rank too: a WORLD_SIZE left over in a job's shell alone does not make a launch of several processes.
-    launched = "RANK" in os.environ or "LOCAL_RANK" in os.environ
-    if launched and world.isdigit() and int(world) > 1:
+    world = launched_processes()
+    if world > 1:
         raise SeveralProcessesError(
             f"{script} runs as one process, but it was launched as {world} (WORLD_SIZE={world}, set by torchrun or "
             f"accelerate launch): {clash}. Run it with `python scripts/{script} ...`{hint}."

@@ -37,7 +37,7 @@ from .metrics import classification_metrics, compute_metrics, forget_batches, ga
 from .modeling_hf_vit import HfViTForImageClassification
 from .presets import PRESETS, SHAPE_MEANINGS  # shapes by name; config fields given beside a preset override it
 from .output_folder import (
-    FolderInUseError, SIGTERM_EXIT, folder_lock, probe_writable, replace_text, sigterm_exits,
+    FolderInUseError, SIGTERM_EXIT, folder_lock, launched_processes, probe_writable, replace_text, sigterm_exits,
     signals_held,
 )
 from .training_flags import (
@@ -376,6 +376,7 @@ def parse_args(argv=None):
     parser.set_defaults(**settle_direction(asked, given, notes), **settle_warmup(asked, given, notes))
     where = {1: f"the {known.recipe} recipe", 2: f"the config file {known.config_file}"}
     check_one_precision(asked, given, where)
+    check_processes_joined(asked.use_cpu)  # before TrainingArguments set up the device
     try:
         model_args, data_args, run_args, training_args, *_ = parser.parse_args_into_dataclasses(args=rest)
     except ValueError as err:  # TrainingArguments' own checks (e.g. save/eval step mismatch): no traceback
@@ -439,6 +440,26 @@ def check_launcher_precision(training_args: TrainingArguments, fell_back: bool) 
         f"accelerate launch asks for {launched} mixed precision (its --mixed_precision flag or `accelerate config`), "
         f"but this run trains in {trains}: {_launcher_fix(launched, training_args, fell_back)}."
     )
+
+
+def check_processes_joined(use_cpu: bool) -> None:
+    """torchrun and accelerate launch start train.py once per process. On a machine without an accelerator, the
+    Trainer (accelerate's PartialState) makes them one run only with use_cpu or ACCELERATE_USE_CPU: without it each
+    took itself for the only process (world size 1, rank 0) and trained alone into the same --output_dir, where the
+    first one's lock refused the others, naming as "a training run" a sibling of the same launch. Said before the
+    arguments are built: building them sets up the device, which in a launched process already opens the launch's
+    process group (waiting for the others)."""
+    launched = launched_processes()
+    accelerator = getattr(torch, "accelerator", None)  # torch 2.6+: CUDA, XPU, MPS, ...; before it, CUDA alone
+    on_accelerator = accelerator.is_available() if accelerator else torch.cuda.is_available()
+    cpu_asked = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes", "y", "on", "t")
+    if launched > 1 and not (use_cpu or cpu_asked or on_accelerator):
+        raise SetupError(
+            f"{launched} processes were launched (WORLD_SIZE={launched}, set by torchrun or accelerate launch), but "
+            "without a GPU they join one run only with --use_cpu true: each would train alone, as rank 0, into the "
+            "same --output_dir. Pass --use_cpu true (accelerate launch: or set ACCELERATE_USE_CPU=1), or run one "
+            "process with `python scripts/train.py ...`."
+        )
 
 
 def _launcher_fix(launched: str, training_args: TrainingArguments, fell_back: bool) -> str:

@@ -1560,6 +1560,42 @@ def test_a_launchers_mixed_precision_that_differs_from_the_flags_is_refused(tmp_
         )
 
 
+def test_cpu_processes_a_launcher_started_without_use_cpu_are_refused(tmp_path, monkeypatch, capsys):
+    """`torchrun --nproc_per_node 2 scripts/train.py ...` (train.py's own docstring example) or `accelerate launch
+    --multi_gpu --num_processes 2` on a machine without a GPU: without use_cpu the Trainer never joins the processes
+    (each has world size 1 and rank 0), so each trained alone into one --output_dir and the first one's lock refused
+    the other as "in use by a training run (pid N)", its own sibling. Now refused in every process before anything is
+    read or written, naming the fix. In-process, with the variables both launchers set."""
+    if getattr(torch, "accelerator", torch.cuda).is_available():
+        pytest.skip("with a GPU the processes join without use_cpu")
+    from hf_vit.training import main, parse_args
+
+    out = tmp_path / "run"
+    argv = ["--preset", "tiny", "--output_dir", str(out)]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # left over in a job's shell, no rank: a plain run of one process
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    assert parse_args(argv)[3].world_size == 1
+    for name, value in (("RANK", "1"), ("LOCAL_RANK", "1"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        "train.py: error: 2 processes were launched (WORLD_SIZE=2, set by torchrun or accelerate launch), but without "
+        "a GPU they join one run only with --use_cpu true: each would train alone, as rank 0, into the same "
+        "--output_dir. Pass --use_cpu true (accelerate launch: or set ACCELERATE_USE_CPU=1), or run one process with "
+        "`python scripts/train.py ...`.\n"
+    )
+    assert not out.exists()
+    # the two ways CPU runs ask for it pass (they then join: tests/test_train.py's two-process runs); parse_args
+    # would set up the device here, which in a launched process starts a process group, waiting for the others
+    from hf_vit.training import check_processes_joined
+
+    check_processes_joined(use_cpu=True)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
+    check_processes_joined(use_cpu=False)
+
+
 def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_path):
     data = copy_of(dataset_dir, tmp_path, "data")
     import datasets
