@@ -138,7 +138,8 @@ class DataArguments:
     train_split: str = field(default="train", metadata={"help": "the split to train on"})
     test_split: str = field(default="test", metadata={"help": "the split scored once training ends (the test "
                             "figures in metrics.json and the card)"})
-    validation_size: int = field(default=5000, metadata={"help": "images carved (stratified) from train for selection"})
+    validation_size: int = field(default=5000, metadata={"help": "images carved (stratified) from train to choose the "
+                                 "best checkpoint; 0: no validation, the last step's model is kept"})
     validation_split: str | None = field(
         default=None,
         metadata={"help": "choose checkpoints on this split of the dataset (e.g. 'validation') instead of carving "

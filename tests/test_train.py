@@ -866,6 +866,18 @@ def test_help_says_where_an_unset_flag_takes_its_value_not_default_none(capsys):
     assert "--preset PRESET model shape by name: tiny, lesson, small, base (default: lesson)" in text
 
 
+def test_help_says_what_validation_size_0_does(capsys):
+    """`--validation_size` is how a run does without validation (0: no evaluation during training, the last step's
+    model written, as the run's note says), yet `--help` said only "images carved (stratified) from train for
+    selection (default: 5000)": a reader of the help alone could not find it."""
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("--validation_size VALIDATION_SIZE, --validation-size VALIDATION_SIZE images carved (stratified) from "
+            "train to choose the best checkpoint; 0: no validation, the last step's model is kept (default: 5000)"
+            ) in text
+
+
 def test_help_of_a_no_flag_says_it_turns_its_flag_off(capsys):
     """HfArgumentParser gives every boolean flag whose default is true a `--no_X` twin with X's own help, so `--help`
     said `--no_hflip  random horizontal flip (default: False)`: the opposite of what it does. Now the twin says it
