@@ -63,7 +63,8 @@ def parse_args(argv=None):
     source.add_argument("--dataset", help="dataset folder or Hub id that datasets.load_dataset reads")
     image.add_argument("--dataset_revision", help="with --dataset: a branch, tag or commit of the Hub dataset "
                        "(default: its main branch; not for a folder)")
-    image.add_argument("--split", default="test", help="dataset split (default: test)")
+    # default None, "test" in effect: given with --image it would be ignored, so it is refused there
+    image.add_argument("--split", default=None, help="dataset split (default: test)")
     image.add_argument("--index", type=int, help="row of the split to draw (needed with --dataset)")
     image.add_argument("--image_column", default=None, help="with --dataset; default: img, else image (as training)")
     image.add_argument("--label_column", default=None,
@@ -96,10 +97,11 @@ def parse_args(argv=None):
                      "--dataset OWNER/NAME --index N, or leave --dataset_revision out.")
     if args.dataset and args.index is None:
         parser.error("--dataset needs --index N (which image of the split to draw).")
-    if args.image and args.index is not None:
-        parser.error("--index only applies with --dataset.")
-    if args.image and (args.image_column or args.label_column):
-        parser.error("--image_column and --label_column only apply with --dataset.")
+    dataset_only = [f"--{n}" for n in ("index", "split", "image_column", "label_column")
+                    if getattr(args, n) is not None]
+    if args.image and dataset_only:
+        parser.error(f"{' '.join(dataset_only)} only appl{'ies' if len(dataset_only) == 1 else 'y'} with --dataset.")
+    args.split = args.split or "test"
     if args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}.")
     args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]

@@ -614,6 +614,9 @@ def visualize_error(folder, tmp_path):
         (["--preset", "tiny", "--image", "not_an_image.png"], "not an image"),
         (["--dataset", "somewhere"], "--dataset needs --index"),
         (["--image", "a.png", "--index", "3"], "--index only applies with --dataset"),
+        # the split of an --image file: ignored without a word before, while --image_column was refused
+        (["--preset", "tiny", "--image", "a.png", "--split", "train"], "error: --split only applies with --dataset."),
+        (["--image", "a.png", "--split", "train", "--label_column", "y"], "--split --label_column only apply with"),
         (["--model", "runs/x", "--patch_size", "8", "--image", "a.png"], "--patch_size only applies to a fresh model"),
         # --seed initialises a fresh model only: with --model it was ignored without a word
         (["--model", "runs/x", "--seed", "3", "--image", "a.png"],
