@@ -568,6 +568,10 @@ def main(argv=None) -> int:
         parser.error(LESSON_MISSING)
     if args.rounds < 1 or args.steps < 1:
         parser.error(f"--rounds {args.rounds} / --steps {args.steps}: both must be at least 1")
+    if args.dataset is not None and (args.e2e_steps == 0 or "hf_vit" not in kinds):  # it would be ignored
+        skipped = "--e2e_steps 0 skips" if args.e2e_steps == 0 else f"--models {args.models} (no hf_vit) leaves out"
+        parser.error(f"--dataset is read by the end-to-end run only, which {skipped}: leave --dataset out, or run "
+                     "it (hf_vit in --models, --e2e_steps N).")
     dataset = None
     if args.e2e_steps > 0 and "hf_vit" in kinds:
         dataset = _check_e2e_dataset(args.dataset or _default_dataset(), args.batch_size, parser)

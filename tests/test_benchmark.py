@@ -312,6 +312,11 @@ def test_the_default_dtypes_leave_out_bf16_only_on_a_cpu_that_would_emulate_it(b
         (["--dtype", "fp32,fp32"], "--dtype 'fp32,fp32' names fp32 twice: list each once"),
         # The end-to-end run's dataset is opened before any timing, not after minutes of it.
         (["--dataset", "/nonexistent"], "error: no dataset folder at '/nonexistent' (from --dataset '/nonexistent')"),
+        # a --dataset no run reads was ignored without a word
+        (["--dataset", "/x", "--e2e_steps", "0"], "error: --dataset is read by the end-to-end run only, which "
+         "--e2e_steps 0 skips: leave --dataset out, or run it (hf_vit in --models, --e2e_steps N)."),
+        (["--dataset", "/x", "--models", "lesson,transformers"],
+         "which --models lesson,transformers (no hf_vit) leaves out: leave --dataset out"),
     ],
 )
 def test_bad_benchmark_arguments_are_named(argv, message, capsys):
