@@ -700,7 +700,8 @@ def test_warm_up_steps_are_left_out_and_the_matmul_peak_uses_the_models_threads(
     assert calls == {"train": 3 + 3 * 2, "infer": 3 + 3 * 2}  # 3 warm-up steps, then 3 windows of 2
     assert peak_threads == [1] and threads_seen == {1}
     ratios = re.search(r"hf_vit/eager / lesson: train ([\d.]+)x, inference ([\d.]+)x", capsys.readouterr().out)
-    assert all(float(r) < 3 for r in ratios.groups()), ratios.group(0)  # a timed 0.5 s sleep would read ~100x
+    # A timed 0.5 s sleep would read ~100x; steps of a few ms vary up to ~4x on a loaded host (3.75x seen at load 4)
+    assert all(float(r) < 20 for r in ratios.groups()), ratios.group(0)
 
 
 def test_the_end_to_end_split_counts_every_image_of_an_accumulated_step(tmp_path):
