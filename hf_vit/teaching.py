@@ -94,10 +94,11 @@ def patch_numbers(model, pixel_values: torch.Tensor, patch: int | None = None) -
     """One patch of the first image as the model's patch embedding reads it, and the token it makes:
 
     {"token": k (1..N), "row", "column" (its place in the grid), "box" (left, top, right, bottom; as
-    `patch_grid_cells`), "chosen": "given" (`patch`, a token index) or "most varied" (the patch whose numbers
-    spread most, their standard deviation: a flat patch shows little), "numbers": (patch_dim,) the normalised
-    pixel values in the Rearrange's (p1 p2 c) order, "token_values": (dim,) the Linear's output for them,
-    before [CLS] and the positions are added}. Arrays float32 on the CPU.
+    `patch_grid_cells`), "chosen": "given" (`patch`, a token index), "most varied" (the patch whose numbers
+    spread most, their standard deviation: a flat patch shows little; the first of "ties" patches that spread
+    equally most) or "all equal" (every patch has the same numbers, a flat image: token 1), "numbers":
+    (patch_dim,) the normalised pixel values in the Rearrange's (p1 p2 c) order, "token_values": (dim,) the
+    Linear's output for them, before [CLS] and the positions are added}. Arrays float32 on the CPU.
 
     Both come from the model's own layers (`to_patch_embedding`: Rearrange, then Linear), so they are what it
     computes, on its device and dtype; number (p1 * patch_width + p2) * channels + c is channel c of pixel (p1, p2).
@@ -112,8 +113,14 @@ def patch_numbers(model, pixel_values: torch.Tensor, patch: int | None = None) -
         flat = rearrange(x)
         tokens = linear(flat)
     flat, tokens = flat[0].float().cpu(), tokens[0].float().cpu()
+    ties = 1
     if patch is None:
-        token, chosen = int(flat.std(dim=-1, correction=0).argmax()) + 1, "most varied"  # ties: the first
+        spread = flat.std(dim=-1, correction=0)
+        # equal patches (a repeated pattern) spread equally, up to float rounding: the first of them is shown
+        tied = torch.isclose(spread, spread.max(), rtol=1e-5, atol=1e-7)
+        token, ties = int(tied.nonzero()[0]) + 1, int(tied.sum())
+        # A flat image (every patch the same numbers) has no patch that varies most: say so, not "most varied"
+        chosen = "all equal" if bool((flat == flat[:1]).all()) else "most varied"
     else:
         token, chosen = int(patch), "given"
     row, col = divmod(token - 1, gw)
@@ -123,6 +130,7 @@ def patch_numbers(model, pixel_values: torch.Tensor, patch: int | None = None) -
         "column": col,
         "box": (col * pw, row * ph, (col + 1) * pw, (row + 1) * ph),
         "chosen": chosen,
+        "ties": ties,
         "numbers": flat[token - 1].numpy(),
         "token_values": tokens[token - 1].numpy(),
     }
@@ -470,7 +478,13 @@ def draw_patch_numbers(image: Image.Image, config: HfViTConfig, numbers: dict) -
         draw.text((x_token, LABEL_TOP + (line + 1) * TABLE_LINE), text, fill=TEXT_COLOR, font=font)
 
     gh, gw = config.grid_size
-    why = "the patch asked for" if numbers["chosen"] == "given" else "the patch whose numbers vary most"
+    why = {
+        "given": "the patch asked for",
+        "all equal": f"all {gh * gw} patches have the same numbers, so none varies most: the first",
+    }.get(numbers["chosen"], "the patch whose numbers vary most")
+    ties = numbers.get("ties", 1)
+    if numbers["chosen"] == "most varied" and ties > 1:  # e.g. a repeated pattern: the others are as good
+        why = f"the first of the {ties} patches whose numbers vary most, equally"
     order = ", ".join(channel_names(channels))
     return _with_footer(canvas, [
         f"token {token}: row {numbers['row']}, column {numbers['column']} of the {gh} x {gw} grid, counting from 0 ({why}).",
@@ -980,6 +994,8 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source, patc
             "row": one_patch["row"],
             "column": one_patch["column"],
             "chosen": one_patch["chosen"],
+            # how many patches spread as much as the one shown (it is the first of them); N for a flat image
+            **({"ties": one_patch["ties"]} if one_patch["chosen"] != "given" else {}),
             "order": "(p1 p2 c)",  # number (p1 * patch width + p2) * channels + c
             "numbers": [float(v) for v in one_patch["numbers"]],
             "linear": [len(one_patch["numbers"]), config.dim],  # in and out features

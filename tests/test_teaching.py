@@ -185,6 +185,41 @@ def test_patch_numbers_png_shows_the_patch_its_numbers_and_token(tmp_path):
     assert not (tmp_path / "refused").exists()
 
 
+def test_patch_numbers_says_when_no_patch_varies_most(tmp_path, monkeypatch):
+    """On a flat image every patch has the same numbers: patch_numbers.png showed token 1 and said it was "the patch
+    whose numbers vary most". Now it says all patches are equal (pictures.json: chosen "all equal", ties 64); where
+    several patches tie for the most spread (a repeated pattern) it says which of them it shows; a unique one is
+    "the patch whose numbers vary most" as before."""
+    from hf_vit import teaching
+
+    captions = []
+    footer = teaching._with_footer
+    monkeypatch.setattr(teaching, "_with_footer", lambda image, lines: captions.append(lines) or footer(image, lines))
+    model = tiny_model()  # 32 x 32, 4 x 4 patches: an 8 x 8 grid
+    noisy = np.random.default_rng(5).integers(0, 256, (4, 4, 3))
+    flat = np.full((32, 32, 3), 90, dtype=np.uint8)
+    twice = flat.copy()
+    twice[8:12, 8:12] = twice[16:20, 20:24] = noisy  # tokens 19 and 38, alike
+    once = twice.copy()
+    once[16:20, 20:24] = 90
+    for pixels, token, chosen, ties, why in [
+        (flat, 1, "all equal", 64, "all 64 patches have the same numbers, so none varies most: the first"),
+        (twice, 19, "most varied", 2, "the first of the 2 patches whose numbers vary most, equally"),
+        (once, 19, "most varied", 1, "the patch whose numbers vary most"),
+    ]:
+        captions.clear()
+        out = tmp_path / chosen.replace(" ", "_") / str(ties)
+        write_pictures(model, Image.fromarray(pixels), out, pictures=["patch_numbers"])
+        record = json.loads((out / "pictures.json").read_text())["patch_numbers"]
+        assert (record["token"], record["chosen"], record.get("ties")) == (token, chosen, ties)
+        row, column = divmod(token - 1, 8)
+        assert captions[0][0] == f"token {token}: row {row}, column {column} of the 8 x 8 grid, counting from 0 ({why})."
+    write_pictures(model, Image.fromarray(flat), out, pictures=["patch_numbers"], patch=5)  # asked for: no ties
+    record = json.loads((out / "pictures.json").read_text())["patch_numbers"]
+    assert (record["token"], record["chosen"], "ties" in record) == (5, "given", False)
+    assert captions[-1][0].endswith("(the patch asked for).")
+
+
 def test_patch_grid_png_has_grid_lines_at_the_cell_edges(tmp_path):
     config_fields = dict(image_size=(16, 24), patch_size=(4, 8))
     model = tiny_model(**config_fields)
