@@ -625,11 +625,19 @@ def draw_shuffled(image: Image.Image, permutation, patch_size, answers: dict, sc
     tiles = [[model_image_scaled(image, scale), model_image_scaled(Image.fromarray(moved), scale)]]
     canvas = _labelled_grid(tiles, [""], ["input", "patches shuffled"])
 
+    # percent, as the other captions: 0.99996 at 4 decimals read "1.0000", a certainty the model never had, and a
+    # difference under 0.00005 "they differ (0.0000 apart)". Imported here: hf_vit.metrics loads evaluate (0.4 s).
+    from .metrics import percent
+
     def line(key, text):
         (c_in, p_in), (c_sh, p_sh) = answers[key]["input"], answers[key]["shuffled"]
-        same = c_in == c_sh and abs(p_in - p_sh) <= 1e-6
-        return (f"{text}: input {c_in} {p_in:.4f}, shuffled {c_sh} {p_sh:.4f}: "
-                + ("identical" if same else f"they differ ({abs(p_in - p_sh):.4f} apart)"))
+        if c_in != c_sh:
+            verdict = "they differ: another top class"
+        elif abs(p_in - p_sh) <= 1e-6:
+            verdict = "identical"
+        else:
+            verdict = f"they differ by {percent(abs(p_in - p_sh), 2)[:-1]} percentage points"
+        return f"{text}: input {c_in} {percent(p_in, 2)}, shuffled {c_sh} {percent(p_sh, 2)}: {verdict}"
 
     return _with_footer(canvas, [
         f"the same patches in another order (seed {SHUFFLE_SEED}); the top class and its probability:",
@@ -976,7 +984,7 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source, patc
         "source": source,
         "label": label,
         "predicted": predicted,
-        "probability": round(float(probs[top]), 4),
+        "probability": float(probs[top]),  # unrounded: at 4 places 0.99996 was saved as 1.0, a certainty
         "image_size": list(_pair(config.image_size)),
         "patch_size": list(_pair(config.patch_size)),
         "grid_size": list(grid),
@@ -1001,7 +1009,7 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source, patc
             "linear": [len(one_patch["numbers"]), config.dim],  # in and out features
             "token_values": [float(v) for v in one_patch["token_values"]],  # before [CLS] and the positions
         }
-    if "shuffled" in drawn:  # the numbers under shuffled.png, unrounded (the picture shows 4 decimals)
+    if "shuffled" in drawn:  # the numbers under shuffled.png, unrounded (the picture shows percents to 2 places)
         summary["shuffled"] = {
             "permutation_seed": SHUFFLE_SEED,
             "permutation": permutation,  # new patch k is old patch permutation[k], in token order

@@ -190,11 +190,7 @@ def test_patch_numbers_says_when_no_patch_varies_most(tmp_path, monkeypatch):
     whose numbers vary most". Now it says all patches are equal (pictures.json: chosen "all equal", ties 64); where
     several patches tie for the most spread (a repeated pattern) it says which of them it shows; a unique one is
     "the patch whose numbers vary most" as before."""
-    from hf_vit import teaching
-
-    captions = []
-    footer = teaching._with_footer
-    monkeypatch.setattr(teaching, "_with_footer", lambda image, lines: captions.append(lines) or footer(image, lines))
+    captions = record_captions(monkeypatch)
     model = tiny_model()  # 32 x 32, 4 x 4 patches: an 8 x 8 grid
     noisy = np.random.default_rng(5).integers(0, 256, (4, 4, 3))
     flat = np.full((32, 32, 3), 90, dtype=np.uint8)
@@ -1129,25 +1125,65 @@ def test_visualize_draws_a_fresh_model_of_either_pooling(tmp_path, capsys):
     assert "--pool only applies to a fresh model" in capsys.readouterr().err
 
 
-def test_rollout_never_calls_a_prediction_short_of_certain_100_percent(monkeypatch):
-    """rollout.png's caption rounded the predicted class's probability to whole percents: a model 99.8% sure read
-    "predicted 1 (100%)", a certainty it never had (the evaluation's captions already said ">99%"). Now ">99%";
-    a probability of 1 itself stays 100%. The head is set by hand: its bias alone makes the probabilities."""
+def record_captions(monkeypatch) -> list:
+    """The captions (lists of lines) of the pictures drawn from here on, in drawing order."""
     from hf_vit import teaching
 
     captions = []
     footer = teaching._with_footer
     monkeypatch.setattr(teaching, "_with_footer", lambda image, lines: captions.append(lines) or footer(image, lines))
-    model = tiny_model(seed=0, image_size=16, patch_size=4)
+    return captions
+
+
+def head_sure_of_class_1(model, share):
+    """The head set by hand: its bias alone makes the probabilities, `share` for class 1 whatever the input."""
     head, n = model.mlp_head[-1], model.config.num_labels
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[1] = float(np.log(share * (n - 1) / (1 - share)))  # softmax: `share` for class 1
+
+
+def test_rollout_never_calls_a_prediction_short_of_certain_100_percent(monkeypatch):
+    """rollout.png's caption rounded the predicted class's probability to whole percents: a model 99.8% sure read
+    "predicted 1 (100%)", a certainty it never had (the evaluation's captions already said ">99%"). Now ">99%";
+    a probability of 1 itself stays 100%. The head is set by hand: its bias alone makes the probabilities."""
+    captions = record_captions(monkeypatch)
+    model = tiny_model(seed=0, image_size=16, patch_size=4)
     for share, said in ((0.998, ">99%"), (0.5, "50%")):
-        with torch.no_grad():
-            head.weight.zero_()
-            head.bias.zero_()
-            head.bias[1] = float(np.log(share * (n - 1) / (1 - share)))  # softmax: `share` for class 1
+        head_sure_of_class_1(model, share)
         captions.clear()
         draw_pictures(model, noise_image(16, 16), pictures=["rollout"])
         assert captions[0][0] == f"predicted {model.config.id2label[1]} ({said})"
+
+
+def test_shuffled_png_and_pictures_json_never_call_a_prediction_short_of_certain_certain(tmp_path, monkeypatch):
+    """shuffled.png's caption wrote probabilities to 4 decimals, so 0.99996 read "1.0000", and pictures.json rounded
+    the top class's probability to 4 places (saved as 1.0): a certainty the model never had. Now the caption uses
+    the evaluation's percent (">99.99%"; 0.5 is "50.00%") and pictures.json keeps the unrounded float. The head is
+    set by hand: its bias alone makes the probabilities, with or without positions, in either order."""
+    captions = record_captions(monkeypatch)
+    model = tiny_model(seed=0, image_size=16, patch_size=4)
+    name = model.config.id2label[1]
+    for share, said in ((0.99996, ">99.99%"), (0.5, "50.00%")):
+        head_sure_of_class_1(model, share)
+        captions.clear()
+        out = tmp_path / str(share)
+        write_pictures(model, noise_image(16, 16), out, pictures=["shuffled"])
+        lines = captions[0]
+        for i, key in ((1, "with the learned positions"), (2, "positions zeroed")):
+            assert lines[i] == f"{key}: input {name} {said}, shuffled {name} {said}: identical"
+        summary = json.loads((out / "pictures.json").read_text())
+        probability = float(run_model(model, pixel_values_for(noise_image(16, 16), model.config))["probs"].max())
+        assert summary["probability"] == probability and (share == 0.5 or 0.9999 < probability < 1)
+    # a fresh model's head: the learned positions move the answer a little, said in percentage points
+    captions.clear()
+    write_pictures(tiny_model(seed=0, image_size=16, patch_size=4), noise_image(16, 16), out, pictures=["shuffled"])
+    answers = json.loads((out / "pictures.json").read_text())["shuffled"]["with_positions"]
+    (c_in, p_in), (c_sh, p_sh) = ((answers[k]["predicted"], answers[k]["probability"]) for k in ("input", "shuffled"))
+    assert c_in == c_sh and abs(p_in - p_sh) > 1e-5
+    assert captions[0][1] == (f"with the learned positions: input {c_in} {100 * p_in:.2f}%, shuffled {c_sh} "
+                              f"{100 * p_sh:.2f}%: they differ by {100 * abs(p_in - p_sh):.2f} percentage points")
 
 
 def test_the_attention_pictures_follow_what_the_head_reads_by_its_pool(tmp_path, monkeypatch):
