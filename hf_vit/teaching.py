@@ -387,6 +387,7 @@ def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> 
 
 
 PATCH_PANEL = 128  # px the image and the enlarged patch of patch_numbers.png are drawn to (whole scales, at least 1x)
+NUMBERED_PIXEL = 32  # px a side of an enlarged pixel that carries its number (patches up to 8 px: up to 256 px)
 TABLE_PIXELS = 64  # patch_numbers.png lists the numbers of this many pixels at most (pictures.json has all)
 TOKEN_SHOWN = 8  # ... and this many of the token's dim numbers
 TABLE_FONT, TABLE_LINE = 11, 14
@@ -426,9 +427,13 @@ def draw_patch_numbers(image: Image.Image, config: HfViTConfig, numbers: dict) -
     scale = max(1, PATCH_PANEL // max(image_h, image_w))
     whole = shown.resize((image_w * scale, image_h * scale), Image.NEAREST)
     # The patch alone, enlarged with square pixels, each numbered in the order its numbers come (when legible).
+    # A number's black label is a third of its pixel high: at 16 px a pixel (an 8x8 patch in 128 px) label and
+    # padding hid over half of each pixel and the patch looked dark; such patches are drawn larger, up to 256 px.
     cell = max(1, PATCH_PANEL // max(ph, pw))
+    if max(ph, pw) <= 2 * PATCH_PANEL // NUMBERED_PIXEL:
+        cell = max(cell, NUMBERED_PIXEL)
     enlarged = shown.crop((left, top, right, bottom)).resize((pw * cell, ph * cell), Image.NEAREST)
-    if cell >= 16:
+    if cell >= NUMBERED_PIXEL:
         label_font, draw = _font(max(8, cell // 3)), ImageDraw.Draw(enlarged)
         draw.fontmode = "1"
         for pixel in range(ph * pw):

@@ -185,6 +185,26 @@ def test_patch_numbers_png_shows_the_patch_its_numbers_and_token(tmp_path):
     assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.parametrize("patch_size", [8, (4, 8)])
+def test_patch_numbers_png_shows_each_enlarged_pixel_beside_its_number(patch_size):
+    """The enlarged patch numbers its pixels on black labels a third of a pixel high. For an 8x8 patch each pixel
+    was 16 px, and label and padding covered over half of every pixel: the patch looked dark, its colours hidden.
+    Now such a patch is drawn at 32 px a pixel: each pixel's number sits in its top left (the label's black
+    corner) and the lower half of its square (at least) is the pixel's colour."""
+    model = tiny_model(patch_size=patch_size)  # 32 x 32: a 4 x 4 (or 8 x 4) grid
+    ph, pw = (patch_size, patch_size) if isinstance(patch_size, int) else patch_size
+    pixels = np.random.default_rng(4).integers(40, 256, (32, 32, 3), dtype=np.uint8)  # no black pixel
+    picture = draw_pictures(model, Image.fromarray(pixels), pictures=["patch_numbers"], patch=1)["patch_numbers"]
+    png = np.asarray(picture.convert("RGB")).astype(int)
+    cell, y0, x_patch = 32, 16 + 4, 8 + 128 + 16  # (NUMBERED_PIXEL) the image at 4x (128 px) before the patch
+    enlarged = png[y0 : y0 + ph * cell, x_patch : x_patch + pw * cell]
+    for p1 in range(ph):
+        for p2 in range(pw):
+            square = enlarged[p1 * cell : (p1 + 1) * cell, p2 * cell : (p2 + 1) * cell]
+            assert (square[0, 0] == 0).all(), (p1, p2)  # its number's label
+            assert (square[cell // 2 :] == pixels[p1, p2]).all(), (p1, p2)  # token 1: pixels from (0, 0)
+
+
 def test_patch_numbers_says_when_no_patch_varies_most(tmp_path, monkeypatch):
     """On a flat image every patch has the same numbers: patch_numbers.png showed token 1 and said it was "the patch
     whose numbers vary most". Now it says all patches are equal (pictures.json: chosen "all equal", ties 64); where
