@@ -491,12 +491,16 @@ def draw_patch_numbers(image: Image.Image, config: HfViTConfig, numbers: dict) -
     if numbers["chosen"] == "most varied" and ties > 1:  # e.g. a repeated pattern: the others are as good
         why = f"the first of the {ties} patches whose numbers vary most, equally"
     order = ", ".join(channel_names(channels))
+    # c named: "(p1*4 + p2)*1 + c" left a 1-channel model's reader asking what c is
+    place = (f"(p1*{pw} + p2)*{channels} + c, c = "
+             + ", ".join(f"{c} for {name}" for c, name in enumerate(channel_names(channels)))
+             if channels > 1 else f"p1*{pw} + p2 (one channel)")
     return _with_footer(canvas, [
         f"token {token}: row {numbers['row']}, column {numbers['column']} of the {gh} x {gw} grid, counting from 0 ({why}).",
         f"its {ph}x{pw} pixels x {channels} channel{'s' if channels > 1 else ''} = {patch_dim} numbers, flattened "
         f"as the model's Rearrange does, (p1 p2 c): pixel by pixel, row by row"
         + (f", {order} within each pixel" if channels > 1 else "")
-        + f"; number (p1*{pw} + p2)*{channels} + c. They are the pixel values the model reads, normalised by its "
+        + f"; number {place}. They are the pixel values the model reads, normalised by its "
         "image processor ((x/255 - mean) / std).",
         f"{patch_dim} numbers -> Linear({patch_dim} -> {dim}) -> token {token}: {dim} numbers (the first "
         f"{min(dim, TOKEN_SHOWN)} shown), before [CLS] is put in front and the positions are added. Every patch "

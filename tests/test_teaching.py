@@ -205,6 +205,24 @@ def test_patch_numbers_png_shows_each_enlarged_pixel_beside_its_number(patch_siz
             assert (square[cell // 2 :] == pixels[p1, p2]).all(), (p1, p2)  # token 1: pixels from (0, 0)
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_patch_numbers_caption_says_where_each_pixel_s_numbers_go(channels, monkeypatch):
+    """The caption gives each number's place among the patch's numbers. It said "(p1*4 + p2)*3 + c" without saying
+    what c is, and "(p1*4 + p2)*1 + c" for a grey model, whose only channel leaves no c to choose. Now c is named
+    (0 for R, 1 for G, 2 for B), a grey model's place is p1*4 + p2; both agree with the table's indices."""
+    from hf_vit.image_processing import make_image_processor
+
+    captions = record_captions(monkeypatch)
+    model = tiny_model(num_channels=channels)
+    processor = make_image_processor(model.config, [0.5] * channels, [0.25] * channels)
+    draw_pictures(model, noise_image(32, 32), processor=processor, pictures=["patch_numbers"])
+    place = {3: ", R, G, B within each pixel; number (p1*4 + p2)*3 + c, c = 0 for R, 1 for G, 2 for B",
+             1: "; number p1*4 + p2 (one channel)"}[channels]
+    assert f"row by row{place}. They are" in captions[0][1]
+    row = patch_number_rows(np.arange(16 * channels), 4, channels)[6]  # pixel 6 = (1, 2): 1*4 + 2
+    assert row[1:] == [f"{6 * channels + c}: +{6 * channels + c}.000" for c in range(channels)]
+
+
 def test_patch_numbers_says_when_no_patch_varies_most(tmp_path, monkeypatch):
     """On a flat image every patch has the same numbers: patch_numbers.png showed token 1 and said it was "the patch
     whose numbers vary most". Now it says all patches are equal (pictures.json: chosen "all equal", ties 64); where
