@@ -648,12 +648,20 @@ def draw_shuffled(image: Image.Image, permutation, patch_size, answers: dict, sc
             verdict = f"they differ by {percent(abs(p_in - p_sh), 2)[:-1]} percentage points"
         return f"{text}: input {c_in} {percent(p_in, 2)}, shuffled {c_sh} {percent(p_sh, 2)}: {verdict}"
 
+    if np.array_equal(moved, pixels[0].permute(1, 2, 0).numpy()):
+        # a flat image (or a pattern the shuffle maps onto itself): "only the positions tell them apart" beside
+        # "with the learned positions: identical" read as if positions did nothing
+        why = ("every patch here is alike, so the shuffled image is the input itself and both orders get the same "
+               "answer even with positions; draw an image whose patches differ to see the positions at work")
+    else:
+        why = ("attention is order-blind: without positions the model sees a bag of patches and both orders get "
+               "the same answer; only the positions tell them apart (an untrained model's random positions move it "
+               "only slightly)")
     return _with_footer(canvas, [
         f"the same patches in another order (seed {SHUFFLE_SEED}); the top class and its probability:",
         line("with_positions", "with the learned positions"),
         line("without_positions", "positions zeroed"),
-        "attention is order-blind: without positions the model sees a bag of patches and both orders get the same "
-        "answer; only the positions tell them apart (an untrained model's random positions move it only slightly)",
+        why,
     ])
 
 

@@ -1222,6 +1222,25 @@ def test_shuffled_png_and_pictures_json_never_call_a_prediction_short_of_certain
     assert c_in == c_sh and abs(p_in - p_sh) > 1e-5
     assert captions[0][1] == (f"with the learned positions: input {c_in} {100 * p_in:.2f}%, shuffled {c_sh} "
                               f"{100 * p_sh:.2f}%: they differ by {100 * abs(p_in - p_sh):.2f} percentage points")
+    assert captions[0][3].startswith("attention is order-blind: without positions the model sees a bag of patches")
+
+
+def test_shuffled_png_says_when_the_shuffle_changes_nothing(monkeypatch):
+    """On a flat image (or a pattern the shuffle maps onto itself) the shuffled image is the input: the caption said
+    "with the learned positions: ... identical" and then "only the positions tell them apart", as if the positions
+    did nothing. Now it says the shuffled image is the input itself and to draw one whose patches differ."""
+    captions = record_captions(monkeypatch)
+    model = tiny_model(seed=0, image_size=16, patch_size=4)
+    checks = np.zeros((16, 16, 3), dtype=np.uint8)
+    checks[::2, ::2] = checks[1::2, 1::2] = 255  # a checkerboard of 1-px squares: every 4x4 patch alike
+    for image in (Image.new("RGB", (16, 16), (120, 90, 60)), Image.fromarray(checks)):
+        captions.clear()
+        draw_pictures(model, image, pictures=["shuffled"])
+        with_positions, last = captions[0][1], captions[0][3]
+        assert with_positions.endswith(": identical")
+        assert last == ("every patch here is alike, so the shuffled image is the input itself and both orders get "
+                        "the same answer even with positions; draw an image whose patches differ to see the positions "
+                        "at work")
 
 
 def test_the_attention_pictures_follow_what_the_head_reads_by_its_pool(tmp_path, monkeypatch):
