@@ -355,18 +355,44 @@ def check_patch_grid_scale(config: HfViTConfig, scale: int) -> None:
         )
 
 
-def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> Image.Image:
+GRID_SCALE = 8  # the patch grid's upscaling unless one is given; raised where the token numbers need larger cells
+
+
+def _grid_label_size(config: HfViTConfig, scale: int) -> int | None:
+    """The font size of the patch grid's token numbers at `scale`, or None where the widest number's label would
+    run into the next cell: its grid line, drawn last, cut the last digit ("119" read "118" in the 16-px cells of
+    2x2 patches at 8x)."""
+    cell_h, cell_w = (side * scale for side in _pair(config.patch_size))
+    size = max(8, min(cell_h, cell_w) // 3)
+    font = _font(size)
+    widest = len(str(config.num_patches)) * max(font.getlength(digit) for digit in "0123456789") + 2  # + bearing
+    return size if widest + 3 <= cell_w and size + 3 <= cell_h else None  # the label box, clear of the next line
+
+
+def patch_grid_scale(config: HfViTConfig, scale: int | None = None) -> int:
+    """`scale` if given; else GRID_SCALE, raised to the smallest scale at which every token number fits its cell
+    (10 for 2x2 patches of a 32-px image) while the picture stays within MAX_PICTURE_SIDE px a side."""
+    if scale is not None:
+        return scale
+    scale, most = GRID_SCALE, MAX_PICTURE_SIDE // max(_pair(config.image_size))
+    while scale < most and _grid_label_size(config, scale) is None:
+        scale += 1
+    return scale
+
+
+def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = GRID_SCALE) -> Image.Image:
     """The image upscaled `scale` times, 1-px grid lines on every cell's left/top edge (and the right/bottom
-    border), each cell numbered with its token index. Caption below."""
+    border), each cell numbered with its token index where the numbers fit the cells (else the caption says which
+    scale draws them). Caption below."""
     (image_h, image_w), (patch_h, patch_w) = _pair(config.image_size), _pair(config.patch_size)
     image = model_image(image, config).resize((image_w * scale, image_h * scale), Image.NEAREST)  # square pixels
     cells = patch_grid_cells(config, scale)
     cell_h, cell_w = patch_h * scale, patch_w * scale
-    size = max(8, min(cell_h, cell_w) // 3)
-    font = _font(size)
+    size = _grid_label_size(config, scale)
     draw = ImageDraw.Draw(image)
     draw.fontmode = "1"  # crisp, unsmoothed digits: legible at 8 px
-    for index, (left, top, _, _) in cells:
+    font = _font(size or 8)
+    for index, (left, top, _, _) in cells if size else ():
         text = str(index)
         draw.rectangle((left + 1, top + 1, left + 2 + _text_width(text, font), top + 2 + size), fill=(0, 0, 0))
         draw.text((left + 2, top + 1), text, fill=(255, 255, 255), font=font)
@@ -377,11 +403,18 @@ def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = 8) -> 
     draw.line((image.width - 1, 0, image.width - 1, image.height - 1), fill=GRID_COLOR)
     draw.line((0, image.height - 1, image.width - 1, image.height - 1), fill=GRID_COLOR)
     gh, gw = config.grid_size
+    if size is None:  # a cut number misreads ("119" as "118"): none drawn, and the scale that draws them named
+        fits = patch_grid_scale(config)
+        unnumbered = [
+            f"the token numbers are left out: they do not fit {cell_w}x{cell_h}-px cells at {setting('scale', scale)}"
+            + (f"; {setting('scale', fits)} draws them" if _grid_label_size(config, fits) else "")
+        ]
     return _with_footer(
         image,
         [
             f"{gh} x {gw} = {gh * gw} patches of {patch_h}x{patch_w} px",
             f"tokens 1..{gh * gw}: row by row (token 0 = [CLS])",
+            *(unnumbered if size is None else []),
         ],
     )
 
@@ -884,21 +917,22 @@ def _check_drawable(model, pictures, scale, patch=None) -> None:
                          f"{config.num_channels}. Train it on grey (1) or RGB (3) images.")
     _base_model(model)  # refuses a model without hf_vit's layers (transformers' ViT, another class)
     if "patch_grid" in pictures:
-        check_patch_grid_scale(config, scale)
+        check_patch_grid_scale(config, patch_grid_scale(config, scale))
     check_patch(config, patch, pictures)
 
 
-def draw_pictures(model, image: Image.Image, processor=None, pictures=PICTURES, scale: int = 8,
+def draw_pictures(model, image: Image.Image, processor=None, pictures=PICTURES, scale: int | None = None,
                   label: str | None = None, patch: int | None = None) -> dict:
     """The chosen pictures as PIL images, {name: image}, drawn in memory and written nowhere: in a notebook, a cell
     ending in one shows it (or `display(...)` each). The same pictures write_pictures saves; `label`, the image's
     true class, goes into rollout's caption; `patch`, a token 1..N, is the patch patch_numbers.png shows (default:
-    the one whose numbers vary most). A model in training mode stays in it (see run_model)."""
+    the one whose numbers vary most); `scale`, the patch grid's upscaling (default: 8, or more where its token
+    numbers need larger cells: `patch_grid_scale`). A model in training mode stays in it (see run_model)."""
     _check_drawable(model, pictures, scale, patch)
     return _draw_pictures(model, image, processor, pictures, scale, label, source=None, patch=patch)[0]
 
 
-def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int = 8,
+def write_pictures(model, image: Image.Image, output_dir, processor=None, pictures=PICTURES, scale: int | None = None,
                    label: str | None = None, source: str | None = None, patch: int | None = None) -> dict:
     """Run the model on `image` and write the chosen PNGs plus pictures.json as one set (`_write_set`); returns
     {name: path}."""
@@ -957,7 +991,7 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source, patc
 
     def draw(name):
         if name == "patch_grid":
-            return draw_patch_grid(shown, config, scale=scale)
+            return draw_patch_grid(shown, config, scale=patch_grid_scale(config, scale))
         if name == "patch_numbers":
             return draw_patch_numbers(shown, config, one_patch)
         if name == "pos_similarity":
@@ -1011,6 +1045,7 @@ def _draw_pictures(model, image, processor, pictures, scale, label, source, patc
         "pool": config.pool,
         "attention_maps_show": MAPS_SHOW[pool],  # what cls_attention.png and rollout.png follow, by the pool
         "pictures": {name: f"{name}.png" for name in drawn},
+        **({"patch_grid_scale": patch_grid_scale(config, scale)} if "patch_grid" in drawn else {}),
         **({"drawn_smaller": smaller} if smaller else {}),
     }
     if "patch_numbers" in drawn:  # every number, unrounded (the picture shows 3 decimals and the token's first few)

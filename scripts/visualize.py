@@ -74,8 +74,9 @@ def parse_args(argv=None):
         "--pictures", default=",".join(PICTURES),
         help=f"the pictures to draw, comma-separated, e.g. patch_grid,rollout (default: all: {', '.join(PICTURES)})"
     )
-    parser.add_argument("--scale", type=int, default=8,
-                        help=f"upscaling of the patch grid picture (default: 8; at most {MAX_PICTURE_SIDE} px a side). "
+    parser.add_argument("--scale", type=int,
+                        help="upscaling of the patch grid picture (default: 8, or more where its token numbers need "
+                        f"larger cells, e.g. 10 for 2x2 patches; at most {MAX_PICTURE_SIDE} px a side). "
                         f"The other pictures keep to {MAX_PICTURE_SIDE} px a side too: their panels are drawn smaller "
                         "where needed, with a "
                         "message naming the picture")
@@ -102,7 +103,7 @@ def parse_args(argv=None):
     if args.image and dataset_only:
         parser.error(f"{' '.join(dataset_only)} only appl{'ies' if len(dataset_only) == 1 else 'y'} with --dataset.")
     args.split = args.split or "test"
-    if args.scale < 1:
+    if args.scale is not None and args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}.")
     args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]
     if not args.pictures:

@@ -287,6 +287,34 @@ def test_patch_grid_png_has_grid_lines_at_the_cell_edges(tmp_path):
         assert png[top + 1 : top + 10, left + 1 : left + 12].tolist() == labels[index], f"cell {index}"
 
 
+def test_patch_grid_numbers_are_never_cut_by_the_next_cell(tmp_path, monkeypatch):
+    """2x2 patches of a 32-px image (256 tokens) at the default 8x made 16-px cells, too narrow for a 3-digit number:
+    the next cell's grid line, drawn last, cut its last digit ("119" read "118"). Now the default scale is raised
+    until every number's label ends before the next line (10x here; 4x4 patches stay at 8x), pictures.json says
+    the scale; a scale given that is too small draws no numbers and its caption names the scale that does."""
+    captions = record_captions(monkeypatch)
+    model = tiny_model(patch_size=2)  # a 16 x 16 grid of 2x2 patches
+    out = tmp_path / "p2"
+    write_pictures(model, noise_image(32, 32), out, pictures=["patch_grid"])
+    png = load_png(out / "patch_grid.png")
+    scale = png.shape[1] // 32  # the picture's own scale: the image fills its width
+    for index, (left, top, right, bottom) in patch_grid_cells(model.config, scale):
+        line = min(right, 32 * scale - 1)  # the next cell's left line, or the right border
+        assert (png[top + 1 : bottom, line] == GRID_COLOR).all(), index
+        black = (png[top + 1, left + 1 : line] == 0).all(axis=-1)  # the label's box, from the cell's top left
+        box = int(np.argmin(black)) if not black.all() else len(black)
+        assert box >= 5 and left + 1 + box < line, index  # it ends inside the cell, not cut off by the line
+    assert json.loads((out / "pictures.json").read_text())["patch_grid_scale"] == scale == 10
+    write_pictures(tiny_model(), noise_image(32, 32), tmp_path / "p4", pictures=["patch_grid"])
+    assert json.loads((tmp_path / "p4" / "pictures.json").read_text())["patch_grid_scale"] == 8
+    captions.clear()
+    picture = draw_pictures(model, noise_image(32, 32), pictures=["patch_grid"], scale=8)["patch_grid"]
+    assert captions[0][-1] == ("the token numbers are left out: they do not fit 16x16-px cells at scale=8; scale=10 "
+                               "draws them")
+    grid = np.asarray(picture.convert("RGB"))[: 32 * 8, : 32 * 8]
+    assert not (grid == 0).all(axis=-1).any() and not (grid == 255).all(axis=-1).any()  # no label, black or white
+
+
 # ---------------------------------------------------------------------------
 # (2) positional embeddings
 # ---------------------------------------------------------------------------
