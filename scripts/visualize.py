@@ -108,6 +108,11 @@ def parse_args(argv=None):
     args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]
     if not args.pictures:
         parser.error(f"--pictures names no picture; choose from {','.join(PICTURES)} (all by default).")
+    # --scale sizes patch_grid.png alone (the others fit their panels to the size limit): without it, it would be
+    # ignored without a word. An unknown picture name is refused first, by _draw, in its own words.
+    if args.scale is not None and "patch_grid" not in args.pictures and set(args.pictures) <= set(PICTURES):
+        parser.error(f"--scale {args.scale} sizes patch_grid.png, which --pictures leaves out. Add patch_grid to "
+                     "--pictures, or leave --scale out.")
     return args
 
 

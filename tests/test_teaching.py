@@ -731,6 +731,10 @@ def visualize_error(folder, tmp_path):
          "number"),  # before a model is looked for
         (["--model", "./nothere", "--image", "a.png", "--pictures", "rollout", "--patch", "2"], "error: --patch 2 "
          "chooses the patch of patch_numbers.png, which --pictures leaves out"),
+        # --scale sizes patch_grid.png only: without it in --pictures, it was ignored without a word
+        (["--model", "./nothere", "--image", "a.png", "--pictures", "rollout,shuffled", "--scale", "4"],
+         "error: --scale 4 sizes patch_grid.png, which --pictures leaves out. Add patch_grid to --pictures, or leave "
+         "--scale out."),
     ],
 )
 def test_visualize_script_explains_bad_input(tmp_path, monkeypatch, capsys, args, message):
