@@ -412,8 +412,9 @@ OTHER_NAMES = {
     "drop_rate": "dropout", "layer_norm_epsilon": "layer_norm_eps",
 }  # fmt: skip
 # Names one slip from one of the config's that mean something else: a lesson's cfg may carry its batch_size beside the
-# model's fields (one letter from patch_size).
-NOT_MISSPELT = frozenset({"batch_size"})
+# model's fields (one letter from patch_size), in any of its usual spellings (BATCH_SIZE, batchSize), as `_misspelt`
+# compares them.
+NOT_MISSPELT = frozenset({"batchsize"})
 
 
 def _edits(a: str, b: str) -> int:
@@ -438,12 +439,12 @@ def _misspelt(key: str):
     names (decoder_num_attention_heads for num_attention_heads); by the rule below (and OTHER_NAMES), 18, most of them
     another library's name for the same setting (depths, num_heads, in_channels).
     """
-    known = key in OWN_NAMES or key in NOT_MISSPELT or key in _PRETRAINED_NAMES or hasattr(PretrainedConfig, key)
+    plain = key.lower().replace("_", "")
+    known = key in OWN_NAMES or plain in NOT_MISSPELT or key in _PRETRAINED_NAMES or hasattr(PretrainedConfig, key)
     if known or key.startswith("_"):  # _name_or_path, _commit_hash: transformers' own
         return None
     if key in OTHER_NAMES:
         return OTHER_NAMES[key]
-    plain = key.lower().replace("_", "")
     slips = {name: _slips(plain, name.replace("_", "")) for name in OWN_NAMES}
     near = {name: n for name, n in slips.items() if n is not None}
     return min(near, key=near.get) if near else None

@@ -581,3 +581,16 @@ def test_a_misspelt_setting_is_refused_naming_the_one_meant_while_other_keys_are
     loaded = r"^HfViTConfig: the loaded config \(config.json\) has `mlp_dimm=256`, which is not one of its settings: "
     with pytest.raises(ValueError, match=loaded + r"did you mean `mlp_dim`\? .* Rename the key to mlp_dim\.$"):
         HfViTConfig.from_pretrained(tmp_path / "kept")
+
+
+def test_a_batch_size_in_any_spelling_is_not_taken_for_a_misspelt_patch_size():
+    """A lesson's cfg (or a user's) carries its batch size beside the model's fields, often as a constant's name
+    (BATCH_SIZE) or in camel case (batchSize). Only `batch_size` itself was spared the misspelling rule: the others
+    were refused as a slip of patch_size, with the fix "Use patch_size=128", which would build a model of 128-px
+    patches. They are kept now, as batch_size is; a slip of patch_size itself is still refused."""
+    tiny = dict(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
+    for key in ("BATCH_SIZE", "batchSize", "batchsize", "Batch_Size"):
+        config = HfViTConfig(**tiny, **{key: 128})
+        assert (getattr(config, key), config.patch_size) == (128, 4)
+    with pytest.raises(ValueError, match=r"`PatchSize=8` is not one of its settings: did you mean `patch_size`\?"):
+        HfViTConfig(**tiny, PatchSize=8)
