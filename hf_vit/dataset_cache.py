@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from stat import S_ISDIR
 
+from .output_folder import replace_file
+
 IDLE_BEFORE_PRUNE_S = 3600
 UNRECORDED_IDLE_S = 7 * 24 * 3600  # see prune_other_folders
 SOURCE = "source-folder"  # in <hash of the folder's path>/: the folder's path
@@ -78,8 +80,9 @@ def tidy(cache_dir, built: bool, idle_s: float = IDLE_BEFORE_PRUNE_S) -> None:
     """After a load from `cache_dir`: remove the folder's other states, and the caches of folders that are gone.
     The second reads every cache folder there (5,000 of them on a test machine, before they were removed), so it
     runs only when this load `built` its state (slower anyway: an Arrow copy is written) or hf_vit-local itself
-    changed since the last sweep (a folder's first load elsewhere, or hf_vit 0.1's layout written there): a warm
-    load stays a few stats, whatever the number of folders."""
+    changed since the last sweep (a folder's first load elsewhere, or hf_vit 0.1's layout written there), or a
+    cache the last sweep spared for being written lately may be idle now: a warm load stays a few stats, whatever
+    the number of folders."""
     prune_other_states(cache_dir, idle_s)
     root = Path(cache_dir).parent.parent
     if built or not _swept(root):
@@ -102,12 +105,14 @@ def prune_other_folders(root, idle_s: float = IDLE_BEFORE_PRUNE_S, unrecorded_id
     folder's path (written before it was recorded) once untouched for `unrecorded_idle_s`."""
     root = Path(root)
     now = time.time()
+    spared = False  # a cache kept only because it was written lately: the sweep is due again once it may be idle
     with os.scandir(root) as entries:
         folders = [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
     for entry in folders:
         # A folder whose own time is within the hour (a state or the record added then) is not idle: one stat
         try:
             if now - entry.stat(follow_symlinks=False).st_mtime <= idle_s:
+                spared = True
                 continue
         except OSError:  # removed meanwhile
             continue
@@ -120,7 +125,12 @@ def prune_other_folders(root, idle_s: float = IDLE_BEFORE_PRUNE_S, unrecorded_id
         unrecorded = source is None and not _old_layout(entry.path)
         if _idle(entry.path, unrecorded_idle_s if unrecorded else idle_s, now):
             shutil.rmtree(entry.path, ignore_errors=True)
-    _mark_swept(root)
+        else:
+            spared = True
+    # Without a due time a cache spared now (a test's tmp folder, gone minutes ago) would wait for the next load that
+    # builds a state, which a user loading only CIFAR-10 never makes: it stayed for good. An hour on, one warm load
+    # sweeps again (tens of ms with thousands of folders), at most once an hour while caches wait.
+    _mark_swept(root, now + idle_s if spared else None)
 
 
 def _recorded_source(folder: str) -> str | None:
@@ -146,18 +156,28 @@ def _gone(source: str) -> bool:
 
 
 def _swept(root: Path) -> bool:
-    """Nothing was added to or removed from `root` since the last sweep (the marker carries root's time then)."""
+    """Nothing was added to or removed from `root` since the last sweep (the marker carries root's time then), and
+    no cache that sweep spared is due (the time the marker holds, if any)."""
     try:
-        return os.stat(root / SWEPT).st_mtime_ns == os.stat(root).st_mtime_ns
-    except OSError:
+        if os.stat(root / SWEPT).st_mtime_ns != os.stat(root).st_mtime_ns:
+            return False
+        marker = os.open(root / SWEPT, os.O_RDONLY)
+        try:
+            due = os.read(marker, 64).strip()
+        finally:
+            os.close(marker)
+        return not due or time.time() < float(due)
+    except (OSError, ValueError):  # no marker, or not one of ours: sweep
         return False
 
 
-def _mark_swept(root: Path) -> None:
+def _mark_swept(root: Path, due: float | None) -> None:
     marker = root / SWEPT
     try:
-        marker.touch()  # creating it changes root's time: read that after
-        now = os.stat(root).st_mtime_ns
+        # A new file in its place, not one rewritten: another user's marker (a cache shared by a group) may not be
+        # written to, and unmarked every load would sweep.
+        replace_file(marker, lambda tmp: tmp.write_text("" if due is None else f"{due:.0f}"))
+        now = os.stat(root).st_mtime_ns  # the replace changed root's time: read it after
         os.utime(marker, ns=(now, now))
     except OSError:  # unmarked: the next load sweeps again
         pass

@@ -2075,6 +2075,41 @@ def test_a_warm_load_does_not_list_the_other_folders_caches(tmp_path, monkeypatc
     assert others == []  # before: hf_vit-local and each of the 2,000 folders in it
 
 
+def test_a_gone_folders_cache_spared_as_recent_is_removed_by_a_warm_load_once_idle(tmp_path, monkeypatch):
+    """The sweep runs when a load builds a state, or hf_vit-local changed: a gone folder's cache it spared for being
+    written lately (a test's tmp folder, removed minutes before) then waited for the next cold load, which a user
+    loading only one dataset never makes: it stayed for good. The sweep is due again once a spared cache may be
+    idle: an hour on, a warm load removes it (and only then: at once it stays cheap)."""
+    import datasets
+
+    from hf_vit import dataset_cache
+    from hf_vit.data import load_dataset
+    from hf_vit.dataset_cache import IDLE_BEFORE_PRUNE_S, local_cache_dir, tidy
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    gone = make_tiny_cifar(tmp_path / "gone" / "tiny", n_train=4, n_test=3)
+    gone_cache = Path(local_cache_dir(gone)).parent
+    load_dataset(str(gone))
+    shutil.rmtree(gone)
+    used = make_tiny_cifar(tmp_path / "used" / "tiny", n_train=4, n_test=3)
+    load_dataset(str(used))  # builds its state: sweeps, and spares the gone folder's cache, written a moment ago
+    assert gone_cache.is_dir()
+    warm = local_cache_dir(used)
+    swept = []
+    real_sweep = dataset_cache.prune_other_folders
+    monkeypatch.setattr(dataset_cache, "prune_other_folders", lambda *a, **k: swept.append(1) or real_sweep(*a, **k))
+    tidy(warm, built=False)  # a warm load now: no sweep
+    assert swept == [] and gone_cache.is_dir()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + IDLE_BEFORE_PRUNE_S + 60)  # only tidy runs meanwhile
+    tidy(warm, built=False)  # a warm load an hour on: the spared cache is idle, and goes
+    tidy(warm, built=False)  # and the next one is cheap again
+    monkeypatch.setattr(time, "time", real_time)
+    assert swept == [1]
+    assert not gone_cache.exists()  # before: kept until a load built a state
+    assert Path(warm).is_dir()
+
+
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
     import datasets
 
