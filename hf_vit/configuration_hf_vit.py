@@ -415,6 +415,7 @@ OTHER_NAMES = {
 # model's fields (one letter from patch_size), in any of its usual spellings (BATCH_SIZE, batchSize), as `_misspelt`
 # compares them.
 NOT_MISSPELT = frozenset({"batchsize"})
+_OTHER_PLAIN = {name.replace("_", ""): meant for name, meant in OTHER_NAMES.items()}  # as `_misspelt` compares keys
 
 
 def _edits(a: str, b: str) -> int:
@@ -443,8 +444,8 @@ def _misspelt(key: str):
     known = key in OWN_NAMES or plain in NOT_MISSPELT or key in _PRETRAINED_NAMES or hasattr(PretrainedConfig, key)
     if known or key.startswith("_"):  # _name_or_path, _commit_hash: transformers' own
         return None
-    if key in OTHER_NAMES:
-        return OTHER_NAMES[key]
+    if plain in _OTHER_PLAIN:  # NUM_LAYERS, numLayers as num_layers: by spelling they too are nearest num_labels
+        return _OTHER_PLAIN[plain]
     slips = {name: _slips(plain, name.replace("_", "")) for name in OWN_NAMES}
     near = {name: n for name, n in slips.items() if n is not None}
     return min(near, key=near.get) if near else None

@@ -594,3 +594,17 @@ def test_a_batch_size_in_any_spelling_is_not_taken_for_a_misspelt_patch_size():
         assert (getattr(config, key), config.patch_size) == (128, 4)
     with pytest.raises(ValueError, match=r"`PatchSize=8` is not one of its settings: did you mean `patch_size`\?"):
         HfViTConfig(**tiny, PatchSize=8)
+
+
+def test_another_librarys_name_in_any_spelling_names_the_setting_it_means():
+    """num_layers (timm's, transformers' other configs') is refused naming depth, though by spelling it is nearest
+    num_labels. Written as a constant (NUM_LAYERS) or in camel case (numLayers) it fell to the spelling rule and was
+    refused with "did you mean `num_labels`? ... Use num_labels=12": a 12-class head. IMG_SIZE, EMBED_DIM, numHeads
+    were kept unused without a word while img_size, embed_dim, num_heads were refused. Each spelling now names the
+    same setting."""
+    pattern = r"^HfViTConfig: `{0}=12` is not one of its settings: did you mean `{1}`\? .* Use {1}=12\.$"
+    for key, meant in (("NUM_LAYERS", "depth"), ("numLayers", "depth"), ("num_layers", "depth"),
+                       ("IMG_SIZE", "image_size"), ("EMBED_DIM", "dim"), ("numHeads", "heads"),
+                       ("IN_CHANS", "num_channels")):  # fmt: skip
+        with pytest.raises(ValueError, match=pattern.format(key, meant)):
+            HfViTConfig(**{key: 12})
