@@ -27,7 +27,8 @@ from .output_folder import replace_file
 IDLE_BEFORE_PRUNE_S = 3600
 UNRECORDED_IDLE_S = 7 * 24 * 3600  # see prune_other_folders
 SOURCE = "source-folder"  # in <hash of the folder's path>/: the folder's path
-SWEPT = ".swept"  # in hf_vit-local/: its time is hf_vit-local's as of the last sweep
+SWEPT = ".swept"  # in hf_vit-local/: its time is hf_vit-local's as of the last sweep; it holds when the next is due
+SWEEP_EVERY_S = 24 * 3600  # see prune_other_folders
 
 
 def local_cache_dir(folder) -> str:
@@ -81,8 +82,8 @@ def tidy(cache_dir, built: bool, idle_s: float = IDLE_BEFORE_PRUNE_S) -> None:
     The second reads every cache folder there (5,000 of them on a test machine, before they were removed), so it
     runs only when this load `built` its state (slower anyway: an Arrow copy is written) or hf_vit-local itself
     changed since the last sweep (a folder's first load elsewhere, or hf_vit 0.1's layout written there), or a
-    cache the last sweep spared for being written lately may be idle now: a warm load stays a few stats, whatever
-    the number of folders."""
+    cache the last sweep spared for being written lately may be idle now, or a day passed (a folder is deleted
+    without a trace in hf_vit-local): a warm load stays a few stats, whatever the number of folders."""
     prune_other_states(cache_dir, idle_s)
     root = Path(cache_dir).parent.parent
     if built or not _swept(root):
@@ -127,10 +128,11 @@ def prune_other_folders(root, idle_s: float = IDLE_BEFORE_PRUNE_S, unrecorded_id
             shutil.rmtree(entry.path, ignore_errors=True)
         else:
             spared = True
-    # Without a due time a cache spared now (a test's tmp folder, gone minutes ago) would wait for the next load that
-    # builds a state, which a user loading only CIFAR-10 never makes: it stayed for good. An hour on, one warm load
-    # sweeps again (tens of ms with thousands of folders), at most once an hour while caches wait.
-    _mark_swept(root, now + idle_s if spared else None)
+    # Without a due time a cache spared now (a test's tmp folder, gone minutes ago), or one whose folder is deleted
+    # later (nothing in hf_vit-local changes then), would wait for the next load that builds a state, which a user
+    # loading only CIFAR-10 never makes: it stayed for good. So one warm load sweeps again (tens of ms with thousands
+    # of folders) an hour on while caches wait, else a day on.
+    _mark_swept(root, now + (idle_s if spared else SWEEP_EVERY_S))
 
 
 def _recorded_source(folder: str) -> str | None:
@@ -157,7 +159,7 @@ def _gone(source: str) -> bool:
 
 def _swept(root: Path) -> bool:
     """Nothing was added to or removed from `root` since the last sweep (the marker carries root's time then), and
-    no cache that sweep spared is due (the time the marker holds, if any)."""
+    the next sweep is not due (the time the marker holds)."""
     try:
         if os.stat(root / SWEPT).st_mtime_ns != os.stat(root).st_mtime_ns:
             return False
@@ -166,17 +168,17 @@ def _swept(root: Path) -> bool:
             due = os.read(marker, 64).strip()
         finally:
             os.close(marker)
-        return not due or time.time() < float(due)
-    except (OSError, ValueError):  # no marker, or not one of ours: sweep
+        return time.time() < float(due)
+    except (OSError, ValueError):  # no marker, or an unreadable or empty one (from before it held a time): sweep
         return False
 
 
-def _mark_swept(root: Path, due: float | None) -> None:
+def _mark_swept(root: Path, due: float) -> None:
     marker = root / SWEPT
     try:
         # A new file in its place, not one rewritten: another user's marker (a cache shared by a group) may not be
         # written to, and unmarked every load would sweep.
-        replace_file(marker, lambda tmp: tmp.write_text("" if due is None else f"{due:.0f}"))
+        replace_file(marker, lambda tmp: tmp.write_text(f"{due:.0f}"))
         now = os.stat(root).st_mtime_ns  # the replace changed root's time: read it after
         os.utime(marker, ns=(now, now))
     except OSError:  # unmarked: the next load sweeps again

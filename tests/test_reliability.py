@@ -2110,6 +2110,34 @@ def test_a_gone_folders_cache_spared_as_recent_is_removed_by_a_warm_load_once_id
     assert Path(warm).is_dir()
 
 
+def test_a_folder_deleted_after_the_last_sweep_loses_its_cache_within_a_day_of_warm_loads(tmp_path, monkeypatch):
+    """A folder deleted after the last sweep found it (a pytest tmp folder, removed sessions later) changes nothing
+    in hf_vit-local, so no warm load swept again: its cache waited for a load that builds a state, which a user
+    loading only CIFAR-10 never makes. A sweep is now due a day after the last one: a warm load then removes it."""
+    import datasets
+
+    from hf_vit import dataset_cache
+    from hf_vit.data import load_dataset
+    from hf_vit.dataset_cache import IDLE_BEFORE_PRUNE_S, SWEEP_EVERY_S, local_cache_dir, tidy
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    later, used = (make_tiny_cifar(tmp_path / name / "tiny", n_train=4, n_test=3) for name in ("later", "used"))
+    later_cache, warm = Path(local_cache_dir(later)).parent, local_cache_dir(used)
+    load_dataset(str(later))
+    load_dataset(str(used))
+    real_time = time.time
+    for hours_on in (IDLE_BEFORE_PRUNE_S + 60, SWEEP_EVERY_S - 600):  # the sweep an hour on keeps it: it exists
+        monkeypatch.setattr(time, "time", lambda: real_time() + hours_on)  # only tidy runs meanwhile
+        tidy(warm, built=False)
+        shutil.rmtree(tmp_path / "later", ignore_errors=True)
+    assert later_cache.is_dir()  # deleted after that sweep: the warm load before the day is out lists nothing
+    monkeypatch.setattr(time, "time", lambda: real_time() + IDLE_BEFORE_PRUNE_S + SWEEP_EVERY_S + 120)
+    tidy(warm, built=False)
+    monkeypatch.setattr(time, "time", real_time)
+    assert not later_cache.exists()  # before: kept until a load built a state
+    assert Path(warm).is_dir()
+
+
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
     import datasets
 
