@@ -465,12 +465,23 @@ def _slips(plain: str, own: str) -> int | None:
 def _refuse_misspelt_keys(settings, loaded: bool = False) -> None:
     """Refuse a key of `settings` (keywords, attributes, or a `loaded` config.json's) that misspells one of the
     config's own names, naming both."""
+    def shown(value):
+        return f"{value!r}" if len(repr(value)) <= 40 else "..."
+
     for key, value in settings.items():
         meant = _misspelt(key) if isinstance(key, str) else None
         if meant:
-            shown = f"{value!r}" if len(repr(value)) <= 40 else "..."
-            given, fix = (f"the loaded config (config.json) has `{key}={shown}`, which is", f"Rename the key to {meant}"
-                          ) if loaded else (f"`{key}={shown}` is", f"Use {meant}={shown}")  # fmt: skip
+            given, fix = (f"the loaded config (config.json) has `{key}={shown(value)}`, which is",
+                          f"Rename the key to {meant}") if loaded else (f"`{key}={shown(value)}` is",
+                                                                        f"Use {meant}={shown(value)}")  # fmt: skip
+            # save_pretrained writes every setting, so a saved file has the one meant too (an earlier release kept
+            # HfViTConfig(dimm=100)'s key beside dim=192): renamed, the key would be there twice, and the weights fit
+            # the value that was read.
+            classes = meant in ("num_classes", "num_labels")  # saved as id2label
+            kept = "id2label" if classes else HfViTConfig.attribute_map.get(meant, meant)
+            if loaded and kept in settings:
+                fix = (f"The file has `{kept}={shown(settings[kept])}` too, which the model is built with: delete "
+                       f"`{key}` (to change {kept}, edit `{kept}` itself)")
             raise ValueError(
                 f"HfViTConfig: {given} not one of its settings: did you mean `{meant}`? The config would keep `{key}` "
                 f"unused and leave `{meant}` as it was. {fix}."

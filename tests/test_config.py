@@ -579,7 +579,8 @@ def test_a_misspelt_setting_is_refused_naming_the_one_meant_while_other_keys_are
     edited = json.loads((tmp_path / "kept" / "config.json").read_text())
     (tmp_path / "kept" / "config.json").write_text(json.dumps({**edited, "mlp_dimm": 256}))
     loaded = r"^HfViTConfig: the loaded config \(config.json\) has `mlp_dimm=256`, which is not one of its settings: "
-    with pytest.raises(ValueError, match=loaded + r"did you mean `mlp_dim`\? .* Rename the key to mlp_dim\.$"):
+    with pytest.raises(ValueError, match=loaded + r"did you mean `mlp_dim`\? .* delete `mlp_dimm` \(to change mlp_dim, "
+                       r"edit `mlp_dim` itself\)\.$"):
         HfViTConfig.from_pretrained(tmp_path / "kept")
 
 
@@ -608,3 +609,29 @@ def test_another_librarys_name_in_any_spelling_names_the_setting_it_means():
                        ("IN_CHANS", "num_channels")):  # fmt: skip
         with pytest.raises(ValueError, match=pattern.format(key, meant)):
             HfViTConfig(**{key: 12})
+
+
+def test_a_misspelt_key_beside_the_setting_it_misspells_in_a_saved_config_says_to_delete_it(tmp_path):
+    """save_pretrained writes every setting, so a saved config.json with a misspelt key holds the setting meant as
+    well: an earlier release saved HfViTConfig(dim=32, dimm=100) as dim=32 plus dimm=100 (its weights fit 32). The
+    refusal said "Rename the key to dim", which leaves two dim keys (JSON keeps the last: 100, and the weights no
+    longer fit). It now names the value read and says to delete the misspelt key; a file without the setting meant
+    (written by hand) is still told to rename it."""
+    import json
+
+    folder = tmp_path / "model"
+    HfViTForImageClassification(HfViTConfig(dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)).save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    for key, value, kept, said in (("dimm", 100, "dim", "32"), ("hidden_sizes", 100, "dim", "32"),
+                                   ("num_class", 5, "id2label", r"\.\.\.")):  # fmt: skip
+        (folder / "config.json").write_text(json.dumps({**saved, key: value}))
+        with pytest.raises(ValueError, match=rf"has `{key}={value}`, .* The file has `{kept}={said}` too, which the "
+                                             rf"model is built with: delete `{key}` \(to change {kept}, edit `{kept}` "
+                                             r"itself\)\.$"):
+            HfViTForImageClassification.from_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({**saved}))  # the fix followed: it loads, as saved
+    assert HfViTForImageClassification.from_pretrained(folder).config.dim == 32
+    hand_written = {key: value for key, value in saved.items() if key != "dim"}
+    (folder / "config.json").write_text(json.dumps({**hand_written, "dimm": 32}))
+    with pytest.raises(ValueError, match=r"has `dimm=32`, .* Rename the key to dim\.$"):
+        HfViTConfig.from_pretrained(folder)
