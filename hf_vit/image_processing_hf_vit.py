@@ -40,11 +40,14 @@ def check_eight_bit(image) -> None:
     if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
         return
     low, high = image.getextrema()
-    if image.mode == "F" and 0 <= low and 0 < high <= 1:
+    # A 0..1 image resampled (bicubic, Lanczos) overshoots a little either side, and is still 0..1's scale: a 0..255
+    # image within -0.5..1.5 would be black throughout (at most 1 of 255). The fix clips: 1.02 * 255 as uint8 is 4.
+    if image.mode == "F" and -0.5 <= low and 0 < high <= 1.5:
         raise ImageDepthError(
             f"it is an 'F' (float) image with values {low:g}..{high:g}, scaled to 0..1, which PIL's conversion to 8 "
             "bits (and transformers' image processor) cuts to 0 (1 of 255 at 1.0), so it would turn black. Convert the "
-            "images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) * 255).round().astype('uint8'))`."
+            "images to 8 bits first, e.g. "
+            "`Image.fromarray((np.clip(np.asarray(im), 0, 1) * 255).round().astype('uint8'))`."
         )
     if low < 0 or high > 255:
         raise ImageDepthError(

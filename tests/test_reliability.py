@@ -439,7 +439,8 @@ def test_a_float_image_scaled_to_0_1_is_refused_not_decoded_black(tmp_path):
     features = datasets.Features({"img": datasets.Image()})
     rows = datasets.Dataset.from_dict({"img": [scaled * 255, scaled]}, features=features)  # without a warning
     assert [rows[i]["img"].mode for i in range(2)] == ["F", "F"]
-    fix = "Convert the images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) * 255).round().astype('uint8'))`."
+    fix = ("Convert the images to 8 bits first, e.g. "
+           "`Image.fromarray((np.clip(np.asarray(im), 0, 1) * 255).round().astype('uint8'))`.")
     with pytest.raises(DatasetError, match=r"^row 1 of .*: it is an 'F' \(float\) image with values 0..1, scaled to "
                                            r"0..1, which PIL's conversion to 8 bits .* would turn black\. ") as err:
         decode_images(rows, "img", 32, cache=False)
@@ -451,6 +452,30 @@ def test_a_float_image_scaled_to_0_1_is_refused_not_decoded_black(tmp_path):
         load_image_file(tmp_path / "scaled.tiff")
     with pytest.raises(ValueError, match=r"^it is an 'F' \(float\) image"):  # a 1-channel model's processor too
         as_grey(Image.fromarray(scaled))
+
+
+def test_a_float_image_scaled_to_0_1_that_overshoots_a_little_is_refused_with_a_fix_that_works(tmp_path):
+    """A 0..1 float image resampled (bicubic, e.g. OpenCV's) overshoots a little either side. The 0..1 rule took only
+    values within 0..1: one of 0..1.02 was decoded black without a word, one of -0.01..1.01 was refused as a 16-bit
+    image (fix: `>> 8`, which a float array refuses). And the fix given wrapped around: 1.02 * 255 as uint8 is 4, a
+    white pixel made black. Both are refused as 0..1 images now, with a fix that clips; it gives 8-bit pixels."""
+    import datasets
+
+    from hf_vit.data import DatasetError, decode_images
+
+    ramp = np.linspace(0, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    over, both = ramp * 1.02, ramp * 1.02 - 0.01  # 0..1.02 and -0.01..1.01
+    features = datasets.Features({"img": datasets.Image()})
+    for image, shown in ((over, "0..1.02"), (both, "-0.01..1.01")):
+        rows = datasets.Dataset.from_dict({"img": [image]}, features=features)
+        with pytest.raises(DatasetError, match=rf"^row 0 of .*: it is an 'F' \(float\) image with values {shown}, "
+                                               r"scaled to 0\.\.1, .* e\.g\. `(.*)`\.$") as err:
+            decode_images(rows, "img", 32, cache=False)  # before: black (0..1.02), or refused with `>> 8`
+        fix = str(err.value).rsplit("`", 2)[1]
+        fixed = eval(fix, {"np": np, "Image": Image, "im": rows[0]["img"]})  # the message's own fix, as given
+        expected = (np.clip(image, 0, 1) * 255).round()
+        assert fixed.mode == "L" and np.asarray(fixed).tolist() == expected.tolist()  # before: 255 wrapped to 4
+        assert np.asarray(fixed)[-1, -1] == 255
 
 
 def test_a_class_name_listed_twice_in_the_dataset_card_is_named(dataset_dir, tmp_path, capsys):
