@@ -50,10 +50,17 @@ def check_eight_bit(image) -> None:
             "`Image.fromarray((np.clip(np.asarray(im), 0, 1) * 255).round().astype('uint8'))`."
         )
     if low < 0 or high > 255:
+        # A float array refuses `>> 8`: its values come from a scaling to undo, most often a Normalize (-1..1 for
+        # mean = std = 0.5)
+        fix = "e.g. `Image.fromarray((np.asarray(im) >> 8).astype('uint8'))` for 16 bits"
+        if image.mode == "F":
+            fix = ("undoing the scaling that made its values, e.g. a normalisation: "
+                   "`Image.fromarray(((np.clip(np.asarray(im), -1, 1) + 1) * 127.5).round().astype('uint8'))` for "
+                   "-1..1 (Normalize(0.5, 0.5)); else x * std + mean, then * 255")
         raise ImageDepthError(
             f"it is a {image.mode!r} image with values {low:g}..{high:g}, which PIL's conversion to 8 bits (and "
             "transformers' image processor) clips to 0..255, so most of it would turn white or black. Convert the "
-            "images to 8 bits first, e.g. `Image.fromarray((np.asarray(im) >> 8).astype('uint8'))` for 16 bits."
+            f"images to 8 bits first, {fix}."
         )
 
 

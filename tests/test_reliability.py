@@ -478,6 +478,29 @@ def test_a_float_image_scaled_to_0_1_that_overshoots_a_little_is_refused_with_a_
         assert np.asarray(fixed)[-1, -1] == 255
 
 
+def test_a_normalised_float_image_is_told_a_float_fix_not_the_16_bit_one():
+    """A float image normalised around 0 (torchvision's Normalize(0.5, 0.5): -1..1; ImageNet's mean and std: about
+    -2.1..2.6) was refused with the 16-bit fix, `np.asarray(im) >> 8`, which a float array refuses (TypeError). Its
+    fix now undoes the normalisation; the -1..1 one, run as given, gives the 8-bit pixels. A 16-bit image keeps `>> 8`."""
+    from hf_vit.data import ImageDepthError, check_eight_bit
+
+    ramp = np.linspace(-1, 1, 32 * 32, dtype=np.float32).reshape(32, 32)
+    for values, shown in ((ramp, "-1..1"), (ramp * 2.4 + 0.25, "-2.15..2.65")):
+        with pytest.raises(ImageDepthError, match=rf"^it is a 'F' image with values {shown}, .* Convert the images to 8 "
+                                                  r"bits first, undoing the scaling that made its values, e\.g\. a "
+                                                  r"normalisation: `(.*)` for -1\.\.1 \(Normalize\(0\.5, 0\.5\)\); "
+                                                  r"else x \* std \+ mean, then \* 255\.$") as err:
+            check_eight_bit(Image.fromarray(values))
+    image = Image.fromarray(ramp)
+    with pytest.raises(ImageDepthError) as err:
+        check_eight_bit(image)
+    fixed = eval(str(err.value).split("`")[1], {"np": np, "Image": Image, "im": image})  # the message's own fix
+    assert np.asarray(fixed).tolist() == ((ramp + 1) * 127.5).round().tolist()
+    assert np.asarray(fixed).min() == 0 and np.asarray(fixed).max() == 255
+    with pytest.raises(ImageDepthError, match=r">> 8\).astype\('uint8'\)\)` for 16 bits\.$"):
+        check_eight_bit(Image.fromarray(np.full((4, 4), 4095, dtype=np.uint16)))
+
+
 def test_a_class_name_listed_twice_in_the_dataset_card_is_named(dataset_dir, tmp_path, capsys):
     data = copy_of(dataset_dir, tmp_path, "data")
     card = data / "README.md"
