@@ -168,7 +168,10 @@ def _swept(root: Path) -> bool:
             due = os.read(marker, 64).strip()
         finally:
             os.close(marker)
-        return time.time() < float(due)
+        now = time.time()
+        # A sweep is never due more than SWEEP_EVERY_S on: a time further ahead (the clock set back since, a marker
+        # written by a machine whose clock runs ahead, a corrupt "inf") would stop warm loads sweeping until then.
+        return now < float(due) <= now + SWEEP_EVERY_S
     except (OSError, ValueError):  # no marker, or an unreadable or empty one (from before it held a time): sweep
         return False
 

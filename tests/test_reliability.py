@@ -2186,6 +2186,37 @@ def test_a_folder_deleted_after_the_last_sweep_loses_its_cache_within_a_day_of_w
     assert Path(warm).is_dir()
 
 
+def test_a_sweep_marker_due_too_far_ahead_does_not_stop_the_sweeps(tmp_path, monkeypatch):
+    """The .swept marker holds when the next sweep is due; one due further ahead than SWEEP_EVERY_S (the clock set
+    back after it was written, a machine whose clock runs ahead sharing the cache, a corrupt "inf") stopped every
+    warm load sweeping until that time: a gone folder's cache stayed for years. Such a time is now read as no
+    marker: the next warm load sweeps and writes a due time of its own."""
+    import datasets
+
+    from hf_vit import dataset_cache
+    from hf_vit.data import load_dataset
+    from hf_vit.dataset_cache import SWEEP_EVERY_S, SWEPT, local_cache_dir, tidy
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+    used = make_tiny_cifar(tmp_path / "used" / "tiny", n_train=4, n_test=3)
+    load_dataset(str(used))
+    warm = local_cache_dir(used)
+    root = Path(warm).parent.parent
+    swept = []
+    real_sweep = dataset_cache.prune_other_folders
+    monkeypatch.setattr(dataset_cache, "prune_other_folders", lambda *a, **k: swept.append(1) or real_sweep(*a, **k))
+    for due in (f"{time.time() + 10 * 365 * 24 * 3600:.0f}", "inf"):
+        (root / SWEPT).write_text(due)
+        stamp = os.stat(root).st_mtime_ns  # as _mark_swept leaves it: hf_vit-local unchanged since
+        os.utime(root / SWEPT, ns=(stamp, stamp))
+        swept.clear()
+        tidy(warm, built=False)
+        assert swept == [1], due  # before: no sweep until that time
+        assert float((root / SWEPT).read_text()) <= time.time() + SWEEP_EVERY_S + 1
+        tidy(warm, built=False)  # the marker it wrote holds: the next warm load is cheap again
+        assert swept == [1]
+
+
 def test_a_datasets_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
     import datasets
 
