@@ -410,7 +410,10 @@ OTHER_NAMES = {
     "num_layers": "depth", "n_layers": "depth", "num_heads": "heads", "n_heads": "heads", "embed_dim": "dim",
     "hidden_dim": "dim", "in_chans": "num_channels", "in_channels": "num_channels", "img_size": "image_size",
     "drop_rate": "dropout", "layer_norm_epsilon": "layer_norm_eps",
+    "global_pool": "pool", "pooling": "pool", "pool_type": "pool",
 }  # fmt: skip
+# timm's global_pool values for what pool calls "mean" and "cls": its "avg" given as pool="avg" would be refused.
+OTHER_POOL_VALUES = {"avg": "mean", "token": "cls"}
 # Names one slip from one of the config's that mean something else: a lesson's cfg may carry its batch_size beside the
 # model's fields (one letter from patch_size), in any of its usual spellings (BATCH_SIZE, batchSize), as `_misspelt`
 # compares them.
@@ -474,6 +477,12 @@ def _refuse_misspelt_keys(settings, loaded: bool = False) -> None:
             given, fix = (f"the loaded config (config.json) has `{key}={shown(value)}`, which is",
                           f"Rename the key to {meant}") if loaded else (f"`{key}={shown(value)}` is",
                                                                         f"Use {meant}={shown(value)}")  # fmt: skip
+            if meant == "pool":  # timm's global_pool="avg" is pool="mean" here; its "", "max", "map" have no pool here
+                pool = OTHER_POOL_VALUES.get(value, value) if isinstance(value, str) else value
+                renamed = "" if pool == value else f" ({value!r} is {pool!r} here)"
+                fix = (f"Rename the key to pool and its value to {pool!r}{renamed}" if loaded else
+                       f"Use pool={pool!r}{renamed}") if pool in ("cls", "mean") else (
+                    f"pool is 'cls' (the [CLS] token) or 'mean' (the mean of the tokens); {shown(value)} is neither")
             # save_pretrained writes every setting, so a saved file has the one meant too (an earlier release kept
             # HfViTConfig(dimm=100)'s key beside dim=192): renamed, the key would be there twice, and the weights fit
             # the value that was read.

@@ -611,6 +611,30 @@ def test_another_librarys_name_in_any_spelling_names_the_setting_it_means():
             HfViTConfig(**{key: 12})
 
 
+def test_timms_pooling_names_name_pool_with_its_value_in_pools_words(tmp_path):
+    """timm's VisionTransformer(global_pool="avg") (and the names pooling, pool_type) means pool="mean": it was kept
+    unused without a word and the model built with pool="cls". Now refused naming pool, with timm's value in pool's
+    words ("avg" is "mean", "token" is "cls"; pool="avg" itself would be refused), and a value pool has no match
+    for ("max", timm's "" for no pooling) said to be neither."""
+    import json
+
+    for key, value, fix in (("global_pool", "avg", r"Use pool='mean' \('avg' is 'mean' here\)"),
+                            ("GLOBAL_POOL", "token", r"Use pool='cls' \('token' is 'cls' here\)"),
+                            ("pooling", "mean", r"Use pool='mean'"), ("pool_type", "cls", r"Use pool='cls'"),
+                            ("global_pool", "max", r"pool is 'cls' \(the \[CLS\] token\) or 'mean' \(the mean of "
+                                                   r"the tokens\); 'max' is neither")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^HfViTConfig: `{key}={value!r}` is not one of its settings: did you "
+                                             rf"mean `pool`\? .* {fix}\.$"):
+            HfViTConfig(**{key: value})
+    assert HfViTConfig(pool="mean").pool == "mean"  # the fix given works
+    folder = tmp_path / "hand_written"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "hf_vit", "global_pool": "avg"}))
+    with pytest.raises(ValueError, match=r"has `global_pool='avg'`, .* Rename the key to pool and its value to "
+                                         r"'mean' \('avg' is 'mean' here\)\.$"):
+        HfViTConfig.from_pretrained(folder)
+
+
 def test_a_misspelt_key_beside_the_setting_it_misspells_in_a_saved_config_says_to_delete_it(tmp_path):
     """save_pretrained writes every setting, so a saved config.json with a misspelt key holds the setting meant as
     well: an earlier release saved HfViTConfig(dim=32, dimm=100) as dim=32 plus dimm=100 (its weights fit 32). The
