@@ -380,10 +380,13 @@ def patch_grid_scale(config: HfViTConfig, scale: int | None = None) -> int:
     return scale
 
 
-def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int = GRID_SCALE) -> Image.Image:
-    """The image upscaled `scale` times, 1-px grid lines on every cell's left/top edge (and the right/bottom
-    border), each cell numbered with its token index where the numbers fit the cells (else the caption says which
-    scale draws them). Caption below."""
+def draw_patch_grid(image: Image.Image, config: HfViTConfig, scale: int | None = None) -> Image.Image:
+    """The image upscaled `scale` times (default: `patch_grid_scale`, as draw_pictures), 1-px grid lines on every
+    cell's left/top edge (and the right/bottom border), each cell numbered with its token index where the numbers fit
+    the cells (else the caption says which scale draws them). Caption below."""
+    # Called on its own too (a public function): the same default and size limit as draw_pictures' patch grid.
+    scale = patch_grid_scale(config, scale)
+    check_patch_grid_scale(config, scale)
     (image_h, image_w), (patch_h, patch_w) = _pair(config.image_size), _pair(config.patch_size)
     image = model_image(image, config).resize((image_w * scale, image_h * scale), Image.NEAREST)  # square pixels
     cells = patch_grid_cells(config, scale)

@@ -315,6 +315,21 @@ def test_patch_grid_numbers_are_never_cut_by_the_next_cell(tmp_path, monkeypatch
     assert not (grid == 0).all(axis=-1).any() and not (grid == 255).all(axis=-1).any()  # no label, black or white
 
 
+def test_draw_patch_grid_on_its_own_draws_what_draw_pictures_draws():
+    """draw_patch_grid (public) kept the old default scale=8 when draw_pictures' became None (raised until the
+    numbers fit): on its own it drew 2x2 patches without numbers, scale=None (draw_pictures' own default) failed
+    with a TypeError, and scale=1000 built a 32,000-px picture that draw_pictures refuses. Now it takes the same
+    default and limit."""
+    from hf_vit.teaching import draw_patch_grid
+
+    model, image = tiny_model(patch_size=2), noise_image(32, 32)
+    drawn = np.asarray(draw_pictures(model, image, pictures=["patch_grid"])["patch_grid"])
+    for alone in (draw_patch_grid(image, model.config), draw_patch_grid(image, model.config, scale=None)):
+        assert np.array_equal(np.asarray(alone), drawn)  # numbered at 10x, as draw_pictures draws it
+    with pytest.raises(ValueError, match=r"^scale=1000 makes the patch grid picture 32000x32000 px; at most 4096"):
+        draw_patch_grid(image, model.config, scale=1000)
+
+
 # ---------------------------------------------------------------------------
 # (2) positional embeddings
 # ---------------------------------------------------------------------------
