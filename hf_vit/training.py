@@ -444,22 +444,25 @@ def check_launcher_precision(training_args: TrainingArguments, fell_back: bool) 
 
 
 def check_processes_joined(use_cpu: bool) -> None:
-    """torchrun and accelerate launch start train.py once per process. On a machine without an accelerator, the
-    Trainer (accelerate's PartialState) makes them one run only with use_cpu or ACCELERATE_USE_CPU: without it each
-    took itself for the only process (world size 1, rank 0) and trained alone into the same --output_dir, where the
+    """torchrun and accelerate launch start train.py once per process. On a machine without an accelerator (or on
+    MPS, where accelerate runs one process only), the Trainer (accelerate's PartialState) makes them one run only
+    with use_cpu or ACCELERATE_USE_CPU: without it each took itself for the only process (world size 1, rank 0) and trained alone into the same --output_dir, where the
     first one's lock refused the others, naming as "a training run" a sibling of the same launch. Said before the
     arguments are built: building them sets up the device, which in a launched process already opens the launch's
     process group (waiting for the others)."""
     launched = launched_processes()
     accelerator = getattr(torch, "accelerator", None)  # torch 2.6+: CUDA, XPU, MPS, ...; before it, CUDA alone
     on_accelerator = accelerator.is_available() if accelerator else torch.cuda.is_available()
+    # accelerate has no several-process run on MPS (an Apple GPU): there too each process runs alone
+    on_mps = on_accelerator and accelerator and getattr(accelerator.current_accelerator(), "type", None) == "mps"
     cpu_asked = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes", "y", "on", "t")
-    if launched > 1 and not (use_cpu or cpu_asked or on_accelerator):
+    if launched > 1 and not (use_cpu or cpu_asked or (on_accelerator and not on_mps)):
         raise SetupError(
             f"{launched} processes were launched (WORLD_SIZE={launched}, set by torchrun or accelerate launch), but "
-            "without a GPU they join one run only with --use_cpu true: each would train alone, as rank 0, into the "
-            "same --output_dir. Pass --use_cpu true (accelerate launch: or set ACCELERATE_USE_CPU=1), or run one "
-            "process with `python scripts/train.py ...`."
+            f"{'on an Apple GPU (MPS)' if on_mps else 'without a GPU'} they join one run only with --use_cpu true"
+            f"{' (on the CPU)' if on_mps else ''}: each would train alone, as rank 0, into the same --output_dir. Pass "
+            "--use_cpu true (accelerate launch: or set ACCELERATE_USE_CPU=1), or run one process with `python "
+            "scripts/train.py ...`."
         )
 
 

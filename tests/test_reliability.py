@@ -1644,6 +1644,28 @@ def test_cpu_processes_a_launcher_started_without_use_cpu_are_refused(tmp_path, 
     check_processes_joined(use_cpu=False)
 
 
+def test_processes_launched_on_an_apple_gpu_without_use_cpu_are_refused(monkeypatch):
+    """accelerate joins launched processes on CUDA (and XPU, NPU, ...) but has no several-process run on MPS: on a
+    Mac, torchrun --nproc_per_node 2 without use_cpu made each process train alone into one --output_dir, as on a
+    machine without a GPU, while the check let any accelerator through. Now MPS is refused as the CPU is, naming
+    it. No Mac here: torch.accelerator is set to say MPS (and CUDA, which passes)."""
+    if not hasattr(torch, "accelerator"):
+        pytest.skip("torch before 2.6 has no torch.accelerator")
+    from hf_vit.training import SetupError, check_processes_joined
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: torch.device("mps"))
+    with pytest.raises(SetupError, match=r"^2 processes were launched .*, but on an Apple GPU \(MPS\) they join one "
+                                         r"run only with --use_cpu true \(on the CPU\): "):
+        check_processes_joined(use_cpu=False)  # before: passed, each process trained alone
+    check_processes_joined(use_cpu=True)  # on the CPU they join
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: torch.device("cuda"))
+    check_processes_joined(use_cpu=False)  # CUDA processes join without it
+
+
 def test_evaluation_dataset_without_a_label_column(model_dir, dataset_dir, tmp_path):
     data = copy_of(dataset_dir, tmp_path, "data")
     import datasets
