@@ -171,7 +171,8 @@ def _swept(root: Path) -> bool:
         now = time.time()
         # A sweep is never due more than SWEEP_EVERY_S on: a time further ahead (the clock set back since, a marker
         # written by a machine whose clock runs ahead, a corrupt "inf") would stop warm loads sweeping until then.
-        return now < float(due) <= now + SWEEP_EVERY_S
+        # A minute's slack: the marker holds whole seconds, rounded up or down.
+        return now < float(due) <= now + SWEEP_EVERY_S + 60
     except (OSError, ValueError):  # no marker, or an unreadable or empty one (from before it held a time): sweep
         return False
 
