@@ -102,7 +102,7 @@ def parse_args(argv=None):
                     if getattr(args, n) is not None]
     if args.image and dataset_only:
         parser.error(f"{' '.join(dataset_only)} only appl{'ies' if len(dataset_only) == 1 else 'y'} with --dataset.")
-    args.split = args.split or "test"
+    args.split = "test" if args.split is None else args.split  # "" is no split: the dataset says so, not test
     if args.scale is not None and args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}.")
     args.pictures = [p.strip() for p in args.pictures.split(",") if p.strip()]

@@ -597,6 +597,21 @@ def test_a_dataset_image_is_found_by_the_evaluations_column_rule(tmp_path):
         load_dataset_image(ds, 5)
 
 
+def test_visualize_takes_an_empty_split_for_no_split_not_the_test_split(tmp_path):
+    """visualize.py --split "" (an empty shell variable) drew the test split's image, as if --split were left out;
+    evaluate_model.py refuses it. Now the dataset's own check names it, and nothing is written."""
+    import datasets
+
+    (tmp_path / "ds").mkdir()
+    datasets.Dataset.from_dict({"img": [noise_image(32, 32)], "label": [1]}).to_parquet(
+        str(tmp_path / "ds" / "test-00000-of-00001.parquet"))
+    with pytest.raises(SystemExit) as exc:
+        load_script().main(["--preset", "tiny", "--dataset", str(tmp_path / "ds"), "--index", "0", "--split", "",
+                            "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert "has no split ''; its splits are ['test']. Choose one with --split." in str(exc.value.code)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_plain_kill_of_visualize_leaves_no_lock_file_and_no_summary(tmp_path):
     """`kill` (SIGTERM) of a real visualize.py while it writes its set: status 143, no pictures.json (the set is not
     whole) and no .hf_vit.lock left (before: Python's default ended it there, the lock file stayed in the folder)."""
