@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate.utils import parse_flag_from_env
 from transformers import HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .augment import AugmentConfig, BatchAugment
@@ -446,16 +447,19 @@ def check_launcher_precision(training_args: TrainingArguments, fell_back: bool) 
 def check_processes_joined(use_cpu: bool) -> None:
     """torchrun and accelerate launch start train.py once per process. On a machine without an accelerator (or on
     MPS, where accelerate runs one process only), the Trainer (accelerate's PartialState) makes them one run only
-    with use_cpu or ACCELERATE_USE_CPU: without it each took itself for the only process (world size 1, rank 0) and trained alone into the same --output_dir, where the
-    first one's lock refused the others, naming as "a training run" a sibling of the same launch. Said before the
-    arguments are built: building them sets up the device, which in a launched process already opens the launch's
-    process group (waiting for the others)."""
+    with use_cpu or ACCELERATE_USE_CPU: without it each took itself for the only process (world size 1, rank 0) and
+    trained alone into the same --output_dir, where the first one's lock refused the others, naming as "a training
+    run" a sibling of the same launch. Said before the arguments are built: building them sets up the device, which
+    in a launched process already opens the launch's process group (waiting for the others)."""
     launched = launched_processes()
     accelerator = getattr(torch, "accelerator", None)  # torch 2.6+: CUDA, XPU, MPS, ...; before it, CUDA alone
     on_accelerator = accelerator.is_available() if accelerator else torch.cuda.is_available()
     # accelerate has no several-process run on MPS (an Apple GPU): there too each process runs alone
     on_mps = on_accelerator and accelerator and getattr(accelerator.current_accelerator(), "type", None) == "mps"
-    cpu_asked = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes", "y", "on", "t")
+    try:  # accelerate's own reading of the flag, so the two agree on which words mean yes
+        cpu_asked = parse_flag_from_env("ACCELERATE_USE_CPU")
+    except ValueError:  # not a yes or a no: accelerate names the bad value itself when it reads it
+        cpu_asked = False
     if launched > 1 and not (use_cpu or cpu_asked or (on_accelerator and not on_mps)):
         raise SetupError(
             f"{launched} processes were launched (WORLD_SIZE={launched}, set by torchrun or accelerate launch), but "
